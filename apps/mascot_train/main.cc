@@ -1,0 +1,260 @@
+// mascot_train: parse -> TrainConfig/Context -> train() -> progress, report, model.
+// Every error reaches the user as one line "mascot_train: error: ..." and a non-zero exit
+// (2: bad usage, 1: anything else, 130: interrupted).
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "mascot/config.h"
+#include "mascot/context.h"
+#include "mascot/detail/fileutil.h"
+#include "mascot/error.h"
+#include "mascot/model.h"
+#include "mascot/ratings.h"
+#include "mascot/report.h"
+#include "mascot/synthetic.h"
+#include "mascot/trainer.h"
+
+namespace {
+
+using namespace mascot;
+
+constexpr const char* kUsage = R"(usage: mascot_train [options]
+
+Trains a matrix-factorization model with SGD, keeping latent vectors in low precision.
+With no options: the built-in synthetic-ml10m data, k=128, 50 epochs, method mascot-n1.
+
+data:
+  --dataset NAME        synthetic-ml10m | synthetic-ml25m | synthetic-netflix | synthetic-yahoo,
+                        optionally scaled (synthetic-netflix:0.1), or a prepared dataset
+                        $MASCOT_DATA/NAME/{train,test}.mrat (MASCOT_DATA defaults to ~/.cache/mascot)
+  --train PATH          training ratings (.mrat or text "user item rating" per line)
+  --test PATH           test ratings (same formats); optional with --train
+model and training:
+  --method NAME         fp32 | fp16 | mascot-n1   (default mascot-n1)
+  --k N                 latent dimension (default 128)
+  --epochs N            epochs (default 50)
+  --lr X                initial learning rate eta0 (default 0.01)
+  --decay X             schedule eta_e = eta0 / (1 + decay * e^1.5) (default 0.1)
+  --lambda-p X          user regularisation (default 0.01)
+  --lambda-q X          item regularisation (default 0.015)
+  --init-std X          std of the N(0, s^2) init (default 0.01)
+  --groups G            user and item groups (default 100); --user-groups / --item-groups set one side
+  --order NAME          shuffle | blocked | chunk: visiting order (default shuffle)
+  --rounding NAME       nearest | stochastic FP16 stores (default nearest)
+run:
+  --threads N           CPU threads (default 0 = all cores)
+  --seed N              seed of init, order and data generation (default 42)
+  --device NAME         auto | cpu | cuda (default auto)
+  --report FILE.json    write the run report (JSON)
+  --save DIR            save the model (P.npy, Q.npy, model.json)
+  --quiet               no per-epoch progress
+  --help, --version
+)";
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop.store(true); }
+
+double parse_num(const std::string& opt, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  const double d = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || errno == ERANGE) throw UsageError(opt + " expects a number (got '" + v + "')");
+  return d;
+}
+long long parse_int(const std::string& opt, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  const long long x = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || errno == ERANGE) throw UsageError(opt + " expects an integer (got '" + v + "')");
+  return x;
+}
+int parse_i32(const std::string& opt, const std::string& v) {
+  const long long x = parse_int(opt, v);
+  if (x < -2147483647LL || x > 2147483647LL) throw UsageError(opt + " is out of range (got '" + v + "')");
+  return static_cast<int>(x);
+}
+
+std::string data_root() {
+  if (const char* d = std::getenv("MASCOT_DATA"); d && *d) return d;
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.cache/mascot";
+}
+
+std::string parent_dir(const std::string& path) {
+  const auto pos = path.find_last_of('/');
+  if (pos == std::string::npos) return ".";
+  return pos == 0 ? "/" : path.substr(0, pos);
+}
+
+// Fails now (not after training) when `path` cannot be created.
+void check_writable_target(const std::string& what, const std::string& path) {
+  const std::string parent = parent_dir(path);
+  if (!detail::is_directory(parent)) throw IoError(what + " " + path + ": directory " + parent + " does not exist");
+  if (::access(parent.c_str(), W_OK) != 0) throw IoError(what + " " + path + ": directory " + parent + " is not writable");
+}
+
+int run(int argc, char** argv) {
+  TrainConfig cfg;
+  cfg.method = Method::kMascotN1;
+  Context ctx;
+  std::string dataset, train_path, test_path, report_path, save_dir;
+  bool quiet = false;
+
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (size_t a = 0; a < args.size(); ++a) {
+    std::string opt = args[a], val;
+    const bool has_eq = opt.rfind("--", 0) == 0 && opt.find('=') != std::string::npos;
+    if (has_eq) {
+      val = opt.substr(opt.find('=') + 1);
+      opt = opt.substr(0, opt.find('='));
+    }
+    auto value = [&]() -> std::string {
+      if (has_eq) return val;
+      if (a + 1 >= args.size()) throw UsageError(opt + " needs a value");
+      return args[++a];
+    };
+    if (opt == "--help" || opt == "-h") { std::fputs(kUsage, stdout); return 0; }
+    else if (opt == "--version") { std::printf("mascot_train %s\n", MASCOT_VERSION); return 0; }
+    else if (opt == "--quiet" || opt == "-q") quiet = true;
+    else if (opt == "--dataset") dataset = value();
+    else if (opt == "--train") train_path = value();
+    else if (opt == "--test") test_path = value();
+    else if (opt == "--method") cfg.method = parse_method(value());
+    else if (opt == "--k") cfg.k = parse_i32(opt, value());
+    else if (opt == "--epochs") cfg.epochs = parse_i32(opt, value());
+    else if (opt == "--lr") cfg.lr = static_cast<float>(parse_num(opt, value()));
+    else if (opt == "--decay") cfg.decay = static_cast<float>(parse_num(opt, value()));
+    else if (opt == "--lambda-p") cfg.lambda_p = static_cast<float>(parse_num(opt, value()));
+    else if (opt == "--lambda-q") cfg.lambda_q = static_cast<float>(parse_num(opt, value()));
+    else if (opt == "--init-std") cfg.init_std = static_cast<float>(parse_num(opt, value()));
+    else if (opt == "--groups") cfg.user_groups = cfg.item_groups = parse_i32(opt, value());
+    else if (opt == "--user-groups") cfg.user_groups = parse_i32(opt, value());
+    else if (opt == "--item-groups") cfg.item_groups = parse_i32(opt, value());
+    else if (opt == "--order") cfg.order = parse_order(value());
+    else if (opt == "--rounding") cfg.rounding = parse_rounding(value());
+    else if (opt == "--threads") ctx.threads = parse_i32(opt, value());
+    else if (opt == "--seed") {
+      const long long s = parse_int(opt, value());
+      if (s < 0) throw UsageError("--seed must be >= 0");
+      ctx.seed = static_cast<uint64_t>(s);
+    }
+    else if (opt == "--device") ctx.device = parse_device(value());
+    else if (opt == "--report") report_path = value();
+    else if (opt == "--save") save_dir = value();
+    else throw UsageError("unknown option '" + args[a] + "' (see --help)");
+  }
+  if (!dataset.empty() && !train_path.empty()) throw UsageError("give either --dataset or --train, not both");
+  if (!test_path.empty() && train_path.empty()) throw UsageError("--test needs --train");
+  if (dataset.empty() && train_path.empty()) dataset = "synthetic-ml10m";
+
+  // Everything checkable before the (possibly long) data load and training, checked now.
+  cfg.validate();
+  ctx.validate();
+  ctx.resolved_device();
+  if (!report_path.empty()) check_writable_target("--report", report_path);
+  if (!save_dir.empty()) check_writable_target("--save", save_dir);
+
+  RatingSet train_set, test_set;
+  bool have_test = false;
+  std::string name;
+  std::string syn_name;
+  double scale = 1.0;
+  if (!dataset.empty() && parse_synthetic_spec(dataset, &syn_name, &scale)) {
+    if (!quiet) std::fprintf(stderr, "generating %s (scale %g, seed %llu)...\n", syn_name.c_str(), scale,
+                             static_cast<unsigned long long>(ctx.seed));
+    SyntheticData d = generate_synthetic(syn_name, scale, ctx.seed, ctx.threads);
+    train_set = std::move(d.train);
+    test_set = std::move(d.test);
+    have_test = true;
+    name = dataset;
+  } else if (!dataset.empty()) {
+    const std::string dir = data_root() + "/" + dataset;
+    if (!detail::path_exists(dir + "/train.mrat"))
+      throw InvalidArgument("dataset '" + dataset + "' is not prepared: " + dir +
+                            "/train.mrat does not exist (prepare it into $MASCOT_DATA/" + dataset +
+                            "/{train,test}.mrat, or use a synthetic name: " + "synthetic-ml10m, synthetic-ml25m, "
+                            "synthetic-netflix, synthetic-yahoo)");
+    train_set = read_mrat(dir + "/train.mrat");
+    if (detail::path_exists(dir + "/test.mrat")) { test_set = read_mrat(dir + "/test.mrat"); have_test = true; }
+    name = dataset;
+  } else {
+    train_set = read_ratings(train_path);
+    if (!test_path.empty()) { test_set = read_ratings(test_path); have_test = true; }
+    name = train_path;
+  }
+  if (!quiet)
+    std::fprintf(stderr, "data: %s  users %lld  items %lld  train %lld  test %lld\n", name.c_str(),
+                 static_cast<long long>(train_set.n_users), static_cast<long long>(train_set.n_items),
+                 static_cast<long long>(train_set.nnz()), static_cast<long long>(have_test ? test_set.nnz() : 0));
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  bool header = false;
+  auto progress = [&](const EpochRecord& e) {
+    if (!quiet) {
+      if (!header) {
+        std::printf("%6s %10s %9s %9s %10s %8s %8s\n", "epoch", "lr", "train_s", "eval_s", "test_rmse", "fp32_ug", "fp32_ig");
+        header = true;
+      }
+      char rmse[32] = "-";
+      if (e.test_rmse >= 0) std::snprintf(rmse, sizeof rmse, "%.6f", e.test_rmse);
+      std::printf("%6d %10.6f %9.3f %9.3f %10s %8d %8d\n", e.epoch + 1, e.lr, e.train_seconds, e.eval_seconds, rmse,
+                  e.fp32_user_groups, e.fp32_item_groups);
+      std::fflush(stdout);
+    }
+    return !g_stop.load();
+  };
+  TrainResult res = train(ctx, cfg, train_set, have_test ? &test_set : nullptr, progress, name);
+  const RunReport& rep = res.report;
+  if (rep.interrupted) {
+    std::fprintf(stderr, "mascot_train: interrupted after epoch %zu; nothing saved\n", rep.epochs.size());
+    return 130;
+  }
+  char rmse[32] = "n/a";
+  if (rep.final_test_rmse >= 0) std::snprintf(rmse, sizeof rmse, "%.6f", rep.final_test_rmse);
+  std::printf("done: method %s  k %d  epochs %zu  device %s\n", to_string(cfg.method).c_str(), cfg.k,
+              rep.epochs.size(), rep.device.c_str());
+  std::printf("      train %.3f s  (%.2f M updates/s)  eval %.3f s  setup %.3f s  final test RMSE %s\n",
+              rep.total_train_seconds, rep.updates_per_second / 1e6, rep.total_eval_seconds, rep.setup_seconds, rmse);
+  if (!report_path.empty()) {
+    detail::AtomicFile f(report_path);
+    f.write(rep.to_json());
+    f.write("\n");
+    f.commit();
+  }
+  if (!save_dir.empty())
+    save_model(save_dir, res.model, model_metadata_json(res.model.n_users, res.model.n_items, res.model.k, rep));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "mascot_train: error: %s\n", e.what());
+    return 2;
+  } catch (const mascot::InvalidArgument& e) {
+    std::fprintf(stderr, "mascot_train: error: %s\n", e.what());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "mascot_train: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mascot_train: error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,306 @@
+// mascot._core: the only file that includes nanobind.  It converts between NumPy/Python
+// and the core's types and forwards; all logic lives in the core (C++) or in python/mascot.
+// Error mapping: InvalidArgument -> ValueError (nanobind's std::invalid_argument rule),
+// IoError -> OSError, CudaError -> RuntimeError, Interrupted -> KeyboardInterrupt.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/function.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstring>
+
+#include "mascot/config.h"
+#include "mascot/context.h"
+#include "mascot/detail/backend.h"
+#include "mascot/detail/half.h"
+#include "mascot/detail/rng.h"
+#include "mascot/error.h"
+#include "mascot/model.h"
+#include "mascot/ratings.h"
+#include "mascot/reorder.h"
+#include "mascot/report.h"
+#include "mascot/synthetic.h"
+#include "mascot/trainer.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+using namespace mascot;
+
+namespace mascot::cpu {
+const char* kernel_isa();
+}
+
+namespace {
+
+template <class T>
+using In1 = nb::ndarray<const T, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+template <class T>
+using In2 = nb::ndarray<const T, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using Arr = nb::ndarray<nb::numpy>;
+
+// Moves a vector into a NumPy array without a copy.
+template <class T>
+nb::object to_numpy(std::vector<T>&& v, std::initializer_list<size_t> shape) {
+  auto* heap = new std::vector<T>(std::move(v));
+  nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
+  return nb::cast(nb::ndarray<nb::numpy, T>(heap->data(), shape.size(), shape.begin(), owner));
+}
+template <class T>
+nb::object to_numpy(std::vector<T>&& v) {
+  const size_t n = v.size();
+  return to_numpy(std::move(v), {n});
+}
+
+template <class T>
+std::vector<T> to_vec(const In1<T>& a) {
+  return std::vector<T>(a.data(), a.data() + a.shape(0));
+}
+
+RatingSet make_set(const In1<int32_t>& u, const In1<int32_t>& i, const In1<float>& r, int64_t n_users,
+                   int64_t n_items, const char* what) {
+  MASCOT_CHECK_ARG(u.shape(0) == i.shape(0) && u.shape(0) == r.shape(0),
+                   std::string(what) + ": users, items and ratings must have the same length (got " +
+                       std::to_string(u.shape(0)) + ", " + std::to_string(i.shape(0)) + ", " +
+                       std::to_string(r.shape(0)) + ")");
+  RatingSet rs;
+  rs.n_users = n_users;
+  rs.n_items = n_items;
+  rs.users = to_vec(u);
+  rs.items = to_vec(i);
+  rs.ratings = to_vec(r);
+  rs.validate(what);
+  return rs;
+}
+
+nb::tuple set_to_tuple(RatingSet&& rs) {
+  const int64_t nu = rs.n_users, ni = rs.n_items;
+  return nb::make_tuple(to_numpy(std::move(rs.users)), to_numpy(std::move(rs.items)), to_numpy(std::move(rs.ratings)),
+                        nu, ni);
+}
+
+nb::dict epoch_dict(const EpochRecord& e) {
+  nb::dict d;
+  d["epoch"] = e.epoch;
+  d["lr"] = e.lr;
+  d["train_seconds"] = e.train_seconds;
+  d["eval_seconds"] = e.eval_seconds;
+  d["test_rmse"] = e.test_rmse >= 0 ? nb::cast(e.test_rmse) : nb::none();
+  d["fp32_user_groups"] = e.fp32_user_groups;
+  d["fp32_item_groups"] = e.fp32_item_groups;
+  return d;
+}
+
+}  // namespace
+
+NB_MODULE(_core, m) {
+  m.doc() = "MASCOT core (C++): low-precision matrix-factorization training";
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const IoError& e) {
+      PyErr_SetString(PyExc_OSError, e.what());
+    } catch (const Interrupted& e) {
+      PyErr_SetString(PyExc_KeyboardInterrupt, e.what());
+    }
+  });
+
+  m.attr("__version__") = MASCOT_VERSION;
+  m.attr("HAS_CUDA") = built_with_cuda();
+  m.def("cuda_device_count", &cuda_device_count, "Visible CUDA devices (0 without CUDA, a driver or a GPU).");
+  m.def("kernel_isa", &cpu::kernel_isa, "Instruction set of the CPU kernels picked for this host.");
+  m.def("method_names", &method_names);
+
+  nb::class_<TrainConfig>(m, "TrainConfig", "Training parameters (DESIGN.md §3); validate() names bad fields.")
+      .def(nb::init<>())
+      .def_rw("k", &TrainConfig::k)
+      .def_rw("epochs", &TrainConfig::epochs)
+      .def_rw("lr", &TrainConfig::lr)
+      .def_rw("decay", &TrainConfig::decay)
+      .def_rw("lambda_p", &TrainConfig::lambda_p)
+      .def_rw("lambda_q", &TrainConfig::lambda_q)
+      .def_rw("init_std", &TrainConfig::init_std)
+      .def_rw("user_groups", &TrainConfig::user_groups)
+      .def_rw("item_groups", &TrainConfig::item_groups)
+      .def_rw("period", &TrainConfig::period)
+      .def_rw("sample_ratio", &TrainConfig::sample_ratio)
+      .def_rw("threshold", &TrainConfig::threshold)
+      .def_rw("warmup", &TrainConfig::warmup)
+      .def_rw("eval_every_epoch", &TrainConfig::eval_every_epoch)
+      .def_prop_rw("method", [](const TrainConfig& c) { return to_string(c.method); },
+                   [](TrainConfig& c, const std::string& s) { c.method = parse_method(s); })
+      .def_prop_rw("rounding", [](const TrainConfig& c) { return to_string(c.rounding); },
+                   [](TrainConfig& c, const std::string& s) { c.rounding = parse_rounding(s); })
+      .def_prop_rw("order", [](const TrainConfig& c) { return to_string(c.order); },
+                   [](TrainConfig& c, const std::string& s) { c.order = parse_order(s); })
+      .def("validate", &TrainConfig::validate)
+      .def("lr_at", &TrainConfig::lr_at, "epoch"_a);
+
+  m.def(
+      "train",
+      [](const TrainConfig& cfg, const std::string& device, int threads, uint64_t seed, const In1<int32_t>& tu,
+         const In1<int32_t>& ti, const In1<float>& tr, int64_t n_users, int64_t n_items,
+         std::optional<In1<int32_t>> su, std::optional<In1<int32_t>> si, std::optional<In1<float>> sr,
+         const std::string& name, std::function<bool(nb::dict)> on_epoch) {
+        Context ctx;
+        ctx.device = parse_device(device);
+        ctx.threads = threads;
+        ctx.seed = seed;
+        const RatingSet train = make_set(tu, ti, tr, n_users, n_items, "training set");
+        RatingSet test;
+        const bool has_test = su.has_value();
+        if (has_test) {
+          MASCOT_CHECK_ARG(si.has_value() && sr.has_value(), "test set needs users, items and ratings");
+          // test ids may exceed the training range: they are dropped (and counted) by train()
+          int64_t mu = 0, mi = 0;
+          for (size_t x = 0; x < su->shape(0); ++x) mu = std::max<int64_t>(mu, int64_t((*su)(x)) + 1);
+          for (size_t x = 0; x < si->shape(0); ++x) mi = std::max<int64_t>(mi, int64_t((*si)(x)) + 1);
+          test = make_set(*su, *si, *sr, mu, mi, "test set");
+        }
+        EpochCallback cb;
+        if (on_epoch)
+          cb = [&](const EpochRecord& e) {
+            nb::gil_scoped_acquire gil;
+            return on_epoch(epoch_dict(e));
+          };
+        TrainResult res;
+        {
+          nb::gil_scoped_release release;
+          res = mascot::train(ctx, cfg, train, has_test ? &test : nullptr, cb, name);
+        }
+        const size_t k = static_cast<size_t>(res.model.k);
+        const size_t nu = static_cast<size_t>(res.model.n_users), ni = static_cast<size_t>(res.model.n_items);
+        std::string report = res.report.to_json();
+        return nb::make_tuple(to_numpy(std::move(res.model.P), {nu, k}), to_numpy(std::move(res.model.Q), {ni, k}),
+                              report);
+      },
+      "config"_a, "device"_a, "threads"_a, "seed"_a, "users"_a, "items"_a, "ratings"_a, "n_users"_a, "n_items"_a,
+      "test_users"_a.none() = nb::none(), "test_items"_a.none() = nb::none(), "test_ratings"_a.none() = nb::none(),
+      "name"_a = "", "on_epoch"_a.none() = nb::none(),
+      "Trains; returns (P, Q, report_json) with P, Q in original id order.");
+
+  m.def("read_ratings", [](const std::string& p) { return set_to_tuple(read_ratings(p)); }, "path"_a);
+  m.def("read_mrat", [](const std::string& p) { return set_to_tuple(read_mrat(p)); }, "path"_a);
+  m.def("read_text", [](const std::string& p) { return set_to_tuple(read_text(p)); }, "path"_a);
+  m.def(
+      "write_mrat",
+      [](const std::string& p, const In1<int32_t>& u, const In1<int32_t>& i, const In1<float>& r, int64_t nu,
+         int64_t ni) { write_mrat(p, make_set(u, i, r, nu, ni, p.c_str())); },
+      "path"_a, "users"_a, "items"_a, "ratings"_a, "n_users"_a, "n_items"_a);
+  m.def(
+      "write_text",
+      [](const std::string& p, const In1<int32_t>& u, const In1<int32_t>& i, const In1<float>& r, int64_t nu,
+         int64_t ni) { write_text(p, make_set(u, i, r, nu, ni, p.c_str())); },
+      "path"_a, "users"_a, "items"_a, "ratings"_a, "n_users"_a, "n_items"_a);
+
+  m.def(
+      "synthetic",
+      [](const std::string& name, double scale, uint64_t seed, int threads) {
+        SyntheticData d;
+        {
+          nb::gil_scoped_release release;
+          d = generate_synthetic(name, scale, seed, threads);
+        }
+        return nb::make_tuple(set_to_tuple(std::move(d.train)), set_to_tuple(std::move(d.test)));
+      },
+      "name"_a, "scale"_a = 1.0, "seed"_a = 42, "threads"_a = 0);
+  m.def("synthetic_names", &synthetic_names);
+  m.def("parse_synthetic_spec", [](const std::string& s) -> nb::object {
+    std::string name;
+    double scale;
+    if (!parse_synthetic_spec(s, &name, &scale)) return nb::none();
+    return nb::make_tuple(name, scale);
+  });
+
+  m.def(
+      "save_model",
+      [](const std::string& dir, const In2<float>& P, const In2<float>& Q, const std::string& meta) {
+        MASCOT_CHECK_ARG(P.shape(1) == Q.shape(1), "P and Q must have the same number of columns");
+        Model mdl;
+        mdl.n_users = static_cast<int64_t>(P.shape(0));
+        mdl.n_items = static_cast<int64_t>(Q.shape(0));
+        mdl.k = static_cast<int>(P.shape(1));
+        mdl.P.assign(P.data(), P.data() + P.size());
+        mdl.Q.assign(Q.data(), Q.data() + Q.size());
+        save_model(dir, mdl, meta);
+      },
+      "dir"_a, "P"_a, "Q"_a, "model_json"_a);
+  m.def("load_model", [](const std::string& dir) {
+    Model mdl = load_model(dir);
+    const size_t k = mdl.k, nu = mdl.n_users, ni = mdl.n_items;
+    return nb::make_tuple(to_numpy(std::move(mdl.P), {nu, k}), to_numpy(std::move(mdl.Q), {ni, k}));
+  });
+
+  // ---- exposed internals, for tests and the NumPy reference
+  m.def(
+      "reorder",
+      [](const In1<int32_t>& u, const In1<int32_t>& i, int64_t nu, int64_t ni, int ug, int ig) {
+        RatingSet rs;
+        rs.n_users = nu;
+        rs.n_items = ni;
+        rs.users = to_vec(u);
+        rs.items = to_vec(i);
+        rs.ratings.assign(rs.users.size(), 0.0f);
+        rs.validate("ratings");
+        Reorder r = Reorder::build(rs, ug, ig);
+        nb::dict d;
+        d["user_new"] = to_numpy(std::move(r.user_new));
+        d["user_old"] = to_numpy(std::move(r.user_old));
+        d["item_new"] = to_numpy(std::move(r.item_new));
+        d["item_old"] = to_numpy(std::move(r.item_old));
+        d["user_count"] = to_numpy(std::move(r.user_count));
+        d["item_count"] = to_numpy(std::move(r.item_count));
+        d["user_group_start"] = to_numpy(std::move(r.user_groups.start));
+        d["item_group_start"] = to_numpy(std::move(r.item_groups.start));
+        d["user_group_ratings"] = to_numpy(std::move(r.user_groups.rating_count));
+        d["item_group_ratings"] = to_numpy(std::move(r.item_groups.rating_count));
+        return d;
+      },
+      "users"_a, "items"_a, "n_users"_a, "n_items"_a, "user_groups"_a, "item_groups"_a);
+  m.def("split_groups", [](const In1<int64_t>& counts, int g) { return to_numpy(split_groups(to_vec(counts), g)); });
+  m.def(
+      "init_factors",
+      [](int64_t n, int k, float std, uint64_t seed, const std::string& side) {
+        MASCOT_CHECK_ARG(side == "P" || side == "Q", "side must be 'P' or 'Q'");
+        MASCOT_CHECK_ARG(n >= 0 && k >= 1, "n must be >= 0 and k >= 1");
+        std::vector<float> v(static_cast<size_t>(n) * k);
+        const uint64_t stream = side == "P" ? detail::kStreamInitP : detail::kStreamInitQ;
+        for (int64_t r = 0; r < n; ++r) detail::init_row(&v[static_cast<size_t>(r) * k], k, std, seed, stream, r);
+        return to_numpy(std::move(v), {static_cast<size_t>(n), static_cast<size_t>(k)});
+      },
+      "n"_a, "k"_a, "std"_a, "seed"_a, "side"_a, "Initial factors of ids 0..n-1, exactly as training starts.");
+  m.def(
+      "visit_order",
+      [](const In1<int32_t>& u, const In1<int32_t>& i, int64_t nu, int64_t ni, const std::string& order, int epochs,
+         int threads, int k, bool half, uint64_t seed) {
+        RatingSet rs;
+        rs.n_users = nu;
+        rs.n_items = ni;
+        rs.users = to_vec(u);
+        rs.items = to_vec(i);
+        rs.ratings.assign(rs.users.size(), 0.0f);
+        rs.validate("ratings");
+        return to_numpy(detail::cpu_visit_order(rs, parse_order(order), epochs, threads, k, half, seed));
+      },
+      "users"_a, "items"_a, "n_users"_a, "n_items"_a, "order"_a, "epochs"_a, "threads"_a = 1, "k"_a = 128,
+      "half"_a = false, "seed"_a = 42);
+  m.def(
+      "half_round",
+      [](const In1<float>& x, const std::string& mode, uint64_t seed) {
+        MASCOT_CHECK_ARG(mode == "nearest" || mode == "zero" || mode == "stochastic",
+                         "mode must be nearest, zero or stochastic");
+        std::vector<float> out(x.shape(0));
+        for (size_t t = 0; t < out.size(); ++t) {
+          uint16_t h;
+          if (mode == "nearest") h = detail::float_to_half_rn(x(t));
+          else if (mode == "zero") h = detail::float_to_half_rz(x(t));
+          else h = detail::float_to_half_sr(x(t), static_cast<uint32_t>(detail::hash3(seed, detail::kStreamRound, t)));
+          out[t] = detail::half_to_float(h);
+        }
+        return to_numpy(std::move(out));
+      },
+      "x"_a, "mode"_a = "nearest", "seed"_a = 0, "Software FP16 rounding of the core (for tests).");
+}

@@ -1,0 +1,37 @@
+// Group-based matrix reconstruction (paper §III-D, DESIGN.md §3).
+// Users (items) are sorted by training-rating count, descending (ties by original id), split
+// into about-equal-size groups without splitting ties, and relabelled so each group is a
+// contiguous id range.  The training result is unaffected: only the ids change.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "mascot/groups.h"
+#include "mascot/ratings.h"
+
+namespace mascot {
+
+struct Reorder {
+  std::vector<int32_t> user_new;  ///< user_new[old id] = relabelled id
+  std::vector<int32_t> user_old;  ///< user_old[new id] = original id
+  std::vector<int32_t> item_new;
+  std::vector<int32_t> item_old;
+  std::vector<int64_t> user_count;  ///< training ratings per relabelled user
+  std::vector<int64_t> item_count;
+  GroupTable user_groups;  ///< all groups start as FP16
+  GroupTable item_groups;
+
+  /// Builds the relabelling from the training set.  `user_groups`/`item_groups` >= 1.
+  static Reorder build(const RatingSet& train, int user_groups, int item_groups);
+
+  /// Maps a rating set into relabelled ids.  Ratings whose user or item has no training
+  /// rating (or lies outside the training id range) are dropped and counted in *dropped.
+  RatingSet apply(const RatingSet& rs, int64_t* dropped) const;
+};
+
+/// Splits entities with the given counts (sorted descending) into about `g` groups of
+/// about-equal entity count without splitting runs of equal counts.  Returns start offsets
+/// (size realised_g + 1).  Exposed for tests.
+std::vector<int32_t> split_groups(const std::vector<int64_t>& sorted_counts, int g);
+
+}  // namespace mascot

@@ -1,0 +1,60 @@
+// RunReport: what a training run did, epoch by epoch (DESIGN.md §5).  Written by the
+// trainer, serialised to JSON for `--report`, parsed by Python (MF.report_, mascot.analysis).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mascot/config.h"
+
+namespace mascot {
+
+struct EpochRecord {
+  int epoch = 0;               ///< 0-based
+  double lr = 0;               ///< learning rate used in this epoch
+  double train_seconds = 0;    ///< wall time of the SGD pass (and switching), excluding evaluation
+  double eval_seconds = 0;     ///< wall time of the test RMSE
+  double test_rmse = -1;       ///< -1 when not evaluated (no test set)
+  int fp32_user_groups = 0;    ///< after this epoch's switching
+  int fp32_item_groups = 0;
+  bool measured = false;       ///< q-error measured this epoch
+  std::vector<double> user_qerror;  ///< per group when measured (-1: no samples)
+  std::vector<double> item_qerror;
+};
+
+struct SwitchEvent {
+  char side;  ///< 'u' or 'i'
+  int group;
+  int epoch;
+};
+
+struct DatasetStats {
+  std::string name;
+  int64_t n_users = 0, n_items = 0;
+  int64_t n_train = 0, n_test = 0;
+  int64_t test_dropped = 0;  ///< test ratings whose user or item has no training rating
+  int user_groups = 0, item_groups = 0;  ///< realised group counts
+};
+
+struct RunReport {
+  TrainConfig config;
+  std::string device;   ///< describe_device()
+  int threads = 0;
+  uint64_t seed = 0;
+  DatasetStats data;
+  std::vector<EpochRecord> epochs;
+  std::vector<SwitchEvent> switches;
+  double total_train_seconds = 0;
+  double total_eval_seconds = 0;
+  double setup_seconds = 0;  ///< reconstruction, allocation, init
+  double updates_per_second = 0;
+  double final_test_rmse = -1;
+  bool interrupted = false;
+
+  std::string to_json() const;
+};
+
+/// model.json of a saved model: format tag, shapes, method, and the run report.
+std::string model_metadata_json(int64_t n_users, int64_t n_items, int k, const RunReport& report);
+
+}  // namespace mascot

@@ -1,0 +1,33 @@
+// Trainer: the one entry point for training.  Data flow (DESIGN.md §2):
+//   train/test RatingSet --Reorder::build/apply--> relabelled sets + GroupTables
+//   --backend (cpu | cuda, picked from Context)--> P, Q in relabelled order
+//   --undo relabelling--> Model (original ids) + RunReport.
+// The backend owns the factor storage during training; the caller owns the RatingSets.
+#pragma once
+#include <functional>
+#include <memory>
+
+#include "mascot/config.h"
+#include "mascot/context.h"
+#include "mascot/model.h"
+#include "mascot/ratings.h"
+#include "mascot/report.h"
+
+namespace mascot {
+
+/// Called after every epoch, on the calling thread.  Return false to stop training early
+/// (the result then has report.interrupted = true).
+using EpochCallback = std::function<bool(const EpochRecord&)>;
+
+struct TrainResult {
+  Model model;
+  RunReport report;
+};
+
+/// Validates `cfg` against the data, resolves the device, trains, and returns the model in
+/// original ids.  `test` may be null.  `dataset_name` only labels the report.
+TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& train,
+                  const RatingSet* test, const EpochCallback& on_epoch = {},
+                  const std::string& dataset_name = "");
+
+}  // namespace mascot

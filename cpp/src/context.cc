@@ -1,0 +1,65 @@
+// Context resolution: which device and how many threads a job really uses.
+#include "mascot/context.h"
+
+#include <thread>
+
+#include "mascot/detail/backend.h"
+#include "mascot/error.h"
+
+namespace mascot {
+
+namespace cpu {
+const char* kernel_isa();  // cpu/kernels_dispatch.cc
+}
+
+Device parse_device(const std::string& s) {
+  if (s == "auto") return Device::kAuto;
+  if (s == "cpu") return Device::kCpu;
+  if (s == "cuda") return Device::kCuda;
+  throw_invalid("unknown device '" + s + "' (valid: auto, cpu, cuda)");
+}
+
+std::string to_string(Device d) {
+  switch (d) {
+    case Device::kAuto: return "auto";
+    case Device::kCpu: return "cpu";
+    case Device::kCuda: return "cuda";
+  }
+  return "?";
+}
+
+int Context::resolved_threads() const {
+  if (threads > 0) return threads;
+  const unsigned hc = std::thread::hardware_concurrency();
+  return hc == 0 ? 1 : static_cast<int>(hc);
+}
+
+void Context::validate() const {
+  MASCOT_CHECK_ARG(threads >= 0 && threads <= 1024,
+                   "threads must be between 0 (all cores) and 1024 (got " + std::to_string(threads) + ")");
+}
+
+Device Context::resolved_device() const {
+  switch (device) {
+    case Device::kCpu:
+      return Device::kCpu;
+    case Device::kCuda:
+      if (!built_with_cuda())
+        throw CudaError("device 'cuda' requested, but this build of MASCOT has no CUDA backend "
+                        "(rebuild with nvcc available, or use --device cpu)");
+      if (cuda_device_count() == 0)
+        throw CudaError("device 'cuda' requested, but no CUDA device is visible "
+                        "(no GPU or no driver); use --device cpu or auto");
+      return Device::kCuda;
+    case Device::kAuto:
+    default:
+      return (detail::cuda_training_available() && cuda_device_count() > 0) ? Device::kCuda : Device::kCpu;
+  }
+}
+
+std::string describe_device(const Context& ctx) {
+  if (ctx.resolved_device() == Device::kCuda) return "cuda";
+  return "cpu (" + std::to_string(ctx.resolved_threads()) + " threads, " + cpu::kernel_isa() + ")";
+}
+
+}  // namespace mascot

@@ -1,0 +1,15 @@
+// Built only without CUDA: the CUDA entry points exist and fail clearly.
+#include "mascot/context.h"
+#include "mascot/detail/backend.h"
+#include "mascot/error.h"
+
+namespace mascot {
+int cuda_device_count() noexcept { return 0; }
+bool built_with_cuda() noexcept { return false; }
+namespace detail {
+bool cuda_training_available() noexcept { return false; }
+std::unique_ptr<Backend> make_cuda_backend() {
+  throw CudaError("MASCOT was built without CUDA: the cuda device is unavailable (use --device cpu)");
+}
+}  // namespace detail
+}  // namespace mascot

@@ -1,0 +1,155 @@
+// Model persistence: a directory with P.npy, Q.npy (float32, original ids) and model.json.
+// The directory is written as a whole into a fresh sibling and renamed into place.
+#include "mascot/model.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <regex>
+
+#include "mascot/detail/fileutil.h"
+#include "mascot/error.h"
+
+namespace mascot {
+namespace {
+bool is_empty_dir(const std::string& path) {
+  DIR* d = ::opendir(path.c_str());
+  if (!d) return false;
+  bool empty = true;
+  while (const dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) { empty = false; break; }
+  }
+  ::closedir(d);
+  return empty;
+}
+}  // namespace
+
+float Model::predict(int64_t u, int64_t i) const {
+  MASCOT_CHECK_ARG(u >= 0 && u < n_users, "user id " + std::to_string(u) + " is outside the model (0.." +
+                                              std::to_string(n_users - 1) + ")");
+  MASCOT_CHECK_ARG(i >= 0 && i < n_items, "item id " + std::to_string(i) + " is outside the model (0.." +
+                                              std::to_string(n_items - 1) + ")");
+  const float* p = &P[static_cast<size_t>(u) * k];
+  const float* q = &Q[static_cast<size_t>(i) * k];
+  double s = 0;
+  for (int j = 0; j < k; ++j) s += static_cast<double>(p[j]) * q[j];
+  return static_cast<float>(s);
+}
+
+double Model::rmse(const int32_t* users, const int32_t* items, const float* ratings, int64_t n) const {
+  MASCOT_CHECK_ARG(n > 0, "rmse needs at least one rating");
+  double se = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    const double e = static_cast<double>(ratings[t]) - predict(users[t], items[t]);
+    se += e * e;
+  }
+  return std::sqrt(se / static_cast<double>(n));
+}
+
+void write_npy(const std::string& path, const float* data, int64_t rows, int64_t cols) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
+                       std::to_string(cols) + "), }";
+  // magic(6) + version(2) + len(2) + header + '\n', padded to a multiple of 64
+  const size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header += '\n';
+  detail::AtomicFile f(path);
+  const char magic[8] = {'\x93', 'N', 'U', 'M', 'P', 'Y', 1, 0};
+  f.write(magic, 8);
+  const uint16_t hl = static_cast<uint16_t>(header.size());
+  const unsigned char hlb[2] = {static_cast<unsigned char>(hl & 0xFF), static_cast<unsigned char>(hl >> 8)};
+  f.write(hlb, 2);
+  f.write(header);
+  f.write(data, static_cast<size_t>(rows) * static_cast<size_t>(cols) * sizeof(float));
+  f.commit();
+}
+
+std::vector<float> read_npy(const std::string& path, int64_t* rows, int64_t* cols) {
+  const std::string s = detail::read_file(path);
+  auto bad = [&](const std::string& what) -> void { throw_invalid(path + ": " + what); };
+  if (s.size() < 10 || std::memcmp(s.data(), "\x93NUMPY", 6) != 0) bad("not a .npy file (bad magic)");
+  const int major = static_cast<unsigned char>(s[6]);
+  size_t hl, off;
+  if (major == 1) {
+    hl = static_cast<unsigned char>(s[8]) | (static_cast<size_t>(static_cast<unsigned char>(s[9])) << 8);
+    off = 10;
+  } else if (major == 2 || major == 3) {
+    if (s.size() < 12) bad("truncated .npy header");
+    hl = 0;
+    for (int b = 0; b < 4; ++b) hl |= static_cast<size_t>(static_cast<unsigned char>(s[8 + b])) << (8 * b);
+    off = 12;
+  } else {
+    bad("unsupported .npy version " + std::to_string(major));
+    return {};
+  }
+  if (s.size() < off + hl) bad("truncated .npy header");
+  const std::string h = s.substr(off, hl);
+  if (h.find("'descr': '<f4'") == std::string::npos) bad("expected float32 ('<f4') data");
+  if (h.find("'fortran_order': False") == std::string::npos) bad("expected C-order data");
+  static const std::regex shape_re(R"('shape':\s*\(\s*(\d+)\s*,\s*(\d+)\s*,?\s*\))");
+  std::smatch m;
+  if (!std::regex_search(h, m, shape_re)) bad("expected a 2-D array");
+  const long long r = std::stoll(m[1].str()), c = std::stoll(m[2].str());
+  const size_t data_off = off + hl;
+  const unsigned long long need = static_cast<unsigned long long>(r) * static_cast<unsigned long long>(c) * 4ull;
+  if (s.size() - data_off != need)
+    bad("data length " + std::to_string(s.size() - data_off) + " bytes does not match shape (" + std::to_string(r) +
+        ", " + std::to_string(c) + ")");
+  std::vector<float> v(static_cast<size_t>(r) * static_cast<size_t>(c));
+  if (need) std::memcpy(v.data(), s.data() + data_off, need);
+  *rows = r;
+  *cols = c;
+  return v;
+}
+
+void save_model(const std::string& dir, const Model& m, const std::string& model_json) {
+  MASCOT_CHECK_ARG(!dir.empty(), "model directory path is empty");
+  const bool exists = detail::path_exists(dir);
+  if (exists) {
+    if (!detail::is_directory(dir)) throw_io(dir + ": exists and is not a directory");
+    // only an existing model or an empty directory may be replaced
+    if (!detail::path_exists(dir + "/model.json") && !is_empty_dir(dir)) throw_io(dir + ": exists, is not empty and holds no model.json; refusing to replace it");
+  }
+  const std::string tmp = detail::temp_sibling(dir);
+  if (::mkdir(tmp.c_str(), 0777) != 0) throw_errno(dir, "cannot create model directory");
+  try {
+    write_npy(tmp + "/P.npy", m.P.data(), m.n_users, m.k);
+    write_npy(tmp + "/Q.npy", m.Q.data(), m.n_items, m.k);
+    detail::AtomicFile j(tmp + "/model.json");
+    j.write(model_json);
+    j.commit();
+    if (exists) {
+      const std::string old = detail::temp_sibling(dir);
+      if (std::rename(dir.c_str(), old.c_str()) != 0) throw_errno(dir, "cannot replace existing model");
+      if (std::rename(tmp.c_str(), dir.c_str()) != 0) {
+        std::rename(old.c_str(), dir.c_str());
+        throw_errno(dir, "cannot move model into place");
+      }
+      detail::remove_tree(old);
+    } else if (std::rename(tmp.c_str(), dir.c_str()) != 0) {
+      throw_errno(dir, "cannot move model into place");
+    }
+  } catch (...) {
+    detail::remove_tree(tmp);
+    throw;
+  }
+}
+
+Model load_model(const std::string& dir) {
+  if (!detail::is_directory(dir)) throw_io(dir + ": not a model directory (does not exist or is not a directory)");
+  Model m;
+  int64_t pr, pc, qr, qc;
+  m.P = read_npy(dir + "/P.npy", &pr, &pc);
+  m.Q = read_npy(dir + "/Q.npy", &qr, &qc);
+  if (pc != qc) throw_invalid(dir + ": P.npy has k=" + std::to_string(pc) + " but Q.npy has k=" + std::to_string(qc));
+  if (pc < 1) throw_invalid(dir + ": P.npy has k=0");
+  m.n_users = pr;
+  m.n_items = qr;
+  m.k = static_cast<int>(pc);
+  return m;
+}
+
+}  // namespace mascot

@@ -1,0 +1,78 @@
+// Device-neutral orchestration of a training run (data flow in trainer.h): validate,
+// reconstruct groups, hand relabelled data to the backend, undo the relabelling.
+#include "mascot/trainer.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "mascot/detail/backend.h"
+#include "mascot/detail/rng.h"
+#include "mascot/error.h"
+#include "mascot/reorder.h"
+
+namespace mascot {
+
+namespace detail {
+void init_row(float* row, int k, float std, uint64_t seed, uint64_t stream, int64_t original_id) {
+  const uint64_t base = static_cast<uint64_t>(original_id) * static_cast<uint64_t>(k);
+  for (int j = 0; j < k; ++j) {
+    const uint64_t c = 2 * (base + static_cast<uint64_t>(j));
+    row[j] = static_cast<float>(static_cast<double>(std) * normal_from(hash3(seed, stream, c), hash3(seed, stream, c + 1)));
+  }
+}
+}  // namespace detail
+
+TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& train, const RatingSet* test,
+                  const EpochCallback& on_epoch, const std::string& dataset_name) {
+  const auto t0 = std::chrono::steady_clock::now();
+  ctx.validate();
+  train.validate("training set");
+  MASCOT_CHECK_ARG(train.nnz() > 0, "training set has no ratings");
+  if (test) test->validate("test set");
+  cfg.validate_for(train.n_users, train.n_items);
+  const Device dev = ctx.resolved_device();
+
+  const Reorder ro = Reorder::build(train, cfg.user_groups, cfg.item_groups);
+  const RatingSet tr = ro.apply(train, nullptr);
+  int64_t dropped = 0;
+  RatingSet te;
+  if (test) te = ro.apply(*test, &dropped);
+
+  TrainResult res;
+  RunReport& rep = res.report;
+  rep.config = cfg;
+  rep.device = describe_device(ctx);
+  rep.threads = ctx.resolved_threads();
+  rep.seed = ctx.seed;
+  rep.data.name = dataset_name;
+  rep.data.n_users = train.n_users;
+  rep.data.n_items = train.n_items;
+  rep.data.n_train = train.nnz();
+  rep.data.n_test = te.nnz();
+  rep.data.test_dropped = dropped;
+  rep.data.user_groups = ro.user_groups.size();
+  rep.data.item_groups = ro.item_groups.size();
+
+  detail::FitInput in{&ctx, &cfg, &tr, test ? &te : nullptr, &ro.user_old, &ro.item_old, ro.user_groups, ro.item_groups};
+  auto backend = dev == Device::kCuda ? detail::make_cuda_backend() : detail::make_cpu_backend();
+  rep.setup_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  backend->fit(in, &rep, on_epoch);
+
+  // undo the relabelling
+  std::vector<float> P, Q;
+  backend->factors(&P, &Q);
+  Model& m = res.model;
+  m.n_users = train.n_users;
+  m.n_items = train.n_items;
+  m.k = cfg.k;
+  m.P.resize(P.size());
+  m.Q.resize(Q.size());
+  const size_t row = sizeof(float) * static_cast<size_t>(cfg.k);
+  for (int64_t u = 0; u < m.n_users; ++u)
+    std::memcpy(&m.P[static_cast<size_t>(ro.user_old[u]) * cfg.k], &P[static_cast<size_t>(u) * cfg.k], row);
+  for (int64_t i = 0; i < m.n_items; ++i)
+    std::memcpy(&m.Q[static_cast<size_t>(ro.item_old[i]) * cfg.k], &Q[static_cast<size_t>(i) * cfg.k], row);
+  return res;
+}
+
+}  // namespace mascot

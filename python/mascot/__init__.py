@@ -1,0 +1,21 @@
+"""MASCOT: matrix-factorization training with low-precision latent vectors.
+
+Data flow: ``mascot.data`` (read / generate ratings) -> ``mascot.MF.fit`` (the C++ core:
+group-based reconstruction, CPU or CUDA backend) -> ``MF.predict`` / ``MF.save`` and the run
+report (``MF.report_``).  The extension ``mascot._core`` only converts and forwards.
+"""
+from __future__ import annotations
+
+from . import _core, data
+from .model import MF
+
+__version__: str = _core.__version__
+HAS_CUDA: bool = bool(_core.HAS_CUDA)
+
+
+def cuda_device_count() -> int:
+    """Number of visible CUDA devices (0 in CPU-only builds or without a driver/GPU)."""
+    return int(_core.cuda_device_count())
+
+
+__all__ = ["MF", "data", "HAS_CUDA", "cuda_device_count", "__version__"]

@@ -1,0 +1,166 @@
+"""Rating data for MASCOT: reading, writing and generating rating sets.
+
+A rating set is a :class:`Ratings` (structure of arrays: int32 users, int32 items, float32
+ratings, plus the id ranges).  Files are ``.mrat`` (binary, DESIGN.md §5) or LIBMF-style
+text (``user item rating`` per line, 0-based ids); readers live in the C++ core and report
+malformed input as ``ValueError("path:line: what")``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Union
+
+import numpy as np
+
+from . import _core
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+@dataclass(frozen=True)
+class Ratings:
+    """Ratings as parallel arrays; ``n_users``/``n_items`` bound the (0-based) ids."""
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    n_users: int
+    n_items: int
+
+    def __len__(self) -> int:
+        return int(self.ratings.shape[0])
+
+    @classmethod
+    def from_arrays(cls, users: Any, items: Any, ratings: Any,
+                    n_users: int | None = None, n_items: int | None = None) -> "Ratings":
+        """Validates and converts array-likes (ids: non-negative integers within int32)."""
+        u = _ids(users, "users")
+        i = _ids(items, "items")
+        r = np.ascontiguousarray(np.asarray(ratings, dtype=np.float64))
+        if r.ndim != 1:
+            raise ValueError(f"ratings must be one-dimensional (got shape {r.shape})")
+        if not (len(u) == len(i) == len(r)):
+            raise ValueError(f"users, items and ratings must have the same length "
+                             f"(got {len(u)}, {len(i)}, {len(r)})")
+        bad = ~np.isfinite(r)
+        if bad.any():
+            raise ValueError(f"rating at index {int(np.argmax(bad))} is not a finite number")
+        nu = int(u.max()) + 1 if len(u) else 0
+        ni = int(i.max()) + 1 if len(i) else 0
+        if n_users is not None:
+            if n_users < nu:
+                raise ValueError(f"n_users={n_users} but a user id is {nu - 1}")
+            nu = int(n_users)
+        if n_items is not None:
+            if n_items < ni:
+                raise ValueError(f"n_items={n_items} but an item id is {ni - 1}")
+            ni = int(n_items)
+        return cls(u, i, np.ascontiguousarray(r, dtype=np.float32), nu, ni)
+
+
+def _ids(a: Any, what: str) -> np.ndarray:
+    x = np.asarray(a)
+    if x.ndim != 1:
+        raise ValueError(f"{what} must be one-dimensional (got shape {x.shape})")
+    if x.size and x.dtype.kind == "f":
+        if not np.all(np.isfinite(x)) or not np.all(x == np.floor(x)):
+            raise ValueError(f"{what} must be integer ids (found a non-integer value)")
+    elif x.size and x.dtype.kind not in "iu":
+        raise ValueError(f"{what} must be integer ids (got dtype {x.dtype})")
+    if x.size:
+        lo, hi = x.min(), x.max()
+        if lo < 0:
+            raise ValueError(f"{what} ids must be >= 0 (found {int(lo)})")
+        if hi > _INT32_MAX:
+            raise ValueError(f"{what} id {int(hi)} exceeds the int32 range")
+    return np.ascontiguousarray(x, dtype=np.int32)
+
+
+def _from_tuple(t: tuple) -> Ratings:
+    u, i, r, nu, ni = t
+    return Ratings(u, i, r, int(nu), int(ni))
+
+
+def read(path: PathLike) -> Ratings:
+    """Reads a ``.mrat`` or text rating file (format detected from its first bytes)."""
+    return _from_tuple(_core.read_ratings(os.fspath(path)))
+
+
+def write_mrat(path: PathLike, r: Ratings) -> None:
+    """Writes ``r`` as ``.mrat`` atomically (temp file + rename)."""
+    _core.write_mrat(os.fspath(path), r.users, r.items, r.ratings, r.n_users, r.n_items)
+
+
+def write_text(path: PathLike, r: Ratings) -> None:
+    """Writes ``r`` as LIBMF-style text atomically."""
+    _core.write_text(os.fspath(path), r.users, r.items, r.ratings, r.n_users, r.n_items)
+
+
+class Dataset(NamedTuple):
+    train: Ratings
+    test: Ratings
+    name: str
+
+
+def synthetic_names() -> list[str]:
+    return list(_core.synthetic_names())
+
+
+def synthetic(name: str = "synthetic-ml10m", scale: float = 1.0, seed: int = 42,
+              threads: int = 0) -> Dataset:
+    """Generates a synthetic dataset shaped like the paper's (Table I), deterministically.
+
+    ``name`` may carry its scale (``"synthetic-netflix:0.1"``); otherwise ``scale`` applies.
+    """
+    spec = _core.parse_synthetic_spec(name)
+    if spec is not None and ":" in name:
+        name, scale = spec
+    tr, te = _core.synthetic(name, float(scale), int(seed), int(threads))
+    label = name if scale == 1.0 else f"{name}:{scale:g}"
+    return Dataset(_from_tuple(tr), _from_tuple(te), label)
+
+
+def data_root() -> Path:
+    """``$MASCOT_DATA``, default ``~/.cache/mascot``: where prepared datasets live."""
+    env = os.environ.get("MASCOT_DATA")
+    return Path(env) if env else Path.home() / ".cache" / "mascot"
+
+
+def load(name: str) -> Dataset:
+    """A synthetic dataset by name, or a prepared one from ``data_root()/name``."""
+    if _core.parse_synthetic_spec(name) is not None:
+        return synthetic(name)
+    d = data_root() / name
+    train = d / "train.mrat"
+    if not train.exists():
+        raise FileNotFoundError(
+            f"dataset {name!r} is not prepared: {train} does not exist (write it with "
+            f"mascot.data.write_mrat, or use one of {synthetic_names()})")
+    test = d / "test.mrat"
+    empty = Ratings(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32), 0, 0)
+    return Dataset(read(train), read(test) if test.exists() else empty, name)
+
+
+def as_ratings(obj: Any) -> Ratings:
+    """Accepts a Ratings, a ``(users, items, ratings)`` tuple, a pandas DataFrame (columns
+    user/item/rating, or the first three columns) or a file path."""
+    if isinstance(obj, Ratings):
+        return obj
+    if isinstance(obj, (str, os.PathLike)):
+        return read(obj)
+    if hasattr(obj, "columns") and hasattr(obj, "to_numpy"):  # pandas DataFrame
+        cols = list(obj.columns)
+        named = [c for c in ("user", "item", "rating") if c in cols]
+        if len(named) == 3:
+            return Ratings.from_arrays(obj["user"].to_numpy(), obj["item"].to_numpy(), obj["rating"].to_numpy())
+        if len(cols) < 3:
+            raise ValueError(f"DataFrame needs columns user, item, rating (got {cols})")
+        return Ratings.from_arrays(*(obj[c].to_numpy() for c in cols[:3]))
+    if isinstance(obj, tuple) and len(obj) == 3:
+        return Ratings.from_arrays(*obj)
+    raise TypeError("ratings must be a (users, items, ratings) tuple, a pandas DataFrame, "
+                    f"a mascot.data.Ratings or a file path (got {type(obj).__name__})")

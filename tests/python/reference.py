@@ -1,0 +1,89 @@
+"""Slow, obviously-correct NumPy reference of serial SGD (DESIGN.md §3, detail/sgd.h).
+
+It performs the same float32 operations in the same order as the C++ kernels:
+dot product over 16 lanes (element j -> lane j % 16, accumulated in j order, then a tree
+l + l+8, l + l+4, l + l+2, l + l+1), e = r - dot; with FP32 arithmetic (fp32, mascot-n1) the
+update is Eq. 2-3 regrouped, p' = (1 - lr*lp)*p + (lr*e)*q, q' = (1 - lr*lq)*q + (lr*e)*p;
+method ``fp16`` does Eq. 2-3 literally with every operation rounded to half.  ``mascot-n1``
+rounds each store to half (nearest even); ``fp32`` never rounds.
+The visiting order and the initial factors come from the core (``visit_order``,
+``init_factors``), so with one thread the results must agree bit for bit.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mascot import _core
+
+F32 = np.float32
+LANES = 16
+
+
+def half(x):
+    """Round float32 values to the nearest half (ties to even) and back."""
+    return np.asarray(x, dtype=F32).astype(np.float16).astype(F32)
+
+
+def _ident(x):
+    return np.asarray(x, dtype=F32)
+
+
+def lr_at(lr0: float, decay: float, epoch: int) -> np.float32:
+    e = float(epoch)
+    return F32(float(F32(lr0)) / (1.0 + float(F32(decay)) * e * math.sqrt(e)))
+
+
+def dot_lanes(p: np.ndarray, q: np.ndarray, rnd=_ident) -> np.float32:
+    k = p.shape[0]
+    prod = rnd(p * q)
+    a = np.zeros(LANES, F32)
+    for c in range(0, k, LANES):
+        w = min(LANES, k - c)
+        a[:w] = rnd(a[:w] + prod[c:c + w])
+    w = LANES // 2
+    while w >= 1:
+        a[:w] = rnd(a[:w] + a[w:2 * w])
+        w //= 2
+    return a[0]
+
+
+def sgd_update(p, q, r, lr, lp, lq, rnd=_ident):
+    """One rating's update on float32 working copies; returns (p', q')."""
+    if rnd is _ident:
+        dot = dot_lanes(p, q)
+        e = F32(r) - dot
+        lr = F32(lr)
+        cp, cq, ce = F32(1) - lr * F32(lp), F32(1) - lr * F32(lq), lr * e
+        return cp * p + ce * q, cq * q + ce * p
+    dot = dot_lanes(p, q, rnd)
+    e = rnd(rnd(F32(r)) - dot)
+    lr_, lp_, lq_ = rnd(F32(lr)), rnd(F32(lp)), rnd(F32(lq))
+    gp = rnd(rnd(e * q) - rnd(lp_ * p))
+    gq = rnd(rnd(e * p) - rnd(lq_ * q))
+    return rnd(p + rnd(lr_ * gp)), rnd(q + rnd(lr_ * gq))
+
+
+def train_reference(users, items, ratings, n_users, n_items, *, k, epochs, method="fp32",
+                    lr=0.01, decay=0.1, lambda_p=0.01, lambda_q=0.015, init_std=0.01, seed=42,
+                    order="shuffle"):
+    """Serial SGD in the CPU backend's single-thread visiting order.  Returns (P, Q) float32."""
+    users = np.ascontiguousarray(users, np.int32)
+    items = np.ascontiguousarray(items, np.int32)
+    ratings = np.ascontiguousarray(ratings, F32)
+    is_half = method != "fp32"
+    arith = half if method == "fp16" else _ident
+    store = half if is_half else _ident
+    P = store(_core.init_factors(n_users, k, init_std, seed, "P"))
+    Q = store(_core.init_factors(n_items, k, init_std, seed, "Q"))
+    visit = _core.visit_order(users, items, n_users, n_items, order, epochs, 1, k, is_half, seed)
+    nnz = len(ratings)
+    assert len(visit) == epochs * nnz
+    for e in range(epochs):
+        lr_e = lr_at(lr, decay, e)
+        for t in visit[e * nnz:(e + 1) * nnz]:
+            u, i = users[t], items[t]
+            p, q = sgd_update(P[u], Q[i], ratings[t], lr_e, lambda_p, lambda_q, arith)
+            P[u], Q[i] = store(p), store(q)
+    return P, Q

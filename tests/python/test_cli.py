@@ -1,0 +1,112 @@
+"""mascot_train end to end, and its handling of bad input."""
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from mascot import data
+
+
+def run(exe, *args, cwd=None, env=None):
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def test_help_and_version(trainer_exe):
+    r = run(trainer_exe, "--help")
+    assert r.returncode == 0 and "--method" in r.stdout and "--dataset" in r.stdout
+    r = run(trainer_exe, "--version")
+    assert r.returncode == 0 and r.stdout.startswith("mascot_train ")
+
+
+def test_synthetic_end_to_end(trainer_exe, tmp_path):
+    rep, save = tmp_path / "r.json", tmp_path / "model"
+    r = run(trainer_exe, "--dataset", "synthetic-ml10m:0.01", "--k", 16, "--epochs", 3, "--threads", 2,
+            "--report", rep, "--save", save)
+    assert r.returncode == 0, r.stderr
+    lines = [l for l in r.stdout.splitlines() if l.strip() and l.split()[0].isdigit()]
+    assert len(lines) == 3  # one progress line per epoch
+    assert "final test RMSE" in r.stdout and "M updates/s" in r.stdout
+    report = json.loads(rep.read_text())
+    assert report["config"]["method"] == "mascot-n1" and report["config"]["k"] == 16
+    assert len(report["epochs"]) == 3 and report["dataset"]["name"] == "synthetic-ml10m:0.01"
+    P = np.load(save / "P.npy")
+    assert P.shape == (report["dataset"]["n_users"], 16)
+    meta = json.loads((save / "model.json").read_text())
+    assert meta["format"] == "mascot-model"
+
+
+def test_text_files_and_quiet(trainer_exe, tmp_path, tiny):
+    u, i, r, nu, ni = tiny
+    tr = tmp_path / "train.txt"
+    te = tmp_path / "test.mrat"
+    data.write_text(tr, data.Ratings.from_arrays(u, i, r))
+    data.write_mrat(te, data.Ratings.from_arrays(u[:50], i[:50], r[:50]))
+    res = run(trainer_exe, "--train", tr, "--test", te, "--k", 8, "--epochs", 2, "--method", "fp32",
+              "--groups", 3, "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("done:") and res.stderr == ""
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--k", "0"], "k must be"),
+    (["--lr", "0"], "lr must be"),
+    (["--lr", "abc"], "expects a number"),
+    (["--epochs", "0"], "epochs must be"),
+    (["--groups", "0"], "user_groups must be"),
+    (["--method", "nope"], "unknown method"),
+    (["--dataset", "nope"], "not prepared"),
+    (["--dataset", "synthetic-nope"], "synthetic"),
+    (["--bogus"], "unknown option"),
+    (["--k"], "needs a value"),
+    (["--device", "cuda"], "cuda"),
+    (["--test", "x.mrat"], "--test needs --train"),
+])
+def test_bad_arguments(trainer_exe, tmp_path, args, msg):
+    env = dict(os.environ, MASCOT_DATA=str(tmp_path / "data"))
+    if args[:2] == ["--device", "cuda"] and "CUDA_VISIBLE_DEVICES" not in env:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # hide any GPU: the point is the error path
+    r = run(trainer_exe, "--epochs", "1", "--k", "4", *args, env=env, cwd=tmp_path)
+    assert r.returncode != 0
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mascot_train: error:") and msg in err[0], r.stderr
+    assert sorted(os.listdir(tmp_path)) == []  # nothing written
+
+
+@pytest.mark.parametrize("content,msg", [
+    (b"", "no ratings"),
+    (b"0 1 3\n0 1\n", "train.txt:2:"),
+    (b"0 1 3\n0 1 nan\n", "train.txt:2:"),
+])
+def test_bad_training_file(trainer_exe, tmp_path, content, msg):
+    p = tmp_path / "train.txt"
+    p.write_bytes(content)
+    r = run(trainer_exe, "--train", p, "--epochs", 1, "--k", 4, "--save", tmp_path / "m", "--report",
+            tmp_path / "r.json")
+    assert r.returncode != 0 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert sorted(os.listdir(tmp_path)) == ["train.txt"]
+
+
+def test_unwritable_save_fails_before_training(trainer_exe, tmp_path):
+    r = run(trainer_exe, "--dataset", "synthetic-ml10m:0.01", "--epochs", 1, "--k", 4,
+            "--save", tmp_path / "missing" / "model")
+    assert r.returncode != 0 and "does not exist" in r.stderr and "epoch" not in r.stdout
+    if os.geteuid() != 0:  # root can write anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        r = run(trainer_exe, "--dataset", "synthetic-ml10m:0.01", "--epochs", 1, "--save", ro / "model")
+        assert r.returncode != 0 and "not writable" in r.stderr
+
+
+def test_prepared_dataset_directory(trainer_exe, tmp_path, tiny):
+    u, i, r, nu, ni = tiny
+    d = tmp_path / "data" / "mini"
+    d.mkdir(parents=True)
+    data.write_mrat(d / "train.mrat", data.Ratings.from_arrays(u, i, r))
+    data.write_mrat(d / "test.mrat", data.Ratings.from_arrays(u[:40], i[:40], r[:40]))
+    res = run(trainer_exe, "--dataset", "mini", "--k", 8, "--epochs", 2, "--groups", 2,
+              env=dict(os.environ, MASCOT_DATA=str(tmp_path / "data")))
+    assert res.returncode == 0, res.stderr
+    assert "final test RMSE" in res.stdout

@@ -1,0 +1,38 @@
+"""TrainConfig validation: every bad value is a ValueError naming the field."""
+import pytest
+
+import mascot
+from mascot import _core
+
+
+@pytest.mark.parametrize("kw,field", [
+    ({"k": 0}, "k"), ({"k": -3}, "k"), ({"epochs": 0}, "epochs"), ({"lr": 0.0}, "lr"),
+    ({"lr": -1.0}, "lr"), ({"lr": float("nan")}, "lr"), ({"decay": -0.1}, "decay"),
+    ({"lambda_p": -1.0}, "lambda_p"), ({"lambda_q": float("inf")}, "lambda_q"),
+    ({"init_std": 0.0}, "init_std"), ({"groups": 0}, "user_groups"), ({"item_groups": 0}, "item_groups"),
+    ({"method": "fp8"}, "method"), ({"order": "sorted"}, "order"), ({"rounding": "up"}, "rounding"),
+    ({"device": "tpu"}, "device"), ({"threads": -1}, "threads"), ({"k": 2.5}, "k"),
+])
+def test_bad_parameters_name_the_field(kw, field):
+    with pytest.raises(ValueError, match=field):
+        mascot.MF(**kw)
+
+
+def test_groups_more_than_users(tiny):
+    u, i, r, nu, ni = tiny
+    with pytest.raises(ValueError, match="user_groups must be <= the number of users"):
+        mascot.MF(k=8, epochs=1, groups=nu + 1, item_groups=2).fit((u, i, r))
+
+
+def test_unimplemented_method_is_a_clear_error():
+    with pytest.raises(ValueError, match="not implemented yet"):
+        mascot.MF(method="muppet")
+
+
+def test_defaults_follow_design():
+    c = _core.TrainConfig()
+    assert (c.k, c.epochs, c.user_groups, c.period, c.warmup) == (128, 50, 100, 2, 5)
+    assert c.lr == pytest.approx(0.01) and c.decay == pytest.approx(0.1)
+    assert c.lambda_p == pytest.approx(0.01) and c.lambda_q == pytest.approx(0.015)
+    assert c.init_std == pytest.approx(0.01) and c.sample_ratio == pytest.approx(0.05)
+    assert c.threshold == pytest.approx(20.0) and c.method == "fp32" and c.order == "shuffle"
