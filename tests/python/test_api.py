@@ -106,3 +106,12 @@ def test_synthetic_api():
     assert np.array_equal(d.train.users, d2.train.users)
     with pytest.raises(ValueError, match="synthetic-"):
         data.synthetic("synthetic-nope")
+
+
+def test_type_stub_covers_the_extension():
+    """_core.pyi (nanobind stubgen) names every public function and class of the extension."""
+    import pathlib
+    stub = (pathlib.Path(mascot.__file__).parent / "_core.pyi").read_text()
+    public = [n for n in dir(mascot._core) if not n.startswith("_")]
+    missing = [n for n in public if f"def {n}(" not in stub and f"class {n}" not in stub and f"{n}:" not in stub]
+    assert not missing, f"regenerate the stub (python -m nanobind.stubgen -m mascot._core): {missing}"
