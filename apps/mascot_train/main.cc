@@ -38,7 +38,8 @@ data:
   --train PATH          training ratings (.mrat or text "user item rating" per line)
   --test PATH           test ratings (same formats); optional with --train
 model and training:
-  --method NAME         fp32 | fp16 | mascot-n1   (default mascot-n1)
+  --method NAME         fp32 | fp16 | mascot-n1 | mascot | mascot-n2 | mascot-naive
+                        (default mascot-n1)
   --k N                 latent dimension (default 128)
   --epochs N            epochs (default 50)
   --lr X                initial learning rate eta0 (default 0.01)
@@ -48,7 +49,12 @@ model and training:
   --init-std X          std of the N(0, s^2) init (default 0.01)
   --groups G            user and item groups (default 100); --user-groups / --item-groups set one side
   --order NAME          shuffle | blocked | chunk: visiting order (default shuffle)
-  --rounding NAME       nearest | stochastic FP16 stores (default nearest)
+  --rounding NAME       nearest | stochastic FP16 stores of FP32 results (default nearest)
+g-switching (mascot, mascot-n2, mascot-naive):
+  --period N            measure the q-error every N epochs after warm-up (default 2)
+  --sample-ratio X      share of ratings sampled for the q-error, in (0, 1] (default 0.05)
+  --threshold X         switch a group when q-error / its first measurement > X (default 20)
+  --warmup N            first measured epoch, 0-based (default 5)
 run:
   --threads N           CPU threads (default 0 = all cores)
   --seed N              seed of init, order and data generation (default 42)
@@ -144,6 +150,10 @@ int run(int argc, char** argv) {
     else if (opt == "--item-groups") cfg.item_groups = parse_i32(opt, value());
     else if (opt == "--order") cfg.order = parse_order(value());
     else if (opt == "--rounding") cfg.rounding = parse_rounding(value());
+    else if (opt == "--period") cfg.period = parse_i32(opt, value());
+    else if (opt == "--sample-ratio") cfg.sample_ratio = parse_num(opt, value());
+    else if (opt == "--threshold") cfg.threshold = parse_num(opt, value());
+    else if (opt == "--warmup") cfg.warmup = parse_i32(opt, value());
     else if (opt == "--threads") ctx.threads = parse_i32(opt, value());
     else if (opt == "--seed") {
       const long long s = parse_int(opt, value());

@@ -18,6 +18,7 @@
 #include "mascot/detail/backend.h"
 #include "mascot/detail/half.h"
 #include "mascot/detail/rng.h"
+#include "mascot/detail/switching.h"
 #include "mascot/error.h"
 #include "mascot/model.h"
 #include "mascot/ratings.h"
@@ -30,9 +31,7 @@ namespace nb = nanobind;
 using namespace nb::literals;
 using namespace mascot;
 
-namespace mascot::cpu {
-const char* kernel_isa();
-}
+#include "cpu/kernels.h"
 
 namespace {
 
@@ -96,6 +95,8 @@ nb::dict epoch_dict(const EpochRecord& e) {
 
 }  // namespace
 
+void bind_competing(nb::module_& m);  // competing_bindings.cc
+
 NB_MODULE(_core, m) {
   m.doc() = "MASCOT core (C++): low-precision matrix-factorization training";
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
@@ -109,6 +110,7 @@ NB_MODULE(_core, m) {
   });
 
   m.attr("__version__") = MASCOT_VERSION;
+  bind_competing(m);
   m.attr("HAS_CUDA") = built_with_cuda();
   m.def("cuda_device_count", &cuda_device_count, "Visible CUDA devices (0 without CUDA, a driver or a GPU).");
   m.def("kernel_isa", &cpu::kernel_isa, "Instruction set of the CPU kernels picked for this host.");
@@ -288,6 +290,58 @@ NB_MODULE(_core, m) {
       "users"_a, "items"_a, "n_users"_a, "n_items"_a, "order"_a, "epochs"_a, "threads"_a = 1, "k"_a = 128,
       "half"_a = false, "seed"_a = 42);
   m.def(
+      "qerror",
+      [](const In2<float>& grads, const In1<int32_t>& group, int groups) {
+        MASCOT_CHECK_ARG(grads.shape(0) == group.shape(0), "one group per gradient row");
+        MASCOT_CHECK_ARG(groups >= 1, "groups must be >= 1");
+        const int k = static_cast<int>(grads.shape(1));
+        std::vector<double> sum(static_cast<size_t>(groups) * k, 0.0), sq(groups, 0.0);
+        std::vector<int64_t> n(groups, 0);
+        for (size_t r = 0; r < grads.shape(0); ++r) {
+          const int g = group(r);
+          MASCOT_CHECK_ARG(g >= 0 && g < groups, "group id out of range");
+          for (int j = 0; j < k; ++j) {
+            const double x = grads(r, j);
+            sum[static_cast<size_t>(g) * k + j] += x;
+            sq[g] += x * x;
+          }
+          ++n[g];
+        }
+        return to_numpy(detail::qerror_from_sums(sum.data(), sq.data(), n.data(), groups, k));
+      },
+      "grads"_a, "group"_a, "groups"_a, "Eq. 4 q-error per group of the given gradient samples (-1: none).");
+  m.def(
+      "switch_epochs",
+      [](const In2<double>& qerr, double threshold) {
+        // qerr: measurements x groups (-1 = no samples); returns, per group, the index of the
+        // measurement at which it switches FP16 -> FP32, or -1
+        const int g = static_cast<int>(qerr.shape(1));
+        detail::Switcher sw(g, threshold);
+        GroupTable t;
+        t.precision.assign(g, Precision::kFp16);
+        std::vector<int64_t> when(g, -1);
+        for (size_t e = 0; e < qerr.shape(0); ++e) {
+          std::vector<double> q(g);
+          for (int j = 0; j < g; ++j) q[j] = qerr(e, j);
+          for (int j : sw.update(q, &t)) when[j] = static_cast<int64_t>(e);
+        }
+        return to_numpy(std::move(when));
+      },
+      "qerror"_a, "threshold"_a, "Switching rule of g-switching on a sequence of q-error measurements.");
+  m.def(
+      "sr_words",
+      [](uint64_t seed, int epoch, int32_t u, int32_t i, int k) {
+        uint32_t hp, hq;
+        cpu::sr_keys(detail::hash3(seed, detail::kStreamRound, static_cast<uint64_t>(epoch)), u, i, &hp, &hq);
+        std::vector<uint32_t> wp(k), wq(k);
+        for (int j = 0; j < k; ++j) {
+          wp[j] = cpu::sr_word(hp, static_cast<uint32_t>(j));
+          wq[j] = cpu::sr_word(hq, static_cast<uint32_t>(j));
+        }
+        return nb::make_tuple(to_numpy(std::move(wp)), to_numpy(std::move(wq)));
+      },
+      "seed"_a, "epoch"_a, "u"_a, "i"_a, "k"_a, "Random words of the stochastic FP16 stores of one update.");
+  m.def(
       "half_round",
       [](const In1<float>& x, const std::string& mode, uint64_t seed) {
         MASCOT_CHECK_ARG(mode == "nearest" || mode == "zero" || mode == "stochastic",
@@ -303,4 +357,13 @@ NB_MODULE(_core, m) {
         return to_numpy(std::move(out));
       },
       "x"_a, "mode"_a = "nearest", "seed"_a = 0, "Software FP16 rounding of the core (for tests).");
+  m.def(
+      "half_round_words",
+      [](const In1<float>& x, const In1<uint32_t>& w) {
+        MASCOT_CHECK_ARG(x.shape(0) == w.shape(0), "one random word per value");
+        std::vector<float> out(x.shape(0));
+        for (size_t t = 0; t < out.size(); ++t) out[t] = detail::half_to_float(detail::float_to_half_sr(x(t), w(t)));
+        return to_numpy(std::move(out));
+      },
+      "x"_a, "words"_a, "Stochastic FP16 rounding with the given random words.");
 }

@@ -60,6 +60,9 @@ bool method_implemented(Method m) {
     case Method::kFp32:
     case Method::kFp16:
     case Method::kMascotN1:
+    case Method::kMascotN2:
+    case Method::kMascot:
+    case Method::kMascotNaive:
       return true;
     default:
       return false;
@@ -104,10 +107,12 @@ void TrainConfig::validate() const {
        "sample_ratio must be in (0, 1] (got " + str(sample_ratio) + ")");
   need(std::isfinite(threshold) && threshold > 0, "threshold must be a finite number > 0 (got " + str(threshold) + ")");
   need(warmup >= 0, "warmup must be >= 0 (got " + str(warmup) + ")");
+  competing.validate();
   need(method_implemented(method),
-       "method '" + to_string(method) + "' is not implemented yet (available: fp32, fp16, mascot-n1)");
-  need(!(rounding == Rounding::kStochastic && method == Method::kFp32),
-       "rounding=stochastic needs a method that stores FP16 (fp32 stores no FP16)");
+       "method '" + to_string(method) + "' is not implemented yet");
+  need(!(rounding == Rounding::kStochastic && (method == Method::kFp32 || method == Method::kFp16)),
+       "rounding=stochastic applies to FP16 stores of FP32 results (mascot-n1, mascot, mascot-n2, "
+       "mascot-naive and the quantising methods); " + to_string(method) + " has none");
 }
 
 void TrainConfig::validate_for(int64_t n_users, int64_t n_items) const {

@@ -30,6 +30,7 @@ std::string RunReport::to_json() const {
     w.key("test_rmse");
     if (e.test_rmse >= 0) w.value(e.test_rmse); else w.null();
     w.kv("fp32_user_groups", e.fp32_user_groups).kv("fp32_item_groups", e.fp32_item_groups);
+    if (!e.method_json.empty()) w.key("method").raw(e.method_json);
     if (e.measured) {
       w.key("user_qerror").array(e.user_qerror);
       w.key("item_qerror").array(e.item_qerror);

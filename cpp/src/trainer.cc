@@ -32,7 +32,9 @@ TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& t
   cfg.validate_for(train.n_users, train.n_items);
   const Device dev = ctx.resolved_device();
 
-  const Reorder ro = Reorder::build(train, cfg.user_groups, cfg.item_groups);
+  // mascot-n2: the same machinery with one global user group and one global item group
+  const bool global = cfg.method == Method::kMascotN2;
+  const Reorder ro = Reorder::build(train, global ? 1 : cfg.user_groups, global ? 1 : cfg.item_groups);
   const RatingSet tr = ro.apply(train, nullptr);
   int64_t dropped = 0;
   RatingSet te;

@@ -162,5 +162,17 @@ def init_factors(n: int, k: int, std: float, seed: int, side: str) -> object:
 
 def visit_order(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, order: str, epochs: int, threads: int = 1, k: int = 128, half: bool = False, seed: int = 42) -> object: ...
 
+def qerror(grads: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], group: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], groups: int) -> object:
+    """Eq. 4 q-error per group of the given gradient samples (-1: none)."""
+
+def switch_epochs(qerror: Annotated[NDArray[numpy.float64], dict(shape=(None, None), order='C', device='cpu', writable=False)], threshold: float) -> object:
+    """Switching rule of g-switching on a sequence of q-error measurements."""
+
+def sr_words(seed: int, epoch: int, u: int, i: int, k: int) -> tuple:
+    """Random words of the stochastic FP16 stores of one update."""
+
 def half_round(x: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], mode: str = 'nearest', seed: int = 0) -> object:
     """Software FP16 rounding of the core (for tests)."""
+
+def half_round_words(x: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], words: Annotated[NDArray[numpy.uint32], dict(shape=(None,), order='C', device='cpu', writable=False)]) -> object:
+    """Stochastic FP16 rounding with the given random words."""

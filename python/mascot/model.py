@@ -18,26 +18,30 @@ from . import _core
 from .data import Ratings, as_ratings, _ids
 
 _PARAMS = ("k", "method", "epochs", "lr", "decay", "lambda_p", "lambda_q", "init_std",
-           "user_groups", "item_groups", "order", "rounding", "threads", "seed", "device")
+           "user_groups", "item_groups", "period", "sample_ratio", "threshold", "warmup",
+           "order", "rounding", "threads", "seed", "device")
 
 
 class MF:
     """Matrix factorization trained by SGD with low-precision latent vectors.
 
     Parameters mirror ``mascot_train`` (see ``mascot_train --help``); ``groups`` sets both
-    ``user_groups`` and ``item_groups``.  Invalid values raise ``ValueError`` here, before
+    ``user_groups`` and ``item_groups``; ``period``, ``sample_ratio``, ``threshold`` and
+    ``warmup`` are g-switching's pi, gamma, theta and w (DESIGN.md §3).  Invalid values raise ``ValueError`` here, before
     any data is touched.
     """
 
     def __init__(self, k: int = 128, method: str = "fp32", epochs: int = 50, lr: float = 0.01,
                  decay: float = 0.1, lambda_p: float = 0.01, lambda_q: float = 0.015,
                  init_std: float = 0.01, groups: int = 100, user_groups: int | None = None,
-                 item_groups: int | None = None, order: str = "shuffle", rounding: str = "nearest",
+                 item_groups: int | None = None, period: int = 2, sample_ratio: float = 0.05,
+                 threshold: float = 20.0, warmup: int = 5, order: str = "shuffle", rounding: str = "nearest",
                  threads: int = 0, seed: int = 42, device: str = "auto", verbose: bool = False):
         self.k, self.method, self.epochs, self.lr, self.decay = k, method, epochs, lr, decay
         self.lambda_p, self.lambda_q, self.init_std = lambda_p, lambda_q, init_std
         self.user_groups = groups if user_groups is None else user_groups
         self.item_groups = groups if item_groups is None else item_groups
+        self.period, self.sample_ratio, self.threshold, self.warmup = period, sample_ratio, threshold, warmup
         self.order, self.rounding = order, rounding
         self.threads, self.seed, self.device, self.verbose = threads, seed, device, verbose
         self._config()  # validate now
@@ -57,9 +61,9 @@ class MF:
     def _config(self) -> "_core.TrainConfig":
         c = _core.TrainConfig()
         try:
-            for name in ("k", "epochs", "user_groups", "item_groups"):
+            for name in ("k", "epochs", "user_groups", "item_groups", "period", "warmup"):
                 setattr(c, name, _as_int(getattr(self, name), name))
-            for name in ("lr", "decay", "lambda_p", "lambda_q", "init_std"):
+            for name in ("lr", "decay", "lambda_p", "lambda_q", "init_std", "sample_ratio", "threshold"):
                 setattr(c, name, float(getattr(self, name)))
         except TypeError as e:  # nanobind rejects the type
             raise ValueError(str(e)) from None

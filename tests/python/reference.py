@@ -26,6 +26,31 @@ def half(x):
     return np.asarray(x, dtype=F32).astype(np.float16).astype(F32)
 
 
+def trunc_half(y):
+    """Round float32 values toward zero to half precision (as float32)."""
+    y = np.asarray(y, dtype=F32)
+    with np.errstate(over="ignore"):
+        h = y.astype(np.float16)
+    toward = np.abs(h.astype(np.float64)) > np.abs(y.astype(np.float64))
+    h = np.where(toward, np.nextafter(h, np.float16(0)), h)
+    return h.astype(F32)
+
+
+def sr_half(x, words):
+    """Stochastic rounding to half with the given 32-bit random words (detail/half.h rule):
+    normal halves: add the word's low 13 bits below the half mantissa, truncate toward zero;
+    subnormal halves: units of 2^-24, round up when (word >> 8) < fraction * 2^24."""
+    x = np.asarray(x, dtype=F32)
+    w = np.asarray(words, dtype=np.uint32)
+    xb = x.view(np.uint32)
+    normal = trunc_half((xb + (w & np.uint32(0x1FFF))).astype(np.uint32).view(F32))
+    a = np.abs(x).astype(np.float64) * 2.0 ** 24
+    n = np.floor(a)
+    up = (w >> np.uint32(8)).astype(np.float64) < (a - n) * 2.0 ** 24
+    sub = np.copysign((n + up) * 2.0 ** -24, x).astype(F32)
+    return np.where(np.abs(x) >= 2.0 ** -14, normal, sub).astype(F32)
+
+
 def _ident(x):
     return np.asarray(x, dtype=F32)
 
@@ -67,8 +92,10 @@ def sgd_update(p, q, r, lr, lp, lq, rnd=_ident):
 
 def train_reference(users, items, ratings, n_users, n_items, *, k, epochs, method="fp32",
                     lr=0.01, decay=0.1, lambda_p=0.01, lambda_q=0.015, init_std=0.01, seed=42,
-                    order="shuffle"):
-    """Serial SGD in the CPU backend's single-thread visiting order.  Returns (P, Q) float32."""
+                    order="shuffle", rounding="nearest", groups=1):
+    """Serial SGD in the CPU backend's single-thread visiting order.  Returns (P, Q) float32.
+    With rounding="stochastic" (mascot-n1) the stores use the core's counter-based words, which
+    are keyed on the relabelled ids of `groups`-group reconstruction."""
     users = np.ascontiguousarray(users, np.int32)
     items = np.ascontiguousarray(items, np.int32)
     ratings = np.ascontiguousarray(ratings, F32)
@@ -80,10 +107,16 @@ def train_reference(users, items, ratings, n_users, n_items, *, k, epochs, metho
     visit = _core.visit_order(users, items, n_users, n_items, order, epochs, 1, k, is_half, seed)
     nnz = len(ratings)
     assert len(visit) == epochs * nnz
+    if rounding == "stochastic":
+        ro = _core.reorder(users, items, n_users, n_items, groups, groups)
     for e in range(epochs):
         lr_e = lr_at(lr, decay, e)
         for t in visit[e * nnz:(e + 1) * nnz]:
             u, i = users[t], items[t]
             p, q = sgd_update(P[u], Q[i], ratings[t], lr_e, lambda_p, lambda_q, arith)
-            P[u], Q[i] = store(p), store(q)
+            if rounding == "stochastic":
+                wp, wq = _core.sr_words(seed, e, int(ro["user_new"][u]), int(ro["item_new"][i]), k)
+                P[u], Q[i] = sr_half(p, wp), sr_half(q, wq)
+            else:
+                P[u], Q[i] = store(p), store(q)
     return P, Q

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "mascot/detail/competing_params.h"
+
 namespace mascot {
 
 /// Precision methods (DESIGN.md §4).
@@ -56,6 +58,7 @@ struct TrainConfig {
   double threshold = 20.0;     ///< theta: switch when q-error / baseline > theta
   int warmup = 5;              ///< w: first measured epoch (0-based)
   bool eval_every_epoch = true;  ///< test RMSE after every epoch (outside the timed pass)
+  CompetingParams competing;     ///< mpt / muppet / afp settings
 
   /// Throws InvalidArgument naming the first bad field ("k must be >= 1 (got 0)").
   void validate() const;

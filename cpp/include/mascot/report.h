@@ -20,6 +20,7 @@ struct EpochRecord {
   bool measured = false;       ///< q-error measured this epoch
   std::vector<double> user_qerror;  ///< per group when measured (-1: no samples)
   std::vector<double> item_qerror;
+  std::string method_json;  ///< method-specific state (a JSON object), empty when none
 };
 
 struct SwitchEvent {

@@ -1,5 +1,12 @@
 // CPU backend: Hogwild SGD over the Schedule's visiting order with the ISA-dispatched
-// kernels.  Owns P and Q (relabelled order) in the method's storage type for the whole fit.
+// kernels.  Owns P and Q (relabelled order) for the whole fit, in the method's storage:
+//   fp32                 -> FP32 rows
+//   fp16, mascot-n1      -> FP16 rows
+//   mascot, -n2, -naive  -> FP16 rows; a group's rows move to FP32 storage when it switches
+//   mpt, muppet, afp     -> FP32 master rows, quantised by the method (cpu/competing.cc)
+// MASCOT epochs (DESIGN.md §3): SGD pass -> (measured epochs) q-error per group from the
+// sampled gradients, reduced race-free from per-thread partials -> switching -> test RMSE
+// (outside the timed pass).
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -7,11 +14,15 @@
 #include <memory>
 #include <mutex>
 
+#include <sys/mman.h>
+
+#include "cpu/competing.h"
 #include "cpu/kernels.h"
 #include "cpu/schedule.h"
 #include "mascot/detail/backend.h"
 #include "mascot/detail/half.h"
 #include "mascot/detail/rng.h"
+#include "mascot/detail/switching.h"
 #include "mascot/error.h"
 
 namespace mascot {
@@ -21,19 +32,51 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-/// 64-byte aligned, uninitialised buffer of a factor matrix.
+/// 2 MiB-aligned, uninitialised buffer of a factor matrix; large ones are backed by
+/// transparent huge pages where the kernel allows (fewer TLB misses on random rows).
 struct Buffer {
   void* p = nullptr;
   size_t bytes = 0;
   Buffer() = default;
   explicit Buffer(size_t n) : bytes(n) {
-    const size_t padded = (n + 63) / 64 * 64;
-    p = std::aligned_alloc(64, padded == 0 ? 64 : padded);
+    constexpr size_t kAlign = 2 << 20;
+    const size_t padded = std::max<size_t>(kAlign, (n + kAlign - 1) / kAlign * kAlign);
+    p = std::aligned_alloc(kAlign, padded);
     if (!p) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+    ::madvise(p, padded, MADV_HUGEPAGE);
+#endif
   }
   Buffer(Buffer&& o) noexcept : p(o.p), bytes(o.bytes) { o.p = nullptr; }
   Buffer& operator=(Buffer&& o) noexcept { std::swap(p, o.p); std::swap(bytes, o.bytes); return *this; }
   ~Buffer() { std::free(p); }
+  float* f32() const { return static_cast<float*>(p); }
+  uint16_t* f16() const { return static_cast<uint16_t*>(p); }
+};
+
+enum class Storage { kF32, kF16, kMixed, kCompeting };
+
+Storage storage_of(Method m) {
+  switch (m) {
+    case Method::kFp32: return Storage::kF32;
+    case Method::kFp16:
+    case Method::kMascotN1: return Storage::kF16;
+    case Method::kMascot:
+    case Method::kMascotN2:
+    case Method::kMascotNaive: return Storage::kMixed;
+    default: return Storage::kCompeting;
+  }
+}
+
+/// Per-thread gradient accumulators of one side (q-error sampling), padded apart.
+struct GradAcc {
+  std::vector<double> sum, sq;
+  std::vector<int64_t> n;
+  void reset(int groups, int k) {
+    sum.assign(static_cast<size_t>(groups) * k, 0.0);
+    sq.assign(static_cast<size_t>(groups), 0.0);
+    n.assign(static_cast<size_t>(groups), 0);
+  }
 };
 
 class CpuBackend final : public detail::Backend {
@@ -41,49 +84,92 @@ class CpuBackend final : public detail::Backend {
   void fit(detail::FitInput& in, RunReport* report, const EpochCallback& on_epoch) override {
     const TrainConfig& cfg = *in.cfg;
     const int threads = in.ctx->resolved_threads();
+    const uint64_t seed = in.ctx->seed;
     const KernelTable& kt = kernels();
     k_ = cfg.k;
     m_ = in.train->n_users;
     n_ = in.train->n_items;
-    half_ = cfg.method != Method::kFp32;
-    const size_t es = half_ ? sizeof(uint16_t) : sizeof(float);
-    P_ = Buffer(static_cast<size_t>(m_) * k_ * es);
-    Q_ = Buffer(static_cast<size_t>(n_) * k_ * es);
-    init(P_, m_, *in.user_old, detail::kStreamInitP, cfg, in.ctx->seed, threads);
-    init(Q_, n_, *in.item_old, detail::kStreamInitQ, cfg, in.ctx->seed, threads);
+    storage_ = storage_of(cfg.method);
+    ug_ = &in.user_groups;
+    ig_ = &in.item_groups;
+    const bool f32_rows = storage_ == Storage::kF32 || storage_ == Storage::kCompeting;
+    init(f32_rows, *in.user_old, *in.item_old, cfg.init_std, seed);
 
-    SgdFn sgd = cfg.method == Method::kFp32 ? kt.sgd_fp32 : cfg.method == Method::kFp16 ? kt.sgd_fp16 : kt.sgd_n1;
-    SseFn sse = half_ ? kt.sse_f16 : kt.sse_f32;
+    std::unique_ptr<CompetingMethod> competing;
+    if (storage_ == Storage::kCompeting) competing = make_competing_method(cfg, threads, seed);
+    const SgdFn sgd = cfg.method == Method::kFp32 ? kt.sgd_fp32 : cfg.method == Method::kFp16 ? kt.sgd_fp16 : kt.sgd_n1;
 
-    Schedule sched(*in.train, cfg.order, threads, static_cast<size_t>(k_) * es, in.ctx->seed);
+    const size_t row_bytes = static_cast<size_t>(k_) * (f32_rows ? sizeof(float) : sizeof(uint16_t));
+    Schedule sched(*in.train, cfg.order, threads, row_bytes, seed);
     std::vector<Rec> test_recs;
     if (in.test && in.test->nnz() > 0) test_recs = to_records(*in.test);
+
+    // MASCOT state
+    detail::Switcher usw(ug_->size(), cfg.threshold), isw(ig_->size(), cfg.threshold);
+    std::vector<GradAcc> uacc(threads), iacc(threads);
+    const bool naive = cfg.method == Method::kMascotNaive;
+    const uint64_t sample_below =
+        cfg.sample_ratio >= 1.0 ? ~0ull : static_cast<uint64_t>(std::ldexp(cfg.sample_ratio, 64));
 
     int64_t updates = 0;
     for (int e = 0; e < cfg.epochs; ++e) {
       EpochRecord rec;
       rec.epoch = e;
-      const SgdParams prm{k_, cfg.lr_at(e), cfg.lambda_p, cfg.lambda_q};
+      SgdParams prm{k_, cfg.lr_at(e), cfg.lambda_p, cfg.lambda_q};
+      prm.stochastic = cfg.rounding == Rounding::kStochastic;
+      prm.round_seed = detail::hash3(seed, detail::kStreamRound, static_cast<uint64_t>(e));
       rec.lr = prm.lr;
       const auto t0 = Clock::now();
-      updates += sched.run_epoch(e, [&](int, const Rec* r, size_t c) { sgd(r, c, P_.p, Q_.p, prm); });
+      if (storage_ == Storage::kCompeting) {
+        float* P = P32_.f32();
+        float* Q = Q32_.f32();
+        competing->begin_epoch(e, P, m_, Q, n_);
+        updates += sched.run_epoch(e, [&](int tid, const Rec* r, size_t c) { competing->sgd(tid, r, c, P, Q, prm); });
+        competing->end_epoch(e, P, m_, Q, n_, &rec.method_json);
+      } else if (storage_ != Storage::kMixed) {
+        void* P = f32_rows ? P32_.p : P16_.p;
+        void* Q = f32_rows ? Q32_.p : Q16_.p;
+        updates += sched.run_epoch(e, [&](int, const Rec* r, size_t c) { sgd(r, c, P, Q, prm); });
+      } else {
+        const bool measure = detail::measured_epoch(e, cfg.warmup, cfg.period);
+        const int ufp32 = ug_->count_fp32(), ifp32 = ig_->count_fp32();
+        if (!measure && ufp32 == 0 && ifp32 == 0) {
+          // every row still FP16 and nothing to sample: the plain m-quantization kernel
+          updates += sched.run_epoch(e, [&](int, const Rec* r, size_t c) { kt.sgd_n1(r, c, P16_.p, Q16_.p, prm); });
+        } else {
+          MixedParams mp{prm, naive, detail::hash3(seed, detail::kStreamSample, static_cast<uint64_t>(e)), sample_below};
+          std::vector<MixedSide> us(threads), is(threads);
+          for (int t = 0; t < threads; ++t) {
+            us[t] = side(P32_, P16_, *ug_);
+            is[t] = side(Q32_, Q16_, *ig_);
+            if (measure) {
+              uacc[t].reset(ug_->size(), k_);
+              iacc[t].reset(ig_->size(), k_);
+              attach(&us[t], &uacc[t]);
+              attach(&is[t], &iacc[t]);
+            }
+          }
+          updates += sched.run_epoch(e, [&](int tid, const Rec* r, size_t c) { kt.sgd_mixed(r, c, us[tid], is[tid], mp); });
+          if (measure) {
+            rec.measured = true;
+            rec.user_qerror = qerror(uacc, ug_->size());
+            rec.item_qerror = qerror(iacc, ig_->size());
+            for (int g : usw.update(rec.user_qerror, ug_)) switch_group('u', g, e, report);
+            for (int g : isw.update(rec.item_qerror, ig_)) switch_group('i', g, e, report);
+          }
+        }
+      }
       rec.train_seconds = seconds_since(t0);
       report->total_train_seconds += rec.train_seconds;
       if (!test_recs.empty() && (cfg.eval_every_epoch || e == cfg.epochs - 1)) {
         const auto t1 = Clock::now();
-        std::vector<double> part(static_cast<size_t>(threads) * 8, 0.0);  // 64 B apart
-        Schedule::parallel_for(test_recs, threads, [&](int tid, const Rec* r, size_t c) {
-          part[static_cast<size_t>(tid) * 8] += sse(r, c, P_.p, Q_.p, k_);
-        });
-        double s = 0;
-        for (double x : part) s += x;
-        rec.test_rmse = std::sqrt(s / static_cast<double>(test_recs.size()));
+        rec.test_rmse = evaluate(test_recs, threads, naive);
         rec.eval_seconds = seconds_since(t1);
         report->total_eval_seconds += rec.eval_seconds;
         report->final_test_rmse = rec.test_rmse;
       }
-      rec.fp32_user_groups = in.user_groups.count_fp32();
-      rec.fp32_item_groups = in.item_groups.count_fp32();
+      rec.fp32_user_groups = storage_ == Storage::kMixed ? ug_->count_fp32() : (f32_rows ? ug_->size() : 0);
+      rec.fp32_item_groups = storage_ == Storage::kMixed ? ig_->count_fp32() : (f32_rows ? ig_->size() : 0);
       report->epochs.push_back(rec);
       if (on_epoch && !on_epoch(report->epochs.back())) {
         report->interrupted = true;
@@ -95,41 +181,126 @@ class CpuBackend final : public detail::Backend {
   }
 
   void factors(std::vector<float>* P, std::vector<float>* Q) const override {
-    to_float(P_, m_, P);
-    to_float(Q_, n_, Q);
+    to_float(P32_, P16_, m_, *ug_, P);
+    to_float(Q32_, Q16_, n_, *ig_, Q);
   }
 
  private:
-  void init(Buffer& buf, int64_t rows, const std::vector<int32_t>& old_id, uint64_t stream, const TrainConfig& cfg,
-            uint64_t seed, int threads) {
-    (void)threads;  // init is a few ms even for Yahoo-sized models; kept serial
-    std::vector<float> row(static_cast<size_t>(k_));
-    for (int64_t r = 0; r < rows; ++r) {
-      detail::init_row(row.data(), k_, cfg.init_std, seed, stream, old_id[r]);
-      if (half_) {
-        uint16_t* d = static_cast<uint16_t*>(buf.p) + static_cast<size_t>(r) * k_;
-        for (int j = 0; j < k_; ++j) d[j] = detail::float_to_half_rn(row[j]);
-      } else {
-        std::memcpy(static_cast<float*>(buf.p) + static_cast<size_t>(r) * k_, row.data(), sizeof(float) * k_);
+  void init(bool f32_rows, const std::vector<int32_t>& user_old, const std::vector<int32_t>& item_old, float std,
+            uint64_t seed) {
+    auto fill = [&](Buffer* b32, Buffer* b16, int64_t rows, const std::vector<int32_t>& old, uint64_t stream) {
+      const size_t n = static_cast<size_t>(rows) * k_;
+      if (f32_rows) *b32 = Buffer(n * sizeof(float));
+      else *b16 = Buffer(n * sizeof(uint16_t));
+      std::vector<float> row(static_cast<size_t>(k_));
+      for (int64_t r = 0; r < rows; ++r) {
+        detail::init_row(row.data(), k_, std, seed, stream, old[r]);
+        if (f32_rows) {
+          std::memcpy(b32->f32() + static_cast<size_t>(r) * k_, row.data(), sizeof(float) * k_);
+        } else {
+          uint16_t* d = b16->f16() + static_cast<size_t>(r) * k_;
+          for (int j = 0; j < k_; ++j) d[j] = detail::float_to_half_rn(row[j]);
+        }
       }
-    }
+    };
+    fill(&P32_, &P16_, m_, user_old, detail::kStreamInitP);
+    fill(&Q32_, &Q16_, n_, item_old, detail::kStreamInitQ);
   }
 
-  void to_float(const Buffer& buf, int64_t rows, std::vector<float>* out) const {
+  // Run-length encodes a table's precision (for MixedSide's fast path); `runs` owns the storage.
+  static void encode_runs(const GroupTable& t, std::vector<int32_t>* runs, bool* first_fp32) {
+    runs->clear();
+    for (int g = 0; g < t.size(); ++g)
+      if (g == 0 || t.precision[g] != t.precision[g - 1]) runs->push_back(t.start[g]);
+    runs->push_back(t.start[t.size()]);
+    *first_fp32 = t.precision[0] == Precision::kFp32;
+  }
+
+  MixedSide side(const Buffer& b32, const Buffer& b16, const GroupTable& t) {
+    std::vector<int32_t>& runs = &t == ug_ ? urun_ : irun_;
+    bool first = false;
+    encode_runs(t, &runs, &first);
+    MixedSide s;
+    s.run_start = runs.data();
+    s.runs = static_cast<int>(runs.size()) - 1;
+    s.run_fp32_first = first;
+    s.f32 = b32.f32();
+    s.f16 = b16.f16();
+    s.start = t.start.data();
+    s.fp32 = reinterpret_cast<const uint8_t*>(t.precision.data());
+    s.groups = t.size();
+    return s;
+  }
+  static void attach(MixedSide* s, GradAcc* a) {
+    s->grad_sum = a->sum.data();
+    s->grad_sq = a->sq.data();
+    s->grad_n = a->n.data();
+  }
+
+  // Reduces the per-thread partials in thread order (deterministic) and computes Eq. 4.
+  std::vector<double> qerror(const std::vector<GradAcc>& acc, int groups) const {
+    GradAcc tot;
+    tot.reset(groups, k_);
+    for (const GradAcc& a : acc) {
+      for (size_t x = 0; x < tot.sum.size(); ++x) tot.sum[x] += a.sum[x];
+      for (int g = 0; g < groups; ++g) { tot.sq[g] += a.sq[g]; tot.n[g] += a.n[g]; }
+    }
+    return detail::qerror_from_sums(tot.sum.data(), tot.sq.data(), tot.n.data(), groups, k_);
+  }
+
+  // Moves group g's rows from FP16 to FP32 storage (exact); allocates the FP32 side lazily.
+  void switch_group(char side_tag, int g, int epoch, RunReport* report) {
+    const bool user = side_tag == 'u';
+    Buffer& b32 = user ? P32_ : Q32_;
+    const Buffer& b16 = user ? P16_ : Q16_;
+    const GroupTable& t = user ? *ug_ : *ig_;
+    if (!b32.p) b32 = Buffer(static_cast<size_t>(user ? m_ : n_) * k_ * sizeof(float));
+    const size_t a = static_cast<size_t>(t.start[g]) * k_, b = static_cast<size_t>(t.start[g + 1]) * k_;
+    for (size_t x = a; x < b; ++x) b32.f32()[x] = detail::half_to_float(b16.f16()[x]);
+    report->switches.push_back(SwitchEvent{side_tag, g, epoch});
+  }
+
+  double evaluate(const std::vector<Rec>& recs, int threads, bool naive) {
+    const KernelTable& kt = kernels();
+    std::vector<double> part(static_cast<size_t>(threads) * 8, 0.0);  // 64 B apart
+    MixedSide us, is;
+    if (storage_ == Storage::kMixed) {
+      us = side(P32_, P16_, *ug_);
+      is = side(Q32_, Q16_, *ig_);
+    }
+    Schedule::parallel_for(recs, threads, [&](int tid, const Rec* r, size_t c) {
+      double s;
+      if (storage_ == Storage::kMixed) s = kt.sse_mixed(r, c, us, is, k_, naive);
+      else if (P32_.p) s = kt.sse_f32(r, c, P32_.p, Q32_.p, k_);
+      else s = kt.sse_f16(r, c, P16_.p, Q16_.p, k_);
+      part[static_cast<size_t>(tid) * 8] += s;
+    });
+    double s = 0;
+    for (double x : part) s += x;
+    return std::sqrt(s / static_cast<double>(recs.size()));
+  }
+
+  void to_float(const Buffer& b32, const Buffer& b16, int64_t rows, const GroupTable& t, std::vector<float>* out) const {
     const size_t n = static_cast<size_t>(rows) * k_;
     out->resize(n);
-    if (half_) {
-      const uint16_t* s = static_cast<const uint16_t*>(buf.p);
-      for (size_t x = 0; x < n; ++x) (*out)[x] = detail::half_to_float(s[x]);
-    } else {
-      std::memcpy(out->data(), buf.p, n * sizeof(float));
+    if (storage_ == Storage::kF32 || storage_ == Storage::kCompeting) {
+      std::memcpy(out->data(), b32.p, n * sizeof(float));
+      return;
+    }
+    for (int g = 0; g < t.size(); ++g) {
+      const size_t a = static_cast<size_t>(t.start[g]) * k_, b = static_cast<size_t>(t.start[g + 1]) * k_;
+      const bool f32 = storage_ == Storage::kMixed && t.precision[g] == Precision::kFp32;
+      for (size_t x = a; x < b; ++x) (*out)[x] = f32 ? b32.f32()[x] : detail::half_to_float(b16.f16()[x]);
     }
   }
 
   int k_ = 0;
   int64_t m_ = 0, n_ = 0;
-  bool half_ = false;
-  Buffer P_, Q_;
+  Storage storage_ = Storage::kF32;
+  GroupTable* ug_ = nullptr;
+  GroupTable* ig_ = nullptr;
+  Buffer P32_, Q32_, P16_, Q16_;
+  std::vector<int32_t> urun_, irun_;  // precision runs of the current epoch (MixedSide::run_start)
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 // Memory is the bottleneck (DESIGN.md §6): each rating reads and writes two k-rows at
 // random.  So the loop prefetches the rows of the rating kPrefetch positions ahead, and
 // each row is touched in two passes (dot product, then update): the second pass hits L1.
+#include <algorithm>
 #include <cstring>
 
 #include "cpu/kernels.h"
@@ -44,6 +45,43 @@ inline V operator*(V a, V b) { return {_mm512_mul_ps(a.v, b.v)}; }
 inline V hround(V x) { return {_mm512_cvtph_ps(_mm512_cvtps_ph(x.v, kRN))}; }
 inline void vspill(float* a, V x) { _mm512_storeu_ps(a, x.v); }
 // lanes l + l+8, then the 8-lane tree
+struct VI {
+  __m512i v;
+};
+// sr_word of lanes j0 .. j0+15 (kernels.h)
+inline VI vwords(uint32_t h, uint32_t j0) {
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  __m512i x = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(h + j0 * 0x9E3779B9u)),
+                               _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(0x9E3779B9u))));
+  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x7feb352d));
+  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
+  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(static_cast<int>(0x846ca68bu)));
+  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+  return {x};
+}
+// Stochastic FP16 store (detail::float_to_half_sr lane by lane).
+inline void vstore_sr(uint16_t* p, V x, VI r) {
+  const __m512i xi = _mm512_castps_si512(x.v);
+  const __m512 ax = _mm512_abs_ps(x.v);
+  const __mmask16 sub = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(6.103515625e-05f), _CMP_LT_OQ);
+  // normal halves: add 13 random bits below the half mantissa, truncate
+  const __m512i xn = _mm512_add_epi32(xi, _mm512_and_si512(r.v, _mm512_set1_epi32(0x1FFF)));
+  __m256i hn = _mm512_cvtps_ph(_mm512_castsi512_ps(xn), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  // subnormal halves: units of 2^-24, round up with probability of the fraction
+  const __m512 a = _mm512_mul_ps(ax, _mm512_set1_ps(16777216.0f));
+  __m512 n = _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const __m512 frac = _mm512_mul_ps(_mm512_sub_ps(a, n), _mm512_set1_ps(16777216.0f));
+  const __m512 u = _mm512_cvtepi32_ps(_mm512_srli_epi32(r.v, 8));
+  n = _mm512_mask_add_ps(n, _mm512_cmp_ps_mask(u, frac, _CMP_LT_OQ), n, _mm512_set1_ps(1.0f));
+  const __m512i sign = _mm512_and_si512(xi, _mm512_set1_epi32(static_cast<int>(0x80000000u)));
+  const __m512 vs = _mm512_castsi512_ps(
+      _mm512_or_si512(_mm512_castps_si512(_mm512_mul_ps(n, _mm512_set1_ps(5.9604644775390625e-08f))), sign));
+  __m256i hs = _mm512_cvtps_ph(vs, kRN);
+  __m256i h = _mm256_mask_blend_epi16(sub, hn, hs);
+  asm("" : "+x"(h));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h);
+}
 inline float vreduce(V x) {
   const __m256 lo = _mm512_castps512_ps256(x.v);
   const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x.v), 1));
@@ -79,6 +117,46 @@ inline V hround(V x) {
   return {_mm256_cvtph_ps(_mm256_cvtps_ph(x.lo, kRN)), _mm256_cvtph_ps(_mm256_cvtps_ph(x.hi, kRN))};
 }
 inline void vspill(float* a, V x) { _mm256_storeu_ps(a, x.lo); _mm256_storeu_ps(a + 8, x.hi); }
+struct VI {
+  __m256i lo, hi;
+};
+inline __m256i words8(uint32_t h, uint32_t j0) {
+  const __m256i lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+  __m256i x = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(h + j0 * 0x9E3779B9u)),
+                               _mm256_mullo_epi32(lane, _mm256_set1_epi32(static_cast<int>(0x9E3779B9u))));
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7feb352d));
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(0x846ca68bu)));
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+  return x;
+}
+inline VI vwords(uint32_t h, uint32_t j0) { return {words8(h, j0), words8(h, j0 + 8)}; }
+inline __m128i sr8(__m256 x, __m256i r) {
+  const __m256i xi = _mm256_castps_si256(x);
+  const __m256 ax = _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
+  const __m256 sub = _mm256_cmp_ps(ax, _mm256_set1_ps(6.103515625e-05f), _CMP_LT_OQ);
+  const __m256i xn = _mm256_add_epi32(xi, _mm256_and_si256(r, _mm256_set1_epi32(0x1FFF)));
+  const __m128i hn = _mm256_cvtps_ph(_mm256_castsi256_ps(xn), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 a = _mm256_mul_ps(ax, _mm256_set1_ps(16777216.0f));
+  __m256 n = _mm256_floor_ps(a);
+  const __m256 frac = _mm256_mul_ps(_mm256_sub_ps(a, n), _mm256_set1_ps(16777216.0f));
+  const __m256 u = _mm256_cvtepi32_ps(_mm256_srli_epi32(r, 8));
+  n = _mm256_add_ps(n, _mm256_and_ps(_mm256_cmp_ps(u, frac, _CMP_LT_OQ), _mm256_set1_ps(1.0f)));
+  const __m256i sign = _mm256_and_si256(xi, _mm256_set1_epi32(static_cast<int>(0x80000000u)));
+  const __m256 vs = _mm256_castsi256_ps(
+      _mm256_or_si256(_mm256_castps_si256(_mm256_mul_ps(n, _mm256_set1_ps(5.9604644775390625e-08f))), sign));
+  const __m128i hs = _mm256_cvtps_ph(vs, kRN);
+  const __m256i m = _mm256_castps_si256(sub);
+  const __m128i m16 = _mm_packs_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+  return _mm_blendv_epi8(hn, hs, m16);
+}
+inline void vstore_sr(uint16_t* p, V x, VI r) {
+  __m128i lo = sr8(x.lo, r.lo), hi = sr8(x.hi, r.hi);
+  asm("" : "+x"(lo), "+x"(hi));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), lo);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p + 8), hi);
+}
 inline float vreduce(V x) {
   const __m256 s8 = _mm256_add_ps(x.lo, x.hi);
   const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
@@ -102,97 +180,140 @@ inline V operator*(V a, V b) { for (int l = 0; l < kLanes; ++l) a.a[l] *= b.a[l]
 inline V hround(V x) { for (int l = 0; l < kLanes; ++l) x.a[l] = detail::round_half(x.a[l]); return x; }
 inline void vspill(float* a, V x) { std::memcpy(a, x.a, sizeof x.a); }
 inline float vreduce(V x) { return detail::reduce_lanes(x.a, detail::NoRound{}); }
+struct VI {
+  uint32_t a[kLanes];
+};
+inline VI vwords(uint32_t h, uint32_t j0) { VI r; for (int l = 0; l < kLanes; ++l) r.a[l] = sr_word(h, j0 + l); return r; }
+inline void vstore_sr(uint16_t* p, V x, VI r) {
+  for (int l = 0; l < kLanes; ++l) p[l] = detail::float_to_half_sr(x.a[l], r.a[l]);
+}
 #endif
 
-constexpr size_t kPrefetch = 10;  // ratings ahead; covers DRAM latency at ~100 ns per rating pair
+constexpr size_t kPrefetch = 10;  // ratings ahead
 
 inline float to_f(float x) { return x; }
 inline float to_f(uint16_t h) { return detail::half_to_float(h); }
-inline void from_f(float* d, float x) { *d = x; }
-inline void from_f(uint16_t* d, float x) { *d = detail::float_to_half_rn(x); }
 
 template <class S>
-inline void prefetch_rows(const Rec& r, const S* P, const S* Q, int k) {
+inline void prefetch_row(const S* row, int k) {
   const size_t bytes = static_cast<size_t>(k) * sizeof(S);
-  const char* p = reinterpret_cast<const char*>(P + static_cast<size_t>(r.u) * k);
-  const char* q = reinterpret_cast<const char*>(Q + static_cast<size_t>(r.i) * k);
-  for (size_t o = 0; o < bytes; o += 64) {
-    __builtin_prefetch(p + o, 1, 3);
-    __builtin_prefetch(q + o, 1, 3);
-  }
+  const char* p = reinterpret_cast<const char*>(row);
+  for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 1, 3);
   __builtin_prefetch(p + bytes - 1, 1, 3);
-  __builtin_prefetch(q + bytes - 1, 1, 3);
+}
+template <class S>
+inline void prefetch_rows(const Rec& r, const S* P, const S* Q, int k) {
+  prefetch_row(P + static_cast<size_t>(r.u) * k, k);
+  prefetch_row(Q + static_cast<size_t>(r.i) * k, k);
+}
+
+// ---- row access: a row of either storage as 16-lane float vectors -------------------------
+// Stores round to nearest, or stochastically with the words of sr_word(h, element index).
+inline void store_chunk(float* p, V x, bool, uint32_t, int) { vstore(p, x); }
+inline void store_chunk(uint16_t* p, V x, bool sr, uint32_t h, int j) {
+  if (sr) vstore_sr(p, x, vwords(h, static_cast<uint32_t>(j)));
+  else vstore(p, x);
+}
+inline void store_elem(float* p, float x, bool, uint32_t, int) { *p = x; }
+inline void store_elem(uint16_t* p, float x, bool sr, uint32_t h, int j) {
+  *p = sr ? detail::float_to_half_sr(x, sr_word(h, static_cast<uint32_t>(j))) : detail::float_to_half_rn(x);
 }
 
 // Any k: element-wise through the scalar formulas of detail/sgd.h.
-template <class S, class Rnd>
-void sgd_scalar(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
-  const int k = prm.k;
+template <class SP, class SQ, class Rnd>
+inline void update_scalar(SP* p, SQ* q, int k, float r, const SgdParams& prm, uint32_t hp, uint32_t hq,
+                          float* e_out = nullptr) {
   float pbuf[4096], qbuf[4096];  // k <= 4096 (TrainConfig::validate)
-  for (size_t t = 0; t < n; ++t) {
-    if (t + kPrefetch < n) prefetch_rows(recs[t + kPrefetch], P, Q, k);
-    S* p = P + static_cast<size_t>(recs[t].u) * k;
-    S* q = Q + static_cast<size_t>(recs[t].i) * k;
-    for (int j = 0; j < k; ++j) { pbuf[j] = to_f(p[j]); qbuf[j] = to_f(q[j]); }
-    detail::sgd_update(pbuf, qbuf, k, recs[t].r, prm.lr, prm.lambda_p, prm.lambda_q, Rnd{});
-    for (int j = 0; j < k; ++j) { from_f(&p[j], pbuf[j]); from_f(&q[j], qbuf[j]); }
+  for (int j = 0; j < k; ++j) { pbuf[j] = to_f(p[j]); qbuf[j] = to_f(q[j]); }
+  const float e = detail::sgd_update(pbuf, qbuf, k, r, prm.lr, prm.lambda_p, prm.lambda_q, Rnd{});
+  if (e_out) *e_out = e;
+  for (int j = 0; j < k; ++j) {
+    store_elem(&p[j], pbuf[j], prm.stochastic, hp, j);
+    store_elem(&q[j], qbuf[j], prm.stochastic, hq, j);
   }
 }
 
-// k % 16 == 0: 16-lane vectors; kHalf = every operation rounded to half (method fp16).
-// NC > 0: k == 16 * NC and both rows stay in registers between the dot product and the
-// update (one load and one conversion per element); NC == 0: any multiple of 16, rows are
-// re-read in the update pass (L1 hits).
-template <class S, bool kHalf, int NC>
-void sgd_vec(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
-  const int k = NC > 0 ? NC * kLanes : prm.k;
-  auto R = [](V x) { return kHalf ? hround(x) : x; };
-  auto r1 = [](float x) { return kHalf ? detail::round_half(x) : x; };
-  const V lr = vset(r1(prm.lr)), lp = vset(r1(prm.lambda_p)), lq = vset(r1(prm.lambda_q));
-  const V cp = vset(1.0f - prm.lr * prm.lambda_p), cq = vset(1.0f - prm.lr * prm.lambda_q);
+// k % 16 == 0, FP32 arithmetic.  NC > 0: k == 16 * NC and both rows stay in registers between
+// the dot product and the update; NC == 0: rows are re-read in the update pass (L1 hits).
+// Returns e; when g is set, also writes the gradients (old values, no learning rate):
+// gp = e q - lp p, gq = e p - lq q, into g[0..k) and g[k..2k).
+template <int NC, class SP, class SQ>
+inline float update_vec(SP* p, SQ* q, int k, float r, const SgdParams& prm, uint32_t hp, uint32_t hq,
+                        float* g = nullptr) {
   constexpr int kRegs = NC > 0 ? NC : 1;
+  V pr[kRegs], qr[kRegs];
+  V acc = vzero();
+  if (NC > 0) {
+    for (int c = 0; c < kRegs; ++c) {
+      pr[c] = vload(p + c * kLanes);
+      qr[c] = vload(q + c * kLanes);
+    }
+    for (int c = 0; c < kRegs; ++c) acc = acc + pr[c] * qr[c];
+  } else {
+    for (int j = 0; j < k; j += kLanes) acc = acc + vload(p + j) * vload(q + j);
+  }
+  const float e = r - vreduce(acc);
+  const V cp = vset(1.0f - prm.lr * prm.lambda_p), cq = vset(1.0f - prm.lr * prm.lambda_q);
+  const V ce = vset(prm.lr * e);
+  const bool sr = prm.stochastic;
+  for (int c = 0; c < k / kLanes; ++c) {
+    const V pv = NC > 0 ? pr[c] : vload(p + c * kLanes);
+    const V qv = NC > 0 ? qr[c] : vload(q + c * kLanes);
+    if (g) {
+      const V ev = vset(e);
+      vspill(g + c * kLanes, ev * qv - vset(prm.lambda_p) * pv);
+      vspill(g + k + c * kLanes, ev * pv - vset(prm.lambda_q) * qv);
+    }
+    store_chunk(p + c * kLanes, cp * pv + ce * qv, sr, hp, c * kLanes);
+    store_chunk(q + c * kLanes, cq * qv + ce * pv, sr, hq, c * kLanes);
+  }
+  return e;
+}
+
+// FP16 arithmetic (method fp16): Eq. 2-3 literally, every operation rounded to nearest half.
+template <int NC>
+inline void update_half_math(uint16_t* p, uint16_t* q, int k, float r, const SgdParams& prm) {
+  constexpr int kRegs = NC > 0 ? NC : 1;
+  V pr[kRegs], qr[kRegs];
+  V acc = vzero();
+  for (int c = 0; c < k / kLanes; ++c) {
+    const V pv = vload(p + c * kLanes), qv = vload(q + c * kLanes);
+    if (NC > 0) { pr[c] = pv; qr[c] = qv; }
+    acc = hround(acc + hround(pv * qv));
+  }
+  float a[kLanes];
+  vspill(a, acc);
+  const float dot = detail::reduce_lanes(a, detail::HalfRound{});
+  const V e = vset(detail::round_half(detail::round_half(r) - dot));
+  const V lr = vset(detail::round_half(prm.lr)), lp = vset(detail::round_half(prm.lambda_p)),
+          lq = vset(detail::round_half(prm.lambda_q));
+  for (int c = 0; c < k / kLanes; ++c) {
+    const V pv = NC > 0 ? pr[c] : vload(p + c * kLanes);
+    const V qv = NC > 0 ? qr[c] : vload(q + c * kLanes);
+    const V gp = hround(hround(e * qv) - hround(lp * pv));
+    const V gq = hround(hround(e * pv) - hround(lq * qv));
+    vstore(p + c * kLanes, pv + hround(lr * gp));  // the store rounds to nearest half
+    vstore(q + c * kLanes, qv + hround(lr * gq));
+  }
+}
+
+// ---- single-storage kernels ----------------------------------------------------------------
+template <class S, bool kHalf, int NC>
+void sgd_loop(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
+  const int k = prm.k;
   for (size_t t = 0; t < n; ++t) {
     if (t + kPrefetch < n) prefetch_rows(recs[t + kPrefetch], P, Q, k);
-    S* p = P + static_cast<size_t>(recs[t].u) * k;
-    S* q = Q + static_cast<size_t>(recs[t].i) * k;
-    V pr[kRegs], qr[kRegs];
-    V acc = vzero();
-    if (NC > 0) {
-      for (int c = 0; c < kRegs; ++c) {
-        pr[c] = vload(p + c * kLanes);
-        qr[c] = vload(q + c * kLanes);
-      }
-      for (int c = 0; c < kRegs; ++c) acc = R(acc + R(pr[c] * qr[c]));
+    const Rec& rc = recs[t];
+    S* p = P + static_cast<size_t>(rc.u) * k;
+    S* q = Q + static_cast<size_t>(rc.i) * k;
+    uint32_t hp = 0, hq = 0;
+    if (prm.stochastic) sr_keys(prm.round_seed, rc.u, rc.i, &hp, &hq);
+    if constexpr (kHalf) {
+      if (k % kLanes == 0) update_half_math<NC>(p, q, k, rc.r, prm);
+      else update_scalar<S, S, detail::HalfRound>(p, q, k, rc.r, prm, hp, hq);
     } else {
-      for (int j = 0; j < k; j += kLanes) acc = R(acc + R(vload(p + j) * vload(q + j)));
-    }
-    float dot;
-    if (kHalf) {
-      float a[kLanes];
-      vspill(a, acc);
-      dot = detail::reduce_lanes(a, detail::HalfRound{});
-    } else {
-      dot = vreduce(acc);
-    }
-    const float es = r1(r1(recs[t].r) - dot);
-    if (kHalf) {  // Eq. 2-3 literally, every operation rounded to half
-      const V e = vset(es);
-      for (int c = 0; c < k / kLanes; ++c) {
-        const V pv = NC > 0 ? pr[c] : vload(p + c * kLanes);
-        const V qv = NC > 0 ? qr[c] : vload(q + c * kLanes);
-        const V gp = R(R(e * qv) - R(lp * pv));
-        const V gq = R(R(e * pv) - R(lq * qv));
-        vstore(p + c * kLanes, R(pv + R(lr * gp)));
-        vstore(q + c * kLanes, R(qv + R(lr * gq)));
-      }
-    } else {  // regrouped: p' = cp p + ce q, q' = cq q + ce p
-      const V ce = vset(prm.lr * es);
-      for (int c = 0; c < k / kLanes; ++c) {
-        const V pv = NC > 0 ? pr[c] : vload(p + c * kLanes);
-        const V qv = NC > 0 ? qr[c] : vload(q + c * kLanes);
-        vstore(p + c * kLanes, cp * pv + ce * qv);
-        vstore(q + c * kLanes, cq * qv + ce * pv);
-      }
+      if (k % kLanes == 0) update_vec<NC>(p, q, k, rc.r, prm, hp, hq);
+      else update_scalar<S, S, detail::NoRound>(p, q, k, rc.r, prm, hp, hq);
     }
   }
 }
@@ -201,18 +322,24 @@ template <class S, bool kHalf>
 void sgd_entry(const Rec* recs, size_t n, void* P, void* Q, const SgdParams& prm) {
   S* Ps = static_cast<S*>(P);
   S* Qs = static_cast<S*>(Q);
-  if (prm.k == 32)
-    sgd_vec<S, kHalf, 2>(recs, n, Ps, Qs, prm);
-  else if (prm.k == 64)
-    sgd_vec<S, kHalf, 4>(recs, n, Ps, Qs, prm);
-  else if (prm.k == 128)
-    sgd_vec<S, kHalf, 8>(recs, n, Ps, Qs, prm);
-  else if (prm.k % kLanes == 0)
-    sgd_vec<S, kHalf, 0>(recs, n, Ps, Qs, prm);
-  else if (kHalf)
-    sgd_scalar<S, detail::HalfRound>(recs, n, static_cast<S*>(P), static_cast<S*>(Q), prm);
-  else
-    sgd_scalar<S, detail::NoRound>(recs, n, static_cast<S*>(P), static_cast<S*>(Q), prm);
+  switch (prm.k) {
+    case 32: sgd_loop<S, kHalf, 2>(recs, n, Ps, Qs, prm); break;
+    case 64: sgd_loop<S, kHalf, 4>(recs, n, Ps, Qs, prm); break;
+    case 128: sgd_loop<S, kHalf, 8>(recs, n, Ps, Qs, prm); break;
+    default: sgd_loop<S, kHalf, 0>(recs, n, Ps, Qs, prm); break;
+  }
+}
+
+template <class SP, class SQ>
+inline float dot_rows(const SP* p, const SQ* q, int k) {
+  if (k % kLanes == 0) {
+    V acc = vzero();
+    for (int j = 0; j < k; j += kLanes) acc = acc + vload(p + j) * vload(q + j);
+    return vreduce(acc);
+  }
+  float pbuf[4096], qbuf[4096];
+  for (int j = 0; j < k; ++j) { pbuf[j] = to_f(p[j]); qbuf[j] = to_f(q[j]); }
+  return detail::dot_lanes(pbuf, qbuf, k, detail::NoRound{});
 }
 
 template <class S>
@@ -220,21 +347,112 @@ double sse_entry(const Rec* recs, size_t n, const void* Pv, const void* Qv, int 
   const S* P = static_cast<const S*>(Pv);
   const S* Q = static_cast<const S*>(Qv);
   double se = 0;
-  float pbuf[4096], qbuf[4096];
   for (size_t t = 0; t < n; ++t) {
     if (t + kPrefetch < n) prefetch_rows(recs[t + kPrefetch], P, Q, k);
-    const S* p = P + static_cast<size_t>(recs[t].u) * k;
-    const S* q = Q + static_cast<size_t>(recs[t].i) * k;
-    float dot;
-    if (k % kLanes == 0) {
-      V acc = vzero();
-      for (int j = 0; j < k; j += kLanes) acc = acc + vload(p + j) * vload(q + j);
-      dot = vreduce(acc);
-    } else {
-      for (int j = 0; j < k; ++j) { pbuf[j] = to_f(p[j]); qbuf[j] = to_f(q[j]); }
-      dot = detail::dot_lanes(pbuf, qbuf, k, detail::NoRound{});
+    const double e = static_cast<double>(recs[t].r) -
+                     dot_rows(P + static_cast<size_t>(recs[t].u) * k, Q + static_cast<size_t>(recs[t].i) * k, k);
+    se += e * e;
+  }
+  return se;
+}
+
+// ---- per-group precision (MASCOT family) ------------------------------------------------------
+inline void prefetch_side(const MixedSide& s, int32_t id, bool f32, int k) {
+  if (f32) prefetch_row(s.f32 + static_cast<size_t>(id) * k, k);
+  else prefetch_row(s.f16 + static_cast<size_t>(id) * k, k);
+}
+
+// Adds one sampled gradient (k floats) to its group's accumulators.
+inline void add_sample(const MixedSide& s, int group, const float* g, int k) {
+  double* sum = s.grad_sum + static_cast<size_t>(group) * k;
+  double sq = 0;
+  for (int j = 0; j < k; ++j) {
+    sum[j] += g[j];
+    sq += static_cast<double>(g[j]) * g[j];
+  }
+  s.grad_sq[group] += sq;
+  s.grad_n[group] += 1;
+}
+
+template <int NC, class SP, class SQ>
+inline float mixed_update(SP* p, SQ* q, int k, float r, const SgdParams& prm, uint32_t hp, uint32_t hq, float* g) {
+  if (k % kLanes == 0) return update_vec<NC>(p, q, k, r, prm, hp, hq, g);
+  float e;
+  if (g) {  // gradients from the old values, then the update
+    float pbuf[4096], qbuf[4096];
+    for (int j = 0; j < k; ++j) { pbuf[j] = to_f(p[j]); qbuf[j] = to_f(q[j]); }
+    e = r - detail::dot_lanes(pbuf, qbuf, k, detail::NoRound{});
+    for (int j = 0; j < k; ++j) {
+      g[j] = e * qbuf[j] - prm.lambda_p * pbuf[j];
+      g[k + j] = e * pbuf[j] - prm.lambda_q * qbuf[j];
     }
-    const double e = static_cast<double>(recs[t].r) - dot;
+  }
+  update_scalar<SP, SQ, detail::NoRound>(p, q, k, r, prm, hp, hq, &e);
+  return e;
+}
+
+template <int NC>
+void mixed_loop(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& I, const MixedParams& mp) {
+  const SgdParams& prm = mp.sgd;
+  const int k = prm.k;
+  const bool naive = mp.naive_lookup;
+  const bool measure = U.grad_sum != nullptr;
+  float grad[2 * 4096];
+  // precision looked up at prefetch time, reused kPrefetch ratings later
+  bool ring_u[16], ring_i[16];
+  static_assert(kPrefetch < 16, "ring too small");
+  for (size_t t = 0; t < std::min(n, kPrefetch); ++t) {
+    ring_u[t & 15] = row_is_fp32(U, recs[t].u, naive);
+    ring_i[t & 15] = row_is_fp32(I, recs[t].i, naive);
+  }
+  for (size_t t = 0; t < n; ++t) {
+    if (t + kPrefetch < n) {
+      const Rec& a = recs[t + kPrefetch];
+      const bool fu = row_is_fp32(U, a.u, naive), fi = row_is_fp32(I, a.i, naive);
+      ring_u[(t + kPrefetch) & 15] = fu;
+      ring_i[(t + kPrefetch) & 15] = fi;
+      prefetch_side(U, a.u, fu, k);
+      prefetch_side(I, a.i, fi, k);
+    }
+    const Rec& rc = recs[t];
+    const bool fu = ring_u[t & 15], fi = ring_i[t & 15];
+    uint32_t hp = 0, hq = 0;
+    if (prm.stochastic) sr_keys(prm.round_seed, rc.u, rc.i, &hp, &hq);
+    float* g = (measure && sampled(mp.sample_seed, mp.sample_below, rc.u, rc.i)) ? grad : nullptr;
+    const size_t pu = static_cast<size_t>(rc.u) * k, qi = static_cast<size_t>(rc.i) * k;
+    if (fu) {
+      if (fi) mixed_update<NC>(U.f32 + pu, I.f32 + qi, k, rc.r, prm, hp, hq, g);
+      else mixed_update<NC>(U.f32 + pu, I.f16 + qi, k, rc.r, prm, hp, hq, g);
+    } else {
+      if (fi) mixed_update<NC>(U.f16 + pu, I.f32 + qi, k, rc.r, prm, hp, hq, g);
+      else mixed_update<NC>(U.f16 + pu, I.f16 + qi, k, rc.r, prm, hp, hq, g);
+    }
+    if (g) {  // the group is needed only for the sampled ratings
+      add_sample(U, lookup_group(U.start, U.groups, rc.u, naive), g, k);
+      add_sample(I, lookup_group(I.start, I.groups, rc.i, naive), g + k, k);
+    }
+  }
+}
+
+void mixed_entry(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& I, const MixedParams& mp) {
+  switch (mp.sgd.k) {
+    case 32: mixed_loop<2>(recs, n, U, I, mp); break;
+    case 64: mixed_loop<4>(recs, n, U, I, mp); break;
+    case 128: mixed_loop<8>(recs, n, U, I, mp); break;
+    default: mixed_loop<0>(recs, n, U, I, mp); break;
+  }
+}
+
+double mixed_sse_entry(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& I, int k, bool naive) {
+  double se = 0;
+  for (size_t t = 0; t < n; ++t) {
+    const Rec& rc = recs[t];
+    const bool fu = row_is_fp32(U, rc.u, naive), fi = row_is_fp32(I, rc.i, naive);
+    const size_t pu = static_cast<size_t>(rc.u) * k, qi = static_cast<size_t>(rc.i) * k;
+    float dot;
+    if (fu) dot = fi ? dot_rows(U.f32 + pu, I.f32 + qi, k) : dot_rows(U.f32 + pu, I.f16 + qi, k);
+    else dot = fi ? dot_rows(U.f16 + pu, I.f32 + qi, k) : dot_rows(U.f16 + pu, I.f16 + qi, k);
+    const double e = static_cast<double>(rc.r) - dot;
     se += e * e;
   }
   return se;
@@ -252,6 +470,8 @@ const KernelTable kTable = {
     &sgd_entry<uint16_t, true>,
     &sse_entry<float>,
     &sse_entry<uint16_t>,
+    &mixed_entry,
+    &mixed_sse_entry,
 };
 
 }  // namespace mascot::cpu::MASCOT_KERNEL_NS

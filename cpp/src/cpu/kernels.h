@@ -3,8 +3,11 @@
 // kernels_dispatch.cc picks the best the host supports at run time.  Every variant performs
 // the operations of detail/sgd.h in the same order, so all of them give identical bits.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+
+#include "mascot/detail/rng.h"
 
 namespace mascot::cpu {
 
@@ -18,6 +21,8 @@ struct Rec {
 struct SgdParams {
   int k;
   float lr, lambda_p, lambda_q;
+  bool stochastic = false;  ///< FP16 stores round stochastically (detail/half.h float_to_half_sr)
+  uint64_t round_seed = 0;  ///< per-epoch seed of the stochastic-rounding bits (see sr_words)
 };
 
 /// Processes recs[0..n) in order, updating P and Q in place (Hogwild: other threads may be
@@ -26,18 +31,93 @@ using SgdFn = void (*)(const Rec* recs, size_t n, void* P, void* Q, const SgdPar
 /// Sum of squared errors of p_u . q_i (FP32 dot, documented lane order) over recs.
 using SseFn = double (*)(const Rec* recs, size_t n, const void* P, const void* Q, int k);
 
+/// One side (users or items) of a model whose precision is chosen per group (MASCOT).
+/// Rows of group j live in f32 when fp32[j] != 0, else in f16; ids are relabelled so group j
+/// owns [start[j], start[j+1]).
+struct MixedSide {
+  float* f32 = nullptr;
+  uint16_t* f16 = nullptr;
+  const int32_t* start = nullptr;  ///< groups + 1 boundaries
+  const uint8_t* fp32 = nullptr;   ///< per group
+  int groups = 0;
+  // The same precision information run-length encoded (adjacent groups of equal precision
+  // merged; O(g), usually 2-3 runs since the most-rated groups switch first): run r covers
+  // [run_start[r], run_start[r+1]) and is FP32 when (run_fp32_first ^ (r & 1)).
+  const int32_t* run_start = nullptr;
+  int runs = 0;
+  bool run_fp32_first = false;
+  // gradient samples of this thread (null when the epoch is not measured): per group the sum
+  // of the sampled gradients (groups x k), of their squared norms, and their count
+  double* grad_sum = nullptr;
+  double* grad_sq = nullptr;
+  int64_t* grad_n = nullptr;
+};
+
+struct MixedParams {
+  SgdParams sgd;
+  bool naive_lookup = false;     ///< binary search of the group table (mascot-naive) instead of hot-first scan
+  uint64_t sample_seed = 0;      ///< per-epoch seed of the gamma sampling
+  uint64_t sample_below = 0;     ///< a rating is sampled when its hash < sample_below (gamma x 2^64)
+};
+
+using MixedFn = void (*)(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& I, const MixedParams& prm);
+using MixedSseFn = double (*)(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& I, int k, bool naive);
+
 struct KernelTable {
   const char* isa;
-  SgdFn sgd_fp32;  ///< float storage, float arithmetic
-  SgdFn sgd_n1;    ///< half storage, float arithmetic, round-to-nearest store
-  SgdFn sgd_fp16;  ///< half storage, half arithmetic (every operation rounded to half)
-  SseFn sse_f32;   ///< evaluation on float storage
-  SseFn sse_f16;   ///< evaluation on half storage
+  SgdFn sgd_fp32;   ///< float storage, float arithmetic
+  SgdFn sgd_n1;     ///< half storage, float arithmetic, store rounded per SgdParams::stochastic
+  SgdFn sgd_fp16;   ///< half storage, half arithmetic (every operation rounded to half)
+  SseFn sse_f32;    ///< evaluation on float storage
+  SseFn sse_f16;    ///< evaluation on half storage
+  MixedFn sgd_mixed;      ///< per-group precision, optional gradient sampling (MASCOT family)
+  MixedSseFn sse_mixed;   ///< evaluation on per-group precision
 };
 
 /// The best table for this host (MASCOT_ISA=generic|avx2|avx512 in the environment forces one,
 /// for testing; an unsupported request falls back to the best supported).
 const KernelTable& kernels();
 const char* kernel_isa();
+
+/// Group of relabelled id `id` given boundaries start[0..groups].  The optimised lookup scans
+/// from group 0 (most-rated first, paper §III-D: most ratings hit the first groups, so the
+/// scan ends after a step or two and the boundaries it reads stay in L1); the naive one
+/// binary-searches the whole table for every rating.  Both return the same group.
+inline int lookup_group(const int32_t* start, int groups, int32_t id, bool naive) {
+  if (naive) return static_cast<int>(std::upper_bound(start + 1, start + groups + 1, id) - (start + 1));
+  int g = 0;
+  while (g < groups - 1 && id >= start[g + 1]) ++g;
+  return g;
+}
+
+/// Storage precision of row `id` (true: FP32).  The optimised path scans the precision runs;
+/// the naive one binary-searches the group table and reads the group's flag.
+inline bool row_is_fp32(const MixedSide& s, int32_t id, bool naive) {
+  if (naive) return s.fp32[lookup_group(s.start, s.groups, id, true)] != 0;
+  int r = 0;
+  while (r < s.runs - 1 && id >= s.run_start[r + 1]) ++r;
+  return s.run_fp32_first ^ ((r & 1) != 0);
+}
+
+inline uint64_t rating_key(int32_t u, int32_t i) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(u)) << 32) | static_cast<uint32_t>(i);
+}
+
+/// The 32-bit random words used for the stochastic FP16 stores of rating (u, i): element j of
+/// p_u uses sr_word(hp, j), of q_i sr_word(hq, j), with (hp, hq) = sr_keys(round_seed, u, i).
+inline void sr_keys(uint64_t round_seed, int32_t u, int32_t i, uint32_t* hp, uint32_t* hq) {
+  const uint64_t h = detail::mix64(round_seed ^ rating_key(u, i));  // round_seed is already a hash
+  *hp = static_cast<uint32_t>(h);
+  *hq = static_cast<uint32_t>(h >> 32);
+}
+inline uint32_t sr_word(uint32_t h, uint32_t j) {
+  uint32_t x = h + j * 0x9E3779B9u;  // lowbias32 (Wellons) of a per-element counter
+  x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
+  return x;
+}
+/// Whether rating (u, i) is sampled for the q-error this epoch (probability below / 2^64).
+inline bool sampled(uint64_t sample_seed, uint64_t below, int32_t u, int32_t i) {
+  return detail::mix64(sample_seed ^ rating_key(u, i)) < below;  // sample_seed is already a hash
+}
 
 }  // namespace mascot::cpu

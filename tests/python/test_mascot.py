@@ -1,0 +1,166 @@
+"""MASCOT on the CPU backend: q-error (Eq. 4), g-switching, N1/N2/naive, stochastic rounding."""
+import numpy as np
+import pytest
+
+import mascot
+from mascot import _core
+
+from reference import half, sr_half, train_reference
+
+
+def qerror_numpy(G, group, g):
+    out = np.full(g, -1.0)
+    for j in range(g):
+        X = G[group == j].astype(np.float64)
+        if len(X) and (X * X).sum() > 0:
+            out[j] = (X.sum(0) ** 2).sum() / (X * X).sum()
+    return out
+
+
+def test_qerror_matches_equation_4():
+    rng = np.random.default_rng(0)
+    n, k, g = 3000, 32, 5
+    G = rng.normal(size=(n, k)).astype(np.float32)
+    group = rng.integers(0, g - 1, n).astype(np.int32)  # group g-1 gets no sample
+    G[group == 1] += 3.0  # group 1's gradients share a direction: high q-error
+    got = _core.qerror(G, group, g)
+    want = qerror_numpy(G, group, g)
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    assert got[g - 1] == -1  # no samples: no decision
+    assert got[1] > 50 * got[0]
+    # bounds of Eq. 4: between 0 and the number of samples
+    assert np.all(got[:-1] > 0) and got[1] <= (group == 1).sum()
+
+
+def test_switching_rule_on_crafted_statistics():
+    """Group 0's gradients align over time (q-error rises), group 1's stay diverse."""
+    rng = np.random.default_rng(1)
+    k, per_group, measurements = 16, 200, 6
+    q = np.zeros((measurements, 3))
+    for m in range(measurements):
+        G = rng.normal(size=(2 * per_group, k)).astype(np.float32)
+        G[:per_group] += 0.35 * m * m  # group 0: a growing shared component
+        group = np.repeat(np.arange(2), per_group).astype(np.int32)
+        q[m, :2] = _core.qerror(G, group, 3)[:2]
+        q[m, 2] = -1  # group 2: never sampled
+    when = _core.switch_epochs(q, 20.0)
+    assert when[0] > 0 and when[1] == -1 and when[2] == -1
+    # exactly at the first measurement whose ratio to the baseline exceeds theta
+    ratio = q[:, 0] / q[0, 0]
+    assert when[0] == int(np.argmax(ratio > 20.0))
+    # one-way: nothing more happens after the switch, and theta matters
+    assert _core.switch_epochs(q, 1e9)[0] == -1
+
+
+def _data(scale=0.02, seed=1):
+    d = mascot.data.synthetic("synthetic-ml10m", scale, seed=seed)
+    return d.train, d.test
+
+
+def test_mascot_switches_some_groups_and_reports_them():
+    tr, te = _data()
+    m = mascot.MF(k=32, method="mascot", epochs=20, groups=20, threads=2, lr=0.02,
+                  threshold=5).fit(tr, te)
+    rep = m.report_
+    meas = [e for e in rep["epochs"] if "user_qerror" in e]
+    # measured epochs: e >= warmup and (e - warmup) % period == 0
+    assert [e["epoch"] for e in meas] == list(range(5, 20, 2))
+    assert all(len(e["user_qerror"]) == rep["dataset"]["user_groups"] for e in meas)
+    sw = rep["switches"]
+    assert sw, "threshold 5 should switch something on this data"
+    last = rep["epochs"][-1]
+    assert last["fp32_user_groups"] == sum(s["side"] == "user" for s in sw)
+    assert last["fp32_item_groups"] == sum(s["side"] == "item" for s in sw)
+    assert all(s["epoch"] in [e["epoch"] for e in meas] for s in sw)
+    assert 0 < last["fp32_user_groups"] + last["fp32_item_groups"] < \
+        rep["dataset"]["user_groups"] + rep["dataset"]["item_groups"]
+    # one-way: the FP32 group counts never decrease
+    ug = [e["fp32_user_groups"] for e in rep["epochs"]]
+    assert ug == sorted(ug)
+
+
+def test_switched_rows_train_in_fp32_and_the_rest_in_fp16():
+    tr, te = _data()
+    m = mascot.MF(k=32, method="mascot", epochs=12, groups=10, threads=1, threshold=3).fit(tr)
+    ro = _core.reorder(tr.users, tr.items, tr.n_users, tr.n_items, 10, 10)
+    switched = {s["group"] for s in m.report_["switches"] if s["side"] == "item"}
+    assert switched
+    start = ro["item_group_start"]
+    for g in range(len(start) - 1):
+        rows = m.Q[ro["item_old"][start[g]:start[g + 1]]]
+        if g in switched:
+            assert not np.array_equal(half(rows), rows)  # FP32 values
+        else:
+            assert np.array_equal(half(rows), rows)  # still FP16
+
+
+def test_n1_never_switches_and_n2_uses_one_global_group():
+    tr, te = _data()
+    n1 = mascot.MF(k=16, method="mascot-n1", epochs=12, groups=10, threads=2).fit(tr, te).report_
+    assert not n1["switches"] and all("user_qerror" not in e for e in n1["epochs"])
+    n2 = mascot.MF(k=16, method="mascot-n2", epochs=12, groups=10, threads=2, threshold=1.5).fit(tr, te).report_
+    assert n2["dataset"]["user_groups"] == 1 and n2["dataset"]["item_groups"] == 1
+    assert all(len(e["user_qerror"]) == 1 for e in n2["epochs"] if "user_qerror" in e)
+    # the whole side switches at once
+    for s in n2["switches"]:
+        assert s["group"] == 0
+
+
+@pytest.mark.parametrize("order", ["shuffle", "blocked"])
+def test_mascot_and_naive_lookup_agree_with_one_thread(order):
+    tr, te = _data()
+    kw = dict(k=32, epochs=15, groups=25, threads=1, threshold=3, order=order)
+    a = mascot.MF(method="mascot", **kw).fit(tr, te)
+    b = mascot.MF(method="mascot-naive", **kw).fit(tr, te)
+    assert a.report_["switches"] == b.report_["switches"] and a.report_["switches"]
+    assert np.array_equal(a.P, b.P) and np.array_equal(a.Q, b.Q)
+
+
+def test_mascot_stays_close_to_fp32():
+    tr, te = _data(0.05)
+    kw = dict(k=32, epochs=30, groups=20, threads=2)
+    r32 = mascot.MF(method="fp32", **kw).fit(tr, te).report_["totals"]["final_test_rmse"]
+    rm = mascot.MF(method="mascot", **kw).fit(tr, te).report_["totals"]["final_test_rmse"]
+    assert rm < r32 * 1.01
+
+
+def test_stochastic_rounding_matches_reference_bitwise(tiny):
+    u, i, r, nu, ni = tiny
+    m = mascot.MF(k=32, method="mascot-n1", epochs=2, threads=1, groups=1, lr=0.05,
+                  rounding="stochastic").fit((u, i, r))
+    P, Q = train_reference(u, i, r, nu, ni, k=32, epochs=2, method="mascot-n1", lr=0.05,
+                           rounding="stochastic", groups=1)
+    assert np.array_equal(m.P, P) and np.array_equal(m.Q, Q)
+    rn = mascot.MF(k=32, method="mascot-n1", epochs=2, threads=1, groups=1, lr=0.05).fit((u, i, r))
+    assert not np.array_equal(rn.P, m.P)
+
+
+def test_vector_stochastic_rounding_matches_scalar_rule():
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(scale=0.01, size=4000), rng.uniform(-6e-5, 6e-5, 4000)]).astype(np.float32)
+    w = rng.integers(0, 2 ** 32, size=x.size, dtype=np.uint64).astype(np.uint32)
+    assert np.array_equal(_core.half_round_words(x, w), sr_half(x, w))
+
+
+def test_stochastic_rounding_keeps_late_small_updates():
+    """Round-to-nearest drops updates below half an FP16 ulp; stochastic rounding keeps them
+    on average, so mascot-n1 with SR ends closer to fp32."""
+    tr, te = _data(0.05)
+    kw = dict(k=32, epochs=40, threads=2, groups=4)
+    r = {}
+    for name, meth, rnd in [("fp32", "fp32", "nearest"), ("rn", "mascot-n1", "nearest"),
+                            ("sr", "mascot-n1", "stochastic")]:
+        r[name] = mascot.MF(method=meth, rounding=rnd, **kw).fit(tr, te).report_["totals"]["final_test_rmse"]
+    assert abs(r["sr"] - r["fp32"]) < abs(r["rn"] - r["fp32"])
+
+
+@pytest.mark.parametrize("kw,field", [
+    ({"sample_ratio": 0.0}, "sample_ratio"), ({"sample_ratio": 1.5}, "sample_ratio"),
+    ({"period": 0}, "period"), ({"threshold": 0.0}, "threshold"), ({"threshold": -1.0}, "threshold"),
+    ({"warmup": -1}, "warmup"), ({"rounding": "up"}, "rounding"),
+    ({"method": "fp32", "rounding": "stochastic"}, "stochastic"),
+    ({"method": "fp16", "rounding": "stochastic"}, "stochastic"),
+])
+def test_parameter_validation(kw, field):
+    with pytest.raises(ValueError, match=field):
+        mascot.MF(**kw)
