@@ -1,0 +1,95 @@
+"""Every method on the CPU backend: the table of docs/benchmarks.md.
+
+    python benchmarks/cpu_methods.py [--dataset synthetic-ml10m] [--k 128] [--epochs 50]
+                                     [--threads 2] [--methods fp32,mascot,...] [--out DIR]
+
+Trains each method once on the same data (same seed) and writes DIR/cpu_methods.json and
+DIR/cpu_methods.md: train seconds (SGD passes + switching, no evaluation), updates/s, time
+relative to fp32 in the same run, final test RMSE and its change against fp32, FP32 groups at
+the end, and the fraction of the memory-bandwidth floor (DESIGN.md §6: nnz x (4 k b + 12)
+bytes / copy bandwidth measured in this run, b = 4 or 2 bytes per element).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+import mascot
+
+ALL = ["fp32", "fp16", "mascot-n1", "mascot-n2", "mascot", "mascot-naive", "mpt", "muppet", "afp"]
+
+
+def copy_bandwidth() -> float:
+    a = np.ones(64 << 20, dtype=np.float32)
+    b = np.empty_like(a)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        np.copyto(b, a)
+        best = min(best, time.perf_counter() - t)
+    return 2 * a.nbytes / best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="synthetic-ml10m")
+    ap.add_argument("--k", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--order", default="shuffle")
+    ap.add_argument("--methods", default=",".join(ALL))
+    ap.add_argument("--out", default="results/bench")
+    a = ap.parse_args()
+    methods = a.methods.split(",")
+    os.makedirs(a.out, exist_ok=True)
+    d = mascot.data.load(a.dataset)
+    bw = copy_bandwidth()
+    rows = []
+    for m in methods:
+        print(f"[{m}] training ...", file=sys.stderr, flush=True)
+        model = mascot.MF(k=a.k, method=m, epochs=a.epochs, threads=a.threads, device="cpu", order=a.order)
+        rep = model.fit(d.train, d.test, name=a.dataset).report_
+        t = rep["totals"]
+        last = rep["epochs"][-1]
+        elem = 4 if m in ("fp32", "mpt", "muppet", "afp") else 2
+        floor = len(d.train) * (4 * a.k * elem + 12) / bw * len(rep["epochs"])
+        rows.append({"method": m, "train_seconds": t["train_seconds"], "updates_per_second": t["updates_per_second"],
+                     "final_test_rmse": t["final_test_rmse"],
+                     "fp32_user_groups": last["fp32_user_groups"], "fp32_item_groups": last["fp32_item_groups"],
+                     "user_groups": rep["dataset"]["user_groups"], "item_groups": rep["dataset"]["item_groups"],
+                     "floor_fraction": floor / t["train_seconds"], "switches": len(rep["switches"])})
+        print(f"[{m}] {t['train_seconds']:.1f} s, {t['updates_per_second'] / 1e6:.1f} M/s, "
+              f"RMSE {t['final_test_rmse']:.5f}", file=sys.stderr, flush=True)
+    base = next((r for r in rows if r["method"] == "fp32"), None)
+    meta = {"dataset": a.dataset, "n_train": len(d.train), "n_test": len(d.test), "k": a.k, "epochs": a.epochs,
+            "threads": a.threads, "order": a.order, "kernel_isa": mascot._core.kernel_isa(),
+            "cpu": platform.processor() or platform.machine(), "copy_bandwidth_GBps": bw / 1e9,
+            "date": time.strftime("%Y-%m-%d")}
+    with open(os.path.join(a.out, "cpu_methods.json"), "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    lines = [f"{a.dataset} ({len(d.train):,} train / {len(d.test):,} test), k={a.k}, {a.epochs} epochs, "
+             f"{a.threads} threads, order {a.order}, kernels {meta['kernel_isa']}, copy bandwidth "
+             f"{bw / 1e9:.1f} GB/s, {meta['date']}", "",
+             "| method | train s | M updates/s | time vs fp32 | final test RMSE | RMSE vs fp32 | FP32 groups (u/i) | floor fraction |",
+             "|---|---:|---:|---:|---:|---:|---|---:|"]
+    for r in rows:
+        rel = f"{r['train_seconds'] / base['train_seconds']:.2f}" if base else "-"
+        drmse = f"{(r['final_test_rmse'] / base['final_test_rmse'] - 1) * 100:+.2f} %" if base else "-"
+        lines.append(f"| {r['method']} | {r['train_seconds']:.1f} | {r['updates_per_second'] / 1e6:.1f} | {rel} | "
+                     f"{r['final_test_rmse']:.5f} | {drmse} | {r['fp32_user_groups']}/{r['user_groups']} · "
+                     f"{r['fp32_item_groups']}/{r['item_groups']} | {r['floor_fraction']:.2f} |")
+    md = "\n".join(lines) + "\n"
+    with open(os.path.join(a.out, "cpu_methods.md"), "w") as f:
+        f.write(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
