@@ -29,7 +29,7 @@ using namespace mascot;
 constexpr const char* kUsage = R"(usage: mascot_train [options]
 
 Trains a matrix-factorization model with SGD, keeping latent vectors in low precision.
-With no options: the built-in synthetic-ml10m data, k=128, 50 epochs, method mascot-n1.
+With no options: the built-in synthetic-ml10m data, k=128, 50 epochs, method mascot.
 
 data:
   --dataset NAME        synthetic-ml10m | synthetic-ml25m | synthetic-netflix | synthetic-yahoo,
@@ -38,8 +38,8 @@ data:
   --train PATH          training ratings (.mrat or text "user item rating" per line)
   --test PATH           test ratings (same formats); optional with --train
 model and training:
-  --method NAME         fp32 | fp16 | mascot-n1 | mascot | mascot-n2 | mascot-naive
-                        (default mascot-n1)
+  --method NAME         fp32 | fp16 | mascot-n1 | mascot | mascot-n2 | mascot-naive |
+                        mpt | muppet | afp (default mascot)
   --k N                 latent dimension (default 128)
   --epochs N            epochs (default 50)
   --lr X                initial learning rate eta0 (default 0.01)
@@ -55,6 +55,14 @@ g-switching (mascot, mascot-n2, mascot-naive):
   --sample-ratio X      share of ratings sampled for the q-error, in (0, 1] (default 0.05)
   --threshold X         switch a group when q-error / its first measurement > X (default 20)
   --warmup N            first measured epoch, 0-based (default 5)
+competing methods:
+  --loss-scale X|dynamic       mpt: static loss scale S (default 1000), or dynamic scaling
+  --loss-scale-window N        mpt dynamic: clean updates before S doubles (default 2000)
+  --muppet-word-lengths LIST   muppet: fixed-point schedule before FP32 (default 8,12,14,16)
+  --muppet-resolution N        muppet: epochs per gradient-diversity window (default 3)
+  --muppet-patience N          muppet: violations before switching (default 2)
+  --afp-bits LOW,HIGH          afp: word lengths (default 8,16)
+  --afp-error-threshold X      afp: quantization-error threshold T (default 0.0005)
 run:
   --threads N           CPU threads (default 0 = all cores)
   --seed N              seed of init, order and data generation (default 42)
@@ -92,6 +100,18 @@ int parse_i32(const std::string& opt, const std::string& v) {
   return static_cast<int>(x);
 }
 
+std::vector<int> parse_int_list(const std::string& opt, const std::string& v) {
+  std::vector<int> out;
+  size_t a = 0;
+  while (a <= v.size()) {
+    const size_t b = v.find(',', a);
+    out.push_back(parse_i32(opt, v.substr(a, b == std::string::npos ? std::string::npos : b - a)));
+    if (b == std::string::npos) break;
+    a = b + 1;
+  }
+  return out;
+}
+
 std::string data_root() {
   if (const char* d = std::getenv("MASCOT_DATA"); d && *d) return d;
   const char* home = std::getenv("HOME");
@@ -113,7 +133,7 @@ void check_writable_target(const std::string& what, const std::string& path) {
 
 int run(int argc, char** argv) {
   TrainConfig cfg;
-  cfg.method = Method::kMascotN1;
+  cfg.method = Method::kMascot;
   Context ctx;
   std::string dataset, train_path, test_path, report_path, save_dir;
   bool quiet = false;
@@ -154,6 +174,22 @@ int run(int argc, char** argv) {
     else if (opt == "--sample-ratio") cfg.sample_ratio = parse_num(opt, value());
     else if (opt == "--threshold") cfg.threshold = parse_num(opt, value());
     else if (opt == "--warmup") cfg.warmup = parse_i32(opt, value());
+    else if (opt == "--loss-scale") {
+      const std::string v = value();
+      if (v == "dynamic") cfg.competing.dynamic_loss_scale = true;
+      else cfg.competing.loss_scale = static_cast<float>(parse_num(opt, v));
+    }
+    else if (opt == "--loss-scale-window") cfg.competing.loss_scale_window = parse_i32(opt, value());
+    else if (opt == "--muppet-word-lengths") cfg.competing.muppet_word_lengths = parse_int_list(opt, value());
+    else if (opt == "--muppet-resolution") cfg.competing.muppet_resolution = parse_i32(opt, value());
+    else if (opt == "--muppet-patience") cfg.competing.muppet_patience = parse_i32(opt, value());
+    else if (opt == "--afp-bits") {
+      const std::vector<int> b = parse_int_list(opt, value());
+      if (b.size() != 2) throw UsageError("--afp-bits expects LOW,HIGH (got " + std::to_string(b.size()) + " values)");
+      cfg.competing.afp_low_bits = b[0];
+      cfg.competing.afp_high_bits = b[1];
+    }
+    else if (opt == "--afp-error-threshold") cfg.competing.afp_error_threshold = parse_num(opt, value());
     else if (opt == "--threads") ctx.threads = parse_i32(opt, value());
     else if (opt == "--seed") {
       const long long s = parse_int(opt, value());

@@ -132,6 +132,7 @@ NB_MODULE(_core, m) {
       .def_rw("threshold", &TrainConfig::threshold)
       .def_rw("warmup", &TrainConfig::warmup)
       .def_rw("eval_every_epoch", &TrainConfig::eval_every_epoch)
+      .def_rw("competing", &TrainConfig::competing, "mpt / muppet / afp settings (CompetingParams)")
       .def_prop_rw("method", [](const TrainConfig& c) { return to_string(c.method); },
                    [](TrainConfig& c, const std::string& s) { c.method = parse_method(s); })
       .def_prop_rw("rounding", [](const TrainConfig& c) { return to_string(c.rounding); },

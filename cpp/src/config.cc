@@ -63,6 +63,9 @@ bool method_implemented(Method m) {
     case Method::kMascotN2:
     case Method::kMascot:
     case Method::kMascotNaive:
+    case Method::kMpt:
+    case Method::kMuppet:
+    case Method::kAfp:
       return true;
     default:
       return false;

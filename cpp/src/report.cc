@@ -16,6 +16,20 @@ std::string RunReport::to_json() const {
   w.kv("rounding", to_string(c.rounding)).kv("order", to_string(c.order));
   w.kv("user_groups", c.user_groups).kv("item_groups", c.item_groups).kv("period", c.period);
   w.kv("sample_ratio", c.sample_ratio).kv("threshold", c.threshold).kv("warmup", c.warmup);
+  if (c.method == Method::kMpt || c.method == Method::kMuppet || c.method == Method::kAfp) {
+    const CompetingParams& p = c.competing;
+    w.key("competing").begin_object();
+    w.kv("loss_scale", p.loss_scale).kv("dynamic_loss_scale", p.dynamic_loss_scale);
+    w.kv("loss_scale_window", p.loss_scale_window);
+    w.key("muppet_word_lengths").array(p.muppet_word_lengths);
+    w.kv("muppet_resolution", p.muppet_resolution).kv("muppet_patience", p.muppet_patience);
+    w.kv("muppet_threshold_alpha", p.muppet_threshold_alpha).kv("muppet_threshold_beta", p.muppet_threshold_beta);
+    w.kv("muppet_threshold_decay", p.muppet_threshold_decay).kv("muppet_batch", p.muppet_batch);
+    w.kv("afp_low_bits", p.afp_low_bits).kv("afp_high_bits", p.afp_high_bits);
+    w.kv("afp_error_threshold", p.afp_error_threshold).kv("afp_alpha", p.afp_alpha);
+    w.kv("afp_beta", p.afp_beta).kv("afp_gamma", p.afp_gamma).kv("afp_delta", p.afp_delta);
+    w.end_object();
+  }
   w.end_object();
   w.kv("device", device).kv("threads", threads).kv("seed", seed);
   w.key("dataset").begin_object();

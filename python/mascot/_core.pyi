@@ -1,11 +1,165 @@
 """MASCOT core (C++): low-precision matrix-factorization training"""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 import numpy
 from numpy.typing import NDArray
 
+
+class CompetingParams:
+    """
+    Parameters of the competing methods (mpt, muppet, afp); validate() names bad fields.
+    """
+
+    def __init__(self) -> None: ...
+
+    @property
+    def loss_scale(self) -> float: ...
+
+    @loss_scale.setter
+    def loss_scale(self, arg: float, /) -> None: ...
+
+    @property
+    def dynamic_loss_scale(self) -> bool: ...
+
+    @dynamic_loss_scale.setter
+    def dynamic_loss_scale(self, arg: bool, /) -> None: ...
+
+    @property
+    def loss_scale_window(self) -> int: ...
+
+    @loss_scale_window.setter
+    def loss_scale_window(self, arg: int, /) -> None: ...
+
+    @property
+    def muppet_word_lengths(self) -> list[int]: ...
+
+    @muppet_word_lengths.setter
+    def muppet_word_lengths(self, arg: Sequence[int], /) -> None: ...
+
+    @property
+    def muppet_resolution(self) -> int: ...
+
+    @muppet_resolution.setter
+    def muppet_resolution(self, arg: int, /) -> None: ...
+
+    @property
+    def muppet_patience(self) -> int: ...
+
+    @muppet_patience.setter
+    def muppet_patience(self, arg: int, /) -> None: ...
+
+    @property
+    def muppet_threshold_alpha(self) -> float: ...
+
+    @muppet_threshold_alpha.setter
+    def muppet_threshold_alpha(self, arg: float, /) -> None: ...
+
+    @property
+    def muppet_threshold_beta(self) -> float: ...
+
+    @muppet_threshold_beta.setter
+    def muppet_threshold_beta(self, arg: float, /) -> None: ...
+
+    @property
+    def muppet_threshold_decay(self) -> float: ...
+
+    @muppet_threshold_decay.setter
+    def muppet_threshold_decay(self, arg: float, /) -> None: ...
+
+    @property
+    def muppet_batch(self) -> int: ...
+
+    @muppet_batch.setter
+    def muppet_batch(self, arg: int, /) -> None: ...
+
+    @property
+    def afp_low_bits(self) -> int: ...
+
+    @afp_low_bits.setter
+    def afp_low_bits(self, arg: int, /) -> None: ...
+
+    @property
+    def afp_high_bits(self) -> int: ...
+
+    @afp_high_bits.setter
+    def afp_high_bits(self, arg: int, /) -> None: ...
+
+    @property
+    def afp_error_threshold(self) -> float: ...
+
+    @afp_error_threshold.setter
+    def afp_error_threshold(self, arg: float, /) -> None: ...
+
+    @property
+    def afp_alpha(self) -> float: ...
+
+    @afp_alpha.setter
+    def afp_alpha(self, arg: float, /) -> None: ...
+
+    @property
+    def afp_beta(self) -> float: ...
+
+    @afp_beta.setter
+    def afp_beta(self, arg: float, /) -> None: ...
+
+    @property
+    def afp_gamma(self) -> float: ...
+
+    @afp_gamma.setter
+    def afp_gamma(self, arg: float, /) -> None: ...
+
+    @property
+    def afp_delta(self) -> float: ...
+
+    @afp_delta.setter
+    def afp_delta(self, arg: float, /) -> None: ...
+
+    def validate(self) -> None: ...
+
+def fixed_point_frac_bits(max_abs: float, word_length: int, rule: str = 'muppet') -> int:
+    """
+    Fractional bits f (scale 2^f) for a tensor with this max |x|: MuPPET's rule (largest f with max|x| 2^f <= 2^(WL-1) - 0.5) or AFP's (-s, s = ceil(log2(max|x| / (2^(WL-1) - 1)))).
+    """
+
+def fixed_point_quantize(x: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], word_length: int, frac_bits: int | None = None, max_abs: float | None = None, mode: str = 'nearest', seed: int = 0, codes: bool = False) -> object:
+    """
+    Dynamic fixed point: the values (or with codes=True the integers) x quantizes to at this word length; the scale is frac_bits, or MuPPET's rule on max_abs (default: max |x|).  Stochastic rounding draws element t's word from hash3(seed, kStreamRound, t).
+    """
+
+def half_round_fast(x: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], mode: str = 'nearest', seed: int = 0) -> object:
+    """
+    The branchless FP16 rounding MPT uses (must equal _core.half_round with the same seed).
+    """
+
+def afp_point_position(range: float, bits: int) -> int:
+    """AFP's point position s = ceil(log2(range / (2^(bits-1) - 1)))."""
+
+def afp_quant_error(x: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], bits: int, point_position: int | None = None) -> float:
+    """
+    AFP's quantization error log2(|sum|x| - sum|x_q|| / sum|x| + 1), nearest rounding.
+    """
+
+def afp_rule(err_low: Sequence[float], err_high: Sequence[float], ranges: Sequence[float], params: CompetingParams | None = None) -> dict:
+    """
+    AFP's bit-width and update-interval rule over successive re-evaluations of one tensor: at re-evaluation x the error measured at the current width is err_low[x] (8 bits) or err_high[x] (16 bits) and the tensor's max |x| is ranges[x].  Returns per re-evaluation its iteration, bits, point position, interval and the error used.
+    """
+
+def muppet_diversity(grads: Annotated[NDArray[numpy.float64], dict(shape=(None, None, None), order='C', device='cpu', writable=False)]) -> float:
+    """
+    MuPPET's inter-epoch gradient diversity of a window: grads[epoch, layer, k] -> mean over layers of sum_e ||g||^2 / ||sum_e g||^2 (nan when no layer has gradient).
+    """
+
+def muppet_policy(diversity: Sequence[float], params: CompetingParams | None = None) -> dict:
+    """
+    MuPPET's switching policy over epochs: diversity[e] is the window's mean gradient diversity at the end of epoch e (only read at evaluation epochs, (e+1) % resolution == 0; nan = no data).  Returns the word length used in each epoch (32 = FP32), the epochs after which it switched, and per epoch whether it evaluated, the ratio max/diversity, the threshold T(e) and the violation count.
+    """
+
+def mpt_loss_scale(overflow: Sequence[bool], loss_scale: float = 1000.0, dynamic: bool = True, window: int = 2000) -> tuple:
+    """
+    MPT's loss-scale rule on a sequence of updates (overflow[t]: the FP16 scaled gradient of update t overflowed).  Returns (the scale each update used, whether each update was applied).
+    """
 
 __version__: str
 
@@ -107,6 +261,13 @@ class TrainConfig:
 
     @eval_every_epoch.setter
     def eval_every_epoch(self, arg: bool, /) -> None: ...
+
+    @property
+    def competing(self) -> CompetingParams:
+        """mpt / muppet / afp settings (CompetingParams)"""
+
+    @competing.setter
+    def competing(self, arg: CompetingParams, /) -> None: ...
 
     @property
     def method(self) -> str: ...

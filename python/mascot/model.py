@@ -19,7 +19,7 @@ from .data import Ratings, as_ratings, _ids
 
 _PARAMS = ("k", "method", "epochs", "lr", "decay", "lambda_p", "lambda_q", "init_std",
            "user_groups", "item_groups", "period", "sample_ratio", "threshold", "warmup",
-           "order", "rounding", "threads", "seed", "device")
+           "order", "rounding", "threads", "seed", "device", "method_params")
 
 
 class MF:
@@ -27,7 +27,9 @@ class MF:
 
     Parameters mirror ``mascot_train`` (see ``mascot_train --help``); ``groups`` sets both
     ``user_groups`` and ``item_groups``; ``period``, ``sample_ratio``, ``threshold`` and
-    ``warmup`` are g-switching's pi, gamma, theta and w (DESIGN.md §3).  Invalid values raise ``ValueError`` here, before
+    ``warmup`` are g-switching's pi, gamma, theta and w (DESIGN.md §3); ``method_params`` sets
+    the competing methods' settings by name (``mascot._core.CompetingParams``), e.g.
+    ``{"loss_scale": "dynamic"}`` for mpt or ``{"muppet_resolution": 3}``.  Invalid values raise ``ValueError`` here, before
     any data is touched.
     """
 
@@ -36,7 +38,8 @@ class MF:
                  init_std: float = 0.01, groups: int = 100, user_groups: int | None = None,
                  item_groups: int | None = None, period: int = 2, sample_ratio: float = 0.05,
                  threshold: float = 20.0, warmup: int = 5, order: str = "shuffle", rounding: str = "nearest",
-                 threads: int = 0, seed: int = 42, device: str = "auto", verbose: bool = False):
+                 threads: int = 0, seed: int = 42, device: str = "auto", verbose: bool = False,
+                 method_params: dict | None = None):
         self.k, self.method, self.epochs, self.lr, self.decay = k, method, epochs, lr, decay
         self.lambda_p, self.lambda_q, self.init_std = lambda_p, lambda_q, init_std
         self.user_groups = groups if user_groups is None else user_groups
@@ -44,6 +47,7 @@ class MF:
         self.period, self.sample_ratio, self.threshold, self.warmup = period, sample_ratio, threshold, warmup
         self.order, self.rounding = order, rounding
         self.threads, self.seed, self.device, self.verbose = threads, seed, device, verbose
+        self.method_params = dict(method_params or {})
         self._config()  # validate now
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"unknown device {device!r} (valid: auto, cpu, cuda)")
@@ -70,6 +74,18 @@ class MF:
         c.method = self.method
         c.order = self.order
         c.rounding = self.rounding
+        p = c.competing
+        for name, value in self.method_params.items():
+            if name.startswith("_") or not hasattr(p, name):
+                raise ValueError(f"unknown method parameter {name!r} (see mascot._core.CompetingParams)")
+            if name == "loss_scale" and value == "dynamic":
+                p.dynamic_loss_scale = True
+                continue
+            try:
+                setattr(p, name, value)
+            except TypeError as e:
+                raise ValueError(f"method parameter {name}: {e}") from None
+        c.competing = p
         c.validate()
         return c
 

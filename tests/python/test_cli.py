@@ -29,7 +29,7 @@ def test_synthetic_end_to_end(trainer_exe, tmp_path):
     assert len(lines) == 3  # one progress line per epoch
     assert "final test RMSE" in r.stdout and "M updates/s" in r.stdout
     report = json.loads(rep.read_text())
-    assert report["config"]["method"] == "mascot-n1" and report["config"]["k"] == 16
+    assert report["config"]["method"] == "mascot" and report["config"]["k"] == 16
     assert len(report["epochs"]) == 3 and report["dataset"]["name"] == "synthetic-ml10m:0.01"
     P = np.load(save / "P.npy")
     assert P.shape == (report["dataset"]["n_users"], 16)
@@ -62,6 +62,14 @@ def test_text_files_and_quiet(trainer_exe, tmp_path, tiny):
     (["--k"], "needs a value"),
     (["--device", "cuda"], "cuda"),
     (["--test", "x.mrat"], "--test needs --train"),
+    (["--sample-ratio", "0"], "sample_ratio"),
+    (["--period", "0"], "period"),
+    (["--threshold", "-2"], "threshold"),
+    (["--rounding", "sideways"], "rounding"),
+    (["--loss-scale", "abc"], "expects a number"),
+    (["--loss-scale", "-5"], "loss_scale"),
+    (["--afp-bits", "8"], "LOW,HIGH"),
+    (["--muppet-word-lengths", "8,x"], "expects an integer"),
 ])
 def test_bad_arguments(trainer_exe, tmp_path, args, msg):
     env = dict(os.environ, MASCOT_DATA=str(tmp_path / "data"))
@@ -110,3 +118,23 @@ def test_prepared_dataset_directory(trainer_exe, tmp_path, tiny):
               env=dict(os.environ, MASCOT_DATA=str(tmp_path / "data")))
     assert res.returncode == 0, res.stderr
     assert "final test RMSE" in res.stdout
+
+
+def test_mascot_console_command():
+    import sys
+    r = subprocess.run([sys.executable, "-m", "mascot.cli", "info"], capture_output=True, text=True)
+    assert r.returncode == 0 and "cpu kernels:" in r.stdout and "mascot-naive" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "mascot.cli", "nope"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown command" in r.stderr
+
+
+@pytest.mark.parametrize("method", ["fp32", "fp16", "mascot-n1", "mascot", "mascot-n2", "mascot-naive",
+                                    "mpt", "muppet", "afp"])
+def test_every_method_from_the_cli(trainer_exe, tmp_path, method):
+    rep = tmp_path / "r.json"
+    r = run(trainer_exe, "--dataset", "synthetic-ml10m:0.005", "--k", 16, "--epochs", 8, "--method", method,
+            "--groups", 10, "--quiet", "--report", rep)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(rep.read_text())
+    assert report["config"]["method"] == method and len(report["epochs"]) == 8
+    assert 0 < report["totals"]["final_test_rmse"] < 1.5

@@ -24,9 +24,19 @@ def test_groups_more_than_users(tiny):
         mascot.MF(k=8, epochs=1, groups=nu + 1, item_groups=2).fit((u, i, r))
 
 
-def test_unimplemented_method_is_a_clear_error():
-    with pytest.raises(ValueError, match="not implemented yet"):
-        mascot.MF(method="muppet")
+def test_every_method_is_available():
+    for m in _core.method_names():
+        mascot.MF(method=m)  # constructs and validates
+
+
+def test_method_params():
+    m = mascot.MF(method="mpt", method_params={"loss_scale": "dynamic", "loss_scale_window": 100})
+    c = m._config()
+    assert c.competing.dynamic_loss_scale and c.competing.loss_scale_window == 100
+    with pytest.raises(ValueError, match="unknown method parameter"):
+        mascot.MF(method="mpt", method_params={"nope": 1})
+    with pytest.raises(ValueError, match="loss_scale"):
+        mascot.MF(method="mpt", method_params={"loss_scale": -1.0})
 
 
 def test_defaults_follow_design():

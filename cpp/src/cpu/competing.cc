@@ -1,11 +1,965 @@
+// The competing methods of DESIGN.md §4 on the CPU backend: MPT, MuPPET and AFP, each as its
+// paper describes it, mapped onto matrix factorization (MF) trained by Hogwild SGD with batch
+// size 1 (the MASCOT paper, Section IV-A: b = 1 for every method; "For MuPPET, MPT, and AFP,
+// we set their hyperparameters as recommended in their work").
+//
+// Common to all three (and to the papers): the FP32 master copies P and Q are what SGD
+// updates; the methods only change the precision of the operands of the forward pass (the dot
+// product p_u . q_i) and of the backward pass (the gradients of Eq. 2-3).  An MF "network" has
+// two weight tensors ("layers"), P (users) and Q (items); one "iteration" is one rating's
+// update; an "epoch" is the backend's pass over the training set.
+//
+// Threads: sgd() runs concurrently from the backend's worker threads, Hogwild style.  Every
+// piece of mutable state a method keeps during the pass (loss scales, AFP's quantization
+// parameters, statistics, scratch rows) lives in a per-thread Worker (64-byte aligned, so no
+// false sharing); end_epoch() runs after the threads joined and reduces them.  No locks, no
+// atomics, no shared mutable state, nothing allocated per rating.  (The MASCOT reference code
+// lost updates in such reductions; here each accumulator has exactly one writer.)
+//
+// Rounding: where a method rounds to low precision it honours cfg.rounding: nearest (ties to
+// even) or stochastic, with random words that are a pure function of (seed, epoch, u, i,
+// operand, element): hash3(seed, kStreamRound, ...) mixed with the rating and element.
 #include "cpu/competing.h"
 
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "mascot/detail/competing_params.h"
+#include "mascot/detail/fixed_point.h"
+#include "mascot/detail/json.h"
+#include "mascot/detail/rng.h"
 #include "mascot/error.h"
 
 namespace mascot::cpu {
+namespace {
 
-std::unique_ptr<CompetingMethod> make_competing_method(const TrainConfig& cfg, int, uint64_t) {
-  throw_invalid("method '" + to_string(cfg.method) + "' is not implemented yet");
+using detail::FixedFormat;
+
+// ISA dispatch: the per-rating loops are written once (force-inlined) and instantiated twice,
+// generic (SSE2 on x86-64) and with AVX2 enabled (8-wide), picked at run time like the SGD
+// kernels: AVX2 whenever kernel_isa() is avx2 or avx512 (so MASCOT_ISA=generic forces the
+// generic path here too).  Both perform the same float operations in the same order (MPT's
+// round-to-nearest FP16 casts use F16C on the AVX2 path, bit-identical to the software
+// rounding), so the results do not depend on the path (tests: single-thread runs match).
+#if defined(__GNUC__)
+#define MASCOT_FORCE_INLINE inline __attribute__((always_inline))
+#else
+#define MASCOT_FORCE_INLINE inline
+#endif
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define MASCOT_COMPETING_AVX2 1
+#define MASCOT_TARGET_AVX2 __attribute__((target("avx2,f16c")))
+#else
+#define MASCOT_COMPETING_AVX2 0
+#define MASCOT_TARGET_AVX2
+#endif
+
+bool use_avx2() {
+  static const bool yes = MASCOT_COMPETING_AVX2 && std::strcmp(kernel_isa(), "generic") != 0;
+  return yes;
+}
+
+constexpr int kL = 16;                 // lanes of the explicit partial sums (as detail/sgd.h)
+constexpr float kHalfMax = 65504.0f;   // largest finite FP16
+
+// ------------------------------------------------------------------ vector helpers
+// Written with 16 explicit lanes so that GCC vectorises them without reassociation flags.
+
+/// Dot product with detail/sgd.h's lane structure (element j -> lane j % 16, then a tree).
+MASCOT_FORCE_INLINE float dot16(const float* __restrict a, const float* __restrict b, int k) {
+  float acc[kL] = {};
+  int j = 0;
+  for (; j + kL <= k; j += kL)
+    for (int l = 0; l < kL; ++l) acc[l] += a[j + l] * b[j + l];
+  for (int l = 0; j + l < k; ++l) acc[l] += a[j + l] * b[j + l];
+  for (int w = kL / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return acc[0];
+}
+
+MASCOT_FORCE_INLINE float max_abs16(const float* __restrict a, int k) {
+  float m[kL] = {};
+  int j = 0;
+  for (; j + kL <= k; j += kL)
+    for (int l = 0; l < kL; ++l) {
+      const float v = std::fabs(a[j + l]);
+      m[l] = v > m[l] ? v : m[l];
+    }
+  for (int l = 0; j + l < k; ++l) {
+    const float v = std::fabs(a[j + l]);
+    m[l] = v > m[l] ? v : m[l];
+  }
+  for (int w = kL / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) m[l] = m[l + w] > m[l] ? m[l + w] : m[l];
+  return m[0];
+}
+
+MASCOT_FORCE_INLINE float sum_abs16(const float* __restrict a, int k) {
+  float s[kL] = {};
+  int j = 0;
+  for (; j + kL <= k; j += kL)
+    for (int l = 0; l < kL; ++l) s[l] += std::fabs(a[j + l]);
+  for (int l = 0; j + l < k; ++l) s[l] += std::fabs(a[j + l]);
+  for (int w = kL / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) s[l] += s[l + w];
+  return s[0];
+}
+
+/// Number of elements that are not finite FP16 values (|x| > 65504, inf or nan).
+MASCOT_FORCE_INLINE int count_half_overflow(const float* __restrict a, int k) {
+  int n = 0;
+  for (int j = 0; j < k; ++j) n += !(std::fabs(a[j]) <= kHalfMax);
+  return n;
+}
+
+/// Memory is the bottleneck (DESIGN.md §6): like the SGD kernels, prefetch the two rows of the
+/// rating kPrefetch positions ahead (a random order makes every row a DRAM miss otherwise).
+constexpr size_t kPrefetch = 10;
+MASCOT_FORCE_INLINE void prefetch_ahead(const Rec* recs, size_t x, size_t count, const float* P, const float* Q,
+                                        int k) {
+  if (x + kPrefetch >= count) return;
+  const Rec& r = recs[x + kPrefetch];
+  const size_t bytes = static_cast<size_t>(k) * sizeof(float);
+  const char* p = reinterpret_cast<const char*>(P + static_cast<size_t>(r.u) * k);
+  const char* q = reinterpret_cast<const char*>(Q + static_cast<size_t>(r.i) * k);
+  for (size_t o = 0; o < bytes; o += 64) {
+    __builtin_prefetch(p + o, 1, 3);
+    __builtin_prefetch(q + o, 1, 3);
+  }
+  __builtin_prefetch(p + bytes - 1, 1, 3);
+  __builtin_prefetch(q + bytes - 1, 1, 3);
+}
+
+// ------------------------------------------------------------------ random words (stochastic rounding)
+// Per rating a key from (epoch key, u, i); per element a word from (key, operand tag, j).
+// Pure functions: no RNG state, independent of thread scheduling.  (The `chunk` order, which
+// samples with replacement, can visit a rating twice in an epoch; both visits then draw the
+// same words, which is harmless.)
+
+inline uint64_t epoch_round_key(uint64_t seed, uint64_t method_tag, int epoch) {
+  return detail::hash3(seed, detail::kStreamRound, (method_tag << 40) + static_cast<uint64_t>(epoch));
+}
+inline uint64_t rating_round_key(uint64_t epoch_key, const Rec& r) {
+  return detail::mix64(epoch_key ^ ((static_cast<uint64_t>(static_cast<uint32_t>(r.u)) << 32) |
+                                    static_cast<uint32_t>(r.i)));
+}
+MASCOT_FORCE_INLINE void fill_words(uint32_t* __restrict w, int n, uint64_t rating_key, uint32_t tag) {
+  const uint64_t base = rating_key + (static_cast<uint64_t>(tag) << 24);
+  for (int j = 0; j < n; ++j) w[j] = static_cast<uint32_t>(detail::mix64(base + static_cast<uint64_t>(j)) >> 32);
+}
+inline uint32_t one_word(uint64_t rating_key, uint32_t tag) {
+  return static_cast<uint32_t>(detail::mix64(rating_key + (static_cast<uint64_t>(tag) << 24) + 0xFFFFFFull) >> 32);
+}
+
+// ------------------------------------------------------------------ fixed-point rows
+
+MASCOT_FORCE_INLINE void fixed_row_rn(float* __restrict out, const float* __restrict in, int k, const FixedFormat& f) {
+  const FixedFormat g = f;
+  for (int j = 0; j < k; ++j) out[j] = detail::fixed_round_rn(in[j], g);
+}
+MASCOT_FORCE_INLINE void fixed_row_sr(float* __restrict out, const float* __restrict in, int k, const FixedFormat& f,
+                         const uint32_t* __restrict w) {
+  const FixedFormat g = f;
+  for (int j = 0; j < k; ++j) out[j] = detail::fixed_round_sr(in[j], g, w[j]);
+}
+
+MASCOT_FORCE_INLINE void fixed_inplace_rn(float* __restrict a, int k, const FixedFormat& f) {
+  const FixedFormat g = f;
+  for (int j = 0; j < k; ++j) a[j] = detail::fixed_round_rn(a[j], g);
+}
+MASCOT_FORCE_INLINE void fixed_inplace_sr(float* __restrict a, int k, const FixedFormat& f, const uint32_t* __restrict w) {
+  const FixedFormat g = f;
+  for (int j = 0; j < k; ++j) a[j] = detail::fixed_round_sr(a[j], g, w[j]);
+}
+
+// FP16 rows with round-to-nearest: F16C on the AVX2 path (kernel_isa avx2 implies F16C), the
+// branchless software rounding elsewhere; both give half.h's float_to_half_rn bits.
+template <bool F16C>
+inline void half_rn_row(float* __restrict out, const float* __restrict in, float scale, int k);
+
+template <>
+MASCOT_FORCE_INLINE void half_rn_row<false>(float* __restrict out, const float* __restrict in, float scale, int k) {
+  for (int j = 0; j < k; ++j) out[j] = detail::half_rn_value(scale * in[j]);
+}
+#if MASCOT_COMPETING_AVX2
+template <>
+MASCOT_TARGET_AVX2 inline void half_rn_row<true>(float* __restrict out, const float* __restrict in,
+                                                               float scale, int k) {
+  const __m256 s = _mm256_set1_ps(scale);
+  int j = 0;
+  for (; j + 8 <= k; j += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_mul_ps(s, _mm256_loadu_ps(in + j)), _MM_FROUND_TO_NEAREST_INT);
+    _mm256_storeu_ps(out + j, _mm256_cvtph_ps(h));
+  }
+  for (; j < k; ++j) out[j] = detail::half_rn_value(scale * in[j]);
+}
+#else
+template <>
+MASCOT_FORCE_INLINE void half_rn_row<true>(float* __restrict out, const float* __restrict in, float scale, int k) {
+  half_rn_row<false>(out, in, scale, k);
+}
+#endif
+
+/// Scratch rows of one worker, allocated once.
+struct Scratch {
+  std::vector<float> a, b, c, d;
+  std::vector<uint32_t> w;
+  void init(int k) {
+    a.assign(k, 0.f);
+    b.assign(k, 0.f);
+    c.assign(k, 0.f);
+    d.assign(k, 0.f);
+    w.assign(static_cast<size_t>(k), 0u);
+  }
+};
+
+// ====================================================================================== MPT
+// Micikevicius et al., "Mixed Precision Training" (ICLR 2018), on MF:
+//  * FP32 master weights: P and Q stay FP32; every update is applied to them in FP32.
+//  * FP16 copies for the arithmetic: per rating, p_u and q_i are rounded to FP16 (the
+//    per-iteration weight cast of MPT; a rating's iteration only uses these two rows).
+//  * Forward: the dot product multiplies FP16 values and accumulates in FP32 ("FP16 products
+//    accumulated into FP32, then written to FP16"): the prediction is stored as FP16.  The
+//    loss (the error e = r - r_hat) is computed in FP32, as MPT keeps loss computations in FP32.
+//  * Loss scaling: the backward pass starts from the scaled loss gradient S * e, cast to FP16,
+//    and all gradients are FP16: grad p_j = fp16(fp16(S e) * q16_j), grad q_j likewise (one
+//    product per element at batch size 1, so "FP32 accumulate" is one exact product rounded to
+//    FP16).  The FP16 gradients are unscaled in FP32 (x 1/S) and applied to the FP32 masters
+//    with the L2 term (Eq. 2-3), i.e. the regulariser acts as optimizer-side weight decay on
+//    the FP32 master, where MPT does its weight update.
+//  * Static S (default 1000) or dynamic S (NVIDIA's recipe, starting from loss_scale): an
+//    update whose FP16 scaled gradient holds an inf/nan is skipped and S halves; after
+//    loss_scale_window clean updates S doubles.  With a static S an overflowing update is
+//    skipped too (applying inf/nan would destroy the master) and counted; S = 1000 never
+//    overflows on 1..5-star ratings.  One S per worker thread (see MptLossScale): in Hogwild
+//    the workers share no mutable state, and "did my update overflow" is local to each
+//    worker's stream of updates; a global S would need an atomic per rating for no benefit.
+//    An "iteration" of MPT's window is one rating update of that worker.
+class Mpt final : public CompetingMethod {
+ public:
+  Mpt(const TrainConfig& cfg, int threads, uint64_t seed)
+      : c_(cfg.competing), stochastic_(cfg.rounding == Rounding::kStochastic), k_(cfg.k), seed_(seed),
+        workers_(static_cast<size_t>(std::max(1, threads))) {
+    for (auto& w : workers_) {
+      w.s.init(k_);
+      w.ls.init(c_.loss_scale, c_.dynamic_loss_scale, c_.loss_scale_window);
+    }
+  }
+
+  void begin_epoch(int epoch, const float*, int64_t, const float*, int64_t) override {
+    epoch_ = epoch;
+    epoch_key_ = epoch_round_key(seed_, 1, epoch);
+    for (auto& w : workers_) w.updates = w.skipped = 0;
+  }
+
+  void sgd(int tid, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) override {
+    Worker& w = workers_[static_cast<size_t>(tid)];
+    if (use_avx2()) stochastic_ ? run_avx2<true>(w, recs, count, P, Q, prm) : run_avx2<false>(w, recs, count, P, Q, prm);
+    else stochastic_ ? run_generic<true>(w, recs, count, P, Q, prm) : run_generic<false>(w, recs, count, P, Q, prm);
+  }
+
+  void end_epoch(int, const float*, int64_t, const float*, int64_t, std::string* json) override {
+    int64_t skipped = 0, updates = 0;
+    float smin = workers_[0].ls.scale, smax = smin;
+    for (const auto& w : workers_) {
+      skipped += w.skipped;
+      updates += w.updates;
+      smin = std::min(smin, w.ls.scale);
+      smax = std::max(smax, w.ls.scale);
+    }
+    skipped_total_ += skipped;
+    detail::JsonWriter j;
+    j.begin_object();
+    j.kv("name", "mpt").kv("dynamic_loss_scale", c_.dynamic_loss_scale);
+    j.kv("loss_scale_min", static_cast<double>(smin)).kv("loss_scale_max", static_cast<double>(smax));
+    j.key("loss_scales").begin_array();  // per worker thread, after this epoch
+    for (const auto& w : workers_) j.value(static_cast<double>(w.ls.scale));
+    j.end_array();
+    j.kv("updates", updates).kv("skipped_updates", skipped).kv("skipped_total", skipped_total_);
+    j.end_object();
+    *json = j.str();
+  }
+
+ private:
+  struct alignas(64) Worker {
+    detail::MptLossScale ls;
+    int64_t updates = 0, skipped = 0;
+    Scratch s;
+  };
+
+  template <bool SR>
+  MASCOT_TARGET_AVX2 void run_avx2(Worker& w, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) {
+    run<SR, true>(w, recs, count, P, Q, prm);
+  }
+  template <bool SR>
+  void run_generic(Worker& w, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) {
+    run<SR, false>(w, recs, count, P, Q, prm);
+  }
+
+  template <bool SR, bool F16C>
+  MASCOT_FORCE_INLINE void run(Worker& w, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) {
+    const int k = k_;
+    float* __restrict ph = w.s.a.data();
+    float* __restrict qh = w.s.b.data();
+    float* __restrict gp = w.s.c.data();
+    float* __restrict gq = w.s.d.data();
+    uint32_t* __restrict rw = w.s.w.data();
+    const float lr = prm.lr, lp = prm.lambda_p, lq = prm.lambda_q;
+    for (size_t x = 0; x < count; ++x) {
+      prefetch_ahead(recs, x, count, P, Q, k);
+      const Rec rec = recs[x];
+      float* __restrict p = P + static_cast<size_t>(rec.u) * k;
+      float* __restrict q = Q + static_cast<size_t>(rec.i) * k;
+      const uint64_t key = SR ? rating_round_key(epoch_key_, rec) : 0;
+      // FP16 copies of the FP32 masters
+      if (SR) {
+        fill_words(rw, k, key, 1);
+        for (int j = 0; j < k; ++j) ph[j] = detail::half_sr_value(p[j], rw[j]);
+        fill_words(rw, k, key, 2);
+        for (int j = 0; j < k; ++j) qh[j] = detail::half_sr_value(q[j], rw[j]);
+      } else {
+        half_rn_row<F16C>(ph, p, 1.0f, k);
+        half_rn_row<F16C>(qh, q, 1.0f, k);
+      }
+      // forward: FP16 products, FP32 accumulation, FP16 output; FP32 loss
+      const float dot = dot16(ph, qh, k);
+      const float rhat = SR ? detail::half_sr_value(dot, one_word(key, 3)) : detail::half_rn_value(dot);
+      const float e = rec.r - rhat;
+      // backward in FP16 on the scaled loss gradient
+      const float S = w.ls.scale;
+      const float se = SR ? detail::half_sr_value(S * e, one_word(key, 4)) : detail::half_rn_value(S * e);
+      if (SR) {
+        fill_words(rw, k, key, 5);
+        for (int j = 0; j < k; ++j) gp[j] = detail::half_sr_value(se * qh[j], rw[j]);
+        fill_words(rw, k, key, 6);
+        for (int j = 0; j < k; ++j) gq[j] = detail::half_sr_value(se * ph[j], rw[j]);
+      } else {
+        half_rn_row<F16C>(gp, qh, se, k);
+        half_rn_row<F16C>(gq, ph, se, k);
+      }
+      // overflow: inf/nan in the FP16 scaled gradient.  With nearest rounding that is exactly
+      // an FP16 value that is not finite; stochastic rounding saturates at 65504 instead, so
+      // there it is a value that nearest rounding would have sent to inf (|x| >= 65520).
+      bool overflow = !(std::fabs(se) <= kHalfMax) || count_half_overflow(gp, k) + count_half_overflow(gq, k) > 0;
+      if (SR)
+        overflow = overflow || !(std::fabs(S * e) < 65520.0f) || !(std::fabs(se) * max_abs16(qh, k) < 65520.0f) ||
+                   !(std::fabs(se) * max_abs16(ph, k) < 65520.0f);
+      ++w.updates;
+      if (!w.ls.step(overflow)) {
+        ++w.skipped;
+        continue;
+      }
+      // unscale in FP32, update the FP32 masters (Eq. 2-3; L2 term on the master)
+      const float inv = 1.0f / S;
+      for (int j = 0; j < k; ++j) {
+        const float pj = p[j], qj = q[j];
+        p[j] = pj + lr * (gp[j] * inv - lp * pj);
+        q[j] = qj + lr * (gq[j] * inv - lq * qj);
+      }
+    }
+  }
+
+  CompetingParams c_;
+  bool stochastic_;
+  int k_;
+  uint64_t seed_;
+  int epoch_ = 0;
+  uint64_t epoch_key_ = 0;
+  int64_t skipped_total_ = 0;
+  std::vector<Worker> workers_;
+};
+
+// ====================================================================================== MuPPET
+// Rajagopal et al., "Multi-Precision Policy Enforced Training (MuPPET)", ICML 2020, and its
+// code (github.com/ICIdsl/muppet), on MF:
+//  * Precision levels: dynamic fixed point at word lengths 8 -> 12 -> 14 -> 16, then FP32
+//    (Prec_Schedule 8 12 14 16 -1); updates always go to the FP32 masters (quant_sgd.py keeps
+//    fpWeights and re-quantizes the weights from them).
+//  * Weights: per-layer ("block floating point") scale 2^f chosen from the layer's max |w|
+//    (quantize.py findSfAndScale).  MF's two layers are P and Q.  MuPPET re-derives the scale
+//    from the whole FP32 tensor after every step (quant_sgd.py).  Scanning P (m x k) per
+//    rating is impossible, so: at the start of each epoch the scale of P and of Q comes from
+//    a scan of the whole tensor (begin_epoch), and during the epoch a worker lowers its
+//    fractional bits as soon as a row it reads has outgrown them - the tensor's max can only
+//    have grown to at least that row's max, which is what MuPPET's per-step rescaling would
+//    follow.  (Values that shrink keep the epoch's scale until the next scan.)  Holding the
+//    begin-of-epoch scale for the whole epoch instead saturates the fast-growing early MF
+//    weights: measured on synthetic-ml10m:0.01 (k = 16, 20 epochs) the test RMSE jumps from
+//    3.73 to 4.9 in epoch 1 and ends 1.1 % above FP32; following the tensor it tracks FP32
+//    (within 0.01 %).
+//  * Forward: p_hat, q_hat quantized, dot product of the quantized values accumulated in FP32
+//    (MuPPET: integer products, 32-bit accumulation).
+//  * Backward: MuPPET quantizes every back-propagated gradient tensor with its own dynamic
+//    scale at the call (scaler.py backward hook).  MF's only back-propagated gradient is the
+//    loss gradient e = r - r_hat, a one-element tensor at batch size 1: it is quantized to WL
+//    bits with a scale from |e|.  The weight gradients are computed from the quantized
+//    operands and, as quant_sgd.py does with p.grad, quantized to WL bits with a per-tensor
+//    scale taken from the gradient itself: P's gradient tensor at one rating is the row
+//    e_hat * q_hat (all other rows are zero), so its scale comes from max_j |e_hat q_hat_j|.
+//    Weight decay is added after that quantization, in FP32, on the quantized weights
+//    (quant_sgd.py: d_p = Q(grad) + wd * p.data):  p += lr (Q(e_hat q_hat) - lambda_P p_hat).
+//  * Switching (policy.py): at the end of each epoch the gradient of the epoch's last
+//    mini-batch is recorded per layer; every r epochs the inter-epoch gradient diversity of
+//    each layer over the last r epochs, sum_j ||g_j||^2 / ||sum_j g_j||^2, is averaged over
+//    the layers and fed to MuppetPolicy (competing_params.h).
+//    Mapping of "the gradient of the last mini-batch of epoch j" to MF: the mini-batch is the
+//    last muppet_batch (128, MuPPET's batch size) ratings of the epoch, split over the worker
+//    threads (each thread records its last ceil(128 / threads) ratings; the union is the
+//    epoch's last mini-batch); the layer gradient of a mini-batch is the sum of its ratings'
+//    gradients.  Literally that is a sparse m x k matrix whose few non-zero rows differ from
+//    epoch to epoch (batch size 1, rows of different users are orthogonal), which would make
+//    every inter-epoch diversity ~1 and the policy blind.  As the MASCOT paper does when it
+//    applies gradient diversity to MF (Eq. 4: ||sum_u grad p_u||^2 / sum_u ||grad p_u||^2 over
+//    k-vectors of different users) and as the MASCOT authors' MuPPET code does, the rows are
+//    summed as k-vectors: g_P^j = sum over the mini-batch of the recorded gradient of p_u
+//    (Q likewise), which keeps the latent dimensions - the parameters every rating shares,
+//    like a convolution's filter - as the tensor.  P and Q stay separate layers (the
+//    reference code mixed them into one vector).  The recorded gradient is what policy.py
+//    reads from p.grad after the step: the quantized gradient plus weight decay.
+//    Decisions only at fixed-point levels; the FP32 level records nothing (policy.py).
+//    MuPPET's extra FP32 learning-rate schedule (Fp32_Epochs_Per_Lr) has no counterpart:
+//    the epochs and the learning-rate schedule are the trainer's, shared by all methods.
+class Muppet final : public CompetingMethod {
+ public:
+  Muppet(const TrainConfig& cfg, int threads, uint64_t seed)
+      : c_(cfg.competing), stochastic_(cfg.rounding == Rounding::kStochastic), k_(cfg.k), seed_(seed),
+        threads_(std::max(1, threads)), workers_(static_cast<size_t>(threads_)) {
+    policy_.levels = static_cast<int>(c_.muppet_word_lengths.size());
+    batch_per_thread_ = (c_.muppet_batch + threads_ - 1) / threads_;
+    for (auto& w : workers_) {
+      w.s.init(k_);
+      w.bp.assign(static_cast<size_t>(k_), 0.f);
+      w.bq.assign(static_cast<size_t>(k_), 0.f);
+    }
+    win_p_.assign(static_cast<size_t>(k_), 0.0);
+    win_q_.assign(static_cast<size_t>(k_), 0.0);
+  }
+
+  void begin_epoch(int epoch, const float* P, int64_t m, const float* Q, int64_t n) override {
+    epoch_key_ = epoch_round_key(seed_, 2, epoch);
+    wl_ = policy_.fp32() ? 0 : c_.muppet_word_lengths[static_cast<size_t>(policy_.level)];
+    if (wl_ > 0) {
+      max_p_ = tensor_max_abs(P, m * k_);
+      max_q_ = tensor_max_abs(Q, n * k_);
+      fp_ = detail::make_fixed_format(detail::fixed_frac_bits(max_p_, wl_), wl_);
+      fq_ = detail::make_fixed_format(detail::fixed_frac_bits(max_q_, wl_), wl_);
+    }
+    for (auto& w : workers_) {
+      std::fill(w.bp.begin(), w.bp.end(), 0.f);
+      std::fill(w.bq.begin(), w.bq.end(), 0.f);
+      w.bn = 0;
+      w.fp = fp_;
+      w.fq = fq_;
+      w.rescales = 0;
+    }
+  }
+
+  void sgd(int tid, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) override {
+    Worker& w = workers_[static_cast<size_t>(tid)];
+    const int v = wl_ == 0 ? 0 : stochastic_ ? 2 : 1;
+    if (use_avx2()) {
+      if (v == 0) run_avx2<0>(w, recs, count, P, Q, prm);
+      else if (v == 1) run_avx2<1>(w, recs, count, P, Q, prm);
+      else run_avx2<2>(w, recs, count, P, Q, prm);
+    } else {
+      if (v == 0) run_generic<0>(w, recs, count, P, Q, prm);
+      else if (v == 1) run_generic<1>(w, recs, count, P, Q, prm);
+      else run_generic<2>(w, recs, count, P, Q, prm);
+    }
+  }
+
+  void end_epoch(int epoch, const float*, int64_t, const float*, int64_t, std::string* json) override {
+    const int wl = wl_;
+    int64_t batch = 0;
+    double norm_p = 0, norm_q = 0;
+    if (wl > 0) {
+      // this epoch's last mini-batch gradient per layer: the union of the workers' last ratings
+      std::vector<double> gp(static_cast<size_t>(k_), 0.0), gq(static_cast<size_t>(k_), 0.0);
+      for (const auto& w : workers_) {
+        batch += w.bn;
+        for (int j = 0; j < k_; ++j) {
+          gp[j] += w.bp[j];
+          gq[j] += w.bq[j];
+        }
+      }
+      for (int j = 0; j < k_; ++j) {
+        norm_p += gp[j] * gp[j];
+        norm_q += gq[j] * gq[j];
+        win_p_[j] += gp[j];
+        win_q_[j] += gq[j];
+      }
+      // policy.py update(): sumOfNorms += ||grad||^2, sumOfGrads += grad, per layer
+      win_norm_p_ += norm_p;
+      win_norm_q_ += norm_q;
+    }
+    double gd_p = NAN, gd_q = NAN, mean_gd = NAN;
+    if (wl > 0 && detail::MuppetPolicy::is_evaluation_epoch(c_, epoch)) {
+      // policy.py calculate_mean_gd(): mean over layers of sumOfNorms / ||sumOfGrads||^2, then reset
+      double sp = 0, sq = 0;
+      for (int j = 0; j < k_; ++j) {
+        sp += win_p_[j] * win_p_[j];
+        sq += win_q_[j] * win_q_[j];
+      }
+      gd_p = sp > 0 ? win_norm_p_ / sp : NAN;
+      gd_q = sq > 0 ? win_norm_q_ / sq : NAN;
+      int nl = 0;
+      double s = 0;
+      if (std::isfinite(gd_p)) s += gd_p, ++nl;
+      if (std::isfinite(gd_q)) s += gd_q, ++nl;
+      mean_gd = nl > 0 ? s / nl : NAN;
+      std::fill(win_p_.begin(), win_p_.end(), 0.0);
+      std::fill(win_q_.begin(), win_q_.end(), 0.0);
+      win_norm_p_ = win_norm_q_ = 0;
+    }
+    const bool switched = policy_.end_epoch(c_, epoch, mean_gd);
+    if (switched) switches_.push_back(epoch);
+
+    detail::JsonWriter j;
+    j.begin_object();
+    j.kv("name", "muppet");
+    j.kv("word_length", wl > 0 ? wl : 32).kv("fixed_point", wl > 0);
+    if (wl > 0) {
+      int fpe = fp_.frac_bits, fqe = fq_.frac_bits;
+      int64_t rescales = 0;
+      for (const auto& w : workers_) {
+        fpe = std::min(fpe, w.fp.frac_bits);
+        fqe = std::min(fqe, w.fq.frac_bits);
+        rescales += w.rescales;
+      }
+      j.kv("frac_bits_p", fp_.frac_bits).kv("frac_bits_q", fq_.frac_bits);  // at the epoch's start
+      j.kv("frac_bits_p_end", fpe).kv("frac_bits_q_end", fqe).kv("rescales", rescales);
+      j.kv("max_abs_p", static_cast<double>(max_p_)).kv("max_abs_q", static_cast<double>(max_q_));
+      j.kv("batch_ratings", batch).kv("batch_grad_norm2_p", norm_p).kv("batch_grad_norm2_q", norm_q);
+    }
+    j.kv("evaluated", policy_.evaluated);
+    j.kv("diversity_p", gd_p).kv("diversity_q", gd_q).kv("diversity", mean_gd);
+    j.kv("max_diversity", policy_.max_gd).kv("ratio", policy_.evaluated ? policy_.ratio : NAN);
+    j.kv("threshold", policy_.threshold).kv("violations", policy_.violations);
+    j.kv("switched", switched);
+    j.kv("next_word_length", policy_.fp32() ? 32 : c_.muppet_word_lengths[static_cast<size_t>(policy_.level)]);
+    j.key("switch_epochs").array(switches_);
+    j.end_object();
+    *json = j.str();
+  }
+
+ private:
+  struct alignas(64) Worker {
+    Scratch s;
+    std::vector<float> bp, bq;  // gradient sums of this worker's last ratings of the epoch
+    int64_t bn = 0;
+    FixedFormat fp{}, fq{};     // this worker's scales of P and Q (the epoch's, lowered on growth)
+    int64_t rescales = 0;
+  };
+
+  static float tensor_max_abs(const float* a, int64_t n) {
+    float m = 0;
+    const int64_t step = int64_t(1) << 20;
+    for (int64_t s = 0; s < n; s += step) m = std::max(m, max_abs16(a + s, static_cast<int>(std::min(step, n - s))));
+    return m;
+  }
+
+  /// V: 0 FP32 level, 1 fixed point with nearest rounding, 2 fixed point with stochastic rounding.
+  template <int V>
+  MASCOT_TARGET_AVX2 void run_avx2(Worker& w, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) {
+    if (V == 0) run_fp32(recs, count, P, Q, prm);
+    else run_fixed<V == 2>(w, recs, count, P, Q, prm);
+  }
+  template <int V>
+  void run_generic(Worker& w, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) {
+    if (V == 0) run_fp32(recs, count, P, Q, prm);
+    else run_fixed<V == 2>(w, recs, count, P, Q, prm);
+  }
+
+  MASCOT_FORCE_INLINE void run_fp32(const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) {
+    const int k = k_;
+    const float lr = prm.lr, lp = prm.lambda_p, lq = prm.lambda_q;
+    for (size_t x = 0; x < count; ++x) {
+      prefetch_ahead(recs, x, count, P, Q, k);
+      const Rec rec = recs[x];
+      float* __restrict p = P + static_cast<size_t>(rec.u) * k;
+      float* __restrict q = Q + static_cast<size_t>(rec.i) * k;
+      const float e = rec.r - dot16(p, q, k);
+      for (int j = 0; j < k; ++j) {
+        const float pj = p[j], qj = q[j];
+        p[j] = pj + lr * (e * qj - lp * pj);
+        q[j] = qj + lr * (e * pj - lq * qj);
+      }
+    }
+  }
+
+  template <bool SR>
+  MASCOT_FORCE_INLINE void run_fixed(Worker& w, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) {
+    const int k = k_, wl = wl_;
+    float* __restrict ph = w.s.a.data();
+    float* __restrict qh = w.s.b.data();
+    float* __restrict gp = w.s.c.data();
+    float* __restrict gq = w.s.d.data();
+    uint32_t* __restrict rw = w.s.w.data();
+    float* __restrict bp = w.bp.data();
+    float* __restrict bq = w.bq.data();
+    const float lr = prm.lr, lp = prm.lambda_p, lq = prm.lambda_q;
+    FixedFormat fp = w.fp, fq = w.fq;
+    float fmax_p = fp.hi * fp.inv_scale, fmax_q = fq.hi * fq.inv_scale;
+    // the worker's last ratings of the epoch: the tail of this call (a later call replaces it)
+    const size_t B = static_cast<size_t>(batch_per_thread_);
+    if (count >= B || static_cast<size_t>(w.bn) + count > B) {
+      std::fill(w.bp.begin(), w.bp.end(), 0.f);
+      std::fill(w.bq.begin(), w.bq.end(), 0.f);
+      w.bn = 0;
+    }
+    const size_t tail = count > B ? count - B : 0;
+    for (size_t x = 0; x < count; ++x) {
+      prefetch_ahead(recs, x, count, P, Q, k);
+      const Rec rec = recs[x];
+      float* __restrict p = P + static_cast<size_t>(rec.u) * k;
+      float* __restrict q = Q + static_cast<size_t>(rec.i) * k;
+      const uint64_t key = SR ? rating_round_key(epoch_key_, rec) : 0;
+      // the layer scale follows the tensor's growth (see above)
+      const float mp = max_abs16(p, k), mq = max_abs16(q, k);
+      if (mp > fmax_p) {
+        fp = detail::make_fixed_format(detail::fixed_frac_bits(mp, wl), wl);
+        fmax_p = fp.hi * fp.inv_scale;
+        ++w.rescales;
+      }
+      if (mq > fmax_q) {
+        fq = detail::make_fixed_format(detail::fixed_frac_bits(mq, wl), wl);
+        fmax_q = fq.hi * fq.inv_scale;
+        ++w.rescales;
+      }
+      // forward on the per-layer quantized weights
+      if (SR) {
+        fill_words(rw, k, key, 1);
+        fixed_row_sr(ph, p, k, fp, rw);
+        fill_words(rw, k, key, 2);
+        fixed_row_sr(qh, q, k, fq, rw);
+      } else {
+        fixed_row_rn(ph, p, k, fp);
+        fixed_row_rn(qh, q, k, fq);
+      }
+      const float e = rec.r - dot16(ph, qh, k);
+      // back-propagated gradient (one element): own dynamic scale
+      const FixedFormat fe = detail::make_fixed_format(detail::fixed_frac_bits(std::fabs(e), wl), wl);
+      const float eh = SR ? detail::fixed_round_sr(e, fe, one_word(key, 3)) : detail::fixed_round_rn(e, fe);
+      // weight gradients (data term) from the quantized operands, quantized with their own scale
+      const float ae = std::fabs(eh);
+      const FixedFormat fgp = detail::make_fixed_format(detail::fixed_frac_bits(ae * max_abs16(qh, k), wl), wl);
+      const FixedFormat fgq = detail::make_fixed_format(detail::fixed_frac_bits(ae * max_abs16(ph, k), wl), wl);
+      // (quantize e_hat * q_hat, then + weight decay on the quantized weights; the same
+      // operations as separate passes, fused)
+      if (SR) {
+        fill_words(rw, k, key, 4);
+        for (int j = 0; j < k; ++j) gp[j] = detail::fixed_round_sr(eh * qh[j], fgp, rw[j]) - lp * ph[j];
+        fill_words(rw, k, key, 5);
+        for (int j = 0; j < k; ++j) gq[j] = detail::fixed_round_sr(eh * ph[j], fgq, rw[j]) - lq * qh[j];
+      } else {
+        for (int j = 0; j < k; ++j) {
+          gp[j] = detail::fixed_round_rn(eh * qh[j], fgp) - lp * ph[j];
+          gq[j] = detail::fixed_round_rn(eh * ph[j], fgq) - lq * qh[j];
+        }
+      }
+      // FP32 update of the masters
+      for (int j = 0; j < k; ++j) {
+        p[j] += lr * gp[j];
+        q[j] += lr * gq[j];
+      }
+      if (x >= tail) {
+        for (int j = 0; j < k; ++j) {
+          bp[j] += gp[j];
+          bq[j] += gq[j];
+        }
+        ++w.bn;
+      }
+    }
+    w.fp = fp;
+    w.fq = fq;
+  }
+
+  CompetingParams c_;
+  bool stochastic_;
+  int k_;
+  uint64_t seed_;
+  int threads_;
+  int batch_per_thread_ = 1;
+  uint64_t epoch_key_ = 0;
+  detail::MuppetPolicy policy_;
+  int wl_ = 0;  // this epoch's word length, 0 = FP32
+  float max_p_ = 0, max_q_ = 0;
+  FixedFormat fp_{}, fq_{};
+  std::vector<double> win_p_, win_q_;
+  double win_norm_p_ = 0, win_norm_q_ = 0;
+  std::vector<int> switches_;
+  std::vector<Worker> workers_;
+};
+
+// ====================================================================================== AFP
+// Zhang et al., "Fixed-Point Back-Propagation Training" (CVPR 2020; arXiv 1911.00361 "Adaptive
+// Precision Training"), on MF:
+//  * Tensors: each layer's data is quantized to dynamic fixed point with a shared point
+//    position s (step 2^s, s = ceil(log2(max|x| / (2^(n-1) - 1))), no clamping of the
+//    maximum) and its own bit width n.  MF's tensors: P and Q (the layers' weights, operands
+//    of the forward dot product and of the backward pass) and G, the back-propagated
+//    gradients of the iteration (grad p_u = e q_hat - lambda_P p_hat and grad q_i, the data
+//    the weight update is computed from); the updates go to the FP32 masters.  The loss
+//    gradient e itself is FP32 (the loss layer), computed from the fixed-point dot product.
+//  * Bit width (AFP's layer-wise precision rule): every tensor starts at 8 bits; at a
+//    re-evaluation the quantization error diff = log2(|sum|x| - sum|x_q|| / sum|x| + 1) is
+//    measured at the current width, and above the threshold the tensor moves to 16 bits
+//    (AFP's "+8 bits", within the 8/16 bits the MASCOT paper uses for AFP); one-way.
+//  * Update interval (AFP's rule): the quantization parameters (s, n) of a tensor are only
+//    re-evaluated every I iterations, I = beta / max(delta diff^2, |m_t - m_(t-1)|) - gamma,
+//    m the moving average of s (m starts at the first s); in between the stale parameters
+//    are used.  An iteration is one rating (batch size 1).
+//  * Saturation guard (the one addition to AFP's schedule): a re-evaluation is also due as
+//    soon as the tensor's max |x| no longer fits the point position in use.  AFP picks s so
+//    that the largest value never saturates and lengthens the interval while s is stable,
+//    presuming the layer's range drifts slowly, as it does in CNNs.  MF latent vectors grow
+//    ~20-50x from their initialisation (sigma = 0.01) in the first epochs, and the very first
+//    interval is enormous (|m_1 - m_0| = 0 and delta diff^2 ~ 1e-11 at 16 bits give I ~ 1e8),
+//    so without the guard the initial s is frozen for the whole run: the quantized weights
+//    saturate at 2^15 2^s ~ 0.06, the error never shrinks and training diverges (measured:
+//    test RMSE 32 after 20 epochs on synthetic-ml10m:0.01).  The report counts the guard's
+//    re-evaluations ("saturation_evaluations").
+//  * What is measured at a re-evaluation: AFP measures a layer's data at the iteration of the
+//    re-evaluation.  For P and Q that iteration's data are the rows p_u, q_i it reads; the
+//    range (max |x|) of the tensor is P's (Q's) own: its max |x| at the start of the epoch
+//    (a scan of the whole tensor, as AFP takes the whole layer's max) raised by every row
+//    the worker has read since (a running max: the tensor's max is at least that, so the
+//    shared scale follows the tensor without rescanning it).  For G the data of the
+//    iteration is the whole gradient tensor.
+//  * One state (s, n, m, next iteration) per tensor per worker thread: AFP's state is a
+//    per-layer sequence of decisions along the iterations; Hogwild workers run their own
+//    iteration streams, so each worker applies the rule to its stream (as the MASCOT
+//    authors' AFP code does per GPU warp), without shared mutable state.
+class Afp final : public CompetingMethod {
+ public:
+  enum { kP = 0, kQ = 1, kG = 2, kTensors = 3 };
+
+  Afp(const TrainConfig& cfg, int threads, uint64_t seed)
+      : c_(cfg.competing), stochastic_(cfg.rounding == Rounding::kStochastic), k_(cfg.k), seed_(seed),
+        workers_(static_cast<size_t>(std::max(1, threads))) {
+    for (auto& w : workers_) {
+      w.s.init(k_);
+      w.g2.assign(static_cast<size_t>(2 * k_), 0.f);
+      for (auto& st : w.st) {
+        st.bits = c_.afp_low_bits;
+        st.next = 0;
+      }
+    }
+  }
+
+  void begin_epoch(int epoch, const float* P, int64_t m, const float* Q, int64_t n) override {
+    epoch_key_ = epoch_round_key(seed_, 3, epoch);
+    max_p_ = tensor_max_abs(P, m * k_);
+    max_q_ = tensor_max_abs(Q, n * k_);
+    for (auto& w : workers_) {
+      w.run_max[kP] = w.run_max[kQ] = 0.f;
+      for (auto& s : w.stats) s = Stats{};
+    }
+  }
+
+  void sgd(int tid, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) override {
+    Worker& w = workers_[static_cast<size_t>(tid)];
+    if (use_avx2()) stochastic_ ? run_avx2<true>(w, recs, count, P, Q, prm) : run_avx2<false>(w, recs, count, P, Q, prm);
+    else stochastic_ ? run_generic<true>(w, recs, count, P, Q, prm) : run_generic<false>(w, recs, count, P, Q, prm);
+  }
+
+  void end_epoch(int, const float*, int64_t, const float*, int64_t, std::string* json) override {
+    static const char* names[kTensors] = {"P", "Q", "G"};
+    detail::JsonWriter j;
+    j.begin_object();
+    j.kv("name", "afp");
+    j.key("tensors").begin_object();
+    for (int t = 0; t < kTensors; ++t) {
+      int bits = 0, high = 0, pmin = 0, pmax = 0;
+      int64_t evals = 0, saturated = 0, to_high = 0;
+      double esum = 0, emax = 0, isum = 0;
+      int64_t imax = 0;
+      bool first = true;
+      for (const auto& w : workers_) {
+        const auto& st = w.st[t];
+        const auto& s = w.stats[t];
+        bits = std::max(bits, st.bits);
+        high += st.bits >= c_.afp_high_bits;
+        if (s.evals > 0 || w.iter > 0) {
+          pmin = first ? st.pos : std::min(pmin, st.pos);
+          pmax = first ? st.pos : std::max(pmax, st.pos);
+          first = false;
+        }
+        evals += s.evals;
+        saturated += s.saturated;
+        to_high += s.to_high;
+        esum += s.err_sum;
+        emax = std::max(emax, s.err_max);
+        isum += s.itv_sum;
+        imax = std::max(imax, s.itv_max);
+      }
+      j.key(names[t]).begin_object();
+      j.kv("bits", bits).kv("threads_high", high).kv("threads", static_cast<int>(workers_.size()));
+      j.kv("point_position_min", pmin).kv("point_position_max", pmax);
+      j.kv("evaluations", evals).kv("saturation_evaluations", saturated).kv("switched_to_high", to_high);
+      j.kv("error_mean", evals > 0 ? esum / static_cast<double>(evals) : NAN).kv("error_max", evals > 0 ? emax : NAN);
+      j.kv("interval_mean", evals > 0 ? isum / static_cast<double>(evals) : NAN).kv("interval_max", imax);
+      j.end_object();
+    }
+    j.end_object();
+    j.kv("max_abs_p", static_cast<double>(max_p_)).kv("max_abs_q", static_cast<double>(max_q_));
+    j.end_object();
+    *json = j.str();
+  }
+
+ private:
+  struct Stats {
+    int64_t evals = 0, saturated = 0, to_high = 0, itv_max = 0;
+    double err_sum = 0, err_max = 0, itv_sum = 0;
+  };
+  struct alignas(64) Worker {
+    detail::AfpTensorState st[kTensors];
+    FixedFormat fmt[kTensors]{};
+    float fmax[kTensors] = {0.f, 0.f, 0.f};  // largest value fmt can hold
+    Stats stats[kTensors];
+    float run_max[2] = {0.f, 0.f};
+    int64_t iter = 0;  // this worker's iterations (ratings), across epochs
+    Scratch s;
+    std::vector<float> g2;  // gradient of the iteration (p part, q part) for measuring G
+  };
+
+  static float tensor_max_abs(const float* a, int64_t n) {
+    float m = 0;
+    const int64_t step = int64_t(1) << 20;
+    for (int64_t s = 0; s < n; s += step) m = std::max(m, max_abs16(a + s, static_cast<int>(std::min(step, n - s))));
+    return m;
+  }
+
+  /// A re-evaluation of tensor t at this iteration (AFP's rule, competing_params.h): the
+  /// iteration's values of the tensor are data[0..n0) and data1[0..n1), its max |x| is range.
+  void reevaluate(Worker& w, int t, const float* d0, int n0, const float* d1, int n1, float range, bool saturated) {
+    detail::AfpTensorState& st = w.st[t];
+    Stats& s = w.stats[t];
+    float* tmp = w.s.c.data();
+    auto error_at = [&](const FixedFormat& f) {  // nearest rounding: the format's error, not one draw's
+      fixed_row_rn(tmp, d0, n0, f);
+      double sa = sum_abs16(d0, n0), sq = sum_abs16(tmp, n0);
+      if (n1 > 0) {
+        fixed_row_rn(tmp, d1, n1, f);
+        sa += sum_abs16(d1, n1);
+        sq += sum_abs16(tmp, n1);
+      }
+      return detail::afp_quant_error(sa, sq);
+    };
+    st.pos = detail::afp_point_position(range, st.bits);
+    FixedFormat f = detail::make_fixed_format(-st.pos, st.bits);
+    double err = error_at(f);
+    if (detail::afp_needs_more_bits(err, c_.afp_error_threshold, st.bits, c_.afp_high_bits)) {
+      st.bits = c_.afp_high_bits;
+      ++s.to_high;
+      st.pos = detail::afp_point_position(range, st.bits);
+      f = detail::make_fixed_format(-st.pos, st.bits);
+      err = error_at(f);
+    }
+    detail::afp_set_interval(st, err, c_.afp_alpha, c_.afp_beta, c_.afp_gamma, c_.afp_delta, w.iter);
+    w.fmt[t] = f;
+    w.fmax[t] = f.hi * f.inv_scale;
+    ++s.evals;
+    s.saturated += saturated;
+    s.err_sum += err;
+    s.err_max = std::max(s.err_max, err);
+    s.itv_sum += static_cast<double>(st.interval);
+    s.itv_max = std::max(s.itv_max, st.interval);
+  }
+
+  template <bool SR>
+  MASCOT_TARGET_AVX2 void run_avx2(Worker& w, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) {
+    run<SR>(w, recs, count, P, Q, prm);
+  }
+  template <bool SR>
+  void run_generic(Worker& w, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) {
+    run<SR>(w, recs, count, P, Q, prm);
+  }
+
+  template <bool SR>
+  MASCOT_FORCE_INLINE void run(Worker& w, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) {
+    const int k = k_;
+    float* __restrict ph = w.s.a.data();
+    float* __restrict qh = w.s.b.data();
+    float* __restrict g = w.g2.data();  // g[0..k): grad p, g[k..2k): grad q
+    uint32_t* __restrict rw = w.s.w.data();
+    const float lr = prm.lr, lp = prm.lambda_p, lq = prm.lambda_q;
+    for (size_t x = 0; x < count; ++x) {
+      prefetch_ahead(recs, x, count, P, Q, k);
+      const Rec rec = recs[x];
+      float* __restrict p = P + static_cast<size_t>(rec.u) * k;
+      float* __restrict q = Q + static_cast<size_t>(rec.i) * k;
+      const uint64_t key = SR ? rating_round_key(epoch_key_, rec) : 0;
+      // P and Q: re-evaluate when the interval is over, or when the tensor outgrew its range
+      w.run_max[kP] = std::max(w.run_max[kP], max_abs16(p, k));
+      w.run_max[kQ] = std::max(w.run_max[kQ], max_abs16(q, k));
+      const float range_p = std::max(max_p_, w.run_max[kP]), range_q = std::max(max_q_, w.run_max[kQ]);
+      if (w.iter >= w.st[kP].next || range_p > w.fmax[kP])
+        reevaluate(w, kP, p, k, nullptr, 0, range_p, w.iter < w.st[kP].next);
+      if (w.iter >= w.st[kQ].next || range_q > w.fmax[kQ])
+        reevaluate(w, kQ, q, k, nullptr, 0, range_q, w.iter < w.st[kQ].next);
+      if (SR) {
+        fill_words(rw, k, key, 1);
+        fixed_row_sr(ph, p, k, w.fmt[kP], rw);
+        fill_words(rw, k, key, 2);
+        fixed_row_sr(qh, q, k, w.fmt[kQ], rw);
+      } else {
+        fixed_row_rn(ph, p, k, w.fmt[kP]);
+        fixed_row_rn(qh, q, k, w.fmt[kQ]);
+      }
+      const float e = rec.r - dot16(ph, qh, k);
+      for (int j = 0; j < k; ++j) {
+        g[j] = e * qh[j] - lp * ph[j];
+        g[k + j] = e * ph[j] - lq * qh[j];
+      }
+      // G: the iteration's data is its whole gradient tensor (grad p_u, grad q_i)
+      const float range_g = std::max(max_abs16(g, k), max_abs16(g + k, k));
+      if (w.iter >= w.st[kG].next || range_g > w.fmax[kG])
+        reevaluate(w, kG, g, k, g + k, k, range_g, w.iter < w.st[kG].next);
+      const FixedFormat fg = w.fmt[kG];
+      if (SR) {
+        fill_words(rw, k, key, 3);
+        fixed_inplace_sr(g, k, fg, rw);
+        fill_words(rw, k, key, 4);
+        fixed_inplace_sr(g + k, k, fg, rw);
+      } else {
+        fixed_inplace_rn(g, 2 * k, fg);
+      }
+      for (int j = 0; j < k; ++j) {
+        p[j] += lr * g[j];
+        q[j] += lr * g[k + j];
+      }
+      ++w.iter;
+    }
+  }
+
+  CompetingParams c_;
+  bool stochastic_;
+  int k_;
+  uint64_t seed_;
+  uint64_t epoch_key_ = 0;
+  float max_p_ = 0, max_q_ = 0;
+  std::vector<Worker> workers_;
+};
+
+}  // namespace
+
+std::unique_ptr<CompetingMethod> make_competing_method(const TrainConfig& cfg, int threads, uint64_t seed) {
+  cfg.competing.validate();
+  MASCOT_CHECK_ARG(cfg.k >= 1, "k must be >= 1");
+  switch (cfg.method) {
+    case Method::kMpt: return std::make_unique<Mpt>(cfg, threads, seed);
+    case Method::kMuppet: return std::make_unique<Muppet>(cfg, threads, seed);
+    case Method::kAfp: return std::make_unique<Afp>(cfg, threads, seed);
+    default: break;
+  }
+  throw_invalid("method '" + to_string(cfg.method) + "' is not a competing method (mpt, muppet, afp)");
 }
 
 }  // namespace mascot::cpu

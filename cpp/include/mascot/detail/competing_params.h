@@ -1,12 +1,276 @@
-// Parameters of the competing methods (mpt, muppet, afp), embedded in TrainConfig.
-// (Owned by the competing-methods module; see cpu/competing.h.)
+// Parameters of the competing methods (mpt, muppet, afp), embedded in TrainConfig, and the
+// three methods' decision rules as small pure state machines (host and device: the CPU
+// backend, a CUDA backend and the Python test hooks all run these same few lines).
+//
+// Defaults are the values the methods' own papers / code recommend (the MASCOT paper,
+// Section IV-A: "For MuPPET, MPT, and AFP, we set their hyperparameters as recommended in
+// their work"):
+//   MPT    Micikevicius et al., "Mixed Precision Training", ICLR 2018, and NVIDIA's dynamic
+//          loss-scaling recipe (start S, halve on overflow and skip the step, double after
+//          N = 2000 overflow-free steps).  The static S = 1000 is the MASCOT reference code's.
+//   MuPPET Rajagopal et al., ICML 2020 (arXiv 2006.09049) and its code (github.com/ICIdsl/muppet:
+//          policy.py, configs/*muppet*.ini): word lengths 8,12,14,16 then FP32, resolution
+//          r = 3, patience 2, threshold T(e) = 1 + 1.5 exp(-0.1 e), mini-batch 128.
+//   AFP    Zhang et al., "Fixed-Point Back-Propagation Training", CVPR 2020 (arXiv 1911.00361):
+//          8-bit start, +8 bits when the quantization error exceeds T, update interval
+//          I = beta / max(delta * diff^2, |m_t - m_{t-1}|) - gamma with m the moving average
+//          (alpha) of the point position.  The numbers (T = 0.0005, alpha = 0.04, beta = 0.1,
+//          gamma = 2, delta = 100) are those of the MASCOT authors' AFP implementation
+//          (github.com/Yujaeseo/ICDM-2021_MASCOT, afp/afp_sgd_kernel.h), i.e. the settings
+//          behind the MASCOT paper's AFP results; the formulas match that code and the
+//          AFP authors' description, but the numbers were not re-checked against the CVPR
+//          text itself (not retrievable here).
 #pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "mascot/detail/fixed_point.h"
+#include "mascot/detail/hostdev.h"
+#include "mascot/error.h"
 
 namespace mascot {
 
 struct CompetingParams {
-  /// Throws InvalidArgument naming the bad field.
-  void validate() const {}
+  // ---------------------------------------------------------------- mpt
+  /// MPT loss scale S: the loss (here the error e) is multiplied by S before the FP16 backward
+  /// pass and the FP16 gradients are divided by S in FP32.  Static S, or the initial S when
+  /// dynamic_loss_scale is on.
+  float loss_scale = 1000.0f;
+  /// MPT dynamic loss scaling: an update whose FP16 scaled gradient overflows (inf/nan) is
+  /// skipped and S halves; after loss_scale_window clean updates in a row S doubles.
+  bool dynamic_loss_scale = false;
+  /// MPT dynamic loss scaling: clean (overflow-free) updates before S doubles.
+  int loss_scale_window = 2000;
+
+  // ---------------------------------------------------------------- muppet
+  /// MuPPET precision schedule: fixed-point word lengths in bits, strictly increasing; after
+  /// the last one training switches to FP32.
+  std::vector<int> muppet_word_lengths = {8, 12, 14, 16};
+  /// MuPPET resolution r: the gradient diversity is evaluated every r epochs over the last
+  /// r epochs' gradients.
+  int muppet_resolution = 3;
+  /// MuPPET patience: violations of the threshold (at the current word length) before
+  /// switching to the next one.
+  int muppet_patience = 2;
+  /// MuPPET threshold T(e) = alpha + beta * exp(-decay * e): the alpha.
+  double muppet_threshold_alpha = 1.0;
+  /// MuPPET threshold T(e) = alpha + beta * exp(-decay * e): the beta.
+  double muppet_threshold_beta = 1.5;
+  /// MuPPET threshold T(e) = alpha + beta * exp(-decay * e): the decay (lambda).
+  double muppet_threshold_decay = 0.1;
+  /// MuPPET: ratings in an epoch's "last mini-batch" whose gradient is recorded (MuPPET
+  /// records the last mini-batch of each epoch; its batch size is 128).
+  int muppet_batch = 128;
+
+  // ---------------------------------------------------------------- afp
+  /// AFP: bit width every tensor starts with.
+  int afp_low_bits = 8;
+  /// AFP: bit width a tensor switches to when its quantization error exceeds the threshold.
+  int afp_high_bits = 16;
+  /// AFP: threshold T on the quantization error diff = log2(|sum|x| - sum|xq|| / sum|x| + 1).
+  double afp_error_threshold = 0.0005;
+  /// AFP update interval: weight of the newest point position in its moving average m.
+  double afp_alpha = 0.04;
+  /// AFP update interval I = beta / max(delta * diff^2, |m_t - m_(t-1)|) - gamma: the beta.
+  double afp_beta = 0.1;
+  /// AFP update interval: the gamma (subtracted, in iterations).
+  double afp_gamma = 2.0;
+  /// AFP update interval: the delta (weight of the squared quantization error).
+  double afp_delta = 100.0;
+
+  /// Throws InvalidArgument naming the bad field ("loss_scale must be > 0 (got -1)").
+  void validate() const {
+    auto g = [](double v) {
+      char b[40];
+      std::snprintf(b, sizeof b, "%g", v);
+      return std::string(b);
+    };
+    auto i = [](long long v) { return std::to_string(v); };
+    MASCOT_CHECK_ARG(std::isfinite(loss_scale) && loss_scale > 0,
+                     "loss_scale must be > 0 (got " + g(loss_scale) + ")");
+    MASCOT_CHECK_ARG(loss_scale_window >= 1, "loss_scale_window must be >= 1 (got " + i(loss_scale_window) + ")");
+    MASCOT_CHECK_ARG(!muppet_word_lengths.empty() && muppet_word_lengths.size() <= 8,
+                     "muppet_word_lengths must list 1 to 8 word lengths (got " + i((long long)muppet_word_lengths.size()) +
+                         ")");
+    for (size_t x = 0; x < muppet_word_lengths.size(); ++x) {
+      const int w = muppet_word_lengths[x];
+      MASCOT_CHECK_ARG(w >= 2 && w <= 24, "muppet_word_lengths must be between 2 and 24 bits (got " + i(w) + ")");
+      MASCOT_CHECK_ARG(x == 0 || w > muppet_word_lengths[x - 1],
+                       "muppet_word_lengths must be strictly increasing (got " + i(muppet_word_lengths[x - 1]) +
+                           " then " + i(w) + ")");
+    }
+    MASCOT_CHECK_ARG(muppet_resolution >= 1, "muppet_resolution must be >= 1 (got " + i(muppet_resolution) + ")");
+    MASCOT_CHECK_ARG(muppet_patience >= 1, "muppet_patience must be >= 1 (got " + i(muppet_patience) + ")");
+    MASCOT_CHECK_ARG(std::isfinite(muppet_threshold_alpha) && muppet_threshold_alpha > 0,
+                     "muppet_threshold_alpha must be > 0 (got " + g(muppet_threshold_alpha) + ")");
+    MASCOT_CHECK_ARG(std::isfinite(muppet_threshold_beta) && muppet_threshold_beta >= 0,
+                     "muppet_threshold_beta must be >= 0 (got " + g(muppet_threshold_beta) + ")");
+    MASCOT_CHECK_ARG(std::isfinite(muppet_threshold_decay) && muppet_threshold_decay >= 0,
+                     "muppet_threshold_decay must be >= 0 (got " + g(muppet_threshold_decay) + ")");
+    MASCOT_CHECK_ARG(muppet_batch >= 1, "muppet_batch must be >= 1 (got " + i(muppet_batch) + ")");
+    MASCOT_CHECK_ARG(afp_low_bits >= 2 && afp_low_bits <= 24,
+                     "afp_low_bits must be between 2 and 24 (got " + i(afp_low_bits) + ")");
+    MASCOT_CHECK_ARG(afp_high_bits > afp_low_bits && afp_high_bits <= 24,
+                     "afp_high_bits must be > afp_low_bits and <= 24 (got " + i(afp_high_bits) + ")");
+    MASCOT_CHECK_ARG(std::isfinite(afp_error_threshold) && afp_error_threshold > 0,
+                     "afp_error_threshold must be > 0 (got " + g(afp_error_threshold) + ")");
+    MASCOT_CHECK_ARG(std::isfinite(afp_alpha) && afp_alpha > 0 && afp_alpha <= 1,
+                     "afp_alpha must be in (0, 1] (got " + g(afp_alpha) + ")");
+    MASCOT_CHECK_ARG(std::isfinite(afp_beta) && afp_beta > 0, "afp_beta must be > 0 (got " + g(afp_beta) + ")");
+    MASCOT_CHECK_ARG(std::isfinite(afp_gamma) && afp_gamma >= 0, "afp_gamma must be >= 0 (got " + g(afp_gamma) + ")");
+    MASCOT_CHECK_ARG(std::isfinite(afp_delta) && afp_delta > 0, "afp_delta must be > 0 (got " + g(afp_delta) + ")");
+  }
 };
 
+namespace detail {
+
+// ==================================================================== MPT: loss scale
+/// Loss-scale state of one worker.  One per worker thread (CPU) or worker (GPU): Hogwild
+/// workers share no mutable state, and MPT's rule only needs "did this update overflow",
+/// which each worker knows about its own updates; every worker runs the same rule on its
+/// own stream of updates.
+struct MptLossScale {
+  static constexpr float kMin = 1.0f / 16777216.0f;  ///< 2^-24: numeric guard, never reached in practice
+  static constexpr float kMax = 1099511627776.0f;    ///< 2^40: numeric guard (S*e overflows FP16 long before)
+  float scale = 1000.0f;
+  int clean = 0;  ///< overflow-free updates since the last change of S
+  bool dynamic = false;
+  int window = 2000;
+
+  MASCOT_HD void init(float s, bool dyn, int win) {
+    scale = s;
+    clean = 0;
+    dynamic = dyn;
+    window = win;
+  }
+  /// Records one update; returns true when it must be applied, false when it is skipped
+  /// (its FP16 scaled gradient overflowed).  A static S also skips an overflowing update:
+  /// applying inf/nan would destroy the FP32 master (MPT picks a static S that avoids
+  /// overflow; the report counts the skips).
+  MASCOT_HD bool step(bool overflow) {
+    if (overflow) {
+      if (dynamic) {
+        scale = scale * 0.5f < kMin ? kMin : scale * 0.5f;
+        clean = 0;
+      }
+      return false;
+    }
+    if (dynamic && ++clean >= window) {
+      scale = scale * 2.0f > kMax ? kMax : scale * 2.0f;
+      clean = 0;
+    }
+    return true;
+  }
+};
+
+// ==================================================================== MuPPET: switching policy
+/// MuPPET's precision-switching policy (paper Sec. 3.3; code: policy.py check_violation), one
+/// per training run.  At the end of every epoch e with (e + 1) % r == 0 the caller passes the
+/// mean over layers of the inter-epoch gradient diversity of the last r epochs,
+///   Delta_s_l = sum_{j in window} ||grad_l^j||^2 / ||sum_{j in window} grad_l^j||^2,
+/// and the policy compares p = max(diversities seen at this word length) / Delta_s with the
+/// decaying threshold T(e) = alpha + beta exp(-decay e); p > T is a violation, and after
+/// `patience` violations training moves to the next word length (maximum and violation count
+/// reset).  One-way: the level only increases, and the FP32 level makes no more decisions.
+struct MuppetPolicy {
+  int level = 0;          ///< index into the word lengths; == their count: FP32
+  int levels = 4;         ///< number of fixed-point word lengths
+  double max_gd = 0.0;    ///< max diversity at this level (0: none yet)
+  int violations = 0;
+
+  // results of the last evaluate()
+  bool evaluated = false;
+  double ratio = 0.0;
+  double threshold = 0.0;
+
+  bool fp32() const { return level >= levels; }
+  static double threshold_at(const CompetingParams& c, int epoch) {
+    return c.muppet_threshold_alpha + c.muppet_threshold_beta * std::exp(-c.muppet_threshold_decay * epoch);
+  }
+  static bool is_evaluation_epoch(const CompetingParams& c, int epoch) {
+    return (epoch + 1) % c.muppet_resolution == 0;
+  }
+  /// End of epoch `epoch`.  `mean_gd` is the window's mean diversity (ignored unless this is
+  /// an evaluation epoch; a non-finite or non-positive value means "no gradient data" and
+  /// makes no decision).  Returns true when the word length switches up.
+  bool end_epoch(const CompetingParams& c, int epoch, double mean_gd) {
+    evaluated = false;
+    ratio = 0.0;
+    threshold = threshold_at(c, epoch);
+    if (fp32() || !is_evaluation_epoch(c, epoch)) return false;
+    if (!(std::isfinite(mean_gd) && mean_gd > 0)) return false;
+    evaluated = true;
+    if (mean_gd >= max_gd) {
+      max_gd = mean_gd;
+      ratio = 1.0;
+    } else {
+      ratio = max_gd / mean_gd;
+      if (ratio > threshold) ++violations;
+    }
+    if (violations >= c.muppet_patience) {
+      ++level;
+      violations = 0;
+      max_gd = 0.0;
+      return true;
+    }
+    return false;
+  }
+};
+
+// ==================================================================== AFP: bit width and interval
+/// AFP's quantization-parameter state of one tensor, as seen by one worker (see competing.cc
+/// for why per worker).  The point position s is the exponent of the quantization step 2^s.
+struct AfpTensorState {
+  int bits = 8;
+  int pos = 0;               ///< point position s (step 2^s); frac bits = -s
+  double mov_avg = 0.0;      ///< m: moving average of s
+  bool has_avg = false;
+  int64_t next = 0;          ///< iteration of the next re-evaluation
+  int64_t interval = 1;      ///< last interval set
+};
+
+constexpr int64_t kAfpMaxInterval = int64_t(1) << 40;  ///< guard when the formula is infinite
+
+/// AFP's point position for data with max |x| = range at `bits`: s = ceil(log2(range /
+/// (2^(bits-1) - 1))), the smallest step at which the largest value needs no clamping.
+MASCOT_HD int afp_point_position(float range, int bits) {
+  if (!(range > 0) || !(range < 3.0e38f)) return 0;
+  const float top = static_cast<float>((1 << (bits - 1)) - 1);
+  // smallest s with range <= top * 2^s, exactly (frexp: range = m 2^E, top = t 2^F, m,t in [0.5,1))
+  int E, F;
+  const float m = frexp_pos(range, &E);
+  const float t = frexp_pos(top, &F);
+  return (E - F) + (m > t ? 1 : 0);
+}
+
+/// AFP bit-width rule at a re-evaluation: start at low bits; when the error measured at the
+/// current width exceeds the threshold the tensor moves to the high width (one-way, the
+/// method's "+8 bits" step, capped at afp_high_bits).
+MASCOT_HD bool afp_needs_more_bits(double error_at_current, double threshold, int bits, int high_bits) {
+  return bits < high_bits && error_at_current > threshold;
+}
+
+/// AFP update-interval rule, after the bit width and point position of this re-evaluation
+/// are set: m_t = alpha s_t + (1 - alpha) m_(t-1) (m_0 = s_0), diff1 = |m_t - m_(t-1)|,
+/// diff2 = delta * diff_bit^2, I = beta / max(diff1, diff2) - gamma, at least 1 iteration.
+/// `error` is the quantization error at the final width.  Sets st.interval and st.next.
+MASCOT_HD void afp_set_interval(AfpTensorState& st, double error, double alpha, double beta, double gamma,
+                                double delta, int64_t iteration) {
+  const double prev = st.has_avg ? st.mov_avg : static_cast<double>(st.pos);
+  st.mov_avg = alpha * st.pos + (1.0 - alpha) * prev;
+  st.has_avg = true;
+  const double d1 = fabs(st.mov_avg - prev);
+  const double d2 = delta * error * error;
+  const double den = d1 > d2 ? d1 : d2;
+  double itv = den > 0 ? beta / den - gamma : static_cast<double>(kAfpMaxInterval);
+  if (!(itv >= 1.0)) itv = 1.0;
+  if (itv > static_cast<double>(kAfpMaxInterval)) itv = static_cast<double>(kAfpMaxInterval);
+  st.interval = static_cast<int64_t>(itv);  // floor (itv >= 1)
+  st.next = iteration + st.interval;
+}
+
+}  // namespace detail
 }  // namespace mascot
