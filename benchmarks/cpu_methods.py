@@ -18,22 +18,10 @@ import platform
 import sys
 import time
 
-import numpy as np
-
 import mascot
+from mascot import perf
 
 ALL = ["fp32", "fp16", "mascot-n1", "mascot-n2", "mascot", "mascot-naive", "mpt", "muppet", "afp"]
-
-
-def copy_bandwidth() -> float:
-    a = np.ones(64 << 20, dtype=np.float32)
-    b = np.empty_like(a)
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        np.copyto(b, a)
-        best = min(best, time.perf_counter() - t)
-    return 2 * a.nbytes / best
 
 
 def main() -> int:
@@ -49,7 +37,7 @@ def main() -> int:
     methods = a.methods.split(",")
     os.makedirs(a.out, exist_ok=True)
     d = mascot.data.load(a.dataset)
-    bw = copy_bandwidth()
+    bw = perf.copy_bandwidth()
     rows = []
     for m in methods:
         print(f"[{m}] training ...", file=sys.stderr, flush=True)
@@ -58,8 +46,11 @@ def main() -> int:
         t = rep["totals"]
         last = rep["epochs"][-1]
         elem = 4 if m in ("fp32", "mpt", "muppet", "afp") else 2
-        floor = len(d.train) * (4 * a.k * elem + 12) / bw * len(rep["epochs"])
+        floor = perf.epoch_floor_seconds(len(d.train), a.k, elem, bw) * len(rep["epochs"])
+        ep = sorted(e["train_seconds"] for e in rep["epochs"])
+        median_epoch = ep[len(ep) // 2]
         rows.append({"method": m, "train_seconds": t["train_seconds"], "updates_per_second": t["updates_per_second"],
+                     "median_epoch_seconds": median_epoch, "median_epoch_ups": len(d.train) / median_epoch,
                      "final_test_rmse": t["final_test_rmse"],
                      "fp32_user_groups": last["fp32_user_groups"], "fp32_item_groups": last["fp32_item_groups"],
                      "user_groups": rep["dataset"]["user_groups"], "item_groups": rep["dataset"]["item_groups"],
@@ -76,12 +67,14 @@ def main() -> int:
     lines = [f"{a.dataset} ({len(d.train):,} train / {len(d.test):,} test), k={a.k}, {a.epochs} epochs, "
              f"{a.threads} threads, order {a.order}, kernels {meta['kernel_isa']}, copy bandwidth "
              f"{bw / 1e9:.1f} GB/s, {meta['date']}", "",
-             "| method | train s | M updates/s | time vs fp32 | final test RMSE | RMSE vs fp32 | FP32 groups (u/i) | floor fraction |",
-             "|---|---:|---:|---:|---:|---:|---|---:|"]
+             "| method | train s | M updates/s | time vs fp32 | median epoch M updates/s | median epoch vs fp32 | final test RMSE | RMSE vs fp32 | FP32 groups (u · i) | floor fraction |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         rel = f"{r['train_seconds'] / base['train_seconds']:.2f}" if base else "-"
+        rel_med = f"{r['median_epoch_seconds'] / base['median_epoch_seconds']:.2f}" if base else "-"
         drmse = f"{(r['final_test_rmse'] / base['final_test_rmse'] - 1) * 100:+.2f} %" if base else "-"
         lines.append(f"| {r['method']} | {r['train_seconds']:.1f} | {r['updates_per_second'] / 1e6:.1f} | {rel} | "
+                     f"{r['median_epoch_ups'] / 1e6:.1f} | {rel_med} | "
                      f"{r['final_test_rmse']:.5f} | {drmse} | {r['fp32_user_groups']}/{r['user_groups']} · "
                      f"{r['fp32_item_groups']}/{r['item_groups']} | {r['floor_fraction']:.2f} |")
     md = "\n".join(lines) + "\n"

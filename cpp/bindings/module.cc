@@ -75,6 +75,19 @@ RatingSet make_set(const In1<int32_t>& u, const In1<int32_t>& i, const In1<float
   return rs;
 }
 
+// A rating set of ids only (ratings 0): for the hooks that look at the structure.
+RatingSet ids_only(const In1<int32_t>& u, const In1<int32_t>& i, int64_t nu, int64_t ni) {
+  MASCOT_CHECK_ARG(u.shape(0) == i.shape(0), "users and items must have the same length");
+  RatingSet rs;
+  rs.n_users = nu;
+  rs.n_items = ni;
+  rs.users = to_vec(u);
+  rs.items = to_vec(i);
+  rs.ratings.assign(rs.users.size(), 0.0f);
+  rs.validate("ratings");
+  return rs;
+}
+
 nb::tuple set_to_tuple(RatingSet&& rs) {
   const int64_t nu = rs.n_users, ni = rs.n_items;
   return nb::make_tuple(to_numpy(std::move(rs.users)), to_numpy(std::move(rs.items)), to_numpy(std::move(rs.ratings)),
@@ -241,13 +254,7 @@ NB_MODULE(_core, m) {
   m.def(
       "reorder",
       [](const In1<int32_t>& u, const In1<int32_t>& i, int64_t nu, int64_t ni, int ug, int ig) {
-        RatingSet rs;
-        rs.n_users = nu;
-        rs.n_items = ni;
-        rs.users = to_vec(u);
-        rs.items = to_vec(i);
-        rs.ratings.assign(rs.users.size(), 0.0f);
-        rs.validate("ratings");
+        const RatingSet rs = ids_only(u, i, nu, ni);
         Reorder r = Reorder::build(rs, ug, ig);
         nb::dict d;
         d["user_new"] = to_numpy(std::move(r.user_new));
@@ -279,13 +286,7 @@ NB_MODULE(_core, m) {
       "visit_order",
       [](const In1<int32_t>& u, const In1<int32_t>& i, int64_t nu, int64_t ni, const std::string& order, int epochs,
          int threads, int k, bool half, uint64_t seed) {
-        RatingSet rs;
-        rs.n_users = nu;
-        rs.n_items = ni;
-        rs.users = to_vec(u);
-        rs.items = to_vec(i);
-        rs.ratings.assign(rs.users.size(), 0.0f);
-        rs.validate("ratings");
+        const RatingSet rs = ids_only(u, i, nu, ni);
         return to_numpy(detail::cpu_visit_order(rs, parse_order(order), epochs, threads, k, half, seed));
       },
       "users"_a, "items"_a, "n_users"_a, "n_items"_a, "order"_a, "epochs"_a, "threads"_a = 1, "k"_a = 128,

@@ -9,15 +9,6 @@
 
 namespace mascot {
 
-int GroupTable::group_of(int32_t id) const {
-  // Most ratings touch the most-rated groups, which come first: a linear scan from group 0
-  // ends after a step or two for most lookups.
-  const int g = size();
-  for (int j = 0; j < g; ++j)
-    if (id < start[j + 1]) return j;
-  return g - 1;
-}
-
 int GroupTable::count_fp32() const {
   return static_cast<int>(std::count(precision.begin(), precision.end(), Precision::kFp32));
 }

@@ -1,10 +1,8 @@
 import os
-import time
 
-import numpy as np
 import pytest
 
-from mascot import data
+from mascot import data, perf
 
 
 @pytest.fixture(scope="session")
@@ -17,11 +15,4 @@ def bench_data():
 @pytest.fixture(scope="session")
 def copy_bandwidth():
     """Copy bandwidth of this machine measured now (bytes/s, read + write counted)."""
-    a = np.ones(64 << 20, dtype=np.float32)  # 256 MiB
-    b = np.empty_like(a)
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        np.copyto(b, a)
-        best = min(best, time.perf_counter() - t)
-    return 2 * a.nbytes / best
+    return perf.copy_bandwidth()

@@ -10,6 +10,7 @@ import os
 import pytest
 
 import mascot
+from mascot import perf
 
 EPOCHS = int(os.environ.get("MASCOT_BENCH_EPOCHS", "5"))
 THREADS = int(os.environ.get("MASCOT_BENCH_THREADS", "2"))
@@ -31,7 +32,7 @@ def test_cpu_epoch(benchmark, bench_data, copy_bandwidth, method, order):
     secs = [e["train_seconds"] for e in rep["epochs"]]
     per_epoch = min(secs)
     elem = 4 if method == "fp32" else 2
-    floor = len(tr) * (4 * K * elem + 12) / copy_bandwidth
+    floor = perf.epoch_floor_seconds(len(tr), K, elem, copy_bandwidth)
     benchmark.extra_info.update({
         "dataset": bench_data.name, "n_train": len(tr), "threads": THREADS, "k": K, "order": order,
         "seconds_per_epoch": per_epoch, "updates_per_second": len(tr) / per_epoch,

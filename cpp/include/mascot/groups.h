@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "mascot/detail/hostdev.h"
+
 namespace mascot {
 
 enum class Precision : uint8_t { kFp16 = 0, kFp32 = 1 };
@@ -16,10 +18,26 @@ struct GroupTable {
 
   int size() const { return static_cast<int>(precision.size()); }
   int64_t entities() const { return start.empty() ? 0 : start.back(); }
-  /// Group of relabelled id `id`: linear search from group 0 (the most-rated group is the
-  /// likeliest hit, paper §III-D).  Precondition 0 <= id < entities().
-  int group_of(int32_t id) const;
   int count_fp32() const;
 };
+
+/// Group of relabelled id `id` given boundaries start[0..groups] (host and device).  The
+/// optimised lookup scans from group 0 (most-rated first, paper §III-D: most ratings hit the
+/// first groups, so the scan ends after a step or two and the boundaries it reads stay hot);
+/// the naive one binary-searches the whole table for every rating.  Same result.
+MASCOT_HD int lookup_group(const int32_t* start, int groups, int32_t id, bool naive) {
+  if (naive) {
+    int lo = 0, hi = groups - 1;  // first g with id < start[g + 1]
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (id < start[mid + 1]) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+  int g = 0;
+  while (g < groups - 1 && id >= start[g + 1]) ++g;
+  return g;
+}
 
 }  // namespace mascot

@@ -14,8 +14,6 @@
 #include <memory>
 #include <mutex>
 
-#include <sys/mman.h>
-
 #include "cpu/competing.h"
 #include "cpu/kernels.h"
 #include "cpu/schedule.h"
@@ -32,20 +30,16 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-/// 2 MiB-aligned, uninitialised buffer of a factor matrix; large ones are backed by
-/// transparent huge pages where the kernel allows (fewer TLB misses on random rows).
+/// 64-byte aligned, uninitialised buffer of a factor matrix.  (2 MiB pages were tried:
+/// no measurable difference on these machines, see docs/benchmarks.md.)
 struct Buffer {
   void* p = nullptr;
   size_t bytes = 0;
   Buffer() = default;
   explicit Buffer(size_t n) : bytes(n) {
-    constexpr size_t kAlign = 2 << 20;
-    const size_t padded = std::max<size_t>(kAlign, (n + kAlign - 1) / kAlign * kAlign);
-    p = std::aligned_alloc(kAlign, padded);
+    const size_t padded = std::max<size_t>(64, (n + 63) / 64 * 64);
+    p = std::aligned_alloc(64, padded);
     if (!p) throw std::bad_alloc();
-#ifdef MADV_HUGEPAGE
-    ::madvise(p, padded, MADV_HUGEPAGE);
-#endif
   }
   Buffer(Buffer&& o) noexcept : p(o.p), bytes(o.bytes) { o.p = nullptr; }
   Buffer& operator=(Buffer&& o) noexcept { std::swap(p, o.p); std::swap(bytes, o.bytes); return *this; }

@@ -7,6 +7,7 @@
 // each row is touched in two passes (dot product, then update): the second pass hits L1.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "cpu/kernels.h"
 #include "mascot/detail/sgd.h"
@@ -207,8 +208,15 @@ inline void prefetch_row(const S* row, int k) {
 }
 template <class S>
 inline void prefetch_rows(const Rec& r, const S* P, const S* Q, int k) {
-  prefetch_row(P + static_cast<size_t>(r.u) * k, k);
-  prefetch_row(Q + static_cast<size_t>(r.i) * k, k);
+  const size_t bytes = static_cast<size_t>(k) * sizeof(S);
+  const char* p = reinterpret_cast<const char*>(P + static_cast<size_t>(r.u) * k);
+  const char* q = reinterpret_cast<const char*>(Q + static_cast<size_t>(r.i) * k);
+  for (size_t o = 0; o < bytes; o += 64) {
+    __builtin_prefetch(p + o, 1, 3);
+    __builtin_prefetch(q + o, 1, 3);
+  }
+  __builtin_prefetch(p + bytes - 1, 1, 3);
+  __builtin_prefetch(q + bytes - 1, 1, 3);
 }
 
 // ---- row access: a row of either storage as 16-lane float vectors -------------------------
@@ -242,8 +250,11 @@ inline void update_scalar(SP* p, SQ* q, int k, float r, const SgdParams& prm, ui
 // Returns e; when g is set, also writes the gradients (old values, no learning rate):
 // gp = e q - lp p, gq = e p - lq q, into g[0..k) and g[k..2k).
 template <int NC, bool kSR, bool kGrad, class SP, class SQ>
-MASCOT_INLINE float update_vec(SP* p, SQ* q, int k, float r, const SgdParams& prm, uint32_t hp, uint32_t hq,
-                        float* g = nullptr) {
+MASCOT_INLINE float update_vec(SP* p, SQ* q, int k_runtime, float r, const SgdParams& prm, uint32_t hp, uint32_t hq,
+                               float* g = nullptr) {
+  // compile-time k when NC > 0, so every loop over the row unrolls and the rows stay in
+  // registers (measured: a run-time k here doubles the cost per update on memory-bound data)
+  const int k = NC > 0 ? NC * kLanes : k_runtime;
   constexpr int kRegs = NC > 0 ? NC : 1;
   V pr[kRegs], qr[kRegs];
   V acc = vzero();
@@ -275,7 +286,8 @@ MASCOT_INLINE float update_vec(SP* p, SQ* q, int k, float r, const SgdParams& pr
 
 // FP16 arithmetic (method fp16): Eq. 2-3 literally, every operation rounded to nearest half.
 template <int NC>
-MASCOT_INLINE void update_half_math(uint16_t* p, uint16_t* q, int k, float r, const SgdParams& prm) {
+MASCOT_INLINE void update_half_math(uint16_t* p, uint16_t* q, int k_runtime, float r, const SgdParams& prm) {
+  const int k = NC > 0 ? NC * kLanes : k_runtime;
   constexpr int kRegs = NC > 0 ? NC : 1;
   V pr[kRegs], qr[kRegs];
   V acc = vzero();
@@ -303,7 +315,7 @@ MASCOT_INLINE void update_half_math(uint16_t* p, uint16_t* q, int k, float r, co
 // ---- single-storage kernels ----------------------------------------------------------------
 template <class S, bool kHalf, int NC, bool kSR>
 void sgd_loop(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
-  const int k = prm.k;
+  const int k = NC > 0 ? NC * kLanes : prm.k;  // compile-time when NC > 0 (see update_vec)
   for (size_t t = 0; t < n; ++t) {
     if (t + kPrefetch < n) prefetch_rows(recs[t + kPrefetch], P, Q, k);
     const Rec& rc = recs[t];
@@ -367,18 +379,26 @@ double sse_entry(const Rec* recs, size_t n, const void* Pv, const void* Qv, int 
 }
 
 // ---- per-group precision (MASCOT family) ------------------------------------------------------
-inline void prefetch_side(const MixedSide& s, int32_t id, bool f32, int k) {
-  if (f32) prefetch_row(s.f32 + static_cast<size_t>(id) * k, k);
-  else prefetch_row(s.f16 + static_cast<size_t>(id) * k, k);
-}
 
-// Adds one sampled gradient (k floats) to its group's accumulators.
+// Adds one sampled gradient (k floats) to its group's accumulators: the vector sum in double
+// (a plain loop that vectorises), the squared norm of this one gradient with the 16-lane float
+// reduction (a sequential double reduction over k would cost ~k x 4 cycles per sample),
+// accumulated across samples in double.
 inline void add_sample(const MixedSide& s, int group, const float* g, int k) {
   double* sum = s.grad_sum + static_cast<size_t>(group) * k;
-  double sq = 0;
-  for (int j = 0; j < k; ++j) {
-    sum[j] += g[j];
-    sq += static_cast<double>(g[j]) * g[j];
+  for (int j = 0; j < k; ++j) sum[j] += g[j];
+  float sq;
+  if (k % kLanes == 0) {
+    V a = vzero();
+    for (int j = 0; j < k; j += kLanes) {
+      const V x = vload(g + j);
+      a = a + x * x;
+    }
+    sq = vreduce(a);
+  } else {
+    float a[kLanes] = {};
+    for (int j = 0; j < k; ++j) a[j % kLanes] += g[j] * g[j];
+    sq = detail::reduce_lanes(a, detail::NoRound{});
   }
   s.grad_sq[group] += sq;
   s.grad_n[group] += 1;
@@ -404,47 +424,62 @@ MASCOT_INLINE float mixed_update(SP* p, SQ* q, int k, float r, const SgdParams& 
   return e;
 }
 
-template <int NC, bool kSR>
-void mixed_loop(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& I, const MixedParams& mp) {
+// One precision combination (SP, SQ) over the records idx[0..m) of recs: branch-free, with
+// the same prefetching as the single-storage loops.
+template <int NC, bool kSR, class SP, class SQ>
+void mixed_run(const Rec* recs, const uint32_t* idx, size_t m, SP* P, SQ* Q, const MixedSide& U,
+               const MixedSide& I, const MixedParams& mp, bool measure, float* grad) {
   const SgdParams& prm = mp.sgd;
-  const int k = prm.k;
+  const int k = NC > 0 ? NC * kLanes : prm.k;
   const bool naive = mp.naive_lookup;
-  const bool measure = U.grad_sum != nullptr;
-  float grad[2 * 4096];
-  // precision looked up at prefetch time, reused kPrefetch ratings later
-  bool ring_u[16], ring_i[16];
-  static_assert(kPrefetch < 16, "ring too small");
-  for (size_t t = 0; t < std::min(n, kPrefetch); ++t) {
-    ring_u[t & 15] = row_is_fp32(U, recs[t].u, naive);
-    ring_i[t & 15] = row_is_fp32(I, recs[t].i, naive);
-  }
-  for (size_t t = 0; t < n; ++t) {
-    if (t + kPrefetch < n) {
-      const Rec& a = recs[t + kPrefetch];
-      const bool fu = row_is_fp32(U, a.u, naive), fi = row_is_fp32(I, a.i, naive);
-      ring_u[(t + kPrefetch) & 15] = fu;
-      ring_i[(t + kPrefetch) & 15] = fi;
-      prefetch_side(U, a.u, fu, k);
-      prefetch_side(I, a.i, fi, k);
+  for (size_t t = 0; t < m; ++t) {
+    if (t + kPrefetch < m) {
+      const Rec& a = recs[idx[t + kPrefetch]];
+      prefetch_row(P + static_cast<size_t>(a.u) * k, k);
+      prefetch_row(Q + static_cast<size_t>(a.i) * k, k);
     }
-    const Rec& rc = recs[t];
-    const bool fu = ring_u[t & 15], fi = ring_i[t & 15];
+    const Rec& rc = recs[idx[t]];
     uint32_t hp = 0, hq = 0;
     if constexpr (kSR) sr_keys(prm.round_seed, rc.u, rc.i, &hp, &hq);
     float* g = (measure && sampled(mp.sample_seed, mp.sample_below, rc.u, rc.i)) ? grad : nullptr;
-    const size_t pu = static_cast<size_t>(rc.u) * k, qi = static_cast<size_t>(rc.i) * k;
-    if (fu) {
-      if (fi) mixed_update<NC, kSR>(U.f32 + pu, I.f32 + qi, k, rc.r, prm, hp, hq, g);
-      else mixed_update<NC, kSR>(U.f32 + pu, I.f16 + qi, k, rc.r, prm, hp, hq, g);
-    } else {
-      if (fi) mixed_update<NC, kSR>(U.f16 + pu, I.f32 + qi, k, rc.r, prm, hp, hq, g);
-      else mixed_update<NC, kSR>(U.f16 + pu, I.f16 + qi, k, rc.r, prm, hp, hq, g);
-    }
+    mixed_update<NC, kSR>(P + static_cast<size_t>(rc.u) * k, Q + static_cast<size_t>(rc.i) * k, k, rc.r, prm, hp,
+                          hq, g);
     if (g) {  // the group is needed only for the sampled ratings
       add_sample(U, lookup_group(U.start, U.groups, rc.u, naive), g, k);
       add_sample(I, lookup_group(I.start, I.groups, rc.i, naive), g + k, k);
     }
   }
+}
+
+// The records of a chunk are partitioned by the storage of their two rows (4 combinations)
+// and each part runs branch-free.  Measured: a per-rating branch on the precision
+// mispredicts once precisions mix and costs ~2x on memory-bound data (the flushes discard the
+// speculative loads that overlap DRAM latency).  The chunk was just shuffled, so each part is
+// still in random order; only ratings within one ~4K chunk are regrouped.
+template <int NC, bool kSR>
+void mixed_loop(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& I, const MixedParams& mp) {
+  const bool naive = mp.naive_lookup;
+  const bool measure = U.grad_sum != nullptr;
+  thread_local std::vector<uint32_t> idx, cls;
+  thread_local std::vector<float> grad;
+  grad.resize(2 * static_cast<size_t>(mp.sgd.k));
+  idx.resize(n);
+  cls.resize(n);
+  size_t count[4] = {0, 0, 0, 0};
+  for (size_t t = 0; t < n; ++t) {
+    const uint32_t c = (row_is_fp32(U, recs[t].u, naive) ? 2u : 0u) | (row_is_fp32(I, recs[t].i, naive) ? 1u : 0u);
+    cls[t] = c;
+    ++count[c];
+  }
+  size_t off[4] = {0, count[0], count[0] + count[1], count[0] + count[1] + count[2]};
+  const size_t begin[4] = {off[0], off[1], off[2], off[3]};
+  for (size_t t = 0; t < n; ++t) idx[off[cls[t]]++] = static_cast<uint32_t>(t);
+  const uint32_t* x = idx.data();
+  float* g = grad.data();
+  mixed_run<NC, kSR>(recs, x + begin[0], count[0], U.f16, I.f16, U, I, mp, measure, g);
+  mixed_run<NC, kSR>(recs, x + begin[1], count[1], U.f16, I.f32, U, I, mp, measure, g);
+  mixed_run<NC, kSR>(recs, x + begin[2], count[2], U.f32, I.f16, U, I, mp, measure, g);
+  mixed_run<NC, kSR>(recs, x + begin[3], count[3], U.f32, I.f32, U, I, mp, measure, g);
 }
 
 template <bool kSR>

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "mascot/detail/rng.h"
+#include "mascot/groups.h"
 
 namespace mascot::cpu {
 
@@ -78,17 +79,6 @@ struct KernelTable {
 /// for testing; an unsupported request falls back to the best supported).
 const KernelTable& kernels();
 const char* kernel_isa();
-
-/// Group of relabelled id `id` given boundaries start[0..groups].  The optimised lookup scans
-/// from group 0 (most-rated first, paper §III-D: most ratings hit the first groups, so the
-/// scan ends after a step or two and the boundaries it reads stay in L1); the naive one
-/// binary-searches the whole table for every rating.  Both return the same group.
-inline int lookup_group(const int32_t* start, int groups, int32_t id, bool naive) {
-  if (naive) return static_cast<int>(std::upper_bound(start + 1, start + groups + 1, id) - (start + 1));
-  int g = 0;
-  while (g < groups - 1 && id >= start[g + 1]) ++g;
-  return g;
-}
 
 /// Storage precision of row `id` (true: FP32).  The optimised path scans the precision runs;
 /// the naive one binary-searches the group table and reads the group's flag.
