@@ -123,17 +123,7 @@ MASCOT_FORCE_INLINE int count_half_overflow(const float* __restrict a, int k) {
 constexpr size_t kPrefetch = 10;
 MASCOT_FORCE_INLINE void prefetch_ahead(const Rec* recs, size_t x, size_t count, const float* P, const float* Q,
                                         int k) {
-  if (x + kPrefetch >= count) return;
-  const Rec& r = recs[x + kPrefetch];
-  const size_t bytes = static_cast<size_t>(k) * sizeof(float);
-  const char* p = reinterpret_cast<const char*>(P + static_cast<size_t>(r.u) * k);
-  const char* q = reinterpret_cast<const char*>(Q + static_cast<size_t>(r.i) * k);
-  for (size_t o = 0; o < bytes; o += 64) {
-    __builtin_prefetch(p + o, 1, 3);
-    __builtin_prefetch(q + o, 1, 3);
-  }
-  __builtin_prefetch(p + bytes - 1, 1, 3);
-  __builtin_prefetch(q + bytes - 1, 1, 3);
+  if (x + kPrefetch < count) prefetch_rows(recs[x + kPrefetch], P, Q, k);
 }
 
 // ------------------------------------------------------------------ random words (stochastic rounding)

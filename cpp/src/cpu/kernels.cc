@@ -199,26 +199,6 @@ constexpr size_t kPrefetch = 10;  // ratings ahead
 inline float to_f(float x) { return x; }
 inline float to_f(uint16_t h) { return detail::half_to_float(h); }
 
-template <class S>
-inline void prefetch_row(const S* row, int k) {
-  const size_t bytes = static_cast<size_t>(k) * sizeof(S);
-  const char* p = reinterpret_cast<const char*>(row);
-  for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 1, 3);
-  __builtin_prefetch(p + bytes - 1, 1, 3);
-}
-template <class S>
-inline void prefetch_rows(const Rec& r, const S* P, const S* Q, int k) {
-  const size_t bytes = static_cast<size_t>(k) * sizeof(S);
-  const char* p = reinterpret_cast<const char*>(P + static_cast<size_t>(r.u) * k);
-  const char* q = reinterpret_cast<const char*>(Q + static_cast<size_t>(r.i) * k);
-  for (size_t o = 0; o < bytes; o += 64) {
-    __builtin_prefetch(p + o, 1, 3);
-    __builtin_prefetch(q + o, 1, 3);
-  }
-  __builtin_prefetch(p + bytes - 1, 1, 3);
-  __builtin_prefetch(q + bytes - 1, 1, 3);
-}
-
 // ---- row access: a row of either storage as 16-lane float vectors -------------------------
 // Stores round to nearest, or stochastically with the words of sr_word(h, element index).
 MASCOT_INLINE void store_chunk(float* p, V x, bool, uint32_t, int) { vstore(p, x); }

@@ -105,6 +105,28 @@ inline uint32_t sr_word(uint32_t h, uint32_t j) {
   x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
   return x;
 }
+/// Prefetches one k-row (for writing) into L1: every 64-byte line and the last byte.
+template <class S>
+inline void prefetch_row(const S* row, int k) {
+  const size_t bytes = static_cast<size_t>(k) * sizeof(S);
+  const char* p = reinterpret_cast<const char*>(row);
+  for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 1, 3);
+  __builtin_prefetch(p + bytes - 1, 1, 3);
+}
+/// Prefetches the two rows of rating r, interleaved (memory is the bottleneck: DESIGN.md §6).
+template <class S>
+inline void prefetch_rows(const Rec& r, const S* P, const S* Q, int k) {
+  const size_t bytes = static_cast<size_t>(k) * sizeof(S);
+  const char* p = reinterpret_cast<const char*>(P + static_cast<size_t>(r.u) * k);
+  const char* q = reinterpret_cast<const char*>(Q + static_cast<size_t>(r.i) * k);
+  for (size_t o = 0; o < bytes; o += 64) {
+    __builtin_prefetch(p + o, 1, 3);
+    __builtin_prefetch(q + o, 1, 3);
+  }
+  __builtin_prefetch(p + bytes - 1, 1, 3);
+  __builtin_prefetch(q + bytes - 1, 1, 3);
+}
+
 /// Whether rating (u, i) is sampled for the q-error this epoch (probability below / 2^64).
 inline bool sampled(uint64_t sample_seed, uint64_t below, int32_t u, int32_t i) {
   return detail::mix64(sample_seed ^ rating_key(u, i)) < below;  // sample_seed is already a hash
