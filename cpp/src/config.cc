@@ -55,23 +55,6 @@ std::vector<std::string> method_names() {
   return v;
 }
 
-bool method_implemented(Method m) {
-  switch (m) {
-    case Method::kFp32:
-    case Method::kFp16:
-    case Method::kMascotN1:
-    case Method::kMascotN2:
-    case Method::kMascot:
-    case Method::kMascotNaive:
-    case Method::kMpt:
-    case Method::kMuppet:
-    case Method::kAfp:
-      return true;
-    default:
-      return false;
-  }
-}
-
 Rounding parse_rounding(const std::string& s) {
   if (s == "nearest") return Rounding::kNearest;
   if (s == "stochastic") return Rounding::kStochastic;
@@ -111,8 +94,6 @@ void TrainConfig::validate() const {
   need(std::isfinite(threshold) && threshold > 0, "threshold must be a finite number > 0 (got " + str(threshold) + ")");
   need(warmup >= 0, "warmup must be >= 0 (got " + str(warmup) + ")");
   competing.validate();
-  need(method_implemented(method),
-       "method '" + to_string(method) + "' is not implemented yet");
   need(!(rounding == Rounding::kStochastic && (method == Method::kFp32 || method == Method::kFp16)),
        "rounding=stochastic applies to FP16 stores of FP32 results (mascot-n1, mascot, mascot-n2, "
        "mascot-naive and the quantising methods); " + to_string(method) + " has none");

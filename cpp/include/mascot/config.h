@@ -24,8 +24,6 @@ enum class Method {
 Method parse_method(const std::string& s);  ///< throws InvalidArgument listing the valid names
 std::string to_string(Method m);
 std::vector<std::string> method_names();
-/// True when the CPU backend implements the method today.
-bool method_implemented(Method m);
 
 enum class Rounding { kNearest, kStochastic };
 Rounding parse_rounding(const std::string& s);

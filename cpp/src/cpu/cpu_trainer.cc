@@ -132,10 +132,9 @@ class CpuBackend final : public detail::Backend {
           updates += sched.run_epoch(e, [&](int, const Rec* r, size_t c) { kt.sgd_n1(r, c, P16_.p, Q16_.p, prm); });
         } else {
           MixedParams mp{prm, naive, detail::hash3(seed, detail::kStreamSample, static_cast<uint64_t>(e)), sample_below};
-          std::vector<MixedSide> us(threads), is(threads);
+          // one view per side for this epoch; each thread's copy gets its own accumulators
+          std::vector<MixedSide> us(threads, side(P32_, P16_, *ug_)), is(threads, side(Q32_, Q16_, *ig_));
           for (int t = 0; t < threads; ++t) {
-            us[t] = side(P32_, P16_, *ug_);
-            is[t] = side(Q32_, Q16_, *ig_);
             if (measure) {
               uacc[t].reset(ug_->size(), k_);
               iacc[t].reset(ig_->size(), k_);

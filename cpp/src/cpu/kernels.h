@@ -3,7 +3,6 @@
 // kernels_dispatch.cc picks the best the host supports at run time.  Every variant performs
 // the operations of detail/sgd.h in the same order, so all of them give identical bits.
 #pragma once
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
