@@ -164,8 +164,10 @@ class SeenPairs:
 
 
 def top_n(A: np.ndarray, B: np.ndarray, n: int, exclude: tuple[np.ndarray, np.ndarray] | None = None,
-          block_rows: int = 512, block_cols: int = 16384) -> tuple[np.ndarray, np.ndarray]:
-    """For each row a of ``A``, the ``n`` rows b of ``B`` with the largest a . b.
+          block_rows: int = 512, block_cols: int = 16384, col_scale: np.ndarray | None = None
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """For each row a of ``A``, the ``n`` rows b of ``B`` with the largest a . b (times
+    ``col_scale[b]`` when given: cosine similarity without a normalised copy of ``B``).
 
     Returns (ids [len(A), n] int64, scores [len(A), n] float32), best first; equal scores are
     ordered by smaller id, so the result does not depend on the block sizes.  ``exclude`` =
@@ -191,16 +193,22 @@ def top_n(A: np.ndarray, B: np.ndarray, n: int, exclude: tuple[np.ndarray, np.nd
         for c0 in range(0, m, block_cols):
             c1 = min(m, c0 + block_cols)
             S = A[r0:r1] @ B[c0:c1].T
-            np.putmask(S, np.isnan(S), -np.inf)
+            if col_scale is not None:
+                S *= col_scale[c0:c1]
             if exclude is not None and len(blk_r):
                 sel = (blk_c >= c0) & (blk_c < c1)
                 S[blk_r[sel], blk_c[sel] - c0] = -np.inf
-            w = c1 - c0
-            if w > n:  # the n-th largest score of each row; every candidate >= it (ties included)
-                kth = np.partition(S, w - n, axis=1)[:, w - n]
-                cr, cc = np.nonzero((S >= kth[:, None]) & (S > -np.inf))
-            else:
-                cr, cc = np.nonzero(S > -np.inf)
+            # Blocks come in increasing id order, so a score equal to a row's current n-th best
+            # loses the tie: only scores strictly above it are candidates (NaN never is).
+            cand = S > best_s[:, n - 1][:, None]
+            big = np.nonzero(cand.sum(axis=1) > n)[0]
+            if len(big):  # keep scores >= the row's n-th largest (ties included, resolved below)
+                Sb = S[big]
+                np.putmask(Sb, np.isnan(Sb), -np.inf)
+                w = c1 - c0
+                kth = np.partition(Sb, w - n, axis=1)[:, w - n]
+                cand[big] &= Sb >= kth[:, None]
+            cr, cc = np.nonzero(cand)
             br, bc = np.nonzero(best_i >= 0)
             all_r = np.concatenate([cr, br])
             all_i = np.concatenate([cc + c0, best_i[br, bc]])

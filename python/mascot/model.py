@@ -218,12 +218,12 @@ class MF:
         n = _use.check_n(n, self.Q_.shape[0] - 1, "other items")
         bi = _use.check_block(block_items, "block_items")
         i, known = self._map("item").to_dense(items, "items", unknown)
-        Q = self.Q_
-        if metric == "cosine":
-            norm = np.linalg.norm(Q, axis=1).astype(np.float32)
-            Q = Q / np.where(norm > 0, norm, 1)[:, None]
-        rows = np.arange(len(i))
-        ids, scores = _use.top_n(Q[i], Q, n, (rows, i), 512, bi)
+        Q, scale = self.Q_, None
+        if metric == "cosine":  # 1/|q| per item, applied block by block: no normalised copy of Q
+            norm = np.sqrt(np.einsum("ij,ij->i", Q, Q, dtype=np.float64))
+            scale = np.where(norm > 0, 1.0 / np.where(norm > 0, norm, 1), 0.0).astype(np.float32)
+        A = Q[i] if scale is None else Q[i] * scale[i][:, None]
+        ids, scores = _use.top_n(A, Q, n, (np.arange(len(i)), i), 512, bi, col_scale=scale)
         ids[~known] = -1
         scores[~known] = -np.inf
         return self._map("item").to_public(ids), scores
