@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print("usage: mascot {info | train [mascot_train options] | recommend MODEL_DIR --users IDS [--n N]"
-              " | evaluate MODEL_DIR --test PATH [--n N]}")
+              " | evaluate MODEL_DIR --test PATH [--n N]}  (see mascot COMMAND --help)")
         return 0 if args else 2
     cmd, rest = args[0], args[1:]
     if cmd == "info":
@@ -94,9 +94,17 @@ def _recommend(args: list[str]) -> int:
     p.add_argument("--n", type=int, default=10, help="items per user (default 10)")
     p.add_argument("--include-seen", action="store_true", help="do not leave out the users' training items")
     p.add_argument("--skip-unknown", action="store_true", help="skip (and report) users not in the model")
+    p.add_argument("--dataset", help="use the raw ids of prepared dataset NAME ($MASCOT_DATA/NAME/meta.json) "
+                   "for a model saved without id maps (e.g. by mascot_train --dataset NAME)")
     a = p.parse_args(args)
     users = _parse_ids(a.users)
     m = MF.load(a.model_dir)
+    if a.dataset:
+        from .model import dataset_id_maps
+
+        if m.user_ids_ is not None or m.item_ids_ is not None:
+            raise ValueError(f"{a.model_dir} already carries id maps; --dataset is for models without them")
+        m.set_id_maps(*dataset_id_maps(a.dataset))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ids, scores = m.recommend(users, n=a.n, exclude_seen=not a.include_seen,

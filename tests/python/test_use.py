@@ -398,3 +398,29 @@ def test_cli_recommend_and_evaluate(tiny, tmp_path, capsys):
     assert "--users" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nope"), "--test", str(tmp_path / "te.txt")]) != 0
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_cli_recommend_with_dataset_ids_and_text_evaluate(tmp_path, capsys, monkeypatch):
+    from mascot.cli import main
+
+    monkeypatch.setenv("MASCOT_DATA", str(tmp_path))
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "meta.json").write_text(json.dumps({"user_ids": ["ann", "bob"], "item_ids": ["x", "y", "z"]}))
+    m = hand_model(np.array([[1.0], [-1.0]]), np.array([[1.0], [2.0], [3.0]]), ([0], [2]))
+    m.save(tmp_path / "m")
+    assert main(["recommend", str(tmp_path / "m"), "--users", "ann,bob", "--n", "3", "--dataset", "ds"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()[1:]
+    # ann saw z: y, x, then an empty slot (not printed); bob: x, y, z
+    assert [l.split("\t")[:3] for l in lines] == [["ann", "1", "y"], ["ann", "2", "x"], ["bob", "1", "x"],
+                                                 ["bob", "2", "y"], ["bob", "3", "z"]]
+    with pytest.warns(mascot.UnknownIdWarning):
+        ids, sc = MF.load(tmp_path / "m").set_id_maps(["ann", "bob"], ["x", "y", "z"]).recommend(
+            ["eve", "ann"], n=3, unknown="skip")
+    assert ids.tolist() == [["", "", ""], ["y", "x", ""]] and np.isneginf(sc[1, 2])
+    mascot.data.write_text(tmp_path / "te.txt", mascot.data.Ratings(np.array([1], np.int32), np.array([0], np.int32),
+                                                                     np.array([2.0], np.float32), 2, 3))
+    assert main(["evaluate", str(tmp_path / "m"), "--test", str(tmp_path / "te.txt"), "--n", "1"]) == 0
+    out = dict(l.split(None, 1) for l in capsys.readouterr().out.strip().splitlines())
+    assert float(out["rmse"]) == pytest.approx(3.0) and float(out["precision@1"]) == 1.0
+    assert out["users"].strip() == "1"
+
