@@ -214,7 +214,10 @@ int run(int argc, char** argv) {
   ctx.resolved_device();
   if (!report_path.empty()) check_writable_target("--report", report_path);
   if (!save_dir.empty()) check_writable_target("--save", save_dir);
-  if (!libmf_path.empty()) check_writable_target("--export-libmf", libmf_path);
+  if (!libmf_path.empty()) {
+    check_writable_target("--export-libmf", libmf_path);
+    if (detail::is_directory(libmf_path)) throw IoError("--export-libmf " + libmf_path + ": is a directory");
+  }
 
   RatingSet train_set, test_set;
   bool have_test = false;

@@ -359,6 +359,9 @@ def test_trainer_export_libmf_flag_errors(trainer_exe, tmp_path):
                         "--export-libmf", tmp_path / "no" / "x"], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and r.stderr.startswith("mascot_train: error: --export-libmf")
     assert len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([trainer_exe, "--dataset", "synthetic-ml10m:0.001", "--epochs", "1", "--quiet",
+                        "--export-libmf", tmp_path], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.strip().endswith("is a directory") and "epoch" not in r.stdout
     r = subprocess.run([trainer_exe, "--help"], capture_output=True, text=True, timeout=60)
     assert "--export-libmf" in r.stdout
 
