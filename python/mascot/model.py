@@ -2,7 +2,10 @@
 
 ``fit`` converts its input to :class:`mascot.data.Ratings`, builds the core's validated
 ``TrainConfig`` and calls ``_core.train`` (GIL released while training); the core returns P and
-Q in original id order plus the JSON run report, parsed into ``report_``.
+Q in original id order plus the JSON run report, parsed into ``report_``.  ``fit`` also keeps
+the training pairs (``seen_``, CSR per user) and optional raw-id maps (``user_ids_``,
+``item_ids_``); ``predict`` / ``recommend`` / ``similar_items`` translate ids through those maps
+and score with NumPy in bounded blocks (``mascot._use``); ``save`` / ``load`` carry all of it.
 """
 from __future__ import annotations
 
