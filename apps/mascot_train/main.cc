@@ -74,6 +74,7 @@ run:
   --device NAME         auto | cpu | cuda (default auto)
   --report FILE.json    write the run report (JSON)
   --save DIR            save the model (P.npy, Q.npy, model.json)
+  --export-libmf PATH   also write the model in LIBMF's text format (LIBMF's mf-predict reads it)
   --quiet               no per-epoch progress
   --help, --version
 )";
@@ -141,6 +142,7 @@ int run(int argc, char** argv) {
   cfg.method = Method::kMascot;
   Context ctx;
   std::string dataset, train_path, test_path, report_path, save_dir;
+  std::string libmf_path;
   bool quiet = false;
 
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -206,6 +208,7 @@ int run(int argc, char** argv) {
     else if (opt == "--device") ctx.device = parse_device(value());
     else if (opt == "--report") report_path = value();
     else if (opt == "--save") save_dir = value();
+    else if (opt == "--export-libmf") libmf_path = value();
     else throw UsageError("unknown option '" + args[a] + "' (see --help)");
   }
   if (!dataset.empty() && !train_path.empty()) throw UsageError("give either --dataset or --train, not both");
@@ -218,6 +221,10 @@ int run(int argc, char** argv) {
   ctx.resolved_device();
   if (!report_path.empty()) check_writable_target("--report", report_path);
   if (!save_dir.empty()) check_writable_target("--save", save_dir);
+  if (!libmf_path.empty()) {
+    check_writable_target("--export-libmf", libmf_path);
+    if (detail::is_directory(libmf_path)) throw IoError("--export-libmf " + libmf_path + ": is a directory");
+  }
 
   RatingSet train_set, test_set;
   bool have_test = false;
@@ -289,6 +296,7 @@ int run(int argc, char** argv) {
   }
   if (!save_dir.empty())
     save_model(save_dir, res.model, model_metadata_json(res.model.n_users, res.model.n_items, res.model.k, rep));
+  if (!libmf_path.empty()) export_libmf(libmf_path, res.model, train_set);
   return 0;
 }
 

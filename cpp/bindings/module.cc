@@ -235,7 +235,8 @@ NB_MODULE(_core, m) {
 
   m.def(
       "save_model",
-      [](const std::string& dir, const In2<float>& P, const In2<float>& Q, const std::string& meta) {
+      [](const std::string& dir, const In2<float>& P, const In2<float>& Q, const std::string& meta,
+         const std::vector<std::pair<std::string, nb::bytes>>& extra) {
         MASCOT_CHECK_ARG(P.shape(1) == Q.shape(1), "P and Q must have the same number of columns");
         Model mdl;
         mdl.n_users = static_cast<int64_t>(P.shape(0));
@@ -243,9 +244,30 @@ NB_MODULE(_core, m) {
         mdl.k = static_cast<int>(P.shape(1));
         mdl.P.assign(P.data(), P.data() + P.size());
         mdl.Q.assign(Q.data(), Q.data() + Q.size());
-        save_model(dir, mdl, meta);
+        std::vector<ModelFile> files;
+        for (const auto& [name, content] : extra) files.emplace_back(name, std::string(content.c_str(), content.size()));
+        save_model(dir, mdl, meta, files);
       },
-      "dir"_a, "P"_a, "Q"_a, "model_json"_a);
+      "dir"_a, "P"_a, "Q"_a, "model_json"_a, "extra"_a = std::vector<std::pair<std::string, nb::bytes>>(),
+      "Writes the model directory atomically; `extra` = [(file name, bytes)] written inside it too.");
+  m.def(
+      "export_libmf",
+      [](const std::string& path, const In2<float>& P, const In2<float>& Q, double bias,
+         std::optional<In1<uint8_t>> user_rated, std::optional<In1<uint8_t>> item_rated) {
+        MASCOT_CHECK_ARG(P.shape(1) == Q.shape(1), "P and Q must have the same number of columns");
+        Model mdl;
+        mdl.n_users = static_cast<int64_t>(P.shape(0));
+        mdl.n_items = static_cast<int64_t>(Q.shape(0));
+        mdl.k = static_cast<int>(P.shape(1));
+        mdl.P.assign(P.data(), P.data() + P.size());
+        mdl.Q.assign(Q.data(), Q.data() + Q.size());
+        std::vector<uint8_t> ur, ir;
+        if (user_rated) ur = to_vec(*user_rated);
+        if (item_rated) ir = to_vec(*item_rated);
+        export_libmf(path, mdl, bias, ur, ir);
+      },
+      "path"_a, "P"_a, "Q"_a, "bias"_a, "user_rated"_a = nb::none(), "item_rated"_a = nb::none(),
+      "Writes LIBMF's text model format atomically (rows whose rated flag is 0 are written as F).");
   m.def("load_model", [](const std::string& dir) {
     Model mdl = load_model(dir);
     const size_t k = mdl.k, nu = mdl.n_users, ni = mdl.n_items;

@@ -1,5 +1,6 @@
-// Model persistence: a directory with P.npy, Q.npy (float32, original ids) and model.json.
-// The directory is written as a whole into a fresh sibling and renamed into place.
+// Model persistence: a directory with P.npy, Q.npy (float32, original ids) and model.json
+// (plus optional extra files from Python: id maps, training pairs).  The directory is written
+// as a whole into a fresh sibling and renamed into place.  Also LIBMF's text model export.
 #include "mascot/model.h"
 
 #include <dirent.h>
@@ -12,6 +13,7 @@
 
 #include "mascot/detail/fileutil.h"
 #include "mascot/error.h"
+#include "mascot/ratings.h"
 
 namespace mascot {
 namespace {
@@ -106,7 +108,18 @@ std::vector<float> read_npy(const std::string& path, int64_t* rows, int64_t* col
 }
 
 void save_model(const std::string& dir, const Model& m, const std::string& model_json) {
+  save_model(dir, m, model_json, {});
+}
+
+void save_model(const std::string& dir, const Model& m, const std::string& model_json,
+                const std::vector<ModelFile>& extra_files) {
   MASCOT_CHECK_ARG(!dir.empty(), "model directory path is empty");
+  for (const ModelFile& f : extra_files) {
+    const std::string& n = f.first;
+    MASCOT_CHECK_ARG(!n.empty() && n != "." && n != ".." && n.find('/') == std::string::npos &&
+                         n.find('\0') == std::string::npos && n != "P.npy" && n != "Q.npy" && n != "model.json",
+                     "model file name '" + n + "' is not allowed (a plain file name other than P.npy, Q.npy, model.json)");
+  }
   const bool exists = detail::path_exists(dir);
   if (exists) {
     if (!detail::is_directory(dir)) throw_io(dir + ": exists and is not a directory");
@@ -121,6 +134,11 @@ void save_model(const std::string& dir, const Model& m, const std::string& model
     detail::AtomicFile j(tmp + "/model.json");
     j.write(model_json);
     j.commit();
+    for (const ModelFile& f : extra_files) {
+      detail::AtomicFile x(tmp + "/" + f.first);
+      x.write(f.second);
+      x.commit();
+    }
     if (exists) {
       const std::string old = detail::temp_sibling(dir);
       if (std::rename(dir.c_str(), old.c_str()) != 0) throw_errno(dir, "cannot replace existing model");
@@ -136,6 +154,77 @@ void save_model(const std::string& dir, const Model& m, const std::string& model
     detail::remove_tree(tmp);
     throw;
   }
+}
+
+namespace {
+// %.9g: the shortest printf precision that reads back every float32 bit-exactly.
+void append_float(std::string& out, double v) {
+  char buf[40];
+  const int n = std::snprintf(buf, sizeof buf, "%.9g", v);
+  out.append(buf, static_cast<size_t>(n));
+}
+
+void append_libmf_rows(std::string& out, char prefix, const std::vector<float>& F, int64_t rows, int k,
+                       const std::vector<uint8_t>& rated, const std::string& path) {
+  for (int64_t r = 0; r < rows; ++r) {
+    out += prefix;
+    out += std::to_string(r);
+    const float* v = &F[static_cast<size_t>(r) * static_cast<size_t>(k)];
+    if (!rated.empty() && !rated[static_cast<size_t>(r)]) {
+      out += " F";
+      for (int d = 0; d < k; ++d) out += " 0";
+    } else {
+      out += " T";
+      for (int d = 0; d < k; ++d) {
+        if (!std::isfinite(v[d]))
+          throw_invalid(path + ": cannot export to LIBMF: " + (prefix == 'p' ? "user " : "item ") + std::to_string(r) +
+                        " has a non-finite factor (the model diverged)");
+        out += ' ';
+        append_float(out, v[d]);
+      }
+    }
+    out += " \n";  // LIBMF ends every value, the last included, with a space
+  }
+}
+}  // namespace
+
+void export_libmf(const std::string& path, const Model& m, double bias, const std::vector<uint8_t>& user_rated,
+                  const std::vector<uint8_t>& item_rated) {
+  MASCOT_CHECK_ARG(!path.empty(), "LIBMF export path is empty");
+  MASCOT_CHECK_ARG(m.k >= 1, "cannot export a model with k=0");
+  MASCOT_CHECK_ARG(m.P.size() == static_cast<size_t>(m.n_users) * static_cast<size_t>(m.k) &&
+                       m.Q.size() == static_cast<size_t>(m.n_items) * static_cast<size_t>(m.k),
+                   "model arrays do not match its shape");
+  MASCOT_CHECK_ARG(user_rated.empty() || user_rated.size() == static_cast<size_t>(m.n_users),
+                   "user_rated has " + std::to_string(user_rated.size()) + " flags for " + std::to_string(m.n_users) + " users");
+  MASCOT_CHECK_ARG(item_rated.empty() || item_rated.size() == static_cast<size_t>(m.n_items),
+                   "item_rated has " + std::to_string(item_rated.size()) + " flags for " + std::to_string(m.n_items) + " items");
+  MASCOT_CHECK_ARG(std::isfinite(bias), "LIBMF bias b must be finite");
+  // LIBMF's mf_int is 32-bit: larger models cannot be read by mf-predict.
+  MASCOT_CHECK_ARG(m.n_users <= 2147483647 && m.n_items <= 2147483647, "model too large for LIBMF's 32-bit ids");
+  std::string out = "f 0\nm " + std::to_string(m.n_users) + "\nn " + std::to_string(m.n_items) + "\nk " +
+                    std::to_string(m.k) + "\nb ";
+  append_float(out, bias);
+  out += '\n';
+  append_libmf_rows(out, 'p', m.P, m.n_users, m.k, user_rated, path);
+  append_libmf_rows(out, 'q', m.Q, m.n_items, m.k, item_rated, path);
+  detail::AtomicFile f(path);
+  f.write(out);
+  f.commit();
+}
+
+void export_libmf(const std::string& path, const Model& m, const RatingSet& train) {
+  MASCOT_CHECK_ARG(train.n_users <= m.n_users && train.n_items <= m.n_items,
+                   "training set has more users or items than the model");
+  std::vector<uint8_t> ur(static_cast<size_t>(m.n_users), 0), ir(static_cast<size_t>(m.n_items), 0);
+  double sum = 0;
+  for (int64_t t = 0; t < train.nnz(); ++t) {
+    ur[static_cast<size_t>(train.users[t])] = 1;
+    ir[static_cast<size_t>(train.items[t])] = 1;
+    sum += train.ratings[t];
+  }
+  const double b = train.nnz() > 0 ? sum / static_cast<double>(train.nnz()) : 0.0;
+  export_libmf(path, m, b, ur, ir);
 }
 
 Model load_model(const std::string& dir) {

@@ -7,7 +7,9 @@ report (``MF.report_``).  The extension ``mascot._core`` only converts and forwa
 from __future__ import annotations
 
 from . import _core, data
-from .model import MF
+from . import metrics
+from ._use import UnknownIdWarning
+from .model import MF, dataset_id_maps
 
 __version__: str = _core.__version__
 HAS_CUDA: bool = bool(_core.HAS_CUDA)
@@ -19,3 +21,4 @@ def cuda_device_count() -> int:
 
 
 __all__ = ["MF", "data", "HAS_CUDA", "cuda_device_count", "__version__"]
+__all__ += ["metrics", "dataset_id_maps", "UnknownIdWarning"]

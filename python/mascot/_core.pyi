@@ -324,7 +324,15 @@ def synthetic_names() -> list[str]: ...
 
 def parse_synthetic_spec(arg: str, /) -> object: ...
 
-def save_model(dir: str, P: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], Q: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], model_json: str) -> None: ...
+def save_model(dir: str, P: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], Q: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], model_json: str, extra: Sequence[tuple[str, bytes]] = []) -> None:
+    """
+    Writes the model directory atomically; `extra` = [(file name, bytes)] written inside it too.
+    """
+
+def export_libmf(path: str, P: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], Q: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], bias: float, user_rated: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, item_rated: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None) -> None:
+    """
+    Writes LIBMF's text model format atomically (rows whose rated flag is 0 are written as F).
+    """
 
 def load_model(arg: str, /) -> tuple: ...
 

@@ -1,11 +1,14 @@
 """The ``mascot`` console command.  ``mascot info`` describes the build; ``mascot train ...``
-runs the standalone trainer ``mascot_train`` with the same arguments."""
+runs the standalone trainer ``mascot_train`` with the same arguments; ``mascot recommend``
+and ``mascot evaluate`` use a saved model directory (top-N lists; RMSE and ranking metrics)."""
 from __future__ import annotations
 
 import os
 import shutil
 import sys
 import sysconfig
+
+import numpy as np
 
 from . import _core
 
@@ -19,7 +22,8 @@ def _trainer() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print("usage: mascot {info | train [mascot_train options]}")
+        print("usage: mascot {info | train [mascot_train options] | recommend MODEL_DIR --users IDS [--n N]"
+              " | evaluate MODEL_DIR --test PATH [--n N]}  (see mascot COMMAND --help)")
         return 0 if args else 2
     cmd, rest = args[0], args[1:]
     if cmd == "info":
@@ -34,8 +38,111 @@ def main(argv: list[str] | None = None) -> int:
             print("mascot: error: mascot_train is not installed next to this package", file=sys.stderr)
             return 1
         os.execv(exe, [exe, *rest])
-    print(f"mascot: error: unknown command {cmd!r} (use info or train)", file=sys.stderr)
+    if cmd == "recommend":
+        return _use_command(_recommend, "recommend", rest)
+    if cmd == "evaluate":
+        return _use_command(_evaluate, "evaluate", rest)
+    print(f"mascot: error: unknown command {cmd!r} (use info, train, recommend or evaluate)", file=sys.stderr)
     return 2
+
+
+# ---------------------------------------------------------------- recommend / evaluate
+class _ArgError(Exception):
+    pass
+
+
+def _parser(prog: str, desc: str):
+    import argparse
+
+    class P(argparse.ArgumentParser):
+        def error(self, message: str):  # one line, exit 2 (not argparse's usage dump)
+            raise _ArgError(message)
+
+    return P(prog=f"mascot {prog}", description=desc)
+
+
+def _use_command(fn, name: str, args: list[str]) -> int:
+    try:
+        return fn(args)
+    except _ArgError as e:
+        print(f"mascot {name}: error: {e} (see mascot {name} --help)", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"mascot {name}: error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, ValueError) else 1
+
+
+def _parse_ids(text: str) -> list:
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in parts):
+        raise _ArgError(f"--users expects a comma-separated list of ids (got {text!r})")
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        return parts  # string raw ids
+
+
+def _recommend(args: list[str]) -> int:
+    import warnings
+
+    from . import MF
+
+    p = _parser("recommend", "Top-N items for users of a saved model (MF.recommend). Output: tab-separated "
+                "user, rank, item, score, one line per recommendation.")
+    p.add_argument("model_dir")
+    p.add_argument("--users", required=True, help="comma-separated user ids (raw ids if the model has id maps)")
+    p.add_argument("--n", type=int, default=10, help="items per user (default 10)")
+    p.add_argument("--include-seen", action="store_true", help="do not leave out the users' training items")
+    p.add_argument("--skip-unknown", action="store_true", help="skip (and report) users not in the model")
+    p.add_argument("--dataset", help="use the raw ids of prepared dataset NAME ($MASCOT_DATA/NAME/meta.json) "
+                   "for a model saved without id maps (e.g. by mascot_train --dataset NAME)")
+    a = p.parse_args(args)
+    users = _parse_ids(a.users)
+    m = MF.load(a.model_dir)
+    if a.dataset:
+        from .model import dataset_id_maps
+
+        if m.user_ids_ is not None or m.item_ids_ is not None:
+            raise ValueError(f"{a.model_dir} already carries id maps; --dataset is for models without them")
+        m.set_id_maps(*dataset_id_maps(a.dataset))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids, scores = m.recommend(users, n=a.n, exclude_seen=not a.include_seen,
+                                  unknown="skip" if a.skip_unknown else "raise")
+    for w in caught:
+        print(f"mascot recommend: note: {w.message}", file=sys.stderr)
+    out = ["user\trank\titem\tscore"]
+    for r, u in enumerate(users):
+        for j in range(ids.shape[1]):
+            if np.isfinite(scores[r, j]):
+                out.append(f"{u}\t{j + 1}\t{ids[r, j]}\t{scores[r, j]:.6g}")
+    print("\n".join(out))
+    return 0
+
+
+def _evaluate(args: list[str]) -> int:
+    import json
+
+    from . import MF
+    from .metrics import evaluate
+
+    p = _parser("evaluate", "RMSE, precision@N, recall@N and NDCG@N of a saved model on a test set "
+                "(.mrat or text, dense ids).")
+    p.add_argument("model_dir")
+    p.add_argument("--test", required=True, help="test ratings (.mrat or text)")
+    p.add_argument("--n", type=int, default=10, help="N of the ranking metrics (default 10)")
+    p.add_argument("--threshold", type=float, default=None, help="relevant = test rating >= X (default: all)")
+    p.add_argument("--include-seen", action="store_true", help="do not leave out the users' training items")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    a = p.parse_args(args)
+    m = MF.load(a.model_dir)
+    r = evaluate(m, a.test, n=a.n, threshold=a.threshold, exclude_seen=False if a.include_seen else None)
+    if a.json:
+        print(json.dumps(r))
+    else:
+        for k, v in r.items():
+            print(f"{k:22s} {v:.6f}" if isinstance(v, float) else f"{k:22s} {v}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,19 +2,24 @@
 
 ``fit`` converts its input to :class:`mascot.data.Ratings`, builds the core's validated
 ``TrainConfig`` and calls ``_core.train`` (GIL released while training); the core returns P and
-Q in original id order plus the JSON run report, parsed into ``report_``.
+Q in original id order plus the JSON run report, parsed into ``report_``.  ``fit`` also keeps
+the training pairs (``seen_``, CSR per user) and optional raw-id maps (``user_ids_``,
+``item_ids_``); ``predict`` / ``recommend`` / ``similar_items`` translate ids through those maps
+and score with NumPy in bounded blocks (``mascot._use``); ``save`` / ``load`` carry all of it.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, _use
 from .data import Ratings, as_ratings, _ids
 
 _PARAMS = ("k", "method", "epochs", "lr", "decay", "lambda_p", "lambda_q", "init_std",
@@ -65,6 +70,10 @@ class MF:
         self.P_: np.ndarray | None = None
         self.Q_: np.ndarray | None = None
         self.report_: dict | None = None
+        self.user_ids_: np.ndarray | None = None   # raw id of each dense user (None: ids are dense)
+        self.item_ids_: np.ndarray | None = None
+        self.seen_: _use.SeenPairs | None = None   # training pairs, for recommend(exclude_seen=True)
+        self.train_mean_: float | None = None      # mean training rating (LIBMF's b)
 
     def get_params(self) -> dict[str, Any]:
         return {p: getattr(self, p) for p in _PARAMS}
@@ -105,13 +114,20 @@ class MF:
         return c
 
     # ------------------------------------------------------------------ training
-    def fit(self, train: Any, test: Any = None, name: str = "") -> "MF":
+    def fit(self, train: Any, test: Any = None, name: str = "", user_ids: Any = None,
+            item_ids: Any = None) -> "MF":
         """Trains on ``train`` ((users, items, ratings) arrays, a DataFrame, a Ratings or a
         path), evaluating test RMSE after every epoch when ``test`` is given.  Test ratings
-        whose user or item never occurs in training are dropped and counted in the report."""
+        whose user or item never occurs in training are dropped and counted in the report.
+
+        Rating data is always in dense 0-based ids.  ``user_ids`` / ``item_ids`` (the raw id of
+        each dense id, e.g. from :func:`dataset_id_maps`) make predict / recommend /
+        similar_items take and return raw ids; they also fix n_users / n_items.  The training
+        pairs are kept (``seen_``) for ``recommend(exclude_seen=True)`` and saved with the model."""
         tr = as_ratings(train)
         te = as_ratings(test) if test is not None else None
         cfg = self._config()
+        tr, umap, imap = self._with_id_maps(tr, user_ids, item_ids)
 
         def on_epoch(rec: dict) -> bool:
             if self.verbose:
@@ -126,6 +142,9 @@ class MF:
             None if te is None else te.users, None if te is None else te.items,
             None if te is None else te.ratings, name, on_epoch)
         self.P_, self.Q_, self.report_ = P, Q, json.loads(report)
+        self.user_ids_, self.item_ids_ = umap.raw, imap.raw
+        self.seen_ = _use.SeenPairs.from_pairs(tr.users, tr.items, tr.n_users, tr.n_items)
+        self.train_mean_ = float(np.mean(tr.ratings, dtype=np.float64)) if len(tr) else 0.0
         return self
 
     # ------------------------------------------------------------------ use
@@ -141,9 +160,20 @@ class MF:
         self._check_fitted()
         return self.Q_
 
-    def predict(self, users: Any, items: Any) -> np.ndarray:
-        """Predicted ratings p_u . q_i for parallel arrays of original ids."""
+    def predict(self, users: Any, items: Any, unknown: str = "raise") -> np.ndarray:
+        """Predicted ratings p_u . q_i (float32) for parallel arrays of ids: raw ids when the
+        model carries id maps, else dense ids.  An id not in the model is a ValueError naming
+        it; with ``unknown="skip"`` its prediction is NaN and an ``UnknownIdWarning`` lists it."""
         self._check_fitted()
+        u, uk = self._map("user").to_dense(users, "users", unknown)
+        i, ik = self._map("item").to_dense(items, "items", unknown)
+        if u.shape != i.shape:
+            raise ValueError(f"users and items must have the same length (got {len(u)} and {len(i)})")
+        out = np.einsum("ij,ij->i", self.P_[u], self.Q_[i], dtype=np.float32)
+        out[~(uk & ik)] = np.nan
+        return out
+
+    def _predict_dense(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         u = _ids(np.atleast_1d(users), "users")
         i = _ids(np.atleast_1d(items), "items")
         if u.shape != i.shape:
@@ -155,12 +185,137 @@ class MF:
         return np.einsum("ij,ij->i", self.P_[u], self.Q_[i], dtype=np.float32)
 
     def rmse(self, data: Any) -> float:
-        """Root-mean-square error on a rating set (all ids must be in the model)."""
+        """Root-mean-square error on a rating set in dense ids (all ids must be in the model)."""
+        self._check_fitted()
         r = as_ratings(data)
         if len(r) == 0:
             raise ValueError("rmse needs at least one rating")
-        e = self.predict(r.users, r.items).astype(np.float64) - r.ratings
+        e = self._predict_dense(r.users, r.items).astype(np.float64) - r.ratings
         return float(np.sqrt(np.mean(e * e)))
+
+    def recommend(self, users: Any, n: int = 10, exclude_seen: bool = True, seen: Any = None,
+                  unknown: str = "raise", block_users: int = 512, block_items: int = 16384
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items by p_u . q_i for each of ``users``: (item ids [len(users), n], scores
+        [len(users), n] float32), best first, equal scores ordered by smaller dense item id.
+
+        ``exclude_seen`` leaves out each user's training items: the pairs kept by ``fit`` (and
+        saved with the model), or ``seen`` = (users, items) pairs in the model's public ids
+        (arrays, a DataFrame, a Ratings or a path; unknown ids in them are ignored).  Slots left
+        without an item (a user who has seen nearly everything) hold item id -1 ("" for string
+        ids) and score -inf.  Scores are computed ``block_users`` x ``block_items`` at a time,
+        so memory stays bounded for millions of items.  Unknown users: ValueError, or with
+        ``unknown="skip"`` a row of -1 / -inf and an ``UnknownIdWarning``."""
+        self._check_fitted()
+        n = _use.check_n(n, self.Q_.shape[0], "items")
+        bu = _use.check_block(block_users, "block_users")
+        bi = _use.check_block(block_items, "block_items")
+        u, known = self._map("user").to_dense(users, "users", unknown)
+        exclude = None
+        if exclude_seen:
+            pairs = self._seen_pairs(seen)
+            rr, cc = pairs.rows(u)
+            keep = known[rr]
+            exclude = (rr[keep], cc[keep])
+        elif seen is not None:
+            raise ValueError("seen= is only used with exclude_seen=True")
+        ids, scores = _use.top_n(self.P_[u], self.Q_, n, exclude, bu, bi)
+        ids[~known] = -1
+        scores[~known] = -np.inf
+        return self._map("item").to_public(ids), scores
+
+    def similar_items(self, items: Any, n: int = 10, metric: str = "cosine", unknown: str = "raise",
+                      block_items: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` items most similar to each of ``items`` by ``metric``: "cosine" (default;
+        q_i . q_j / (|q_i| |q_j|), 0 for a zero vector) or "dot".  The item itself is excluded.
+        Returns (item ids [len(items), n], similarities float32), best first, ties by smaller
+        dense id; unknown ids as in :meth:`recommend`."""
+        self._check_fitted()
+        if metric not in ("cosine", "dot"):
+            raise ValueError(f"metric must be 'cosine' or 'dot' (got {metric!r})")
+        n = _use.check_n(n, self.Q_.shape[0] - 1, "other items")
+        bi = _use.check_block(block_items, "block_items")
+        i, known = self._map("item").to_dense(items, "items", unknown)
+        Q, scale = self.Q_, None
+        if metric == "cosine":  # 1/|q| per item, applied block by block: no normalised copy of Q
+            norm = np.sqrt(np.einsum("ij,ij->i", Q, Q, dtype=np.float64))
+            scale = np.where(norm > 0, 1.0 / np.where(norm > 0, norm, 1), 0.0).astype(np.float32)
+        A = Q[i] if scale is None else Q[i] * scale[i][:, None]
+        ids, scores = _use.top_n(A, Q, n, (np.arange(len(i)), i), 512, bi, col_scale=scale)
+        ids[~known] = -1
+        scores[~known] = -np.inf
+        return self._map("item").to_public(ids), scores
+
+    def set_id_maps(self, user_ids: Any = None, item_ids: Any = None) -> "MF":
+        """Attaches raw ids (one per dense user / item; None leaves that side dense), e.g. to a
+        model trained by ``mascot_train`` on a prepared dataset: see :func:`dataset_id_maps`."""
+        self._check_fitted()
+        um = _use.IdMap(user_ids, self.P_.shape[0], "user")
+        im = _use.IdMap(item_ids, self.Q_.shape[0], "item")
+        self.user_ids_, self.item_ids_ = um.raw, im.raw
+        return self
+
+    def export_libmf(self, path: str | os.PathLike) -> None:
+        """Writes the model in LIBMF's text format (``mf-predict`` reads it), atomically.  Ids
+        in the file are the dense ids.  With the training pairs known, LIBMF's ``b`` is the mean
+        training rating and entities without training ratings are written as LIBMF's "F" rows
+        (mf-predict answers b for them); otherwise b = 0 and every row is "T"."""
+        self._check_fitted()
+        ur = ir = None
+        if self.seen_ is not None:
+            ur = (np.diff(self.seen_.indptr) > 0).astype(np.uint8)
+            ir = np.zeros(self.Q_.shape[0], np.uint8)
+            ir[self.seen_.indices] = 1
+        _core.export_libmf(os.fspath(path), np.ascontiguousarray(self.P_), np.ascontiguousarray(self.Q_),
+                           float(self.train_mean_ or 0.0), ur, ir)
+
+    # ------------------------------------------------------------------ id maps, seen pairs
+    def _map(self, which: str) -> "_use.IdMap":
+        raw = self.user_ids_ if which == "user" else self.item_ids_
+        n = (self.P_ if which == "user" else self.Q_).shape[0]
+        cache = self.__dict__.setdefault("_maps", {})
+        hit = cache.get(which)
+        if hit is None or hit[0] is not raw or hit[1].n != n:
+            hit = (raw, _use.IdMap(raw, n, which))
+            cache[which] = hit
+        return hit[1]
+
+    def _with_id_maps(self, tr: Ratings, user_ids: Any, item_ids: Any):
+        nu, ni = tr.n_users, tr.n_items
+        if user_ids is not None:
+            lu = len(np.atleast_1d(np.asarray(user_ids)))
+            if lu < tr.n_users:
+                raise ValueError(f"user_ids has {lu} ids but the training data has {tr.n_users} users")
+            nu = lu
+        if item_ids is not None:
+            li = len(np.atleast_1d(np.asarray(item_ids)))
+            if li < tr.n_items:
+                raise ValueError(f"item_ids has {li} ids but the training data has {tr.n_items} items")
+            ni = li
+        if (nu, ni) != (tr.n_users, tr.n_items):
+            tr = Ratings(tr.users, tr.items, tr.ratings, nu, ni)
+        return tr, _use.IdMap(user_ids, nu, "user"), _use.IdMap(item_ids, ni, "item")
+
+    def _seen_pairs(self, seen: Any) -> "_use.SeenPairs":
+        if seen is None:
+            if self.seen_ is None:
+                raise ValueError("exclude_seen=True needs the training pairs, which this model does not "
+                                 "carry (trained by mascot_train, or saved without them): pass seen=(users, "
+                                 "items) or exclude_seen=False")
+            return self.seen_
+        if isinstance(seen, tuple) and len(seen) == 2:
+            su, si = seen
+        else:
+            r = as_ratings(seen)
+            su, si = r.users, r.items
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", _use.UnknownIdWarning)
+            du, uk = self._map("user").to_dense(su, "seen users", "skip")
+            di, ik = self._map("item").to_dense(si, "seen items", "skip")
+        if du.shape != di.shape:
+            raise ValueError(f"seen users and items must have the same length (got {len(du)} and {len(di)})")
+        k = uk & ik
+        return _use.SeenPairs.from_pairs(du[k], di[k], self.P_.shape[0], self.Q_.shape[0])
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
@@ -170,8 +325,9 @@ class MF:
                 "n_users": int(self.P_.shape[0]), "n_items": int(self.Q_.shape[0]),
                 "k": int(self.P_.shape[1]), "method": self.method, "id_order": "original",
                 "params": self.get_params(), "report": self.report_}
+        meta.update(self._use_meta())
         _core.save_model(os.fspath(path), np.ascontiguousarray(self.P_), np.ascontiguousarray(self.Q_),
-                         json.dumps(meta))
+                         json.dumps(meta), self._use_files())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MF":
@@ -194,7 +350,61 @@ class MF:
         params = {p: v for p, v in params.items() if p in _PARAMS}
         m = cls(**params)
         m.P_, m.Q_, m.report_ = P, Q, meta.get("report")
+        m._load_use_files(path, meta)
         return m
+
+    # Extra files of a model directory (all optional, each readable by numpy.load):
+    # user_ids.npy / item_ids.npy (raw id of each dense id), seen_indptr.npy + seen_indices.npy
+    # (training pairs, CSR per user); model.json's "train_mean" is LIBMF's b.
+    _USE_FILES = ("user_ids.npy", "item_ids.npy", "seen_indptr.npy", "seen_indices.npy")
+
+    def _use_meta(self) -> dict:
+        return {"train_mean": self.train_mean_, "has_user_ids": self.user_ids_ is not None,
+                "has_item_ids": self.item_ids_ is not None, "has_seen": self.seen_ is not None}
+
+    def _use_files(self) -> list:
+        arrays = {"user_ids.npy": self.user_ids_, "item_ids.npy": self.item_ids_}
+        if self.seen_ is not None:
+            arrays["seen_indptr.npy"] = self.seen_.indptr
+            arrays["seen_indices.npy"] = self.seen_.indices
+        out = []
+        for name, a in arrays.items():
+            if a is not None:
+                buf = io.BytesIO()
+                np.save(buf, np.asarray(a), allow_pickle=False)
+                out.append((name, buf.getvalue()))
+        return out
+
+    def _load_use_files(self, path: Path, meta: dict) -> None:
+        def arr(name: str) -> np.ndarray | None:
+            f = path / name
+            if not f.exists():
+                return None
+            try:
+                return np.load(f, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise ValueError(f"{f}: not a readable .npy file ({e})") from None
+
+        def check(flag: str, present: bool, name: str) -> None:
+            if meta.get(flag) and not present:
+                raise ValueError(f"{path}: model.json says {name} is saved but it is missing")
+
+        try:
+            a_u, a_i = arr("user_ids.npy"), arr("item_ids.npy")
+            check("has_user_ids", a_u is not None, "user_ids.npy")
+            check("has_item_ids", a_i is not None, "item_ids.npy")
+            self.set_id_maps(a_u, a_i)
+            ip, ix = arr("seen_indptr.npy"), arr("seen_indices.npy")
+            check("has_seen", ip is not None and ix is not None, "the training pairs (seen_indptr.npy, seen_indices.npy)")
+            if (ip is None) != (ix is None):
+                raise ValueError(f"{path}: seen_indptr.npy and seen_indices.npy must be saved together")
+            if ip is not None:
+                self.seen_ = _use.SeenPairs(ip, ix, self.P_.shape[0], self.Q_.shape[0], str(path / "seen_indptr.npy"))
+        except ValueError as e:
+            msg = str(e)
+            raise ValueError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+        tm = meta.get("train_mean")
+        self.train_mean_ = float(tm) if isinstance(tm, (int, float)) and not isinstance(tm, bool) else None
 
     def _check_fitted(self) -> None:
         if self.P_ is None:
@@ -208,3 +418,29 @@ def _as_int(v: Any, name: str) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
         raise ValueError(f"{name} must be an integer (got {v!r})")
     return int(v)
+
+
+def dataset_id_maps(name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The raw ids of a prepared dataset: ``user_ids`` / ``item_ids`` of
+    ``$MASCOT_DATA/<name>/meta.json`` (the raw id of each dense id), each None when absent."""
+    from .data import data_root
+
+    f = data_root() / name / "meta.json"
+    try:
+        meta = json.loads(f.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{f} does not exist (dataset {name!r} is not prepared)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{f}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{f}: expected a JSON object")
+
+    def get(key: str) -> np.ndarray | None:
+        v = meta.get(key)
+        if v is None:
+            return None
+        if not isinstance(v, list):
+            raise ValueError(f"{f}: {key} must be a list")
+        return np.asarray(v) if v else np.zeros(0, np.int64)
+
+    return get("user_ids"), get("item_ids")

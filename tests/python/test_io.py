@@ -133,8 +133,8 @@ def test_model_directory_round_trip(tiny, tmp_path):
     u, i, r, nu, ni = tiny
     m = mascot.MF(k=8, epochs=2, threads=1, groups=2).fit((u, i, r))
     d = tmp_path / "model"
-    m.save(d)
-    assert sorted(os.listdir(d)) == ["P.npy", "Q.npy", "model.json"]
+    m.save(d)  # a fitted model also keeps its training pairs (for recommend's exclude_seen)
+    assert sorted(os.listdir(d)) == ["P.npy", "Q.npy", "model.json", "seen_indices.npy", "seen_indptr.npy"]
     assert np.array_equal(np.load(d / "P.npy"), m.P) and np.array_equal(np.load(d / "Q.npy"), m.Q)
     back = mascot.MF.load(d)
     assert np.array_equal(back.predict(u, i), m.predict(u, i))

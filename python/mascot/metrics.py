@@ -1,0 +1,147 @@
+"""Ranking metrics of top-N recommendations, and :func:`evaluate` (them next to RMSE).
+
+Data flow: a test rating set (dense ids, like training data) -> relevant items per user (the
+user's test items, optionally only those rated >= ``threshold``) -> ``MF.recommend`` for every
+user with at least one relevant item -> hits -> precision@N, recall@N, NDCG@N averaged over
+those users.  Users without relevant items are skipped and counted.
+
+Definitions (binary relevance; ``rec`` = the N recommended items, ``rel`` = relevant items):
+  precision@N = |rec ∩ rel| / N
+  recall@N    = |rec ∩ rel| / |rel|
+  NDCG@N      = DCG / IDCG, DCG = sum over ranks j = 1..N of [rec_j in rel] / log2(j + 1),
+                IDCG = sum over j = 1..min(|rel|, N) of 1 / log2(j + 1)
+An empty recommendation slot (id -1) is never a hit.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .data import Ratings, as_ratings
+
+__all__ = ["precision_at_n", "recall_at_n", "ndcg_at_n", "ranking_metrics", "relevant_items", "evaluate"]
+
+
+def _hits(recommended: Any, relevant: Sequence[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hits [users, n] bool, |relevant| per user) after checking shapes."""
+    rec = np.asarray(recommended)
+    if rec.ndim != 2:
+        raise ValueError(f"recommended must be a 2-D array [users, N] (got shape {rec.shape})")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be an integer >= 1 (got {n!r})")
+    if rec.shape[1] < n:
+        raise ValueError(f"recommended has {rec.shape[1]} columns, fewer than n={n}")
+    if len(relevant) != rec.shape[0]:
+        raise ValueError(f"recommended has {rec.shape[0]} rows but relevant has {len(relevant)} users")
+    rec = rec[:, :n]
+    hits = np.zeros(rec.shape, bool)
+    sizes = np.zeros(rec.shape[0], np.int64)
+    for u, rel in enumerate(relevant):
+        r = np.asarray(list(rel) if isinstance(rel, (set, frozenset)) else rel).ravel()
+        sizes[u] = len(np.unique(r))
+        if sizes[u]:
+            hits[u] = np.isin(rec[u], r) & (rec[u] != -1)
+    return hits, sizes
+
+
+def _per_user(recommended: Any, relevant: Sequence[Any], n: int) -> dict[str, np.ndarray]:
+    hits, sizes = _hits(recommended, relevant, n)
+    ok = sizes > 0
+    h = hits[ok]
+    s = sizes[ok]
+    nh = h.sum(axis=1)
+    disc = 1.0 / np.log2(np.arange(2, n + 2))
+    dcg = (h * disc).sum(axis=1)
+    idcg = np.cumsum(disc)[np.minimum(s, n) - 1] if len(s) else np.zeros(0)
+    return {"precision": nh / n, "recall": nh / s, "ndcg": dcg / idcg if len(s) else np.zeros(0),
+            "skipped": int((~ok).sum())}
+
+
+def precision_at_n(recommended: Any, relevant: Sequence[Any], n: int) -> float:
+    """Mean |rec ∩ rel| / n over users with at least one relevant item (NaN if none)."""
+    return _mean(_per_user(recommended, relevant, n)["precision"])
+
+
+def recall_at_n(recommended: Any, relevant: Sequence[Any], n: int) -> float:
+    """Mean |rec ∩ rel| / |rel| over users with at least one relevant item (NaN if none)."""
+    return _mean(_per_user(recommended, relevant, n)["recall"])
+
+
+def ndcg_at_n(recommended: Any, relevant: Sequence[Any], n: int) -> float:
+    """Mean NDCG@n (binary gains, log2 discount) over users with relevant items (NaN if none)."""
+    return _mean(_per_user(recommended, relevant, n)["ndcg"])
+
+
+def ranking_metrics(recommended: Any, relevant: Sequence[Any], n: int) -> dict[str, Any]:
+    """precision@n, recall@n, ndcg@n (means), ``users`` evaluated and ``users_skipped``
+    (rows whose relevant set is empty).  ``recommended[u]`` are item ids best first (-1 =
+    empty slot); ``relevant[u]`` an iterable of item ids."""
+    p = _per_user(recommended, relevant, n)
+    return {f"precision@{n}": _mean(p["precision"]), f"recall@{n}": _mean(p["recall"]),
+            f"ndcg@{n}": _mean(p["ndcg"]), "users": int(len(p["precision"])), "users_skipped": p["skipped"]}
+
+
+def relevant_items(test: Any, threshold: float | None = None) -> tuple[np.ndarray, list[np.ndarray], int]:
+    """(users, their relevant item arrays, users with test ratings but none relevant) of a test
+    set in dense ids; relevant = the user's test items rated >= ``threshold`` (all if None)."""
+    t = as_ratings(test)
+    keep = np.ones(len(t), bool) if threshold is None else t.ratings >= float(threshold)
+    all_users = np.unique(t.users)
+    u, i = t.users[keep].astype(np.int64), t.items[keep].astype(np.int64)
+    order = np.lexsort((i, u))
+    u, i = u[order], i[order]
+    users, starts = np.unique(u, return_index=True)
+    groups = np.split(i, starts[1:]) if len(users) else []
+    return users, [np.unique(g) for g in groups], int(len(all_users) - len(users))
+
+
+def evaluate(model: Any, test: Any, n: int = 10, threshold: float | None = None,
+             exclude_seen: bool | None = None) -> dict[str, Any]:
+    """RMSE and precision@n / recall@n / NDCG@n of ``model`` (an ``MF``) on ``test`` (rating
+    data in dense ids, like training data).
+
+    Each test user the model knows gets its top-n recommendations (``exclude_seen``: leave out
+    training items; default True when the model carries its training pairs).  Users whose test
+    items are all below ``threshold``, and test users or items unknown to the model, are
+    skipped and counted; RMSE is over the test ratings whose user and item the model knows.
+    """
+    t = as_ratings(test)
+    if len(t) == 0:
+        raise ValueError("evaluate needs at least one test rating")
+    model._check_fitted()
+    nu, ni = model.P_.shape[0], model.Q_.shape[0]
+    known = (t.users < nu) & (t.items < ni)
+    kt = Ratings(t.users[known], t.items[known], t.ratings[known], nu, ni)
+    out: dict[str, Any] = {"rmse": model.rmse(kt) if len(kt) else float("nan"),
+                           "test_ratings": len(t), "test_ratings_unknown": int((~known).sum())}
+    users, relevant, no_relevant = relevant_items(kt, threshold)
+    if exclude_seen is None:
+        exclude_seen = model.seen_ is not None
+    if len(users):
+        ids, _ = _recommend_dense(model, users, n, exclude_seen)
+        m = ranking_metrics(ids, relevant, n)
+    else:
+        m = {f"precision@{n}": float("nan"), f"recall@{n}": float("nan"), f"ndcg@{n}": float("nan"),
+             "users": 0, "users_skipped": 0}
+    m["users_skipped"] = no_relevant + m["users_skipped"]
+    out.update(m)
+    out["n"] = int(n)
+    out["threshold"] = threshold
+    out["exclude_seen"] = bool(exclude_seen)
+    return out
+
+
+def _recommend_dense(model: Any, users: np.ndarray, n: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+    """model.recommend on dense user ids, returning dense item ids (id maps bypassed)."""
+    from . import _use
+
+    n = _use.check_n(n, model.Q_.shape[0], "items")
+    exclude = model.seen_.rows(users) if exclude_seen and model.seen_ is not None else None
+    if exclude_seen and model.seen_ is None:
+        model._seen_pairs(None)  # raises the clear "needs the training pairs" error
+    return _use.top_n(model.P_[users], model.Q_, n, exclude)
+
+
+def _mean(x: np.ndarray) -> float:
+    return float(np.mean(x)) if len(x) else float("nan")
