@@ -286,7 +286,7 @@ def _narrow(a: np.ndarray) -> np.ndarray:
     return a.astype(np.int64, copy=False)
 
 
-_INT = rb"(?:0|[1-9][0-9]*)"
+_INT = rb"[0-9]+"
 _NUM = rb"[0-9]+(?:\.[0-9]+)?"
 
 
@@ -881,8 +881,9 @@ def prepare(name: str, source: str | os.PathLike | None = None, *, fold: int = 1
     if not out or "/" in out or out.startswith(".") or _data._core.parse_synthetic_spec(out) is not None:
         raise DatasetError(f"invalid output name {out!r}")
     target = rootp / out
-    if (target / "meta.json").exists() and not force:
-        raise DatasetError(f"{target} is already prepared (use --force to prepare it again)")
+    if target.exists() and not force:
+        what = "is already prepared" if (target / "meta.json").exists() else "exists"
+        raise DatasetError(f"{target} {what} (use --force to replace it)")
     rootp.mkdir(parents=True, exist_ok=True)
     src = Path(source).expanduser() if source is not None else None
     if src is not None and not src.exists():

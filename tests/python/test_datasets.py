@@ -502,3 +502,30 @@ def test_mascot_train_on_prepared_dataset(trainer_exe, tmp_path, root):
     assert res.returncode != 0 and "mascot data prepare ml25m" in res.stderr
     with pytest.raises(FileNotFoundError, match="mascot data prepare ml25m"):
         data.load("ml25m")
+
+
+def test_interrupted_or_occupied_target_leaves_data_intact(tmp_path, root, monkeypatch):
+    u, i, r, t = ml_ratings()
+    zname, blob = ml_zip("ml10m", ml_text("ml10m", u, i, r, t))
+    (tmp_path / zname).write_bytes(blob)
+    # a directory the user made by hand is never replaced without --force
+    (root / "ml10m").mkdir(parents=True)
+    (root / "ml10m" / "mine.txt").write_text("keep")
+    with pytest.raises(DatasetError, match="exists .use --force"):
+        datasets.prepare("ml10m", tmp_path, quiet=True, _pins={})
+    assert (root / "ml10m" / "mine.txt").read_text() == "keep"
+    datasets.prepare("ml10m", tmp_path, quiet=True, force=True, _pins={})
+    before = triples("ml10m")
+    # interrupted while writing: the prepared set stays as it was, no temporary directory remains
+    calls = []
+
+    def interrupted(path, rs):
+        calls.append(path)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as mp:
+        mp.setattr(data, "write_mrat", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            datasets.prepare("ml10m", tmp_path, quiet=True, force=True, _pins={})
+    assert calls and leftovers(root) == []
+    assert triples("ml10m") == before
