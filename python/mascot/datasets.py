@@ -731,7 +731,9 @@ def _movielens(name: str, source: Path | None, o: _Options) -> tuple[_Prepared, 
             with src.open() as f, open(udata, "wb") as g:
                 f.readline()
                 shutil.copyfileobj(f, g)
-            _verify(udata, "u.data", o.pins)
+            sources[-1]["ratings_sha256"] = _verify(udata, "u.data", o.pins)
+            if o.index_url or os.environ.get("MASCOT_PYPI_INDEX_URL"):
+                sources[-1]["origin"] = o.index_url or os.environ["MASCOT_PYPI_INDEX_URL"]
             body = _Source(src.label, lambda: open(udata, "rb"), udata.stat().st_size)
             _parse_flat(body, fmt, cols, o.quiet, first_line=2)
         else:
@@ -745,6 +747,7 @@ def _movielens(name: str, source: Path | None, o: _Options) -> tuple[_Prepared, 
                 if "u.data" in o.pins and h.hexdigest() != o.pins["u.data"][1]:
                     raise DatasetError(f"{src.label}: checksum mismatch (sha256 {h.hexdigest()}, "
                                        f"expected {o.pins['u.data'][1]})")
+                sources[-1]["ratings_sha256"] = h.hexdigest()
             _parse_flat(src, fmt, cols, o.quiet)
     u, i, r = cols.arrays()
     if name == "ml100k" and "u.data" in o.pins and o.pins["u.data"] == PINS["u.data"]:
@@ -921,6 +924,9 @@ def prepare(name: str, source: str | os.PathLike | None = None, *, fold: int = 1
         with open(work / "meta.json", "w") as f:
             json.dump(full, f, separators=(",", ":"))
             f.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(work, 0o777 & ~umask)  # mkdtemp made it private; a dataset is an ordinary directory
         old = None
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out}.old-", dir=rootp))

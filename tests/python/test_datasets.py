@@ -121,6 +121,12 @@ def root(tmp_path, monkeypatch):
     return r
 
 
+def current_umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
 def leftovers(root):
     """Anything under root except prepared datasets and the verified download cache."""
     return sorted(p.name for p in root.iterdir() if p.name != ".downloads" and not (p / "meta.json").exists())
@@ -177,7 +183,9 @@ def test_movielens_download_prepare(name, server, root, monkeypatch):
                           "method": m["split"]["method"]}
     assert m["sources"][0]["sha256"] == sha(blob) and m["sources"][0]["file"] == zname
     assert m["rating_scale"] == ([1, 5] if name == "ml100k" else [0.5, 5])
-    assert leftovers(root) == []
+    assert leftovers(root) == [] and (path.stat().st_mode & 0o777) == 0o777 & ~current_umask()
+    if name == "ml100k":
+        assert m["sources"][0]["ratings_sha256"] == sha(text)
     # fold 2 goes to NAME-fold2 and reuses the verified cached zip (no second download)
     n_hits = len(hits)
     datasets.prepare(name, fold=2, quiet=True, _pins=pins)
@@ -232,6 +240,7 @@ def test_ml100k_falls_back_to_pypi_wheel(server, root, monkeypatch):
     (tr, te), m = triples("ml100k")
     assert sum(tr.values()) + sum(te.values()) + m["counts"]["test_dropped"] == len(r)
     assert m["sources"][0]["file"] == datasets.RECBOLE_WHEEL and m["sources"][0]["sha256"] == sha(wheel)
+    assert m["sources"][0]["ratings_sha256"] == sha(text.encode())
     assert collections.Counter(tr) + collections.Counter(te) <= collections.Counter(
         zip(u.tolist(), i.tolist(), r.tolist()))
     assert leftovers(root) == []
@@ -529,3 +538,18 @@ def test_interrupted_or_occupied_target_leaves_data_intact(tmp_path, root, monke
             datasets.prepare("ml10m", tmp_path, quiet=True, force=True, _pins={})
     assert calls and leftovers(root) == []
     assert triples("ml10m") == before
+
+
+def test_progress_on_stderr(server, root, monkeypatch, capsys):
+    url, files, _ = server
+    u, i, r, t = ml_ratings()
+    zname, blob = ml_zip("ml10m", ml_text("ml10m", u, i, r, t))
+    files[f"/{zname}"] = blob
+    monkeypatch.setenv("MASCOT_GROUPLENS_URL", url)
+    datasets.prepare("ml10m", _pins={zname: ("md5", md5(blob))})
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert any(ln.startswith(f"downloading {url}/{zname}: ") and "(100.0%)" in ln for ln in lines)
+    assert any(ln.startswith(f"parsing {zname}!ml-10M100K/ratings.dat: ") and "(100.0%)" in ln for ln in lines)
+    assert lines[-1].startswith(f"prepared {root / 'ml10m'}: ") and f"{len(r) - data.meta('ml10m')['counts']['test_dropped'] - data.meta('ml10m')['counts']['test']:,} train" in lines[-1]
