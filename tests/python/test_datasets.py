@@ -38,10 +38,6 @@ def ml_ratings(seed=3, n_users=30, n_items=25, n=400, half=False):
     return u, i, r, t
 
 
-def fmt_rating(x):
-    return f"{x:g}" if x != int(x) else (f"{int(x)}" if True else "")
-
-
 def ml_text(name, u, i, r, t):
     if name == "ml100k":
         return "".join(f"{a}\t{b}\t{int(c)}\t{d}\n" for a, b, c, d in zip(u, i, r, t))
@@ -553,3 +549,13 @@ def test_progress_on_stderr(server, root, monkeypatch, capsys):
     assert any(ln.startswith(f"downloading {url}/{zname}: ") and "(100.0%)" in ln for ln in lines)
     assert any(ln.startswith(f"parsing {zname}!ml-10M100K/ratings.dat: ") and "(100.0%)" in ln for ln in lines)
     assert lines[-1].startswith(f"prepared {root / 'ml10m'}: ") and f"{len(r) - data.meta('ml10m')['counts']['test_dropped'] - data.meta('ml10m')['counts']['test']:,} train" in lines[-1]
+
+
+def test_ml100k_known_counts_are_enforced_for_the_real_data(tmp_path, root):
+    u, i, r, t = ml_ratings()
+    zname, blob = ml_zip("ml100k", ml_text("ml100k", u, i, r, t))
+    (tmp_path / zname).write_bytes(blob)
+    with pytest.raises(DatasetError, match=r"ml100k: expected \(943, 1682, 100000\) users/items/ratings, got "
+                                           rf"\({len(set(u))}, {len(set(i))}, {len(r)}\)"):
+        datasets.prepare("ml100k", tmp_path, quiet=True, _pins={"u.data": datasets.PINS["u.data"]})
+    assert leftovers(root) == []
