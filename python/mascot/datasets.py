@@ -312,7 +312,7 @@ def _read_numeric(buf: bytes, sep: str, ncols: int, usecols: list[int]) -> list[
     except (ValueError, pd.errors.ParserError):
         return None
     cols = [df[c].to_numpy() for c in usecols]
-    if any(np.isnan(c).any() for c in cols):
+    if not all(np.isfinite(c).all() for c in cols):  # empty fields (NaN), "inf"
         return None
     return cols
 
