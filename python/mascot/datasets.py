@@ -602,6 +602,7 @@ def _split_folds(u, i, r, fold: int, seed: int) -> _Prepared:
 
 
 def grouplens_url() -> str:
+    """Base URL of the MovieLens zips: ``$MASCOT_GROUPLENS_URL`` or GroupLens' own."""
     return os.environ.get("MASCOT_GROUPLENS_URL") or GROUPLENS_URL
 
 
