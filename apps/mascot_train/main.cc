@@ -243,8 +243,8 @@ int run(int argc, char** argv) {
     const std::string dir = data_root() + "/" + dataset;
     if (!detail::path_exists(dir + "/train.mrat"))
       throw InvalidArgument("dataset '" + dataset + "' is not prepared: " + dir +
-                            "/train.mrat does not exist (prepare it into $MASCOT_DATA/" + dataset +
-                            "/{train,test}.mrat, or use a synthetic name: " + "synthetic-ml10m, synthetic-ml25m, "
+                            "/train.mrat does not exist (run `mascot data prepare " + dataset +
+                            "`, or use a synthetic name: " + "synthetic-ml10m, synthetic-ml25m, "
                             "synthetic-netflix, synthetic-yahoo)");
     train_set = read_mrat(dir + "/train.mrat");
     if (detail::path_exists(dir + "/test.mrat")) { test_set = read_mrat(dir + "/test.mrat"); have_test = true; }

@@ -4,6 +4,11 @@ A rating set is a :class:`Ratings` (structure of arrays: int32 users, int32 item
 ratings, plus the id ranges).  Files are ``.mrat`` (binary, DESIGN.md §5) or LIBMF-style
 text (``user item rating`` per line, 0-based ids); readers live in the C++ core and report
 malformed input as ``ValueError("path:line: what")``.
+
+Real datasets (MovieLens, Netflix, Yahoo!Music) are prepared once by ``mascot data prepare NAME``
+(:func:`prepare`, implemented in :mod:`mascot.datasets`) into ``data_root()/NAME``;
+:func:`load` reads them back and :func:`meta` returns their ``meta.json`` (counts, checksums,
+split, id maps).
 """
 from __future__ import annotations
 
@@ -138,11 +143,31 @@ def load(name: str) -> Dataset:
     train = d / "train.mrat"
     if not train.exists():
         raise FileNotFoundError(
-            f"dataset {name!r} is not prepared: {train} does not exist (write it with "
-            f"mascot.data.write_mrat, or use one of {synthetic_names()})")
+            f"dataset {name!r} is not prepared: {train} does not exist (run `mascot data prepare "
+            f"{name}`, write it with mascot.data.write_mrat, or use one of {synthetic_names()})")
     test = d / "test.mrat"
     empty = Ratings(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32), 0, 0)
     return Dataset(read(train), read(test) if test.exists() else empty, name)
+
+
+def meta(name: str) -> dict:
+    """The ``meta.json`` of prepared dataset ``name`` (counts, sources and SHA-256, split, rating
+    scale, and the id maps ``user_ids`` / ``item_ids``: the raw id of each dense 0-based id)."""
+    import json
+
+    path = data_root() / name / "meta.json"
+    if not path.exists():
+        raise FileNotFoundError(f"dataset {name!r} is not prepared: {path} does not exist "
+                                f"(run `mascot data prepare {name}`)")
+    with open(path) as f:
+        return json.load(f)
+
+
+def prepare(name: str, source: PathLike | None = None, **kwargs: Any) -> Path:
+    """Prepares a real dataset (ml100k, ml10m, ml25m, netflix, yahoo); see :mod:`mascot.datasets`."""
+    from . import datasets
+
+    return datasets.prepare(name, source, **kwargs)
 
 
 def as_ratings(obj: Any) -> Ratings:

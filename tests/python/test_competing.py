@@ -423,7 +423,9 @@ def test_muppet_report(runs):
             # the scale of P fits its max |p| at the start of the epoch (MuPPET's rule, 8..16 bits)
             wl = m["word_length"]
             assert m["max_abs_p"] * 2.0 ** m["frac_bits_p"] <= 2 ** (wl - 1) - 0.5
-            assert m["batch_ratings"] == 128  # the epoch's last mini-batch, 64 per worker
+            # the epoch's last mini-batch: 64 from each worker that ran a chunk this epoch
+            # (2 workers here; on a loaded machine one of them may get no chunk at all)
+            assert m["batch_ratings"] in (64, 128)
         if m["evaluated"]:
             assert m["diversity"] > 0 and m["ratio"] >= 1
             assert m["threshold"] == pytest.approx(_muppet_threshold(e["epoch"]))

@@ -1,0 +1,974 @@
+"""Real datasets: download / read upstream files and prepare them for training.
+
+``mascot data prepare NAME`` (or :func:`prepare`) writes
+``$MASCOT_DATA/<out>/{train.mrat,test.mrat,meta.json}`` (DESIGN.md §5); ``mascot_train --dataset
+<out>`` and :func:`mascot.data.load` read them.
+
+Datasets and sources (the exact upstream formats):
+
+=========  =====================================================================================
+ml100k     GroupLens ``ml-100k.zip`` -> ``ml-100k/u.data`` (``user<TAB>item<TAB>rating<TAB>time``).
+           When GroupLens cannot be reached: PyPI's ``recbole==1.2.1`` wheel (downloaded alone by
+           pip, not installed) -> ``recbole/dataset_example/ml-100k/ml-100k.inter`` (the same lines
+           after a header).  The zip is checked against GroupLens' MD5, the wheel and its ratings
+           against pinned SHA-256s; either way it must hold 943 users, 1,682 items and 100,000
+           ratings.
+ml10m      GroupLens ``ml-10m.zip`` -> ``ml-10M100K/ratings.dat`` (``UserID::MovieID::Rating::Timestamp``).
+ml25m      GroupLens ``ml-25m.zip`` -> ``ml-25m/ratings.csv`` (header ``userId,movieId,rating,timestamp``).
+netflix    ``--source DIR``: ``training_set/mv_*.txt`` or ``combined_data_{1..4}.txt`` (blocks of
+           ``MovieID:`` then ``CustomerID,Rating,Date``) and ``probe.txt`` (blocks of ``MovieID:``
+           then ``CustomerID``).  Test = the probe ratings (looked up in the training files),
+           train = the rest.
+yahoo      ``--source DIR``: KDD Cup 2011 Track 1 ``trainIdx1.txt`` / ``validationIdx1.txt`` (blocks
+           of ``UserId|NumRatings`` then ``ItemId<TAB>Score<TAB>Date<TAB>Time``).  Scores 0..100 are
+           mapped to ``r/25 + 1`` (1..5) unless ``raw_scale`` (``--raw-scale``) keeps them.
+=========  =====================================================================================
+
+Splits: MovieLens sets get 5 seeded folds (a seeded permutation of all ratings cut into five
+equal parts; fold f is the test set, the rest train: 80/20).  Fold 1 is prepared as ``<name>``,
+fold f > 1 as ``<name>-fold<f>`` (``ml10m``, ``ml10m-fold2``, ...), unless ``out`` names it.
+Netflix and Yahoo use the provided split.  Test ratings whose user or item never occurs in
+train are dropped and counted (``meta.json`` ``counts.test_dropped``).
+
+Ids: dense 0-based, assigned in increasing raw-id order over the *training* ratings;
+``meta.json`` keeps ``user_ids[d]`` / ``item_ids[d]`` = the raw upstream id of dense id ``d``.
+
+Data flow: source bytes (downloaded archive, zip member or local file) are read in blocks of
+whole lines; each block is parsed by pandas' C parser (after a numpy pass that classifies the
+header lines of the block formats), so memory is the output arrays plus one block.  On any
+anomaly the block is re-scanned line by line to name the first bad line as ``path:line: what``
+(``archive.zip!member:line: what`` inside archives).  Everything is written into a temporary
+directory beside the target that is renamed into place at the end; on any error (checksum
+mismatch, malformed line, interruption) it is removed.  Verified downloads are cached in
+``$MASCOT_DATA/.downloads``.
+
+Network endpoints are overridable (for tests and mirrors): ``MASCOT_GROUPLENS_URL`` (base URL of
+the MovieLens zips) and ``MASCOT_PYPI_INDEX_URL`` (a PEP 503 "simple" index for the fallback).
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import glob
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from . import data as _data
+
+FORMAT_VERSION = 1
+GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens"
+RECBOLE_VERSION = "1.2.1"
+RECBOLE_WHEEL = f"recbole-{RECBOLE_VERSION}-py3-none-any.whl"
+RECBOLE_MEMBER = "recbole/dataset_example/ml-100k/ml-100k.inter"
+RECBOLE_HEADER = b"user_id:token\titem_id:token\trating:float\ttimestamp:float"
+DEFAULT_SEED = 42
+N_FOLDS = 5
+
+# Pinned checksums.  GroupLens publishes MD5 sums of its zips (ml-100k.zip.md5 etc.; no SHA-256);
+# the SHA-256 of the recbole wheel and of its ratings content ("u.data": the .inter file's
+# 1,979,173 bytes after its 57-byte header, 100,000 lines `user item rating timestamp`) were
+# computed from the PyPI wheel.  The u.data pin guards the fallback only: the GroupLens zip is
+# pinned by its MD5, and its u.data's SHA-256 is recorded, not compared (GroupLens could not be
+# reached to confirm the two files are byte-identical).
+PINS: dict[str, tuple[str, str]] = {
+    "ml-100k.zip": ("md5", "0e33842e24a9c977be4e0107933c0723"),
+    "ml-10m.zip": ("md5", "ce571fd55effeba0271552578f2648bd"),
+    "ml-25m.zip": ("md5", "6b51fb2759a8657d3bfcbfc42b592ada"),
+    RECBOLE_WHEEL: ("sha256", "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"),
+    "u.data": ("sha256", "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"),
+}
+ML100K_COUNTS = (943, 1682, 100_000)
+
+_BLOCK = 64 << 20  # bytes per parse block
+
+
+class DatasetError(ValueError):
+    """Bad input (malformed file, checksum mismatch, missing source): exit code 2 in the CLI."""
+
+
+class DownloadError(OSError):
+    """A source could not be fetched (network, pip): exit code 1 in the CLI."""
+
+
+# ----------------------------------------------------------------------------------------------
+# progress and hashing
+
+
+class _Progress:
+    """A self-overwriting progress line on stderr (throttled; silent when ``quiet``)."""
+
+    def __init__(self, label: str, total: int | None, quiet: bool, unit: str = "MB") -> None:
+        self.label, self.total, self.quiet, self.unit = label, total, quiet, unit
+        self.done = 0
+        self._last = 0.0
+        self._t0 = time.monotonic()
+        # redrawn in place on a terminal; one final line only when stderr is a file or pipe
+        self._tty = sys.stderr.isatty()
+
+    def add(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if not self.quiet and self._tty and now - self._last >= 0.5:
+            self._last = now
+            self._print("\r")
+
+    def _print(self, end: str) -> None:
+        mb = self.done / 1e6
+        if self.total:
+            pct = 100.0 * self.done / self.total
+            msg = f"{self.label}: {mb:,.1f}/{self.total / 1e6:,.1f} MB ({pct:5.1f}%)"
+        else:
+            msg = f"{self.label}: {mb:,.1f} MB"
+        lead = "\r" if self._tty else ""
+        sys.stderr.write(f"{lead}{msg} {time.monotonic() - self._t0:6.1f} s" + ("\n" if end == "\n" else ""))
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if not self.quiet:
+            self._print("\n")
+
+
+def _file_digest(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        for blk in iter(lambda: f.read(1 << 20), b""):
+            h.update(blk)
+    return h.hexdigest()
+
+
+def _verify(path: Path, key: str, pins: dict[str, tuple[str, str]]) -> str:
+    """Checks ``path`` against ``pins[key]``; returns its SHA-256 (recorded in meta.json)."""
+    sha = _file_digest(path, "sha256")
+    if key in pins:
+        algo, want = pins[key]
+        got = sha if algo == "sha256" else _file_digest(path, algo)
+        if got != want:
+            raise DatasetError(f"{path.name}: checksum mismatch ({algo} {got}, expected {want}); "
+                               "the file is corrupt or not the expected release")
+    return sha
+
+
+# ----------------------------------------------------------------------------------------------
+# block reading
+
+
+@dataclass
+class _Source:
+    """One input stream: ``label`` names it in errors (``file`` or ``archive.zip!member``)."""
+
+    label: str
+    open: Callable[[], Any]  # a context manager with read() / readline(): a file or a _ZipStream
+    size: int | None
+    sha256: str = ""
+    origin: str = ""
+
+
+def _file_source(path: Path) -> _Source:
+    return _Source(str(path), lambda: open(path, "rb"), path.stat().st_size, origin=str(path))
+
+
+class _ZipStream:
+    """A zip member opened for reading that also closes its archive (no leaked handles)."""
+
+    def __init__(self, zpath: Path, member: str) -> None:
+        self._zf = zipfile.ZipFile(zpath)
+        try:
+            self._f = self._zf.open(member)
+        except BaseException:
+            self._zf.close()
+            raise
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+    def readline(self) -> bytes:
+        return self._f.readline()
+
+    def __enter__(self) -> "_ZipStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._f.close()
+        self._zf.close()
+
+
+def _zip_source(zpath: Path, member: str) -> _Source:
+    try:
+        with zipfile.ZipFile(zpath) as zf:
+            size = zf.getinfo(member).file_size
+    except zipfile.BadZipFile as e:
+        raise DatasetError(f"{zpath}: not a valid zip archive ({e})") from None
+    except KeyError:
+        raise DatasetError(f"{zpath}: archive has no member {member}") from None
+    return _Source(f"{zpath.name}!{member}", lambda: _ZipStream(zpath, member), size, origin=str(zpath))
+
+
+def _blocks(src: _Source, quiet: bool, skip_lines: int = 0) -> Iterator[tuple[bytes, int]]:
+    """Yields ``(block, first_line_number)``; blocks end at a line end (the last may not)."""
+    prog = _Progress(f"parsing {src.label}", src.size, quiet)
+    line = 1
+    rest = b""
+    try:
+        with src.open() as f:
+            for _ in range(skip_lines):
+                first = f.readline()
+                prog.add(len(first))
+                line += 1
+            while True:
+                try:
+                    buf = f.read(_BLOCK)
+                except (zipfile.BadZipFile, OSError, EOFError) as e:
+                    raise DatasetError(f"{src.label}: cannot read ({e})") from None
+                prog.add(len(buf))
+                if not buf:
+                    if rest:
+                        yield rest, line
+                    break
+                buf = rest + buf
+                cut = buf.rfind(b"\n") + 1
+                if cut == 0:
+                    rest = buf
+                    continue
+                blk, rest = buf[:cut], buf[cut:]
+                yield blk, line
+                line += blk.count(b"\n")
+    finally:
+        prog.close()
+
+
+def _lines(blk: bytes) -> list[bytes]:
+    out = blk.split(b"\n")
+    if out and out[-1] == b"":
+        out.pop()
+    return [ln[:-1] if ln.endswith(b"\r") else ln for ln in out]
+
+
+# ----------------------------------------------------------------------------------------------
+# parsers (each returns raw ids as int64 and ratings as float32, in file order)
+
+
+@dataclass
+class _Cols:
+    users: list = field(default_factory=list)
+    items: list = field(default_factory=list)
+    ratings: list = field(default_factory=list)
+
+    def add(self, u: np.ndarray, i: np.ndarray, r: np.ndarray) -> None:
+        self.users.append(_narrow(u))
+        self.items.append(_narrow(i))
+        self.ratings.append(np.asarray(r, np.float32))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def cat(parts: list, dt) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.zeros(0, dt)
+        u, i, r = cat(self.users, np.int32), cat(self.items, np.int32), cat(self.ratings, np.float32)
+        self.users, self.items, self.ratings = [], [], []
+        return u, i, r
+
+
+def _narrow(a: np.ndarray) -> np.ndarray:
+    """int32 when the ids fit (halves the memory of Netflix / Yahoo), else int64."""
+    a = np.asarray(a)
+    if a.size == 0 or (a.min() >= 0 and a.max() <= np.iinfo(np.int32).max):
+        return a.astype(np.int32, copy=False)
+    return a.astype(np.int64, copy=False)
+
+
+_INT = rb"[0-9]+"
+_NUM = rb"[0-9]+(?:\.[0-9]+)?"
+
+
+def _pandas():
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a listed dependency of this module
+        raise DatasetError("preparing datasets needs pandas (pip install pandas)") from None
+    return pd
+
+
+def _read_numeric(buf: bytes, sep: str, ncols: int, usecols: list[int]) -> list[np.ndarray] | None:
+    """The C parser on whole lines of ``ncols`` numeric fields; None on any anomaly."""
+    pd = _pandas()
+    try:
+        df = pd.read_csv(io.BytesIO(buf), sep=sep, header=None, names=list(range(ncols)), usecols=usecols,
+                         dtype={c: "float64" for c in usecols}, skip_blank_lines=False,
+                         quoting=csv.QUOTE_NONE, engine="c", na_filter=True)
+    except (ValueError, pd.errors.ParserError):
+        return None
+    cols = [df[c].to_numpy() for c in usecols]
+    if not all(np.isfinite(c).all() for c in cols):  # empty fields (NaN), "inf"
+        return None
+    return cols
+
+
+def _scan(label: str, blk: bytes, first: int, check: Callable[[bytes], str | None]) -> None:
+    """Slow path: names the first line of ``blk`` that ``check`` rejects."""
+    for n, ln in enumerate(_lines(blk)):
+        what = check(ln)
+        if what:
+            raise DatasetError(f"{label}:{first + n}: {what}")
+
+
+def _line_checker(regex: bytes, expected: str, lo: float, hi: float, rating_group: int):
+    pat = re.compile(regex)
+
+    def check(ln: bytes) -> str | None:
+        m = pat.fullmatch(ln)
+        if not m:
+            shown = ln[:60].decode("utf-8", "replace")
+            return f"expected '{expected}', got {shown!r}" if ln else f"empty line (expected '{expected}')"
+        r = float(m.group(rating_group))
+        if not lo <= r <= hi:
+            return f"rating {r:g} outside [{lo:g}, {hi:g}]"
+        return None
+    return check
+
+
+@dataclass(frozen=True)
+class _Flat:
+    """A one-rating-per-line format (MovieLens)."""
+
+    sep: bytes
+    expected: str
+    lo: float
+    hi: float
+    header: bytes | None = None  # exact first line, when the format has one
+
+    def regex(self) -> bytes:
+        s = re.escape(self.sep)
+        return rb"(" + _INT + rb")" + s + rb"(" + _INT + rb")" + s + rb"(" + _NUM + rb")" + s + _INT
+
+
+def _parse_flat(src: _Source, fmt: _Flat, cols: _Cols, quiet: bool, first_line: int = 1) -> None:
+    check = _line_checker(fmt.regex(), fmt.expected, fmt.lo, fmt.hi, 3)
+    skip = 0
+    if fmt.header is not None:
+        with src.open() as f:
+            head = f.readline().rstrip(b"\r\n")
+        if head != fmt.header:
+            raise DatasetError(f"{src.label}:{first_line}: expected the header "
+                               f"{fmt.header.decode()!r}, got {head[:60].decode('utf-8', 'replace')!r}")
+        skip = 1
+    for blk, line in _blocks(src, quiet, skip):
+        buf = blk.replace(fmt.sep, b"\t") if fmt.sep != b"\t" else blk
+        # exactly three separators on every line (pandas would silently turn extra leading
+        # fields into an index), then the C parser for the numbers
+        a = np.frombuffer(buf, np.uint8)
+        ends = np.flatnonzero(a == 10)
+        n_lines = len(ends) + (0 if blk.endswith(b"\n") else 1)
+        if n_lines > len(ends):
+            ends = np.append(ends, len(a))
+        n_sep = np.bincount(np.searchsorted(ends, np.flatnonzero(a == 9)), minlength=n_lines)[:n_lines]
+        got = _read_numeric(buf, "\t", 4, [0, 1, 2, 3]) if np.all(n_sep == 3) else None
+        ok = got is not None and len(got[0]) == n_lines
+        if ok:
+            u, i, r, t = got
+            ok = bool(np.all((u >= 0) & (u == np.floor(u)) & (i >= 0) & (i == np.floor(i))
+                             & (t >= 0) & (t == np.floor(t)) & (r >= fmt.lo) & (r <= fmt.hi)))
+        if not ok:
+            _scan(src.label, blk, line + first_line - 1, check)
+            raise DatasetError(f"{src.label}:{line + first_line - 1}: malformed data in this block "
+                               "(the C parser rejected it but no single line could be blamed)")
+        cols.add(u.astype(np.int64), i.astype(np.int64), r)
+
+
+@dataclass(frozen=True)
+class _Blocked:
+    """A block format: a header line naming one id, then lines that carry the other id.
+
+    ``marker`` is the byte that only header lines contain; ``nsep`` the number of ``sep`` bytes
+    in each data line; ``rating`` whether data lines carry a rating (field 1).
+    """
+
+    marker: bytes
+    sep: bytes
+    nsep: int
+    rating: bool
+    header_re: bytes
+    data_re: bytes
+    header_expected: str
+    data_expected: str
+    lo: float = 0.0
+    hi: float = 0.0
+    counted: bool = False  # header's group 2 = number of data lines that follow (Yahoo)
+
+
+# The date / time fields are only counted, not parsed (nothing downstream uses them).
+NETFLIX_RATINGS = _Blocked(b":", b",", 2, True, rb"(" + _INT + rb"):",
+                           rb"(" + _INT + rb"),([0-9]+),[^,]+",
+                           "MovieID:", "CustomerID,Rating,Date", 1, 5)
+NETFLIX_PROBE = _Blocked(b":", b",", 0, False, rb"(" + _INT + rb"):", rb"(" + _INT + rb")",
+                         "MovieID:", "CustomerID")
+YAHOO = _Blocked(b"|", b"\t", 3, True, rb"(" + _INT + rb")\|(" + _INT + rb")",
+                 rb"(" + _INT + rb")\t([0-9]+)\t[^\t]+\t[^\t]+",
+                 "UserId|NumRatings", "ItemId<TAB>Score<TAB>Date<TAB>Time", 0, 100, counted=True)
+
+
+class _BlockState:
+    def __init__(self) -> None:
+        self.cur: int | None = None   # id of the current header
+        self.declared = 0             # Yahoo: ratings the header announced
+        self.seen = 0                 # data lines seen since the header
+        self.header_line = 0
+
+
+def _blocked_checker(fmt: _Blocked, st: _BlockState):
+    hre, dre = re.compile(fmt.header_re), re.compile(fmt.data_re)
+
+    def check(ln: bytes) -> str | None:
+        shown = ln[:60].decode("utf-8", "replace")
+        if fmt.marker in ln:
+            if not hre.fullmatch(ln):
+                return f"expected a header '{fmt.header_expected}', got {shown!r}"
+            st.cur = 1
+            return None
+        m = dre.fullmatch(ln)
+        if not m:
+            return f"expected '{fmt.data_expected}' (or a header '{fmt.header_expected}'), got {shown!r}"
+        if st.cur is None:
+            return f"a '{fmt.data_expected}' line before any '{fmt.header_expected}' header"
+        if fmt.rating and not fmt.lo <= float(m.group(2)) <= fmt.hi:
+            return f"rating {m.group(2).decode()} outside [{fmt.lo:g}, {fmt.hi:g}]"
+        return None
+    return check
+
+
+def _close_block(label: str, fmt: _Blocked, st: _BlockState) -> None:
+    if fmt.counted and st.cur is not None and st.seen != st.declared:
+        raise DatasetError(f"{label}:{st.header_line}: header announces {st.declared} ratings "
+                           f"but {st.seen} follow")
+
+
+def _parse_blocked(src: _Source, fmt: _Blocked, quiet: bool,
+                   out: Callable[[np.ndarray, np.ndarray, np.ndarray | None], None]) -> None:
+    """Calls ``out(header_ids, data_ids, ratings)`` per block (one entry per data line)."""
+    st = _BlockState()
+    hre = re.compile(fmt.header_re)
+    marker, sep = ord(fmt.marker), ord(fmt.sep)
+    for blk, line in _blocks(src, quiet):
+        a = np.frombuffer(blk, np.uint8)
+        ends = np.flatnonzero(a == 10)
+        if len(ends) == 0 or ends[-1] != len(a) - 1:
+            ends = np.append(ends, len(a))
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        n = len(ends)
+        # per-line counts of the marker and separator bytes: classify lines and check field counts
+        is_hdr = np.bincount(np.searchsorted(ends, np.flatnonzero(a == marker)), minlength=n)[:n] > 0
+        n_sep = np.bincount(np.searchsorted(ends, np.flatnonzero(a == sep)), minlength=n)[:n]
+        data = ~is_hdr
+        bad = bool(np.any(n_sep[data] != fmt.nsep)) or bool(np.any(ends[data] == starts[data]))
+        hdr_idx = np.flatnonzero(is_hdr)
+        hdr_ids = np.empty(len(hdr_idx), np.int64)
+        hdr_cnt = np.empty(len(hdr_idx), np.int64)
+        if not bad:
+            for j, k in enumerate(hdr_idx):
+                m = hre.fullmatch(blk[starts[k]:ends[k]].rstrip(b"\r"))
+                if m is None:
+                    bad = True
+                    break
+                hdr_ids[j] = int(m.group(1))
+                hdr_cnt[j] = int(m.group(2)) if fmt.counted else 0
+        if not bad and len(hdr_idx) < n and st.cur is None and (len(hdr_idx) == 0 or hdr_idx[0] > 0):
+            bad = True  # data before the first header
+        vals = None
+        if not bad and data.any():
+            keep = np.repeat(data, ends - starts + (ends < len(a)))
+            body = a[keep].tobytes()
+            vals = _read_numeric(body, chr(sep), fmt.nsep + 1, [0, 1] if fmt.rating else [0])
+            bad = vals is None or len(vals[0]) != int(data.sum())
+            if not bad:
+                ok = (vals[0] >= 0) & (vals[0] == np.floor(vals[0]))
+                if fmt.rating:
+                    ok &= (vals[1] >= fmt.lo) & (vals[1] <= fmt.hi) & (vals[1] == np.floor(vals[1]))
+                bad = not bool(ok.all())
+        if bad:
+            st2 = _BlockState()
+            st2.cur = st.cur
+            _scan(src.label, blk, line, _blocked_checker(fmt, st2))
+            raise DatasetError(f"{src.label}:{line}: malformed data in this block "
+                               "(the C parser rejected it but no single line could be blamed)")
+        # which header each data line belongs to: index 0 = the one carried from the previous block
+        carried = st.cur if st.cur is not None else -1
+        if fmt.counted:
+            st.seen += int(hdr_idx[0]) if len(hdr_idx) else n
+            for j, k in enumerate(hdr_idx):
+                nxt = int(hdr_idx[j + 1]) if j + 1 < len(hdr_idx) else n
+                _close_block(src.label, fmt, st)
+                st.cur, st.declared, st.header_line = int(hdr_ids[j]), int(hdr_cnt[j]), line + int(k)
+                st.seen = nxt - int(k) - 1
+        elif len(hdr_idx):
+            st.cur = int(hdr_ids[-1])
+        if vals is not None:
+            ids = np.concatenate(([carried], hdr_ids))
+            owner = np.cumsum(is_hdr)[data]
+            out(ids[owner], vals[0].astype(np.int64), vals[1] if fmt.rating else None)
+    if fmt.counted:
+        _close_block(src.label, fmt, st)
+
+
+# ----------------------------------------------------------------------------------------------
+# id remapping and splits
+
+
+def _dense(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(raw_ids_sorted, dense)``: dense 0-based ids in increasing raw-id order.
+
+    Bounded ids (all MovieLens / Netflix / Yahoo ids) use an O(n) lookup table; others np.unique.
+    """
+    if ids.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32)
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo >= 0 and hi < max(4 * ids.size, 1 << 20):
+        present = np.zeros(hi + 1, bool)
+        present[ids] = True
+        raw = np.flatnonzero(present)
+        lut = np.cumsum(present, dtype=np.int64).astype(np.int32) - 1
+        return raw.astype(np.int64), lut[ids]
+    raw, inv = np.unique(ids, return_inverse=True)
+    return raw.astype(np.int64), inv.astype(np.int32)
+
+
+def _lookup(raw: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Dense id of each of ``ids`` in the sorted ``raw``, or -1 when absent."""
+    if raw.size == 0:
+        return np.full(ids.shape, -1, np.int32)
+    pos = np.searchsorted(raw, ids)
+    pos_c = np.minimum(pos, raw.size - 1)
+    return np.where(raw[pos_c] == ids, pos_c, -1).astype(np.int32)
+
+
+@dataclass
+class _Prepared:
+    train: _data.Ratings
+    test: _data.Ratings
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    dropped: int
+
+
+def _finish(tr_u, tr_i, tr_r, te_u, te_i, te_r) -> _Prepared:
+    """Dense ids from the training ratings; drops test ratings of unseen users / items."""
+    user_ids, du = _dense(tr_u)
+    del tr_u
+    item_ids, di = _dense(tr_i)
+    del tr_i
+    tu, ti = _lookup(user_ids, te_u), _lookup(item_ids, te_i)
+    keep = (tu >= 0) & (ti >= 0)
+    nu, ni = len(user_ids), len(item_ids)
+    train = _data.Ratings(du, di, np.ascontiguousarray(tr_r, np.float32), nu, ni)
+    test = _data.Ratings(np.ascontiguousarray(tu[keep]), np.ascontiguousarray(ti[keep]),
+                         np.ascontiguousarray(te_r[keep], np.float32), nu, ni)
+    return _Prepared(train, test, user_ids, item_ids, int((~keep).sum()))
+
+
+def fold_indices(n: int, fold: int, seed: int = DEFAULT_SEED, folds: int = N_FOLDS) -> np.ndarray:
+    """Boolean mask of the test ratings of ``fold`` (1-based) in a seeded ``folds``-way split.
+
+    A seeded permutation of ``range(n)`` cut into ``folds`` near-equal parts: the folds are
+    disjoint, cover every rating, and depend only on ``(n, seed)``.
+    """
+    if not 1 <= fold <= folds:
+        raise DatasetError(f"fold must be in 1..{folds} (got {fold})")
+    perm = np.random.default_rng(seed).permutation(n)
+    mask = np.zeros(n, bool)
+    mask[perm[(fold - 1) * n // folds: fold * n // folds]] = True
+    return mask
+
+
+def _split_folds(u, i, r, fold: int, seed: int) -> _Prepared:
+    test = fold_indices(len(r), fold, seed)
+    train = ~test
+    return _finish(u[train], i[train], r[train], u[test], i[test], r[test])
+
+
+# ----------------------------------------------------------------------------------------------
+# downloads
+
+
+def grouplens_url() -> str:
+    """Base URL of the MovieLens zips: ``$MASCOT_GROUPLENS_URL`` or GroupLens' own."""
+    return os.environ.get("MASCOT_GROUPLENS_URL") or GROUPLENS_URL
+
+
+def _download(url: str, dest: Path, quiet: bool, timeout: float = 30.0) -> None:
+    """Fetches ``url`` into ``dest`` (written as ``dest.part`` then renamed)."""
+    part = dest.with_name(dest.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            total = resp.headers.get("Content-Length")
+            prog = _Progress(f"downloading {url}", int(total) if total else None, quiet)
+            try:
+                with open(part, "wb") as f:
+                    for blk in iter(lambda: resp.read(1 << 20), b""):
+                        f.write(blk)
+                        prog.add(len(blk))
+            finally:
+                prog.close()
+            if total and part.stat().st_size != int(total):
+                raise DownloadError(f"{url}: download truncated ({part.stat().st_size} of {total} bytes)")
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        part.unlink(missing_ok=True)
+        if isinstance(e, DownloadError):
+            raise
+        raise DownloadError(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
+    os.replace(part, dest)
+
+
+def _cache_dir(root: Path) -> Path:
+    d = root / ".downloads"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _fetch_verified(name: str, url: str, root: Path, pins: dict, quiet: bool) -> tuple[Path, str]:
+    """A verified copy of ``name`` in the download cache (re-verified when already there)."""
+    cached = _cache_dir(root) / name
+    if cached.exists():
+        try:
+            return cached, _verify(cached, name, pins)
+        except DatasetError:
+            cached.unlink()  # a stale or corrupt copy: fetch again
+    tmp = Path(tempfile.mkdtemp(prefix=".dl-", dir=cached.parent))
+    try:
+        got = tmp / name
+        _download(url, got, quiet)
+        sha = _verify(got, name, pins)
+        os.replace(got, cached)
+        return cached, sha
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pip_download_recbole(dest: Path, index_url: str | None, quiet: bool) -> Path:
+    """``pip download recbole==1.2.1`` alone (no dependencies, wheel only) into ``dest``."""
+    cmd = [sys.executable, "-m", "pip", "download", f"recbole=={RECBOLE_VERSION}", "--no-deps",
+           "--only-binary=:all:", "--no-cache-dir", "-d", str(dest)]
+    env = dict(os.environ)
+    index_url = index_url or os.environ.get("MASCOT_PYPI_INDEX_URL")
+    if index_url:
+        # an explicit index is the only source: pip's config files and PIP_* settings are ignored
+        env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
+        env["PIP_CONFIG_FILE"] = os.devnull
+        cmd += ["--index-url", index_url, "--disable-pip-version-check"]
+    if not quiet:
+        print(f"fetching {RECBOLE_WHEEL} from {index_url or 'PyPI'} with pip", file=sys.stderr)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    whl = dest / RECBOLE_WHEEL
+    if res.returncode != 0 or not whl.exists():
+        last = (res.stderr.strip().splitlines() or res.stdout.strip().splitlines() or ["no output"])[-1]
+        raise DownloadError(f"pip download recbole=={RECBOLE_VERSION} failed: {last}")
+    return whl
+
+
+# ----------------------------------------------------------------------------------------------
+# per-dataset preparation (each returns a _Prepared plus meta fields)
+
+ML_FORMATS = {
+    "ml100k": _Flat(b"\t", "user<TAB>item<TAB>rating<TAB>timestamp", 1, 5),
+    "ml10m": _Flat(b"::", "UserID::MovieID::Rating::Timestamp", 0.5, 5),
+    "ml25m": _Flat(b",", "userId,movieId,rating,timestamp", 0.5, 5, b"userId,movieId,rating,timestamp"),
+}
+ML_ARCHIVES = {"ml100k": ("ml-100k.zip", "ml-100k/u.data"),
+               "ml10m": ("ml-10m.zip", "ml-10M100K/ratings.dat"),
+               "ml25m": ("ml-25m.zip", "ml-25m/ratings.csv")}
+DATASETS = ("ml100k", "ml10m", "ml25m", "netflix", "yahoo")
+
+
+@dataclass
+class _Options:
+    root: Path
+    fold: int
+    seed: int
+    raw_scale: bool
+    quiet: bool
+    pins: dict
+    index_url: str | None
+    work: Path
+
+
+def _movielens(name: str, source: Path | None, o: _Options) -> tuple[_Prepared, dict]:
+    fmt = ML_FORMATS[name]
+    zname, member = ML_ARCHIVES[name]
+    sources: list[dict] = []
+    cols = _Cols()
+    if source is not None:
+        zpath = source / zname if source.is_dir() else source
+        if not zpath.exists():
+            raise DatasetError(f"{zpath} does not exist (expected GroupLens' {zname})")
+        sha = _verify(zpath, zname, o.pins)
+        src = _zip_source(zpath, member)
+        sources.append({"file": zname, "sha256": sha, "origin": str(zpath), "member": member})
+        _parse_flat(src, fmt, cols, o.quiet)
+    else:
+        url = f"{grouplens_url().rstrip('/')}/{zname}"
+        try:
+            zpath, sha = _fetch_verified(zname, url, o.root, o.pins, o.quiet)
+        except DownloadError as e:
+            if name != "ml100k":
+                raise
+            if not o.quiet:
+                print(f"{e}; falling back to PyPI's recbole=={RECBOLE_VERSION} wheel", file=sys.stderr)
+            whl = _pip_download_recbole(o.work, o.index_url, o.quiet)
+            sha = _verify(whl, RECBOLE_WHEEL, o.pins)
+            sources.append({"file": RECBOLE_WHEEL, "sha256": sha, "origin": "pypi", "member": RECBOLE_MEMBER})
+            src = _zip_source(whl, RECBOLE_MEMBER)
+            with src.open() as f:
+                head = f.readline().rstrip(b"\r\n")
+            if head != RECBOLE_HEADER:
+                raise DatasetError(f"{src.label}:1: expected the header {RECBOLE_HEADER.decode()!r}")
+            udata = o.work / "u.data"
+            with src.open() as f, open(udata, "wb") as g:
+                f.readline()
+                shutil.copyfileobj(f, g)
+            sources[-1]["ratings_sha256"] = _verify(udata, "u.data", o.pins)
+            if o.index_url or os.environ.get("MASCOT_PYPI_INDEX_URL"):
+                sources[-1]["origin"] = o.index_url or os.environ["MASCOT_PYPI_INDEX_URL"]
+            body = _Source(src.label, lambda: open(udata, "rb"), udata.stat().st_size)
+            _parse_flat(body, fmt, cols, o.quiet, first_line=2)
+        else:
+            sources.append({"file": zname, "sha256": sha, "origin": url, "member": member})
+            src = _zip_source(zpath, member)
+            if name == "ml100k":
+                with src.open() as f:
+                    h = hashlib.sha256()
+                    for blk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(blk)
+                sources[-1]["ratings_sha256"] = h.hexdigest()
+            _parse_flat(src, fmt, cols, o.quiet)
+    u, i, r = cols.arrays()
+    if name == "ml100k" and o.pins.get("u.data") == PINS["u.data"]:  # real data: known counts
+        counts = (len(np.unique(u)), len(np.unique(i)), len(r))
+        if counts != ML100K_COUNTS:
+            raise DatasetError(f"ml100k: expected {ML100K_COUNTS} users/items/ratings, got {counts}")
+    prep = _split_folds(u, i, r, o.fold, o.seed)
+    meta = {"sources": sources, "rating_scale": [fmt.lo, fmt.hi],
+            "total_ratings": int(len(r)),
+            "split": {"kind": "folds", "folds": N_FOLDS, "fold": o.fold, "seed": o.seed,
+                      "method": "numpy default_rng(seed).permutation(n), cut into 5 equal parts"}}
+    return prep, meta
+
+
+def _netflix(source: Path | None, o: _Options) -> tuple[_Prepared, dict]:
+    if source is None:
+        raise DatasetError("netflix: the Netflix Prize files are not downloadable; give --source DIR "
+                           "(holding training_set/mv_*.txt or combined_data_*.txt, and probe.txt)")
+    if not source.is_dir():
+        raise DatasetError(f"{source}: not a directory")
+    files = sorted(glob.glob(str(source / "combined_data_*.txt")))
+    if not files:
+        files = sorted(glob.glob(str(source / "training_set" / "mv_*.txt")))
+    if not files:
+        raise DatasetError(f"{source}: holds neither combined_data_*.txt nor training_set/mv_*.txt")
+    probe = source / "probe.txt"
+    if not probe.exists():
+        raise DatasetError(f"{probe} does not exist")
+    cols = _Cols()
+    sources = []
+    prog_quiet = o.quiet or len(files) > 8  # one line per mv_ file would flood the terminal
+    total = _Progress("parsing training_set", sum(os.path.getsize(f) for f in files), o.quiet or not prog_quiet)
+    for fp in files:
+        p = Path(fp)
+        src = _file_source(p)
+        _parse_blocked(src, NETFLIX_RATINGS, prog_quiet, lambda m, c, r: cols.add(c, m, r))
+        total.add(p.stat().st_size)
+        if len(files) <= 8:
+            sources.append({"file": p.name, "sha256": _file_digest(p, "sha256"), "origin": str(p)})
+    total.close()
+    if len(files) > 8:  # 17,770 mv_ files: one digest over their concatenation in name order
+        h = hashlib.sha256()
+        for fp in files:
+            with open(fp, "rb") as f:
+                for blk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(blk)
+        sources.append({"file": "training_set/mv_*.txt", "n_files": len(files), "origin": str(source),
+                        "sha256": h.hexdigest(), "sha256_of": "the files concatenated in name order"})
+    u, i, r = cols.arrays()
+    pcols: list[tuple[np.ndarray, np.ndarray]] = []
+    _parse_blocked(_file_source(probe), NETFLIX_PROBE, o.quiet, lambda m, c, _r: pcols.append((c, m)))
+    sources.append({"file": "probe.txt", "sha256": _file_digest(probe, "sha256"), "origin": str(probe)})
+    pu = np.concatenate([c for c, _ in pcols]) if pcols else np.zeros(0, np.int64)
+    pi = np.concatenate([m for _, m in pcols]) if pcols else np.zeros(0, np.int64)
+    # pair key = item * (max user + 1) + user: probe pairs are looked up among the training ratings
+    span = int(max(u.max(initial=0), pu.max(initial=0))) + 1
+    tkey = i.astype(np.int64) * span + u
+    pkey = np.unique(pi.astype(np.int64) * span + pu)
+    pos = np.minimum(np.searchsorted(pkey, tkey), max(len(pkey) - 1, 0))
+    is_test = (pkey[pos] == tkey) if len(pkey) else np.zeros(len(tkey), bool)
+    del tkey, pos
+    found = np.unique(i[is_test].astype(np.int64) * span + u[is_test]).size
+    missing = int(len(pkey) - found)
+    if missing and not o.quiet:
+        print(f"warning: {missing} probe pairs have no rating in the training files (ignored)", file=sys.stderr)
+    train = ~is_test
+    prep = _finish(u[train], i[train], r[train], u[is_test], i[is_test], r[is_test])
+    meta = {"sources": sources, "rating_scale": [1, 5], "total_ratings": int(len(r)),
+            "split": {"kind": "provided", "test": "probe.txt pairs, rated in the training files",
+                      "probe_pairs": int(len(pkey)), "probe_pairs_missing": missing}}
+    return prep, meta
+
+
+def _yahoo(source: Path | None, o: _Options) -> tuple[_Prepared, dict]:
+    if source is None:
+        raise DatasetError("yahoo: the KDD Cup 2011 files are not downloadable; give --source DIR "
+                           "(holding trainIdx1.txt and validationIdx1.txt)")
+    parts = []
+    sources = []
+    for fname in ("trainIdx1.txt", "validationIdx1.txt"):
+        p = source / fname
+        if not p.exists():
+            raise DatasetError(f"{p} does not exist")
+        cols = _Cols()
+        _parse_blocked(_file_source(p), YAHOO, o.quiet, lambda uu, ii, rr: cols.add(uu, ii, rr))
+        u, i, r = cols.arrays()
+        if not o.raw_scale:
+            r = (r.astype(np.float64) / 25.0 + 1.0).astype(np.float32)  # one rounding
+        parts.append((u, i, r))
+        sources.append({"file": fname, "sha256": _file_digest(p, "sha256"), "origin": str(p)})
+    (u, i, r), (tu, ti, tr) = parts
+    del parts
+    prep = _finish(u, i, r, tu, ti, tr)
+    scale = [0, 100] if o.raw_scale else [1, 5]
+    meta = {"sources": sources, "rating_scale": scale,
+            "score_mapping": "raw 0..100" if o.raw_scale else "r / 25 + 1",
+            "total_ratings": int(len(r) + len(tr)),
+            "split": {"kind": "provided", "train": "trainIdx1.txt", "test": "validationIdx1.txt"}}
+    return prep, meta
+
+
+# ----------------------------------------------------------------------------------------------
+# public API
+
+
+def default_out_name(name: str, fold: int = 1) -> str:
+    """Directory name of a prepared dataset: ``name`` for fold 1, ``name-fold<f>`` otherwise."""
+    return name if fold == 1 or name not in ML_ARCHIVES else f"{name}-fold{fold}"
+
+
+def prepare(name: str, source: str | os.PathLike | None = None, *, fold: int = 1, seed: int = DEFAULT_SEED,
+            force: bool = False, raw_scale: bool = False, out: str | None = None,
+            root: str | os.PathLike | None = None, quiet: bool = False, index_url: str | None = None,
+            _pins: dict[str, tuple[str, str]] | None = None) -> Path:
+    """Prepares dataset ``name`` into ``root/out`` (default ``$MASCOT_DATA/<default_out_name>``).
+
+    ``source``: a local directory (netflix, yahoo; for MovieLens a directory holding the zip or
+    the zip itself, skipping the download).  ``fold`` (1..5) and ``seed`` choose the MovieLens
+    split; ``raw_scale`` keeps Yahoo's 0..100 scores.  ``index_url`` overrides the PyPI index of
+    the ml100k fallback.  Raises DatasetError (bad input) or DownloadError (network).
+    ``_pins`` replaces the pinned checksums: for tests with fixture archives only.
+    Returns the prepared directory.
+    """
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
+    if not 1 <= fold <= N_FOLDS:
+        raise DatasetError(f"--fold must be in 1..{N_FOLDS} (got {fold})")
+    if fold != 1 and name not in ML_ARCHIVES:
+        raise DatasetError(f"{name} has a provided split; --fold applies to the MovieLens sets only")
+    if raw_scale and name != "yahoo":
+        raise DatasetError("--raw-scale applies to yahoo only")
+    rootp = Path(root) if root is not None else _data.data_root()
+    out = out or default_out_name(name, fold)
+    if not out or "/" in out or out.startswith(".") or _data._core.parse_synthetic_spec(out) is not None:
+        raise DatasetError(f"invalid output name {out!r}")
+    target = rootp / out
+    if target.exists() and not force:
+        what = "is already prepared" if (target / "meta.json").exists() else "exists"
+        raise DatasetError(f"{target} {what} (use --force to replace it)")
+    rootp.mkdir(parents=True, exist_ok=True)
+    src = Path(source).expanduser() if source is not None else None
+    if src is not None and not src.exists():
+        raise DatasetError(f"--source {src} does not exist")
+    t0 = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix=f".{out}.tmp-", dir=rootp))
+    try:
+        o = _Options(rootp, fold, seed, raw_scale, quiet, dict(PINS if _pins is None else _pins), index_url, work)
+        if name in ML_ARCHIVES:
+            prep, meta = _movielens(name, src, o)
+        elif name == "netflix":
+            prep, meta = _netflix(src, o)
+        else:
+            prep, meta = _yahoo(src, o)
+        for f in work.iterdir():  # downloads and intermediates are not part of the dataset
+            if f.is_dir():
+                shutil.rmtree(f)
+            else:
+                f.unlink()
+        if not quiet:
+            print(f"writing {len(prep.train):,} train and {len(prep.test):,} test ratings", file=sys.stderr)
+        _data.write_mrat(work / "train.mrat", prep.train)
+        _data.write_mrat(work / "test.mrat", prep.test)
+        from . import _core
+        full = {
+            "format": "mascot-dataset", "format_version": FORMAT_VERSION, "name": out, "dataset": name,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "mascot_version": _core.__version__,
+            "counts": {"users": prep.train.n_users, "items": prep.train.n_items, "train": len(prep.train),
+                       "test": len(prep.test), "test_dropped": prep.dropped},
+            **meta,
+            "prepare_seconds": round(time.monotonic() - t0, 2),
+            "user_ids": prep.user_ids.tolist(), "item_ids": prep.item_ids.tolist(),
+        }
+        with open(work / "meta.json", "w") as f:
+            json.dump(full, f, separators=(",", ":"))
+            f.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(work, 0o777 & ~umask)  # mkdtemp made it private; a dataset is an ordinary directory
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out}.old-", dir=rootp))
+            os.replace(target, old / "d")
+        os.replace(work, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if not quiet:
+        c = full["counts"]
+        print(f"prepared {target}: {c['users']:,} users, {c['items']:,} items, {c['train']:,} train, "
+              f"{c['test']:,} test ({c['test_dropped']:,} dropped) in {time.monotonic() - t0:.1f} s",
+              file=sys.stderr)
+    return target
+
+
+def prepared(root: str | os.PathLike | None = None) -> list[dict]:
+    """Summaries (meta.json without the id maps) of every prepared dataset under ``root``."""
+    rootp = Path(root) if root is not None else _data.data_root()
+    out = []
+    if rootp.is_dir():
+        for d in sorted(rootp.iterdir()):
+            if d.name.startswith(".") or not (d / "meta.json").exists():
+                continue
+            try:
+                m = _read_meta(d)
+            except (OSError, ValueError) as e:
+                out.append({"name": d.name, "error": str(e)})
+                continue
+            out.append(summary(m))
+    return out
+
+
+def _read_meta(d: Path) -> dict:
+    with open(d / "meta.json") as f:
+        return json.load(f)
+
+
+def summary(meta: dict) -> dict:
+    """``meta`` without the (long) id maps."""
+    return {k: v for k, v in meta.items() if k not in ("user_ids", "item_ids")}

@@ -1,0 +1,561 @@
+"""Real-dataset preparation (mascot.datasets) on small fixtures in the exact upstream layouts.
+
+Downloads go to a local HTTP server on 127.0.0.1 (GroupLens zips and a tiny PEP 503 index with a
+fake recbole wheel); Netflix and Yahoo files are written to tmp directories.  Every prepared set
+is checked against a slow reference: the raw (user, item, rating) triples recovered through the
+id maps in meta.json must equal the input split exactly.
+"""
+import collections
+import hashlib
+import http.server
+import io
+import json
+import os
+import subprocess
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+
+from mascot import cli, data, datasets
+from mascot.datasets import DatasetError, DownloadError
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures: upstream-format files
+
+
+def ml_ratings(seed=3, n_users=30, n_items=25, n=400, half=False):
+    """Raw MovieLens-like triples (1-based ids with gaps), unique (user, item) pairs."""
+    rng = np.random.default_rng(seed)
+    uids = np.sort(rng.choice(np.arange(1, 4 * n_users), n_users, replace=False))
+    iids = np.sort(rng.choice(np.arange(1, 4 * n_items), n_items, replace=False))
+    pairs = rng.choice(n_users * n_items, n, replace=False)
+    u, i = uids[pairs // n_items], iids[pairs % n_items]
+    r = rng.integers(1, 11, n) / 2.0 if half else rng.integers(1, 6, n).astype(float)
+    t = rng.integers(874_724_710, 893_286_638, n)
+    return u, i, r, t
+
+
+def ml_text(name, u, i, r, t):
+    if name == "ml100k":
+        return "".join(f"{a}\t{b}\t{int(c)}\t{d}\n" for a, b, c, d in zip(u, i, r, t))
+    if name == "ml10m":
+        return "".join(f"{a}::{b}::{c:g}::{d}\n" for a, b, c, d in zip(u, i, r, t))
+    return "userId,movieId,rating,timestamp\n" + "".join(f"{a},{b},{c:.1f},{d}\n" for a, b, c, d in zip(u, i, r, t))
+
+
+def make_zip(members):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, text in members.items():
+            z.writestr(name, text)
+    return buf.getvalue()
+
+
+def ml_zip(name, text):
+    zname, member = datasets.ML_ARCHIVES[name]
+    return zname, make_zip({member: text, member.split("/")[0] + "/README.txt": "fixture\n"})
+
+
+def fake_wheel(inter_text):
+    dist = f"recbole-{datasets.RECBOLE_VERSION}.dist-info"
+    return make_zip({
+        datasets.RECBOLE_MEMBER: inter_text,
+        "recbole/__init__.py": "",
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: recbole\nVersion: {datasets.RECBOLE_VERSION}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: fixture\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{dist}/RECORD": "",
+    })
+
+
+def md5(b):
+    return hashlib.md5(b).hexdigest()
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server: assign ``files[path] = bytes``; yields (base_url, files, hits)."""
+    files, hits = {}, []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            body = files.get(self.path.split("?")[0])
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Type", "text/html" if self.path.endswith("/") else "application/octet-stream")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", files, hits
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        th.join()
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    r = tmp_path / "data"
+    monkeypatch.setenv("MASCOT_DATA", str(r))
+    return r
+
+
+def current_umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def leftovers(root):
+    """Anything under root except prepared datasets and the verified download cache."""
+    return sorted(p.name for p in root.iterdir() if p.name != ".downloads" and not (p / "meta.json").exists())
+
+
+def triples(name, root=None):
+    """The prepared train / test sets as Counters of raw (user, item, rating) triples."""
+    d = data.load(name)
+    m = data.meta(name)
+    uids, iids = np.array(m["user_ids"]), np.array(m["item_ids"])
+    out = []
+    for rs in (d.train, d.test):
+        assert rs.n_users == len(uids) and rs.n_items == len(iids)
+        out.append(collections.Counter(zip(uids[rs.users].tolist(), iids[rs.items].tolist(),
+                                           rs.ratings.astype(float).tolist())))
+    return tuple(out), m
+
+
+def reference_split(tr, te):
+    """Slow reference: drop test triples whose user or item has no training rating."""
+    tu = {a for a, _, _ in tr}
+    ti = {b for _, b, _ in tr}
+    kept = [x for x in te if x[0] in tu and x[1] in ti]
+    return collections.Counter(tr), collections.Counter(kept), len(te) - len(kept)
+
+
+# ---------------------------------------------------------------------------------------------
+# MovieLens over HTTP
+
+
+@pytest.mark.parametrize("name", ["ml100k", "ml10m", "ml25m"])
+def test_movielens_download_prepare(name, server, root, monkeypatch):
+    url, files, hits = server
+    u, i, r, t = ml_ratings(half=name != "ml100k")
+    zname, blob = ml_zip(name, ml_text(name, u, i, r, t))
+    files[f"/ml/{zname}"] = blob
+    monkeypatch.setenv("MASCOT_GROUPLENS_URL", f"{url}/ml")
+    text = ml_text(name, u, i, r, t).encode()
+    pins = {zname: ("md5", md5(blob)), "u.data": ("sha256", sha(text))}
+    path = datasets.prepare(name, quiet=True, _pins=pins)
+    assert path == root / name
+    (tr, te), m = triples(name)
+    # reference: the seeded fold of the input rows, unseen users / items dropped
+    mask = datasets.fold_indices(len(r), 1, datasets.DEFAULT_SEED)
+    rows = list(zip(u.tolist(), i.tolist(), r.tolist()))
+    ref_tr, ref_te, ref_drop = reference_split([x for x, s in zip(rows, mask) if not s],
+                                               [x for x, s in zip(rows, mask) if s])
+    assert tr == ref_tr and te == ref_te
+    c = m["counts"]
+    assert c["test_dropped"] == ref_drop and c["train"] + c["test"] + c["test_dropped"] == len(r) == m["total_ratings"]
+    assert c["users"] == len(m["user_ids"]) and m["user_ids"] == sorted(m["user_ids"])
+    assert m["format_version"] == datasets.FORMAT_VERSION and m["dataset"] == name
+    assert m["split"] == {"kind": "folds", "folds": 5, "fold": 1, "seed": datasets.DEFAULT_SEED,
+                          "method": m["split"]["method"]}
+    assert m["sources"][0]["sha256"] == sha(blob) and m["sources"][0]["file"] == zname
+    assert m["rating_scale"] == ([1, 5] if name == "ml100k" else [0.5, 5])
+    assert leftovers(root) == [] and (path.stat().st_mode & 0o777) == 0o777 & ~current_umask()
+    if name == "ml100k":
+        assert m["sources"][0]["ratings_sha256"] == sha(text)
+    # fold 2 goes to NAME-fold2 and reuses the verified cached zip (no second download)
+    n_hits = len(hits)
+    datasets.prepare(name, fold=2, quiet=True, _pins=pins)
+    assert len(hits) == n_hits
+    (tr2, te2), m2 = triples(f"{name}-fold2")
+    assert m2["split"]["fold"] == 2 and not (set(te) & set(te2))
+    # already prepared: refused without --force, replaced with it
+    with pytest.raises(DatasetError, match="already prepared"):
+        datasets.prepare(name, quiet=True, _pins=pins)
+    datasets.prepare(name, force=True, quiet=True, _pins=pins)
+    assert triples(name)[0] == (tr, te)
+
+
+def test_fold_indices_disjoint_and_deterministic():
+    n = 1003
+    masks = [datasets.fold_indices(n, f, 7) for f in range(1, 6)]
+    assert np.array_equal(np.sum(masks, axis=0), np.ones(n))  # disjoint and covering
+    assert all(abs(m.sum() - n / 5) <= 1 for m in masks)
+    assert np.array_equal(masks[2], datasets.fold_indices(n, 3, 7))
+    assert not np.array_equal(masks[2], datasets.fold_indices(n, 3, 8))
+    with pytest.raises(DatasetError, match="fold"):
+        datasets.fold_indices(n, 6)
+
+
+def test_corrupt_archive_is_rejected_and_leaves_nothing(server, root, monkeypatch):
+    url, files, _ = server
+    u, i, r, t = ml_ratings()
+    zname, blob = ml_zip("ml10m", ml_text("ml10m", u, i, r, t))
+    files[f"/{zname}"] = blob[:-100] + b"x" * 100  # damaged in transit
+    monkeypatch.setenv("MASCOT_GROUPLENS_URL", url)
+    with pytest.raises(DatasetError, match="ml-10m.zip: checksum mismatch"):
+        datasets.prepare("ml10m", quiet=True, _pins={zname: ("md5", md5(blob))})
+    assert leftovers(root) == [] and list((root / ".downloads").iterdir()) == []
+    # the real pins stay in force when no override is given
+    with pytest.raises(DatasetError, match="checksum mismatch"):
+        datasets.prepare("ml10m", quiet=True)
+    assert not (root / "ml10m").exists()
+
+
+def test_ml100k_falls_back_to_pypi_wheel(server, root, monkeypatch):
+    url, files, hits = server
+    u, i, r, t = ml_ratings()
+    text = ml_text("ml100k", u, i, r, t)
+    wheel = fake_wheel(datasets.RECBOLE_HEADER.decode() + "\n" + text)
+    files[f"/files/{datasets.RECBOLE_WHEEL}"] = wheel
+    files["/simple/recbole/"] = (f'<html><body><a href="{url}/files/{datasets.RECBOLE_WHEEL}#sha256={sha(wheel)}">'
+                                 f"{datasets.RECBOLE_WHEEL}</a></body></html>").encode()
+    monkeypatch.setenv("MASCOT_GROUPLENS_URL", f"{url}/nowhere")  # 404: GroupLens "unreachable"
+    pins = {datasets.RECBOLE_WHEEL: ("sha256", sha(wheel)), "u.data": ("sha256", sha(text.encode()))}
+    datasets.prepare("ml100k", quiet=True, index_url=f"{url}/simple", _pins=pins)
+    assert "/nowhere/ml-100k.zip" in hits and f"/files/{datasets.RECBOLE_WHEEL}" in hits
+    (tr, te), m = triples("ml100k")
+    assert sum(tr.values()) + sum(te.values()) + m["counts"]["test_dropped"] == len(r)
+    assert m["sources"][0]["file"] == datasets.RECBOLE_WHEEL and m["sources"][0]["sha256"] == sha(wheel)
+    assert m["sources"][0]["ratings_sha256"] == sha(text.encode())
+    assert collections.Counter(tr) + collections.Counter(te) <= collections.Counter(
+        zip(u.tolist(), i.tolist(), r.tolist()))
+    assert leftovers(root) == []
+    # a wheel whose ratings differ from the pinned u.data content is refused
+    bad = dict(pins)
+    bad["u.data"] = ("sha256", "0" * 64)
+    with pytest.raises(DatasetError, match="u.data: checksum mismatch"):
+        datasets.prepare("ml100k", quiet=True, force=True, index_url=f"{url}/simple", _pins=bad)
+    assert leftovers(root) == [] and triples("ml100k")[0] == (tr, te)  # the old set is intact
+    # no index serves the wheel: a download error
+    with pytest.raises(DownloadError, match="pip download"):
+        datasets.prepare("ml100k", quiet=True, out="x", index_url=f"{url}/empty", _pins=pins)
+    assert leftovers(root) == []
+
+
+def test_real_pins_are_the_published_ones():
+    assert datasets.PINS["ml-100k.zip"] == ("md5", "0e33842e24a9c977be4e0107933c0723")
+    assert datasets.PINS["u.data"][0] == "sha256" and len(datasets.PINS["u.data"][1]) == 64
+    assert datasets.PINS[datasets.RECBOLE_WHEEL][0] == "sha256"
+
+
+# ---------------------------------------------------------------------------------------------
+# MovieLens parsers: malformed input
+
+
+@pytest.mark.parametrize("name,bad,line,what", [
+    ("ml100k", "1\t2\t3\n", 3, "expected 'user<TAB>item"),
+    ("ml100k", "1\t2\t9\t5\n", 3, "rating 9 outside"),
+    ("ml100k", "1\tx\t3\t5\n", 3, "expected"),
+    ("ml10m", "1::2::3.5::4::5\n", 3, "expected 'UserID::MovieID::Rating::Timestamp'"),
+    ("ml10m", "1:2::3::4\n", 3, "expected"),
+    ("ml10m", "\n", 3, "empty line"),
+    ("ml25m", "1,2,,4\n", 4, "expected 'userId,movieId,rating,timestamp'"),
+    ("ml25m", "-1,2,3.0,4\n", 4, "expected"),
+])
+def test_movielens_malformed_line(name, bad, line, what, tmp_path, root):
+    u, i, r, t = ml_ratings(n=6)
+    text = ml_text(name, u, i, r, t)
+    lines = text.splitlines(keepends=True)
+    lines.insert(line - 1, bad)
+    zname, blob = ml_zip(name, "".join(lines))
+    (tmp_path / zname).write_bytes(blob)
+    member = datasets.ML_ARCHIVES[name][1]
+    with pytest.raises(DatasetError) as e:
+        datasets.prepare(name, tmp_path, quiet=True, _pins={})
+    msg = str(e.value)
+    assert msg.startswith(f"{zname}!{member}:{line}: ") and what in msg and "\n" not in msg
+    assert not root.exists() or leftovers(root) == []
+
+
+def test_ml25m_header_and_bad_zip(tmp_path, root):
+    zname, blob = ml_zip("ml25m", "user,movie,rating,timestamp\n1,2,3.0,4\n")
+    (tmp_path / zname).write_bytes(blob)
+    with pytest.raises(DatasetError, match=r"ratings.csv:1: expected the header"):
+        datasets.prepare("ml25m", tmp_path, quiet=True, _pins={})
+    (tmp_path / zname).write_bytes(b"not a zip")
+    with pytest.raises(DatasetError, match="not a valid zip"):
+        datasets.prepare("ml25m", tmp_path, quiet=True, _pins={})
+    assert leftovers(root) == []
+
+
+def test_block_boundaries_do_not_change_the_result(tmp_path, root, monkeypatch):
+    u, i, r, t = ml_ratings(n=300, half=True)
+    zname, blob = ml_zip("ml10m", ml_text("ml10m", u, i, r, t))
+    (tmp_path / zname).write_bytes(blob)
+    datasets.prepare("ml10m", tmp_path, quiet=True, _pins={})
+    ref = triples("ml10m")[0]
+    monkeypatch.setattr(datasets, "_BLOCK", 37)
+    datasets.prepare("ml10m", tmp_path, quiet=True, out="small-blocks", _pins={})
+    assert triples("small-blocks")[0] == ref
+
+
+# ---------------------------------------------------------------------------------------------
+# Netflix
+
+
+def netflix_fixture(seed=5, n_movies=12, n_cust=40, n=300):
+    rng = np.random.default_rng(seed)
+    cust = np.sort(rng.choice(np.arange(6, 2_649_430), n_cust, replace=False))
+    pairs = rng.choice(n_movies * n_cust, n, replace=False)
+    m, c = pairs // n_cust + 1, cust[pairs % n_cust]
+    r = rng.integers(1, 6, n)
+    probe = rng.random(n) < 0.2
+    # one customer rated only probe movies: their probe ratings must be dropped
+    lone = 2_649_999
+    m = np.append(m, [3, 7])
+    c = np.append(c, [lone, lone])
+    r = np.append(r, [4, 2])
+    probe = np.append(probe, [True, True])
+    return m, c, r, probe
+
+
+def netflix_blocks(m, c, r, with_rating=True):
+    out = []
+    for mv in np.unique(m):
+        out.append(f"{mv}:\n")
+        for k in np.flatnonzero(m == mv):
+            out.append(f"{c[k]},{r[k]},2005-09-06\n" if with_rating else f"{c[k]}\n")
+    return out
+
+
+@pytest.mark.parametrize("layout", ["training_set", "combined"])
+def test_netflix(layout, tmp_path, root, monkeypatch):
+    m, c, r, probe = netflix_fixture()
+    src = tmp_path / "nf"
+    if layout == "training_set":
+        (src / "training_set").mkdir(parents=True)
+        for mv in np.unique(m):
+            k = m == mv
+            (src / "training_set" / f"mv_{mv:07d}.txt").write_text("".join(netflix_blocks(m[k], c[k], r[k])))
+    else:
+        src.mkdir()
+        lines = netflix_blocks(m, c, r)
+        cut = len(lines) // 2
+        while not lines[cut].endswith(":\n"):
+            cut += 1
+        (src / "combined_data_1.txt").write_text("".join(lines[:cut]))
+        (src / "combined_data_2.txt").write_text("".join(lines[cut:]))
+        monkeypatch.setattr(datasets, "_BLOCK", 53)  # many block boundaries inside a movie's block
+    (src / "probe.txt").write_text("".join(netflix_blocks(m[probe], c[probe], r[probe], with_rating=False)))
+    datasets.prepare("netflix", src, quiet=True)
+    (tr, te), meta = triples("netflix")
+    rows = list(zip(c.tolist(), m.tolist(), r.astype(float).tolist()))
+    ref_tr, ref_te, drop = reference_split([x for x, p in zip(rows, probe) if not p],
+                                           [x for x, p in zip(rows, probe) if p])
+    assert tr == ref_tr and te == ref_te and drop >= 2
+    assert meta["counts"]["test_dropped"] == drop and meta["split"]["kind"] == "provided"
+    assert meta["split"]["probe_pairs"] == int(probe.sum()) and meta["split"]["probe_pairs_missing"] == 0
+    assert {s["file"] for s in meta["sources"]} >= {"probe.txt"}
+    assert leftovers(root) == []
+
+
+@pytest.mark.parametrize("fname,content,line,what", [
+    ("mv_0000002.txt", "2:\n10,3,2005-01-01\n11,3\n", 3, "expected 'CustomerID,Rating,Date'"),
+    ("mv_0000002.txt", "2:\n10,3,2005-01-01\n11,7,2005-01-01\n", 3, "rating 7 outside"),
+    ("mv_0000002.txt", "10,3,2005-01-01\n", 1, "before any 'MovieID:' header"),
+    ("mv_0000002.txt", "2x:\n10,3,2005-01-01\n", 1, "expected a header 'MovieID:'"),
+    ("probe.txt", "1:\n10\n12,3\n", 3, "expected 'CustomerID'"),
+])
+def test_netflix_malformed(fname, content, line, what, tmp_path, root):
+    src = tmp_path / "nf"
+    (src / "training_set").mkdir(parents=True)
+    (src / "training_set" / "mv_0000001.txt").write_text("1:\n10,3,2005-01-01\n12,4,2005-01-02\n")
+    (src / "probe.txt").write_text("1:\n10\n")
+    (src / ("training_set" if fname.startswith("mv_") else "") / fname).write_text(content)
+    with pytest.raises(DatasetError) as e:
+        datasets.prepare("netflix", src, quiet=True)
+    assert str(e.value).startswith(f"{src / ('training_set' if fname.startswith('mv_') else '') / fname}:{line}: ")
+    assert what in str(e.value)
+    assert leftovers(root) == []
+
+
+def test_netflix_needs_source(root):
+    with pytest.raises(DatasetError, match="--source"):
+        datasets.prepare("netflix", quiet=True)
+    with pytest.raises(DatasetError, match="fold applies to the MovieLens"):
+        datasets.prepare("netflix", "/nonexistent", fold=2, quiet=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Yahoo! Music (KDD Cup 2011 track 1)
+
+
+def yahoo_blocks(u, i, s):
+    out = []
+    for uu in np.unique(u):
+        k = np.flatnonzero(u == uu)
+        out.append(f"{uu}|{len(k)}\n")
+        out += [f"{i[j]}\t{s[j]}\t{3000 + j}\t{j % 24:02d}:13:00\n" for j in k]
+    return out
+
+
+def yahoo_fixture(tmp_path, seed=9):
+    rng = np.random.default_rng(seed)
+    n = 500
+    pairs = rng.choice(40 * 60, n, replace=False)
+    u, i = pairs // 60, (pairs % 60) * 1000 + 7
+    s = rng.integers(0, 101, n)
+    te = rng.random(n) < 0.15
+    te[u == u.max()] = False
+    u = np.append(u, [1000, 1000])  # a user only in validation
+    i = np.append(i, [7, 1007])
+    s = np.append(s, [90, 30])
+    te = np.append(te, [True, True])
+    src = tmp_path / "yahoo"
+    src.mkdir()
+    (src / "trainIdx1.txt").write_text("".join(yahoo_blocks(u[~te], i[~te], s[~te])))
+    (src / "validationIdx1.txt").write_text("".join(yahoo_blocks(u[te], i[te], s[te])))
+    return src, u, i, s, te
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_yahoo(raw, tmp_path, root, monkeypatch):
+    src, u, i, s, te = yahoo_fixture(tmp_path)
+    monkeypatch.setattr(datasets, "_BLOCK", 61)
+    datasets.prepare("yahoo", src, quiet=True, raw_scale=raw)
+    (tr, tst), meta = triples("yahoo")
+    val = s.astype(float) if raw else (s / 25 + 1).astype(np.float32).astype(float)
+    rows = list(zip(u.tolist(), i.tolist(), val.tolist()))
+    ref_tr, ref_te, drop = reference_split([x for x, p in zip(rows, te) if not p], [x for x, p in zip(rows, te) if p])
+    assert tr == ref_tr and tst == ref_te and drop >= 2
+    assert meta["counts"]["test_dropped"] == drop
+    assert meta["rating_scale"] == ([0, 100] if raw else [1, 5])
+    assert min(x[2] for x in tr) >= (0 if raw else 1) and max(x[2] for x in tr) <= (100 if raw else 5)
+
+
+@pytest.mark.parametrize("content,line,what", [
+    ("5|2\n1\t50\t3000\t10:00:00\n", 1, "announces 2 ratings but 1 follow"),
+    ("5|1\n1\t50\t3000\t10:00:00\n6|1\n2\t150\t3000\t10:00:00\n", 4, "rating 150 outside"),
+    ("5|1\n1\t50\t3000\n", 2, "expected 'ItemId<TAB>Score<TAB>Date<TAB>Time'"),
+    ("5|1|3\n1\t50\t3000\t10:00:00\n", 1, "expected a header 'UserId|NumRatings'"),
+])
+def test_yahoo_malformed(content, line, what, tmp_path, root):
+    src, *_ = yahoo_fixture(tmp_path)
+    (src / "validationIdx1.txt").write_text(content)
+    with pytest.raises(DatasetError) as e:
+        datasets.prepare("yahoo", src, quiet=True)
+    assert str(e.value).startswith(f"{src / 'validationIdx1.txt'}:{line}: ") and what in str(e.value)
+    assert leftovers(root) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# the console command and mascot_train
+
+
+def test_cli_data_commands(tmp_path, root, capsys):
+    u, i, r, t = ml_ratings()
+    zname, blob = ml_zip("ml10m", ml_text("ml10m", u, i, r, t))
+    (tmp_path / zname).write_bytes(blob)
+    assert cli.main(["data", "list"]) == 0
+    assert "no prepared datasets" in capsys.readouterr().out
+    # the real pin rejects the fixture zip: input error, exit 2, one line
+    assert cli.main(["data", "prepare", "ml10m", "--source", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "checksum mismatch" in err and err.count("\n") == 1
+    assert cli.main(["data", "prepare", "netflix", "--quiet"]) == 2
+    assert "--source" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(["data", "prepare", "nope"])
+    assert e.value.code == 2
+    assert cli.main(["data", "info", "ml10m"]) == 2
+    assert "mascot data prepare ml10m" in capsys.readouterr().err
+    datasets.prepare("ml10m", tmp_path, quiet=True, out="ml10m", _pins={})
+    capsys.readouterr()
+    assert cli.main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "ml10m" in out and f"{data.meta('ml10m')['counts']['train']:,}" in out
+    assert cli.main(["data", "info", "ml10m"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["counts"] == data.meta("ml10m")["counts"] and "user_ids" not in info
+
+
+def test_mascot_train_on_prepared_dataset(trainer_exe, tmp_path, root):
+    u, i, r, t = ml_ratings(n=500, n_users=40, n_items=30)
+    zname, blob = ml_zip("ml100k", ml_text("ml100k", u, i, r, t))
+    (tmp_path / zname).write_bytes(blob)
+    datasets.prepare("ml100k", tmp_path, quiet=True, _pins={})
+    rep = tmp_path / "rep.json"
+    env = dict(os.environ, MASCOT_DATA=str(root))
+    res = subprocess.run([trainer_exe, "--dataset", "ml100k", "--k", "8", "--epochs", "2", "--threads", "1", "--groups", "4",
+                          "--report", str(rep)], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    c = data.meta("ml100k")["counts"]
+    st = json.loads(rep.read_text())["dataset"]
+    assert st["n_users"] == c["users"] and st["n_items"] == c["items"]
+    res = subprocess.run([trainer_exe, "--dataset", "ml25m", "--epochs", "1"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert res.returncode != 0 and "mascot data prepare ml25m" in res.stderr
+    with pytest.raises(FileNotFoundError, match="mascot data prepare ml25m"):
+        data.load("ml25m")
+
+
+def test_interrupted_or_occupied_target_leaves_data_intact(tmp_path, root, monkeypatch):
+    u, i, r, t = ml_ratings()
+    zname, blob = ml_zip("ml10m", ml_text("ml10m", u, i, r, t))
+    (tmp_path / zname).write_bytes(blob)
+    # a directory the user made by hand is never replaced without --force
+    (root / "ml10m").mkdir(parents=True)
+    (root / "ml10m" / "mine.txt").write_text("keep")
+    with pytest.raises(DatasetError, match="exists .use --force"):
+        datasets.prepare("ml10m", tmp_path, quiet=True, _pins={})
+    assert (root / "ml10m" / "mine.txt").read_text() == "keep"
+    datasets.prepare("ml10m", tmp_path, quiet=True, force=True, _pins={})
+    before = triples("ml10m")
+    # interrupted while writing: the prepared set stays as it was, no temporary directory remains
+    calls = []
+
+    def interrupted(path, rs):
+        calls.append(path)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as mp:
+        mp.setattr(data, "write_mrat", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            datasets.prepare("ml10m", tmp_path, quiet=True, force=True, _pins={})
+    assert calls and leftovers(root) == []
+    assert triples("ml10m") == before
+
+
+def test_progress_on_stderr(server, root, monkeypatch, capsys):
+    url, files, _ = server
+    u, i, r, t = ml_ratings()
+    zname, blob = ml_zip("ml10m", ml_text("ml10m", u, i, r, t))
+    files[f"/{zname}"] = blob
+    monkeypatch.setenv("MASCOT_GROUPLENS_URL", url)
+    datasets.prepare("ml10m", _pins={zname: ("md5", md5(blob))})
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert any(ln.startswith(f"downloading {url}/{zname}: ") and "(100.0%)" in ln for ln in lines)
+    assert any(ln.startswith(f"parsing {zname}!ml-10M100K/ratings.dat: ") and "(100.0%)" in ln for ln in lines)
+    assert lines[-1].startswith(f"prepared {root / 'ml10m'}: ") and f"{len(r) - data.meta('ml10m')['counts']['test_dropped'] - data.meta('ml10m')['counts']['test']:,} train" in lines[-1]
+
+
+def test_ml100k_known_counts_are_enforced_for_the_real_data(tmp_path, root):
+    u, i, r, t = ml_ratings()
+    zname, blob = ml_zip("ml100k", ml_text("ml100k", u, i, r, t))
+    (tmp_path / zname).write_bytes(blob)
+    with pytest.raises(DatasetError, match=r"ml100k: expected \(943, 1682, 100000\) users/items/ratings, got "
+                                           rf"\({len(set(u))}, {len(set(i))}, {len(r)}\)"):
+        datasets.prepare("ml100k", tmp_path, quiet=True, _pins={"u.data": datasets.PINS["u.data"]})
+    assert leftovers(root) == []
