@@ -55,6 +55,11 @@ g-switching (mascot, mascot-n2, mascot-naive):
   --sample-ratio X      share of ratings sampled for the q-error, in (0, 1] (default 0.05)
   --threshold X         switch a group when q-error / its first measurement > X (default 20)
   --warmup N            first measured epoch, 0-based (default 5)
+studies:
+  --random-fp16 F       paper Fig. 4: store a random share F of the user and item rows in FP16,
+                        the rest FP32, no switching (mascot, mascot-naive, mascot-n1)
+  --grad-stats          paper Fig. 5: report each group's mean sampled-gradient norm every epoch
+                        (fp32, mascot-n1, mascot, mascot-n2, mascot-naive; sampled with --sample-ratio)
 competing methods:
   --loss-scale X|dynamic       mpt: static loss scale S (default 1000), or dynamic scaling
   --loss-scale-window N        mpt dynamic: clean updates before S doubles (default 2000)
@@ -174,6 +179,8 @@ int run(int argc, char** argv) {
     else if (opt == "--sample-ratio") cfg.sample_ratio = parse_num(opt, value());
     else if (opt == "--threshold") cfg.threshold = parse_num(opt, value());
     else if (opt == "--warmup") cfg.warmup = parse_i32(opt, value());
+    else if (opt == "--random-fp16") cfg.random_fp16 = parse_num(opt, value());
+    else if (opt == "--grad-stats") cfg.grad_stats = true;
     else if (opt == "--loss-scale") {
       const std::string v = value();
       if (v == "dynamic") cfg.competing.dynamic_loss_scale = true;

@@ -145,6 +145,8 @@ NB_MODULE(_core, m) {
       .def_rw("threshold", &TrainConfig::threshold)
       .def_rw("warmup", &TrainConfig::warmup)
       .def_rw("eval_every_epoch", &TrainConfig::eval_every_epoch)
+      .def_rw("random_fp16", &TrainConfig::random_fp16, "potential study: FP16 share of rows chosen at random (-1: off)")
+      .def_rw("grad_stats", &TrainConfig::grad_stats, "report per-group mean sampled-gradient norms every epoch")
       .def_rw("competing", &TrainConfig::competing, "mpt / muppet / afp settings (CompetingParams)")
       .def_prop_rw("method", [](const TrainConfig& c) { return to_string(c.method); },
                    [](TrainConfig& c, const std::string& s) { c.method = parse_method(s); })
@@ -253,10 +255,18 @@ NB_MODULE(_core, m) {
   // ---- exposed internals, for tests and the NumPy reference
   m.def(
       "reorder",
-      [](const In1<int32_t>& u, const In1<int32_t>& i, int64_t nu, int64_t ni, int ug, int ig) {
+      [](const In1<int32_t>& u, const In1<int32_t>& i, int64_t nu, int64_t ni, int ug, int ig, double random_fp16,
+         uint64_t seed) {
         const RatingSet rs = ids_only(u, i, nu, ni);
-        Reorder r = Reorder::build(rs, ug, ig);
+        Reorder r = random_fp16 >= 0 ? Reorder::build_random_precision(rs, random_fp16, seed) : Reorder::build(rs, ug, ig);
+        auto fp32_flags = [](const GroupTable& t) {
+          std::vector<uint8_t> f;
+          for (Precision p : t.precision) f.push_back(p == Precision::kFp32);
+          return f;
+        };
         nb::dict d;
+        d["user_group_fp32"] = to_numpy(fp32_flags(r.user_groups));
+        d["item_group_fp32"] = to_numpy(fp32_flags(r.item_groups));
         d["user_new"] = to_numpy(std::move(r.user_new));
         d["user_old"] = to_numpy(std::move(r.user_old));
         d["item_new"] = to_numpy(std::move(r.item_new));
@@ -269,7 +279,8 @@ NB_MODULE(_core, m) {
         d["item_group_ratings"] = to_numpy(std::move(r.item_groups.rating_count));
         return d;
       },
-      "users"_a, "items"_a, "n_users"_a, "n_items"_a, "user_groups"_a, "item_groups"_a);
+      "users"_a, "items"_a, "n_users"_a, "n_items"_a, "user_groups"_a, "item_groups"_a, "random_fp16"_a = -1.0,
+      "seed"_a = 42, "Group-based reconstruction (test hook); random_fp16 >= 0: the potential study's random split.");
   m.def("split_groups", [](const In1<int64_t>& counts, int g) { return to_numpy(split_groups(to_vec(counts), g)); });
   m.def(
       "init_factors",

@@ -94,6 +94,14 @@ void TrainConfig::validate() const {
   need(std::isfinite(threshold) && threshold > 0, "threshold must be a finite number > 0 (got " + str(threshold) + ")");
   need(warmup >= 0, "warmup must be >= 0 (got " + str(warmup) + ")");
   competing.validate();
+  const bool mixed_family = method == Method::kMascot || method == Method::kMascotNaive || method == Method::kMascotN1;
+  need(random_fp16 == -1.0 || (std::isfinite(random_fp16) && random_fp16 >= 0 && random_fp16 <= 1),
+       "random_fp16 must be in [0, 1], or -1 for off (got " + str(random_fp16) + ")");
+  need(random_fp16 == -1.0 || mixed_family,
+       "random_fp16 applies to methods mascot, mascot-naive and mascot-n1 (got " + to_string(method) + ")");
+  need(!grad_stats || mixed_family || method == Method::kFp32 || method == Method::kMascotN2,
+       "grad_stats applies to methods fp32, mascot-n1, mascot, mascot-n2 and mascot-naive (got " +
+           to_string(method) + ")");
   need(!(rounding == Rounding::kStochastic && (method == Method::kFp32 || method == Method::kFp16)),
        "rounding=stochastic applies to FP16 stores of FP32 results (mascot-n1, mascot, mascot-n2, "
        "mascot-naive and the quantising methods); " + to_string(method) + " has none");
@@ -102,6 +110,7 @@ void TrainConfig::validate() const {
 void TrainConfig::validate_for(int64_t n_users, int64_t n_items) const {
   validate();
   MASCOT_CHECK_ARG(n_users >= 1 && n_items >= 1, "training set has no users or no items");
+  if (random_fp16 >= 0) return;  // the groups are FP16 rows / FP32 rows, not --groups
   MASCOT_CHECK_ARG(user_groups <= n_users, "user_groups must be <= the number of users (" + str(n_users) +
                                                ", got " + str(user_groups) + "); lower --groups");
   MASCOT_CHECK_ARG(item_groups <= n_items, "item_groups must be <= the number of items (" + str(n_items) +

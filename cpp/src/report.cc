@@ -16,6 +16,9 @@ std::string RunReport::to_json() const {
   w.kv("rounding", to_string(c.rounding)).kv("order", to_string(c.order));
   w.kv("user_groups", c.user_groups).kv("item_groups", c.item_groups).kv("period", c.period);
   w.kv("sample_ratio", c.sample_ratio).kv("threshold", c.threshold).kv("warmup", c.warmup);
+  w.key("random_fp16");
+  if (c.random_fp16 >= 0) w.value(c.random_fp16); else w.null();
+  w.kv("grad_stats", c.grad_stats);
   if (c.method == Method::kMpt || c.method == Method::kMuppet || c.method == Method::kAfp) {
     const CompetingParams& p = c.competing;
     w.key("competing").begin_object();
@@ -48,6 +51,10 @@ std::string RunReport::to_json() const {
     if (e.measured) {
       w.key("user_qerror").array(e.user_qerror);
       w.key("item_qerror").array(e.item_qerror);
+    }
+    if (!e.user_grad_norm.empty()) {
+      w.key("user_grad_norm").array(e.user_grad_norm);
+      w.key("item_grad_norm").array(e.item_grad_norm);
     }
     w.end_object();
   }

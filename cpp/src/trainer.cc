@@ -34,7 +34,10 @@ TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& t
 
   // mascot-n2: the same machinery with one global user group and one global item group
   const bool global = cfg.method == Method::kMascotN2;
-  const Reorder ro = Reorder::build(train, global ? 1 : cfg.user_groups, global ? 1 : cfg.item_groups);
+  // random_fp16 (potential study): two groups per side, FP16 rows and FP32 rows, by a seeded coin
+  const Reorder ro = cfg.random_fp16 >= 0
+                         ? Reorder::build_random_precision(train, cfg.random_fp16, ctx.seed)
+                         : Reorder::build(train, global ? 1 : cfg.user_groups, global ? 1 : cfg.item_groups);
   const RatingSet tr = ro.apply(train, nullptr);
   int64_t dropped = 0;
   RatingSet te;

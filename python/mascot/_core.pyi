@@ -263,6 +263,20 @@ class TrainConfig:
     def eval_every_epoch(self, arg: bool, /) -> None: ...
 
     @property
+    def random_fp16(self) -> float:
+        """potential study: FP16 share of rows chosen at random (-1: off)"""
+
+    @random_fp16.setter
+    def random_fp16(self, arg: float, /) -> None: ...
+
+    @property
+    def grad_stats(self) -> bool:
+        """report per-group mean sampled-gradient norms every epoch"""
+
+    @grad_stats.setter
+    def grad_stats(self, arg: bool, /) -> None: ...
+
+    @property
     def competing(self) -> CompetingParams:
         """mpt / muppet / afp settings (CompetingParams)"""
 
@@ -314,7 +328,10 @@ def save_model(dir: str, P: Annotated[NDArray[numpy.float32], dict(shape=(None, 
 
 def load_model(arg: str, /) -> tuple: ...
 
-def reorder(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, user_groups: int, item_groups: int) -> dict: ...
+def reorder(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, user_groups: int, item_groups: int, random_fp16: float = -1.0, seed: int = 42) -> dict:
+    """
+    Group-based reconstruction (test hook); random_fp16 >= 0: the potential study's random split.
+    """
 
 def split_groups(arg0: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)], arg1: int, /) -> object: ...
 

@@ -19,7 +19,8 @@ from .data import Ratings, as_ratings, _ids
 
 _PARAMS = ("k", "method", "epochs", "lr", "decay", "lambda_p", "lambda_q", "init_std",
            "user_groups", "item_groups", "period", "sample_ratio", "threshold", "warmup",
-           "order", "rounding", "threads", "seed", "device", "method_params")
+           "order", "rounding", "threads", "seed", "device", "method_params", "random_fp16",
+           "grad_stats")
 
 
 class MF:
@@ -29,8 +30,12 @@ class MF:
     ``user_groups`` and ``item_groups``; ``period``, ``sample_ratio``, ``threshold`` and
     ``warmup`` are g-switching's pi, gamma, theta and w (DESIGN.md §3); ``method_params`` sets
     the competing methods' settings by name (``mascot._core.CompetingParams``), e.g.
-    ``{"loss_scale": "dynamic"}`` for mpt or ``{"muppet_resolution": 3}``.  Invalid values raise ``ValueError`` here, before
-    any data is touched.
+    ``{"loss_scale": "dynamic"}`` for mpt or ``{"muppet_resolution": 3}``.  Two study options:
+    ``random_fp16=f`` stores a random share f of the rows in FP16 and the rest in FP32, without
+    switching (paper Fig. 4; methods mascot, mascot-naive, mascot-n1), and ``grad_stats=True``
+    adds each group's mean sampled-gradient norm to every epoch record (``user_grad_norm``,
+    ``item_grad_norm``; paper Fig. 5).  Invalid values raise ``ValueError`` here, before any
+    data is touched.
     """
 
     def __init__(self, k: int = 128, method: str = "fp32", epochs: int = 50, lr: float = 0.01,
@@ -39,7 +44,8 @@ class MF:
                  item_groups: int | None = None, period: int = 2, sample_ratio: float = 0.05,
                  threshold: float = 20.0, warmup: int = 5, order: str = "shuffle", rounding: str = "nearest",
                  threads: int = 0, seed: int = 42, device: str = "auto", verbose: bool = False,
-                 method_params: dict | None = None):
+                 method_params: dict | None = None, random_fp16: float | None = None,
+                 grad_stats: bool = False):
         self.k, self.method, self.epochs, self.lr, self.decay = k, method, epochs, lr, decay
         self.lambda_p, self.lambda_q, self.init_std = lambda_p, lambda_q, init_std
         self.user_groups = groups if user_groups is None else user_groups
@@ -48,6 +54,7 @@ class MF:
         self.order, self.rounding = order, rounding
         self.threads, self.seed, self.device, self.verbose = threads, seed, device, verbose
         self.method_params = dict(method_params or {})
+        self.random_fp16, self.grad_stats = random_fp16, grad_stats
         self._config()  # validate now
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"unknown device {device!r} (valid: auto, cpu, cuda)")
@@ -71,6 +78,14 @@ class MF:
                 setattr(c, name, float(getattr(self, name)))
         except TypeError as e:  # nanobind rejects the type
             raise ValueError(str(e)) from None
+        if self.random_fp16 is not None:
+            try:
+                c.random_fp16 = float(self.random_fp16)
+            except (TypeError, ValueError):
+                raise ValueError(f"random_fp16 must be a number in [0, 1] or None (got {self.random_fp16!r})") from None
+        if not isinstance(self.grad_stats, bool):
+            raise ValueError(f"grad_stats must be True or False (got {self.grad_stats!r})")
+        c.grad_stats = self.grad_stats
         c.method = self.method
         c.order = self.order
         c.rounding = self.rounding

@@ -56,6 +56,15 @@ struct TrainConfig {
   double threshold = 20.0;     ///< theta: switch when q-error / baseline > theta
   int warmup = 5;              ///< w: first measured epoch (0-based)
   bool eval_every_epoch = true;  ///< test RMSE after every epoch (outside the timed pass)
+  /// Potential study (paper Fig. 4): when in [0, 1], each user and each item row is stored
+  /// FP16 with this probability (chosen by a seeded hash of its id), FP32 otherwise, and no
+  /// group ever switches; the groups are then "FP16 rows" and "FP32 rows" of each side.
+  /// -1 (default) turns it off.  Methods mascot, mascot-naive, mascot-n1 only.
+  double random_fp16 = -1.0;
+  /// Gradient statistics (paper Fig. 5): every epoch, per group, the mean L2 norm of the
+  /// gamma-sampled gradients (no learning rate), in EpochRecord::user_grad_norm/item_grad_norm.
+  /// Methods fp32, mascot-n1, mascot, mascot-n2, mascot-naive.
+  bool grad_stats = false;
   CompetingParams competing;     ///< mpt / muppet / afp settings
 
   /// Throws InvalidArgument naming the first bad field ("k must be >= 1 (got 0)").

@@ -24,6 +24,12 @@ struct Reorder {
   /// Builds the relabelling from the training set.  `user_groups`/`item_groups` >= 1.
   static Reorder build(const RatingSet& train, int user_groups, int item_groups);
 
+  /// Potential study (TrainConfig::random_fp16): instead of by rating count, each side is
+  /// split into two groups by a seeded coin per entity: group 0 holds the entities chosen for
+  /// FP16 storage (probability `fp16_fraction`), group 1 the rest, preset to FP32.  Within a
+  /// group ids stay sorted by rating count.  An empty group is omitted.
+  static Reorder build_random_precision(const RatingSet& train, double fp16_fraction, uint64_t seed);
+
   /// Maps a rating set into relabelled ids.  Ratings whose user or item has no training
   /// rating (or lies outside the training id range) are dropped and counted in *dropped.
   RatingSet apply(const RatingSet& rs, int64_t* dropped) const;

@@ -20,6 +20,8 @@ struct EpochRecord {
   bool measured = false;       ///< q-error measured this epoch
   std::vector<double> user_qerror;  ///< per group when measured (-1: no samples)
   std::vector<double> item_qerror;
+  std::vector<double> user_grad_norm;  ///< grad_stats: per group mean sampled-gradient norm (-1: no samples)
+  std::vector<double> item_grad_norm;
   std::string method_json;  ///< method-specific state (a JSON object), empty when none
 };
 

@@ -64,12 +64,18 @@ Storage storage_of(Method m) {
 
 /// Per-thread gradient accumulators of one side (q-error sampling), padded apart.
 struct GradAcc {
-  std::vector<double> sum, sq;
+  std::vector<double> sum, sq, nsum;
   std::vector<int64_t> n;
   void reset(int groups, int k) {
     sum.assign(static_cast<size_t>(groups) * k, 0.0);
     sq.assign(static_cast<size_t>(groups), 0.0);
+    nsum.assign(static_cast<size_t>(groups), 0.0);
     n.assign(static_cast<size_t>(groups), 0);
+  }
+  /// Adds another thread's partials (callers reduce in thread order: deterministic).
+  void add(const GradAcc& a) {
+    for (size_t x = 0; x < sum.size(); ++x) sum[x] += a.sum[x];
+    for (size_t g = 0; g < sq.size(); ++g) { sq[g] += a.sq[g]; nsum[g] += a.nsum[g]; n[g] += a.n[g]; }
   }
 };
 
@@ -86,6 +92,20 @@ class CpuBackend final : public detail::Backend {
     storage_ = storage_of(cfg.method);
     ug_ = &in.user_groups;
     ig_ = &in.item_groups;
+    // grad_stats needs the sampling of the per-group path: fp32 and mascot-n1 then run on it
+    // with every group fixed at FP32 (fp32) or FP16 (mascot-n1) and no switching
+    // random_fp16 (mascot, mascot-naive, mascot-n1) also runs on it, with the groups preset
+    if (cfg.random_fp16 >= 0) storage_ = Storage::kMixed;
+    if (cfg.grad_stats && (storage_ == Storage::kF32 || storage_ == Storage::kF16)) {
+      if (storage_ == Storage::kF32) {
+        std::fill(ug_->precision.begin(), ug_->precision.end(), Precision::kFp32);
+        std::fill(ig_->precision.begin(), ig_->precision.end(), Precision::kFp32);
+      }
+      storage_ = Storage::kMixed;
+    }
+    const bool switching =
+        (cfg.method == Method::kMascot || cfg.method == Method::kMascotN2 || cfg.method == Method::kMascotNaive) &&
+        cfg.random_fp16 < 0;
     const bool f32_rows = storage_ == Storage::kF32 || storage_ == Storage::kCompeting;
     init(f32_rows, *in.user_old, *in.item_old, cfg.init_std, seed);
 
@@ -93,7 +113,8 @@ class CpuBackend final : public detail::Backend {
     if (storage_ == Storage::kCompeting) competing = make_competing_method(cfg, threads, seed);
     const SgdFn sgd = cfg.method == Method::kFp32 ? kt.sgd_fp32 : cfg.method == Method::kFp16 ? kt.sgd_fp16 : kt.sgd_n1;
 
-    const size_t row_bytes = static_cast<size_t>(k_) * (f32_rows ? sizeof(float) : sizeof(uint16_t));
+    const bool all_f32 = f32_rows || (ug_->count_fp32() == ug_->size() && ig_->count_fp32() == ig_->size());
+    const size_t row_bytes = static_cast<size_t>(k_) * (all_f32 ? sizeof(float) : sizeof(uint16_t));
     Schedule sched(*in.train, cfg.order, threads, row_bytes, seed);
     std::vector<Rec> test_recs;
     if (in.test && in.test->nnz() > 0) test_recs = to_records(*in.test);
@@ -125,9 +146,10 @@ class CpuBackend final : public detail::Backend {
         void* Q = f32_rows ? Q32_.p : Q16_.p;
         updates += sched.run_epoch(e, [&](int, const Rec* r, size_t c) { sgd(r, c, P, Q, prm); });
       } else {
-        const bool measure = detail::measured_epoch(e, cfg.warmup, cfg.period);
+        const bool measure = switching && detail::measured_epoch(e, cfg.warmup, cfg.period);
+        const bool sample = measure || cfg.grad_stats;
         const int ufp32 = ug_->count_fp32(), ifp32 = ig_->count_fp32();
-        if (!measure && ufp32 == 0 && ifp32 == 0) {
+        if (!sample && ufp32 == 0 && ifp32 == 0) {
           // every row still FP16 and nothing to sample: the plain m-quantization kernel
           updates += sched.run_epoch(e, [&](int, const Rec* r, size_t c) { kt.sgd_n1(r, c, P16_.p, Q16_.p, prm); });
         } else {
@@ -135,20 +157,27 @@ class CpuBackend final : public detail::Backend {
           // one view per side for this epoch; each thread's copy gets its own accumulators
           std::vector<MixedSide> us(threads, side(P32_, P16_, *ug_)), is(threads, side(Q32_, Q16_, *ig_));
           for (int t = 0; t < threads; ++t) {
-            if (measure) {
+            if (sample) {
               uacc[t].reset(ug_->size(), k_);
               iacc[t].reset(ig_->size(), k_);
-              attach(&us[t], &uacc[t]);
-              attach(&is[t], &iacc[t]);
+              attach(&us[t], &uacc[t], cfg.grad_stats);
+              attach(&is[t], &iacc[t], cfg.grad_stats);
             }
           }
           updates += sched.run_epoch(e, [&](int tid, const Rec* r, size_t c) { kt.sgd_mixed(r, c, us[tid], is[tid], mp); });
-          if (measure) {
-            rec.measured = true;
-            rec.user_qerror = qerror(uacc, ug_->size());
-            rec.item_qerror = qerror(iacc, ig_->size());
-            for (int g : usw.update(rec.user_qerror, ug_)) switch_group('u', g, e, report);
-            for (int g : isw.update(rec.item_qerror, ig_)) switch_group('i', g, e, report);
+          if (sample) {
+            const GradAcc ut = reduce(uacc, ug_->size()), it = reduce(iacc, ig_->size());
+            if (cfg.grad_stats) {
+              rec.user_grad_norm = mean_norms(ut);
+              rec.item_grad_norm = mean_norms(it);
+            }
+            if (measure) {
+              rec.measured = true;
+              rec.user_qerror = detail::qerror_from_sums(ut.sum.data(), ut.sq.data(), ut.n.data(), ug_->size(), k_);
+              rec.item_qerror = detail::qerror_from_sums(it.sum.data(), it.sq.data(), it.n.data(), ig_->size(), k_);
+              for (int g : usw.update(rec.user_qerror, ug_)) switch_group('u', g, e, report);
+              for (int g : isw.update(rec.item_qerror, ig_)) switch_group('i', g, e, report);
+            }
           }
         }
       }
@@ -179,25 +208,35 @@ class CpuBackend final : public detail::Backend {
   }
 
  private:
+  // Allocates and fills P and Q with the seeded initial values.  Single-storage methods get one
+  // buffer per side; the per-group path gets an FP16 buffer when some group is FP16 and an FP32
+  // one when some group starts FP32 (random_fp16, fp32 with grad_stats), each row written
+  // exactly once in its group's precision.
   void init(bool f32_rows, const std::vector<int32_t>& user_old, const std::vector<int32_t>& item_old, float std,
             uint64_t seed) {
-    auto fill = [&](Buffer* b32, Buffer* b16, int64_t rows, const std::vector<int32_t>& old, uint64_t stream) {
+    auto fill = [&](Buffer* b32, Buffer* b16, int64_t rows, const GroupTable& t, const std::vector<int32_t>& old,
+                    uint64_t stream) {
       const size_t n = static_cast<size_t>(rows) * k_;
-      if (f32_rows) *b32 = Buffer(n * sizeof(float));
-      else *b16 = Buffer(n * sizeof(uint16_t));
+      const bool mixed = storage_ == Storage::kMixed;
+      const int nf32 = mixed ? t.count_fp32() : 0;
+      if (f32_rows || nf32 > 0) *b32 = Buffer(n * sizeof(float));
+      if (!f32_rows && nf32 < t.size()) *b16 = Buffer(n * sizeof(uint16_t));
       std::vector<float> row(static_cast<size_t>(k_));
-      for (int64_t r = 0; r < rows; ++r) {
-        detail::init_row(row.data(), k_, std, seed, stream, old[r]);
-        if (f32_rows) {
-          std::memcpy(b32->f32() + static_cast<size_t>(r) * k_, row.data(), sizeof(float) * k_);
-        } else {
-          uint16_t* d = b16->f16() + static_cast<size_t>(r) * k_;
-          for (int j = 0; j < k_; ++j) d[j] = detail::float_to_half_rn(row[j]);
+      for (int g = 0; g < t.size(); ++g) {
+        const bool f32 = f32_rows || (mixed && t.precision[g] == Precision::kFp32);
+        for (int64_t r = t.start[g]; r < t.start[g + 1]; ++r) {
+          detail::init_row(row.data(), k_, std, seed, stream, old[r]);
+          if (f32) {
+            std::memcpy(b32->f32() + static_cast<size_t>(r) * k_, row.data(), sizeof(float) * k_);
+          } else {
+            uint16_t* d = b16->f16() + static_cast<size_t>(r) * k_;
+            for (int j = 0; j < k_; ++j) d[j] = detail::float_to_half_rn(row[j]);
+          }
         }
       }
     };
-    fill(&P32_, &P16_, m_, user_old, detail::kStreamInitP);
-    fill(&Q32_, &Q16_, n_, item_old, detail::kStreamInitQ);
+    fill(&P32_, &P16_, m_, *ug_, user_old, detail::kStreamInitP);
+    fill(&Q32_, &Q16_, n_, *ig_, item_old, detail::kStreamInitQ);
   }
 
   // Run-length encodes a table's precision (for MixedSide's fast path); `runs` owns the storage.
@@ -224,21 +263,25 @@ class CpuBackend final : public detail::Backend {
     s.groups = t.size();
     return s;
   }
-  static void attach(MixedSide* s, GradAcc* a) {
+  static void attach(MixedSide* s, GradAcc* a, bool norms) {
     s->grad_sum = a->sum.data();
     s->grad_sq = a->sq.data();
     s->grad_n = a->n.data();
+    s->grad_nsum = norms ? a->nsum.data() : nullptr;
   }
 
-  // Reduces the per-thread partials in thread order (deterministic) and computes Eq. 4.
-  std::vector<double> qerror(const std::vector<GradAcc>& acc, int groups) const {
+  // Reduces the per-thread partials in thread order (deterministic).
+  GradAcc reduce(const std::vector<GradAcc>& acc, int groups) const {
     GradAcc tot;
     tot.reset(groups, k_);
-    for (const GradAcc& a : acc) {
-      for (size_t x = 0; x < tot.sum.size(); ++x) tot.sum[x] += a.sum[x];
-      for (int g = 0; g < groups; ++g) { tot.sq[g] += a.sq[g]; tot.n[g] += a.n[g]; }
-    }
-    return detail::qerror_from_sums(tot.sum.data(), tot.sq.data(), tot.n.data(), groups, k_);
+    for (const GradAcc& a : acc) tot.add(a);
+    return tot;
+  }
+  // grad_stats: mean norm of the sampled gradients per group (-1 where nothing was sampled).
+  static std::vector<double> mean_norms(const GradAcc& a) {
+    std::vector<double> m(a.n.size());
+    for (size_t g = 0; g < m.size(); ++g) m[g] = a.n[g] > 0 ? a.nsum[g] / static_cast<double>(a.n[g]) : -1.0;
+    return m;
   }
 
   // Moves group g's rows from FP16 to FP32 storage (exact); allocates the FP32 side lazily.

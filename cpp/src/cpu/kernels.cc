@@ -6,6 +6,7 @@
 // random.  So the loop prefetches the rows of the rating kPrefetch positions ahead, and
 // each row is touched in two passes (dot product, then update): the second pass hits L1.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -382,6 +383,7 @@ inline void add_sample(const MixedSide& s, int group, const float* g, int k) {
   }
   s.grad_sq[group] += sq;
   s.grad_n[group] += 1;
+  if (s.grad_nsum) s.grad_nsum[group] += std::sqrt(static_cast<double>(sq));
 }
 
 template <int NC, bool kSR, class SP, class SQ>

@@ -51,6 +51,7 @@ struct MixedSide {
   double* grad_sum = nullptr;
   double* grad_sq = nullptr;
   int64_t* grad_n = nullptr;
+  double* grad_nsum = nullptr;  ///< per group sum of the sampled gradients' norms (grad_stats; may be null)
 };
 
 struct MixedParams {

@@ -36,6 +36,8 @@ enum Stream : uint64_t {
   kStreamSample = 4,
   kStreamRound = 5,
   kStreamSynth = 6,
+  kStreamRandomPrecisionP = 16,  ///< TrainConfig::random_fp16 coin per user
+  kStreamRandomPrecisionQ = 17,  ///< ... per item
 };
 
 /// Small fast generator for hot loops (in-block shuffles): xorshift64*, seeded by a hash.
