@@ -253,16 +253,22 @@ def _run_keys(rep: dict) -> dict[str, Any]:
         "epochs": cfg.get("epochs"), "groups": cfg.get("user_groups"),
         "item_groups": cfg.get("item_groups"), "period": cfg.get("period"),
         "sample_ratio": cfg.get("sample_ratio"), "warmup": cfg.get("warmup"),
-        "random_fp16": cfg.get("random_fp16", params.get("random_fp16", -1.0)),
+        # null in the report (and -1 in the config) when off
+        "random_fp16": _or(cfg.get("random_fp16"), params.get("random_fp16"), -1.0),
+        "grad_stats": bool(cfg.get("grad_stats", params.get("grad_stats", False))),
     }
     row["gamma_percent"] = None if row["sample_ratio"] is None else round(100 * row["sample_ratio"], 6)
     return row
 
 
+def _or(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
 def runs_frame(sources: Any):
     """One row per run: identifying columns (experiment, cell_id, dataset, method, k, repeat,
     seed, device, threads, epochs, groups, period, sample_ratio, gamma_percent, warmup,
-    random_fp16) and results (train_seconds, eval_seconds, setup_seconds, updates_per_second,
+    random_fp16 (-1 = off), grad_stats) and results (train_seconds, eval_seconds, setup_seconds, updates_per_second,
     final_test_rmse, epochs_run, interrupted, fp32_user_groups, fp32_item_groups, n_users,
     n_items, n_train, n_test, realised user/item groups, source)."""
     import pandas as pd

@@ -1,5 +1,6 @@
 """The ``mascot`` console command.  ``mascot info`` describes the build; ``mascot train ...``
-runs the standalone trainer ``mascot_train`` with the same arguments."""
+runs the standalone trainer ``mascot_train`` with the same arguments; ``mascot experiment NAME ...``
+runs the experiment harness (``python -m mascot.experiments``)."""
 from __future__ import annotations
 
 import os
@@ -19,7 +20,7 @@ def _trainer() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print("usage: mascot {info | train [mascot_train options]}")
+        print("usage: mascot {info | train [mascot_train options] | experiment NAME [options]}")
         return 0 if args else 2
     cmd, rest = args[0], args[1:]
     if cmd == "info":
@@ -34,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
             print("mascot: error: mascot_train is not installed next to this package", file=sys.stderr)
             return 1
         os.execv(exe, [exe, *rest])
-    print(f"mascot: error: unknown command {cmd!r} (use info or train)", file=sys.stderr)
+    if cmd == "experiment":  # the experiment harness (mascot.experiments), in-process
+        from .experiments import main as experiment_main
+        return experiment_main(rest)
+    print(f"mascot: error: unknown command {cmd!r} (use info, train or experiment)", file=sys.stderr)
     return 2
 
 

@@ -259,7 +259,12 @@ def run_experiment(opts: Options) -> int:
     try:
         for c in todo:
             prog.show(f"{c.dataset} {c.method} k={c.k} {' '.join(f'{n}={_fmt(v)}' for n, v in c.params)} r{c.repeat}")
-            rep = fit_cell(c, load_dataset(c.dataset), opts.threads)
+            try:
+                rep = fit_cell(c, load_dataset(c.dataset), opts.threads)
+            except (RuntimeError, ValueError, MemoryError) as e:  # the core's one-line errors
+                prog.finish()
+                print(f"mascot experiment {exp.name}: error: cell {c.cell_id}: {e}", file=sys.stderr)
+                return 1
             if (rep.get("totals") or {}).get("interrupted"):
                 raise KeyboardInterrupt
             rep["cell"] = c.as_dict()
