@@ -113,7 +113,7 @@ class Experiment:
     grid: Callable[[Options], list[Cell]]
     outputs: Callable[["Context"], list[str]]  # writes CSV/PNG files, returns Markdown sections
     default_datasets: list[str]
-    full_minutes: str  # how long the full grid takes on this project's 2-core machine (docs)
+    full_time: str  # estimated time of the full grid on the 2-core development machine
 
 
 @dataclass
@@ -335,7 +335,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mascot experiment",
         description="Run (or resume) an experiment that reproduces part of the paper's evaluation; "
-                    "outputs go to OUT/NAME/ (runs/*.json, runs.csv, epochs.csv, *.png, report.md).")
+                    "outputs go to OUT/NAME/ (runs/*.json, runs.csv, epochs.csv, *.png, report.md).",
+        epilog="experiments (full grid, estimated time on 2 CPU cores): " + "; ".join(
+            f"{e.name}: {e.reproduces}, {e.full_time}" for e in definitions.EXPERIMENTS.values())
+        + ". See docs/experiments.md.")
     p.add_argument("name", choices=[*definitions.EXPERIMENTS, "all"],
                    help="experiment (all = every one in turn)")
     p.add_argument("--quick", action="store_true",
@@ -363,6 +366,12 @@ def main(argv: list[str] | None = None) -> int:
     for what, v, lo in (("--repeats", a.repeats, 1), ("--epochs", a.epochs, 1), ("--threads", a.threads, 0)):
         if v is not None and v < lo:
             print(f"mascot experiment: error: {what} must be >= {lo} (got {v})", file=sys.stderr)
+            return 2
+    for mod in ("pandas", "matplotlib"):
+        try:
+            __import__(mod)
+        except ImportError:
+            print(f"mascot experiment: error: needs {mod} (pip install 'mascot[experiments]')", file=sys.stderr)
             return 2
     names = list(definitions.EXPERIMENTS) if a.name == "all" else [a.name]
     for name in names:

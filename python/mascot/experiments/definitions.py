@@ -273,19 +273,19 @@ def _out_observations(ctx: Context) -> list[str]:
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("compare", "paper Fig. 1, 7 and 8 (RQ1/RQ2)", _grid_compare, _out_compare,
-               ["ml100k", "synthetic-ml10m"], "about 75 min"),
+               ["ml100k", "synthetic-ml10m"], "~50 min"),
     Experiment("ablation", "paper Fig. 9 (RQ3, strategies)", _grid_ablation, _out_ablation,
-               ["ml100k", "synthetic-ml10m"], "about 25 min"),
+               ["ml100k", "synthetic-ml10m"], "~6 min"),
     Experiment("lookup", "paper Fig. 10 (RQ3, group lookup)", _grid_lookup, _out_lookup,
-               ["ml100k", "synthetic-ml10m"], "about 80 min"),
+               ["ml100k", "synthetic-ml10m"], "~30 min"),
     Experiment("sensitivity", "paper Table II (RQ4, pi and gamma)", _grid_sensitivity, _out_sensitivity,
-               ["ml100k", "synthetic-ml10m"], "about 4-5 h"),
+               ["ml100k", "synthetic-ml10m"], "~45 min"),
     Experiment("groups", "paper Fig. 11 (RQ4, number of groups)", _grid_groups, _out_groups,
-               ["ml100k", "synthetic-ml10m"], "about 45 min"),
+               ["ml100k", "synthetic-ml10m"], "~15 min"),
     Experiment("potential", "paper Fig. 4 (potential of m-quantization)", _grid_potential, _out_potential,
-               ["ml100k", "synthetic-ml10m"], "about 25 min"),
+               ["ml100k", "synthetic-ml10m"], "~6 min"),
     Experiment("observations", "paper Fig. 3 and 5 (observations 1 and 2)", _grid_observations,
-               _out_observations, ["ml100k", "synthetic-ml10m"], "about 2 min"),
+               _out_observations, ["ml100k", "synthetic-ml10m"], "~1 min"),
 ]}
 
 __all__ = ["EXPERIMENTS"]
