@@ -336,6 +336,9 @@ def relative_time_table(runs, baseline: str = "fp32", by: Sequence[str] = ("data
     g = runs.groupby(by + ["method"], dropna=False)
     t = g.agg(mean_seconds=(time, "mean"), std_seconds=(time, "std"), repeats=(time, "size"),
               mean_rmse=("final_test_rmse", "mean")).reset_index()
+    order = {m: i for i, m in enumerate(dict.fromkeys(runs["method"]))}  # methods as run, not A-Z
+    t = t.sort_values(by + ["method"], key=lambda c: c.map(order) if c.name == "method" else c,
+                      kind="stable").reset_index(drop=True)
     base = t[t["method"] == baseline].set_index(by)["mean_seconds"]
     key = list(zip(*(t[c] for c in by))) if len(by) > 1 else list(t[by[0]])
     t["relative_time"] = [float(t["mean_seconds"].iloc[i] / base[k_]) if k_ in base.index else np.nan

@@ -179,6 +179,17 @@ def fit_cell(cell: Cell, dataset: Any, threads: int) -> dict:
     return m.report_
 
 
+def warm_up(cell: Cell, dataset: Any, threads: int) -> None:
+    """One untimed, unrecorded epoch of fp32 on the cell's dataset and device, so the first
+    timed cell of a process does not pay for first-touch page faults and thread start-up."""
+    from ..model import MF
+    try:
+        MF(k=cell.k, method="fp32", epochs=1, device=cell.device, threads=threads,
+           seed=cell.seed).fit(dataset.train, name=dataset.name)
+    except (RuntimeError, ValueError):
+        pass  # the timed cell reports the error itself
+
+
 def _done_report(path: Path, cell: Cell) -> dict | None:
     """The stored report of ``cell`` if it is complete and was written for this very cell."""
     try:
@@ -256,8 +267,16 @@ def run_experiment(opts: Options) -> int:
         print(f"mascot experiment {exp.name}: {len(cells)} runs, {len(cells) - len(todo)} already done "
               f"({rundir})", file=sys.stderr)
     rundir.mkdir(parents=True, exist_ok=True)
+    # Repeat-major order within a dataset (all settings of repeat 0, then of repeat 1, ...), so
+    # a slow phase of a shared host hits every setting alike rather than one setting's repeats.
+    dsi = {d: i for i, d in enumerate(dict.fromkeys(c.dataset for c in cells))}
+    todo.sort(key=lambda c: (dsi[c.dataset], c.repeat))
+    warmed: set[str] = set()
     try:
         for c in todo:
+            if c.dataset not in warmed:  # untimed: first-touch page faults, thread start-up
+                warm_up(c, load_dataset(c.dataset), opts.threads)
+                warmed.add(c.dataset)
             prog.show(f"{c.dataset} {c.method} k={c.k} {' '.join(f'{n}={_fmt(v)}' for n, v in c.params)} r{c.repeat}")
             try:
                 rep = fit_cell(c, load_dataset(c.dataset), opts.threads)
