@@ -16,6 +16,7 @@ not depend on SciPy.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -662,9 +663,11 @@ def plot_grad_norms(norms, path: str | os.PathLike, side: str = "user") -> None:
 # --------------------------------------------------------------------------- ranking metrics
 # Ranking metrics live in mascot.metrics (another part of the project); re-export them here
 # when that module exists so analysis code has one import.
-try:  # pragma: no cover - depends on the build
-    from . import metrics as _metrics
-    for _name in getattr(_metrics, "__all__", ()):
-        globals()[_name] = getattr(_metrics, _name)
-except ImportError:  # pragma: no cover
+try:
+    _metrics = importlib.import_module(f"{__package__}.metrics")
+except ModuleNotFoundError as _e:  # only a missing mascot.metrics is tolerated
+    if _e.name != f"{__package__}.metrics":
+        raise
     _metrics = None
+for _name in getattr(_metrics, "__all__", ()):
+    globals()[_name] = getattr(_metrics, _name)

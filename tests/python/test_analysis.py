@@ -221,3 +221,14 @@ def test_plots_write_png(tmp_path, reports):
     for name in ("rel.png", "rmse.png", "g.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png", "rel.png", "rmse.png"]
+
+
+def test_ranking_metrics_reexported_when_present():
+    import importlib.util
+    if importlib.util.find_spec("mascot.metrics") is None:
+        assert an._metrics is None
+    else:
+        from mascot import metrics
+        assert metrics.__all__
+        for name in metrics.__all__:
+            assert getattr(an, name) is getattr(metrics, name)
