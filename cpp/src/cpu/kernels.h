@@ -84,8 +84,10 @@ const char* kernel_isa();
 /// the naive one binary-searches the group table and reads the group's flag.
 inline bool row_is_fp32(const MixedSide& s, int32_t id, bool naive) {
   if (naive) return s.fp32[lookup_group(s.start, s.groups, id, true)] != 0;
+  // branch-free: in a shuffled epoch, which side of a boundary the next id falls on is a
+  // coin flip, so an early-exit scan would mispredict on about every other rating
   int r = 0;
-  while (r < s.runs - 1 && id >= s.run_start[r + 1]) ++r;
+  for (int x = 1; x < s.runs; ++x) r += id >= s.run_start[x];
   return s.run_fp32_first ^ ((r & 1) != 0);
 }
 
