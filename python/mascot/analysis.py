@@ -349,7 +349,12 @@ def relative_time_table(runs, baseline: str = "fp32", by: Sequence[str] = ("data
 
 def rmse_curves(epochs, by: Sequence[str] = ("dataset", "k", "method")):
     """Mean test RMSE per epoch over repeats (Fig. 8): columns by..., epoch, test_rmse."""
-    return (epochs.groupby(list(by) + ["epoch"], dropna=False)["test_rmse"].mean().reset_index())
+    t = epochs.groupby(list(by) + ["epoch"], dropna=False)["test_rmse"].mean().reset_index()
+    if "method" in by:  # methods in run order, not A-Z (the plot's legend follows it)
+        order = {m: i for i, m in enumerate(dict.fromkeys(epochs["method"]))}
+        t = t.sort_values(list(by) + ["epoch"], key=lambda c: c.map(order) if c.name == "method" else c,
+                          kind="stable").reset_index(drop=True)
+    return t
 
 
 def sweep_table(runs, x: str, by: Sequence[str] = ("dataset", "method")):
@@ -580,6 +585,7 @@ def plot_rmse_curves(curves, path: str | os.PathLike, title: str = "Test RMSE pe
         for m, line in part.groupby("method", sort=False):
             ax.plot(line["epoch"] + 1, line["test_rmse"], label=m, lw=1.2)
         ax.set_title(f"{ds}, k={k}", fontsize=9)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("epoch")
         ax.set_ylabel("test RMSE")
         ax.legend(fontsize=7)
