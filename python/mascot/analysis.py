@@ -473,8 +473,9 @@ def _our_relative(runs, rel, method: str, dataset: str, k: int | None):
     mean = lambda meth, **f: part[(part["method"] == meth) & _eq(part, f)]["train_seconds"].mean()  # noqa: E731
     if "/" in method:
         a, b = [s.strip() for s in method.split("/")]
-        f = {"groups": 100} if 100 in set(part["groups"]) else {}
-        va, vb = mean(a, **f), mean(b, **f)
+        if 100 not in set(part["groups"]):  # the paper's ratios are at g = 100
+            return None
+        va, vb = mean(a, groups=100), mean(b, groups=100)
         return None if math.isnan(va) or math.isnan(vb) else (float(va / vb), kk)
     if rel is None:
         return None

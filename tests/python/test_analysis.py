@@ -232,3 +232,21 @@ def test_ranking_metrics_reexported_when_present():
         assert metrics.__all__
         for name in metrics.__all__:
             assert getattr(an, name) is getattr(metrics, name)
+
+
+def test_paper_comparison_relative_times():
+    rows = []
+    for g, tm, tn in ((10, 1.0, 1.0), (100, 0.9, 1.0)):
+        rows += [{"dataset": "synthetic-ml10m", "k": 128, "method": "mascot", "groups": g, "train_seconds": tm},
+                 {"dataset": "synthetic-ml10m", "k": 128, "method": "mascot-naive", "groups": g, "train_seconds": tn}]
+    cmp = an.paper_comparison(_frame(rows), "lookup")
+    assert list(cmp["paper"]) == [0.86, 0.90]  # ML10M's 14 % and the 10 % average, at g = 100
+    assert list(cmp["ours"]) == pytest.approx([0.9, 0.9]) and set(cmp["setting"]) == {"k=128, g=100"}
+    assert an.paper_comparison(_frame(rows[:2]), "lookup").empty  # no g = 100 run: no row
+    runs = _frame([{"dataset": "ml100k", "k": 128, "method": m, "groups": 100, "train_seconds": t}
+                   for m, t in (("fp32", 2.0), ("mascot-n1", 1.0), ("mascot-n2", 1.5), ("mascot", 1.2))])
+    cmp = an.paper_comparison(runs, "ablation").set_index("quantity")
+    assert cmp.loc["relative time mascot / fp32", "ours"] == pytest.approx(0.6)
+    assert cmp.loc["relative time mascot / fp32", "paper"] == 0.55
+    assert cmp.loc["relative time mascot-n2 / mascot-n1", "ours"] == pytest.approx(1.5)
+    assert cmp.loc["relative time mascot-n2 / mascot-n1", "paper"] == 1.34
