@@ -17,8 +17,16 @@ THREADS = int(os.environ.get("MASCOT_BENCH_THREADS", "2"))
 K = 128
 
 
-@pytest.mark.parametrize("method", ["fp32", "fp16", "mascot-n1"])
-@pytest.mark.parametrize("order", ["shuffle", "blocked"])
+# Every method in the default (shuffle) order, plus the cache-blocked order where it matters.
+METHODS = ["fp32", "fp16", "mascot-n1", "mascot-n2", "mascot", "mascot-naive", "mpt", "muppet", "afp"]
+CASES = [(m, "shuffle") for m in METHODS] + [(m, "blocked") for m in ("fp32", "fp16", "mascot-n1")]
+
+
+def test_every_method_is_benchmarked():
+    assert sorted(METHODS) == sorted(mascot._core.method_names())
+
+
+@pytest.mark.parametrize("method,order", CASES)
 def test_cpu_epoch(benchmark, bench_data, copy_bandwidth, method, order):
     tr = bench_data.train
     model = mascot.MF(k=K, method=method, epochs=EPOCHS, threads=THREADS, device="cpu", order=order)

@@ -1,0 +1,411 @@
+"""The experiment harness: declared grids of training runs that reproduce the paper's evaluation.
+
+Data flow: ``main(argv)`` parses the options -> the experiment's grid (``definitions.py``) lists
+its :class:`Cell` s (dataset x method x k x hyper-parameters x repeat) -> for every cell whose raw
+report ``<out>/<experiment>/runs/<cell-id>.json`` is missing (or was written for a different
+cell), the dataset is loaded (once per process) and the cell is trained in-process through
+``mascot.MF`` -> the report, tagged with the cell under ``"cell"``, is written atomically ->
+when every cell is done, the experiment's outputs (``runs.csv``, ``epochs.csv``, its tables, PNG
+plots and ``report.md``) are rebuilt from the reports of the grid's cells only (``mascot.analysis``).
+
+An interruption (Ctrl-C) keeps every finished cell; the cell in flight leaves nothing behind
+and the next run resumes with it.  Outputs are written only after the whole grid is done.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import analysis
+
+QUICK_DATASET = "synthetic-ml10m:0.002"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of an experiment's grid."""
+
+    experiment: str
+    dataset: str
+    method: str
+    k: int
+    epochs: int
+    repeat: int
+    device: str = "cpu"
+    params: tuple = ()  # sorted (name, value) pairs of further MF keyword arguments
+    base_seed: int = 42
+
+    @property
+    def seed(self) -> int:
+        return self.base_seed + self.repeat
+
+    @property
+    def cell_id(self) -> str:
+        """Readable, unique within the experiment, safe as a file name."""
+        parts = [self.dataset, self.method, f"k{self.k}", f"e{self.epochs}"]
+        parts += [f"{n}{_fmt(v)}" for n, v in self.params]
+        parts += [self.device, f"r{self.repeat}"]
+        return re.sub(r"[^A-Za-z0-9._-]", "_", "__".join(parts))
+
+    def mf_kwargs(self, threads: int) -> dict[str, Any]:
+        return {"k": self.k, "method": self.method, "epochs": self.epochs, "device": self.device,
+                "threads": threads, "seed": self.seed, **dict(self.params)}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"experiment": self.experiment, "cell_id": self.cell_id, "dataset": self.dataset,
+                "method": self.method, "k": self.k, "epochs": self.epochs, "repeat": self.repeat,
+                "seed": self.seed, "device": self.device, "params": dict(self.params)}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def make_cells(experiment: str, datasets: list[str], methods: list[str], ks: list[int], epochs: int,
+               repeats: int, device: str, variants: list[dict] | None = None,
+               per_method: Callable[[str], dict] | None = None) -> list[Cell]:
+    """The cross product dataset x method x k x variant x repeat (variant = extra MF kwargs;
+    ``per_method`` adds method-specific kwargs)."""
+    cells = []
+    for ds in datasets:
+        for m in methods:
+            for k in ks:
+                for var in (variants or [{}]):
+                    params = {**(per_method(m) if per_method else {}), **var}
+                    for r in range(repeats):
+                        cells.append(Cell(experiment, ds, m, int(k), int(epochs), r, device,
+                                          tuple(sorted(params.items()))))
+    return cells
+
+
+@dataclass
+class Options:
+    """What the command line sets (``None`` = the experiment's default for the mode)."""
+
+    name: str
+    quick: bool = False
+    datasets: list[str] | None = None
+    device: str = "cpu"
+    repeats: int | None = None
+    epochs: int | None = None
+    out: Path = Path("results")
+    threads: int = 0
+    quiet: bool = False
+    argv: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Experiment:
+    """A declared experiment: its grid for the given options and its outputs."""
+
+    name: str
+    reproduces: str
+    grid: Callable[[Options], list[Cell]]
+    outputs: Callable[["Context"], list[str]]  # writes CSV/PNG files, returns Markdown sections
+    default_datasets: list[str]
+    full_time: str  # estimated time of the full grid on the 2-core development machine
+
+
+@dataclass
+class Context:
+    """What an experiment's output function gets."""
+
+    experiment: Experiment
+    options: Options
+    cells: list[Cell]
+    out: Path
+    runs: Any  # pandas DataFrame, one row per run (analysis.runs_frame)
+    epochs: Any  # pandas DataFrame, one row per run and epoch (analysis.epochs_frame)
+    reports: list[dict]
+    load_dataset: Callable[[str], Any]
+
+
+# --------------------------------------------------------------------------- running
+class Progress:
+    """A self-written progress line on stderr: done/total, percentage, current cell, ETA."""
+
+    def __init__(self, total: int, quiet: bool = False, stream=None):
+        self.total, self.done, self.quiet = total, 0, quiet
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.t0 = time.monotonic()
+        self.width = 0
+
+    def show(self, label: str) -> None:
+        if self.quiet or self.total == 0:
+            return
+        frac = self.done / self.total
+        bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
+        el = time.monotonic() - self.t0
+        eta = "?" if self.done == 0 else _dur(el / self.done * (self.total - self.done))
+        line = f"[{bar}] {self.done}/{self.total} {100 * frac:3.0f}%  eta {eta}  {label}"
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self.width))
+            self.width = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def step(self) -> None:
+        self.done += 1
+
+    def finish(self) -> None:
+        if not self.quiet and self.tty and self.total:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _dur(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def fit_cell(cell: Cell, dataset: Any, threads: int) -> dict:
+    """Trains one cell in-process and returns its run report (the tests wrap this)."""
+    from ..model import MF
+    m = MF(**cell.mf_kwargs(threads))
+    test = dataset.test if len(dataset.test) else None
+    m.fit(dataset.train, test, name=dataset.name)
+    return m.report_
+
+
+def warm_up(cell: Cell, dataset: Any, threads: int) -> None:
+    """One untimed, unrecorded epoch of fp32 on the cell's dataset and device, so the first
+    timed cell of a process does not pay for first-touch page faults and thread start-up."""
+    from ..model import MF
+    try:
+        MF(k=cell.k, method="fp32", epochs=1, device=cell.device, threads=threads,
+           seed=cell.seed).fit(dataset.train, name=dataset.name)
+    except (RuntimeError, ValueError):
+        pass  # the timed cell reports the error itself
+
+
+def _done_report(path: Path, cell: Cell) -> dict | None:
+    """The stored report of ``cell`` if it is complete and was written for this very cell."""
+    try:
+        rep = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rep, dict) or rep.get("format") != "mascot-run-report":
+        return None
+    if rep.get("cell") != json.loads(json.dumps(cell.as_dict())):
+        return None
+    if (rep.get("totals") or {}).get("interrupted"):
+        return None
+    return rep
+
+
+class UsageError(Exception):
+    """Bad options or grid (exit status 2, one-line message)."""
+
+
+def _validate(cells: list[Cell], threads: int) -> None:
+    """Builds (without data) the estimator of every distinct configuration, so a bad option or
+    a core that lacks one fails before any training starts."""
+    from ..model import MF
+    seen = set()
+    for c in cells:
+        key = (c.method, c.k, c.epochs, c.device, c.params)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            MF(**c.mf_kwargs(threads))
+        except TypeError as e:  # an MF keyword this build does not have
+            raise UsageError(f"cell {c.cell_id}: this mascot build does not support it ({e})") from None
+        except ValueError as e:
+            raise UsageError(f"cell {c.cell_id}: {e}") from None
+
+
+def run_experiment(opts: Options) -> int:
+    """Runs (or resumes) one experiment and writes its outputs; returns the exit status."""
+    from . import definitions
+    exp = definitions.EXPERIMENTS[opts.name]
+    cells = exp.grid(opts)
+    ids = [c.cell_id for c in cells]
+    if len(set(ids)) != len(ids):  # a definitions bug, not user input
+        raise RuntimeError(f"experiment {exp.name}: duplicate cell ids in its grid")
+    root = opts.out / exp.name
+    rundir = root / "runs"
+    _validate(cells, opts.threads)
+
+    cache: dict[str, Any] = {}
+
+    def load_dataset(name: str):
+        if name not in cache:
+            from .. import data
+            try:
+                cache[name] = data.load(name)
+            except (FileNotFoundError, ValueError) as e:
+                raise UsageError(f"dataset {name!r}: {e}") from None
+        return cache[name]
+
+    reports: dict[str, dict] = {}
+    todo = []
+    for c in cells:
+        rep = _done_report(rundir / f"{c.cell_id}.json", c)
+        if rep is None:
+            todo.append(c)
+        else:
+            reports[c.cell_id] = rep
+    for ds in dict.fromkeys(c.dataset for c in todo):  # fail on a missing dataset before training
+        load_dataset(ds)
+
+    prog = Progress(len(cells), opts.quiet)
+    prog.done = len(cells) - len(todo)
+    if not opts.quiet:
+        print(f"mascot experiment {exp.name}: {len(cells)} runs, {len(cells) - len(todo)} already done "
+              f"({rundir})", file=sys.stderr)
+    rundir.mkdir(parents=True, exist_ok=True)
+    # Repeat-major order within a dataset (all settings of repeat 0, then of repeat 1, ...), so
+    # a slow phase of a shared host hits every setting alike rather than one setting's repeats.
+    dsi = {d: i for i, d in enumerate(dict.fromkeys(c.dataset for c in cells))}
+    todo.sort(key=lambda c: (dsi[c.dataset], c.repeat))
+    warmed: set[str] = set()
+    try:
+        for c in todo:
+            if c.dataset not in warmed:  # untimed: first-touch page faults, thread start-up
+                warm_up(c, load_dataset(c.dataset), opts.threads)
+                warmed.add(c.dataset)
+            prog.show(f"{c.dataset} {c.method} k={c.k} {' '.join(f'{n}={_fmt(v)}' for n, v in c.params)} r{c.repeat}")
+            try:
+                rep = fit_cell(c, load_dataset(c.dataset), opts.threads)
+            except (RuntimeError, ValueError, MemoryError) as e:  # the core's one-line errors
+                prog.finish()
+                print(f"mascot experiment {exp.name}: error: cell {c.cell_id}: {e}", file=sys.stderr)
+                return 1
+            if (rep.get("totals") or {}).get("interrupted"):
+                raise KeyboardInterrupt
+            rep["cell"] = c.as_dict()
+            analysis.atomic_write_text(rundir / f"{c.cell_id}.json", json.dumps(rep, indent=1))
+            reports[c.cell_id] = rep
+            prog.step()
+        prog.show("done")
+    except KeyboardInterrupt:
+        prog.finish()
+        print(f"mascot experiment {exp.name}: interrupted after {prog.done} of {len(cells)} runs; "
+              f"run the same command again to resume", file=sys.stderr)
+        return 130
+    prog.finish()
+
+    ordered = [{**reports[c.cell_id], "_source": str(rundir / f"{c.cell_id}.json")} for c in cells]
+    runs = analysis.runs_frame(ordered)
+    epochs = analysis.epochs_frame(ordered)
+    ctx = Context(exp, opts, cells, root, runs, epochs, ordered, load_dataset)
+    analysis.write_csv(runs, root / "runs.csv")
+    analysis.write_csv(epochs, root / "epochs.csv")
+    sections = exp.outputs(ctx)
+    analysis.atomic_write_text(root / "report.md", _report(ctx, sections))
+    if not opts.quiet:
+        print(f"mascot experiment {exp.name}: wrote {root / 'report.md'}, runs.csv, epochs.csv and plots",
+              file=sys.stderr)
+    return 0
+
+
+def _report(ctx: Context, sections: list[str]) -> str:
+    from .. import __version__
+    runs, o = ctx.runs, ctx.options
+    devices = ", ".join(sorted({str(d) for d in runs["device"]}))
+    grid = [f"- datasets: {', '.join(dict.fromkeys(c.dataset for c in ctx.cells))}",
+            f"- methods: {', '.join(dict.fromkeys(c.method for c in ctx.cells))}",
+            f"- k: {', '.join(str(k) for k in dict.fromkeys(c.k for c in ctx.cells))}; "
+            f"epochs: {ctx.cells[0].epochs}; repeats: {max(c.repeat for c in ctx.cells) + 1} "
+            f"(seed 42 + repeat)"]
+    varying = sorted({n for c in ctx.cells for n, _ in c.params})
+    for n in varying:
+        vals = list(dict.fromkeys(_fmt(dict(c.params).get(n, "default")) for c in ctx.cells))
+        grid.append(f"- {n}: {', '.join(vals)}")
+    head = [
+        f"# Experiment `{ctx.experiment.name}` — reproduces {ctx.experiment.reproduces}",
+        "",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
+        f"`python -m mascot.experiments {' '.join(o.argv)}` (mascot {__version__}"
+        f"{', quick mode: tiny data, few epochs — not comparable with the paper' if o.quick else ''}).",
+        "",
+        f"Device (this project): {devices}. Paper's device: {analysis.PAPER['device']}.",
+        "",
+        f"Grid ({len(ctx.cells)} runs, raw reports in `runs/`, one row each in `runs.csv`, per epoch "
+        "in `epochs.csv`):",
+        "",
+        *grid,
+        "",
+        "Times are the report's `totals.train_seconds` (SGD passes incl. g-switching's estimation, "
+        "without test evaluation), means over repeats.",
+        "",
+    ]
+    claim = analysis.PAPER["claims"].get(ctx.experiment.name)
+    tail = ["", "## The paper says", "", claim, ""] if claim else []
+    return "\n".join(head + sections + tail) + "\n"
+
+
+# --------------------------------------------------------------------------- command line
+def _parser() -> argparse.ArgumentParser:
+    from . import definitions
+    p = argparse.ArgumentParser(
+        prog="mascot experiment",
+        description="Run (or resume) an experiment that reproduces part of the paper's evaluation; "
+                    "outputs go to OUT/NAME/ (runs/*.json, runs.csv, epochs.csv, *.png, report.md).",
+        epilog="experiments (full grid, estimated time on 2 CPU cores): " + "; ".join(
+            f"{e.name}: {e.reproduces}, {e.full_time}" for e in definitions.EXPERIMENTS.values())
+        + ". See docs/experiments.md.")
+    p.add_argument("name", choices=[*definitions.EXPERIMENTS, "all"],
+                   help="experiment (all = every one in turn)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"tiny variant ({QUICK_DATASET}, k=32, 3 epochs, 1-2 repeats)")
+    p.add_argument("--datasets", nargs="+", metavar="NAME",
+                   help="datasets (synthetic names or prepared ones); default depends on the experiment")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    p.add_argument("--repeats", type=int, metavar="N", help="repeats per setting (default 5; quick 1-2)")
+    p.add_argument("--epochs", type=int, metavar="N", help="epochs per run (default 50; quick 3)")
+    p.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="default: results/")
+    p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads (0 = all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mascot.experiments NAME [options]``; returns the exit status."""
+    from . import definitions
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = _parser()
+    try:
+        a = p.parse_args(argv)
+    except SystemExit as e:  # argparse printed its one-line error or the help
+        return int(e.code or 0)
+    for what, v, lo in (("--repeats", a.repeats, 1), ("--epochs", a.epochs, 1), ("--threads", a.threads, 0)):
+        if v is not None and v < lo:
+            print(f"mascot experiment: error: {what} must be >= {lo} (got {v})", file=sys.stderr)
+            return 2
+    for mod in ("pandas", "matplotlib"):
+        try:
+            __import__(mod)
+        except ImportError:
+            print(f"mascot experiment: error: needs {mod} (pip install 'mascot[experiments]')", file=sys.stderr)
+            return 2
+    names = list(definitions.EXPERIMENTS) if a.name == "all" else [a.name]
+    for name in names:
+        opts = Options(name=name, quick=a.quick, datasets=a.datasets, device=a.device, repeats=a.repeats,
+                       epochs=a.epochs, out=a.out, threads=a.threads, quiet=a.quiet,
+                       argv=[name, *argv[1:]])
+        try:
+            rc = run_experiment(opts)
+        except UsageError as e:
+            print(f"mascot experiment {name}: error: {e}", file=sys.stderr)
+            return 2
+        if rc:
+            return rc
+    return 0
+
+
+__all__ = ["Cell", "Experiment", "Options", "Progress", "fit_cell", "main", "make_cells",
+           "run_experiment", "QUICK_DATASET"]

@@ -1,0 +1,252 @@
+"""mascot.analysis: the t-test against reference values, loaders on real run reports, tables."""
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mascot
+from mascot import analysis as an
+
+# Reference values computed with SciPy 1.17 (scipy.special.betainc, scipy.stats.ttest_ind with
+# equal_var=False, 2 * scipy.stats.t.sf); SciPy is not a dependency of the package.
+BETAINC = [((2.5, 0.5, 0.3), 0.018927124071945658), ((10, 3, 0.9), 0.889130022255),
+           ((0.5, 0.5, 0.5), 0.5), ((50, 0.5, 0.99), 0.3173043978741973)]
+WELCH = [
+    ([0.69, 0.70, 0.68, 0.71, 0.69], [0.93, 0.95, 0.92, 0.94, 0.96],
+     -28.218135266079145, 7.27455919395466, 1.0617378243973906e-08),
+    ([1.0, 2.0, 3.0, 4.0], [2.5, 3.5, 4.5, 5.5, 6.5, 7.5], -2.5000000000000004, 7.941176470588236,
+     0.03714965699125097),
+    ([10.2, 9.8, 10.1], [10.0, 10.3, 9.9, 10.4], -0.6897304947150091, 4.780982424515555,
+     0.5224008058403382),
+]
+
+
+@pytest.mark.parametrize("args,expected", BETAINC)
+def test_betainc_matches_reference(args, expected):
+    assert an.betainc(*args) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_betainc_edges_and_errors():
+    assert an.betainc(2.0, 3.0, 0.0) == 0.0 and an.betainc(2.0, 3.0, 1.0) == 1.0
+    # I_x(1, 1) = x and I_x(a, 1) = x^a (closed forms)
+    for x in (0.1, 0.5, 0.93):
+        assert an.betainc(1.0, 1.0, x) == pytest.approx(x, rel=1e-13)
+        assert an.betainc(3.5, 1.0, x) == pytest.approx(x ** 3.5, rel=1e-12)
+    with pytest.raises(ValueError):
+        an.betainc(0.0, 1.0, 0.5)
+    with pytest.raises(ValueError):
+        an.betainc(1.0, 1.0, 1.5)
+
+
+@pytest.mark.parametrize("t,df,p", [(2.228, 10, 0.05001177181711132), (1.5, 3.7, 0.2135981692020135),
+                                    (12.0, 200, 2.422136005246625e-25), (0.0, 5, 1.0)])
+def test_t_p_value(t, df, p):
+    assert an.t_two_sided_p(t, df) == pytest.approx(p, rel=1e-9)
+    assert an.t_two_sided_p(-t, df) == pytest.approx(p, rel=1e-9)
+
+
+@pytest.mark.parametrize("a,b,t,df,p", WELCH)
+def test_welch_ttest_matches_reference(a, b, t, df, p):
+    r = an.welch_ttest(a, b)
+    assert r["t"] == pytest.approx(t, rel=1e-12)
+    assert r["df"] == pytest.approx(df, rel=1e-12)
+    assert r["p"] == pytest.approx(p, rel=1e-9)
+    assert r["mean_a"] == pytest.approx(np.mean(a)) and r["n_b"] == len(b)
+
+
+def test_welch_ttest_degenerate():
+    with pytest.raises(ValueError, match="at least 2"):
+        an.welch_ttest([1.0], [1.0, 2.0])
+    r = an.welch_ttest([1.0, 1.0], [1.0, 1.0])
+    assert math.isnan(r["t"]) and math.isnan(r["p"])
+
+
+# ----------------------------------------------------------------------------- real reports
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    d = mascot.data.load("synthetic-ml10m:0.002")
+    out = tmp_path_factory.mktemp("reports")
+    reps = []
+    for method, extra in (("fp32", {"grad_stats": True, "groups": 4, "sample_ratio": 1.0}),
+                          ("mascot", {"warmup": 1, "period": 1})):
+        m = mascot.MF(k=16, method=method, epochs=3, threads=2, device="cpu", **extra)
+        rep = m.fit(d.train, d.test, d.name).report_
+        (out / f"{method}.json").write_text(json.dumps(rep))
+        reps.append(rep)
+    return out, reps
+
+
+def test_load_reports_files_dirs_dicts(reports):
+    out, reps = reports
+    assert [r["config"]["method"] for r in an.load_reports(out)] == ["fp32", "mascot"]  # sorted
+    one = an.load_reports(out / "mascot.json")
+    assert len(one) == 1 and one[0]["_source"] == str(out / "mascot.json")
+    mixed = an.load_reports([reps[0], out / "mascot.json"])
+    assert [r["config"]["method"] for r in mixed] == ["fp32", "mascot"]
+
+
+def test_load_reports_bad_input(tmp_path):
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"x\.json: not valid JSON"):
+        an.load_reports(tmp_path / "x.json")
+    (tmp_path / "x.json").write_text('{"a": 1}')
+    with pytest.raises(ValueError, match="not a MASCOT run report"):
+        an.load_reports(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such run report"):
+        an.load_reports(tmp_path / "missing.json")
+
+
+def test_runs_and_epochs_frames_match_reports(reports):
+    out, reps = reports
+    runs = an.runs_frame(out)
+    assert len(runs) == 2
+    for rep in reps:
+        row = runs[runs["method"] == rep["config"]["method"]].iloc[0]
+        assert row["train_seconds"] == rep["totals"]["train_seconds"]
+        assert row["final_test_rmse"] == rep["totals"]["final_test_rmse"]
+        assert row["n_train"] == rep["dataset"]["n_train"] and row["k"] == 16
+        assert row["fp32_user_groups"] == rep["epochs"][-1]["fp32_user_groups"]
+    assert runs.set_index("method").loc["fp32", "groups"] == 4
+    ep = an.epochs_frame(out)
+    assert len(ep) == 6 and list(ep[ep["method"] == "mascot"]["epoch"]) == [0, 1, 2]
+    rm = ep[ep["method"] == "mascot"]["test_rmse"].tolist()
+    assert rm == [e["test_rmse"] for e in reps[1]["epochs"]]
+
+
+def test_grad_norms_frame(reports):
+    out, reps = reports
+    g = an.grad_norms_frame(out)
+    assert set(g["method"]) == {"fp32"}  # the mascot run has no gradient statistics
+    users = g[(g["side"] == "user") & (g["epoch"] == 0)]
+    raw = reps[0]["epochs"][0]["user_grad_norm"]  # -1 = a group without samples -> NaN
+    got = list(users["grad_norm"])
+    assert [v for v in got if not math.isnan(v)] == pytest.approx([v for v in raw if v >= 0])
+    assert [math.isnan(v) for v in got] == [v < 0 for v in raw]
+    assert len(users) == len(reps[0]["epochs"][0]["user_grad_norm"]) <= 4
+    assert (g["grad_norm"].dropna() > 0).all()
+
+
+# ----------------------------------------------------------------------------- tables
+def _frame(rows):
+    base = {"device": "cpu", "groups": 100, "final_test_rmse": 0.8}
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+def test_relative_time_table():
+    runs = _frame([
+        {"dataset": "a", "k": 64, "method": "fp32", "train_seconds": 2.0},
+        {"dataset": "a", "k": 64, "method": "fp32", "train_seconds": 4.0},
+        {"dataset": "a", "k": 64, "method": "mascot", "train_seconds": 1.5},
+        {"dataset": "b", "k": 64, "method": "mascot", "train_seconds": 1.0},  # no baseline
+    ])
+    t = an.relative_time_table(runs).set_index(["dataset", "method"])
+    assert t.loc[("a", "fp32"), "relative_time"] == 1.0
+    assert t.loc[("a", "mascot"), "relative_time"] == pytest.approx(0.5)
+    assert t.loc[("a", "fp32"), "repeats"] == 2
+    assert math.isnan(t.loc[("b", "mascot"), "relative_time"])
+
+
+def test_sensitivity_table_and_ttest():
+    rows = []
+    for pi, g, times in ((2, 0.05, [1.0, 1.1, 0.9]), (1, 1.0, [2.0, 2.2, 1.8]), (2, 1.0, [1.5, 1.5, 1.6])):
+        for t in times:
+            rows.append({"dataset": "synthetic-ml10m", "k": 128, "method": "mascot", "period": pi,
+                         "sample_ratio": g, "gamma_percent": 100 * g, "train_seconds": t})
+    runs = _frame(rows)
+    tab = an.sensitivity_table(runs).set_index("pi")
+    assert tab.loc[2, "time@5%"] == pytest.approx(1.0) and tab.loc[1, "time@100%"] == pytest.approx(2.0)
+    assert math.isnan(tab.loc[1, "time@5%"])
+    tt = an.sensitivity_ttest(runs).set_index("metric")
+    ref = an.welch_ttest([1.0, 1.1, 0.9], [2.0, 2.2, 1.8])
+    assert tt.loc["time", "t"] == pytest.approx(ref["t"]) and tt.loc["time", "p"] == pytest.approx(ref["p"])
+    assert bool(tt.loc["time", "significant"]) is True
+    # the same RMSE on both sides: no difference (p = 1, or undefined when the variance is 0)
+    assert not bool(tt.loc["rmse", "significant"])
+    assert tt.loc["rmse", "mean_chosen"] == pytest.approx(tt.loc["rmse", "mean_reference"])
+    cmp = an.paper_comparison(runs, "sensitivity")
+    row = cmp[(cmp["setting"] == "pi=2, gamma=5%") & (cmp["quantity"] == "time (s)")].iloc[0]
+    assert row["paper"] == 0.68 and row["paper_dataset"] == "ML10M" and row["ours"] == pytest.approx(1.0)
+    assert row["device"] == "cpu"
+
+
+def test_paper_values():
+    t2 = an.PAPER["table2"]
+    assert set(t2) == {"ML10M", "ML25M", "Netflix", "Yahoo!Music"}
+    assert all(len(v) == 24 for v in t2.values())
+    assert t2["ML10M"][(2, 5)] == (0.7853, 0.68)
+    assert t2["Yahoo!Music"][(8, 100)] == (0.9008, 39.68)
+    assert t2["Netflix"][(1, 100)] == (0.9150, 15.97)
+    assert all(r["source"] for r in an.PAPER["relative_time"])
+    assert an.paper_dataset("synthetic-netflix:0.1") == "Netflix" and an.paper_dataset("ml100k") is None
+    # Fig. 3 (paper §III-B): 7.84 and 24.10 for the CNN examples, 0.5 for MF
+    assert round(an.cnn_compute_memory_ratio(32, 3), 2) == 7.84
+    assert round(an.cnn_compute_memory_ratio(224, 5), 2) == 24.10
+    assert an.mf_compute_memory_ratio(64, 1000) == 0.5
+
+
+def test_rating_count_distribution_matches_counter():
+    rng = np.random.default_rng(0)
+    u = rng.zipf(1.8, 500) % 60
+    i = rng.integers(0, 30, 500)
+    d = an.rating_count_distribution(u, i)
+    for side, ids in (("user", u), ("item", i)):
+        ref = Counter(Counter(ids.tolist()).values())
+        got = d[d["side"] == side]
+        assert dict(zip(got["n_ratings"], got["n_entities"])) == dict(ref)
+        assert (got["n_ratings"] * got["n_entities"]).sum() == len(ids)
+
+
+def test_markdown_table_and_atomic_write(tmp_path):
+    df = pd.DataFrame({"a": [1, 2], "b": [0.123456, float("nan")], "c": ["x|y", None]})
+    md = an.markdown_table(df).splitlines()
+    assert md[0] == "| a | b | c |" and md[1] == "|---|---|---|"
+    assert md[2] == "| 1 | 0.1235 | x\\|y |" and md[3] == "| 2 | – | – |"
+    an.atomic_write_text(tmp_path / "sub" / "f.txt", "hello")
+    assert (tmp_path / "sub" / "f.txt").read_text() == "hello"
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["f.txt"]
+
+
+def test_plots_write_png(tmp_path, reports):
+    out, _ = reports
+    runs = an.runs_frame(out)
+    rel = an.relative_time_table(runs)
+    an.plot_relative_time(rel, tmp_path / "rel.png")
+    an.plot_rmse_curves(an.rmse_curves(an.epochs_frame(out)), tmp_path / "rmse.png")
+    g = an.grad_norms_frame(out)
+    g["dataset"] = g["dataset"].astype(str)
+    an.plot_grad_norms(g, tmp_path / "g.png")
+    for name in ("rel.png", "rmse.png", "g.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png", "rel.png", "rmse.png"]
+
+
+def test_ranking_metrics_reexported_when_present():
+    import importlib.util
+    if importlib.util.find_spec("mascot.metrics") is None:
+        assert an._metrics is None
+    else:
+        from mascot import metrics
+        assert metrics.__all__
+        for name in metrics.__all__:
+            assert getattr(an, name) is getattr(metrics, name)
+
+
+def test_paper_comparison_relative_times():
+    rows = []
+    for g, tm, tn in ((10, 1.0, 1.0), (100, 0.9, 1.0)):
+        rows += [{"dataset": "synthetic-ml10m", "k": 128, "method": "mascot", "groups": g, "train_seconds": tm},
+                 {"dataset": "synthetic-ml10m", "k": 128, "method": "mascot-naive", "groups": g, "train_seconds": tn}]
+    cmp = an.paper_comparison(_frame(rows), "lookup")
+    assert list(cmp["paper"]) == [0.86, 0.90]  # ML10M's 14 % and the 10 % average, at g = 100
+    assert list(cmp["ours"]) == pytest.approx([0.9, 0.9]) and set(cmp["setting"]) == {"k=128, g=100"}
+    assert an.paper_comparison(_frame(rows[:2]), "lookup").empty  # no g = 100 run: no row
+    runs = _frame([{"dataset": "ml100k", "k": 128, "method": m, "groups": 100, "train_seconds": t}
+                   for m, t in (("fp32", 2.0), ("mascot-n1", 1.0), ("mascot-n2", 1.5), ("mascot", 1.2))])
+    cmp = an.paper_comparison(runs, "ablation").set_index("quantity")
+    assert cmp.loc["relative time mascot / fp32", "ours"] == pytest.approx(0.6)
+    assert cmp.loc["relative time mascot / fp32", "paper"] == 0.55
+    assert cmp.loc["relative time mascot-n2 / mascot-n1", "ours"] == pytest.approx(1.5)
+    assert cmp.loc["relative time mascot-n2 / mascot-n1", "paper"] == 1.34
