@@ -1,15 +1,512 @@
-// CUDA trainer entry point.  The GPU kernels are the CUDA-backend issue's work; until they
-// land, asking for the cuda device fails with this clear message and `auto` picks the CPU
-// (see cuda_training_available in cpp/src/context.cc).
+// CUDA backend: the epoch loop of cpu/cpu_trainer.cc on the device.  Owns, for one fit, the
+// device copies of the training and test ratings, the factor rows P and Q in the method's
+// storage (DeviceBuffer: freed on every path), the group tables and the q-error accumulators:
+//   fp32, mpt            -> FP32 rows
+//   fp16, mascot-n1      -> FP16 rows
+//   mascot, -n2, -naive  -> FP16 rows; when a group switches its rows are converted to the
+//                           FP32 buffer on the device (allocated at the first switch)
+// Per epoch (DESIGN.md §3): SGD pass (kernels in sgd_kernels.cu) -> on measured epochs the
+// per-group gradient sums come to the host (O(g k) doubles, never the model), q-error and
+// Switcher decide, switched groups are converted on the device -> test RMSE on the device,
+// outside the timed pass.  Only the q-error sums, g precision flags and the final factors
+// cross the bus.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "cuda_check.h"
+#include "kernels.h"
 #include "mascot/detail/backend.h"
+#include "mascot/detail/cuda_tools.h"
+#include "mascot/detail/half.h"
+#include "mascot/detail/json.h"
+#include "mascot/detail/rng.h"
+#include "mascot/detail/switching.h"
 #include "mascot/error.h"
+
+namespace mascot::cuda {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// ------------------------------------------------------------------ small kernels
+
+/// Initial rows (detail::init_row's formula, element (r, j) from the entity's original id),
+/// stored as FP32 or rounded to nearest FP16.
+__global__ void init_kernel(float* f32, uint16_t* f16, const int32_t* old, int64_t rows, int k, float std,
+                            uint64_t seed, uint64_t stream) {
+  const int64_t n = rows * k;
+  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < n;
+       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = x / k, j = x - r * k;
+    const uint64_t c = 2 * (static_cast<uint64_t>(old[r]) * static_cast<uint64_t>(k) + static_cast<uint64_t>(j));
+    const float v = static_cast<float>(static_cast<double>(std) *
+                                       detail::normal_from(detail::hash3(seed, stream, c), detail::hash3(seed, stream, c + 1)));
+    if (f32) f32[x] = v;
+    else f16[x] = __half_as_ushort(__float2half_rn(v));
+  }
+}
+
+/// FP16 -> FP32 rows [a, b) (elements), exact: a group switching precision.
+__global__ void widen_kernel(const uint16_t* f16, float* f32, int64_t a, int64_t b) {
+  for (int64_t x = a + blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < b;
+       x += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    f32[x] = __half2float(__ushort_as_half(f16[x]));
+}
+
+/// out[x] = sum over slots s (in slot order) of in[s * per + x]: deterministic reduction.
+template <class T>
+__global__ void reduce_slots_kernel(const T* in, T* out, int64_t per, int slots) {
+  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < per;
+       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    T s = 0;
+    for (int t = 0; t < slots; ++t) s += in[static_cast<int64_t>(t) * per + x];
+    out[x] = s;
+  }
+}
+
+int grid_for(int64_t n, int threads = 256, int cap = 65535) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(cap, (n + threads - 1) / threads)));
+}
+
+// ------------------------------------------------------------------ device and method checks
+
+struct DeviceInfo {
+  int id = 0;
+  int sms = 1;
+  std::string name;
+};
+
+/// The current device, checked: compute capability >= 8.0 (the kernels are built for sm_80
+/// and sm_90; older GPUs would fail at the first launch with a less clear message).
+DeviceInfo check_device() {
+  DeviceInfo d;
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+    cudaGetLastError();
+    throw CudaError("no CUDA device is visible (no GPU or no driver); use --device cpu");
+  }
+  MASCOT_CUDA_CHECK(cudaGetDevice(&d.id));
+  cudaDeviceProp prop{};
+  MASCOT_CUDA_CHECK(cudaGetDeviceProperties(&prop, d.id));
+  if (prop.major < 8)
+    throw CudaError(std::string("unsupported GPU ") + prop.name + " (compute capability " + std::to_string(prop.major) +
+                    "." + std::to_string(prop.minor) + "): MASCOT's CUDA backend needs 8.0 or newer; use --device cpu");
+  d.sms = prop.multiProcessorCount;
+  d.name = prop.name;
+  return d;
+}
+
+enum class Kind { kF32, kF16, kHalfMath, kMixed, kMpt };
+
+Kind kind_of(Method m) {
+  switch (m) {
+    case Method::kFp32: return Kind::kF32;
+    case Method::kFp16: return Kind::kHalfMath;
+    case Method::kMascotN1: return Kind::kF16;
+    case Method::kMascot:
+    case Method::kMascotN2:
+    case Method::kMascotNaive: return Kind::kMixed;
+    case Method::kMpt: return Kind::kMpt;
+    default:
+      throw CudaError("method '" + to_string(m) +
+                      "' is not implemented on the cuda device yet (available there: fp32, fp16, mascot-n1, "
+                      "mascot-n2, mascot, mascot-naive, mpt); use --device cpu");
+  }
+}
+
+std::vector<DRec> to_drecs(const RatingSet& s) {
+  std::vector<DRec> v(static_cast<size_t>(s.nnz()));
+  for (int64_t t = 0; t < s.nnz(); ++t) v[t] = DRec{s.users[t], s.items[t], s.ratings[t]};
+  return v;
+}
+
+/// Device state of one side.
+struct Side {
+  int64_t rows = 0;
+  DeviceBuffer<float> f32;
+  DeviceBuffer<uint16_t> f16;
+  DeviceBuffer<int32_t> start;
+  DeviceBuffer<uint8_t> fp32;
+  DeviceBuffer<double> sum, sq, tsum, tsq;  // slot copies and their reduction
+  DeviceBuffer<unsigned long long> n, tn;
+  GroupTable* table = nullptr;
+
+  void upload_flags() {
+    std::vector<uint8_t> f(table->precision.size());
+    for (size_t g = 0; g < f.size(); ++g) f[g] = table->precision[g] == Precision::kFp32 ? 1 : 0;
+    fp32.upload(f.data(), f.size());
+  }
+  DSide view(bool measure) const {
+    DSide s;
+    s.f32 = f32.get();
+    s.f16 = f16.get();
+    s.start = start.get();
+    s.fp32 = fp32.get();
+    s.groups = table->size();
+    if (measure) {
+      s.grad_sum = sum.get();
+      s.grad_sq = sq.get();
+      s.grad_n = n.get();
+    }
+    return s;
+  }
+};
+
+/// Reduces the slot copies of s's accumulators on the device, brings the O(g k) sums to the
+/// host and applies Eq. 4 (detail::qerror_from_sums, the CPU's code).
+std::vector<double> qerror_of(Side* s, int slots, int k) {
+  const int g = s->table ? s->table->size() : static_cast<int>(s->tsq.size());
+  const int64_t gk = static_cast<int64_t>(g) * k;
+  reduce_slots_kernel<double><<<grid_for(gk), 256>>>(s->sum.get(), s->tsum.get(), gk, slots);
+  MASCOT_CUDA_CHECK_LAUNCH();
+  reduce_slots_kernel<double><<<grid_for(g), 256>>>(s->sq.get(), s->tsq.get(), g, slots);
+  MASCOT_CUDA_CHECK_LAUNCH();
+  reduce_slots_kernel<unsigned long long><<<grid_for(g), 256>>>(s->n.get(), s->tn.get(), g, slots);
+  MASCOT_CUDA_CHECK_LAUNCH();
+  std::vector<double> sum(static_cast<size_t>(gk)), sq(static_cast<size_t>(g));
+  std::vector<unsigned long long> n(static_cast<size_t>(g));
+  s->tsum.download(sum.data(), sum.size());
+  s->tsq.download(sq.data(), sq.size());
+  s->tn.download(n.data(), n.size());
+  std::vector<int64_t> n64(n.begin(), n.end());
+  return detail::qerror_from_sums(sum.data(), sq.data(), n64.data(), g, k);
+}
+
+void alloc_accumulators(Side* s, int groups, int k, int slots) {
+  const size_t g = static_cast<size_t>(groups);
+  s->sum.reset(g * k * slots);
+  s->sq.reset(g * slots);
+  s->n.reset(g * slots);
+  s->tsum.reset(g * k);
+  s->tsq.reset(g);
+  s->tn.reset(g);
+}
+
+class CudaBackend final : public detail::Backend {
+ public:
+  void fit(detail::FitInput& in, RunReport* report, const EpochCallback& on_epoch) override {
+    const TrainConfig& cfg = *in.cfg;
+    const uint64_t seed = in.ctx->seed;
+    k_ = cfg.k;
+    if (!supported_k(k_))
+      throw_invalid("k must be a multiple of 32 between 32 and 512 on the cuda device (got " + std::to_string(k_) +
+                    "); use --device cpu for other k");
+    if (cfg.order == Order::kBlocked)
+      throw_invalid("order 'blocked' is the CPU's cache blocking; on the cuda device use order 'shuffle' or 'chunk'");
+    kind_ = kind_of(cfg.method);
+    const DeviceInfo dev = check_device();
+    report->device = "cuda (" + dev.name + ")";
+    const int64_t nnz = in.train->nnz();
+    MASCOT_CHECK_ARG(nnz < (int64_t(1) << 32), "the cuda device handles fewer than 2^32 training ratings");
+
+    U_.rows = in.train->n_users;
+    I_.rows = in.train->n_items;
+    U_.table = &in.user_groups;
+    I_.table = &in.item_groups;
+
+    // ratings
+    DeviceBuffer<DRec> train(static_cast<size_t>(nnz));
+    {
+      const std::vector<DRec> h = to_drecs(*in.train);
+      train.upload(h.data(), h.size());
+    }
+    DeviceBuffer<DRec> test;
+    int64_t ntest = 0;
+    if (in.test && in.test->nnz() > 0) {
+      ntest = in.test->nnz();
+      const std::vector<DRec> h = to_drecs(*in.test);
+      test.reset(h.size());
+      test.upload(h.data(), h.size());
+    }
+
+    // factors
+    const bool f32_rows = kind_ == Kind::kF32 || kind_ == Kind::kMpt;
+    init_side(&U_, *in.user_old, f32_rows, cfg.init_std, seed, detail::kStreamInitP);
+    init_side(&I_, *in.item_old, f32_rows, cfg.init_std, seed, detail::kStreamInitQ);
+
+    // group tables (the optimised and the naive lookup read them; fp32 flags change on switches)
+    for (Side* s : {&U_, &I_}) {
+      s->start.reset(s->table->start.size());
+      s->start.upload(s->table->start.data(), s->table->start.size());
+      s->fp32.reset(s->table->precision.size());
+      s->upload_flags();
+    }
+
+    // launch shape: a grid that fills the device once (grid-stride loops inside)
+    const int blocks = dev.sms * blocks_per_sm(k_, kind_ == Kind::kMpt,
+                                               kind_ == Kind::kMpt ? cfg.rounding == Rounding::kStochastic
+                                                                   : kind_ == Kind::kHalfMath);
+    const int64_t warps = static_cast<int64_t>(blocks) * (kThreads / 32);
+    const int eval_blocks = dev.sms * 4;
+    DeviceBuffer<double> partial(static_cast<size_t>(eval_blocks));
+
+    // q-error accumulators: `slots` copies per side, at most ~64 MiB in all
+    int slots = 1;
+    if (kind_ == Kind::kMixed) {
+      const size_t per = static_cast<size_t>(U_.table->size() + I_.table->size()) * (k_ + 2) * 8;
+      slots = static_cast<int>(std::max<size_t>(1, std::min<size_t>(64, (size_t(64) << 20) / per)));
+      for (Side* s : {&U_, &I_}) alloc_accumulators(s, s->table->size(), k_, slots);
+    }
+
+    // MPT: one loss scale per warp of the grid (a warp is a Hogwild worker)
+    DeviceBuffer<float> mpt_scale;
+    DeviceBuffer<int> mpt_clean;
+    DeviceBuffer<unsigned long long> mpt_counts;
+    int64_t mpt_skipped_total = 0;
+    if (kind_ == Kind::kMpt) {
+      std::vector<float> s(static_cast<size_t>(warps), cfg.competing.loss_scale);
+      mpt_scale.reset(s.size());
+      mpt_scale.upload(s.data(), s.size());
+      mpt_clean.reset(s.size());
+      mpt_clean.zero();
+      mpt_counts.reset(2);
+    }
+
+    detail::Switcher usw(U_.table->size(), cfg.threshold), isw(I_.table->size(), cfg.threshold);
+    const bool naive = cfg.method == Method::kMascotNaive;
+    const uint64_t sample_below =
+        cfg.sample_ratio >= 1.0 ? ~0ull : static_cast<uint64_t>(std::ldexp(cfg.sample_ratio, 64));
+    int half_bits = 1;
+    while ((int64_t(1) << (2 * half_bits)) < nnz) ++half_bits;
+    const int64_t chunk_len = std::min<int64_t>(128, nnz);
+    const int64_t chunk_draws = std::max<int64_t>(1, nnz / 128);
+    MASCOT_CUDA_CHECK(cudaDeviceSynchronize());
+
+    int64_t updates = 0;
+    for (int e = 0; e < cfg.epochs; ++e) {
+      EpochRecord rec;
+      rec.epoch = e;
+      SgdArgs a;
+      a.recs = train.get();
+      a.nnz = nnz;
+      const uint64_t eseed = detail::hash3(seed, detail::kStreamOrder, 0x100000000ull + static_cast<uint64_t>(e));
+      if (cfg.order == Order::kChunk) {
+        a.order = DOrder::kChunk;
+        a.chunk_seed = eseed;  // the CPU Schedule's draws: hash3(eseed, 1, d) % (nnz - len + 1)
+        a.chunk_len = chunk_len;
+        a.tasks = chunk_draws * chunk_len;
+      } else {
+        a.order = DOrder::kShuffle;
+        for (int r = 0; r < 4; ++r) a.perm_key[r] = static_cast<uint32_t>(detail::hash3(eseed, 7, static_cast<uint64_t>(r)));
+        a.perm_half_bits = half_bits;
+        a.tasks = nnz;
+      }
+      a.k = k_;
+      a.lr = cfg.lr_at(e);
+      a.lambda_p = cfg.lambda_p;
+      a.lambda_q = cfg.lambda_q;
+      a.stochastic = cfg.rounding == Rounding::kStochastic && kind_ != Kind::kF32 && kind_ != Kind::kHalfMath;
+      a.round_seed = detail::hash3(seed, detail::kStreamRound, static_cast<uint64_t>(e));
+      a.naive = naive;
+      a.slots = slots;
+      rec.lr = a.lr;
+
+      const auto t0 = Clock::now();
+      if (kind_ == Kind::kMpt) {
+        a.store = Store::kF32;
+        a.U = U_.view(false);
+        a.I = I_.view(false);
+        a.mpt_scale = mpt_scale.get();
+        a.mpt_clean = mpt_clean.get();
+        a.mpt_counts = mpt_counts.get();
+        a.mpt_dynamic = cfg.competing.dynamic_loss_scale;
+        a.mpt_window = cfg.competing.loss_scale_window;
+        a.mpt_epoch_key = detail::hash3(seed, detail::kStreamRound, (uint64_t(1) << 40) + static_cast<uint64_t>(e));
+        mpt_counts.zero();
+        launch_mpt(a, blocks);
+      } else if (kind_ != Kind::kMixed) {
+        a.store = kind_ == Kind::kF32 ? Store::kF32 : Store::kF16;
+        a.U = U_.view(false);
+        a.I = I_.view(false);
+        launch_sgd(a, kind_ == Kind::kHalfMath, blocks);
+      } else {
+        const bool measure = detail::measured_epoch(e, cfg.warmup, cfg.period);
+        const int uf = U_.table->count_fp32(), if_ = I_.table->count_fp32();
+        const bool all16 = uf == 0 && if_ == 0, all32 = uf == U_.table->size() && if_ == I_.table->size();
+        // uniform precision and nothing to sample: the plain kernels, no group lookups
+        a.store = measure ? Store::kMixed : all16 ? Store::kF16 : all32 ? Store::kF32 : Store::kMixed;
+        a.measure = measure;
+        a.sample_seed = detail::hash3(seed, detail::kStreamSample, static_cast<uint64_t>(e));
+        a.sample_below = sample_below;
+        if (measure) {
+          for (Side* s : {&U_, &I_}) {
+            s->sum.zero();
+            s->sq.zero();
+            s->n.zero();
+          }
+        }
+        a.U = U_.view(measure);
+        a.I = I_.view(measure);
+        launch_sgd(a, false, blocks);
+        if (measure) {
+          rec.measured = true;
+          rec.user_qerror = qerror(&U_, slots);
+          rec.item_qerror = qerror(&I_, slots);
+          bool changed = false;
+          for (int g : usw.update(rec.user_qerror, U_.table)) changed |= widen(&U_, 'u', g, e, report);
+          for (int g : isw.update(rec.item_qerror, I_.table)) changed |= widen(&I_, 'i', g, e, report);
+          if (changed) {
+            U_.upload_flags();
+            I_.upload_flags();
+          }
+        }
+      }
+      MASCOT_CUDA_CHECK(cudaDeviceSynchronize());  // the pass is timed to its completion
+      rec.train_seconds = seconds_since(t0);
+      report->total_train_seconds += rec.train_seconds;
+      updates += a.tasks;
+      if (kind_ == Kind::kMpt) rec.method_json = mpt_json(mpt_counts, mpt_scale, cfg, &mpt_skipped_total);
+
+      if (ntest > 0 && (cfg.eval_every_epoch || e == cfg.epochs - 1)) {
+        const auto t1 = Clock::now();
+        const Store st = kind_ == Kind::kMixed ? Store::kMixed : f32_rows ? Store::kF32 : Store::kF16;
+        launch_sse(test.get(), ntest, U_.view(false), I_.view(false), st, naive, k_, partial.get(), eval_blocks);
+        std::vector<double> h(static_cast<size_t>(eval_blocks));
+        partial.download(h.data(), h.size());
+        double s = 0;
+        for (double x : h) s += x;
+        rec.test_rmse = std::sqrt(s / static_cast<double>(ntest));
+        rec.eval_seconds = seconds_since(t1);
+        report->total_eval_seconds += rec.eval_seconds;
+        report->final_test_rmse = rec.test_rmse;
+      }
+      rec.fp32_user_groups = kind_ == Kind::kMixed ? U_.table->count_fp32() : (f32_rows ? U_.table->size() : 0);
+      rec.fp32_item_groups = kind_ == Kind::kMixed ? I_.table->count_fp32() : (f32_rows ? I_.table->size() : 0);
+      report->epochs.push_back(rec);
+      if (on_epoch && !on_epoch(report->epochs.back())) {
+        report->interrupted = true;
+        break;
+      }
+    }
+    report->updates_per_second =
+        report->total_train_seconds > 0 ? static_cast<double>(updates) / report->total_train_seconds : 0.0;
+  }
+
+  void factors(std::vector<float>* P, std::vector<float>* Q) const override {
+    to_float(U_, P);
+    to_float(I_, Q);
+  }
+
+ private:
+  void init_side(Side* s, const std::vector<int32_t>& old, bool f32_rows, float std, uint64_t seed, uint64_t stream) {
+    const size_t n = static_cast<size_t>(s->rows) * k_;
+    DeviceBuffer<int32_t> dold(old.size());
+    dold.upload(old.data(), old.size());
+    if (f32_rows) s->f32.reset(n);
+    else s->f16.reset(n);
+    init_kernel<<<grid_for(static_cast<int64_t>(n)), 256>>>(s->f32.get(), s->f16.get(), dold.get(), s->rows, k_, std,
+                                                            seed, stream);
+    MASCOT_CUDA_CHECK_LAUNCH();
+    MASCOT_CUDA_CHECK(cudaDeviceSynchronize());  // dold is freed at scope exit
+  }
+
+  std::vector<double> qerror(Side* s, int slots) const { return qerror_of(s, slots, k_); }
+
+  /// Group g of side s switched to FP32 (the Switcher already marked the table): convert its
+  /// rows on the device; the FP32 buffer is allocated at the first switch.
+  bool widen(Side* s, char tag, int g, int epoch, RunReport* report) {
+    if (!s->f32) s->f32.reset(static_cast<size_t>(s->rows) * k_);
+    const int64_t a = static_cast<int64_t>(s->table->start[g]) * k_, b = static_cast<int64_t>(s->table->start[g + 1]) * k_;
+    if (b > a) {
+      widen_kernel<<<grid_for(b - a), 256>>>(s->f16.get(), s->f32.get(), a, b);
+      MASCOT_CUDA_CHECK_LAUNCH();
+    }
+    report->switches.push_back(SwitchEvent{tag, g, epoch});
+    return true;
+  }
+
+  std::string mpt_json(const DeviceBuffer<unsigned long long>& counts, const DeviceBuffer<float>& scale,
+                       const TrainConfig& cfg, int64_t* skipped_total) const {
+    unsigned long long c[2] = {0, 0};
+    counts.download(c, 2);
+    std::vector<float> s(scale.size());
+    scale.download(s.data(), s.size());
+    const auto mm = std::minmax_element(s.begin(), s.end());
+    *skipped_total += static_cast<int64_t>(c[1]);
+    detail::JsonWriter j;
+    j.begin_object();
+    j.kv("name", "mpt").kv("dynamic_loss_scale", cfg.competing.dynamic_loss_scale);
+    j.kv("loss_scale_min", static_cast<double>(*mm.first)).kv("loss_scale_max", static_cast<double>(*mm.second));
+    j.kv("workers", static_cast<int64_t>(s.size()));  // warps of the grid (the CPU lists per-thread scales)
+    j.kv("updates", static_cast<int64_t>(c[0])).kv("skipped_updates", static_cast<int64_t>(c[1]));
+    j.kv("skipped_total", *skipped_total);
+    j.end_object();
+    return j.str();
+  }
+
+  void to_float(const Side& s, std::vector<float>* out) const {
+    const size_t n = static_cast<size_t>(s.rows) * k_;
+    out->resize(n);
+    if (kind_ == Kind::kF32 || kind_ == Kind::kMpt) {
+      s.f32.download(out->data(), n);
+      return;
+    }
+    std::vector<uint16_t> h(n);
+    s.f16.download(h.data(), n);
+    std::vector<float> f;
+    if (s.f32) {
+      f.resize(n);
+      s.f32.download(f.data(), n);
+    }
+    const GroupTable& t = *s.table;
+    for (int g = 0; g < t.size(); ++g) {
+      const size_t a = static_cast<size_t>(t.start[g]) * k_, b = static_cast<size_t>(t.start[g + 1]) * k_;
+      const bool f32 = kind_ == Kind::kMixed && t.precision[g] == Precision::kFp32;
+      for (size_t x = a; x < b; ++x) (*out)[x] = f32 ? f[x] : detail::half_to_float(h[x]);
+    }
+  }
+
+  int k_ = 0;
+  Kind kind_ = Kind::kF32;
+  Side U_, I_;
+};
+
+}  // namespace
+}  // namespace mascot::cuda
 
 namespace mascot::detail {
 
-bool cuda_training_available() noexcept { return false; }
+bool cuda_training_available() noexcept { return true; }
 
-std::unique_ptr<Backend> make_cuda_backend() {
-  throw CudaError("the CUDA training backend is not implemented in this version yet; use --device cpu");
+std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<cuda::CudaBackend>(); }
+
+}  // namespace mascot::detail
+
+namespace mascot::detail {
+
+std::vector<double> cuda_qerror(const std::vector<float>& grads, const std::vector<int32_t>& group, int groups, int k,
+                                int slots) {
+  MASCOT_CHECK_ARG(cuda::supported_k(k), "k must be a multiple of 32 between 32 and 512 (got " + std::to_string(k) + ")");
+  MASCOT_CHECK_ARG(groups >= 1, "groups must be >= 1");
+  MASCOT_CHECK_ARG(slots >= 1 && slots <= 1024, "slots must be in [1, 1024]");
+  const size_t n = group.size();
+  MASCOT_CHECK_ARG(grads.size() == n * static_cast<size_t>(k), "grads must be n x k with n = len(group)");
+  for (int32_t g : group) MASCOT_CHECK_ARG(g >= 0 && g < groups, "group ids must be in [0, groups)");
+  const cuda::DeviceInfo dev = cuda::check_device();
+  cuda::Side s;
+  cuda::alloc_accumulators(&s, groups, k, slots);
+  s.sum.zero();
+  s.sq.zero();
+  s.n.zero();
+  cuda::DeviceBuffer<float> dg(grads.size());
+  dg.upload(grads.data(), grads.size());
+  cuda::DeviceBuffer<int32_t> dgr(n);
+  dgr.upload(group.data(), n);
+  cuda::DSide v;
+  v.groups = groups;
+  v.grad_sum = s.sum.get();
+  v.grad_sq = s.sq.get();
+  v.grad_n = s.n.get();
+  if (n > 0) cuda::launch_accumulate(dg.get(), dgr.get(), static_cast<int64_t>(n), v, k, slots, dev.sms * 8);
+  MASCOT_CUDA_CHECK(cudaDeviceSynchronize());
+  return cuda::qerror_of(&s, slots, k);
 }
 
 }  // namespace mascot::detail
