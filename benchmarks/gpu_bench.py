@@ -21,7 +21,7 @@ Writes OUT/gpu_bench.json and OUT/gpu_bench.md (the table) after every run.
 Duration estimate on an H100 (not yet measured): data generation and host-side grouping
 dominate on the large sets (~0.5-1 min per run on synthetic-yahoo, mostly reordering 257 M
 ratings on the host), the 50 GPU epochs take ~2-15 s per run; the whole default matrix is
-~60 runs, roughly 30-45 minutes in 5-8 invocations.
+~76 runs, roughly 30-45 minutes in 5-8 invocations.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ import mascot
 from mascot import _core, perf
 
 DATASETS = ["synthetic-ml10m", "synthetic-ml25m", "synthetic-netflix", "synthetic-yahoo"]
-METHODS = ["fp32", "fp16", "mascot-n1", "mascot-n2", "mascot", "mascot-naive", "mpt"]
+METHODS = ["fp32", "fp16", "mascot-n1", "mascot-n2", "mascot", "mascot-naive", "mpt", "muppet", "afp"]
 GUESS_SECONDS = {"synthetic-ml10m": 30, "synthetic-ml25m": 60, "synthetic-netflix": 120, "synthetic-yahoo": 300}
 FP32_STORAGE = {"fp32", "mpt", "muppet", "afp"}
 

@@ -22,6 +22,8 @@
 #include "cuda_check.h"
 #include "kernels.h"
 #include "mascot/detail/backend.h"
+#include "mascot/detail/competing_params.h"
+#include "mascot/detail/fixed_point.h"
 #include "mascot/detail/cuda_tools.h"
 #include "mascot/detail/half.h"
 #include "mascot/detail/json.h"
@@ -103,7 +105,7 @@ DeviceInfo check_device() {
   return d;
 }
 
-enum class Kind { kF32, kF16, kHalfMath, kMixed, kMpt };
+enum class Kind { kF32, kF16, kHalfMath, kMixed, kMpt, kMuppet, kAfp };
 
 Kind kind_of(Method m) {
   switch (m) {
@@ -114,11 +116,10 @@ Kind kind_of(Method m) {
     case Method::kMascotN2:
     case Method::kMascotNaive: return Kind::kMixed;
     case Method::kMpt: return Kind::kMpt;
-    default:
-      throw CudaError("method '" + to_string(m) +
-                      "' is not implemented on the cuda device yet (available there: fp32, fp16, mascot-n1, "
-                      "mascot-n2, mascot, mascot-naive, mpt); use --device cpu");
+    case Method::kMuppet: return Kind::kMuppet;
+    case Method::kAfp: return Kind::kAfp;
   }
+  throw CudaError("method '" + to_string(m) + "' is not implemented on the cuda device");
 }
 
 std::vector<DRec> to_drecs(const RatingSet& s) {
@@ -157,6 +158,248 @@ struct Side {
     }
     return s;
   }
+};
+
+/// Max |x| over a side's FP32 rows, on the device (the competing methods' per-epoch tensor scan).
+float side_max_abs(const Side& s, int k) {
+  DeviceBuffer<unsigned int> m(1);
+  m.zero();
+  launch_max_abs(s.f32.get(), s.rows * k, m.get());
+  unsigned int bits = 0;
+  m.download(&bits, 1);
+  return detail::bits_f32(bits);
+}
+
+// ------------------------------------------------------------------ MuPPET, host side
+// cpu/competing.cc Muppet::begin_epoch / end_epoch with a warp as the worker: the scales of
+// P and Q come from a scan of the whole tensor at the epoch's start; the policy (MuppetPolicy,
+// competing_params.h) decides at the end of evaluation epochs from the epoch's last
+// mini-batch gradient (recorded by the first `batch` warps, one rating each).
+class MuppetHost {
+ public:
+  void init(const TrainConfig& cfg, int64_t warps) {
+    c_ = cfg.competing;
+    k_ = cfg.k;
+    warps_ = warps;
+    policy_.levels = static_cast<int>(c_.muppet_word_lengths.size());
+    batch_warps_ = static_cast<int>(std::min<int64_t>(c_.muppet_batch, warps));
+    frac_.reset(static_cast<size_t>(2 * warps));
+    batch_.reset(static_cast<size_t>(batch_warps_) * 2 * k_);
+    batch_n_.reset(static_cast<size_t>(batch_warps_));
+    rescales_.reset(1);
+    win_p_.assign(static_cast<size_t>(k_), 0.0);
+    win_q_.assign(static_cast<size_t>(k_), 0.0);
+  }
+  void begin_epoch(const Side& U, const Side& I, int k, SgdArgs* a) {
+    wl_ = policy_.fp32() ? 0 : c_.muppet_word_lengths[static_cast<size_t>(policy_.level)];
+    if (wl_ > 0) {
+      max_p_ = side_max_abs(U, k);
+      max_q_ = side_max_abs(I, k);
+      fp_ = detail::make_fixed_format(detail::fixed_frac_bits(max_p_, wl_), wl_);
+      fq_ = detail::make_fixed_format(detail::fixed_frac_bits(max_q_, wl_), wl_);
+      std::vector<int> f(static_cast<size_t>(2 * warps_));
+      for (int64_t w = 0; w < warps_; ++w) {
+        f[2 * w] = fp_.frac_bits;
+        f[2 * w + 1] = fq_.frac_bits;
+      }
+      frac_.upload(f.data(), f.size());
+      batch_n_.zero();
+      rescales_.zero();
+    }
+    a->mu_word_length = wl_;
+    a->mu_frac = frac_.get();
+    a->mu_rescales = rescales_.get();
+    a->mu_batch = batch_.get();
+    a->mu_batch_n = batch_n_.get();
+    a->mu_batch_warps = batch_warps_;
+  }
+  std::string end_epoch(int epoch, int k) {
+    const int wl = wl_;
+    int64_t batch = 0;
+    double norm_p = 0, norm_q = 0;
+    int fpe = fp_.frac_bits, fqe = fq_.frac_bits;
+    unsigned long long rescales = 0;
+    if (wl > 0) {
+      std::vector<float> b(batch_.size());
+      std::vector<int> bn(batch_n_.size());
+      batch_.download(b.data(), b.size());
+      batch_n_.download(bn.data(), bn.size());
+      std::vector<double> gp(static_cast<size_t>(k), 0.0), gq(static_cast<size_t>(k), 0.0);
+      for (int w = 0; w < batch_warps_; ++w) {
+        if (!bn[w]) continue;
+        ++batch;
+        for (int j = 0; j < k; ++j) {
+          gp[j] += b[static_cast<size_t>(w) * 2 * k + j];
+          gq[j] += b[static_cast<size_t>(w) * 2 * k + k + j];
+        }
+      }
+      for (int j = 0; j < k; ++j) {
+        norm_p += gp[j] * gp[j];
+        norm_q += gq[j] * gq[j];
+        win_p_[j] += gp[j];
+        win_q_[j] += gq[j];
+      }
+      win_norm_p_ += norm_p;
+      win_norm_q_ += norm_q;
+      std::vector<int> f(frac_.size());
+      frac_.download(f.data(), f.size());
+      for (size_t x = 0; x < f.size(); x += 2) {
+        fpe = std::min(fpe, f[x]);
+        fqe = std::min(fqe, f[x + 1]);
+      }
+      rescales_.download(&rescales, 1);
+    }
+    double gd_p = NAN, gd_q = NAN, mean_gd = NAN;
+    if (wl > 0 && detail::MuppetPolicy::is_evaluation_epoch(c_, epoch)) {
+      double sp = 0, sq = 0;
+      for (int j = 0; j < k; ++j) {
+        sp += win_p_[j] * win_p_[j];
+        sq += win_q_[j] * win_q_[j];
+      }
+      gd_p = sp > 0 ? win_norm_p_ / sp : NAN;
+      gd_q = sq > 0 ? win_norm_q_ / sq : NAN;
+      int nl = 0;
+      double s = 0;
+      if (std::isfinite(gd_p)) s += gd_p, ++nl;
+      if (std::isfinite(gd_q)) s += gd_q, ++nl;
+      mean_gd = nl > 0 ? s / nl : NAN;
+      std::fill(win_p_.begin(), win_p_.end(), 0.0);
+      std::fill(win_q_.begin(), win_q_.end(), 0.0);
+      win_norm_p_ = win_norm_q_ = 0;
+    }
+    const bool switched = policy_.end_epoch(c_, epoch, mean_gd);
+    if (switched) switches_.push_back(epoch);
+    detail::JsonWriter j;
+    j.begin_object();
+    j.kv("name", "muppet");
+    j.kv("word_length", wl > 0 ? wl : 32).kv("fixed_point", wl > 0);
+    if (wl > 0) {
+      j.kv("frac_bits_p", fp_.frac_bits).kv("frac_bits_q", fq_.frac_bits);
+      j.kv("frac_bits_p_end", fpe).kv("frac_bits_q_end", fqe).kv("rescales", static_cast<int64_t>(rescales));
+      j.kv("max_abs_p", static_cast<double>(max_p_)).kv("max_abs_q", static_cast<double>(max_q_));
+      j.kv("batch_ratings", batch).kv("batch_grad_norm2_p", norm_p).kv("batch_grad_norm2_q", norm_q);
+    }
+    j.kv("evaluated", policy_.evaluated);
+    j.kv("diversity_p", gd_p).kv("diversity_q", gd_q).kv("diversity", mean_gd);
+    j.kv("max_diversity", policy_.max_gd).kv("ratio", policy_.evaluated ? policy_.ratio : NAN);
+    j.kv("threshold", policy_.threshold).kv("violations", policy_.violations);
+    j.kv("switched", switched);
+    j.kv("next_word_length", policy_.fp32() ? 32 : c_.muppet_word_lengths[static_cast<size_t>(policy_.level)]);
+    j.key("switch_epochs").array(switches_);
+    j.end_object();
+    return j.str();
+  }
+
+ private:
+  CompetingParams c_;
+  int k_ = 0;
+  int64_t warps_ = 0;
+  int batch_warps_ = 0;
+  detail::MuppetPolicy policy_;
+  int wl_ = 0;
+  float max_p_ = 0, max_q_ = 0;
+  detail::FixedFormat fp_{}, fq_{};
+  std::vector<double> win_p_, win_q_;
+  double win_norm_p_ = 0, win_norm_q_ = 0;
+  std::vector<int> switches_;
+  DeviceBuffer<int> frac_;
+  DeviceBuffer<float> batch_;
+  DeviceBuffer<int> batch_n_;
+  DeviceBuffer<unsigned long long> rescales_;
+};
+
+// ------------------------------------------------------------------ AFP, host side
+// cpu/competing.cc Afp::begin_epoch / end_epoch with a warp as the worker (its state lives in
+// device memory between epochs; a host mirror resets the per-epoch parts and reads the stats).
+class AfpHost {
+ public:
+  void init(const TrainConfig& cfg, int64_t warps) {
+    c_ = cfg.competing;
+    AfpWarp w{};
+    for (auto& st : w.st) {
+      st = detail::AfpTensorState{};
+      st.bits = c_.afp_low_bits;
+      st.next = 0;
+    }
+    for (int t = 0; t < 3; ++t) {
+      w.fmt[t] = detail::FixedFormat{};
+      w.fmax[t] = 0.f;
+      w.stats[t] = AfpStats{};
+    }
+    w.run_max[0] = w.run_max[1] = 0.f;
+    w.iter = 0;
+    host_.assign(static_cast<size_t>(warps), w);
+    dev_.reset(host_.size());
+    dev_.upload(host_.data(), host_.size());
+  }
+  void begin_epoch(const Side& U, const Side& I, int k, SgdArgs* a) {
+    max_p_ = side_max_abs(U, k);
+    max_q_ = side_max_abs(I, k);
+    for (auto& w : host_) {  // host_ mirrors the device after the last end_epoch()
+      w.run_max[0] = w.run_max[1] = 0.f;
+      for (auto& s : w.stats) s = AfpStats{};
+    }
+    dev_.upload(host_.data(), host_.size());
+    a->afp = dev_.get();
+    a->afp_max_p = max_p_;
+    a->afp_max_q = max_q_;
+    a->afp_error_threshold = c_.afp_error_threshold;
+    a->afp_alpha = c_.afp_alpha;
+    a->afp_beta = c_.afp_beta;
+    a->afp_gamma = c_.afp_gamma;
+    a->afp_delta = c_.afp_delta;
+    a->afp_high_bits = c_.afp_high_bits;
+  }
+  std::string end_epoch() {
+    dev_.download(host_.data(), host_.size());
+    static const char* names[3] = {"P", "Q", "G"};
+    detail::JsonWriter j;
+    j.begin_object();
+    j.kv("name", "afp");
+    j.key("tensors").begin_object();
+    for (int t = 0; t < 3; ++t) {
+      int bits = 0, high = 0, pmin = 0, pmax = 0;
+      int64_t evals = 0, saturated = 0, to_high = 0, imax = 0;
+      double esum = 0, emax = 0, isum = 0;
+      bool first = true;
+      for (const auto& w : host_) {
+        const auto& st = w.st[t];
+        const auto& s = w.stats[t];
+        bits = std::max(bits, st.bits);
+        high += st.bits >= c_.afp_high_bits;
+        if (s.evals > 0 || w.iter > 0) {
+          pmin = first ? st.pos : std::min(pmin, st.pos);
+          pmax = first ? st.pos : std::max(pmax, st.pos);
+          first = false;
+        }
+        evals += s.evals;
+        saturated += s.saturated;
+        to_high += s.to_high;
+        esum += s.err_sum;
+        emax = std::max(emax, s.err_max);
+        isum += s.itv_sum;
+        imax = std::max<int64_t>(imax, s.itv_max);
+      }
+      j.key(names[t]).begin_object();
+      // "threads": the workers, here the warps of the grid
+      j.kv("bits", bits).kv("threads_high", high).kv("threads", static_cast<int>(host_.size()));
+      j.kv("point_position_min", pmin).kv("point_position_max", pmax);
+      j.kv("evaluations", evals).kv("saturation_evaluations", saturated).kv("switched_to_high", to_high);
+      j.kv("error_mean", evals > 0 ? esum / static_cast<double>(evals) : NAN).kv("error_max", evals > 0 ? emax : NAN);
+      j.kv("interval_mean", evals > 0 ? isum / static_cast<double>(evals) : NAN).kv("interval_max", imax);
+      j.end_object();
+    }
+    j.end_object();
+    j.kv("max_abs_p", static_cast<double>(max_p_)).kv("max_abs_q", static_cast<double>(max_q_));
+    j.end_object();
+    return j.str();
+  }
+
+ private:
+  CompetingParams c_;
+  std::vector<AfpWarp> host_;
+  DeviceBuffer<AfpWarp> dev_;
+  float max_p_ = 0, max_q_ = 0;
 };
 
 /// Reduces the slot copies of s's accumulators on the device, brings the O(g k) sums to the
@@ -227,7 +470,8 @@ class CudaBackend final : public detail::Backend {
     }
 
     // factors
-    const bool f32_rows = kind_ == Kind::kF32 || kind_ == Kind::kMpt;
+    const bool competing = kind_ == Kind::kMpt || kind_ == Kind::kMuppet || kind_ == Kind::kAfp;
+    const bool f32_rows = kind_ == Kind::kF32 || competing;
     init_side(&U_, *in.user_old, f32_rows, cfg.init_std, seed, detail::kStreamInitP);
     init_side(&I_, *in.item_old, f32_rows, cfg.init_std, seed, detail::kStreamInitQ);
 
@@ -240,9 +484,12 @@ class CudaBackend final : public detail::Backend {
     }
 
     // launch shape: a grid that fills the device once (grid-stride loops inside)
-    const int blocks = dev.sms * blocks_per_sm(k_, kind_ == Kind::kMpt,
-                                               kind_ == Kind::kMpt ? cfg.rounding == Rounding::kStochastic
-                                                                   : kind_ == Kind::kHalfMath);
+    const int blocks =
+        dev.sms * (kind_ == Kind::kMuppet ? competing_blocks_per_sm(k_, 0)
+                   : kind_ == Kind::kAfp  ? competing_blocks_per_sm(k_, 1)
+                                          : blocks_per_sm(k_, kind_ == Kind::kMpt,
+                                                          kind_ == Kind::kMpt ? cfg.rounding == Rounding::kStochastic
+                                                                              : kind_ == Kind::kHalfMath));
     const int64_t warps = static_cast<int64_t>(blocks) * (kThreads / 32);
     const int eval_blocks = dev.sms * 4;
     DeviceBuffer<double> partial(static_cast<size_t>(eval_blocks));
@@ -268,6 +515,10 @@ class CudaBackend final : public detail::Backend {
       mpt_clean.zero();
       mpt_counts.reset(2);
     }
+
+    if (competing) cfg.competing.validate();
+    if (kind_ == Kind::kMuppet) muppet_.init(cfg, warps);
+    if (kind_ == Kind::kAfp) afp_.init(cfg, warps);
 
     detail::Switcher usw(U_.table->size(), cfg.threshold), isw(I_.table->size(), cfg.threshold);
     const bool naive = cfg.method == Method::kMascotNaive;
@@ -321,6 +572,21 @@ class CudaBackend final : public detail::Backend {
         a.mpt_epoch_key = detail::hash3(seed, detail::kStreamRound, (uint64_t(1) << 40) + static_cast<uint64_t>(e));
         mpt_counts.zero();
         launch_mpt(a, blocks);
+      } else if (kind_ == Kind::kMuppet || kind_ == Kind::kAfp) {
+        a.store = Store::kF32;
+        a.U = U_.view(false);
+        a.I = I_.view(false);
+        const uint64_t tag = kind_ == Kind::kMuppet ? 2 : 3;  // epoch_round_key's method tags (cpu/competing.cc)
+        a.mpt_epoch_key = detail::hash3(seed, detail::kStreamRound, (tag << 40) + static_cast<uint64_t>(e));
+        if (kind_ == Kind::kMuppet) {
+          muppet_.begin_epoch(U_, I_, k_, &a);
+          launch_muppet(a, blocks);
+          rec.method_json = muppet_.end_epoch(e, k_);
+        } else {
+          afp_.begin_epoch(U_, I_, k_, &a);
+          launch_afp(a, blocks);
+          rec.method_json = afp_.end_epoch();
+        }
       } else if (kind_ != Kind::kMixed) {
         a.store = kind_ == Kind::kF32 ? Store::kF32 : Store::kF16;
         a.U = U_.view(false);
@@ -444,7 +710,7 @@ class CudaBackend final : public detail::Backend {
   void to_float(const Side& s, std::vector<float>* out) const {
     const size_t n = static_cast<size_t>(s.rows) * k_;
     out->resize(n);
-    if (kind_ == Kind::kF32 || kind_ == Kind::kMpt) {
+    if (kind_ == Kind::kF32 || kind_ == Kind::kMpt || kind_ == Kind::kMuppet || kind_ == Kind::kAfp) {
       s.f32.download(out->data(), n);
       return;
     }
@@ -466,6 +732,8 @@ class CudaBackend final : public detail::Backend {
   int k_ = 0;
   Kind kind_ = Kind::kF32;
   Side U_, I_;
+  MuppetHost muppet_;
+  AfpHost afp_;
 };
 
 }  // namespace

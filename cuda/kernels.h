@@ -11,6 +11,9 @@
 #pragma once
 #include <cstdint>
 
+#include "mascot/detail/competing_params.h"
+#include "mascot/detail/fixed_point.h"
+
 namespace mascot::cuda {
 
 /// One training or test rating in relabelled ids (12 bytes, as cpu::Rec).
@@ -49,6 +52,8 @@ struct DSide {
 constexpr int kHotGroups = 512;
 constexpr int kThreads = 256;  ///< threads per block of the SGD kernels (8 warps)
 
+struct AfpWarp;
+
 struct SgdArgs {
   const DRec* recs = nullptr;
   int64_t nnz = 0;
@@ -75,16 +80,50 @@ struct SgdArgs {
   bool mpt_dynamic = false;
   int mpt_window = 2000;
   uint64_t mpt_epoch_key = 0;        ///< as epoch_round_key(seed, 1, epoch) of cpu/competing.cc
+                                     ///< (muppet: method tag 2, afp: 3; the same field)
+  // muppet only (fixed-point levels; word_length 0 = the FP32 level)
+  int mu_word_length = 0;
+  int* mu_frac = nullptr;            ///< per warp: frac bits of P, Q (2 ints), lowered on growth
+  unsigned long long* mu_rescales = nullptr;  ///< one counter: rescales this epoch
+  float* mu_batch = nullptr;         ///< mu_batch_warps x 2k: the last gradient (p part, q part) of warp w
+  int* mu_batch_n = nullptr;         ///< per recording warp: 1 when it recorded a gradient
+  int mu_batch_warps = 0;            ///< warps 0..mu_batch_warps-1 record (the epoch's last mini-batch)
+  // afp only
+  AfpWarp* afp = nullptr;            ///< per warp: AFP's per-worker state
+  float afp_max_p = 0, afp_max_q = 0;  ///< max |x| of P and Q at the epoch's start
+  double afp_error_threshold = 0, afp_alpha = 0, afp_beta = 0, afp_gamma = 0, afp_delta = 0;
+  int afp_high_bits = 16;
+};
+
+/// AFP's state of one worker (a warp), cpu/competing.cc Afp::Worker without the scratch rows.
+struct AfpStats {
+  long long evals = 0, saturated = 0, to_high = 0, itv_max = 0;
+  double err_sum = 0, err_max = 0, itv_sum = 0;
+};
+struct AfpWarp {
+  detail::AfpTensorState st[3];  ///< P, Q, G
+  detail::FixedFormat fmt[3];
+  float fmax[3];                 ///< largest value fmt can hold (0: not evaluated yet)
+  AfpStats stats[3];
+  float run_max[2];
+  long long iter;                ///< this worker's iterations (ratings), across epochs
 };
 
 /// Resident blocks per SM of the SGD kernel (mpt = false; flag: half math) or the MPT kernel
 /// (mpt = true; flag: stochastic rounding) at this k (cudaOccupancyMaxActiveBlocksPerMultiprocessor).
 int blocks_per_sm(int k, bool mpt, bool flag);
+/// The same for the MuPPET (which = 0) or AFP (which = 1) kernel.
+int competing_blocks_per_sm(int k, int which);
 /// SGD pass of fp32 / fp16 / mascot-n1 / mascot family (half_math: method fp16).  Throws
 /// InvalidArgument for k that is not a multiple of 32 in [32, 512].
 void launch_sgd(const SgdArgs& a, bool half_math, int blocks);
 /// SGD pass of MPT on FP32 masters (a.store must be kF32).
 void launch_mpt(const SgdArgs& a, int blocks);
+/// SGD pass of MuPPET / AFP on FP32 masters.
+void launch_muppet(const SgdArgs& a, int blocks);
+void launch_afp(const SgdArgs& a, int blocks);
+/// *out = max(*out, max |x| over x[0..n)) as float bits (out: one device uint32, >= 0 floats).
+void launch_max_abs(const float* x, int64_t n, unsigned int* out);
 /// Sum of squared errors of the test ratings, one double per block in partial[0..blocks).
 void launch_sse(const DRec* recs, int64_t n, const DSide& U, const DSide& I, Store store, bool naive, int k,
                 double* partial, int blocks);

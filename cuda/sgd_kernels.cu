@@ -508,6 +508,248 @@ __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
   }
 }
 
+// ------------------------------------------------------------------ MuPPET (cpu/competing.cc Muppet)
+
+template <int E>
+__device__ __forceinline__ float lane_max_abs(const float (&x)[E]) {
+  float m = 0.f;
+#pragma unroll
+  for (int c = 0; c < E; ++c) m = fmaxf(m, fabsf(x[c]));
+  return m;
+}
+
+/// Muppet::run_fixed (word length a.mu_word_length > 0) or run_fp32 (== 0) per warp: a warp is
+/// a worker with its own P and Q scales, lowered as soon as a row outgrows them.  Warps
+/// 0..mu_batch_warps-1 record the gradient of their last rating: together the epoch's last
+/// mini-batch (the CPU records each thread's last ceil(batch / threads) ratings).
+template <int E>
+__global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
+  constexpr int k = 32 * E;
+  const int lane = threadIdx.x & 31;
+  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  const int64_t nwarps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  const int wl = a.mu_word_length;
+  const float lr = a.lr, lp = a.lambda_p, lq = a.lambda_q;
+  const bool SR = a.stochastic;
+  detail::FixedFormat fp{}, fq{};
+  float fmax_p = 0.f, fmax_q = 0.f;
+  if (wl > 0) {
+    fp = detail::make_fixed_format(a.mu_frac[2 * warp], wl);
+    fq = detail::make_fixed_format(a.mu_frac[2 * warp + 1], wl);
+    fmax_p = fp.hi * fp.inv_scale;
+    fmax_q = fq.hi * fq.inv_scale;
+  }
+  unsigned long long rescales = 0;
+  float lgp[E], lgq[E];
+  bool have = false;
+  for (int64_t base = warp * 32; base < a.tasks; base += nwarps * 32) {
+    const int64_t t = base + lane;
+    DRec rc{0, 0, 0.f};
+    if (t < a.tasks) rc = a.recs[task_rating(a, t)];
+    const int nv = a.tasks - base < 32 ? static_cast<int>(a.tasks - base) : 32;
+    for (int j = 0; j < nv; ++j) {
+      const int32_t u = __shfl_sync(kFull, rc.u, j), i = __shfl_sync(kFull, rc.i, j);
+      const float r = __shfl_sync(kFull, rc.r, j);
+      float* prow = a.U.f32 + static_cast<size_t>(u) * k;
+      float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
+      float p[E], q[E];
+      load_f32<E>(prow, lane, p);
+      load_f32<E>(qrow, lane, q);
+      if (wl == 0) {  // FP32 level: Eq. 2-3
+        float part = 0.f;
+#pragma unroll
+        for (int c = 0; c < E; ++c) part += p[c] * q[c];
+        const float e = r - warp_sum(part);
+#pragma unroll
+        for (int c = 0; c < E; ++c) {
+          const float pj = p[c], qj = q[c];
+          p[c] = pj + lr * (e * qj - lp * pj);
+          q[c] = qj + lr * (e * pj - lq * qj);
+        }
+      } else {
+        const uint64_t key = SR ? mpt_rating_key(a.mpt_epoch_key, u, i) : 0;
+        const float mp = warp_max(lane_max_abs<E>(p)), mq = warp_max(lane_max_abs<E>(q));
+        if (mp > fmax_p) {
+          fp = detail::make_fixed_format(detail::fixed_frac_bits(mp, wl), wl);
+          fmax_p = fp.hi * fp.inv_scale;
+          ++rescales;
+        }
+        if (mq > fmax_q) {
+          fq = detail::make_fixed_format(detail::fixed_frac_bits(mq, wl), wl);
+          fmax_q = fq.hi * fq.inv_scale;
+          ++rescales;
+        }
+        float ph[E], qh[E];
+#pragma unroll
+        for (int c = 0; c < E; ++c) {
+          const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+          ph[c] = SR ? detail::fixed_round_sr(p[c], fp, mpt_word(key, 1, jj)) : detail::fixed_round_rn(p[c], fp);
+          qh[c] = SR ? detail::fixed_round_sr(q[c], fq, mpt_word(key, 2, jj)) : detail::fixed_round_rn(q[c], fq);
+        }
+        float part = 0.f;
+#pragma unroll
+        for (int c = 0; c < E; ++c) part += ph[c] * qh[c];
+        const float e = r - warp_sum(part);
+        const detail::FixedFormat fe = detail::make_fixed_format(detail::fixed_frac_bits(fabsf(e), wl), wl);
+        const float eh = SR ? detail::fixed_round_sr(e, fe, mpt_one_word(key, 3)) : detail::fixed_round_rn(e, fe);
+        const float ae = fabsf(eh);
+        const float mqh = warp_max(lane_max_abs<E>(qh)), mph = warp_max(lane_max_abs<E>(ph));
+        const detail::FixedFormat fgp = detail::make_fixed_format(detail::fixed_frac_bits(ae * mqh, wl), wl);
+        const detail::FixedFormat fgq = detail::make_fixed_format(detail::fixed_frac_bits(ae * mph, wl), wl);
+#pragma unroll
+        for (int c = 0; c < E; ++c) {
+          const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+          const float gp = (SR ? detail::fixed_round_sr(eh * qh[c], fgp, mpt_word(key, 4, jj))
+                               : detail::fixed_round_rn(eh * qh[c], fgp)) - lp * ph[c];
+          const float gq = (SR ? detail::fixed_round_sr(eh * ph[c], fgq, mpt_word(key, 5, jj))
+                               : detail::fixed_round_rn(eh * ph[c], fgq)) - lq * qh[c];
+          p[c] += lr * gp;
+          q[c] += lr * gq;
+          lgp[c] = gp;
+          lgq[c] = gq;
+        }
+        have = true;
+      }
+      store_f32<E>(prow, lane, p);
+      store_f32<E>(qrow, lane, q);
+    }
+  }
+  if (wl > 0) {
+    if (have && warp < a.mu_batch_warps) {
+      store_f32<E>(a.mu_batch + static_cast<size_t>(warp) * 2 * k, lane, lgp);
+      store_f32<E>(a.mu_batch + static_cast<size_t>(warp) * 2 * k + k, lane, lgq);
+      if (lane == 0) a.mu_batch_n[warp] = 1;
+    }
+    if (lane == 0) {
+      a.mu_frac[2 * warp] = fp.frac_bits;
+      a.mu_frac[2 * warp + 1] = fq.frac_bits;
+      if (rescales) atomicAdd(a.mu_rescales, rescales);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ AFP (cpu/competing.cc Afp)
+
+/// Afp::reevaluate for tensor t of warp state w (every lane holds an identical copy of w; the
+/// data are the lanes' E (+E) elements of the iteration).
+template <int E>
+__device__ __forceinline__ void afp_reevaluate(AfpWarp& w, int t, const float (&d0)[E], const float* d1, float range,
+                                               bool saturated, const SgdArgs& a) {
+  detail::AfpTensorState& st = w.st[t];
+  AfpStats& s = w.stats[t];
+  auto error_at = [&](const detail::FixedFormat& f) {  // nearest rounding: the format's error
+    float sa = 0.f, sq = 0.f;
+#pragma unroll
+    for (int c = 0; c < E; ++c) {
+      sa += fabsf(d0[c]);
+      sq += fabsf(detail::fixed_round_rn(d0[c], f));
+      if (d1) {
+        sa += fabsf(d1[c]);
+        sq += fabsf(detail::fixed_round_rn(d1[c], f));
+      }
+    }
+    return detail::afp_quant_error(static_cast<double>(warp_sum(sa)), static_cast<double>(warp_sum(sq)));
+  };
+  st.pos = detail::afp_point_position(range, st.bits);
+  detail::FixedFormat f = detail::make_fixed_format(-st.pos, st.bits);
+  double err = error_at(f);
+  if (detail::afp_needs_more_bits(err, a.afp_error_threshold, st.bits, a.afp_high_bits)) {
+    st.bits = a.afp_high_bits;
+    ++s.to_high;
+    st.pos = detail::afp_point_position(range, st.bits);
+    f = detail::make_fixed_format(-st.pos, st.bits);
+    err = error_at(f);
+  }
+  detail::afp_set_interval(st, err, a.afp_alpha, a.afp_beta, a.afp_gamma, a.afp_delta, w.iter);
+  w.fmt[t] = f;
+  w.fmax[t] = f.hi * f.inv_scale;
+  ++s.evals;
+  s.saturated += saturated ? 1 : 0;
+  s.err_sum += err;
+  s.err_max = err > s.err_max ? err : s.err_max;
+  s.itv_sum += static_cast<double>(st.interval);
+  s.itv_max = st.interval > s.itv_max ? st.interval : s.itv_max;
+}
+
+template <int E>
+__global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
+  constexpr int k = 32 * E;
+  const int lane = threadIdx.x & 31;
+  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  const int64_t nwarps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  const float lr = a.lr, lp = a.lambda_p, lq = a.lambda_q;
+  const bool SR = a.stochastic;
+  AfpWarp w = a.afp[warp];  // this worker's state; identical copies in every lane
+  for (int64_t base = warp * 32; base < a.tasks; base += nwarps * 32) {
+    const int64_t t = base + lane;
+    DRec rc{0, 0, 0.f};
+    if (t < a.tasks) rc = a.recs[task_rating(a, t)];
+    const int nv = a.tasks - base < 32 ? static_cast<int>(a.tasks - base) : 32;
+    for (int j = 0; j < nv; ++j) {
+      const int32_t u = __shfl_sync(kFull, rc.u, j), i = __shfl_sync(kFull, rc.i, j);
+      const float r = __shfl_sync(kFull, rc.r, j);
+      float* prow = a.U.f32 + static_cast<size_t>(u) * k;
+      float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
+      float p[E], q[E];
+      load_f32<E>(prow, lane, p);
+      load_f32<E>(qrow, lane, q);
+      const uint64_t key = SR ? mpt_rating_key(a.mpt_epoch_key, u, i) : 0;
+      w.run_max[0] = fmaxf(w.run_max[0], warp_max(lane_max_abs<E>(p)));
+      w.run_max[1] = fmaxf(w.run_max[1], warp_max(lane_max_abs<E>(q)));
+      const float range_p = fmaxf(a.afp_max_p, w.run_max[0]), range_q = fmaxf(a.afp_max_q, w.run_max[1]);
+      if (w.iter >= w.st[0].next || range_p > w.fmax[0])
+        afp_reevaluate<E>(w, 0, p, nullptr, range_p, w.iter < w.st[0].next, a);
+      if (w.iter >= w.st[1].next || range_q > w.fmax[1])
+        afp_reevaluate<E>(w, 1, q, nullptr, range_q, w.iter < w.st[1].next, a);
+      float ph[E], qh[E];
+#pragma unroll
+      for (int c = 0; c < E; ++c) {
+        const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+        ph[c] = SR ? detail::fixed_round_sr(p[c], w.fmt[0], mpt_word(key, 1, jj)) : detail::fixed_round_rn(p[c], w.fmt[0]);
+        qh[c] = SR ? detail::fixed_round_sr(q[c], w.fmt[1], mpt_word(key, 2, jj)) : detail::fixed_round_rn(q[c], w.fmt[1]);
+      }
+      float part = 0.f;
+#pragma unroll
+      for (int c = 0; c < E; ++c) part += ph[c] * qh[c];
+      const float e = r - warp_sum(part);
+      float gp[E], gq[E];
+      float mg = 0.f;
+#pragma unroll
+      for (int c = 0; c < E; ++c) {
+        gp[c] = e * qh[c] - lp * ph[c];
+        gq[c] = e * ph[c] - lq * qh[c];
+        mg = fmaxf(mg, fmaxf(fabsf(gp[c]), fabsf(gq[c])));
+      }
+      const float range_g = warp_max(mg);
+      if (w.iter >= w.st[2].next || range_g > w.fmax[2])
+        afp_reevaluate<E>(w, 2, gp, gq, range_g, w.iter < w.st[2].next, a);
+      const detail::FixedFormat fg = w.fmt[2];
+#pragma unroll
+      for (int c = 0; c < E; ++c) {
+        const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+        const float g0 = SR ? detail::fixed_round_sr(gp[c], fg, mpt_word(key, 3, jj)) : detail::fixed_round_rn(gp[c], fg);
+        const float g1 = SR ? detail::fixed_round_sr(gq[c], fg, mpt_word(key, 4, jj)) : detail::fixed_round_rn(gq[c], fg);
+        p[c] += lr * g0;
+        q[c] += lr * g1;
+      }
+      store_f32<E>(prow, lane, p);
+      store_f32<E>(qrow, lane, q);
+      ++w.iter;
+    }
+  }
+  if (lane == 0) a.afp[warp] = w;
+}
+
+/// Block max of |x| into *out (float bits; non-negative floats order like their bits).
+__global__ void max_abs_kernel(const float* __restrict__ x, int64_t n, unsigned int* out) {
+  float m = 0.f;
+  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < n;
+       t += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    m = fmaxf(m, fabsf(x[t]));  // fmaxf drops a NaN operand, as max_abs16's compare does
+  m = warp_max(m);
+  if ((threadIdx.x & 31) == 0) atomicMax(out, __float_as_uint(m));
+}
+
 // ------------------------------------------------------------------ evaluation
 
 template <int E>
@@ -635,6 +877,27 @@ struct SseLaunch {
 };
 
 template <int E>
+struct MuppetLaunch {
+  static void run(const SgdArgs& a, int blocks) {
+    muppet_kernel<E><<<blocks, kThreads>>>(a);
+    MASCOT_CUDA_CHECK_LAUNCH();
+  }
+};
+template <int E>
+struct AfpLaunch {
+  static void run(const SgdArgs& a, int blocks) {
+    afp_kernel<E><<<blocks, kThreads>>>(a);
+    MASCOT_CUDA_CHECK_LAUNCH();
+  }
+};
+template <int E>
+struct CompetingOccupancy {
+  static void run(int* out, int which) {
+    MASCOT_CUDA_CHECK(which == 0 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, muppet_kernel<E>, kThreads, 0)
+                                 : cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, afp_kernel<E>, kThreads, 0));
+  }
+};
+template <int E>
 struct AccLaunch {
   static void run(const float* grads, const int32_t* group, int64_t n, const DSide& s, int slots, int blocks) {
     accumulate_kernel<E><<<blocks, kThreads>>>(grads, group, n, s, slots);
@@ -665,6 +928,23 @@ int blocks_per_sm(int k, bool mpt, bool flag) {
 
 void launch_sgd(const SgdArgs& a, bool half_math, int blocks) { dispatch_e<SgdLaunch>(a.k, a, half_math, blocks); }
 void launch_mpt(const SgdArgs& a, int blocks) { dispatch_e<MptLaunch>(a.k, a, blocks); }
+void launch_muppet(const SgdArgs& a, int blocks) { dispatch_e<MuppetLaunch>(a.k, a, blocks); }
+void launch_afp(const SgdArgs& a, int blocks) { dispatch_e<AfpLaunch>(a.k, a, blocks); }
+int competing_blocks_per_sm(int k, int which) {
+  int n = 1;
+  dispatch_e<CompetingOccupancy>(k, &n, which);
+  return n < 1 ? 1 : n;
+}
+void launch_max_abs(const float* x, int64_t n, unsigned int* out) {
+  if (n <= 0) return;
+  int sms = 1, dev = 0;
+  MASCOT_CUDA_CHECK(cudaGetDevice(&dev));
+  MASCOT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int64_t want = (n + 255) / 256;
+  const int blocks = static_cast<int>(want < 4LL * sms ? want : 4LL * sms);
+  max_abs_kernel<<<blocks, 256>>>(x, n, out);
+  MASCOT_CUDA_CHECK_LAUNCH();
+}
 void launch_sse(const DRec* recs, int64_t n, const DSide& U, const DSide& I, Store store, bool naive, int k,
                 double* partial, int blocks) {
   dispatch_e<SseLaunch>(k, recs, n, U, I, store, naive, partial, blocks);

@@ -29,12 +29,14 @@ run() {  # tool name mascot_train-args...
     echo "FAIL  $tool $name (see $log)"; tail -n 20 "$log"; fail=1
   fi
 }
-for m in fp32 fp16 mascot-n1 mascot-n2 mascot mascot-naive mpt; do
+for m in fp32 fp16 mascot-n1 mascot-n2 mascot mascot-naive mpt muppet afp; do
   run memcheck "$m-k64" "$exe" "${common[@]}" --method "$m" --k 64
 done
 run memcheck "mascot-k96-stochastic" "$exe" "${common[@]}" --method mascot --k 96 --rounding stochastic
 run memcheck "mascot-chunk" "$exe" "${common[@]}" --method mascot --k 64 --order chunk
-run memcheck "mpt-stochastic" "$exe" "${common[@]}" --method mpt --k 32 --rounding stochastic
+for m in mpt muppet afp; do
+  run memcheck "$m-k32-stochastic" "$exe" "${common[@]}" --method "$m" --k 32 --rounding stochastic
+done
 for m in mascot mascot-naive mascot-n2; do
   run racecheck "$m-k64" "$exe" "${common[@]}" --method "$m" --k 64
 done

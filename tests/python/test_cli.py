@@ -8,7 +8,7 @@ import pytest
 
 from mascot import data
 
-from backends import CUDA_METHODS, backend_k
+from backends import backend_k
 
 
 def run(exe, *args, cwd=None, env=None):
@@ -133,8 +133,6 @@ def test_mascot_console_command():
 @pytest.mark.parametrize("method", ["fp32", "fp16", "mascot-n1", "mascot", "mascot-n2", "mascot-naive",
                                     "mpt", "muppet", "afp"])
 def test_every_method_from_the_cli(trainer_exe, tmp_path, method, backend):
-    if backend == "cuda" and method not in CUDA_METHODS:
-        pytest.skip(f"{method} is not implemented on the cuda device (test_gpu.py checks its error)")
     rep = tmp_path / "r.json"
     r = run(trainer_exe, "--dataset", "synthetic-ml10m:0.005", "--k", backend_k(backend, 16), "--epochs", 8,
             "--method", method, "--groups", 10, "--quiet", "--report", rep, "--device", backend)

@@ -76,7 +76,10 @@ def test_final_rmse_matches_cpu(method):
                                        ("fp32", dict(order="chunk")),
                                        ("mascot", dict(order="chunk", threshold=3)),
                                        ("fp32", dict(k=96)),
-                                       ("mascot", dict(k=160, threshold=3))])
+                                       ("mascot", dict(k=160, threshold=3)),
+                                       ("mpt", dict(rounding="stochastic")),
+                                       ("muppet", dict(rounding="stochastic")),
+                                       ("afp", dict(rounding="stochastic"))])
 def test_options_match_cpu(method, kw):
     tr, te = _data()
     cpu = _fit("cpu", method, tr, te, **kw).report_["totals"]["final_test_rmse"]
@@ -167,9 +170,6 @@ def test_unsupported_requests_are_clear_errors(tiny):
         mascot.MF(k=48, groups=4, epochs=1, device="cuda").fit(tiny[:3])
     with pytest.raises(ValueError, match="blocked"):
         mascot.MF(k=32, groups=4, epochs=1, order="blocked", device="cuda").fit(tiny[:3])
-    for method in ("muppet", "afp"):
-        with pytest.raises(RuntimeError, match="not implemented on the cuda device"):
-            mascot.MF(k=32, groups=4, epochs=1, method=method, device="cuda").fit(tiny[:3])
 
 
 @pytest.mark.gpu
