@@ -177,5 +177,8 @@ def test_unsupported_requests_are_clear_errors(tiny):
 def test_auto_picks_cuda_and_tools_work(tiny):
     m = mascot.MF(k=32, groups=4, epochs=2, device="auto").fit(tiny[:3], tiny[:3])
     assert m.report_["device"].startswith("cuda")
+    # a job the kernels do not handle (k = 48) trains on the CPU under auto, and says so
+    m = mascot.MF(k=48, groups=4, epochs=2, device="auto").fit(tiny[:3], tiny[:3])
+    assert m.report_["device"].startswith("cpu") and "auto" in m.report_["device"]
     assert "sm_" in _core.cuda_device_name()
     assert _core.cuda_copy_bandwidth(1 << 26, 5) > 10.0  # GB/s: any real GPU is far above

@@ -6,7 +6,16 @@
 #include <string>
 #include <vector>
 
+#include "mascot/config.h"
+
 namespace mascot::detail {
+
+/// Whether the CUDA kernels handle this configuration (k a multiple of 32 in [32, 512], an
+/// order other than the CPU's cache blocking).  `--device auto` trains on the CPU otherwise
+/// (trainer.cc); `--device cuda` then fails with a message naming the field.
+inline bool cuda_supports(const TrainConfig& cfg) {
+  return cfg.k >= 32 && cfg.k <= 512 && cfg.k % 32 == 0 && cfg.order != Order::kBlocked;
+}
 
 /// "<name> (sm_XY, N SMs, M MiB)" of the current device; throws CudaError without one.
 std::string cuda_device_name();
