@@ -27,9 +27,7 @@ def _nvcc_present():
 def test_cuda_backend_is_compiled_when_nvcc_exists():
     """CI must fail if the CUDA objects silently stopped being built."""
     if not _nvcc_present():
-        assert mascot.HAS_CUDA in (True, False)  # nothing to require without a CUDA compiler
-        assert not mascot.HAS_CUDA or mascot.cuda_device_count() >= 0
-        return
+        pytest.skip("no nvcc on this machine: nothing to require")
     assert mascot.HAS_CUDA, "nvcc is installed but this build has no CUDA backend"
 
 
