@@ -1,15 +1,780 @@
-// CUDA trainer entry point.  The GPU kernels are the CUDA-backend issue's work; until they
-// land, asking for the cuda device fails with this clear message and `auto` picks the CPU
-// (see cuda_training_available in cpp/src/context.cc).
+// CUDA backend: the epoch loop of cpu/cpu_trainer.cc on the device.  Owns, for one fit, the
+// device copies of the training and test ratings, the factor rows P and Q in the method's
+// storage (DeviceBuffer: freed on every path), the group tables and the q-error accumulators:
+//   fp32, mpt            -> FP32 rows
+//   fp16, mascot-n1      -> FP16 rows
+//   mascot, -n2, -naive  -> FP16 rows; when a group switches its rows are converted to the
+//                           FP32 buffer on the device (allocated at the first switch)
+// Per epoch (DESIGN.md §3): SGD pass (kernels in sgd_kernels.cu) -> on measured epochs the
+// per-group gradient sums come to the host (O(g k) doubles, never the model), q-error and
+// Switcher decide, switched groups are converted on the device -> test RMSE on the device,
+// outside the timed pass.  Only the q-error sums, g precision flags and the final factors
+// cross the bus.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "cuda_check.h"
+#include "kernels.h"
 #include "mascot/detail/backend.h"
+#include "mascot/detail/competing_params.h"
+#include "mascot/detail/fixed_point.h"
+#include "mascot/detail/cuda_tools.h"
+#include "mascot/detail/half.h"
+#include "mascot/detail/json.h"
+#include "mascot/detail/rng.h"
+#include "mascot/detail/switching.h"
 #include "mascot/error.h"
+
+namespace mascot::cuda {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// ------------------------------------------------------------------ small kernels
+
+/// Initial rows (detail::init_row's formula, element (r, j) from the entity's original id),
+/// stored as FP32 or rounded to nearest FP16.
+__global__ void init_kernel(float* f32, uint16_t* f16, const int32_t* old, int64_t rows, int k, float std,
+                            uint64_t seed, uint64_t stream) {
+  const int64_t n = rows * k;
+  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < n;
+       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = x / k, j = x - r * k;
+    const uint64_t c = 2 * (static_cast<uint64_t>(old[r]) * static_cast<uint64_t>(k) + static_cast<uint64_t>(j));
+    const float v = static_cast<float>(static_cast<double>(std) *
+                                       detail::normal_from(detail::hash3(seed, stream, c), detail::hash3(seed, stream, c + 1)));
+    if (f32) f32[x] = v;
+    else f16[x] = __half_as_ushort(__float2half_rn(v));
+  }
+}
+
+/// FP16 -> FP32 rows [a, b) (elements), exact: a group switching precision.
+__global__ void widen_kernel(const uint16_t* f16, float* f32, int64_t a, int64_t b) {
+  for (int64_t x = a + blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < b;
+       x += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    f32[x] = __half2float(__ushort_as_half(f16[x]));
+}
+
+/// out[x] = sum over slots s (in slot order) of in[s * per + x]: deterministic reduction.
+template <class T>
+__global__ void reduce_slots_kernel(const T* in, T* out, int64_t per, int slots) {
+  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < per;
+       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    T s = 0;
+    for (int t = 0; t < slots; ++t) s += in[static_cast<int64_t>(t) * per + x];
+    out[x] = s;
+  }
+}
+
+int grid_for(int64_t n, int threads = 256, int cap = 65535) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(cap, (n + threads - 1) / threads)));
+}
+
+// ------------------------------------------------------------------ device and method checks
+
+struct DeviceInfo {
+  int id = 0;
+  int sms = 1;
+  std::string name;
+};
+
+/// The current device, checked: compute capability >= 8.0 (the kernels are built for sm_80
+/// and sm_90; older GPUs would fail at the first launch with a less clear message).
+DeviceInfo check_device() {
+  DeviceInfo d;
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+    cudaGetLastError();
+    throw CudaError("no CUDA device is visible (no GPU or no driver); use --device cpu");
+  }
+  MASCOT_CUDA_CHECK(cudaGetDevice(&d.id));
+  cudaDeviceProp prop{};
+  MASCOT_CUDA_CHECK(cudaGetDeviceProperties(&prop, d.id));
+  if (prop.major < 8)
+    throw CudaError(std::string("unsupported GPU ") + prop.name + " (compute capability " + std::to_string(prop.major) +
+                    "." + std::to_string(prop.minor) + "): MASCOT's CUDA backend needs 8.0 or newer; use --device cpu");
+  d.sms = prop.multiProcessorCount;
+  d.name = prop.name;
+  return d;
+}
+
+enum class Kind { kF32, kF16, kHalfMath, kMixed, kMpt, kMuppet, kAfp };
+
+Kind kind_of(Method m) {
+  switch (m) {
+    case Method::kFp32: return Kind::kF32;
+    case Method::kFp16: return Kind::kHalfMath;
+    case Method::kMascotN1: return Kind::kF16;
+    case Method::kMascot:
+    case Method::kMascotN2:
+    case Method::kMascotNaive: return Kind::kMixed;
+    case Method::kMpt: return Kind::kMpt;
+    case Method::kMuppet: return Kind::kMuppet;
+    case Method::kAfp: return Kind::kAfp;
+  }
+  throw CudaError("method '" + to_string(m) + "' is not implemented on the cuda device");
+}
+
+std::vector<DRec> to_drecs(const RatingSet& s) {
+  std::vector<DRec> v(static_cast<size_t>(s.nnz()));
+  for (int64_t t = 0; t < s.nnz(); ++t) v[t] = DRec{s.users[t], s.items[t], s.ratings[t]};
+  return v;
+}
+
+/// Device state of one side.
+struct Side {
+  int64_t rows = 0;
+  DeviceBuffer<float> f32;
+  DeviceBuffer<uint16_t> f16;
+  DeviceBuffer<int32_t> start;
+  DeviceBuffer<uint8_t> fp32;
+  DeviceBuffer<double> sum, sq, tsum, tsq;  // slot copies and their reduction
+  DeviceBuffer<unsigned long long> n, tn;
+  GroupTable* table = nullptr;
+
+  void upload_flags() {
+    std::vector<uint8_t> f(table->precision.size());
+    for (size_t g = 0; g < f.size(); ++g) f[g] = table->precision[g] == Precision::kFp32 ? 1 : 0;
+    fp32.upload(f.data(), f.size());
+  }
+  DSide view(bool measure) const {
+    DSide s;
+    s.f32 = f32.get();
+    s.f16 = f16.get();
+    s.start = start.get();
+    s.fp32 = fp32.get();
+    s.groups = table->size();
+    if (measure) {
+      s.grad_sum = sum.get();
+      s.grad_sq = sq.get();
+      s.grad_n = n.get();
+    }
+    return s;
+  }
+};
+
+/// Max |x| over a side's FP32 rows, on the device (the competing methods' per-epoch tensor scan).
+float side_max_abs(const Side& s, int k) {
+  DeviceBuffer<unsigned int> m(1);
+  m.zero();
+  launch_max_abs(s.f32.get(), s.rows * k, m.get());
+  unsigned int bits = 0;
+  m.download(&bits, 1);
+  return detail::bits_f32(bits);
+}
+
+// ------------------------------------------------------------------ MuPPET, host side
+// cpu/competing.cc Muppet::begin_epoch / end_epoch with a warp as the worker: the scales of
+// P and Q come from a scan of the whole tensor at the epoch's start; the policy (MuppetPolicy,
+// competing_params.h) decides at the end of evaluation epochs from the epoch's last
+// mini-batch gradient (recorded by the first `batch` warps, one rating each).
+class MuppetHost {
+ public:
+  void init(const TrainConfig& cfg, int64_t warps) {
+    c_ = cfg.competing;
+    k_ = cfg.k;
+    warps_ = warps;
+    policy_.levels = static_cast<int>(c_.muppet_word_lengths.size());
+    batch_warps_ = static_cast<int>(std::min<int64_t>(c_.muppet_batch, warps));
+    frac_.reset(static_cast<size_t>(2 * warps));
+    batch_.reset(static_cast<size_t>(batch_warps_) * 2 * k_);
+    batch_n_.reset(static_cast<size_t>(batch_warps_));
+    rescales_.reset(1);
+    win_p_.assign(static_cast<size_t>(k_), 0.0);
+    win_q_.assign(static_cast<size_t>(k_), 0.0);
+  }
+  void begin_epoch(const Side& U, const Side& I, int k, SgdArgs* a) {
+    wl_ = policy_.fp32() ? 0 : c_.muppet_word_lengths[static_cast<size_t>(policy_.level)];
+    if (wl_ > 0) {
+      max_p_ = side_max_abs(U, k);
+      max_q_ = side_max_abs(I, k);
+      fp_ = detail::make_fixed_format(detail::fixed_frac_bits(max_p_, wl_), wl_);
+      fq_ = detail::make_fixed_format(detail::fixed_frac_bits(max_q_, wl_), wl_);
+      std::vector<int> f(static_cast<size_t>(2 * warps_));
+      for (int64_t w = 0; w < warps_; ++w) {
+        f[2 * w] = fp_.frac_bits;
+        f[2 * w + 1] = fq_.frac_bits;
+      }
+      frac_.upload(f.data(), f.size());
+      batch_n_.zero();
+      rescales_.zero();
+    }
+    a->mu_word_length = wl_;
+    a->mu_frac = frac_.get();
+    a->mu_rescales = rescales_.get();
+    a->mu_batch = batch_.get();
+    a->mu_batch_n = batch_n_.get();
+    a->mu_batch_warps = batch_warps_;
+  }
+  std::string end_epoch(int epoch, int k) {
+    const int wl = wl_;
+    int64_t batch = 0;
+    double norm_p = 0, norm_q = 0;
+    int fpe = fp_.frac_bits, fqe = fq_.frac_bits;
+    unsigned long long rescales = 0;
+    if (wl > 0) {
+      std::vector<float> b(batch_.size());
+      std::vector<int> bn(batch_n_.size());
+      batch_.download(b.data(), b.size());
+      batch_n_.download(bn.data(), bn.size());
+      std::vector<double> gp(static_cast<size_t>(k), 0.0), gq(static_cast<size_t>(k), 0.0);
+      for (int w = 0; w < batch_warps_; ++w) {
+        if (!bn[w]) continue;
+        ++batch;
+        for (int j = 0; j < k; ++j) {
+          gp[j] += b[static_cast<size_t>(w) * 2 * k + j];
+          gq[j] += b[static_cast<size_t>(w) * 2 * k + k + j];
+        }
+      }
+      for (int j = 0; j < k; ++j) {
+        norm_p += gp[j] * gp[j];
+        norm_q += gq[j] * gq[j];
+        win_p_[j] += gp[j];
+        win_q_[j] += gq[j];
+      }
+      win_norm_p_ += norm_p;
+      win_norm_q_ += norm_q;
+      std::vector<int> f(frac_.size());
+      frac_.download(f.data(), f.size());
+      for (size_t x = 0; x < f.size(); x += 2) {
+        fpe = std::min(fpe, f[x]);
+        fqe = std::min(fqe, f[x + 1]);
+      }
+      rescales_.download(&rescales, 1);
+    }
+    double gd_p = NAN, gd_q = NAN, mean_gd = NAN;
+    if (wl > 0 && detail::MuppetPolicy::is_evaluation_epoch(c_, epoch)) {
+      double sp = 0, sq = 0;
+      for (int j = 0; j < k; ++j) {
+        sp += win_p_[j] * win_p_[j];
+        sq += win_q_[j] * win_q_[j];
+      }
+      gd_p = sp > 0 ? win_norm_p_ / sp : NAN;
+      gd_q = sq > 0 ? win_norm_q_ / sq : NAN;
+      int nl = 0;
+      double s = 0;
+      if (std::isfinite(gd_p)) s += gd_p, ++nl;
+      if (std::isfinite(gd_q)) s += gd_q, ++nl;
+      mean_gd = nl > 0 ? s / nl : NAN;
+      std::fill(win_p_.begin(), win_p_.end(), 0.0);
+      std::fill(win_q_.begin(), win_q_.end(), 0.0);
+      win_norm_p_ = win_norm_q_ = 0;
+    }
+    const bool switched = policy_.end_epoch(c_, epoch, mean_gd);
+    if (switched) switches_.push_back(epoch);
+    detail::JsonWriter j;
+    j.begin_object();
+    j.kv("name", "muppet");
+    j.kv("word_length", wl > 0 ? wl : 32).kv("fixed_point", wl > 0);
+    if (wl > 0) {
+      j.kv("frac_bits_p", fp_.frac_bits).kv("frac_bits_q", fq_.frac_bits);
+      j.kv("frac_bits_p_end", fpe).kv("frac_bits_q_end", fqe).kv("rescales", static_cast<int64_t>(rescales));
+      j.kv("max_abs_p", static_cast<double>(max_p_)).kv("max_abs_q", static_cast<double>(max_q_));
+      j.kv("batch_ratings", batch).kv("batch_grad_norm2_p", norm_p).kv("batch_grad_norm2_q", norm_q);
+    }
+    j.kv("evaluated", policy_.evaluated);
+    j.kv("diversity_p", gd_p).kv("diversity_q", gd_q).kv("diversity", mean_gd);
+    j.kv("max_diversity", policy_.max_gd).kv("ratio", policy_.evaluated ? policy_.ratio : NAN);
+    j.kv("threshold", policy_.threshold).kv("violations", policy_.violations);
+    j.kv("switched", switched);
+    j.kv("next_word_length", policy_.fp32() ? 32 : c_.muppet_word_lengths[static_cast<size_t>(policy_.level)]);
+    j.key("switch_epochs").array(switches_);
+    j.end_object();
+    return j.str();
+  }
+
+ private:
+  CompetingParams c_;
+  int k_ = 0;
+  int64_t warps_ = 0;
+  int batch_warps_ = 0;
+  detail::MuppetPolicy policy_;
+  int wl_ = 0;
+  float max_p_ = 0, max_q_ = 0;
+  detail::FixedFormat fp_{}, fq_{};
+  std::vector<double> win_p_, win_q_;
+  double win_norm_p_ = 0, win_norm_q_ = 0;
+  std::vector<int> switches_;
+  DeviceBuffer<int> frac_;
+  DeviceBuffer<float> batch_;
+  DeviceBuffer<int> batch_n_;
+  DeviceBuffer<unsigned long long> rescales_;
+};
+
+// ------------------------------------------------------------------ AFP, host side
+// cpu/competing.cc Afp::begin_epoch / end_epoch with a warp as the worker (its state lives in
+// device memory between epochs; a host mirror resets the per-epoch parts and reads the stats).
+class AfpHost {
+ public:
+  void init(const TrainConfig& cfg, int64_t warps) {
+    c_ = cfg.competing;
+    AfpWarp w{};
+    for (auto& st : w.st) {
+      st = detail::AfpTensorState{};
+      st.bits = c_.afp_low_bits;
+      st.next = 0;
+    }
+    for (int t = 0; t < 3; ++t) {
+      w.fmt[t] = detail::FixedFormat{};
+      w.fmax[t] = 0.f;
+      w.stats[t] = AfpStats{};
+    }
+    w.run_max[0] = w.run_max[1] = 0.f;
+    w.iter = 0;
+    host_.assign(static_cast<size_t>(warps), w);
+    dev_.reset(host_.size());
+    dev_.upload(host_.data(), host_.size());
+  }
+  void begin_epoch(const Side& U, const Side& I, int k, SgdArgs* a) {
+    max_p_ = side_max_abs(U, k);
+    max_q_ = side_max_abs(I, k);
+    for (auto& w : host_) {  // host_ mirrors the device after the last end_epoch()
+      w.run_max[0] = w.run_max[1] = 0.f;
+      for (auto& s : w.stats) s = AfpStats{};
+    }
+    dev_.upload(host_.data(), host_.size());
+    a->afp = dev_.get();
+    a->afp_max_p = max_p_;
+    a->afp_max_q = max_q_;
+    a->afp_error_threshold = c_.afp_error_threshold;
+    a->afp_alpha = c_.afp_alpha;
+    a->afp_beta = c_.afp_beta;
+    a->afp_gamma = c_.afp_gamma;
+    a->afp_delta = c_.afp_delta;
+    a->afp_high_bits = c_.afp_high_bits;
+  }
+  std::string end_epoch() {
+    dev_.download(host_.data(), host_.size());
+    static const char* names[3] = {"P", "Q", "G"};
+    detail::JsonWriter j;
+    j.begin_object();
+    j.kv("name", "afp");
+    j.key("tensors").begin_object();
+    for (int t = 0; t < 3; ++t) {
+      int bits = 0, high = 0, pmin = 0, pmax = 0;
+      int64_t evals = 0, saturated = 0, to_high = 0, imax = 0;
+      double esum = 0, emax = 0, isum = 0;
+      bool first = true;
+      for (const auto& w : host_) {
+        const auto& st = w.st[t];
+        const auto& s = w.stats[t];
+        bits = std::max(bits, st.bits);
+        high += st.bits >= c_.afp_high_bits;
+        if (s.evals > 0 || w.iter > 0) {
+          pmin = first ? st.pos : std::min(pmin, st.pos);
+          pmax = first ? st.pos : std::max(pmax, st.pos);
+          first = false;
+        }
+        evals += s.evals;
+        saturated += s.saturated;
+        to_high += s.to_high;
+        esum += s.err_sum;
+        emax = std::max(emax, s.err_max);
+        isum += s.itv_sum;
+        imax = std::max<int64_t>(imax, s.itv_max);
+      }
+      j.key(names[t]).begin_object();
+      // "threads": the workers, here the warps of the grid
+      j.kv("bits", bits).kv("threads_high", high).kv("threads", static_cast<int>(host_.size()));
+      j.kv("point_position_min", pmin).kv("point_position_max", pmax);
+      j.kv("evaluations", evals).kv("saturation_evaluations", saturated).kv("switched_to_high", to_high);
+      j.kv("error_mean", evals > 0 ? esum / static_cast<double>(evals) : NAN).kv("error_max", evals > 0 ? emax : NAN);
+      j.kv("interval_mean", evals > 0 ? isum / static_cast<double>(evals) : NAN).kv("interval_max", imax);
+      j.end_object();
+    }
+    j.end_object();
+    j.kv("max_abs_p", static_cast<double>(max_p_)).kv("max_abs_q", static_cast<double>(max_q_));
+    j.end_object();
+    return j.str();
+  }
+
+ private:
+  CompetingParams c_;
+  std::vector<AfpWarp> host_;
+  DeviceBuffer<AfpWarp> dev_;
+  float max_p_ = 0, max_q_ = 0;
+};
+
+/// Reduces the slot copies of s's accumulators on the device, brings the O(g k) sums to the
+/// host and applies Eq. 4 (detail::qerror_from_sums, the CPU's code).
+std::vector<double> qerror_of(Side* s, int slots, int k) {
+  const int g = s->table ? s->table->size() : static_cast<int>(s->tsq.size());
+  const int64_t gk = static_cast<int64_t>(g) * k;
+  reduce_slots_kernel<double><<<grid_for(gk), 256>>>(s->sum.get(), s->tsum.get(), gk, slots);
+  MASCOT_CUDA_CHECK_LAUNCH();
+  reduce_slots_kernel<double><<<grid_for(g), 256>>>(s->sq.get(), s->tsq.get(), g, slots);
+  MASCOT_CUDA_CHECK_LAUNCH();
+  reduce_slots_kernel<unsigned long long><<<grid_for(g), 256>>>(s->n.get(), s->tn.get(), g, slots);
+  MASCOT_CUDA_CHECK_LAUNCH();
+  std::vector<double> sum(static_cast<size_t>(gk)), sq(static_cast<size_t>(g));
+  std::vector<unsigned long long> n(static_cast<size_t>(g));
+  s->tsum.download(sum.data(), sum.size());
+  s->tsq.download(sq.data(), sq.size());
+  s->tn.download(n.data(), n.size());
+  std::vector<int64_t> n64(n.begin(), n.end());
+  return detail::qerror_from_sums(sum.data(), sq.data(), n64.data(), g, k);
+}
+
+void alloc_accumulators(Side* s, int groups, int k, int slots) {
+  const size_t g = static_cast<size_t>(groups);
+  s->sum.reset(g * k * slots);
+  s->sq.reset(g * slots);
+  s->n.reset(g * slots);
+  s->tsum.reset(g * k);
+  s->tsq.reset(g);
+  s->tn.reset(g);
+}
+
+class CudaBackend final : public detail::Backend {
+ public:
+  void fit(detail::FitInput& in, RunReport* report, const EpochCallback& on_epoch) override {
+    const TrainConfig& cfg = *in.cfg;
+    const uint64_t seed = in.ctx->seed;
+    k_ = cfg.k;
+    if (!supported_k(k_))
+      throw_invalid("k must be a multiple of 32 between 32 and 512 on the cuda device (got " + std::to_string(k_) +
+                    "); use --device cpu for other k");
+    if (cfg.order == Order::kBlocked)
+      throw_invalid("order 'blocked' is the CPU's cache blocking; on the cuda device use order 'shuffle' or 'chunk'");
+    kind_ = kind_of(cfg.method);
+    const DeviceInfo dev = check_device();
+    report->device = "cuda (" + dev.name + ")";
+    const int64_t nnz = in.train->nnz();
+    MASCOT_CHECK_ARG(nnz < (int64_t(1) << 32), "the cuda device handles fewer than 2^32 training ratings");
+
+    U_.rows = in.train->n_users;
+    I_.rows = in.train->n_items;
+    U_.table = &in.user_groups;
+    I_.table = &in.item_groups;
+
+    // ratings
+    DeviceBuffer<DRec> train(static_cast<size_t>(nnz));
+    {
+      const std::vector<DRec> h = to_drecs(*in.train);
+      train.upload(h.data(), h.size());
+    }
+    DeviceBuffer<DRec> test;
+    int64_t ntest = 0;
+    if (in.test && in.test->nnz() > 0) {
+      ntest = in.test->nnz();
+      const std::vector<DRec> h = to_drecs(*in.test);
+      test.reset(h.size());
+      test.upload(h.data(), h.size());
+    }
+
+    // factors
+    const bool competing = kind_ == Kind::kMpt || kind_ == Kind::kMuppet || kind_ == Kind::kAfp;
+    const bool f32_rows = kind_ == Kind::kF32 || competing;
+    init_side(&U_, *in.user_old, f32_rows, cfg.init_std, seed, detail::kStreamInitP);
+    init_side(&I_, *in.item_old, f32_rows, cfg.init_std, seed, detail::kStreamInitQ);
+
+    // group tables (the optimised and the naive lookup read them; fp32 flags change on switches)
+    for (Side* s : {&U_, &I_}) {
+      s->start.reset(s->table->start.size());
+      s->start.upload(s->table->start.data(), s->table->start.size());
+      s->fp32.reset(s->table->precision.size());
+      s->upload_flags();
+    }
+
+    // launch shape: a grid that fills the device once (grid-stride loops inside)
+    const int blocks =
+        dev.sms * (kind_ == Kind::kMuppet ? competing_blocks_per_sm(k_, 0)
+                   : kind_ == Kind::kAfp  ? competing_blocks_per_sm(k_, 1)
+                                          : blocks_per_sm(k_, kind_ == Kind::kMpt,
+                                                          kind_ == Kind::kMpt ? cfg.rounding == Rounding::kStochastic
+                                                                              : kind_ == Kind::kHalfMath));
+    const int64_t warps = static_cast<int64_t>(blocks) * (kThreads / 32);
+    const int eval_blocks = dev.sms * 4;
+    DeviceBuffer<double> partial(static_cast<size_t>(eval_blocks));
+
+    // q-error accumulators: `slots` copies per side, at most ~64 MiB in all
+    int slots = 1;
+    if (kind_ == Kind::kMixed) {
+      const size_t per = static_cast<size_t>(U_.table->size() + I_.table->size()) * (k_ + 2) * 8;
+      slots = static_cast<int>(std::max<size_t>(1, std::min<size_t>(64, (size_t(64) << 20) / per)));
+      for (Side* s : {&U_, &I_}) alloc_accumulators(s, s->table->size(), k_, slots);
+    }
+
+    // MPT: one loss scale per warp of the grid (a warp is a Hogwild worker)
+    DeviceBuffer<float> mpt_scale;
+    DeviceBuffer<int> mpt_clean;
+    DeviceBuffer<unsigned long long> mpt_counts;
+    int64_t mpt_skipped_total = 0;
+    if (kind_ == Kind::kMpt) {
+      std::vector<float> s(static_cast<size_t>(warps), cfg.competing.loss_scale);
+      mpt_scale.reset(s.size());
+      mpt_scale.upload(s.data(), s.size());
+      mpt_clean.reset(s.size());
+      mpt_clean.zero();
+      mpt_counts.reset(2);
+    }
+
+    if (competing) cfg.competing.validate();
+    if (kind_ == Kind::kMuppet) muppet_.init(cfg, warps);
+    if (kind_ == Kind::kAfp) afp_.init(cfg, warps);
+
+    detail::Switcher usw(U_.table->size(), cfg.threshold), isw(I_.table->size(), cfg.threshold);
+    const bool naive = cfg.method == Method::kMascotNaive;
+    const uint64_t sample_below =
+        cfg.sample_ratio >= 1.0 ? ~0ull : static_cast<uint64_t>(std::ldexp(cfg.sample_ratio, 64));
+    int half_bits = 1;
+    while ((int64_t(1) << (2 * half_bits)) < nnz) ++half_bits;
+    const int64_t chunk_len = std::min<int64_t>(128, nnz);
+    const int64_t chunk_draws = std::max<int64_t>(1, nnz / 128);
+    MASCOT_CUDA_CHECK(cudaDeviceSynchronize());
+
+    int64_t updates = 0;
+    for (int e = 0; e < cfg.epochs; ++e) {
+      EpochRecord rec;
+      rec.epoch = e;
+      SgdArgs a;
+      a.recs = train.get();
+      a.nnz = nnz;
+      const uint64_t eseed = detail::hash3(seed, detail::kStreamOrder, 0x100000000ull + static_cast<uint64_t>(e));
+      if (cfg.order == Order::kChunk) {
+        a.order = DOrder::kChunk;
+        a.chunk_seed = eseed;  // the CPU Schedule's draws: hash3(eseed, 1, d) % (nnz - len + 1)
+        a.chunk_len = chunk_len;
+        a.tasks = chunk_draws * chunk_len;
+      } else {
+        a.order = DOrder::kShuffle;
+        for (int r = 0; r < 4; ++r) a.perm_key[r] = static_cast<uint32_t>(detail::hash3(eseed, 7, static_cast<uint64_t>(r)));
+        a.perm_half_bits = half_bits;
+        a.tasks = nnz;
+      }
+      a.k = k_;
+      a.lr = cfg.lr_at(e);
+      a.lambda_p = cfg.lambda_p;
+      a.lambda_q = cfg.lambda_q;
+      a.stochastic = cfg.rounding == Rounding::kStochastic && kind_ != Kind::kF32 && kind_ != Kind::kHalfMath;
+      a.round_seed = detail::hash3(seed, detail::kStreamRound, static_cast<uint64_t>(e));
+      a.naive = naive;
+      a.slots = slots;
+      rec.lr = a.lr;
+
+      const auto t0 = Clock::now();
+      if (kind_ == Kind::kMpt) {
+        a.store = Store::kF32;
+        a.U = U_.view(false);
+        a.I = I_.view(false);
+        a.mpt_scale = mpt_scale.get();
+        a.mpt_clean = mpt_clean.get();
+        a.mpt_counts = mpt_counts.get();
+        a.mpt_dynamic = cfg.competing.dynamic_loss_scale;
+        a.mpt_window = cfg.competing.loss_scale_window;
+        a.mpt_epoch_key = detail::hash3(seed, detail::kStreamRound, (uint64_t(1) << 40) + static_cast<uint64_t>(e));
+        mpt_counts.zero();
+        launch_mpt(a, blocks);
+      } else if (kind_ == Kind::kMuppet || kind_ == Kind::kAfp) {
+        a.store = Store::kF32;
+        a.U = U_.view(false);
+        a.I = I_.view(false);
+        const uint64_t tag = kind_ == Kind::kMuppet ? 2 : 3;  // epoch_round_key's method tags (cpu/competing.cc)
+        a.mpt_epoch_key = detail::hash3(seed, detail::kStreamRound, (tag << 40) + static_cast<uint64_t>(e));
+        if (kind_ == Kind::kMuppet) {
+          muppet_.begin_epoch(U_, I_, k_, &a);
+          launch_muppet(a, blocks);
+          rec.method_json = muppet_.end_epoch(e, k_);
+        } else {
+          afp_.begin_epoch(U_, I_, k_, &a);
+          launch_afp(a, blocks);
+          rec.method_json = afp_.end_epoch();
+        }
+      } else if (kind_ != Kind::kMixed) {
+        a.store = kind_ == Kind::kF32 ? Store::kF32 : Store::kF16;
+        a.U = U_.view(false);
+        a.I = I_.view(false);
+        launch_sgd(a, kind_ == Kind::kHalfMath, blocks);
+      } else {
+        const bool measure = detail::measured_epoch(e, cfg.warmup, cfg.period);
+        const int uf = U_.table->count_fp32(), if_ = I_.table->count_fp32();
+        const bool all16 = uf == 0 && if_ == 0, all32 = uf == U_.table->size() && if_ == I_.table->size();
+        // uniform precision and nothing to sample: the plain kernels, no group lookups
+        a.store = measure ? Store::kMixed : all16 ? Store::kF16 : all32 ? Store::kF32 : Store::kMixed;
+        a.measure = measure;
+        a.sample_seed = detail::hash3(seed, detail::kStreamSample, static_cast<uint64_t>(e));
+        a.sample_below = sample_below;
+        if (measure) {
+          for (Side* s : {&U_, &I_}) {
+            s->sum.zero();
+            s->sq.zero();
+            s->n.zero();
+          }
+        }
+        a.U = U_.view(measure);
+        a.I = I_.view(measure);
+        launch_sgd(a, false, blocks);
+        if (measure) {
+          rec.measured = true;
+          rec.user_qerror = qerror(&U_, slots);
+          rec.item_qerror = qerror(&I_, slots);
+          bool changed = false;
+          for (int g : usw.update(rec.user_qerror, U_.table)) changed |= widen(&U_, 'u', g, e, report);
+          for (int g : isw.update(rec.item_qerror, I_.table)) changed |= widen(&I_, 'i', g, e, report);
+          if (changed) {
+            U_.upload_flags();
+            I_.upload_flags();
+          }
+        }
+      }
+      MASCOT_CUDA_CHECK(cudaDeviceSynchronize());  // the pass is timed to its completion
+      rec.train_seconds = seconds_since(t0);
+      report->total_train_seconds += rec.train_seconds;
+      updates += a.tasks;
+      if (kind_ == Kind::kMpt) rec.method_json = mpt_json(mpt_counts, mpt_scale, cfg, &mpt_skipped_total);
+
+      if (ntest > 0 && (cfg.eval_every_epoch || e == cfg.epochs - 1)) {
+        const auto t1 = Clock::now();
+        const Store st = kind_ == Kind::kMixed ? Store::kMixed : f32_rows ? Store::kF32 : Store::kF16;
+        launch_sse(test.get(), ntest, U_.view(false), I_.view(false), st, naive, k_, partial.get(), eval_blocks);
+        std::vector<double> h(static_cast<size_t>(eval_blocks));
+        partial.download(h.data(), h.size());
+        double s = 0;
+        for (double x : h) s += x;
+        rec.test_rmse = std::sqrt(s / static_cast<double>(ntest));
+        rec.eval_seconds = seconds_since(t1);
+        report->total_eval_seconds += rec.eval_seconds;
+        report->final_test_rmse = rec.test_rmse;
+      }
+      rec.fp32_user_groups = kind_ == Kind::kMixed ? U_.table->count_fp32() : (f32_rows ? U_.table->size() : 0);
+      rec.fp32_item_groups = kind_ == Kind::kMixed ? I_.table->count_fp32() : (f32_rows ? I_.table->size() : 0);
+      report->epochs.push_back(rec);
+      if (on_epoch && !on_epoch(report->epochs.back())) {
+        report->interrupted = true;
+        break;
+      }
+    }
+    report->updates_per_second =
+        report->total_train_seconds > 0 ? static_cast<double>(updates) / report->total_train_seconds : 0.0;
+  }
+
+  void factors(std::vector<float>* P, std::vector<float>* Q) const override {
+    to_float(U_, P);
+    to_float(I_, Q);
+  }
+
+ private:
+  void init_side(Side* s, const std::vector<int32_t>& old, bool f32_rows, float std, uint64_t seed, uint64_t stream) {
+    const size_t n = static_cast<size_t>(s->rows) * k_;
+    DeviceBuffer<int32_t> dold(old.size());
+    dold.upload(old.data(), old.size());
+    if (f32_rows) s->f32.reset(n);
+    else s->f16.reset(n);
+    init_kernel<<<grid_for(static_cast<int64_t>(n)), 256>>>(s->f32.get(), s->f16.get(), dold.get(), s->rows, k_, std,
+                                                            seed, stream);
+    MASCOT_CUDA_CHECK_LAUNCH();
+    MASCOT_CUDA_CHECK(cudaDeviceSynchronize());  // dold is freed at scope exit
+  }
+
+  std::vector<double> qerror(Side* s, int slots) const { return qerror_of(s, slots, k_); }
+
+  /// Group g of side s switched to FP32 (the Switcher already marked the table): convert its
+  /// rows on the device; the FP32 buffer is allocated at the first switch.
+  bool widen(Side* s, char tag, int g, int epoch, RunReport* report) {
+    if (!s->f32) s->f32.reset(static_cast<size_t>(s->rows) * k_);
+    const int64_t a = static_cast<int64_t>(s->table->start[g]) * k_, b = static_cast<int64_t>(s->table->start[g + 1]) * k_;
+    if (b > a) {
+      widen_kernel<<<grid_for(b - a), 256>>>(s->f16.get(), s->f32.get(), a, b);
+      MASCOT_CUDA_CHECK_LAUNCH();
+    }
+    report->switches.push_back(SwitchEvent{tag, g, epoch});
+    return true;
+  }
+
+  std::string mpt_json(const DeviceBuffer<unsigned long long>& counts, const DeviceBuffer<float>& scale,
+                       const TrainConfig& cfg, int64_t* skipped_total) const {
+    unsigned long long c[2] = {0, 0};
+    counts.download(c, 2);
+    std::vector<float> s(scale.size());
+    scale.download(s.data(), s.size());
+    const auto mm = std::minmax_element(s.begin(), s.end());
+    *skipped_total += static_cast<int64_t>(c[1]);
+    detail::JsonWriter j;
+    j.begin_object();
+    j.kv("name", "mpt").kv("dynamic_loss_scale", cfg.competing.dynamic_loss_scale);
+    j.kv("loss_scale_min", static_cast<double>(*mm.first)).kv("loss_scale_max", static_cast<double>(*mm.second));
+    j.kv("workers", static_cast<int64_t>(s.size()));  // warps of the grid (the CPU lists per-thread scales)
+    j.kv("updates", static_cast<int64_t>(c[0])).kv("skipped_updates", static_cast<int64_t>(c[1]));
+    j.kv("skipped_total", *skipped_total);
+    j.end_object();
+    return j.str();
+  }
+
+  void to_float(const Side& s, std::vector<float>* out) const {
+    const size_t n = static_cast<size_t>(s.rows) * k_;
+    out->resize(n);
+    if (kind_ == Kind::kF32 || kind_ == Kind::kMpt || kind_ == Kind::kMuppet || kind_ == Kind::kAfp) {
+      s.f32.download(out->data(), n);
+      return;
+    }
+    std::vector<uint16_t> h(n);
+    s.f16.download(h.data(), n);
+    std::vector<float> f;
+    if (s.f32) {
+      f.resize(n);
+      s.f32.download(f.data(), n);
+    }
+    const GroupTable& t = *s.table;
+    for (int g = 0; g < t.size(); ++g) {
+      const size_t a = static_cast<size_t>(t.start[g]) * k_, b = static_cast<size_t>(t.start[g + 1]) * k_;
+      const bool f32 = kind_ == Kind::kMixed && t.precision[g] == Precision::kFp32;
+      for (size_t x = a; x < b; ++x) (*out)[x] = f32 ? f[x] : detail::half_to_float(h[x]);
+    }
+  }
+
+  int k_ = 0;
+  Kind kind_ = Kind::kF32;
+  Side U_, I_;
+  MuppetHost muppet_;
+  AfpHost afp_;
+};
+
+}  // namespace
+}  // namespace mascot::cuda
 
 namespace mascot::detail {
 
-bool cuda_training_available() noexcept { return false; }
+bool cuda_training_available() noexcept { return true; }
 
-std::unique_ptr<Backend> make_cuda_backend() {
-  throw CudaError("the CUDA training backend is not implemented in this version yet; use --device cpu");
+std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<cuda::CudaBackend>(); }
+
+}  // namespace mascot::detail
+
+namespace mascot::detail {
+
+std::vector<double> cuda_qerror(const std::vector<float>& grads, const std::vector<int32_t>& group, int groups, int k,
+                                int slots) {
+  MASCOT_CHECK_ARG(cuda::supported_k(k), "k must be a multiple of 32 between 32 and 512 (got " + std::to_string(k) + ")");
+  MASCOT_CHECK_ARG(groups >= 1, "groups must be >= 1");
+  MASCOT_CHECK_ARG(slots >= 1 && slots <= 1024, "slots must be in [1, 1024]");
+  const size_t n = group.size();
+  MASCOT_CHECK_ARG(grads.size() == n * static_cast<size_t>(k), "grads must be n x k with n = len(group)");
+  for (int32_t g : group) MASCOT_CHECK_ARG(g >= 0 && g < groups, "group ids must be in [0, groups)");
+  const cuda::DeviceInfo dev = cuda::check_device();
+  cuda::Side s;
+  cuda::alloc_accumulators(&s, groups, k, slots);
+  s.sum.zero();
+  s.sq.zero();
+  s.n.zero();
+  cuda::DeviceBuffer<float> dg(grads.size());
+  dg.upload(grads.data(), grads.size());
+  cuda::DeviceBuffer<int32_t> dgr(n);
+  dgr.upload(group.data(), n);
+  cuda::DSide v;
+  v.groups = groups;
+  v.grad_sum = s.sum.get();
+  v.grad_sq = s.sq.get();
+  v.grad_n = s.n.get();
+  if (n > 0) cuda::launch_accumulate(dg.get(), dgr.get(), static_cast<int64_t>(n), v, k, slots, dev.sms * 8);
+  MASCOT_CUDA_CHECK(cudaDeviceSynchronize());
+  return cuda::qerror_of(&s, slots, k);
 }
 
 }  // namespace mascot::detail

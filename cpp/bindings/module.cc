@@ -16,6 +16,7 @@
 #include "mascot/config.h"
 #include "mascot/context.h"
 #include "mascot/detail/backend.h"
+#include "mascot/detail/cuda_tools.h"
 #include "mascot/detail/half.h"
 #include "mascot/detail/rng.h"
 #include "mascot/detail/switching.h"
@@ -126,6 +127,19 @@ NB_MODULE(_core, m) {
   bind_competing(m);
   m.attr("HAS_CUDA") = built_with_cuda();
   m.def("cuda_device_count", &cuda_device_count, "Visible CUDA devices (0 without CUDA, a driver or a GPU).");
+  m.def("cuda_device_name", &detail::cuda_device_name,
+        "Name, compute capability, SMs and memory of the current CUDA device (RuntimeError without one).");
+  m.def("cuda_copy_bandwidth", &detail::cuda_copy_bandwidth, "bytes"_a = int64_t(1) << 30, "reps"_a = 20,
+        "Device-to-device copy bandwidth in GB/s (read + write bytes, median of reps, CUDA events).");
+  m.def(
+      "cuda_qerror",
+      [](const In2<float>& grads, const In1<int32_t>& group, int groups, int slots) {
+        MASCOT_CHECK_ARG(grads.shape(0) == group.shape(0), "one group per gradient row");
+        std::vector<float> g(grads.data(), grads.data() + grads.size());
+        return to_numpy(detail::cuda_qerror(g, to_vec(group), groups, static_cast<int>(grads.shape(1)), slots));
+      },
+      "grads"_a, "group"_a, "groups"_a, "slots"_a = 4,
+      "Test hook: qerror() computed by the CUDA backend's accumulation kernel (k a multiple of 32, <= 512).");
   m.def("kernel_isa", &cpu::kernel_isa, "Instruction set of the CPU kernels picked for this host.");
   m.def("method_names", &method_names);
 

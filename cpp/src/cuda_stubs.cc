@@ -13,3 +13,14 @@ std::unique_ptr<Backend> make_cuda_backend() {
 }
 }  // namespace detail
 }  // namespace mascot
+
+// CUDA tools (detail/cuda_tools.h)
+#include "mascot/detail/cuda_tools.h"
+namespace mascot::detail {
+namespace {
+[[noreturn]] void no_cuda() { throw CudaError("MASCOT was built without CUDA: no CUDA device functions"); }
+}  // namespace
+std::string cuda_device_name() { no_cuda(); }
+double cuda_copy_bandwidth(int64_t, int) { no_cuda(); }
+std::vector<double> cuda_qerror(const std::vector<float>&, const std::vector<int32_t>&, int, int, int) { no_cuda(); }
+}  // namespace mascot::detail

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "mascot/detail/backend.h"
+#include "mascot/detail/cuda_tools.h"
 #include "mascot/detail/rng.h"
 #include "mascot/error.h"
 #include "mascot/reorder.h"
@@ -30,7 +31,10 @@ TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& t
   MASCOT_CHECK_ARG(train.nnz() > 0, "training set has no ratings");
   if (test) test->validate("test set");
   cfg.validate_for(train.n_users, train.n_items);
-  const Device dev = ctx.resolved_device();
+  Device dev = ctx.resolved_device();
+  // auto: a job the CUDA kernels do not handle (k, order) trains on the CPU, and says so
+  const bool auto_cpu = dev == Device::kCuda && ctx.device == Device::kAuto && !detail::cuda_supports(cfg);
+  if (auto_cpu) dev = Device::kCpu;
 
   // mascot-n2: the same machinery with one global user group and one global item group
   const bool global = cfg.method == Method::kMascotN2;
@@ -46,7 +50,13 @@ TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& t
   TrainResult res;
   RunReport& rep = res.report;
   rep.config = cfg;
-  rep.device = describe_device(ctx);
+  if (auto_cpu) {
+    Context cpu_ctx = ctx;
+    cpu_ctx.device = Device::kCpu;
+    rep.device = describe_device(cpu_ctx) + "; auto: k or order not supported on cuda";
+  } else {
+    rep.device = describe_device(ctx);
+  }
   rep.threads = ctx.resolved_threads();
   rep.seed = ctx.seed;
   rep.data.name = dataset_name;

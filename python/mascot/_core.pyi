@@ -168,6 +168,21 @@ HAS_CUDA: bool
 def cuda_device_count() -> int:
     """Visible CUDA devices (0 without CUDA, a driver or a GPU)."""
 
+def cuda_device_name() -> str:
+    """
+    Name, compute capability, SMs and memory of the current CUDA device (RuntimeError without one).
+    """
+
+def cuda_copy_bandwidth(bytes: int = 1073741824, reps: int = 20) -> float:
+    """
+    Device-to-device copy bandwidth in GB/s (read + write bytes, median of reps, CUDA events).
+    """
+
+def cuda_qerror(grads: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], group: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], groups: int, slots: int = 4) -> object:
+    """
+    Test hook: qerror() computed by the CUDA backend's accumulation kernel (k a multiple of 32, <= 512).
+    """
+
 def kernel_isa() -> str:
     """Instruction set of the CPU kernels picked for this host."""
 

@@ -5,6 +5,8 @@ import pytest
 import mascot
 from mascot import data
 
+from backends import backend_k
+
 
 def test_module_surface():
     assert isinstance(mascot.HAS_CUDA, bool)
@@ -33,12 +35,13 @@ def test_fit_from_arrays_dataframe_and_path(tiny, tmp_path):
     assert m1.P.shape == (nu, 8) and m1.Q.shape == (ni, 8) and m1.P.dtype == np.float32
 
 
-def test_training_learns_and_reports(tiny):
+def test_training_learns_and_reports(tiny, backend):
     u, i, r, nu, ni = tiny
     n = len(r)
     tr = (u[: n * 4 // 5], i[: n * 4 // 5], r[: n * 4 // 5])
     te = (u[n * 4 // 5:], i[n * 4 // 5:], r[n * 4 // 5:])
-    m = mascot.MF(groups=4, k=8, epochs=40, lr=0.05, method="mascot-n1", threads=2).fit(tr, te)
+    m = mascot.MF(groups=4, k=backend_k(backend, 8), epochs=40, lr=0.05, method="mascot-n1", threads=2,
+                  device=backend).fit(tr, te)
     rep = m.report_
     assert rep["format"] == "mascot-run-report"
     assert len(rep["epochs"]) == 40
@@ -47,6 +50,7 @@ def test_training_learns_and_reports(tiny):
     assert rep["totals"]["final_test_rmse"] == pytest.approx(rmses[-1])
     assert rep["dataset"]["n_test"] + rep["dataset"]["test_dropped"] == len(te[0])
     assert rep["config"]["method"] == "mascot-n1" and rep["threads"] == 2
+    assert rep["device"].startswith(backend)
     for e in rep["epochs"]:
         assert e["train_seconds"] >= 0 and e["eval_seconds"] >= 0
     # the report's RMSE is the model's RMSE on the kept test ratings
@@ -61,9 +65,9 @@ def test_test_ids_unknown_to_training_are_dropped_and_counted(tiny):
     assert m.report_["dataset"]["test_dropped"] == 2 and m.report_["dataset"]["n_test"] == 1
 
 
-def test_predict(tiny):
+def test_predict(tiny, backend):
     u, i, r, nu, ni = tiny
-    m = mascot.MF(groups=4, k=8, epochs=2).fit((u, i, r))
+    m = mascot.MF(groups=4, k=backend_k(backend, 8), epochs=2, device=backend).fit((u, i, r))
     p = m.predict(u[:10], i[:10])
     assert p.shape == (10,) and p.dtype == np.float32
     np.testing.assert_allclose(p, (m.P[u[:10]] * m.Q[i[:10]]).sum(1), rtol=1e-5)

@@ -8,6 +8,8 @@ import pytest
 
 from mascot import data
 
+from backends import backend_k
+
 
 def run(exe, *args, cwd=None, env=None):
     return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
@@ -130,11 +132,12 @@ def test_mascot_console_command():
 
 @pytest.mark.parametrize("method", ["fp32", "fp16", "mascot-n1", "mascot", "mascot-n2", "mascot-naive",
                                     "mpt", "muppet", "afp"])
-def test_every_method_from_the_cli(trainer_exe, tmp_path, method):
+def test_every_method_from_the_cli(trainer_exe, tmp_path, method, backend):
     rep = tmp_path / "r.json"
-    r = run(trainer_exe, "--dataset", "synthetic-ml10m:0.005", "--k", 16, "--epochs", 8, "--method", method,
-            "--groups", 10, "--quiet", "--report", rep)
+    r = run(trainer_exe, "--dataset", "synthetic-ml10m:0.005", "--k", backend_k(backend, 16), "--epochs", 8,
+            "--method", method, "--groups", 10, "--quiet", "--report", rep, "--device", backend)
     assert r.returncode == 0, r.stderr
     report = json.loads(rep.read_text())
     assert report["config"]["method"] == method and len(report["epochs"]) == 8
+    assert report["device"].startswith(backend)
     assert 0 < report["totals"]["final_test_rmse"] < 1.5

@@ -5,6 +5,7 @@ import pytest
 import mascot
 from mascot import _core
 
+from backends import backend_k
 from reference import half, sr_half, train_reference
 
 
@@ -57,10 +58,10 @@ def _data(scale=0.02, seed=1):
     return d.train, d.test
 
 
-def test_mascot_switches_some_groups_and_reports_them():
+def test_mascot_switches_some_groups_and_reports_them(backend):
     tr, te = _data()
     m = mascot.MF(k=32, method="mascot", epochs=20, groups=20, threads=2, lr=0.02,
-                  threshold=5).fit(tr, te)
+                  threshold=5, device=backend).fit(tr, te)
     rep = m.report_
     meas = [e for e in rep["epochs"] if "user_qerror" in e]
     # measured epochs: e >= warmup and (e - warmup) % period == 0
@@ -94,11 +95,13 @@ def test_switched_rows_train_in_fp32_and_the_rest_in_fp16():
             assert np.array_equal(half(rows), rows)  # still FP16
 
 
-def test_n1_never_switches_and_n2_uses_one_global_group():
+def test_n1_never_switches_and_n2_uses_one_global_group(backend):
     tr, te = _data()
-    n1 = mascot.MF(k=16, method="mascot-n1", epochs=12, groups=10, threads=2).fit(tr, te).report_
+    k = backend_k(backend, 16)
+    n1 = mascot.MF(k=k, method="mascot-n1", epochs=12, groups=10, threads=2, device=backend).fit(tr, te).report_
     assert not n1["switches"] and all("user_qerror" not in e for e in n1["epochs"])
-    n2 = mascot.MF(k=16, method="mascot-n2", epochs=12, groups=10, threads=2, threshold=1.5).fit(tr, te).report_
+    n2 = mascot.MF(k=k, method="mascot-n2", epochs=12, groups=10, threads=2, threshold=1.5,
+                   device=backend).fit(tr, te).report_
     assert n2["dataset"]["user_groups"] == 1 and n2["dataset"]["item_groups"] == 1
     assert all(len(e["user_qerror"]) == 1 for e in n2["epochs"] if "user_qerror" in e)
     # the whole side switches at once
@@ -116,9 +119,9 @@ def test_mascot_and_naive_lookup_agree_with_one_thread(order):
     assert np.array_equal(a.P, b.P) and np.array_equal(a.Q, b.Q)
 
 
-def test_mascot_stays_close_to_fp32():
+def test_mascot_stays_close_to_fp32(backend):
     tr, te = _data(0.05)
-    kw = dict(k=32, epochs=30, groups=20, threads=2)
+    kw = dict(k=32, epochs=30, groups=20, threads=2, device=backend)
     r32 = mascot.MF(method="fp32", **kw).fit(tr, te).report_["totals"]["final_test_rmse"]
     rm = mascot.MF(method="mascot", **kw).fit(tr, te).report_["totals"]["final_test_rmse"]
     assert rm < r32 * 1.01

@@ -10,8 +10,15 @@
 
 namespace mascot::detail {
 
+// Bit casts: memcpy on the host (the portable way), the intrinsics in device code (nvcc has
+// no std::memcpy there).  Same bits either way.
+#if defined(__CUDA_ARCH__)
+MASCOT_HD uint32_t f32_bits(float f) { return __float_as_uint(f); }
+MASCOT_HD float bits_f32(uint32_t u) { return __uint_as_float(u); }
+#else
 MASCOT_HD uint32_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 MASCOT_HD float bits_f32(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+#endif
 
 MASCOT_HD float half_to_float(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;

@@ -25,7 +25,11 @@ MASCOT_HD double to_unit(uint64_t h) { return static_cast<double>(h >> 11) * (1.
 MASCOT_HD double normal_from(uint64_t h1, uint64_t h2) {
   const double u1 = 1.0 - to_unit(h1);
   const double u2 = to_unit(h2);
+#if defined(__CUDA_ARCH__)
+  return ::sqrt(-2.0 * ::log(u1)) * ::cos(6.283185307179586 * u2);  // CUDA's double math (device)
+#else
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+#endif
 }
 
 /// Stream ids, fixed forever (changing them changes every seeded result).

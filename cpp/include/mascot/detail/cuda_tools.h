@@ -1,0 +1,34 @@
+// CUDA measurement and test hooks (internal; bound in mascot._core for benchmarks/gpu_bench.py
+// and tests/python/test_gpu.py).  Implemented in cuda/cuda_runtime.cu; in CPU-only builds
+// (cpp/src/cuda_stubs.cc) each throws CudaError("built without CUDA").
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mascot/config.h"
+
+namespace mascot::detail {
+
+/// Whether the CUDA kernels handle this configuration (k a multiple of 32 in [32, 512], an
+/// order other than the CPU's cache blocking).  `--device auto` trains on the CPU otherwise
+/// (trainer.cc); `--device cuda` then fails with a message naming the field.
+inline bool cuda_supports(const TrainConfig& cfg) {
+  return cfg.k >= 32 && cfg.k <= 512 && cfg.k % 32 == 0 && cfg.order != Order::kBlocked;
+}
+
+/// "<name> (sm_XY, N SMs, M MiB)" of the current device; throws CudaError without one.
+std::string cuda_device_name();
+
+/// Device-to-device copy bandwidth in GB/s (bytes read + bytes written per second, 1e9),
+/// median of `reps` cudaMemcpy's of `bytes` bytes timed with CUDA events after one warm-up.
+double cuda_copy_bandwidth(int64_t bytes, int reps);
+
+/// Test hook: the q-error (Eq. 4) of `groups` groups computed with the CUDA backend's
+/// accumulation kernel (slot copies, double atomics, slot reduction) from given gradients:
+/// grads is n x k (row-major float32), group[t] in [0, groups) the group of gradient t.
+/// -1 for a group without gradients.  k must be a multiple of 32 in [32, 512].
+std::vector<double> cuda_qerror(const std::vector<float>& grads, const std::vector<int32_t>& group, int groups, int k,
+                                int slots);
+
+}  // namespace mascot::detail

@@ -1,0 +1,336 @@
+// Device-side helpers shared by the CUDA kernel files (sgd_kernels.cu, competing_kernels.cu):
+// the visiting order, the CPU-identical hashes, warp reductions, coalesced row loads/stores,
+// the group lookup, q-error accumulation and the dispatch on k / 32.  Internal to cuda/; each
+// including .cu file gets its own copies (anonymous namespace, whole-program compilation).
+// See kernels.h for the work mapping and sgd_kernels.cu for the formulas.
+#pragma once
+#include <cuda_fp16.h>
+
+#include <string>
+
+#include "cuda_check.h"
+#include "kernels.h"
+#include "mascot/detail/competing_params.h"
+#include "mascot/detail/fixed_point.h"
+#include "mascot/detail/half.h"
+#include "mascot/detail/rng.h"
+#include "mascot/groups.h"
+
+namespace mascot::cuda {
+namespace {
+
+
+constexpr unsigned kFull = 0xFFFFFFFFu;
+
+// ------------------------------------------------------------------ visiting order
+
+__device__ __forceinline__ uint32_t round_fn(uint32_t x, uint32_t key) {
+  x = x * 0x9E3779B1u ^ key;  // lowbias32 of the keyed half
+  x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
+  return x;
+}
+
+/// A seeded bijection of [0, 2^(2h)): a 4-round balanced Feistel network (h <= 16).
+__device__ __forceinline__ uint64_t feistel(uint64_t x, const uint32_t (&key)[4], int h) {
+  const uint32_t mask = (h >= 32) ? 0xFFFFFFFFu : ((1u << h) - 1u);
+  uint32_t L = static_cast<uint32_t>(x >> h) & mask, R = static_cast<uint32_t>(x) & mask;
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const uint32_t nl = R;
+    R = L ^ (round_fn(R, key[r]) & mask);
+    L = nl;
+  }
+  return (static_cast<uint64_t>(L) << h) | R;
+}
+
+/// Position in recs of the t-th rating visited this epoch.  Shuffle: the Feistel permutation
+/// restricted to [0, nnz) by cycle walking (a bijection of [0, nnz): every rating exactly once;
+/// the domain is < 4 nnz, so a few steps on average).  Chunk: the CPU Schedule's draws.
+__device__ __forceinline__ int64_t task_rating(const SgdArgs& a, int64_t t) {
+  if (a.order == DOrder::kChunk) {
+    const int64_t d = t / a.chunk_len, off = t - d * a.chunk_len;
+    const uint64_t start = detail::hash3(a.chunk_seed, 1, static_cast<uint64_t>(d)) %
+                           static_cast<uint64_t>(a.nnz - a.chunk_len + 1);
+    return static_cast<int64_t>(start) + off;
+  }
+  uint64_t x = static_cast<uint64_t>(t);
+  do {
+    x = feistel(x, a.perm_key, a.perm_half_bits);
+  } while (x >= static_cast<uint64_t>(a.nnz));
+  return static_cast<int64_t>(x);
+}
+
+// ------------------------------------------------------------------ CPU-identical hashes
+
+__device__ __forceinline__ uint64_t rating_key(int32_t u, int32_t i) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(u)) << 32) | static_cast<uint32_t>(i);
+}
+// cpu/kernels.h sr_keys / sr_word
+__device__ __forceinline__ void sr_keys(uint64_t round_seed, int32_t u, int32_t i, uint32_t* hp, uint32_t* hq) {
+  const uint64_t h = detail::mix64(round_seed ^ rating_key(u, i));
+  *hp = static_cast<uint32_t>(h);
+  *hq = static_cast<uint32_t>(h >> 32);
+}
+__device__ __forceinline__ uint32_t sr_word(uint32_t h, uint32_t j) {
+  uint32_t x = h + j * 0x9E3779B9u;
+  x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
+  return x;
+}
+// cpu/kernels.h sampled
+__device__ __forceinline__ bool sampled(uint64_t seed, uint64_t below, int32_t u, int32_t i) {
+  return detail::mix64(seed ^ rating_key(u, i)) < below;
+}
+// cpu/competing.cc rating_round_key / fill_words / one_word (MPT's stochastic rounding)
+__device__ __forceinline__ uint64_t mpt_rating_key(uint64_t epoch_key, int32_t u, int32_t i) {
+  return detail::mix64(epoch_key ^ rating_key(u, i));
+}
+__device__ __forceinline__ uint32_t mpt_word(uint64_t key, uint32_t tag, uint32_t j) {
+  return static_cast<uint32_t>(detail::mix64(key + (static_cast<uint64_t>(tag) << 24) + j) >> 32);
+}
+__device__ __forceinline__ uint32_t mpt_one_word(uint64_t key, uint32_t tag) {
+  return static_cast<uint32_t>(detail::mix64(key + (static_cast<uint64_t>(tag) << 24) + 0xFFFFFFull) >> 32);
+}
+
+// ------------------------------------------------------------------ warp reductions
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int o = 16; o >= 1; o >>= 1) x += __shfl_xor_sync(kFull, x, o);
+  return x;  // butterfly: every lane holds the same sum (addition is commutative)
+}
+__device__ __forceinline__ float warp_max(float x) {
+#pragma unroll
+  for (int o = 16; o >= 1; o >>= 1) x = fmaxf(x, __shfl_xor_sync(kFull, x, o));
+  return x;
+}
+__device__ __forceinline__ __half warp_sum_half(__half x) {
+#pragma unroll
+  for (int o = 16; o >= 1; o >>= 1) x = __hadd(x, __shfl_xor_sync(kFull, x, o));
+  return x;
+}
+
+// ------------------------------------------------------------------ row loads and stores
+// Lane `lane` owns elements [lane*E, lane*E + E) of a k = 32E row: contiguous across the warp
+// (coalesced), each lane with the widest aligned vector E allows (rows start at multiples of
+// 64 bytes because k is a multiple of 32).
+
+template <int E>
+__device__ __forceinline__ void load_f32(const float* __restrict__ row, int lane, float (&x)[E]) {
+  const float* p = row + lane * E;
+  if constexpr (E % 4 == 0) {
+#pragma unroll
+    for (int c = 0; c < E / 4; ++c) {
+      const float4 v = reinterpret_cast<const float4*>(p)[c];
+      x[4 * c] = v.x; x[4 * c + 1] = v.y; x[4 * c + 2] = v.z; x[4 * c + 3] = v.w;
+    }
+  } else if constexpr (E % 2 == 0) {
+#pragma unroll
+    for (int c = 0; c < E / 2; ++c) {
+      const float2 v = reinterpret_cast<const float2*>(p)[c];
+      x[2 * c] = v.x; x[2 * c + 1] = v.y;
+    }
+  } else {
+#pragma unroll
+    for (int c = 0; c < E; ++c) x[c] = p[c];
+  }
+}
+
+template <int E>
+__device__ __forceinline__ void store_f32(float* __restrict__ row, int lane, const float (&x)[E]) {
+  float* p = row + lane * E;
+  if constexpr (E % 4 == 0) {
+#pragma unroll
+    for (int c = 0; c < E / 4; ++c)
+      reinterpret_cast<float4*>(p)[c] = make_float4(x[4 * c], x[4 * c + 1], x[4 * c + 2], x[4 * c + 3]);
+  } else if constexpr (E % 2 == 0) {
+#pragma unroll
+    for (int c = 0; c < E / 2; ++c) reinterpret_cast<float2*>(p)[c] = make_float2(x[2 * c], x[2 * c + 1]);
+  } else {
+#pragma unroll
+    for (int c = 0; c < E; ++c) p[c] = x[c];
+  }
+}
+
+/// Raw FP16 bits of a lane's elements.
+template <int E>
+__device__ __forceinline__ void load_bits(const uint16_t* __restrict__ row, int lane, uint16_t (&h)[E]) {
+  const uint16_t* p = row + lane * E;
+  if constexpr (E % 8 == 0) {
+#pragma unroll
+    for (int c = 0; c < E / 8; ++c) {
+      const uint4 v = reinterpret_cast<const uint4*>(p)[c];
+      const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        h[8 * c + 2 * t] = static_cast<uint16_t>(w[t] & 0xFFFFu);
+        h[8 * c + 2 * t + 1] = static_cast<uint16_t>(w[t] >> 16);
+      }
+    }
+  } else if constexpr (E % 4 == 0) {
+#pragma unroll
+    for (int c = 0; c < E / 4; ++c) {
+      const uint2 v = reinterpret_cast<const uint2*>(p)[c];
+      h[4 * c] = static_cast<uint16_t>(v.x & 0xFFFFu); h[4 * c + 1] = static_cast<uint16_t>(v.x >> 16);
+      h[4 * c + 2] = static_cast<uint16_t>(v.y & 0xFFFFu); h[4 * c + 3] = static_cast<uint16_t>(v.y >> 16);
+    }
+  } else if constexpr (E % 2 == 0) {
+#pragma unroll
+    for (int c = 0; c < E / 2; ++c) {
+      const uint32_t v = reinterpret_cast<const uint32_t*>(p)[c];
+      h[2 * c] = static_cast<uint16_t>(v & 0xFFFFu); h[2 * c + 1] = static_cast<uint16_t>(v >> 16);
+    }
+  } else {
+#pragma unroll
+    for (int c = 0; c < E; ++c) h[c] = p[c];
+  }
+}
+
+template <int E>
+__device__ __forceinline__ void store_bits(uint16_t* __restrict__ row, int lane, const uint16_t (&h)[E]) {
+  uint16_t* p = row + lane * E;
+  auto pack = [&](int a) { return static_cast<uint32_t>(h[a]) | (static_cast<uint32_t>(h[a + 1]) << 16); };
+  if constexpr (E % 8 == 0) {
+#pragma unroll
+    for (int c = 0; c < E / 8; ++c)
+      reinterpret_cast<uint4*>(p)[c] = make_uint4(pack(8 * c), pack(8 * c + 2), pack(8 * c + 4), pack(8 * c + 6));
+  } else if constexpr (E % 4 == 0) {
+#pragma unroll
+    for (int c = 0; c < E / 4; ++c) reinterpret_cast<uint2*>(p)[c] = make_uint2(pack(4 * c), pack(4 * c + 2));
+  } else if constexpr (E % 2 == 0) {
+#pragma unroll
+    for (int c = 0; c < E / 2; ++c) reinterpret_cast<uint32_t*>(p)[c] = pack(2 * c);
+  } else {
+#pragma unroll
+    for (int c = 0; c < E; ++c) p[c] = h[c];
+  }
+}
+
+__device__ __forceinline__ float h2f(uint16_t b) { return __half2float(__ushort_as_half(b)); }
+__device__ __forceinline__ uint16_t f2h_rn(float x) { return __half_as_ushort(__float2half_rn(x)); }
+
+template <int E>
+__device__ __forceinline__ void load_row(const DSide& s, int32_t id, bool f32, int k, int lane, float (&x)[E]) {
+  if (f32) {
+    load_f32<E>(s.f32 + static_cast<size_t>(id) * k, lane, x);
+  } else {
+    uint16_t h[E];
+    load_bits<E>(s.f16 + static_cast<size_t>(id) * k, lane, h);
+#pragma unroll
+    for (int c = 0; c < E; ++c) x[c] = h2f(h[c]);
+  }
+}
+
+/// Stores a row: FP32 as is, FP16 rounded to nearest or stochastically with sr_word(hkey, j)
+/// for global element j (the CPU's words).
+template <int E>
+__device__ __forceinline__ void store_row(const DSide& s, int32_t id, bool f32, int k, int lane, const float (&x)[E],
+                                          bool stochastic, uint32_t hkey) {
+  if (f32) {
+    store_f32<E>(s.f32 + static_cast<size_t>(id) * k, lane, x);
+    return;
+  }
+  uint16_t h[E];
+  if (stochastic) {
+#pragma unroll
+    for (int c = 0; c < E; ++c) h[c] = detail::float_to_half_sr(x[c], sr_word(hkey, static_cast<uint32_t>(lane * E + c)));
+  } else {
+#pragma unroll
+    for (int c = 0; c < E; ++c) h[c] = f2h_rn(x[c]);
+  }
+  store_bits<E>(s.f16 + static_cast<size_t>(id) * k, lane, h);
+}
+
+// ------------------------------------------------------------------ group lookup
+
+/// Shared-memory copy of the most-rated groups' boundaries and precision (optimised lookup).
+struct HotGroups {
+  int32_t start[kHotGroups + 1];
+  uint8_t fp32[kHotGroups];
+};
+
+/// Every thread of the block must call this (it synchronises).
+__device__ __forceinline__ void load_hot(HotGroups& h, const DSide& s) {
+  const int n = s.groups < kHotGroups ? s.groups : kHotGroups;
+  for (int x = threadIdx.x; x <= n; x += blockDim.x) {
+    h.start[x] = s.start[x];
+    if (x < n) h.fp32[x] = s.fp32[x];
+  }
+}
+
+/// Group of relabelled id `id` and whether its rows are FP32.  Optimised (paper §III-D): scan
+/// the shared-memory boundaries from group 0, the most-rated, down (most ratings stop after a
+/// step or two); ids past the hot groups binary-search the rest in global memory.  Naive:
+/// binary search of the whole table and the precision flag in global memory.  Same result
+/// (both are mascot::lookup_group).
+__device__ __forceinline__ int find_group(const DSide& s, const HotGroups& h, int32_t id, bool naive, bool* f32) {
+  int g;
+  if (naive) {
+    g = lookup_group(s.start, s.groups, id, true);
+    *f32 = s.fp32[g] != 0;
+    return g;
+  }
+  const int n = s.groups < kHotGroups ? s.groups : kHotGroups;
+  if (n == s.groups || id < h.start[n]) {
+    g = lookup_group(h.start, n, id, false);
+    *f32 = h.fp32[g] != 0;
+  } else {
+    g = n + lookup_group(s.start + n, s.groups - n, id, true);
+    *f32 = s.fp32[g] != 0;
+  }
+  return g;
+}
+
+/// Adds one sampled gradient (lane's E elements) to group g's accumulators of `slot`.
+template <int E>
+__device__ __forceinline__ void add_sample(const DSide& s, int slot, int g, int k, int lane, const float (&grad)[E]) {
+  double* sum = s.grad_sum + (static_cast<size_t>(slot) * s.groups + g) * k + lane * E;
+  float sq = 0.f;
+#pragma unroll
+  for (int c = 0; c < E; ++c) {
+    atomicAdd(sum + c, static_cast<double>(grad[c]));
+    sq += grad[c] * grad[c];
+  }
+  sq = warp_sum(sq);
+  if (lane == 0) {
+    atomicAdd(s.grad_sq + static_cast<size_t>(slot) * s.groups + g, static_cast<double>(sq));
+    atomicAdd(s.grad_n + static_cast<size_t>(slot) * s.groups + g, 1ull);
+  }
+}
+
+template <int E>
+__device__ __forceinline__ float lane_max_abs(const float (&x)[E]) {
+  float m = 0.f;
+#pragma unroll
+  for (int c = 0; c < E; ++c) m = fmaxf(m, fabsf(x[c]));
+  return m;
+}
+
+// ------------------------------------------------------------------ dispatch on k / 32
+
+template <template <int> class F, class... Args>
+void dispatch_e(int k, Args&&... args) {
+  if (!supported_k(k))
+    throw_invalid("k must be a multiple of 32 between 32 and 512 on the cuda device (got " + std::to_string(k) +
+                  "); use --device cpu for other k");
+  switch (k / 32) {
+    case 1: F<1>::run(args...); break;
+    case 2: F<2>::run(args...); break;
+    case 3: F<3>::run(args...); break;
+    case 4: F<4>::run(args...); break;
+    case 5: F<5>::run(args...); break;
+    case 6: F<6>::run(args...); break;
+    case 7: F<7>::run(args...); break;
+    case 8: F<8>::run(args...); break;
+    case 9: F<9>::run(args...); break;
+    case 10: F<10>::run(args...); break;
+    case 11: F<11>::run(args...); break;
+    case 12: F<12>::run(args...); break;
+    case 13: F<13>::run(args...); break;
+    case 14: F<14>::run(args...); break;
+    case 15: F<15>::run(args...); break;
+    default: F<16>::run(args...); break;
+  }
+}
+
+}  // namespace
+}  // namespace mascot::cuda

@@ -1,0 +1,139 @@
+// Kernel-side data structures of the CUDA backend and the host functions that launch the
+// kernels (internal to cuda/; included only by .cu files).  Every pointer in these structs is
+// DEVICE memory owned by the trainer (cuda_trainer.cu, DeviceBuffer); the kernels never
+// allocate.  Work mapping (DESIGN.md §6, issue 4): one warp per rating; lane l owns the
+// elements [l*E, (l+1)*E) of both rows with E = k/32, loaded with the widest aligned vector
+// (float4 / 16-byte half8 where E allows), FP32 arithmetic in registers, shuffle reductions.
+// A warp first fetches the records (and, for MASCOT, the groups and precisions) of 32
+// ratings at once, one per lane, then updates them one after another: the index arithmetic
+// of the visiting order and the group lookup are spread over the lanes instead of being
+// repeated by all 32.
+#pragma once
+#include <cstdint>
+
+#include "mascot/detail/competing_params.h"
+#include "mascot/detail/fixed_point.h"
+
+namespace mascot::cuda {
+
+/// One training or test rating in relabelled ids (12 bytes, as cpu::Rec).
+struct DRec {
+  int32_t u;
+  int32_t i;
+  float r;
+};
+
+/// How the rows of one side are stored this epoch.
+enum class Store : int {
+  kF32 = 0,    ///< every row in f32
+  kF16 = 1,    ///< every row in f16
+  kMixed = 2,  ///< per group: fp32[group] ? f32 : f16 (MASCOT family)
+};
+
+enum class DOrder : int { kShuffle = 0, kChunk = 1 };
+
+/// One side (users or items) of the model on the device.
+struct DSide {
+  float* f32 = nullptr;             ///< rows x k, FP32 rows (null until a group is FP32)
+  uint16_t* f16 = nullptr;          ///< rows x k, FP16 bits
+  const int32_t* start = nullptr;   ///< groups + 1 boundaries
+  const uint8_t* fp32 = nullptr;    ///< per group: 1 = rows in f32
+  int groups = 0;
+  // q-error sampling (measured epochs, else null): `slots` copies of the accumulators, a
+  // block adds into copy blockIdx.x % slots with double atomics (no lost updates; the copies
+  // spread the contention on the most-rated groups), reduce_slots() sums them in slot order.
+  double* grad_sum = nullptr;             ///< slots x groups x k
+  double* grad_sq = nullptr;              ///< slots x groups
+  unsigned long long* grad_n = nullptr;   ///< slots x groups
+};
+
+/// Number of groups whose boundaries the optimised lookup keeps in shared memory (the
+/// most-rated ones: group 0 first).  Groups beyond are binary-searched in global memory.
+constexpr int kHotGroups = 512;
+constexpr int kThreads = 256;  ///< threads per block of the SGD kernels (8 warps)
+
+struct AfpWarp;
+
+struct SgdArgs {
+  const DRec* recs = nullptr;
+  int64_t nnz = 0;
+  DOrder order = DOrder::kShuffle;
+  int64_t tasks = 0;                 ///< ratings visited this epoch
+  uint32_t perm_key[4] = {0, 0, 0, 0};  ///< shuffle: Feistel round keys of this epoch
+  int perm_half_bits = 1;            ///< shuffle: permutation domain 2^(2 * half_bits) >= nnz
+  uint64_t chunk_seed = 0;           ///< chunk: draw d starts at hash3(chunk_seed, 1, d) % (nnz - len + 1)
+  int64_t chunk_len = 128;
+  int k = 0;
+  float lr = 0, lambda_p = 0, lambda_q = 0;
+  bool stochastic = false;           ///< FP16 stores round stochastically (FP32 arithmetic only)
+  uint64_t round_seed = 0;           ///< as cpu::SgdParams::round_seed
+  Store store = Store::kF32;         ///< applies to both sides
+  DSide U, I;
+  bool naive = false;                ///< mascot-naive: group lookup in global memory
+  bool measure = false;              ///< sample gradients for the q-error
+  uint64_t sample_seed = 0, sample_below = 0;  ///< as cpu::MixedParams
+  int slots = 1;
+  // mpt only
+  float* mpt_scale = nullptr;        ///< per warp of the grid: loss scale S
+  int* mpt_clean = nullptr;          ///< per warp: clean updates since the last change of S
+  unsigned long long* mpt_counts = nullptr;  ///< [0] updates, [1] skipped (this epoch)
+  bool mpt_dynamic = false;
+  int mpt_window = 2000;
+  uint64_t mpt_epoch_key = 0;        ///< as epoch_round_key(seed, 1, epoch) of cpu/competing.cc
+                                     ///< (muppet: method tag 2, afp: 3; the same field)
+  // muppet only (fixed-point levels; word_length 0 = the FP32 level)
+  int mu_word_length = 0;
+  int* mu_frac = nullptr;            ///< per warp: frac bits of P, Q (2 ints), lowered on growth
+  unsigned long long* mu_rescales = nullptr;  ///< one counter: rescales this epoch
+  float* mu_batch = nullptr;         ///< mu_batch_warps x 2k: the last gradient (p part, q part) of warp w
+  int* mu_batch_n = nullptr;         ///< per recording warp: 1 when it recorded a gradient
+  int mu_batch_warps = 0;            ///< warps 0..mu_batch_warps-1 record (the epoch's last mini-batch)
+  // afp only
+  AfpWarp* afp = nullptr;            ///< per warp: AFP's per-worker state
+  float afp_max_p = 0, afp_max_q = 0;  ///< max |x| of P and Q at the epoch's start
+  double afp_error_threshold = 0, afp_alpha = 0, afp_beta = 0, afp_gamma = 0, afp_delta = 0;
+  int afp_high_bits = 16;
+};
+
+/// AFP's state of one worker (a warp), cpu/competing.cc Afp::Worker without the scratch rows.
+struct AfpStats {
+  long long evals = 0, saturated = 0, to_high = 0, itv_max = 0;
+  double err_sum = 0, err_max = 0, itv_sum = 0;
+};
+struct AfpWarp {
+  detail::AfpTensorState st[3];  ///< P, Q, G
+  detail::FixedFormat fmt[3];
+  float fmax[3];                 ///< largest value fmt can hold (0: not evaluated yet)
+  AfpStats stats[3];
+  float run_max[2];
+  long long iter;                ///< this worker's iterations (ratings), across epochs
+};
+
+/// Resident blocks per SM of the SGD kernel (mpt = false; flag: half math) or the MPT kernel
+/// (mpt = true; flag: stochastic rounding) at this k (cudaOccupancyMaxActiveBlocksPerMultiprocessor).
+int blocks_per_sm(int k, bool mpt, bool flag);
+/// The same for the MuPPET (which = 0) or AFP (which = 1) kernel.
+int competing_blocks_per_sm(int k, int which);
+/// SGD pass of fp32 / fp16 / mascot-n1 / mascot family (half_math: method fp16).  Throws
+/// InvalidArgument for k that is not a multiple of 32 in [32, 512].
+void launch_sgd(const SgdArgs& a, bool half_math, int blocks);
+/// SGD pass of MPT on FP32 masters (a.store must be kF32).
+void launch_mpt(const SgdArgs& a, int blocks);
+/// SGD pass of MuPPET / AFP on FP32 masters.
+void launch_muppet(const SgdArgs& a, int blocks);
+void launch_afp(const SgdArgs& a, int blocks);
+/// *out = max(*out, max |x| over x[0..n)) as float bits (out: one device uint32, >= 0 floats).
+void launch_max_abs(const float* x, int64_t n, unsigned int* out);
+/// Sum of squared errors of the test ratings, one double per block in partial[0..blocks).
+void launch_sse(const DRec* recs, int64_t n, const DSide& U, const DSide& I, Store store, bool naive, int k,
+                double* partial, int blocks);
+
+/// Test hook: adds gradients grads (n x k) of groups group[0..n) into s's accumulators with
+/// the SGD kernel's sampling code (slot b % slots for block b).
+void launch_accumulate(const float* grads, const int32_t* group, int64_t n, const DSide& s, int k, int slots,
+                       int blocks);
+
+/// Whether k is supported by the kernels (a multiple of 32 in [32, 512]).
+inline bool supported_k(int k) { return k >= 32 && k <= 512 && k % 32 == 0; }
+
+}  // namespace mascot::cuda
