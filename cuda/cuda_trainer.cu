@@ -443,6 +443,8 @@ class CudaBackend final : public detail::Backend {
                     "); use --device cpu for other k");
     if (cfg.order == Order::kBlocked)
       throw_invalid("order 'blocked' is the CPU's cache blocking; on the cuda device use order 'shuffle' or 'chunk'");
+    if (cfg.random_fp16 >= 0 || cfg.grad_stats)
+      throw_invalid("random_fp16 and grad_stats (study options) run on the CPU backend only; use --device cpu");
     kind_ = kind_of(cfg.method);
     const DeviceInfo dev = check_device();
     report->device = "cuda (" + dev.name + ")";

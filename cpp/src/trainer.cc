@@ -32,7 +32,7 @@ TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& t
   if (test) test->validate("test set");
   cfg.validate_for(train.n_users, train.n_items);
   Device dev = ctx.resolved_device();
-  // auto: a job the CUDA kernels do not handle (k, order) trains on the CPU, and says so
+  // auto: a job the CUDA kernels do not handle (k, order, study options) trains on the CPU, and says so
   const bool auto_cpu = dev == Device::kCuda && ctx.device == Device::kAuto && !detail::cuda_supports(cfg);
   if (auto_cpu) dev = Device::kCpu;
 
@@ -53,7 +53,7 @@ TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& t
   if (auto_cpu) {
     Context cpu_ctx = ctx;
     cpu_ctx.device = Device::kCpu;
-    rep.device = describe_device(cpu_ctx) + "; auto: k or order not supported on cuda";
+    rep.device = describe_device(cpu_ctx) + "; auto: k, order or a study option not supported on cuda";
   } else {
     rep.device = describe_device(ctx);
   }

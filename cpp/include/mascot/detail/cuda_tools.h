@@ -11,10 +11,11 @@
 namespace mascot::detail {
 
 /// Whether the CUDA kernels handle this configuration (k a multiple of 32 in [32, 512], an
-/// order other than the CPU's cache blocking).  `--device auto` trains on the CPU otherwise
+/// order other than the CPU's cache blocking, no study option: random_fp16, grad_stats).  `--device auto` trains on the CPU otherwise
 /// (trainer.cc); `--device cuda` then fails with a message naming the field.
 inline bool cuda_supports(const TrainConfig& cfg) {
-  return cfg.k >= 32 && cfg.k <= 512 && cfg.k % 32 == 0 && cfg.order != Order::kBlocked;
+  return cfg.k >= 32 && cfg.k <= 512 && cfg.k % 32 == 0 && cfg.order != Order::kBlocked && cfg.random_fp16 < 0 &&
+         !cfg.grad_stats;
 }
 
 /// "<name> (sm_XY, N SMs, M MiB)" of the current device; throws CudaError without one.
