@@ -24,6 +24,12 @@ void init_row(float* row, int k, float std, uint64_t seed, uint64_t stream, int6
 
 TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& train, const RatingSet* test,
                   const EpochCallback& on_epoch, const std::string& dataset_name) {
+  return detail::train_run(ctx, cfg, train, test, on_epoch, dataset_name, nullptr);
+}
+
+TrainResult detail::train_run(const Context& ctx, const TrainConfig& cfg, const RatingSet& train,
+                              const RatingSet* test, const EpochCallback& on_epoch, const std::string& dataset_name,
+                              const RunHooks* hooks) {
   const auto t0 = std::chrono::steady_clock::now();
   ctx.validate();
   train.validate("training set");
@@ -57,6 +63,20 @@ TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& t
 
   detail::FitInput in{&ctx, &cfg, &tr, test ? &te : nullptr, &ro.user_old, &ro.item_old, ro.user_groups, ro.item_groups};
   auto backend = dev == Device::kCuda ? detail::make_cuda_backend() : detail::make_cpu_backend();
+  if (hooks) {  // checkpoint / resume (checkpoint.cc)
+    if (!backend->checkpointing())
+      throw InvalidArgument(std::string("checkpointing is not supported on the ") + backend->name() + " backend");
+    if (const RunReport* old = hooks->resume_report) {
+      rep.epochs = old->epochs;
+      rep.switches = old->switches;
+      rep.total_train_seconds = old->total_train_seconds;
+      rep.total_eval_seconds = old->total_eval_seconds;
+      rep.final_test_rmse = old->final_test_rmse;
+    }
+    in.resume = hooks->resume;
+    if (hooks->epoch_done)
+      in.epoch_done = [&](int done, bool last) { hooks->epoch_done(done, last, *backend, rep); };
+  }
   rep.setup_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   backend->fit(in, &rep, on_epoch);
 

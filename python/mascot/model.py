@@ -19,7 +19,7 @@ from .data import Ratings, as_ratings, _ids
 
 _PARAMS = ("k", "method", "epochs", "lr", "decay", "lambda_p", "lambda_q", "init_std",
            "user_groups", "item_groups", "period", "sample_ratio", "threshold", "warmup",
-           "order", "rounding", "threads", "seed", "device", "method_params")
+           "order", "rounding", "threads", "seed", "device", "method_params", "deterministic")
 
 
 class MF:
@@ -39,7 +39,7 @@ class MF:
                  item_groups: int | None = None, period: int = 2, sample_ratio: float = 0.05,
                  threshold: float = 20.0, warmup: int = 5, order: str = "shuffle", rounding: str = "nearest",
                  threads: int = 0, seed: int = 42, device: str = "auto", verbose: bool = False,
-                 method_params: dict | None = None):
+                 method_params: dict | None = None, deterministic: bool = False):
         self.k, self.method, self.epochs, self.lr, self.decay = k, method, epochs, lr, decay
         self.lambda_p, self.lambda_q, self.init_std = lambda_p, lambda_q, init_std
         self.user_groups = groups if user_groups is None else user_groups
@@ -48,6 +48,12 @@ class MF:
         self.order, self.rounding = order, rounding
         self.threads, self.seed, self.device, self.verbose = threads, seed, device, verbose
         self.method_params = dict(method_params or {})
+        self.deterministic = bool(deterministic)
+        if self.deterministic:  # one CPU thread, fixed order: bit-for-bit reproducible
+            if threads not in (0, 1):
+                raise ValueError(f"deterministic=True runs one thread (got threads={threads!r})")
+            if device == "cuda":
+                raise ValueError("deterministic=True runs on the CPU (got device='cuda')")
         self._config()  # validate now
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"unknown device {device!r} (valid: auto, cpu, cuda)")
@@ -90,10 +96,18 @@ class MF:
         return c
 
     # ------------------------------------------------------------------ training
-    def fit(self, train: Any, test: Any = None, name: str = "") -> "MF":
+    def fit(self, train: Any, test: Any = None, name: str = "", checkpoint: str | os.PathLike | None = None,
+            checkpoint_every: int = 1) -> "MF":
         """Trains on ``train`` ((users, items, ratings) arrays, a DataFrame, a Ratings or a
         path), evaluating test RMSE after every epoch when ``test`` is given.  Test ratings
-        whose user or item never occurs in training are dropped and counted in the report."""
+        whose user or item never occurs in training are dropped and counted in the report.
+
+        ``checkpoint=DIR`` writes the full training state to DIR after every
+        ``checkpoint_every`` epochs and after the last (docs/checkpoint.md); a Ctrl-C then stops
+        at the end of the epoch, writes a final checkpoint and raises KeyboardInterrupt saying
+        how to continue: ``MF.resume(DIR, train, test)``."""
+        if checkpoint is not None:
+            return self._fit_checkpointed(train, test, name, os.fspath(checkpoint), checkpoint_every)
         tr = as_ratings(train)
         te = as_ratings(test) if test is not None else None
         cfg = self._config()
@@ -105,13 +119,60 @@ class MF:
                       f"eval {rec['eval_seconds']:.3f}s  test_rmse {rmse}", file=sys.stderr, flush=True)
             return True  # a pending Ctrl-C raises KeyboardInterrupt inside this callback
 
+        threads, device = self._threads_device()
         P, Q, report = _core.train(
-            cfg, self.device, int(self.threads), int(self.seed), tr.users, tr.items, tr.ratings,
+            cfg, device, threads, int(self.seed), tr.users, tr.items, tr.ratings,
             tr.n_users, tr.n_items,
             None if te is None else te.users, None if te is None else te.items,
             None if te is None else te.ratings, name, on_epoch)
         self.P_, self.Q_, self.report_ = P, Q, json.loads(report)
         return self
+
+    def _threads_device(self) -> tuple[int, str]:
+        return (1, "cpu") if self.deterministic else (int(self.threads), self.device)
+
+    def _fit_checkpointed(self, train: Any, test: Any, name: str, ckpt: str, every: int) -> "MF":
+        every = _as_int(every, "checkpoint_every")
+        if every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 (got {every})")
+        tr = as_ratings(train)
+        te = as_ratings(test) if test is not None else None
+        cfg = self._config()
+        threads, device = self._threads_device()
+        on_epoch, stopped = _interruptible(self.verbose)
+        P, Q, report = _core.train_checkpointed(
+            cfg, device, threads, int(self.seed), tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+            None if te is None else te.users, None if te is None else te.items,
+            None if te is None else te.ratings, name, on_epoch, ckpt, every, self.deterministic)
+        self.P_, self.Q_, self.report_ = P, Q, json.loads(report)
+        _raise_if_stopped(stopped, self.report_, ckpt)
+        return self
+
+    @classmethod
+    def resume(cls, checkpoint: str | os.PathLike, train: Any, test: Any = None, checkpoint_every: int | None = None,
+               verbose: bool = False) -> "MF":
+        """Continues the run saved in ``checkpoint`` (by ``fit(..., checkpoint=DIR)`` or
+        ``mascot_train --checkpoint DIR``) on the same ``train`` / ``test`` data (checked against
+        the checkpoint's fingerprint) and returns the fitted model.  The parameters come from the
+        checkpoint; further checkpoints go to the same directory.  With ``deterministic=True``
+        the result equals the uninterrupted run bit for bit."""
+        ckpt = os.fspath(checkpoint)
+        info = _core.read_checkpoint(ckpt)
+        every = 0 if checkpoint_every is None else _as_int(checkpoint_every, "checkpoint_every")
+        if checkpoint_every is not None and every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 (got {every})")
+        tr = as_ratings(train)
+        te = as_ratings(test) if test is not None else None
+        on_epoch, stopped = _interruptible(verbose)
+        P, Q, report = _core.resume(
+            ckpt, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+            None if te is None else te.users, None if te is None else te.items,
+            None if te is None else te.ratings, on_epoch, every)
+        rep = json.loads(report)
+        m = cls(**_params_from_report(rep, info), verbose=verbose)
+        m.P_, m.Q_, m.report_ = P, Q, rep
+        _raise_if_stopped(stopped, rep, ckpt)
+        return m
 
     # ------------------------------------------------------------------ use
     @property
@@ -193,3 +254,47 @@ def _as_int(v: Any, name: str) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
         raise ValueError(f"{name} must be an integer (got {v!r})")
     return int(v)
+
+
+def _interruptible(verbose: bool):
+    """on_epoch callback for checkpointed runs: Ctrl-C during an epoch (delivered in here)
+    asks the core to stop after the epoch, so the final checkpoint gets written."""
+    stopped = [False]
+
+    def on_epoch(rec: dict) -> bool:
+        try:
+            if verbose:
+                rmse = "-" if rec["test_rmse"] is None else f"{rec['test_rmse']:.6f}"
+                print(f"epoch {rec['epoch'] + 1:4d}  lr {rec['lr']:.6f}  train {rec['train_seconds']:.3f}s  "
+                      f"eval {rec['eval_seconds']:.3f}s  test_rmse {rmse}", file=sys.stderr, flush=True)
+            return not stopped[0]
+        except KeyboardInterrupt:
+            stopped[0] = True
+            return False
+
+    return on_epoch, stopped
+
+
+def _raise_if_stopped(stopped: list, report: dict, ckpt: str) -> None:
+    if stopped[0] or report.get("totals", {}).get("interrupted"):
+        n = report.get("totals", {}).get("epochs_run")
+        raise KeyboardInterrupt(f"training interrupted after epoch {n}; checkpoint saved in {ckpt}; "
+                                f"continue with MF.resume({ckpt!r}, train, test)")
+
+
+def _params_from_report(rep: dict, info: dict) -> dict:
+    """MF constructor parameters of a checkpointed run (its report's config)."""
+    c = rep["config"]
+    params = {name: c[name] for name in ("k", "method", "epochs", "lr", "decay", "lambda_p", "lambda_q",
+                                         "init_std", "user_groups", "item_groups", "period", "sample_ratio",
+                                         "threshold", "warmup", "order", "rounding")}
+    if "competing" in c:
+        mp = dict(c["competing"])
+        if mp.pop("dynamic_loss_scale", False):
+            mp["loss_scale"] = "dynamic"
+        params["method_params"] = mp
+    params.update(threads=int(info["threads"]), seed=int(info["seed"]), device="cpu",
+                  deterministic=bool(info["deterministic"]))
+    if params["deterministic"]:
+        params["threads"] = 1
+    return params

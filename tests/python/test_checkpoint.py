@@ -1,0 +1,310 @@
+"""Checkpoint / resume (docs/checkpoint.md): exactness of deterministic resume for every kind of
+training state, SIGINT and SIGKILL behaviour of mascot_train, and clear errors for bad checkpoints."""
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from mascot import MF, _core, data
+
+EPOCHS = 8
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return data.synthetic("synthetic-ml10m:0.002")  # 3125 users, 477 items, 15.9K ratings
+
+
+# Each case changes training state across the interruption after epoch J (0-based epochs < J done):
+#  mascot      groups switch in epochs 2 (before) and 3, 4, 7 (after); baselines and precisions carry
+#  muppet      the gradient-diversity window is open at J and the policy switches 8 -> 12 bits at epoch 3
+#  mpt         dynamic loss scale: halvings and doublings on both sides
+#  afp         per-worker point positions, intervals and iteration counts
+CASES = {
+    "fp32": dict(method="fp32"),
+    "fp16": dict(method="fp16"),
+    "mascot": dict(method="mascot", groups=8, warmup=1, period=1, threshold=1.5),
+    "mascot-stochastic": dict(method="mascot", groups=8, warmup=1, period=1, threshold=1.5, rounding="stochastic"),
+    "mpt-dynamic": dict(method="mpt", method_params={"loss_scale": "dynamic", "loss_scale_window": 200}),
+    "mpt-stochastic": dict(method="mpt", rounding="stochastic",
+                           method_params={"loss_scale": "dynamic", "loss_scale_window": 200}),
+    "muppet": dict(method="muppet", method_params={"muppet_resolution": 2, "muppet_patience": 1,
+                                                   "muppet_threshold_alpha": 0.01, "muppet_threshold_beta": 0.0}),
+    "afp": dict(method="afp"),
+    "afp-stochastic": dict(method="afp", rounding="stochastic"),
+}
+J = 3
+
+
+def _interrupted_run(m, ds, ckpt, stop_after, every=1):
+    """fit(checkpoint=...) stopped by the epoch callback after `stop_after` epochs."""
+    tr, te = ds.train, ds.test
+    P, Q, rep = _core.train_checkpointed(
+        m._config(), "cpu", 1, m.seed, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+        te.users, te.items, te.ratings, "", lambda rec: rec["epoch"] < stop_after - 1, str(ckpt), every, True)
+    return json.loads(rep)
+
+
+def _same_run(a, b):
+    assert a.P_.tobytes() == b.P_.tobytes() and a.Q_.tobytes() == b.Q_.tobytes()
+    ea, eb = a.report_["epochs"], b.report_["epochs"]
+    assert [e["test_rmse"] for e in ea] == [e["test_rmse"] for e in eb]
+    assert [e.get("method") for e in ea] == [e.get("method") for e in eb]
+    assert [(e["fp32_user_groups"], e["fp32_item_groups"]) for e in ea] == \
+           [(e["fp32_user_groups"], e["fp32_item_groups"]) for e in eb]
+    assert a.report_["switches"] == b.report_["switches"]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_resume_is_bit_exact(ds, tmp_path, case):
+    params = dict(k=16, epochs=EPOCHS, deterministic=True, **CASES[case])
+    full = MF(**params).fit(ds.train, ds.test)
+    rep = _interrupted_run(MF(**params), ds, tmp_path / "ck", J)
+    assert rep["totals"]["interrupted"] and rep["totals"]["epochs_run"] == J
+    assert _core.read_checkpoint(str(tmp_path / "ck"))["epochs_done"] == J
+    resumed = MF.resume(tmp_path / "ck", ds.train, ds.test)
+    assert resumed.report_["config"] == full.report_["config"]
+    assert resumed.deterministic and resumed.threads == 1 and resumed.k == 16 and resumed.method == params["method"]
+    _same_run(full, resumed)
+    # the state really changes across the interruption (otherwise the test proves little)
+    ep = full.report_["epochs"]
+    if case.startswith("mascot"):
+        sw = {s["epoch"] for s in full.report_["switches"]}
+        assert min(sw) < J <= max(sw)
+    if case == "muppet":
+        assert ep[J - 1]["method"]["word_length"] == 8 and ep[-1]["method"]["word_length"] == 12
+    if case.startswith("mpt"):
+        scales = [e["method"]["loss_scales"][0] for e in ep]
+        assert scales[J - 1] != 1000 and len(set(scales[J - 1:])) > 1  # moved from S0 before J, and after
+    # the final checkpoint holds the finished run; resuming it again trains nothing more
+    again = MF.resume(tmp_path / "ck", ds.train, ds.test)
+    _same_run(full, again)
+
+
+def test_checkpoint_every_and_final_on_stop(ds, tmp_path):
+    params = dict(k=8, epochs=EPOCHS, deterministic=True, method="mascot", groups=8, warmup=1, period=1)
+    ck = tmp_path / "ck"
+    rep = _interrupted_run(MF(**params), ds, ck, 5, every=2)
+    assert rep["totals"]["epochs_run"] == 5
+    assert _core.read_checkpoint(str(ck))["epochs_done"] == 5  # the stop wrote a checkpoint off the 2-epoch grid
+    files = sorted(os.listdir(ck))
+    assert "checkpoint.json" in files and all(".e000005." in f for f in files if f != "checkpoint.json"), files
+    # MF.fit(checkpoint=...) runs to the end and leaves the final state
+    m = MF(**params).fit(ds.train, ds.test, checkpoint=tmp_path / "ck2", checkpoint_every=3)
+    assert _core.read_checkpoint(str(tmp_path / "ck2"))["epochs_done"] == EPOCHS
+    _same_run(m, MF(**params).fit(ds.train, ds.test))
+
+
+# ------------------------------------------------------------------ bad checkpoints
+
+def _one_line(excinfo, *words):
+    msg = str(excinfo.value)
+    assert "\n" not in msg, msg
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+@pytest.fixture
+def saved(ds, tmp_path):
+    ck = tmp_path / "ck"
+    _interrupted_run(MF(k=8, epochs=4, deterministic=True, method="mascot", groups=4), ds, ck, 2)
+    return ck
+
+
+def _file(ck, prefix):
+    return ck / next(f for f in os.listdir(ck) if f.startswith(prefix))
+
+
+def test_bad_checkpoints(ds, saved, tmp_path):
+    tr, te = ds.train, ds.test
+    with pytest.raises(OSError) as e:
+        MF.resume(tmp_path / "nowhere", tr, te)
+    _one_line(e, "does not exist")
+    # other data / other test set
+    with pytest.raises(ValueError) as e:
+        MF.resume(saved, data.Ratings.from_arrays(tr.users, tr.items, tr.ratings + 0.5, tr.n_users, tr.n_items), te)
+    _one_line(e, "other data", "same shape, different content")
+    with pytest.raises(ValueError) as e:
+        MF.resume(saved, tr, None)
+    _one_line(e, "another test set")
+    # a fresh run into a directory that holds a checkpoint
+    with pytest.raises(ValueError) as e:
+        MF(k=8, epochs=2).fit(tr, te, checkpoint=saved)
+    _one_line(e, "already holds a checkpoint")
+
+    state = _file(saved, "P16").read_bytes()
+    # truncated factor file
+    _file(saved, "P16").write_bytes(state[:-100])
+    with pytest.raises(ValueError) as e:
+        MF.resume(saved, tr, te)
+    _one_line(e, "P16.e000002", "truncated")
+    # same size, one flipped byte
+    _file(saved, "P16").write_bytes(state[:-1] + bytes([state[-1] ^ 1]))
+    with pytest.raises(ValueError) as e:
+        _core.read_checkpoint(str(saved))
+    _one_line(e, "P16.e000002", "corrupted")
+    with pytest.raises(ValueError) as e:
+        MF.resume(saved, tr, te)
+    _one_line(e, "P16.e000002", "corrupted")
+    _file(saved, "P16").write_bytes(state)
+    # truncated run state
+    rs = _file(saved, "run_state").read_bytes()
+    _file(saved, "run_state").write_bytes(rs[: len(rs) // 2])
+    with pytest.raises(ValueError) as e:
+        MF.resume(saved, tr, te)
+    _one_line(e, "run_state.e000002", "truncated")
+    _file(saved, "run_state").write_bytes(rs)
+    # a missing state file
+    cs = _file(saved, "cpu_state")
+    blob = cs.read_bytes()
+    cs.unlink()
+    with pytest.raises(OSError) as e:
+        MF.resume(saved, tr, te)
+    _one_line(e, "cpu_state.e000002", "missing")
+    cs.write_bytes(blob)
+    MF.resume(saved, tr, te)  # intact again
+    # manifest: garbage, and missing
+    man = saved / "checkpoint.json"
+    text = man.read_text()
+    man.write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError) as e:
+        MF.resume(saved, tr, te)
+    _one_line(e, "checkpoint.json", "corrupted manifest")
+    man.write_text(text.replace('"version":1', '"version":99'))
+    with pytest.raises(ValueError) as e:
+        MF.resume(saved, tr, te)
+    _one_line(e, "unsupported version 99")
+    man.unlink()
+    with pytest.raises(OSError) as e:
+        MF.resume(saved, tr, te)
+    _one_line(e, "checkpoint.json is missing")
+
+
+# ------------------------------------------------------------------ mascot_train
+
+def _run(exe, *args, **kw):
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=300, **kw)
+
+
+def _err_line(r):
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) >= 1
+    return lines[-1]
+
+
+def test_cli_wrong_k_method_and_conflicting_flags(trainer_exe, tmp_path):
+    ck = tmp_path / "ck"
+    base = ["--dataset", "synthetic-ml10m:0.002", "--quiet", "--deterministic"]
+    r = _run(trainer_exe, *base, "--k", 8, "--epochs", 2, "--method", "fp32", "--checkpoint", ck)
+    assert r.returncode == 0, r.stderr
+    r = _run(trainer_exe, "--resume", ck, "--k", 16, "--quiet")
+    assert r.returncode == 2 and "has k=8, not k=16" in _err_line(r), r.stderr
+    r = _run(trainer_exe, "--resume", ck, "--method", "mascot", "--quiet")
+    assert r.returncode == 2 and "written by method fp32, not mascot" in _err_line(r), r.stderr
+    r = _run(trainer_exe, "--resume", ck, "--lr", 0.1, "--quiet")
+    assert r.returncode == 2 and "--lr cannot be combined with --resume" in _err_line(r), r.stderr
+    r = _run(trainer_exe, "--resume", ck, "--dataset", "synthetic-ml10m:0.003", "--quiet")
+    assert r.returncode == 2 and "other data" in _err_line(r), r.stderr
+    r = _run(trainer_exe, *base, "--k", 8, "--epochs", 2, "--checkpoint", ck)
+    assert r.returncode == 2 and "already holds a checkpoint" in _err_line(r), r.stderr
+    r = _run(trainer_exe, *base, "--threads", 2)
+    assert r.returncode == 2 and "--deterministic runs one thread" in _err_line(r), r.stderr
+    r = _run(trainer_exe, "--resume", ck, "--k", 8, "--method", "fp32", "--quiet")  # repeating them is fine
+    assert r.returncode == 0, r.stderr
+
+
+def _wait_for_epoch(proc, n):
+    """Reads progress lines until epoch n is reported."""
+    while True:
+        line = proc.stdout.readline()
+        assert line, "mascot_train ended early"
+        parts = line.split()
+        if parts and parts[0].isdigit() and int(parts[0]) >= n:
+            return
+
+
+def test_sigint_writes_final_checkpoint_and_resume_is_exact(trainer_exe, tmp_path):
+    args = ["--dataset", "synthetic-ml10m:0.02", "--k", 16, "--epochs", 12, "--method", "mascot", "--groups", 8,
+            "--warmup", 1, "--period", 1, "--deterministic"]
+    ref = _run(trainer_exe, *args, "--quiet", "--save", tmp_path / "ref", "--report", tmp_path / "ref.json")
+    assert ref.returncode == 0, ref.stderr
+    ck = tmp_path / "ck"
+    p = subprocess.Popen([trainer_exe, *map(str, [*args, "--checkpoint", ck, "--checkpoint-every", 5,
+                                                  "--save", tmp_path / "res", "--report", tmp_path / "res.json"])],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_epoch(p, 2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    line = err.strip().splitlines()[-1]
+    assert "interrupted after epoch" in line and f"checkpoint saved in {ck}" in line, err
+    how = line.split("resume with: ")[1].split()
+    assert how[:3] == ["mascot_train", "--resume", str(ck)]
+    done = _core.read_checkpoint(str(ck))["epochs_done"]
+    assert 2 <= done < 12
+    assert not (tmp_path / "res").exists()  # nothing saved by the interrupted run
+    r = _run(trainer_exe, *how[1:], "--quiet")
+    assert r.returncode == 0, r.stderr
+    for f in ("P.npy", "Q.npy"):
+        assert (tmp_path / "res" / f).read_bytes() == (tmp_path / "ref" / f).read_bytes()
+    a = json.loads((tmp_path / "ref.json").read_text())["epochs"]
+    b = json.loads((tmp_path / "res.json").read_text())["epochs"]
+    assert [e["test_rmse"] for e in a] == [e["test_rmse"] for e in b]
+
+
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def test_sigkill_leaves_last_checkpoint_loadable(trainer_exe, tmp_path):
+    """Kills a run writing a checkpoint every epoch at random moments; after every kill the
+    directory's checkpoint loads (all sizes and checksums), never goes backwards, and resuming
+    it to the end gives exactly the uninterrupted model."""
+    # 4.6 MB of FP32 factors per checkpoint (written every epoch, fsync'ed: most of the run's time)
+    args = ["--dataset", "synthetic-ml10m:0.05", "--k", 64, "--epochs", 25, "--method", "fp32", "--deterministic",
+            "--quiet"]
+    ck = tmp_path / "ck"
+    rng = random.Random(1234)
+    last = kills = torn = 0
+    for _ in range(8):
+        resuming = (ck / "checkpoint.json").exists()
+        cmd = [trainer_exe, "--resume", str(ck), "--quiet"] if resuming else \
+              [trainer_exe, *map(str, args), "--checkpoint", str(ck)]
+        before = _mtime(ck / "checkpoint.json")
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # once this process has written a checkpoint, kill it at a random moment of the next
+        # epochs (each ~70 % writing): mid-write, between writes, or between manifest and cleanup
+        deadline = time.monotonic() + 30
+        while _mtime(ck / "checkpoint.json") == before and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.08))
+        p.kill()
+        p.wait()
+        if p.returncode == 0:
+            break  # finished before the kill
+        kills += 1
+        if (ck / "checkpoint.json").exists():
+            info = _core.read_checkpoint(str(ck))  # validates every file's size and checksum
+            assert info["epochs_done"] >= last
+            last = info["epochs_done"]
+            named = {v for key, v in json.loads((ck / "checkpoint.json").read_text()).items()
+                     if key.startswith("file.")}
+            torn += any(f not in named for f in os.listdir(ck) if f != "checkpoint.json")
+    assert kills == 8 and last > 0
+    print(f"SIGKILL: {kills} kills, {torn} left a half-written or superseded file, last checkpoint {last}")
+    r = _run(trainer_exe, "--resume", ck, "--save", tmp_path / "res")
+    assert r.returncode == 0, r.stderr
+    assert not any(".tmp." in n for n in os.listdir(ck))
+    ref = _run(trainer_exe, *args, "--save", tmp_path / "ref")
+    assert ref.returncode == 0, ref.stderr
+    for f in ("P.npy", "Q.npy"):
+        assert (tmp_path / "res" / f).read_bytes() == (tmp_path / "ref" / f).read_bytes()
