@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include "mascot/context.h"
 #include "mascot/detail/fileutil.h"
 #include "mascot/error.h"
+#include "mascot/memory_plan.h"
 #include "mascot/model.h"
 #include "mascot/ratings.h"
 #include "mascot/report.h"
@@ -80,6 +82,8 @@ checkpoints (docs/checkpoint.md):
                         training flags are refused); the data flags default to the checkpoint's
                         dataset; further checkpoints go to DIR
   --deterministic       one CPU thread, fixed order: bit-for-bit reproducible (also across resume)
+  --dry-run             print the memory plan (items, bytes, peak, available) and exit; a job
+                        that cannot fit is refused before anything large is allocated
   SIGINT/SIGTERM stop training at the end of the current epoch (a second signal kills at once),
   write a final checkpoint when --checkpoint/--resume is given, and exit with status 130.
   --help, --version
@@ -168,6 +172,7 @@ int run(int argc, char** argv) {
   std::string ckpt_dir, resume_dir;
   int ckpt_every = 0;
   bool deterministic = false;
+  bool dry_run = false;
   std::vector<std::string> cfg_flags;  // training flags given (checked against --resume)
 
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -239,6 +244,7 @@ int run(int argc, char** argv) {
     }
     else if (opt == "--resume") resume_dir = value();
     else if (opt == "--deterministic") deterministic = true;
+    else if (opt == "--dry-run") dry_run = true;
     else throw UsageError("unknown option '" + args[a] + "' (see --help)");
   }
   if (!dataset.empty() && !train_path.empty()) throw UsageError("give either --dataset or --train, not both");
@@ -284,6 +290,26 @@ int run(int argc, char** argv) {
   if (!report_path.empty()) check_writable_target("--report", report_path);
   if (!save_dir.empty()) check_writable_target("--save", save_dir);
 
+  // Memory plan before the data exist (synthetic shapes are known): refuse or print it now.
+  if (!dataset.empty()) {
+    std::string sn;
+    double sc = 1.0;
+    if (parse_synthetic_spec(dataset, &sn, &sc)) {
+      const SyntheticShape sh = synthetic_shape(sn);
+      const TrainConfig& pc = resume_dir.empty() ? cfg : resume_info.config;
+      const int64_t nr = static_cast<int64_t>(static_cast<double>(sh.n_ratings) * sc);
+      const int64_t nte = static_cast<int64_t>(static_cast<double>(nr) * sh.test_fraction);
+      const MemoryPlan plan = plan_memory(ctx, pc, static_cast<int64_t>(static_cast<double>(sh.n_users) * std::sqrt(sc)),
+                                          static_cast<int64_t>(static_cast<double>(sh.n_items) * std::sqrt(sc)), nr - nte,
+                                          nte, false);
+      if (dry_run) {
+        std::fputs(plan.to_text().c_str(), stdout);
+        return 0;
+      }
+      check_memory_plan(plan);
+    }
+  }
+
   RatingSet train_set, test_set;
   bool have_test = false;
   std::string name;
@@ -316,6 +342,13 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "data: %s  users %lld  items %lld  train %lld  test %lld\n", name.c_str(),
                  static_cast<long long>(train_set.n_users), static_cast<long long>(train_set.n_items),
                  static_cast<long long>(train_set.nnz()), static_cast<long long>(have_test ? test_set.nnz() : 0));
+
+  if (dry_run) {  // file data: the plan needs their shapes
+    const MemoryPlan plan = plan_memory(ctx, resume_dir.empty() ? cfg : resume_info.config, train_set.n_users,
+                                        train_set.n_items, train_set.nnz(), have_test ? test_set.nnz() : 0, true);
+    std::fputs(plan.to_text().c_str(), stdout);
+    return 0;
+  }
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);

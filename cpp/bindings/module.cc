@@ -21,6 +21,7 @@
 #include "mascot/detail/rng.h"
 #include "mascot/detail/switching.h"
 #include "mascot/error.h"
+#include "mascot/memory_plan.h"
 #include "mascot/model.h"
 #include "mascot/ratings.h"
 #include "mascot/reorder.h"
@@ -467,4 +468,39 @@ NB_MODULE(_core, m) {
         return d;
       },
       "dir"_a, "Validates DIR's checkpoint (manifest, every file's size and checksum); returns its metadata and report JSON.");
+
+  // ---------------------------------------------------------------- memory plan (memory_plan.h)
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const InsufficientMemory& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
+    }
+  });
+  m.def(
+      "memory_plan",
+      [](const TrainConfig& cfg, const std::string& device, int threads, int64_t n_users, int64_t n_items,
+         int64_t n_train, int64_t n_test, bool inputs_loaded) {
+        Context ctx;
+        ctx.device = parse_device(device);
+        ctx.threads = threads;
+        ctx.validate();
+        const MemoryPlan p = plan_memory(ctx, cfg, n_users, n_items, n_train, n_test, inputs_loaded);
+        return nb::make_tuple(p.to_json(), p.to_text());
+      },
+      "config"_a, "device"_a, "threads"_a, "n_users"_a, "n_items"_a, "n_train"_a, "n_test"_a, "inputs_loaded"_a,
+      "Memory plan of a job with these shapes: (json, text).  Allocates nothing.");
+  m.def(
+      "synthetic_shape",
+      [](const std::string& name) {
+        const SyntheticShape s = synthetic_shape(name);
+        nb::dict d;
+        d["name"] = s.name;
+        d["n_users"] = s.n_users;
+        d["n_items"] = s.n_items;
+        d["n_ratings"] = s.n_ratings;
+        d["test_fraction"] = s.test_fraction;
+        return d;
+      },
+      "name"_a, "Table I shape of a synthetic dataset (unscaled).");
 }

@@ -8,6 +8,7 @@
 #include "mascot/detail/backend.h"
 #include "mascot/detail/rng.h"
 #include "mascot/error.h"
+#include "mascot/memory_plan.h"
 #include "mascot/reorder.h"
 
 namespace mascot {
@@ -37,6 +38,8 @@ TrainResult detail::train_run(const Context& ctx, const TrainConfig& cfg, const 
   if (test) test->validate("test set");
   cfg.validate_for(train.n_users, train.n_items);
   const Device dev = ctx.resolved_device();
+  // refuse up front a job that cannot fit (memory_plan.h), before the large allocations below
+  check_memory_plan(plan_memory(ctx, cfg, train.n_users, train.n_items, train.nnz(), test ? test->nnz() : 0, true));
 
   // mascot-n2: the same machinery with one global user group and one global item group
   const bool global = cfg.method == Method::kMascotN2;

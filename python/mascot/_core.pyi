@@ -352,3 +352,11 @@ def read_checkpoint(dir: str) -> dict:
     """
     Validates DIR's checkpoint (manifest, every file's size and checksum); returns its metadata and report JSON.
     """
+
+def memory_plan(config: TrainConfig, device: str, threads: int, n_users: int, n_items: int, n_train: int, n_test: int, inputs_loaded: bool) -> tuple:
+    """
+    Memory plan of a job with these shapes: (json, text).  Allocates nothing.
+    """
+
+def synthetic_shape(name: str) -> dict:
+    """Table I shape of a synthetic dataset (unscaled)."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -139,13 +141,13 @@ class MF:
         te = as_ratings(test) if test is not None else None
         cfg = self._config()
         threads, device = self._threads_device()
-        on_epoch, stopped = _interruptible(self.verbose)
-        P, Q, report = _core.train_checkpointed(
-            cfg, device, threads, int(self.seed), tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
-            None if te is None else te.users, None if te is None else te.items,
-            None if te is None else te.ratings, name, on_epoch, ckpt, every, self.deterministic)
+        with _interruptible(self.verbose) as intr:
+            P, Q, report = _core.train_checkpointed(
+                cfg, device, threads, int(self.seed), tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+                None if te is None else te.users, None if te is None else te.items,
+                None if te is None else te.ratings, name, intr.on_epoch, ckpt, every, self.deterministic)
         self.P_, self.Q_, self.report_ = P, Q, json.loads(report)
-        _raise_if_stopped(stopped, self.report_, ckpt)
+        _raise_if_stopped(self.report_, ckpt)
         return self
 
     @classmethod
@@ -163,16 +165,46 @@ class MF:
             raise ValueError(f"checkpoint_every must be >= 1 (got {every})")
         tr = as_ratings(train)
         te = as_ratings(test) if test is not None else None
-        on_epoch, stopped = _interruptible(verbose)
-        P, Q, report = _core.resume(
-            ckpt, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
-            None if te is None else te.users, None if te is None else te.items,
-            None if te is None else te.ratings, on_epoch, every)
+        with _interruptible(verbose) as intr:
+            P, Q, report = _core.resume(
+                ckpt, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+                None if te is None else te.users, None if te is None else te.items,
+                None if te is None else te.ratings, intr.on_epoch, every)
         rep = json.loads(report)
         m = cls(**_params_from_report(rep, info), verbose=verbose)
         m.P_, m.Q_, m.report_ = P, Q, rep
-        _raise_if_stopped(stopped, rep, ckpt)
+        _raise_if_stopped(rep, ckpt)
         return m
+
+    def memory_plan(self, train: Any = None, test: Any = None, *, dataset: str | None = None) -> dict:
+        """The job's memory plan without training or allocating: a dict with ``items`` (name,
+        bytes, device, phases), ``host_peak``, ``host_available``, ``device_peak``,
+        ``device_available``, ``fits``, ``refusal`` (the message fit() would raise as
+        MemoryError) and ``text`` (the table ``mascot_train --dry-run`` prints).  Give the data
+        (``train``, ``test``: anything ``fit`` accepts) or a synthetic ``dataset`` name
+        ("synthetic-netflix:0.1"), which is planned from its shape without generating it."""
+        if (train is None) == (dataset is None):
+            raise ValueError("memory_plan needs either train data or dataset=NAME")
+        if dataset is not None:
+            spec = _core.parse_synthetic_spec(dataset)
+            if spec is None:
+                raise ValueError(f"unknown synthetic dataset {dataset!r} (valid: {', '.join(_core.synthetic_names())})")
+            name, scale = spec
+            sh = _core.synthetic_shape(name)
+            n_ratings = int(sh["n_ratings"] * scale)
+            n_test = int(n_ratings * sh["test_fraction"])
+            shape = (int(sh["n_users"] * scale ** 0.5), int(sh["n_items"] * scale ** 0.5), n_ratings - n_test, n_test)
+            loaded = False
+        else:
+            tr = as_ratings(train)
+            te = as_ratings(test) if test is not None else None
+            shape = (tr.n_users, tr.n_items, len(tr), 0 if te is None else len(te))
+            loaded = True
+        threads, device = self._threads_device()
+        js, text = _core.memory_plan(self._config(), device, threads, *shape, loaded)
+        plan = json.loads(js)
+        plan["text"] = text
+        return plan
 
     # ------------------------------------------------------------------ use
     @property
@@ -256,27 +288,39 @@ def _as_int(v: Any, name: str) -> int:
     return int(v)
 
 
-def _interruptible(verbose: bool):
-    """on_epoch callback for checkpointed runs: Ctrl-C during an epoch (delivered in here)
-    asks the core to stop after the epoch, so the final checkpoint gets written."""
-    stopped = [False]
+class _interruptible:
+    """Context manager giving the on_epoch callback of a checkpointed run.  While it is active,
+    the first Ctrl-C (SIGINT, main thread only) just asks the core to stop after the current
+    epoch, so the final checkpoint gets written; the previous handler is back for a second one."""
 
-    def on_epoch(rec: dict) -> bool:
-        try:
-            if verbose:
-                rmse = "-" if rec["test_rmse"] is None else f"{rec['test_rmse']:.6f}"
-                print(f"epoch {rec['epoch'] + 1:4d}  lr {rec['lr']:.6f}  train {rec['train_seconds']:.3f}s  "
-                      f"eval {rec['eval_seconds']:.3f}s  test_rmse {rmse}", file=sys.stderr, flush=True)
-            return not stopped[0]
-        except KeyboardInterrupt:
-            stopped[0] = True
-            return False
+    def __init__(self, verbose: bool):
+        self.verbose = verbose
+        self.stopped = [False]
+        self._old = None
 
-    return on_epoch, stopped
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            def handler(signum, frame):
+                self.stopped[0] = True
+                signal.signal(signal.SIGINT, self._old)
+            self._old = signal.signal(signal.SIGINT, handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None and signal.getsignal(signal.SIGINT) is not self._old:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+    def on_epoch(self, rec: dict) -> bool:
+        if self.verbose:
+            rmse = "-" if rec["test_rmse"] is None else f"{rec['test_rmse']:.6f}"
+            print(f"epoch {rec['epoch'] + 1:4d}  lr {rec['lr']:.6f}  train {rec['train_seconds']:.3f}s  "
+                  f"eval {rec['eval_seconds']:.3f}s  test_rmse {rmse}", file=sys.stderr, flush=True)
+        return not self.stopped[0]
 
 
-def _raise_if_stopped(stopped: list, report: dict, ckpt: str) -> None:
-    if stopped[0] or report.get("totals", {}).get("interrupted"):
+def _raise_if_stopped(report: dict, ckpt: str) -> None:
+    if report.get("totals", {}).get("interrupted"):
         n = report.get("totals", {}).get("epochs_run")
         raise KeyboardInterrupt(f"training interrupted after epoch {n}; checkpoint saved in {ckpt}; "
                                 f"continue with MF.resume({ckpt!r}, train, test)")

@@ -308,3 +308,32 @@ def test_sigkill_leaves_last_checkpoint_loadable(trainer_exe, tmp_path):
     assert ref.returncode == 0, ref.stderr
     for f in ("P.npy", "Q.npy"):
         assert (tmp_path / "res" / f).read_bytes() == (tmp_path / "ref" / f).read_bytes()
+
+
+def test_python_ctrl_c_writes_final_checkpoint(tmp_path):
+    """Ctrl-C during MF.fit(checkpoint=DIR): the epoch ends, the final checkpoint is written and
+    KeyboardInterrupt says how to continue; MF.resume then gives the uninterrupted model."""
+    import sys
+    ck = tmp_path / "ck"
+    script = ("import sys\n"
+              "from mascot import MF, data\n"
+              "ds = data.synthetic('synthetic-ml10m:0.01')\n"
+              "MF(k=16, epochs=40, deterministic=True, method='mascot', groups=8, warmup=1, period=1)"
+              ".fit(ds.train, ds.test, checkpoint=sys.argv[1])\n")
+    p = subprocess.Popen([sys.executable, "-c", script, str(ck)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True)
+    deadline = time.monotonic() + 60
+    while not (ck / "checkpoint.json").exists() and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode != 0, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("KeyboardInterrupt: training interrupted after epoch") and \
+        f"checkpoint saved in {ck}; continue with MF.resume(" in last, err
+    done = _core.read_checkpoint(str(ck))["epochs_done"]
+    assert 1 <= done < 40
+    ds = data.synthetic("synthetic-ml10m:0.01")
+    resumed = MF.resume(ck, ds.train, ds.test)
+    full = MF(k=16, epochs=40, deterministic=True, method="mascot", groups=8, warmup=1, period=1).fit(ds.train, ds.test)
+    _same_run(full, resumed)
