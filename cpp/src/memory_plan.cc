@@ -160,6 +160,12 @@ MemoryPlan plan_memory(const Context& ctx, const TrainConfig& cfg, int64_t n_use
       p.device_available = f;
       p.device_total = t;
     }
+    // MASCOT_DEVICE_MEMORY_LIMIT=BYTES caps the free device memory (shared GPUs, tests)
+    if (const char* e = std::getenv("MASCOT_DEVICE_MEMORY_LIMIT"); e && *e) {
+      char* end = nullptr;
+      const long long x = std::strtoll(e, &end, 10);
+      if (end && *end == '\0' && x >= 0 && (p.device_available < 0 || x < p.device_available)) p.device_available = x;
+    }
   }
   return p;
 }
