@@ -262,7 +262,7 @@ int run(int argc, char** argv) {
     if (!ckpt_dir.empty() && ckpt_dir != resume_dir)
       throw UsageError("--resume " + resume_dir + " keeps writing checkpoints into " + resume_dir +
                        "; --checkpoint " + ckpt_dir + " conflicts with it");
-    resume_info = read_checkpoint(resume_dir);
+    resume_info = read_checkpoint(resume_dir, false);  // checksums are verified while resuming
     for (const std::string& f : cfg_flags)
       if (f != "--method" && f != "--k")
         throw UsageError(f + " cannot be combined with --resume: the configuration comes from the checkpoint (" +

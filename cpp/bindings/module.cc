@@ -451,8 +451,8 @@ NB_MODULE(_core, m) {
       "every"_a = 0, "Continues the run saved in `dir` on the same data; returns (P, Q, report_json).");
   m.def(
       "read_checkpoint",
-      [](const std::string& dir) {
-        const CheckpointInfo info = read_checkpoint(dir);
+      [](const std::string& dir, bool verify) {
+        const CheckpointInfo info = read_checkpoint(dir, verify);
         nb::dict d;
         d["epochs_done"] = info.epochs_done;
         d["every"] = info.every;
@@ -467,7 +467,9 @@ NB_MODULE(_core, m) {
         d["report"] = info.report.to_json();
         return d;
       },
-      "dir"_a, "Validates DIR's checkpoint (manifest, every file's size and checksum); returns its metadata and report JSON.");
+      "dir"_a, "verify"_a = true,
+      "Validates DIR's checkpoint (manifest, every file's size and, with verify, checksum); returns its metadata and "
+      "report JSON.");
 
   // ---------------------------------------------------------------- memory plan (memory_plan.h)
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {

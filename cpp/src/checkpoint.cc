@@ -508,8 +508,9 @@ DataFingerprint fingerprint(const RatingSet& rs) {
   return f;
 }
 
-CheckpointInfo read_checkpoint(const std::string& dir) {
+CheckpointInfo read_checkpoint(const std::string& dir, bool verify_all) {
   Loaded L = load_manifest(dir);
+  if (!verify_all) return L.info;
   // verify every state file's checksum (resume_training does so while loading)
   for (const auto& kv : L.files) {
     const std::string path = join(dir, kv.second.file);
@@ -530,6 +531,8 @@ TrainResult train_checkpointed(const Context& ctx, const TrainConfig& cfg, const
                                const CheckpointOptions& opt) {
   MASCOT_CHECK_ARG(!opt.dir.empty(), "checkpoint directory must not be empty");
   MASCOT_CHECK_ARG(opt.every >= 1, "checkpoint_every must be >= 1 (got " + std::to_string(opt.every) + ")");
+  if (ctx.resolved_device() != Device::kCpu)
+    throw InvalidArgument("checkpointing is not supported on the cuda backend (use --device cpu)");
   if (detail::path_exists(join(opt.dir, kManifest)))
     throw_invalid("checkpoint directory " + opt.dir + " already holds a checkpoint: resume it (--resume " + opt.dir +
                   ", MF.resume) or choose another directory");
@@ -543,8 +546,6 @@ TrainResult train_checkpointed(const Context& ctx, const TrainConfig& cfg, const
   meta.deterministic = opt.deterministic;
   meta.config = cfg;
   meta.context = ctx;
-  if (ctx.resolved_device() != Device::kCpu)
-    throw InvalidArgument("checkpointing is not supported on the cuda backend (use --device cpu)");
   meta.context.device = Device::kCpu;
   meta.context.threads = ctx.resolved_threads();
   meta.dataset_name = dataset_name;

@@ -348,9 +348,9 @@ def resume(dir: str, users: Annotated[NDArray[numpy.int32], dict(shape=(None,), 
     Continues the run saved in `dir` on the same data; returns (P, Q, report_json).
     """
 
-def read_checkpoint(dir: str) -> dict:
+def read_checkpoint(dir: str, verify: bool = True) -> dict:
     """
-    Validates DIR's checkpoint (manifest, every file's size and checksum); returns its metadata and report JSON.
+    Validates DIR's checkpoint (manifest, every file's size and, with verify, checksum); returns its metadata and report JSON.
     """
 
 def memory_plan(config: TrainConfig, device: str, threads: int, n_users: int, n_items: int, n_train: int, n_test: int, inputs_loaded: bool) -> tuple:

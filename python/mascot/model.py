@@ -159,7 +159,7 @@ class MF:
         checkpoint; further checkpoints go to the same directory.  With ``deterministic=True``
         the result equals the uninterrupted run bit for bit."""
         ckpt = os.fspath(checkpoint)
-        info = _core.read_checkpoint(ckpt)
+        info = _core.read_checkpoint(ckpt, verify=False)  # checksums are verified while loading
         every = 0 if checkpoint_every is None else _as_int(checkpoint_every, "checkpoint_every")
         if checkpoint_every is not None and every < 1:
             raise ValueError(f"checkpoint_every must be >= 1 (got {every})")

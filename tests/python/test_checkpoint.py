@@ -337,3 +337,22 @@ def test_python_ctrl_c_writes_final_checkpoint(tmp_path):
     resumed = MF.resume(ck, ds.train, ds.test)
     full = MF(k=16, epochs=40, deterministic=True, method="mascot", groups=8, warmup=1, period=1).fit(ds.train, ds.test)
     _same_run(full, resumed)
+
+
+def test_multithreaded_resume(ds, tmp_path):
+    """Hogwild runs are not reproducible, but a 2-thread checkpoint resumes with its per-worker
+    state (here MPT's per-worker loss scales) and finishes with the thread count it was saved with."""
+    params = dict(k=16, epochs=6, threads=2, method="mpt", method_params={"loss_scale": "dynamic",
+                                                                          "loss_scale_window": 200})
+    m = MF(**params)
+    tr, te = ds.train, ds.test
+    _core.train_checkpointed(m._config(), "cpu", 2, m.seed, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+                             te.users, te.items, te.ratings, "", lambda rec: rec["epoch"] < 2, str(tmp_path / "ck"),
+                             1, False)
+    info = _core.read_checkpoint(str(tmp_path / "ck"))
+    assert info["threads"] == 2 and not info["deterministic"] and info["epochs_done"] == 3
+    assert len(json.loads(info["report"])["epochs"][-1]["method"]["loss_scales"]) == 2
+    r = MF.resume(tmp_path / "ck", tr, te)
+    assert r.threads == 2 and r.report_["totals"]["epochs_run"] == 6
+    full = MF(**params).fit(tr, te)
+    assert abs(r.report_["totals"]["final_test_rmse"] - full.report_["totals"]["final_test_rmse"]) < 0.02

@@ -50,9 +50,11 @@ struct CheckpointInfo {
   RunReport report;          ///< the report up to epochs_done
 };
 
-/// Reads and validates DIR's last complete checkpoint.  Throws InvalidArgument / IoError with
-/// one line naming the file: missing manifest, truncated or corrupted file, unknown format.
-CheckpointInfo read_checkpoint(const std::string& dir);
+/// Reads and validates DIR's last complete checkpoint: manifest, run state, presence and size
+/// of every file, and (verify_all) every file's checksum, which reads them all.  Throws
+/// InvalidArgument / IoError with one line naming the file: missing manifest, truncated or
+/// corrupted file, unknown format.  (resume_training verifies checksums while loading.)
+CheckpointInfo read_checkpoint(const std::string& dir, bool verify_all = true);
 
 struct CheckpointOptions {
   std::string dir;            ///< created if missing; must not already hold a checkpoint
