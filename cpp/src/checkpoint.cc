@@ -109,10 +109,16 @@ Manifest parse_manifest(const std::string& text, const std::string& path) {
         else if (e == 'n') s.push_back('\n');
         else if (e == 't') s.push_back('\t');
         else if (e == 'u' && p + 4 <= text.size()) {
-          const int v = std::stoi(text.substr(p, 4), nullptr, 16);
+          int v = 0;
+          for (int x = 0; x < 4; ++x) {
+            const char h = text[p + x];
+            const int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                        : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+            if (d < 0) bad("bad \\u escape");
+            v = v * 16 + d;
+          }
           p += 4;
-          if (v < 0x80) s.push_back(static_cast<char>(v));
-          else s.push_back('?');
+          s.push_back(v < 0x80 ? static_cast<char>(v) : '?');  // the manifest itself is ASCII
         } else bad("bad escape");
       } else {
         s.push_back(c);
@@ -140,8 +146,8 @@ Manifest parse_manifest(const std::string& text, const std::string& path) {
         const size_t a = p;
         if (p < text.size() && text[p] == '-') ++p;
         while (p < text.size() && text[p] >= '0' && text[p] <= '9') ++p;
-        if (p == a || (p == a + 1 && text[a] == '-') || p - a > 19) bad("expected a value");
-        m.num[key] = std::stoll(text.substr(a, p - a));
+        if (p == a || (p == a + 1 && text[a] == '-') || p - a > 18) bad("expected an integer of at most 18 digits");
+        m.num[key] = std::strtoll(text.substr(a, p - a).c_str(), nullptr, 10);
       }
       ws();
       if (p < text.size() && text[p] == ',') { ++p; continue; }
@@ -341,6 +347,13 @@ Loaded load_manifest(const std::string& dir) {
     if (it == m.num.end()) throw_invalid("checkpoint " + mpath + ": corrupted manifest (field '" + k + "' missing)");
     return it->second;
   };
+  auto n32 = [&](const std::string& k, int64_t lo, int64_t hi) -> int {
+    const int64_t v = n(k);
+    if (v < lo || v > hi)
+      throw_invalid("checkpoint " + mpath + ": corrupted manifest (field '" + k + "' = " + std::to_string(v) +
+                    " out of range)");
+    return static_cast<int>(v);
+  };
   auto h = [&](const std::string& k) {
     uint64_t v = 0;
     if (!parse_hex64(s(k), &v)) throw_invalid("checkpoint " + mpath + ": corrupted manifest (field '" + k + "' is not a hash)");
@@ -358,8 +371,8 @@ Loaded load_manifest(const std::string& dir) {
   Loaded L;
   CheckpointInfo& I = L.info;
   I.dir = dir;
-  I.epochs_done = static_cast<int>(n("epochs_done"));
-  I.every = static_cast<int>(n("checkpoint_every"));
+  I.epochs_done = n32("epochs_done", 0, 1 << 30);
+  I.every = n32("checkpoint_every", 1, 1 << 30);
   I.deterministic = n("deterministic") != 0;
   I.train = DataFingerprint{n("n_users"), n("n_items"), n("n_train"), h("train_hash")};
   I.test = DataFingerprint{0, 0, n("n_test"), m.str.count("test_hash") ? h("test_hash") : 0};

@@ -37,6 +37,8 @@ CASES = {
                                                    "muppet_threshold_alpha": 0.01, "muppet_threshold_beta": 0.0}),
     "afp": dict(method="afp"),
     "afp-stochastic": dict(method="afp", rounding="stochastic"),
+    "fp32-blocked": dict(method="fp32", order="blocked"),  # the replayed in-place chunk shuffles
+    "mascot-chunk": dict(method="mascot", groups=8, warmup=1, period=1, threshold=1.5, order="chunk"),
 }
 J = 3
 
@@ -356,3 +358,23 @@ def test_multithreaded_resume(ds, tmp_path):
     assert r.threads == 2 and r.report_["totals"]["epochs_run"] == 6
     full = MF(**params).fit(tr, te)
     assert abs(r.report_["totals"]["final_test_rmse"] - full.report_["totals"]["final_test_rmse"]) < 0.02
+
+
+def test_files_from_another_checkpoint_are_refused(ds, tmp_path):
+    """A manifest naming intact files of another run (other k): the loader checks each file
+    against the run, not only its checksum."""
+    tr, te = ds.train, ds.test
+    a = tmp_path / "a"
+    _interrupted_run(MF(k=8, epochs=4, deterministic=True, method="mascot", groups=4), ds, a, 2)
+    man_a = json.loads((a / "checkpoint.json").read_text())
+    for name, words in (("P16", ("P16.e000002", "different shape", "wrong k")),
+                        ("cpu_state", ("cpu_state", "saved with k=8, this run has k=16"))):
+        b = tmp_path / ("b_" + name)
+        _interrupted_run(MF(k=16, epochs=4, deterministic=True, method="mascot", groups=4), ds, b, 2)
+        man_b = json.loads((b / "checkpoint.json").read_text())
+        (b / man_b["file." + name]).write_bytes((a / man_a["file." + name]).read_bytes())
+        man_b["bytes." + name], man_b["hash." + name] = man_a["bytes." + name], man_a["hash." + name]
+        (b / "checkpoint.json").write_text(json.dumps(man_b))
+        with pytest.raises(ValueError) as e:
+            MF.resume(b, tr, te)
+        _one_line(e, *words)

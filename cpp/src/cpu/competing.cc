@@ -290,7 +290,12 @@ class Mpt final : public CompetingMethod {
     detail::BinReader r(blob, "mpt state");
     if (r.str() != "mpt") r.fail("not an mpt state");
     if (r.pod<uint64_t>() != workers_.size()) r.fail("saved with a different number of threads");
-    for (auto& x : workers_) x.ls = r.pod<detail::MptLossScale>();
+    for (auto& x : workers_) {
+      x.ls = r.pod<detail::MptLossScale>();
+      if (!(x.ls.scale >= detail::MptLossScale::kMin && x.ls.scale <= detail::MptLossScale::kMax) || x.ls.clean < 0 ||
+          x.ls.dynamic != c_.dynamic_loss_scale || x.ls.window != c_.loss_scale_window)
+        r.fail("loss scale state out of range or from other settings");
+    }
     skipped_total_ = r.pod<int64_t>();
     r.expect_done();
   }
@@ -594,6 +599,8 @@ class Muppet final : public CompetingMethod {
     if (policy_.levels != static_cast<int>(c_.muppet_word_lengths.size()) || policy_.level < 0 ||
         policy_.level > policy_.levels)
       r.fail("policy level out of range");
+    auto sane = [](const FixedFormat& f) { return f.word_length >= 0 && f.word_length <= 24 && f.frac_bits > -300 && f.frac_bits < 300; };
+    if (!sane(fp_) || !sane(fq_)) r.fail("fixed-point format out of range");
   }
 
  private:
@@ -886,8 +893,15 @@ class Afp final : public CompetingMethod {
         r.pod(&x.st[t]);
         r.pod(&x.fmt[t]);
         r.pod(&x.fmax[t]);
+        const auto& st = x.st[t];
+        const auto& f = x.fmt[t];
+        if ((st.bits != c_.afp_low_bits && st.bits != c_.afp_high_bits) || st.pos < -300 || st.pos > 300 ||
+            st.next < 0 || st.interval < 0 || f.word_length < 0 || f.word_length > 24 || f.frac_bits <= -300 ||
+            f.frac_bits >= 300)
+          r.fail("tensor state out of range or from other settings");
       }
       r.pod(&x.iter);
+      if (x.iter < 0) r.fail("negative iteration count");
     }
     r.expect_done();
   }

@@ -111,6 +111,7 @@ class CpuBackend final : public detail::Backend {
     isw_ = &isw;
     competing_ = competing.get();
     threads_ = threads;
+    cfg_epochs_ = cfg.epochs;
     start_epoch_ = 0;
     updates_ = 0;
     if (in.resume) {
@@ -247,7 +248,18 @@ class CpuBackend final : public detail::Backend {
     const std::string comp = r.str();
     const uint8_t have = r.pod<uint8_t>();
     r.expect_done();
-    if (done < 0) r.fail("negative epoch count");
+    if (done < 0 || done > cfg_epochs_) r.fail("epoch count out of range");
+    // the factor files this storage needs (a mixed run needs FP32 rows once a group switched)
+    bool any32 = false;
+    for (Precision x : up) any32 = any32 || x == Precision::kFp32;
+    const bool u32 = any32;
+    any32 = false;
+    for (Precision x : ip) any32 = any32 || x == Precision::kFp32;
+    const bool i32 = any32;
+    const bool f32_rows = storage_ == Storage::kF32 || storage_ == Storage::kCompeting;
+    const uint8_t need = f32_rows ? 3 : 12 | (storage_ == Storage::kMixed ? (u32 ? 1 : 0) | (i32 ? 2 : 0) : 0);
+    if ((have & need) != need) r.fail("lacks factor matrices this storage needs");
+
     ug_->precision = up;
     ig_->precision = ip;
     usw_->set_baseline(ub);
@@ -392,7 +404,7 @@ class CpuBackend final : public detail::Backend {
   detail::Switcher* isw_ = nullptr;
   CompetingMethod* competing_ = nullptr;
   int threads_ = 1;
-  int start_epoch_ = 0, epochs_done_ = 0;
+  int start_epoch_ = 0, epochs_done_ = 0, cfg_epochs_ = 0;
   int64_t updates_ = 0;
 };
 
