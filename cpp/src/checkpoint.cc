@@ -43,6 +43,21 @@ uint64_t checksum(const void* data, size_t n) {
   return detail::mix64(h ^ w ^ (static_cast<uint64_t>(n - i) << 56));
 }
 
+/// Strict UTF-8 without control characters (text fields of a checkpoint).
+bool clean_text(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    int extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
+    if (extra < 0 || (c < 0x20) || c == 0x7f) return false;
+    if (c == 0xc0 || c == 0xc1 || c > 0xf4) return false;
+    for (int x = 1; x <= extra; ++x)
+      if (i + x >= s.size() || (static_cast<unsigned char>(s[i + x]) >> 6) != 2) return false;
+    i += static_cast<size_t>(extra) + 1;
+  }
+  return true;
+}
+
 std::string hex64(uint64_t v) {
   char b[24];
   std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
@@ -84,7 +99,7 @@ std::string npy_header(int elem, int64_t rows, int64_t cols) {
 // JsonWriter); this strict reader accepts exactly that and reports what is wrong.
 struct Manifest {
   std::map<std::string, std::string> str;
-  std::map<std::string, int64_t> num;
+  std::map<std::string, std::string> num;  // integers (and booleans as 0/1), as validated digits
 };
 
 Manifest parse_manifest(const std::string& text, const std::string& path) {
@@ -135,19 +150,23 @@ Manifest parse_manifest(const std::string& text, const std::string& path) {
     while (true) {
       ws();
       const std::string key = string();
+      if (!clean_text(key)) bad("invalid text in a key");
       ws();
       if (p >= text.size() || text[p] != ':') bad("expected ':'");
       ++p;
       ws();
-      if (p < text.size() && text[p] == '"') m.str[key] = string();
-      else if (text.compare(p, 4, "true") == 0) { m.num[key] = 1; p += 4; }
-      else if (text.compare(p, 5, "false") == 0) { m.num[key] = 0; p += 5; }
+      if (p < text.size() && text[p] == '"') {
+        m.str[key] = string();
+        if (!clean_text(m.str[key])) bad("invalid text in a value");
+      }
+      else if (text.compare(p, 4, "true") == 0) { m.num[key] = "1"; p += 4; }
+      else if (text.compare(p, 5, "false") == 0) { m.num[key] = "0"; p += 5; }
       else {
         const size_t a = p;
         if (p < text.size() && text[p] == '-') ++p;
         while (p < text.size() && text[p] >= '0' && text[p] <= '9') ++p;
-        if (p == a || (p == a + 1 && text[a] == '-') || p - a > 18) bad("expected an integer of at most 18 digits");
-        m.num[key] = std::strtoll(text.substr(a, p - a).c_str(), nullptr, 10);
+        if (p == a || (p == a + 1 && text[a] == '-') || p - a > 20) bad("expected an integer");
+        m.num[key] = text.substr(a, p - a);
       }
       ws();
       if (p < text.size() && text[p] == ',') { ++p; continue; }
@@ -304,6 +323,10 @@ class FileStateReader final : public detail::StateReader {
     const uint64_t hh = checksum(head.data(), head.size());
     if (detail::mix64(hh ^ checksum(data, n)) != fe.hash) throw_invalid("checkpoint " + path + ": corrupted (checksum mismatch)");
   }
+  std::string where(const std::string& name) const override {
+    auto it = entries_.find(name);
+    return "checkpoint " + (it == entries_.end() ? dir_ : join(dir_, it->second.file));
+  }
   std::string blob(const std::string& name) override {
     const FileEntry& fe = entry(name);
     const std::string path = join(dir_, fe.file);
@@ -342,10 +365,24 @@ Loaded load_manifest(const std::string& dir) {
     if (it == m.str.end()) throw_invalid("checkpoint " + mpath + ": corrupted manifest (field '" + k + "' missing)");
     return it->second;
   };
-  auto n = [&](const std::string& k) -> int64_t {
+  auto digits = [&](const std::string& k) -> const std::string& {
     auto it = m.num.find(k);
     if (it == m.num.end()) throw_invalid("checkpoint " + mpath + ": corrupted manifest (field '" + k + "' missing)");
     return it->second;
+  };
+  auto n = [&](const std::string& k) -> int64_t {
+    errno = 0;
+    const long long v = std::strtoll(digits(k).c_str(), nullptr, 10);
+    if (errno == ERANGE) throw_invalid("checkpoint " + mpath + ": corrupted manifest (field '" + k + "' out of range)");
+    return v;
+  };
+  auto nu = [&](const std::string& k) -> uint64_t {
+    const std::string& d = digits(k);
+    errno = 0;
+    const unsigned long long v = std::strtoull(d.c_str(), nullptr, 10);
+    if (errno == ERANGE || d[0] == '-')
+      throw_invalid("checkpoint " + mpath + ": corrupted manifest (field '" + k + "' out of range)");
+    return v;
   };
   auto n32 = [&](const std::string& k, int64_t lo, int64_t hi) -> int {
     const int64_t v = n(k);
@@ -381,8 +418,11 @@ Loaded load_manifest(const std::string& dir) {
     if (kv.first.rfind("file.", 0) != 0) continue;
     const std::string name = kv.first.substr(5);
     const std::string& file = kv.second;
-    if (file.empty() || file.find('/') != std::string::npos || file[0] == '.')
-      throw_invalid("checkpoint " + mpath + ": corrupted manifest (bad file name '" + file + "')");
+    bool ok_name = !file.empty() && file[0] != '.' && file.size() < 200;
+    for (char c : file)
+      ok_name = ok_name && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                            c == '_' || c == '-');
+    if (!ok_name) throw_invalid("checkpoint " + mpath + ": corrupted manifest (bad file name for '" + name + "')");
     FileEntry fe{file, n("bytes." + name), h("hash." + name)};
     const std::string path = join(dir, file);
     struct stat st {};
@@ -406,11 +446,17 @@ Loaded load_manifest(const std::string& dir) {
   I.dataset_name = r.str();
   get_report(r, &I.report);
   r.expect_done();
+  bool text_ok = clean_text(I.dataset_name) && clean_text(I.report.device);
+  for (const EpochRecord& e : I.report.epochs)
+    text_ok = text_ok && clean_text(e.method_json) &&
+              (e.method_json.empty() || (e.method_json.front() == '{' && e.method_json.back() == '}'));
+  if (!text_ok) r.fail("corrupted (invalid text field)");
   if (I.context.threads < 1 || I.context.threads > 1024) r.fail("thread count out of range");
   if (I.epochs_done < 0 || I.epochs_done > I.config.epochs || static_cast<int>(I.report.epochs.size()) != I.epochs_done)
     throw_invalid("checkpoint " + mpath + ": corrupted (epoch count does not match the run state)");
-  if (to_string(I.config.method) != s("method") || I.config.k != n("k"))
-    throw_invalid("checkpoint " + mpath + ": corrupted (method or k do not match the run state)");
+  if (to_string(I.config.method) != s("method") || I.config.k != n("k") || I.config.epochs != n("epochs") ||
+      I.context.threads != n("threads") || I.context.seed != nu("seed"))
+    throw_invalid("checkpoint " + mpath + ": corrupted (method, k, epochs, threads or seed do not match the run state)");
   I.report.config = I.config;
   I.report.seed = I.context.seed;
   I.report.threads = I.context.threads;

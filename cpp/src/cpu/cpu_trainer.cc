@@ -227,7 +227,7 @@ class CpuBackend final : public detail::Backend {
 
   void import_state(detail::StateReader& in) override {
     const std::string blob = in.blob("cpu_state");
-    detail::BinReader r(blob, "cpu_state");
+    detail::BinReader r(blob, in.where("cpu_state"));
     if (r.str() != "cpu") r.fail("not a cpu backend state");
     if (r.pod<int32_t>() != static_cast<int32_t>(storage_)) r.fail("saved with another method's storage");
     const int32_t k = r.pod<int32_t>();
@@ -264,7 +264,13 @@ class CpuBackend final : public detail::Backend {
     ig_->precision = ip;
     usw_->set_baseline(ub);
     isw_->set_baseline(ib);
-    if (competing_) competing_->import_state(comp);
+    if (competing_) {
+      try {
+        competing_->import_state(comp);
+      } catch (const InvalidArgument& e) {
+        r.fail(e.what());
+      }
+    }
     else if (!comp.empty()) r.fail("holds a competing method's state, this run has none");
     auto load = [&](Buffer* b, const char* name, int64_t rows, size_t elem, bool want) {
       if (!want) return;

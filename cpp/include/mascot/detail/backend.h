@@ -34,6 +34,8 @@ class StateReader {
   /// Fills `data`; throws InvalidArgument naming the file when the stored shape or type differs.
   virtual void matrix(const std::string& name, void* data, int64_t rows, int64_t cols, int elem_bytes) = 0;
   virtual std::string blob(const std::string& name) = 0;
+  /// How errors about section `name` name it (the file: "checkpoint DIR/FILE").
+  virtual std::string where(const std::string& name) const { return name; }
 };
 
 struct FitInput {
