@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -57,6 +58,98 @@ bool clean_text(const std::string& s) {
   }
   return true;
 }
+
+/// Syntax check of one JSON value (the per-epoch method states of a report are stored as JSON
+/// text and re-inserted verbatim into reports, so they must be valid).  Depth-limited.
+class JsonCheck {
+ public:
+  explicit JsonCheck(const std::string& t) : t_(t) {}
+  bool ok() {
+    ws();
+    if (!value(0)) return false;
+    ws();
+    return p_ == t_.size();
+  }
+
+ private:
+  void ws() { while (p_ < t_.size() && (t_[p_] == ' ' || t_[p_] == '\n' || t_[p_] == '\t' || t_[p_] == '\r')) ++p_; }
+  bool lit(const char* w) {
+    const size_t n = std::strlen(w);
+    if (t_.compare(p_, n, w) != 0) return false;
+    p_ += n;
+    return true;
+  }
+  bool str() {
+    if (p_ >= t_.size() || t_[p_] != '"') return false;
+    for (++p_; p_ < t_.size(); ++p_) {
+      const char c = t_[p_];
+      if (c == '"') { ++p_; return true; }
+      if (static_cast<unsigned char>(c) < 0x20) return false;
+      if (c == '\\') {
+        if (++p_ >= t_.size()) return false;
+        const char e = t_[p_];
+        if (e == 'u') {
+          for (int x = 0; x < 4; ++x)
+            if (++p_ >= t_.size() || !std::isxdigit(static_cast<unsigned char>(t_[p_]))) return false;
+        } else if (!std::strchr("\"\\/bfnrt", e)) {
+          return false;
+        }
+      }
+    }
+    return false;
+  }
+  bool num() {
+    const size_t a = p_;
+    if (p_ < t_.size() && t_[p_] == '-') ++p_;
+    size_t d = 0;
+    while (p_ < t_.size() && std::isdigit(static_cast<unsigned char>(t_[p_]))) ++p_, ++d;
+    if (d == 0) return false;
+    if (p_ < t_.size() && t_[p_] == '.') {
+      ++p_;
+      d = 0;
+      while (p_ < t_.size() && std::isdigit(static_cast<unsigned char>(t_[p_]))) ++p_, ++d;
+      if (d == 0) return false;
+    }
+    if (p_ < t_.size() && (t_[p_] == 'e' || t_[p_] == 'E')) {
+      ++p_;
+      if (p_ < t_.size() && (t_[p_] == '+' || t_[p_] == '-')) ++p_;
+      d = 0;
+      while (p_ < t_.size() && std::isdigit(static_cast<unsigned char>(t_[p_]))) ++p_, ++d;
+      if (d == 0) return false;
+    }
+    return p_ > a;
+  }
+  bool value(int depth) {
+    if (depth > 32 || p_ >= t_.size()) return false;
+    const char c = t_[p_];
+    if (c == '"') return str();
+    if (c == '{' || c == '[') {
+      const char close = c == '{' ? '}' : ']';
+      ++p_;
+      ws();
+      if (p_ < t_.size() && t_[p_] == close) { ++p_; return true; }
+      while (true) {
+        ws();
+        if (c == '{') {
+          if (!str()) return false;
+          ws();
+          if (p_ >= t_.size() || t_[p_] != ':') return false;
+          ++p_;
+          ws();
+        }
+        if (!value(depth + 1)) return false;
+        ws();
+        if (p_ < t_.size() && t_[p_] == ',') { ++p_; continue; }
+        if (p_ < t_.size() && t_[p_] == close) { ++p_; return true; }
+        return false;
+      }
+    }
+    if (lit("true") || lit("false") || lit("null")) return true;
+    return num();
+  }
+  const std::string& t_;
+  size_t p_ = 0;
+};
 
 std::string hex64(uint64_t v) {
   char b[24];
@@ -449,14 +542,14 @@ Loaded load_manifest(const std::string& dir) {
   bool text_ok = clean_text(I.dataset_name) && clean_text(I.report.device);
   for (const EpochRecord& e : I.report.epochs)
     text_ok = text_ok && clean_text(e.method_json) &&
-              (e.method_json.empty() || (e.method_json.front() == '{' && e.method_json.back() == '}'));
+              (e.method_json.empty() || (e.method_json.front() == '{' && JsonCheck(e.method_json).ok()));
   if (!text_ok) r.fail("corrupted (invalid text field)");
   if (I.context.threads < 1 || I.context.threads > 1024) r.fail("thread count out of range");
   if (I.epochs_done < 0 || I.epochs_done > I.config.epochs || static_cast<int>(I.report.epochs.size()) != I.epochs_done)
-    throw_invalid("checkpoint " + mpath + ": corrupted (epoch count does not match the run state)");
+    r.fail("corrupted (its epochs do not match " + std::string(kManifest) + ")");
   if (to_string(I.config.method) != s("method") || I.config.k != n("k") || I.config.epochs != n("epochs") ||
       I.context.threads != n("threads") || I.context.seed != nu("seed"))
-    throw_invalid("checkpoint " + mpath + ": corrupted (method, k, epochs, threads or seed do not match the run state)");
+    r.fail("corrupted (method, k, epochs, threads or seed do not match " + std::string(kManifest) + ")");
   I.report.config = I.config;
   I.report.seed = I.context.seed;
   I.report.threads = I.context.threads;

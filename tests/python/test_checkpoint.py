@@ -378,3 +378,67 @@ def test_files_from_another_checkpoint_are_refused(ds, tmp_path):
         with pytest.raises(ValueError) as e:
             MF.resume(b, tr, te)
         _one_line(e, *words)
+
+
+# The checkpoint checksum (cpp/src/checkpoint.cc), to craft files that pass it: the parsers
+# behind it must still give one clear line for hostile content.
+_M = 2**64 - 1
+
+
+def _mix64(x):
+    x = (x + 0x9E3779B97F4A7C15) & _M
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M
+    return x ^ (x >> 31)
+
+
+def _checksum(b):
+    n, full = len(b), len(b) // 8 * 8
+    h = _mix64(0x6D6173636F74 ^ n)
+    for w in np.frombuffer(b[:full], "<u8"):
+        h = _mix64(h ^ int(w))
+    return _mix64(h ^ int.from_bytes(b[full:], "little") ^ ((n - full) << 56))
+
+
+def _file_hash(b):
+    head = 10 + b[8] + (b[9] << 8) if b[:6] == b"\x93NUMPY" else 0
+    return _mix64(_checksum(b[:head]) ^ _checksum(b[head:]))
+
+
+@pytest.mark.parametrize("method", ["mascot", "afp"])
+def test_crafted_state_files_give_clear_errors(ds, tmp_path, method):
+    import shutil
+    import struct
+    base = tmp_path / "base"
+    _interrupted_run(MF(k=8, epochs=4, deterministic=True, method=method, groups=4, warmup=0, period=1,
+                        threshold=1.1), ds, base, 2)
+    man = json.loads((base / "checkpoint.json").read_text())
+    assert _file_hash((base / man["file.P16" if method == "mascot" else "file.P32"]).read_bytes()) == \
+        int(man["hash.P16" if method == "mascot" else "hash.P32"], 16)
+    rng = random.Random(7)
+    errors = 0
+    for it in range(40):
+        d = tmp_path / f"m{it}"
+        shutil.copytree(base, d)
+        name = rng.choice(["run_state", "cpu_state"])
+        b = bytearray((d / man["file." + name]).read_bytes())
+        op = rng.random()
+        if op < 0.3:
+            b = b[: rng.randrange(len(b))]
+        elif op < 0.6:
+            for _ in range(rng.randint(1, 3)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+        else:
+            pos = rng.randrange(len(b) - 8)
+            b[pos:pos + 8] = struct.pack("<q", rng.choice([-1, 2**31, 2**62, -2**62, 0, 7]))
+        (d / man["file." + name]).write_bytes(bytes(b))
+        m = dict(man, **{"bytes." + name: len(b), "hash." + name: "%016x" % _file_hash(bytes(b))})
+        (d / "checkpoint.json").write_text(json.dumps(m))
+        try:
+            MF.resume(d, ds.train, ds.test)  # some mutations are harmless (a q-error value, a timing)
+        except (ValueError, OSError) as e:
+            msg = str(e)
+            assert "\n" not in msg and type(e) is not UnicodeDecodeError, msg
+            assert f"checkpoint {d}/{man['file.' + name]}" in msg, msg
+            errors += 1
+    assert errors >= 20
