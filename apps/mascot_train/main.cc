@@ -3,8 +3,10 @@
 // (2: bad usage, 1: anything else, 130: interrupted).
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -12,10 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "mascot/checkpoint.h"
 #include "mascot/config.h"
 #include "mascot/context.h"
 #include "mascot/detail/fileutil.h"
 #include "mascot/error.h"
+#include "mascot/memory_plan.h"
 #include "mascot/model.h"
 #include "mascot/ratings.h"
 #include "mascot/report.h"
@@ -76,6 +80,18 @@ run:
   --save DIR            save the model (P.npy, Q.npy, model.json)
   --export-libmf PATH   also write the model in LIBMF's text format (LIBMF's mf-predict reads it)
   --quiet               no per-epoch progress
+checkpoints (docs/checkpoint.md):
+  --checkpoint DIR      write the full training state to DIR (created; must not hold a checkpoint)
+  --checkpoint-every N  ... after every N epochs (default 1), after the last, and on SIGINT/SIGTERM
+  --resume DIR          continue the run saved in DIR on the same data; the configuration, seed
+                        and threads come from the checkpoint (--method/--k may repeat them; other
+                        training flags are refused); the data flags default to the checkpoint's
+                        dataset; further checkpoints go to DIR
+  --deterministic       one CPU thread, fixed order: bit-for-bit reproducible (also across resume)
+  --dry-run             print the memory plan (items, bytes, peak, available) and exit; a job
+                        that cannot fit is refused before anything large is allocated
+  SIGINT/SIGTERM stop training at the end of the current epoch (a second signal kills at once),
+  write a final checkpoint when --checkpoint/--resume is given, and exit with status 130.
   --help, --version
 )";
 
@@ -84,7 +100,24 @@ struct UsageError : std::runtime_error {
 };
 
 std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop.store(true); }
+void on_signal(int sig) {
+  g_stop.store(true);
+  std::signal(sig, SIG_DFL);  // a second signal ends the process at once
+}
+
+// Training flags: with --resume they come from the checkpoint.
+bool is_config_flag(const std::string& o) {
+  static const char* const flags[] = {"--method", "--k", "--epochs", "--lr", "--decay", "--lambda-p", "--lambda-q",
+                                      "--init-std", "--groups", "--user-groups", "--item-groups", "--order",
+                                      "--rounding", "--period", "--sample-ratio", "--threshold", "--warmup",
+                                      "--loss-scale", "--loss-scale-window", "--muppet-word-lengths",
+                                      "--muppet-resolution", "--muppet-patience", "--afp-bits",
+                                      "--afp-error-threshold", "--threads", "--seed", "--device",
+                                      "--random-fp16", "--grad-stats"};
+  for (const char* f : flags)
+    if (o == f) return true;
+  return false;
+}
 
 double parse_num(const std::string& opt, const std::string& v) {
   char* end = nullptr;
@@ -144,6 +177,11 @@ int run(int argc, char** argv) {
   std::string dataset, train_path, test_path, report_path, save_dir;
   std::string libmf_path;
   bool quiet = false;
+  std::string ckpt_dir, resume_dir;
+  int ckpt_every = 0;
+  bool deterministic = false;
+  bool dry_run = false;
+  std::vector<std::string> cfg_flags;  // training flags given (checked against --resume)
 
   std::vector<std::string> args(argv + 1, argv + argc);
   for (size_t a = 0; a < args.size(); ++a) {
@@ -158,6 +196,7 @@ int run(int argc, char** argv) {
       if (a + 1 >= args.size()) throw UsageError(opt + " needs a value");
       return args[++a];
     };
+    if (is_config_flag(opt)) cfg_flags.push_back(opt);
     if (opt == "--help" || opt == "-h") { std::fputs(kUsage, stdout); return 0; }
     else if (opt == "--version") { std::printf("mascot_train %s\n", MASCOT_VERSION); return 0; }
     else if (opt == "--quiet" || opt == "-q") quiet = true;
@@ -209,10 +248,50 @@ int run(int argc, char** argv) {
     else if (opt == "--report") report_path = value();
     else if (opt == "--save") save_dir = value();
     else if (opt == "--export-libmf") libmf_path = value();
+    else if (opt == "--checkpoint") ckpt_dir = value();
+    else if (opt == "--checkpoint-every") {
+      ckpt_every = parse_i32(opt, value());
+      if (ckpt_every < 1) throw UsageError("--checkpoint-every must be >= 1 (got " + std::to_string(ckpt_every) + ")");
+    }
+    else if (opt == "--resume") resume_dir = value();
+    else if (opt == "--deterministic") deterministic = true;
+    else if (opt == "--dry-run") dry_run = true;
     else throw UsageError("unknown option '" + args[a] + "' (see --help)");
   }
   if (!dataset.empty() && !train_path.empty()) throw UsageError("give either --dataset or --train, not both");
   if (!test_path.empty() && train_path.empty()) throw UsageError("--test needs --train");
+  if (ckpt_every > 0 && ckpt_dir.empty() && resume_dir.empty())
+    throw UsageError("--checkpoint-every needs --checkpoint DIR (or --resume DIR)");
+  if (deterministic) {
+    if (ctx.threads > 1) throw UsageError("--deterministic runs one thread (got --threads " + std::to_string(ctx.threads) + ")");
+    if (ctx.device == Device::kCuda) throw UsageError("--deterministic runs on the CPU (got --device cuda)");
+    ctx.threads = 1;
+    ctx.device = Device::kCpu;
+  }
+  CheckpointInfo resume_info;
+  if (!resume_dir.empty()) {
+    if (!ckpt_dir.empty() && ckpt_dir != resume_dir)
+      throw UsageError("--resume " + resume_dir + " keeps writing checkpoints into " + resume_dir +
+                       "; --checkpoint " + ckpt_dir + " conflicts with it");
+    resume_info = read_checkpoint(resume_dir, false);  // checksums are verified while resuming
+    for (const std::string& f : cfg_flags)
+      if (f != "--method" && f != "--k")
+        throw UsageError(f + " cannot be combined with --resume: the configuration comes from the checkpoint (" +
+                         to_string(resume_info.config.method) + ", k=" + std::to_string(resume_info.config.k) +
+                         ", " + std::to_string(resume_info.config.epochs) + " epochs, seed " +
+                         std::to_string(resume_info.context.seed) + ", " + std::to_string(resume_info.context.threads) +
+                         " threads)");
+    ctx = resume_info.context;
+    if (dataset.empty() && train_path.empty()) {
+      std::string sn;
+      double sc = 1.0;
+      const std::string& dn = resume_info.dataset_name;
+      if (parse_synthetic_spec(dn, &sn, &sc) || detail::path_exists(data_root() + "/" + dn + "/train.mrat")) dataset = dn;
+      else
+        throw UsageError("--resume needs the training data again: give --train PATH [--test PATH] (the checkpoint "
+                         "was trained on '" + dn + "')");
+    }
+  }
   if (dataset.empty() && train_path.empty()) dataset = "synthetic-ml10m";
 
   // Everything checkable before the (possibly long) data load and training, checked now.
@@ -224,6 +303,26 @@ int run(int argc, char** argv) {
   if (!libmf_path.empty()) {
     check_writable_target("--export-libmf", libmf_path);
     if (detail::is_directory(libmf_path)) throw IoError("--export-libmf " + libmf_path + ": is a directory");
+  }
+
+  // Memory plan before the data exist (synthetic shapes are known): refuse or print it now.
+  if (!dataset.empty()) {
+    std::string sn;
+    double sc = 1.0;
+    if (parse_synthetic_spec(dataset, &sn, &sc)) {
+      const SyntheticShape sh = synthetic_shape(sn);
+      const TrainConfig& pc = resume_dir.empty() ? cfg : resume_info.config;
+      const int64_t nr = static_cast<int64_t>(static_cast<double>(sh.n_ratings) * sc);
+      const int64_t nte = static_cast<int64_t>(static_cast<double>(nr) * sh.test_fraction);
+      const MemoryPlan plan = plan_memory(ctx, pc, static_cast<int64_t>(static_cast<double>(sh.n_users) * std::sqrt(sc)),
+                                          static_cast<int64_t>(static_cast<double>(sh.n_items) * std::sqrt(sc)), nr - nte,
+                                          nte, false);
+      if (dry_run) {
+        std::fputs(plan.to_text().c_str(), stdout);
+        return 0;
+      }
+      check_memory_plan(plan);
+    }
   }
 
   RatingSet train_set, test_set;
@@ -259,6 +358,13 @@ int run(int argc, char** argv) {
                  static_cast<long long>(train_set.n_users), static_cast<long long>(train_set.n_items),
                  static_cast<long long>(train_set.nnz()), static_cast<long long>(have_test ? test_set.nnz() : 0));
 
+  if (dry_run) {  // file data: the plan needs their shapes
+    const MemoryPlan plan = plan_memory(ctx, resume_dir.empty() ? cfg : resume_info.config, train_set.n_users,
+                                        train_set.n_items, train_set.nnz(), have_test ? test_set.nnz() : 0, true);
+    std::fputs(plan.to_text().c_str(), stdout);
+    return 0;
+  }
+
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   bool header = false;
@@ -276,8 +382,42 @@ int run(int argc, char** argv) {
     }
     return !g_stop.load();
   };
-  TrainResult res = train(ctx, cfg, train_set, have_test ? &test_set : nullptr, progress, name);
+  TrainResult res;
+  if (!resume_dir.empty()) {
+    if (!quiet)
+      std::fprintf(stderr, "resuming %s after epoch %d of %d\n", resume_dir.c_str(), resume_info.epochs_done,
+                   resume_info.config.epochs);
+    ResumeOptions ro;
+    ro.every = ckpt_every;
+    const bool expect = std::find(cfg_flags.begin(), cfg_flags.end(), "--method") != cfg_flags.end() ||
+                        std::find(cfg_flags.begin(), cfg_flags.end(), "--k") != cfg_flags.end();
+    TrainConfig want = resume_info.config;
+    if (std::find(cfg_flags.begin(), cfg_flags.end(), "--method") != cfg_flags.end()) want.method = cfg.method;
+    if (std::find(cfg_flags.begin(), cfg_flags.end(), "--k") != cfg_flags.end()) want.k = cfg.k;
+    if (expect) ro.expect = &want;
+    res = resume_training(resume_dir, train_set, have_test ? &test_set : nullptr, progress, ro);
+    cfg = res.report.config;
+    ckpt_dir = resume_dir;
+  } else if (!ckpt_dir.empty()) {
+    CheckpointOptions co;
+    co.dir = ckpt_dir;
+    co.every = ckpt_every > 0 ? ckpt_every : 1;
+    co.deterministic = deterministic;
+    res = train_checkpointed(ctx, cfg, train_set, have_test ? &test_set : nullptr, progress, name, co);
+  } else {
+    res = train(ctx, cfg, train_set, have_test ? &test_set : nullptr, progress, name);
+  }
   const RunReport& rep = res.report;
+  if (rep.interrupted && !ckpt_dir.empty()) {
+    std::string how = "mascot_train --resume " + ckpt_dir;
+    if (!train_path.empty()) how += " --train " + train_path + (test_path.empty() ? "" : " --test " + test_path);
+    if (!report_path.empty()) how += " --report " + report_path;
+    if (!save_dir.empty()) how += " --save " + save_dir;
+    if (!libmf_path.empty()) how += " --export-libmf " + libmf_path;
+    std::fprintf(stderr, "mascot_train: interrupted after epoch %zu of %d; checkpoint saved in %s; resume with: %s\n",
+                 rep.epochs.size(), cfg.epochs, ckpt_dir.c_str(), how.c_str());
+    return 130;
+  }
   if (rep.interrupted) {
     std::fprintf(stderr, "mascot_train: interrupted after epoch %zu; nothing saved\n", rep.epochs.size());
     return 130;

@@ -13,6 +13,7 @@
 
 #include <cstring>
 
+#include "mascot/checkpoint.h"
 #include "mascot/config.h"
 #include "mascot/context.h"
 #include "mascot/detail/backend.h"
@@ -21,6 +22,7 @@
 #include "mascot/detail/rng.h"
 #include "mascot/detail/switching.h"
 #include "mascot/error.h"
+#include "mascot/memory_plan.h"
 #include "mascot/model.h"
 #include "mascot/ratings.h"
 #include "mascot/reorder.h"
@@ -107,6 +109,32 @@ nb::dict epoch_dict(const EpochRecord& e) {
   return d;
 }
 
+}  // namespace
+
+namespace {
+// checkpoint bindings' helpers: test set with ids beyond the training range allowed (as train)
+RatingSet make_test(std::optional<In1<int32_t>>& su, std::optional<In1<int32_t>>& si, std::optional<In1<float>>& sr) {
+  MASCOT_CHECK_ARG(si.has_value() && sr.has_value(), "test set needs users, items and ratings");
+  int64_t mu = 0, mi = 0;
+  for (size_t x = 0; x < su->shape(0); ++x) mu = std::max<int64_t>(mu, int64_t((*su)(x)) + 1);
+  for (size_t x = 0; x < si->shape(0); ++x) mi = std::max<int64_t>(mi, int64_t((*si)(x)) + 1);
+  return make_set(*su, *si, *sr, mu, mi, "test set");
+}
+EpochCallback wrap_callback(std::function<bool(nb::dict)>& on_epoch) {
+  EpochCallback cb;
+  if (on_epoch)
+    cb = [&on_epoch](const EpochRecord& e) {
+      nb::gil_scoped_acquire gil;
+      return on_epoch(epoch_dict(e));
+    };
+  return cb;
+}
+nb::tuple result_tuple(TrainResult&& res) {
+  const size_t k = static_cast<size_t>(res.model.k);
+  const size_t nu = static_cast<size_t>(res.model.n_users), ni = static_cast<size_t>(res.model.n_items);
+  std::string report = res.report.to_json();
+  return nb::make_tuple(to_numpy(std::move(res.model.P), {nu, k}), to_numpy(std::move(res.model.Q), {ni, k}), report);
+}
 }  // namespace
 
 void bind_competing(nb::module_& m);  // competing_bindings.cc
@@ -415,4 +443,113 @@ NB_MODULE(_core, m) {
         return to_numpy(std::move(out));
       },
       "x"_a, "words"_a, "Stochastic FP16 rounding with the given random words.");
+
+  // ---------------------------------------------------------------- checkpoints (checkpoint.h)
+  m.def(
+      "train_checkpointed",
+      [](const TrainConfig& cfg, const std::string& device, int threads, uint64_t seed, const In1<int32_t>& tu,
+         const In1<int32_t>& ti, const In1<float>& tr, int64_t n_users, int64_t n_items,
+         std::optional<In1<int32_t>> su, std::optional<In1<int32_t>> si, std::optional<In1<float>> sr,
+         const std::string& name, std::function<bool(nb::dict)> on_epoch, const std::string& dir, int every,
+         bool deterministic) {
+        Context ctx;
+        ctx.device = parse_device(device);
+        ctx.threads = threads;
+        ctx.seed = seed;
+        const RatingSet train = make_set(tu, ti, tr, n_users, n_items, "training set");
+        RatingSet test;
+        if (su.has_value()) test = make_test(su, si, sr);
+        EpochCallback cb = wrap_callback(on_epoch);
+        CheckpointOptions opt;
+        opt.dir = dir;
+        opt.every = every;
+        opt.deterministic = deterministic;
+        TrainResult res;
+        {
+          nb::gil_scoped_release release;
+          res = train_checkpointed(ctx, cfg, train, su.has_value() ? &test : nullptr, cb, name, opt);
+        }
+        return result_tuple(std::move(res));
+      },
+      "config"_a, "device"_a, "threads"_a, "seed"_a, "users"_a, "items"_a, "ratings"_a, "n_users"_a, "n_items"_a,
+      "test_users"_a.none(), "test_items"_a.none(), "test_ratings"_a.none(), "name"_a, "on_epoch"_a.none(),
+      "checkpoint"_a, "every"_a = 1, "deterministic"_a = false,
+      "train() writing checkpoints into `checkpoint`; returns (P, Q, report_json).");
+  m.def(
+      "resume",
+      [](const std::string& dir, const In1<int32_t>& tu, const In1<int32_t>& ti, const In1<float>& tr, int64_t n_users,
+         int64_t n_items, std::optional<In1<int32_t>> su, std::optional<In1<int32_t>> si,
+         std::optional<In1<float>> sr, std::function<bool(nb::dict)> on_epoch, int every) {
+        const RatingSet train = make_set(tu, ti, tr, n_users, n_items, "training set");
+        RatingSet test;
+        if (su.has_value()) test = make_test(su, si, sr);
+        EpochCallback cb = wrap_callback(on_epoch);
+        ResumeOptions opt;
+        opt.every = every;
+        TrainResult res;
+        {
+          nb::gil_scoped_release release;
+          res = resume_training(dir, train, su.has_value() ? &test : nullptr, cb, opt);
+        }
+        return result_tuple(std::move(res));
+      },
+      "dir"_a, "users"_a, "items"_a, "ratings"_a, "n_users"_a, "n_items"_a, "test_users"_a.none() = nb::none(),
+      "test_items"_a.none() = nb::none(), "test_ratings"_a.none() = nb::none(), "on_epoch"_a.none() = nb::none(),
+      "every"_a = 0, "Continues the run saved in `dir` on the same data; returns (P, Q, report_json).");
+  m.def(
+      "read_checkpoint",
+      [](const std::string& dir, bool verify) {
+        const CheckpointInfo info = read_checkpoint(dir, verify);
+        nb::dict d;
+        d["epochs_done"] = info.epochs_done;
+        d["every"] = info.every;
+        d["deterministic"] = info.deterministic;
+        d["threads"] = info.context.threads;
+        d["seed"] = info.context.seed;
+        d["dataset"] = info.dataset_name;
+        d["n_users"] = info.train.n_users;
+        d["n_items"] = info.train.n_items;
+        d["n_train"] = info.train.nnz;
+        d["n_test"] = info.test.nnz;
+        d["report"] = info.report.to_json();
+        return d;
+      },
+      "dir"_a, "verify"_a = true,
+      "Validates DIR's checkpoint (manifest, every file's size and, with verify, checksum); returns its metadata and "
+      "report JSON.");
+
+  // ---------------------------------------------------------------- memory plan (memory_plan.h)
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const InsufficientMemory& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
+    }
+  });
+  m.def(
+      "memory_plan",
+      [](const TrainConfig& cfg, const std::string& device, int threads, int64_t n_users, int64_t n_items,
+         int64_t n_train, int64_t n_test, bool inputs_loaded) {
+        Context ctx;
+        ctx.device = parse_device(device);
+        ctx.threads = threads;
+        ctx.validate();
+        const MemoryPlan p = plan_memory(ctx, cfg, n_users, n_items, n_train, n_test, inputs_loaded);
+        return nb::make_tuple(p.to_json(), p.to_text());
+      },
+      "config"_a, "device"_a, "threads"_a, "n_users"_a, "n_items"_a, "n_train"_a, "n_test"_a, "inputs_loaded"_a,
+      "Memory plan of a job with these shapes: (json, text).  Allocates nothing.");
+  m.def(
+      "synthetic_shape",
+      [](const std::string& name) {
+        const SyntheticShape s = synthetic_shape(name);
+        nb::dict d;
+        d["name"] = s.name;
+        d["n_users"] = s.n_users;
+        d["n_items"] = s.n_items;
+        d["n_ratings"] = s.n_ratings;
+        d["test_fraction"] = s.test_fraction;
+        return d;
+      },
+      "name"_a, "Table I shape of a synthetic dataset (unscaled).");
 }

@@ -9,6 +9,7 @@
 #include "mascot/detail/cuda_tools.h"
 #include "mascot/detail/rng.h"
 #include "mascot/error.h"
+#include "mascot/memory_plan.h"
 #include "mascot/reorder.h"
 
 namespace mascot {
@@ -25,6 +26,12 @@ void init_row(float* row, int k, float std, uint64_t seed, uint64_t stream, int6
 
 TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& train, const RatingSet* test,
                   const EpochCallback& on_epoch, const std::string& dataset_name) {
+  return detail::train_run(ctx, cfg, train, test, on_epoch, dataset_name, nullptr);
+}
+
+TrainResult detail::train_run(const Context& ctx, const TrainConfig& cfg, const RatingSet& train,
+                              const RatingSet* test, const EpochCallback& on_epoch, const std::string& dataset_name,
+                              const RunHooks* hooks) {
   const auto t0 = std::chrono::steady_clock::now();
   ctx.validate();
   train.validate("training set");
@@ -35,6 +42,10 @@ TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& t
   // auto: a job the CUDA kernels do not handle (k, order, study options) trains on the CPU, and says so
   const bool auto_cpu = dev == Device::kCuda && ctx.device == Device::kAuto && !detail::cuda_supports(cfg);
   if (auto_cpu) dev = Device::kCpu;
+  // refuse up front a job that cannot fit (memory_plan.h), before the large allocations below
+  Context plan_ctx = ctx;
+  if (auto_cpu) plan_ctx.device = Device::kCpu;
+  check_memory_plan(plan_memory(plan_ctx, cfg, train.n_users, train.n_items, train.nnz(), test ? test->nnz() : 0, true));
 
   // mascot-n2: the same machinery with one global user group and one global item group
   const bool global = cfg.method == Method::kMascotN2;
@@ -70,6 +81,20 @@ TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& t
 
   detail::FitInput in{&ctx, &cfg, &tr, test ? &te : nullptr, &ro.user_old, &ro.item_old, ro.user_groups, ro.item_groups};
   auto backend = dev == Device::kCuda ? detail::make_cuda_backend() : detail::make_cpu_backend();
+  if (hooks) {  // checkpoint / resume (checkpoint.cc)
+    if (!backend->checkpointing())
+      throw InvalidArgument(std::string("checkpointing is not supported on the ") + backend->name() + " backend");
+    if (const RunReport* old = hooks->resume_report) {
+      rep.epochs = old->epochs;
+      rep.switches = old->switches;
+      rep.total_train_seconds = old->total_train_seconds;
+      rep.total_eval_seconds = old->total_eval_seconds;
+      rep.final_test_rmse = old->final_test_rmse;
+    }
+    in.resume = hooks->resume;
+    if (hooks->epoch_done)
+      in.epoch_done = [&](int done, bool last) { hooks->epoch_done(done, last, *backend, rep); };
+  }
   rep.setup_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   backend->fit(in, &rep, on_epoch);
 

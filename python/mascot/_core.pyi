@@ -377,3 +377,26 @@ def half_round(x: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C
 
 def half_round_words(x: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], words: Annotated[NDArray[numpy.uint32], dict(shape=(None,), order='C', device='cpu', writable=False)]) -> object:
     """Stochastic FP16 rounding with the given random words."""
+
+def train_checkpointed(config: TrainConfig, device: str, threads: int, seed: int, users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, test_users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, test_items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, test_ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, name: str, on_epoch: Callable[[dict], bool] | None, checkpoint: str, every: int = 1, deterministic: bool = False) -> tuple:
+    """
+    train() writing checkpoints into `checkpoint`; returns (P, Q, report_json).
+    """
+
+def resume(dir: str, users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, test_users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, on_epoch: Callable[[dict], bool] | None = None, every: int = 0) -> tuple:
+    """
+    Continues the run saved in `dir` on the same data; returns (P, Q, report_json).
+    """
+
+def read_checkpoint(dir: str, verify: bool = True) -> dict:
+    """
+    Validates DIR's checkpoint (manifest, every file's size and, with verify, checksum); returns its metadata and report JSON.
+    """
+
+def memory_plan(config: TrainConfig, device: str, threads: int, n_users: int, n_items: int, n_train: int, n_test: int, inputs_loaded: bool) -> tuple:
+    """
+    Memory plan of a job with these shapes: (json, text).  Allocates nothing.
+    """
+
+def synthetic_shape(name: str) -> dict:
+    """Table I shape of a synthetic dataset (unscaled)."""

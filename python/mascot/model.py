@@ -12,7 +12,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from .data import Ratings, as_ratings, _ids
 _PARAMS = ("k", "method", "epochs", "lr", "decay", "lambda_p", "lambda_q", "init_std",
            "user_groups", "item_groups", "period", "sample_ratio", "threshold", "warmup",
            "order", "rounding", "threads", "seed", "device", "method_params", "random_fp16",
-           "grad_stats")
+           "grad_stats", "deterministic")
 
 
 class MF:
@@ -50,7 +52,7 @@ class MF:
                  threshold: float = 20.0, warmup: int = 5, order: str = "shuffle", rounding: str = "nearest",
                  threads: int = 0, seed: int = 42, device: str = "auto", verbose: bool = False,
                  method_params: dict | None = None, random_fp16: float | None = None,
-                 grad_stats: bool = False):
+                 grad_stats: bool = False, deterministic: bool = False):
         self.k, self.method, self.epochs, self.lr, self.decay = k, method, epochs, lr, decay
         self.lambda_p, self.lambda_q, self.init_std = lambda_p, lambda_q, init_std
         self.user_groups = groups if user_groups is None else user_groups
@@ -60,6 +62,12 @@ class MF:
         self.threads, self.seed, self.device, self.verbose = threads, seed, device, verbose
         self.method_params = dict(method_params or {})
         self.random_fp16, self.grad_stats = random_fp16, grad_stats
+        self.deterministic = bool(deterministic)
+        if self.deterministic:  # one CPU thread, fixed order: bit-for-bit reproducible
+            if threads not in (0, 1):
+                raise ValueError(f"deterministic=True runs one thread (got threads={threads!r})")
+            if device == "cuda":
+                raise ValueError("deterministic=True runs on the CPU (got device='cuda')")
         self._config()  # validate now
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"unknown device {device!r} (valid: auto, cpu, cuda)")
@@ -115,7 +123,8 @@ class MF:
 
     # ------------------------------------------------------------------ training
     def fit(self, train: Any, test: Any = None, name: str = "", user_ids: Any = None,
-            item_ids: Any = None) -> "MF":
+            item_ids: Any = None, checkpoint: str | os.PathLike | None = None,
+            checkpoint_every: int = 1) -> "MF":
         """Trains on ``train`` ((users, items, ratings) arrays, a DataFrame, a Ratings or a
         path), evaluating test RMSE after every epoch when ``test`` is given.  Test ratings
         whose user or item never occurs in training are dropped and counted in the report.
@@ -123,11 +132,20 @@ class MF:
         Rating data is always in dense 0-based ids.  ``user_ids`` / ``item_ids`` (the raw id of
         each dense id, e.g. from :func:`dataset_id_maps`) make predict / recommend /
         similar_items take and return raw ids; they also fix n_users / n_items.  The training
-        pairs are kept (``seen_``) for ``recommend(exclude_seen=True)`` and saved with the model."""
+        pairs are kept (``seen_``) for ``recommend(exclude_seen=True)`` and saved with the model.
+
+        ``checkpoint=DIR`` writes the full training state to DIR after every
+        ``checkpoint_every`` epochs and after the last (docs/checkpoint.md); a Ctrl-C then stops
+        at the end of the epoch, writes a final checkpoint and raises KeyboardInterrupt saying
+        how to continue: ``MF.resume(DIR, train, test)``."""
         tr = as_ratings(train)
         te = as_ratings(test) if test is not None else None
         cfg = self._config()
         tr, umap, imap = self._with_id_maps(tr, user_ids, item_ids)
+        if checkpoint is not None:
+            self._fit_checkpointed(tr, te, name, os.fspath(checkpoint), checkpoint_every)
+            self._keep_training_data(tr, umap, imap)
+            return self
 
         def on_epoch(rec: dict) -> bool:
             if self.verbose:
@@ -136,16 +154,99 @@ class MF:
                       f"eval {rec['eval_seconds']:.3f}s  test_rmse {rmse}", file=sys.stderr, flush=True)
             return True  # a pending Ctrl-C raises KeyboardInterrupt inside this callback
 
+        threads, device = self._threads_device()
         P, Q, report = _core.train(
-            cfg, self.device, int(self.threads), int(self.seed), tr.users, tr.items, tr.ratings,
+            cfg, device, threads, int(self.seed), tr.users, tr.items, tr.ratings,
             tr.n_users, tr.n_items,
             None if te is None else te.users, None if te is None else te.items,
             None if te is None else te.ratings, name, on_epoch)
         self.P_, self.Q_, self.report_ = P, Q, json.loads(report)
+        self._keep_training_data(tr, umap, imap)
+        return self
+
+    def _keep_training_data(self, tr: Ratings, umap: Any, imap: Any) -> None:
+        """After a fit: the id maps, the training pairs (exclude_seen) and the mean rating."""
         self.user_ids_, self.item_ids_ = umap.raw, imap.raw
         self.seen_ = _use.SeenPairs.from_pairs(tr.users, tr.items, tr.n_users, tr.n_items)
         self.train_mean_ = float(np.mean(tr.ratings, dtype=np.float64)) if len(tr) else 0.0
+
+    def _threads_device(self) -> tuple[int, str]:
+        return (1, "cpu") if self.deterministic else (int(self.threads), self.device)
+
+    def _fit_checkpointed(self, train: Any, test: Any, name: str, ckpt: str, every: int) -> "MF":
+        every = _as_int(every, "checkpoint_every")
+        if every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 (got {every})")
+        tr = as_ratings(train)
+        te = as_ratings(test) if test is not None else None
+        cfg = self._config()
+        threads, device = self._threads_device()
+        with _interruptible(self.verbose) as intr:
+            P, Q, report = _core.train_checkpointed(
+                cfg, device, threads, int(self.seed), tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+                None if te is None else te.users, None if te is None else te.items,
+                None if te is None else te.ratings, name, intr.on_epoch, ckpt, every, self.deterministic)
+        self.P_, self.Q_, self.report_ = P, Q, json.loads(report)
+        _raise_if_stopped(self.report_, ckpt)
         return self
+
+    @classmethod
+    def resume(cls, checkpoint: str | os.PathLike, train: Any, test: Any = None, checkpoint_every: int | None = None,
+               verbose: bool = False) -> "MF":
+        """Continues the run saved in ``checkpoint`` (by ``fit(..., checkpoint=DIR)`` or
+        ``mascot_train --checkpoint DIR``) on the same ``train`` / ``test`` data (checked against
+        the checkpoint's fingerprint) and returns the fitted model.  The parameters come from the
+        checkpoint; further checkpoints go to the same directory.  With ``deterministic=True``
+        the result equals the uninterrupted run bit for bit."""
+        ckpt = os.fspath(checkpoint)
+        info = _core.read_checkpoint(ckpt, verify=False)  # checksums are verified while loading
+        every = 0 if checkpoint_every is None else _as_int(checkpoint_every, "checkpoint_every")
+        if checkpoint_every is not None and every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 (got {every})")
+        tr = as_ratings(train)
+        te = as_ratings(test) if test is not None else None
+        with _interruptible(verbose) as intr:
+            P, Q, report = _core.resume(
+                ckpt, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+                None if te is None else te.users, None if te is None else te.items,
+                None if te is None else te.ratings, intr.on_epoch, every)
+        rep = json.loads(report)
+        m = cls(**_params_from_report(rep, info), verbose=verbose)
+        m.P_, m.Q_, m.report_ = P, Q, rep
+        _raise_if_stopped(rep, ckpt)
+        tr, umap, imap = m._with_id_maps(tr, None, None)
+        m._keep_training_data(tr, umap, imap)
+        return m
+
+    def memory_plan(self, train: Any = None, test: Any = None, *, dataset: str | None = None) -> dict:
+        """The job's memory plan without training or allocating: a dict with ``items`` (name,
+        bytes, device, phases), ``host_peak``, ``host_available``, ``device_peak``,
+        ``device_available``, ``fits``, ``refusal`` (the message fit() would raise as
+        MemoryError) and ``text`` (the table ``mascot_train --dry-run`` prints).  Give the data
+        (``train``, ``test``: anything ``fit`` accepts) or a synthetic ``dataset`` name
+        ("synthetic-netflix:0.1"), which is planned from its shape without generating it."""
+        if (train is None) == (dataset is None):
+            raise ValueError("memory_plan needs either train data or dataset=NAME")
+        if dataset is not None:
+            spec = _core.parse_synthetic_spec(dataset)
+            if spec is None:
+                raise ValueError(f"unknown synthetic dataset {dataset!r} (valid: {', '.join(_core.synthetic_names())})")
+            name, scale = spec
+            sh = _core.synthetic_shape(name)
+            n_ratings = int(sh["n_ratings"] * scale)
+            n_test = int(n_ratings * sh["test_fraction"])
+            shape = (int(sh["n_users"] * scale ** 0.5), int(sh["n_items"] * scale ** 0.5), n_ratings - n_test, n_test)
+            loaded = False
+        else:
+            tr = as_ratings(train)
+            te = as_ratings(test) if test is not None else None
+            shape = (tr.n_users, tr.n_items, len(tr), 0 if te is None else len(te))
+            loaded = True
+        threads, device = self._threads_device()
+        js, text = _core.memory_plan(self._config(), device, threads, *shape, loaded)
+        plan = json.loads(js)
+        plan["text"] = text
+        return plan
 
     # ------------------------------------------------------------------ use
     @property
@@ -444,3 +545,61 @@ def dataset_id_maps(name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
         return np.asarray(v) if v else np.zeros(0, np.int64)
 
     return get("user_ids"), get("item_ids")
+
+
+class _interruptible:
+    """Context manager giving the on_epoch callback of a checkpointed run.  While it is active,
+    the first Ctrl-C (SIGINT, main thread only) just asks the core to stop after the current
+    epoch, so the final checkpoint gets written; the previous handler is back for a second one."""
+
+    def __init__(self, verbose: bool):
+        self.verbose = verbose
+        self.stopped = [False]
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            def handler(signum, frame):
+                self.stopped[0] = True
+                signal.signal(signal.SIGINT, self._old)
+            self._old = signal.signal(signal.SIGINT, handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None and signal.getsignal(signal.SIGINT) is not self._old:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+    def on_epoch(self, rec: dict) -> bool:
+        if self.verbose:
+            rmse = "-" if rec["test_rmse"] is None else f"{rec['test_rmse']:.6f}"
+            print(f"epoch {rec['epoch'] + 1:4d}  lr {rec['lr']:.6f}  train {rec['train_seconds']:.3f}s  "
+                  f"eval {rec['eval_seconds']:.3f}s  test_rmse {rmse}", file=sys.stderr, flush=True)
+        return not self.stopped[0]
+
+
+def _raise_if_stopped(report: dict, ckpt: str) -> None:
+    if report.get("totals", {}).get("interrupted"):
+        n = report.get("totals", {}).get("epochs_run")
+        raise KeyboardInterrupt(f"training interrupted after epoch {n}; checkpoint saved in {ckpt}; "
+                                f"continue with MF.resume({ckpt!r}, train, test)")
+
+
+def _params_from_report(rep: dict, info: dict) -> dict:
+    """MF constructor parameters of a checkpointed run (its report's config)."""
+    c = rep["config"]
+    params = {name: c[name] for name in ("k", "method", "epochs", "lr", "decay", "lambda_p", "lambda_q",
+                                         "init_std", "user_groups", "item_groups", "period", "sample_ratio",
+                                         "threshold", "warmup", "order", "rounding", "grad_stats")}
+    if c.get("random_fp16") is not None:
+        params["random_fp16"] = c["random_fp16"]
+    if "competing" in c:
+        mp = dict(c["competing"])
+        if mp.pop("dynamic_loss_scale", False):
+            mp["loss_scale"] = "dynamic"
+        params["method_params"] = mp
+    params.update(threads=int(info["threads"]), seed=int(info["seed"]), device="cpu",
+                  deterministic=bool(info["deterministic"]))
+    if params["deterministic"]:
+        params["threads"] = 1
+    return params

@@ -30,6 +30,7 @@
 #include <cstring>
 #include <vector>
 
+#include "mascot/detail/binio.h"
 #include "mascot/detail/competing_params.h"
 #include "mascot/detail/fixed_point.h"
 #include "mascot/detail/json.h"
@@ -274,6 +275,29 @@ class Mpt final : public CompetingMethod {
     j.kv("updates", updates).kv("skipped_updates", skipped).kv("skipped_total", skipped_total_);
     j.end_object();
     *json = j.str();
+  }
+
+  // checkpoint: per-worker loss scales and clean-update counters, the run's skip count
+  std::string export_state() const override {
+    detail::BinWriter w;
+    w.str("mpt");
+    w.pod(static_cast<uint64_t>(workers_.size()));
+    for (const auto& x : workers_) w.pod(x.ls);
+    w.pod(skipped_total_);
+    return w.bytes();
+  }
+  void import_state(const std::string& blob) override {
+    detail::BinReader r(blob, "mpt state");
+    if (r.str() != "mpt") r.fail("not an mpt state");
+    if (r.pod<uint64_t>() != workers_.size()) r.fail("saved with a different number of threads");
+    for (auto& x : workers_) {
+      x.ls = r.pod<detail::MptLossScale>();
+      if (!(x.ls.scale >= detail::MptLossScale::kMin && x.ls.scale <= detail::MptLossScale::kMax) || x.ls.clean < 0 ||
+          x.ls.dynamic != c_.dynamic_loss_scale || x.ls.window != c_.loss_scale_window)
+        r.fail("loss scale state out of range or from other settings");
+    }
+    skipped_total_ = r.pod<int64_t>();
+    r.expect_done();
   }
 
  private:
@@ -536,6 +560,47 @@ class Muppet final : public CompetingMethod {
     j.key("switch_epochs").array(switches_);
     j.end_object();
     *json = j.str();
+  }
+
+  // checkpoint: the policy (level, max diversity, violations), the open diversity window and
+  // the switch history; everything else is re-derived in begin_epoch
+  std::string export_state() const override {
+    detail::BinWriter w;
+    w.str("muppet");
+    w.pod(static_cast<uint64_t>(workers_.size()));
+    w.pod(policy_);
+    w.vec(win_p_);
+    w.vec(win_q_);
+    w.pod(win_norm_p_);
+    w.pod(win_norm_q_);
+    w.vec(switches_);
+    w.pod(fp_);
+    w.pod(fq_);
+    w.pod(max_p_);
+    w.pod(max_q_);
+    return w.bytes();
+  }
+  void import_state(const std::string& blob) override {
+    detail::BinReader r(blob, "muppet state");
+    if (r.str() != "muppet") r.fail("not a muppet state");
+    if (r.pod<uint64_t>() != workers_.size()) r.fail("saved with a different number of threads");
+    policy_ = r.pod<detail::MuppetPolicy>();
+    win_p_ = r.vec<double>();
+    win_q_ = r.vec<double>();
+    if (win_p_.size() != static_cast<size_t>(k_) || win_q_.size() != static_cast<size_t>(k_)) r.fail("wrong k");
+    r.pod(&win_norm_p_);
+    r.pod(&win_norm_q_);
+    switches_ = r.vec<int>();
+    r.pod(&fp_);
+    r.pod(&fq_);
+    r.pod(&max_p_);
+    r.pod(&max_q_);
+    r.expect_done();
+    if (policy_.levels != static_cast<int>(c_.muppet_word_lengths.size()) || policy_.level < 0 ||
+        policy_.level > policy_.levels)
+      r.fail("policy level out of range");
+    auto sane = [](const FixedFormat& f) { return f.word_length >= 0 && f.word_length <= 24 && f.frac_bits > -300 && f.frac_bits < 300; };
+    if (!sane(fp_) || !sane(fq_)) r.fail("fixed-point format out of range");
   }
 
  private:
@@ -801,6 +866,44 @@ class Afp final : public CompetingMethod {
     j.kv("max_abs_p", static_cast<double>(max_p_)).kv("max_abs_q", static_cast<double>(max_q_));
     j.end_object();
     *json = j.str();
+  }
+
+  // checkpoint: each worker's tensor states (bits, point position, moving average, next
+  // re-evaluation), its formats in use and its iteration count; stats are per epoch
+  std::string export_state() const override {
+    detail::BinWriter w;
+    w.str("afp");
+    w.pod(static_cast<uint64_t>(workers_.size()));
+    for (const auto& x : workers_) {
+      for (int t = 0; t < kTensors; ++t) {
+        w.pod(x.st[t]);
+        w.pod(x.fmt[t]);
+        w.pod(x.fmax[t]);
+      }
+      w.pod(x.iter);
+    }
+    return w.bytes();
+  }
+  void import_state(const std::string& blob) override {
+    detail::BinReader r(blob, "afp state");
+    if (r.str() != "afp") r.fail("not an afp state");
+    if (r.pod<uint64_t>() != workers_.size()) r.fail("saved with a different number of threads");
+    for (auto& x : workers_) {
+      for (int t = 0; t < kTensors; ++t) {
+        r.pod(&x.st[t]);
+        r.pod(&x.fmt[t]);
+        r.pod(&x.fmax[t]);
+        const auto& st = x.st[t];
+        const auto& f = x.fmt[t];
+        if ((st.bits != c_.afp_low_bits && st.bits != c_.afp_high_bits) || st.pos < -300 || st.pos > 300 ||
+            st.next < 0 || st.interval < 0 || f.word_length < 0 || f.word_length > 24 || f.frac_bits <= -300 ||
+            f.frac_bits >= 300)
+          r.fail("tensor state out of range or from other settings");
+      }
+      r.pod(&x.iter);
+      if (x.iter < 0) r.fail("negative iteration count");
+    }
+    r.expect_done();
   }
 
  private:

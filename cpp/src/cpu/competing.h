@@ -23,6 +23,11 @@ class CompetingMethod {
   /// After the pass: switching decisions.  Writes the method's state for the run report as
   /// one JSON object (e.g. {"word_length": 12, ...}) into *json.
   virtual void end_epoch(int epoch, const float* P, int64_t m, const float* Q, int64_t n, std::string* json) = 0;
+  /// Checkpoints: the state that carries from one epoch to the next (loss scales, levels,
+  /// windows, per-worker quantization parameters ...), between epochs only.  import_state
+  /// throws InvalidArgument when the blob does not fit this method / thread count.
+  virtual std::string export_state() const = 0;
+  virtual void import_state(const std::string& blob) = 0;
 };
 
 /// For cfg.method in {kMpt, kMuppet, kAfp}.

@@ -18,6 +18,7 @@
 #include "cpu/kernels.h"
 #include "cpu/schedule.h"
 #include "mascot/detail/backend.h"
+#include "mascot/detail/binio.h"
 #include "mascot/detail/half.h"
 #include "mascot/detail/rng.h"
 #include "mascot/detail/switching.h"
@@ -126,8 +127,21 @@ class CpuBackend final : public detail::Backend {
     const uint64_t sample_below =
         cfg.sample_ratio >= 1.0 ? ~0ull : static_cast<uint64_t>(std::ldexp(cfg.sample_ratio, 64));
 
-    int64_t updates = 0;
-    for (int e = 0; e < cfg.epochs; ++e) {
+    // checkpoint hooks: the state export_state() reads lives in these locals during fit
+    usw_ = &usw;
+    isw_ = &isw;
+    competing_ = competing.get();
+    threads_ = threads;
+    cfg_epochs_ = cfg.epochs;
+    start_epoch_ = 0;
+    updates_ = 0;
+    if (in.resume) {
+      import_state(*in.resume);
+      sched.replay(start_epoch_);  // the visiting order carries state from epoch to epoch
+    }
+
+    int64_t updates = updates_;
+    for (int e = start_epoch_; e < cfg.epochs; ++e) {
       EpochRecord rec;
       rec.epoch = e;
       SgdParams prm{k_, cfg.lr_at(e), cfg.lambda_p, cfg.lambda_q};
@@ -193,10 +207,14 @@ class CpuBackend final : public detail::Backend {
       rec.fp32_user_groups = storage_ == Storage::kMixed ? ug_->count_fp32() : (f32_rows ? ug_->size() : 0);
       rec.fp32_item_groups = storage_ == Storage::kMixed ? ig_->count_fp32() : (f32_rows ? ig_->size() : 0);
       report->epochs.push_back(rec);
-      if (on_epoch && !on_epoch(report->epochs.back())) {
-        report->interrupted = true;
-        break;
+      const bool stop = on_epoch && !on_epoch(report->epochs.back());
+      if (stop) report->interrupted = true;
+      if (in.epoch_done) {
+        epochs_done_ = e + 1;
+        updates_ = updates;
+        in.epoch_done(e + 1, stop || e + 1 == cfg.epochs);
       }
+      if (stop) break;
     }
     report->updates_per_second =
         report->total_train_seconds > 0 ? static_cast<double>(updates) / report->total_train_seconds : 0.0;
@@ -205,6 +223,96 @@ class CpuBackend final : public detail::Backend {
   void factors(std::vector<float>* P, std::vector<float>* Q) const override {
     to_float(P32_, P16_, m_, *ug_, P);
     to_float(Q32_, Q16_, n_, *ig_, Q);
+  }
+
+  const char* name() const override { return "cpu"; }
+  bool checkpointing() const override { return true; }
+
+  // Checkpoint state: "cpu" blob (shapes, storage, epoch, update count, group precisions,
+  // switcher baselines, competing method's blob) + the factor buffers in their storage.
+  void export_state(detail::StateWriter& out) const override {
+    detail::BinWriter w;
+    w.str("cpu");
+    w.pod(static_cast<int32_t>(storage_));
+    w.pod(static_cast<int32_t>(k_));
+    w.pod(m_);
+    w.pod(n_);
+    w.pod(static_cast<int32_t>(threads_));
+    w.pod(static_cast<int32_t>(epochs_done_));
+    w.pod(updates_);
+    w.vec(ug_->precision);
+    w.vec(ig_->precision);
+    w.vec(usw_->baseline());
+    w.vec(isw_->baseline());
+    w.str(competing_ ? competing_->export_state() : std::string());
+    const uint8_t have = (P32_.p ? 1 : 0) | (Q32_.p ? 2 : 0) | (P16_.p ? 4 : 0) | (Q16_.p ? 8 : 0);
+    w.pod(have);
+    out.blob("cpu_state", w.bytes());
+    if (P32_.p) out.matrix("P32", P32_.p, m_, k_, 4);
+    if (Q32_.p) out.matrix("Q32", Q32_.p, n_, k_, 4);
+    if (P16_.p) out.matrix("P16", P16_.p, m_, k_, 2);
+    if (Q16_.p) out.matrix("Q16", Q16_.p, n_, k_, 2);
+  }
+
+  void import_state(detail::StateReader& in) override {
+    const std::string blob = in.blob("cpu_state");
+    detail::BinReader r(blob, in.where("cpu_state"));
+    if (r.str() != "cpu") r.fail("not a cpu backend state");
+    if (r.pod<int32_t>() != static_cast<int32_t>(storage_)) r.fail("saved with another method's storage");
+    const int32_t k = r.pod<int32_t>();
+    if (k != k_) r.fail("saved with k=" + std::to_string(k) + ", this run has k=" + std::to_string(k_));
+    if (r.pod<int64_t>() != m_ || r.pod<int64_t>() != n_) r.fail("saved for other data (user/item counts differ)");
+    const int32_t threads = r.pod<int32_t>();
+    if (threads != threads_)
+      r.fail("saved with " + std::to_string(threads) + " threads, this run has " + std::to_string(threads_));
+    const int32_t done = r.pod<int32_t>();
+    const int64_t updates = r.pod<int64_t>();
+    auto up = r.vec<Precision>(), ip = r.vec<Precision>();
+    auto ub = r.vec<double>(), ib = r.vec<double>();
+    if (up.size() != ug_->precision.size() || ip.size() != ig_->precision.size() ||
+        ub.size() != usw_->baseline().size() || ib.size() != isw_->baseline().size())
+      r.fail("group counts differ from this run's");
+    for (Precision x : up) if (x != Precision::kFp16 && x != Precision::kFp32) r.fail("bad group precision");
+    for (Precision x : ip) if (x != Precision::kFp16 && x != Precision::kFp32) r.fail("bad group precision");
+    const std::string comp = r.str();
+    const uint8_t have = r.pod<uint8_t>();
+    r.expect_done();
+    if (done < 0 || done > cfg_epochs_) r.fail("epoch count out of range");
+    // the factor files this storage needs (a mixed run needs FP32 rows once a group switched)
+    bool any32 = false;
+    for (Precision x : up) any32 = any32 || x == Precision::kFp32;
+    const bool u32 = any32;
+    any32 = false;
+    for (Precision x : ip) any32 = any32 || x == Precision::kFp32;
+    const bool i32 = any32;
+    const bool f32_rows = storage_ == Storage::kF32 || storage_ == Storage::kCompeting;
+    const uint8_t need = f32_rows ? 3 : 12 | (storage_ == Storage::kMixed ? (u32 ? 1 : 0) | (i32 ? 2 : 0) : 0);
+    if ((have & need) != need) r.fail("lacks factor matrices this storage needs");
+
+    ug_->precision = up;
+    ig_->precision = ip;
+    usw_->set_baseline(ub);
+    isw_->set_baseline(ib);
+    if (competing_) {
+      try {
+        competing_->import_state(comp);
+      } catch (const InvalidArgument& e) {
+        r.fail(e.what());
+      }
+    }
+    else if (!comp.empty()) r.fail("holds a competing method's state, this run has none");
+    auto load = [&](Buffer* b, const char* name, int64_t rows, size_t elem, bool want) {
+      if (!want) return;
+      if (!b->p) *b = Buffer(static_cast<size_t>(rows) * k_ * elem);
+      in.matrix(name, b->p, rows, k_, static_cast<int>(elem));
+    };
+    load(&P32_, "P32", m_, 4, have & 1);
+    load(&Q32_, "Q32", n_, 4, have & 2);
+    load(&P16_, "P16", m_, 2, have & 4);
+    load(&Q16_, "Q16", n_, 2, have & 8);
+    start_epoch_ = done;
+    epochs_done_ = done;
+    updates_ = updates;
   }
 
  private:
@@ -290,7 +398,10 @@ class CpuBackend final : public detail::Backend {
     Buffer& b32 = user ? P32_ : Q32_;
     const Buffer& b16 = user ? P16_ : Q16_;
     const GroupTable& t = user ? *ug_ : *ig_;
-    if (!b32.p) b32 = Buffer(static_cast<size_t>(user ? m_ : n_) * k_ * sizeof(float));
+    if (!b32.p) {
+      b32 = Buffer(static_cast<size_t>(user ? m_ : n_) * k_ * sizeof(float));
+      std::memset(b32.p, 0, b32.bytes);  // rows of FP16 groups are never read; zeroed for checkpoints
+    }
     const size_t a = static_cast<size_t>(t.start[g]) * k_, b = static_cast<size_t>(t.start[g + 1]) * k_;
     for (size_t x = a; x < b; ++x) b32.f32()[x] = detail::half_to_float(b16.f16()[x]);
     report->switches.push_back(SwitchEvent{side_tag, g, epoch});
@@ -337,6 +448,13 @@ class CpuBackend final : public detail::Backend {
   GroupTable* ig_ = nullptr;
   Buffer P32_, Q32_, P16_, Q16_;
   std::vector<int32_t> urun_, irun_;  // precision runs of the current epoch (MixedSide::run_start)
+  // checkpointing (valid during fit): the switchers and the competing method are fit's locals
+  detail::Switcher* usw_ = nullptr;
+  detail::Switcher* isw_ = nullptr;
+  CompetingMethod* competing_ = nullptr;
+  int threads_ = 1;
+  int start_epoch_ = 0, epochs_done_ = 0, cfg_epochs_ = 0;
+  int64_t updates_ = 0;
 };
 
 }  // namespace

@@ -128,6 +128,22 @@ int64_t Schedule::run_epoch(int epoch, const std::function<void(int, const Rec*,
   return n;
 }
 
+void Schedule::replay(int epochs) {
+  if (order_ == Order::kChunk || epochs <= 0) return;  // chunk order keeps no arrangement
+  std::atomic<int> next{0};
+  run_threads(threads_, [&](int) {
+    for (int c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks();) {
+      Rec* r = recs_.data() + chunk_off_[c];
+      const uint32_t m = static_cast<uint32_t>(chunk_off_[c + 1] - chunk_off_[c]);
+      for (int e = 0; e < epochs; ++e) {  // exactly run_epoch's shuffle of chunk c in epoch e
+        const uint64_t eseed = detail::hash3(seed_, detail::kStreamOrder, 0x100000000ull + static_cast<uint64_t>(e));
+        detail::FastRng cr(detail::hash3(eseed, 2, static_cast<uint64_t>(c)));
+        for (uint32_t x = m; x > 1; --x) std::swap(r[x - 1], r[cr.below(x)]);
+      }
+    }
+  });
+}
+
 void Schedule::parallel_for(const std::vector<Rec>& recs, int threads,
                             const std::function<void(int, const Rec*, size_t)>& fn) {
   const size_t n = recs.size();

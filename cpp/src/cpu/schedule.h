@@ -45,6 +45,12 @@ class Schedule {
   static void parallel_for(const std::vector<Rec>& recs, int threads,
                            const std::function<void(int, const Rec*, size_t)>& fn);
 
+  /// Resume: brings the records into the arrangement they have after `epochs` epochs.  The
+  /// in-place chunk shuffles compose from epoch to epoch (a chunk's order in epoch e is its
+  /// order of epoch e-1 permuted by (seed, e, chunk)); this replays them without training, so
+  /// a resumed run visits the ratings exactly as the uninterrupted one.
+  void replay(int epochs);
+
   int blocks() const { return static_cast<int>(block_chunk_.size()) - 1; }
   int chunks() const { return static_cast<int>(chunk_off_.size()) - 1; }
 

@@ -24,6 +24,8 @@ class Switcher {
   /// Returns the groups that switch now and marks them FP32 in `table`.
   std::vector<int> update(const std::vector<double>& qerror, GroupTable* table);
   const std::vector<double>& baseline() const { return baseline_; }
+  /// Checkpoint restore: baselines as returned by baseline() (same group count).
+  void set_baseline(const std::vector<double>& b) { baseline_ = b; }
 
  private:
   std::vector<double> baseline_;

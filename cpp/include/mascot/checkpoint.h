@@ -1,0 +1,82 @@
+// Checkpoint / resume (docs/checkpoint.md).  A checkpoint is a directory:
+//   DIR/checkpoint.json                      manifest (flat JSON): format, version, epochs done,
+//                                            method, k, data fingerprint, and for every state
+//                                            file its name, size and checksum
+//   DIR/run_state.eNNNNNN.TOKEN.bin          config, context, run report so far (binary)
+//   DIR/cpu_state.eNNNNNN.TOKEN.bin          backend state: group precisions, q-error baselines,
+//                                            competing method state, update count
+//   DIR/{P32,Q32,P16,Q16}.eNNNNNN.TOKEN.npy  factors in their current storage (relabelled order;
+//                                            float16 rows stay float16)
+// Write protocol ("last complete checkpoint"): new state files (fresh names) are written with
+// temp + fsync + rename, then the manifest the same way (the directory is fsync'ed), and only
+// then are the files of the previous checkpoint removed.  Killing the writer at any moment
+// leaves a manifest whose files are all present and intact.  A reader validates every file's
+// size and checksum before using it and fails with one line naming the file.
+// Data flow: train_checkpointed / resume_training -> detail::train_run (trainer.cc) with hooks
+// -> backend fit calls the hook after each epoch -> backend export_state -> files here.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "mascot/config.h"
+#include "mascot/context.h"
+#include "mascot/ratings.h"
+#include "mascot/report.h"
+#include "mascot/trainer.h"
+
+namespace mascot {
+
+/// Cheap fingerprint of a rating set (shape + 64-bit hash of ids and values).
+struct DataFingerprint {
+  int64_t n_users = 0, n_items = 0, nnz = 0;
+  uint64_t hash = 0;
+  bool operator==(const DataFingerprint& o) const {
+    return n_users == o.n_users && n_items == o.n_items && nnz == o.nnz && hash == o.hash;
+  }
+};
+DataFingerprint fingerprint(const RatingSet& rs);
+
+/// A validated checkpoint (manifest + run state; the large files are checked for size and
+/// checksum but not loaded).
+struct CheckpointInfo {
+  std::string dir;
+  int epochs_done = 0;
+  int every = 1;             ///< --checkpoint-every of the run that wrote it
+  bool deterministic = false;
+  TrainConfig config;
+  Context context;           ///< device cpu, threads resolved, seed
+  std::string dataset_name;
+  DataFingerprint train, test;  ///< test.nnz = -1: no test set
+  RunReport report;          ///< the report up to epochs_done
+};
+
+/// Reads and validates DIR's last complete checkpoint: manifest, run state, presence and size
+/// of every file, and (verify_all) every file's checksum, which reads them all.  Throws
+/// InvalidArgument / IoError with one line naming the file: missing manifest, truncated or
+/// corrupted file, unknown format.  (resume_training verifies checksums while loading.)
+CheckpointInfo read_checkpoint(const std::string& dir, bool verify_all = true);
+
+struct CheckpointOptions {
+  std::string dir;            ///< created if missing; must not already hold a checkpoint
+  int every = 1;              ///< write after every `every` epochs, and after the last / on stop
+  bool deterministic = false; ///< recorded (the caller set threads = 1, device cpu)
+};
+
+/// train() that also writes checkpoints.  A stop requested by on_epoch (return false) writes a
+/// final checkpoint before returning (report.interrupted = true).
+TrainResult train_checkpointed(const Context& ctx, const TrainConfig& cfg, const RatingSet& train,
+                               const RatingSet* test, const EpochCallback& on_epoch, const std::string& dataset_name,
+                               const CheckpointOptions& opt);
+
+struct ResumeOptions {
+  int every = 0;                       ///< 0: the checkpoint's own setting
+  const TrainConfig* expect = nullptr; ///< when set: method and k must match (clear error otherwise)
+};
+
+/// Continues the run saved in `dir` (config, context and report come from the checkpoint) on
+/// the same data (checked against the fingerprint), writing further checkpoints into `dir`.
+/// With a deterministic checkpoint the result equals the uninterrupted run bit for bit.
+TrainResult resume_training(const std::string& dir, const RatingSet& train, const RatingSet* test,
+                            const EpochCallback& on_epoch, const ResumeOptions& opt = {});
+
+}  // namespace mascot

@@ -1,0 +1,451 @@
+"""Checkpoint / resume (docs/checkpoint.md): exactness of deterministic resume for every kind of
+training state, SIGINT and SIGKILL behaviour of mascot_train, and clear errors for bad checkpoints."""
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from mascot import MF, _core, data
+
+EPOCHS = 8
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return data.synthetic("synthetic-ml10m:0.002")  # 3125 users, 477 items, 15.9K ratings
+
+
+# Each case changes training state across the interruption after epoch J (0-based epochs < J done):
+#  mascot      groups switch in epochs 2 (before) and 3, 4, 7 (after); baselines and precisions carry
+#  muppet      the gradient-diversity window is open at J and the policy switches 8 -> 12 bits at epoch 3
+#  mpt         dynamic loss scale: halvings and doublings on both sides
+#  afp         per-worker point positions, intervals and iteration counts
+CASES = {
+    "fp32": dict(method="fp32"),
+    "fp16": dict(method="fp16"),
+    "mascot": dict(method="mascot", groups=8, warmup=1, period=1, threshold=1.5),
+    "mascot-stochastic": dict(method="mascot", groups=8, warmup=1, period=1, threshold=1.5, rounding="stochastic"),
+    "mpt-dynamic": dict(method="mpt", method_params={"loss_scale": "dynamic", "loss_scale_window": 200}),
+    "mpt-stochastic": dict(method="mpt", rounding="stochastic",
+                           method_params={"loss_scale": "dynamic", "loss_scale_window": 200}),
+    "muppet": dict(method="muppet", method_params={"muppet_resolution": 2, "muppet_patience": 1,
+                                                   "muppet_threshold_alpha": 0.01, "muppet_threshold_beta": 0.0}),
+    "afp": dict(method="afp"),
+    "afp-stochastic": dict(method="afp", rounding="stochastic"),
+    "fp32-blocked": dict(method="fp32", order="blocked"),  # the replayed in-place chunk shuffles
+    "mascot-chunk": dict(method="mascot", groups=8, warmup=1, period=1, threshold=1.5, order="chunk"),
+    "mascot-grad-stats": dict(method="mascot", groups=8, warmup=1, period=1, threshold=1.5, grad_stats=True),
+    "random-fp16": dict(method="mascot-n1", random_fp16=0.5),  # FP16 and FP32 rows from the start
+}
+J = 3
+
+
+def _interrupted_run(m, ds, ckpt, stop_after, every=1):
+    """fit(checkpoint=...) stopped by the epoch callback after `stop_after` epochs."""
+    tr, te = ds.train, ds.test
+    P, Q, rep = _core.train_checkpointed(
+        m._config(), "cpu", 1, m.seed, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+        te.users, te.items, te.ratings, "", lambda rec: rec["epoch"] < stop_after - 1, str(ckpt), every, True)
+    return json.loads(rep)
+
+
+def _same_run(a, b):
+    assert a.P_.tobytes() == b.P_.tobytes() and a.Q_.tobytes() == b.Q_.tobytes()
+    ea, eb = a.report_["epochs"], b.report_["epochs"]
+    assert [e["test_rmse"] for e in ea] == [e["test_rmse"] for e in eb]
+    assert [e.get("method") for e in ea] == [e.get("method") for e in eb]
+    assert [(e["fp32_user_groups"], e["fp32_item_groups"]) for e in ea] == \
+           [(e["fp32_user_groups"], e["fp32_item_groups"]) for e in eb]
+    assert a.report_["switches"] == b.report_["switches"]
+    assert [e.get("user_grad_norm") for e in ea] == [e.get("user_grad_norm") for e in eb]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_resume_is_bit_exact(ds, tmp_path, case):
+    params = dict(k=16, epochs=EPOCHS, deterministic=True, **CASES[case])
+    full = MF(**params).fit(ds.train, ds.test)
+    rep = _interrupted_run(MF(**params), ds, tmp_path / "ck", J)
+    assert rep["totals"]["interrupted"] and rep["totals"]["epochs_run"] == J
+    assert _core.read_checkpoint(str(tmp_path / "ck"))["epochs_done"] == J
+    resumed = MF.resume(tmp_path / "ck", ds.train, ds.test)
+    assert resumed.report_["config"] == full.report_["config"]
+    assert resumed.deterministic and resumed.threads == 1 and resumed.k == 16 and resumed.method == params["method"]
+    _same_run(full, resumed)
+    # the state really changes across the interruption (otherwise the test proves little)
+    ep = full.report_["epochs"]
+    if case.startswith("mascot"):
+        sw = {s["epoch"] for s in full.report_["switches"]}
+        assert min(sw) < J <= max(sw)
+    if case == "mascot-grad-stats":
+        assert all(len(e["user_grad_norm"]) > 1 for e in ep)
+    if case == "random-fp16":
+        assert all(e["fp32_user_groups"] == 1 for e in ep) and full.report_["dataset"]["user_groups"] == 2
+    if case == "muppet":
+        assert ep[J - 1]["method"]["word_length"] == 8 and ep[-1]["method"]["word_length"] == 12
+    if case.startswith("mpt"):
+        scales = [e["method"]["loss_scales"][0] for e in ep]
+        assert scales[J - 1] != 1000 and len(set(scales[J - 1:])) > 1  # moved from S0 before J, and after
+    # the final checkpoint holds the finished run; resuming it again trains nothing more
+    again = MF.resume(tmp_path / "ck", ds.train, ds.test)
+    _same_run(full, again)
+
+
+def test_checkpoint_every_and_final_on_stop(ds, tmp_path):
+    params = dict(k=8, epochs=EPOCHS, deterministic=True, method="mascot", groups=8, warmup=1, period=1)
+    ck = tmp_path / "ck"
+    rep = _interrupted_run(MF(**params), ds, ck, 5, every=2)
+    assert rep["totals"]["epochs_run"] == 5
+    assert _core.read_checkpoint(str(ck))["epochs_done"] == 5  # the stop wrote a checkpoint off the 2-epoch grid
+    files = sorted(os.listdir(ck))
+    assert "checkpoint.json" in files and all(".e000005." in f for f in files if f != "checkpoint.json"), files
+    # MF.fit(checkpoint=...) runs to the end and leaves the final state
+    m = MF(**params).fit(ds.train, ds.test, checkpoint=tmp_path / "ck2", checkpoint_every=3)
+    assert _core.read_checkpoint(str(tmp_path / "ck2"))["epochs_done"] == EPOCHS
+    _same_run(m, MF(**params).fit(ds.train, ds.test))
+
+
+# ------------------------------------------------------------------ bad checkpoints
+
+def _one_line(excinfo, *words):
+    msg = str(excinfo.value)
+    assert "\n" not in msg, msg
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+@pytest.fixture
+def saved(ds, tmp_path):
+    ck = tmp_path / "ck"
+    _interrupted_run(MF(k=8, epochs=4, deterministic=True, method="mascot", groups=4), ds, ck, 2)
+    return ck
+
+
+def _file(ck, prefix):
+    return ck / next(f for f in os.listdir(ck) if f.startswith(prefix))
+
+
+def test_bad_checkpoints(ds, saved, tmp_path):
+    tr, te = ds.train, ds.test
+    with pytest.raises(OSError) as e:
+        MF.resume(tmp_path / "nowhere", tr, te)
+    _one_line(e, "does not exist")
+    # other data / other test set
+    with pytest.raises(ValueError) as e:
+        MF.resume(saved, data.Ratings.from_arrays(tr.users, tr.items, tr.ratings + 0.5, tr.n_users, tr.n_items), te)
+    _one_line(e, "other data", "same shape, different content")
+    with pytest.raises(ValueError) as e:
+        MF.resume(saved, tr, None)
+    _one_line(e, "another test set")
+    # a fresh run into a directory that holds a checkpoint
+    with pytest.raises(ValueError) as e:
+        MF(k=8, epochs=2).fit(tr, te, checkpoint=saved)
+    _one_line(e, "already holds a checkpoint")
+
+    state = _file(saved, "P16").read_bytes()
+    # truncated factor file
+    _file(saved, "P16").write_bytes(state[:-100])
+    with pytest.raises(ValueError) as e:
+        MF.resume(saved, tr, te)
+    _one_line(e, "P16.e000002", "truncated")
+    # same size, one flipped byte
+    _file(saved, "P16").write_bytes(state[:-1] + bytes([state[-1] ^ 1]))
+    with pytest.raises(ValueError) as e:
+        _core.read_checkpoint(str(saved))
+    _one_line(e, "P16.e000002", "corrupted")
+    with pytest.raises(ValueError) as e:
+        MF.resume(saved, tr, te)
+    _one_line(e, "P16.e000002", "corrupted")
+    _file(saved, "P16").write_bytes(state)
+    # truncated run state
+    rs = _file(saved, "run_state").read_bytes()
+    _file(saved, "run_state").write_bytes(rs[: len(rs) // 2])
+    with pytest.raises(ValueError) as e:
+        MF.resume(saved, tr, te)
+    _one_line(e, "run_state.e000002", "truncated")
+    _file(saved, "run_state").write_bytes(rs)
+    # a missing state file
+    cs = _file(saved, "cpu_state")
+    blob = cs.read_bytes()
+    cs.unlink()
+    with pytest.raises(OSError) as e:
+        MF.resume(saved, tr, te)
+    _one_line(e, "cpu_state.e000002", "missing")
+    cs.write_bytes(blob)
+    MF.resume(saved, tr, te)  # intact again
+    # manifest: garbage, and missing
+    man = saved / "checkpoint.json"
+    text = man.read_text()
+    man.write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError) as e:
+        MF.resume(saved, tr, te)
+    _one_line(e, "checkpoint.json", "corrupted manifest")
+    man.write_text(text.replace('"version":1', '"version":99'))
+    with pytest.raises(ValueError) as e:
+        MF.resume(saved, tr, te)
+    _one_line(e, "unsupported version 99")
+    man.unlink()
+    with pytest.raises(OSError) as e:
+        MF.resume(saved, tr, te)
+    _one_line(e, "checkpoint.json is missing")
+
+
+# ------------------------------------------------------------------ mascot_train
+
+def _run(exe, *args, **kw):
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=300, **kw)
+
+
+def _err_line(r):
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) >= 1
+    return lines[-1]
+
+
+def test_cli_wrong_k_method_and_conflicting_flags(trainer_exe, tmp_path):
+    ck = tmp_path / "ck"
+    base = ["--dataset", "synthetic-ml10m:0.002", "--quiet", "--deterministic"]
+    r = _run(trainer_exe, *base, "--k", 8, "--epochs", 2, "--method", "fp32", "--checkpoint", ck)
+    assert r.returncode == 0, r.stderr
+    r = _run(trainer_exe, "--resume", ck, "--k", 16, "--quiet")
+    assert r.returncode == 2 and "has k=8, not k=16" in _err_line(r), r.stderr
+    r = _run(trainer_exe, "--resume", ck, "--method", "mascot", "--quiet")
+    assert r.returncode == 2 and "written by method fp32, not mascot" in _err_line(r), r.stderr
+    r = _run(trainer_exe, "--resume", ck, "--lr", 0.1, "--quiet")
+    assert r.returncode == 2 and "--lr cannot be combined with --resume" in _err_line(r), r.stderr
+    r = _run(trainer_exe, "--resume", ck, "--dataset", "synthetic-ml10m:0.003", "--quiet")
+    assert r.returncode == 2 and "other data" in _err_line(r), r.stderr
+    r = _run(trainer_exe, *base, "--k", 8, "--epochs", 2, "--checkpoint", ck)
+    assert r.returncode == 2 and "already holds a checkpoint" in _err_line(r), r.stderr
+    r = _run(trainer_exe, *base, "--threads", 2)
+    assert r.returncode == 2 and "--deterministic runs one thread" in _err_line(r), r.stderr
+    r = _run(trainer_exe, "--resume", ck, "--k", 8, "--method", "fp32", "--quiet")  # repeating them is fine
+    assert r.returncode == 0, r.stderr
+
+
+def _wait_for_epoch(proc, n):
+    """Reads progress lines until epoch n is reported."""
+    while True:
+        line = proc.stdout.readline()
+        assert line, "mascot_train ended early"
+        parts = line.split()
+        if parts and parts[0].isdigit() and int(parts[0]) >= n:
+            return
+
+
+def test_sigint_writes_final_checkpoint_and_resume_is_exact(trainer_exe, tmp_path):
+    args = ["--dataset", "synthetic-ml10m:0.02", "--k", 16, "--epochs", 12, "--method", "mascot", "--groups", 8,
+            "--warmup", 1, "--period", 1, "--deterministic"]
+    ref = _run(trainer_exe, *args, "--quiet", "--save", tmp_path / "ref", "--report", tmp_path / "ref.json")
+    assert ref.returncode == 0, ref.stderr
+    ck = tmp_path / "ck"
+    p = subprocess.Popen([trainer_exe, *map(str, [*args, "--checkpoint", ck, "--checkpoint-every", 5,
+                                                  "--save", tmp_path / "res", "--report", tmp_path / "res.json"])],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_epoch(p, 2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    line = err.strip().splitlines()[-1]
+    assert "interrupted after epoch" in line and f"checkpoint saved in {ck}" in line, err
+    how = line.split("resume with: ")[1].split()
+    assert how[:3] == ["mascot_train", "--resume", str(ck)]
+    done = _core.read_checkpoint(str(ck))["epochs_done"]
+    assert 2 <= done < 12
+    assert not (tmp_path / "res").exists()  # nothing saved by the interrupted run
+    r = _run(trainer_exe, *how[1:], "--quiet")
+    assert r.returncode == 0, r.stderr
+    for f in ("P.npy", "Q.npy"):
+        assert (tmp_path / "res" / f).read_bytes() == (tmp_path / "ref" / f).read_bytes()
+    a = json.loads((tmp_path / "ref.json").read_text())["epochs"]
+    b = json.loads((tmp_path / "res.json").read_text())["epochs"]
+    assert [e["test_rmse"] for e in a] == [e["test_rmse"] for e in b]
+
+
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def test_sigkill_leaves_last_checkpoint_loadable(trainer_exe, tmp_path):
+    """Kills a run writing a checkpoint every epoch at random moments; after every kill the
+    directory's checkpoint loads (all sizes and checksums), never goes backwards, and resuming
+    it to the end gives exactly the uninterrupted model."""
+    # 4.6 MB of FP32 factors per checkpoint (written every epoch, fsync'ed: most of the run's time)
+    args = ["--dataset", "synthetic-ml10m:0.05", "--k", 64, "--epochs", 25, "--method", "fp32", "--deterministic",
+            "--quiet"]
+    ck = tmp_path / "ck"
+    rng = random.Random(1234)
+    last = kills = torn = 0
+    for _ in range(8):
+        resuming = (ck / "checkpoint.json").exists()
+        cmd = [trainer_exe, "--resume", str(ck), "--quiet"] if resuming else \
+              [trainer_exe, *map(str, args), "--checkpoint", str(ck)]
+        before = _mtime(ck / "checkpoint.json")
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # once this process has written a checkpoint, kill it at a random moment of the next
+        # epochs (each ~70 % writing): mid-write, between writes, or between manifest and cleanup
+        deadline = time.monotonic() + 30
+        while _mtime(ck / "checkpoint.json") == before and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.08))
+        p.kill()
+        p.wait()
+        if p.returncode == 0:
+            break  # finished before the kill
+        kills += 1
+        if (ck / "checkpoint.json").exists():
+            info = _core.read_checkpoint(str(ck))  # validates every file's size and checksum
+            assert info["epochs_done"] >= last
+            last = info["epochs_done"]
+            named = {v for key, v in json.loads((ck / "checkpoint.json").read_text()).items()
+                     if key.startswith("file.")}
+            torn += any(f not in named for f in os.listdir(ck) if f != "checkpoint.json")
+    assert kills == 8 and last > 0
+    print(f"SIGKILL: {kills} kills, {torn} left a half-written or superseded file, last checkpoint {last}")
+    r = _run(trainer_exe, "--resume", ck, "--save", tmp_path / "res")
+    assert r.returncode == 0, r.stderr
+    assert not any(".tmp." in n for n in os.listdir(ck))
+    ref = _run(trainer_exe, *args, "--save", tmp_path / "ref")
+    assert ref.returncode == 0, ref.stderr
+    for f in ("P.npy", "Q.npy"):
+        assert (tmp_path / "res" / f).read_bytes() == (tmp_path / "ref" / f).read_bytes()
+
+
+def test_python_ctrl_c_writes_final_checkpoint(tmp_path):
+    """Ctrl-C during MF.fit(checkpoint=DIR): the epoch ends, the final checkpoint is written and
+    KeyboardInterrupt says how to continue; MF.resume then gives the uninterrupted model."""
+    import sys
+    ck = tmp_path / "ck"
+    script = ("import sys\n"
+              "from mascot import MF, data\n"
+              "ds = data.synthetic('synthetic-ml10m:0.01')\n"
+              "MF(k=16, epochs=40, deterministic=True, method='mascot', groups=8, warmup=1, period=1)"
+              ".fit(ds.train, ds.test, checkpoint=sys.argv[1])\n")
+    p = subprocess.Popen([sys.executable, "-c", script, str(ck)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True)
+    deadline = time.monotonic() + 60
+    while not (ck / "checkpoint.json").exists() and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode != 0, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("KeyboardInterrupt: training interrupted after epoch") and \
+        f"checkpoint saved in {ck}; continue with MF.resume(" in last, err
+    done = _core.read_checkpoint(str(ck))["epochs_done"]
+    assert 1 <= done < 40
+    ds = data.synthetic("synthetic-ml10m:0.01")
+    resumed = MF.resume(ck, ds.train, ds.test)
+    full = MF(k=16, epochs=40, deterministic=True, method="mascot", groups=8, warmup=1, period=1).fit(ds.train, ds.test)
+    _same_run(full, resumed)
+
+
+def test_multithreaded_resume(ds, tmp_path):
+    """Hogwild runs are not reproducible, but a 2-thread checkpoint resumes with its per-worker
+    state (here MPT's per-worker loss scales) and finishes with the thread count it was saved with."""
+    params = dict(k=16, epochs=6, threads=2, method="mpt", method_params={"loss_scale": "dynamic",
+                                                                          "loss_scale_window": 200})
+    m = MF(**params)
+    tr, te = ds.train, ds.test
+    _core.train_checkpointed(m._config(), "cpu", 2, m.seed, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+                             te.users, te.items, te.ratings, "", lambda rec: rec["epoch"] < 2, str(tmp_path / "ck"),
+                             1, False)
+    info = _core.read_checkpoint(str(tmp_path / "ck"))
+    assert info["threads"] == 2 and not info["deterministic"] and info["epochs_done"] == 3
+    assert len(json.loads(info["report"])["epochs"][-1]["method"]["loss_scales"]) == 2
+    r = MF.resume(tmp_path / "ck", tr, te)
+    assert r.threads == 2 and r.report_["totals"]["epochs_run"] == 6
+    full = MF(**params).fit(tr, te)
+    assert abs(r.report_["totals"]["final_test_rmse"] - full.report_["totals"]["final_test_rmse"]) < 0.02
+
+
+def test_files_from_another_checkpoint_are_refused(ds, tmp_path):
+    """A manifest naming intact files of another run (other k): the loader checks each file
+    against the run, not only its checksum."""
+    tr, te = ds.train, ds.test
+    a = tmp_path / "a"
+    _interrupted_run(MF(k=8, epochs=4, deterministic=True, method="mascot", groups=4), ds, a, 2)
+    man_a = json.loads((a / "checkpoint.json").read_text())
+    for name, words in (("P16", ("P16.e000002", "different shape", "wrong k")),
+                        ("cpu_state", ("cpu_state", "saved with k=8, this run has k=16"))):
+        b = tmp_path / ("b_" + name)
+        _interrupted_run(MF(k=16, epochs=4, deterministic=True, method="mascot", groups=4), ds, b, 2)
+        man_b = json.loads((b / "checkpoint.json").read_text())
+        (b / man_b["file." + name]).write_bytes((a / man_a["file." + name]).read_bytes())
+        man_b["bytes." + name], man_b["hash." + name] = man_a["bytes." + name], man_a["hash." + name]
+        (b / "checkpoint.json").write_text(json.dumps(man_b))
+        with pytest.raises(ValueError) as e:
+            MF.resume(b, tr, te)
+        _one_line(e, *words)
+
+
+# The checkpoint checksum (cpp/src/checkpoint.cc), to craft files that pass it: the parsers
+# behind it must still give one clear line for hostile content.
+_M = 2**64 - 1
+
+
+def _mix64(x):
+    x = (x + 0x9E3779B97F4A7C15) & _M
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M
+    return x ^ (x >> 31)
+
+
+def _checksum(b):
+    n, full = len(b), len(b) // 8 * 8
+    h = _mix64(0x6D6173636F74 ^ n)
+    for w in np.frombuffer(b[:full], "<u8"):
+        h = _mix64(h ^ int(w))
+    return _mix64(h ^ int.from_bytes(b[full:], "little") ^ ((n - full) << 56))
+
+
+def _file_hash(b):
+    head = 10 + b[8] + (b[9] << 8) if b[:6] == b"\x93NUMPY" else 0
+    return _mix64(_checksum(b[:head]) ^ _checksum(b[head:]))
+
+
+@pytest.mark.parametrize("method", ["mascot", "afp"])
+def test_crafted_state_files_give_clear_errors(ds, tmp_path, method):
+    import shutil
+    import struct
+    base = tmp_path / "base"
+    _interrupted_run(MF(k=8, epochs=4, deterministic=True, method=method, groups=4, warmup=0, period=1,
+                        threshold=1.1), ds, base, 2)
+    man = json.loads((base / "checkpoint.json").read_text())
+    assert _file_hash((base / man["file.P16" if method == "mascot" else "file.P32"]).read_bytes()) == \
+        int(man["hash.P16" if method == "mascot" else "hash.P32"], 16)
+    rng = random.Random(7)
+    errors = 0
+    for it in range(40):
+        d = tmp_path / f"m{it}"
+        shutil.copytree(base, d)
+        name = rng.choice(["run_state", "cpu_state"])
+        b = bytearray((d / man["file." + name]).read_bytes())
+        op = rng.random()
+        if op < 0.3:
+            b = b[: rng.randrange(len(b))]
+        elif op < 0.6:
+            for _ in range(rng.randint(1, 3)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+        else:
+            pos = rng.randrange(len(b) - 8)
+            b[pos:pos + 8] = struct.pack("<q", rng.choice([-1, 2**31, 2**62, -2**62, 0, 7]))
+        (d / man["file." + name]).write_bytes(bytes(b))
+        m = dict(man, **{"bytes." + name: len(b), "hash." + name: "%016x" % _file_hash(bytes(b))})
+        (d / "checkpoint.json").write_text(json.dumps(m))
+        try:
+            MF.resume(d, ds.train, ds.test)  # some mutations are harmless (a q-error value, a timing)
+        except (ValueError, OSError) as e:
+            msg = str(e)
+            assert "\n" not in msg and type(e) is not UnicodeDecodeError, msg
+            assert f"checkpoint {d}/{man['file.' + name]}" in msg, msg
+            errors += 1
+    assert errors >= 20
