@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+# model_json/ (the Python model.json layer) was written by hand from a saved model.
 ROOT = Path(__file__).resolve().parent / "corpus"
 SEP = b"\n--Q.npy--\n"  # fuzz/targets/model_dir.cc splits P.npy and Q.npy at this
 

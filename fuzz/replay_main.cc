@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -93,22 +94,22 @@ void mutate(Bytes* b, const std::vector<Bytes>& pool, std::mt19937_64& rng) {
         const size_t at = pos(n + 1), len = 1 + rng() % 8;
         Bytes ins(len);
         for (auto& c : ins) c = static_cast<uint8_t>(rng() % 3 ? kTokens[rng() % (sizeof kTokens - 1)] : rng());
-        b->insert(b->begin() + static_cast<ptrdiff_t>(at), ins.begin(), ins.end());
+        b->insert(b->begin() + static_cast<std::ptrdiff_t>(at), ins.begin(), ins.end());
         break;
       }
       case 4: {  // delete a range
         if (n) {
           const size_t at = pos(n), len = 1 + pos(std::min<size_t>(n - at, 64));
-          b->erase(b->begin() + static_cast<ptrdiff_t>(at), b->begin() + static_cast<ptrdiff_t>(at + len));
+          b->erase(b->begin() + static_cast<std::ptrdiff_t>(at), b->begin() + static_cast<std::ptrdiff_t>(at + len));
         }
         break;
       }
       case 5: {  // duplicate a range (long lines, repeated records)
         if (n) {
           const size_t at = pos(n), len = 1 + pos(std::min<size_t>(n - at, 256));
-          const Bytes dup(b->begin() + static_cast<ptrdiff_t>(at), b->begin() + static_cast<ptrdiff_t>(at + len));
+          const Bytes dup(b->begin() + static_cast<std::ptrdiff_t>(at), b->begin() + static_cast<std::ptrdiff_t>(at + len));
           const int times = 1 + static_cast<int>(rng() % 16);
-          for (int t = 0; t < times; ++t) b->insert(b->begin() + static_cast<ptrdiff_t>(at), dup.begin(), dup.end());
+          for (int t = 0; t < times; ++t) b->insert(b->begin() + static_cast<std::ptrdiff_t>(at), dup.begin(), dup.end());
         }
         break;
       }
@@ -119,7 +120,7 @@ void mutate(Bytes* b, const std::vector<Bytes>& pool, std::mt19937_64& rng) {
         const Bytes& o = pool[rng() % pool.size()];
         const size_t cut = pos(n + 1), from = pos(o.size() + 1);
         b->resize(cut);
-        b->insert(b->end(), o.begin() + static_cast<ptrdiff_t>(from), o.end());
+        b->insert(b->end(), o.begin() + static_cast<std::ptrdiff_t>(from), o.end());
         break;
       }
       default:  // a random byte
@@ -127,7 +128,7 @@ void mutate(Bytes* b, const std::vector<Bytes>& pool, std::mt19937_64& rng) {
         break;
     }
   }
-  if (b->size() > (size_t{1} << 20)) b->resize(size_t{1} << 20);
+  if (b->size() > (size_t{1} << 16)) b->resize(size_t{1} << 16);  // like libFuzzer's -max_len: keeps runs fast
 }
 
 }  // namespace
