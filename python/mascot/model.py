@@ -168,7 +168,7 @@ class MF:
         params.setdefault("k", int(P.shape[1]))
         params.setdefault("method", meta.get("method", "fp32"))
         if params["k"] != P.shape[1]:
-            raise ValueError(f"{path / 'model.json'}: params.k = {str(params['k'])[:40]} but P.npy has k={P.shape[1]}")
+            raise ValueError(f"{path / 'model.json'}: params.k = {_short_json(params['k'])} but P.npy has k={P.shape[1]}")
         try:
             m = cls(**params)
         except (TypeError, ValueError) as e:  # a hand-edited or foreign model.json
@@ -195,6 +195,14 @@ def _first_line(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
+def _short_json(v: Any) -> str:
+    try:
+        s = json.dumps(v)
+    except (ValueError, RecursionError):
+        s = type(v).__name__
+    return s if len(s) <= 40 else s[:40] + "..."
+
+
 def _read_model_json(path: Path, P: np.ndarray, Q: np.ndarray) -> dict:
     """Reads and checks path/model.json against the loaded P and Q; every problem is one
     ValueError (or OSError for I/O) naming the file.  The bytes may be anything: the model
@@ -218,7 +226,7 @@ def _read_model_json(path: Path, P: np.ndarray, Q: np.ndarray) -> dict:
         v = meta.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v != n:
             raise ValueError(f"{path}: model.json shapes do not match P.npy/Q.npy "
-                             f"({key} is {str(v)[:40]!r} in model.json, {n} in the .npy files)")
+                             f"({key} is {_short_json(v)} in model.json, {n} in the .npy files)")
     if not isinstance(meta.get("params", {}), dict) or not isinstance(meta.get("method", "fp32"), str):
         raise ValueError(f"{f}: invalid 'params' or 'method' (expected an object and a string)")
     meta.setdefault("params", {})
