@@ -194,7 +194,8 @@ TEST(model_save_load_round_trip) {
   CHECK_THROWS(InvalidArgument, b.predict(5, 0), "user id 5");
   write_npy(tmp("model/Q.npy"), m.Q.data(), 2, 6);  // k mismatch
   CHECK_THROWS(InvalidArgument, load_model(tmp("model")), "k=4 but Q.npy has k=6");
-  write_bytes(tmp("model/Q.npy"), "\x93NUMPY\x01\x00\x10\x00{'descr': '<f8'}");
+  const char bad_npy[] = "\x93NUMPY\x01\x00\x10\x00{'descr': '<f8'}";
+  write_bytes(tmp("model/Q.npy"), std::string(bad_npy, sizeof bad_npy - 1));  // embedded NULs
   CHECK_THROWS(InvalidArgument, load_model(tmp("model")), "Q.npy: bad .npy header");
 }
 
