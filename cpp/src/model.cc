@@ -8,8 +8,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdint>
 #include <cstring>
-#include <regex>
 
 #include "mascot/detail/fileutil.h"
 #include "mascot/error.h"
@@ -69,9 +69,139 @@ void write_npy(const std::string& path, const float* data, int64_t rows, int64_t
   f.commit();
 }
 
+namespace {
+
+// A piece of an .npy header for an error message: at most 40 bytes, non-printable bytes as \xNN.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < 40; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      char esc[5];
+      std::snprintf(esc, sizeof esc, "\\x%02x", c);
+      out += esc;
+    }
+  }
+  return s.size() > 40 ? out + "..." : out;
+}
+
+// The .npy header is a Python dict literal, e.g. {'descr': '<f4', 'fortran_order': False,
+// 'shape': (3, 4), }.  This parses exactly that grammar (string keys; string, True/False or
+// tuple-of-integers values) by hand: no regex (std::regex recurses per character and can
+// overflow the stack on a long adversarial header), no integer overflow, one clear error.
+struct NpyHeader {
+  std::string descr;
+  bool has_descr = false, has_order = false, has_shape = false;
+  bool fortran_order = false;
+  std::vector<uint64_t> shape;
+};
+
+class NpyHeaderParser {
+ public:
+  NpyHeaderParser(const std::string& h, const std::string& path) : h_(h), path_(path) {}
+
+  NpyHeader parse() {
+    NpyHeader out;
+    ws();
+    expect('{');
+    for (;;) {
+      ws();
+      if (peek() == '}') { ++p_; break; }
+      const std::string key = string();
+      ws();
+      expect(':');
+      ws();
+      if (key == "descr") {
+        if (out.has_descr) fail("'descr' appears twice");
+        out.descr = string();
+        out.has_descr = true;
+      } else if (key == "fortran_order") {
+        if (out.has_order) fail("'fortran_order' appears twice");
+        out.fortran_order = boolean();
+        out.has_order = true;
+      } else if (key == "shape") {
+        if (out.has_shape) fail("'shape' appears twice");
+        out.shape = tuple();
+        out.has_shape = true;
+      } else {
+        fail("unexpected key '" + printable(key) + "'");
+      }
+      ws();
+      if (peek() == ',') { ++p_; continue; }
+      ws();
+      expect('}');
+      break;
+    }
+    for (; p_ < h_.size(); ++p_) {
+      if (h_[p_] != ' ' && h_[p_] != '\n' && h_[p_] != '\0') fail("unexpected bytes after the header dict");
+    }
+    if (!out.has_descr || !out.has_order || !out.has_shape) fail("header lacks 'descr', 'fortran_order' or 'shape'");
+    return out;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const { throw_invalid(path_ + ": bad .npy header: " + what); }
+  char peek() const { return p_ < h_.size() ? h_[p_] : '\0'; }
+  void ws() { while (p_ < h_.size() && (h_[p_] == ' ' || h_[p_] == '\t' || h_[p_] == '\n')) ++p_; }
+  void expect(char c) {
+    if (peek() != c) fail(std::string("expected '") + c + "' at byte " + std::to_string(p_));
+    ++p_;
+  }
+  std::string string() {
+    const char q = peek();
+    if (q != '\'' && q != '"') fail("expected a quoted string at byte " + std::to_string(p_));
+    const size_t close = h_.find(q, p_ + 1);
+    if (close == std::string::npos) fail("unterminated string");
+    std::string s = h_.substr(p_ + 1, close - p_ - 1);
+    p_ = close + 1;
+    return s;
+  }
+  bool boolean() {
+    if (h_.compare(p_, 4, "True") == 0) { p_ += 4; return true; }
+    if (h_.compare(p_, 5, "False") == 0) { p_ += 5; return false; }
+    fail("'fortran_order' must be True or False");
+  }
+  std::vector<uint64_t> tuple() {
+    expect('(');
+    std::vector<uint64_t> dims;
+    for (;;) {
+      ws();
+      if (peek() == ')') { ++p_; return dims; }
+      if (peek() < '0' || peek() > '9') fail("'shape' must be a tuple of non-negative integers");
+      uint64_t v = 0;
+      while (peek() >= '0' && peek() <= '9') {
+        const unsigned d = static_cast<unsigned>(peek() - '0');
+        if (v > (UINT64_MAX - d) / 10) fail("a 'shape' dimension overflows 64 bits");
+        v = v * 10 + d;
+        ++p_;
+      }
+      dims.push_back(v);
+      if (dims.size() > 32) fail("'shape' has too many dimensions");
+      ws();
+      if (peek() == ',') { ++p_; continue; }
+      expect(')');
+      return dims;
+    }
+  }
+
+  const std::string& h_;
+  const std::string& path_;
+  size_t p_ = 0;
+};
+
+std::string shape_string(const std::vector<uint64_t>& d) {
+  std::string s = "(";
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+  return s + (d.size() == 1 ? ",)" : ")");
+}
+
+}  // namespace
+
 std::vector<float> read_npy(const std::string& path, int64_t* rows, int64_t* cols) {
   const std::string s = detail::read_file(path);
-  auto bad = [&](const std::string& what) -> void { throw_invalid(path + ": " + what); };
+  auto bad = [&](const std::string& what) { throw_invalid(path + ": " + what); };
   if (s.size() < 10 || std::memcmp(s.data(), "\x93NUMPY", 6) != 0) bad("not a .npy file (bad magic)");
   const int major = static_cast<unsigned char>(s[6]);
   size_t hl, off;
@@ -87,23 +217,24 @@ std::vector<float> read_npy(const std::string& path, int64_t* rows, int64_t* col
     bad("unsupported .npy version " + std::to_string(major));
     return {};
   }
-  if (s.size() < off + hl) bad("truncated .npy header");
-  const std::string h = s.substr(off, hl);
-  if (h.find("'descr': '<f4'") == std::string::npos) bad("expected float32 ('<f4') data");
-  if (h.find("'fortran_order': False") == std::string::npos) bad("expected C-order data");
-  static const std::regex shape_re(R"('shape':\s*\(\s*(\d+)\s*,\s*(\d+)\s*,?\s*\))");
-  std::smatch m;
-  if (!std::regex_search(h, m, shape_re)) bad("expected a 2-D array");
-  const long long r = std::stoll(m[1].str()), c = std::stoll(m[2].str());
+  if (s.size() - off < hl) bad("truncated .npy header");
+  const NpyHeader h = NpyHeaderParser(s.substr(off, hl), path).parse();
+  if (h.descr != "<f4") bad("dtype '" + printable(h.descr) + "' is not float32 ('<f4')");
+  if (h.fortran_order) bad("Fortran-order data is not supported (expected C order)");
+  if (h.shape.size() != 2) bad("expected a 2-D array, got shape " + shape_string(h.shape));
+  const uint64_t r = h.shape[0], c = h.shape[1];
+  // rows are user/item ids (int32), k is an int: anything larger cannot be a model
+  if (r > (uint64_t{1} << 31) || c > uint64_t{INT32_MAX}) bad("shape " + shape_string(h.shape) + " is too large");
   const size_t data_off = off + hl;
-  const unsigned long long need = static_cast<unsigned long long>(r) * static_cast<unsigned long long>(c) * 4ull;
-  if (s.size() - data_off != need)
-    bad("data length " + std::to_string(s.size() - data_off) + " bytes does not match shape (" + std::to_string(r) +
-        ", " + std::to_string(c) + ")");
-  std::vector<float> v(static_cast<size_t>(r) * static_cast<size_t>(c));
-  if (need) std::memcpy(v.data(), s.data() + data_off, need);
-  *rows = r;
-  *cols = c;
+  const uint64_t have = s.size() - data_off;
+  const bool too_big = c != 0 && r > UINT64_MAX / 4 / c;
+  if (too_big || r * c * 4 != have)
+    bad("data length " + std::to_string(have) + " bytes does not match shape " + shape_string(h.shape) +
+        " (float32: " + (too_big ? std::string("more than 2^64") : std::to_string(r * c * 4)) + " bytes)");
+  std::vector<float> v(static_cast<size_t>(r * c));
+  if (have) std::memcpy(v.data(), s.data() + data_off, have);
+  *rows = static_cast<int64_t>(r);
+  *cols = static_cast<int64_t>(c);
   return v;
 }
 

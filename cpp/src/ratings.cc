@@ -7,6 +7,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -87,11 +88,24 @@ const char* skip_token(const char* p, const char* e) {
   return p;
 }
 
-// A token for an error message, shortened so a garbage line cannot produce a huge message.
+// A token for an error message, shortened so a garbage line cannot produce a huge message,
+// with bytes outside printable ASCII written as \xNN: the message stays one readable line and
+// valid UTF-8 (Python decodes it into the exception text), whatever the file holds.
 std::string quoted(const char* b, const char* e) {
   constexpr ptrdiff_t kMax = 40;
-  if (e - b <= kMax) return "'" + std::string(b, e) + "'";
-  return "'" + std::string(b, b + kMax) + "...'";
+  const char* const stop = e - b <= kMax ? e : b + kMax;
+  std::string out = "'";
+  for (const char* p = b; p < stop; ++p) {
+    const auto c = static_cast<unsigned char>(*p);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      char esc[5];
+      std::snprintf(esc, sizeof esc, "\\x%02x", c);
+      out += esc;
+    }
+  }
+  return out + (stop == e ? "'" : "...'");
 }
 
 enum class FloatParse { kOk, kNotNumber, kOutOfRange };
@@ -182,7 +196,7 @@ class TextParser {
       if (d > 9) fail(std::string(kind) + " id " + quoted(b, e) + " is not a non-negative integer");
       if (v <= uint64_t{INT32_MAX}) v = v * 10 + d;  // saturates above the range: no overflow
     }
-    if (v > uint64_t{INT32_MAX}) fail(std::string(kind) + " id " + std::string(b, e) + " exceeds the int32 range");
+    if (v > uint64_t{INT32_MAX}) fail(std::string(kind) + " id " + quoted(b, e) + " exceeds the int32 range");
     return static_cast<int32_t>(v);
   }
 
@@ -286,7 +300,14 @@ void write_mrat(const std::string& path, const RatingSet& rs) {
 RatingSet read_text(const std::string& path) {
   File f = open_read(path);
   TextParser parser(path);
-  std::vector<char> buf(size_t{16} << 20);
+  // 16 MiB pieces for big files; a small file gets a buffer of its own size, so reading many
+  // small files (tests, fuzzing) does not allocate and clear 16 MiB each time.
+  struct stat st;
+  size_t cap = size_t{16} << 20;
+  if (::fstat(::fileno(f.get()), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) < cap) {
+    cap = std::max<size_t>(static_cast<size_t>(st.st_size) + 1, 4096);
+  }
+  std::vector<char> buf(cap);
   size_t have = 0;  // bytes of an unfinished line carried to the front of buf
   bool first = true;
   for (;;) {

@@ -435,21 +435,16 @@ class MF:
         """Loads a model saved by ``MF.save`` or ``mascot_train --save``."""
         path = Path(path)
         P, Q = _core.load_model(os.fspath(path))
-        try:
-            meta = json.loads((path / "model.json").read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: model.json is missing") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path / 'model.json'}: not valid JSON ({e})") from None
-        if not isinstance(meta, dict) or meta.get("format") != "mascot-model":
-            raise ValueError(f"{path / 'model.json'}: not a MASCOT model (format tag missing)")
-        if meta.get("k") != P.shape[1] or meta.get("n_users") != P.shape[0] or meta.get("n_items") != Q.shape[0]:
-            raise ValueError(f"{path}: model.json shapes do not match P.npy/Q.npy")
-        params = dict(meta.get("params") or {})
+        meta = _read_model_json(path, P, Q)
+        params = {p: v for p, v in meta["params"].items() if p in _PARAMS}
         params.setdefault("k", int(P.shape[1]))
         params.setdefault("method", meta.get("method", "fp32"))
-        params = {p: v for p, v in params.items() if p in _PARAMS}
-        m = cls(**params)
+        if params["k"] != P.shape[1]:
+            raise ValueError(f"{path / 'model.json'}: params.k = {_short_json(params['k'])} but P.npy has k={P.shape[1]}")
+        try:
+            m = cls(**params)
+        except (TypeError, ValueError) as e:  # a hand-edited or foreign model.json
+            raise ValueError(f"{path / 'model.json'}: invalid 'params' ({_first_line(e)})") from None
         m.P_, m.Q_, m.report_ = P, Q, meta.get("report")
         m._load_use_files(path, meta)
         return m
@@ -603,3 +598,46 @@ def _params_from_report(rep: dict, info: dict) -> dict:
     if params["deterministic"]:
         params["threads"] = 1
     return params
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def _short_json(v: Any) -> str:
+    try:
+        s = json.dumps(v)
+    except (ValueError, RecursionError):
+        s = type(v).__name__
+    return s if len(s) <= 40 else s[:40] + "..."
+
+
+def _read_model_json(path: Path, P: np.ndarray, Q: np.ndarray) -> dict:
+    """Reads and checks path/model.json against the loaded P and Q; every problem is one
+    ValueError (or OSError for I/O) naming the file.  The bytes may be anything: the model
+    directory is user input (fuzzed by fuzz/python/model_json.py)."""
+    f = path / "model.json"
+    try:
+        raw = f.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: model.json is missing") from None
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{f}: not valid JSON (not UTF-8 at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{f}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ValueError(f"{f}: not valid JSON (nested too deeply)") from None
+    if not isinstance(meta, dict) or meta.get("format") != "mascot-model":
+        raise ValueError(f"{f}: not a MASCOT model (format tag missing)")
+    for key, n in (("n_users", P.shape[0]), ("n_items", Q.shape[0]), ("k", P.shape[1])):
+        v = meta.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v != n:
+            raise ValueError(f"{path}: model.json shapes do not match P.npy/Q.npy "
+                             f"({key} is {_short_json(v)} in model.json, {n} in the .npy files)")
+    if not isinstance(meta.get("params", {}), dict) or not isinstance(meta.get("method", "fp32"), str):
+        raise ValueError(f"{f}: invalid 'params' or 'method' (expected an object and a string)")
+    meta.setdefault("params", {})
+    return meta

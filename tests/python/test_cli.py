@@ -84,18 +84,7 @@ def test_bad_arguments(trainer_exe, tmp_path, args, msg):
     assert sorted(os.listdir(tmp_path)) == []  # nothing written
 
 
-@pytest.mark.parametrize("content,msg", [
-    (b"", "no ratings"),
-    (b"0 1 3\n0 1\n", "train.txt:2:"),
-    (b"0 1 3\n0 1 nan\n", "train.txt:2:"),
-])
-def test_bad_training_file(trainer_exe, tmp_path, content, msg):
-    p = tmp_path / "train.txt"
-    p.write_bytes(content)
-    r = run(trainer_exe, "--train", p, "--epochs", 1, "--k", 4, "--save", tmp_path / "m", "--report",
-            tmp_path / "r.json")
-    assert r.returncode != 0 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert sorted(os.listdir(tmp_path)) == ["train.txt"]
+# Bad training files through mascot_train: tests/python/test_bad_input_corpus.py.
 
 
 def test_unwritable_save_fails_before_training(trainer_exe, tmp_path):

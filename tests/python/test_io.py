@@ -46,68 +46,8 @@ def test_text_tolerates_comments_blank_lines_tabs_crlf(tmp_path):
     assert (r.n_users, r.n_items) == (3, 2)
 
 
-BAD_TEXT = [
-    (b"", "no ratings"),
-    (b"0 1 3\n1 2\n", ":2: expected 3 fields"),
-    (b"0 1 3 7\n", ":1: expected 3 fields"),
-    (b"0 1 abc\n", ":1: rating"),
-    (b"0 1 nan\n", ":1: rating"),
-    (b"0 1 inf\n", ":1: rating"),
-    (b"-1 1 3\n", ":1: user id"),
-    (b"0 -4 3\n", ":1: item id"),
-    (b"1.5 1 3\n", ":1: user id"),
-    (b"x 1 3\n", ":1: user id"),
-    (b"3000000000 1 3\n", ":1: user id 3000000000"),
-]
-
-
-@pytest.mark.parametrize("content,msg", BAD_TEXT)
-def test_bad_text_files(tmp_path, content, msg):
-    p = tmp_path / "bad.txt"
-    p.write_bytes(content)
-    with pytest.raises(ValueError) as e:
-        data.read(p)
-    assert msg in str(e.value) and "bad.txt" in str(e.value)
-    assert "\n" not in str(e.value)
-
-
-def test_bad_line_at_the_end_of_a_long_file(tmp_path):
-    p = tmp_path / "long.txt"
-    with open(p, "w") as f:
-        f.write("0 0 1\n" * 100000)
-        f.write("0 0\n")
-    with pytest.raises(ValueError, match=r"long.txt:100001: expected 3 fields"):
-        data.read(p)
-
-
-def _mrat_bytes(nu=3, ni=2, users=(0, 2), items=(1, 0), ratings=(4.0, 3.0), magic=b"MASCOTR\0", version=1):
-    n = len(users)
-    return (magic + struct.pack("<IIQQQ", version, 0, nu, ni, n) + struct.pack(f"<{n}i", *users)
-            + struct.pack(f"<{n}i", *items) + struct.pack(f"<{n}f", *ratings))
-
-
-@pytest.mark.parametrize("blob,msg", [
-    (_mrat_bytes()[:20], "truncated"),
-    (_mrat_bytes()[:-3], "but the file has 61 bytes"),
-    (_mrat_bytes() + b"xx", "but the file has 66 bytes"),
-    (_mrat_bytes(magic=b"MASCOTX\0"), None),  # not mrat magic -> parsed as text -> error
-    (_mrat_bytes(version=2), "version"),
-    (_mrat_bytes(users=(0, 5)), "user"),
-    (_mrat_bytes(ratings=(float("nan"), 1.0)), "finite"),
-])
-def test_bad_mrat_files(tmp_path, blob, msg):
-    p = tmp_path / "bad.mrat"
-    p.write_bytes(blob)
-    with pytest.raises(ValueError) as e:
-        data.read(p)
-    assert "bad.mrat" in str(e.value)
-    if msg:
-        assert msg in str(e.value)
-
-
-def test_missing_file_is_oserror(tmp_path):
-    with pytest.raises(OSError, match="nope.mrat"):
-        data.read(tmp_path / "nope.mrat")
+# Malformed rating files, model directories and long files with a bad last line: the
+# bad-input corpus, tests/python/test_bad_input_corpus.py (through Python and mascot_train).
 
 
 def test_unwritable_target_leaves_nothing(tmp_path, tiny):
@@ -155,13 +95,3 @@ def test_model_save_refuses_foreign_directory(tiny, tmp_path):
     with pytest.raises(OSError):
         m.save(tmp_path / "missing-parent" / "model")
     assert sorted(os.listdir(tmp_path)) == ["stuff"]
-
-
-def test_model_load_mismatched_shapes(tiny, tmp_path):
-    u, i, r, nu, ni = tiny
-    m = mascot.MF(groups=4, k=4, epochs=1).fit((u, i, r))
-    d = tmp_path / "m"
-    m.save(d)
-    np.save(d / "Q.npy", np.zeros((ni, 5), np.float32))
-    with pytest.raises(ValueError, match="k="):
-        mascot.MF.load(d)

@@ -1,0 +1,82 @@
+"""Regenerates the seed corpus fuzz/corpus/<target>/ (valid and near-valid inputs).
+
+Run from the repository root: ``python fuzz/make_corpus.py``.  The files are committed; this
+script only documents how they were made.  File names carry no .mrat/.npy suffix on purpose
+(.gitignore excludes *.mrat data files).
+"""
+import io
+import struct
+from pathlib import Path
+
+import numpy as np
+
+# model_json/ (the Python model.json layer) was written by hand from a saved model.
+ROOT = Path(__file__).resolve().parent / "corpus"
+SEP = b"\n--Q.npy--\n"  # fuzz/targets/model_dir.cc splits P.npy and Q.npy at this
+
+
+def mrat(nu, ni, users, items, ratings, magic=b"MASCOTR\0", version=1, flags=0, nnz=None):
+    n = len(users) if nnz is None else nnz
+    return (magic + struct.pack("<IIQQQ", version, flags, nu, ni, n) + struct.pack(f"<{len(users)}i", *users)
+            + struct.pack(f"<{len(items)}i", *items) + struct.pack(f"<{len(ratings)}f", *ratings))
+
+
+def npy(a):
+    b = io.BytesIO()
+    np.save(b, a)
+    return b.getvalue()
+
+
+def write(target, files):
+    d = ROOT / target
+    d.mkdir(parents=True, exist_ok=True)
+    for name, blob in files.items():
+        (d / name).write_bytes(blob)
+
+
+write("mrat", {
+    "valid_3": mrat(3, 2, [0, 2, 1], [1, 0, 1], [4.0, 3.0, 0.5]),
+    "valid_empty": mrat(0, 0, [], [], []),
+    "valid_big_ids": mrat(2 ** 31, 2 ** 31, [2 ** 31 - 1], [0], [1.0]),
+    "bad_version": mrat(3, 2, [0], [1], [4.0], version=2),
+    "bad_flags": mrat(3, 2, [0], [1], [4.0], flags=1),
+    "bad_user": mrat(3, 2, [0, 5], [1, 0], [4.0, 3.0]),
+    "bad_negative_item": mrat(3, 2, [0], [-1], [4.0]),
+    "bad_nan": mrat(3, 2, [0], [1], [float("nan")]),
+    "bad_nnz": mrat(3, 2, [0], [1], [4.0], nnz=2 ** 62),
+    "truncated": mrat(3, 2, [0, 2], [1, 0], [4.0, 3.0])[:-3],
+    "header_only": mrat(3, 2, [], [], [])[:40],
+})
+
+write("text", {
+    "valid": b"0 1 4.5\n2 0 3\n1 1 -2.25e-1\n",
+    "valid_comments_crlf_tabs": b"# header\r\n0 1 4.5\r\n\n\t2\t0\t3  \n# end",
+    "valid_bom_no_newline": b"\xef\xbb\xbf0 0 1\n3 4 5",
+    "valid_max_id": b"2147483647 0 1e-3\n",
+    "bad_fields": b"0 1 3\n1 2\n",
+    "bad_extra_field": b"0 1 3 7\n",
+    "bad_rating": b"0 1 abc\n",
+    "bad_nan": b"0 1 nan\n",
+    "bad_inf": b"0 1 -inf\n",
+    "bad_float_range": b"0 1 1e39\n",
+    "bad_negative_id": b"-1 1 3\n",
+    "bad_id_range": b"3000000000 1 3\n",
+    "bad_binary": b"0 1 3\n\xff\xfe\x00 1 2\n",
+    "empty": b"",
+})
+
+P = np.arange(6, dtype=np.float32).reshape(3, 2)
+Q = np.arange(4, dtype=np.float32).reshape(2, 2) / 3
+write("model_dir", {
+    "valid": npy(P) + SEP + npy(Q),
+    "valid_same_file": npy(P),
+    "valid_empty_rows": npy(np.zeros((0, 4), np.float32)) + SEP + npy(np.ones((1, 4), np.float32)),
+    "bad_k_mismatch": npy(P) + SEP + npy(np.zeros((2, 3), np.float32)),
+    "bad_dtype_f8": npy(P.astype(np.float64)) + SEP + npy(Q),
+    "bad_fortran": npy(np.asfortranarray(np.ones((2, 3), np.float32))) + SEP + npy(Q),
+    "bad_1d": npy(np.ones(4, np.float32)) + SEP + npy(Q),
+    "bad_3d": npy(np.ones((1, 2, 2), np.float32)) + SEP + npy(Q),
+    "bad_truncated": npy(P)[:-5] + SEP + npy(Q),
+    "bad_magic": b"NOTNUMPY" + npy(P)[8:] + SEP + npy(Q),
+    "v2_header": npy(P)[:6] + b"\x02\x00" + struct.pack("<I", 118) + npy(P)[10:] + SEP + npy(Q),
+})

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Sanitizer builds of the CPU core and mascot_train, and the C++-facing tests run under them.
+#
+#   scripts/sanitize.sh [asan|tsan|all]      (default all)
+#
+# asan: AddressSanitizer + UndefinedBehaviorSanitizer (-fno-omit-frame-pointer, every report
+#       fatal: halt_on_error / -fno-sanitize-recover=all, leaks checked), build dir build-asan/.
+#       Runs tests/cpp/test_core.cc (readers, writers, bad input, reorder, synthetic data,
+#       every method trained on tiny data with 3 threads, model save/load), then mascot_train
+#       end to end: every method on small synthetic data, text/.mrat input, --save/--report,
+#       and bad inputs (which must fail with one clear line, not a sanitizer report).
+# tsan: ThreadSanitizer, build dir build-tsan/, the training tests and mascot_train with 4
+#       threads.  The SGD kernels are Hogwild (paper §II, DESIGN.md): threads read and write
+#       factor rows without locks on purpose, so those races -- and only those -- are
+#       suppressed by scripts/tsan.supp, which names the kernel functions.  Any other race
+#       (schedule, switching, reductions, report) fails the run.
+# The CUDA backend is not built (MASCOT_CUDA=OFF).  CXX picks the compiler (default c++).
+# Exit status 0 only when every run is clean.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+case $what in asan|tsan|all) ;; *) echo "usage: scripts/sanitize.sh [asan|tsan|all]" >&2; exit 2 ;; esac
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+
+build() {  # build DIR FLAGS [CMAKE ARGS...]
+  local dir=$1 flags=$2; shift 2
+  mkdir -p "$dir"
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMASCOT_CUDA=OFF -DMASCOT_BUILD_CPP_TESTS=ON "$@" \
+    -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" > "$dir/sanitize-configure.log" 2>&1 \
+    || { cat "$dir/sanitize-configure.log"; exit 2; }
+  cmake --build "$dir" -j "$JOBS" --target mascot_cpp_tests mascot_train > "$dir/sanitize-build.log" 2>&1 \
+    || { tail -40 "$dir/sanitize-build.log"; exit 2; }
+}
+
+fail() { echo "sanitize.sh: FAILED: $*" >&2; exit 1; }
+
+# Runs mascot_train and requires success with no sanitizer output.
+train_ok() {
+  local exe=$1; shift
+  local err; err=$(mktemp)
+  "$exe" --quiet "$@" > /dev/null 2> "$err" || { cat "$err"; fail "mascot_train $*"; }
+  if grep -qE 'Sanitizer|runtime error' "$err"; then cat "$err"; fail "sanitizer report: mascot_train $*"; fi
+  rm -f "$err"
+}
+
+# Runs mascot_train on bad input: must exit 1 or 2 (never a signal) with exactly one line "mascot_train: error: ...".
+train_bad() {
+  local exe=$1 needle=$2; shift 2
+  local err rc=0; err=$(mktemp)
+  "$exe" --quiet "$@" > /dev/null 2> "$err" || rc=$?
+  [[ ( $rc -eq 1 || $rc -eq 2 ) && $(wc -l < "$err") -eq 1 ]] && grep -q "mascot_train: error: .*$needle" "$err" \
+    || { cat "$err"; fail "bad input not rejected cleanly (rc $rc): mascot_train $*"; }
+  rm -f "$err"
+}
+
+e2e() {  # e2e EXE THREADS
+  local exe=$1 threads=$2 t; t=$(mktemp -d)
+  for m in fp32 fp16 mascot-n1 mascot mascot-n2 mascot-naive mpt muppet afp; do
+    train_ok "$exe" --dataset synthetic-ml10m:0.002 --k 16 --epochs 4 --method "$m" --groups 4 --warmup 1 \
+      --period 1 --threshold 1.01 --threads "$threads"
+  done
+  printf '0 0 4\n1 1 3\n2 0 5\n0 2 1\n1 2 2\n2 1 4\n' > "$t/train.txt"
+  train_ok "$exe" --train "$t/train.txt" --k 4 --epochs 2 --groups 1 --threads "$threads" --save "$t/model" \
+    --report "$t/r.json"
+  [[ -f $t/model/P.npy && -f $t/r.json ]] || fail "no model/report written"
+  printf '0 0 4\n1 1\n' > "$t/bad.txt"
+  train_bad "$exe" "bad.txt:2: expected 3 fields" --train "$t/bad.txt" --k 4 --epochs 1 --save "$t/m2"
+  printf 'MASCOTR\0\1\0\0\0' > "$t/bad.mrat"
+  train_bad "$exe" "truncated header" --train "$t/bad.mrat" --k 4 --epochs 1
+  train_bad "$exe" "k must be" --dataset synthetic-ml10m:0.002 --k 0
+  [[ ! -e $t/m2 ]] || fail "partial model left behind"
+  rm -rf "$t"
+}
+
+if [[ $what == asan || $what == all ]]; then
+  start=$SECONDS
+  echo "== ASan + UBSan build (build-asan/)"
+  # kernels at -O1 too: GCC's UBSan instrumentation of the -O3-unrolled kernels takes far too long
+  build build-asan "-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -g -O1" \
+    -DMASCOT_KERNEL_OPT=-O1
+  export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1
+  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  echo "   built in $((SECONDS - start)) s; running tests/cpp/test_core.cc"
+  t0=$SECONDS
+  build-asan/mascot_cpp_tests || fail "mascot_cpp_tests under ASan/UBSan"
+  echo "   mascot_train end to end (every method, text input, --save, bad inputs)"
+  e2e build-asan/mascot_train 2
+  echo "== ASan + UBSan: clean (tests $((SECONDS - t0)) s, total $((SECONDS - start)) s)"
+  unset ASAN_OPTIONS UBSAN_OPTIONS
+fi
+
+if [[ $what == tsan || $what == all ]]; then
+  start=$SECONDS
+  echo "== ThreadSanitizer build (build-tsan/)"
+  build build-tsan "-fsanitize=thread -g -O1"
+  export TSAN_OPTIONS="suppressions=$PWD/scripts/tsan.supp halt_on_error=1 second_deadlock_stack=1 report_signal_unsafe=0"
+  echo "   built in $((SECONDS - start)) s; running the training tests (Hogwild races suppressed: scripts/tsan.supp)"
+  t0=$SECONDS
+  # every suppressed Hogwild race still costs TSan a symbolization: smaller data keeps this to
+  # minutes while still giving each epoch several 4096-rating chunks for the threads to share
+  MASCOT_TEST_SCALE=0.004 build-tsan/mascot_cpp_tests every_method || fail "mascot_cpp_tests under TSan"
+  build-tsan/mascot_cpp_tests synthetic || fail "mascot_cpp_tests under TSan"
+  e2e build-tsan/mascot_train 4
+  echo "== TSan: clean (tests $((SECONDS - t0)) s, total $((SECONDS - start)) s)"
+fi

@@ -1,0 +1,230 @@
+// C++-facing tests of the core, built by scripts/sanitize.sh under AddressSanitizer +
+// UndefinedBehaviorSanitizer (and ThreadSanitizer).  No test framework (no downloads): each
+// TEST is a function, CHECK throws with file:line, main() runs them all and exits non-zero on
+// the first failure.  Covers the readers and writers, bad input, reorder, synthetic data,
+// training of every method on tiny data (several threads: Hogwild), model save/load.
+//
+//   mascot_cpp_tests [name-substring]      (runs the tests whose name contains the substring)
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "mascot/config.h"
+#include "mascot/context.h"
+#include "mascot/error.h"
+#include "mascot/model.h"
+#include "mascot/ratings.h"
+#include "mascot/reorder.h"
+#include "mascot/synthetic.h"
+#include "mascot/trainer.h"
+
+namespace {
+
+using namespace mascot;
+
+struct Test {
+  const char* name;
+  std::function<void()> body;
+};
+std::vector<Test>& registry() {
+  static std::vector<Test> t;
+  return t;
+}
+struct Register {
+  Register(const char* n, std::function<void()> b) { registry().push_back({n, std::move(b)}); }
+};
+#define TEST(name)                                      \
+  void test_##name();                                   \
+  const Register reg_##name(#name, test_##name);        \
+  void test_##name()
+#define CHECK(cond)                                                                                   \
+  do {                                                                                                \
+    if (!(cond)) throw std::runtime_error(std::string(__FILE__) + ":" + std::to_string(__LINE__) +  \
+                                          ": CHECK(" #cond ") failed");                              \
+  } while (0)
+
+// Expects `body` to throw E with `needle` in its message.
+template <class E>
+void check_throws(const std::function<void()>& body, const std::string& needle, int line) {
+  try {
+    body();
+  } catch (const E& e) {
+    const std::string msg = e.what();
+    if (msg.find(needle) == std::string::npos || msg.find('\n') != std::string::npos)
+      throw std::runtime_error("line " + std::to_string(line) + ": message '" + msg + "' lacks '" + needle + "'");
+    return;
+  }
+  throw std::runtime_error("line " + std::to_string(line) + ": expected an exception with '" + needle + "'");
+}
+#define CHECK_THROWS(E, body, needle) check_throws<E>([&] { body; }, needle, __LINE__)
+
+std::string g_tmp;
+std::string tmp(const std::string& name) { return g_tmp + "/" + name; }
+void write_bytes(const std::string& path, const std::string& s) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  CHECK(f && std::fwrite(s.data(), 1, s.size(), f) == s.size() && std::fclose(f) == 0);
+}
+
+RatingSet tiny_set() {
+  RatingSet rs;
+  rs.n_users = 30;
+  rs.n_items = 20;
+  uint64_t x = 12345;
+  for (int u = 0; u < 30; ++u) {
+    for (int i = 0; i < 20; ++i) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      if ((x >> 60) < 6) {  // ~40% density
+        rs.users.push_back(u);
+        rs.items.push_back(i);
+        rs.ratings.push_back(1.0f + static_cast<float>((u * 7 + i * 3) % 9) * 0.5f);
+      }
+    }
+  }
+  return rs;
+}
+
+bool same(const RatingSet& a, const RatingSet& b) {
+  return a.n_users == b.n_users && a.n_items == b.n_items && a.users == b.users && a.items == b.items &&
+         a.ratings == b.ratings;
+}
+
+TEST(mrat_and_text_round_trip) {
+  const RatingSet rs = tiny_set();
+  write_mrat(tmp("a.mrat"), rs);
+  CHECK(same(read_mrat(tmp("a.mrat")), rs));
+  CHECK(same(read_ratings(tmp("a.mrat")), rs));
+  write_text(tmp("a.txt"), rs);
+  RatingSet t = read_ratings(tmp("a.txt"));
+  CHECK(t.users == rs.users && t.items == rs.items && t.ratings == rs.ratings);
+}
+
+TEST(bad_input_is_a_clear_error) {
+  write_bytes(tmp("b1.txt"), "0 1 3\n0 1\n");
+  CHECK_THROWS(InvalidArgument, read_text(tmp("b1.txt")), "b1.txt:2: expected 3 fields");
+  write_bytes(tmp("b2.txt"), "0 1 3\n\xff 1 2\n");
+  CHECK_THROWS(InvalidArgument, read_text(tmp("b2.txt")), "b2.txt:2: user id '\\xff'");
+  write_bytes(tmp("b3.txt"), "");
+  CHECK_THROWS(InvalidArgument, read_text(tmp("b3.txt")), "no ratings");
+  std::string m(40, '\0');
+  std::memcpy(&m[0], "MASCOTR", 8);
+  m[8] = 1;
+  m[32] = 5;  // nnz = 5 but no arrays
+  write_bytes(tmp("b.mrat"), m);
+  CHECK_THROWS(InvalidArgument, read_mrat(tmp("b.mrat")), "header says nnz = 5");
+  CHECK_THROWS(IoError, read_mrat(tmp("missing.mrat")), "missing.mrat: cannot open");
+  RatingSet bad = tiny_set();
+  bad.users[3] = 99;
+  CHECK_THROWS(InvalidArgument, write_mrat(tmp("never.mrat"), bad), "user id 99");
+  CHECK(access(tmp("never.mrat").c_str(), F_OK) != 0);  // nothing written
+}
+
+TEST(reorder_is_a_permutation_grouped_by_degree) {
+  const RatingSet rs = tiny_set();
+  const Reorder ro = Reorder::build(rs, 4, 3);
+  CHECK(ro.user_new.size() == 30 && ro.item_old.size() == 20);
+  for (int u = 0; u < 30; ++u) CHECK(ro.user_old[static_cast<size_t>(ro.user_new[static_cast<size_t>(u)])] == u);
+  for (size_t j = 1; j < ro.user_count.size(); ++j) CHECK(ro.user_count[j - 1] >= ro.user_count[j]);
+  int64_t dropped = -1;
+  const RatingSet re = ro.apply(rs, &dropped);
+  CHECK(dropped == 0 && re.nnz() == rs.nnz());
+  for (int64_t k = 0; k < rs.nnz(); ++k) {
+    const auto kk = static_cast<size_t>(k);
+    CHECK(ro.user_old[static_cast<size_t>(re.users[kk])] == rs.users[kk]);
+    CHECK(ro.item_old[static_cast<size_t>(re.items[kk])] == rs.items[kk]);
+  }
+  CHECK(ro.user_groups.start.front() == 0 && ro.user_groups.start.back() == 30);
+}
+
+TEST(synthetic_is_deterministic_across_threads) {
+  const SyntheticData a = generate_synthetic("synthetic-ml10m", 0.002, 7, 1);
+  const SyntheticData b = generate_synthetic("synthetic-ml10m", 0.002, 7, 3);
+  CHECK(a.train.nnz() > 1000 && a.test.nnz() > 100);
+  CHECK(same(a.train, b.train) && same(a.test, b.test));
+  a.train.validate("synthetic");
+  CHECK_THROWS(InvalidArgument, generate_synthetic("synthetic-nope", 0.1, 1, 1), "synthetic");
+}
+
+TEST(every_method_trains_on_tiny_data) {
+  // ~20 chunks of 4096 ratings per epoch, so the threads really overlap (ThreadSanitizer needs
+  // that to see the Hogwild races); MASCOT_TEST_SCALE makes it smaller for slow sanitizers
+  const char* scale_env = std::getenv("MASCOT_TEST_SCALE");
+  const SyntheticData d = generate_synthetic("synthetic-ml10m", scale_env ? std::atof(scale_env) : 0.01, 3, 2);
+  for (const std::string& name : method_names()) {
+    TrainConfig cfg;
+    cfg.method = parse_method(name);
+    cfg.k = 16;
+    cfg.epochs = 4;
+    cfg.lr = 0.05f;
+    cfg.user_groups = cfg.item_groups = 4;
+    cfg.warmup = 1;
+    cfg.period = 1;
+    cfg.threshold = 1.01;  // switch some groups, so the mixed-precision paths run
+    Context ctx;
+    ctx.device = Device::kCpu;
+    ctx.threads = 3;
+    int epochs_seen = 0;
+    const TrainResult r = train(ctx, cfg, d.train, &d.test, [&](const EpochRecord&) { return ++epochs_seen > 0; });
+    CHECK(epochs_seen == 4);
+    CHECK(r.model.k == 16 && r.model.n_users == d.train.n_users && r.model.n_items == d.train.n_items);
+    for (float v : r.model.P) CHECK(std::isfinite(v));
+    // training makes progress: the last epoch's test RMSE is finite and below the first's
+    const double first = r.report.epochs.front().test_rmse, last = r.report.final_test_rmse;
+    std::printf("      %-12s test RMSE %.4f -> %.4f\n", name.c_str(), first, last);
+    std::fflush(stdout);
+    CHECK(std::isfinite(last) && last > 0 && last < first);
+  }
+}
+
+TEST(model_save_load_round_trip) {
+  Model m;
+  m.n_users = 5;
+  m.n_items = 3;
+  m.k = 4;
+  for (int j = 0; j < 20; ++j) m.P.push_back(0.25f * static_cast<float>(j) - 1.0f);
+  for (int j = 0; j < 12; ++j) m.Q.push_back(0.5f * static_cast<float>(j));
+  save_model(tmp("model"), m, "{\"format\": \"mascot-model\"}");
+  const Model b = load_model(tmp("model"));
+  CHECK(b.n_users == 5 && b.n_items == 3 && b.k == 4 && b.P == m.P && b.Q == m.Q);
+  CHECK(std::fabs(b.predict(4, 2) - m.predict(4, 2)) == 0.0f);
+  save_model(tmp("model"), m, "{}");  // replacing a model is allowed
+  CHECK_THROWS(InvalidArgument, b.predict(5, 0), "user id 5");
+  write_npy(tmp("model/Q.npy"), m.Q.data(), 2, 6);  // k mismatch
+  CHECK_THROWS(InvalidArgument, load_model(tmp("model")), "k=4 but Q.npy has k=6");
+  const char bad_npy[] = "\x93NUMPY\x01\x00\x10\x00{'descr': '<f8'}";
+  write_bytes(tmp("model/Q.npy"), std::string(bad_npy, sizeof bad_npy - 1));  // embedded NULs
+  CHECK_THROWS(InvalidArgument, load_model(tmp("model")), "Q.npy: bad .npy header");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  char dir[] = "/tmp/mascot-cpp-tests-XXXXXX";
+  if (!::mkdtemp(dir)) return 2;
+  g_tmp = dir;
+  int run = 0;
+  int rc = 0;
+  for (const Test& t : registry()) {
+    if (argc > 1 && std::strstr(t.name, argv[1]) == nullptr) continue;
+    try {
+      t.body();
+      std::printf("ok    %s\n", t.name);
+      ++run;
+    } catch (const std::exception& e) {
+      std::printf("FAIL  %s: %s\n", t.name, e.what());
+      rc = 1;
+      break;
+    }
+  }
+  const std::string rm = "rm -rf '" + g_tmp + "'";
+  if (std::system(rm.c_str()) != 0) {}
+  std::printf("%d tests passed%s\n", run, rc ? ", one FAILED" : "");
+  return rc;
+}
