@@ -347,23 +347,20 @@ class CpuBackend final : public detail::Backend {
     fill(&Q32_, &Q16_, n_, *ig_, item_old, detail::kStreamInitQ);
   }
 
-  // Run-length encodes a table's precision (for MixedSide's fast path); `runs` owns the storage.
-  static void encode_runs(const GroupTable& t, std::vector<int32_t>* runs, bool* first_fp32) {
-    runs->clear();
+  // One bit per row: set when the row's group is FP32 (MixedSide::fp32_bits); `bits` owns it.
+  static void encode_bits(const GroupTable& t, std::vector<uint64_t>* bits) {
+    const int64_t rows = t.start[t.size()];
+    bits->assign(static_cast<size_t>(rows + 63) / 64 + 1, 0);
     for (int g = 0; g < t.size(); ++g)
-      if (g == 0 || t.precision[g] != t.precision[g - 1]) runs->push_back(t.start[g]);
-    runs->push_back(t.start[t.size()]);
-    *first_fp32 = t.precision[0] == Precision::kFp32;
+      if (t.precision[g] == Precision::kFp32)
+        for (int64_t id = t.start[g]; id < t.start[g + 1]; ++id) (*bits)[id >> 6] |= uint64_t{1} << (id & 63);
   }
 
   MixedSide side(const Buffer& b32, const Buffer& b16, const GroupTable& t) {
-    std::vector<int32_t>& runs = &t == ug_ ? urun_ : irun_;
-    bool first = false;
-    encode_runs(t, &runs, &first);
+    std::vector<uint64_t>& bits = &t == ug_ ? ubits_ : ibits_;
+    encode_bits(t, &bits);
     MixedSide s;
-    s.run_start = runs.data();
-    s.runs = static_cast<int>(runs.size()) - 1;
-    s.run_fp32_first = first;
+    s.fp32_bits = bits.data();
     s.f32 = b32.f32();
     s.f16 = b16.f16();
     s.start = t.start.data();
@@ -447,7 +444,7 @@ class CpuBackend final : public detail::Backend {
   GroupTable* ug_ = nullptr;
   GroupTable* ig_ = nullptr;
   Buffer P32_, Q32_, P16_, Q16_;
-  std::vector<int32_t> urun_, irun_;  // precision runs of the current epoch (MixedSide::run_start)
+  std::vector<uint64_t> ubits_, ibits_;  // per-row precision bits of the current epoch (MixedSide::fp32_bits)
   // checkpointing (valid during fit): the switchers and the competing method are fit's locals
   detail::Switcher* usw_ = nullptr;
   detail::Switcher* isw_ = nullptr;
