@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ._arrays import sorted_unique
+
 UNKNOWN_CHOICES = ("raise", "skip")
 
 
@@ -144,7 +146,7 @@ class SeenPairs:
         u = np.asarray(users, np.int64)
         i = np.asarray(items, np.int64)
         if len(u):
-            key = np.unique(u * max(n_items, 1) + i)  # sorted by user, then item; duplicates dropped
+            key = sorted_unique(u * max(n_items, 1) + i)  # sorted by user, then item; duplicates dropped
             u, i = key // max(n_items, 1), key % max(n_items, 1)
         indptr = np.zeros(n_users + 1, np.int64)
         np.cumsum(np.bincount(u, minlength=n_users), out=indptr[1:])

@@ -70,6 +70,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from . import data as _data
+from ._arrays import sorted_unique
 
 FORMAT_VERSION = 1
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens"
@@ -753,7 +754,7 @@ def _movielens(name: str, source: Path | None, o: _Options) -> tuple[_Prepared, 
             _parse_flat(src, fmt, cols, o.quiet)
     u, i, r = cols.arrays()
     if name == "ml100k" and o.pins.get("u.data") == PINS["u.data"]:  # real data: known counts
-        counts = (len(np.unique(u)), len(np.unique(i)), len(r))
+        counts = (len(sorted_unique(u)), len(sorted_unique(i)), len(r))
         if counts != ML100K_COUNTS:
             raise DatasetError(f"ml100k: expected {ML100K_COUNTS} users/items/ratings, got {counts}")
     prep = _split_folds(u, i, r, o.fold, o.seed)
@@ -807,11 +808,11 @@ def _netflix(source: Path | None, o: _Options) -> tuple[_Prepared, dict]:
     # pair key = item * (max user + 1) + user: probe pairs are looked up among the training ratings
     span = int(max(u.max(initial=0), pu.max(initial=0))) + 1
     tkey = i.astype(np.int64) * span + u
-    pkey = np.unique(pi.astype(np.int64) * span + pu)
+    pkey = sorted_unique(pi.astype(np.int64) * span + pu)
     pos = np.minimum(np.searchsorted(pkey, tkey), max(len(pkey) - 1, 0))
     is_test = (pkey[pos] == tkey) if len(pkey) else np.zeros(len(tkey), bool)
     del tkey, pos
-    found = np.unique(i[is_test].astype(np.int64) * span + u[is_test]).size
+    found = sorted_unique(i[is_test].astype(np.int64) * span + u[is_test]).size
     missing = int(len(pkey) - found)
     if missing and not o.quiet:
         print(f"warning: {missing} probe pairs have no rating in the training files (ignored)", file=sys.stderr)

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ._arrays import sorted_unique
 from .data import Ratings, as_ratings
 
 __all__ = ["precision_at_n", "recall_at_n", "ndcg_at_n", "ranking_metrics", "relevant_items", "evaluate"]
@@ -87,7 +88,7 @@ def relevant_items(test: Any, threshold: float | None = None) -> tuple[np.ndarra
     set in dense ids; relevant = the user's test items rated >= ``threshold`` (all if None)."""
     t = as_ratings(test)
     keep = np.ones(len(t), bool) if threshold is None else t.ratings >= float(threshold)
-    all_users = np.unique(t.users)
+    all_users = sorted_unique(t.users)
     u, i = t.users[keep].astype(np.int64), t.items[keep].astype(np.int64)
     order = np.lexsort((i, u))
     u, i = u[order], i[order]

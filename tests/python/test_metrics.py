@@ -91,3 +91,13 @@ def test_evaluate_bad_input():
     with pytest.raises(ValueError, match="training pairs"):
         metrics.evaluate(m, TEST, n=2, exclude_seen=True)
     assert metrics.evaluate(m, TEST, n=2)["exclude_seen"] is False  # default follows the model
+
+
+def test_sorted_unique_matches_numpy():
+    from mascot._arrays import sorted_unique
+    rng = np.random.default_rng(3)
+    for a in (np.zeros(0, np.int64), np.array([5]), rng.integers(0, 50, 1000), rng.integers(-2**40, 2**40, 5000),
+              np.repeat(np.arange(7, dtype=np.int32), 3)):
+        got = sorted_unique(a)
+        np.testing.assert_array_equal(got, np.unique(a))
+        assert got.dtype == a.dtype
