@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh TARGET[,TARGET...]|ALL SECONDS    e.g.  scripts/fuzz.sh ALL 60   scripts/fuzz.sh text 300
 #   scripts/fuzz.sh --list
 #
-# C++ targets: fuzz/targets/<name>.cc (mrat, text, model_dir: the C++ readers).
+# C++ targets: fuzz/targets/<name>.cc (mrat, text, model_dir, checkpoint: the C++ readers).
 # Python targets: fuzz/python/<name>.py (model_json: MF.load's model.json layer), run with
 # atheris when `import atheris` works in ${PYTHON:-python3}, else with its seeded --replay loop;
 # they need mascot installed in that Python.
@@ -26,7 +26,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CORE_SOURCES=(cpp/src/error.cc cpp/src/fileutil.cc cpp/src/ratings.cc cpp/src/model.cc)
+# checkpoint needs the whole CPU trainer (it resumes a run); kernels.cc is built as the
+# portable "generic" variant only (CMakeLists.txt builds AVX2/AVX-512 ones too).
+CORE_SOURCES=(cpp/src/error.cc cpp/src/fileutil.cc cpp/src/ratings.cc cpp/src/model.cc
+              cpp/src/config.cc cpp/src/context.cc cpp/src/json.cc cpp/src/synthetic.cc cpp/src/reorder.cc
+              cpp/src/report.cc cpp/src/trainer.cc cpp/src/checkpoint.cc cpp/src/memory_plan.cc
+              cpp/src/switching.cc cpp/src/cuda_stubs.cc cpp/src/cpu/cpu_trainer.cc cpp/src/cpu/schedule.cc
+              cpp/src/cpu/kernels_dispatch.cc cpp/src/cpu/competing.cc cpp/src/cpu/kernels.cc)
 BUILD=${FUZZ_BUILD:-build-fuzz}
 SEED=${FUZZ_SEED:-1}
 
@@ -104,8 +110,9 @@ newest_header=$(find cpp/include fuzz -name '*.h' -newer "$OBJ/.stamp" 2>/dev/nu
 objs=()
 for src in "${CORE_SOURCES[@]}"; do
   o=$OBJ/$(basename "$src" .cc).o
+  extra=(); [[ $src == */kernels.cc ]] && extra=(-DMASCOT_KERNEL_NS=generic)
   if [[ -n $newest_header || ! -f $o || $src -nt $o ]]; then
-    "$CXX_" "${COMMON[@]}" "${LIB_FLAGS[@]}" -c "$src" -o "$o" || exit 2
+    "$CXX_" "${COMMON[@]}" "${LIB_FLAGS[@]}" "${extra[@]}" -c "$src" -o "$o" || exit 2
   fi
   objs+=("$o")
 done
