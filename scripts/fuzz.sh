@@ -105,17 +105,23 @@ done
 [[ ${#CPP_TARGETS[@]} -gt 0 ]] || exit $status
 
 # Objects are rebuilt only when their source or any header is newer (cheap make).
-newest_header=$(find cpp/include fuzz -name '*.h' -newer "$OBJ/.stamp" 2>/dev/null | head -1 || true)
+# Compiled in parallel (FUZZ_JOBS, default: all cores): a cold build is ~20 sanitized objects.
+newest_header=$(find cpp/include cpp/src fuzz -name '*.h' -newer "$OBJ/.stamp" 2>/dev/null | head -1 || true)
 [[ -f $OBJ/.stamp ]] || newest_header=force
 objs=()
+jobs_max=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 for src in "${CORE_SOURCES[@]}"; do
   o=$OBJ/$(basename "$src" .cc).o
   extra=(); [[ $src == */kernels.cc ]] && extra=(-DMASCOT_KERNEL_NS=generic)
   if [[ -n $newest_header || ! -f $o || $src -nt $o ]]; then
-    "$CXX_" "${COMMON[@]}" "${LIB_FLAGS[@]}" "${extra[@]}" -c "$src" -o "$o" || exit 2
+    rm -f "$o"  # a failed compile leaves no object: checked after the wait below
+    while [[ $(jobs -rp | wc -l) -ge $jobs_max ]]; do wait -n || true; done
+    { "$CXX_" "${COMMON[@]}" "${LIB_FLAGS[@]}" "${extra[@]}" -c "$src" -o "$o.tmp" && mv "$o.tmp" "$o"; } &
   fi
   objs+=("$o")
 done
+wait
+for o in "${objs[@]}"; do [[ -f $o ]] || { echo "fuzz.sh: building $o failed" >&2; exit 2; }; done
 if [[ $MODE == replay ]]; then
   if [[ -n $newest_header || ! -f $OBJ/replay_main.o || fuzz/replay_main.cc -nt $OBJ/replay_main.o ]]; then
     "$CXX_" "${COMMON[@]}" "${LIB_FLAGS[@]}" -c fuzz/replay_main.cc -o "$OBJ/replay_main.o" || exit 2

@@ -1,6 +1,6 @@
 """A short fuzzing run of every reader, as part of the test suite (issue 6, hardening).
 
-C++ readers (.mrat, text, model directory): ``scripts/fuzz.sh`` builds the fuzz targets with
+C++ readers (.mrat, text, model directory, checkpoint): ``scripts/fuzz.sh`` builds the fuzz targets with
 AddressSanitizer + UndefinedBehaviorSanitizer and runs them -- coverage-guided libFuzzer for a
 few seconds each where clang's libFuzzer exists, else the seeded replay driver (corpus + 2000
 random mutations each, deterministic).  Either way real inputs hit the readers under the
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CPP_TARGETS = ["mrat", "text", "model_dir"]
+CPP_TARGETS = ["mrat", "text", "model_dir", "checkpoint"]
 
 
 def _compiler():
