@@ -444,3 +444,46 @@ def test_intact_checkpoint_copy_resumes(trainer_exe, ck_env, tmp_path):
                                 str(ck_env["test"]), "--quiet"], capture_output=True, text=True, timeout=120)
             assert r.returncode == 0, r.stderr
         assert _manifest(ck)["epochs_done"] == 3
+
+
+def _tiny_fuzz_data():
+    """The data the checkpoint fuzz seeds were written for (fuzz/targets/checkpoint.cc)."""
+    i, j = np.arange(60), np.arange(15)
+    train = ((i % 12).astype(np.int32), ((i * 7 + i // 12) % 9).astype(np.int32),
+             (1.0 + 0.5 * ((i * 37) % 9)).astype(np.float32))
+    test = (((j * 5) % 12).astype(np.int32), ((j * 4 + 1) % 9).astype(np.int32), (3.0 + 0.5 * (j % 3)).astype(np.float32))
+    return train, test
+
+
+def _unpack_fuzz_checkpoint(blob, d):
+    """Writes a checkpoint fuzz input as the target does: manifest, "\\n==> FILE <==\\n" parts,
+    sizes and checksums re-stamped."""
+    from test_checkpoint import _file_hash
+    parts = blob.split(b"\n==> ")
+    man = json.loads(parts[0])
+    d.mkdir()
+    for part in parts[1:]:
+        name, body = part.split(b" <==\n", 1)
+        name = name.decode()
+        (d / name).write_bytes(body)
+        key = name.split(".e")[0]
+        man["bytes." + key], man["hash." + key] = len(body), "%016x" % _file_hash(body)
+    (d / "checkpoint.json").write_text(json.dumps(man))
+
+
+def test_fuzz_checkpoint_afp_bool_byte(tmp_path):
+    """fuzz: an AFP state whose has_avg bool byte was 5 (UBSan: invalid bool load while
+    resuming); its loss-scale / MUPPET policy twins too.  Now a clean refusal."""
+    from pathlib import Path
+    corpus = Path(__file__).resolve().parents[2] / "fuzz" / "corpus" / "checkpoint"
+    train, test = _tiny_fuzz_data()
+    ck = tmp_path / "ck"
+    _unpack_fuzz_checkpoint((corpus / "bad_fuzz_afp_bool_byte").read_bytes(), ck)
+    before = _snapshot(ck)
+    with pytest.raises(ValueError) as e:
+        mascot.MF.resume(ck, train, test)
+    _check_message(str(e.value), "cpu_state")
+    assert _snapshot(ck) == before
+    ok = tmp_path / "ok"  # the intact seed it came from resumes
+    _unpack_fuzz_checkpoint((corpus / "valid_afp").read_bytes(), ok)
+    assert mascot.MF.resume(ok, train, test).report_["totals"]["epochs_run"] == 3
