@@ -471,19 +471,28 @@ def _unpack_fuzz_checkpoint(blob, d):
     (d / "checkpoint.json").write_text(json.dumps(man))
 
 
-def test_fuzz_checkpoint_afp_bool_byte(tmp_path):
-    """fuzz: an AFP state whose has_avg bool byte was 5 (UBSan: invalid bool load while
-    resuming); its loss-scale / MUPPET policy twins too.  Now a clean refusal."""
+# Checkpoint findings of fuzz/targets/checkpoint.cc, replayed through MF.resume:
+#  afp_bool_byte  an AFP state whose has_avg bool byte was 5 (UBSan: invalid bool load while
+#                 resuming; the MPT loss-scale and MUPPET policy bools had the same gap)
+#  epoch_count    a backend state saying 1 epoch done under a run state with 2: the resumed
+#                 run repeated epoch 1 and reported 4 epochs of a 3-epoch run
+FUZZ_CHECKPOINTS = [("bad_fuzz_afp_bool_byte", ["cpu_state", "tensor state out of range"]),
+                    ("bad_fuzz_epoch_count", ["cpu_state", "corrupted (epoch count 1, the run state has 2)"])]
+
+
+@pytest.mark.parametrize("name,fragments", FUZZ_CHECKPOINTS, ids=[c[0] for c in FUZZ_CHECKPOINTS])
+def test_fuzz_checkpoint_findings(tmp_path, name, fragments):
     from pathlib import Path
     corpus = Path(__file__).resolve().parents[2] / "fuzz" / "corpus" / "checkpoint"
     train, test = _tiny_fuzz_data()
     ck = tmp_path / "ck"
-    _unpack_fuzz_checkpoint((corpus / "bad_fuzz_afp_bool_byte").read_bytes(), ck)
+    _unpack_fuzz_checkpoint((corpus / name).read_bytes(), ck)
     before = _snapshot(ck)
     with pytest.raises(ValueError) as e:
         mascot.MF.resume(ck, train, test)
-    _check_message(str(e.value), "cpu_state")
+    for f in fragments:
+        _check_message(str(e.value), f)
     assert _snapshot(ck) == before
-    ok = tmp_path / "ok"  # the intact seed it came from resumes
+    ok = tmp_path / "ok"  # the intact seed they came from resumes
     _unpack_fuzz_checkpoint((corpus / "valid_afp").read_bytes(), ok)
     assert mascot.MF.resume(ok, train, test).report_["totals"]["epochs_run"] == 3
