@@ -145,6 +145,7 @@ for t in "${CPP_TARGETS[@]}"; do
       execs=$(grep -m1 'stat::number_of_executed_units' "$BUILD/$t.log" | awk '{print $2}')
       cov=$(grep -E '^#[0-9]+.*(DONE|INITED)' "$BUILD/$t.log" | tail -1 | grep -oE 'cov: [0-9]+' || true)
       echo "   clean: ${execs:-?} executions, ${cov:-cov: ?}, $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s"
+      grep -a "^$t target:" "$BUILD/$t.log" | tail -1 | sed 's/^/   /' || true  # a target's own summary
     else
       echo "   FINDING in $t; log: $BUILD/$t.log, input: $(ls -t "$BUILD"/artifacts/"$t"-* 2>/dev/null | head -1)"
       grep -E 'ERROR|SUMMARY|runtime error|mascot fuzz|terminate' "$BUILD/$t.log" | head -5 | sed 's/^/   /'
@@ -154,7 +155,7 @@ for t in "${CPP_TARGETS[@]}"; do
     if [[ -n ${FUZZ_MUTATIONS:-} ]]; then budget=(--mutations "$FUZZ_MUTATIONS"); else budget=(--mutations -1 --max-time "$SECONDS_PER_TARGET"); fi
     if "$exe" "${budget[@]}" --seed "$SEED" \
          --artifact "$BUILD/artifacts/$t-replay-crash" "fuzz/corpus/$t" > "$BUILD/$t.log" 2>&1; then
-      echo "   clean: $(tail -1 "$BUILD/$t.log")"
+      echo "   clean: $(grep -a "^replay:" "$BUILD/$t.log" | tail -1)"
     else
       echo "   FINDING in $t; log: $BUILD/$t.log, input: $BUILD/artifacts/$t-replay-crash"
       grep -E 'ERROR|SUMMARY|runtime error|mascot fuzz|terminate|TIMEOUT' "$BUILD/$t.log" | head -5 | sed 's/^/   /'

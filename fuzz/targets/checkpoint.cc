@@ -114,6 +114,14 @@ void clear_dir(const std::string& dir) {
   }
 }
 
+/// How far inputs get (printed at exit: a run whose inputs never pass the reader tests little).
+struct Counts {
+  long inputs = 0, read_ok = 0, resumed = 0;
+  ~Counts() {
+    std::fprintf(stderr, "checkpoint target: %ld inputs, %ld read ok, %ld resumed ok\n", inputs, read_ok, resumed);
+  }
+} counts;
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -122,6 +130,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string kSep = "\n==> ", kEnd = " <==\n";
   const std::string dir = fuzz::scratch_subdir("ck");
   clear_dir(dir);
+  ++counts.inputs;
 
   std::string in(reinterpret_cast<const char*>(data), size);
   const bool raw = !in.empty() && in[0] == '!';
@@ -154,6 +163,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::require(info.epochs_done >= 0 && info.epochs_done <= info.config.epochs, "0 <= epochs_done <= epochs");
     fuzz::require(static_cast<int>(info.report.epochs.size()) == info.epochs_done, "one report record per epoch done");
     fuzz::require(info.every >= 1 && info.context.threads >= 1, "every and threads positive");
+    ++counts.read_ok;
     if (std::getenv("MASCOT_FUZZ_VERBOSE")) std::fprintf(stderr, "checkpoint: read ok (%d epochs done)\n", info.epochs_done);
     if (info.config.epochs - info.epochs_done > 3 || info.config.k > 64 || info.context.threads > 2) return;
     const TrainResult r = resume_training(dir, train, &test, {});
@@ -164,6 +174,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::require(static_cast<int>(r.report.epochs.size()) == info.config.epochs, "report covers every epoch");
     const CheckpointInfo after = read_checkpoint(dir, true);
     fuzz::require(after.epochs_done == info.config.epochs, "the final checkpoint is complete");
+    ++counts.resumed;
     if (std::getenv("MASCOT_FUZZ_VERBOSE")) std::fprintf(stderr, "checkpoint: resumed ok\n");
   });
   return 0;
