@@ -156,6 +156,7 @@ for t in "${CPP_TARGETS[@]}"; do
     if "$exe" "${budget[@]}" --seed "$SEED" \
          --artifact "$BUILD/artifacts/$t-replay-crash" "fuzz/corpus/$t" > "$BUILD/$t.log" 2>&1; then
       echo "   clean: $(grep -a "^replay:" "$BUILD/$t.log" | tail -1)"
+      grep -a "^$t target:" "$BUILD/$t.log" | tail -1 | sed 's/^/   /' || true
     else
       echo "   FINDING in $t; log: $BUILD/$t.log, input: $BUILD/artifacts/$t-replay-crash"
       grep -E 'ERROR|SUMMARY|runtime error|mascot fuzz|terminate|TIMEOUT' "$BUILD/$t.log" | head -5 | sed 's/^/   /'
