@@ -80,3 +80,63 @@ write("model_dir", {
     "bad_magic": b"NOTNUMPY" + npy(P)[8:] + SEP + npy(Q),
     "v2_header": npy(P)[:6] + b"\x02\x00" + struct.pack("<I", 118) + npy(P)[10:] + SEP + npy(Q),
 })
+
+# checkpoint/: tiny real checkpoints (needs mascot installed: skipped otherwise), packed as
+# fuzz/targets/checkpoint.cc reads them: manifest, then "\n==> FILE <==\n" + bytes per state
+# file.  Written on the tiny data of that target (mirrored here) after 2 of 3 epochs, so the
+# target's resume runs one epoch.  A leading "!" turns off the target's checksum re-stamping.
+CK_SEP, CK_END = b"\n==> ", b" <==\n"
+
+
+def tiny_data():
+    i = np.arange(60)
+    tr = (i % 12, (i * 7 + i // 12) % 9, 1.0 + 0.5 * ((i * 37) % 9))
+    j = np.arange(15)
+    te = ((j * 5) % 12, (j * 4 + 1) % 9, 3.0 + 0.5 * (j % 3))
+    return [(u.astype(np.int32), it.astype(np.int32), r.astype(np.float32)) for u, it, r in (tr, te)]
+
+
+def tiny_checkpoint(tmp, k=4, **params):
+    import json
+    import tempfile
+    from mascot import MF, _core
+    (tu, ti, tr), (eu, ei, er) = tiny_data()
+    m = MF(k=k, epochs=3, deterministic=True, **{"groups": 2, **params})
+    d = Path(tempfile.mkdtemp(dir=tmp))
+    _core.train_checkpointed(m._config(), "cpu", 1, m.seed, tu, ti, tr, 12, 9, eu, ei, er, "tiny",
+                             lambda rec: rec["epoch"] < 1, str(d / "ck"), 1, True)
+    man = (d / "ck" / "checkpoint.json").read_bytes()
+    files = {k[5:]: v for k, v in json.loads(man).items() if k.startswith("file.")}
+    parts = {name: (d / "ck" / f).read_bytes() for name, f in files.items()}
+    pack = man + b"".join(CK_SEP + files[n].encode() + CK_END + parts[n] for n in sorted(files))
+    return pack, files, parts, man
+
+
+try:
+    import tempfile
+
+    import mascot  # noqa: F401
+except ImportError:
+    print("make_corpus.py: mascot not importable; checkpoint/ seeds not regenerated")
+else:
+    with tempfile.TemporaryDirectory() as tmp:
+        seeds = {}
+        for name, params in {
+            "valid_fp32": dict(method="fp32"),
+            "valid_mascot_switches": dict(method="mascot", groups=4, warmup=0, period=1, threshold=1.1),
+            "valid_mpt_dynamic": dict(method="mpt", method_params={"loss_scale": "dynamic", "loss_scale_window": 20}),
+            "valid_muppet": dict(method="muppet", method_params={"muppet_resolution": 1, "muppet_patience": 1}),
+            "valid_afp": dict(method="afp"),
+            "valid_mascot_stochastic_chunk": dict(method="mascot", rounding="stochastic", order="chunk"),
+        }.items():
+            seeds[name] = tiny_checkpoint(tmp, **params)[0]
+        pack, files, parts, man = tiny_checkpoint(tmp, method="fp32")
+        p32 = files["P32"].encode()
+        seeds["bad_truncated_P32"] = pack.replace(CK_END + parts["P32"], CK_END + parts["P32"][:-7])
+        seeds["bad_raw_flipped_byte"] = b"!" + pack.replace(parts["P32"], parts["P32"][:-1] + b"\x01")
+        seeds["bad_raw_missing_file"] = b"!" + pack.replace(CK_SEP + p32 + CK_END + parts["P32"], b"")
+        seeds["bad_manifest_truncated"] = man[: len(man) // 2]
+        seeds["bad_run_state_cut"] = pack.replace(parts["run_state"], parts["run_state"][:40])
+        _, _, parts8, _ = tiny_checkpoint(tmp, method="fp32", k=8)
+        seeds["bad_other_k_P32"] = pack.replace(parts["P32"], parts8["P32"])  # re-stamped: passes the checksum
+        write("checkpoint", seeds)

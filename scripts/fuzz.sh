@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh TARGET[,TARGET...]|ALL SECONDS    e.g.  scripts/fuzz.sh ALL 60   scripts/fuzz.sh text 300
 #   scripts/fuzz.sh --list
 #
-# C++ targets: fuzz/targets/<name>.cc (mrat, text, model_dir: the C++ readers).
+# C++ targets: fuzz/targets/<name>.cc (mrat, text, model_dir, checkpoint: the C++ readers).
 # Python targets: fuzz/python/<name>.py (model_json: MF.load's model.json layer), run with
 # atheris when `import atheris` works in ${PYTHON:-python3}, else with its seeded --replay loop;
 # they need mascot installed in that Python.
@@ -26,7 +26,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CORE_SOURCES=(cpp/src/error.cc cpp/src/fileutil.cc cpp/src/ratings.cc cpp/src/model.cc)
+# checkpoint needs the whole CPU trainer (it resumes a run); kernels.cc is built as the
+# portable "generic" variant only (CMakeLists.txt builds AVX2/AVX-512 ones too).
+CORE_SOURCES=(cpp/src/error.cc cpp/src/fileutil.cc cpp/src/ratings.cc cpp/src/model.cc
+              cpp/src/config.cc cpp/src/context.cc cpp/src/json.cc cpp/src/synthetic.cc cpp/src/reorder.cc
+              cpp/src/report.cc cpp/src/trainer.cc cpp/src/checkpoint.cc cpp/src/memory_plan.cc
+              cpp/src/switching.cc cpp/src/cuda_stubs.cc cpp/src/cpu/cpu_trainer.cc cpp/src/cpu/schedule.cc
+              cpp/src/cpu/kernels_dispatch.cc cpp/src/cpu/competing.cc cpp/src/cpu/kernels.cc)
 BUILD=${FUZZ_BUILD:-build-fuzz}
 SEED=${FUZZ_SEED:-1}
 
@@ -99,16 +105,23 @@ done
 [[ ${#CPP_TARGETS[@]} -gt 0 ]] || exit $status
 
 # Objects are rebuilt only when their source or any header is newer (cheap make).
-newest_header=$(find cpp/include fuzz -name '*.h' -newer "$OBJ/.stamp" 2>/dev/null | head -1 || true)
+# Compiled in parallel (FUZZ_JOBS, default: all cores): a cold build is ~20 sanitized objects.
+newest_header=$(find cpp/include cpp/src fuzz -name '*.h' -newer "$OBJ/.stamp" 2>/dev/null | head -1 || true)
 [[ -f $OBJ/.stamp ]] || newest_header=force
 objs=()
+jobs_max=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 for src in "${CORE_SOURCES[@]}"; do
   o=$OBJ/$(basename "$src" .cc).o
+  extra=(); [[ $src == */kernels.cc ]] && extra=(-DMASCOT_KERNEL_NS=generic)
   if [[ -n $newest_header || ! -f $o || $src -nt $o ]]; then
-    "$CXX_" "${COMMON[@]}" "${LIB_FLAGS[@]}" -c "$src" -o "$o" || exit 2
+    rm -f "$o"  # a failed compile leaves no object: checked after the wait below
+    while [[ $(jobs -rp | wc -l) -ge $jobs_max ]]; do wait -n || true; done
+    { "$CXX_" "${COMMON[@]}" "${LIB_FLAGS[@]}" "${extra[@]}" -c "$src" -o "$o.tmp" && mv "$o.tmp" "$o"; } &
   fi
   objs+=("$o")
 done
+wait
+for o in "${objs[@]}"; do [[ -f $o ]] || { echo "fuzz.sh: building $o failed" >&2; exit 2; }; done
 if [[ $MODE == replay ]]; then
   if [[ -n $newest_header || ! -f $OBJ/replay_main.o || fuzz/replay_main.cc -nt $OBJ/replay_main.o ]]; then
     "$CXX_" "${COMMON[@]}" "${LIB_FLAGS[@]}" -c fuzz/replay_main.cc -o "$OBJ/replay_main.o" || exit 2
@@ -132,6 +145,7 @@ for t in "${CPP_TARGETS[@]}"; do
       execs=$(grep -m1 'stat::number_of_executed_units' "$BUILD/$t.log" | awk '{print $2}')
       cov=$(grep -E '^#[0-9]+.*(DONE|INITED)' "$BUILD/$t.log" | tail -1 | grep -oE 'cov: [0-9]+' || true)
       echo "   clean: ${execs:-?} executions, ${cov:-cov: ?}, $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s"
+      grep -a "^$t target:" "$BUILD/$t.log" | tail -1 | sed 's/^/   /' || true  # a target's own summary
     else
       echo "   FINDING in $t; log: $BUILD/$t.log, input: $(ls -t "$BUILD"/artifacts/"$t"-* 2>/dev/null | head -1)"
       grep -E 'ERROR|SUMMARY|runtime error|mascot fuzz|terminate' "$BUILD/$t.log" | head -5 | sed 's/^/   /'
@@ -141,7 +155,8 @@ for t in "${CPP_TARGETS[@]}"; do
     if [[ -n ${FUZZ_MUTATIONS:-} ]]; then budget=(--mutations "$FUZZ_MUTATIONS"); else budget=(--mutations -1 --max-time "$SECONDS_PER_TARGET"); fi
     if "$exe" "${budget[@]}" --seed "$SEED" \
          --artifact "$BUILD/artifacts/$t-replay-crash" "fuzz/corpus/$t" > "$BUILD/$t.log" 2>&1; then
-      echo "   clean: $(tail -1 "$BUILD/$t.log")"
+      echo "   clean: $(grep -a "^replay:" "$BUILD/$t.log" | tail -1)"
+      grep -a "^$t target:" "$BUILD/$t.log" | tail -1 | sed 's/^/   /' || true
     else
       echo "   FINDING in $t; log: $BUILD/$t.log, input: $BUILD/artifacts/$t-replay-crash"
       grep -E 'ERROR|SUMMARY|runtime error|mascot fuzz|terminate|TIMEOUT' "$BUILD/$t.log" | head -5 | sed 's/^/   /'

@@ -243,7 +243,9 @@ Manifest parse_manifest(const std::string& text, const std::string& path) {
     while (true) {
       ws();
       const std::string key = string();
-      if (!clean_text(key)) bad("invalid text in a key");
+      // keys are ASCII names we wrote; they end up in error messages, which stay printable ASCII
+      for (char c : key)
+        if (c < 0x20 || c > 0x7e) bad("invalid character in a key");
       ws();
       if (p >= text.size() || text[p] != ':') bad("expected ':'");
       ++p;

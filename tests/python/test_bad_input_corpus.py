@@ -266,3 +266,233 @@ def test_npy_v2_header_and_valid_variants_still_load(saved_model):
     h += b" " * ((64 - (10 + len(h) + 1) % 64) % 64) + b"\n"
     (saved_model / "P.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h + P.tobytes())
     assert np.array_equal(mascot.MF.load(saved_model).P, P)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+# Truncated and corrupted checkpoint files, state files from a run with another k or method,
+# and other data, each through MF.resume and `mascot_train --resume`.  A refused resume must
+# leave the checkpoint directory byte for byte as it was (the last complete checkpoint stays
+# resumable) and write no model or report.  test_checkpoint.py covers the happy paths, the
+# CLI's --k/--method expectations and the crafted state files that pass the checksum.
+def _write_text(path, u, i, r):
+    path.write_text("".join(f"{a} {b} {c:g}\n" for a, b, c in zip(u, i, r)))
+    return path
+
+
+def _stopped_run(d, tr, te, **params):
+    """A deterministic 3-epoch run stopped after 2 epochs: a checkpoint with work left."""
+    m = mascot.MF(epochs=3, deterministic=True, **params)
+    mascot._core.train_checkpointed(
+        m._config(), "cpu", 1, m.seed, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+        te.users, te.items, te.ratings, "", lambda rec: rec["epoch"] < 1, str(d), 1, True)
+    return d
+
+
+@pytest.fixture(scope="module")
+def ck_env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ck")
+    rng = np.random.default_rng(11)
+    pairs = rng.choice(30 * 20, size=240, replace=False)
+    u, i = (pairs // 20).astype(np.int32), (pairs % 20).astype(np.int32)
+    r = rng.integers(1, 6, size=240).astype(np.float32)
+    train = _write_text(base / "train.txt", u[:200], i[:200], r[:200])
+    test = _write_text(base / "test.txt", u[200:], i[200:], r[200:])
+    tr, te = data.read(train), data.read(test)
+    mascot_k4 = dict(method="mascot", groups=2, warmup=0, period=1, threshold=1.1)
+    return dict(train=train, test=test, base=_stopped_run(base / "mascot_k4", tr, te, k=4, **mascot_k4),
+                k8=_stopped_run(base / "mascot_k8", tr, te, k=8, **mascot_k4),
+                fp32=_stopped_run(base / "fp32_k4", tr, te, k=4, method="fp32", groups=2))
+
+
+def _manifest(d):
+    return json.loads((d / "checkpoint.json").read_text())
+
+
+def _state(d, name):
+    return d / _manifest(d)["file." + name]
+
+
+def _cut(name, keep):
+    def f(ck, env):
+        p = _state(ck, name)
+        p.write_bytes(p.read_bytes()[: keep(p.stat().st_size)])
+    return f
+
+
+def _flip_last_byte(ck, env):
+    p = _state(ck, "Q16")
+    b = bytearray(p.read_bytes())
+    b[-1] ^= 1
+    p.write_bytes(bytes(b))
+
+
+def _manifest_bytes(fn):
+    def f(ck, env):
+        p = ck / "checkpoint.json"
+        p.write_bytes(fn(p.read_bytes()))
+    return f
+
+
+def _graft(src, name):
+    """Replaces state file `name` with the one of checkpoint env[src] (intact, so its size and
+    checksum in the manifest are right: only the loader's checks against the run catch it)."""
+    def f(ck, env):
+        other, man = env[src], _manifest(ck)
+        om = _manifest(other)
+        assert name in {k[5:] for k in om if k.startswith("file.")}
+        (ck / man["file." + name]).unlink()
+        man["file." + name] = om["file." + name]
+        man["bytes." + name], man["hash." + name] = om["bytes." + name], om["hash." + name]
+        (ck / om["file." + name]).write_bytes((other / om["file." + name]).read_bytes())
+        (ck / "checkpoint.json").write_text(json.dumps(man))
+    return f
+
+
+def _other_data(which, edit):
+    """Resume on edited copies of the training or test file (ratings, or lines dropped)."""
+    def f(ck, env):
+        lines = env[which].read_text().splitlines(keepends=True)
+        p = ck.parent / f"{ck.name}-{which}.txt"
+        p.write_text("".join(edit(lines)))
+        return {which: p}
+    return f
+
+
+def _bump_first_rating(lines):
+    u, i, r = lines[0].split()
+    return [f"{u} {i} {float(r) % 5 + 1:g}\n"] + lines[1:]
+
+
+def _unlink(name):
+    return lambda ck, env: _state(ck, name).unlink()
+
+
+# (id, corrupt(ck, env) -> optional {"train"/"test": path}, Python exception, message fragments)
+CHECKPOINTS = [
+    ("ck-truncated-factors", _cut("P16", lambda n: n - 100), ValueError, ["P16.e000002", "truncated"]),
+    ("ck-truncated-factor-header", _cut("Q16", lambda n: 40), ValueError, ["Q16.e000002", "truncated"]),
+    ("ck-truncated-run-state", _cut("run_state", lambda n: n // 2), ValueError, ["run_state.e000002", "truncated"]),
+    ("ck-truncated-cpu-state", _cut("cpu_state", lambda n: n - 1), ValueError, ["cpu_state.e000002", "truncated"]),
+    ("ck-empty-state-file", _cut("cpu_state", lambda n: 0), ValueError, ["cpu_state.e000002", "truncated (0 of"]),
+    ("ck-truncated-manifest", _manifest_bytes(lambda b: b[: len(b) // 2]), ValueError,
+     ["checkpoint.json", "corrupted manifest"]),
+    ("ck-empty-manifest", _manifest_bytes(lambda b: b""), ValueError, ["checkpoint.json", "corrupted manifest"]),
+    ("ck-binary-manifest", _manifest_bytes(lambda b: b"\x00\xff" * 50), ValueError,
+     ["checkpoint.json", "corrupted manifest"]),
+    # fuzz: a manifest key with non-ASCII bytes was echoed into the "field missing" message
+    ("fuzz:ck-non-ascii-key", _manifest_bytes(lambda b: b.replace(b'"file.run_state"', b'"file.ru\xef\xbb\xbfn_state"')),
+     ValueError, ["checkpoint.json", "corrupted manifest (invalid character in a key"]),
+    ("ck-missing-state-file", _unlink("Q16"), OSError, ["Q16.e000002", "missing"]),
+    ("ck-flipped-byte", _flip_last_byte, ValueError, ["Q16.e000002", "checksum mismatch"]),
+    ("ck-other-k-factors", _graft("k8", "P16"), ValueError, ["P16.e000002", "different shape", "wrong k"]),
+    ("ck-other-k-state", _graft("k8", "cpu_state"), ValueError, ["cpu_state", "saved with k=8, this run has k=4"]),
+    ("ck-other-method-state", _graft("fp32", "cpu_state"), ValueError, ["cpu_state"]),
+    ("ck-other-method-run-state", _graft("fp32", "run_state"), ValueError, ["run_state", "do not match"]),
+    ("ck-other-train-ratings", _other_data("train", _bump_first_rating), ValueError,
+     ["written for other data", "same shape, different content"]),
+    ("ck-other-train-shape", _other_data("train", lambda ls: ls[:-1]), ValueError,
+     ["written for other data", "200 ratings (this one: ", "199)"]),
+    ("ck-other-test-set", _other_data("test", _bump_first_rating), ValueError, ["another test set"]),
+    ("ck-no-test-set", lambda ck, env: {"test": None}, ValueError, ["another test set (40 ratings, this one: none)"]),
+]
+
+
+def _snapshot(d):
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+@pytest.mark.parametrize("corrupt,exc,fragments", [c[1:] for c in CHECKPOINTS], ids=[c[0] for c in CHECKPOINTS])
+def test_bad_checkpoint(trainer_exe, ck_env, tmp_path, corrupt, exc, fragments):
+    import shutil
+    ck = tmp_path / "ck"
+    shutil.copytree(ck_env["base"], ck)
+    paths = {"train": ck_env["train"], "test": ck_env["test"]}
+    paths.update(corrupt(ck, ck_env) or {})
+    before = _snapshot(ck)
+    with pytest.raises(exc) as e:
+        mascot.MF.resume(ck, paths["train"], paths["test"])
+    for f in fragments:
+        _check_message(str(e.value), f)
+    assert _snapshot(ck) == before
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [trainer_exe, "--resume", str(ck), "--train", str(paths["train"]), "--quiet",
+            "--save", str(out / "model"), "--report", str(out / "r.json")]
+    if paths["test"] is not None:
+        args += ["--test", str(paths["test"])]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode in (1, 2), r.stderr
+    assert len(err) == 1 and err[0].startswith("mascot_train: error: "), r.stderr
+    for f in fragments:
+        _check_message(err[0], f)
+    assert _listing(out) == [] and _snapshot(ck) == before
+
+
+def test_intact_checkpoint_copy_resumes(trainer_exe, ck_env, tmp_path):
+    """The corpus's base checkpoint is good: both paths resume it (so the refusals above are
+    about the damage, not the set-up)."""
+    import shutil
+    for how in ("python", "cli"):
+        ck = tmp_path / how
+        shutil.copytree(ck_env["base"], ck)
+        if how == "python":
+            m = mascot.MF.resume(ck, ck_env["train"], ck_env["test"])
+            assert m.report_["totals"]["epochs_run"] == 3 and m.P.shape[1] == 4
+        else:
+            r = subprocess.run([trainer_exe, "--resume", str(ck), "--train", str(ck_env["train"]), "--test",
+                                str(ck_env["test"]), "--quiet"], capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stderr
+        assert _manifest(ck)["epochs_done"] == 3
+
+
+def _tiny_fuzz_data():
+    """The data the checkpoint fuzz seeds were written for (fuzz/targets/checkpoint.cc)."""
+    i, j = np.arange(60), np.arange(15)
+    train = ((i % 12).astype(np.int32), ((i * 7 + i // 12) % 9).astype(np.int32),
+             (1.0 + 0.5 * ((i * 37) % 9)).astype(np.float32))
+    test = (((j * 5) % 12).astype(np.int32), ((j * 4 + 1) % 9).astype(np.int32), (3.0 + 0.5 * (j % 3)).astype(np.float32))
+    return train, test
+
+
+def _unpack_fuzz_checkpoint(blob, d):
+    """Writes a checkpoint fuzz input as the target does: manifest, "\\n==> FILE <==\\n" parts,
+    sizes and checksums re-stamped."""
+    from test_checkpoint import _file_hash
+    parts = blob.split(b"\n==> ")
+    man = json.loads(parts[0])
+    d.mkdir()
+    for part in parts[1:]:
+        name, body = part.split(b" <==\n", 1)
+        name = name.decode()
+        (d / name).write_bytes(body)
+        key = name.split(".e")[0]
+        man["bytes." + key], man["hash." + key] = len(body), "%016x" % _file_hash(body)
+    (d / "checkpoint.json").write_text(json.dumps(man))
+
+
+# Checkpoint findings of fuzz/targets/checkpoint.cc, replayed through MF.resume:
+#  afp_bool_byte  an AFP state whose has_avg bool byte was 5 (UBSan: invalid bool load while
+#                 resuming; the MPT loss-scale and MUPPET policy bools had the same gap)
+#  epoch_count    a backend state saying 1 epoch done under a run state with 2: the resumed
+#                 run repeated epoch 1 and reported 4 epochs of a 3-epoch run
+FUZZ_CHECKPOINTS = [("bad_fuzz_afp_bool_byte", ["cpu_state", "tensor state out of range"]),
+                    ("bad_fuzz_epoch_count", ["cpu_state", "corrupted (epoch count 1, the run state has 2)"])]
+
+
+@pytest.mark.parametrize("name,fragments", FUZZ_CHECKPOINTS, ids=[c[0] for c in FUZZ_CHECKPOINTS])
+def test_fuzz_checkpoint_findings(tmp_path, name, fragments):
+    from pathlib import Path
+    corpus = Path(__file__).resolve().parents[2] / "fuzz" / "corpus" / "checkpoint"
+    train, test = _tiny_fuzz_data()
+    ck = tmp_path / "ck"
+    _unpack_fuzz_checkpoint((corpus / name).read_bytes(), ck)
+    before = _snapshot(ck)
+    with pytest.raises(ValueError) as e:
+        mascot.MF.resume(ck, train, test)
+    for f in fragments:
+        _check_message(str(e.value), f)
+    assert _snapshot(ck) == before
+    ok = tmp_path / "ok"  # the intact seed they came from resumes
+    _unpack_fuzz_checkpoint((corpus / "valid_afp").read_bytes(), ok)
+    assert mascot.MF.resume(ok, train, test).report_["totals"]["epochs_run"] == 3

@@ -1,6 +1,6 @@
 """A short fuzzing run of every reader, as part of the test suite (issue 6, hardening).
 
-C++ readers (.mrat, text, model directory): ``scripts/fuzz.sh`` builds the fuzz targets with
+C++ readers (.mrat, text, model directory, checkpoint): ``scripts/fuzz.sh`` builds the fuzz targets with
 AddressSanitizer + UndefinedBehaviorSanitizer and runs them -- coverage-guided libFuzzer for a
 few seconds each where clang's libFuzzer exists, else the seeded replay driver (corpus + 2000
 random mutations each, deterministic).  Either way real inputs hit the readers under the
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CPP_TARGETS = ["mrat", "text", "model_dir"]
+CPP_TARGETS = ["mrat", "text", "model_dir", "checkpoint"]
 
 
 def _compiler():
@@ -51,6 +51,10 @@ def test_cpp_readers_short_fuzz_run(tmp_path):
     for line in clean:  # the targets really executed inputs
         n = int(line.split()[1]) if mode == "libfuzzer" else int(line.split("+")[1].split()[0])
         assert n >= (100 if mode == "libfuzzer" else 2000), line
+    # the checkpoint target's own summary: inputs got past the re-stamped checksums and resumed
+    # (0 would mean its checksum mirror drifted from cpp/src/checkpoint.cc)
+    summary = [l for l in out.splitlines() if "checkpoint target:" in l]
+    assert len(summary) == 1 and int(summary[0].split(",")[2].split()[0]) > 0, out
     print(out)
 
 

@@ -42,6 +42,23 @@ namespace {
 
 using detail::FixedFormat;
 
+// Checks on structs read raw from a checkpoint's state (import_state): a bool member holding
+// any byte but 0/1 is undefined behaviour once loaded (found by fuzz/targets/checkpoint.cc),
+// and a fixed-point format must be the one make_fixed_format builds from its two integers.
+bool bool_byte_ok(const bool& b) {
+  unsigned char c;
+  std::memcpy(&c, &b, 1);
+  return c <= 1;
+}
+bool format_ok(const FixedFormat& f) {
+  if (f.word_length < 0 || f.word_length > 24 || f.frac_bits <= -300 || f.frac_bits >= 300) return false;
+  if (f.word_length == 0)  // never built (FP32 level): only needs to be harmless
+    return std::isfinite(f.scale) && std::isfinite(f.inv_scale) && std::isfinite(f.lo) && std::isfinite(f.hi);
+  const FixedFormat g = detail::make_fixed_format(f.frac_bits, f.word_length);
+  return std::memcmp(&f.scale, &g.scale, sizeof(float)) == 0 && std::memcmp(&f.inv_scale, &g.inv_scale, sizeof(float)) == 0 &&
+         f.lo == g.lo && f.hi == g.hi;
+}
+
 // ISA dispatch: the per-rating loops are written once (force-inlined) and instantiated twice,
 // generic (SSE2 on x86-64) and with AVX2 enabled (8-wide), picked at run time like the SGD
 // kernels: AVX2 whenever kernel_isa() is avx2 or avx512 (so MASCOT_ISA=generic forces the
@@ -292,6 +309,7 @@ class Mpt final : public CompetingMethod {
     if (r.pod<uint64_t>() != workers_.size()) r.fail("saved with a different number of threads");
     for (auto& x : workers_) {
       x.ls = r.pod<detail::MptLossScale>();
+      if (!bool_byte_ok(x.ls.dynamic)) r.fail("loss scale state out of range or from other settings");
       if (!(x.ls.scale >= detail::MptLossScale::kMin && x.ls.scale <= detail::MptLossScale::kMax) || x.ls.clean < 0 ||
           x.ls.dynamic != c_.dynamic_loss_scale || x.ls.window != c_.loss_scale_window)
         r.fail("loss scale state out of range or from other settings");
@@ -585,6 +603,9 @@ class Muppet final : public CompetingMethod {
     if (r.str() != "muppet") r.fail("not a muppet state");
     if (r.pod<uint64_t>() != workers_.size()) r.fail("saved with a different number of threads");
     policy_ = r.pod<detail::MuppetPolicy>();
+    if (!bool_byte_ok(policy_.evaluated) || !std::isfinite(policy_.max_gd) || !std::isfinite(policy_.ratio) ||
+        !std::isfinite(policy_.threshold) || policy_.violations < 0)
+      r.fail("policy state out of range");
     win_p_ = r.vec<double>();
     win_q_ = r.vec<double>();
     if (win_p_.size() != static_cast<size_t>(k_) || win_q_.size() != static_cast<size_t>(k_)) r.fail("wrong k");
@@ -599,8 +620,7 @@ class Muppet final : public CompetingMethod {
     if (policy_.levels != static_cast<int>(c_.muppet_word_lengths.size()) || policy_.level < 0 ||
         policy_.level > policy_.levels)
       r.fail("policy level out of range");
-    auto sane = [](const FixedFormat& f) { return f.word_length >= 0 && f.word_length <= 24 && f.frac_bits > -300 && f.frac_bits < 300; };
-    if (!sane(fp_) || !sane(fq_)) r.fail("fixed-point format out of range");
+    if (!format_ok(fp_) || !format_ok(fq_)) r.fail("fixed-point format out of range");
   }
 
  private:
@@ -896,8 +916,8 @@ class Afp final : public CompetingMethod {
         const auto& st = x.st[t];
         const auto& f = x.fmt[t];
         if ((st.bits != c_.afp_low_bits && st.bits != c_.afp_high_bits) || st.pos < -300 || st.pos > 300 ||
-            st.next < 0 || st.interval < 0 || f.word_length < 0 || f.word_length > 24 || f.frac_bits <= -300 ||
-            f.frac_bits >= 300)
+            st.next < 0 || st.interval < 0 || !bool_byte_ok(st.has_avg) || !(std::fabs(st.mov_avg) <= 300) ||
+            !format_ok(f) || !std::isfinite(x.fmax[t]))
           r.fail("tensor state out of range or from other settings");
       }
       r.pod(&x.iter);

@@ -137,6 +137,10 @@ class CpuBackend final : public detail::Backend {
     updates_ = 0;
     if (in.resume) {
       import_state(*in.resume);
+      // the backend's epoch count must be the run state's, else epochs repeat (fuzz finding)
+      if (static_cast<size_t>(start_epoch_) != report->epochs.size())
+        throw InvalidArgument(in.resume->where("cpu_state") + ": corrupted (epoch count " + std::to_string(start_epoch_) +
+                              ", the run state has " + std::to_string(report->epochs.size()) + ")");
       sched.replay(start_epoch_);  // the visiting order carries state from epoch to epoch
     }
 
