@@ -246,7 +246,8 @@ def test_sigkill_leaves_last_checkpoint_loadable(trainer_exe, tmp_path):
     directory's checkpoint loads (all sizes and checksums), never goes backwards, and resuming
     it to the end gives exactly the uninterrupted model."""
     # 4.6 MB of FP32 factors per checkpoint (written every epoch, fsync'ed: most of the run's time)
-    args = ["--dataset", "synthetic-ml10m:0.05", "--k", 64, "--epochs", 25, "--method", "fp32", "--deterministic",
+    # 60 epochs: 8 kills advance the run by up to ~3 epochs each on an idle machine, and all 8 must land
+    args = ["--dataset", "synthetic-ml10m:0.05", "--k", 64, "--epochs", 60, "--method", "fp32", "--deterministic",
             "--quiet"]
     ck = tmp_path / "ck"
     rng = random.Random(1234)
