@@ -187,8 +187,7 @@ class MuppetHost {
     batch_.reset(static_cast<size_t>(batch_warps_) * 2 * k_);
     batch_n_.reset(static_cast<size_t>(batch_warps_));
     rescales_.reset(1);
-    win_p_.assign(static_cast<size_t>(k_), 0.0);
-    win_q_.assign(static_cast<size_t>(k_), 0.0);
+    win_.reset(k_);
   }
   void begin_epoch(const Side& U, const Side& I, int k, SgdArgs* a) {
     wl_ = policy_.fp32() ? 0 : c_.muppet_word_lengths[static_cast<size_t>(policy_.level)];
@@ -233,14 +232,7 @@ class MuppetHost {
           gq[j] += b[static_cast<size_t>(w) * 2 * k + k + j];
         }
       }
-      for (int j = 0; j < k; ++j) {
-        norm_p += gp[j] * gp[j];
-        norm_q += gq[j] * gq[j];
-        win_p_[j] += gp[j];
-        win_q_[j] += gq[j];
-      }
-      win_norm_p_ += norm_p;
-      win_norm_q_ += norm_q;
+      win_.add(gp, gq, &norm_p, &norm_q);  // policy.py update()
       std::vector<int> f(frac_.size());
       frac_.download(f.data(), f.size());
       for (size_t x = 0; x < f.size(); x += 2) {
@@ -251,21 +243,7 @@ class MuppetHost {
     }
     double gd_p = NAN, gd_q = NAN, mean_gd = NAN;
     if (wl > 0 && detail::MuppetPolicy::is_evaluation_epoch(c_, epoch)) {
-      double sp = 0, sq = 0;
-      for (int j = 0; j < k; ++j) {
-        sp += win_p_[j] * win_p_[j];
-        sq += win_q_[j] * win_q_[j];
-      }
-      gd_p = sp > 0 ? win_norm_p_ / sp : NAN;
-      gd_q = sq > 0 ? win_norm_q_ / sq : NAN;
-      int nl = 0;
-      double s = 0;
-      if (std::isfinite(gd_p)) s += gd_p, ++nl;
-      if (std::isfinite(gd_q)) s += gd_q, ++nl;
-      mean_gd = nl > 0 ? s / nl : NAN;
-      std::fill(win_p_.begin(), win_p_.end(), 0.0);
-      std::fill(win_q_.begin(), win_q_.end(), 0.0);
-      win_norm_p_ = win_norm_q_ = 0;
+      mean_gd = win_.mean_diversity(&gd_p, &gd_q);  // policy.py calculate_mean_gd(), then reset
     }
     const bool switched = policy_.end_epoch(c_, epoch, mean_gd);
     if (switched) switches_.push_back(epoch);
@@ -299,8 +277,7 @@ class MuppetHost {
   int wl_ = 0;
   float max_p_ = 0, max_q_ = 0;
   detail::FixedFormat fp_{}, fq_{};
-  std::vector<double> win_p_, win_q_;
-  double win_norm_p_ = 0, win_norm_q_ = 0;
+  detail::MuppetWindow win_;  ///< gradient-diversity window, as on the CPU
   std::vector<int> switches_;
   DeviceBuffer<int> frac_;
   DeviceBuffer<float> batch_;

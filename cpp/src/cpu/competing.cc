@@ -469,8 +469,7 @@ class Muppet final : public CompetingMethod {
       w.bp.assign(static_cast<size_t>(k_), 0.f);
       w.bq.assign(static_cast<size_t>(k_), 0.f);
     }
-    win_p_.assign(static_cast<size_t>(k_), 0.0);
-    win_q_.assign(static_cast<size_t>(k_), 0.0);
+    win_.reset(k_);
   }
 
   void begin_epoch(int epoch, const float* P, int64_t m, const float* Q, int64_t n) override {
@@ -520,34 +519,12 @@ class Muppet final : public CompetingMethod {
           gq[j] += w.bq[j];
         }
       }
-      for (int j = 0; j < k_; ++j) {
-        norm_p += gp[j] * gp[j];
-        norm_q += gq[j] * gq[j];
-        win_p_[j] += gp[j];
-        win_q_[j] += gq[j];
-      }
       // policy.py update(): sumOfNorms += ||grad||^2, sumOfGrads += grad, per layer
-      win_norm_p_ += norm_p;
-      win_norm_q_ += norm_q;
+      win_.add(gp, gq, &norm_p, &norm_q);
     }
     double gd_p = NAN, gd_q = NAN, mean_gd = NAN;
     if (wl > 0 && detail::MuppetPolicy::is_evaluation_epoch(c_, epoch)) {
-      // policy.py calculate_mean_gd(): mean over layers of sumOfNorms / ||sumOfGrads||^2, then reset
-      double sp = 0, sq = 0;
-      for (int j = 0; j < k_; ++j) {
-        sp += win_p_[j] * win_p_[j];
-        sq += win_q_[j] * win_q_[j];
-      }
-      gd_p = sp > 0 ? win_norm_p_ / sp : NAN;
-      gd_q = sq > 0 ? win_norm_q_ / sq : NAN;
-      int nl = 0;
-      double s = 0;
-      if (std::isfinite(gd_p)) s += gd_p, ++nl;
-      if (std::isfinite(gd_q)) s += gd_q, ++nl;
-      mean_gd = nl > 0 ? s / nl : NAN;
-      std::fill(win_p_.begin(), win_p_.end(), 0.0);
-      std::fill(win_q_.begin(), win_q_.end(), 0.0);
-      win_norm_p_ = win_norm_q_ = 0;
+      mean_gd = win_.mean_diversity(&gd_p, &gd_q);  // policy.py calculate_mean_gd(), then reset
     }
     const bool switched = policy_.end_epoch(c_, epoch, mean_gd);
     if (switched) switches_.push_back(epoch);
@@ -587,10 +564,10 @@ class Muppet final : public CompetingMethod {
     w.str("muppet");
     w.pod(static_cast<uint64_t>(workers_.size()));
     w.pod(policy_);
-    w.vec(win_p_);
-    w.vec(win_q_);
-    w.pod(win_norm_p_);
-    w.pod(win_norm_q_);
+    w.vec(win_.p);
+    w.vec(win_.q);
+    w.pod(win_.norm_p);
+    w.pod(win_.norm_q);
     w.vec(switches_);
     w.pod(fp_);
     w.pod(fq_);
@@ -606,11 +583,11 @@ class Muppet final : public CompetingMethod {
     if (!bool_byte_ok(policy_.evaluated) || !std::isfinite(policy_.max_gd) || !std::isfinite(policy_.ratio) ||
         !std::isfinite(policy_.threshold) || policy_.violations < 0)
       r.fail("policy state out of range");
-    win_p_ = r.vec<double>();
-    win_q_ = r.vec<double>();
-    if (win_p_.size() != static_cast<size_t>(k_) || win_q_.size() != static_cast<size_t>(k_)) r.fail("wrong k");
-    r.pod(&win_norm_p_);
-    r.pod(&win_norm_q_);
+    win_.p = r.vec<double>();
+    win_.q = r.vec<double>();
+    if (win_.p.size() != static_cast<size_t>(k_) || win_.q.size() != static_cast<size_t>(k_)) r.fail("wrong k");
+    r.pod(&win_.norm_p);
+    r.pod(&win_.norm_q);
     switches_ = r.vec<int>();
     r.pod(&fp_);
     r.pod(&fq_);
@@ -766,8 +743,7 @@ class Muppet final : public CompetingMethod {
   int wl_ = 0;  // this epoch's word length, 0 = FP32
   float max_p_ = 0, max_q_ = 0;
   FixedFormat fp_{}, fq_{};
-  std::vector<double> win_p_, win_q_;
-  double win_norm_p_ = 0, win_norm_q_ = 0;
+  detail::MuppetWindow win_;  ///< gradient-diversity window (policy.py sumOfGrads / sumOfNorms)
   std::vector<int> switches_;
   std::vector<Worker> workers_;
 };

@@ -167,6 +167,51 @@ struct MptLossScale {
 };
 
 // ==================================================================== MuPPET: switching policy
+/// MuPPET's gradient-diversity window over epochs (policy.py: sumOfGrads and sumOfNorms per
+/// layer; the layers are P and Q), host side, shared by the CPU and CUDA backends.  Each epoch
+/// adds its last mini-batch gradient (k values per layer, summed over the workers).
+struct MuppetWindow {
+  std::vector<double> p, q;  ///< sum of the added gradients
+  double norm_p = 0, norm_q = 0;  ///< sum of their squared norms
+
+  void reset(int k) {
+    p.assign(static_cast<size_t>(k), 0.0);
+    q.assign(static_cast<size_t>(k), 0.0);
+    norm_p = norm_q = 0;
+  }
+  /// Adds one epoch's gradients; *np, *nq receive their squared norms.
+  void add(const std::vector<double>& gp, const std::vector<double>& gq, double* np, double* nq) {
+    double a = 0, b = 0;
+    for (size_t j = 0; j < p.size(); ++j) {
+      a += gp[j] * gp[j];
+      b += gq[j] * gq[j];
+      p[j] += gp[j];
+      q[j] += gq[j];
+    }
+    norm_p += a;
+    norm_q += b;
+    *np = a;
+    *nq = b;
+  }
+  /// policy.py calculate_mean_gd(): per layer sumOfNorms / ||sumOfGrads||^2 (*gd_p, *gd_q; NaN
+  /// for a zero sum), returns their mean over the finite ones (NaN if none), and empties the window.
+  double mean_diversity(double* gd_p, double* gd_q) {
+    double sp = 0, sq = 0;
+    for (size_t j = 0; j < p.size(); ++j) {
+      sp += p[j] * p[j];
+      sq += q[j] * q[j];
+    }
+    *gd_p = sp > 0 ? norm_p / sp : NAN;
+    *gd_q = sq > 0 ? norm_q / sq : NAN;
+    int nl = 0;
+    double s = 0;
+    if (std::isfinite(*gd_p)) s += *gd_p, ++nl;
+    if (std::isfinite(*gd_q)) s += *gd_q, ++nl;
+    reset(static_cast<int>(p.size()));
+    return nl > 0 ? s / nl : NAN;
+  }
+};
+
 /// MuPPET's precision-switching policy (paper Sec. 3.3; code: policy.py check_violation), one
 /// per training run.  At the end of every epoch e with (e + 1) % r == 0 the caller passes the
 /// mean over layers of the inter-epoch gradient diversity of the last r epochs,
