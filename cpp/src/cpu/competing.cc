@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "mascot/detail/binio.h"
+#include "mascot/detail/afp_report.h"
 #include "mascot/detail/competing_params.h"
 #include "mascot/detail/fixed_point.h"
 #include "mascot/detail/json.h"
@@ -821,47 +822,8 @@ class Afp final : public CompetingMethod {
   }
 
   void end_epoch(int, const float*, int64_t, const float*, int64_t, std::string* json) override {
-    static const char* names[kTensors] = {"P", "Q", "G"};
-    detail::JsonWriter j;
-    j.begin_object();
-    j.kv("name", "afp");
-    j.key("tensors").begin_object();
-    for (int t = 0; t < kTensors; ++t) {
-      int bits = 0, high = 0, pmin = 0, pmax = 0;
-      int64_t evals = 0, saturated = 0, to_high = 0;
-      double esum = 0, emax = 0, isum = 0;
-      int64_t imax = 0;
-      bool first = true;
-      for (const auto& w : workers_) {
-        const auto& st = w.st[t];
-        const auto& s = w.stats[t];
-        bits = std::max(bits, st.bits);
-        high += st.bits >= c_.afp_high_bits;
-        if (s.evals > 0 || w.iter > 0) {
-          pmin = first ? st.pos : std::min(pmin, st.pos);
-          pmax = first ? st.pos : std::max(pmax, st.pos);
-          first = false;
-        }
-        evals += s.evals;
-        saturated += s.saturated;
-        to_high += s.to_high;
-        esum += s.err_sum;
-        emax = std::max(emax, s.err_max);
-        isum += s.itv_sum;
-        imax = std::max(imax, s.itv_max);
-      }
-      j.key(names[t]).begin_object();
-      j.kv("bits", bits).kv("threads_high", high).kv("threads", static_cast<int>(workers_.size()));
-      j.kv("point_position_min", pmin).kv("point_position_max", pmax);
-      j.kv("evaluations", evals).kv("saturation_evaluations", saturated).kv("switched_to_high", to_high);
-      j.kv("error_mean", evals > 0 ? esum / static_cast<double>(evals) : NAN).kv("error_max", evals > 0 ? emax : NAN);
-      j.kv("interval_mean", evals > 0 ? isum / static_cast<double>(evals) : NAN).kv("interval_max", imax);
-      j.end_object();
-    }
-    j.end_object();
-    j.kv("max_abs_p", static_cast<double>(max_p_)).kv("max_abs_q", static_cast<double>(max_q_));
-    j.end_object();
-    *json = j.str();
+    static_assert(kTensors == 3, "afp_epoch_json reports P, Q and G");
+    *json = detail::afp_epoch_json(workers_, c_, max_p_, max_q_);
   }
 
   // checkpoint: each worker's tensor states (bits, point position, moving average, next
