@@ -116,8 +116,8 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
   if (wl > 0) {
     fp = detail::make_fixed_format(a.mu_frac[2 * warp], wl);
     fq = detail::make_fixed_format(a.mu_frac[2 * warp + 1], wl);
-    fmax_p = fp.hi * fp.inv_scale;
-    fmax_q = fq.hi * fq.inv_scale;
+    fmax_p = detail::muppet_range(fp);
+    fmax_q = detail::muppet_range(fq);
   }
   unsigned long long rescales = 0;
   float lgp[E], lgq[E];
@@ -151,12 +151,12 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
         const float mp = warp_max(lane_max_abs<E>(p)), mq = warp_max(lane_max_abs<E>(q));
         if (mp > fmax_p) {
           fp = detail::make_fixed_format(detail::fixed_frac_bits(mp, wl), wl);
-          fmax_p = fp.hi * fp.inv_scale;
+          fmax_p = detail::muppet_range(fp);
           ++rescales;
         }
         if (mq > fmax_q) {
           fq = detail::make_fixed_format(detail::fixed_frac_bits(mq, wl), wl);
-          fmax_q = fq.hi * fq.inv_scale;
+          fmax_q = detail::muppet_range(fq);
           ++rescales;
         }
         float ph[E], qh[E];

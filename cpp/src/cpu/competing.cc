@@ -658,7 +658,7 @@ class Muppet final : public CompetingMethod {
     float* __restrict bq = w.bq.data();
     const float lr = prm.lr, lp = prm.lambda_p, lq = prm.lambda_q;
     FixedFormat fp = w.fp, fq = w.fq;
-    float fmax_p = fp.hi * fp.inv_scale, fmax_q = fq.hi * fq.inv_scale;
+    float fmax_p = detail::muppet_range(fp), fmax_q = detail::muppet_range(fq);
     // the worker's last ratings of the epoch: the tail of this call (a later call replaces it)
     const size_t B = static_cast<size_t>(batch_per_thread_);
     if (count >= B || static_cast<size_t>(w.bn) + count > B) {
@@ -677,12 +677,12 @@ class Muppet final : public CompetingMethod {
       const float mp = max_abs16(p, k), mq = max_abs16(q, k);
       if (mp > fmax_p) {
         fp = detail::make_fixed_format(detail::fixed_frac_bits(mp, wl), wl);
-        fmax_p = fp.hi * fp.inv_scale;
+        fmax_p = detail::muppet_range(fp);
         ++w.rescales;
       }
       if (mq > fmax_q) {
         fq = detail::make_fixed_format(detail::fixed_frac_bits(mq, wl), wl);
-        fmax_q = fq.hi * fq.inv_scale;
+        fmax_q = detail::muppet_range(fq);
         ++w.rescales;
       }
       // forward on the per-layer quantized weights

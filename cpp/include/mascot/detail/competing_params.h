@@ -288,7 +288,10 @@ MASCOT_HD int afp_point_position(float range, int bits) {
   int E, F;
   const float m = frexp_pos(range, &E);
   const float t = frexp_pos(top, &F);
-  return (E - F) + (m > t ? 1 : 0);
+  const int s = (E - F) + (m > t ? 1 : 0);
+  // the format's scale 2^-s must stay a normal float (make_fixed_format's guards): a range
+  // below ~1e-30 or above ~1e30 clamps instead of producing garbage scale bits
+  return s < -kFixedMaxFracBits ? -kFixedMaxFracBits : s > -kFixedMinFracBits ? -kFixedMinFracBits : s;
 }
 
 /// AFP bit-width rule at a re-evaluation: start at low bits; when the error measured at the

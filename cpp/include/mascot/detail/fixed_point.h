@@ -83,6 +83,12 @@ MASCOT_HD FixedFormat make_fixed_format(int frac_bits, int wl) {
   return f;
 }
 
+/// The largest |x| that MuPPET's scale choice (fixed_frac_bits) accepts at this format:
+/// it guarantees max |x| 2^f <= 2^(wl-1) - 0.5, i.e. (hi + 0.5) 2^-f (such values round to the
+/// clamp hi).  A tensor is rescaled only when it grows past this, so a row in the half-step
+/// gap between hi 2^-f and it no longer re-derives the same format on every read.
+MASCOT_HD float muppet_range(const FixedFormat& f) { return (f.hi + 0.5f) * f.inv_scale; }
+
 // Selects written as masks: GCC if-converts (and so vectorises) these, not ternaries on bits.
 
 /// c ? a : b on 32-bit patterns.
