@@ -182,6 +182,8 @@ class MuppetHost {
     c_ = cfg.competing;
     k_ = cfg.k;
     warps_ = warps;
+    policy_ = detail::MuppetPolicy{};  // a backend object may fit twice: no state carries over
+    switches_.clear();
     policy_.levels = static_cast<int>(c_.muppet_word_lengths.size());
     batch_warps_ = static_cast<int>(std::min<int64_t>(c_.muppet_batch, warps));
     frac_.reset(static_cast<size_t>(2 * warps));
@@ -372,17 +374,12 @@ void alloc_accumulators(Side* s, int groups, int k, int slots) {
 
 class CudaBackend final : public detail::Backend {
  public:
+  const char* name() const override { return "cuda"; }
   void fit(detail::FitInput& in, RunReport* report, const EpochCallback& on_epoch) override {
     const TrainConfig& cfg = *in.cfg;
     const uint64_t seed = in.ctx->seed;
     k_ = cfg.k;
-    if (!supported_k(k_))
-      throw_invalid("k must be a multiple of 32 between 32 and 512 on the cuda device (got " + std::to_string(k_) +
-                    "); use --device cpu for other k");
-    if (cfg.order == Order::kBlocked)
-      throw_invalid("order 'blocked' is the CPU's cache blocking; on the cuda device use order 'shuffle' or 'chunk'");
-    if (cfg.random_fp16 >= 0 || cfg.grad_stats)
-      throw_invalid("random_fp16 and grad_stats (study options) run on the CPU backend only; use --device cpu");
+    if (const std::string why = detail::cuda_unsupported_reason(cfg); !why.empty()) throw_invalid(why);
     kind_ = kind_of(cfg.method);
     const DeviceInfo dev = check_device();
     report->device = "cuda (" + dev.name + ")";
@@ -640,7 +637,9 @@ class CudaBackend final : public detail::Backend {
     j.begin_object();
     j.kv("name", "mpt").kv("dynamic_loss_scale", cfg.competing.dynamic_loss_scale);
     j.kv("loss_scale_min", static_cast<double>(*mm.first)).kv("loss_scale_max", static_cast<double>(*mm.second));
-    j.kv("workers", static_cast<int64_t>(s.size()));  // warps of the grid (the CPU lists per-thread scales)
+    // the GPU's workers are the warps of the grid (thousands): their count and the min/max above
+    // instead of the CPU's per-worker "loss_scales" list, which would add ~4 MB to a 50-epoch report
+    j.kv("workers", static_cast<int64_t>(s.size()));
     j.kv("updates", static_cast<int64_t>(c[0])).kv("skipped_updates", static_cast<int64_t>(c[1]));
     j.kv("skipped_total", *skipped_total);
     j.end_object();

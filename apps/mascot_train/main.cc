@@ -17,6 +17,7 @@
 #include "mascot/checkpoint.h"
 #include "mascot/config.h"
 #include "mascot/context.h"
+#include "mascot/detail/cuda_tools.h"
 #include "mascot/detail/fileutil.h"
 #include "mascot/error.h"
 #include "mascot/memory_plan.h"
@@ -298,6 +299,11 @@ int run(int argc, char** argv) {
   cfg.validate();
   ctx.validate();
   ctx.resolved_device();
+  // --device cuda with a job the kernels do not take: say so before the (possibly long) data load
+  if (ctx.device == Device::kCuda) {
+    const TrainConfig& rc = resume_dir.empty() ? cfg : resume_info.config;
+    if (const std::string why = detail::cuda_unsupported_reason(rc); !why.empty()) throw InvalidArgument(why);
+  }
   if (!report_path.empty()) check_writable_target("--report", report_path);
   if (!save_dir.empty()) check_writable_target("--save", save_dir);
   if (!libmf_path.empty()) {

@@ -690,7 +690,8 @@ TrainResult train_checkpointed(const Context& ctx, const TrainConfig& cfg, const
                                const CheckpointOptions& opt) {
   MASCOT_CHECK_ARG(!opt.dir.empty(), "checkpoint directory must not be empty");
   MASCOT_CHECK_ARG(opt.every >= 1, "checkpoint_every must be >= 1 (got " + std::to_string(opt.every) + ")");
-  if (ctx.resolved_device() != Device::kCpu)
+  // an explicit --device cuda is refused; auto trains a checkpointed run on the CPU (below)
+  if (ctx.device == Device::kCuda)
     throw InvalidArgument("checkpointing is not supported on the cuda backend (use --device cpu)");
   if (detail::path_exists(join(opt.dir, kManifest)))
     throw_invalid("checkpoint directory " + opt.dir + " already holds a checkpoint: resume it (--resume " + opt.dir +

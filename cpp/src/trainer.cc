@@ -42,10 +42,11 @@ TrainResult detail::train_run(const Context& ctx, const TrainConfig& cfg, const 
   // auto: a job the CUDA kernels do not handle (k, order, study options) trains on the CPU, and says so
   const bool auto_cpu = dev == Device::kCuda && ctx.device == Device::kAuto && !detail::cuda_supports(cfg);
   if (auto_cpu) dev = Device::kCpu;
-  // refuse up front a job that cannot fit (memory_plan.h), before the large allocations below
-  Context plan_ctx = ctx;
-  if (auto_cpu) plan_ctx.device = Device::kCpu;
-  check_memory_plan(plan_memory(plan_ctx, cfg, train.n_users, train.n_items, train.nnz(), test ? test->nnz() : 0, true));
+  // --device cuda with a job the kernels do not take: say so before regrouping the data
+  if (ctx.device == Device::kCuda)
+    if (const std::string why = detail::cuda_unsupported_reason(cfg); !why.empty()) throw InvalidArgument(why);
+  // refuse up front a job that cannot fit (memory_plan.h; it plans for the same device choice)
+  check_memory_plan(plan_memory(ctx, cfg, train.n_users, train.n_items, train.nnz(), test ? test->nnz() : 0, true));
 
   // mascot-n2: the same machinery with one global user group and one global item group
   const bool global = cfg.method == Method::kMascotN2;

@@ -18,6 +18,19 @@ inline bool cuda_supports(const TrainConfig& cfg) {
          !cfg.grad_stats;
 }
 
+/// Why the CUDA kernels do not take `cfg` (a one-line message naming the field), "" when they
+/// do.  Checked as soon as --device cuda is known, before any data is loaded or regrouped.
+inline std::string cuda_unsupported_reason(const TrainConfig& cfg) {
+  if (!(cfg.k >= 32 && cfg.k <= 512 && cfg.k % 32 == 0))
+    return "k must be a multiple of 32 between 32 and 512 on the cuda device (got " + std::to_string(cfg.k) +
+           "); use --device cpu for other k";
+  if (cfg.order == Order::kBlocked)
+    return "order 'blocked' is the CPU's cache blocking; on the cuda device use order 'shuffle' or 'chunk'";
+  if (cfg.random_fp16 >= 0 || cfg.grad_stats)
+    return "random_fp16 and grad_stats (study options) run on the CPU backend only; use --device cpu";
+  return "";
+}
+
 /// "<name> (sm_XY, N SMs, M MiB)" of the current device; throws CudaError without one.
 std::string cuda_device_name();
 
