@@ -135,6 +135,21 @@ def main() -> int:
     for g in (int(x) for x in a.naive_groups.split(",") if x):
         for m in ("mascot", "mascot-naive"):
             plan.append((a.naive_dataset, 128, m, g))
+    plan = list(dict.fromkeys(plan))  # the lookup comparison repeats two runs of the main matrix
+
+    # the targets first (k = 128: fp32, mascot-n1, mascot, then the lookup comparison),
+    # then k = 64, then the other methods; runs on one dataset stay together within a tier, so
+    # a part that stops on its budget leaves the most important figures measured
+    core = {"fp32", "mascot-n1", "mascot", "mascot-naive"}
+    ds_rank = {d: x for x, d in enumerate(a.datasets.split(","))}
+
+    def tier(p):
+        ds, k, m, g = p
+        if k == 128 and m in core:
+            return 0 if m != "mascot-naive" and g == 100 else 1
+        return 2 if m in core else 3
+
+    plan.sort(key=lambda p: (tier(p), ds_rank.get(p[0], len(ds_rank)), p[1] != 128))
     todo = [p for p in plan if run_key(*p) not in runs]
     print(f"{len(plan) - len(todo)} of {len(plan)} runs already done", file=sys.stderr, flush=True)
 
