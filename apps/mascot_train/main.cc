@@ -298,12 +298,13 @@ int run(int argc, char** argv) {
   // Everything checkable before the (possibly long) data load and training, checked now.
   cfg.validate();
   ctx.validate();
-  ctx.resolved_device();
-  // --device cuda with a job the kernels do not take: say so before the (possibly long) data load
+  // --device cuda with a job the kernels do not take: say so first (whether or not a device is
+  // visible), before the (possibly long) data load
   if (ctx.device == Device::kCuda) {
     const TrainConfig& rc = resume_dir.empty() ? cfg : resume_info.config;
     if (const std::string why = detail::cuda_unsupported_reason(rc); !why.empty()) throw InvalidArgument(why);
   }
+  ctx.resolved_device();
   if (!report_path.empty()) check_writable_target("--report", report_path);
   if (!save_dir.empty()) check_writable_target("--save", save_dir);
   if (!libmf_path.empty()) {

@@ -38,13 +38,13 @@ TrainResult detail::train_run(const Context& ctx, const TrainConfig& cfg, const 
   MASCOT_CHECK_ARG(train.nnz() > 0, "training set has no ratings");
   if (test) test->validate("test set");
   cfg.validate_for(train.n_users, train.n_items);
+  // --device cuda with a job the kernels do not take: say so first, before regrouping the data
+  if (ctx.device == Device::kCuda)
+    if (const std::string why = detail::cuda_unsupported_reason(cfg); !why.empty()) throw InvalidArgument(why);
   Device dev = ctx.resolved_device();
   // auto: a job the CUDA kernels do not handle (k, order, study options) trains on the CPU, and says so
   const bool auto_cpu = dev == Device::kCuda && ctx.device == Device::kAuto && !detail::cuda_supports(cfg);
   if (auto_cpu) dev = Device::kCpu;
-  // --device cuda with a job the kernels do not take: say so before regrouping the data
-  if (ctx.device == Device::kCuda)
-    if (const std::string why = detail::cuda_unsupported_reason(cfg); !why.empty()) throw InvalidArgument(why);
   // refuse up front a job that cannot fit (memory_plan.h; it plans for the same device choice)
   check_memory_plan(plan_memory(ctx, cfg, train.n_users, train.n_items, train.nnz(), test ? test->nnz() : 0, true));
 

@@ -19,7 +19,7 @@ def test_cuda_device_without_gpu_is_a_clear_error(tiny):
     if mascot.cuda_device_count() > 0:
         pytest.skip("a CUDA device is visible here")
     with pytest.raises(RuntimeError, match="cuda"):
-        mascot.MF(groups=4, k=4, epochs=1, device="cuda").fit(tiny[:3])
+        mascot.MF(groups=4, k=32, epochs=1, device="cuda").fit(tiny[:3])
 
 
 def test_fit_from_arrays_dataframe_and_path(tiny, tmp_path):

@@ -62,7 +62,11 @@ def test_text_files_and_quiet(trainer_exe, tmp_path, tiny):
     (["--dataset", "synthetic-nope"], "synthetic"),
     (["--bogus"], "unknown option"),
     (["--k"], "needs a value"),
-    (["--device", "cuda"], "cuda"),
+    (["--device", "cuda", "--k", "32"], "cuda"),
+    # a job the CUDA kernels do not take is refused first, whether or not a device is visible
+    (["--device", "cuda", "--k", "48"], "k must be a multiple of 32 between 32 and 512 on the cuda device"),
+    (["--device", "cuda", "--k", "64", "--order", "blocked"], "order 'blocked' is the CPU's cache blocking"),
+    (["--device", "cuda", "--k", "64", "--grad-stats"], "study options"),
     (["--test", "x.mrat"], "--test needs --train"),
     (["--sample-ratio", "0"], "sample_ratio"),
     (["--period", "0"], "period"),

@@ -42,6 +42,8 @@ def test_frac_bits_is_the_largest_scale_that_fits(wl):
             assert top * 2.0 ** (s - 1) < m <= top * 2.0 ** s, (m, wl, s)
     assert _core.fixed_point_frac_bits(0.0, wl) == 0  # all-zero tensor: MuPPET's convention
     assert _core.afp_point_position(0.0, wl) == 0
+    # extreme ranges clamp to the fixed-point guards (2^-s must stay a normal float), as MuPPET's do
+    assert _core.afp_point_position(1e-38, wl) == -100 and _core.afp_point_position(3e37, wl) == 100
 
 
 def _np_quantize(x, wl, f):

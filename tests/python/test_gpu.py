@@ -163,13 +163,14 @@ def test_optimised_and_naive_lookup_agree():
 
 # ------------------------------------------------------------------ errors and tools on a device
 
-@pytest.mark.gpu
-@pytest.mark.skipif(mascot.cuda_device_count() == 0, reason=GPU_SKIP_REASON)
 def test_unsupported_requests_are_clear_errors(tiny):
+    # refused from the configuration alone, before any device or data work: runs without a GPU too
     with pytest.raises(ValueError, match="multiple of 32"):
         mascot.MF(k=48, groups=4, epochs=1, device="cuda").fit(tiny[:3])
     with pytest.raises(ValueError, match="blocked"):
         mascot.MF(k=32, groups=4, epochs=1, order="blocked", device="cuda").fit(tiny[:3])
+    with pytest.raises(ValueError, match="study options"):
+        mascot.MF(k=32, groups=4, epochs=1, grad_stats=True, device="cuda").fit(tiny[:3])
 
 
 @pytest.mark.gpu
