@@ -680,7 +680,18 @@ class CudaBackend final : public detail::Backend {
 
 namespace mascot::detail {
 
-bool cuda_training_available() noexcept { return true; }
+// auto picks the GPU only when the kernels can run on it: a visible device of compute
+// capability 8.0 or newer (older GPUs train on the CPU under auto; --device cuda names the reason)
+bool cuda_training_available() noexcept {
+  int n = 0, id = 0;
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0 || cudaGetDevice(&id) != cudaSuccess ||
+      cudaGetDeviceProperties(&prop, id) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return prop.major >= 8;
+}
 
 std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<cuda::CudaBackend>(); }
 

@@ -4,7 +4,7 @@
 #   racecheck on the kernels that use shared memory (the MASCOT family's hot-group tables and
 #   the evaluation kernel's per-warp sums: mascot, mascot-naive; mascot-n2 too).
 # Exits non-zero on any sanitizer error or failed run.  Needs a CUDA device and mascot_train
-# on PATH (pip install --no-build-isolation . puts it there).
+# (pip install --no-build-isolation . puts it in $PYTHON's scripts folder; PATH is the fallback).
 #   scripts/cuda_sanitize.sh [LOGDIR]        (default: results/sanitize)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,10 @@ logdir="${1:-results/sanitize}"
 mkdir -p "$logdir"
 san="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
 if [ ! -x "$san" ]; then echo "cuda_sanitize: compute-sanitizer not found" >&2; exit 2; fi
-exe="$(command -v mascot_train)" || { echo "cuda_sanitize: mascot_train not on PATH" >&2; exit 2; }
+py="${PYTHON:-python3}"
+# mascot_train of the Python that has mascot installed (its scripts folder), else PATH's
+exe="$("$py" -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)/mascot_train"
+[ -x "$exe" ] || exe="$(command -v mascot_train)" || { echo "cuda_sanitize: mascot_train not found" >&2; exit 2; }
 
 # small data, k = 64 (E = 2) and one odd k (96: E = 3, the scalar/float2 load paths); warm-up
 # 1 and period 1 so that q-error sampling, switching and the FP32 conversion all run
@@ -44,5 +47,5 @@ done
 code='import numpy as np; from mascot import _core
 G = np.random.default_rng(0).normal(size=(2000, 64)).astype(np.float32)
 print(_core.cuda_qerror(G, (np.arange(2000) % 5).astype(np.int32), 5, 3))'
-run memcheck qerror-hook "$(command -v python3)" -c "$code"
+run memcheck qerror-hook "$(command -v "$py")" -c "$code"
 exit $fail

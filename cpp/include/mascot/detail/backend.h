@@ -94,7 +94,8 @@ TrainResult train_run(const Context& ctx, const TrainConfig& cfg, const RatingSe
 
 std::unique_ptr<Backend> make_cpu_backend();
 std::unique_ptr<Backend> make_cuda_backend();  ///< throws CudaError in CPU-only builds
-/// True when this build can train on a CUDA device (the backend exists and is complete).
+/// True when this build can train on the current CUDA device: the backend exists and the device
+/// is visible with compute capability >= 8.0 (what `auto` requires to pick it).
 bool cuda_training_available() noexcept;
 
 /// Initial factor row of entity `original_id` (N(0, std^2), counter-based: independent of
