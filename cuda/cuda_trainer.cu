@@ -28,6 +28,7 @@
 #include "mascot/detail/cuda_tools.h"
 #include "mascot/detail/half.h"
 #include "mascot/detail/json.h"
+#include "mascot/detail/muppet_report.h"
 #include "mascot/detail/rng.h"
 #include "mascot/detail/switching.h"
 #include "mascot/error.h"
@@ -216,59 +217,39 @@ class MuppetHost {
     a->mu_batch_warps = batch_warps_;
   }
   std::string end_epoch(int epoch, int k) {
-    const int wl = wl_;
-    int64_t batch = 0;
-    double norm_p = 0, norm_q = 0;
-    int fpe = fp_.frac_bits, fqe = fq_.frac_bits;
-    unsigned long long rescales = 0;
-    if (wl > 0) {
+    detail::MuppetEpochFacts f;
+    f.word_length = wl_;
+    std::vector<double> gp, gq;
+    if (wl_ > 0) {
       std::vector<float> b(batch_.size());
       std::vector<int> bn(batch_n_.size());
       batch_.download(b.data(), b.size());
       batch_n_.download(bn.data(), bn.size());
-      std::vector<double> gp(static_cast<size_t>(k), 0.0), gq(static_cast<size_t>(k), 0.0);
+      gp.assign(static_cast<size_t>(k), 0.0);
+      gq.assign(static_cast<size_t>(k), 0.0);
       for (int w = 0; w < batch_warps_; ++w) {
         if (!bn[w]) continue;
-        ++batch;
+        ++f.batch;
         for (int j = 0; j < k; ++j) {
           gp[j] += b[static_cast<size_t>(w) * 2 * k + j];
           gq[j] += b[static_cast<size_t>(w) * 2 * k + k + j];
         }
       }
-      win_.add(gp, gq, &norm_p, &norm_q);  // policy.py update()
-      std::vector<int> f(frac_.size());
-      frac_.download(f.data(), f.size());
-      for (size_t x = 0; x < f.size(); x += 2) {
-        fpe = std::min(fpe, f[x]);
-        fqe = std::min(fqe, f[x + 1]);
+      f.frac_p = f.frac_p_end = fp_.frac_bits;
+      f.frac_q = f.frac_q_end = fq_.frac_bits;
+      std::vector<int> fr(frac_.size());
+      frac_.download(fr.data(), fr.size());
+      for (size_t x = 0; x < fr.size(); x += 2) {
+        f.frac_p_end = std::min(f.frac_p_end, fr[x]);
+        f.frac_q_end = std::min(f.frac_q_end, fr[x + 1]);
       }
+      unsigned long long rescales = 0;
       rescales_.download(&rescales, 1);
+      f.rescales = static_cast<int64_t>(rescales);
+      f.max_p = max_p_;
+      f.max_q = max_q_;
     }
-    double gd_p = NAN, gd_q = NAN, mean_gd = NAN;
-    if (wl > 0 && detail::MuppetPolicy::is_evaluation_epoch(c_, epoch)) {
-      mean_gd = win_.mean_diversity(&gd_p, &gd_q);  // policy.py calculate_mean_gd(), then reset
-    }
-    const bool switched = policy_.end_epoch(c_, epoch, mean_gd);
-    if (switched) switches_.push_back(epoch);
-    detail::JsonWriter j;
-    j.begin_object();
-    j.kv("name", "muppet");
-    j.kv("word_length", wl > 0 ? wl : 32).kv("fixed_point", wl > 0);
-    if (wl > 0) {
-      j.kv("frac_bits_p", fp_.frac_bits).kv("frac_bits_q", fq_.frac_bits);
-      j.kv("frac_bits_p_end", fpe).kv("frac_bits_q_end", fqe).kv("rescales", static_cast<int64_t>(rescales));
-      j.kv("max_abs_p", static_cast<double>(max_p_)).kv("max_abs_q", static_cast<double>(max_q_));
-      j.kv("batch_ratings", batch).kv("batch_grad_norm2_p", norm_p).kv("batch_grad_norm2_q", norm_q);
-    }
-    j.kv("evaluated", policy_.evaluated);
-    j.kv("diversity_p", gd_p).kv("diversity_q", gd_q).kv("diversity", mean_gd);
-    j.kv("max_diversity", policy_.max_gd).kv("ratio", policy_.evaluated ? policy_.ratio : NAN);
-    j.kv("threshold", policy_.threshold).kv("violations", policy_.violations);
-    j.kv("switched", switched);
-    j.kv("next_word_length", policy_.fp32() ? 32 : c_.muppet_word_lengths[static_cast<size_t>(policy_.level)]);
-    j.key("switch_epochs").array(switches_);
-    j.end_object();
-    return j.str();
+    return detail::muppet_end_epoch(c_, epoch, f, gp, gq, &win_, &policy_, &switches_);
   }
 
  private:

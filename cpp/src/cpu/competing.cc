@@ -35,6 +35,7 @@
 #include "mascot/detail/competing_params.h"
 #include "mascot/detail/fixed_point.h"
 #include "mascot/detail/json.h"
+#include "mascot/detail/muppet_report.h"
 #include "mascot/detail/rng.h"
 #include "mascot/error.h"
 
@@ -507,55 +508,29 @@ class Muppet final : public CompetingMethod {
   }
 
   void end_epoch(int epoch, const float*, int64_t, const float*, int64_t, std::string* json) override {
-    const int wl = wl_;
-    int64_t batch = 0;
-    double norm_p = 0, norm_q = 0;
-    if (wl > 0) {
+    detail::MuppetEpochFacts f;
+    f.word_length = wl_;
+    std::vector<double> gp, gq;
+    if (wl_ > 0) {
       // this epoch's last mini-batch gradient per layer: the union of the workers' last ratings
-      std::vector<double> gp(static_cast<size_t>(k_), 0.0), gq(static_cast<size_t>(k_), 0.0);
+      gp.assign(static_cast<size_t>(k_), 0.0);
+      gq.assign(static_cast<size_t>(k_), 0.0);
+      f.frac_p = f.frac_p_end = fp_.frac_bits;
+      f.frac_q = f.frac_q_end = fq_.frac_bits;
       for (const auto& w : workers_) {
-        batch += w.bn;
+        f.batch += w.bn;
         for (int j = 0; j < k_; ++j) {
           gp[j] += w.bp[j];
           gq[j] += w.bq[j];
         }
+        f.frac_p_end = std::min(f.frac_p_end, w.fp.frac_bits);
+        f.frac_q_end = std::min(f.frac_q_end, w.fq.frac_bits);
+        f.rescales += w.rescales;
       }
-      // policy.py update(): sumOfNorms += ||grad||^2, sumOfGrads += grad, per layer
-      win_.add(gp, gq, &norm_p, &norm_q);
+      f.max_p = max_p_;
+      f.max_q = max_q_;
     }
-    double gd_p = NAN, gd_q = NAN, mean_gd = NAN;
-    if (wl > 0 && detail::MuppetPolicy::is_evaluation_epoch(c_, epoch)) {
-      mean_gd = win_.mean_diversity(&gd_p, &gd_q);  // policy.py calculate_mean_gd(), then reset
-    }
-    const bool switched = policy_.end_epoch(c_, epoch, mean_gd);
-    if (switched) switches_.push_back(epoch);
-
-    detail::JsonWriter j;
-    j.begin_object();
-    j.kv("name", "muppet");
-    j.kv("word_length", wl > 0 ? wl : 32).kv("fixed_point", wl > 0);
-    if (wl > 0) {
-      int fpe = fp_.frac_bits, fqe = fq_.frac_bits;
-      int64_t rescales = 0;
-      for (const auto& w : workers_) {
-        fpe = std::min(fpe, w.fp.frac_bits);
-        fqe = std::min(fqe, w.fq.frac_bits);
-        rescales += w.rescales;
-      }
-      j.kv("frac_bits_p", fp_.frac_bits).kv("frac_bits_q", fq_.frac_bits);  // at the epoch's start
-      j.kv("frac_bits_p_end", fpe).kv("frac_bits_q_end", fqe).kv("rescales", rescales);
-      j.kv("max_abs_p", static_cast<double>(max_p_)).kv("max_abs_q", static_cast<double>(max_q_));
-      j.kv("batch_ratings", batch).kv("batch_grad_norm2_p", norm_p).kv("batch_grad_norm2_q", norm_q);
-    }
-    j.kv("evaluated", policy_.evaluated);
-    j.kv("diversity_p", gd_p).kv("diversity_q", gd_q).kv("diversity", mean_gd);
-    j.kv("max_diversity", policy_.max_gd).kv("ratio", policy_.evaluated ? policy_.ratio : NAN);
-    j.kv("threshold", policy_.threshold).kv("violations", policy_.violations);
-    j.kv("switched", switched);
-    j.kv("next_word_length", policy_.fp32() ? 32 : c_.muppet_word_lengths[static_cast<size_t>(policy_.level)]);
-    j.key("switch_epochs").array(switches_);
-    j.end_object();
-    *json = j.str();
+    *json = detail::muppet_end_epoch(c_, epoch, f, gp, gq, &win_, &policy_, &switches_);
   }
 
   // checkpoint: the policy (level, max diversity, violations), the open diversity window and
