@@ -20,73 +20,65 @@ __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
   ls.clean = a.mpt_clean[warp];
   unsigned long long updates = 0, skipped = 0;
   const float lr = a.lr, lpr = a.lambda_p, lqr = a.lambda_q;
-  for (int64_t base = warp * 32; base < a.tasks; base += nwarps * 32) {
-    const int64_t t = base + lane;
-    DRec rc{0, 0, 0.f};
-    if (t < a.tasks) rc = a.recs[task_rating(a, t)];
-    const int nv = a.tasks - base < 32 ? static_cast<int>(a.tasks - base) : 32;
-    for (int j = 0; j < nv; ++j) {
-      const int32_t u = __shfl_sync(kFull, rc.u, j), i = __shfl_sync(kFull, rc.i, j);
-      const float r = __shfl_sync(kFull, rc.r, j);
-      float* prow = a.U.f32 + static_cast<size_t>(u) * k;
-      float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
-      float p[E], q[E], ph[E], qh[E];
-      load_f32<E>(prow, lane, p);
-      load_f32<E>(qrow, lane, q);
-      const uint64_t key = SR ? mpt_rating_key(a.mpt_epoch_key, u, i) : 0;
-      // FP16 copies of the FP32 masters
+  for_each_warp_rating(a, lane, warp, nwarps, [&](int32_t u, int32_t i, float r) {
+    float* prow = a.U.f32 + static_cast<size_t>(u) * k;
+    float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
+    float p[E], q[E], ph[E], qh[E];
+    load_f32<E>(prow, lane, p);
+    load_f32<E>(qrow, lane, q);
+    const uint64_t key = SR ? mpt_rating_key(a.mpt_epoch_key, u, i) : 0;
+    // FP16 copies of the FP32 masters
 #pragma unroll
-      for (int c = 0; c < E; ++c) {
-        const uint32_t jj = static_cast<uint32_t>(lane * E + c);
-        ph[c] = SR ? detail::half_sr_value(p[c], mpt_word(key, 1, jj)) : detail::half_rn_value(p[c]);
-        qh[c] = SR ? detail::half_sr_value(q[c], mpt_word(key, 2, jj)) : detail::half_rn_value(q[c]);
-      }
-      float part = 0.f;
-#pragma unroll
-      for (int c = 0; c < E; ++c) part += ph[c] * qh[c];
-      const float dot = warp_sum(part);
-      const float rhat = SR ? detail::half_sr_value(dot, mpt_one_word(key, 3)) : detail::half_rn_value(dot);
-      const float e = r - rhat;
-      const float S = ls.scale;
-      const float se = SR ? detail::half_sr_value(S * e, mpt_one_word(key, 4)) : detail::half_rn_value(S * e);
-      float gp[E], gq[E];
-      bool bad = false;
-#pragma unroll
-      for (int c = 0; c < E; ++c) {
-        const uint32_t jj = static_cast<uint32_t>(lane * E + c);
-        gp[c] = SR ? detail::half_sr_value(se * qh[c], mpt_word(key, 5, jj)) : detail::half_rn_value(se * qh[c]);
-        gq[c] = SR ? detail::half_sr_value(se * ph[c], mpt_word(key, 6, jj)) : detail::half_rn_value(se * ph[c]);
-        bad = bad || !(fabsf(gp[c]) <= kHalfMax) || !(fabsf(gq[c]) <= kHalfMax);
-      }
-      bool overflow = !(fabsf(se) <= kHalfMax) || __any_sync(kFull, bad);
-      if (SR) {
-        float mq = 0.f, mp = 0.f;
-#pragma unroll
-        for (int c = 0; c < E; ++c) {
-          mq = fmaxf(mq, fabsf(qh[c]));
-          mp = fmaxf(mp, fabsf(ph[c]));
-        }
-        mq = warp_max(mq);
-        mp = warp_max(mp);
-        overflow = overflow || !(fabsf(S * e) < 65520.0f) || !(fabsf(se) * mq < 65520.0f) ||
-                   !(fabsf(se) * mp < 65520.0f);
-      }
-      ++updates;
-      if (!ls.step(overflow)) {  // identical inputs in every lane: identical decisions
-        ++skipped;
-        continue;
-      }
-      const float inv = 1.0f / S;
-#pragma unroll
-      for (int c = 0; c < E; ++c) {
-        const float pj = p[c], qj = q[c];
-        p[c] = pj + lr * (gp[c] * inv - lpr * pj);
-        q[c] = qj + lr * (gq[c] * inv - lqr * qj);
-      }
-      store_f32<E>(prow, lane, p);
-      store_f32<E>(qrow, lane, q);
+    for (int c = 0; c < E; ++c) {
+      const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+      ph[c] = SR ? detail::half_sr_value(p[c], mpt_word(key, 1, jj)) : detail::half_rn_value(p[c]);
+      qh[c] = SR ? detail::half_sr_value(q[c], mpt_word(key, 2, jj)) : detail::half_rn_value(q[c]);
     }
-  }
+    float part = 0.f;
+#pragma unroll
+    for (int c = 0; c < E; ++c) part += ph[c] * qh[c];
+    const float dot = warp_sum(part);
+    const float rhat = SR ? detail::half_sr_value(dot, mpt_one_word(key, 3)) : detail::half_rn_value(dot);
+    const float e = r - rhat;
+    const float S = ls.scale;
+    const float se = SR ? detail::half_sr_value(S * e, mpt_one_word(key, 4)) : detail::half_rn_value(S * e);
+    float gp[E], gq[E];
+    bool bad = false;
+#pragma unroll
+    for (int c = 0; c < E; ++c) {
+      const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+      gp[c] = SR ? detail::half_sr_value(se * qh[c], mpt_word(key, 5, jj)) : detail::half_rn_value(se * qh[c]);
+      gq[c] = SR ? detail::half_sr_value(se * ph[c], mpt_word(key, 6, jj)) : detail::half_rn_value(se * ph[c]);
+      bad = bad || !(fabsf(gp[c]) <= kHalfMax) || !(fabsf(gq[c]) <= kHalfMax);
+    }
+    bool overflow = !(fabsf(se) <= kHalfMax) || __any_sync(kFull, bad);
+    if (SR) {
+      float mq = 0.f, mp = 0.f;
+#pragma unroll
+      for (int c = 0; c < E; ++c) {
+        mq = fmaxf(mq, fabsf(qh[c]));
+        mp = fmaxf(mp, fabsf(ph[c]));
+      }
+      mq = warp_max(mq);
+      mp = warp_max(mp);
+      overflow = overflow || !(fabsf(S * e) < 65520.0f) || !(fabsf(se) * mq < 65520.0f) ||
+                 !(fabsf(se) * mp < 65520.0f);
+    }
+    ++updates;
+    if (!ls.step(overflow)) {  // identical inputs in every lane: identical decisions
+      ++skipped;
+      return;  // the next rating
+    }
+    const float inv = 1.0f / S;
+#pragma unroll
+    for (int c = 0; c < E; ++c) {
+      const float pj = p[c], qj = q[c];
+      p[c] = pj + lr * (gp[c] * inv - lpr * pj);
+      q[c] = qj + lr * (gq[c] * inv - lqr * qj);
+    }
+    store_f32<E>(prow, lane, p);
+    store_f32<E>(qrow, lane, q);
+  });
   if (lane == 0) {
     a.mpt_scale[warp] = ls.scale;
     a.mpt_clean[warp] = ls.clean;
@@ -122,78 +114,70 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
   unsigned long long rescales = 0;
   float lgp[E], lgq[E];
   bool have = false;
-  for (int64_t base = warp * 32; base < a.tasks; base += nwarps * 32) {
-    const int64_t t = base + lane;
-    DRec rc{0, 0, 0.f};
-    if (t < a.tasks) rc = a.recs[task_rating(a, t)];
-    const int nv = a.tasks - base < 32 ? static_cast<int>(a.tasks - base) : 32;
-    for (int j = 0; j < nv; ++j) {
-      const int32_t u = __shfl_sync(kFull, rc.u, j), i = __shfl_sync(kFull, rc.i, j);
-      const float r = __shfl_sync(kFull, rc.r, j);
-      float* prow = a.U.f32 + static_cast<size_t>(u) * k;
-      float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
-      float p[E], q[E];
-      load_f32<E>(prow, lane, p);
-      load_f32<E>(qrow, lane, q);
-      if (wl == 0) {  // FP32 level: Eq. 2-3
-        float part = 0.f;
+  for_each_warp_rating(a, lane, warp, nwarps, [&](int32_t u, int32_t i, float r) {
+    float* prow = a.U.f32 + static_cast<size_t>(u) * k;
+    float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
+    float p[E], q[E];
+    load_f32<E>(prow, lane, p);
+    load_f32<E>(qrow, lane, q);
+    if (wl == 0) {  // FP32 level: Eq. 2-3
+      float part = 0.f;
 #pragma unroll
-        for (int c = 0; c < E; ++c) part += p[c] * q[c];
-        const float e = r - warp_sum(part);
+      for (int c = 0; c < E; ++c) part += p[c] * q[c];
+      const float e = r - warp_sum(part);
 #pragma unroll
-        for (int c = 0; c < E; ++c) {
-          const float pj = p[c], qj = q[c];
-          p[c] = pj + lr * (e * qj - lp * pj);
-          q[c] = qj + lr * (e * pj - lq * qj);
-        }
-      } else {
-        const uint64_t key = SR ? mpt_rating_key(a.mpt_epoch_key, u, i) : 0;
-        const float mp = warp_max(lane_max_abs<E>(p)), mq = warp_max(lane_max_abs<E>(q));
-        if (mp > fmax_p) {
-          fp = detail::make_fixed_format(detail::fixed_frac_bits(mp, wl), wl);
-          fmax_p = detail::muppet_range(fp);
-          ++rescales;
-        }
-        if (mq > fmax_q) {
-          fq = detail::make_fixed_format(detail::fixed_frac_bits(mq, wl), wl);
-          fmax_q = detail::muppet_range(fq);
-          ++rescales;
-        }
-        float ph[E], qh[E];
-#pragma unroll
-        for (int c = 0; c < E; ++c) {
-          const uint32_t jj = static_cast<uint32_t>(lane * E + c);
-          ph[c] = SR ? detail::fixed_round_sr(p[c], fp, mpt_word(key, 1, jj)) : detail::fixed_round_rn(p[c], fp);
-          qh[c] = SR ? detail::fixed_round_sr(q[c], fq, mpt_word(key, 2, jj)) : detail::fixed_round_rn(q[c], fq);
-        }
-        float part = 0.f;
-#pragma unroll
-        for (int c = 0; c < E; ++c) part += ph[c] * qh[c];
-        const float e = r - warp_sum(part);
-        const detail::FixedFormat fe = detail::make_fixed_format(detail::fixed_frac_bits(fabsf(e), wl), wl);
-        const float eh = SR ? detail::fixed_round_sr(e, fe, mpt_one_word(key, 3)) : detail::fixed_round_rn(e, fe);
-        const float ae = fabsf(eh);
-        const float mqh = warp_max(lane_max_abs<E>(qh)), mph = warp_max(lane_max_abs<E>(ph));
-        const detail::FixedFormat fgp = detail::make_fixed_format(detail::fixed_frac_bits(ae * mqh, wl), wl);
-        const detail::FixedFormat fgq = detail::make_fixed_format(detail::fixed_frac_bits(ae * mph, wl), wl);
-#pragma unroll
-        for (int c = 0; c < E; ++c) {
-          const uint32_t jj = static_cast<uint32_t>(lane * E + c);
-          const float gp = (SR ? detail::fixed_round_sr(eh * qh[c], fgp, mpt_word(key, 4, jj))
-                               : detail::fixed_round_rn(eh * qh[c], fgp)) - lp * ph[c];
-          const float gq = (SR ? detail::fixed_round_sr(eh * ph[c], fgq, mpt_word(key, 5, jj))
-                               : detail::fixed_round_rn(eh * ph[c], fgq)) - lq * qh[c];
-          p[c] += lr * gp;
-          q[c] += lr * gq;
-          lgp[c] = gp;
-          lgq[c] = gq;
-        }
-        have = true;
+      for (int c = 0; c < E; ++c) {
+        const float pj = p[c], qj = q[c];
+        p[c] = pj + lr * (e * qj - lp * pj);
+        q[c] = qj + lr * (e * pj - lq * qj);
       }
-      store_f32<E>(prow, lane, p);
-      store_f32<E>(qrow, lane, q);
+    } else {
+      const uint64_t key = SR ? mpt_rating_key(a.mpt_epoch_key, u, i) : 0;
+      const float mp = warp_max(lane_max_abs<E>(p)), mq = warp_max(lane_max_abs<E>(q));
+      if (mp > fmax_p) {
+        fp = detail::make_fixed_format(detail::fixed_frac_bits(mp, wl), wl);
+        fmax_p = detail::muppet_range(fp);
+        ++rescales;
+      }
+      if (mq > fmax_q) {
+        fq = detail::make_fixed_format(detail::fixed_frac_bits(mq, wl), wl);
+        fmax_q = detail::muppet_range(fq);
+        ++rescales;
+      }
+      float ph[E], qh[E];
+#pragma unroll
+      for (int c = 0; c < E; ++c) {
+        const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+        ph[c] = SR ? detail::fixed_round_sr(p[c], fp, mpt_word(key, 1, jj)) : detail::fixed_round_rn(p[c], fp);
+        qh[c] = SR ? detail::fixed_round_sr(q[c], fq, mpt_word(key, 2, jj)) : detail::fixed_round_rn(q[c], fq);
+      }
+      float part = 0.f;
+#pragma unroll
+      for (int c = 0; c < E; ++c) part += ph[c] * qh[c];
+      const float e = r - warp_sum(part);
+      const detail::FixedFormat fe = detail::make_fixed_format(detail::fixed_frac_bits(fabsf(e), wl), wl);
+      const float eh = SR ? detail::fixed_round_sr(e, fe, mpt_one_word(key, 3)) : detail::fixed_round_rn(e, fe);
+      const float ae = fabsf(eh);
+      const float mqh = warp_max(lane_max_abs<E>(qh)), mph = warp_max(lane_max_abs<E>(ph));
+      const detail::FixedFormat fgp = detail::make_fixed_format(detail::fixed_frac_bits(ae * mqh, wl), wl);
+      const detail::FixedFormat fgq = detail::make_fixed_format(detail::fixed_frac_bits(ae * mph, wl), wl);
+#pragma unroll
+      for (int c = 0; c < E; ++c) {
+        const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+        const float gp = (SR ? detail::fixed_round_sr(eh * qh[c], fgp, mpt_word(key, 4, jj))
+                             : detail::fixed_round_rn(eh * qh[c], fgp)) - lp * ph[c];
+        const float gq = (SR ? detail::fixed_round_sr(eh * ph[c], fgq, mpt_word(key, 5, jj))
+                             : detail::fixed_round_rn(eh * ph[c], fgq)) - lq * qh[c];
+        p[c] += lr * gp;
+        q[c] += lr * gq;
+        lgp[c] = gp;
+        lgq[c] = gq;
+      }
+      have = true;
     }
-  }
+    store_f32<E>(prow, lane, p);
+    store_f32<E>(qrow, lane, q);
+  });
   if (wl > 0) {
     if (have && warp < a.mu_batch_warps) {
       store_f32<E>(a.mu_batch + static_cast<size_t>(warp) * 2 * k, lane, lgp);
@@ -260,63 +244,55 @@ __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
   const float lr = a.lr, lp = a.lambda_p, lq = a.lambda_q;
   const bool SR = a.stochastic;
   AfpWarp w = a.afp[warp];  // this worker's state; identical copies in every lane
-  for (int64_t base = warp * 32; base < a.tasks; base += nwarps * 32) {
-    const int64_t t = base + lane;
-    DRec rc{0, 0, 0.f};
-    if (t < a.tasks) rc = a.recs[task_rating(a, t)];
-    const int nv = a.tasks - base < 32 ? static_cast<int>(a.tasks - base) : 32;
-    for (int j = 0; j < nv; ++j) {
-      const int32_t u = __shfl_sync(kFull, rc.u, j), i = __shfl_sync(kFull, rc.i, j);
-      const float r = __shfl_sync(kFull, rc.r, j);
-      float* prow = a.U.f32 + static_cast<size_t>(u) * k;
-      float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
-      float p[E], q[E];
-      load_f32<E>(prow, lane, p);
-      load_f32<E>(qrow, lane, q);
-      const uint64_t key = SR ? mpt_rating_key(a.mpt_epoch_key, u, i) : 0;
-      w.run_max[0] = fmaxf(w.run_max[0], warp_max(lane_max_abs<E>(p)));
-      w.run_max[1] = fmaxf(w.run_max[1], warp_max(lane_max_abs<E>(q)));
-      const float range_p = fmaxf(a.afp_max_p, w.run_max[0]), range_q = fmaxf(a.afp_max_q, w.run_max[1]);
-      if (w.iter >= w.st[0].next || range_p > w.fmax[0])
-        afp_reevaluate<E>(w, 0, p, nullptr, range_p, w.iter < w.st[0].next, a);
-      if (w.iter >= w.st[1].next || range_q > w.fmax[1])
-        afp_reevaluate<E>(w, 1, q, nullptr, range_q, w.iter < w.st[1].next, a);
-      float ph[E], qh[E];
+  for_each_warp_rating(a, lane, warp, nwarps, [&](int32_t u, int32_t i, float r) {
+    float* prow = a.U.f32 + static_cast<size_t>(u) * k;
+    float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
+    float p[E], q[E];
+    load_f32<E>(prow, lane, p);
+    load_f32<E>(qrow, lane, q);
+    const uint64_t key = SR ? mpt_rating_key(a.mpt_epoch_key, u, i) : 0;
+    w.run_max[0] = fmaxf(w.run_max[0], warp_max(lane_max_abs<E>(p)));
+    w.run_max[1] = fmaxf(w.run_max[1], warp_max(lane_max_abs<E>(q)));
+    const float range_p = fmaxf(a.afp_max_p, w.run_max[0]), range_q = fmaxf(a.afp_max_q, w.run_max[1]);
+    if (w.iter >= w.st[0].next || range_p > w.fmax[0])
+      afp_reevaluate<E>(w, 0, p, nullptr, range_p, w.iter < w.st[0].next, a);
+    if (w.iter >= w.st[1].next || range_q > w.fmax[1])
+      afp_reevaluate<E>(w, 1, q, nullptr, range_q, w.iter < w.st[1].next, a);
+    float ph[E], qh[E];
 #pragma unroll
-      for (int c = 0; c < E; ++c) {
-        const uint32_t jj = static_cast<uint32_t>(lane * E + c);
-        ph[c] = SR ? detail::fixed_round_sr(p[c], w.fmt[0], mpt_word(key, 1, jj)) : detail::fixed_round_rn(p[c], w.fmt[0]);
-        qh[c] = SR ? detail::fixed_round_sr(q[c], w.fmt[1], mpt_word(key, 2, jj)) : detail::fixed_round_rn(q[c], w.fmt[1]);
-      }
-      float part = 0.f;
-#pragma unroll
-      for (int c = 0; c < E; ++c) part += ph[c] * qh[c];
-      const float e = r - warp_sum(part);
-      float gp[E], gq[E];
-      float mg = 0.f;
-#pragma unroll
-      for (int c = 0; c < E; ++c) {
-        gp[c] = e * qh[c] - lp * ph[c];
-        gq[c] = e * ph[c] - lq * qh[c];
-        mg = fmaxf(mg, fmaxf(fabsf(gp[c]), fabsf(gq[c])));
-      }
-      const float range_g = warp_max(mg);
-      if (w.iter >= w.st[2].next || range_g > w.fmax[2])
-        afp_reevaluate<E>(w, 2, gp, gq, range_g, w.iter < w.st[2].next, a);
-      const detail::FixedFormat fg = w.fmt[2];
-#pragma unroll
-      for (int c = 0; c < E; ++c) {
-        const uint32_t jj = static_cast<uint32_t>(lane * E + c);
-        const float g0 = SR ? detail::fixed_round_sr(gp[c], fg, mpt_word(key, 3, jj)) : detail::fixed_round_rn(gp[c], fg);
-        const float g1 = SR ? detail::fixed_round_sr(gq[c], fg, mpt_word(key, 4, jj)) : detail::fixed_round_rn(gq[c], fg);
-        p[c] += lr * g0;
-        q[c] += lr * g1;
-      }
-      store_f32<E>(prow, lane, p);
-      store_f32<E>(qrow, lane, q);
-      ++w.iter;
+    for (int c = 0; c < E; ++c) {
+      const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+      ph[c] = SR ? detail::fixed_round_sr(p[c], w.fmt[0], mpt_word(key, 1, jj)) : detail::fixed_round_rn(p[c], w.fmt[0]);
+      qh[c] = SR ? detail::fixed_round_sr(q[c], w.fmt[1], mpt_word(key, 2, jj)) : detail::fixed_round_rn(q[c], w.fmt[1]);
     }
-  }
+    float part = 0.f;
+#pragma unroll
+    for (int c = 0; c < E; ++c) part += ph[c] * qh[c];
+    const float e = r - warp_sum(part);
+    float gp[E], gq[E];
+    float mg = 0.f;
+#pragma unroll
+    for (int c = 0; c < E; ++c) {
+      gp[c] = e * qh[c] - lp * ph[c];
+      gq[c] = e * ph[c] - lq * qh[c];
+      mg = fmaxf(mg, fmaxf(fabsf(gp[c]), fabsf(gq[c])));
+    }
+    const float range_g = warp_max(mg);
+    if (w.iter >= w.st[2].next || range_g > w.fmax[2])
+      afp_reevaluate<E>(w, 2, gp, gq, range_g, w.iter < w.st[2].next, a);
+    const detail::FixedFormat fg = w.fmt[2];
+#pragma unroll
+    for (int c = 0; c < E; ++c) {
+      const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+      const float g0 = SR ? detail::fixed_round_sr(gp[c], fg, mpt_word(key, 3, jj)) : detail::fixed_round_rn(gp[c], fg);
+      const float g1 = SR ? detail::fixed_round_sr(gq[c], fg, mpt_word(key, 4, jj)) : detail::fixed_round_rn(gq[c], fg);
+      p[c] += lr * g0;
+      q[c] += lr * g1;
+    }
+    store_f32<E>(prow, lane, p);
+    store_f32<E>(qrow, lane, q);
+    ++w.iter;
+  });
   if (lane == 0) a.afp[warp] = w;
 }
 

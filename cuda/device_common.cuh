@@ -60,6 +60,27 @@ __device__ __forceinline__ int64_t task_rating(const SgdArgs& a, int64_t t) {
   return static_cast<int64_t>(x);
 }
 
+/// The task loop of the one-warp-per-rating kernels (single storage and competing methods):
+/// the warp fetches 32 tasks at a time (lane l the record of task base + l, so the index work is
+/// spread over the lanes), then calls body(u, i, r) for them one after another with all 32
+/// lanes: warp-uniform control flow, and a `return` in the body moves on to the next rating.
+/// (The per-group kernel, sgd_kernel, also looks up groups in the fetch phase: its own loop.)
+template <class Body>
+__device__ __forceinline__ void for_each_warp_rating(const SgdArgs& a, int lane, int64_t warp, int64_t nwarps,
+                                                     Body&& body) {
+  for (int64_t base = warp * 32; base < a.tasks; base += nwarps * 32) {
+    const int64_t t = base + lane;
+    DRec rc{0, 0, 0.f};
+    if (t < a.tasks) rc = a.recs[task_rating(a, t)];
+    const int nv = a.tasks - base < 32 ? static_cast<int>(a.tasks - base) : 32;
+    for (int j = 0; j < nv; ++j) {
+      const int32_t u = __shfl_sync(kFull, rc.u, j), i = __shfl_sync(kFull, rc.i, j);
+      const float r = __shfl_sync(kFull, rc.r, j);
+      body(u, i, r);
+    }
+  }
+}
+
 // ------------------------------------------------------------------ CPU-identical hashes
 
 __device__ __forceinline__ uint64_t rating_key(int32_t u, int32_t i) {

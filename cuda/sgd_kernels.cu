@@ -99,35 +99,27 @@ __global__ void __launch_bounds__(kThreads) sgd_half_kernel(const SgdArgs a) {
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
   const int64_t nwarps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
   const __half lr = __float2half_rn(a.lr), lp = __float2half_rn(a.lambda_p), lq = __float2half_rn(a.lambda_q);
-  for (int64_t base = warp * 32; base < a.tasks; base += nwarps * 32) {
-    const int64_t t = base + lane;
-    DRec rc{0, 0, 0.f};
-    if (t < a.tasks) rc = a.recs[task_rating(a, t)];
-    const int nv = a.tasks - base < 32 ? static_cast<int>(a.tasks - base) : 32;
-    for (int j = 0; j < nv; ++j) {
-      const int32_t u = __shfl_sync(kFull, rc.u, j), i = __shfl_sync(kFull, rc.i, j);
-      const float r = __shfl_sync(kFull, rc.r, j);
-      uint16_t pb[E], qb[E];
-      uint16_t* prow = a.U.f16 + static_cast<size_t>(u) * k;
-      uint16_t* qrow = a.I.f16 + static_cast<size_t>(i) * k;
-      load_bits<E>(prow, lane, pb);
-      load_bits<E>(qrow, lane, qb);
-      __half acc = __ushort_as_half(0);
+  for_each_warp_rating(a, lane, warp, nwarps, [&](int32_t u, int32_t i, float r) {
+    uint16_t pb[E], qb[E];
+    uint16_t* prow = a.U.f16 + static_cast<size_t>(u) * k;
+    uint16_t* qrow = a.I.f16 + static_cast<size_t>(i) * k;
+    load_bits<E>(prow, lane, pb);
+    load_bits<E>(qrow, lane, qb);
+    __half acc = __ushort_as_half(0);
 #pragma unroll
-      for (int c = 0; c < E; ++c) acc = __hadd(acc, __hmul(__ushort_as_half(pb[c]), __ushort_as_half(qb[c])));
-      const __half e = __hsub(__float2half_rn(r), warp_sum_half(acc));
+    for (int c = 0; c < E; ++c) acc = __hadd(acc, __hmul(__ushort_as_half(pb[c]), __ushort_as_half(qb[c])));
+    const __half e = __hsub(__float2half_rn(r), warp_sum_half(acc));
 #pragma unroll
-      for (int c = 0; c < E; ++c) {
-        const __half pj = __ushort_as_half(pb[c]), qj = __ushort_as_half(qb[c]);
-        const __half gp = __hsub(__hmul(e, qj), __hmul(lp, pj));
-        const __half gq = __hsub(__hmul(e, pj), __hmul(lq, qj));
-        pb[c] = __half_as_ushort(__hadd(pj, __hmul(lr, gp)));
-        qb[c] = __half_as_ushort(__hadd(qj, __hmul(lr, gq)));
-      }
-      store_bits<E>(prow, lane, pb);
-      store_bits<E>(qrow, lane, qb);
+    for (int c = 0; c < E; ++c) {
+      const __half pj = __ushort_as_half(pb[c]), qj = __ushort_as_half(qb[c]);
+      const __half gp = __hsub(__hmul(e, qj), __hmul(lp, pj));
+      const __half gq = __hsub(__hmul(e, pj), __hmul(lq, qj));
+      pb[c] = __half_as_ushort(__hadd(pj, __hmul(lr, gp)));
+      qb[c] = __half_as_ushort(__hadd(qj, __hmul(lr, gq)));
     }
-  }
+    store_bits<E>(prow, lane, pb);
+    store_bits<E>(qrow, lane, qb);
+  });
 }
 /// Block max of |x| into *out (float bits; non-negative floats order like their bits).
 __global__ void max_abs_kernel(const float* __restrict__ x, int64_t n, unsigned int* out) {
