@@ -152,10 +152,7 @@ int64_t host_available_bytes() noexcept {
 MemoryPlan plan_memory(const Context& ctx, const TrainConfig& cfg, int64_t n_users, int64_t n_items, int64_t n_train,
                        int64_t n_test, bool inputs_loaded) {
   MASCOT_CHECK_ARG(n_users >= 0 && n_items >= 0 && n_train >= 0 && n_test >= 0, "memory plan: negative sizes");
-  Device dev = ctx.resolved_device();
-  // auto sends a job the CUDA kernels do not take (k, order, study options) to the CPU
-  // (trainer.cc): plan for the device that will run it
-  if (dev == Device::kCuda && ctx.device == Device::kAuto && !detail::cuda_supports(cfg)) dev = Device::kCpu;
+  const Device dev = detail::training_device(ctx, cfg);  // auto's CPU fallback included
   MemoryPlan p = build(dev, ctx.resolved_threads(), cfg, n_users, n_items, n_train, n_test, inputs_loaded);
   p.host_available = host_available_bytes();
   if (dev == Device::kCuda) {

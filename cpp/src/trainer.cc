@@ -41,10 +41,9 @@ TrainResult detail::train_run(const Context& ctx, const TrainConfig& cfg, const 
   // --device cuda with a job the kernels do not take: say so first, before regrouping the data
   if (ctx.device == Device::kCuda)
     if (const std::string why = detail::cuda_unsupported_reason(cfg); !why.empty()) throw InvalidArgument(why);
-  Device dev = ctx.resolved_device();
   // auto: a job the CUDA kernels do not handle (k, order, study options) trains on the CPU, and says so
-  const bool auto_cpu = dev == Device::kCuda && ctx.device == Device::kAuto && !detail::cuda_supports(cfg);
-  if (auto_cpu) dev = Device::kCpu;
+  const Device dev = detail::training_device(ctx, cfg);
+  const bool auto_cpu = dev != ctx.resolved_device();
   // refuse up front a job that cannot fit (memory_plan.h; it plans for the same device choice)
   check_memory_plan(plan_memory(ctx, cfg, train.n_users, train.n_items, train.nnz(), test ? test->nnz() : 0, true));
 

@@ -7,17 +7,13 @@
 #include <vector>
 
 #include "mascot/config.h"
+#include "mascot/context.h"
 
 namespace mascot::detail {
 
 /// Whether the CUDA kernels handle this configuration (k a multiple of 32 in [32, 512], an
 /// order other than the CPU's cache blocking, no study option: random_fp16, grad_stats).  `--device auto` trains on the CPU otherwise
 /// (trainer.cc); `--device cuda` then fails with a message naming the field.
-inline bool cuda_supports(const TrainConfig& cfg) {
-  return cfg.k >= 32 && cfg.k <= 512 && cfg.k % 32 == 0 && cfg.order != Order::kBlocked && cfg.random_fp16 < 0 &&
-         !cfg.grad_stats;
-}
-
 /// Why the CUDA kernels do not take `cfg` (a one-line message naming the field), "" when they
 /// do.  Checked as soon as --device cuda is known, before any data is loaded or regrouped.
 inline std::string cuda_unsupported_reason(const TrainConfig& cfg) {
@@ -29,6 +25,15 @@ inline std::string cuda_unsupported_reason(const TrainConfig& cfg) {
   if (cfg.random_fp16 >= 0 || cfg.grad_stats)
     return "random_fp16 and grad_stats (study options) run on the CPU backend only; use --device cpu";
   return "";
+}
+inline bool cuda_supports(const TrainConfig& cfg) { return cuda_unsupported_reason(cfg).empty(); }
+
+/// The device a job trains on: ctx.resolved_device(), except that `auto` sends a job the CUDA
+/// kernels do not take to the CPU (trainer.cc trains it there and says so; memory_plan.cc plans
+/// for it there).
+inline Device training_device(const Context& ctx, const TrainConfig& cfg) {
+  const Device dev = ctx.resolved_device();
+  return dev == Device::kCuda && ctx.device == Device::kAuto && !cuda_supports(cfg) ? Device::kCpu : dev;
 }
 
 /// "<name> (sm_XY, N SMs, M MiB)" of the current device; throws CudaError without one.
