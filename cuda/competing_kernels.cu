@@ -12,15 +12,14 @@ template <int E, bool SR>
 __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
   constexpr int k = 32 * E;
   constexpr float kHalfMax = 65504.0f;
-  const int lane = threadIdx.x & 31;
-  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
-  const int64_t nwarps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  const int lane = lane_id();
+  const int64_t warp = warp_id();
   detail::MptLossScale ls;  // this warp's worker state; every lane keeps an identical copy
   ls.init(a.mpt_scale[warp], a.mpt_dynamic, a.mpt_window);
   ls.clean = a.mpt_clean[warp];
   unsigned long long updates = 0, skipped = 0;
   const float lr = a.lr, lpr = a.lambda_p, lqr = a.lambda_q;
-  for_each_warp_rating(a, lane, warp, nwarps, [&](int32_t u, int32_t i, float r) {
+  for_each_warp_rating(a, [&](int32_t u, int32_t i, float r) {
     float* prow = a.U.f32 + static_cast<size_t>(u) * k;
     float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
     float p[E], q[E], ph[E], qh[E];
@@ -97,9 +96,8 @@ __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
 template <int E>
 __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
   constexpr int k = 32 * E;
-  const int lane = threadIdx.x & 31;
-  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
-  const int64_t nwarps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  const int lane = lane_id();
+  const int64_t warp = warp_id();
   const int wl = a.mu_word_length;
   const float lr = a.lr, lp = a.lambda_p, lq = a.lambda_q;
   const bool SR = a.stochastic;
@@ -114,7 +112,7 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
   unsigned long long rescales = 0;
   float lgp[E], lgq[E];
   bool have = false;
-  for_each_warp_rating(a, lane, warp, nwarps, [&](int32_t u, int32_t i, float r) {
+  for_each_warp_rating(a, [&](int32_t u, int32_t i, float r) {
     float* prow = a.U.f32 + static_cast<size_t>(u) * k;
     float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
     float p[E], q[E];
@@ -214,37 +212,22 @@ __device__ __forceinline__ void afp_reevaluate(AfpWarp& w, int t, const float (&
     }
     return detail::afp_quant_error(static_cast<double>(warp_sum(sa)), static_cast<double>(warp_sum(sq)));
   };
-  st.pos = detail::afp_point_position(range, st.bits);
-  detail::FixedFormat f = detail::make_fixed_format(-st.pos, st.bits);
-  double err = error_at(f);
-  if (detail::afp_needs_more_bits(err, a.afp_error_threshold, st.bits, a.afp_high_bits)) {
-    st.bits = a.afp_high_bits;
-    ++s.to_high;
-    st.pos = detail::afp_point_position(range, st.bits);
-    f = detail::make_fixed_format(-st.pos, st.bits);
-    err = error_at(f);
-  }
-  detail::afp_set_interval(st, err, a.afp_alpha, a.afp_beta, a.afp_gamma, a.afp_delta, w.iter);
+  const detail::FixedFormat f =
+      detail::afp_reevaluate_tensor(st, s, range, saturated, a.afp_error_threshold, a.afp_high_bits, a.afp_alpha,
+                                    a.afp_beta, a.afp_gamma, a.afp_delta, w.iter, error_at);
   w.fmt[t] = f;
   w.fmax[t] = f.hi * f.inv_scale;
-  ++s.evals;
-  s.saturated += saturated ? 1 : 0;
-  s.err_sum += err;
-  s.err_max = err > s.err_max ? err : s.err_max;
-  s.itv_sum += static_cast<double>(st.interval);
-  s.itv_max = st.interval > s.itv_max ? st.interval : s.itv_max;
 }
 
 template <int E>
 __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
   constexpr int k = 32 * E;
-  const int lane = threadIdx.x & 31;
-  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
-  const int64_t nwarps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  const int lane = lane_id();
+  const int64_t warp = warp_id();
   const float lr = a.lr, lp = a.lambda_p, lq = a.lambda_q;
   const bool SR = a.stochastic;
   AfpWarp w = a.afp[warp];  // this worker's state; identical copies in every lane
-  for_each_warp_rating(a, lane, warp, nwarps, [&](int32_t u, int32_t i, float r) {
+  for_each_warp_rating(a, [&](int32_t u, int32_t i, float r) {
     float* prow = a.U.f32 + static_cast<size_t>(u) * k;
     float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
     float p[E], q[E];

@@ -60,14 +60,22 @@ __device__ __forceinline__ int64_t task_rating(const SgdArgs& a, int64_t t) {
   return static_cast<int64_t>(x);
 }
 
+/// This thread's lane, its warp's index in the grid, and the grid's number of warps.
+__device__ __forceinline__ int lane_id() { return threadIdx.x & 31; }
+__device__ __forceinline__ int64_t warp_id() {
+  return (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+}
+__device__ __forceinline__ int64_t warp_count() { return (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5; }
+
 /// The task loop of the one-warp-per-rating kernels (single storage and competing methods):
 /// the warp fetches 32 tasks at a time (lane l the record of task base + l, so the index work is
 /// spread over the lanes), then calls body(u, i, r) for them one after another with all 32
 /// lanes: warp-uniform control flow, and a `return` in the body moves on to the next rating.
 /// (The per-group kernel, sgd_kernel, also looks up groups in the fetch phase: its own loop.)
 template <class Body>
-__device__ __forceinline__ void for_each_warp_rating(const SgdArgs& a, int lane, int64_t warp, int64_t nwarps,
-                                                     Body&& body) {
+__device__ __forceinline__ void for_each_warp_rating(const SgdArgs& a, Body&& body) {
+  const int lane = lane_id();
+  const int64_t warp = warp_id(), nwarps = warp_count();
   for (int64_t base = warp * 32; base < a.tasks; base += nwarps * 32) {
     const int64_t t = base + lane;
     DRec rc{0, 0, 0.f};

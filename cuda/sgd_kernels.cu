@@ -27,9 +27,8 @@ __global__ void __launch_bounds__(kThreads) sgd_kernel(const SgdArgs a) {
     __syncthreads();
   }
   constexpr int k = 32 * E;
-  const int lane = threadIdx.x & 31;
-  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
-  const int64_t nwarps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  const int lane = lane_id();
+  const int64_t warp = warp_id(), nwarps = warp_count();
   const int slot = static_cast<int>(blockIdx.x % static_cast<unsigned>(a.slots));
   const bool all32 = a.store == Store::kF32;
   const float cp = 1.0f - a.lr * a.lambda_p, cq = 1.0f - a.lr * a.lambda_q;
@@ -95,11 +94,9 @@ __global__ void __launch_bounds__(kThreads) sgd_kernel(const SgdArgs a) {
 template <int E>
 __global__ void __launch_bounds__(kThreads) sgd_half_kernel(const SgdArgs a) {
   constexpr int k = 32 * E;
-  const int lane = threadIdx.x & 31;
-  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
-  const int64_t nwarps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  const int lane = lane_id();
   const __half lr = __float2half_rn(a.lr), lp = __float2half_rn(a.lambda_p), lq = __float2half_rn(a.lambda_q);
-  for_each_warp_rating(a, lane, warp, nwarps, [&](int32_t u, int32_t i, float r) {
+  for_each_warp_rating(a, [&](int32_t u, int32_t i, float r) {
     uint16_t pb[E], qb[E];
     uint16_t* prow = a.U.f16 + static_cast<size_t>(u) * k;
     uint16_t* qrow = a.I.f16 + static_cast<size_t>(i) * k;
@@ -145,9 +142,8 @@ __global__ void __launch_bounds__(kThreads) sse_kernel(const DRec* __restrict__ 
     __syncthreads();
   }
   constexpr int k = 32 * E;
-  const int lane = threadIdx.x & 31;
-  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
-  const int64_t nwarps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  const int lane = lane_id();
+  const int64_t warp = warp_id(), nwarps = warp_count();
   double se = 0;  // lane 0's sum for this warp
   for (int64_t base = warp * 32; base < n; base += nwarps * 32) {
     const int64_t t = base + lane;
@@ -194,9 +190,8 @@ template <int E>
 __global__ void __launch_bounds__(kThreads) accumulate_kernel(const float* grads, const int32_t* group, int64_t n,
                                                               const DSide s, int slots) {
   constexpr int k = 32 * E;
-  const int lane = threadIdx.x & 31;
-  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
-  const int64_t nwarps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  const int lane = lane_id();
+  const int64_t warp = warp_id(), nwarps = warp_count();
   const int slot = static_cast<int>(blockIdx.x % static_cast<unsigned>(slots));
   for (int64_t t = warp; t < n; t += nwarps) {  // warp-uniform loop
     float g[E];

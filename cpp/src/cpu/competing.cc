@@ -878,25 +878,11 @@ class Afp final : public CompetingMethod {
       }
       return detail::afp_quant_error(sa, sq);
     };
-    st.pos = detail::afp_point_position(range, st.bits);
-    FixedFormat f = detail::make_fixed_format(-st.pos, st.bits);
-    double err = error_at(f);
-    if (detail::afp_needs_more_bits(err, c_.afp_error_threshold, st.bits, c_.afp_high_bits)) {
-      st.bits = c_.afp_high_bits;
-      ++s.to_high;
-      st.pos = detail::afp_point_position(range, st.bits);
-      f = detail::make_fixed_format(-st.pos, st.bits);
-      err = error_at(f);
-    }
-    detail::afp_set_interval(st, err, c_.afp_alpha, c_.afp_beta, c_.afp_gamma, c_.afp_delta, w.iter);
+    const FixedFormat f = detail::afp_reevaluate_tensor(st, s, range, saturated, c_.afp_error_threshold,
+                                                        c_.afp_high_bits, c_.afp_alpha, c_.afp_beta, c_.afp_gamma,
+                                                        c_.afp_delta, w.iter, error_at);
     w.fmt[t] = f;
     w.fmax[t] = f.hi * f.inv_scale;
-    ++s.evals;
-    s.saturated += saturated;
-    s.err_sum += err;
-    s.err_max = std::max(s.err_max, err);
-    s.itv_sum += static_cast<double>(st.interval);
-    s.itv_max = std::max(s.itv_max, st.interval);
   }
 
   template <bool SR>

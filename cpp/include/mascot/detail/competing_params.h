@@ -320,5 +320,34 @@ MASCOT_HD void afp_set_interval(AfpTensorState& st, double error, double alpha, 
   st.next = iteration + st.interval;
 }
 
+/// One AFP re-evaluation of a tensor, for both backends: the point position for `range` at the
+/// current width and its error, one step to the high width when that error exceeds the
+/// threshold, then the next update interval; and the tensor's statistics (evals, saturated,
+/// to_high, err_sum/max, itv_sum/max).  error_at(format) is the backend's quantization error of
+/// the iteration's values (a CPU loop, or a warp reduction on the GPU).  Returns the format.
+template <class Stats, class ErrorAt>
+MASCOT_HD FixedFormat afp_reevaluate_tensor(AfpTensorState& st, Stats& s, float range, bool saturated,
+                                            double threshold, int high_bits, double alpha, double beta,
+                                            double gamma, double delta, int64_t iteration, ErrorAt&& error_at) {
+  st.pos = afp_point_position(range, st.bits);
+  FixedFormat f = make_fixed_format(-st.pos, st.bits);
+  double err = error_at(f);
+  if (afp_needs_more_bits(err, threshold, st.bits, high_bits)) {
+    st.bits = high_bits;
+    ++s.to_high;
+    st.pos = afp_point_position(range, st.bits);
+    f = make_fixed_format(-st.pos, st.bits);
+    err = error_at(f);
+  }
+  afp_set_interval(st, err, alpha, beta, gamma, delta, iteration);
+  ++s.evals;
+  s.saturated += saturated ? 1 : 0;
+  s.err_sum += err;
+  s.err_max = err > s.err_max ? err : s.err_max;
+  s.itv_sum += static_cast<double>(st.interval);
+  s.itv_max = st.interval > s.itv_max ? st.interval : s.itv_max;
+  return f;
+}
+
 }  // namespace detail
 }  // namespace mascot
