@@ -20,6 +20,7 @@
 // the kernels is of interest here, not the training.
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -93,8 +94,27 @@ double median(std::vector<double> x) {
   return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
+// A 64-byte aligned factor matrix, like the trainer's (cpu_trainer.cc Buffer): a k = 128 FP16
+// row is then exactly 4 cache lines, not 5.
+template <class T>
+struct Matrix {
+  std::vector<T> buf;
+  T* p = nullptr;
+  size_t n = 0;
+  explicit Matrix(size_t count) : buf(count + 64 / sizeof(T)), n(count) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(buf.data());
+    p = buf.data() + ((64 - a % 64) % 64) / sizeof(T);
+  }
+  T* data() { return p; }
+  size_t size() const { return n; }
+  T& operator[](size_t j) { return p[j]; }
+  T* begin() { return p; }
+  T* end() { return p + n; }
+};
+
 struct Acc {
-  std::vector<double> sum, sq;
+  std::vector<float> sum;
+  std::vector<double> sq;
   std::vector<int64_t> n;
 };
 
@@ -134,7 +154,7 @@ int main(int argc, char** argv) {
   }
   if (k < 1 || k > 4096) usage_error("--k must be in 1..4096");
   if (threads < 1 || rounds < 1) usage_error("--threads and --rounds must be >= 1");
-  const std::vector<std::string> known = {"n1", "fp32", "mixed-fp16", "mixed-switched", "mixed-switched-measured",
+  const std::vector<std::string> known = {"n1", "fp32", "shuffle", "mixed-fp16", "mixed-switched", "mixed-switched-measured",
                                           "mixed-fp16-measured"};
   const std::vector<std::string> states = split(states_arg, ',');
   for (const auto& s : states)
@@ -161,7 +181,7 @@ int main(int argc, char** argv) {
   for (int g : parse_groups(igroups, igs.size(), "--fp32-item-groups")) igs.precision[g] = Precision::kFp32;
   const auto bu16 = row_bits(ug16), bi16 = row_bits(ig16), bus = row_bits(ugs), bis = row_bits(igs);
 
-  std::vector<float> P32(static_cast<size_t>(m) * k), Q32(static_cast<size_t>(n) * k);
+  Matrix<float> P32(static_cast<size_t>(m) * k), Q32(static_cast<size_t>(n) * k);
   uint64_t s = 1;
   auto rnd = [&] {
     s = s * 6364136223846793005ull + 1442695040888963407ull;
@@ -169,7 +189,7 @@ int main(int argc, char** argv) {
   };
   for (auto& x : P32) x = rnd();
   for (auto& x : Q32) x = rnd();
-  std::vector<uint16_t> P16(P32.size()), Q16(Q32.size());
+  Matrix<uint16_t> P16(P32.size()), Q16(Q32.size());
   for (size_t j = 0; j < P16.size(); ++j) P16[j] = detail::float_to_half_rn(P32[j]);
   for (size_t j = 0; j < Q16.size(); ++j) Q16[j] = detail::float_to_half_rn(Q32[j]);
 
@@ -185,7 +205,7 @@ int main(int argc, char** argv) {
     sd.groups = t.size();
     sd.fp32_bits = bits.data();
     if (acc) {
-      acc->sum.assign(static_cast<size_t>(t.size()) * k, 0.0);
+      acc->sum.assign(static_cast<size_t>(t.size()) * k, 0.0f);
       acc->sq.assign(static_cast<size_t>(t.size()), 0.0);
       acc->n.assign(static_cast<size_t>(t.size()), 0);
       sd.grad_sum = acc->sum.data();
@@ -217,6 +237,10 @@ int main(int argc, char** argv) {
       const auto t0 = Clock::now();
       if (st == "n1") {
         sched.run_epoch(epoch, [&](int, const Rec* rc, size_t c) { kt.sgd_n1(rc, c, P16.data(), Q16.data(), prm); });
+      } else if (st == "shuffle") {  // the schedule alone: chunk order and in-chunk shuffles
+        std::vector<int64_t> sink(threads);
+        sched.run_epoch(epoch, [&](int tid, const Rec* rc, size_t c) { sink[tid] += rc[c / 2].u; });
+        if (sink[0] == -1) std::puts("");
       } else if (st == "fp32") {
         sched.run_epoch(epoch, [&](int, const Rec* rc, size_t c) { kt.sgd_fp32(rc, c, P32.data(), Q32.data(), prm); });
       } else {
