@@ -138,14 +138,6 @@ MASCOT_FORCE_INLINE int count_half_overflow(const float* __restrict a, int k) {
   return n;
 }
 
-/// Memory is the bottleneck (DESIGN.md §6): like the SGD kernels, prefetch the two rows of the
-/// rating kPrefetch positions ahead (a random order makes every row a DRAM miss otherwise).
-constexpr size_t kPrefetch = 10;
-MASCOT_FORCE_INLINE void prefetch_ahead(const Rec* recs, size_t x, size_t count, const float* P, const float* Q,
-                                        int k) {
-  if (x + kPrefetch < count) prefetch_rows(recs[x + kPrefetch], P, Q, k);
-}
-
 // ------------------------------------------------------------------ random words (stochastic rounding)
 // Per rating a key from (epoch key, u, i); per element a word from (key, operand tag, j).
 // Pure functions: no RNG state, independent of thread scheduling.  (The `chunk` order, which
@@ -346,7 +338,7 @@ class Mpt final : public CompetingMethod {
     uint32_t* __restrict rw = w.s.w.data();
     const float lr = prm.lr, lp = prm.lambda_p, lq = prm.lambda_q;
     for (size_t x = 0; x < count; ++x) {
-      prefetch_ahead(recs, x, count, P, Q, k);
+      prefetch_ahead(x, count, recs, P, Q, k);  // two stages (cpu/kernels.h): rows are DRAM misses
       const Rec rec = recs[x];
       float* __restrict p = P + static_cast<size_t>(rec.u) * k;
       float* __restrict q = Q + static_cast<size_t>(rec.i) * k;
@@ -608,7 +600,7 @@ class Muppet final : public CompetingMethod {
     const int k = k_;
     const float lr = prm.lr, lp = prm.lambda_p, lq = prm.lambda_q;
     for (size_t x = 0; x < count; ++x) {
-      prefetch_ahead(recs, x, count, P, Q, k);
+      prefetch_ahead(x, count, recs, P, Q, k);  // two stages (cpu/kernels.h): rows are DRAM misses
       const Rec rec = recs[x];
       float* __restrict p = P + static_cast<size_t>(rec.u) * k;
       float* __restrict q = Q + static_cast<size_t>(rec.i) * k;
@@ -643,7 +635,7 @@ class Muppet final : public CompetingMethod {
     }
     const size_t tail = count > B ? count - B : 0;
     for (size_t x = 0; x < count; ++x) {
-      prefetch_ahead(recs, x, count, P, Q, k);
+      prefetch_ahead(x, count, recs, P, Q, k);  // two stages (cpu/kernels.h): rows are DRAM misses
       const Rec rec = recs[x];
       float* __restrict p = P + static_cast<size_t>(rec.u) * k;
       float* __restrict q = Q + static_cast<size_t>(rec.i) * k;
@@ -903,7 +895,7 @@ class Afp final : public CompetingMethod {
     uint32_t* __restrict rw = w.s.w.data();
     const float lr = prm.lr, lp = prm.lambda_p, lq = prm.lambda_q;
     for (size_t x = 0; x < count; ++x) {
-      prefetch_ahead(recs, x, count, P, Q, k);
+      prefetch_ahead(x, count, recs, P, Q, k);  // two stages (cpu/kernels.h): rows are DRAM misses
       const Rec rec = recs[x];
       float* __restrict p = P + static_cast<size_t>(rec.u) * k;
       float* __restrict q = Q + static_cast<size_t>(rec.i) * k;

@@ -63,20 +63,30 @@ Storage storage_of(Method m) {
   }
 }
 
-/// Per-thread gradient accumulators of one side (q-error sampling), padded apart.
+/// Per-thread gradient accumulators of one side (q-error sampling; MixedSide says why the
+/// vector sums are float).
 struct GradAcc {
-  std::vector<double> sum, sq, nsum;
+  std::vector<float> sum;
+  std::vector<double> sq, nsum;
   std::vector<int64_t> n;
   void reset(int groups, int k) {
-    sum.assign(static_cast<size_t>(groups) * k, 0.0);
+    sum.assign(static_cast<size_t>(groups) * k, 0.0f);
     sq.assign(static_cast<size_t>(groups), 0.0);
     nsum.assign(static_cast<size_t>(groups), 0.0);
     n.assign(static_cast<size_t>(groups), 0);
   }
-  /// Adds another thread's partials (callers reduce in thread order: deterministic).
-  void add(const GradAcc& a) {
-    for (size_t x = 0; x < sum.size(); ++x) sum[x] += a.sum[x];
-    for (size_t g = 0; g < sq.size(); ++g) { sq[g] += a.sq[g]; nsum[g] += a.nsum[g]; n[g] += a.n[g]; }
+};
+
+/// The threads' partials of one side reduced in thread order (deterministic), in double.
+struct GradTotals {
+  std::vector<double> sum, sq, nsum;
+  std::vector<int64_t> n;
+  GradTotals(const std::vector<GradAcc>& acc, int groups, int k)
+      : sum(static_cast<size_t>(groups) * k, 0.0), sq(groups, 0.0), nsum(groups, 0.0), n(groups, 0) {
+    for (const GradAcc& a : acc) {
+      for (size_t x = 0; x < sum.size(); ++x) sum[x] += a.sum[x];
+      for (size_t g = 0; g < sq.size(); ++g) { sq[g] += a.sq[g]; nsum[g] += a.nsum[g]; n[g] += a.n[g]; }
+    }
   }
 };
 
@@ -184,7 +194,7 @@ class CpuBackend final : public detail::Backend {
           }
           updates += sched.run_epoch(e, [&](int tid, const Rec* r, size_t c) { kt.sgd_mixed(r, c, us[tid], is[tid], mp); });
           if (sample) {
-            const GradAcc ut = reduce(uacc, ug_->size()), it = reduce(iacc, ig_->size());
+            const GradTotals ut(uacc, ug_->size(), k_), it(iacc, ig_->size(), k_);
             if (cfg.grad_stats) {
               rec.user_grad_norm = mean_norms(ut);
               rec.item_grad_norm = mean_norms(it);
@@ -379,15 +389,8 @@ class CpuBackend final : public detail::Backend {
     s->grad_nsum = norms ? a->nsum.data() : nullptr;
   }
 
-  // Reduces the per-thread partials in thread order (deterministic).
-  GradAcc reduce(const std::vector<GradAcc>& acc, int groups) const {
-    GradAcc tot;
-    tot.reset(groups, k_);
-    for (const GradAcc& a : acc) tot.add(a);
-    return tot;
-  }
   // grad_stats: mean norm of the sampled gradients per group (-1 where nothing was sampled).
-  static std::vector<double> mean_norms(const GradAcc& a) {
+  static std::vector<double> mean_norms(const GradTotals& a) {
     std::vector<double> m(a.n.size());
     for (size_t g = 0; g < m.size(); ++g) m[g] = a.n[g] > 0 ? a.nsum[g] / static_cast<double>(a.n[g]) : -1.0;
     return m;

@@ -3,8 +3,9 @@
 // are written once against it and follow detail/sgd.h operation for operation.
 //
 // Memory is the bottleneck (DESIGN.md §6): each rating reads and writes two k-rows at
-// random.  So the loop prefetches the rows of the rating kPrefetch positions ahead, and
-// each row is touched in two passes (dot product, then update): the second pass hits L1.
+// random.  So the loops prefetch the rows of the ratings ahead in two stages (prefetch_ahead,
+// kernels.h), and each row is touched in two passes (dot product, then update): the second
+// pass hits L1.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -191,8 +192,6 @@ inline void vstore_sr(uint16_t* p, V x, VI r) {
 }
 #endif
 
-constexpr size_t kPrefetch = 10;  // ratings ahead
-
 // The row updates must inline into their loops: the rows live in registers between the dot
 // product and the update (measured: without inlining GCC spills them, -30 % on fp32).
 #define MASCOT_INLINE inline __attribute__((always_inline))
@@ -298,7 +297,7 @@ template <class S, bool kHalf, int NC, bool kSR>
 void sgd_loop(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
   const int k = NC > 0 ? NC * kLanes : prm.k;  // compile-time when NC > 0 (see update_vec)
   for (size_t t = 0; t < n; ++t) {
-    if (t + kPrefetch < n) prefetch_rows(recs[t + kPrefetch], P, Q, k);
+    prefetch_ahead(t, n, recs, P, Q, k);
     const Rec& rc = recs[t];
     S* p = P + static_cast<size_t>(rc.u) * k;
     S* q = Q + static_cast<size_t>(rc.i) * k;
@@ -351,7 +350,7 @@ double sse_entry(const Rec* recs, size_t n, const void* Pv, const void* Qv, int 
   const S* Q = static_cast<const S*>(Qv);
   double se = 0;
   for (size_t t = 0; t < n; ++t) {
-    if (t + kPrefetch < n) prefetch_rows(recs[t + kPrefetch], P, Q, k);
+    prefetch_ahead(t, n, recs, P, Q, k);
     const double e = static_cast<double>(recs[t].r) -
                      dot_rows(P + static_cast<size_t>(recs[t].u) * k, Q + static_cast<size_t>(recs[t].i) * k, k);
     se += e * e;
@@ -361,24 +360,26 @@ double sse_entry(const Rec* recs, size_t n, const void* Pv, const void* Qv, int 
 
 // ---- per-group precision (MASCOT family) ------------------------------------------------------
 
-// Adds one sampled gradient (k floats) to its group's accumulators: the vector sum in double
-// (a plain loop that vectorises), the squared norm of this one gradient with the 16-lane float
-// reduction (a sequential double reduction over k would cost ~k x 4 cycles per sample),
-// accumulated across samples in double.
+// Adds one sampled gradient (k floats) to its group's accumulators (MixedSide::grad_sum):
+// the vector sum in float, the squared norm of this one gradient with the 16-lane float
+// reduction, accumulated across samples in double.
 inline void add_sample(const MixedSide& s, int group, const float* g, int k) {
-  double* sum = s.grad_sum + static_cast<size_t>(group) * k;
-  for (int j = 0; j < k; ++j) sum[j] += g[j];
+  float* sum = s.grad_sum + static_cast<size_t>(group) * k;
   float sq;
   if (k % kLanes == 0) {
     V a = vzero();
     for (int j = 0; j < k; j += kLanes) {
       const V x = vload(g + j);
+      vstore(sum + j, vload(sum + j) + x);
       a = a + x * x;
     }
     sq = vreduce(a);
   } else {
     float a[kLanes] = {};
-    for (int j = 0; j < k; ++j) a[j % kLanes] += g[j] * g[j];
+    for (int j = 0; j < k; ++j) {
+      sum[j] += g[j];
+      a[j % kLanes] += g[j] * g[j];
+    }
     sq = detail::reduce_lanes(a, detail::NoRound{});
   }
   s.grad_sq[group] += sq;
@@ -407,19 +408,20 @@ MASCOT_INLINE float mixed_update(SP* p, SQ* q, int k, float r, const SgdParams& 
 }
 
 // One precision combination (SP, SQ) over the records idx[0..m) of recs: branch-free, with
-// the same prefetching as the single-storage loops.
+// the same prefetching as the single-storage loops, except for the sampled ratings (5 % by
+// default in a measured epoch), whose gradients are added to their user's and item's group.
+// (Sampled ratings were also tried as parts of their own, like the precision combinations:
+// no gain measurable above the host's noise, and it reordered the updates of a measured epoch,
+// so that grad_stats would no longer leave the model unchanged.)
 template <int NC, bool kSR, class SP, class SQ>
 void mixed_run(const Rec* recs, const uint32_t* idx, size_t m, SP* P, SQ* Q, const MixedSide& U,
                const MixedSide& I, const MixedParams& mp, bool measure, float* grad) {
   const SgdParams& prm = mp.sgd;
   const int k = NC > 0 ? NC * kLanes : prm.k;
   const bool naive = mp.naive_lookup;
+  const auto rec = [recs, idx](size_t x) -> const Rec& { return recs[idx[x]]; };
   for (size_t t = 0; t < m; ++t) {
-    if (t + kPrefetch < m) {
-      const Rec& a = recs[idx[t + kPrefetch]];
-      prefetch_row(P + static_cast<size_t>(a.u) * k, k);
-      prefetch_row(Q + static_cast<size_t>(a.i) * k, k);
-    }
+    prefetch_ahead(t, m, rec, P, Q, k);
     const Rec& rc = recs[idx[t]];
     uint32_t hp = 0, hq = 0;
     if constexpr (kSR) sr_keys(prm.round_seed, rc.u, rc.i, &hp, &hq);
