@@ -295,7 +295,7 @@ __device__ __forceinline__ void load_hot(HotGroups& h, const DSide& s) {
 /// boundaries and flags of the most-rated groups live in shared memory and are binary-searched
 /// there; ids past the hot groups binary-search the rest in global memory.  Naive: binary
 /// search of the whole table and the precision flag in global memory.  Same result (both are
-/// mascot::lookup_group).  Not the CPU's hot-first linear scan: here the 32 lanes of a warp look
+/// mascot::lookup_group).  Not the paper's hot-first linear scan (§III-D): here the 32 lanes of a warp look
 /// up 32 ratings at once and the warp waits for its slowest lane, and in a batch of 32 some
 /// rating nearly always falls in a late group, so the scan would cost ~g dependent
 /// shared-memory reads per batch (500 at g = 500) against ceil(log2 g) (9) for the search.

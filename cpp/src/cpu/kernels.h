@@ -61,7 +61,7 @@ struct MixedSide {
 
 struct MixedParams {
   SgdParams sgd;
-  bool naive_lookup = false;     ///< binary search of the group table (mascot-naive) instead of hot-first scan
+  bool naive_lookup = false;     ///< branching binary search of the group table (mascot-naive), not the branchless one
   uint64_t sample_seed = 0;      ///< per-epoch seed of the gamma sampling
   uint64_t sample_below = 0;     ///< a rating is sampled when its hash < sample_below (gamma x 2^64)
 };
