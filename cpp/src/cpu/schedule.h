@@ -2,7 +2,8 @@
 //
 // Why: one update reads and writes two k-rows chosen by the rating.  In a random order on a
 // model larger than the caches, each row is a DRAM miss (~60 ns per 512 B row per core on the
-// development machines, prefetching does not help), capping FP32 at ~4-5 M updates/s per core.
+// development machines with a one-stage L1 prefetch; the kernels' two-stage prefetch, kernels.h,
+// hides more of it), capping FP32 at ~4-5 M updates/s per core.
 // LIBMF-style blocking into L2-sized blocks is 3x faster but costs accuracy (+0.2..0.35 %
 // test RMSE after 50 epochs): each row's uses are squeezed into a tiny time window.  Measured
 // here (docs/benchmarks.md): what matters is the width of that window.  Blocks sized for the
