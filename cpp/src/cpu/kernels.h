@@ -112,22 +112,21 @@ inline uint32_t sr_word(uint32_t h, uint32_t j) {
 // __builtin_prefetch as pure and deletes calls to it that it did not inline first (seen:
 // prefetch_ahead compiled to nothing, epochs 2x slower).
 #define MASCOT_PREFETCH_FN inline __attribute__((always_inline))
-/// Prefetches one k-row (for writing) into L1: every 64-byte line and the last byte.
-template <class S>
-MASCOT_PREFETCH_FN void prefetch_row(const S* row, int k) {
+/// Prefetches every 64-byte line of one k-row and its last byte (__builtin_prefetch's rw and
+/// locality arguments must be constants).
+template <int kWrite, int kLocality, class S>
+MASCOT_PREFETCH_FN void prefetch_lines(const S* row, int k) {
   const size_t bytes = static_cast<size_t>(k) * sizeof(S);
   const char* p = reinterpret_cast<const char*>(row);
-  for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 1, 3);
-  __builtin_prefetch(p + bytes - 1, 1, 3);
+  for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, kWrite, kLocality);
+  __builtin_prefetch(p + bytes - 1, kWrite, kLocality);
 }
-/// Prefetches one k-row into L2 only (prefetcht1).
+/// One k-row into L1, for writing.
 template <class S>
-MASCOT_PREFETCH_FN void prefetch_row_l2(const S* row, int k) {
-  const size_t bytes = static_cast<size_t>(k) * sizeof(S);
-  const char* p = reinterpret_cast<const char*>(row);
-  for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 2);
-  __builtin_prefetch(p + bytes - 1, 0, 2);
-}
+MASCOT_PREFETCH_FN void prefetch_row(const S* row, int k) { prefetch_lines<1, 3>(row, k); }
+/// One k-row into L2 only (prefetcht1).
+template <class S>
+MASCOT_PREFETCH_FN void prefetch_row_l2(const S* row, int k) { prefetch_lines<0, 2>(row, k); }
 
 /// Prefetch distances of the loops over ratings, in ratings ahead.  Two stages: the rows of
 /// the rating kPrefetchL2 ahead are requested into L2, those of the rating kPrefetchL1 ahead
