@@ -367,6 +367,23 @@ NB_MODULE(_core, m) {
       "users"_a, "items"_a, "n_users"_a, "n_items"_a, "order"_a, "epochs"_a, "threads"_a = 1, "k"_a = 128,
       "half"_a = false, "seed"_a = 42);
   m.def(
+      "lookup_groups",
+      [](const In1<int32_t>& start, const In1<int32_t>& ids, bool naive) {
+        const size_t g1 = start.shape(0);
+        MASCOT_CHECK_ARG(g1 >= 2, "start needs groups + 1 >= 2 boundaries");
+        std::vector<int32_t> st(start.data(), start.data() + g1);
+        MASCOT_CHECK_ARG(st[0] == 0, "start[0] must be 0");
+        for (size_t j = 1; j < g1; ++j) MASCOT_CHECK_ARG(st[j] >= st[j - 1], "start must be non-decreasing");
+        std::vector<int32_t> out(ids.shape(0));
+        for (size_t r = 0; r < out.size(); ++r) {
+          MASCOT_CHECK_ARG(ids(r) >= 0 && ids(r) < st.back(), "id out of range");
+          out[r] = lookup_group(st.data(), static_cast<int>(g1 - 1), ids(r), naive);
+        }
+        return to_numpy(std::move(out));
+      },
+      "start"_a, "ids"_a, "naive"_a,
+      "Test hook: mascot::lookup_group of each id (naive: the branching binary search of mascot-naive).");
+  m.def(
       "qerror",
       [](const In2<float>& grads, const In1<int32_t>& group, int groups) {
         MASCOT_CHECK_ARG(grads.shape(0) == group.shape(0), "one group per gradient row");

@@ -363,6 +363,11 @@ def init_factors(n: int, k: int, std: float, seed: int, side: str) -> object:
 
 def visit_order(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, order: str, epochs: int, threads: int = 1, k: int = 128, half: bool = False, seed: int = 42) -> object: ...
 
+def lookup_groups(start: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ids: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], naive: bool) -> object:
+    """
+    Test hook: mascot::lookup_group of each id (naive: the branching binary search of mascot-naive).
+    """
+
 def qerror(grads: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], group: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], groups: int) -> object:
     """Eq. 4 q-error per group of the given gradient samples (-1: none)."""
 

@@ -109,6 +109,25 @@ def test_n1_never_switches_and_n2_uses_one_global_group(backend):
         assert s["group"] == 0
 
 
+def test_group_lookups_agree_with_searchsorted():
+    """The optimised (branchless) and naive (branching) group lookups both find the group whose
+    id range holds the id, also next to empty groups and at every boundary."""
+    rng = np.random.default_rng(3)
+    for groups in (1, 2, 3, 7, 100, 101, 500):
+        sizes = rng.integers(0, 40, groups)
+        sizes[rng.integers(0, groups)] += 1  # at least one id
+        start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+        ids = np.arange(start[-1], dtype=np.int32)
+        want = np.searchsorted(start, ids, side="right") - 1  # last group with start <= id
+        for naive in (False, True):
+            got = _core.lookup_groups(start, ids, naive)
+            # an empty group never holds an id; the non-empty one found owns the id
+            assert np.all(start[got] <= ids) and np.all(ids < start[got + 1])
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="start\\[0\\]"):
+        _core.lookup_groups(np.array([1, 2], np.int32), np.array([1], np.int32), False)
+
+
 @pytest.mark.parametrize("order", ["shuffle", "blocked"])
 def test_mascot_and_naive_lookup_agree_with_one_thread(order):
     tr, te = _data()
