@@ -5,12 +5,14 @@
 //
 //   cmake -S . -B build -DMASCOT_BUILD_BENCH=ON && cmake --build build --target mascot_kernel_epochs
 //   build/mascot_kernel_epochs [--dataset synthetic-ml10m] [--k 128] [--threads 2] [--rounds 8]
-//       [--states n1,fp32,mixed-fp16,mixed-switched,mixed-switched-measured,mixed-fp16-measured]
+//       [--states n1,fp32,shuffle,mixed-fp16,mixed-switched,mixed-switched-measured,mixed-fp16-measured]
 //       [--fp32-user-groups 4,19-20,26,31,39] [--fp32-item-groups 0-4,6-13,15-16,19-20,40,67,74-75,77]
 //       [--sample-ratio 0.05] [--naive]
 //
 // States (all on the same data, relabelled into 100 + 100 groups as MF.fit does):
 //   n1 / fp32                 the single-storage kernels (mascot-n1, fp32)
+//   shuffle                   the schedule alone (chunk order, in-chunk shuffles), no kernel:
+//                             the part of every other state's epoch that is not SGD
 //   mixed-fp16                the per-group kernel with every group FP16, nothing sampled
 //   mixed-switched            the per-group kernel with the --fp32-*-groups in FP32
 //   *-measured                the same, sampling gradients for the q-error (a measured epoch)
@@ -125,7 +127,7 @@ int main(int argc, char** argv) {
   int k = 128, threads = 2, rounds = 8;
   double gamma = 0.05;
   bool naive = false;
-  std::string states_arg = "n1,fp32,mixed-fp16,mixed-switched,mixed-switched-measured,mixed-fp16-measured";
+  std::string states_arg = "n1,fp32,shuffle,mixed-fp16,mixed-switched,mixed-switched-measured,mixed-fp16-measured";
   std::string ugroups = "4,19-20,26,31,39";
   std::string igroups = "0-4,6-13,15-16,19-20,40,67,74-75,77";
   for (int a = 1; a < argc; ++a) {

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STATES = ["n1", "fp32", "mixed-fp16", "mixed-switched", "mixed-switched-measured", "mixed-fp16-measured"]
+STATES = ["n1", "fp32", "shuffle", "mixed-fp16", "mixed-switched", "mixed-switched-measured", "mixed-fp16-measured"]
 
 
 @pytest.fixture(scope="module")
