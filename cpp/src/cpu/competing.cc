@@ -159,6 +159,27 @@ inline uint32_t one_word(uint64_t rating_key, uint32_t tag) {
   return static_cast<uint32_t>(detail::mix64(rating_key + (static_cast<uint64_t>(tag) << 24) + 0xFFFFFFull) >> 32);
 }
 
+// ------------------------------------------------------------------ the loop over a call's ratings
+// Every method's per-rating loop: the two-stage prefetch (cpu/kernels.h: rows are DRAM
+// misses), then body(x, rating, its FP32 user row, its FP32 item row, its stochastic-rounding
+// key; 0 unless SR).  The body is a force-inlined lambda, so each loop compiles as if written
+// out; `return` in it goes on to the next rating.
+#if defined(__GNUC__)
+#define MASCOT_FORCE_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define MASCOT_FORCE_INLINE_LAMBDA
+#endif
+template <bool SR, class Body>
+MASCOT_FORCE_INLINE void for_each_rating(const Rec* recs, size_t count, float* P, float* Q, int k, uint64_t epoch_key,
+                                         const Body& body) {
+  for (size_t x = 0; x < count; ++x) {
+    prefetch_ahead(x, count, recs, P, Q, k);
+    const Rec rec = recs[x];
+    body(x, rec, P + static_cast<size_t>(rec.u) * k, Q + static_cast<size_t>(rec.i) * k,
+         SR ? rating_round_key(epoch_key, rec) : uint64_t{0});
+  }
+}
+
 // ------------------------------------------------------------------ fixed-point rows
 
 MASCOT_FORCE_INLINE void fixed_row_rn(float* __restrict out, const float* __restrict in, int k, const FixedFormat& f) {
@@ -337,12 +358,9 @@ class Mpt final : public CompetingMethod {
     float* __restrict gq = w.s.d.data();
     uint32_t* __restrict rw = w.s.w.data();
     const float lr = prm.lr, lp = prm.lambda_p, lq = prm.lambda_q;
-    for (size_t x = 0; x < count; ++x) {
-      prefetch_ahead(x, count, recs, P, Q, k);  // two stages (cpu/kernels.h): rows are DRAM misses
-      const Rec rec = recs[x];
-      float* __restrict p = P + static_cast<size_t>(rec.u) * k;
-      float* __restrict q = Q + static_cast<size_t>(rec.i) * k;
-      const uint64_t key = SR ? rating_round_key(epoch_key_, rec) : 0;
+    for_each_rating<SR>(recs, count, P, Q, k, epoch_key_,
+                        [&]([[maybe_unused]] size_t x, const Rec& rec, float* __restrict p, float* __restrict q, uint64_t key)
+                            MASCOT_FORCE_INLINE_LAMBDA {
       // FP16 copies of the FP32 masters
       if (SR) {
         fill_words(rw, k, key, 1);
@@ -379,7 +397,7 @@ class Mpt final : public CompetingMethod {
       ++w.updates;
       if (!w.ls.step(overflow)) {
         ++w.skipped;
-        continue;
+        return;  // next rating
       }
       // unscale in FP32, update the FP32 masters (Eq. 2-3; L2 term on the master)
       const float inv = 1.0f / S;
@@ -388,7 +406,7 @@ class Mpt final : public CompetingMethod {
         p[j] = pj + lr * (gp[j] * inv - lp * pj);
         q[j] = qj + lr * (gq[j] * inv - lq * qj);
       }
-    }
+        });
   }
 
   CompetingParams c_;
@@ -599,18 +617,16 @@ class Muppet final : public CompetingMethod {
   MASCOT_FORCE_INLINE void run_fp32(const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) {
     const int k = k_;
     const float lr = prm.lr, lp = prm.lambda_p, lq = prm.lambda_q;
-    for (size_t x = 0; x < count; ++x) {
-      prefetch_ahead(x, count, recs, P, Q, k);  // two stages (cpu/kernels.h): rows are DRAM misses
-      const Rec rec = recs[x];
-      float* __restrict p = P + static_cast<size_t>(rec.u) * k;
-      float* __restrict q = Q + static_cast<size_t>(rec.i) * k;
+    for_each_rating<false>(recs, count, P, Q, k, 0,
+                        [&]([[maybe_unused]] size_t x, const Rec& rec, float* __restrict p, float* __restrict q, [[maybe_unused]] uint64_t key)
+                            MASCOT_FORCE_INLINE_LAMBDA {
       const float e = rec.r - dot16(p, q, k);
       for (int j = 0; j < k; ++j) {
         const float pj = p[j], qj = q[j];
         p[j] = pj + lr * (e * qj - lp * pj);
         q[j] = qj + lr * (e * pj - lq * qj);
       }
-    }
+        });
   }
 
   template <bool SR>
@@ -634,12 +650,9 @@ class Muppet final : public CompetingMethod {
       w.bn = 0;
     }
     const size_t tail = count > B ? count - B : 0;
-    for (size_t x = 0; x < count; ++x) {
-      prefetch_ahead(x, count, recs, P, Q, k);  // two stages (cpu/kernels.h): rows are DRAM misses
-      const Rec rec = recs[x];
-      float* __restrict p = P + static_cast<size_t>(rec.u) * k;
-      float* __restrict q = Q + static_cast<size_t>(rec.i) * k;
-      const uint64_t key = SR ? rating_round_key(epoch_key_, rec) : 0;
+    for_each_rating<SR>(recs, count, P, Q, k, epoch_key_,
+                        [&](size_t x, const Rec& rec, float* __restrict p, float* __restrict q, uint64_t key)
+                            MASCOT_FORCE_INLINE_LAMBDA {
       // the layer scale follows the tensor's growth (see above)
       const float mp = max_abs16(p, k), mq = max_abs16(q, k);
       if (mp > fmax_p) {
@@ -695,7 +708,7 @@ class Muppet final : public CompetingMethod {
         }
         ++w.bn;
       }
-    }
+        });
     w.fp = fp;
     w.fq = fq;
   }
@@ -894,12 +907,9 @@ class Afp final : public CompetingMethod {
     float* __restrict g = w.g2.data();  // g[0..k): grad p, g[k..2k): grad q
     uint32_t* __restrict rw = w.s.w.data();
     const float lr = prm.lr, lp = prm.lambda_p, lq = prm.lambda_q;
-    for (size_t x = 0; x < count; ++x) {
-      prefetch_ahead(x, count, recs, P, Q, k);  // two stages (cpu/kernels.h): rows are DRAM misses
-      const Rec rec = recs[x];
-      float* __restrict p = P + static_cast<size_t>(rec.u) * k;
-      float* __restrict q = Q + static_cast<size_t>(rec.i) * k;
-      const uint64_t key = SR ? rating_round_key(epoch_key_, rec) : 0;
+    for_each_rating<SR>(recs, count, P, Q, k, epoch_key_,
+                        [&]([[maybe_unused]] size_t x, const Rec& rec, float* __restrict p, float* __restrict q, uint64_t key)
+                            MASCOT_FORCE_INLINE_LAMBDA {
       // P and Q: re-evaluate when the interval is over, or when the tensor outgrew its range
       w.run_max[kP] = std::max(w.run_max[kP], max_abs16(p, k));
       w.run_max[kQ] = std::max(w.run_max[kQ], max_abs16(q, k));
@@ -940,7 +950,7 @@ class Afp final : public CompetingMethod {
         q[j] += lr * g[k + j];
       }
       ++w.iter;
-    }
+        });
   }
 
   CompetingParams c_;
