@@ -78,6 +78,18 @@ RatingSet make_set(const In1<int32_t>& u, const In1<int32_t>& i, const In1<float
   return rs;
 }
 
+/// A Model holding copies of the factor matrices P (users x k) and Q (items x k).
+Model model_from(const In2<float>& P, const In2<float>& Q) {
+  MASCOT_CHECK_ARG(P.shape(1) == Q.shape(1), "P and Q must have the same number of columns");
+  Model mdl;
+  mdl.n_users = static_cast<int64_t>(P.shape(0));
+  mdl.n_items = static_cast<int64_t>(Q.shape(0));
+  mdl.k = static_cast<int>(P.shape(1));
+  mdl.P.assign(P.data(), P.data() + P.size());
+  mdl.Q.assign(Q.data(), Q.data() + Q.size());
+  return mdl;
+}
+
 // A rating set of ids only (ratings 0): for the hooks that look at the structure.
 RatingSet ids_only(const In1<int32_t>& u, const In1<int32_t>& i, int64_t nu, int64_t ni) {
   MASCOT_CHECK_ARG(u.shape(0) == i.shape(0), "users and items must have the same length");
@@ -112,7 +124,15 @@ nb::dict epoch_dict(const EpochRecord& e) {
 }  // namespace
 
 namespace {
-// checkpoint bindings' helpers: test set with ids beyond the training range allowed (as train)
+// helpers of the train bindings
+Context make_context(const std::string& device, int threads, uint64_t seed) {
+  Context ctx;
+  ctx.device = parse_device(device);
+  ctx.threads = threads;
+  ctx.seed = seed;
+  return ctx;
+}
+// A test set: its ids may exceed the training range; train() drops (and counts) those ratings.
 RatingSet make_test(std::optional<In1<int32_t>>& su, std::optional<In1<int32_t>>& si, std::optional<In1<float>>& sr) {
   MASCOT_CHECK_ARG(si.has_value() && sr.has_value(), "test set needs users, items and ratings");
   int64_t mu = 0, mi = 0;
@@ -205,27 +225,12 @@ NB_MODULE(_core, m) {
          const In1<int32_t>& ti, const In1<float>& tr, int64_t n_users, int64_t n_items,
          std::optional<In1<int32_t>> su, std::optional<In1<int32_t>> si, std::optional<In1<float>> sr,
          const std::string& name, std::function<bool(nb::dict)> on_epoch) {
-        Context ctx;
-        ctx.device = parse_device(device);
-        ctx.threads = threads;
-        ctx.seed = seed;
+        const Context ctx = make_context(device, threads, seed);
         const RatingSet train = make_set(tu, ti, tr, n_users, n_items, "training set");
         RatingSet test;
         const bool has_test = su.has_value();
-        if (has_test) {
-          MASCOT_CHECK_ARG(si.has_value() && sr.has_value(), "test set needs users, items and ratings");
-          // test ids may exceed the training range: they are dropped (and counted) by train()
-          int64_t mu = 0, mi = 0;
-          for (size_t x = 0; x < su->shape(0); ++x) mu = std::max<int64_t>(mu, int64_t((*su)(x)) + 1);
-          for (size_t x = 0; x < si->shape(0); ++x) mi = std::max<int64_t>(mi, int64_t((*si)(x)) + 1);
-          test = make_set(*su, *si, *sr, mu, mi, "test set");
-        }
-        EpochCallback cb;
-        if (on_epoch)
-          cb = [&](const EpochRecord& e) {
-            nb::gil_scoped_acquire gil;
-            return on_epoch(epoch_dict(e));
-          };
+        if (has_test) test = make_test(su, si, sr);
+        EpochCallback cb = wrap_callback(on_epoch);
         TrainResult res;
         {
           nb::gil_scoped_release release;
@@ -279,13 +284,7 @@ NB_MODULE(_core, m) {
       "save_model",
       [](const std::string& dir, const In2<float>& P, const In2<float>& Q, const std::string& meta,
          const std::vector<std::pair<std::string, nb::bytes>>& extra) {
-        MASCOT_CHECK_ARG(P.shape(1) == Q.shape(1), "P and Q must have the same number of columns");
-        Model mdl;
-        mdl.n_users = static_cast<int64_t>(P.shape(0));
-        mdl.n_items = static_cast<int64_t>(Q.shape(0));
-        mdl.k = static_cast<int>(P.shape(1));
-        mdl.P.assign(P.data(), P.data() + P.size());
-        mdl.Q.assign(Q.data(), Q.data() + Q.size());
+        Model mdl = model_from(P, Q);
         std::vector<ModelFile> files;
         for (const auto& [name, content] : extra) files.emplace_back(name, std::string(content.c_str(), content.size()));
         save_model(dir, mdl, meta, files);
@@ -296,13 +295,7 @@ NB_MODULE(_core, m) {
       "export_libmf",
       [](const std::string& path, const In2<float>& P, const In2<float>& Q, double bias,
          std::optional<In1<uint8_t>> user_rated, std::optional<In1<uint8_t>> item_rated) {
-        MASCOT_CHECK_ARG(P.shape(1) == Q.shape(1), "P and Q must have the same number of columns");
-        Model mdl;
-        mdl.n_users = static_cast<int64_t>(P.shape(0));
-        mdl.n_items = static_cast<int64_t>(Q.shape(0));
-        mdl.k = static_cast<int>(P.shape(1));
-        mdl.P.assign(P.data(), P.data() + P.size());
-        mdl.Q.assign(Q.data(), Q.data() + Q.size());
+        Model mdl = model_from(P, Q);
         std::vector<uint8_t> ur, ir;
         if (user_rated) ur = to_vec(*user_rated);
         if (item_rated) ir = to_vec(*item_rated);
@@ -469,10 +462,7 @@ NB_MODULE(_core, m) {
          std::optional<In1<int32_t>> su, std::optional<In1<int32_t>> si, std::optional<In1<float>> sr,
          const std::string& name, std::function<bool(nb::dict)> on_epoch, const std::string& dir, int every,
          bool deterministic) {
-        Context ctx;
-        ctx.device = parse_device(device);
-        ctx.threads = threads;
-        ctx.seed = seed;
+        const Context ctx = make_context(device, threads, seed);
         const RatingSet train = make_set(tu, ti, tr, n_users, n_items, "training set");
         RatingSet test;
         if (su.has_value()) test = make_test(su, si, sr);
