@@ -10,7 +10,6 @@ namespace {
 
 template <int E, bool SR>
 __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
-  constexpr int k = 32 * E;
   constexpr float kHalfMax = 65504.0f;
   const int lane = lane_id();
   const int64_t warp = warp_id();
@@ -19,12 +18,8 @@ __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
   ls.clean = a.mpt_clean[warp];
   unsigned long long updates = 0, skipped = 0;
   const float lr = a.lr, lpr = a.lambda_p, lqr = a.lambda_q;
-  for_each_warp_rating(a, [&](int32_t u, int32_t i, float r) {
-    float* prow = a.U.f32 + static_cast<size_t>(u) * k;
-    float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
-    float p[E], q[E], ph[E], qh[E];
-    load_f32<E>(prow, lane, p);
-    load_f32<E>(qrow, lane, q);
+  for_each_warp_rating_f32<E>(a, [&](int32_t u, int32_t i, float r, float* prow, float* qrow, float (&p)[E], float (&q)[E]) {
+    float ph[E], qh[E];
     const uint64_t key = SR ? mpt_rating_key(a.mpt_epoch_key, u, i) : 0;
     // FP16 copies of the FP32 masters
 #pragma unroll
@@ -112,12 +107,7 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
   unsigned long long rescales = 0;
   float lgp[E], lgq[E];
   bool have = false;
-  for_each_warp_rating(a, [&](int32_t u, int32_t i, float r) {
-    float* prow = a.U.f32 + static_cast<size_t>(u) * k;
-    float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
-    float p[E], q[E];
-    load_f32<E>(prow, lane, p);
-    load_f32<E>(qrow, lane, q);
+  for_each_warp_rating_f32<E>(a, [&](int32_t u, int32_t i, float r, float* prow, float* qrow, float (&p)[E], float (&q)[E]) {
     if (wl == 0) {  // FP32 level: Eq. 2-3
       float part = 0.f;
 #pragma unroll
@@ -221,18 +211,12 @@ __device__ __forceinline__ void afp_reevaluate(AfpWarp& w, int t, const float (&
 
 template <int E>
 __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
-  constexpr int k = 32 * E;
   const int lane = lane_id();
   const int64_t warp = warp_id();
   const float lr = a.lr, lp = a.lambda_p, lq = a.lambda_q;
   const bool SR = a.stochastic;
   AfpWarp w = a.afp[warp];  // this worker's state; identical copies in every lane
-  for_each_warp_rating(a, [&](int32_t u, int32_t i, float r) {
-    float* prow = a.U.f32 + static_cast<size_t>(u) * k;
-    float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
-    float p[E], q[E];
-    load_f32<E>(prow, lane, p);
-    load_f32<E>(qrow, lane, q);
+  for_each_warp_rating_f32<E>(a, [&](int32_t u, int32_t i, float r, float* prow, float* qrow, float (&p)[E], float (&q)[E]) {
     const uint64_t key = SR ? mpt_rating_key(a.mpt_epoch_key, u, i) : 0;
     w.run_max[0] = fmaxf(w.run_max[0], warp_max(lane_max_abs<E>(p)));
     w.run_max[1] = fmaxf(w.run_max[1], warp_max(lane_max_abs<E>(q)));

@@ -169,6 +169,22 @@ __device__ __forceinline__ void load_f32(const float* __restrict__ row, int lane
   }
 }
 
+/// for_each_warp_rating over FP32 rows (the competing methods' FP32 masters):
+/// body(u, i, r, prow, qrow, p, q) with each lane's E elements of both rows loaded into p and q.
+template <int E, class Body>
+__device__ __forceinline__ void for_each_warp_rating_f32(const SgdArgs& a, Body&& body) {
+  constexpr int k = 32 * E;
+  const int lane = lane_id();
+  for_each_warp_rating(a, [&](int32_t u, int32_t i, float r) {
+    float* prow = a.U.f32 + static_cast<size_t>(u) * k;
+    float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
+    float p[E], q[E];
+    load_f32<E>(prow, lane, p);
+    load_f32<E>(qrow, lane, q);
+    body(u, i, r, prow, qrow, p, q);
+  });
+}
+
 template <int E>
 __device__ __forceinline__ void store_f32(float* __restrict__ row, int lane, const float (&x)[E]) {
   float* p = row + lane * E;
