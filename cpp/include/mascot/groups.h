@@ -25,10 +25,12 @@ struct GroupTable {
 /// with start[g] <= id < start[g+1].  Same result either way:
 ///  - naive: the textbook binary search, one data-dependent branch per step (mascot-naive);
 ///  - optimised (the CPU's): the same search without branches (a conditional move per step,
-///    ceil(log2 g) dependent L1 loads).  The paper's hot-first scan (§III-D) suits a GPU warp
-///    whose lanes mostly hit the first groups (the CUDA backend's own lookup,
-///    device_common.cuh); on a CPU a sampled rating's user lies ~20-40 groups deep and the
-///    scan's exit branch mispredicts, which measured ~9 % of a measured epoch at gamma = 5 %.
+///    ceil(log2 g) dependent L1 loads).
+/// The paper's hot-first scan (§III-D) is used by neither backend.  On a CPU a sampled
+/// rating's user lies ~20-40 groups deep and the scan's exit branch mispredicts (measured with
+/// mascot_kernel_epochs at gamma = 0.2: the lookups cost +0.18-0.20 of an n1 epoch with the
+/// scan, +0.06 with this search); the CUDA backend searches the boundaries of the hot groups
+/// in shared memory (device_common.cuh).
 MASCOT_HD int lookup_group(const int32_t* start, int groups, int32_t id, bool naive) {
   if (naive) {
     int lo = 0, hi = groups - 1;  // first g with id < start[g + 1]

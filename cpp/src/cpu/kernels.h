@@ -49,10 +49,11 @@ struct MixedSide {
   // gradient samples of this thread (null when the epoch is not measured): per group the sum
   // of the sampled gradients (groups x k), of their squared norms, and their count.  The
   // vector sums are float: a sample adds 2 x k values to rows that the streaming user rows
-  // evict from L2 between two samples of a group, so their footprint is the cost (double sums
-  // measured ~1.7 n1 updates per sample).  Float rounding of a sum of n samples is ~1e-7 sqrt(n)
-  // relative, irrelevant to a ratio compared against theta = 20; the threads' partials are
-  // reduced in double.
+  // evict from L2 between two samples of a group, so their footprint is the cost (measured at
+  // gamma = 0.2 with mascot_kernel_epochs, two runs each: a measured epoch cost +0.49-0.55 of an
+  // n1 epoch with double sums, +0.29-0.39 with float).  Float rounding of a sum of n samples is
+  // ~1e-7 sqrt(n) relative, irrelevant to a ratio compared against theta = 20; the threads'
+  // partials are reduced in double.
   float* grad_sum = nullptr;
   double* grad_sq = nullptr;
   int64_t* grad_n = nullptr;
