@@ -13,10 +13,13 @@ bandwidth measured in this run, b = 4 or 2 bytes per element).  Plus `mascot` ag
 `mascot-naive` at g = 100 and 500 (--naive-groups) on --naive-dataset, k = 128.
 
 Resumable: every finished run is stored in OUT/runs.json at once; a later invocation skips
-the runs already there (--fresh starts over).  With --budget-seconds the script stops before
-a run that would not finish in the budget and exits with status 3 ("run me again"), so each
-invocation fits a 10-minute command limit; scripts/gpu_check.sh loops over the parts.
-Writes OUT/gpu_bench.json and OUT/gpu_bench.md (the table) after every run.
+the runs already there (--fresh starts over).  A run that raises is recorded in
+OUT/failed.json and the invocation exits 1 at once (a CUDA fault poisons the process's
+context); later invocations skip it (--fresh retries), so one failing run cannot block the
+rest.  With --budget-seconds the script stops before a run that would not finish in the
+budget and exits with status 3 ("run me again"), so each invocation fits a 10-minute command
+limit; scripts/gpu_check.sh loops over the parts.
+Writes OUT/gpu_bench.json, OUT/gpu_bench.md (the table) and OUT/failed.json after every run.
 
 Duration estimate on an H100 (not yet measured): data generation and host-side grouping
 dominate on the large sets (~0.5-1 min per run on synthetic-yahoo, mostly reordering 257 M
@@ -60,12 +63,20 @@ def one_run(d, dataset, k, method, groups, epochs, bw):
             "median_epoch_seconds": med, "train_seconds": t["train_seconds"],
             "updates_per_second": t["updates_per_second"], "final_test_rmse": t["final_test_rmse"],
             "floor_epoch_seconds": floor, "floor_fraction": floor / med,
+            # the bandwidth this run's floor used: runs.json may hold runs of earlier invocations
+            "copy_bandwidth_GBps": bw / 1e9,
             "fp32_user_groups": last["fp32_user_groups"], "fp32_item_groups": last["fp32_item_groups"],
             "user_groups": rep["dataset"]["user_groups"], "item_groups": rep["dataset"]["item_groups"],
             "switches": len(rep["switches"]), "wall_seconds": wall}
 
 
-def table(runs, meta):
+def _same_device(a, b):
+    # relative figures only between runs on the same device: a resumed benchmark may hold runs
+    # from another machine (an H200 where the earlier parts ran on an H100)
+    return b is not None and a["device"] == b["device"]
+
+
+def table(runs, meta, failed=None):
     lines = [f"Device: {meta['device']}; copy bandwidth {meta['copy_bandwidth_GBps']:.0f} GB/s (device-to-device, "
              f"read + write); {meta['date']}.", "",
              "| dataset | k | method | s / epoch | total s | M updates/s | vs fp32 | final RMSE | RMSE vs fp32 | "
@@ -77,8 +88,9 @@ def table(runs, meta):
             rows = [r for r in main if r["dataset"] == ds and r["k"] == k]
             base = next((r for r in rows if r["method"] == "fp32"), None)
             for r in sorted(rows, key=lambda r: METHODS.index(r["method"]) if r["method"] in METHODS else 99):
-                rel = f"{r['median_epoch_seconds'] / base['median_epoch_seconds']:.2f}" if base else "-"
-                dr = f"{(r['final_test_rmse'] / base['final_test_rmse'] - 1) * 100:+.2f} %" if base else "-"
+                same = _same_device(r, base)
+                rel = f"{r['median_epoch_seconds'] / base['median_epoch_seconds']:.2f}" if same else "-"
+                dr = f"{(r['final_test_rmse'] / base['final_test_rmse'] - 1) * 100:+.2f} %" if same else "-"
                 lines.append(
                     f"| {ds} | {k} | {r['method']} | {r['median_epoch_seconds']:.4f} | {r['train_seconds']:.2f} | "
                     f"{r['updates_per_second'] / 1e6:.0f} | {rel} | {r['final_test_rmse']:.5f} | {dr} | "
@@ -93,9 +105,16 @@ def table(runs, meta):
             if r["method"] != "mascot" or r["k"] != 128:
                 continue
             o = runs.get(run_key(r["dataset"], 128, "mascot-naive", r["groups"]))
-            if o:
+            if _same_device(r, o):
                 lines.append(f"| {r['dataset']} | {r['groups']} | {r['median_epoch_seconds']:.4f} | "
                              f"{o['median_epoch_seconds']:.4f} | {o['median_epoch_seconds'] / r['median_epoch_seconds']:.2f} |")
+    devices = sorted({r["device"] for r in runs.values()})
+    if len(devices) > 1:
+        lines += ["", f"Runs from several devices: {'; '.join(devices)} (\"vs fp32\" compares runs of one device "
+                  "only; each run's floor fraction uses its own invocation's bandwidth, see gpu_bench.json)."]
+    if failed:
+        lines += ["", "Failed runs (skipped by later invocations; --fresh retries):", ""]
+        lines += [f"- {key}: {msg}" for key, msg in sorted(failed.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -110,7 +129,7 @@ def main() -> int:
     ap.add_argument("--naive-dataset", default="synthetic-netflix")
     ap.add_argument("--budget-seconds", type=float, default=0, help="stop (exit 3) before exceeding this; 0: no limit")
     ap.add_argument("--out", default=os.environ.get("MASCOT_GPU_BENCH_OUT", "results/gpu"))
-    ap.add_argument("--fresh", action="store_true", help="ignore the runs already in OUT/runs.json")
+    ap.add_argument("--fresh", action="store_true", help="ignore the runs already in OUT/runs.json (and failed.json)")
     a = ap.parse_args()
     start = time.perf_counter()
     if mascot.cuda_device_count() == 0:
@@ -118,10 +137,14 @@ def main() -> int:
         return 1
     os.makedirs(a.out, exist_ok=True)
     runs_path = os.path.join(a.out, "runs.json")
-    runs = {}
+    failed_path = os.path.join(a.out, "failed.json")
+    runs, failed = {}, {}  # failed: run key -> error message
     if os.path.exists(runs_path) and not a.fresh:
         with open(runs_path) as f:
             runs = json.load(f)
+    if os.path.exists(failed_path) and not a.fresh:
+        with open(failed_path) as f:
+            failed = json.load(f)
     bw = _core.cuda_copy_bandwidth(1 << 30, 20) * 1e9  # bytes/s, measured in this run
     meta = {"device": _core.cuda_device_name(), "copy_bandwidth_GBps": bw / 1e9, "date": time.strftime("%Y-%m-%d"),
             "epochs": a.epochs}
@@ -150,16 +173,17 @@ def main() -> int:
         return 2 if m in core else 3
 
     plan.sort(key=lambda p: (tier(p), ds_rank.get(p[0], len(ds_rank)), p[1] != 128))
-    todo = [p for p in plan if run_key(*p) not in runs]
-    print(f"{len(plan) - len(todo)} of {len(plan)} runs already done", file=sys.stderr, flush=True)
+    todo = [p for p in plan if run_key(*p) not in runs and run_key(*p) not in failed]
+    print(f"{len(plan) - len(todo)} of {len(plan)} runs already done or failed", file=sys.stderr, flush=True)
 
     def save():
         tmp = runs_path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(runs, f, indent=1)
         os.replace(tmp, runs_path)  # atomic: an interrupted write never corrupts the resume file
-        md = table(runs, meta)
-        for name, text in (("gpu_bench.md", md), ("gpu_bench.json", json.dumps({"meta": meta, "runs": runs}, indent=1))):
+        md = table(runs, meta, failed)
+        for name, text in (("gpu_bench.md", md), ("failed.json", json.dumps(failed, indent=1)),
+                           ("gpu_bench.json", json.dumps({"meta": meta, "runs": runs, "failed": failed}, indent=1))):
             with open(os.path.join(a.out, name + ".tmp"), "w") as f:
                 f.write(text)
             os.replace(os.path.join(a.out, name + ".tmp"), os.path.join(a.out, name))
@@ -172,16 +196,24 @@ def main() -> int:
         est = last_cost[ds] * 1.3 if ds in last_cost else GUESS_SECONDS.get(ds, 120)
         if a.budget_seconds and elapsed + est > a.budget_seconds:
             save()
-            print(f"gpu_bench: budget reached after {elapsed:.0f} s; {len([p for p in plan if run_key(*p) not in runs])}"
-                  " runs left: run again to continue", file=sys.stderr)
+            left = len([p for p in plan if run_key(*p) not in runs and run_key(*p) not in failed])
+            print(f"gpu_bench: budget reached after {elapsed:.0f} s; {left} runs left: run again to continue",
+                  file=sys.stderr)
             return 3
-        if ds not in data:
-            data.clear()  # one dataset in memory at a time
-            t = time.perf_counter()
-            data[ds] = mascot.data.load(ds)
-            print(f"[{ds}] generated/loaded in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
         t = time.perf_counter()
-        r = one_run(data[ds], ds, k, m, g, a.epochs, bw)
+        try:
+            if ds not in data:
+                data.clear()  # one dataset in memory at a time
+                data[ds] = mascot.data.load(ds)
+                print(f"[{ds}] generated/loaded in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+                t = time.perf_counter()
+            r = one_run(data[ds], ds, k, m, g, a.epochs, bw)
+        except Exception as exc:  # noqa: BLE001 - recorded, then this process stops (see the docstring)
+            failed[run_key(ds, k, m, g)] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            save()
+            print(f"gpu_bench: [{ds} k={k} {m} g={g}] failed: {failed[run_key(ds, k, m, g)]}; recorded in "
+                  f"{failed_path}, run again to continue with the others", file=sys.stderr)
+            return 1
         last_cost[ds] = time.perf_counter() - t
         runs[run_key(ds, k, m, g)] = r
         save()
@@ -189,6 +221,8 @@ def main() -> int:
               f"{r['updates_per_second'] / 1e6:.0f} M/s, RMSE {r['final_test_rmse']:.5f}, floor fraction "
               f"{r['floor_fraction']:.2f}, wall {last_cost[ds]:.0f} s", file=sys.stderr, flush=True)
     print(save())
+    if failed:
+        print(f"gpu_bench: {len(failed)} run(s) failed, listed in {failed_path}", file=sys.stderr)
     return 0
 
 

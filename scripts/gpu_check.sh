@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The GPU check, one command on a machine with a CUDA device (issue 4):
-#   build (pip install --no-build-isolation .) -> GPU tests (pytest -m gpu, and the whole
-#   suite) -> compute-sanitizer (scripts/cuda_sanitize.sh) -> benchmarks/gpu_bench.py.
+#   build (pip install --no-build-isolation .) -> GPU tests (pytest -m gpu) -> compute-sanitizer
+#   (scripts/cuda_sanitize.sh) -> the rest of the suite -> benchmarks/gpu_bench.py.
 #
 #   scripts/gpu_check.sh [all|build|test|sanitize|bench] [gpu_bench.py args...]
 #
 # Output goes to $OUT when set (a device machine's return folder), else results/gpu-check.
-# `all` = build + test + sanitize (no benchmark: each device command has a 10-minute limit).
+# `all` = build + GPU tests + sanitize + the rest of the suite (no benchmark: each device command has a 10-minute limit).
 # `bench` builds if needed, then runs benchmarks/gpu_bench.py resumably: its state lives in
 # results/gpu-bench/ (git-ignored; it survives between commands while the device machine stays
 # warm, and a session can carry it: copy $OUT/bench/runs.json back to results/gpu-bench/ and
@@ -38,8 +38,8 @@ build() {
 sys.exit(0 if mascot.HAS_CUDA and mascot.cuda_device_count() > 0 else 1)" ||
     { echo "gpu_check: the build has no CUDA backend or sees no device"; return 1; }
 }
-tests() {
-  echo "== GPU tests (pytest -m gpu), then the rest of the suite"
+tests_gpu() {
+  echo "== GPU tests (pytest -m gpu)"
   # --continue-on-collection-errors: a test module whose optional extras (pandas) are missing
   # must not stop the GPU tests from running
   "$py" -m pytest -q -m gpu -rs -p no:cacheprovider --continue-on-collection-errors 2>&1 | tee "$out/pytest-gpu.log" | tail -n 30
@@ -48,13 +48,23 @@ tests() {
   # missing optional extra, "could not import 'pandas'", holds no GPU test)
   if grep "SKIPPED" "$out/pytest-gpu.log" | grep -qv "could not import"; then echo "gpu_check: GPU tests were skipped"; a=1; fi
   if ! grep -qE "[0-9]+ passed" "$out/pytest-gpu.log"; then echo "gpu_check: no GPU test ran"; a=1; fi
+  return "$a"
+}
+tests_rest() {
+  # the rest of the suite on a machine where device "auto" now means CUDA
+  echo "== the rest of the suite (pytest -m 'not gpu')"
   "$py" -m pytest -q -m "not gpu" -p no:cacheprovider 2>&1 | tee "$out/pytest-all.log" | tail -n 5
-  local b=${PIPESTATUS[0]}
-  [ "$a" -eq 0 ] && [ "$b" -eq 0 ]
+  return "${PIPESTATUS[0]}"
 }
 sanitize() {
   echo "== compute-sanitizer"
-  scripts/cuda_sanitize.sh "$out/sanitize"
+  # a device machine returns at most 8 files from $OUT: the ~17 per-run logs stay in
+  # results/sanitize and come back as one file, $OUT/sanitize.log (each log's first 300 lines)
+  local logs=results/sanitize rc=0
+  rm -rf "$logs"
+  scripts/cuda_sanitize.sh "$logs" || rc=$?
+  for f in "$logs"/*.log; do [ -f "$f" ] && { echo "===== $f"; head -n 300 "$f"; }; done >"$out/sanitize.log"
+  return $rc
 }
 bench() {
   echo "== benchmarks/gpu_bench.py"
@@ -62,7 +72,10 @@ bench() {
   local state=results/gpu-bench
   mkdir -p "$state" "$out/bench"
   # a fresh machine with the state in $OUT only (e.g. OUT pointing at a kept folder)
-  if [ ! -f "$state/runs.json" ] && [ -f "$out/bench/runs.json" ]; then cp "$out/bench/runs.json" "$state/"; fi
+  if [ ! -f "$state/runs.json" ] && [ -f "$out/bench/runs.json" ]; then
+    cp "$out/bench/runs.json" "$state/"
+    [ -f "$out/bench/failed.json" ] && cp "$out/bench/failed.json" "$state/"
+  fi
   local rc=0
   "$py" benchmarks/gpu_bench.py --out "$state" --budget-seconds "${BENCH_BUDGET:-500}" "$@" || rc=$?
   cp -r "$state/." "$out/bench/" 2>/dev/null || true
@@ -70,14 +83,17 @@ bench() {
 }
 case "$stage" in
   build) build ;;
-  test) tests ;;
+  test) tests_gpu; a=$?; tests_rest && exit $a; exit 1 ;;
   sanitize) sanitize ;;
   bench) bench "$@" ;;
   all)
     rc=0
     build || exit 1
-    tests || rc=1
+    # most important first: a command past its 10-minute limit is killed, and what is in $OUT
+    # by then still comes back
+    tests_gpu || rc=1
     sanitize || rc=1
+    tests_rest || rc=1
     exit $rc ;;
   *) echo "usage: scripts/gpu_check.sh [all|build|test|sanitize|bench] [gpu_bench.py args...]" >&2; exit 2 ;;
 esac

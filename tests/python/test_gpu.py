@@ -76,6 +76,7 @@ def test_final_rmse_matches_cpu(method):
                                        ("fp32", dict(k=96)),
                                        ("mascot", dict(k=160, threshold=3)),
                                        ("mpt", dict(rounding="stochastic")),
+                                       ("mpt", dict(method_params={"loss_scale": "dynamic"})),
                                        ("muppet", dict(rounding="stochastic")),
                                        ("afp", dict(rounding="stochastic"))])
 def test_options_match_cpu(method, kw):
@@ -83,6 +84,36 @@ def test_options_match_cpu(method, kw):
     cpu = _fit("cpu", method, tr, te, **kw).report_["totals"]["final_test_rmse"]
     gpu = _fit("cuda", method, tr, te, **kw).report_["totals"]["final_test_rmse"]
     assert gpu == pytest.approx(cpu, rel=5e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(mascot.cuda_device_count() == 0, reason=GPU_SKIP_REASON)
+def test_competing_method_reports_on_device():
+    """The per-warp state the competing kernels keep on the device comes back to the report:
+    MPT's update counters, MuPPET's scales and recorded mini-batch, AFP's evaluations."""
+    tr, te = _data()
+    rep = _fit("cuda", "mpt", tr, te).report_
+    for e in rep["epochs"]:
+        m = e["method"]
+        assert m["name"] == "mpt" and m["workers"] > 0
+        assert m["updates"] == rep["dataset"]["n_train"]  # shuffle: every rating once per epoch
+        assert m["skipped_updates"] == 0  # S = 1000 never overflows FP16 on ratings in [1, 5]
+        assert m["loss_scale_min"] == m["loss_scale_max"] == 1000
+    rep = _fit("cuda", "muppet", tr, te).report_
+    assert rep["epochs"][0]["method"]["fixed_point"]
+    for e in rep["epochs"]:
+        m = e["method"]
+        assert m["name"] == "muppet" and m["word_length"] in (8, 12, 14, 16, 32)
+        if m["fixed_point"]:
+            wl = m["word_length"]
+            assert m["max_abs_p"] * 2.0 ** m["frac_bits_p"] <= 2 ** (wl - 1) - 0.5
+            assert m["frac_bits_p_end"] <= m["frac_bits_p"] and m["frac_bits_q_end"] <= m["frac_bits_q"]
+            assert 0 < m["batch_ratings"] <= 128 and m["batch_grad_norm2_p"] > 0 and m["batch_grad_norm2_q"] > 0
+    rep = _fit("cuda", "afp", tr, te).report_
+    for e in rep["epochs"][:1]:
+        for t in e["method"]["tensors"].values():
+            assert t["threads"] > 0 and t["evaluations"] > 0 and t["bits"] in (8, 16)
+            assert t["interval_max"] >= 1 and t["error_mean"] >= 0
 
 
 @pytest.mark.gpu
