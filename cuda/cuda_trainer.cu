@@ -583,8 +583,10 @@ class CudaBackend final : public detail::Backend {
     const size_t n = static_cast<size_t>(s->rows) * k_;
     DeviceBuffer<int32_t> dold(old.size());
     dold.upload(old.data(), old.size());
-    if (f32_rows) s->f32.reset(n);
-    else s->f16.reset(n);
+    // both storages are (re)set here, so a side never keeps a buffer of an earlier fit (widen
+    // allocates the FP32 rows at the first switch only when there are none)
+    s->f32.reset(f32_rows ? n : 0);
+    s->f16.reset(f32_rows ? 0 : n);
     init_kernel<<<grid_for(static_cast<int64_t>(n)), 256>>>(s->f32.get(), s->f16.get(), dold.get(), s->rows, k_, std,
                                                             seed, stream);
     MASCOT_CUDA_CHECK_LAUNCH();
@@ -596,7 +598,7 @@ class CudaBackend final : public detail::Backend {
   /// Group g of side s switched to FP32 (the Switcher already marked the table): convert its
   /// rows on the device; the FP32 buffer is allocated at the first switch.
   bool widen(Side* s, char tag, int g, int epoch, RunReport* report) {
-    if (!s->f32) s->f32.reset(static_cast<size_t>(s->rows) * k_);
+    if (!s->f32 || s->f32.size() != static_cast<size_t>(s->rows) * k_) s->f32.reset(static_cast<size_t>(s->rows) * k_);
     const int64_t a = static_cast<int64_t>(s->table->start[g]) * k_, b = static_cast<int64_t>(s->table->start[g + 1]) * k_;
     if (b > a) {
       widen_kernel<<<grid_for(b - a), 256>>>(s->f16.get(), s->f32.get(), a, b);
