@@ -79,7 +79,8 @@ TrainResult detail::train_run(const Context& ctx, const TrainConfig& cfg, const 
   rep.data.user_groups = ro.user_groups.size();
   rep.data.item_groups = ro.item_groups.size();
 
-  detail::FitInput in{&ctx, &cfg, &tr, test ? &te : nullptr, &ro.user_old, &ro.item_old, ro.user_groups, ro.item_groups};
+  detail::FitInput in{&ctx, &cfg, &tr, test ? &te : nullptr, &ro.user_old, &ro.item_old, ro.user_groups, ro.item_groups,
+                      nullptr, {}};
   auto backend = dev == Device::kCuda ? detail::make_cuda_backend() : detail::make_cpu_backend();
   if (hooks) {  // checkpoint / resume (checkpoint.cc)
     if (!backend->checkpointing())
