@@ -9,6 +9,10 @@
 //       [--fp32-user-groups 4,19-20,26,31,39] [--fp32-item-groups 0-4,6-13,15-16,19-20,40,67,74-75,77]
 //       [--sample-ratio 0.05] [--naive]
 //
+// A/B of a kernel change, paired within each round: configure with
+// -DMASCOT_BENCH_B_FLAGS="-D..." (CMakeLists.txt) and name states NAME@b (e.g.
+// --states n1,fp32,n1@b,fp32@b): those run the AVX-512 kernels compiled with the B flags.
+//
 // States (all on the same data, relabelled into 100 + 100 groups as MF.fit does):
 //   n1 / fp32                 the single-storage kernels (mascot-n1, fp32)
 //   shuffle                   the schedule alone (chunk order, in-chunk shuffles), no kernel:
@@ -39,6 +43,13 @@
 
 using namespace mascot;
 using namespace mascot::cpu;
+
+#if defined(MASCOT_BENCH_B)
+namespace mascot::cpu::bench_b { extern const KernelTable kTable; }
+static const mascot::cpu::KernelTable* const kTableB = &mascot::cpu::bench_b::kTable;
+#else
+static const mascot::cpu::KernelTable* const kTableB = nullptr;
+#endif
 
 namespace {
 
@@ -159,8 +170,12 @@ int main(int argc, char** argv) {
   const std::vector<std::string> known = {"n1", "fp32", "shuffle", "mixed-fp16", "mixed-switched", "mixed-switched-measured",
                                           "mixed-fp16-measured"};
   const std::vector<std::string> states = split(states_arg, ',');
-  for (const auto& s : states)
-    if (std::find(known.begin(), known.end(), s) == known.end()) usage_error("unknown state '" + s + "'");
+  for (const auto& s : states) {
+    const bool b = s.size() > 2 && s.compare(s.size() - 2, 2, "@b") == 0;
+    if (b && !kTableB) usage_error("state '" + s + "': this build has no B kernels (cmake -DMASCOT_BENCH_B_FLAGS=...)");
+    if (std::find(known.begin(), known.end(), b ? s.substr(0, s.size() - 2) : s) == known.end())
+      usage_error("unknown state '" + s + "'");
+  }
   if (std::find(states.begin(), states.end(), "n1") == states.end() ||
       std::find(states.begin(), states.end(), "fp32") == states.end())
     usage_error("--states must include n1 and fp32 (the baselines of the ratios)");
@@ -196,7 +211,7 @@ int main(int argc, char** argv) {
   for (size_t j = 0; j < Q16.size(); ++j) Q16[j] = detail::float_to_half_rn(Q32[j]);
 
   Schedule sched(tr, Order::kShuffle, threads, static_cast<size_t>(k) * 2, 42);
-  const KernelTable& kt = kernels();
+  const KernelTable& kt_a = kernels();
   std::vector<Acc> ua(threads), ia(threads);
   auto side = [&](float* f32, uint16_t* f16, const GroupTable& t, const std::vector<uint64_t>& bits, Acc* acc) {
     MixedSide sd;
@@ -234,7 +249,9 @@ int main(int argc, char** argv) {
   int epoch = 0;
   for (int r = 0; r < rounds; ++r) {
     for (size_t v = 0; v < states.size(); ++v) {
-      const std::string& st = states[v];
+      const bool use_b = states[v].size() > 2 && states[v].compare(states[v].size() - 2, 2, "@b") == 0;
+      const std::string st = use_b ? states[v].substr(0, states[v].size() - 2) : states[v];
+      const KernelTable& kt = use_b ? *kTableB : kt_a;
       const SgdParams prm{k, 0.002f, 0.01f, 0.015f};
       const auto t0 = Clock::now();
       if (st == "n1") {

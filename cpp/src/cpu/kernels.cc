@@ -43,6 +43,7 @@ inline void vstore(uint16_t* p, V x) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h);
 }
 inline V operator+(V a, V b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline V add_on_fma(V a, V b) { return {_mm512_fmadd_ps(a.v, _mm512_set1_ps(1.0f), b.v)}; }
 inline V operator-(V a, V b) { return {_mm512_sub_ps(a.v, b.v)}; }
 inline V operator*(V a, V b) { return {_mm512_mul_ps(a.v, b.v)}; }
 inline V hround(V x) { return {_mm512_cvtph_ps(_mm512_cvtps_ph(x.v, kRN))}; }
@@ -114,6 +115,10 @@ inline void vstore(uint16_t* p, V x) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p + 8), hi);
 }
 inline V operator+(V a, V b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
+inline V add_on_fma(V a, V b) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return {_mm256_fmadd_ps(a.lo, one, b.lo), _mm256_fmadd_ps(a.hi, one, b.hi)};
+}
 inline V operator-(V a, V b) { return {_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)}; }
 inline V operator*(V a, V b) { return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
 inline V hround(V x) {
@@ -178,6 +183,7 @@ inline V vload(const uint16_t* p) { V r; for (int l = 0; l < kLanes; ++l) r.a[l]
 inline void vstore(float* p, V x) { std::memcpy(p, x.a, sizeof x.a); }
 inline void vstore(uint16_t* p, V x) { for (int l = 0; l < kLanes; ++l) p[l] = detail::float_to_half_rn(x.a[l]); }
 inline V operator+(V a, V b) { for (int l = 0; l < kLanes; ++l) a.a[l] += b.a[l]; return a; }
+inline V add_on_fma(V a, V b) { return a + b; }
 inline V operator-(V a, V b) { for (int l = 0; l < kLanes; ++l) a.a[l] -= b.a[l]; return a; }
 inline V operator*(V a, V b) { for (int l = 0; l < kLanes; ++l) a.a[l] *= b.a[l]; return a; }
 inline V hround(V x) { for (int l = 0; l < kLanes; ++l) x.a[l] = detail::round_half(x.a[l]); return x; }
@@ -225,6 +231,27 @@ inline void update_scalar(SP* p, SQ* q, int k, float r, const SgdParams& prm, ui
   }
 }
 
+// a + b, on the multiply-add pipes when kFma (as fma(a, 1, b): the same bits, a * 1 is exact).
+// Why: on Zen 4 the FP16 <-> FP32 conversions share the two FP add pipes (measured with
+// benchmarks/f16c_throughput.c: 4 adds + 4 conversions take the sum of their times, 4
+// multiplies + 4 conversions about the larger), so an update with both rows in FP16 (32 zmm
+// conversions at ~1.4 cycles, 24 adds, 40 multiplies per update at k = 128) is bound by the add
+// pipes; its dot-product and p-update adds (16 of the 24) go to the multiply pipes instead.
+// The fp32 update (no conversions) is bound by its multiplies and keeps its adds.
+// Predicted: up to ~20 % off an FP16 update's core time.  Measured (mascot_kernel_epochs A/B in
+// one process, MASCOT_ADD_BALANCE=0 as B, bit-identical results): n1 epochs 4 % faster with the
+// rows in L3 (synthetic-ml10m:0.02, 1 thread), 0-2 % on the full set (2 threads, 3 x 10
+// rounds).  So the add pipes are not the whole bound: the full set also waits on memory.
+// (MASCOT_ADD_BALANCE=0 turns this off, for A/B measurements: CMakeLists.txt, MASCOT_BENCH_B_FLAGS.)
+#ifndef MASCOT_ADD_BALANCE
+#define MASCOT_ADD_BALANCE 1
+#endif
+template <bool kFma>
+MASCOT_INLINE V add2(V a, V b) {
+  if constexpr (kFma) return add_on_fma(a, b);
+  else return a + b;
+}
+
 // k % 16 == 0, FP32 arithmetic.  NC > 0: k == 16 * NC and both rows stay in registers between
 // the dot product and the update; NC == 0: rows are re-read in the update pass (L1 hits).
 // Returns e; when g is set, also writes the gradients (old values, no learning rate):
@@ -236,6 +263,7 @@ MASCOT_INLINE float update_vec(SP* p, SQ* q, int k_runtime, float r, const SgdPa
   // registers (measured: a run-time k here doubles the cost per update on memory-bound data)
   const int k = NC > 0 ? NC * kLanes : k_runtime;
   constexpr int kRegs = NC > 0 ? NC : 1;
+  constexpr bool kBal = MASCOT_ADD_BALANCE && sizeof(SP) == 2 && sizeof(SQ) == 2;  // see add2
   V pr[kRegs], qr[kRegs];
   V acc = vzero();
   if (NC > 0) {
@@ -243,9 +271,9 @@ MASCOT_INLINE float update_vec(SP* p, SQ* q, int k_runtime, float r, const SgdPa
       pr[c] = vload(p + c * kLanes);
       qr[c] = vload(q + c * kLanes);
     }
-    for (int c = 0; c < kRegs; ++c) acc = acc + pr[c] * qr[c];
+    for (int c = 0; c < kRegs; ++c) acc = add2<kBal>(acc, pr[c] * qr[c]);
   } else {
-    for (int j = 0; j < k; j += kLanes) acc = acc + vload(p + j) * vload(q + j);
+    for (int j = 0; j < k; j += kLanes) acc = add2<kBal>(acc, vload(p + j) * vload(q + j));
   }
   const float e = r - vreduce(acc);
   const V cp = vset(1.0f - prm.lr * prm.lambda_p), cq = vset(1.0f - prm.lr * prm.lambda_q);
@@ -258,7 +286,7 @@ MASCOT_INLINE float update_vec(SP* p, SQ* q, int k_runtime, float r, const SgdPa
       vspill(g + c * kLanes, ev * qv - vset(prm.lambda_p) * pv);
       vspill(g + k + c * kLanes, ev * pv - vset(prm.lambda_q) * qv);
     }
-    store_chunk(p + c * kLanes, cp * pv + ce * qv, kSR, hp, c * kLanes);
+    store_chunk(p + c * kLanes, add2<kBal>(cp * pv, ce * qv), kSR, hp, c * kLanes);
     store_chunk(q + c * kLanes, cq * qv + ce * pv, kSR, hq, c * kLanes);
   }
   return e;
