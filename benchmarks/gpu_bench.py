@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -59,7 +60,11 @@ def one_run(d, dataset, k, method, groups, epochs, bw):
     floor = perf.epoch_floor_seconds(len(d.train), k, elem, bw)
     last = rep["epochs"][-1]
     return {"dataset": dataset, "k": k, "method": method, "groups": groups, "epochs": len(rep["epochs"]),
-            "n_train": len(d.train), "device": rep["device"],
+            # the report's device line ends with the warps launched (the Hogwild bound,
+            # docs/cuda.md): kept apart, so that runs of one device compare whatever their warps
+            "n_train": len(d.train), "device": re.sub(r", \d+ warps\)$", ")", rep["device"]),
+            "warps": int(w.group(1)) if (w := re.search(r"(\d+) warps\)$", rep["device"])) else None,
+            "overlap": os.environ.get("MASCOT_CUDA_OVERLAP", "default"),
             "median_epoch_seconds": med, "train_seconds": t["train_seconds"],
             "updates_per_second": t["updates_per_second"], "final_test_rmse": t["final_test_rmse"],
             "floor_epoch_seconds": floor, "floor_fraction": floor / med,
@@ -79,9 +84,9 @@ def _same_device(a, b):
 def table(runs, meta, failed=None):
     lines = [f"Device: {meta['device']}; copy bandwidth {meta['copy_bandwidth_GBps']:.0f} GB/s (device-to-device, "
              f"read + write); {meta['date']}.", "",
-             "| dataset | k | method | s / epoch | total s | M updates/s | vs fp32 | final RMSE | RMSE vs fp32 | "
+             "| dataset | k | method | warps | s / epoch | total s | M updates/s | vs fp32 | final RMSE | RMSE vs fp32 | "
              "floor fraction | FP32 groups (u · i) |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     main = [r for r in runs.values() if r["groups"] == 100]
     for ds in DATASETS:
         for k in sorted({r["k"] for r in main}):
@@ -92,7 +97,8 @@ def table(runs, meta, failed=None):
                 rel = f"{r['median_epoch_seconds'] / base['median_epoch_seconds']:.2f}" if same else "-"
                 dr = f"{(r['final_test_rmse'] / base['final_test_rmse'] - 1) * 100:+.2f} %" if same else "-"
                 lines.append(
-                    f"| {ds} | {k} | {r['method']} | {r['median_epoch_seconds']:.4f} | {r['train_seconds']:.2f} | "
+                    f"| {ds} | {k} | {r['method']} | {r.get('warps') or '-'} | {r['median_epoch_seconds']:.4f} | "
+                    f"{r['train_seconds']:.2f} | "
                     f"{r['updates_per_second'] / 1e6:.0f} | {rel} | {r['final_test_rmse']:.5f} | {dr} | "
                     f"{r['floor_fraction']:.2f} | {r['fp32_user_groups']}/{r['user_groups']} · "
                     f"{r['fp32_item_groups']}/{r['item_groups']} |")

@@ -27,6 +27,7 @@
 #include "mascot/detail/fixed_point.h"
 #include "mascot/detail/cuda_tools.h"
 #include "mascot/detail/half.h"
+#include "mascot/detail/hogwild.h"
 #include "mascot/detail/json.h"
 #include "mascot/detail/muppet_report.h"
 #include "mascot/detail/rng.h"
@@ -128,6 +129,19 @@ std::vector<DRec> to_drecs(const RatingSet& s) {
   std::vector<DRec> v(static_cast<size_t>(s.nnz()));
   for (int64_t t = 0; t < s.nnz(); ++t) v[t] = DRec{s.users[t], s.items[t], s.ratings[t]};
   return v;
+}
+
+/// Ratings of the most-rated user or item (the Hogwild overlap bound, detail/hogwild.h).
+int64_t max_row_ratings(const RatingSet& s) {
+  std::vector<int64_t> cu(static_cast<size_t>(s.n_users)), ci(static_cast<size_t>(s.n_items));
+  for (int64_t t = 0; t < s.nnz(); ++t) {
+    ++cu[static_cast<size_t>(s.users[t])];
+    ++ci[static_cast<size_t>(s.items[t])];
+  }
+  int64_t m = 0;
+  for (int64_t c : cu) m = std::max(m, c);
+  for (int64_t c : ci) m = std::max(m, c);
+  return m;
 }
 
 /// Device state of one side.
@@ -362,6 +376,7 @@ class CudaBackend final : public detail::Backend {
     k_ = cfg.k;
     if (const std::string why = detail::cuda_unsupported_reason(cfg); !why.empty()) throw_invalid(why);
     kind_ = kind_of(cfg.method);
+    const double overlap = detail::hogwild_overlap([](const std::string& m) { throw_invalid(m); });
     const DeviceInfo dev = check_device();
     report->device = "cuda (" + dev.name + ")";
     const int64_t nnz = in.train->nnz();
@@ -402,13 +417,20 @@ class CudaBackend final : public detail::Backend {
     }
 
     // launch shape: a grid that fills the device once (grid-stride loops inside)
-    const int blocks =
+    const int fill_blocks =
         dev.sms * (kind_ == Kind::kMuppet ? competing_blocks_per_sm(k_, 0)
                    : kind_ == Kind::kAfp  ? competing_blocks_per_sm(k_, 1)
                                           : blocks_per_sm(k_, kind_ == Kind::kMpt,
                                                           kind_ == Kind::kMpt ? cfg.rounding == Rounding::kStochastic
                                                                               : kind_ == Kind::kHalfMath));
-    const int64_t warps = static_cast<int64_t>(blocks) * (kThreads / 32);
+    // ... and no more warps (Hogwild workers) than keep the most-rated row's concurrent
+    // updates near the overlap bound (detail/hogwild.h): whole blocks, at least one
+    constexpr int kWarpsPerBlock = kThreads / 32;
+    const int64_t workers = detail::hogwild_workers(static_cast<int64_t>(fill_blocks) * kWarpsPerBlock,
+                                                    max_row_ratings(*in.train), nnz, overlap);
+    const int blocks = static_cast<int>(std::max<int64_t>(1, workers / kWarpsPerBlock));
+    const int64_t warps = static_cast<int64_t>(blocks) * kWarpsPerBlock;
+    report->device = "cuda (" + dev.name + ", " + std::to_string(warps) + " warps)";
     const int eval_blocks = dev.sms * 4;
     DeviceBuffer<double> partial(static_cast<size_t>(eval_blocks));
 

@@ -19,6 +19,7 @@
 #include "mascot/detail/backend.h"
 #include "mascot/detail/cuda_tools.h"
 #include "mascot/detail/half.h"
+#include "mascot/detail/hogwild.h"
 #include "mascot/detail/rng.h"
 #include "mascot/detail/switching.h"
 #include "mascot/error.h"
@@ -376,6 +377,15 @@ NB_MODULE(_core, m) {
       },
       "start"_a, "ids"_a, "naive"_a,
       "Test hook: mascot::lookup_group of each id (naive: the branching binary search of mascot-naive).");
+  m.def(
+      "hogwild_workers",
+      [](int64_t fill, int64_t max_row_ratings, int64_t nnz) {
+        return detail::hogwild_workers(fill, max_row_ratings, nnz,
+                                       detail::hogwild_overlap([](const std::string& msg) { throw_invalid(msg); }));
+      },
+      "fill"_a, "max_row_ratings"_a, "nnz"_a,
+      "Test hook: the CUDA backend's Hogwild worker count (detail/hogwild.h) with the overlap bound\n"
+      "of MASCOT_CUDA_OVERLAP or the default.");
   m.def(
       "qerror",
       [](const In2<float>& grads, const In1<int32_t>& group, int groups) {

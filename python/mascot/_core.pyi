@@ -368,6 +368,12 @@ def lookup_groups(start: Annotated[NDArray[numpy.int32], dict(shape=(None,), ord
     Test hook: mascot::lookup_group of each id (naive: the branching binary search of mascot-naive).
     """
 
+def hogwild_workers(fill: int, max_row_ratings: int, nnz: int) -> int:
+    """
+    Test hook: the CUDA backend's Hogwild worker count (detail/hogwild.h) with the overlap bound
+    of MASCOT_CUDA_OVERLAP or the default.
+    """
+
 def qerror(grads: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], group: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], groups: int) -> object:
     """Eq. 4 q-error per group of the given gradient samples (-1: none)."""
 

@@ -43,6 +43,26 @@ def test_cuda_tools_fail_clearly_without_a_device():
         _core.cuda_qerror(G, np.zeros(4, np.int32), 1)
 
 
+def test_hogwild_worker_bound(monkeypatch):
+    """The CUDA launch's worker count (detail/hogwild.h): the device's fill, capped so that the
+    most-rated row expects about MASCOT_CUDA_OVERLAP (default 1) concurrent updates."""
+    monkeypatch.delenv("MASCOT_CUDA_OVERLAP", raising=False)
+    # the test data below: 160,328 ratings, the most-rated item has 2.9 % of them
+    assert _core.hogwild_workers(8448, 4655, 160328) == 34
+    assert _core.hogwild_workers(20, 4655, 160328) == 20  # the device holds fewer
+    assert _core.hogwild_workers(8448, 160328, 160328) == 1  # one row has every rating
+    assert _core.hogwild_workers(8448, 0, 0) == 8448  # nothing to bound
+    assert _core.hogwild_workers(0, 10, 100) == 1
+    monkeypatch.setenv("MASCOT_CUDA_OVERLAP", "2.5")
+    assert _core.hogwild_workers(8448, 4655, 160328) == 86
+    monkeypatch.setenv("MASCOT_CUDA_OVERLAP", "inf")
+    assert _core.hogwild_workers(8448, 4655, 160328) == 8448
+    for bad in ("0", "-1", "x", "1e", "nan"):
+        monkeypatch.setenv("MASCOT_CUDA_OVERLAP", bad)
+        with pytest.raises(ValueError, match="MASCOT_CUDA_OVERLAP must be a number > 0"):
+            _core.hogwild_workers(8448, 4655, 160328)
+
+
 # ------------------------------------------------------------------ agreement with the CPU
 
 def _data(scale=0.02, seed=1):
@@ -65,6 +85,22 @@ def test_final_rmse_matches_cpu(method):
     gpu = _fit("cuda", method, tr, te).report_
     assert gpu["device"].startswith("cuda")
     assert gpu["totals"]["final_test_rmse"] == pytest.approx(cpu, rel=5e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(mascot.cuda_device_count() == 0, reason=GPU_SKIP_REASON)
+def test_launch_respects_the_hogwild_bound(monkeypatch):
+    """The report names the warps launched; on the skewed test data they are capped by the
+    overlap bound (whole blocks of 8 warps), and MASCOT_CUDA_OVERLAP=inf fills the device."""
+    import re
+    monkeypatch.delenv("MASCOT_CUDA_OVERLAP", raising=False)
+    tr, te = _data()
+    top = max(np.bincount(tr.users).max(), np.bincount(tr.items).max())
+    warps = lambda rep: int(re.search(r"(\d+) warps\)$", rep["device"]).group(1))
+    capped = warps(_fit("cuda", "fp32", tr, te, epochs=1).report_)
+    assert capped == max(8, _core.hogwild_workers(10 ** 9, int(top), len(tr.ratings)) // 8 * 8)
+    monkeypatch.setenv("MASCOT_CUDA_OVERLAP", "inf")
+    assert warps(_fit("cuda", "fp32", tr, te, epochs=1).report_) > capped
 
 
 @pytest.mark.gpu
