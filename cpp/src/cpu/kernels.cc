@@ -435,7 +435,7 @@ MASCOT_INLINE float mixed_update(SP* p, SQ* q, int k, float r, const SgdParams& 
   return e;
 }
 
-// One precision combination (SP, SQ) over the records idx[0..m) of recs: branch-free, with
+// One precision combination (SP, SQ) over the records rec(0) .. rec(m-1): branch-free, with
 // the same prefetching as the single-storage loops, except for the sampled ratings (5 % by
 // default in a measured epoch), whose gradients are added to their user's and item's group.
 // (Sampled ratings were also tried as parts of their own, like the precision combinations:
