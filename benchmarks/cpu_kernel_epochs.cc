@@ -101,6 +101,12 @@ std::vector<uint64_t> row_bits(const GroupTable& t) {
   return b;
 }
 
+// "NAME@b" -> ("NAME", true): the state run with the B kernels (MASCOT_BENCH_B_FLAGS).
+std::string base_state(const std::string& s, bool* b) {
+  *b = s.size() > 2 && s.compare(s.size() - 2, 2, "@b") == 0;
+  return *b ? s.substr(0, s.size() - 2) : s;
+}
+
 double median(std::vector<double> x) {
   std::sort(x.begin(), x.end());
   const size_t n = x.size();
@@ -171,9 +177,10 @@ int main(int argc, char** argv) {
                                           "mixed-fp16-measured"};
   const std::vector<std::string> states = split(states_arg, ',');
   for (const auto& s : states) {
-    const bool b = s.size() > 2 && s.compare(s.size() - 2, 2, "@b") == 0;
+    bool b = false;
+    const std::string base = base_state(s, &b);
     if (b && !kTableB) usage_error("state '" + s + "': this build has no B kernels (cmake -DMASCOT_BENCH_B_FLAGS=...)");
-    if (std::find(known.begin(), known.end(), b ? s.substr(0, s.size() - 2) : s) == known.end())
+    if (std::find(known.begin(), known.end(), base) == known.end())
       usage_error("unknown state '" + s + "'");
   }
   if (std::find(states.begin(), states.end(), "n1") == states.end() ||
@@ -249,8 +256,8 @@ int main(int argc, char** argv) {
   int epoch = 0;
   for (int r = 0; r < rounds; ++r) {
     for (size_t v = 0; v < states.size(); ++v) {
-      const bool use_b = states[v].size() > 2 && states[v].compare(states[v].size() - 2, 2, "@b") == 0;
-      const std::string st = use_b ? states[v].substr(0, states[v].size() - 2) : states[v];
+      bool use_b = false;
+      const std::string st = base_state(states[v], &use_b);
       const KernelTable& kt = use_b ? *kTableB : kt_a;
       const SgdParams prm{k, 0.002f, 0.01f, 0.015f};
       const auto t0 = Clock::now();

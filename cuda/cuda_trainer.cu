@@ -378,7 +378,6 @@ class CudaBackend final : public detail::Backend {
     kind_ = kind_of(cfg.method);
     const double overlap = detail::hogwild_overlap([](const std::string& m) { throw_invalid(m); });
     const DeviceInfo dev = check_device();
-    report->device = "cuda (" + dev.name + ")";
     const int64_t nnz = in.train->nnz();
     MASCOT_CHECK_ARG(nnz < (int64_t(1) << 32), "the cuda device handles fewer than 2^32 training ratings");
 
