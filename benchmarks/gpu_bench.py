@@ -60,10 +60,12 @@ def one_run(d, dataset, k, method, groups, epochs, bw):
     floor = perf.epoch_floor_seconds(len(d.train), k, elem, bw)
     last = rep["epochs"][-1]
     return {"dataset": dataset, "k": k, "method": method, "groups": groups, "epochs": len(rep["epochs"]),
-            # the report's device line ends with the warps launched (the Hogwild bound,
-            # docs/cuda.md): kept apart, so that runs of one device compare whatever their warps
-            "n_train": len(d.train), "device": re.sub(r", \d+ warps\)$", ")", rep["device"]),
-            "warps": int(w.group(1)) if (w := re.search(r"(\d+) warps\)$", rep["device"])) else None,
+            # the report's device line ends with the warps launched and the write mode (the
+            # Hogwild bound, docs/cuda.md): kept apart, so that runs of one device compare
+            # whatever their warps
+            "n_train": len(d.train), "device": re.sub(r", \d+ warps, \w+ writes\)$", ")", rep["device"]),
+            "warps": int(w.group(1)) if (w := re.search(r"(\d+) warps, \w+ writes\)$", rep["device"])) else None,
+            "writes": w.group(1) if (w := re.search(r"(\w+) writes\)$", rep["device"])) else None,
             "overlap": os.environ.get("MASCOT_CUDA_OVERLAP", "default"),
             "median_epoch_seconds": med, "train_seconds": t["train_seconds"],
             "updates_per_second": t["updates_per_second"], "final_test_rmse": t["final_test_rmse"],

@@ -1,16 +1,21 @@
 """What a device-filling Hogwild grid does to SGD on skewed data: a NumPy model.
 
     python benchmarks/hogwild_overlap.py [--scale 0.02] [--workers 1,2,64,1024,8448] [--epochs 12]
+                                         [--writes store,add]
 
 W workers update the model at once.  Modelled as waves of W ratings that all read the rows as
-they were at the start of the wave and write back in order, so that the last writer of a row
-wins: the most-rated row (a share f of the ratings) loses all but one of its ~W x f updates per
-wave.  fp32, k = 32, 12 epochs, the defaults' learning rate and regularisation, a fresh
-permutation every epoch.  Prints the final test RMSE per W with W x f.  The figures quoted in
-cpp/include/mascot/detail/hogwild.h (2026-11-22, this machine, CPU only):
-  synthetic-ml10m:0.02  f = 2.9 %   W = 1: 0.97809  2: 0.97815  64: 0.98405  1024: 1.09021  8448: 3.70540
-  synthetic-ml10m       f = 0.42 %  W = 64: 0.64366  356: 0.64572  2048: 0.66335  8448: 0.79500
-  synthetic-ml10m:0.02, --epochs 50   W = 1: 0.91377  32: 0.91593  256: 0.92449  2048: 1.01538  8448: 3.61983
+they were at the start of the wave.  `store` writes the new rows back in order, so the last
+writer of a row wins: the most-rated row (a share f of the ratings) loses all but one of its
+~W x f updates per wave.  `add` adds every worker's change to the row (the CUDA backend's
+default, PTX red.add; cpp/include/mascot/detail/hogwild.h): nothing is lost, the workers only
+read rows up to one wave stale.  fp32, k = 32, 12 epochs, the defaults' learning rate and
+regularisation, a fresh permutation every epoch.  Prints the final test RMSE per W and write
+mode with W x f.  Figures (2026-11-22, this machine, CPU only; docs/cuda.md):
+  store  synthetic-ml10m:0.02  f = 2.9 %   W = 1: 0.97809  2: 0.97815  64: 0.98405  1024: 1.09021  8448: 3.70540
+  store  synthetic-ml10m       f = 0.42 %  W = 64: 0.64366  356: 0.64572  2048: 0.66335  8448: 0.79500
+  store  synthetic-ml10m:0.02, --epochs 50   W = 1: 0.91377  32: 0.91593  256: 0.92449  2048: 1.01538  8448: 3.61983
+  add    synthetic-ml10m:0.02  W = 1: 0.97809  64: 0.97813  1024: 0.97868  1096: 0.97871  2192: 0.97935  8448: 0.98294
+  add    synthetic-ml10m       W = 2048: 0.64339  8448: 0.64343
 """
 import argparse
 
@@ -19,7 +24,7 @@ import numpy as np
 import mascot
 
 
-def run(tr, te, W, k=32, epochs=12, lr0=0.01, decay=0.1, lp=0.01, lq=0.015, seed=3):
+def run(tr, te, W, k=32, epochs=12, lr0=0.01, decay=0.1, lp=0.01, lq=0.015, seed=3, writes="store"):
     rng = np.random.default_rng(seed)
     P = (rng.standard_normal((tr.n_users, k)) * 0.01).astype(np.float32)
     Q = (rng.standard_normal((tr.n_items, k)) * 0.01).astype(np.float32)
@@ -32,8 +37,14 @@ def run(tr, te, W, k=32, epochs=12, lr0=0.01, decay=0.1, lp=0.01, lq=0.015, seed
             b = perm[s:s + W]
             pu, qi = P[u[b]], Q[i[b]]
             err = r[b] - np.einsum("ij,ij->i", pu, qi)
-            P[u[b]] = pu + lr * (err[:, None] * qi - lp * pu)  # fancy assignment: the last writer wins
-            Q[i[b]] = qi + lr * (err[:, None] * pu - lq * qi)
+            dp = lr * (err[:, None] * qi - lp * pu)
+            dq = lr * (err[:, None] * pu - lq * qi)
+            if writes == "store":
+                P[u[b]] = pu + dp  # fancy assignment: the last writer wins
+                Q[i[b]] = qi + dq
+            else:
+                np.add.at(P, u[b], dp)  # every change lands
+                np.add.at(Q, i[b], dq)
     pred = np.einsum("ij,ij->i", P[te.users], Q[te.items])
     return float(np.sqrt(np.mean((te.ratings - pred) ** 2)))
 
@@ -44,12 +55,18 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=0.02)
     ap.add_argument("--workers", default="1,2,64,1024,8448")
     ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--writes", default="store,add", help="comma-separated: store, add")
     a = ap.parse_args()
     d = mascot.data.synthetic(a.dataset, a.scale, seed=1)
     f = max(np.bincount(d.train.items).max(), np.bincount(d.train.users).max()) / len(d.train.ratings)
     print(f"{a.dataset}:{a.scale}: {len(d.train.ratings)} ratings, most-rated row f = {f:.4f}")
+    modes = a.writes.split(",")
+    if not modes or any(m not in ("store", "add") for m in modes):
+        ap.error(f"--writes takes store and/or add, got '{a.writes}'")
     for w in (int(x) for x in a.workers.split(",")):
-        print(f"W = {w:5d}  W x f = {w * f:7.2f}  final test RMSE {run(d.train, d.test, w, epochs=a.epochs):.5f}", flush=True)
+        for m in modes:
+            rmse = run(d.train, d.test, w, epochs=a.epochs, writes=m)
+            print(f"{m:5s}  W = {w:5d}  W x f = {w * f:7.2f}  final test RMSE {rmse:.5f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -67,11 +67,12 @@ __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
 #pragma unroll
     for (int c = 0; c < E; ++c) {
       const float pj = p[c], qj = q[c];
-      p[c] = pj + lr * (gp[c] * inv - lpr * pj);
-      q[c] = qj + lr * (gq[c] * inv - lqr * qj);
+      const float dp = lr * (gp[c] * inv - lpr * pj), dq = lr * (gq[c] * inv - lqr * qj);
+      p[c] = a.merge ? dp : pj + dp;  // merge mode: the change (write_f32 adds it)
+      q[c] = a.merge ? dq : qj + dq;
     }
-    store_f32<E>(prow, lane, p);
-    store_f32<E>(qrow, lane, q);
+    write_f32<E>(prow, lane, p, a.merge);
+    write_f32<E>(qrow, lane, q, a.merge);
   });
   if (lane == 0) {
     a.mpt_scale[warp] = ls.scale;
@@ -116,8 +117,9 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
 #pragma unroll
       for (int c = 0; c < E; ++c) {
         const float pj = p[c], qj = q[c];
-        p[c] = pj + lr * (e * qj - lp * pj);
-        q[c] = qj + lr * (e * pj - lq * qj);
+        const float dp = lr * (e * qj - lp * pj), dq = lr * (e * pj - lq * qj);
+        p[c] = a.merge ? dp : pj + dp;  // merge mode: the change (write_f32 adds it)
+        q[c] = a.merge ? dq : qj + dq;
       }
     } else {
       const uint64_t key = SR ? mpt_rating_key(a.mpt_epoch_key, u, i) : 0;
@@ -156,15 +158,15 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
                              : detail::fixed_round_rn(eh * qh[c], fgp)) - lp * ph[c];
         const float gq = (SR ? detail::fixed_round_sr(eh * ph[c], fgq, mpt_word(key, 5, jj))
                              : detail::fixed_round_rn(eh * ph[c], fgq)) - lq * qh[c];
-        p[c] += lr * gp;
-        q[c] += lr * gq;
+        p[c] = a.merge ? lr * gp : p[c] + lr * gp;
+        q[c] = a.merge ? lr * gq : q[c] + lr * gq;
         lgp[c] = gp;
         lgq[c] = gq;
       }
       have = true;
     }
-    store_f32<E>(prow, lane, p);
-    store_f32<E>(qrow, lane, q);
+    write_f32<E>(prow, lane, p, a.merge);
+    write_f32<E>(qrow, lane, q, a.merge);
   });
   if (wl > 0) {
     if (have && warp < a.mu_batch_warps) {
@@ -253,11 +255,11 @@ __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
       const uint32_t jj = static_cast<uint32_t>(lane * E + c);
       const float g0 = SR ? detail::fixed_round_sr(gp[c], fg, mpt_word(key, 3, jj)) : detail::fixed_round_rn(gp[c], fg);
       const float g1 = SR ? detail::fixed_round_sr(gq[c], fg, mpt_word(key, 4, jj)) : detail::fixed_round_rn(gq[c], fg);
-      p[c] += lr * g0;
-      q[c] += lr * g1;
+      p[c] = a.merge ? lr * g0 : p[c] + lr * g0;  // merge mode: the change (write_f32 adds it)
+      q[c] = a.merge ? lr * g1 : q[c] + lr * g1;
     }
-    store_f32<E>(prow, lane, p);
-    store_f32<E>(qrow, lane, q);
+    write_f32<E>(prow, lane, p, a.merge);
+    write_f32<E>(qrow, lane, q, a.merge);
     ++w.iter;
   });
   if (lane == 0) a.afp[warp] = w;

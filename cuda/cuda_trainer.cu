@@ -376,7 +376,9 @@ class CudaBackend final : public detail::Backend {
     k_ = cfg.k;
     if (const std::string why = detail::cuda_unsupported_reason(cfg); !why.empty()) throw_invalid(why);
     kind_ = kind_of(cfg.method);
-    const double overlap = detail::hogwild_overlap([](const std::string& m) { throw_invalid(m); });
+    const auto bad = [](const std::string& m) { throw_invalid(m); };
+    const bool merge = detail::hogwild_merge(bad);
+    const double overlap = detail::hogwild_overlap(merge, bad);
     const DeviceInfo dev = check_device();
     const int64_t nnz = in.train->nnz();
     MASCOT_CHECK_ARG(nnz < (int64_t(1) << 32), "the cuda device handles fewer than 2^32 training ratings");
@@ -423,13 +425,15 @@ class CudaBackend final : public detail::Backend {
                                                           kind_ == Kind::kMpt ? cfg.rounding == Rounding::kStochastic
                                                                               : kind_ == Kind::kHalfMath));
     // ... and no more warps (Hogwild workers) than keep the most-rated row's concurrent
-    // updates near the overlap bound (detail/hogwild.h): whole blocks, at least one
+    // updates near the overlap bound of the write mode (detail/hogwild.h): whole blocks, at
+    // least one
     constexpr int kWarpsPerBlock = kThreads / 32;
     const int64_t workers = detail::hogwild_workers(static_cast<int64_t>(fill_blocks) * kWarpsPerBlock,
                                                     max_row_ratings(*in.train), nnz, overlap);
     const int blocks = static_cast<int>(std::max<int64_t>(1, workers / kWarpsPerBlock));
     const int64_t warps = static_cast<int64_t>(blocks) * kWarpsPerBlock;
-    report->device = "cuda (" + dev.name + ", " + std::to_string(warps) + " warps)";
+    report->device =
+        "cuda (" + dev.name + ", " + std::to_string(warps) + " warps, " + (merge ? "add" : "store") + " writes)";
     const int eval_blocks = dev.sms * 4;
     DeviceBuffer<double> partial(static_cast<size_t>(eval_blocks));
 
@@ -496,6 +500,7 @@ class CudaBackend final : public detail::Backend {
       a.round_seed = detail::hash3(seed, detail::kStreamRound, static_cast<uint64_t>(e));
       a.naive = naive;
       a.slots = slots;
+      a.merge = merge;
       rec.lr = a.lr;
 
       const auto t0 = Clock::now();

@@ -290,6 +290,124 @@ __device__ __forceinline__ void store_row(const DSide& s, int32_t id, bool f32, 
   store_bits<E>(s.f16 + static_cast<size_t>(id) * k, lane, h);
 }
 
+// ------------------------------------------------------------------ merging writes (Hogwild "add")
+// SgdArgs::merge: a kernel writes a row it updated as a reduction in L2 (PTX red.add, no value
+// returned, nothing waits) of the change new - old, instead of storing the new value.  Why:
+// with thousands of warps in flight, the most-rated rows see many concurrent
+// read-modify-writes, and with stores all but the last are lost (detail/hogwild.h).  With
+// reductions every change lands; a concurrent update only reads a stale row.  With no
+// concurrent update the result is the store's, bit for bit, whenever new - old is exact:
+// always when new and old are within a factor of 2 of each other (Sterbenz), i.e. for all but
+// large relative steps such as a sign change.  Hardware rounding: f32 adds round to nearest
+// with subnormals flushed (.ftz is implied for f32 red; values below 1.2e-38 do not occur in
+// a trained model), f16 adds round to nearest with subnormals kept (.noftz).
+// Vector forms (16 or 8 bytes per lane) need sm_90; sm_80 issues one red per 32-bit word.
+
+__device__ __forceinline__ void red_f32(float* p, float a) {
+  asm volatile("red.global.add.f32 [%0], %1;" ::"l"(p), "f"(a) : "memory");
+}
+__device__ __forceinline__ void red_f32x2(float* p, float a, float b) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" ::"l"(p), "f"(a), "f"(b) : "memory");
+#else
+  red_f32(p, a);
+  red_f32(p + 1, b);
+#endif
+}
+__device__ __forceinline__ void red_f32x4(float* p, float a, float b, float c, float d) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
+#else
+  red_f32x2(p, a, b);
+  red_f32x2(p + 2, c, d);
+#endif
+}
+/// Adds lane's E floats x to row[lane*E ..] (merge mode of store_f32).
+template <int E>
+__device__ __forceinline__ void red_add_f32(float* __restrict__ row, int lane, const float (&x)[E]) {
+  float* p = row + lane * E;
+  if constexpr (E % 4 == 0) {
+#pragma unroll
+    for (int c = 0; c < E / 4; ++c) red_f32x4(p + 4 * c, x[4 * c], x[4 * c + 1], x[4 * c + 2], x[4 * c + 3]);
+  } else if constexpr (E % 2 == 0) {
+#pragma unroll
+    for (int c = 0; c < E / 2; ++c) red_f32x2(p + 2 * c, x[2 * c], x[2 * c + 1]);
+  } else {
+#pragma unroll
+    for (int c = 0; c < E; ++c) red_f32(p + c, x[c]);
+  }
+}
+__device__ __forceinline__ void red_h2(uint16_t* p, uint32_t a) {  // two halves, 4-byte aligned
+  asm volatile("red.global.add.noftz.f16x2 [%0], %1;" ::"l"(p), "r"(a) : "memory");
+}
+/// Adds lane's E halves (bits h) to row[lane*E ..] (merge mode of store_bits).
+template <int E>
+__device__ __forceinline__ void red_add_bits(uint16_t* __restrict__ row, int lane, const uint16_t (&h)[E]) {
+  uint16_t* p = row + lane * E;
+  auto pack = [&](int a) { return static_cast<uint32_t>(h[a]) | (static_cast<uint32_t>(h[a + 1]) << 16); };
+  if constexpr (E % 2 == 0) {
+#if __CUDA_ARCH__ >= 900
+    constexpr int kWide = E % 8 == 0 ? 8 : E % 4 == 0 ? 4 : 2;
+#else
+    constexpr int kWide = 2;
+#endif
+    if constexpr (kWide == 8) {
+#pragma unroll
+      for (int c = 0; c < E / 8; ++c)
+        asm volatile("red.global.add.noftz.v4.f16x2 [%0], {%1, %2, %3, %4};" ::"l"(p + 8 * c), "r"(pack(8 * c)),
+                     "r"(pack(8 * c + 2)), "r"(pack(8 * c + 4)), "r"(pack(8 * c + 6))
+                     : "memory");
+    } else if constexpr (kWide == 4) {
+#pragma unroll
+      for (int c = 0; c < E / 4; ++c)
+        asm volatile("red.global.add.noftz.v2.f16x2 [%0], {%1, %2};" ::"l"(p + 4 * c), "r"(pack(4 * c)),
+                     "r"(pack(4 * c + 2))
+                     : "memory");
+    } else {
+#pragma unroll
+      for (int c = 0; c < E / 2; ++c) red_h2(p + 2 * c, pack(2 * c));
+    }
+  } else {  // odd E: a lane's elements start at an odd half for odd lanes
+#pragma unroll
+    for (int c = 0; c < E; ++c) asm volatile("red.global.add.noftz.f16 [%0], %1;" ::"l"(p + c), "h"(h[c]) : "memory");
+  }
+}
+
+/// Stores (merge == false) or adds (merge == true) lane's E floats of an FP32 row.
+template <int E>
+__device__ __forceinline__ void write_f32(float* __restrict__ row, int lane, const float (&x)[E], bool merge) {
+  if (merge) red_add_f32<E>(row, lane, x);
+  else store_f32<E>(row, lane, x);
+}
+
+/// An updated element, ready for write_row: in store mode the new value `nv` (write_row rounds
+/// it for an FP16 row); in merge mode the change to add to the row, new - old, where for an
+/// FP16 row "new" is nv already rounded to half (to nearest, or stochastically with the word of
+/// element j) and the change is a half (exact when Sterbenz applies, see above).
+__device__ __forceinline__ float row_change(float nv, float old, bool f32, bool merge, bool stochastic, uint32_t hkey,
+                                            uint32_t j) {
+  if (!merge) return nv;
+  if (f32) return nv - old;
+  const uint16_t h = stochastic ? detail::float_to_half_sr(nv, sr_word(hkey, j)) : f2h_rn(nv);
+  return h2f(f2h_rn(h2f(h) - old));
+}
+
+/// write_row: store_row in store mode; in merge mode adds the changes x (row_change) to the row.
+template <int E>
+__device__ __forceinline__ void write_row(const DSide& s, int32_t id, bool f32, int k, int lane, const float (&x)[E],
+                                          bool stochastic, uint32_t hkey, bool merge) {
+  if (!merge) {
+    store_row<E>(s, id, f32, k, lane, x, stochastic, hkey);
+  } else if (f32) {
+    red_add_f32<E>(s.f32 + static_cast<size_t>(id) * k, lane, x);
+  } else {
+    uint16_t h[E];
+#pragma unroll
+    for (int c = 0; c < E; ++c) h[c] = f2h_rn(x[c]);  // exact: x[c] is a half (row_change)
+    red_add_bits<E>(s.f16 + static_cast<size_t>(id) * k, lane, h);
+  }
+}
+
 // ------------------------------------------------------------------ group lookup
 
 /// Shared-memory copy of the most-rated groups' boundaries and precision (optimised lookup).

@@ -73,6 +73,7 @@ struct SgdArgs {
   bool measure = false;              ///< sample gradients for the q-error
   uint64_t sample_seed = 0, sample_below = 0;  ///< as cpu::MixedParams
   int slots = 1;
+  bool merge = true;                 ///< write updated rows as reductions of the change (device_common.cuh, detail/hogwild.h)
   // mpt only
   float* mpt_scale = nullptr;        ///< per warp of the grid: loss scale S
   int* mpt_clean = nullptr;          ///< per warp: clean updates since the last change of S

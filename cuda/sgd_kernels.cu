@@ -75,16 +75,17 @@ __global__ void __launch_bounds__(kThreads) sgd_kernel(const SgdArgs a) {
         add_sample<E>(a.I, slot, gi_j, k, lane, g);
       }
       const float ce = a.lr * e;
+      uint32_t hp = 0, hq = 0;
+      if (a.stochastic) sr_keys(a.round_seed, u, i, &hp, &hq);
 #pragma unroll
       for (int c = 0; c < E; ++c) {
         const float pc = p[c], qc = q[c];
-        p[c] = cp * pc + ce * qc;
-        q[c] = cq * qc + ce * pc;
+        const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+        p[c] = row_change(cp * pc + ce * qc, pc, fu, a.merge, a.stochastic, hp, jj);
+        q[c] = row_change(cq * qc + ce * pc, qc, fi, a.merge, a.stochastic, hq, jj);
       }
-      uint32_t hp = 0, hq = 0;
-      if (a.stochastic) sr_keys(a.round_seed, u, i, &hp, &hq);
-      store_row<E>(a.U, u, fu, k, lane, p, a.stochastic, hp);
-      store_row<E>(a.I, i, fi, k, lane, q, a.stochastic, hq);
+      write_row<E>(a.U, u, fu, k, lane, p, a.stochastic, hp, a.merge);
+      write_row<E>(a.I, i, fi, k, lane, q, a.stochastic, hq, a.merge);
     }
   }
 }
@@ -111,11 +112,19 @@ __global__ void __launch_bounds__(kThreads) sgd_half_kernel(const SgdArgs a) {
       const __half pj = __ushort_as_half(pb[c]), qj = __ushort_as_half(qb[c]);
       const __half gp = __hsub(__hmul(e, qj), __hmul(lp, pj));
       const __half gq = __hsub(__hmul(e, pj), __hmul(lq, qj));
-      pb[c] = __half_as_ushort(__hadd(pj, __hmul(lr, gp)));
-      qb[c] = __half_as_ushort(__hadd(qj, __hmul(lr, gq)));
+      // merge mode adds the step itself: the hardware's round-to-nearest half add of it is
+      // __hadd(pj, step) exactly when no other warp changed the row meanwhile
+      const __half sp = __hmul(lr, gp), sq = __hmul(lr, gq);
+      pb[c] = __half_as_ushort(a.merge ? sp : __hadd(pj, sp));
+      qb[c] = __half_as_ushort(a.merge ? sq : __hadd(qj, sq));
     }
-    store_bits<E>(prow, lane, pb);
-    store_bits<E>(qrow, lane, qb);
+    if (a.merge) {
+      red_add_bits<E>(prow, lane, pb);
+      red_add_bits<E>(qrow, lane, qb);
+    } else {
+      store_bits<E>(prow, lane, pb);
+      store_bits<E>(qrow, lane, qb);
+    }
   });
 }
 /// Block max of |x| into *out (float bits; non-negative floats order like their bits).

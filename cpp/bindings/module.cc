@@ -380,12 +380,13 @@ NB_MODULE(_core, m) {
   m.def(
       "hogwild_workers",
       [](int64_t fill, int64_t max_row_ratings, int64_t nnz) {
+        const auto bad = [](const std::string& msg) { throw_invalid(msg); };
         return detail::hogwild_workers(fill, max_row_ratings, nnz,
-                                       detail::hogwild_overlap([](const std::string& msg) { throw_invalid(msg); }));
+                                       detail::hogwild_overlap(detail::hogwild_merge(bad), bad));
       },
       "fill"_a, "max_row_ratings"_a, "nnz"_a,
       "Test hook: the CUDA backend's Hogwild worker count (detail/hogwild.h) with the overlap bound\n"
-      "of MASCOT_CUDA_OVERLAP or the default.");
+      "of MASCOT_CUDA_OVERLAP or the default of the write mode (MASCOT_CUDA_WRITES).");
   m.def(
       "qerror",
       [](const In2<float>& grads, const In1<int32_t>& group, int groups) {

@@ -371,7 +371,7 @@ def lookup_groups(start: Annotated[NDArray[numpy.int32], dict(shape=(None,), ord
 def hogwild_workers(fill: int, max_row_ratings: int, nnz: int) -> int:
     """
     Test hook: the CUDA backend's Hogwild worker count (detail/hogwild.h) with the overlap bound
-    of MASCOT_CUDA_OVERLAP or the default.
+    of MASCOT_CUDA_OVERLAP or the default of the write mode (MASCOT_CUDA_WRITES).
     """
 
 def qerror(grads: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], group: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], groups: int) -> object:

@@ -45,9 +45,16 @@ def test_cuda_tools_fail_clearly_without_a_device():
 
 def test_hogwild_worker_bound(monkeypatch):
     """The CUDA launch's worker count (detail/hogwild.h): the device's fill, capped so that the
-    most-rated row expects about MASCOT_CUDA_OVERLAP (default 1) concurrent updates."""
+    most-rated row expects about MASCOT_CUDA_OVERLAP concurrent updates, by default 32 with
+    the default "add" writes and 1 with MASCOT_CUDA_WRITES=store."""
     monkeypatch.delenv("MASCOT_CUDA_OVERLAP", raising=False)
+    monkeypatch.delenv("MASCOT_CUDA_WRITES", raising=False)
     # the test data below: 160,328 ratings, the most-rated item has 2.9 % of them
+    assert _core.hogwild_workers(8448, 4655, 160328) == 1102  # 32 x 160328 / 4655
+    assert _core.hogwild_workers(8448, 33000, 8000000) == 7757  # synthetic-ml10m-like
+    monkeypatch.setenv("MASCOT_CUDA_WRITES", "add")
+    assert _core.hogwild_workers(8448, 4655, 160328) == 1102
+    monkeypatch.setenv("MASCOT_CUDA_WRITES", "store")
     assert _core.hogwild_workers(8448, 4655, 160328) == 34
     assert _core.hogwild_workers(20, 4655, 160328) == 20  # the device holds fewer
     assert _core.hogwild_workers(8448, 160328, 160328) == 1  # one row has every rating
@@ -55,11 +62,18 @@ def test_hogwild_worker_bound(monkeypatch):
     assert _core.hogwild_workers(0, 10, 100) == 1
     monkeypatch.setenv("MASCOT_CUDA_OVERLAP", "2.5")
     assert _core.hogwild_workers(8448, 4655, 160328) == 86
+    monkeypatch.setenv("MASCOT_CUDA_WRITES", "add")  # an explicit bound wins in either mode
+    assert _core.hogwild_workers(8448, 4655, 160328) == 86
     monkeypatch.setenv("MASCOT_CUDA_OVERLAP", "inf")
     assert _core.hogwild_workers(8448, 4655, 160328) == 8448
     for bad in ("0", "-1", "x", "1e", "nan"):
         monkeypatch.setenv("MASCOT_CUDA_OVERLAP", bad)
         with pytest.raises(ValueError, match="MASCOT_CUDA_OVERLAP must be a number > 0"):
+            _core.hogwild_workers(8448, 4655, 160328)
+    monkeypatch.delenv("MASCOT_CUDA_OVERLAP")
+    for bad in ("Add", "atomic", "1"):
+        monkeypatch.setenv("MASCOT_CUDA_WRITES", bad)
+        with pytest.raises(ValueError, match="MASCOT_CUDA_WRITES must be 'add' or 'store', got '" + bad):
             _core.hogwild_workers(8448, 4655, 160328)
 
 
@@ -96,11 +110,59 @@ def test_launch_respects_the_hogwild_bound(monkeypatch):
     monkeypatch.delenv("MASCOT_CUDA_OVERLAP", raising=False)
     tr, te = _data()
     top = max(np.bincount(tr.users).max(), np.bincount(tr.items).max())
-    warps = lambda rep: int(re.search(r"(\d+) warps\)$", rep["device"]).group(1))
+    monkeypatch.delenv("MASCOT_CUDA_WRITES", raising=False)
+    warps = lambda rep: int(re.search(r"(\d+) warps, add writes\)$", rep["device"]).group(1))
     capped = warps(_fit("cuda", "fp32", tr, te, epochs=1).report_)
     assert capped == max(8, _core.hogwild_workers(10 ** 9, int(top), len(tr.ratings)) // 8 * 8)
     monkeypatch.setenv("MASCOT_CUDA_OVERLAP", "inf")
     assert warps(_fit("cuda", "fp32", tr, te, epochs=1).report_) > capped
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(mascot.cuda_device_count() == 0, reason=GPU_SKIP_REASON)
+@pytest.mark.parametrize("method", ["fp32", "mascot-n1"])
+def test_add_writes_keep_a_full_device_accurate(monkeypatch, method):
+    """Every warp of the device at once (MASCOT_CUDA_OVERLAP=inf: W x f in the hundreds on this
+    data): with "add" writes no update of the hot rows is lost, so the final RMSE stays near the
+    CPU's (NumPy model, benchmarks/hogwild_overlap.py: +0.5 % at W x f = 245; stores: untrained)."""
+    tr, te = _data()
+    cpu = _fit("cpu", method, tr, te).report_["totals"]["final_test_rmse"]
+    monkeypatch.setenv("MASCOT_CUDA_OVERLAP", "inf")
+    monkeypatch.setenv("MASCOT_CUDA_WRITES", "add")
+    rep = _fit("cuda", method, tr, te).report_
+    assert rep["device"].endswith("add writes)")
+    assert rep["totals"]["final_test_rmse"] == pytest.approx(cpu, rel=0.02)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(mascot.cuda_device_count() == 0, reason=GPU_SKIP_REASON)
+@pytest.mark.parametrize("method", ["fp32", "mascot-n1", "mascot", "fp16", "mpt", "muppet", "afp"])
+def test_add_and_store_writes_agree_without_contention(monkeypatch, method):
+    """Ratings that share no user and no item: no row is ever updated by two warps at once, so
+    one epoch with "add" writes must leave what stores leave (the same bits wherever new - old
+    is exact, i.e. nearly everywhere), and both what the CPU leaves, up to the dot product's
+    summation order."""
+    n = 6000
+    rng = np.random.default_rng(5)
+    tr = mascot.data.Ratings.from_arrays(rng.permutation(n), rng.permutation(n),
+                                         rng.integers(1, 6, n).astype(np.float32), n, n)
+    kw = dict(k=64, epochs=1, groups=4, threads=1, seed=2)
+    cpu = mascot.MF(method=method, device="cpu", **kw).fit(tr)
+    init = mascot.MF(method="fp32", device="cpu", **dict(kw, lr=1e-30)).fit(tr)  # the initial model
+    got = {}
+    for mode in ("add", "store"):
+        monkeypatch.setenv("MASCOT_CUDA_WRITES", mode)
+        monkeypatch.setenv("MASCOT_CUDA_OVERLAP", "inf")
+        m = mascot.MF(method=method, device="cuda", **kw).fit(tr)
+        assert m.report_["device"].endswith(f"{mode} writes)")
+        got[mode] = np.concatenate([m.P_.ravel(), m.Q_.ravel()])
+    want = np.concatenate([cpu.P_.ravel(), cpu.Q_.ravel()])
+    start = np.concatenate([init.P_.ravel(), init.Q_.ravel()])
+    # the epoch ran, and did what the CPU's did (MuPPET and AFP: per-worker formats differ)
+    assert np.abs(got["store"] - want).mean() < 0.1 * np.abs(want - start).mean()
+    half = method in ("mascot-n1", "mascot", "fp16")
+    np.testing.assert_allclose(got["add"], got["store"], rtol=1e-3 if half else 1e-6, atol=1e-7)
+    assert np.mean(got["add"] == got["store"]) >= 0.95
 
 
 @pytest.mark.gpu
