@@ -3,7 +3,7 @@
 #   build (pip install --no-build-isolation .) -> GPU tests (pytest -m gpu) -> compute-sanitizer
 #   (scripts/cuda_sanitize.sh) -> the rest of the suite -> benchmarks/gpu_bench.py.
 #
-#   scripts/gpu_check.sh [all|build|test|sanitize|bench] [gpu_bench.py args...]
+#   scripts/gpu_check.sh [all|build|test|sanitize|bench|hogwild] [gpu_bench.py args...]
 #
 # Output goes to $OUT when set (a device machine's return folder), else results/gpu-check.
 # `all` = build + GPU tests + sanitize + the rest of the suite (no benchmark: each device command has a 10-minute limit).
@@ -14,6 +14,8 @@
 # BENCH_BUDGET seconds (default 500) with status 3 while runs remain: repeat until it exits 0.
 # The benchmark runs the targets first (k = 128: fp32, mascot-n1, mascot on every
 # dataset, optimised vs naive lookup), then k = 64, then the other methods.
+# `hogwild` builds if needed, then runs benchmarks/gpu_hogwild_sweep.py (add vs store writes,
+# default vs device-filling warps, on synthetic-ml10m: a few minutes) into $OUT/hogwild.
 # Device budget (30 minutes a session): `all` once, then `bench` parts; a failing kernel is
 # easiest to locate with CUDA_LAUNCH_BLOCKING=1 on that one test.
 set -uo pipefail
@@ -81,11 +83,18 @@ bench() {
   cp -r "$state/." "$out/bench/" 2>/dev/null || true
   return $rc
 }
+hogwild() {
+  echo "== benchmarks/gpu_hogwild_sweep.py"
+  "$py" -c "import mascot, sys; sys.exit(0 if mascot.HAS_CUDA else 1)" 2>/dev/null || build || return 1
+  mkdir -p "$out/hogwild"
+  "$py" benchmarks/gpu_hogwild_sweep.py --out "$out/hogwild" "$@"
+}
 case "$stage" in
   build) build ;;
   test) tests_gpu; a=$?; tests_rest && exit $a; exit 1 ;;
   sanitize) sanitize ;;
   bench) bench "$@" ;;
+  hogwild) hogwild "$@" ;;
   all)
     rc=0
     build || exit 1
@@ -95,5 +104,5 @@ case "$stage" in
     sanitize || rc=1
     tests_rest || rc=1
     exit $rc ;;
-  *) echo "usage: scripts/gpu_check.sh [all|build|test|sanitize|bench] [gpu_bench.py args...]" >&2; exit 2 ;;
+  *) echo "usage: scripts/gpu_check.sh [all|build|test|sanitize|bench|hogwild] [gpu_bench.py args...]" >&2; exit 2 ;;
 esac
