@@ -302,6 +302,10 @@ __device__ __forceinline__ void store_row(const DSide& s, int32_t id, bool f32, 
 // with subnormals flushed (.ftz is implied for f32 red; values below 1.2e-38 do not occur in
 // a trained model), f16 adds round to nearest with subnormals kept (.noftz).
 // Vector forms (16 or 8 bytes per lane) need sm_90; sm_80 issues one red per 32-bit word.
+// One deviation from the store: where new - old is not exact (a value crossing zero, or
+// shrinking by more than half), the change is rounded at its own scale, so the row ends within
+// half an ulp of the change of the store's value (FP16: up to ~2e-6 at k = 64 in the first
+// epoch), deterministically rather than as the stochastic rounding drew.
 
 __device__ __forceinline__ void red_f32(float* p, float a) {
   asm volatile("red.global.add.f32 [%0], %1;" ::"l"(p), "f"(a) : "memory");
@@ -367,9 +371,21 @@ __device__ __forceinline__ void red_add_bits(uint16_t* __restrict__ row, int lan
 #pragma unroll
       for (int c = 0; c < E / 2; ++c) red_h2(p + 2 * c, pack(2 * c));
     }
-  } else {  // odd E: a lane's elements start at an odd half for odd lanes
+  } else {
+    // odd E: odd lanes start at the high half of a 32-bit word.  Scalar f16 reductions compile
+    // to a CAS loop per element (ATOMG.E.CAS, and the two lanes sharing a word collide), so
+    // every half goes out in an f16x2 reduction, paired with its neighbour of the same lane or
+    // with -0 (0x8000) for the half another lane owns: x + (-0) == x for every x, +0 included.
+    constexpr uint32_t kNegZero = 0x8000u;
+    if (((lane * E) & 1) == 0) {
 #pragma unroll
-    for (int c = 0; c < E; ++c) asm volatile("red.global.add.noftz.f16 [%0], %1;" ::"l"(p + c), "h"(h[c]) : "memory");
+      for (int c = 0; c + 1 < E; c += 2) red_h2(p + c, pack(c));
+      red_h2(p + E - 1, (kNegZero << 16) | h[E - 1]);
+    } else {
+      red_h2(p - 1, (static_cast<uint32_t>(h[0]) << 16) | kNegZero);
+#pragma unroll
+      for (int c = 1; c + 1 < E; c += 2) red_h2(p + c, pack(c));
+    }
   }
 }
 

@@ -113,9 +113,10 @@ def test_launch_respects_the_hogwild_bound(monkeypatch):
     monkeypatch.delenv("MASCOT_CUDA_WRITES", raising=False)
     warps = lambda rep: int(re.search(r"(\d+) warps, add writes\)$", rep["device"]).group(1))
     capped = warps(_fit("cuda", "fp32", tr, te, epochs=1).report_)
-    assert capped == max(8, _core.hogwild_workers(10 ** 9, int(top), len(tr.ratings)) // 8 * 8)
     monkeypatch.setenv("MASCOT_CUDA_OVERLAP", "inf")
-    assert warps(_fit("cuda", "fp32", tr, te, epochs=1).report_) > capped
+    full = warps(_fit("cuda", "fp32", tr, te, epochs=1).report_)
+    bound = max(8, _core.hogwild_workers(10 ** 9, int(top), len(tr.ratings)) // 8 * 8)  # 1096 warps
+    assert capped == min(full, bound)  # an H100 holds more: capped < full there
 
 
 @pytest.mark.gpu
@@ -160,8 +161,10 @@ def test_add_and_store_writes_agree_without_contention(monkeypatch, method):
     start = np.concatenate([init.P_.ravel(), init.Q_.ravel()])
     # the epoch ran, and did what the CPU's did (MuPPET and AFP: per-worker formats differ)
     assert np.abs(got["store"] - want).mean() < 0.1 * np.abs(want - start).mean()
-    half = method in ("mascot-n1", "mascot", "fp16")
-    np.testing.assert_allclose(got["add"], got["store"], rtol=1e-3 if half else 1e-6, atol=1e-7)
+    # where new - old is not exact (a value crossing zero), the add is off by up to half an ulp
+    # of the change: for FP16 rows ~2e-6 here (method fp16 adds its half step: always exact)
+    half = method in ("mascot-n1", "mascot")
+    np.testing.assert_allclose(got["add"], got["store"], rtol=1e-3 if half else 1e-6, atol=4e-6 if half else 1e-7)
     assert np.mean(got["add"] == got["store"]) >= 0.95
 
 
