@@ -16,6 +16,7 @@ mode with W x f.  Figures (2026-11-22, this machine, CPU only; docs/cuda.md):
   store  synthetic-ml10m:0.02, --epochs 50   W = 1: 0.91377  32: 0.91593  256: 0.92449  2048: 1.01538  8448: 3.61983
   add    synthetic-ml10m:0.02  W = 1: 0.97809  64: 0.97813  1024: 0.97868  1096: 0.97871  2192: 0.97935  8448: 0.98294
   add    synthetic-ml10m       W = 2048: 0.64339  8448: 0.64343
+  add    synthetic-ml10m:0.02, --half   W = 1: 0.97804  1096: 0.97873  8448: 0.98293
 """
 import argparse
 
@@ -24,10 +25,14 @@ import numpy as np
 import mascot
 
 
-def run(tr, te, W, k=32, epochs=12, lr0=0.01, decay=0.1, lp=0.01, lq=0.015, seed=3, writes="store"):
+def run(tr, te, W, k=32, epochs=12, lr0=0.01, decay=0.1, lp=0.01, lq=0.015, seed=3, writes="store", half=False):
+    """Final test RMSE.  half: rows stored in FP16 (mascot-n1), the update in FP32 and rounded to
+    nearest on the write; "add" then adds the half change new_half - old (as the CUDA kernel
+    does), each add rounded to half in turn (ufunc.at on a float16 array)."""
     rng = np.random.default_rng(seed)
-    P = (rng.standard_normal((tr.n_users, k)) * 0.01).astype(np.float32)
-    Q = (rng.standard_normal((tr.n_items, k)) * 0.01).astype(np.float32)
+    dt = np.float16 if half else np.float32
+    P = (rng.standard_normal((tr.n_users, k)) * 0.01).astype(dt)
+    Q = (rng.standard_normal((tr.n_items, k)) * 0.01).astype(dt)
     u, i, r = tr.users, tr.items, tr.ratings.astype(np.float32)
     n = len(r)
     for e in range(epochs):
@@ -35,17 +40,21 @@ def run(tr, te, W, k=32, epochs=12, lr0=0.01, decay=0.1, lp=0.01, lq=0.015, seed
         perm = rng.permutation(n)
         for s in range(0, n, W):
             b = perm[s:s + W]
-            pu, qi = P[u[b]], Q[i[b]]
+            pu, qi = P[u[b]].astype(np.float32), Q[i[b]].astype(np.float32)
             err = r[b] - np.einsum("ij,ij->i", pu, qi)
-            dp = lr * (err[:, None] * qi - lp * pu)
-            dq = lr * (err[:, None] * pu - lq * qi)
-            if writes == "store":
-                P[u[b]] = pu + dp  # fancy assignment: the last writer wins
-                Q[i[b]] = qi + dq
+            if half:  # cp p + ce q as the kernels compute it, rounded on the write
+                np_ = (pu * (1 - lr * lp) + lr * err[:, None] * qi).astype(dt).astype(np.float32)
+                nq = (qi * (1 - lr * lq) + lr * err[:, None] * pu).astype(dt).astype(np.float32)
             else:
-                np.add.at(P, u[b], dp)  # every change lands
-                np.add.at(Q, i[b], dq)
-    pred = np.einsum("ij,ij->i", P[te.users], Q[te.items])
+                np_ = pu + lr * (err[:, None] * qi - lp * pu)
+                nq = qi + lr * (err[:, None] * pu - lq * qi)
+            if writes == "store":
+                P[u[b]] = np_.astype(dt)  # fancy assignment: the last writer wins
+                Q[i[b]] = nq.astype(dt)
+            else:
+                np.add.at(P, u[b], (np_ - pu).astype(dt))  # every change lands
+                np.add.at(Q, i[b], (nq - qi).astype(dt))
+    pred = np.einsum("ij,ij->i", P[te.users].astype(np.float32), Q[te.items].astype(np.float32))
     return float(np.sqrt(np.mean((te.ratings - pred) ** 2)))
 
 
@@ -56,6 +65,7 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2,64,1024,8448")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--writes", default="store,add", help="comma-separated: store, add")
+    ap.add_argument("--half", action="store_true", help="FP16 rows (mascot-n1) instead of FP32")
     a = ap.parse_args()
     d = mascot.data.synthetic(a.dataset, a.scale, seed=1)
     f = max(np.bincount(d.train.items).max(), np.bincount(d.train.users).max()) / len(d.train.ratings)
@@ -65,7 +75,7 @@ def main() -> None:
         ap.error(f"--writes takes store and/or add, got '{a.writes}'")
     for w in (int(x) for x in a.workers.split(",")):
         for m in modes:
-            rmse = run(d.train, d.test, w, epochs=a.epochs, writes=m)
+            rmse = run(d.train, d.test, w, epochs=a.epochs, writes=m, half=a.half)
             print(f"{m:5s}  W = {w:5d}  W x f = {w * f:7.2f}  final test RMSE {rmse:.5f}", flush=True)
 
 
