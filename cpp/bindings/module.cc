@@ -440,6 +440,81 @@ NB_MODULE(_core, m) {
       },
       "seed"_a, "epoch"_a, "u"_a, "i"_a, "k"_a, "Random words of the stochastic FP16 stores of one update.");
   m.def(
+      "mixed_sgd_pass",
+      [](const In1<int32_t>& users, const In1<int32_t>& items, const In1<float>& ratings, const In2<float>& P,
+         const In2<float>& Q, const In1<int32_t>& ustart, const In1<uint8_t>& ufp32, const In1<int32_t>& istart,
+         const In1<uint8_t>& ifp32, float lr, float lambda_p, float lambda_q, bool stochastic, uint64_t seed,
+         int epoch) {
+        // one call of the per-group kernel (cpu/kernels.cc mixed_loop) on the ratings in the
+        // given order: a row of an FP32 group is stored as the given float, any other as its
+        // nearest half; stochastic FP16 stores with the words of sr_words(seed, epoch, u, i);
+        // nothing sampled
+        const size_t n = users.shape(0);
+        MASCOT_CHECK_ARG(items.shape(0) == n && ratings.shape(0) == n, "users, items, ratings: one length");
+        const int k = static_cast<int>(P.shape(1));
+        MASCOT_CHECK_ARG(k >= 1 && k <= 4096 && Q.shape(1) == static_cast<size_t>(k), "P and Q: k columns, 1..4096");
+        struct SideBuf {
+          std::vector<float> f32;
+          std::vector<uint16_t> f16;
+          std::vector<int32_t> start;
+          std::vector<uint8_t> fp32;
+          std::vector<uint64_t> bits;
+          cpu::MixedSide side;
+        };
+        auto make = [k](const In2<float>& X, const In1<int32_t>& st, const In1<uint8_t>& f, SideBuf* b) {
+          const size_t rows = X.shape(0);
+          const size_t g = f.shape(0);
+          MASCOT_CHECK_ARG(g >= 1 && st.shape(0) == g + 1 && st(0) == 0 && static_cast<size_t>(st(g)) == rows,
+                           "group start must have groups + 1 entries from 0 to the rows");
+          b->start.assign(st.data(), st.data() + g + 1);
+          b->fp32.assign(f.data(), f.data() + g);
+          for (size_t j = 0; j < g; ++j) MASCOT_CHECK_ARG(st(j + 1) >= st(j), "group start must be non-decreasing");
+          b->f32.assign(X.data(), X.data() + rows * k);
+          b->f16.resize(rows * k);
+          for (size_t x = 0; x < rows * k; ++x) b->f16[x] = detail::float_to_half_rn(X.data()[x]);
+          b->bits.assign(rows / 64 + 2, 0);
+          for (size_t j = 0; j < g; ++j)
+            if (f(j))
+              for (int64_t id = st(j); id < st(j + 1); ++id) b->bits[id >> 6] |= uint64_t{1} << (id & 63);
+          b->side.f32 = b->f32.data();
+          b->side.f16 = b->f16.data();
+          b->side.start = b->start.data();
+          b->side.fp32 = b->fp32.data();
+          b->side.groups = static_cast<int>(g);
+          b->side.fp32_bits = b->bits.data();
+        };
+        SideBuf U, I;
+        make(P, ustart, ufp32, &U);
+        make(Q, istart, ifp32, &I);
+        std::vector<cpu::Rec> recs(n);
+        for (size_t t = 0; t < n; ++t) {
+          MASCOT_CHECK_ARG(users(t) >= 0 && static_cast<size_t>(users(t)) < P.shape(0) && items(t) >= 0 &&
+                               static_cast<size_t>(items(t)) < Q.shape(0),
+                           "rating ids out of range");
+          recs[t] = {users(t), items(t), ratings(t)};
+        }
+        cpu::MixedParams mp;
+        mp.sgd = {k, lr, lambda_p, lambda_q, stochastic,
+                  detail::hash3(seed, detail::kStreamRound, static_cast<uint64_t>(epoch))};
+        cpu::kernels().sgd_mixed(recs.data(), n, U.side, I.side, mp);
+        auto out = [k](const SideBuf& b) {
+          const size_t rows = b.f32.size() / k;
+          std::vector<float> x(rows * k);
+          for (size_t g = 0; g + 1 < b.start.size(); ++g)
+            for (int64_t id = b.start[g]; id < b.start[g + 1]; ++id)
+              for (int j = 0; j < k; ++j) {
+                const size_t at = static_cast<size_t>(id) * k + j;
+                x[at] = b.fp32[g] ? b.f32[at] : detail::half_to_float(b.f16[at]);
+              }
+          return to_numpy(std::move(x), {rows, static_cast<size_t>(k)});
+        };
+        return nb::make_tuple(out(U), out(I));
+      },
+      "users"_a, "items"_a, "ratings"_a, "P"_a, "Q"_a, "user_start"_a, "user_fp32"_a, "item_start"_a, "item_fp32"_a,
+      "lr"_a, "lambda_p"_a, "lambda_q"_a, "stochastic"_a = false, "seed"_a = 0, "epoch"_a = 0,
+      "Test hook: one pass of the CPU per-group (MASCOT) kernel over the ratings in this order; returns\n"
+      "(P, Q) as stored (FP32 groups' rows as floats, the others as halves).");
+  m.def(
       "half_round",
       [](const In1<float>& x, const std::string& mode, uint64_t seed) {
         MASCOT_CHECK_ARG(mode == "nearest" || mode == "zero" || mode == "stochastic",

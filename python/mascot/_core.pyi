@@ -368,6 +368,12 @@ def lookup_groups(start: Annotated[NDArray[numpy.int32], dict(shape=(None,), ord
     Test hook: mascot::lookup_group of each id (naive: the branching binary search of mascot-naive).
     """
 
+def mixed_sgd_pass(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], P: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], Q: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], user_start: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], user_fp32: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)], item_start: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], item_fp32: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)], lr: float, lambda_p: float, lambda_q: float, stochastic: bool = False, seed: int = 0, epoch: int = 0) -> tuple:
+    """
+    Test hook: one pass of the CPU per-group (MASCOT) kernel over the ratings in this order; returns
+    (P, Q) as stored (FP32 groups' rows as floats, the others as halves).
+    """
+
 def hogwild_workers(fill: int, max_row_ratings: int, nnz: int) -> int:
     """
     Test hook: the CUDA backend's Hogwild worker count (detail/hogwild.h) with the overlap bound

@@ -6,7 +6,7 @@ import mascot
 from mascot import _core
 
 from backends import backend_k
-from reference import half, sr_half, train_reference
+from reference import half, sgd_update, sr_half, train_reference
 
 
 def qerror_numpy(G, group, g):
@@ -186,3 +186,43 @@ def test_stochastic_rounding_keeps_late_small_updates():
 def test_parameter_validation(kw, field):
     with pytest.raises(ValueError, match=field):
         mascot.MF(**kw)
+
+
+@pytest.mark.parametrize("k", [32, 64, 128, 48])
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_mixed_kernel_matches_reference_bitwise(k, stochastic):
+    """One pass of the per-group kernel with some groups FP32, against serial NumPy SGD: the
+    kernel partitions the ratings by the precision of their two rows (stable, when any group is
+    FP32) and runs each of the four combinations with its own storage types (vector paths at
+    k = 32, 64, 128, the scalar one at 48); every stored bit must match, FP32 rows as floats
+    and FP16 rows rounded to nearest or stochastically with the core's words."""
+    rng = np.random.default_rng(7)
+    nu, ni, n = 60, 40, 3000
+    users = rng.integers(0, nu, n).astype(np.int32)
+    items = rng.integers(0, ni, n).astype(np.int32)
+    ratings = rng.uniform(1, 5, n).astype(np.float32)
+    P = (rng.normal(size=(nu, k)) * 0.1).astype(np.float32)
+    Q = (rng.normal(size=(ni, k)) * 0.1).astype(np.float32)
+    ustart, ufp32 = np.array([0, 10, 25, 60], np.int32), np.array([0, 1, 0], np.uint8)
+    istart, ifp32 = np.array([0, 5, 40], np.int32), np.array([1, 0], np.uint8)
+    lr, lp, lq, seed, epoch = 0.05, 0.01, 0.015, 99, 3
+    gotP, gotQ = _core.mixed_sgd_pass(users, items, ratings, P, Q, ustart, ufp32, istart, ifp32, lr, lp, lq,
+                                      stochastic, seed, epoch)
+    fu = np.repeat(ufp32, np.diff(ustart)).astype(bool)
+    fi = np.repeat(ifp32, np.diff(istart)).astype(bool)
+    RP = np.where(fu[:, None], P, half(P))
+    RQ = np.where(fi[:, None], Q, half(Q))
+    cls = fu[users].astype(int) * 2 + fi[items].astype(int)
+    assert len(set(cls)) == 4  # every precision combination occurs
+    for t in np.argsort(cls, kind="stable"):
+        u, i = users[t], items[t]
+        p, q = sgd_update(RP[u], RQ[i], ratings[t], lr, lp, lq)
+        if stochastic:
+            wp, wq = _core.sr_words(seed, epoch, int(u), int(i), k)
+            p16, q16 = sr_half(p, wp), sr_half(q, wq)
+        else:
+            p16, q16 = half(p), half(q)
+        RP[u] = p if fu[u] else p16
+        RQ[i] = q if fi[i] else q16
+    assert np.array_equal(gotP, RP) and np.array_equal(gotQ, RQ)
+    assert np.abs(gotQ - np.where(fi[:, None], Q, half(Q))).max() > 1e-2  # the pass trained
