@@ -94,6 +94,12 @@ checkpoints (docs/checkpoint.md):
   SIGINT/SIGTERM stop training at the end of the current epoch (a second signal kills at once),
   write a final checkpoint when --checkpoint/--resume is given, and exit with status 130.
   --help, --version
+environment (docs/cuda.md):
+  MASCOT_CUDA_WRITES=add|store  how CUDA Hogwild warps write rows: L2 reductions of their change
+                        (default; no update lost) or plain stores
+  MASCOT_CUDA_OVERLAP=X|inf     CUDA warps bounded so the most-rated row sees ~X concurrent updates
+                        (default 32 with add, 1 with store; inf fills the device)
+  MASCOT_ISA=generic|avx2|avx512  force a CPU kernel variant (default: the best the CPU has)
 )";
 
 struct UsageError : std::runtime_error {

@@ -18,6 +18,7 @@ def run(exe, *args, cwd=None, env=None):
 def test_help_and_version(trainer_exe):
     r = run(trainer_exe, "--help")
     assert r.returncode == 0 and "--method" in r.stdout and "--dataset" in r.stdout
+    assert all(v in r.stdout for v in ("MASCOT_CUDA_WRITES", "MASCOT_CUDA_OVERLAP", "MASCOT_ISA"))
     r = run(trainer_exe, "--version")
     assert r.returncode == 0 and r.stdout.startswith("mascot_train ")
 
