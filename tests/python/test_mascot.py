@@ -226,3 +226,19 @@ def test_mixed_kernel_matches_reference_bitwise(k, stochastic):
         RQ[i] = q if fi[i] else q16
     assert np.array_equal(gotP, RP) and np.array_equal(gotQ, RQ)
     assert np.abs(gotQ - np.where(fi[:, None], Q, half(Q))).max() > 1e-2  # the pass trained
+
+
+def test_mixed_sgd_pass_refuses_bad_tables():
+    u = np.array([0, 1], np.int32)
+    r = np.array([3.0, 4.0], np.float32)
+    P = np.zeros((2, 16), np.float32)
+    st, f = np.array([0, 2], np.int32), np.array([0], np.uint8)
+    with pytest.raises(ValueError, match="groups \\+ 1 entries"):
+        _core.mixed_sgd_pass(u, u, r, P, P, np.array([0, 1], np.int32), f, st, f, 0.01, 0.01, 0.01)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        _core.mixed_sgd_pass(u, u, r, P, P, np.array([0, 3, 2], np.int32), np.array([0, 1], np.uint8), st, f,
+                             0.01, 0.01, 0.01)
+    with pytest.raises(ValueError, match="out of range"):
+        _core.mixed_sgd_pass(np.array([0, 2], np.int32), u, r, P, P, st, f, st, f, 0.01, 0.01, 0.01)
+    with pytest.raises(ValueError, match="one length"):
+        _core.mixed_sgd_pass(u, u, r[:1], P, P, st, f, st, f, 0.01, 0.01, 0.01)
