@@ -77,6 +77,13 @@ def one_run(d, dataset, k, method, groups, epochs, bw):
             "switches": len(rep["switches"]), "wall_seconds": wall}
 
 
+def write_atomic(path, text):
+    """Writes text to path through a temporary file and a rename."""
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
 def _same_device(a, b):
     # relative figures only between runs on the same device: a resumed benchmark may hold runs
     # from another machine (an H200 where the earlier parts ran on an H100)
@@ -185,16 +192,11 @@ def main() -> int:
     print(f"{len(plan) - len(todo)} of {len(plan)} runs already done or failed", file=sys.stderr, flush=True)
 
     def save():
-        tmp = runs_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(runs, f, indent=1)
-        os.replace(tmp, runs_path)  # atomic: an interrupted write never corrupts the resume file
+        write_atomic(runs_path, json.dumps(runs, indent=1))  # an interrupted write never corrupts the resume file
         md = table(runs, meta, failed)
         for name, text in (("gpu_bench.md", md), ("failed.json", json.dumps(failed, indent=1)),
                            ("gpu_bench.json", json.dumps({"meta": meta, "runs": runs, "failed": failed}, indent=1))):
-            with open(os.path.join(a.out, name + ".tmp"), "w") as f:
-                f.write(text)
-            os.replace(os.path.join(a.out, name + ".tmp"), os.path.join(a.out, name))
+            write_atomic(os.path.join(a.out, name), text)
         return md
 
     data, last_cost = {}, {}

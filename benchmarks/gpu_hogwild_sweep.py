@@ -26,7 +26,7 @@ import mascot
 from mascot import _core
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpu_bench import one_run  # noqa: E402  (the same per-run measurement as the main table)
+from gpu_bench import one_run, write_atomic  # noqa: E402  (the main table's per-run measurement)
 
 
 def parse_settings(text):
@@ -60,12 +60,6 @@ def table(rows, meta):
                      f"{r['median_epoch_seconds']:.4f} | {r['updates_per_second'] / 1e6:.0f} | {rel} | "
                      f"{r['final_test_rmse']:.5f} | {dr} | {r['floor_fraction']:.2f} |")
     return "\n".join(lines) + "\n"
-
-
-def write_atomic(path, text):
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
 
 
 def main() -> int:

@@ -472,10 +472,7 @@ NB_MODULE(_core, m) {
           b->f32.assign(X.data(), X.data() + rows * k);
           b->f16.resize(rows * k);
           for (size_t x = 0; x < rows * k; ++x) b->f16[x] = detail::float_to_half_rn(X.data()[x]);
-          b->bits.assign(rows / 64 + 2, 0);
-          for (size_t j = 0; j < g; ++j)
-            if (f(j))
-              for (int64_t id = st(j); id < st(j + 1); ++id) b->bits[id >> 6] |= uint64_t{1} << (id & 63);
+          cpu::encode_fp32_bits(b->start.data(), b->fp32.data(), static_cast<int>(g), &b->bits);
           b->side.f32 = b->f32.data();
           b->side.f16 = b->f16.data();
           b->side.start = b->start.data();

@@ -4,6 +4,7 @@ A GPU session is short and rare: a crash in a script's table code after the runs
 it, so the code that needs no device is tested here, where CI runs it."""
 import importlib.util
 import pathlib
+import sys
 
 import pytest
 
@@ -13,7 +14,6 @@ BENCH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
 def _load(name):
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
-    import sys
     sys.path.insert(0, str(BENCH))
     try:
         spec.loader.exec_module(mod)

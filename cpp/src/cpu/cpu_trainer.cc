@@ -361,24 +361,15 @@ class CpuBackend final : public detail::Backend {
     fill(&Q32_, &Q16_, n_, *ig_, item_old, detail::kStreamInitQ);
   }
 
-  // One bit per row: set when the row's group is FP32 (MixedSide::fp32_bits); `bits` owns it.
-  static void encode_bits(const GroupTable& t, std::vector<uint64_t>* bits) {
-    const int64_t rows = t.start[t.size()];
-    bits->assign(static_cast<size_t>(rows + 63) / 64 + 1, 0);
-    for (int g = 0; g < t.size(); ++g)
-      if (t.precision[g] == Precision::kFp32)
-        for (int64_t id = t.start[g]; id < t.start[g + 1]; ++id) (*bits)[id >> 6] |= uint64_t{1} << (id & 63);
-  }
-
   MixedSide side(const Buffer& b32, const Buffer& b16, const GroupTable& t) {
-    std::vector<uint64_t>& bits = &t == ug_ ? ubits_ : ibits_;
-    encode_bits(t, &bits);
+    std::vector<uint64_t>& bits = &t == ug_ ? ubits_ : ibits_;  // owns MixedSide::fp32_bits
     MixedSide s;
+    s.fp32 = reinterpret_cast<const uint8_t*>(t.precision.data());
+    encode_fp32_bits(t.start.data(), s.fp32, t.size(), &bits);
     s.fp32_bits = bits.data();
     s.f32 = b32.f32();
     s.f16 = b16.f16();
     s.start = t.start.data();
-    s.fp32 = reinterpret_cast<const uint8_t*>(t.precision.data());
     s.groups = t.size();
     return s;
   }

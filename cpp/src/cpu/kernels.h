@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "mascot/detail/rng.h"
 #include "mascot/groups.h"
@@ -91,6 +92,16 @@ const char* kernel_isa();
 inline bool row_is_fp32(const MixedSide& s, int32_t id, bool naive) {
   if (naive) return s.fp32[lookup_group(s.start, s.groups, id, true)] != 0;
   return (s.fp32_bits[static_cast<uint32_t>(id) >> 6] >> (static_cast<uint32_t>(id) & 63)) & 1;
+}
+
+/// The per-row precision bits that row_is_fp32 reads (MixedSide::fp32_bits): bit `id` set when
+/// the group owning row `id` is FP32 (fp32[g] != 0, start[0..groups] the boundaries).
+inline void encode_fp32_bits(const int32_t* start, const uint8_t* fp32, int groups, std::vector<uint64_t>* bits) {
+  const int64_t rows = groups > 0 ? start[groups] : 0;
+  bits->assign(static_cast<size_t>(rows + 63) / 64 + 1, 0);
+  for (int g = 0; g < groups; ++g)
+    if (fp32[g])
+      for (int64_t id = start[g]; id < start[g + 1]; ++id) (*bits)[id >> 6] |= uint64_t{1} << (id & 63);
 }
 
 inline uint64_t rating_key(int32_t u, int32_t i) {
