@@ -1,12 +1,24 @@
-# Resolves MASCOT_CUDA=AUTO|ON|OFF into MASCOT_WITH_CUDA.
+# Resolves MASCOT_CUDA=AUTO|ON|OFF|EMU into MASCOT_WITH_CUDA (and MASCOT_CUDA_EMULATED).
+# EMU: the CUDA backend's sources built by the host compiler against the CPU emulator
+# (cuda/emu/): for testing the backend's logic without a GPU; needs only the CUDA headers.
 # AUTO: on when a CUDA compiler is found.  Architectures default to 80;90 (never
 # "native": the build machine usually has no GPU).  Override with CMAKE_CUDA_ARCHITECTURES.
 set(MASCOT_WITH_CUDA OFF)
+set(MASCOT_CUDA_EMULATED OFF)
 string(TOUPPER "${MASCOT_CUDA}" _mascot_cuda)
-if(NOT _mascot_cuda MATCHES "^(AUTO|ON|OFF)$")
-  message(FATAL_ERROR "MASCOT_CUDA must be AUTO, ON or OFF (got '${MASCOT_CUDA}')")
+if(NOT _mascot_cuda MATCHES "^(AUTO|ON|OFF|EMU)$")
+  message(FATAL_ERROR "MASCOT_CUDA must be AUTO, ON, OFF or EMU (got '${MASCOT_CUDA}')")
 endif()
-if(NOT _mascot_cuda STREQUAL "OFF")
+if(_mascot_cuda STREQUAL "EMU")
+  find_path(MASCOT_CUDA_INCLUDE_DIR cuda_fp16.h
+            HINTS ENV CUDA_HOME ENV CUDA_PATH PATH_SUFFIXES include PATHS /usr/local/cuda/include)
+  if(NOT MASCOT_CUDA_INCLUDE_DIR)
+    message(FATAL_ERROR "MASCOT_CUDA=EMU needs the CUDA headers (cuda_fp16.h, cuda_runtime.h): none found")
+  endif()
+  set(MASCOT_WITH_CUDA ON)
+  set(MASCOT_CUDA_EMULATED ON)
+  message(STATUS "MASCOT: CUDA backend EMULATED on the CPU (headers ${MASCOT_CUDA_INCLUDE_DIR}); not a GPU build")
+elseif(NOT _mascot_cuda STREQUAL "OFF")
   include(CheckLanguage)
   if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
     set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)

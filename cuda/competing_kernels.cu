@@ -268,22 +268,22 @@ __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
 template <int E>
 struct MptLaunch {
   static void run(const SgdArgs& a, int blocks) {
-    if (a.stochastic) mpt_kernel<E, true><<<blocks, kThreads>>>(a);
-    else mpt_kernel<E, false><<<blocks, kThreads>>>(a);
+    if (a.stochastic) MASCOT_LAUNCH(blocks, kThreads, mpt_kernel<E, true>)(a);
+    else MASCOT_LAUNCH(blocks, kThreads, mpt_kernel<E, false>)(a);
     MASCOT_CUDA_CHECK_LAUNCH();
   }
 };
 template <int E>
 struct MuppetLaunch {
   static void run(const SgdArgs& a, int blocks) {
-    muppet_kernel<E><<<blocks, kThreads>>>(a);
+    MASCOT_LAUNCH(blocks, kThreads, muppet_kernel<E>)(a);
     MASCOT_CUDA_CHECK_LAUNCH();
   }
 };
 template <int E>
 struct AfpLaunch {
   static void run(const SgdArgs& a, int blocks) {
-    afp_kernel<E><<<blocks, kThreads>>>(a);
+    MASCOT_LAUNCH(blocks, kThreads, afp_kernel<E>)(a);
     MASCOT_CUDA_CHECK_LAUNCH();
   }
 };

@@ -34,9 +34,18 @@ namespace mascot::cuda {
     }                                                                                      \
   } while (0)
 
-/// After every <<<...>>> launch: configuration errors show up here (execution errors at the
-/// next synchronising call, which is checked too).
+/// After every launch: configuration errors show up here (execution errors at the next
+/// synchronising call, which is checked too).
 #define MASCOT_CUDA_CHECK_LAUNCH() MASCOT_CUDA_CHECK(cudaGetLastError())
+
+/// Every kernel launch: MASCOT_LAUNCH(grid, block, kernel)(args...) is kernel<<<grid, block>>>(args...)
+/// with nvcc, and runs the same kernel on the CPU emulator in the -DMASCOT_CUDA=EMU build
+/// (cuda/emu/cuda_emu.h), which the host compiler builds from these same sources.
+#ifdef MASCOT_CUDA_EMU
+#define MASCOT_LAUNCH(grid, block, ...) MASCOT_EMU_LAUNCH(grid, block, __VA_ARGS__)
+#else
+#define MASCOT_LAUNCH(grid, block, ...) __VA_ARGS__<<<grid, block>>>
+#endif
 
 namespace mascot::cuda {
 

@@ -342,11 +342,11 @@ class AfpHost {
 std::vector<double> qerror_of(Side* s, int slots, int k) {
   const int g = s->table ? s->table->size() : static_cast<int>(s->tsq.size());
   const int64_t gk = static_cast<int64_t>(g) * k;
-  reduce_slots_kernel<double><<<grid_for(gk), 256>>>(s->sum.get(), s->tsum.get(), gk, slots);
+  MASCOT_LAUNCH(grid_for(gk), 256, reduce_slots_kernel<double>)(s->sum.get(), s->tsum.get(), gk, slots);
   MASCOT_CUDA_CHECK_LAUNCH();
-  reduce_slots_kernel<double><<<grid_for(g), 256>>>(s->sq.get(), s->tsq.get(), g, slots);
+  MASCOT_LAUNCH(grid_for(g), 256, reduce_slots_kernel<double>)(s->sq.get(), s->tsq.get(), g, slots);
   MASCOT_CUDA_CHECK_LAUNCH();
-  reduce_slots_kernel<unsigned long long><<<grid_for(g), 256>>>(s->n.get(), s->tn.get(), g, slots);
+  MASCOT_LAUNCH(grid_for(g), 256, reduce_slots_kernel<unsigned long long>)(s->n.get(), s->tn.get(), g, slots);
   MASCOT_CUDA_CHECK_LAUNCH();
   std::vector<double> sum(static_cast<size_t>(gk)), sq(static_cast<size_t>(g));
   std::vector<unsigned long long> n(static_cast<size_t>(g));
@@ -613,7 +613,7 @@ class CudaBackend final : public detail::Backend {
     // allocates the FP32 rows at the first switch only when there are none)
     s->f32.reset(f32_rows ? n : 0);
     s->f16.reset(f32_rows ? 0 : n);
-    init_kernel<<<grid_for(static_cast<int64_t>(n)), 256>>>(s->f32.get(), s->f16.get(), dold.get(), s->rows, k_, std,
+    MASCOT_LAUNCH(grid_for(static_cast<int64_t>(n)), 256, init_kernel)(s->f32.get(), s->f16.get(), dold.get(), s->rows, k_, std,
                                                             seed, stream);
     MASCOT_CUDA_CHECK_LAUNCH();
     MASCOT_CUDA_CHECK(cudaDeviceSynchronize());  // dold is freed at scope exit
@@ -627,7 +627,7 @@ class CudaBackend final : public detail::Backend {
     if (!s->f32 || s->f32.size() != static_cast<size_t>(s->rows) * k_) s->f32.reset(static_cast<size_t>(s->rows) * k_);
     const int64_t a = static_cast<int64_t>(s->table->start[g]) * k_, b = static_cast<int64_t>(s->table->start[g + 1]) * k_;
     if (b > a) {
-      widen_kernel<<<grid_for(b - a), 256>>>(s->f16.get(), s->f32.get(), a, b);
+      MASCOT_LAUNCH(grid_for(b - a), 256, widen_kernel)(s->f16.get(), s->f32.get(), a, b);
       MASCOT_CUDA_CHECK_LAUNCH();
     }
     report->switches.push_back(SwitchEvent{tag, g, epoch});

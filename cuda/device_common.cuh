@@ -308,7 +308,11 @@ __device__ __forceinline__ void store_row(const DSide& s, int32_t id, bool f32, 
 // epoch), deterministically rather than as the stochastic rounding drew.
 
 __device__ __forceinline__ void red_f32(float* p, float a) {
+#ifdef MASCOT_CUDA_EMU
+  ::mascot_emu::red_add_f32(p, a);
+#else
   asm volatile("red.global.add.f32 [%0], %1;" ::"l"(p), "f"(a) : "memory");
+#endif
 }
 __device__ __forceinline__ void red_f32x2(float* p, float a, float b) {
 #if __CUDA_ARCH__ >= 900
@@ -342,7 +346,11 @@ __device__ __forceinline__ void red_add_f32(float* __restrict__ row, int lane, c
   }
 }
 __device__ __forceinline__ void red_h2(uint16_t* p, uint32_t a) {  // two halves, 4-byte aligned
+#ifdef MASCOT_CUDA_EMU
+  ::mascot_emu::red_add_f16x2(p, a);
+#else
   asm volatile("red.global.add.noftz.f16x2 [%0], %1;" ::"l"(p), "r"(a) : "memory");
+#endif
 }
 /// Adds lane's E halves (bits h) to row[lane*E ..] (merge mode of store_bits).
 template <int E>

@@ -212,8 +212,8 @@ __global__ void __launch_bounds__(kThreads) accumulate_kernel(const float* grads
 template <int E>
 struct SgdLaunch {
   static void run(const SgdArgs& a, bool half_math, int blocks) {
-    if (half_math) sgd_half_kernel<E><<<blocks, kThreads>>>(a);
-    else sgd_kernel<E><<<blocks, kThreads>>>(a);
+    if (half_math) MASCOT_LAUNCH(blocks, kThreads, sgd_half_kernel<E>)(a);
+    else MASCOT_LAUNCH(blocks, kThreads, sgd_kernel<E>)(a);
     MASCOT_CUDA_CHECK_LAUNCH();
   }
 };
@@ -221,14 +221,14 @@ template <int E>
 struct SseLaunch {
   static void run(const DRec* recs, int64_t n, const DSide& U, const DSide& I, Store store, bool naive,
                   double* partial, int blocks) {
-    sse_kernel<E><<<blocks, kThreads>>>(recs, n, U, I, store, naive, partial);
+    MASCOT_LAUNCH(blocks, kThreads, sse_kernel<E>)(recs, n, U, I, store, naive, partial);
     MASCOT_CUDA_CHECK_LAUNCH();
   }
 };
 template <int E>
 struct AccLaunch {
   static void run(const float* grads, const int32_t* group, int64_t n, const DSide& s, int slots, int blocks) {
-    accumulate_kernel<E><<<blocks, kThreads>>>(grads, group, n, s, slots);
+    MASCOT_LAUNCH(blocks, kThreads, accumulate_kernel<E>)(grads, group, n, s, slots);
     MASCOT_CUDA_CHECK_LAUNCH();
   }
 };
@@ -258,7 +258,7 @@ void launch_max_abs(const float* x, int64_t n, unsigned int* out) {
   MASCOT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   const int64_t want = (n + 255) / 256;
   const int blocks = static_cast<int>(want < 4LL * sms ? want : 4LL * sms);
-  max_abs_kernel<<<blocks, 256>>>(x, n, out);
+  MASCOT_LAUNCH(blocks, 256, max_abs_kernel)(x, n, out);
   MASCOT_CUDA_CHECK_LAUNCH();
 }
 

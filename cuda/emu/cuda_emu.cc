@@ -1,0 +1,497 @@
+// The CUDA emulator's runtime (see cuda_emu.h for what it models): the fiber scheduler that
+// runs a grid's threads, the warp collectives and block barrier, and the CUDA runtime API
+// calls the backend makes (memory on the host heap, one emulated device, synchronous
+// kernels).  Built only with -DMASCOT_CUDA=EMU, in place of libcudart.
+//
+// Scheduling: blocks run one after another; a block's threads are fibers (own stacks, a
+// hand-written register switch on x86-64, ucontext elsewhere), resumed round-robin.  A fiber
+// runs until it must wait (a warp collective whose other lanes have not arrived, a block
+// barrier) or ends.  A full round in which no fiber moves is a deadlock, reported with what
+// each waiting thread waits for, and the process aborts: on a GPU the same code would hang.
+//
+// Environment: MASCOT_CUDA_EMU_SMS (default 132, an H100 SXM's count) is the emulated SM count,
+// which sizes the backend's grids (and so how many warps share an epoch's work);
+// MASCOT_CUDA_EMU_MEMORY_MIB (default 8192) the emulated device memory, so out-of-memory
+// paths can be exercised.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#ifndef MASCOT_CUDA_EMU
+#error "cuda_emu.cc is only for the emulated CUDA build (-DMASCOT_CUDA=EMU)"
+#endif
+#include "cuda_emu.h"
+
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
+
+namespace mascot_emu {
+namespace {
+
+[[noreturn]] void die(const std::string& msg) {
+  std::fprintf(stderr, "mascot CUDA emulator: %s\n", msg.c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+long env_long(const char* name, long dflt, long lo, long hi) {
+  const char* s = std::getenv(name);
+  if (!s || !*s) return dflt;
+  char* end = nullptr;
+  const long v = std::strtol(s, &end, 10);
+  if (*end != '\0' || v < lo || v > hi)
+    die(std::string(name) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "] (got '" +
+        s + "')");
+  return v;
+}
+
+// ---------------------------------------------------------------- fibers
+
+constexpr size_t kStack = 256 * 1024;  // per thread; a guard page below it
+
+struct Fiber {
+#if defined(__x86_64__)
+  void* sp = nullptr;
+#else
+  ucontext_t uc;
+#endif
+  char* mem = nullptr;  // mapping: guard page + stack
+  ThreadCoords c{};
+  int warp = 0, lane = 0;
+  bool done = false;
+  uint64_t wseq = 0;            // warp collectives entered
+  uint64_t bseq = 0;            // block barriers entered
+  const char* waits = nullptr;  // what it waits at (diagnostics)
+};
+
+/// A warp's collectives, numbered from 1 per launch: `open` is the one lanes are entering
+/// (count of them have), `completed` the last one all 32 lanes entered; slot[seq & 1] holds
+/// the values exchanged by collective seq.
+struct Warp {
+  uint64_t open = 0, completed = 0;
+  int count = 0;
+  const char* what = nullptr;
+  uint64_t slot[2][32];
+};
+
+/// The block barrier: the same numbering as Warp, over the threads that have not ended.
+struct Barrier {
+  uint64_t open = 0, completed = 0;
+  int count = 0;
+};
+
+struct Sched {
+  Barrier barrier;
+  std::vector<Fiber> f;
+  int nthreads = 0, nwarps = 0;
+  std::vector<Warp> warps;
+  Fiber* cur = nullptr;
+  int alive = 0;  // threads of the running block that have not ended
+  int idle = 0;   // hand-overs in a row in which no thread moved: > alive means a deadlock
+  void (*body)(void*) = nullptr;
+  void* ctx = nullptr;
+#if defined(__x86_64__)
+  void* main_sp = nullptr;
+#else
+  ucontext_t main_uc;
+#endif
+};
+Sched g_s;
+std::mutex g_device;  // one emulated device: launches run one at a time
+thread_local bool t_in_kernel = false;
+
+}  // namespace
+}  // namespace mascot_emu
+
+#if defined(__x86_64__)
+// mascot_emu_switch(&from_sp, to_sp): saves the callee-saved registers on the current stack,
+// stores the stack pointer in *from_sp, switches to to_sp and restores its registers.
+extern "C" void mascot_emu_switch(void** from_sp, void* to_sp);
+asm(R"(
+  .text
+  .globl mascot_emu_switch
+  .hidden mascot_emu_switch
+  .type mascot_emu_switch, @function
+mascot_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size mascot_emu_switch, .-mascot_emu_switch
+)");
+#endif
+
+namespace mascot_emu {
+namespace {
+
+[[noreturn]] void deadlock();
+
+// Switches from fiber `from` (nullptr: the launching thread) to fiber `to` (nullptr: back to
+// the launching thread).
+void raw_switch(Fiber* from, Fiber* to) {
+#if defined(__x86_64__)
+  mascot_emu_switch(from ? &from->sp : &g_s.main_sp, to ? to->sp : g_s.main_sp);
+#else
+  swapcontext(from ? &from->uc : &g_s.main_uc, to ? &to->uc : &g_s.main_uc);
+#endif
+}
+
+/// The next thread of the block after the current one that has not ended (round-robin).
+Fiber* next_alive() {
+  const int n = g_s.nthreads;
+  const int t = static_cast<int>(g_s.cur - g_s.f.data());
+  for (int s = 1; s <= n; ++s) {
+    Fiber& o = g_s.f[(t + s) % n];
+    if (!o.done) return &o;
+  }
+  return nullptr;
+}
+
+void moved() { g_s.idle = 0; }
+
+/// The current thread must wait: hands over to the next thread directly (no trip through the
+/// launching thread: one switch per wait).  Callers loop, re-checking what they wait for.
+void wait_turn() {
+  Fiber* me = g_s.cur;
+  Fiber* nx = next_alive();
+  if (nx == me || ++g_s.idle > g_s.alive) deadlock();  // a full round and nobody moved
+  g_s.cur = nx;
+  raw_switch(me, nx);
+}
+
+extern "C" [[noreturn]] void fiber_entry() {
+  moved();
+  g_s.body(g_s.ctx);
+  Fiber* me = g_s.cur;
+  me->done = true;
+  --g_s.alive;
+  moved();
+  Barrier& b = g_s.barrier;  // a barrier the others wait at may now be complete
+  if (b.open > b.completed && b.count >= g_s.alive) b.completed = b.open;
+  Fiber* nx = g_s.alive > 0 ? next_alive() : nullptr;
+  g_s.cur = nx;
+  raw_switch(me, nx);  // the last thread of the block returns to the launching thread
+  die("a finished thread was resumed");
+}
+
+void start_fiber(Fiber& f) {
+  if (!f.mem) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    void* m = mmap(nullptr, kStack + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) die("cannot map a thread stack");
+    mprotect(m, page, PROT_NONE);  // stack overflow: a fault, not silent corruption
+    f.mem = static_cast<char*>(m);
+  }
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  char* top = f.mem + page + kStack;
+#if defined(__x86_64__)
+  // frame popped by mascot_emu_switch: r15 r14 r13 r12 rbx rbp, then `ret` into fiber_entry
+  // with rsp = top - 8 (the alignment a call leaves)
+  auto* sp = reinterpret_cast<void**>(top - 64);
+  for (int r = 0; r < 6; ++r) sp[r] = nullptr;
+  sp[6] = reinterpret_cast<void*>(&fiber_entry);
+  sp[7] = nullptr;
+  f.sp = sp;
+#else
+  getcontext(&f.uc);
+  f.uc.uc_stack.ss_sp = f.mem + page;
+  f.uc.uc_stack.ss_size = kStack;
+  f.uc.uc_link = nullptr;
+  makecontext(&f.uc, reinterpret_cast<void (*)()>(&fiber_entry), 0);
+#endif
+}
+
+std::string where(const Fiber& f) {
+  return "block " + std::to_string(f.c.block.x) + " thread " + std::to_string(f.c.thread.x) + " (warp " +
+         std::to_string(f.warp) + " lane " + std::to_string(f.lane) + ")";
+}
+
+/// "0-15, 17" for the lanes set in `m`.
+std::string lanes(uint32_t m) {
+  std::string out;
+  for (int l = 0; l < 32;) {
+    if (!(m >> l & 1)) { ++l; continue; }
+    int e = l;
+    while (e + 1 < 32 && (m >> (e + 1) & 1)) ++e;
+    out += (out.empty() ? "" : ", ") + std::to_string(l) + (e > l ? "-" + std::to_string(e) : "");
+    l = e + 1;
+  }
+  return out;
+}
+
+[[noreturn]] void deadlock() {
+  std::string msg = "deadlock: no thread can move (on a GPU this kernel would hang).";
+  int shown = 0;
+  for (int w = 0; w < g_s.nwarps && shown < 4; ++w) {
+    std::map<std::string, uint32_t> by;  // what -> lanes
+    bool waiting = false;
+    for (int l = 0; l < 32 && w * 32 + l < g_s.nthreads; ++l) {
+      const Fiber& f = g_s.f[w * 32 + l];
+      const std::string what = f.done ? "have exited" : f.waits ? std::string("wait at ") + f.waits : "are running";
+      waiting = waiting || (!f.done && f.waits);
+      by[what] |= 1u << l;
+    }
+    if (!waiting) continue;
+    ++shown;
+    msg += "\n  block " + std::to_string(g_s.f[w * 32].c.block.x) + " warp " + std::to_string(w) + ":";
+    for (const auto& [what, m] : by) msg += " lanes " + lanes(m) + " " + what + ";";
+  }
+  die(msg);
+}
+
+}  // namespace
+
+const ThreadCoords& coords() {
+  if (!g_s.cur) die("a CUDA built-in variable was read outside a kernel");
+  return g_s.cur->c;
+}
+
+const uint64_t* warp_exchange(unsigned mask, uint64_t v, const char* what) {
+  Fiber& f = *g_s.cur;
+  if (mask != 0xFFFFFFFFu) die(std::string(what) + " with a partial mask: the emulator models full-warp collectives only");
+  if ((f.warp + 1) * 32 > g_s.nthreads) die(std::string(what) + " in a partial warp (block size not a multiple of 32)");
+  Warp& w = g_s.warps[f.warp];
+  const uint64_t seq = ++f.wseq;  // this lane's collective number; the warp's open one is completed + 1
+  if (w.open != seq) {            // the first lane to arrive opens it
+    w.open = seq;
+    w.count = 0;
+    w.what = what;
+  } else if (w.what != what && std::strcmp(w.what, what) != 0) {
+    die(where(f) + " is at " + what + " while other lanes of its warp are at " + w.what +
+        " (divergent warp collectives)");
+  }
+  w.slot[seq & 1][f.lane] = v;
+  f.waits = what;
+  moved();
+  if (++w.count == 32) w.completed = seq;
+  while (w.completed < seq) wait_turn();  // a lane that exits instead: deadlock() names it
+  f.waits = nullptr;
+  moved();
+  // the buffer of parity seq & 1 is rewritten only by collective seq + 2, which no lane can
+  // open before every lane has entered seq + 1, i.e. has read this one
+  return w.slot[seq & 1];
+}
+
+void sync_block() {
+  Fiber& f = *g_s.cur;
+  Barrier& b = g_s.barrier;
+  const uint64_t seq = ++f.bseq;
+  if (b.open != seq) {
+    b.open = seq;
+    b.count = 0;
+  }
+  f.waits = "__syncthreads";
+  moved();
+  if (++b.count >= g_s.alive) b.completed = seq;  // threads that have ended do not take part
+  while (b.completed < seq) wait_turn();
+  f.waits = nullptr;
+  moved();
+}
+
+void run_grid(dim3 grid, dim3 block, void (*body)(void*), void* ctx) {
+  if (t_in_kernel) die("a kernel launched from inside a kernel (dynamic parallelism is not emulated)");
+  std::lock_guard<std::mutex> lock(g_device);
+  if (grid.y != 1 || grid.z != 1 || block.y != 1 || block.z != 1)
+    die("only one-dimensional grids and blocks are emulated");
+  if (block.x < 1 || block.x > 1024) die("block size " + std::to_string(block.x) + " outside [1, 1024]");
+  if (grid.x < 1) die("empty grid");
+  const int n = static_cast<int>(block.x);
+  g_s.nthreads = n;
+  g_s.nwarps = (n + 31) / 32;
+  if (g_s.f.size() < static_cast<size_t>(n)) g_s.f.resize(n);  // grows only: stacks are reused
+  g_s.body = body;
+  g_s.ctx = ctx;
+  t_in_kernel = true;
+  for (unsigned b = 0; b < grid.x; ++b) {
+    g_s.warps.assign(static_cast<size_t>(g_s.nwarps), Warp{});
+    g_s.barrier = Barrier{};
+    for (int t = 0; t < n; ++t) {
+      Fiber& f = g_s.f[t];
+      f.c.thread = uint3{static_cast<unsigned>(t), 0, 0};
+      f.c.block = uint3{b, 0, 0};
+      f.c.block_dim = block;
+      f.c.grid_dim = grid;
+      f.warp = t / 32;
+      f.lane = t % 32;
+      f.done = false;
+      f.wseq = f.bseq = 0;
+      f.waits = nullptr;
+      start_fiber(f);
+    }
+    g_s.alive = n;
+    g_s.idle = 0;
+    g_s.cur = &g_s.f[0];
+    raw_switch(nullptr, &g_s.f[0]);  // returns when the block's last thread has ended
+  }
+  g_s.cur = nullptr;
+  t_in_kernel = false;
+}
+
+}  // namespace mascot_emu
+
+// ---------------------------------------------------------------- CUDA runtime API
+
+namespace {
+
+struct Device {
+  std::mutex mu;
+  std::map<void*, size_t> allocs;
+  size_t used = 0;
+  cudaError_t last = cudaSuccess;
+};
+Device& dev() {
+  static Device d;
+  return d;
+}
+size_t memory_bytes() {
+  static const size_t b = static_cast<size_t>(mascot_emu::env_long("MASCOT_CUDA_EMU_MEMORY_MIB", 8192, 16, 1 << 22))
+                          << 20;
+  return b;
+}
+int sms() {
+  static const int s = static_cast<int>(mascot_emu::env_long("MASCOT_CUDA_EMU_SMS", 132, 1, 1024));
+  return s;
+}
+cudaError_t fail(cudaError_t e) {
+  dev().last = e;
+  return e;
+}
+
+}  // namespace
+
+struct CUevent_st {
+  std::chrono::steady_clock::time_point t;
+  bool recorded = false;
+};
+
+cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int* id) {
+  *id = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int id) {
+  if (id != 0) return fail(cudaErrorInvalidDevice);
+  std::memset(p, 0, sizeof *p);
+  std::snprintf(p->name, sizeof p->name, "MASCOT CUDA emulator (CPU, not a GPU)");
+  p->major = 9;
+  p->minor = 0;
+  p->multiProcessorCount = sms();
+  p->totalGlobalMem = memory_bytes();
+  p->warpSize = 32;
+  p->maxThreadsPerBlock = 1024;
+  p->maxThreadsPerMultiProcessor = 2048;
+  p->sharedMemPerBlock = 48 * 1024;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr attr, int id) {
+  if (id != 0) return fail(cudaErrorInvalidDevice);
+  if (attr == cudaDevAttrMultiProcessorCount) {
+    *v = sms();
+    return cudaSuccess;
+  }
+  return fail(cudaErrorInvalidValue);
+}
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* n, const void*, int block, size_t) {
+  if (block < 1 || block > 1024) return fail(cudaErrorInvalidValue);
+  *n = 2048 / block < 32 ? 2048 / block : 32;  // thread-limited, as for kernels without a register or shared-memory limit
+  return cudaSuccess;
+}
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int* n, const void* f, int block, size_t smem,
+                                                                   unsigned int) {
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(n, f, block, smem);
+}
+cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total) {
+  std::lock_guard<std::mutex> l(dev().mu);
+  *total = memory_bytes();
+  *free_b = memory_bytes() - dev().used;
+  return cudaSuccess;
+}
+cudaError_t cudaMalloc(void** p, size_t n) {
+  std::lock_guard<std::mutex> l(dev().mu);
+  *p = nullptr;
+  if (n == 0) return cudaSuccess;
+  if (n > memory_bytes() - dev().used) return fail(cudaErrorMemoryAllocation);
+  void* m = nullptr;
+  if (posix_memalign(&m, 256, n) != 0) return fail(cudaErrorMemoryAllocation);
+  std::memset(m, 0xA5, n);  // device memory is uninitialised: never silently zero
+  dev().allocs[m] = n;
+  dev().used += n;
+  *p = m;
+  return cudaSuccess;
+}
+cudaError_t cudaFree(void* p) {
+  if (!p) return cudaSuccess;
+  std::lock_guard<std::mutex> l(dev().mu);
+  auto it = dev().allocs.find(p);
+  if (it == dev().allocs.end()) return fail(cudaErrorInvalidValue);
+  dev().used -= it->second;
+  dev().allocs.erase(it);
+  std::free(p);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind) {
+  if (n) std::memmove(dst, src, n);
+  return cudaSuccess;
+}
+cudaError_t cudaMemset(void* p, int v, size_t n) {
+  if (n) std::memset(p, v, n);
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaGetLastError() {
+  const cudaError_t e = dev().last;
+  dev().last = cudaSuccess;
+  return e;
+}
+cudaError_t cudaPeekAtLastError() { return dev().last; }
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    default: return "unknown error (emulator)";
+  }
+}
+cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = new CUevent_st;
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+  e->t = std::chrono::steady_clock::now();
+  e->recorded = true;
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e) { return e->recorded ? cudaSuccess : fail(cudaErrorInvalidValue); }
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  if (!a->recorded || !b->recorded) return fail(cudaErrorInvalidValue);
+  *ms = std::chrono::duration<float, std::milli>(b->t - a->t).count();
+  return cudaSuccess;
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The CUDA backend on the CPU emulator (cuda/emu/, docs/cuda.md "Running the CUDA code without
+# a GPU"): builds the backend's unchanged .cu sources with the host compiler against the
+# emulator (MASCOT_CUDA=EMU) into results/cuda-emu/site, beside the installed package and not
+# over it; runs the emulator's self-test (its collectives, and that it catches kernels that
+# would hang); then the GPU tests (pytest -m gpu) against that build, whose one "device" is
+# the emulator.  This executes every CUDA kernel and the CUDA trainer on machines without a
+# GPU.  It is NOT a GPU check: timing, the memory model and device limits are not modelled.
+#
+#   scripts/cuda_emu_check.sh [quick|full] [extra pytest args...]
+#
+# quick (what .ci/run runs): the self-test and a subset of the GPU tests covering every
+# kernel; full: every gpu-marked test (tens of minutes: an emulated rating costs ~5 us).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-quick}"
+[ $# -gt 0 ] && shift
+case "$mode" in quick|full) ;; *) echo "usage: scripts/cuda_emu_check.sh [quick|full] [pytest args...]" >&2; exit 2 ;; esac
+py="${PYTHON:-python3}"
+site="$PWD/results/cuda-emu/site"
+build="build/cuda-emu"
+
+echo "== build (MASCOT_CUDA=EMU) into $site"
+iso=()
+"$py" -c "import scikit_build_core, nanobind" 2>/dev/null && iso=(--no-build-isolation)
+rm -rf "$site"
+mkdir -p "$(dirname "$site")"
+t0=$SECONDS
+MASCOT_CUDA=EMU "$py" -m pip install -q --no-deps "${iso[@]}" -C build-dir="$build" --target "$site" . \
+  >"results/cuda-emu/build.log" 2>&1 || { tail -n 40 results/cuda-emu/build.log; exit 1; }
+echo "built in $((SECONDS - t0)) s"
+
+echo "== emulator self-test"
+selftest="$build/mascot_cuda_emu_tests"
+"$selftest"
+for case in "half-warp-shuffle:lanes 16-31 have exited; lanes 0-15 wait at __shfl_sync" \
+            "divergent:(divergent warp collectives)" \
+            "barrier-cycle:lanes 0-15 wait at __shfl_sync; lanes 16-31 wait at __syncthreads"; do
+  name="${case%%:*}" want="${case#*:}"
+  if out="$("$selftest" "$name" 2>&1)"; then
+    echo "cuda_emu_check: the emulator did not stop kernel '$name'"; exit 1
+  fi
+  grep -qF -- "$want" <<<"$out" || { echo "cuda_emu_check: kernel '$name' stopped without '$want':"; echo "$out"; exit 1; }
+  echo "   caught: $name"
+done
+
+echo "== GPU tests on the emulator (pytest -m gpu, $mode)"
+sel=()
+if [ "$mode" = quick ]; then
+  # one end-to-end agreement test per kernel family, the q-error and switching checks, the
+  # lookup ablation, the write modes, the CLI and the error paths
+  sel=(-k "test_training_learns_and_reports or test_predict
+        or (test_final_rmse_matches_cpu and (fp32 or fp16 or mascot or mpt or muppet or afp))
+        or test_qerror_of_controlled_input_matches_cpu or test_switching_decisions_match_cpu_on_crafted_data
+        or test_device_switches_follow_its_own_qerrors_and_convert_rows or test_optimised_and_naive_lookup_agree
+        or test_unsupported_requests_are_clear_errors or test_auto_picks_cuda_and_tools_work
+        or test_competing_method_reports_on_device or test_every_method_from_the_cli")
+  sel=(-k "$(tr -s ' \n' ' ' <<<"${sel[1]}")")
+fi
+# the emulated build first on the path (module and mascot_train); the installed one stays
+PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PATH="$site/bin:$PATH" \
+  "$py" -m pytest -q -m gpu -rs -p no:cacheprovider "${sel[@]}" "$@" tests/python 2>&1 | tee results/cuda-emu/pytest.log | tail -n 25
+rc=${PIPESTATUS[0]}
+if grep -q "SKIPPED" results/cuda-emu/pytest.log; then echo "cuda_emu_check: GPU tests were skipped on the emulator"; rc=1; fi
+grep -qE "[0-9]+ passed" results/cuda-emu/pytest.log || { echo "cuda_emu_check: no GPU test ran"; rc=1; }
+exit "$rc"

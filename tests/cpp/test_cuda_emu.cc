@@ -1,0 +1,167 @@
+// Tests of the CUDA emulator itself (cuda/emu/), built only with -DMASCOT_CUDA=EMU and run by
+// scripts/cuda_emu_check.sh.  The emulator is what runs the CUDA backend's kernels on machines
+// without a GPU, so its collectives must be right and its hang checks must fire:
+//   test_cuda_emu            the checks that must pass (exit 0)
+//   test_cuda_emu <case>     a kernel that would hang or misbehave on a GPU: must abort with
+//                            the message the script expects (deadlock, divergent, exited).
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cuda_check.h"
+
+namespace {
+
+int failures = 0;
+void check(bool ok, const std::string& what) {
+  if (!ok) {
+    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
+    ++failures;
+  }
+}
+
+__global__ void butterfly(int* out) {
+  int x = static_cast<int>(threadIdx.x & 31);
+  for (int o = 16; o >= 1; o >>= 1) x += __shfl_xor_sync(0xFFFFFFFFu, x, o);
+  out[blockIdx.x * blockDim.x + threadIdx.x] = x;
+}
+
+__global__ void broadcast(const float* in, float* out) {
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  const float v = in[blockIdx.x * blockDim.x + threadIdx.x];
+  float s = 0.f;
+  for (int j = 0; j < 32; ++j) s += __shfl_sync(0xFFFFFFFFu, v, j) * static_cast<float>(j == lane ? 1 : 0);
+  out[blockIdx.x * blockDim.x + threadIdx.x] = s;  // each lane gets its own value back
+}
+
+__global__ void any_odd(const int* in, int* out) {
+  out[blockIdx.x * blockDim.x + threadIdx.x] = __any_sync(0xFFFFFFFFu, in[blockIdx.x * blockDim.x + threadIdx.x] & 1);
+}
+
+__global__ void reverse_block(const int* in, int* out) {
+  __shared__ int buf[256];
+  const int t = static_cast<int>(threadIdx.x), n = static_cast<int>(blockDim.x);
+  buf[t] = in[blockIdx.x * n + t];
+  __syncthreads();
+  out[blockIdx.x * n + t] = buf[n - 1 - t];
+}
+
+__global__ void atomic_count(unsigned long long* c, float* sum) {
+  atomicAdd(c, 1ull);
+  atomicAdd(sum, 0.5f);
+}
+
+// ---- kernels that would hang on a GPU: the emulator must abort and say why
+__global__ void half_warp_shuffle(int* out) {
+  int x = static_cast<int>(threadIdx.x);
+  if ((threadIdx.x & 31) < 16) x = __shfl_sync(0xFFFFFFFFu, x, 0);  // lanes 16-31 never arrive
+  out[threadIdx.x] = x;
+}
+__global__ void divergent_collectives(int* out) {
+  int x = static_cast<int>(threadIdx.x);
+  if ((threadIdx.x & 31) < 16) x = __shfl_sync(0xFFFFFFFFu, x, 0);
+  else x = __any_sync(0xFFFFFFFFu, x);
+  out[threadIdx.x] = x;
+}
+__global__ void barrier_skipped_by_a_waiting_warp(int* out) {
+  // warp 0 waits at a shuffle for lanes that wait at a block barrier: a cycle
+  if (threadIdx.x < 16) out[threadIdx.x] = __shfl_sync(0xFFFFFFFFu, 1, 0);
+  else __syncthreads();
+}
+
+template <class T>
+struct Buf {
+  mascot::cuda::DeviceBuffer<T> d;
+  std::vector<T> h;
+  explicit Buf(size_t n) : d(n), h(n) {}
+  T* get() { return d.get(); }
+  const std::vector<T>& read() {
+    d.download(h.data(), h.size());
+    return h;
+  }
+};
+
+int run_checks() {
+  const int blocks = 3, threads = 128, n = blocks * threads;
+  {
+    Buf<int> out(n);
+    MASCOT_LAUNCH(blocks, threads, butterfly)(out.get());
+    MASCOT_CUDA_CHECK_LAUNCH();
+    bool ok = true;
+    for (int x : out.read()) ok = ok && x == 496;  // 0 + 1 + ... + 31 in every lane
+    check(ok, "__shfl_xor_sync butterfly sums a warp in every lane");
+  }
+  {
+    Buf<float> in(n), out(n);
+    std::vector<float> h(n);
+    for (int i = 0; i < n; ++i) h[i] = 0.25f * static_cast<float>(i);
+    in.d.upload(h.data(), n);
+    MASCOT_LAUNCH(blocks, threads, broadcast)(in.get(), out.get());
+    const auto& o = out.read();
+    bool ok = true;
+    for (int i = 0; i < n; ++i) ok = ok && o[i] == h[i];
+    check(ok, "__shfl_sync reads the named source lane");
+  }
+  {
+    Buf<int> in(64), out(64);
+    std::vector<int> h(64, 2);
+    h[40] = 3;  // one odd value, in the second warp
+    in.d.upload(h.data(), 64);
+    MASCOT_LAUNCH(1, 64, any_odd)(in.get(), out.get());
+    const auto& o = out.read();
+    bool ok = true;
+    for (int i = 0; i < 64; ++i) ok = ok && o[i] == (i >= 32 ? 1 : 0);
+    check(ok, "__any_sync is per warp");
+  }
+  {
+    Buf<int> in(2 * 256), out(2 * 256);
+    std::vector<int> h(512);
+    for (int i = 0; i < 512; ++i) h[i] = i;
+    in.d.upload(h.data(), 512);
+    MASCOT_LAUNCH(2, 256, reverse_block)(in.get(), out.get());
+    const auto& o = out.read();
+    bool ok = true;
+    for (int b = 0; b < 2; ++b)
+      for (int t = 0; t < 256; ++t) ok = ok && o[b * 256 + t] == b * 256 + 255 - t;
+    check(ok, "__syncthreads orders shared-memory writes before reads");
+  }
+  {
+    Buf<unsigned long long> c(1);
+    Buf<float> s(1);
+    c.d.zero();
+    s.d.zero();
+    MASCOT_LAUNCH(5, 96, atomic_count)(c.get(), s.get());
+    check(c.read()[0] == 480 && s.read()[0] == 240.f, "atomicAdd loses no update");
+  }
+  {
+    int sms = 0, per = 0;
+    MASCOT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    MASCOT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, butterfly, 256, 0));
+    check(sms >= 1 && per == 8, "device attributes");
+    void* p = nullptr;
+    check(cudaMalloc(&p, size_t{1} << 62) == cudaErrorMemoryAllocation && cudaGetLastError() == cudaErrorMemoryAllocation &&
+              cudaGetLastError() == cudaSuccess,
+          "an allocation beyond the emulated memory fails like a GPU's (sticky until read)");
+  }
+  if (failures == 0) std::printf("cuda emulator self-test: all checks passed\n");
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return run_checks();
+  Buf<int> out(256);
+  const std::string c = argv[1];
+  if (c == "half-warp-shuffle") MASCOT_LAUNCH(1, 64, half_warp_shuffle)(out.get());
+  else if (c == "divergent") MASCOT_LAUNCH(1, 32, divergent_collectives)(out.get());
+  else if (c == "barrier-cycle") MASCOT_LAUNCH(1, 64, barrier_skipped_by_a_waiting_warp)(out.get());
+  else {
+    std::fprintf(stderr, "unknown case '%s'\n", c.c_str());
+    return 2;
+  }
+  std::printf("case %s ran to the end: the emulator did not catch it\n", c.c_str());
+  return 0;
+}
