@@ -45,22 +45,27 @@ for case in "half-warp-shuffle:lanes 16-31 have exited; lanes 0-15 wait at __shf
 done
 
 echo "== GPU tests on the emulator (pytest -m gpu, $mode)"
-sel=()
+t=tests/python
+sel=("$t")
 if [ "$mode" = quick ]; then
-  # one end-to-end agreement test per kernel family, the q-error and switching checks, the
-  # lookup ablation, the write modes, the CLI and the error paths
-  sel=(-k "test_training_learns_and_reports or test_predict
-        or (test_final_rmse_matches_cpu and (fp32 or fp16 or mascot or mpt or muppet or afp))
-        or test_qerror_of_controlled_input_matches_cpu or test_switching_decisions_match_cpu_on_crafted_data
-        or test_device_switches_follow_its_own_qerrors_and_convert_rows or test_optimised_and_naive_lookup_agree
-        or test_unsupported_requests_are_clear_errors or test_auto_picks_cuda_and_tools_work
-        or test_competing_method_reports_on_device or test_every_method_from_the_cli")
-  sel=(-k "$(tr -s ' \n' ' ' <<<"${sel[1]}")")
+  # every kernel family end to end against the CPU (fp32/fp16/MASCOT/MPT/MuPPET/AFP, with the
+  # SSE, init, widen and reduce kernels), the launch bound, q-error and switching on the
+  # device, the CLI, and the error paths: a few minutes
+  sel=("$t/test_api.py::test_training_learns_and_reports[cuda]" "$t/test_api.py::test_predict[cuda]"
+       "$t/test_cli.py::test_every_method_from_the_cli[cuda-mascot]")
+  for m in fp32 fp16 mascot mpt muppet afp; do sel+=("$t/test_gpu.py::test_final_rmse_matches_cpu[$m]"); done
+  for f in test_launch_respects_the_hogwild_bound test_qerror_of_controlled_input_matches_cpu \
+           test_switching_decisions_match_cpu_on_crafted_data test_device_switches_follow_its_own_qerrors_and_convert_rows \
+           test_unsupported_requests_are_clear_errors test_auto_picks_cuda_and_tools_work; do
+    sel+=("$t/test_gpu.py::$f")
+  done
 fi
 # the emulated build first on the path (module and mascot_train); the installed one stays
-PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PATH="$site/bin:$PATH" \
-  "$py" -m pytest -q -m gpu -rs -p no:cacheprovider "${sel[@]}" "$@" tests/python 2>&1 | tee results/cuda-emu/pytest.log | tail -n 25
+set +e
+PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PATH="$site/bin:$PATH" MASCOT_TRAIN="$site/bin/mascot_train" \
+  "$py" -m pytest -q -m gpu -rs -p no:cacheprovider "$@" "${sel[@]}" 2>&1 | tee results/cuda-emu/pytest.log | tail -n 25
 rc=${PIPESTATUS[0]}
+set -e
 if grep -q "SKIPPED" results/cuda-emu/pytest.log; then echo "cuda_emu_check: GPU tests were skipped on the emulator"; rc=1; fi
 grep -qE "[0-9]+ passed" results/cuda-emu/pytest.log || { echo "cuda_emu_check: no GPU test ran"; rc=1; }
 exit "$rc"

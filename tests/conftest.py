@@ -7,6 +7,9 @@ import pytest
 
 
 def _find_trainer():
+    # MASCOT_TRAIN names another build's executable (scripts/cuda_emu_check.sh: the emulated one)
+    if os.environ.get("MASCOT_TRAIN"):
+        return os.environ["MASCOT_TRAIN"]
     exe = os.path.join(sysconfig.get_path("scripts"), "mascot_train")
     return exe if os.path.exists(exe) else shutil.which("mascot_train")
 
