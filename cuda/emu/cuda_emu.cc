@@ -73,24 +73,23 @@ struct Fiber {
   const char* waits = nullptr;  // what it waits at (diagnostics)
 };
 
-/// A warp's collectives, numbered from 1 per launch: `open` is the one lanes are entering
-/// (count of them have), `completed` the last one all 32 lanes entered; slot[seq & 1] holds
-/// the values exchanged by collective seq.
-struct Warp {
+/// A synchronisation point that threads pass in a numbered sequence (a warp's collectives,
+/// the block's barriers), from 1 per launch: `open` is the one threads are entering (`count`
+/// of them have), `completed` the last one every taking-part thread entered.
+struct Gate {
   uint64_t open = 0, completed = 0;
   int count = 0;
+};
+
+/// A warp's collectives; slot[seq & 1] holds the values exchanged by collective seq.
+struct Warp {
+  Gate gate;
   const char* what = nullptr;
   uint64_t slot[2][32];
 };
 
-/// The block barrier: the same numbering as Warp, over the threads that have not ended.
-struct Barrier {
-  uint64_t open = 0, completed = 0;
-  int count = 0;
-};
-
 struct Sched {
-  Barrier barrier;
+  Gate barrier;  // the block's __syncthreads, over the threads that have not ended
   std::vector<Fiber> f;
   int nthreads = 0, nwarps = 0;
   std::vector<Warp> warps;
@@ -168,6 +167,24 @@ Fiber* next_alive() {
 }
 
 void moved() { g_s.idle = 0; }
+void wait_turn();
+
+/// The current thread enters point `seq` of gate `g`; returns whether it is the first to.
+bool enter(Gate& g, uint64_t seq) {
+  if (g.open == seq) return false;
+  g.open = seq;
+  g.count = 0;
+  return true;
+}
+/// ... and waits there until `needed` threads have entered it.
+void pass(Gate& g, uint64_t seq, int needed, const char* what) {
+  g_s.cur->waits = what;
+  moved();
+  if (++g.count >= needed) g.completed = seq;
+  while (g.completed < seq) wait_turn();  // a thread that ends instead: deadlock() names it
+  g_s.cur->waits = nullptr;
+  moved();
+}
 
 /// The current thread must wait: hands over to the next thread directly (no trip through the
 /// launching thread: one switch per wait).  Callers loop, re-checking what they wait for.
@@ -186,7 +203,7 @@ extern "C" [[noreturn]] void fiber_entry() {
   me->done = true;
   --g_s.alive;
   moved();
-  Barrier& b = g_s.barrier;  // a barrier the others wait at may now be complete
+  Gate& b = g_s.barrier;  // a barrier the others wait at may now be complete
   if (b.open > b.completed && b.count >= g_s.alive) b.completed = b.open;
   Fiber* nx = g_s.alive > 0 ? next_alive() : nullptr;
   g_s.cur = nx;
@@ -195,14 +212,13 @@ extern "C" [[noreturn]] void fiber_entry() {
 }
 
 void start_fiber(Fiber& f) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   if (!f.mem) {
-    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
     void* m = mmap(nullptr, kStack + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) die("cannot map a thread stack");
     mprotect(m, page, PROT_NONE);  // stack overflow: a fault, not silent corruption
     f.mem = static_cast<char*>(m);
   }
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   char* top = f.mem + page + kStack;
 #if defined(__x86_64__)
   // frame popped by mascot_emu_switch: r15 r14 r13 r12 rbx rbp, then `ret` into fiber_entry
@@ -272,40 +288,23 @@ const uint64_t* warp_exchange(unsigned mask, uint64_t v, const char* what) {
   if ((f.warp + 1) * 32 > g_s.nthreads) die(std::string(what) + " in a partial warp (block size not a multiple of 32)");
   Warp& w = g_s.warps[f.warp];
   const uint64_t seq = ++f.wseq;  // this lane's collective number; the warp's open one is completed + 1
-  if (w.open != seq) {            // the first lane to arrive opens it
-    w.open = seq;
-    w.count = 0;
+  if (enter(w.gate, seq)) {
     w.what = what;
   } else if (w.what != what && std::strcmp(w.what, what) != 0) {
     die(where(f) + " is at " + what + " while other lanes of its warp are at " + w.what +
         " (divergent warp collectives)");
   }
   w.slot[seq & 1][f.lane] = v;
-  f.waits = what;
-  moved();
-  if (++w.count == 32) w.completed = seq;
-  while (w.completed < seq) wait_turn();  // a lane that exits instead: deadlock() names it
-  f.waits = nullptr;
-  moved();
+  pass(w.gate, seq, 32, what);
   // the buffer of parity seq & 1 is rewritten only by collective seq + 2, which no lane can
   // open before every lane has entered seq + 1, i.e. has read this one
   return w.slot[seq & 1];
 }
 
 void sync_block() {
-  Fiber& f = *g_s.cur;
-  Barrier& b = g_s.barrier;
-  const uint64_t seq = ++f.bseq;
-  if (b.open != seq) {
-    b.open = seq;
-    b.count = 0;
-  }
-  f.waits = "__syncthreads";
-  moved();
-  if (++b.count >= g_s.alive) b.completed = seq;  // threads that have ended do not take part
-  while (b.completed < seq) wait_turn();
-  f.waits = nullptr;
-  moved();
+  const uint64_t seq = ++g_s.cur->bseq;
+  enter(g_s.barrier, seq);
+  pass(g_s.barrier, seq, g_s.alive, "__syncthreads");  // threads that have ended do not take part
 }
 
 void run_grid(dim3 grid, dim3 block, void (*body)(void*), void* ctx) {
@@ -324,7 +323,7 @@ void run_grid(dim3 grid, dim3 block, void (*body)(void*), void* ctx) {
   t_in_kernel = true;
   for (unsigned b = 0; b < grid.x; ++b) {
     g_s.warps.assign(static_cast<size_t>(g_s.nwarps), Warp{});
-    g_s.barrier = Barrier{};
+    g_s.barrier = Gate{};
     for (int t = 0; t < n; ++t) {
       Fiber& f = g_s.f[t];
       f.c.thread = uint3{static_cast<unsigned>(t), 0, 0};
