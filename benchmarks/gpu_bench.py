@@ -97,7 +97,8 @@ def table(runs, meta, failed=None):
              "floor fraction | FP32 groups (u · i) |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     main = [r for r in runs.values() if r["groups"] == 100]
-    for ds in DATASETS:
+    # the paper's datasets in their order, then any other dataset run (--datasets name:scale, ...)
+    for ds in DATASETS + sorted({r["dataset"] for r in main} - set(DATASETS)):
         for k in sorted({r["k"] for r in main}):
             rows = [r for r in main if r["dataset"] == ds and r["k"] == k]
             base = next((r for r in rows if r["method"] == "fp32"), None)

@@ -44,6 +44,31 @@ for case in "half-warp-shuffle:lanes 16-31 have exited; lanes 0-15 wait at __shf
   echo "   caught: $name"
 done
 
+echo "== the GPU benchmark scripts on the emulator (tiny data: their plumbing, not a benchmark)"
+# scripts/gpu_check.sh bench and hogwild end to end (runs, resume state, JSON and tables), so
+# that a GPU session never loses its device time to a script error
+emu_env=(env PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PATH="$site/bin:$PATH" PYTHON="$py")
+chk=results/cuda-emu/gpu-check
+rm -rf "$chk"
+tiny=(--datasets synthetic-ml10m:0.001 --ks 32 --epochs 2 --methods fp32,mascot,muppet --naive-groups 4
+      --naive-dataset synthetic-ml10m:0.001)
+"${emu_env[@]}" OUT="$chk" GPU_BENCH_STATE="$chk/state" scripts/gpu_check.sh bench "${tiny[@]}" >"$chk.log" 2>&1 ||
+  { tail -n 20 "$chk.log"; echo "cuda_emu_check: scripts/gpu_check.sh bench failed"; exit 1; }
+# a second part resumes: every run is already done, nothing is rerun
+"${emu_env[@]}" OUT="$chk" GPU_BENCH_STATE="$chk/state" scripts/gpu_check.sh bench "${tiny[@]}" >>"$chk.log" 2>&1 ||
+  { tail -n 20 "$chk.log"; echo "cuda_emu_check: resuming scripts/gpu_check.sh bench failed"; exit 1; }
+grep -q "5 of 5 runs already done" "$chk.log" || { echo "cuda_emu_check: the benchmark did not resume"; exit 1; }
+for want in "| synthetic-ml10m:0.001 | 32 | mascot |" "| synthetic-ml10m:0.001 | 32 | muppet |" \
+            "| synthetic-ml10m:0.001 | 4 |"; do
+  grep -qF -- "$want" "$chk/bench/gpu_bench.md" || { echo "cuda_emu_check: gpu_bench.md lacks '$want'"; exit 1; }
+done
+"${emu_env[@]}" OUT="$chk" scripts/gpu_check.sh hogwild --dataset synthetic-ml10m:0.001 --k 32 --epochs 2 \
+  --methods fp32,mascot --settings add:default,store:inf >>"$chk.log" 2>&1 ||
+  { tail -n 20 "$chk.log"; echo "cuda_emu_check: scripts/gpu_check.sh hogwild failed"; exit 1; }
+[ "$(grep -c '^| mascot |' "$chk/hogwild/hogwild_sweep.md")" = 2 ] ||
+  { echo "cuda_emu_check: hogwild_sweep.md lacks its mascot rows"; exit 1; }
+echo "   gpu_check.sh bench (twice: resumed) and hogwild: ok"
+
 echo "== GPU tests on the emulator (pytest -m gpu, $mode)"
 t=tests/python
 sel=("$t")

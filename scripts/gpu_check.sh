@@ -8,7 +8,7 @@
 # Output goes to $OUT when set (a device machine's return folder), else results/gpu-check.
 # `all` = build + GPU tests + sanitize + the rest of the suite (no benchmark: each device command has a 10-minute limit).
 # `bench` builds if needed, then runs benchmarks/gpu_bench.py resumably: its state lives in
-# results/gpu-bench/ (git-ignored; it survives between commands while the device machine stays
+# results/gpu-bench/ ($GPU_BENCH_STATE overrides; git-ignored; it survives between commands while the device machine stays
 # warm, and a session can carry it: copy $OUT/bench/runs.json back to results/gpu-bench/ and
 # pass that path as `carry`), is copied to $OUT/bench/ after every part, and a part stops within
 # BENCH_BUDGET seconds (default 500) with status 3 while runs remain: repeat until it exits 0.
@@ -71,7 +71,7 @@ sanitize() {
 bench() {
   echo "== benchmarks/gpu_bench.py"
   "$py" -c "import mascot, sys; sys.exit(0 if mascot.HAS_CUDA else 1)" 2>/dev/null || build || return 1
-  local state=results/gpu-bench
+  local state="${GPU_BENCH_STATE:-results/gpu-bench}"
   mkdir -p "$state" "$out/bench"
   # a fresh machine with the state in $OUT only (e.g. OUT pointing at a kept folder)
   if [ ! -f "$state/runs.json" ] && [ -f "$out/bench/runs.json" ]; then

@@ -60,6 +60,17 @@ def test_gpu_bench_table_compares_runs_of_one_device_only():
     assert "Runs from several devices" in md
 
 
+def test_gpu_bench_table_lists_datasets_outside_the_papers_four():
+    # a scaled or custom dataset (--datasets synthetic-ml10m:0.01) gets its rows too, after the paper's
+    gb = _load("gpu_bench")
+    runs = {gb.run_key(ds, 64, m, 100): _run(ds, 64, m, sec=sec)
+            for ds in ("synthetic-ml10m:0.01", "synthetic-netflix") for m, sec in (("fp32", 0.01), ("mascot", 0.006))}
+    md = gb.table(runs, META)
+    rows = [x for x in md.splitlines() if x.startswith("| synthetic-")]
+    assert [r.split("|")[1].strip() for r in rows] == ["synthetic-netflix"] * 2 + ["synthetic-ml10m:0.01"] * 2
+    assert all("| 0.60 |" in r for r in rows if "| mascot |" in r)
+
+
 def test_hogwild_sweep_settings_and_table():
     hs = _load("gpu_hogwild_sweep")
     assert hs.parse_settings("add:default,store:inf,add:4") == [("add", "default"), ("store", "inf"), ("add", "4")]
