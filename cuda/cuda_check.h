@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdio>
 #include <string>
 #include <utility>
 
@@ -16,8 +17,10 @@ namespace mascot::cuda {
 
 /// Throws CudaError "<what> failed at file:line: <cuda error string>"; out of memory gets a
 /// message saying so (the usual user-caused failure: too large a model for the device).
+/// (file nullptr: no location.)
 [[noreturn]] inline void throw_cuda(cudaError_t err, const char* what, const char* file, int line) {
-  std::string msg = std::string("CUDA error: ") + what + " failed at " + file + ":" + std::to_string(line) + ": " +
+  std::string msg = std::string("CUDA error: ") + what + " failed" +
+                    (file ? std::string(" at ") + file + ":" + std::to_string(line) : std::string()) + ": " +
                     cudaGetErrorString(err);
   if (err == cudaErrorMemoryAllocation) msg += " (out of device memory: use a smaller k or dataset, or --device cpu)";
   throw CudaError(msg);
@@ -71,7 +74,19 @@ class DeviceBuffer {
     release();
     if (count == 0) return;
     void* p = nullptr;
-    MASCOT_CUDA_CHECK(cudaMalloc(&p, count * sizeof(T)));
+    const cudaError_t err = cudaMalloc(&p, count * sizeof(T));
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      // the size, not this helper's file and line, is what tells the user something
+      const double b = static_cast<double>(count * sizeof(T));
+      char what[64];
+      if (b < 1024)
+        std::snprintf(what, sizeof what, "cudaMalloc of %.0f bytes", b);
+      else
+        std::snprintf(what, sizeof what, "cudaMalloc of %.1f %s", b < (1 << 20) ? b / 1024 : b / (1 << 20),
+                      b < (1 << 20) ? "KiB" : "MiB");
+      throw_cuda(err, what, nullptr, 0);
+    }
     p_ = static_cast<T*>(p);
     n_ = count;
   }

@@ -9,6 +9,8 @@
 #
 #   scripts/cuda_emu_check.sh [quick|full] [extra pytest args...]
 #
+# Before the tests: the GPU benchmark scripts end to end on tiny data, and out-of-device-memory
+# at each of the backend's allocations in turn (scripts/cuda_emu_faults.sh).
 # quick (what .ci/run runs): the self-test and a subset of the GPU tests covering every
 # kernel; full: every gpu-marked test (~25 minutes: an emulated rating costs ~7 us of CPU time at k = 32).
 set -euo pipefail
@@ -43,6 +45,12 @@ for case in "half-warp-shuffle:lanes 16-31 have exited; lanes 0-15 wait at __shf
   grep -qF -- "$want" <<<"$out" || { echo "cuda_emu_check: kernel '$name' stopped without '$want':"; echo "$out"; exit 1; }
   echo "   caught: $name"
 done
+# device memory never freed: the leak check (which scripts/cuda_emu_faults.sh relies on) fires
+rc=0
+out="$(MASCOT_CUDA_EMU_LEAK_CHECK=1 "$selftest" leak 2>&1)" || rc=$?
+[ $rc = 99 ] && grep -qF "device memory leak: 1 allocation(s), 1000 bytes" <<<"$out" ||
+  { echo "cuda_emu_check: the leak check did not fire (status $rc): $out"; exit 1; }
+echo "   caught: leak"
 
 echo "== the GPU benchmark scripts on the emulator (tiny data: their plumbing, not a benchmark)"
 # scripts/gpu_check.sh bench and hogwild end to end (runs, resume state, JSON and tables), so
@@ -68,6 +76,9 @@ done
 [ "$(grep -c '^| mascot |' "$chk/hogwild/hogwild_sweep.md")" = 2 ] ||
   { echo "cuda_emu_check: hogwild_sweep.md lacks its mascot rows"; exit 1; }
 echo "   gpu_check.sh bench (twice: resumed) and hogwild: ok"
+
+echo "== out of device memory at every allocation in turn (scripts/cuda_emu_faults.sh)"
+scripts/cuda_emu_faults.sh "$site/bin/mascot_train"
 
 echo "== GPU tests on the emulator (pytest -m gpu, $mode)"
 t=tests/python

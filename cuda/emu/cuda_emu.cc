@@ -12,7 +12,10 @@
 // Environment: MASCOT_CUDA_EMU_SMS (default 132, an H100 SXM's count) is the emulated SM count,
 // which sizes the backend's grids (and so how many warps share an epoch's work);
 // MASCOT_CUDA_EMU_MEMORY_MIB (default 8192) the emulated device memory, so out-of-memory
-// paths can be exercised.
+// paths can be exercised; MASCOT_CUDA_EMU_FAIL_ALLOC=N fails the N-th cudaMalloc (fault
+// injection: scripts/cuda_emu_faults.sh); MASCOT_CUDA_EMU_LEAK_CHECK=1 makes device memory left
+// allocated at exit a report and exit status 99.  Built with -fsanitize=address (scripts/
+// sanitize.sh cuda-emu), the stack switches are announced to ASan.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -32,6 +35,20 @@
 
 #if !defined(__x86_64__)
 #include <ucontext.h>
+#endif
+
+// AddressSanitizer builds (scripts/sanitize.sh cuda-emu): ASan must be told of every stack
+// switch, or it takes a fiber's stack for a corrupted one (and loses its fake stacks).
+#if defined(__SANITIZE_ADDRESS__)
+#define MASCOT_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MASCOT_EMU_ASAN 1
+#endif
+#endif
+#if defined(MASCOT_EMU_ASAN)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
 #endif
 
 namespace mascot_emu {
@@ -103,6 +120,10 @@ struct Sched {
 #else
   ucontext_t main_uc;
 #endif
+  // the launching thread's stack (ASan builds: learnt by thread 0's first switch, which always
+  // comes from the launching thread)
+  const void* main_stack = nullptr;
+  size_t main_stack_size = 0;
 };
 Sched g_s;
 std::mutex g_device;  // one emulated device: launches run one at a time
@@ -145,13 +166,28 @@ namespace {
 
 [[noreturn]] void deadlock();
 
+size_t page_size() {
+  static const size_t p = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return p;
+}
+
 // Switches from fiber `from` (nullptr: the launching thread) to fiber `to` (nullptr: back to
-// the launching thread).
-void raw_switch(Fiber* from, Fiber* to) {
+// the launching thread).  `from_ends`: `from` has ended and is never resumed.
+void raw_switch(Fiber* from, Fiber* to, bool from_ends = false) {
+#if defined(MASCOT_EMU_ASAN)
+  void* fake = nullptr;  // from's fake stack (detect_stack_use_after_return), kept while it sleeps
+  __sanitizer_start_switch_fiber(from_ends ? nullptr : &fake, to ? to->mem + page_size() : g_s.main_stack,
+                                 to ? kStack : g_s.main_stack_size);
+#else
+  (void)from_ends;
+#endif
 #if defined(__x86_64__)
   mascot_emu_switch(from ? &from->sp : &g_s.main_sp, to ? to->sp : g_s.main_sp);
 #else
   swapcontext(from ? &from->uc : &g_s.main_uc, to ? &to->uc : &g_s.main_uc);
+#endif
+#if defined(MASCOT_EMU_ASAN)
+  __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);  // `from` runs again
 #endif
 }
 
@@ -197,6 +233,17 @@ void wait_turn() {
 }
 
 extern "C" [[noreturn]] void fiber_entry() {
+#if defined(MASCOT_EMU_ASAN)
+  {  // a fiber's first run: the switch into it completes here, not in raw_switch
+    const void* from_stack = nullptr;
+    size_t from_size = 0;
+    __sanitizer_finish_switch_fiber(nullptr, &from_stack, &from_size);
+    if (g_s.cur == &g_s.f[0]) {  // thread 0 is always started by the launching thread
+      g_s.main_stack = from_stack;
+      g_s.main_stack_size = from_size;
+    }
+  }
+#endif
   moved();
   g_s.body(g_s.ctx);
   Fiber* me = g_s.cur;
@@ -207,18 +254,23 @@ extern "C" [[noreturn]] void fiber_entry() {
   if (b.open > b.completed && b.count >= g_s.alive) b.completed = b.open;
   Fiber* nx = g_s.alive > 0 ? next_alive() : nullptr;
   g_s.cur = nx;
-  raw_switch(me, nx);  // the last thread of the block returns to the launching thread
+  raw_switch(me, nx, true);  // the last thread of the block returns to the launching thread
   die("a finished thread was resumed");
 }
 
 void start_fiber(Fiber& f) {
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t page = page_size();
   if (!f.mem) {
     void* m = mmap(nullptr, kStack + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) die("cannot map a thread stack");
     mprotect(m, page, PROT_NONE);  // stack overflow: a fault, not silent corruption
     f.mem = static_cast<char*>(m);
   }
+#if defined(MASCOT_EMU_ASAN)
+  // a reused stack: the frames of its last thread never returned, so their redzones are
+  // still poisoned
+  ASAN_UNPOISON_MEMORY_REGION(f.mem + page, kStack);
+#endif
   char* top = f.mem + page + kStack;
 #if defined(__x86_64__)
   // frame popped by mascot_emu_switch: r15 r14 r13 r12 rbx rbp, then `ret` into fiber_entry
@@ -356,7 +408,19 @@ struct Device {
   std::mutex mu;
   std::map<void*, size_t> allocs;
   size_t used = 0;
+  long mallocs = 0;  // cudaMalloc calls so far (MASCOT_CUDA_EMU_FAIL_ALLOC)
   cudaError_t last = cudaSuccess;
+  // MASCOT_CUDA_EMU_LEAK_CHECK=1 (scripts/sanitize.sh cuda-emu): device memory still allocated
+  // when the process exits is reported and the exit status becomes 99, as compute-sanitizer
+  // --leak-check full --error-exitcode 99 does on a GPU
+  ~Device() {
+    const char* c = std::getenv("MASCOT_CUDA_EMU_LEAK_CHECK");
+    if (!c || std::strcmp(c, "1") != 0 || allocs.empty()) return;
+    std::fprintf(stderr, "mascot CUDA emulator: device memory leak: %zu allocation(s), %zu bytes not freed at exit\n",
+                 allocs.size(), used);
+    std::fflush(stderr);
+    _exit(99);
+  }
 };
 Device& dev() {
   static Device d;
@@ -428,9 +492,18 @@ cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total) {
   *free_b = memory_bytes() - dev().used;
   return cudaSuccess;
 }
+/// MASCOT_CUDA_EMU_FAIL_ALLOC=N (fault injection): the process's N-th cudaMalloc fails with
+/// cudaErrorMemoryAllocation, so that every allocation's failure path can be run in turn
+/// (scripts/cuda_emu_check.sh, scripts/sanitize.sh cuda-emu).  0 (default): never.
+static long fail_alloc_at() {
+  static const long n = mascot_emu::env_long("MASCOT_CUDA_EMU_FAIL_ALLOC", 0, 0, 1L << 40);
+  return n;
+}
+
 cudaError_t cudaMalloc(void** p, size_t n) {
   std::lock_guard<std::mutex> l(dev().mu);
   *p = nullptr;
+  if (++dev().mallocs == fail_alloc_at()) return fail(cudaErrorMemoryAllocation);
   if (n == 0) return cudaSuccess;
   if (n > memory_bytes() - dev().used) return fail(cudaErrorMemoryAllocation);
   void* m = nullptr;

@@ -3,7 +3,9 @@
 // without a GPU, so its collectives must be right and its hang checks must fire:
 //   test_cuda_emu            the checks that must pass (exit 0)
 //   test_cuda_emu <case>     a kernel that would hang or misbehave on a GPU: must abort with
-//                            the message the script expects (deadlock, divergent, exited).
+//                            the message the script expects (deadlock, divergent, exited);
+//                            the out-of-bounds cases only under ASan, the leak case with
+//                            MASCOT_CUDA_EMU_LEAK_CHECK=1.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -69,6 +71,19 @@ __global__ void barrier_skipped_by_a_waiting_warp(int* out) {
   // warp 0 waits at a shuffle for lanes that wait at a block barrier: a cycle
   if (threadIdx.x < 16) out[threadIdx.x] = __shfl_sync(0xFFFFFFFFu, 1, 0);
   else __syncthreads();
+}
+
+// Cases for the memory checks (scripts/sanitize.sh cuda-emu, scripts/cuda_emu_check.sh): an
+// access one element past a device buffer or a __shared__ array must be an ASan report in the
+// ASan build of the emulator, and device memory never freed must fail the leak check.
+__global__ void device_out_of_bounds(int* out, int n) {
+  if (threadIdx.x == 0) out[n] = 1;
+}
+__global__ void shared_out_of_bounds(int* out) {
+  __shared__ int s[64];
+  s[threadIdx.x + 1] = static_cast<int>(threadIdx.x);  // thread 63 writes s[64]
+  __syncthreads();
+  out[threadIdx.x] = s[threadIdx.x];
 }
 
 template <class T>
@@ -158,7 +173,13 @@ int main(int argc, char** argv) {
   if (c == "half-warp-shuffle") MASCOT_LAUNCH(1, 64, half_warp_shuffle)(out.get());
   else if (c == "divergent") MASCOT_LAUNCH(1, 32, divergent_collectives)(out.get());
   else if (c == "barrier-cycle") MASCOT_LAUNCH(1, 64, barrier_skipped_by_a_waiting_warp)(out.get());
-  else {
+  else if (c == "device-out-of-bounds") MASCOT_LAUNCH(1, 32, device_out_of_bounds)(out.get(), 256);
+  else if (c == "shared-out-of-bounds") MASCOT_LAUNCH(1, 64, shared_out_of_bounds)(out.get());
+  else if (c == "leak") {
+    void* p = nullptr;
+    if (cudaMalloc(&p, 1000) != cudaSuccess) return 2;
+    return 0;  // never freed: with MASCOT_CUDA_EMU_LEAK_CHECK=1 the exit status becomes 99
+  } else {
     std::fprintf(stderr, "unknown case '%s'\n", c.c_str());
     return 2;
   }
