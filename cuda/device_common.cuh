@@ -307,6 +307,17 @@ __device__ __forceinline__ void store_row(const DSide& s, int32_t id, bool f32, 
 // half an ulp of the change of the store's value (FP16: up to ~2e-6 at k = 64 in the first
 // epoch), deterministically rather than as the stochastic rounding drew.
 
+// MASCOT_SM90: the sm_90 code paths (vector reductions).  On the CPU emulator the emulated
+// architecture decides (MASCOT_CUDA_EMU_ARCH, CMake; default 90, like the H100 and H200), so
+// the emulator runs these paths too, with their alignment requirements checked.
+#if defined(MASCOT_CUDA_EMU)
+#define MASCOT_SM90 (MASCOT_CUDA_EMU_ARCH >= 900)
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define MASCOT_SM90 1
+#else
+#define MASCOT_SM90 0
+#endif
+
 __device__ __forceinline__ void red_f32(float* p, float a) {
 #ifdef MASCOT_CUDA_EMU
   ::mascot_emu::red_add_f32(p, a);
@@ -315,7 +326,10 @@ __device__ __forceinline__ void red_f32(float* p, float a) {
 #endif
 }
 __device__ __forceinline__ void red_f32x2(float* p, float a, float b) {
-#if __CUDA_ARCH__ >= 900
+#if MASCOT_SM90 && defined(MASCOT_CUDA_EMU)
+  const float v[2] = {a, b};
+  ::mascot_emu::red_add_vector(p, v, 2, "red.global.add.v2.f32");
+#elif MASCOT_SM90
   asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" ::"l"(p), "f"(a), "f"(b) : "memory");
 #else
   red_f32(p, a);
@@ -323,7 +337,10 @@ __device__ __forceinline__ void red_f32x2(float* p, float a, float b) {
 #endif
 }
 __device__ __forceinline__ void red_f32x4(float* p, float a, float b, float c, float d) {
-#if __CUDA_ARCH__ >= 900
+#if MASCOT_SM90 && defined(MASCOT_CUDA_EMU)
+  const float v[4] = {a, b, c, d};
+  ::mascot_emu::red_add_vector(p, v, 4, "red.global.add.v4.f32");
+#elif MASCOT_SM90
   asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
 #else
   red_f32x2(p, a, b);
@@ -358,23 +375,31 @@ __device__ __forceinline__ void red_add_bits(uint16_t* __restrict__ row, int lan
   uint16_t* p = row + lane * E;
   auto pack = [&](int a) { return static_cast<uint32_t>(h[a]) | (static_cast<uint32_t>(h[a + 1]) << 16); };
   if constexpr (E % 2 == 0) {
-#if __CUDA_ARCH__ >= 900
-    constexpr int kWide = E % 8 == 0 ? 8 : E % 4 == 0 ? 4 : 2;
-#else
-    constexpr int kWide = 2;
-#endif
+    constexpr int kWide = !MASCOT_SM90 ? 2 : E % 8 == 0 ? 8 : E % 4 == 0 ? 4 : 2;
     if constexpr (kWide == 8) {
 #pragma unroll
-      for (int c = 0; c < E / 8; ++c)
+      for (int c = 0; c < E / 8; ++c) {
+#ifdef MASCOT_CUDA_EMU
+        const uint32_t v[4] = {pack(8 * c), pack(8 * c + 2), pack(8 * c + 4), pack(8 * c + 6)};
+        ::mascot_emu::red_add_f16x2_vector(p + 8 * c, v, 4, "red.global.add.noftz.v4.f16x2");
+#else
         asm volatile("red.global.add.noftz.v4.f16x2 [%0], {%1, %2, %3, %4};" ::"l"(p + 8 * c), "r"(pack(8 * c)),
                      "r"(pack(8 * c + 2)), "r"(pack(8 * c + 4)), "r"(pack(8 * c + 6))
                      : "memory");
+#endif
+      }
     } else if constexpr (kWide == 4) {
 #pragma unroll
-      for (int c = 0; c < E / 4; ++c)
+      for (int c = 0; c < E / 4; ++c) {
+#ifdef MASCOT_CUDA_EMU
+        const uint32_t v[2] = {pack(4 * c), pack(4 * c + 2)};
+        ::mascot_emu::red_add_f16x2_vector(p + 4 * c, v, 2, "red.global.add.noftz.v2.f16x2");
+#else
         asm volatile("red.global.add.noftz.v2.f16x2 [%0], {%1, %2};" ::"l"(p + 4 * c), "r"(pack(4 * c)),
                      "r"(pack(4 * c + 2))
                      : "memory");
+#endif
+      }
     } else {
 #pragma unroll
       for (int c = 0; c < E / 2; ++c) red_h2(p + 2 * c, pack(2 * c));

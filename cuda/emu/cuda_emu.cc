@@ -9,7 +9,8 @@
 // barrier) or ends.  A full round in which no fiber moves is a deadlock, reported with what
 // each waiting thread waits for, and the process aborts: on a GPU the same code would hang.
 //
-// Environment: MASCOT_CUDA_EMU_SMS (default 132, an H100 SXM's count) is the emulated SM count,
+// Environment: CUDA_VISIBLE_DEVICES as the CUDA runtime reads it ("" hides the device: every
+// call fails with cudaErrorNoDevice); MASCOT_CUDA_EMU_SMS (default 132, an H100 SXM's count) is the emulated SM count,
 // which sizes the backend's grids (and so how many warps share an epoch's work);
 // MASCOT_CUDA_EMU_MEMORY_MIB (default 8192) the emulated device memory, so out-of-memory
 // paths can be exercised; MASCOT_CUDA_EMU_FAIL_ALLOC=N fails the N-th cudaMalloc (fault
@@ -329,6 +330,13 @@ std::string lanes(uint32_t m) {
 
 }  // namespace
 
+void misaligned(const void* p, unsigned bytes, const char* what) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%p", p);
+  die(std::string(what) + " at " + buf + ", not aligned to " + std::to_string(bytes) + " bytes (" +
+      (g_s.cur ? where(*g_s.cur) : std::string("outside a kernel")) + "): a misaligned address fault on a GPU");
+}
+
 const ThreadCoords& coords() {
   if (!g_s.cur) die("a CUDA built-in variable was read outside a kernel");
   return g_s.cur->c;
@@ -361,6 +369,10 @@ void sync_block() {
 
 void run_grid(dim3 grid, dim3 block, void (*body)(void*), void* ctx) {
   if (t_in_kernel) die("a kernel launched from inside a kernel (dynamic parallelism is not emulated)");
+  if (!device_visible()) {  // CUDA_VISIBLE_DEVICES hides the device: the launch fails, nothing runs
+    launch_failed(cudaErrorNoDevice);
+    return;
+  }
   std::lock_guard<std::mutex> lock(g_device);
   if (grid.y != 1 || grid.z != 1 || block.y != 1 || block.z != 1)
     die("only one-dimensional grids and blocks are emulated");
@@ -439,8 +451,25 @@ cudaError_t fail(cudaError_t e) {
   dev().last = e;
   return e;
 }
+/// Whether the one emulated device is visible: CUDA_VISIBLE_DEVICES as the CUDA runtime reads
+/// it (unset: every device; otherwise the listed ordinals up to the first invalid one, so the
+/// device is visible only when the list starts with 0; "" or "-1" hides it).  Hidden, every
+/// call fails with cudaErrorNoDevice, as on a machine without a GPU: the backend's no-device
+/// paths run on the emulator too.
+bool visible() {
+  static const bool v = [] {
+    const char* s = std::getenv("CUDA_VISIBLE_DEVICES");
+    if (!s) return true;
+    while (*s == ' ') ++s;
+    return s[0] == '0' && (s[1] == '\0' || s[1] == ',' || s[1] == ' ');
+  }();
+  return v;
+}
 
 }  // namespace
+
+bool mascot_emu::device_visible() { return visible(); }
+void mascot_emu::launch_failed(cudaError_t e) { fail(e); }
 
 struct CUevent_st {
   std::chrono::steady_clock::time_point t;
@@ -448,19 +477,21 @@ struct CUevent_st {
 };
 
 cudaError_t cudaGetDeviceCount(int* n) {
-  *n = 1;
-  return cudaSuccess;
+  *n = visible() ? 1 : 0;
+  return visible() ? cudaSuccess : fail(cudaErrorNoDevice);
 }
 cudaError_t cudaGetDevice(int* id) {
+  if (!visible()) return fail(cudaErrorNoDevice);
   *id = 0;
   return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int id) {
+  if (!visible()) return fail(cudaErrorNoDevice);
   if (id != 0) return fail(cudaErrorInvalidDevice);
   std::memset(p, 0, sizeof *p);
   std::snprintf(p->name, sizeof p->name, "MASCOT CUDA emulator (CPU, not a GPU)");
-  p->major = 9;
-  p->minor = 0;
+  p->major = MASCOT_CUDA_EMU_ARCH / 100;
+  p->minor = MASCOT_CUDA_EMU_ARCH / 10 % 10;
   p->multiProcessorCount = sms();
   p->totalGlobalMem = memory_bytes();
   p->warpSize = 32;
@@ -470,6 +501,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int id) {
   return cudaSuccess;
 }
 cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr attr, int id) {
+  if (!visible()) return fail(cudaErrorNoDevice);
   if (id != 0) return fail(cudaErrorInvalidDevice);
   if (attr == cudaDevAttrMultiProcessorCount) {
     *v = sms();
@@ -487,6 +519,7 @@ cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int* n, const
   return cudaOccupancyMaxActiveBlocksPerMultiprocessor(n, f, block, smem);
 }
 cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total) {
+  if (!visible()) return fail(cudaErrorNoDevice);
   std::lock_guard<std::mutex> l(dev().mu);
   *total = memory_bytes();
   *free_b = memory_bytes() - dev().used;
@@ -501,8 +534,9 @@ static long fail_alloc_at() {
 }
 
 cudaError_t cudaMalloc(void** p, size_t n) {
-  std::lock_guard<std::mutex> l(dev().mu);
   *p = nullptr;
+  if (!visible()) return fail(cudaErrorNoDevice);
+  std::lock_guard<std::mutex> l(dev().mu);
   if (++dev().mallocs == fail_alloc_at()) return fail(cudaErrorMemoryAllocation);
   if (n == 0) return cudaSuccess;
   if (n > memory_bytes() - dev().used) return fail(cudaErrorMemoryAllocation);
@@ -545,6 +579,7 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     default: return "unknown error (emulator)";
   }
 }

@@ -17,8 +17,9 @@
 //     half: exact for add, sub and mul of halves); the PTX reductions of device_common.cuh
 //     (red.global.add) are read-modify-writes with the same rounding; nothing runs between
 //     two collectives of a fiber, so every atomic is atomic;
-//   - not modelled: timing, memory coherence between SMs (L1), vector-access atomicity, the
-//     arch-specific paths (__CUDA_ARCH__ is undefined, so the sm_80 fallbacks run),
+//   - the arch-specific paths follow MASCOT_CUDA_EMU_ARCH (CMake; default 90: the sm_90
+//     vector reductions, with their alignment checked; 80: the sm_80 fallbacks);
+//   - not modelled: timing, memory coherence between SMs (L1), vector-access atomicity,
 //     resource limits (registers, shared memory size), device math functions' ulp errors.
 // Force-included (-include) before every CUDA source of the EMU build; never included by a
 // real CUDA build.
@@ -52,6 +53,9 @@ const uint64_t* warp_exchange(unsigned mask, uint64_t v, const char* what);
 void sync_block();
 /// Runs grid x block threads of `body` (a copy per thread) to completion.
 void run_grid(dim3 grid, dim3 block, void (*body)(void*), void* ctx);
+/// Whether the emulated device is visible (CUDA_VISIBLE_DEVICES); a launch's error.
+bool device_visible();
+void launch_failed(cudaError_t e);
 
 template <class T>
 inline uint64_t to_bits(T v) {
@@ -155,12 +159,27 @@ inline unsigned __float_as_uint(float x) { return ::mascot_emu::to_bits(x) & 0xF
 inline float __uint_as_float(unsigned x) { return ::mascot_emu::from_bits<float>(x); }
 
 // ---- the PTX reductions of device_common.cuh (red.global.add.f32 / .noftz.f16x2)
+// The sm_90 vector forms (.v2/.v4, MASCOT_SM90 in device_common.cuh): element-wise the same
+// adds; their address must be aligned to the vector's size (8 or 16 bytes), or a GPU faults
+// ("misaligned address"), so the emulator aborts.
+#ifndef MASCOT_CUDA_EMU_ARCH
+#define MASCOT_CUDA_EMU_ARCH 900
+#endif
 namespace mascot_emu {
+[[noreturn]] void misaligned(const void* p, unsigned bytes, const char* what);
 inline void red_add_f32(float* p, float a) { *p = *p + a; }
 inline void red_add_f16x2(uint16_t* p, uint32_t a) {
   for (int h = 0; h < 2; ++h) {
     const __half x = __ushort_as_half(p[h]), y = __ushort_as_half(static_cast<unsigned short>(a >> (16 * h)));
     p[h] = __half_as_ushort(__hadd(x, y));
   }
+}
+inline void red_add_vector(float* p, const float* v, int n, const char* what) {
+  if (reinterpret_cast<uintptr_t>(p) % (4u * n) != 0) misaligned(p, 4u * n, what);
+  for (int c = 0; c < n; ++c) red_add_f32(p + c, v[c]);
+}
+inline void red_add_f16x2_vector(uint16_t* p, const uint32_t* v, int n, const char* what) {
+  if (reinterpret_cast<uintptr_t>(p) % (4u * n) != 0) misaligned(p, 4u * n, what);
+  for (int c = 0; c < n; ++c) red_add_f16x2(p + 2 * c, v[c]);
 }
 }  // namespace mascot_emu

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cuda_check.h"
+#include "device_common.cuh"
 
 namespace {
 
@@ -55,6 +56,13 @@ __global__ void atomic_count(unsigned long long* c, float* sum) {
   atomicAdd(sum, 0.5f);
 }
 
+// every lane adds (1, 2, 3, 4) to the block's 4 floats through the reductions of
+// device_common.cuh: the sm_90 vector forms on the default emulated sm_90, scalars on sm_80
+__global__ void vector_reductions(float* out) {
+  mascot::cuda::red_f32x4(out, 1.f, 2.f, 3.f, 4.f);
+  mascot::cuda::red_f32x2(out + 4, 5.f, 6.f);
+}
+
 // ---- kernels that would hang on a GPU: the emulator must abort and say why
 __global__ void half_warp_shuffle(int* out) {
   int x = static_cast<int>(threadIdx.x);
@@ -84,6 +92,11 @@ __global__ void shared_out_of_bounds(int* out) {
   s[threadIdx.x + 1] = static_cast<int>(threadIdx.x);  // thread 63 writes s[64]
   __syncthreads();
   out[threadIdx.x] = s[threadIdx.x];
+}
+
+// an sm_90 vector reduction (device_common.cuh) at an address not aligned to its 16 bytes
+__global__ void misaligned_reduction(float* out) {
+  if (threadIdx.x == 0) mascot::cuda::red_f32x4(out + 1, 1.f, 2.f, 3.f, 4.f);
 }
 
 template <class T>
@@ -151,6 +164,14 @@ int run_checks() {
     check(c.read()[0] == 480 && s.read()[0] == 240.f, "atomicAdd loses no update");
   }
   {
+    Buf<float> f(6);
+    f.d.zero();
+    MASCOT_LAUNCH(2, 64, vector_reductions)(f.get());
+    const auto& o = f.read();
+    check(o[0] == 128 && o[1] == 256 && o[2] == 384 && o[3] == 512 && o[4] == 640 && o[5] == 768,
+          "vector reductions (sm_" + std::to_string(MASCOT_CUDA_EMU_ARCH / 10) + " paths) lose no update");
+  }
+  {
     int sms = 0, per = 0;
     MASCOT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
     MASCOT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, butterfly, 256, 0));
@@ -173,7 +194,10 @@ int main(int argc, char** argv) {
   if (c == "half-warp-shuffle") MASCOT_LAUNCH(1, 64, half_warp_shuffle)(out.get());
   else if (c == "divergent") MASCOT_LAUNCH(1, 32, divergent_collectives)(out.get());
   else if (c == "barrier-cycle") MASCOT_LAUNCH(1, 64, barrier_skipped_by_a_waiting_warp)(out.get());
-  else if (c == "device-out-of-bounds") MASCOT_LAUNCH(1, 32, device_out_of_bounds)(out.get(), 256);
+  else if (c == "misaligned-reduction") {
+    Buf<float> f(8);
+    MASCOT_LAUNCH(1, 32, misaligned_reduction)(f.get());
+  } else if (c == "device-out-of-bounds") MASCOT_LAUNCH(1, 32, device_out_of_bounds)(out.get(), 256);
   else if (c == "shared-out-of-bounds") MASCOT_LAUNCH(1, 64, shared_out_of_bounds)(out.get());
   else if (c == "leak") {
     void* p = nullptr;
