@@ -24,12 +24,21 @@
 #       memory left allocated at exit fails the run (MASCOT_CUDA_EMU_LEAK_CHECK=1: memcheck's
 #       --leak-check full).  It does not replace memcheck on a GPU (docs/cuda.md says what the
 #       emulator does not model).
+# cuda-emu-race: ThreadSanitizer over the CUDA backend on the emulator, build dir
+#       build-tsan-emu/: every emulated thread is a TSan fiber, ordered only by what orders
+#       GPU threads (launch, __syncthreads, warp collectives; blocks one after another), so a
+#       missing barrier is a race report -- the emulator's stand-in for compute-sanitizer
+#       racecheck, extended to global memory within a block.  Hogwild's intended row races are
+#       suppressed by scripts/tsan_cuda_emu.supp (the row accessors only).  Runs the self-test
+#       (and requires a report for its kernel with a missing barrier), then every method with
+#       switching, and the store write mode.
 # asan and tsan build without the CUDA backend (MASCOT_CUDA=OFF).  CXX picks the compiler
 # (default c++).  Exit status 0 only when every run is clean.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
-case $what in asan|tsan|cuda-emu|all) ;; *) echo "usage: scripts/sanitize.sh [asan|tsan|cuda-emu|all]" >&2; exit 2 ;; esac
+case $what in asan|tsan|cuda-emu|cuda-emu-race|all) ;;
+  *) echo "usage: scripts/sanitize.sh [asan|tsan|cuda-emu|cuda-emu-race|all]" >&2; exit 2 ;; esac
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 build() {  # build DIR FLAGS [CMAKE ARGS...]   (TARGETS: what to build; later -D args win)
@@ -148,6 +157,34 @@ if [[ $what == cuda-emu || $what == all ]]; then
   scripts/cuda_emu_faults.sh "$exe" || fail "scripts/cuda_emu_faults.sh under ASan/UBSan"
   echo "== ASan + UBSan on the emulated CUDA backend: clean (runs $((SECONDS - t0)) s, total $((SECONDS - start)) s)"
   unset ASAN_OPTIONS UBSAN_OPTIONS MASCOT_CUDA_EMU_LEAK_CHECK
+fi
+
+if [[ $what == cuda-emu-race || $what == all ]]; then
+  start=$SECONDS
+  echo "== ThreadSanitizer over the CUDA backend on the emulator (build-tsan-emu/)"
+  # MASCOT_EMU_TSAN: the emulator announces its fibers and the GPU's orderings to TSan
+  TARGETS="mascot_train mascot_cuda_emu_tests" build build-tsan-emu "-fsanitize=thread -DMASCOT_EMU_TSAN=1 -g -O1" \
+    -DMASCOT_KERNEL_OPT=-O1 -DMASCOT_CUDA=EMU
+  supp="suppressions=$PWD/scripts/tsan_cuda_emu.supp"
+  export TSAN_OPTIONS="$supp halt_on_error=1 report_signal_unsafe=0"
+  echo "   built in $((SECONDS - start)) s; the emulator's self-test"
+  t0=$SECONDS
+  build-tsan-emu/mascot_cuda_emu_tests > /dev/null || fail "mascot_cuda_emu_tests under TSan"
+  # ... and this check can fail: the self-test's kernel without its barrier
+  if out=$(build-tsan-emu/mascot_cuda_emu_tests shared-race 2>&1); then fail "TSan missed case shared-race"; fi
+  grep -q "WARNING: ThreadSanitizer: data race" <<<"$out" && grep -q "in shared_race\| shared_race " <<<"$out" ||
+    { echo "$out" | tail -20; fail "case shared-race: no data race report naming the kernel"; }
+  echo "   every method on the emulated device, switching on (k = 32, 3 epochs)"
+  exe=build-tsan-emu/mascot_train
+  common=(--dataset synthetic-ml10m:0.002 --epochs 3 --groups 8 --warmup 1 --period 1 --threshold 1.05 --device cuda
+          --k 32)
+  for m in fp32 fp16 mascot-n1 mascot-n2 mascot mascot-naive mpt muppet afp; do
+    train_ok "$exe" "${common[@]}" --method "$m"
+  done
+  MASCOT_CUDA_WRITES=store train_ok "$exe" "${common[@]}" --method mascot
+  train_ok "$exe" "${common[@]}" --method mascot --k 96 --rounding stochastic
+  echo "== TSan on the emulated CUDA backend: clean (runs $((SECONDS - t0)) s, total $((SECONDS - start)) s)"
+  unset TSAN_OPTIONS
 fi
 
 if [[ $what == tsan || $what == all ]]; then

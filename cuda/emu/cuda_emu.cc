@@ -52,6 +52,34 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+// ThreadSanitizer builds (scripts/sanitize.sh cuda-emu-race): every emulated thread is a TSan
+// fiber, and switching between fibers implies no ordering, so TSan sees the threads of a block
+// as concurrent, as they are on a GPU.  What orders them is what orders them on a GPU: a
+// launch (everything before it happens before every thread of the grid, every thread before
+// whatever follows it), __syncthreads (the block's threads), a warp collective (the warp's
+// lanes); and, unlike a GPU, one block before the next (see run_grid), so races between
+// threads of one block are what is checked.  Atomics are real atomics there.  So a missing
+// barrier between a shared-memory write and another thread's read is a TSan report: the
+// emulator's stand-in for compute-sanitizer racecheck.
+// This file itself is compiled without TSan instrumentation (CMakeLists.txt): the scheduler's
+// own state passes from fiber to fiber with the switch, which TSan cannot see as ordering, so
+// only the kernels' accesses are checked.  The build says it is a TSan build with
+// -DMASCOT_EMU_TSAN=1 (scripts/sanitize.sh).
+#if defined(MASCOT_EMU_TSAN)
+extern "C" {
+void* __tsan_get_current_fiber(void);
+void* __tsan_create_fiber(unsigned flags);
+void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+void __tsan_acquire(void* addr);
+void __tsan_release(void* addr);
+}
+#define MASCOT_TSAN_ACQUIRE(a) __tsan_acquire(a)
+#define MASCOT_TSAN_RELEASE(a) __tsan_release(a)
+#else
+#define MASCOT_TSAN_ACQUIRE(a) ((void)0)
+#define MASCOT_TSAN_RELEASE(a) ((void)0)
+#endif
+
 namespace mascot_emu {
 namespace {
 
@@ -89,6 +117,7 @@ struct Fiber {
   uint64_t wseq = 0;            // warp collectives entered
   uint64_t bseq = 0;            // block barriers entered
   const char* waits = nullptr;  // what it waits at (diagnostics)
+  void* tsan = nullptr;         // its TSan fiber (TSan builds)
 };
 
 /// A synchronisation point that threads pass in a numbered sequence (a warp's collectives,
@@ -125,6 +154,8 @@ struct Sched {
   // comes from the launching thread)
   const void* main_stack = nullptr;
   size_t main_stack_size = 0;
+  void* main_tsan = nullptr;  // the launching thread's TSan fiber
+  char launch_sync = 0, end_sync = 0;  // TSan sync objects: launch -> threads -> after the launch
 };
 Sched g_s;
 std::mutex g_device;  // one emulated device: launches run one at a time
@@ -182,6 +213,9 @@ void raw_switch(Fiber* from, Fiber* to, bool from_ends = false) {
 #else
   (void)from_ends;
 #endif
+#if defined(MASCOT_EMU_TSAN)
+  __tsan_switch_to_fiber(to ? to->tsan : g_s.main_tsan, 1 /* __tsan_switch_to_fiber_no_sync */);
+#endif
 #if defined(__x86_64__)
   mascot_emu_switch(from ? &from->sp : &g_s.main_sp, to ? to->sp : g_s.main_sp);
 #else
@@ -217,8 +251,10 @@ bool enter(Gate& g, uint64_t seq) {
 void pass(Gate& g, uint64_t seq, int needed, const char* what) {
   g_s.cur->waits = what;
   moved();
+  MASCOT_TSAN_RELEASE(&g);  // what this thread did before the gate ...
   if (++g.count >= needed) g.completed = seq;
   while (g.completed < seq) wait_turn();  // a thread that ends instead: deadlock() names it
+  MASCOT_TSAN_ACQUIRE(&g);  // ... happens before what every thread passing it does after
   g_s.cur->waits = nullptr;
   moved();
 }
@@ -245,9 +281,11 @@ extern "C" [[noreturn]] void fiber_entry() {
     }
   }
 #endif
+  MASCOT_TSAN_ACQUIRE(&g_s.launch_sync);  // what the host did before the launch
   moved();
   g_s.body(g_s.ctx);
   Fiber* me = g_s.cur;
+  MASCOT_TSAN_RELEASE(&g_s.end_sync);  // ... and this thread's work, before what follows the launch
   me->done = true;
   --g_s.alive;
   moved();
@@ -385,7 +423,17 @@ void run_grid(dim3 grid, dim3 block, void (*body)(void*), void* ctx) {
   g_s.body = body;
   g_s.ctx = ctx;
   t_in_kernel = true;
+#if defined(MASCOT_EMU_TSAN)
+  g_s.main_tsan = __tsan_get_current_fiber();
+  for (int t = 0; t < n; ++t)
+    if (!g_s.f[t].tsan) g_s.f[t].tsan = __tsan_create_fiber(0);
+#endif
   for (unsigned b = 0; b < grid.x; ++b) {
+    // TSan: blocks are ordered one after another (a __shared__ variable is one static here,
+    // shared by the blocks, while a GPU gives each block its own), so only races within a
+    // block are reported -- racecheck's scope
+    MASCOT_TSAN_ACQUIRE(&g_s.end_sync);
+    MASCOT_TSAN_RELEASE(&g_s.launch_sync);
     g_s.warps.assign(static_cast<size_t>(g_s.nwarps), Warp{});
     g_s.barrier = Gate{};
     for (int t = 0; t < n; ++t) {
@@ -406,6 +454,7 @@ void run_grid(dim3 grid, dim3 block, void (*body)(void*), void* ctx) {
     g_s.cur = &g_s.f[0];
     raw_switch(nullptr, &g_s.f[0]);  // returns when the block's last thread has ended
   }
+  MASCOT_TSAN_ACQUIRE(&g_s.end_sync);
   g_s.cur = nullptr;
   t_in_kernel = false;
 }

@@ -118,22 +118,25 @@ Launcher<A...> launcher(dim3 grid, dim3 block, void (*kernel)(A...)) {
 #undef __shared__
 #define __shared__ static
 
-// ---- warp collectives and barriers
+// ---- warp collectives and barriers.  They read the emulator's exchange buffer, which TSan
+// must not check (scripts/sanitize.sh cuda-emu-race: the scheduler's state is not the
+// kernels'; cuda_emu.cc is not instrumented either).
+#define MASCOT_EMU_NO_TSAN __attribute__((no_sanitize_thread))
 template <class T>
-inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+MASCOT_EMU_NO_TSAN inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
   const uint64_t* all = ::mascot_emu::warp_exchange(mask, ::mascot_emu::to_bits(v), "__shfl_sync");
   const int lane = static_cast<int>(threadIdx.x & 31);
   return ::mascot_emu::from_bits<T>(all[(lane & ~(width - 1)) + (src & (width - 1))]);
 }
 template <class T>
-inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+MASCOT_EMU_NO_TSAN inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
   const uint64_t* all = ::mascot_emu::warp_exchange(mask, ::mascot_emu::to_bits(v), "__shfl_xor_sync");
   const int lane = static_cast<int>(threadIdx.x & 31);
   const int src = lane ^ lane_mask;
   // a source outside the lane's width segment returns the lane's own value (CUDA semantics)
   return ::mascot_emu::from_bits<T>((src & ~(width - 1)) == (lane & ~(width - 1)) ? all[src] : all[lane]);
 }
-inline int __any_sync(unsigned mask, int pred) {
+MASCOT_EMU_NO_TSAN inline int __any_sync(unsigned mask, int pred) {
   const uint64_t* all = ::mascot_emu::warp_exchange(mask, pred != 0 ? 1u : 0u, "__any_sync");
   for (int l = 0; l < 32; ++l)
     if (all[l]) return 1;
@@ -141,19 +144,32 @@ inline int __any_sync(unsigned mask, int pred) {
 }
 inline void __syncthreads() { ::mascot_emu::sync_block(); }
 
-// ---- loads and atomics (a fiber runs alone between collectives: plain read-modify-writes)
+// ---- loads and atomics.  A fiber runs alone between collectives, so a read-modify-write is
+// atomic anyway; they are still real atomics (a compare-and-swap loop on the value's bits), so
+// that ThreadSanitizer (scripts/sanitize.sh cuda-emu-race) sees atomics where a GPU has them.
+namespace mascot_emu {
+template <class T, class F>
+inline T atomic_update(T* p, F f) {
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8, "atomics on 4- or 8-byte values");
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  U* q = reinterpret_cast<U*>(p);
+  U old = __atomic_load_n(q, __ATOMIC_RELAXED);
+  T o;
+  do {
+    std::memcpy(&o, &old, sizeof o);
+  } while (!__atomic_compare_exchange_n(q, &old, to_bits(f(o)) & static_cast<U>(~U{0}), false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED));
+  return o;
+}
+}  // namespace mascot_emu
 template <class T>
 inline T __ldcg(const T* p) { return *p; }
 template <class T>
 inline T atomicAdd(T* p, T v) {
-  const T old = *p;
-  *p = old + v;
-  return old;
+  return ::mascot_emu::atomic_update(p, [v](T o) { return static_cast<T>(o + v); });
 }
 inline unsigned atomicMax(unsigned* p, unsigned v) {
-  const unsigned old = *p;
-  if (v > old) *p = v;
-  return old;
+  return ::mascot_emu::atomic_update(p, [v](unsigned o) { return v > o ? v : o; });
 }
 inline unsigned __float_as_uint(float x) { return ::mascot_emu::to_bits(x) & 0xFFFFFFFFu; }
 inline float __uint_as_float(unsigned x) { return ::mascot_emu::from_bits<float>(x); }
@@ -167,12 +183,19 @@ inline float __uint_as_float(unsigned x) { return ::mascot_emu::from_bits<float>
 #endif
 namespace mascot_emu {
 [[noreturn]] void misaligned(const void* p, unsigned bytes, const char* what);
-inline void red_add_f32(float* p, float a) { *p = *p + a; }
-inline void red_add_f16x2(uint16_t* p, uint32_t a) {
-  for (int h = 0; h < 2; ++h) {
-    const __half x = __ushort_as_half(p[h]), y = __ushort_as_half(static_cast<unsigned short>(a >> (16 * h)));
-    p[h] = __half_as_ushort(__hadd(x, y));
-  }
+inline void red_add_f32(float* p, float a) {
+  atomic_update(p, [a](float o) { return o + a; });
+}
+inline void red_add_f16x2(uint16_t* p, uint32_t a) {  // p: 4-byte aligned (an f16x2 word)
+  atomic_update(reinterpret_cast<uint32_t*>(p), [a](uint32_t w) {
+    uint32_t r = 0;
+    for (int h = 0; h < 2; ++h) {
+      const __half x = __ushort_as_half(static_cast<unsigned short>(w >> (16 * h)));
+      const __half y = __ushort_as_half(static_cast<unsigned short>(a >> (16 * h)));
+      r |= static_cast<uint32_t>(__half_as_ushort(__hadd(x, y))) << (16 * h);
+    }
+    return r;
+  });
 }
 inline void red_add_vector(float* p, const float* v, int n, const char* what) {
   if (reinterpret_cast<uintptr_t>(p) % (4u * n) != 0) misaligned(p, 4u * n, what);

@@ -94,6 +94,14 @@ __global__ void shared_out_of_bounds(int* out) {
   out[threadIdx.x] = s[threadIdx.x];
 }
 
+// reverse_block without its barrier: thread t reads what thread 255 - t wrote, unordered (a
+// racecheck hazard; scripts/sanitize.sh cuda-emu-race requires a TSan report for it)
+__global__ void shared_race(const int* in, int* out) {
+  __shared__ int buf[256];
+  buf[threadIdx.x] = in[threadIdx.x];
+  out[threadIdx.x] = buf[255 - threadIdx.x];
+}
+
 // an sm_90 vector reduction (device_common.cuh) at an address not aligned to its 16 bytes
 __global__ void misaligned_reduction(float* out) {
   if (threadIdx.x == 0) mascot::cuda::red_f32x4(out + 1, 1.f, 2.f, 3.f, 4.f);
@@ -194,7 +202,11 @@ int main(int argc, char** argv) {
   if (c == "half-warp-shuffle") MASCOT_LAUNCH(1, 64, half_warp_shuffle)(out.get());
   else if (c == "divergent") MASCOT_LAUNCH(1, 32, divergent_collectives)(out.get());
   else if (c == "barrier-cycle") MASCOT_LAUNCH(1, 64, barrier_skipped_by_a_waiting_warp)(out.get());
-  else if (c == "misaligned-reduction") {
+  else if (c == "shared-race") {
+    Buf<int> in(256);
+    in.d.zero();
+    MASCOT_LAUNCH(1, 256, shared_race)(in.get(), out.get());
+  } else if (c == "misaligned-reduction") {
     Buf<float> f(8);
     MASCOT_LAUNCH(1, 32, misaligned_reduction)(f.get());
   } else if (c == "device-out-of-bounds") MASCOT_LAUNCH(1, 32, device_out_of_bounds)(out.get(), 256);
