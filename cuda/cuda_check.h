@@ -7,11 +7,11 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
-#include <cstdio>
 #include <string>
 #include <utility>
 
 #include "mascot/error.h"
+#include "mascot/memory_plan.h"
 
 namespace mascot::cuda {
 
@@ -78,14 +78,7 @@ class DeviceBuffer {
     if (err != cudaSuccess) {
       cudaGetLastError();
       // the size, not this helper's file and line, is what tells the user something
-      const double b = static_cast<double>(count * sizeof(T));
-      char what[64];
-      if (b < 1024)
-        std::snprintf(what, sizeof what, "cudaMalloc of %.0f bytes", b);
-      else
-        std::snprintf(what, sizeof what, "cudaMalloc of %.1f %s", b < (1 << 20) ? b / 1024 : b / (1 << 20),
-                      b < (1 << 20) ? "KiB" : "MiB");
-      throw_cuda(err, what, nullptr, 0);
+      throw_cuda(err, ("cudaMalloc of " + human_bytes(count * sizeof(T))).c_str(), nullptr, 0);
     }
     p_ = static_cast<T*>(p);
     n_ = count;

@@ -17,16 +17,6 @@ namespace {
 
 constexpr unsigned kSetup = 1, kTrain = 2, kFinish = 4;
 
-std::string human(uint64_t b) {
-  const char* unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024.0 && u < 5) { v /= 1024.0; ++u; }
-  char s[32];
-  std::snprintf(s, sizeof s, u == 0 ? "%.0f %s" : "%.1f %s", v, unit[u]);
-  return s;
-}
-
 enum class Store { kF32, kF16, kMixed };
 Store store_of(Method m) {
   switch (m) {
@@ -186,17 +176,17 @@ std::string MemoryPlan::to_text() const {
     ph += (it.phases & kTrain) ? 't' : '-';
     ph += (it.phases & kFinish) ? 'f' : '-';
     std::snprintf(line, sizeof line, "  %-52s %6s %10s %16llu  %s\n", it.name.c_str(), it.device ? "device" : "host",
-                  ph.c_str(), static_cast<unsigned long long>(it.bytes), human(it.bytes).c_str());
+                  ph.c_str(), static_cast<unsigned long long>(it.bytes), human_bytes(it.bytes).c_str());
     o << line;
   }
   std::snprintf(line, sizeof line, "  host peak   %llu bytes (%s); available %s\n", static_cast<unsigned long long>(host_peak),
-                human(host_peak).c_str(),
-                host_available < 0 ? "unknown" : (human(static_cast<uint64_t>(host_available)) + " (MemAvailable, cgroup limit, MASCOT_MEMORY_LIMIT)").c_str());
+                human_bytes(host_peak).c_str(),
+                host_available < 0 ? "unknown" : (human_bytes(static_cast<uint64_t>(host_available)) + " (MemAvailable, cgroup limit, MASCOT_MEMORY_LIMIT)").c_str());
   o << line;
   if (device == Device::kCuda) {
     std::snprintf(line, sizeof line, "  device peak %llu bytes (%s); free %s\n", static_cast<unsigned long long>(device_peak),
-                  human(device_peak).c_str(),
-                  device_available < 0 ? "unknown" : human(static_cast<uint64_t>(device_available)).c_str());
+                  human_bytes(device_peak).c_str(),
+                  device_available < 0 ? "unknown" : human_bytes(static_cast<uint64_t>(device_available)).c_str());
     o << line;
   }
   o << "  (phases: s setup, t training, f finishing; the peak is the largest phase total)\n";
@@ -237,7 +227,7 @@ std::string MemoryPlan::refusal() const {
     if (it.device == dev_side) v.push_back(&it);
   std::sort(v.begin(), v.end(), [](const MemoryItem* a, const MemoryItem* b) { return a->bytes > b->bytes; });
   std::string top;
-  for (size_t x = 0; x < v.size() && x < 3; ++x) top += (x ? "; " : "") + v[x]->name + " " + human(v[x]->bytes);
+  for (size_t x = 0; x < v.size() && x < 3; ++x) top += (x ? "; " : "") + v[x]->name + " " + human_bytes(v[x]->bytes);
   // largest k that fits (plans are monotone in k)
   int lo = 0, hi = k;  // lo fits (or 0), hi does not
   auto fits_at = [&](int kk) {  // k-dependent items scale linearly with k
@@ -268,9 +258,9 @@ std::string MemoryPlan::refusal() const {
     advice += ", or train on the CPU (--device cpu)";
   }
   char b[64];
-  std::snprintf(b, sizeof b, "%s", human(need).c_str());
+  std::snprintf(b, sizeof b, "%s", human_bytes(need).c_str());
   return std::string("job does not fit in ") + (dev_side ? "CUDA device memory" : "host memory") + ": needs " + b +
-         " at peak (" + top + ") but " + human(static_cast<uint64_t>(have)) +
+         " at peak (" + top + ") but " + human_bytes(static_cast<uint64_t>(have)) +
          (dev_side ? " is free on the device" : " is available") + "; " + advice +
          " (mascot_train --dry-run prints the plan)";
 }

@@ -9,6 +9,7 @@
 // (code, libraries, thread stacks) are one "runtime overhead" item.
 #pragma once
 #include <cstdint>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -17,6 +18,20 @@
 #include "mascot/context.h"
 
 namespace mascot {
+
+/// "512 B", "4.6 MiB", "1.2 GiB": the byte counts of plans and of device-memory errors.
+inline std::string human_bytes(uint64_t b) {
+  const char* unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024.0 && u < 5) {
+    v /= 1024.0;
+    ++u;
+  }
+  char s[32];
+  std::snprintf(s, sizeof s, u == 0 ? "%.0f %s" : "%.1f %s", v, unit[u]);
+  return s;
+}
 
 struct MemoryItem {
   std::string name;
