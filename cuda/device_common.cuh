@@ -369,41 +369,44 @@ __device__ __forceinline__ void red_h2(uint16_t* p, uint32_t a) {  // two halves
   asm volatile("red.global.add.noftz.f16x2 [%0], %1;" ::"l"(p), "r"(a) : "memory");
 #endif
 }
+// two and four f16x2 words (8 and 16 bytes, aligned): one vector reduction on sm_90, else one per word
+__device__ __forceinline__ void red_h2x2(uint16_t* p, uint32_t a, uint32_t b) {
+#if MASCOT_SM90 && defined(MASCOT_CUDA_EMU)
+  const uint32_t v[2] = {a, b};
+  ::mascot_emu::red_add_f16x2_vector(p, v, 2, "red.global.add.noftz.v2.f16x2");
+#elif MASCOT_SM90
+  asm volatile("red.global.add.noftz.v2.f16x2 [%0], {%1, %2};" ::"l"(p), "r"(a), "r"(b) : "memory");
+#else
+  red_h2(p, a);
+  red_h2(p + 2, b);
+#endif
+}
+__device__ __forceinline__ void red_h2x4(uint16_t* p, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+#if MASCOT_SM90 && defined(MASCOT_CUDA_EMU)
+  const uint32_t v[4] = {a, b, c, d};
+  ::mascot_emu::red_add_f16x2_vector(p, v, 4, "red.global.add.noftz.v4.f16x2");
+#elif MASCOT_SM90
+  asm volatile("red.global.add.noftz.v4.f16x2 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(a), "r"(b), "r"(c), "r"(d)
+               : "memory");
+#else
+  red_h2x2(p, a, b);
+  red_h2x2(p + 4, c, d);
+#endif
+}
 /// Adds lane's E halves (bits h) to row[lane*E ..] (merge mode of store_bits).
 template <int E>
 __device__ __forceinline__ void red_add_bits(uint16_t* __restrict__ row, int lane, const uint16_t (&h)[E]) {
   uint16_t* p = row + lane * E;
   auto pack = [&](int a) { return static_cast<uint32_t>(h[a]) | (static_cast<uint32_t>(h[a + 1]) << 16); };
-  if constexpr (E % 2 == 0) {
-    constexpr int kWide = !MASCOT_SM90 ? 2 : E % 8 == 0 ? 8 : E % 4 == 0 ? 4 : 2;
-    if constexpr (kWide == 8) {
+  if constexpr (E % 8 == 0) {
 #pragma unroll
-      for (int c = 0; c < E / 8; ++c) {
-#ifdef MASCOT_CUDA_EMU
-        const uint32_t v[4] = {pack(8 * c), pack(8 * c + 2), pack(8 * c + 4), pack(8 * c + 6)};
-        ::mascot_emu::red_add_f16x2_vector(p + 8 * c, v, 4, "red.global.add.noftz.v4.f16x2");
-#else
-        asm volatile("red.global.add.noftz.v4.f16x2 [%0], {%1, %2, %3, %4};" ::"l"(p + 8 * c), "r"(pack(8 * c)),
-                     "r"(pack(8 * c + 2)), "r"(pack(8 * c + 4)), "r"(pack(8 * c + 6))
-                     : "memory");
-#endif
-      }
-    } else if constexpr (kWide == 4) {
+    for (int c = 0; c < E / 8; ++c) red_h2x4(p + 8 * c, pack(8 * c), pack(8 * c + 2), pack(8 * c + 4), pack(8 * c + 6));
+  } else if constexpr (E % 4 == 0) {
 #pragma unroll
-      for (int c = 0; c < E / 4; ++c) {
-#ifdef MASCOT_CUDA_EMU
-        const uint32_t v[2] = {pack(4 * c), pack(4 * c + 2)};
-        ::mascot_emu::red_add_f16x2_vector(p + 4 * c, v, 2, "red.global.add.noftz.v2.f16x2");
-#else
-        asm volatile("red.global.add.noftz.v2.f16x2 [%0], {%1, %2};" ::"l"(p + 4 * c), "r"(pack(4 * c)),
-                     "r"(pack(4 * c + 2))
-                     : "memory");
-#endif
-      }
-    } else {
+    for (int c = 0; c < E / 4; ++c) red_h2x2(p + 4 * c, pack(4 * c), pack(4 * c + 2));
+  } else if constexpr (E % 2 == 0) {
 #pragma unroll
-      for (int c = 0; c < E / 2; ++c) red_h2(p + 2 * c, pack(2 * c));
-    }
+    for (int c = 0; c < E / 2; ++c) red_h2(p + 2 * c, pack(2 * c));
   } else {
     // odd E: odd lanes start at the high half of a 32-bit word.  Scalar f16 reductions compile
     // to a CAS loop per element (ATOMG.E.CAS, and the two lanes sharing a word collide), so

@@ -38,6 +38,9 @@ MASCOT_CUDA=EMU "$py" -m pip install -q --no-deps "${iso[@]}" -C build-dir="$bui
   -C cmake.define.MASCOT_CUDA_EMU_ARCH="$arch" --target "$site" . \
   >"results/cuda-emu/build.log" 2>&1 || { tail -n 40 results/cuda-emu/build.log; exit 1; }
 echo "built in $((SECONDS - t0)) s"
+# the emulated build first on the path (module and mascot_train); the installed one stays
+emu_env=(env PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PATH="$site/bin:$PATH" PYTHON="$py"
+         MASCOT_TRAIN="$site/bin/mascot_train")
 
 echo "== emulator self-test"
 selftest="$build/mascot_cuda_emu_tests"
@@ -65,16 +68,15 @@ echo "   caught: leak"
 echo "== the GPU benchmark scripts on the emulator (tiny data: their plumbing, not a benchmark)"
 # scripts/gpu_check.sh bench and hogwild end to end (runs, resume state, JSON and tables), so
 # that a GPU session never loses its device time to a script error
-emu_env=(env PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PATH="$site/bin:$PATH" PYTHON="$py")
 chk=results/cuda-emu/gpu-check
 rm -rf "$chk"
 tiny=(--datasets synthetic-ml10m:0.001 --ks 32 --epochs 2 --methods fp32,mascot,muppet --naive-groups 4
       --naive-dataset synthetic-ml10m:0.001)
-"${emu_env[@]}" OUT="$chk" GPU_BENCH_STATE="$chk/state" scripts/gpu_check.sh bench "${tiny[@]}" >"$chk.log" 2>&1 ||
-  { tail -n 20 "$chk.log"; echo "cuda_emu_check: scripts/gpu_check.sh bench failed"; exit 1; }
-# a second part resumes: every run is already done, nothing is rerun
-"${emu_env[@]}" OUT="$chk" GPU_BENCH_STATE="$chk/state" scripts/gpu_check.sh bench "${tiny[@]}" >>"$chk.log" 2>&1 ||
-  { tail -n 20 "$chk.log"; echo "cuda_emu_check: resuming scripts/gpu_check.sh bench failed"; exit 1; }
+: >"$chk.log"
+for part in first resumed; do  # the second part resumes: every run is already done, nothing is rerun
+  "${emu_env[@]}" OUT="$chk" GPU_BENCH_STATE="$chk/state" scripts/gpu_check.sh bench "${tiny[@]}" >>"$chk.log" 2>&1 ||
+    { tail -n 20 "$chk.log"; echo "cuda_emu_check: scripts/gpu_check.sh bench ($part part) failed"; exit 1; }
+done
 grep -q "5 of 5 runs already done" "$chk.log" || { echo "cuda_emu_check: the benchmark did not resume"; exit 1; }
 for want in "| synthetic-ml10m:0.001 | 32 | mascot |" "| synthetic-ml10m:0.001 | 32 | muppet |" \
             "| synthetic-ml10m:0.001 | 4 |"; do
@@ -95,8 +97,7 @@ echo "== no visible device (CUDA_VISIBLE_DEVICES=''): the CUDA backend's own no-
 t=tests/python
 nodev=("$t/test_api.py::test_cuda_device_without_gpu_is_a_clear_error"
        "$t/test_gpu.py::test_cuda_tools_fail_clearly_without_a_device" "$t/test_cli.py::test_bad_arguments")
-if ! out="$(CUDA_VISIBLE_DEVICES='' "${emu_env[@]}" MASCOT_TRAIN="$site/bin/mascot_train" \
-            "$py" -m pytest -q -rs -p no:cacheprovider "${nodev[@]}" 2>&1)" || grep -q SKIPPED <<<"$out"; then
+if ! out="$(CUDA_VISIBLE_DEVICES='' "${emu_env[@]}" "$py" -m pytest -q -rs -p no:cacheprovider "${nodev[@]}" 2>&1)" || grep -q SKIPPED <<<"$out"; then
   echo "$out" | tail -n 20; echo "cuda_emu_check: the no-device tests failed or were skipped"; exit 1
 fi
 echo "   $(tail -n 1 <<<"$out")"
@@ -105,7 +106,7 @@ if [ "$mode" = rest ]; then
   # what scripts/gpu_check.sh's "rest" stage does on a GPU machine: every test that is not
   # gpu-marked, with "auto" now meaning the (emulated) CUDA device (~1.5 minutes)
   echo "== the rest of the suite on the emulator (pytest -m 'not gpu')"
-  "${emu_env[@]}" MASCOT_TRAIN="$site/bin/mascot_train" "$py" -m pytest -q -m "not gpu" -p no:cacheprovider "$@" "$t" \
+  "${emu_env[@]}" "$py" -m pytest -q -m "not gpu" -p no:cacheprovider "$@" "$t" \
     2>&1 | tee results/cuda-emu/pytest-rest.log | tail -n 8
   exit "${PIPESTATUS[0]}"
 fi
@@ -125,10 +126,8 @@ if [ "$mode" = quick ]; then
     sel+=("$t/test_gpu.py::$f")
   done
 fi
-# the emulated build first on the path (module and mascot_train); the installed one stays
 set +e
-PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PATH="$site/bin:$PATH" MASCOT_TRAIN="$site/bin/mascot_train" \
-  "$py" -m pytest -q -m gpu -rs -p no:cacheprovider "$@" "${sel[@]}" 2>&1 | tee results/cuda-emu/pytest.log | tail -n 25
+"${emu_env[@]}" "$py" -m pytest -q -m gpu -rs -p no:cacheprovider "$@" "${sel[@]}" 2>&1 | tee results/cuda-emu/pytest.log | tail -n 25
 rc=${PIPESTATUS[0]}
 set -e
 if grep -q "SKIPPED" results/cuda-emu/pytest.log; then echo "cuda_emu_check: GPU tests were skipped on the emulator"; rc=1; fi

@@ -54,6 +54,8 @@ build() {  # build DIR FLAGS [CMAKE ARGS...]   (TARGETS: what to build; later -D
 
 fail() { echo "sanitize.sh: FAILED: $*" >&2; exit 1; }
 
+METHODS=(fp32 fp16 mascot-n1 mascot mascot-n2 mascot-naive mpt muppet afp)  # every method, in the e2e runs
+
 # Runs mascot_train and requires success with no sanitizer output.
 train_ok() {
   local exe=$1; shift
@@ -75,7 +77,7 @@ train_bad() {
 
 e2e() {  # e2e EXE THREADS
   local exe=$1 threads=$2 t; t=$(mktemp -d)
-  for m in fp32 fp16 mascot-n1 mascot mascot-n2 mascot-naive mpt muppet afp; do
+  for m in "${METHODS[@]}"; do
     train_ok "$exe" --dataset synthetic-ml10m:0.002 --k 16 --epochs 4 --method "$m" --groups 4 --warmup 1 \
       --period 1 --threshold 1.01 --threads "$threads"
   done
@@ -127,17 +129,17 @@ if [[ $what == cuda-emu || $what == all ]]; then
   # heap-buffer-overflow) or a __shared__ array (UBSan's bounds check reports it first)
   for c in device-out-of-bounds:"AddressSanitizer: heap-buffer-overflow" \
            shared-out-of-bounds:"runtime error: index 64 out of bounds"; do
-    if out=$(build-asan-emu/mascot_cuda_emu_tests "${c%%:*}" 2>&1); then fail "no report for case ${c%%:*}"; fi
-    k=${c%%:*}
-    grep -q "${c#*:}" <<<"$out" && grep -q "in ${k//-/_}" <<<"$out" ||
-      { echo "$out" | tail -20; fail "case ${c%%:*}: no '${c#*:}' report naming the kernel"; }
+    k=${c%%:*} want=${c#*:}
+    if out=$(build-asan-emu/mascot_cuda_emu_tests "$k" 2>&1); then fail "no report for case $k"; fi
+    grep -q "$want" <<<"$out" && grep -q "in ${k//-/_}" <<<"$out" ||
+      { echo "$out" | tail -20; fail "case $k: no '$want' report naming the kernel"; }
   done
   exe=build-asan-emu/mascot_train
   echo "   every method on the emulated device (the runs of scripts/cuda_sanitize.sh)"
   # as in scripts/cuda_sanitize.sh: warm-up 1 and period 1, so that q-error sampling,
   # switching and the FP32 conversion all run
   common=(--dataset synthetic-ml10m:0.002 --epochs 4 --groups 8 --warmup 1 --period 1 --threshold 1.05 --device cuda)
-  for m in fp32 fp16 mascot-n1 mascot-n2 mascot mascot-naive mpt muppet afp; do
+  for m in "${METHODS[@]}"; do
     train_ok "$exe" "${common[@]}" --method "$m" --k 64
   done
   train_ok "$exe" "${common[@]}" --method mascot --k 96 --rounding stochastic
@@ -178,7 +180,7 @@ if [[ $what == cuda-emu-race || $what == all ]]; then
   exe=build-tsan-emu/mascot_train
   common=(--dataset synthetic-ml10m:0.002 --epochs 3 --groups 8 --warmup 1 --period 1 --threshold 1.05 --device cuda
           --k 32)
-  for m in fp32 fp16 mascot-n1 mascot-n2 mascot mascot-naive mpt muppet afp; do
+  for m in "${METHODS[@]}"; do
     train_ok "$exe" "${common[@]}" --method "$m"
   done
   MASCOT_CUDA_WRITES=store train_ok "$exe" "${common[@]}" --method mascot
