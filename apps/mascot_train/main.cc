@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -82,7 +83,7 @@ run:
   --export-libmf PATH   also write the model in LIBMF's text format (LIBMF's mf-predict reads it)
   --quiet               no per-epoch progress
 checkpoints (docs/checkpoint.md):
-  --checkpoint DIR      write the full training state to DIR (created; must not hold a checkpoint)
+  --checkpoint DIR      write the full training state to DIR (created, or an empty directory)
   --checkpoint-every N  ... after every N epochs (default 1), after the last, and on SIGINT/SIGTERM
   --resume DIR          continue the run saved in DIR on the same data; the configuration, seed
                         and threads come from the checkpoint (--method/--k may repeat them; other
@@ -130,7 +131,8 @@ double parse_num(const std::string& opt, const std::string& v) {
   char* end = nullptr;
   errno = 0;
   const double d = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || errno == ERANGE) throw UsageError(opt + " expects a number (got '" + v + "')");
+  if (v.empty() || *end != '\0') throw UsageError(opt + " expects a number (got '" + v + "')");
+  if (errno == ERANGE) throw UsageError(opt + " is outside the double range (got '" + v + "')");
   return d;
 }
 long long parse_int(const std::string& opt, const std::string& v) {
@@ -139,6 +141,14 @@ long long parse_int(const std::string& opt, const std::string& v) {
   const long long x = std::strtoll(v.c_str(), &end, 10);
   if (v.empty() || *end != '\0' || errno == ERANGE) throw UsageError(opt + " expects an integer (got '" + v + "')");
   return x;
+}
+// A float32 option: a finite double that float32 cannot hold (1e40, 1e-50) is an error, not inf or 0.
+float parse_f32(const std::string& opt, const std::string& v) {
+  const double d = parse_num(opt, v);
+  const auto f = static_cast<float>(d);
+  if (std::isfinite(d) && (std::isinf(f) || (d != 0 && f == 0)))
+    throw UsageError(opt + " is outside the float32 range (got '" + v + "')");
+  return f;
 }
 int parse_i32(const std::string& opt, const std::string& v) {
   const long long x = parse_int(opt, v);
@@ -170,11 +180,22 @@ std::string parent_dir(const std::string& path) {
   return pos == 0 ? "/" : path.substr(0, pos);
 }
 
-// Fails now (not after training) when `path` cannot be created.
+// Fails now (not after training) when the file `path` cannot be created or replaced.
 void check_writable_target(const std::string& what, const std::string& path) {
   const std::string parent = parent_dir(path);
   if (!detail::is_directory(parent)) throw IoError(what + " " + path + ": directory " + parent + " does not exist");
   if (::access(parent.c_str(), W_OK) != 0) throw IoError(what + " " + path + ": directory " + parent + " is not writable");
+  if (detail::is_directory(path)) throw IoError(what + " " + path + ": is a directory");
+}
+
+// A word for the shell: as is when safe, else single-quoted (the resume hint is copied and run).
+std::string shell_quote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-./:=+,@%") ==
+                        std::string::npos)
+    return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
 }
 
 int run(int argc, char** argv) {
@@ -199,10 +220,17 @@ int run(int argc, char** argv) {
       opt = opt.substr(0, opt.find('='));
     }
     auto value = [&]() -> std::string {
-      if (has_eq) return val;
-      if (a + 1 >= args.size()) throw UsageError(opt + " needs a value");
-      return args[++a];
+      if (!has_eq && a + 1 >= args.size()) throw UsageError(opt + " needs a value");
+      const std::string v = has_eq ? val : args[++a];
+      if (v.empty()) throw UsageError(opt + " needs a non-empty value");
+      return v;
     };
+    // options without a value: "--quiet=no" is an error, not --quiet
+    static const char* const kFlags[] = {"--help", "-h", "--version", "--quiet", "-q", "--grad-stats",
+                                         "--deterministic", "--dry-run"};
+    if (has_eq)
+      for (const char* f : kFlags)
+        if (opt == f) throw UsageError(opt + " takes no value (got '" + args[a] + "')");
     if (is_config_flag(opt)) cfg_flags.push_back(opt);
     if (opt == "--help" || opt == "-h") { std::fputs(kUsage, stdout); return 0; }
     else if (opt == "--version") { std::printf("mascot_train %s\n", MASCOT_VERSION); return 0; }
@@ -213,11 +241,11 @@ int run(int argc, char** argv) {
     else if (opt == "--method") cfg.method = parse_method(value());
     else if (opt == "--k") cfg.k = parse_i32(opt, value());
     else if (opt == "--epochs") cfg.epochs = parse_i32(opt, value());
-    else if (opt == "--lr") cfg.lr = static_cast<float>(parse_num(opt, value()));
-    else if (opt == "--decay") cfg.decay = static_cast<float>(parse_num(opt, value()));
-    else if (opt == "--lambda-p") cfg.lambda_p = static_cast<float>(parse_num(opt, value()));
-    else if (opt == "--lambda-q") cfg.lambda_q = static_cast<float>(parse_num(opt, value()));
-    else if (opt == "--init-std") cfg.init_std = static_cast<float>(parse_num(opt, value()));
+    else if (opt == "--lr") cfg.lr = parse_f32(opt, value());
+    else if (opt == "--decay") cfg.decay = parse_f32(opt, value());
+    else if (opt == "--lambda-p") cfg.lambda_p = parse_f32(opt, value());
+    else if (opt == "--lambda-q") cfg.lambda_q = parse_f32(opt, value());
+    else if (opt == "--init-std") cfg.init_std = parse_f32(opt, value());
     else if (opt == "--groups") cfg.user_groups = cfg.item_groups = parse_i32(opt, value());
     else if (opt == "--user-groups") cfg.user_groups = parse_i32(opt, value());
     else if (opt == "--item-groups") cfg.item_groups = parse_i32(opt, value());
@@ -231,8 +259,8 @@ int run(int argc, char** argv) {
     else if (opt == "--grad-stats") cfg.grad_stats = true;
     else if (opt == "--loss-scale") {
       const std::string v = value();
-      if (v == "dynamic") cfg.competing.dynamic_loss_scale = true;
-      else cfg.competing.loss_scale = static_cast<float>(parse_num(opt, v));
+      cfg.competing.dynamic_loss_scale = v == "dynamic";  // the last --loss-scale wins
+      if (v != "dynamic") cfg.competing.loss_scale = parse_f32(opt, v);
     }
     else if (opt == "--loss-scale-window") cfg.competing.loss_scale_window = parse_i32(opt, value());
     else if (opt == "--muppet-word-lengths") cfg.competing.muppet_word_lengths = parse_int_list(opt, value());
@@ -265,6 +293,8 @@ int run(int argc, char** argv) {
     else if (opt == "--dry-run") dry_run = true;
     else throw UsageError("unknown option '" + args[a] + "' (see --help)");
   }
+  // "m/" is the directory m (a temp sibling must not land inside it); "r.json/" is not a file
+  for (std::string* p : {&save_dir, &ckpt_dir, &resume_dir}) *p = detail::strip_trailing_slashes(*p);
   if (!dataset.empty() && !train_path.empty()) throw UsageError("give either --dataset or --train, not both");
   if (!test_path.empty() && train_path.empty()) throw UsageError("--test needs --train");
   if (ckpt_every > 0 && ckpt_dir.empty() && resume_dir.empty())
@@ -281,6 +311,10 @@ int run(int argc, char** argv) {
       throw UsageError("--resume " + resume_dir + " keeps writing checkpoints into " + resume_dir +
                        "; --checkpoint " + ckpt_dir + " conflicts with it");
     resume_info = read_checkpoint(resume_dir, false);  // checksums are verified while resuming
+    if (deterministic && !resume_info.deterministic)
+      throw UsageError("--deterministic cannot be combined with --resume " + resume_dir +
+                       ": its run was not deterministic (" + std::to_string(resume_info.context.threads) +
+                       " threads); a resumed run keeps the checkpoint's settings");
     for (const std::string& f : cfg_flags)
       if (f != "--method" && f != "--k")
         throw UsageError(f + " cannot be combined with --resume: the configuration comes from the checkpoint (" +
@@ -311,12 +345,17 @@ int run(int argc, char** argv) {
     if (const std::string why = detail::cuda_unsupported_reason(rc); !why.empty()) throw InvalidArgument(why);
   }
   ctx.resolved_device();
+  // every output target, before the (possibly long) data load and training
   if (!report_path.empty()) check_writable_target("--report", report_path);
-  if (!save_dir.empty()) check_writable_target("--save", save_dir);
-  if (!libmf_path.empty()) {
-    check_writable_target("--export-libmf", libmf_path);
-    if (detail::is_directory(libmf_path)) throw IoError("--export-libmf " + libmf_path + ": is a directory");
+  if (!libmf_path.empty()) check_writable_target("--export-libmf", libmf_path);
+  if (!save_dir.empty()) {
+    try {
+      check_model_target(save_dir);
+    } catch (const IoError& e) {
+      throw IoError(std::string("--save ") + e.what());
+    }
   }
+  if (!ckpt_dir.empty() && resume_dir.empty()) check_checkpoint_target(ckpt_dir);
 
   // Memory plan before the data exist (synthetic shapes are known): refuse or print it now.
   if (!dataset.empty()) {
@@ -422,11 +461,12 @@ int run(int argc, char** argv) {
   }
   const RunReport& rep = res.report;
   if (rep.interrupted && !ckpt_dir.empty()) {
-    std::string how = "mascot_train --resume " + ckpt_dir;
-    if (!train_path.empty()) how += " --train " + train_path + (test_path.empty() ? "" : " --test " + test_path);
-    if (!report_path.empty()) how += " --report " + report_path;
-    if (!save_dir.empty()) how += " --save " + save_dir;
-    if (!libmf_path.empty()) how += " --export-libmf " + libmf_path;
+    std::string how = "mascot_train --resume " + shell_quote(ckpt_dir);
+    if (!train_path.empty())
+      how += " --train " + shell_quote(train_path) + (test_path.empty() ? "" : " --test " + shell_quote(test_path));
+    if (!report_path.empty()) how += " --report " + shell_quote(report_path);
+    if (!save_dir.empty()) how += " --save " + shell_quote(save_dir);
+    if (!libmf_path.empty()) how += " --export-libmf " + shell_quote(libmf_path);
     std::fprintf(stderr, "mascot_train: interrupted after epoch %zu of %d; checkpoint saved in %s; resume with: %s\n",
                  rep.epochs.size(), cfg.epochs, ckpt_dir.c_str(), how.c_str());
     return 130;
@@ -441,15 +481,23 @@ int run(int argc, char** argv) {
               rep.epochs.size(), rep.device.c_str());
   std::printf("      train %.3f s  (%.2f M updates/s)  eval %.3f s  setup %.3f s  final test RMSE %s\n",
               rep.total_train_seconds, rep.updates_per_second / 1e6, rep.total_eval_seconds, rep.setup_seconds, rmse);
+  // All outputs or none: the files are written to temporaries first, the model directory is
+  // moved into place, and only then are the files renamed over their targets.
+  std::unique_ptr<detail::AtomicFile> report_file, libmf_file;
+  if (!libmf_path.empty()) {
+    libmf_file = std::make_unique<detail::AtomicFile>(libmf_path);
+    libmf_file->write(libmf_text(libmf_path, res.model, train_set));
+  }
   if (!report_path.empty()) {
-    detail::AtomicFile f(report_path);
-    f.write(rep.to_json());
-    f.write("\n");
-    f.commit();
+    report_file = std::make_unique<detail::AtomicFile>(report_path);
+    report_file->write(rep.to_json());
+    report_file->write("\n");
   }
   if (!save_dir.empty())
-    save_model(save_dir, res.model, model_metadata_json(res.model.n_users, res.model.n_items, res.model.k, rep));
-  if (!libmf_path.empty()) export_libmf(libmf_path, res.model, train_set);
+    save_model(save_dir, res.model,
+               model_metadata_json(res.model.n_users, res.model.n_items, res.model.k, rep, mean_rating(train_set)));
+  if (report_file) report_file->commit();
+  if (libmf_file) libmf_file->commit();
   return 0;
 }
 

@@ -44,13 +44,14 @@ uint64_t checksum(const void* data, size_t n) {
   return detail::mix64(h ^ w ^ (static_cast<uint64_t>(n - i) << 56));
 }
 
-/// Strict UTF-8 without control characters (text fields of a checkpoint).
+/// Strict UTF-8 without NUL (text fields of a checkpoint).  Other control characters are
+/// allowed: a dataset name is a file name, and a tab is a valid byte of one.
 bool clean_text(const std::string& s) {
   size_t i = 0;
   while (i < s.size()) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
     int extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
-    if (extra < 0 || (c < 0x20) || c == 0x7f) return false;
+    if (extra < 0 || c == 0) return false;
     if (c == 0xc0 || c == 0xc1 || c > 0xf4) return false;
     for (int x = 1; x <= extra; ++x)
       if (i + x >= s.size() || (static_cast<unsigned char>(s[i + x]) >> 6) != 2) return false;
@@ -364,12 +365,40 @@ struct FileEntry {
   uint64_t hash = 0;
 };
 
-/// Our state file names: NAME.eNNNNNN.TOKEN.{bin,npy} (and their AtomicFile temps).
+/// Our state file names exactly: NAME.eNNNNNN.TOKEN.{bin,npy} (NAME [A-Za-z0-9_]+, six or more
+/// digits, TOKEN 16 hex digits), or one of their AtomicFile temps (+ .tmp.PID.N).  Only these
+/// (and the manifest's temps) are ever deleted from a checkpoint directory.
+bool digits(const std::string& f, size_t* p, size_t min_n, bool hex) {
+  size_t n = 0;
+  while (*p < f.size() && (std::isdigit(static_cast<unsigned char>(f[*p])) ||
+                           (hex && f[*p] >= 'a' && f[*p] <= 'f'))) {
+    ++*p;
+    ++n;
+  }
+  return n >= min_n && (!hex || n == min_n);
+}
+bool is_temp_tail(const std::string& f, size_t p) {  // "" or ".tmp.PID.N"
+  if (p == f.size()) return true;
+  if (f.compare(p, 5, ".tmp.") != 0) return false;
+  p += 5;
+  if (!digits(f, &p, 1, false) || p >= f.size() || f[p] != '.') return false;
+  ++p;
+  return digits(f, &p, 1, false) && p == f.size();
+}
 bool is_state_file(const std::string& f) {
-  const size_t e = f.find(".e");
-  if (e == std::string::npos || e == 0) return false;
-  const bool ext = f.find(".npy") != std::string::npos || f.find(".bin") != std::string::npos;
-  return ext && f.size() > e + 2 && f[e + 2] >= '0' && f[e + 2] <= '9';
+  size_t p = 0;
+  while (p < f.size() && (std::isalnum(static_cast<unsigned char>(f[p])) || f[p] == '_')) ++p;
+  if (p == 0 || f.compare(p, 2, ".e") != 0) return false;
+  p += 2;
+  if (!digits(f, &p, 6, false) || p >= f.size() || f[p] != '.') return false;
+  ++p;
+  if (!digits(f, &p, 16, true)) return false;
+  if (f.compare(p, 4, ".npy") != 0 && f.compare(p, 4, ".bin") != 0) return false;
+  return is_temp_tail(f, p + 4);
+}
+bool is_manifest_temp(const std::string& f) {
+  const std::string m = kManifest;
+  return f.compare(0, m.size(), m) == 0 && f.size() > m.size() && is_temp_tail(f, m.size());
 }
 
 /// Writes the backend's sections as files with fresh names; remembers them for the manifest.
@@ -614,7 +643,7 @@ void write_checkpoint(const std::string& dir, int epochs_done, const detail::Bac
     std::vector<std::string> drop;
     while (dirent* e = ::readdir(d)) {
       const std::string f = e->d_name;
-      if (keep.count(f) == 0 && (is_state_file(f) || f.rfind(std::string(kManifest) + ".tmp.", 0) == 0)) drop.push_back(f);
+      if (keep.count(f) == 0 && (is_state_file(f) || is_manifest_temp(f))) drop.push_back(f);
     }
     ::closedir(d);
     for (const auto& f : drop) ::unlink(join(dir, f).c_str());
@@ -693,13 +722,9 @@ TrainResult train_checkpointed(const Context& ctx, const TrainConfig& cfg, const
   // an explicit --device cuda is refused; auto trains a checkpointed run on the CPU (below)
   if (ctx.device == Device::kCuda)
     throw InvalidArgument("checkpointing is not supported on the cuda backend (use --device cpu)");
-  if (detail::path_exists(join(opt.dir, kManifest)))
-    throw_invalid("checkpoint directory " + opt.dir + " already holds a checkpoint: resume it (--resume " + opt.dir +
-                  ", MF.resume) or choose another directory");
-  if (!detail::is_directory(opt.dir)) {
-    if (::mkdir(opt.dir.c_str(), 0777) != 0) throw_errno(opt.dir, "cannot create the checkpoint directory");
-  }
-  if (::access(opt.dir.c_str(), W_OK) != 0) throw IoError("checkpoint directory " + opt.dir + " is not writable");
+  check_checkpoint_target(opt.dir);
+  const bool created = !detail::is_directory(opt.dir);
+  if (created && ::mkdir(opt.dir.c_str(), 0777) != 0) throw_errno(opt.dir, "cannot create the checkpoint directory");
   CheckpointInfo meta;
   meta.dir = opt.dir;
   meta.every = opt.every;
@@ -708,10 +733,36 @@ TrainResult train_checkpointed(const Context& ctx, const TrainConfig& cfg, const
   meta.context = ctx;
   meta.context.device = Device::kCpu;
   meta.context.threads = ctx.resolved_threads();
-  meta.dataset_name = dataset_name;
+  // the name is stored as JSON text and binary state alike: the same valid UTF-8 in both
+  meta.dataset_name = detail::utf8_valid(dataset_name);
   meta.train = fingerprint(train);
   meta.test = test ? fingerprint(*test) : DataFingerprint{0, 0, -1, 0};
-  return run_with_checkpoints(meta, train, test, on_epoch, nullptr, nullptr);
+  try {
+    return run_with_checkpoints(meta, train, test, on_epoch, nullptr, nullptr);
+  } catch (...) {
+    if (created) ::rmdir(opt.dir.c_str());  // refused before the first checkpoint: leave nothing (fails if not empty)
+    throw;
+  }
+}
+
+void check_checkpoint_target(const std::string& dir) {
+  MASCOT_CHECK_ARG(!dir.empty(), "checkpoint directory must not be empty");
+  if (detail::path_exists(join(dir, kManifest)))
+    throw_invalid("checkpoint directory " + dir + " already holds a checkpoint: resume it (--resume " + dir +
+                  ", MF.resume) or choose another directory");
+  if (detail::path_exists(dir)) {
+    if (!detail::is_directory(dir)) throw IoError("checkpoint directory " + dir + ": exists and is not a directory");
+    if (!detail::is_empty_dir(dir))
+      throw IoError("checkpoint directory " + dir + " exists and is not empty: give a new or empty directory");
+    if (::access(dir.c_str(), W_OK) != 0) throw IoError("checkpoint directory " + dir + " is not writable");
+    return;
+  }
+  const size_t slash = dir.find_last_of('/');
+  const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash);
+  if (!detail::is_directory(parent))
+    throw IoError("checkpoint directory " + dir + ": directory " + parent + " does not exist");
+  if (::access(parent.c_str(), W_OK) != 0)
+    throw IoError("checkpoint directory " + dir + ": directory " + parent + " is not writable");
 }
 
 TrainResult resume_training(const std::string& dir, const RatingSet& train, const RatingSet* test,

@@ -110,11 +110,16 @@ void TrainConfig::validate() const {
 void TrainConfig::validate_for(int64_t n_users, int64_t n_items) const {
   validate();
   MASCOT_CHECK_ARG(n_users >= 1 && n_items >= 1, "training set has no users or no items");
-  if (random_fp16 >= 0) return;  // the groups are FP16 rows / FP32 rows, not --groups
+  if (!uses_groups()) return;  // laid out with min(groups, rows) groups (trainer.cc)
   MASCOT_CHECK_ARG(user_groups <= n_users, "user_groups must be <= the number of users (" + str(n_users) +
-                                               ", got " + str(user_groups) + "); lower --groups");
+                                               ", got " + str(user_groups) + "); lower user_groups (--groups, --user-groups)");
   MASCOT_CHECK_ARG(item_groups <= n_items, "item_groups must be <= the number of items (" + str(n_items) +
-                                               ", got " + str(item_groups) + "); lower --groups");
+                                               ", got " + str(item_groups) + "); lower item_groups (--groups, --item-groups)");
+}
+
+bool TrainConfig::uses_groups() const {
+  if (random_fp16 >= 0 || method == Method::kMascotN2) return false;
+  return method == Method::kMascot || method == Method::kMascotNaive || grad_stats;
 }
 
 float TrainConfig::lr_at(int epoch) const { return detail::lr_schedule(lr, decay, epoch); }

@@ -1,6 +1,8 @@
 // Context resolution: which device and how many threads a job really uses.
 #include "mascot/context.h"
 
+#include <cstdlib>
+#include <string>
 #include <thread>
 
 #include "mascot/detail/backend.h"
@@ -37,6 +39,19 @@ int Context::resolved_threads() const {
 void Context::validate() const {
   MASCOT_CHECK_ARG(threads >= 0 && threads <= 1024,
                    "threads must be between 0 (all cores) and 1024 (got " + std::to_string(threads) + ")");
+  // the environment settings the core reads: a typo is an error, not a silent default
+  if (const char* e = std::getenv("MASCOT_ISA"); e && *e) {
+    const std::string v = e;
+    MASCOT_CHECK_ARG(v == "generic" || v == "avx2" || v == "avx512",
+                     "MASCOT_ISA='" + v.substr(0, 40) + "' is not a kernel variant (valid: generic, avx2, avx512)");
+  }
+  for (const char* name : {"MASCOT_MEMORY_LIMIT", "MASCOT_DEVICE_MEMORY_LIMIT"}) {
+    const char* e = std::getenv(name);
+    if (!e || !*e) continue;
+    const std::string v = e;
+    const bool digits = v.size() <= 19 && v.find_first_not_of("0123456789") == std::string::npos;
+    MASCOT_CHECK_ARG(digits, std::string(name) + "='" + v.substr(0, 40) + "' is not a byte count (a non-negative integer)");
+  }
 }
 
 Device Context::resolved_device() const {

@@ -1,6 +1,7 @@
 // Atomic file writing and small filesystem helpers (POSIX).
 #include "mascot/detail/fileutil.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <sys/stat.h>
@@ -9,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 
 #include "mascot/error.h"
@@ -96,6 +98,23 @@ bool path_exists(const std::string& path) {
 bool is_directory(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool is_empty_dir(const std::string& path) {
+  DIR* d = ::opendir(path.c_str());
+  if (!d) return false;
+  bool empty = true;
+  while (const dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) { empty = false; break; }
+  }
+  ::closedir(d);
+  return empty;
+}
+
+std::string strip_trailing_slashes(const std::string& path) {
+  size_t n = path.size();
+  while (n > 1 && path[n - 1] == '/') --n;
+  return path.substr(0, n);
 }
 
 std::string temp_sibling(const std::string& path) {

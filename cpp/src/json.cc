@@ -6,7 +6,38 @@
 
 namespace mascot::detail {
 
-std::string json_escape(const std::string& s) {
+std::string utf8_valid(const std::string& s) {
+  std::string o;
+  o.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    // sequence length, and the allowed range of the second byte (no overlongs, no surrogates,
+    // nothing above U+10FFFF)
+    int n = 0;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c < 0x80) n = 1;
+    else if (c >= 0xc2 && c <= 0xdf) n = 2;
+    else if (c >= 0xe0 && c <= 0xef) { n = 3; if (c == 0xe0) lo = 0xa0; if (c == 0xed) hi = 0x9f; }
+    else if (c >= 0xf0 && c <= 0xf4) { n = 4; if (c == 0xf0) lo = 0x90; if (c == 0xf4) hi = 0x8f; }
+    bool ok = n > 0 && i + static_cast<size_t>(n) <= s.size();
+    for (int x = 1; ok && x < n; ++x) {
+      const auto b = static_cast<unsigned char>(s[i + static_cast<size_t>(x)]);
+      ok = x == 1 ? (b >= lo && b <= hi) : (b >> 6) == 2;
+    }
+    if (ok) {
+      o.append(s, i, static_cast<size_t>(n));
+      i += static_cast<size_t>(n);
+    } else {
+      o += "\xEF\xBF\xBD";  // U+FFFD, for one byte
+      ++i;
+    }
+  }
+  return o;
+}
+
+std::string json_escape(const std::string& raw) {
+  const std::string s = utf8_valid(raw);
   std::string o = "\"";
   for (unsigned char c : s) {
     switch (c) {

@@ -3,7 +3,6 @@
 // as a whole into a fresh sibling and renamed into place.  Also LIBMF's text model export.
 #include "mascot/model.h"
 
-#include <dirent.h>
 #include <sys/stat.h>
 
 #include <cmath>
@@ -16,18 +15,6 @@
 #include "mascot/ratings.h"
 
 namespace mascot {
-namespace {
-bool is_empty_dir(const std::string& path) {
-  DIR* d = ::opendir(path.c_str());
-  if (!d) return false;
-  bool empty = true;
-  while (const dirent* e = ::readdir(d)) {
-    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) { empty = false; break; }
-  }
-  ::closedir(d);
-  return empty;
-}
-}  // namespace
 
 float Model::predict(int64_t u, int64_t i) const {
   MASCOT_CHECK_ARG(u >= 0 && u < n_users, "user id " + std::to_string(u) + " is outside the model (0.." +
@@ -238,25 +225,37 @@ std::vector<float> read_npy(const std::string& path, int64_t* rows, int64_t* col
   return v;
 }
 
+void check_model_target(const std::string& dir) {
+  MASCOT_CHECK_ARG(!dir.empty(), "model directory path is empty");
+  if (detail::path_exists(dir)) {
+    if (!detail::is_directory(dir)) throw_io(dir + ": exists and is not a directory");
+    // only an existing model or an empty directory may be replaced
+    if (!detail::path_exists(dir + "/model.json") && !detail::is_empty_dir(dir))
+      throw_io(dir + ": exists, is not empty and holds no model.json; refusing to replace it");
+    return;
+  }
+  const size_t slash = dir.find_last_of('/');
+  const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash);
+  if (!detail::is_directory(parent)) throw_io(dir + ": directory " + parent + " does not exist");
+}
+
 void save_model(const std::string& dir, const Model& m, const std::string& model_json) {
   save_model(dir, m, model_json, {});
 }
 
-void save_model(const std::string& dir, const Model& m, const std::string& model_json,
+void save_model(const std::string& dir_arg, const Model& m, const std::string& model_json,
                 const std::vector<ModelFile>& extra_files) {
-  MASCOT_CHECK_ARG(!dir.empty(), "model directory path is empty");
+  MASCOT_CHECK_ARG(!dir_arg.empty(), "model directory path is empty");
+  // "m/" names the directory m: its temporary siblings must not land inside it
+  const std::string dir = detail::strip_trailing_slashes(dir_arg);
   for (const ModelFile& f : extra_files) {
     const std::string& n = f.first;
     MASCOT_CHECK_ARG(!n.empty() && n != "." && n != ".." && n.find('/') == std::string::npos &&
                          n.find('\0') == std::string::npos && n != "P.npy" && n != "Q.npy" && n != "model.json",
                      "model file name '" + n + "' is not allowed (a plain file name other than P.npy, Q.npy, model.json)");
   }
+  check_model_target(dir);
   const bool exists = detail::path_exists(dir);
-  if (exists) {
-    if (!detail::is_directory(dir)) throw_io(dir + ": exists and is not a directory");
-    // only an existing model or an empty directory may be replaced
-    if (!detail::path_exists(dir + "/model.json") && !is_empty_dir(dir)) throw_io(dir + ": exists, is not empty and holds no model.json; refusing to replace it");
-  }
   const std::string tmp = detail::temp_sibling(dir);
   if (::mkdir(tmp.c_str(), 0777) != 0) throw_errno(dir, "cannot create model directory");
   try {
@@ -319,8 +318,9 @@ void append_libmf_rows(std::string& out, char prefix, const std::vector<float>& 
 }
 }  // namespace
 
-void export_libmf(const std::string& path, const Model& m, double bias, const std::vector<uint8_t>& user_rated,
-                  const std::vector<uint8_t>& item_rated) {
+namespace {
+std::string libmf_format(const std::string& path, const Model& m, double bias, const std::vector<uint8_t>& user_rated,
+                         const std::vector<uint8_t>& item_rated) {
   MASCOT_CHECK_ARG(!path.empty(), "LIBMF export path is empty");
   MASCOT_CHECK_ARG(m.k >= 1, "cannot export a model with k=0");
   MASCOT_CHECK_ARG(m.P.size() == static_cast<size_t>(m.n_users) * static_cast<size_t>(m.k) &&
@@ -339,23 +339,34 @@ void export_libmf(const std::string& path, const Model& m, double bias, const st
   out += '\n';
   append_libmf_rows(out, 'p', m.P, m.n_users, m.k, user_rated, path);
   append_libmf_rows(out, 'q', m.Q, m.n_items, m.k, item_rated, path);
+  return out;
+}
+}  // namespace
+
+void export_libmf(const std::string& path, const Model& m, double bias, const std::vector<uint8_t>& user_rated,
+                  const std::vector<uint8_t>& item_rated) {
+  const std::string out = libmf_format(path, m, bias, user_rated, item_rated);
   detail::AtomicFile f(path);
   f.write(out);
   f.commit();
 }
 
-void export_libmf(const std::string& path, const Model& m, const RatingSet& train) {
+std::string libmf_text(const std::string& path, const Model& m, const RatingSet& train) {
   MASCOT_CHECK_ARG(train.n_users <= m.n_users && train.n_items <= m.n_items,
                    "training set has more users or items than the model");
   std::vector<uint8_t> ur(static_cast<size_t>(m.n_users), 0), ir(static_cast<size_t>(m.n_items), 0);
-  double sum = 0;
   for (int64_t t = 0; t < train.nnz(); ++t) {
     ur[static_cast<size_t>(train.users[t])] = 1;
     ir[static_cast<size_t>(train.items[t])] = 1;
-    sum += train.ratings[t];
   }
-  const double b = train.nnz() > 0 ? sum / static_cast<double>(train.nnz()) : 0.0;
-  export_libmf(path, m, b, ur, ir);
+  return libmf_format(path, m, mean_rating(train), ur, ir);
+}
+
+void export_libmf(const std::string& path, const Model& m, const RatingSet& train) {
+  const std::string out = libmf_text(path, m, train);
+  detail::AtomicFile f(path);
+  f.write(out);
+  f.commit();
 }
 
 Model load_model(const std::string& dir) {

@@ -68,10 +68,23 @@ void read_exact(std::FILE* f, void* dst, uint64_t n, const std::string& path) {
   }
 }
 
+// `sized`: the file's size was checked against n, so the array is allocated at once; otherwise
+// (a pipe) it grows piece by piece, never beyond what was read.
 template <class T>
-void read_array(std::FILE* f, std::vector<T>* v, uint64_t n, const std::string& path) {
-  v->resize(static_cast<size_t>(n));
-  read_exact(f, v->data(), n * sizeof(T), path);
+void read_array(std::FILE* f, std::vector<T>* v, uint64_t n, const std::string& path, bool sized) {
+  if (sized) {
+    v->resize(static_cast<size_t>(n));
+    read_exact(f, v->data(), n * sizeof(T), path);
+    return;
+  }
+  v->clear();
+  const uint64_t piece = kIoChunk / sizeof(T);
+  for (uint64_t done = 0; done < n;) {
+    const uint64_t step = std::min(piece, n - done);
+    v->resize(static_cast<size_t>(done + step));
+    read_exact(f, v->data() + done, step * sizeof(T), path);
+    done += step;
+  }
 }
 
 // ----------------------------------------------------------------------------- text parsing
@@ -238,17 +251,29 @@ void RatingSet::validate(const std::string& what) const {
   }
 }
 
-RatingSet read_mrat(const std::string& path) {
-  File f = open_read(path);
+namespace {
+
+// .mrat from an open stream.  `head` holds the first `have` bytes, already read by the caller
+// (read_ratings peeks at the magic; a pipe cannot be reopened).  A regular file's size is
+// checked against the header before anything is allocated; a pipe's arrays grow as they arrive,
+// so a corrupted count cannot ask for more memory than the data that actually came.
+RatingSet read_mrat_stream(std::FILE* f, const std::string& path, const unsigned char* head, size_t have) {
   struct stat st;
-  if (::fstat(::fileno(f.get()), &st) != 0) throw_errno(path, "cannot stat");
+  if (::fstat(::fileno(f), &st) != 0) throw_errno(path, "cannot stat");
+  const bool regular = S_ISREG(st.st_mode);
   const auto actual = static_cast<uint64_t>(st.st_size);
-  if (actual < kHeaderBytes) {
+  if (regular && actual < kHeaderBytes) {
     throw_invalid(path + ": truncated header (" + std::to_string(actual) + " bytes; a .mrat header is " +
                   std::to_string(kHeaderBytes) + ")");
   }
   unsigned char h[kHeaderBytes];
-  read_exact(f.get(), h, kHeaderBytes, path);
+  std::memcpy(h, head, have);
+  const size_t got = std::fread(h + have, 1, kHeaderBytes - have, f);
+  if (got != kHeaderBytes - have) {
+    if (std::ferror(f)) throw_errno(path, "cannot read");
+    throw_invalid(path + ": truncated header (" + std::to_string(have + got) + " bytes; a .mrat header is " +
+                  std::to_string(kHeaderBytes) + ")");
+  }
   if (std::memcmp(h, kMagic, sizeof kMagic) != 0) throw_invalid(path + ": not a .mrat file (wrong magic bytes)");
   const uint64_t version = load_le(h + 8, 4), flags = load_le(h + 12, 4);
   if (version != kVersion) {
@@ -265,19 +290,28 @@ RatingSet read_mrat(const std::string& path) {
   }
   const bool overflows = nnz > (UINT64_MAX - kHeaderBytes) / kBytesPerRating;
   const uint64_t expected = overflows ? 0 : kHeaderBytes + nnz * kBytesPerRating;
-  if (overflows || expected != actual) {
+  if (overflows || (regular && expected != actual)) {
     throw_invalid(path + ": header says nnz = " + std::to_string(nnz) + ", which needs " +
                   (overflows ? std::string("more than 2^64") : std::to_string(expected)) + " bytes, but the file has " +
-                  std::to_string(actual) + " bytes");
+                  (regular ? std::to_string(actual) : std::string("fewer")) + " bytes");
   }
   RatingSet rs;
   rs.n_users = static_cast<int64_t>(n_users);
   rs.n_items = static_cast<int64_t>(n_items);
-  read_array(f.get(), &rs.users, nnz, path);
-  read_array(f.get(), &rs.items, nnz, path);
-  read_array(f.get(), &rs.ratings, nnz, path);
+  read_array(f, &rs.users, nnz, path, regular);
+  read_array(f, &rs.items, nnz, path, regular);
+  read_array(f, &rs.ratings, nnz, path, regular);
+  if (!regular && std::fgetc(f) != EOF)
+    throw_invalid(path + ": header says nnz = " + std::to_string(nnz) + ", but more bytes follow the ratings");
   rs.validate(path);
   return rs;
+}
+
+}  // namespace
+
+RatingSet read_mrat(const std::string& path) {
+  File f = open_read(path);
+  return read_mrat_stream(f.get(), path, nullptr, 0);
 }
 
 void write_mrat(const std::string& path, const RatingSet& rs) {
@@ -297,40 +331,58 @@ void write_mrat(const std::string& path, const RatingSet& rs) {
   out.commit();
 }
 
-RatingSet read_text(const std::string& path) {
-  File f = open_read(path);
+namespace {
+
+// Text ratings from an open stream whose first `have` bytes (`head`) the caller already read.
+RatingSet read_text_stream(std::FILE* f, const std::string& path, const unsigned char* head, size_t have) {
   TextParser parser(path);
   // 16 MiB pieces for big files; a small file gets a buffer of its own size, so reading many
   // small files (tests, fuzzing) does not allocate and clear 16 MiB each time.
   struct stat st;
   size_t cap = size_t{16} << 20;
-  if (::fstat(::fileno(f.get()), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) < cap) {
+  if (::fstat(::fileno(f), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) < cap) {
     cap = std::max<size_t>(static_cast<size_t>(st.st_size) + 1, 4096);
   }
   std::vector<char> buf(cap);
-  size_t have = 0;  // bytes of an unfinished line carried to the front of buf
+  if (have > 0) std::memcpy(buf.data(), head, have);  // bytes of an unfinished line at the front of buf
   bool first = true;
-  for (;;) {
-    if (have == buf.size()) buf.resize(buf.size() * 2);  // one line longer than the buffer
-    const size_t got = std::fread(buf.data() + have, 1, buf.size() - have, f.get());
-    if (got == 0) {
-      if (std::ferror(f.get())) throw_errno(path, "cannot read");
-      break;
-    }
-    const char* p = buf.data();
-    const char* const end = p + have + got;
-    // A UTF-8 byte-order mark (as some Windows editors write) is not part of the first field.
+  // A UTF-8 byte-order mark (as some Windows editors write) is not part of the first field.
+  auto skip_bom = [&](const char* p, const char* end) {
     if (first && end - p >= 3 && std::memcmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3;
     first = false;
+    return p;
+  };
+  for (;;) {
+    if (have == buf.size()) buf.resize(buf.size() * 2);  // one line longer than the buffer
+    const size_t got = std::fread(buf.data() + have, 1, buf.size() - have, f);
+    if (got == 0 && std::ferror(f)) throw_errno(path, "cannot read");
+    // (with got == 0 the head bytes may still hold whole lines: split them all the same)
+    const char* const end = buf.data() + have + got;
+    const char* p = skip_bom(buf.data(), end);
     while (const void* nl = std::memchr(p, '\n', static_cast<size_t>(end - p))) {
       parser.line(p, static_cast<const char*>(nl));
       p = static_cast<const char*>(nl) + 1;
     }
+    if (got == 0) {
+      if (p < end) parser.line(p, end);  // last line without a '\n'
+      break;
+    }
     have = static_cast<size_t>(end - p);
     std::memmove(buf.data(), p, have);
   }
-  if (have > 0) parser.line(buf.data(), buf.data() + have);  // last line without a '\n'
   return parser.finish();
+}
+
+bool ends_with(const std::string& s, const char* tail) {
+  const size_t n = std::strlen(tail);
+  return s.size() >= n && s.compare(s.size() - n, n, tail) == 0;
+}
+
+}  // namespace
+
+RatingSet read_text(const std::string& path) {
+  File f = open_read(path);
+  return read_text_stream(f.get(), path, nullptr, 0);
 }
 
 void write_text(const std::string& path, const RatingSet& rs) {
@@ -353,16 +405,23 @@ void write_text(const std::string& path, const RatingSet& rs) {
   out.commit();
 }
 
+double mean_rating(const RatingSet& rs) {
+  double sum = 0;
+  for (float r : rs.ratings) sum += r;
+  return rs.ratings.empty() ? 0.0 : sum / static_cast<double>(rs.ratings.size());
+}
+
+// One open, one pass: the magic is peeked from the stream the parser then continues, so a pipe
+// (--train /dev/stdin, <(...)) loses nothing.  A name ending in .mrat is always read as .mrat,
+// so a damaged one says "wrong magic bytes" instead of being parsed as text.
 RatingSet read_ratings(const std::string& path) {
-  char head[sizeof kMagic];
-  size_t got;
-  {
-    File f = open_read(path);
-    got = std::fread(head, 1, sizeof head, f.get());
-    if (got < sizeof head && std::ferror(f.get())) throw_errno(path, "cannot read");
-  }
-  if (got == sizeof head && std::memcmp(head, kMagic, sizeof kMagic) == 0) return read_mrat(path);
-  return read_text(path);
+  File f = open_read(path);
+  unsigned char head[sizeof kMagic];
+  const size_t got = std::fread(head, 1, sizeof head, f.get());
+  if (got < sizeof head && std::ferror(f.get())) throw_errno(path, "cannot read");
+  if (ends_with(path, ".mrat") || (got == sizeof head && std::memcmp(head, kMagic, sizeof kMagic) == 0))
+    return read_mrat_stream(f.get(), path, head, got);
+  return read_text_stream(f.get(), path, head, got);
 }
 
 }  // namespace mascot

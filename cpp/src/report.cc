@@ -1,6 +1,8 @@
 // RunReport -> JSON (DESIGN.md §5).  Field names are the contract with mascot.analysis.
 #include "mascot/report.h"
 
+#include <cmath>
+
 #include "mascot/detail/json.h"
 
 namespace mascot {
@@ -75,12 +77,13 @@ std::string RunReport::to_json() const {
   return w.str();
 }
 
-std::string model_metadata_json(int64_t n_users, int64_t n_items, int k, const RunReport& report) {
+std::string model_metadata_json(int64_t n_users, int64_t n_items, int k, const RunReport& report, double train_mean) {
   detail::JsonWriter w;
   w.begin_object();
   w.kv("format", "mascot-model").kv("version", 1).kv("mascot_version", MASCOT_VERSION);
   w.kv("n_users", n_users).kv("n_items", n_items).kv("k", k).kv("method", to_string(report.config.method));
   w.kv("id_order", "original");
+  if (!std::isnan(train_mean)) w.kv("train_mean", train_mean);
   w.key("report").raw(report.to_json());
   w.end_object();
   return w.str();

@@ -2,7 +2,9 @@
 // reconstruct groups, hand relabelled data to the backend, undo the relabelling.
 #include "mascot/trainer.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "mascot/detail/backend.h"
@@ -50,9 +52,14 @@ TrainResult detail::train_run(const Context& ctx, const TrainConfig& cfg, const 
   // mascot-n2: the same machinery with one global user group and one global item group
   const bool global = cfg.method == Method::kMascotN2;
   // random_fp16 (potential study): two groups per side, FP16 rows and FP32 rows, by a seeded coin
+  // methods that never look at groups lay rows out in min(groups, rows) of them (uses_groups)
+  const auto layout_groups = [&](int g, int64_t rows) {
+    return global ? 1 : cfg.uses_groups() ? g : static_cast<int>(std::min<int64_t>(g, rows));
+  };
   const Reorder ro = cfg.random_fp16 >= 0
                          ? Reorder::build_random_precision(train, cfg.random_fp16, ctx.seed)
-                         : Reorder::build(train, global ? 1 : cfg.user_groups, global ? 1 : cfg.item_groups);
+                         : Reorder::build(train, layout_groups(cfg.user_groups, train.n_users),
+                                          layout_groups(cfg.item_groups, train.n_items));
   const RatingSet tr = ro.apply(train, nullptr);
   int64_t dropped = 0;
   RatingSet te;
@@ -60,6 +67,7 @@ TrainResult detail::train_run(const Context& ctx, const TrainConfig& cfg, const 
 
   TrainResult res;
   RunReport& rep = res.report;
+  int diverged = -1;  // the epoch (1-based) whose test RMSE was not finite
   rep.config = cfg;
   if (auto_cpu) {
     Context cpu_ctx = ctx;
@@ -93,11 +101,24 @@ TrainResult detail::train_run(const Context& ctx, const TrainConfig& cfg, const 
       rep.final_test_rmse = old->final_test_rmse;
     }
     in.resume = hooks->resume;
-    if (hooks->epoch_done)
-      in.epoch_done = [&](int done, bool last) { hooks->epoch_done(done, last, *backend, rep); };
+    if (hooks->epoch_done)  // a diverged state is not worth a checkpoint
+      in.epoch_done = [&](int done, bool last) { if (diverged < 0) hooks->epoch_done(done, last, *backend, rep); };
   }
   rep.setup_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  backend->fit(in, &rep, on_epoch);
+  // divergence: a non-finite test RMSE stops training at that epoch (Diverged below)
+  const EpochCallback watch = [&](const EpochRecord& e) {
+    if (std::isnan(e.test_rmse) || std::isinf(e.test_rmse)) {
+      diverged = e.epoch + 1;
+      return false;
+    }
+    return on_epoch ? on_epoch(e) : true;
+  };
+  backend->fit(in, &rep, watch);
+  const auto advice = "; lower lr or init_std (--lr, --init-std)";
+  if (diverged >= 0)
+    throw Diverged("training diverged: the test RMSE is not finite after epoch " + std::to_string(diverged) + advice);
+  // a stop asked for after the last epoch interrupted nothing
+  if (rep.interrupted && static_cast<int>(rep.epochs.size()) >= cfg.epochs) rep.interrupted = false;
 
   // undo the relabelling
   std::vector<float> P, Q;
@@ -113,6 +134,15 @@ TrainResult detail::train_run(const Context& ctx, const TrainConfig& cfg, const 
     std::memcpy(&m.P[static_cast<size_t>(ro.user_old[u]) * cfg.k], &P[static_cast<size_t>(u) * cfg.k], row);
   for (int64_t i = 0; i < m.n_items; ++i)
     std::memcpy(&m.Q[static_cast<size_t>(ro.item_old[i]) * cfg.k], &Q[static_cast<size_t>(i) * cfg.k], row);
+  // without a test set (or with rows the test set never touches) divergence shows in the factors
+  const auto finite = [](const std::vector<float>& v) {
+    for (float x : v)
+      if (!std::isfinite(x)) return false;
+    return true;
+  };
+  if (!finite(m.P) || !finite(m.Q))
+    throw Diverged("training diverged: the factors are not finite after epoch " + std::to_string(rep.epochs.size()) +
+                   advice);
   return res;
 }
 

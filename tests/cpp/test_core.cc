@@ -183,6 +183,90 @@ TEST(every_method_trains_on_tiny_data) {
   }
 }
 
+// A stop asked for after the last epoch interrupts nothing; one asked for earlier does.
+TEST(stop_after_the_last_epoch_is_not_an_interruption) {
+  const RatingSet rs = tiny_set();
+  TrainConfig cfg;
+  cfg.method = Method::kFp32;
+  cfg.k = 8;
+  Context ctx;
+  ctx.device = Device::kCpu;
+  ctx.threads = 1;
+  const auto never = [](const EpochRecord&) { return false; };
+  cfg.epochs = 1;
+  CHECK(!train(ctx, cfg, rs, nullptr, never).report.interrupted);
+  cfg.epochs = 3;
+  const TrainResult r = train(ctx, cfg, rs, nullptr, never);
+  CHECK(r.report.interrupted && r.report.epochs.size() == 1);
+}
+
+// Methods that never look at groups train with the default 100 groups on 30 users (laid out in
+// min(100, rows) groups); g-switching still refuses more groups than users.
+TEST(groups_only_checked_where_they_matter) {
+  const RatingSet rs = tiny_set();  // 30 users, 20 items
+  Context ctx;
+  ctx.device = Device::kCpu;
+  ctx.threads = 1;
+  for (const char* m : {"fp32", "fp16", "mascot-n1", "mascot-n2", "mpt", "muppet", "afp"}) {
+    TrainConfig cfg;
+    cfg.method = parse_method(m);
+    cfg.k = 8;
+    cfg.epochs = 1;
+    const TrainResult r = train(ctx, cfg, rs, nullptr, {});
+    CHECK(r.report.data.user_groups <= 30 && r.report.data.item_groups <= 20);
+  }
+  TrainConfig cfg;
+  cfg.method = Method::kMascot;
+  cfg.k = 8;
+  cfg.epochs = 1;
+  CHECK_THROWS(InvalidArgument, train(ctx, cfg, rs, nullptr, {}), "user_groups must be <= the number of users (30");
+  cfg.method = Method::kFp32;
+  cfg.grad_stats = true;
+  CHECK_THROWS(InvalidArgument, train(ctx, cfg, rs, nullptr, {}), "user_groups must be <= the number of users (30");
+}
+
+// Too large a learning rate: training stops at the first non-finite test RMSE (or, without a
+// test set, when the factors are non-finite at the end) with Diverged, not a NaN model.
+TEST(divergence_is_an_error) {
+  const RatingSet rs = tiny_set();
+  TrainConfig cfg;
+  cfg.method = Method::kFp32;
+  cfg.k = 8;
+  cfg.epochs = 5;
+  cfg.lr = 1e3f;
+  cfg.init_std = 10;
+  Context ctx;
+  ctx.device = Device::kCpu;
+  ctx.threads = 1;
+  int seen = 0;
+  CHECK_THROWS(Diverged, train(ctx, cfg, rs, &rs, [&](const EpochRecord&) { return ++seen > 0; }),
+               "training diverged: the test RMSE is not finite after epoch 1");
+  CHECK(seen == 0);  // the diverged epoch is not passed on
+  CHECK_THROWS(Diverged, train(ctx, cfg, rs, nullptr, {}), "training diverged: the factors are not finite");
+}
+
+// read_ratings reads a pipe in one pass (nothing lost to the magic peek), text and .mrat alike.
+TEST(read_ratings_from_a_pipe) {
+  const RatingSet rs = tiny_set();
+  write_text(tmp("p.txt"), rs);
+  write_mrat(tmp("p.mrat"), rs);
+  for (const char* f : {"p.txt", "p.mrat"}) {
+    const std::string fifo = tmp("fifo");
+    ::unlink(fifo.c_str());
+    CHECK(::mkfifo(fifo.c_str(), 0600) == 0);
+    const std::string cmd = "cat '" + tmp(f) + "' > '" + fifo + "' &";
+    CHECK(std::system(cmd.c_str()) == 0);
+    const RatingSet back = read_ratings(fifo);
+    CHECK(back.users == rs.users && back.items == rs.items && back.ratings == rs.ratings);
+  }
+  write_mrat(tmp("bad.mrat"), rs);
+  {
+    std::FILE* fp = std::fopen(tmp("bad.mrat").c_str(), "r+b");
+    CHECK(fp && std::fputc('X', fp) != EOF && std::fclose(fp) == 0);
+  }
+  CHECK_THROWS(InvalidArgument, read_ratings(tmp("bad.mrat")), "not a .mrat file (wrong magic bytes)");
+}
+
 TEST(model_save_load_round_trip) {
   Model m;
   m.n_users = 5;

@@ -58,7 +58,8 @@ RATING_FILES = [
     ("mrat-user-out-of-range", "bad.mrat", _mrat(users=(0, 5)), ValueError, "bad.mrat: user id 5 at index 1"),
     ("mrat-negative-item", "bad.mrat", _mrat(items=(1, -1)), ValueError, "bad.mrat: item id -1 at index 1"),
     ("mrat-nan-rating", "bad.mrat", _mrat(ratings=(float("nan"), 1.0)), ValueError, "rating at index 0 is not finite"),
-    ("mrat-wrong-magic", "bad.mrat", _mrat(magic=b"MASCOTX\0"), ValueError, "bad.mrat:1:"),  # read as text
+    # a .mrat name is always read as .mrat: a damaged magic is named, not parsed as text
+    ("mrat-wrong-magic", "bad.mrat", _mrat(magic=b"MASCOTX\0"), ValueError, "bad.mrat: not a .mrat file (wrong magic bytes)"),
 ]
 
 

@@ -62,6 +62,11 @@ struct CheckpointOptions {
   bool deterministic = false; ///< recorded (the caller set threads = 1, device cpu)
 };
 
+/// Throws when `dir` cannot take a new checkpoint: it holds one already, exists and is not an
+/// empty directory (its files are never ours to delete), or its parent does not exist.
+/// train_checkpointed checks this itself; the CLI also checks it before loading data.
+void check_checkpoint_target(const std::string& dir);
+
 /// train() that also writes checkpoints.  A stop requested by on_epoch (return false) writes a
 /// final checkpoint before returning (report.interrupted = true).
 TrainResult train_checkpointed(const Context& ctx, const TrainConfig& cfg, const RatingSet& train,

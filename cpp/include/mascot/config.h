@@ -69,8 +69,14 @@ struct TrainConfig {
 
   /// Throws InvalidArgument naming the first bad field ("k must be >= 1 (got 0)").
   void validate() const;
-  /// validate() plus checks that need the data: groups <= number of users / items.
+  /// validate() plus checks that need the data: groups <= number of users / items where the
+  /// groups matter (uses_groups()).
   void validate_for(int64_t n_users, int64_t n_items) const;
+  /// Whether user_groups / item_groups change the result: g-switching (mascot, mascot-naive)
+  /// and grad_stats, except under random_fp16 and mascot-n2 (one global group per side).  Other
+  /// methods still lay rows out by group, with min(groups, rows) groups: the default 100 must
+  /// not refuse a small data set to a method that never looks at groups.
+  bool uses_groups() const;
 
   /// Learning rate of epoch e (0-based).
   float lr_at(int epoch) const;

@@ -32,6 +32,13 @@ class Interrupted : public std::runtime_error {
   explicit Interrupted(const std::string& msg) : std::runtime_error(msg) {}
 };
 
+/// Training diverged: the test RMSE or the factors became non-finite (too large a learning rate
+/// or init).  Training stops at the first such epoch; nothing is saved (Python RuntimeError).
+class Diverged : public std::runtime_error {
+ public:
+  explicit Diverged(const std::string& msg) : std::runtime_error(msg) {}
+};
+
 [[noreturn]] void throw_invalid(const std::string& msg);
 [[noreturn]] void throw_io(const std::string& msg);
 /// "<path>: <what>: <strerror(errno)>"

@@ -27,6 +27,10 @@ struct Model {
 /// directory which is renamed into place, so `dir` is either the old content or the new,
 /// never half.  An existing `dir` is replaced only if it is empty or holds a model.json.
 void save_model(const std::string& dir, const Model& m, const std::string& model_json);
+/// Throws (IoError) when save_model could not write `dir`: it exists and is a file or a
+/// non-empty directory without model.json, or its parent directory does not exist.  Callers
+/// check this before a long run, so a bad target fails before training, not after.
+void check_model_target(const std::string& dir);
 /// A file written next to P.npy/Q.npy/model.json by save_model: a plain file name (no '/')
 /// and its complete content (e.g. the bytes of an .npy that Python produced: id maps, the
 /// training pairs).  Written inside the temp directory, so it is part of the atomic rename.
@@ -61,5 +65,8 @@ void export_libmf(const std::string& path, const Model& m, double bias,
 /// export_libmf with LIBMF's b and F rows taken from the training set (mean rating; entities
 /// without a training rating), as LIBMF's own trainer would have written them.
 void export_libmf(const std::string& path, const Model& m, const RatingSet& train);
+/// The text export_libmf(path, m, train) writes, for callers that commit several outputs
+/// together (mascot_train); `path` only names the target in error messages.
+std::string libmf_text(const std::string& path, const Model& m, const RatingSet& train);
 
 }  // namespace mascot

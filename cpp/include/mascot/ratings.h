@@ -31,7 +31,11 @@ void write_mrat(const std::string& path, const RatingSet& rs);
 RatingSet read_text(const std::string& path);
 void write_text(const std::string& path, const RatingSet& rs);
 
-/// Reads either format, by the file's magic bytes.
+/// Reads either format, by the file's magic bytes (a name ending in .mrat: always .mrat), in
+/// one pass over one open file, so a pipe works too (--train /dev/stdin).
 RatingSet read_ratings(const std::string& path);
+
+/// Mean rating (double accumulation); 0 for an empty set.  LIBMF's b, model.json's train_mean.
+double mean_rating(const RatingSet& rs);
 
 }  // namespace mascot

@@ -2,6 +2,7 @@
 // trainer, serialised to JSON for `--report`, parsed by Python (MF.report_, mascot.analysis).
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,8 @@ struct RunReport {
 };
 
 /// model.json of a saved model: format tag, shapes, method, and the run report.
-std::string model_metadata_json(int64_t n_users, int64_t n_items, int k, const RunReport& report);
+/// `train_mean`: the mean training rating (LIBMF's b; Python's MF writes it too), left out when NaN.
+std::string model_metadata_json(int64_t n_users, int64_t n_items, int k, const RunReport& report,
+                                double train_mean = std::numeric_limits<double>::quiet_NaN());
 
 }  // namespace mascot

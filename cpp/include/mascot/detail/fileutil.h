@@ -30,6 +30,10 @@ class AtomicFile {
 std::string read_file(const std::string& path);
 bool path_exists(const std::string& path);
 bool is_directory(const std::string& path);
+/// True for an existing directory with no entries besides . and ..
+bool is_empty_dir(const std::string& path);
+/// "a/b//" -> "a/b"; "/" stays "/".
+std::string strip_trailing_slashes(const std::string& path);
 /// Unique sibling temp name "<path>.tmp.<pid>.<counter>".
 std::string temp_sibling(const std::string& path);
 /// Removes a directory tree (best effort, no throw).

@@ -41,6 +41,9 @@ class JsonWriter {
   bool after_key_ = false;
 };
 
+/// `s` with every byte sequence that is not valid UTF-8 replaced by U+FFFD, so any byte string
+/// (a file name, say) can go into JSON, whose strings are Unicode.
+std::string utf8_valid(const std::string& s);
 std::string json_escape(const std::string& s);
 
 }  // namespace mascot::detail
