@@ -5,7 +5,9 @@ experiment harness (``python -m mascot.experiments``); ``mascot recommend`` and 
 use a saved model directory (top-N lists; RMSE and ranking metrics)."""
 from __future__ import annotations
 
+import math
 import os
+import re
 import shutil
 import sys
 import sysconfig
@@ -81,14 +83,42 @@ def _use_command(fn, name: str, args: list[str]) -> int:
         return 2 if isinstance(e, ValueError) else 1
 
 
-def _parse_ids(text: str) -> list:
+_INT_ID = re.compile(r"[+-]?[0-9]+")
+
+
+def _split_ids(text: str) -> list[str]:
     parts = [p.strip() for p in text.split(",")]
     if not text.strip() or any(not p for p in parts):
         raise _ArgError(f"--users expects a comma-separated list of ids (got {text!r})")
+    return parts
+
+
+def _parse_ids(parts: list[str], raw) -> list:
+    """``--users`` tokens as the model's user ids: strings when its raw ids are strings ("007"
+    stays "007"), else integers written as an optional sign and ASCII digits (not "1_0", "1e3")."""
+    if raw is not None and raw.dtype.kind in "US":
+        return parts
+    out = []
+    for p in parts:
+        if not _INT_ID.fullmatch(p):
+            raise _ArgError(f"--users: {p!r} is not an integer id (this model's user ids are integers)")
+        v = int(p)
+        if not -2**63 <= v < 2**63:
+            raise _ArgError(f"--users: {p} is out of range (integer ids are 64-bit)")
+        out.append(v)
+    return out
+
+
+def _finite_float(text: str) -> float:
+    import argparse
+
     try:
-        return [int(p) for p in parts]
+        v = float(text)
     except ValueError:
-        return parts  # string raw ids
+        raise argparse.ArgumentTypeError(f"expects a number (got {text!r})") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number (got {text!r})")
+    return v
 
 
 def _recommend(args: list[str]) -> int:
@@ -106,7 +136,7 @@ def _recommend(args: list[str]) -> int:
     p.add_argument("--dataset", help="use the raw ids of prepared dataset NAME ($MASCOT_DATA/NAME/meta.json) "
                    "for a model saved without id maps (e.g. by mascot_train --dataset NAME)")
     a = p.parse_args(args)
-    users = _parse_ids(a.users)
+    tokens = _split_ids(a.users)
     m = MF.load(a.model_dir)
     if a.dataset:
         from .model import dataset_id_maps
@@ -114,6 +144,10 @@ def _recommend(args: list[str]) -> int:
         if m.user_ids_ is not None or m.item_ids_ is not None:
             raise ValueError(f"{a.model_dir} already carries id maps; --dataset is for models without them")
         m.set_id_maps(*dataset_id_maps(a.dataset))
+    users = _parse_ids(tokens, m._map("user").raw)
+    if not a.include_seen and m.seen_ is None:
+        raise ValueError(f"{a.model_dir} holds no training pairs (e.g. saved by mascot_train --save), so the "
+                         "users' training items cannot be left out: add --include-seen")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ids, scores = m.recommend(users, n=a.n, exclude_seen=not a.include_seen,
@@ -140,14 +174,16 @@ def _evaluate(args: list[str]) -> int:
     p.add_argument("model_dir")
     p.add_argument("--test", required=True, help="test ratings (.mrat or text)")
     p.add_argument("--n", type=int, default=10, help="N of the ranking metrics (default 10)")
-    p.add_argument("--threshold", type=float, default=None, help="relevant = test rating >= X (default: all)")
+    p.add_argument("--threshold", type=_finite_float, default=None,
+                   help="relevant = test rating >= X (default: all)")
     p.add_argument("--include-seen", action="store_true", help="do not leave out the users' training items")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(args)
     m = MF.load(a.model_dir)
     r = evaluate(m, a.test, n=a.n, threshold=a.threshold, exclude_seen=False if a.include_seen else None)
-    if a.json:
-        print(json.dumps(r))
+    if a.json:  # valid JSON: an undefined metric (NaN, e.g. no relevant items) is null
+        print(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()},
+                         allow_nan=False))
     else:
         for k, v in r.items():
             print(f"{k:22s} {v:.6f}" if isinstance(v, float) else f"{k:22s} {v}")
@@ -191,7 +227,7 @@ def data_main(argv: list[str]) -> int:
             rows = datasets.prepared()
             if not rows:
                 print(f"no prepared datasets in {_data.data_root()} (run `mascot data prepare NAME`)")
-            for m in rows:
+            for m in rows:  # prepared() checked the fields shown; a broken meta.json is one line
                 if "error" in m:
                     print(f"{m['name']:<16} unreadable meta.json: {m['error']}")
                     continue
@@ -199,7 +235,14 @@ def data_main(argv: list[str]) -> int:
                 print(f"{m['name']:<16} {m.get('dataset', '?'):<8} users {c.get('users', 0):>10,}  items "
                       f"{c.get('items', 0):>8,}  train {c.get('train', 0):>12,}  test {c.get('test', 0):>10,}")
         else:
-            print(json.dumps(datasets.summary(_data.meta(a.name)), indent=2))
+            path = _data.data_root() / a.name / "meta.json"
+            try:
+                m = _data.meta(a.name)  # a missing one: FileNotFoundError naming `mascot data prepare`
+                if not isinstance(m, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as e:  # not JSON, not UTF-8
+                raise datasets.DatasetError(f"{path}: unreadable meta.json ({e})") from None
+            print(json.dumps(datasets.summary(m), indent=2))
     except datasets.DownloadError as e:
         print(f"mascot data: error: {e}", file=sys.stderr)
         return 1

@@ -32,10 +32,13 @@ train are dropped and counted (``meta.json`` ``counts.test_dropped``).
 
 Ids: dense 0-based, assigned in increasing raw-id order over the *training* ratings;
 ``meta.json`` keeps ``user_ids[d]`` / ``item_ids[d]`` = the raw upstream id of dense id ``d``.
+Raw ids are plain digits in 0..2^63-1 (int64, parsed exactly); a larger one is an error.  A set
+without training ratings (an empty file, every Netflix rating in probe.txt) is an error.
 
 Data flow: source bytes (downloaded archive, zip member or local file) are read in blocks of
-whole lines; each block is parsed by pandas' C parser (after a numpy pass that classifies the
-header lines of the block formats), so memory is the output arrays plus one block.  On any
+whole lines; each block is parsed by pandas' C parser (after numpy passes that classify the
+header lines of the block formats and check the grammar on the bytes: digits only where upstream
+has digits, no empty field), so memory is the output arrays plus one block.  On any
 anomaly the block is re-scanned line by line to name the first bad line as ``path:line: what``
 (``archive.zip!member:line: what`` inside archives).  Everything is written into a temporary
 directory beside the target that is renamed into place at the end; on any error (checksum
@@ -291,8 +294,26 @@ def _narrow(a: np.ndarray) -> np.ndarray:
     return a.astype(np.int64, copy=False)
 
 
+# The accepted grammar (the fast path and the line checkers agree on it): ids, Yahoo's counts,
+# MovieLens timestamps and Netflix / Yahoo ratings are plain ASCII digits (no sign, blank,
+# exponent or empty field); MovieLens ratings may carry one decimal part ("3.5"); free fields
+# (Netflix and Yahoo dates / times) are any non-empty text; a CR only right before the LF.  Raw
+# ids must be in 0..2^63-1: they are kept as int64 (parsed as integers, never through float64).
 _INT = rb"[0-9]+"
 _NUM = rb"[0-9]+(?:\.[0-9]+)?"
+_ID_MAX = int(np.iinfo(np.int64).max)
+_ID_RANGE = "raw ids must be integers in 0..2^63-1"
+
+
+def _too_big(digits: bytes) -> bool:
+    """Whether a string of ASCII digits exceeds int64 (without int() on a huge string)."""
+    d = digits.lstrip(b"0")
+    return len(d) > 19 or (len(d) == 19 and int(d) > _ID_MAX)
+
+
+def _out_of_range(what: str, digits: bytes, why: str = _ID_RANGE) -> str:
+    shown = digits[:30].decode() + ("..." if len(digits) > 30 else "")
+    return f"{what} {shown} out of range ({why})"
 
 
 def _pandas():
@@ -303,19 +324,68 @@ def _pandas():
     return pd
 
 
-def _read_numeric(buf: bytes, sep: str, ncols: int, usecols: list[int]) -> list[np.ndarray] | None:
-    """The C parser on whole lines of ``ncols`` numeric fields; None on any anomaly."""
+def _read_numeric(buf: bytes, sep: str, ncols: int, dtypes: dict[int, str]) -> list[np.ndarray] | None:
+    """The C parser on whole lines of ``ncols`` fields, columns ``dtypes`` ("int64": ids, exact;
+    "float64": ratings); None on any anomaly (an id beyond int64 included)."""
     pd = _pandas()
     try:
-        df = pd.read_csv(io.BytesIO(buf), sep=sep, header=None, names=list(range(ncols)), usecols=usecols,
-                         dtype={c: "float64" for c in usecols}, skip_blank_lines=False,
-                         quoting=csv.QUOTE_NONE, engine="c", na_filter=True)
-    except (ValueError, pd.errors.ParserError):
+        df = pd.read_csv(io.BytesIO(buf), sep=sep, header=None, names=list(range(ncols)), usecols=list(dtypes),
+                         dtype=dtypes, skip_blank_lines=False, quoting=csv.QUOTE_NONE, engine="c",
+                         na_filter=True)
+    except (ValueError, OverflowError, pd.errors.ParserError):
         return None
-    cols = [df[c].to_numpy() for c in usecols]
-    if not all(np.isfinite(c).all() for c in cols):  # empty fields (NaN), "inf"
+    cols = [df[c].to_numpy() for c in dtypes]
+    if not all(c.dtype == np.dtype(t) for c, t in zip(cols, dtypes.values())):
+        return None
+    if not all(np.isfinite(c).all() for c in cols if c.dtype.kind == "f"):  # empty fields (NaN), "inf"
         return None
     return cols
+
+
+def _fields_ok(buf: bytes, sep: int, nsep: int, nnum: int, dot_field: int = -1) -> bool:
+    """Vectorised grammar check of a block of lines: each holds exactly ``nsep`` ``sep`` bytes and
+    no empty field, its first ``nnum`` fields are ASCII digits (field ``dot_field`` may hold one
+    '.' between digits), a CR only right before the LF.  The C parser alone would take what the
+    line checkers refuse (" 10", "+3", "1e1", "3.", "10,3,", TABs in a "::" file)."""
+    n = len(buf)
+    if n == 0:
+        return True
+    a = np.frombuffer(buf, np.uint8)
+    ends = np.flatnonzero(a == 10)
+    if a[-1] != 10:
+        ends = np.append(ends, n)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    cr = (ends > starts) & (a[np.maximum(ends - 1, 0)] == 13)
+    cend = ends - cr  # content end: a CR before the LF belongs to the line end
+    if buf.count(b"\r") != int(np.count_nonzero(cr)):
+        return False  # a CR elsewhere (the C parser would end a line there)
+    seps = np.flatnonzero(a == sep)
+    if len(seps) != len(ends) * nsep:
+        return False
+    seps = seps.reshape(len(ends), nsep)
+    for k in range(nsep + 1):  # no empty field (with the count: nsep separators on every line)
+        if np.any((seps[:, k] if k < nsep else cend) <= (starts if k == 0 else seps[:, k - 1] + 1)):
+            return False
+    allowed = b"0123456789" + bytes([sep]) + (b"." if dot_field >= 0 else b"")
+    if nnum > nsep:  # every field numeric
+        if buf.translate(None, allowed + b"\r\n"):
+            return False
+    else:  # the leading nnum fields: from each line start to the separator after them
+        table = bytes(0 if b in allowed else 1 for b in range(256))
+        idx = np.column_stack((starts, seps[:, nnum - 1])).ravel()
+        if np.maximum.reduceat(np.frombuffer(buf.translate(table), np.uint8), idx)[0::2].any():
+            return False
+    if dot_field >= 0:  # at most one dot per line, inside field dot_field, not at its edges
+        dots = np.flatnonzero(a == 46)
+        line = np.searchsorted(ends, dots)
+        if nnum <= nsep:  # dots in the free fields are free
+            keep = dots < seps[line, nnum - 1]
+            dots, line = dots[keep], line[keep]
+        lo = starts[line] if dot_field == 0 else seps[line, dot_field - 1] + 1
+        hi = seps[line, dot_field] if dot_field < nsep else cend[line]
+        if not np.all((dots > lo) & (dots < hi - 1)) or np.any(np.diff(line) == 0):
+            return False
+    return True
 
 
 def _scan(label: str, blk: bytes, first: int, check: Callable[[bytes], str | None]) -> None:
@@ -326,7 +396,8 @@ def _scan(label: str, blk: bytes, first: int, check: Callable[[bytes], str | Non
             raise DatasetError(f"{label}:{first + n}: {what}")
 
 
-def _line_checker(regex: bytes, expected: str, lo: float, hi: float, rating_group: int):
+def _line_checker(regex: bytes, expected: str, lo: float, hi: float, rating_group: int,
+                  id_groups: tuple[tuple[int, str], ...] = ()):
     pat = re.compile(regex)
 
     def check(ln: bytes) -> str | None:
@@ -334,6 +405,9 @@ def _line_checker(regex: bytes, expected: str, lo: float, hi: float, rating_grou
         if not m:
             shown = ln[:60].decode("utf-8", "replace")
             return f"expected '{expected}', got {shown!r}" if ln else f"empty line (expected '{expected}')"
+        for g, what in id_groups:
+            if _too_big(m.group(g)):
+                return _out_of_range(what, m.group(g))
         r = float(m.group(rating_group))
         if not lo <= r <= hi:
             return f"rating {r:g} outside [{lo:g}, {hi:g}]"
@@ -357,7 +431,7 @@ class _Flat:
 
 
 def _parse_flat(src: _Source, fmt: _Flat, cols: _Cols, quiet: bool, first_line: int = 1) -> None:
-    check = _line_checker(fmt.regex(), fmt.expected, fmt.lo, fmt.hi, 3)
+    check = _line_checker(fmt.regex(), fmt.expected, fmt.lo, fmt.hi, 3, ((1, "user id"), (2, "item id")))
     skip = 0
     if fmt.header is not None:
         with src.open() as f:
@@ -367,26 +441,24 @@ def _parse_flat(src: _Source, fmt: _Flat, cols: _Cols, quiet: bool, first_line: 
                                f"{fmt.header.decode()!r}, got {head[:60].decode('utf-8', 'replace')!r}")
         skip = 1
     for blk, line in _blocks(src, quiet, skip):
+        # a TAB in a "::" or "," file is no separator (the line checker refuses it)
+        ok = fmt.sep == b"\t" or b"\t" not in blk
         buf = blk.replace(fmt.sep, b"\t") if fmt.sep != b"\t" else blk
         # exactly three separators on every line (pandas would silently turn extra leading
-        # fields into an index), then the C parser for the numbers
-        a = np.frombuffer(buf, np.uint8)
-        ends = np.flatnonzero(a == 10)
-        n_lines = len(ends) + (0 if blk.endswith(b"\n") else 1)
-        if n_lines > len(ends):
-            ends = np.append(ends, len(a))
-        n_sep = np.bincount(np.searchsorted(ends, np.flatnonzero(a == 9)), minlength=n_lines)[:n_lines]
-        got = _read_numeric(buf, "\t", 4, [0, 1, 2, 3]) if np.all(n_sep == 3) else None
+        # fields into an index) and the rest of the grammar, checked on the bytes; then the C
+        # parser for the numbers (ids as int64, exactly; the timestamp is only checked)
+        n_lines = buf.count(b"\n") + (0 if blk.endswith(b"\n") else 1)
+        ok = ok and _fields_ok(buf, 9, 3, 4, 2)
+        got = _read_numeric(buf, "\t", 4, {0: "int64", 1: "int64", 2: "float64"}) if ok else None
         ok = got is not None and len(got[0]) == n_lines
         if ok:
-            u, i, r, t = got
-            ok = bool(np.all((u >= 0) & (u == np.floor(u)) & (i >= 0) & (i == np.floor(i))
-                             & (t >= 0) & (t == np.floor(t)) & (r >= fmt.lo) & (r <= fmt.hi)))
+            u, i, r = got
+            ok = bool(np.all((r >= fmt.lo) & (r <= fmt.hi)))
         if not ok:
             _scan(src.label, blk, line + first_line - 1, check)
             raise DatasetError(f"{src.label}:{line + first_line - 1}: malformed data in this block "
                                "(the C parser rejected it but no single line could be blamed)")
-        cols.add(u.astype(np.int64), i.astype(np.int64), r)
+        cols.add(u, i, r)
 
 
 @dataclass(frozen=True)
@@ -408,17 +480,20 @@ class _Blocked:
     lo: float = 0.0
     hi: float = 0.0
     counted: bool = False  # header's group 2 = number of data lines that follow (Yahoo)
+    header_id: str = "id"  # what the ids are called in errors
+    data_id: str = "id"
 
 
 # The date / time fields are only counted, not parsed (nothing downstream uses them).
 NETFLIX_RATINGS = _Blocked(b":", b",", 2, True, rb"(" + _INT + rb"):",
-                           rb"(" + _INT + rb"),([0-9]+),[^,]+",
-                           "MovieID:", "CustomerID,Rating,Date", 1, 5)
+                           rb"(" + _INT + rb"),([0-9]+),[^,\r]+",
+                           "MovieID:", "CustomerID,Rating,Date", 1, 5, header_id="MovieID", data_id="CustomerID")
 NETFLIX_PROBE = _Blocked(b":", b",", 0, False, rb"(" + _INT + rb"):", rb"(" + _INT + rb")",
-                         "MovieID:", "CustomerID")
+                         "MovieID:", "CustomerID", header_id="MovieID", data_id="CustomerID")
 YAHOO = _Blocked(b"|", b"\t", 3, True, rb"(" + _INT + rb")\|(" + _INT + rb")",
-                 rb"(" + _INT + rb")\t([0-9]+)\t[^\t]+\t[^\t]+",
-                 "UserId|NumRatings", "ItemId<TAB>Score<TAB>Date<TAB>Time", 0, 100, counted=True)
+                 rb"(" + _INT + rb")\t([0-9]+)\t[^\t\r]+\t[^\t\r]+",
+                 "UserId|NumRatings", "ItemId<TAB>Score<TAB>Date<TAB>Time", 0, 100, counted=True,
+                 header_id="UserId", data_id="ItemId")
 
 
 class _BlockState:
@@ -435,8 +510,13 @@ def _blocked_checker(fmt: _Blocked, st: _BlockState):
     def check(ln: bytes) -> str | None:
         shown = ln[:60].decode("utf-8", "replace")
         if fmt.marker in ln:
-            if not hre.fullmatch(ln):
+            m = hre.fullmatch(ln)
+            if not m:
                 return f"expected a header '{fmt.header_expected}', got {shown!r}"
+            if _too_big(m.group(1)):
+                return _out_of_range(fmt.header_id, m.group(1))
+            if fmt.counted and _too_big(m.group(2)):
+                return _out_of_range("rating count", m.group(2), "at most 2^63-1")
             st.cur = 1
             return None
         m = dre.fullmatch(ln)
@@ -444,6 +524,8 @@ def _blocked_checker(fmt: _Blocked, st: _BlockState):
             return f"expected '{fmt.data_expected}' (or a header '{fmt.header_expected}'), got {shown!r}"
         if st.cur is None:
             return f"a '{fmt.data_expected}' line before any '{fmt.header_expected}' header"
+        if _too_big(m.group(1)):
+            return _out_of_range(fmt.data_id, m.group(1))
         if fmt.rating and not fmt.lo <= float(m.group(2)) <= fmt.hi:
             return f"rating {m.group(2).decode()} outside [{fmt.lo:g}, {fmt.hi:g}]"
         return None
@@ -471,16 +553,16 @@ def _parse_blocked(src: _Source, fmt: _Blocked, quiet: bool,
         n = len(ends)
         # per-line counts of the marker and separator bytes: classify lines and check field counts
         is_hdr = np.bincount(np.searchsorted(ends, np.flatnonzero(a == marker)), minlength=n)[:n] > 0
-        n_sep = np.bincount(np.searchsorted(ends, np.flatnonzero(a == sep)), minlength=n)[:n]
         data = ~is_hdr
-        bad = bool(np.any(n_sep[data] != fmt.nsep)) or bool(np.any(ends[data] == starts[data]))
+        bad = bool(np.any(ends[data] == starts[data]))  # separator counts: _fields_ok on the data lines
         hdr_idx = np.flatnonzero(is_hdr)
         hdr_ids = np.empty(len(hdr_idx), np.int64)
-        hdr_cnt = np.empty(len(hdr_idx), np.int64)
+        hdr_cnt = [0] * len(hdr_idx)
         if not bad:
             for j, k in enumerate(hdr_idx):
-                m = hre.fullmatch(blk[starts[k]:ends[k]].rstrip(b"\r"))
-                if m is None:
+                hl = blk[starts[k]:ends[k]]
+                m = hre.fullmatch(hl[:-1] if hl.endswith(b"\r") else hl)  # as _lines strips it
+                if m is None or _too_big(m.group(1)) or (fmt.counted and _too_big(m.group(2))):
                     bad = True
                     break
                 hdr_ids[j] = int(m.group(1))
@@ -491,13 +573,13 @@ def _parse_blocked(src: _Source, fmt: _Blocked, quiet: bool,
         if not bad and data.any():
             keep = np.repeat(data, ends - starts + (ends < len(a)))
             body = a[keep].tobytes()
-            vals = _read_numeric(body, chr(sep), fmt.nsep + 1, [0, 1] if fmt.rating else [0])
-            bad = vals is None or len(vals[0]) != int(data.sum())
+            bad = not _fields_ok(body, sep, fmt.nsep, 2 if fmt.rating else 1)  # the grammar, on the bytes
             if not bad:
-                ok = (vals[0] >= 0) & (vals[0] == np.floor(vals[0]))
-                if fmt.rating:
-                    ok &= (vals[1] >= fmt.lo) & (vals[1] <= fmt.hi) & (vals[1] == np.floor(vals[1]))
-                bad = not bool(ok.all())
+                vals = _read_numeric(body, chr(sep), fmt.nsep + 1,
+                                     {0: "int64", 1: "float64"} if fmt.rating else {0: "int64"})
+                bad = vals is None or len(vals[0]) != int(data.sum())
+            if not bad and fmt.rating:  # ids and ratings are digits: only the rating range is left
+                bad = not bool(np.all((vals[1] >= fmt.lo) & (vals[1] <= fmt.hi)))
         if bad:
             st2 = _BlockState()
             st2.cur = st.cur
@@ -518,7 +600,7 @@ def _parse_blocked(src: _Source, fmt: _Blocked, quiet: bool,
         if vals is not None:
             ids = np.concatenate(([carried], hdr_ids))
             owner = np.cumsum(is_hdr)[data]
-            out(ids[owner], vals[0].astype(np.int64), vals[1] if fmt.rating else None)
+            out(ids[owner], vals[0], vals[1] if fmt.rating else None)
     if fmt.counted:
         _close_block(src.label, fmt, st)
 
@@ -753,11 +835,15 @@ def _movielens(name: str, source: Path | None, o: _Options) -> tuple[_Prepared, 
                 sources[-1]["ratings_sha256"] = h.hexdigest()
             _parse_flat(src, fmt, cols, o.quiet)
     u, i, r = cols.arrays()
+    if len(r) == 0:
+        raise DatasetError(f"{src.label}: holds no ratings")
     if name == "ml100k" and o.pins.get("u.data") == PINS["u.data"]:  # real data: known counts
         counts = (len(sorted_unique(u)), len(sorted_unique(i)), len(r))
         if counts != ML100K_COUNTS:
             raise DatasetError(f"ml100k: expected {ML100K_COUNTS} users/items/ratings, got {counts}")
     prep = _split_folds(u, i, r, o.fold, o.seed)
+    if len(prep.train) == 0:
+        raise DatasetError(f"{src.label}: its {len(r)} rating(s) leave no training ratings outside fold {o.fold}")
     meta = {"sources": sources, "rating_scale": [fmt.lo, fmt.hi],
             "total_ratings": int(len(r)),
             "split": {"kind": "folds", "folds": N_FOLDS, "fold": o.fold, "seed": o.seed,
@@ -800,23 +886,37 @@ def _netflix(source: Path | None, o: _Options) -> tuple[_Prepared, dict]:
         sources.append({"file": "training_set/mv_*.txt", "n_files": len(files), "origin": str(source),
                         "sha256": h.hexdigest(), "sha256_of": "the files concatenated in name order"})
     u, i, r = cols.arrays()
+    if len(r) == 0:
+        raise DatasetError(f"{source}: the training files hold no ratings")
     pcols: list[tuple[np.ndarray, np.ndarray]] = []
     _parse_blocked(_file_source(probe), NETFLIX_PROBE, o.quiet, lambda m, c, _r: pcols.append((c, m)))
     sources.append({"file": "probe.txt", "sha256": _file_digest(probe, "sha256"), "origin": str(probe)})
     pu = np.concatenate([c for c, _ in pcols]) if pcols else np.zeros(0, np.int64)
     pi = np.concatenate([m for _, m in pcols]) if pcols else np.zeros(0, np.int64)
     # pair key = item * (max user + 1) + user: probe pairs are looked up among the training ratings
+    ku, ki, kpu, kpi = u, i, pu, pi
     span = int(max(u.max(initial=0), pu.max(initial=0))) + 1
-    tkey = i.astype(np.int64) * span + u
-    pkey = sorted_unique(pi.astype(np.int64) * span + pu)
+    if span * (int(max(i.max(initial=0), pi.max(initial=0))) + 1) > _ID_MAX:  # huge raw ids: dense ones
+        _, d = _dense(np.concatenate([u, pu]).astype(np.int64))
+        ku, kpu = d[:len(u)], d[len(u):]
+        _, d = _dense(np.concatenate([i, pi]).astype(np.int64))
+        ki, kpi = d[:len(i)], d[len(i):]
+        span = int(max(ku.max(initial=0), kpu.max(initial=0))) + 1
+        del d
+    tkey = ki.astype(np.int64) * span + ku
+    pkey = sorted_unique(kpi.astype(np.int64) * span + kpu)
     pos = np.minimum(np.searchsorted(pkey, tkey), max(len(pkey) - 1, 0))
     is_test = (pkey[pos] == tkey) if len(pkey) else np.zeros(len(tkey), bool)
     del tkey, pos
-    found = sorted_unique(i[is_test].astype(np.int64) * span + u[is_test]).size
+    found = sorted_unique(ki[is_test].astype(np.int64) * span + ku[is_test]).size
+    del ku, ki, kpu, kpi
     missing = int(len(pkey) - found)
     if missing and not o.quiet:
         print(f"warning: {missing} probe pairs have no rating in the training files (ignored)", file=sys.stderr)
     train = ~is_test
+    if not train.any():
+        raise DatasetError(f"{probe}: every rating of the training files is a probe pair: "
+                           "no training ratings left")
     prep = _finish(u[train], i[train], r[train], u[is_test], i[is_test], r[is_test])
     meta = {"sources": sources, "rating_scale": [1, 5], "total_ratings": int(len(r)),
             "split": {"kind": "provided", "test": "probe.txt pairs, rated in the training files",
@@ -837,6 +937,8 @@ def _yahoo(source: Path | None, o: _Options) -> tuple[_Prepared, dict]:
         cols = _Cols()
         _parse_blocked(_file_source(p), YAHOO, o.quiet, lambda uu, ii, rr: cols.add(uu, ii, rr))
         u, i, r = cols.arrays()
+        if fname == "trainIdx1.txt" and len(r) == 0:
+            raise DatasetError(f"{p}: holds no ratings")
         if not o.raw_scale:
             r = (r.astype(np.float64) / 25.0 + 1.0).astype(np.float32)  # one rounding
         parts.append((u, i, r))
@@ -949,7 +1051,9 @@ def prepare(name: str, source: str | os.PathLike | None = None, *, fold: int = 1
 
 
 def prepared(root: str | os.PathLike | None = None) -> list[dict]:
-    """Summaries (meta.json without the id maps) of every prepared dataset under ``root``."""
+    """Summaries (meta.json without the id maps) of every prepared dataset under ``root``;
+    ``name`` is the directory's.  A dataset whose meta.json cannot be read or lacks the fields
+    a listing shows (an object with integer ``counts``) is ``{"name": ..., "error": why}``."""
     rootp = Path(root) if root is not None else _data.data_root()
     out = []
     if rootp.is_dir():
@@ -958,16 +1062,26 @@ def prepared(root: str | os.PathLike | None = None) -> list[dict]:
                 continue
             try:
                 m = _read_meta(d)
+                c = m.get("counts")
+                if not isinstance(c, dict) or not all(type(c.get(k)) is int
+                                                      for k in ("users", "items", "train", "test")):
+                    raise ValueError("no 'counts' object with integer users, items, train and test")
+                if not isinstance(m.get("dataset", ""), str):
+                    raise ValueError("dataset must be a string")
             except (OSError, ValueError) as e:
                 out.append({"name": d.name, "error": str(e)})
                 continue
-            out.append(summary(m))
+            out.append({**summary(m), "name": d.name})
     return out
 
 
 def _read_meta(d: Path) -> dict:
-    with open(d / "meta.json") as f:
-        return json.load(f)
+    """``d/meta.json`` as a dict; ValueError (a JSON, UTF-8 or shape error) or OSError."""
+    with open(d / "meta.json", encoding="utf-8") as f:
+        m = json.load(f)
+    if not isinstance(m, dict):
+        raise ValueError("not a JSON object")
+    return m
 
 
 def summary(meta: dict) -> dict:

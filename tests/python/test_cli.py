@@ -135,3 +135,83 @@ def test_every_method_from_the_cli(trainer_exe, tmp_path, method, backend):
     assert report["config"]["method"] == method and len(report["epochs"]) == 8
     assert report["device"].startswith(backend)
     assert 0 < report["totals"]["final_test_rmse"] < 1.5
+
+
+# ---------------------------------------------------------------- mascot recommend / evaluate (audit regressions)
+def _small_model(tiny, tmp_path, name="m", **fit_kw):
+    import mascot
+
+    u, i, r, nu, ni = tiny
+    m = mascot.MF(k=4, epochs=2, threads=1, groups=2).fit((u, i, r), **fit_kw)
+    m.save(tmp_path / name)
+    return m
+
+
+def test_cli_recommend_parses_ids_by_the_models_id_type(tiny, tmp_path, capsys):
+    from mascot.cli import main
+
+    nu = tiny[3]
+    m = _small_model(tiny, tmp_path, "str", user_ids=[f"{j:03d}" for j in range(nu)])
+    # string raw ids stay strings: "007" is user "007", not 7
+    assert main(["recommend", str(tmp_path / "str"), "--users", "007,010", "--n", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()[1:]
+    ids, _ = m.recommend(["007", "010"], n=2)
+    assert [l.split("\t")[:3] for l in lines] == [["007", "1", str(ids[0, 0])], ["007", "2", str(ids[0, 1])],
+                                                 ["010", "1", str(ids[1, 0])], ["010", "2", str(ids[1, 1])]]
+    # integer ids: an optional sign and digits only ("1_0" is not 10, "1e1" not an id)
+    _small_model(tiny, tmp_path, "int")
+    assert main(["recommend", str(tmp_path / "int"), "--users", "+3, 10", "--n", "1"]) == 0
+    assert [l.split("\t")[0] for l in capsys.readouterr().out.strip().splitlines()[1:]] == ["3", "10"]
+    for bad in ("1_0", "1e1", "٣", "0x10"):
+        assert main(["recommend", str(tmp_path / "int"), "--users", f"1,{bad}"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("mascot recommend: error: --users: ") and "not an integer id" in err
+        assert err.count("\n") == 1
+    assert main(["recommend", str(tmp_path / "int"), "--users", "99999999999999999999"]) == 2
+    err = capsys.readouterr().err
+    assert "out of range" in err and err.count("\n") == 1
+
+
+def test_cli_recommend_on_a_model_without_training_pairs(tiny, tmp_path, capsys):
+    from mascot import MF
+    from mascot.cli import main
+
+    m = _small_model(tiny, tmp_path)
+    m.seen_ = None  # as mascot_train --save writes it: no training pairs
+    m.save(tmp_path / "nopairs")
+    assert MF.load(tmp_path / "nopairs").seen_ is None
+    assert main(["recommend", str(tmp_path / "nopairs"), "--users", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mascot recommend: error: ") and "--include-seen" in err and err.count("\n") == 1
+    assert "seen=" not in err and "exclude_seen" not in err
+    assert main(["recommend", str(tmp_path / "nopairs"), "--users", "1", "--n", "3", "--include-seen"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4
+
+
+def test_cli_evaluate_json_is_valid_and_threshold_finite(tiny, tmp_path, capsys):
+    from mascot.cli import main
+
+    u, i, r, nu, ni = tiny
+    _small_model(tiny, tmp_path)
+    data.write_text(tmp_path / "te.txt", data.Ratings(u[:50], i[:50], r[:50], nu, ni))
+    base = ["evaluate", str(tmp_path / "m"), "--test", str(tmp_path / "te.txt"), "--n", "3", "--json"]
+
+    def strict(text):
+        def refuse(c):
+            raise AssertionError(f"invalid JSON constant {c}")
+        return json.loads(text, parse_constant=refuse)
+
+    assert main(base + ["--threshold", "100"]) == 0  # above every rating: no relevant items
+    got = strict(capsys.readouterr().out)
+    assert got["precision@3"] is None and got["ndcg@3"] is None and got["users"] == 0
+    assert got["rmse"] > 0 and got["threshold"] == 100
+    for bad in ("nan", "inf", "-inf", "NaN"):
+        assert main(base + [f"--threshold={bad}"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("mascot evaluate: error: ") and "--threshold" in err and "finite" in err
+        assert err.count("\n") == 1
+    assert main(base + ["--threshold", "x"]) == 2
+    assert "--threshold" in capsys.readouterr().err
+    assert main(base + ["--threshold", "4"]) == 0
+    got = strict(capsys.readouterr().out)
+    assert isinstance(got["precision@3"], float)
