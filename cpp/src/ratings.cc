@@ -267,7 +267,7 @@ RatingSet read_mrat_stream(std::FILE* f, const std::string& path, const unsigned
                   std::to_string(kHeaderBytes) + ")");
   }
   unsigned char h[kHeaderBytes];
-  std::memcpy(h, head, have);
+  if (have > 0) std::memcpy(h, head, have);
   const size_t got = std::fread(h + have, 1, kHeaderBytes - have, f);
   if (got != kHeaderBytes - have) {
     if (std::ferror(f)) throw_errno(path, "cannot read");

@@ -12,7 +12,8 @@
 // Contract checked (fuzz_common.h): read_checkpoint(dir, verify_all=true) returns a validated
 // CheckpointInfo or throws one clean line; when it returns, resume_training on the tiny data
 // the seeds were written for (tiny_train/tiny_test below, mirrored by fuzz/make_corpus.py)
-// either throws one clean line or finishes the run with consistent shapes, and the checkpoint
+// either throws one clean line (InvalidArgument, IoError, or Diverged for fuzzed factors too
+// large to train on) or finishes the run with consistent shapes, and the checkpoint
 // it leaves reads back as complete.  Resume is skipped (not a finding) for checkpoints whose
 // remaining work would be slow: > 3 epochs left, k > 64 or > 2 threads.
 #include <dirent.h>
@@ -167,7 +168,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ++counts.read_ok;
     if (std::getenv("MASCOT_FUZZ_VERBOSE")) std::fprintf(stderr, "checkpoint: read ok (%d epochs done)\n", info.epochs_done);
     if (info.config.epochs - info.epochs_done > 3 || info.config.k > 64 || info.context.threads > 2) return;
-    const TrainResult r = resume_training(dir, train, &test, {});
+    TrainResult r;
+    try {
+      r = resume_training(dir, train, &test, {});
+    } catch (const Diverged& e) {  // fuzzed factors may be huge: a documented, clean outcome
+      fuzz::check_message(e.what());
+      return;
+    }
     const Model& m = r.model;
     fuzz::require(m.k == info.config.k && m.n_users == train.n_users && m.n_items == train.n_items, "model shape");
     fuzz::require(m.P.size() == static_cast<size_t>(m.n_users * m.k) && m.Q.size() == static_cast<size_t>(m.n_items * m.k),

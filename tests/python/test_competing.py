@@ -328,26 +328,26 @@ def test_competing_params_defaults_are_the_papers():
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("loss_scale", -1.0, r"loss_scale must be > 0 \(got -1\)"),
-    ("loss_scale", 0.0, r"loss_scale must be > 0 \(got 0\)"),
-    ("loss_scale", math.inf, r"loss_scale must be > 0 \(got inf\)"),
+    ("loss_scale", -1.0, r"loss_scale must be a finite number > 0 \(got -1\)"),
+    ("loss_scale", 0.0, r"loss_scale must be a finite number > 0 \(got 0\)"),
+    ("loss_scale", math.inf, r"loss_scale must be a finite number > 0 \(got inf\)"),
     ("loss_scale_window", 0, r"loss_scale_window must be >= 1 \(got 0\)"),
     ("muppet_word_lengths", [], r"muppet_word_lengths must list 1 to 8 word lengths \(got 0\)"),
     ("muppet_word_lengths", [8, 8], r"muppet_word_lengths must be strictly increasing \(got 8 then 8\)"),
     ("muppet_word_lengths", [8, 30], r"muppet_word_lengths must be between 2 and 24 bits \(got 30\)"),
     ("muppet_resolution", 0, r"muppet_resolution must be >= 1 \(got 0\)"),
     ("muppet_patience", 0, r"muppet_patience must be >= 1 \(got 0\)"),
-    ("muppet_threshold_alpha", 0.0, r"muppet_threshold_alpha must be > 0 \(got 0\)"),
-    ("muppet_threshold_beta", -1.0, r"muppet_threshold_beta must be >= 0 \(got -1\)"),
-    ("muppet_threshold_decay", math.nan, r"muppet_threshold_decay must be >= 0 \(got nan\)"),
+    ("muppet_threshold_alpha", 0.0, r"muppet_threshold_alpha must be a finite number > 0 \(got 0\)"),
+    ("muppet_threshold_beta", -1.0, r"muppet_threshold_beta must be a finite number >= 0 \(got -1\)"),
+    ("muppet_threshold_decay", math.nan, r"muppet_threshold_decay must be a finite number >= 0 \(got nan\)"),
     ("muppet_batch", 0, r"muppet_batch must be >= 1 \(got 0\)"),
     ("afp_low_bits", 1, r"afp_low_bits must be between 2 and 24 \(got 1\)"),
     ("afp_high_bits", 8, r"afp_high_bits must be > afp_low_bits and <= 24 \(got 8\)"),
-    ("afp_error_threshold", 0.0, r"afp_error_threshold must be > 0 \(got 0\)"),
+    ("afp_error_threshold", 0.0, r"afp_error_threshold must be a finite number > 0 \(got 0\)"),
     ("afp_alpha", 1.5, r"afp_alpha must be in \(0, 1\] \(got 1.5\)"),
-    ("afp_beta", 0.0, r"afp_beta must be > 0 \(got 0\)"),
-    ("afp_gamma", -1.0, r"afp_gamma must be >= 0 \(got -1\)"),
-    ("afp_delta", -2.0, r"afp_delta must be > 0 \(got -2\)"),
+    ("afp_beta", 0.0, r"afp_beta must be a finite number > 0 \(got 0\)"),
+    ("afp_gamma", -1.0, r"afp_gamma must be a finite number >= 0 \(got -1\)"),
+    ("afp_delta", -2.0, r"afp_delta must be a finite number > 0 \(got -2\)"),
 ])
 def test_competing_params_validation_names_the_field(field, value, message):
     p = _core.CompetingParams()

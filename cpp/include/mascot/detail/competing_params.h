@@ -81,7 +81,7 @@ struct CompetingParams {
   /// AFP update interval: the delta (weight of the squared quantization error).
   double afp_delta = 100.0;
 
-  /// Throws InvalidArgument naming the bad field ("loss_scale must be > 0 (got -1)").
+  /// Throws InvalidArgument naming the bad field ("loss_scale must be a finite number > 0 (got -1)").
   void validate() const {
     auto g = [](double v) {
       char b[40];
@@ -90,7 +90,7 @@ struct CompetingParams {
     };
     auto i = [](long long v) { return std::to_string(v); };
     MASCOT_CHECK_ARG(std::isfinite(loss_scale) && loss_scale > 0,
-                     "loss_scale must be > 0 (got " + g(loss_scale) + ")");
+                     "loss_scale must be a finite number > 0 (got " + g(loss_scale) + ")");
     MASCOT_CHECK_ARG(loss_scale_window >= 1, "loss_scale_window must be >= 1 (got " + i(loss_scale_window) + ")");
     MASCOT_CHECK_ARG(!muppet_word_lengths.empty() && muppet_word_lengths.size() <= 8,
                      "muppet_word_lengths must list 1 to 8 word lengths (got " + i((long long)muppet_word_lengths.size()) +
@@ -105,23 +105,23 @@ struct CompetingParams {
     MASCOT_CHECK_ARG(muppet_resolution >= 1, "muppet_resolution must be >= 1 (got " + i(muppet_resolution) + ")");
     MASCOT_CHECK_ARG(muppet_patience >= 1, "muppet_patience must be >= 1 (got " + i(muppet_patience) + ")");
     MASCOT_CHECK_ARG(std::isfinite(muppet_threshold_alpha) && muppet_threshold_alpha > 0,
-                     "muppet_threshold_alpha must be > 0 (got " + g(muppet_threshold_alpha) + ")");
+                     "muppet_threshold_alpha must be a finite number > 0 (got " + g(muppet_threshold_alpha) + ")");
     MASCOT_CHECK_ARG(std::isfinite(muppet_threshold_beta) && muppet_threshold_beta >= 0,
-                     "muppet_threshold_beta must be >= 0 (got " + g(muppet_threshold_beta) + ")");
+                     "muppet_threshold_beta must be a finite number >= 0 (got " + g(muppet_threshold_beta) + ")");
     MASCOT_CHECK_ARG(std::isfinite(muppet_threshold_decay) && muppet_threshold_decay >= 0,
-                     "muppet_threshold_decay must be >= 0 (got " + g(muppet_threshold_decay) + ")");
+                     "muppet_threshold_decay must be a finite number >= 0 (got " + g(muppet_threshold_decay) + ")");
     MASCOT_CHECK_ARG(muppet_batch >= 1, "muppet_batch must be >= 1 (got " + i(muppet_batch) + ")");
     MASCOT_CHECK_ARG(afp_low_bits >= 2 && afp_low_bits <= 24,
                      "afp_low_bits must be between 2 and 24 (got " + i(afp_low_bits) + ")");
     MASCOT_CHECK_ARG(afp_high_bits > afp_low_bits && afp_high_bits <= 24,
                      "afp_high_bits must be > afp_low_bits and <= 24 (got " + i(afp_high_bits) + ")");
     MASCOT_CHECK_ARG(std::isfinite(afp_error_threshold) && afp_error_threshold > 0,
-                     "afp_error_threshold must be > 0 (got " + g(afp_error_threshold) + ")");
+                     "afp_error_threshold must be a finite number > 0 (got " + g(afp_error_threshold) + ")");
     MASCOT_CHECK_ARG(std::isfinite(afp_alpha) && afp_alpha > 0 && afp_alpha <= 1,
                      "afp_alpha must be in (0, 1] (got " + g(afp_alpha) + ")");
-    MASCOT_CHECK_ARG(std::isfinite(afp_beta) && afp_beta > 0, "afp_beta must be > 0 (got " + g(afp_beta) + ")");
-    MASCOT_CHECK_ARG(std::isfinite(afp_gamma) && afp_gamma >= 0, "afp_gamma must be >= 0 (got " + g(afp_gamma) + ")");
-    MASCOT_CHECK_ARG(std::isfinite(afp_delta) && afp_delta > 0, "afp_delta must be > 0 (got " + g(afp_delta) + ")");
+    MASCOT_CHECK_ARG(std::isfinite(afp_beta) && afp_beta > 0, "afp_beta must be a finite number > 0 (got " + g(afp_beta) + ")");
+    MASCOT_CHECK_ARG(std::isfinite(afp_gamma) && afp_gamma >= 0, "afp_gamma must be a finite number >= 0 (got " + g(afp_gamma) + ")");
+    MASCOT_CHECK_ARG(std::isfinite(afp_delta) && afp_delta > 0, "afp_delta must be a finite number > 0 (got " + g(afp_delta) + ")");
   }
 };
 
