@@ -46,6 +46,10 @@ class IdMap:
                 r = r.astype(np.int64)
             else:
                 r = r.astype(str)
+        if len(r) and ((r.dtype.kind == "u" and r.max() > np.iinfo(np.int64).max) or
+                       (r.dtype.kind == "f" and np.all(np.isfinite(r)) and np.abs(r).max() >= 2.0**63)):
+            bad = r[np.argmax(r)] if r.dtype.kind == "u" else r[np.argmax(np.abs(r))]
+            raise ValueError(f"{what}_ids holds the raw id {_py(bad)!r}, outside the int64 range")
         if r.dtype.kind in "iu":
             r = r.astype(np.int64)
         elif r.dtype.kind == "f" and len(r) and np.all(np.isfinite(r)) and np.all(r == np.floor(r)):
@@ -65,46 +69,56 @@ class IdMap:
     def is_identity(self) -> bool:
         return self.raw is None
 
-    def _query(self, ids: Any, name: str) -> np.ndarray:
+    def _query(self, ids: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query as given, as int64 or str, representable mask): an integer id outside the
+        int64 range (a huge unsigned or float value) is in no model; it is never wrapped around."""
         q = np.atleast_1d(np.asarray(ids))
         if q.ndim != 1:
             raise ValueError(f"{name} must be one-dimensional (got shape {q.shape})")
+        ok = np.ones(len(q), bool)
         if self.raw is not None and self.raw.dtype.kind == "U":
-            return q.astype(str)
+            return q, q.astype(str), ok
         if q.size == 0:
-            return q.astype(np.int64)
+            return q, q.astype(np.int64), ok
+        if q.dtype.kind == "O" and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in q):
+            ok = np.array([-2**63 <= int(x) < 2**63 for x in q])  # Python ints beyond int64
+            return q, np.array([int(x) if k else 0 for x, k in zip(q, ok)], np.int64), ok
         if q.dtype.kind == "f":
             if not np.all(np.isfinite(q)) or not np.all(q == np.floor(q)):
                 raise ValueError(f"{name} must be integer ids (found a non-integer value)")
+            ok = (q >= -2.0**63) & (q < 2.0**63)
         elif q.dtype.kind not in "iu" or q.dtype == np.bool_:
             raise ValueError(f"{name} must be integer ids (got dtype {q.dtype})")
-        with np.errstate(invalid="ignore"):
-            return q.astype(np.int64)
+        elif q.dtype.kind == "u" and q.dtype.itemsize == 8:
+            ok = q <= np.uint64(np.iinfo(np.int64).max)
+        return q, np.where(ok, q, 0).astype(np.int64), ok
 
     def to_dense(self, ids: Any, name: str, unknown: str = "raise") -> tuple[np.ndarray, np.ndarray]:
         """(dense ids, known mask); unknown ids get dense id 0 and known=False.  With
         ``unknown="raise"`` the first unknown id is a ValueError naming it."""
         if unknown not in UNKNOWN_CHOICES:
             raise ValueError(f"unknown must be one of {UNKNOWN_CHOICES} (got {unknown!r})")
-        q = self._query(ids, name)
+        given, q, ok = self._query(ids, name)
         if self.raw is None:
-            known = (q >= 0) & (q < self.n)
+            known = ok & (q >= 0) & (q < self.n)
             dense = np.where(known, q, 0)
         else:
             pos = np.searchsorted(self._sorted, q)
             pos_c = np.minimum(pos, max(self.n - 1, 0))
-            known = (pos < self.n) & (self._sorted[pos_c] == q) if self.n else np.zeros(len(q), bool)
+            known = ok & (pos < self.n) & (self._sorted[pos_c] == q) if self.n else np.zeros(len(q), bool)
             dense = np.where(known, self._order[pos_c] if self.n else 0, 0).astype(np.int64)
         if not known.all():
-            bad = q[~known]
+            where = np.nonzero(~known)[0]
+            # an id outside the int64 range is named as it was given, never as its wrapped value
+            bad = [_py(q[j]) if ok[j] else _py(given[j]) for j in where[:10]]
             if unknown == "raise":
-                extra = f" ({len(bad)} unknown ids in all)" if len(bad) > 1 else ""
+                extra = f" ({len(where)} unknown ids in all)" if len(where) > 1 else ""
                 span = f"n_{self.what}s={self.n}" if self.raw is None else f"{self.n} {self.what}s with raw ids"
                 if self.raw is None and bad[0] < 0:
                     span = f"ids must be >= 0, n_{self.what}s={self.n}"
-                raise ValueError(f"{self.what} id {_py(bad[0])!r} is not in the model ({span}){extra}")
-            shown = ", ".join(repr(_py(b)) for b in bad[:10]) + (", ..." if len(bad) > 10 else "")
-            warnings.warn(f"skipped {len(bad)} {self.what} id(s) not in the model: {shown}",
+                raise ValueError(f"{self.what} id {bad[0]!r} is not in the model ({span}){extra}")
+            shown = ", ".join(repr(b) for b in bad) + (", ..." if len(where) > 10 else "")
+            warnings.warn(f"skipped {len(where)} {self.what} id(s) not in the model: {shown}",
                           UnknownIdWarning, stacklevel=3)
         return dense.astype(np.int64), known
 
@@ -127,17 +141,20 @@ class SeenPairs:
     """Training (user, item) pairs as CSR per user: ``indptr`` (n_users + 1, int64) and sorted,
     duplicate-free ``indices`` (int32 dense item ids)."""
 
-    def __init__(self, indptr: np.ndarray, indices: np.ndarray, n_users: int, n_items: int, where: str = "seen pairs"):
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, n_users: int, n_items: int, where: str = "seen pairs",
+                 names: tuple[str, str] = ("indptr", "indices")):
         indptr = np.asarray(indptr)
         indices = np.asarray(indices)
-        if indptr.ndim != 1 or indices.ndim != 1 or indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
-            raise ValueError(f"{where}: indptr and indices must be 1-D integer arrays")
+        ptr, idx = names  # how the messages name the two arrays (e.g. their files)
+        for name, a in ((ptr, indptr), (idx, indices)):
+            if a.ndim != 1 or a.dtype.kind not in "iu":
+                raise ValueError(f"{where}: {name}: must be a 1-D integer array (got {a.ndim}-D {a.dtype})")
         if len(indptr) != n_users + 1 or (len(indptr) and (indptr[0] != 0 or indptr[-1] != len(indices))):
-            raise ValueError(f"{where}: indptr does not match {n_users} users and {len(indices)} pairs")
+            raise ValueError(f"{where}: {ptr}: does not match {n_users} users and {len(indices)} pairs ({idx})")
         if np.any(np.diff(indptr) < 0):
-            raise ValueError(f"{where}: indptr is not non-decreasing")
+            raise ValueError(f"{where}: {ptr}: is not non-decreasing")
         if len(indices) and (indices.min() < 0 or indices.max() >= n_items):
-            raise ValueError(f"{where}: an item index is outside 0..{n_items - 1}")
+            raise ValueError(f"{where}: {idx}: an item index is outside 0..{n_items - 1}")
         self.indptr = indptr.astype(np.int64)
         self.indices = indices.astype(np.int32)
 

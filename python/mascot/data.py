@@ -92,17 +92,17 @@ def _from_tuple(t: tuple) -> Ratings:
 
 def read(path: PathLike) -> Ratings:
     """Reads a ``.mrat`` or text rating file (format detected from its first bytes)."""
-    return _from_tuple(_core.read_ratings(os.fspath(path)))
+    return _from_tuple(_core.read_ratings(os.fsdecode(os.fspath(path))))
 
 
 def write_mrat(path: PathLike, r: Ratings) -> None:
     """Writes ``r`` as ``.mrat`` atomically (temp file + rename)."""
-    _core.write_mrat(os.fspath(path), r.users, r.items, r.ratings, r.n_users, r.n_items)
+    _core.write_mrat(os.fsdecode(os.fspath(path)), r.users, r.items, r.ratings, r.n_users, r.n_items)
 
 
 def write_text(path: PathLike, r: Ratings) -> None:
     """Writes ``r`` as LIBMF-style text atomically."""
-    _core.write_text(os.fspath(path), r.users, r.items, r.ratings, r.n_users, r.n_items)
+    _core.write_text(os.fsdecode(os.fspath(path)), r.users, r.items, r.ratings, r.n_users, r.n_items)
 
 
 class Dataset(NamedTuple):
@@ -121,6 +121,13 @@ def synthetic(name: str = "synthetic-ml10m", scale: float = 1.0, seed: int = 42,
 
     ``name`` may carry its scale (``"synthetic-netflix:0.1"``); otherwise ``scale`` applies.
     """
+    if not isinstance(name, str):
+        raise ValueError(f"name must be a synthetic dataset name (got {name!r})")
+    if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (int, float, np.integer, np.floating)):
+        raise ValueError(f"scale must be a number in (0, 1] (got {scale!r})")
+    for arg, v, hi in (("seed", seed, 2**64 - 1), ("threads", threads, 1024)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not 0 <= v <= hi:
+            raise ValueError(f"{arg} must be an integer between 0 and {hi} (got {v!r})")
     spec = _core.parse_synthetic_spec(name)
     if spec is not None and ":" in name:
         name, scale = spec
@@ -171,21 +178,42 @@ def prepare(name: str, source: PathLike | None = None, **kwargs: Any) -> Path:
 
 
 def as_ratings(obj: Any) -> Ratings:
-    """Accepts a Ratings, a ``(users, items, ratings)`` tuple, a pandas DataFrame (columns
-    user/item/rating, or the first three columns) or a file path."""
+    """Accepts a Ratings, a ``(users, items, ratings)`` tuple, a pandas DataFrame or a file path.
+
+    A DataFrame's columns are taken by name when it has columns named ``user`` and ``item``: the
+    ratings are column ``rating``, or in a three-column frame the remaining column (any name,
+    e.g. ``score``).  A three-column frame without those names is read by position (user, item,
+    rating) as long as no column named user, item or rating stands elsewhere.  Anything else is
+    a ValueError naming the columns expected."""
     if isinstance(obj, Ratings):
         return obj
     if isinstance(obj, (str, os.PathLike)):
         return read(obj)
     if hasattr(obj, "columns") and hasattr(obj, "to_numpy"):  # pandas DataFrame
-        cols = list(obj.columns)
-        named = [c for c in ("user", "item", "rating") if c in cols]
-        if len(named) == 3:
-            return Ratings.from_arrays(obj["user"].to_numpy(), obj["item"].to_numpy(), obj["rating"].to_numpy())
-        if len(cols) < 3:
-            raise ValueError(f"DataFrame needs columns user, item, rating (got {cols})")
-        return Ratings.from_arrays(*(obj[c].to_numpy() for c in cols[:3]))
+        return Ratings.from_arrays(*(obj.iloc[:, j].to_numpy() for j in _frame_columns(list(obj.columns))))
     if isinstance(obj, tuple) and len(obj) == 3:
         return Ratings.from_arrays(*obj)
     raise TypeError("ratings must be a (users, items, ratings) tuple, a pandas DataFrame, "
                     f"a mascot.data.Ratings or a file path (got {type(obj).__name__})")
+
+
+_COLUMNS = ("user", "item", "rating")
+
+
+def _frame_columns(cols: list) -> tuple[int, int, int]:
+    """Positions of the user, item and rating columns of a DataFrame with these column names."""
+    shown = ", ".join(repr(c) for c in cols[:10]) + (", ..." if len(cols) > 10 else "")
+    need = f"a DataFrame needs columns user, item, rating (got {shown})"
+    for c in _COLUMNS:
+        if cols.count(c) > 1:
+            raise ValueError(f"{need}: column {c!r} appears more than once")
+    if "user" in cols and "item" in cols:
+        u, i = cols.index("user"), cols.index("item")
+        if "rating" in cols:
+            return u, i, cols.index("rating")
+        if len(cols) == 3:
+            return u, i, 3 - u - i  # the remaining column holds the ratings
+        raise ValueError(f"{need}: name the ratings column 'rating'")
+    if len(cols) == 3 and all(c not in cols or cols.index(c) == j for j, c in enumerate(_COLUMNS)):
+        return 0, 1, 2
+    raise ValueError(f"{need}: name them so, or pass exactly three columns in that order")

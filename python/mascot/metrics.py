@@ -10,7 +10,8 @@ Definitions (binary relevance; ``rec`` = the N recommended items, ``rel`` = rele
   recall@N    = |rec ∩ rel| / |rel|
   NDCG@N      = DCG / IDCG, DCG = sum over ranks j = 1..N of [rec_j in rel] / log2(j + 1),
                 IDCG = sum over j = 1..min(|rel|, N) of 1 / log2(j + 1)
-An empty recommendation slot (id -1) is never a hit.
+An empty recommendation slot (id -1) is never a hit, and an id recommended more than once counts
+once (at its first rank), so recall and NDCG stay <= 1.
 """
 from __future__ import annotations
 
@@ -43,7 +44,20 @@ def _hits(recommended: Any, relevant: Sequence[Any], n: int) -> tuple[np.ndarray
         sizes[u] = len(np.unique(r))
         if sizes[u]:
             hits[u] = np.isin(rec[u], r) & (rec[u] != -1)
-    return hits, sizes
+    return hits & _first_occurrence(rec), sizes
+
+
+def _first_occurrence(rec: np.ndarray) -> np.ndarray:
+    """[users, n] bool: True where the id is the first of its value in its row (a relevant id
+    recommended twice is one hit, at its first rank)."""
+    first = np.ones(rec.shape, bool)
+    if rec.shape[1] > 1:
+        order = np.argsort(rec, axis=1, kind="stable")
+        s = np.take_along_axis(rec, order, axis=1)
+        dup = np.zeros(rec.shape, bool)
+        dup[:, 1:] = s[:, 1:] == s[:, :-1]
+        np.put_along_axis(first, order, ~dup, axis=1)
+    return first
 
 
 def _per_user(recommended: Any, relevant: Sequence[Any], n: int) -> dict[str, np.ndarray]:
@@ -77,7 +91,8 @@ def ndcg_at_n(recommended: Any, relevant: Sequence[Any], n: int) -> float:
 def ranking_metrics(recommended: Any, relevant: Sequence[Any], n: int) -> dict[str, Any]:
     """precision@n, recall@n, ndcg@n (means), ``users`` evaluated and ``users_skipped``
     (rows whose relevant set is empty).  ``recommended[u]`` are item ids best first (-1 =
-    empty slot); ``relevant[u]`` an iterable of item ids."""
+    empty slot; a repeated id counts once, at its first rank); ``relevant[u]`` an iterable of
+    item ids."""
     p = _per_user(recommended, relevant, n)
     return {f"precision@{n}": _mean(p["precision"]), f"recall@{n}": _mean(p["recall"]),
             f"ndcg@{n}": _mean(p["ndcg"]), "users": int(len(p["precision"])), "users_skipped": p["skipped"]}

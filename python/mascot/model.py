@@ -12,10 +12,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import sys
 import threading
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,22 @@ _PARAMS = ("k", "method", "epochs", "lr", "decay", "lambda_p", "lambda_q", "init
            "order", "rounding", "threads", "seed", "device", "method_params", "random_fp16",
            "grad_stats", "deterministic")
 
+_INT32_MAX = 2**31 - 1
+# integer parameters and their ranges (the core's types: int32 fields, uint64 seed; k and threads
+# are limited by TrainConfig::validate and Context::validate)
+_INT_PARAMS = {"k": (1, 4096), "epochs": (1, _INT32_MAX), "user_groups": (1, _INT32_MAX),
+               "item_groups": (1, _INT32_MAX), "period": (1, _INT32_MAX), "warmup": (0, _INT32_MAX),
+               "threads": (0, 1024), "seed": (0, 2**64 - 1)}
+_FLOAT_PARAMS = ("lr", "decay", "lambda_p", "lambda_q", "init_std", "sample_ratio", "threshold")
+# method_params: the fields of mascot._core.CompetingParams, by the method they apply to
+_METHOD_PARAMS = {
+    "mpt": ("loss_scale", "dynamic_loss_scale", "loss_scale_window"),
+    "muppet": ("muppet_word_lengths", "muppet_resolution", "muppet_patience", "muppet_threshold_alpha",
+               "muppet_threshold_beta", "muppet_threshold_decay", "muppet_batch"),
+    "afp": ("afp_low_bits", "afp_high_bits", "afp_error_threshold", "afp_alpha", "afp_beta", "afp_gamma",
+            "afp_delta"),
+}
+
 
 class MF:
     """Matrix factorization trained by SGD with low-precision latent vectors.
@@ -36,8 +54,10 @@ class MF:
     Parameters mirror ``mascot_train`` (see ``mascot_train --help``); ``groups`` sets both
     ``user_groups`` and ``item_groups``; ``period``, ``sample_ratio``, ``threshold`` and
     ``warmup`` are g-switching's pi, gamma, theta and w (DESIGN.md §3); ``method_params`` sets
-    the competing methods' settings by name (``mascot._core.CompetingParams``), e.g.
-    ``{"loss_scale": "dynamic"}`` for mpt or ``{"muppet_resolution": 3}``.  Two study options:
+    the competing methods' settings by name (the fields of ``mascot._core.CompetingParams`` that
+    belong to ``method``), e.g. ``{"loss_scale": "dynamic"}`` for mpt or
+    ``{"muppet_resolution": 3}``.  Integers take int or NumPy integers, numbers also floats,
+    flags bool (never bool for a number nor str for either).  Two study options:
     ``random_fp16=f`` stores a random share f of the rows in FP16 and the rest in FP32, without
     switching (paper Fig. 4; methods mascot, mascot-naive, mascot-n1), and ``grad_stats=True``
     adds each group's mean sampled-gradient norm to every epoch record (``user_grad_norm``,
@@ -55,26 +75,20 @@ class MF:
                  grad_stats: bool = False, deterministic: bool = False):
         self.k, self.method, self.epochs, self.lr, self.decay = k, method, epochs, lr, decay
         self.lambda_p, self.lambda_q, self.init_std = lambda_p, lambda_q, init_std
+        if groups is not None:
+            _as_int(groups, "groups")
         self.user_groups = groups if user_groups is None else user_groups
         self.item_groups = groups if item_groups is None else item_groups
         self.period, self.sample_ratio, self.threshold, self.warmup = period, sample_ratio, threshold, warmup
         self.order, self.rounding = order, rounding
         self.threads, self.seed, self.device, self.verbose = threads, seed, device, verbose
+        if method_params is not None and not isinstance(method_params, Mapping):
+            raise ValueError(f"method_params must be a dict of parameter names and values "
+                             f"(got {_short_repr(method_params)})")
         self.method_params = dict(method_params or {})
         self.random_fp16, self.grad_stats = random_fp16, grad_stats
-        self.deterministic = bool(deterministic)
-        if self.deterministic:  # one CPU thread, fixed order: bit-for-bit reproducible
-            if threads not in (0, 1):
-                raise ValueError(f"deterministic=True runs one thread (got threads={threads!r})")
-            if device == "cuda":
-                raise ValueError("deterministic=True runs on the CPU (got device='cuda')")
-        self._config()  # validate now
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"unknown device {device!r} (valid: auto, cpu, cuda)")
-        if not isinstance(threads, int) or threads < 0:
-            raise ValueError(f"threads must be an integer >= 0 (got {threads!r})")
-        if not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0 (got {seed!r})")
+        self.deterministic = deterministic
+        self._config()  # validate (and normalise the attributes) now
         self.P_: np.ndarray | None = None
         self.Q_: np.ndarray | None = None
         self.report_: dict | None = None
@@ -86,38 +100,49 @@ class MF:
     def get_params(self) -> dict[str, Any]:
         return {p: getattr(self, p) for p in _PARAMS}
 
-    def _config(self) -> "_core.TrainConfig":
-        c = _core.TrainConfig()
-        try:
-            for name in ("k", "epochs", "user_groups", "item_groups", "period", "warmup"):
-                setattr(c, name, _as_int(getattr(self, name), name))
-            for name in ("lr", "decay", "lambda_p", "lambda_q", "init_std", "sample_ratio", "threshold"):
-                setattr(c, name, float(getattr(self, name)))
-        except TypeError as e:  # nanobind rejects the type
-            raise ValueError(str(e)) from None
+    def _check_params(self) -> None:
+        """Checks the types and ranges Python must settle before the core sees a value (one
+        rule for all: integers are int or NumPy integers, numbers also float / NumPy floats,
+        flags bool / NumPy bool, never bool for a number nor str for either) and normalises the
+        attributes to plain Python values.  Semantic ranges of TrainConfig fields are the
+        core's validate()."""
+        for name, (lo, hi) in _INT_PARAMS.items():
+            setattr(self, name, _as_int(getattr(self, name), name, lo, hi))
+        for name in _FLOAT_PARAMS:
+            setattr(self, name, _as_float(getattr(self, name), name))
         if self.random_fp16 is not None:
-            try:
-                c.random_fp16 = float(self.random_fp16)
-            except (TypeError, ValueError):
-                raise ValueError(f"random_fp16 must be a number in [0, 1] or None (got {self.random_fp16!r})") from None
-        if not isinstance(self.grad_stats, bool):
-            raise ValueError(f"grad_stats must be True or False (got {self.grad_stats!r})")
+            self.random_fp16 = _as_float(self.random_fp16, "random_fp16", "a number in [0, 1] or None")
+        for name in ("grad_stats", "deterministic", "verbose"):
+            setattr(self, name, _as_bool(getattr(self, name), name))
+        for name in ("method", "order", "rounding", "device"):
+            v = getattr(self, name)
+            if not isinstance(v, str):
+                raise ValueError(f"{name} must be a string (got {_short_repr(v)})")
+        if not isinstance(self.method_params, dict):
+            raise ValueError(f"method_params must be a dict of parameter names and values "
+                             f"(got {_short_repr(self.method_params)})")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"unknown device {self.device!r} (valid: auto, cpu, cuda)")
+        if self.deterministic:  # one CPU thread, fixed order: bit-for-bit reproducible
+            if self.threads not in (0, 1):
+                raise ValueError(f"deterministic=True runs one thread (got threads={self.threads!r})")
+            if self.device == "cuda":
+                raise ValueError("deterministic=True runs on the CPU (got device='cuda')")
+
+    def _config(self) -> "_core.TrainConfig":
+        self._check_params()
+        c = _core.TrainConfig()
+        for name in ("k", "epochs", "user_groups", "item_groups", "period", "warmup"):
+            setattr(c, name, getattr(self, name))
+        for name in _FLOAT_PARAMS:
+            setattr(c, name, getattr(self, name))
+        if self.random_fp16 is not None:
+            c.random_fp16 = self.random_fp16
         c.grad_stats = self.grad_stats
         c.method = self.method
         c.order = self.order
         c.rounding = self.rounding
-        p = c.competing
-        for name, value in self.method_params.items():
-            if name.startswith("_") or not hasattr(p, name):
-                raise ValueError(f"unknown method parameter {name!r} (see mascot._core.CompetingParams)")
-            if name == "loss_scale" and value == "dynamic":
-                p.dynamic_loss_scale = True
-                continue
-            try:
-                setattr(p, name, value)
-            except TypeError as e:
-                raise ValueError(f"method parameter {name}: {e}") from None
-        c.competing = p
+        c.competing = _competing_params(self.method, self.method_params)
         c.validate()
         return c
 
@@ -135,16 +160,20 @@ class MF:
         pairs are kept (``seen_``) for ``recommend(exclude_seen=True)`` and saved with the model.
 
         ``checkpoint=DIR`` writes the full training state to DIR after every
-        ``checkpoint_every`` epochs and after the last (docs/checkpoint.md); a Ctrl-C then stops
-        at the end of the epoch, writes a final checkpoint and raises KeyboardInterrupt saying
-        how to continue: ``MF.resume(DIR, train, test)``."""
+        ``checkpoint_every`` epochs and after the last (docs/checkpoint.md), and the id maps
+        and data shape next to it (``DIR/python_ids.npz``, for :meth:`resume`); a Ctrl-C then
+        stops at the end of the epoch, writes a final checkpoint and raises KeyboardInterrupt
+        saying how to continue: ``MF.resume(DIR, train, test)``.  The model then holds the
+        partial run (factors, report, id maps and training pairs all of this fit).  Without a
+        checkpoint an interrupted fit leaves the model as it was."""
         tr = as_ratings(train)
-        te = as_ratings(test) if test is not None else None
+        te = _test_ratings(test)
         cfg = self._config()
+        if not isinstance(name, str):
+            raise ValueError(f"name must be a string (got {_short_repr(name)})")
         tr, umap, imap = self._with_id_maps(tr, user_ids, item_ids)
         if checkpoint is not None:
-            self._fit_checkpointed(tr, te, name, os.fspath(checkpoint), checkpoint_every)
-            self._keep_training_data(tr, umap, imap)
+            self._fit_checkpointed(tr, te, name, _path(checkpoint, "checkpoint"), checkpoint_every, umap, imap)
             return self
 
         def on_epoch(rec: dict) -> bool:
@@ -155,11 +184,12 @@ class MF:
             return True  # a pending Ctrl-C raises KeyboardInterrupt inside this callback
 
         threads, device = self._threads_device()
-        P, Q, report = _core.train(
-            cfg, device, threads, int(self.seed), tr.users, tr.items, tr.ratings,
-            tr.n_users, tr.n_items,
-            None if te is None else te.users, None if te is None else te.items,
-            None if te is None else te.ratings, name, on_epoch)
+        with _core_errors():
+            P, Q, report = _core.train(
+                cfg, device, threads, self.seed, tr.users, tr.items, tr.ratings,
+                tr.n_users, tr.n_items,
+                None if te is None else te.users, None if te is None else te.items,
+                None if te is None else te.ratings, name, on_epoch)
         self.P_, self.Q_, self.report_ = P, Q, json.loads(report)
         self._keep_training_data(tr, umap, imap)
         return self
@@ -173,20 +203,33 @@ class MF:
     def _threads_device(self) -> tuple[int, str]:
         return (1, "cpu") if self.deterministic else (int(self.threads), self.device)
 
-    def _fit_checkpointed(self, train: Any, test: Any, name: str, ckpt: str, every: int) -> "MF":
-        every = _as_int(every, "checkpoint_every")
-        if every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1 (got {every})")
-        tr = as_ratings(train)
-        te = as_ratings(test) if test is not None else None
+    def _fit_checkpointed(self, tr: Ratings, te: Ratings | None, name: str, ckpt: str, every: Any,
+                          umap: Any, imap: Any) -> "MF":
+        every = _as_int(every, "checkpoint_every", 1, _INT32_MAX)
         cfg = self._config()
         threads, device = self._threads_device()
+        existed, written = os.path.exists(ckpt), [False]
+
         with _interruptible(self.verbose) as intr:
-            P, Q, report = _core.train_checkpointed(
-                cfg, device, threads, int(self.seed), tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
-                None if te is None else te.users, None if te is None else te.items,
-                None if te is None else te.ratings, name, intr.on_epoch, ckpt, every, self.deterministic)
+            def on_epoch(rec: dict) -> bool:  # the core made DIR; its first checkpoint comes after this
+                if not written[0]:
+                    _write_ids_file(ckpt, tr, umap, imap)
+                    written[0] = True
+                return intr.on_epoch(rec)
+
+            try:
+                with _core_errors():
+                    P, Q, report = _core.train_checkpointed(
+                        cfg, device, threads, self.seed, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+                        None if te is None else te.users, None if te is None else te.items,
+                        None if te is None else te.ratings, name, on_epoch, ckpt, every, self.deterministic)
+            except BaseException:
+                if written[0] and not os.path.exists(os.path.join(ckpt, "checkpoint.json")):
+                    _remove_ids_file(ckpt, not existed)  # no checkpoint was written: leave nothing behind
+                raise
+        # interrupted or not, the model is the run's (P, Q, report, id maps, pairs all consistent)
         self.P_, self.Q_, self.report_ = P, Q, json.loads(report)
+        self._keep_training_data(tr, umap, imap)
         _raise_if_stopped(self.report_, ckpt)
         return self
 
@@ -196,15 +239,18 @@ class MF:
         """Continues the run saved in ``checkpoint`` (by ``fit(..., checkpoint=DIR)`` or
         ``mascot_train --checkpoint DIR``) on the same ``train`` / ``test`` data (checked against
         the checkpoint's fingerprint) and returns the fitted model.  The parameters come from the
-        checkpoint; further checkpoints go to the same directory.  With ``deterministic=True``
-        the result equals the uninterrupted run bit for bit."""
-        ckpt = os.fspath(checkpoint)
+        checkpoint, and so do the id maps and the user / item counts of a ``fit`` (its
+        ``python_ids.npz``); further checkpoints go to the same directory.  With
+        ``deterministic=True`` the result equals the uninterrupted run bit for bit."""
+        ckpt = _path(checkpoint, "checkpoint")
+        verbose = _as_bool(verbose, "verbose")
         info = _core.read_checkpoint(ckpt, verify=False)  # checksums are verified while loading
-        every = 0 if checkpoint_every is None else _as_int(checkpoint_every, "checkpoint_every")
-        if checkpoint_every is not None and every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1 (got {every})")
+        every = 0 if checkpoint_every is None else _as_int(checkpoint_every, "checkpoint_every", 1, _INT32_MAX)
         tr = as_ratings(train)
-        te = as_ratings(test) if test is not None else None
+        te = _test_ratings(test)
+        ids = _read_ids_file(ckpt, info)
+        if ids and (tr.n_users <= ids["n_users"] and tr.n_items <= ids["n_items"]):
+            tr = Ratings(tr.users, tr.items, tr.ratings, ids["n_users"], ids["n_items"])  # fit's padding
         with _interruptible(verbose) as intr:
             P, Q, report = _core.resume(
                 ckpt, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
@@ -213,9 +259,9 @@ class MF:
         rep = json.loads(report)
         m = cls(**_params_from_report(rep, info), verbose=verbose)
         m.P_, m.Q_, m.report_ = P, Q, rep
-        _raise_if_stopped(rep, ckpt)
-        tr, umap, imap = m._with_id_maps(tr, None, None)
+        tr, umap, imap = m._with_id_maps(tr, ids.get("user_ids"), ids.get("item_ids"))
         m._keep_training_data(tr, umap, imap)
+        _raise_if_stopped(rep, ckpt)
         return m
 
     def memory_plan(self, train: Any = None, test: Any = None, *, dataset: str | None = None) -> dict:
@@ -228,6 +274,8 @@ class MF:
         if (train is None) == (dataset is None):
             raise ValueError("memory_plan needs either train data or dataset=NAME")
         if dataset is not None:
+            if not isinstance(dataset, str):
+                raise ValueError(f"dataset must be a synthetic dataset name (got {_short_repr(dataset)})")
             spec = _core.parse_synthetic_spec(dataset)
             if spec is None:
                 raise ValueError(f"unknown synthetic dataset {dataset!r} (valid: {', '.join(_core.synthetic_names())})")
@@ -239,11 +287,12 @@ class MF:
             loaded = False
         else:
             tr = as_ratings(train)
-            te = as_ratings(test) if test is not None else None
+            te = _test_ratings(test)
             shape = (tr.n_users, tr.n_items, len(tr), 0 if te is None else len(te))
             loaded = True
+        cfg = self._config()
         threads, device = self._threads_device()
-        js, text = _core.memory_plan(self._config(), device, threads, *shape, loaded)
+        js, text = _core.memory_plan(cfg, device, threads, *shape, loaded)
         plan = json.loads(js)
         plan["text"] = text
         return plan
@@ -367,7 +416,7 @@ class MF:
             ur = (np.diff(self.seen_.indptr) > 0).astype(np.uint8)
             ir = np.zeros(self.Q_.shape[0], np.uint8)
             ir[self.seen_.indices] = 1
-        _core.export_libmf(os.fspath(path), np.ascontiguousarray(self.P_), np.ascontiguousarray(self.Q_),
+        _core.export_libmf(_path(path, "path"), np.ascontiguousarray(self.P_), np.ascontiguousarray(self.Q_),
                            float(self.train_mean_ or 0.0), ur, ir)
 
     # ------------------------------------------------------------------ id maps, seen pairs
@@ -382,20 +431,19 @@ class MF:
         return hit[1]
 
     def _with_id_maps(self, tr: Ratings, user_ids: Any, item_ids: Any):
-        nu, ni = tr.n_users, tr.n_items
-        if user_ids is not None:
-            lu = len(np.atleast_1d(np.asarray(user_ids)))
-            if lu < tr.n_users:
-                raise ValueError(f"user_ids has {lu} ids but the training data has {tr.n_users} users")
-            nu = lu
-        if item_ids is not None:
-            li = len(np.atleast_1d(np.asarray(item_ids)))
-            if li < tr.n_items:
-                raise ValueError(f"item_ids has {li} ids but the training data has {tr.n_items} items")
-            ni = li
-        if (nu, ni) != (tr.n_users, tr.n_items):
-            tr = Ratings(tr.users, tr.items, tr.ratings, nu, ni)
-        return tr, _use.IdMap(user_ids, nu, "user"), _use.IdMap(item_ids, ni, "item")
+        n = {"user": tr.n_users, "item": tr.n_items}
+        for what, ids in (("user", user_ids), ("item", item_ids)):
+            if ids is None:
+                continue
+            shape = np.shape(ids)
+            if len(shape) != 1:
+                raise ValueError(f"{what}_ids must be one-dimensional (got shape {shape})")
+            if shape[0] < n[what]:
+                raise ValueError(f"{what}_ids has {shape[0]} ids but the training data has {n[what]} {what}s")
+            n[what] = shape[0]
+        if (n["user"], n["item"]) != (tr.n_users, tr.n_items):
+            tr = Ratings(tr.users, tr.items, tr.ratings, n["user"], n["item"])
+        return tr, _use.IdMap(user_ids, n["user"], "user"), _use.IdMap(item_ids, n["item"], "item")
 
     def _seen_pairs(self, seen: Any) -> "_use.SeenPairs":
         if seen is None:
@@ -422,29 +470,34 @@ class MF:
     def save(self, path: str | os.PathLike) -> None:
         """Writes ``path/{P.npy,Q.npy,model.json}`` atomically (whole directory renamed in)."""
         self._check_fitted()
+        path = _path(path, "path")
         meta = {"format": "mascot-model", "version": 1, "mascot_version": _core.__version__,
                 "n_users": int(self.P_.shape[0]), "n_items": int(self.Q_.shape[0]),
                 "k": int(self.P_.shape[1]), "method": self.method, "id_order": "original",
                 "params": self.get_params(), "report": self.report_}
         meta.update(self._use_meta())
-        _core.save_model(os.fspath(path), np.ascontiguousarray(self.P_), np.ascontiguousarray(self.Q_),
-                         json.dumps(meta), self._use_files())
+        _core.save_model(path, np.ascontiguousarray(self.P_), np.ascontiguousarray(self.Q_),
+                         json.dumps(meta, default=_json_default), self._use_files())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MF":
-        """Loads a model saved by ``MF.save`` or ``mascot_train --save``."""
-        path = Path(path)
+        """Loads a model saved by ``MF.save`` or ``mascot_train --save`` (whose model.json has
+        no "params": the parameters then come from its run report's config, threads and seed)."""
+        path = Path(_path(path, "path"))
         P, Q = _core.load_model(os.fspath(path))
         meta = _read_model_json(path, P, Q)
-        params = {p: v for p, v in meta["params"].items() if p in _PARAMS}
+        if "params" in meta:
+            what, params = "params", {p: v for p, v in meta["params"].items() if p in _PARAMS}
+        else:
+            what, params = "report", _params_from_saved_report(meta.get("report"))
         params.setdefault("k", int(P.shape[1]))
         params.setdefault("method", meta.get("method", "fp32"))
-        if params["k"] != P.shape[1]:
-            raise ValueError(f"{path / 'model.json'}: params.k = {_short_json(params['k'])} but P.npy has k={P.shape[1]}")
         try:
             m = cls(**params)
         except (TypeError, ValueError) as e:  # a hand-edited or foreign model.json
-            raise ValueError(f"{path / 'model.json'}: invalid 'params' ({_first_line(e)})") from None
+            raise ValueError(f"{path / 'model.json'}: invalid '{what}' ({_first_line(e)})") from None
+        if m.k != P.shape[1]:
+            raise ValueError(f"{path / 'model.json'}: {what}.k = {m.k} but P.npy has k={P.shape[1]}")
         m.P_, m.Q_, m.report_ = P, Q, meta.get("report")
         m._load_use_files(path, meta)
         return m
@@ -495,7 +548,8 @@ class MF:
             if (ip is None) != (ix is None):
                 raise ValueError(f"{path}: seen_indptr.npy and seen_indices.npy must be saved together")
             if ip is not None:
-                self.seen_ = _use.SeenPairs(ip, ix, self.P_.shape[0], self.Q_.shape[0], str(path / "seen_indptr.npy"))
+                self.seen_ = _use.SeenPairs(ip, ix, self.P_.shape[0], self.Q_.shape[0], str(path),
+                                            ("seen_indptr.npy", "seen_indices.npy"))
         except ValueError as e:
             msg = str(e)
             raise ValueError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
@@ -510,10 +564,72 @@ class MF:
         return f"MF(k={self.k}, method={self.method!r}, epochs={self.epochs}, device={self.device!r})"
 
 
-def _as_int(v: Any, name: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer (got {v!r})")
-    return int(v)
+def _short_repr(v: Any) -> str:
+    s = repr(v).replace("\n", " ")
+    return s if len(s) <= 60 else s[:60] + "..."
+
+
+def _as_int(v: Any, name: str, lo: int | None = None, hi: int | None = None) -> int:
+    """An integer parameter: Python or NumPy integer (not bool) within [lo, hi]."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer (got {_short_repr(v)})")
+    v = int(v)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        span = f">= {lo}" if hi is None or (hi == _INT32_MAX and v < lo) else \
+            f"<= {hi}" if lo is None else f"between {lo} and {hi}"
+        raise ValueError(f"{name} must be {span} (got {v})")
+    return v
+
+
+def _as_float(v: Any, name: str, what: str = "a number") -> float:
+    """A real parameter: int, float or a NumPy integer / float (not bool, not str)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be {what} (got {_short_repr(v)})")
+    try:
+        return float(v)
+    except OverflowError:
+        raise ValueError(f"{name} must be a finite number (got {v})") from None
+
+
+def _as_bool(v: Any, name: str) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False (got {_short_repr(v)})")
+    return bool(v)
+
+
+def _competing_params(method: str, params: dict) -> "_core.CompetingParams":
+    """``method_params`` as a CompetingParams: known fields of ``method`` only, each of the
+    field's type (checked here, so every error is one line naming the key)."""
+    p = _core.CompetingParams()
+    valid = [n for names in _METHOD_PARAMS.values() for n in names]
+    for name, value in params.items():
+        if name not in valid:
+            raise ValueError(f"unknown method parameter {_short_repr(name)} (valid: {', '.join(valid)})")
+        owner = next(m for m, names in _METHOD_PARAMS.items() if name in names)
+        if owner != method:
+            raise ValueError(f"method parameter {name!r} applies to method {owner}, not {method!r}")
+        key = f"method_params[{name!r}]"
+        default = getattr(p, name)
+        if name == "loss_scale" and isinstance(value, str):
+            if value != "dynamic":
+                raise ValueError(f"{key} must be a number or 'dynamic' (got {_short_repr(value)})")
+            p.dynamic_loss_scale = True
+            continue
+        if isinstance(default, bool):
+            value = _as_bool(value, key)
+        elif isinstance(default, int):
+            value = _as_int(value, key, -_INT32_MAX - 1, _INT32_MAX)
+        elif isinstance(default, float):
+            value = _as_float(value, key, "a number" + (" or 'dynamic'" if name == "loss_scale" else ""))
+            limit = float(np.finfo(np.float32).max) if name == "loss_scale" else float("inf")  # a C++ float
+            if not (np.isfinite(value) and abs(value) <= limit):
+                raise ValueError(f"{key} must be a finite number (got {value})")
+        else:  # muppet_word_lengths: a sequence of integers
+            if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__") or np.ndim(value) != 1:
+                raise ValueError(f"{key} must be a list of integers (got {_short_repr(value)})")
+            value = [_as_int(w, key, -_INT32_MAX - 1, _INT32_MAX) for w in value]
+        setattr(p, name, value)
+    return p
 
 
 def dataset_id_maps(name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -582,22 +698,146 @@ def _raise_if_stopped(report: dict, ckpt: str) -> None:
 
 def _params_from_report(rep: dict, info: dict) -> dict:
     """MF constructor parameters of a checkpointed run (its report's config)."""
-    c = rep["config"]
-    params = {name: c[name] for name in ("k", "method", "epochs", "lr", "decay", "lambda_p", "lambda_q",
-                                         "init_std", "user_groups", "item_groups", "period", "sample_ratio",
-                                         "threshold", "warmup", "order", "rounding", "grad_stats")}
-    if c.get("random_fp16") is not None:
-        params["random_fp16"] = c["random_fp16"]
-    if "competing" in c:
-        mp = dict(c["competing"])
-        if mp.pop("dynamic_loss_scale", False):
-            mp["loss_scale"] = "dynamic"
-        params["method_params"] = mp
-    params.update(threads=int(info["threads"]), seed=int(info["seed"]), device="cpu",
-                  deterministic=bool(info["deterministic"]))
+    params = _config_params(rep["config"])
+    params.update(threads=info["threads"], seed=info["seed"], device="cpu", deterministic=bool(info["deterministic"]))
     if params["deterministic"]:
         params["threads"] = 1
     return params
+
+
+def _params_from_saved_report(rep: Any) -> dict:
+    """MF constructor parameters of a model written by ``mascot_train --save`` (its run
+    report's config, threads and seed; {} when the report has no config)."""
+    if not isinstance(rep, dict) or not isinstance(rep.get("config"), dict):
+        return {}
+    params = _config_params(rep["config"])
+    for key in ("threads", "seed"):
+        if key in rep:
+            params[key] = rep[key]
+    return params
+
+
+def _config_params(c: dict) -> dict:
+    """A run report's "config" as MF parameters (the fields it has)."""
+    params = {name: c[name] for name in ("k", "method", "epochs", "lr", "decay", "lambda_p", "lambda_q",
+                                         "init_std", "user_groups", "item_groups", "period", "sample_ratio",
+                                         "threshold", "warmup", "order", "rounding", "grad_stats") if name in c}
+    if c.get("random_fp16") is not None:
+        params["random_fp16"] = c["random_fp16"]
+    mp = c.get("competing")
+    if isinstance(mp, dict) and isinstance(c.get("method"), str):
+        mp = {k: v for k, v in mp.items() if k in _METHOD_PARAMS.get(c["method"], ())}  # the method's own
+        if mp.get("dynamic_loss_scale") is False:
+            del mp["dynamic_loss_scale"]  # the default
+        params["method_params"] = mp
+    return params
+
+
+def _json_default(v: Any) -> Any:
+    """json.dumps for NumPy scalars and arrays in parameters (method_params values)."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    raise TypeError(f"{type(v).__name__} is not JSON serializable")
+
+
+def _path(p: Any, name: str) -> str:
+    """A path parameter (str, bytes or os.PathLike) as str; anything else is a one-line error."""
+    if not isinstance(p, (str, bytes, os.PathLike)):
+        raise ValueError(f"{name} must be a str or os.PathLike path (got {_short_repr(p)})")
+    return os.fsdecode(os.fspath(p))
+
+
+def _test_ratings(test: Any) -> Ratings | None:
+    """The test set of fit / resume / memory_plan; its errors say that it is the test set."""
+    if test is None:
+        return None
+    try:
+        return as_ratings(test)
+    except (ValueError, TypeError) as e:
+        msg = str(e)
+        raise type(e)(msg if msg.startswith("test") else f"test set: {msg}") from None
+
+
+class _core_errors:
+    """Rewrites the core's command-line advice in its messages for Python: "lower --groups" or
+    "lower user_groups (--groups, --user-groups)" name groups= / user_groups= / item_groups=."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, e, tb):
+        if isinstance(e, ValueError) and "--groups" in str(e):
+            msg = re.sub(r"\(--groups, --(user|item)-groups\)", r"(groups= or \1_groups=)", str(e))
+            raise type(e)(msg.replace("lower --groups", "lower groups= (or user_groups= / item_groups=)")) from None
+        return False
+
+
+_IDS_FILE = "python_ids.npz"  # not a name the core's checkpoint writer ever removes
+
+
+def _write_ids_file(ckpt: str, tr: Ratings, umap: Any, imap: Any) -> None:
+    """Writes ckpt/python_ids.npz (atomically: temp file, fsync, rename): the id maps of a
+    checkpointed fit and the user / item / rating counts it trained with, which MF.resume needs
+    and the core's checkpoint does not keep.  Called at the end of the first epoch, before the
+    core writes its first checkpoint, so every checkpoint of a fit has it."""
+    arrays = {"n_users": np.int64(tr.n_users), "n_items": np.int64(tr.n_items), "n_train": np.int64(len(tr))}
+    if umap.raw is not None:
+        arrays["user_ids"] = umap.raw
+    if imap.raw is not None:
+        arrays["item_ids"] = imap.raw
+    f = os.path.join(ckpt, _IDS_FILE)
+    tmp = f"{f}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, f)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _remove_ids_file(ckpt: str, rmdir: bool) -> None:
+    try:
+        os.remove(os.path.join(ckpt, _IDS_FILE))
+        if rmdir:
+            os.rmdir(ckpt)
+    except OSError:
+        pass
+
+
+def _read_ids_file(ckpt: str, info: dict) -> dict:
+    """ckpt/python_ids.npz checked against the checkpoint: {} when absent (a checkpoint of
+    mascot_train), else n_users, n_items and the id maps present (user_ids / item_ids)."""
+    f = os.path.join(ckpt, _IDS_FILE)
+    if not os.path.exists(f):
+        return {}
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            ids = {k: z[k] for k in z.files}
+    except Exception as e:  # noqa: BLE001 (a damaged zip raises zipfile / zlib errors too)
+        raise ValueError(f"checkpoint {f}: not a readable .npz file ({_first_line(e)})") from None
+    shape = []
+    for key in ("n_users", "n_items", "n_train"):
+        v = ids.get(key)
+        if v is None or v.shape != () or v.dtype.kind not in "iu":
+            raise ValueError(f"checkpoint {f}: {key} is missing or not an integer")
+        shape.append(int(v))
+    if shape != [info["n_users"], info["n_items"], info["n_train"]]:
+        raise ValueError(f"checkpoint {f} does not belong to this checkpoint (it describes {shape[0]} users, "
+                         f"{shape[1]} items, {shape[2]} ratings; the checkpoint {info['n_users']}, "
+                         f"{info['n_items']}, {info['n_train']}): remove it or resume another directory")
+    out = {"n_users": shape[0], "n_items": shape[1]}
+    for key, n in (("user_ids", shape[0]), ("item_ids", shape[1])):
+        if key in ids:
+            if ids[key].shape != (n,):
+                raise ValueError(f"checkpoint {f}: {key} has shape {ids[key].shape}, expected ({n},)")
+            out[key] = ids[key]
+    return out
 
 
 def _first_line(e: BaseException) -> str:
@@ -639,5 +879,4 @@ def _read_model_json(path: Path, P: np.ndarray, Q: np.ndarray) -> dict:
                              f"({key} is {_short_json(v)} in model.json, {n} in the .npy files)")
     if not isinstance(meta.get("params", {}), dict) or not isinstance(meta.get("method", "fp32"), str):
         raise ValueError(f"{f}: invalid 'params' or 'method' (expected an object and a string)")
-    meta.setdefault("params", {})
     return meta

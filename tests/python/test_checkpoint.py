@@ -401,3 +401,73 @@ def test_crafted_state_files_give_clear_errors(ds, tmp_path, method):
             assert f"checkpoint {d}/{man['file.' + name]}" in msg, msg
             errors += 1
     assert errors >= 20
+
+
+# ------------------------------------------------------------------ audit regressions
+def _stop_after(monkeypatch, epochs):
+    """fit(checkpoint=...) stops (as after a Ctrl-C) at the end of epoch `epochs`."""
+    from mascot import model
+    monkeypatch.setattr(model._interruptible, "on_epoch", lambda self, rec: rec["epoch"] < epochs - 1)
+
+
+def test_interrupted_checkpointed_fit_leaves_a_consistent_model(ds, tmp_path, monkeypatch):
+    """audit 3: after a Ctrl-C in fit(checkpoint=...) the model is the partial run as a whole
+    (factors, report, id maps, training pairs), so recommend / save / load work."""
+    small = data.Ratings.from_arrays(ds.train.users[:500], ds.train.items[:500], ds.train.ratings[:500])
+    m = MF(k=8, epochs=1, groups=2).fit(small, user_ids=np.arange(small.n_users) + 10**6)
+    m.epochs = 4
+    _stop_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt, match="continue with MF.resume"):
+        m.fit(ds.train, checkpoint=tmp_path / "ck")
+    n = ds.train.n_users
+    assert m.P_.shape[0] == n and m.user_ids_ is None and len(m.seen_.indptr) == n + 1
+    assert m.report_["totals"]["interrupted"] and m.report_["totals"]["epochs_run"] == 2
+    assert m.recommend([n - 1], n=3)[0].shape == (1, 3)
+    m.save(tmp_path / "m")
+    back = MF.load(tmp_path / "m")
+    assert back.P_.shape == m.P_.shape and back.user_ids_ is None and back.recommend([0], n=2)[0].shape == (1, 2)
+
+
+def test_resume_keeps_id_maps_and_padded_counts(ds, tmp_path, monkeypatch):
+    """audit 9: fit(checkpoint=DIR) keeps its id maps and user / item counts next to the
+    checkpoint (DIR/python_ids.npz, which the core's writer never removes); the
+    MF.resume(DIR, train) the interruption suggests gives them back, also when user_ids padded
+    the users beyond the data."""
+    tr = ds.train
+    uids = np.arange(tr.n_users + 3) + 10**6
+    iids = np.array([f"i{j}" for j in range(tr.n_items)])
+    params = dict(k=8, epochs=3, groups=2, deterministic=True)
+    full = MF(**params).fit(tr, user_ids=uids, item_ids=iids)
+    _stop_after(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt) as e:
+        MF(**params).fit(tr, user_ids=uids, item_ids=iids, checkpoint=tmp_path / "ck")
+    assert f"MF.resume({str(tmp_path / 'ck')!r}, train, test)" in str(e.value)
+    monkeypatch.undo()
+    assert "python_ids.npz" in os.listdir(tmp_path / "ck")
+    m = MF.resume(tmp_path / "ck", tr)  # the suggested call, with the data as given to fit
+    assert m.report_["totals"]["epochs_run"] == 3 and "python_ids.npz" in os.listdir(tmp_path / "ck")
+    assert np.array_equal(m.user_ids_, uids) and np.array_equal(m.item_ids_, iids)
+    assert m.P_.tobytes() == full.P_.tobytes()
+    assert np.array_equal(m.recommend([10**6], n=3)[0], full.recommend([10**6], n=3)[0])
+    assert np.isnan(m.predict([uids[-1]], ["i0"], unknown="raise")).sum() == 0  # a padded user is known
+    # without padding or id maps: the maps stay None, the model is complete
+    MF(**params).fit(tr, checkpoint=tmp_path / "plain")
+    r = MF.resume(tmp_path / "plain", tr)
+    assert r.user_ids_ is None and r.item_ids_ is None and r.P_.shape[0] == tr.n_users
+    # a python_ids.npz of another run is refused, not attached
+    os.replace(tmp_path / "ck" / "python_ids.npz", tmp_path / "plain" / "python_ids.npz")
+    small = data.Ratings.from_arrays(tr.users[:300], tr.items[:300], tr.ratings[:300])
+    MF(**params).fit(small, checkpoint=tmp_path / "small")
+    os.replace(tmp_path / "small" / "python_ids.npz", tmp_path / "plain" / "python_ids.npz")
+    with pytest.raises(ValueError, match="python_ids.npz does not belong to this checkpoint"):
+        MF.resume(tmp_path / "plain", tr)
+
+
+def test_refused_checkpoint_fit_leaves_no_ids_file(ds, tmp_path):
+    """A checkpointed fit the core refuses writes nothing next to an existing checkpoint."""
+    MF(k=8, epochs=1, groups=2).fit(ds.train, checkpoint=tmp_path / "ck")
+    before = sorted(os.listdir(tmp_path / "ck"))
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        MF(k=8, epochs=1, groups=2).fit(ds.train, user_ids=np.arange(ds.train.n_users) + 5, checkpoint=tmp_path / "ck")
+    assert sorted(os.listdir(tmp_path / "ck")) == before
+    assert MF.resume(tmp_path / "ck", ds.train).user_ids_ is None

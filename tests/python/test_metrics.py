@@ -101,3 +101,17 @@ def test_sorted_unique_matches_numpy():
         got = sorted_unique(a)
         np.testing.assert_array_equal(got, np.unique(a))
         assert got.dtype == a.dtype
+
+
+def test_repeated_recommended_id_counts_once():
+    """audit 7: an id recommended twice is one hit (at its first rank); recall and NDCG <= 1;
+    -1 padding slots may repeat and are never hits."""
+    got = metrics.ranking_metrics(np.array([[1, 1, 1]]), [[1]], 3)
+    assert got["precision@3"] == pytest.approx(1 / 3)
+    assert got["recall@3"] == pytest.approx(1.0) and got["ndcg@3"] == pytest.approx(1.0)
+    # [2, 1, 1]: the hit is at rank 2 only once
+    got = metrics.ranking_metrics(np.array([[2, 1, 1], [5, -1, -1]]), [[1, 3], [5]], 3)
+    assert got["recall@3"] == pytest.approx((1 / 2 + 1) / 2)
+    assert got["ndcg@3"] == pytest.approx(((1 / np.log2(3)) / (1 + 1 / np.log2(3)) + 1) / 2)
+    assert metrics.recall_at_n(np.array([["a", "a", "b"]]), [["a", "b"]], 3) == pytest.approx(1.0)
+    assert metrics.ndcg_at_n(np.array([[7, 7, 7, 7]]), [[7, 8]], 4) <= 1.0

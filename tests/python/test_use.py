@@ -427,3 +427,103 @@ def test_cli_recommend_with_dataset_ids_and_text_evaluate(tmp_path, capsys, monk
     assert float(out["rmse"]) == pytest.approx(3.0) and float(out["precision@1"]) == 1.0
     assert out["users"].strip() == "1"
 
+
+
+# ---------------------------------------------------------------- audit regressions
+def test_huge_query_ids_are_unknown_not_wrapped(tiny):
+    """audit 6: an unsigned or float id outside int64 is not cast around to another id; the
+    error names the id as given."""
+    u, i, r, nu, ni = tiny
+    m = MF(k=4, epochs=1, groups=2).fit((u, i, r), item_ids=np.arange(ni) - 1)  # raw ids -1 .. ni-2
+    assert np.isfinite(m.predict([0], [-1])).all()
+    with pytest.raises(ValueError, match=r"item id 18446744073709551615 is not in the model"):
+        m.predict([0], np.array([2**64 - 1], np.uint64))
+    with pytest.raises(ValueError, match=r"item id 1180591620717411303424 is not in the model"):
+        m.predict([0], [2**70])
+    with pytest.warns(mascot.UnknownIdWarning, match="18446744073709551615"):
+        out = m.predict([0, 0], np.array([2**64 - 1, 0], np.uint64), unknown="skip")
+    assert np.isnan(out[0]) and np.isfinite(out[1])
+    d = MF(k=4, epochs=1, groups=2).fit((u, i, r))
+    with pytest.raises(ValueError, match=r"user id 1e\+30 is not in the model"):
+        d.predict([1e30], [0])
+    with pytest.raises(ValueError, match=r"user id 9223372036854775808 is not in the model"):
+        d.recommend(np.array([2**63], np.uint64), n=2)
+    with pytest.warns(mascot.UnknownIdWarning):
+        ids, sc = d.recommend(np.array([2**64 - 1, 1], np.uint64), n=2, unknown="skip")
+    assert ids[0].tolist() == [-1, -1] and (ids[1] >= 0).all()
+    # nor are raw ids beyond int64 wrapped when a map is attached
+    with pytest.raises(ValueError, match="raw id 18446744073709551615, outside the int64 range"):
+        d.set_id_maps(None, np.concatenate([np.arange(ni - 1, dtype=np.uint64), np.array([2**64 - 1], np.uint64)]))
+
+
+def test_bad_seen_files_are_named(tiny, tmp_path):
+    """audit 16: a bad seen_indices.npy is named as such, not blamed on seen_indptr.npy."""
+    u, i, r, nu, ni = tiny
+    d = tmp_path / "m"
+    MF(k=2, epochs=1, groups=2).fit((u, i, r)).save(d)
+    good = np.load(d / "seen_indices.npy")
+    np.save(d / "seen_indices.npy", good.astype(np.float64))
+    with pytest.raises(ValueError, match=r"seen_indices\.npy: must be a 1-D integer array") as e:
+        MF.load(d)
+    assert "seen_indptr" not in str(e.value)
+    np.save(d / "seen_indices.npy", good.reshape(-1, 1))
+    with pytest.raises(ValueError, match=r"seen_indices\.npy: must be a 1-D integer array"):
+        MF.load(d)
+    np.save(d / "seen_indices.npy", good)
+    np.save(d / "seen_indptr.npy", np.load(d / "seen_indptr.npy").astype(np.float32))
+    with pytest.raises(ValueError, match=r"seen_indptr\.npy: must be a 1-D integer array"):
+        MF.load(d)
+
+
+def test_load_of_mascot_train_model_has_its_parameters(trainer_exe, tiny, tmp_path):
+    """audit 4: model.json of mascot_train --save has no "params": they come from the run
+    report's config, threads and seed, not the MF defaults."""
+    u, i, r, nu, ni = tiny
+    mascot.data.write_text(tmp_path / "tr.txt", mascot.data.Ratings(u, i, r, nu, ni))
+    res = subprocess.run([trainer_exe, "--train", tmp_path / "tr.txt", "--k", "8", "--epochs", "3", "--quiet",
+                          "--groups", "3", "--lr", "0.03", "--method", "mpt", "--threads", "2", "--seed", "7",
+                          "--order", "blocked", "--save", tmp_path / "m"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "params" not in json.loads((tmp_path / "m" / "model.json").read_text())
+    p = MF.load(tmp_path / "m").get_params()
+    assert (p["k"], p["method"], p["epochs"], p["user_groups"], p["item_groups"]) == (8, "mpt", 3, 3, 3)
+    assert p["lr"] == pytest.approx(0.03) and p["order"] == "blocked" and p["seed"] == 7 and p["threads"] == 2
+    assert set(p["method_params"]) <= {"loss_scale", "dynamic_loss_scale", "loss_scale_window"}
+    # a hand-written report config: checked like params, one line naming model.json
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["report"]["config"]["lr"] = "fast"
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"model\.json: invalid 'report' \(lr must be a number") as e:
+        MF.load(tmp_path / "m")
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_method_params_in_model_json(tiny, tmp_path, capsys):
+    """audit 11: a model.json whose method_params names a CompetingParams method (validate) is a
+    one-line ValueError for MF.load and for `mascot recommend`, not an AttributeError."""
+    from mascot.cli import main
+    u, i, r, nu, ni = tiny
+    MF(k=2, epochs=1, groups=2).fit((u, i, r)).save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["params"]["method_params"] = {"validate": 1}
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"model\.json: invalid 'params' \(unknown method parameter 'validate'"):
+        MF.load(tmp_path / "m")
+    assert main(["recommend", str(tmp_path / "m"), "--users", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown method parameter 'validate'" in err, err
+
+
+def test_readme_python_snippets_name_preparable_datasets():
+    """audit 19: the README's Python examples load datasets under the names `mascot data prepare`
+    writes ($MASCOT_DATA/ml10m, not ml-10m)."""
+    import pathlib
+    import re
+
+    from mascot import datasets
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    names = re.findall(r"(?:mascot\.data\.load|dataset_id_maps|data\.meta)\(\"([^\"]+)\"\)", readme)
+    assert names
+    for n in names:
+        assert n in datasets.DATASETS or mascot._core.parse_synthetic_spec(n) is not None, n
+    assert "$MASCOT_DATA/ml-10m" not in readme
