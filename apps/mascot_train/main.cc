@@ -174,15 +174,9 @@ std::string data_root() {
   return std::string(home ? home : ".") + "/.cache/mascot";
 }
 
-std::string parent_dir(const std::string& path) {
-  const auto pos = path.find_last_of('/');
-  if (pos == std::string::npos) return ".";
-  return pos == 0 ? "/" : path.substr(0, pos);
-}
-
 // Fails now (not after training) when the file `path` cannot be created or replaced.
 void check_writable_target(const std::string& what, const std::string& path) {
-  const std::string parent = parent_dir(path);
+  const std::string parent = detail::parent_dir(path);
   if (!detail::is_directory(parent)) throw IoError(what + " " + path + ": directory " + parent + " does not exist");
   if (::access(parent.c_str(), W_OK) != 0) throw IoError(what + " " + path + ": directory " + parent + " is not writable");
   if (detail::is_directory(path)) throw IoError(what + " " + path + ": is a directory");

@@ -757,8 +757,7 @@ void check_checkpoint_target(const std::string& dir) {
     if (::access(dir.c_str(), W_OK) != 0) throw IoError("checkpoint directory " + dir + " is not writable");
     return;
   }
-  const size_t slash = dir.find_last_of('/');
-  const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash);
+  const std::string parent = detail::parent_dir(dir);
   if (!detail::is_directory(parent))
     throw IoError("checkpoint directory " + dir + ": directory " + parent + " does not exist");
   if (::access(parent.c_str(), W_OK) != 0)

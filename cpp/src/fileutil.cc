@@ -17,17 +17,12 @@
 
 namespace mascot::detail {
 
-namespace {
-
-// Directory part of `path` ("." when it has none), for fsync'ing the rename.
 std::string parent_dir(const std::string& path) {
   const size_t slash = path.find_last_of('/');
   if (slash == std::string::npos) return ".";
   if (slash == 0) return "/";
   return path.substr(0, slash);
 }
-
-}  // namespace
 
 AtomicFile::AtomicFile(const std::string& path) : path_(path), tmp_(temp_sibling(path)) {
   f_ = std::fopen(tmp_.c_str(), "wb");

@@ -234,8 +234,7 @@ void check_model_target(const std::string& dir) {
       throw_io(dir + ": exists, is not empty and holds no model.json; refusing to replace it");
     return;
   }
-  const size_t slash = dir.find_last_of('/');
-  const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash);
+  const std::string parent = detail::parent_dir(dir);
   if (!detail::is_directory(parent)) throw_io(dir + ": directory " + parent + " does not exist");
 }
 

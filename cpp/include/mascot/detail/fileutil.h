@@ -32,6 +32,8 @@ bool path_exists(const std::string& path);
 bool is_directory(const std::string& path);
 /// True for an existing directory with no entries besides . and ..
 bool is_empty_dir(const std::string& path);
+/// Directory part of `path`: "." when it has none, "/" for "/x".
+std::string parent_dir(const std::string& path);
 /// "a/b//" -> "a/b"; "/" stays "/".
 std::string strip_trailing_slashes(const std::string& path);
 /// Unique sibling temp name "<path>.tmp.<pid>.<counter>".
