@@ -16,7 +16,6 @@ Writes OUT/hogwild_sweep.json and OUT/hogwild_sweep.md after every run (temp fil
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -26,7 +25,9 @@ import mascot
 from mascot import _core
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpu_bench import one_run, write_atomic  # noqa: E402  (the main table's per-run measurement)
+from gpu_bench import _rmse, one_run, write_atomic  # noqa: E402  (the main table's per-run measurement)
+from benchutil import (Parser, check_dataset, check_methods, check_out_dir, check_train_params,  # noqa: E402
+                       csv_items, die)
 
 
 def parse_settings(text):
@@ -49,21 +50,22 @@ def parse_settings(text):
 def table(rows, meta):
     lines = [f"Device: {meta['device']}; copy bandwidth {meta['copy_bandwidth_GBps']:.0f} GB/s; {meta['dataset']}, "
              f"k = {meta['k']}, {meta['epochs']} epochs; {meta['date']}.", "",
-             "| method | writes | overlap | warps | s / epoch | M updates/s | vs fp32 add:default | final RMSE | "
+             "| method | writes | overlap | warps | s / epoch | M updates/s | time vs fp32 add:default | final RMSE | "
              "RMSE vs fp32 add:default | floor fraction |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     base = next((r for r in rows if r["method"] == "fp32" and r["writes"] == "add" and r["overlap"] == "default"), None)
     for r in rows:
         rel = f"{r['median_epoch_seconds'] / base['median_epoch_seconds']:.2f}" if base else "-"
-        dr = f"{(r['final_test_rmse'] / base['final_test_rmse'] - 1) * 100:+.2f} %" if base else "-"
+        both = base is not None and r["final_test_rmse"] is not None and base["final_test_rmse"] is not None
+        dr = f"{(r['final_test_rmse'] / base['final_test_rmse'] - 1) * 100:+.2f} %" if both else "-"
         lines.append(f"| {r['method']} | {r['writes']} | {r['overlap']} | {r.get('warps') or '-'} | "
                      f"{r['median_epoch_seconds']:.4f} | {r['updates_per_second'] / 1e6:.0f} | {rel} | "
-                     f"{r['final_test_rmse']:.5f} | {dr} | {r['floor_fraction']:.2f} |")
+                     f"{_rmse(r['final_test_rmse'])} | {dr} | {r['floor_fraction']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(prog="gpu_hogwild_sweep", description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="synthetic-ml10m")
     ap.add_argument("--k", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=20)
@@ -71,16 +73,23 @@ def main() -> int:
     ap.add_argument("--settings", default="add:default,add:inf,store:default,store:inf")
     ap.add_argument("--out", default="results/gpu-hogwild")
     a = ap.parse_args()
-    try:
+    try:  # every argument before any work: one line, exit status 2
         settings = parse_settings(a.settings)
+        check_dataset(a.dataset)
+        methods = csv_items(a.methods, "--methods")
+        check_methods(methods)
+        for m in methods:
+            check_train_params(k=a.k, method=m, epochs=a.epochs)
+        check_out_dir(a.out)
     except ValueError as exc:
         ap.error(str(exc))
-    if a.epochs < 1:
-        ap.error("--epochs must be >= 1")
     if mascot.cuda_device_count() == 0:
         print("gpu_hogwild_sweep: error: no CUDA device is visible", file=sys.stderr)
         return 1
-    os.makedirs(a.out, exist_ok=True)
+    try:
+        os.makedirs(a.out, exist_ok=True)
+    except OSError as exc:
+        die("gpu_hogwild_sweep", f"--out: cannot create '{a.out}': {exc.strerror or exc}")
     bw = _core.cuda_copy_bandwidth(1 << 30, 20) * 1e9
     meta = {"device": _core.cuda_device_name(), "copy_bandwidth_GBps": bw / 1e9, "date": time.strftime("%Y-%m-%d"),
             "dataset": a.dataset, "k": a.k, "epochs": a.epochs}
@@ -96,7 +105,7 @@ def main() -> int:
                 os.environ.pop("MASCOT_CUDA_OVERLAP", None)
             else:
                 os.environ["MASCOT_CUDA_OVERLAP"] = overlap
-            for m in a.methods.split(","):
+            for m in methods:
                 r = one_run(d, a.dataset, a.k, m, 100, a.epochs, bw)
                 r.update(writes=writes, overlap=overlap)
                 rows.append(r)
@@ -104,7 +113,10 @@ def main() -> int:
                              json.dumps({"meta": meta, "runs": rows}, indent=1))
                 write_atomic(os.path.join(a.out, "hogwild_sweep.md"), table(rows, meta))
                 print(f"[{m} {writes}:{overlap}] {r.get('warps')} warps, {r['median_epoch_seconds'] * 1e3:.1f} ms/epoch, "
-                      f"RMSE {r['final_test_rmse']:.5f}", file=sys.stderr, flush=True)
+                      f"RMSE {_rmse(r['final_test_rmse'])}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        print(f"gpu_hogwild_sweep: interrupted; the {len(rows)} finished runs are in {a.out}", file=sys.stderr)
+        return 130
     finally:
         for v in ("MASCOT_CUDA_WRITES", "MASCOT_CUDA_OVERLAP"):
             os.environ.pop(v, None)
@@ -115,4 +127,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # outside the runs (setup): nothing to keep
+        print("gpu_hogwild_sweep: interrupted", file=sys.stderr)
+        sys.exit(130)

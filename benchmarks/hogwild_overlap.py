@@ -18,11 +18,20 @@ mode with W x f.  Figures (2026-11-22, this machine, CPU only; docs/cuda.md):
   add    synthetic-ml10m       W = 2048: 0.64339  8448: 0.64343
   add    synthetic-ml10m:0.02, --half   W = 1: 0.97804  1096: 0.97873  8448: 0.98293
 """
-import argparse
+import math
+import os
+import sys
 
 import numpy as np
 
 import mascot
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # the sibling helper module, however this script is started
+    sys.path.insert(0, _HERE)
+from benchutil import Parser, check_dataset, csv_ints, csv_items  # noqa: E402
+
+PROG = "hogwild_overlap"
 
 
 def run(tr, te, W, k=32, epochs=12, lr0=0.01, decay=0.1, lp=0.01, lq=0.015, seed=3, writes="store", half=False):
@@ -58,26 +67,46 @@ def run(tr, te, W, k=32, epochs=12, lr0=0.01, decay=0.1, lp=0.01, lq=0.015, seed
     return float(np.sqrt(np.mean((te.ratings - pred) ** 2)))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None):
+    """The arguments, every one checked before any work (one-line error, exit status 2)."""
+    ap = Parser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="synthetic-ml10m")
     ap.add_argument("--scale", type=float, default=0.02)
     ap.add_argument("--workers", default="1,2,64,1024,8448")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--writes", default="store,add", help="comma-separated: store, add")
     ap.add_argument("--half", action="store_true", help="FP16 rows (mascot-n1) instead of FP32")
-    a = ap.parse_args()
-    d = mascot.data.synthetic(a.dataset, a.scale, seed=1)
-    f = max(np.bincount(d.train.items).max(), np.bincount(d.train.users).max()) / len(d.train.ratings)
-    print(f"{a.dataset}:{a.scale}: {len(d.train.ratings)} ratings, most-rated row f = {f:.4f}")
-    modes = a.writes.split(",")
-    if not modes or any(m not in ("store", "add") for m in modes):
-        ap.error(f"--writes takes store and/or add, got '{a.writes}'")
-    for w in (int(x) for x in a.workers.split(",")):
-        for m in modes:
-            rmse = run(d.train, d.test, w, epochs=a.epochs, writes=m, half=a.half)
-            print(f"{m:5s}  W = {w:5d}  W x f = {w * f:7.2f}  final test RMSE {rmse:.5f}", flush=True)
+    a = ap.parse_args(argv)
+    try:
+        check_dataset(a.dataset, synthetic_only=True)
+        if not (math.isfinite(a.scale) and 0 < a.scale <= 1):
+            raise ValueError(f"--scale must be a number in (0, 1] (got {a.scale:g})")
+        a.worker_list = csv_ints(a.workers, "--workers")
+        if a.epochs < 1:
+            raise ValueError(f"--epochs must be >= 1 (got {a.epochs})")
+        a.modes = csv_items(a.writes, "--writes")
+        if any(m not in ("store", "add") for m in a.modes):
+            raise ValueError(f"--writes takes store and/or add, got '{a.writes}'")
+    except ValueError as exc:
+        ap.error(str(exc))
+    return a
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    try:
+        d = mascot.data.synthetic(a.dataset, a.scale, seed=1)
+        f = max(np.bincount(d.train.items).max(), np.bincount(d.train.users).max()) / len(d.train.ratings)
+        print(f"{a.dataset}:{a.scale}: {len(d.train.ratings)} ratings, most-rated row f = {f:.4f}")
+        for w in a.worker_list:
+            for m in a.modes:
+                rmse = run(d.train, d.test, w, epochs=a.epochs, writes=m, half=a.half)
+                print(f"{m:5s}  W = {w:5d}  W x f = {w * f:7.2f}  final test RMSE {rmse:.5f}", flush=True)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

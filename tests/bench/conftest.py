@@ -1,8 +1,15 @@
 import os
+import pathlib
+import sys
 
 import pytest
 
 from mascot import data, perf
+
+# benchmarks/benchutil.py: the helpers the benchmark scripts share (bytes_per_element, ...)
+BENCH_DIR = str(pathlib.Path(__file__).resolve().parents[2] / "benchmarks")
+if BENCH_DIR not in sys.path:
+    sys.path.insert(0, BENCH_DIR)
 
 
 @pytest.fixture(scope="session")
