@@ -21,6 +21,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -266,12 +267,51 @@ def _or(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
+def _key_columns() -> list[str]:
+    return list(_run_keys({"config": {}, "dataset": {}, "epochs": []}))
+
+
+_RUN_RESULTS = ["train_seconds", "eval_seconds", "setup_seconds", "updates_per_second", "final_test_rmse",
+                "epochs_run", "interrupted", "fp32_user_groups", "fp32_item_groups", "n_users", "n_items",
+                "n_train", "n_test", "realised_user_groups", "realised_item_groups", "source"]
+_EPOCH_RESULTS = ["epoch", "lr", "train_seconds", "eval_seconds", "test_rmse", "fp32_user_groups",
+                  "fp32_item_groups"]
+
+# Columns of runs_frame / epochs_frame that describe a run's configuration besides dataset, method
+# and k.  Rows of one table cell (one group) must agree on them: runs that differ in one are not
+# repeats of one setting, and their mean would mix configurations (e.g. 1- and 3-epoch runs).
+_CONFIG_COLUMNS = ("epochs", "device", "groups", "item_groups", "period", "sample_ratio", "warmup",
+                   "random_fp16", "grad_stats")
+
+
+def _check_one_config(frame, keys: Sequence[str], what: str, by_hint: bool = True) -> None:
+    """Raises ``ValueError`` naming the configuration columns that differ between rows of one
+    ``keys`` group of ``frame`` (columns absent from ``frame`` are not checked)."""
+    keys = [k for k in dict.fromkeys(keys) if k in frame.columns]
+    if frame.empty or not keys:
+        return
+    f = frame
+    if "device" in f.columns and "device" not in keys:  # "cpu (2 threads, avx2)": cpu or cuda only
+        f = f.assign(device=[str(d).split(" ")[0] for d in f["device"]])
+    cols = [c for c in _CONFIG_COLUMNS if c in f.columns and c not in keys]
+    if not cols:
+        return
+    n = f[keys + cols].astype(str).groupby(keys, dropna=False)[cols].nunique()
+    bad = [c for c in cols if (n[c] > 1).any()]
+    if bad:
+        vals = "; ".join(f"{c} = {', '.join(sorted(set(f[c].astype(str))))}" for c in bad)
+        hint = f" or add {', '.join(repr(c) for c in bad)} to by" if by_hint else ""
+        raise ValueError(f"{what}: the runs mix configurations that differ in {', '.join(bad)} ({vals}); "
+                         f"select one configuration first (e.g. runs[runs[{bad[0]!r}] == ...]){hint}")
+
+
 def runs_frame(sources: Any):
     """One row per run: identifying columns (experiment, cell_id, dataset, method, k, repeat,
     seed, device, threads, epochs, groups, period, sample_ratio, gamma_percent, warmup,
     random_fp16 (-1 = off), grad_stats) and results (train_seconds, eval_seconds, setup_seconds, updates_per_second,
     final_test_rmse, epochs_run, interrupted, fp32_user_groups, fp32_item_groups, n_users,
-    n_items, n_train, n_test, realised user/item groups, source)."""
+    n_items, n_train, n_test, realised user/item groups, source).  No reports (an empty
+    directory) give an empty frame with these columns."""
     import pandas as pd
     rows = []
     for rep in load_reports(sources):
@@ -288,12 +328,13 @@ def runs_frame(sources: Any):
             "n_test": ds.get("n_test"), "realised_user_groups": ds.get("user_groups"),
             "realised_item_groups": ds.get("item_groups"), "source": rep["_source"],
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=_key_columns() + _RUN_RESULTS)
 
 
 def epochs_frame(sources: Any):
     """One row per run and epoch: the run's identifying columns plus epoch, lr, train_seconds,
-    eval_seconds, test_rmse, fp32_user_groups, fp32_item_groups."""
+    eval_seconds, test_rmse, fp32_user_groups, fp32_item_groups (empty, with these columns, when
+    there are no reports)."""
     import pandas as pd
     rows = []
     for rep in load_reports(sources):
@@ -303,7 +344,7 @@ def epochs_frame(sources: Any):
                          "train_seconds": e.get("train_seconds"), "eval_seconds": e.get("eval_seconds"),
                          "test_rmse": e.get("test_rmse"), "fp32_user_groups": e.get("fp32_user_groups"),
                          "fp32_item_groups": e.get("fp32_item_groups")})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=_key_columns() + _EPOCH_RESULTS)
 
 
 def grad_norms_frame(sources: Any):
@@ -322,7 +363,7 @@ def grad_norms_frame(sources: Any):
                 for g, v in enumerate(norms):
                     rows.append({**keys, "epoch": e.get("epoch"), "side": side, "group": g,
                                  "grad_norm": None if v is None or v < 0 else float(v)})
-    cols = list(_run_keys({"config": {}, "dataset": {}, "epochs": []})) + ["epoch", "side", "group", "grad_norm"]
+    cols = _key_columns() + ["epoch", "side", "group", "grad_norm"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -331,9 +372,13 @@ def relative_time_table(runs, baseline: str = "fp32", by: Sequence[str] = ("data
                         time: str = "train_seconds"):
     """Mean training time per method relative to ``baseline``'s mean in the same ``by`` cell
     (Fig. 1/7/9): columns by..., method, mean_seconds, std_seconds, repeats, relative_time,
-    mean_rmse.  Methods in a cell without a baseline run get a NaN relative time."""
+    mean_rmse.  Methods in a cell without a baseline run get a NaN relative time.  Runs of one
+    (by..., method) cell must share their configuration (epochs, device kind, groups, period,
+    sample_ratio, warmup, random_fp16, grad_stats): a ``ValueError`` names the fields that differ
+    otherwise (select one configuration, or add them to ``by``)."""
     import numpy as np
     by = list(by)
+    _check_one_config(runs, by + ["method"], "relative_time_table")
     g = runs.groupby(by + ["method"], dropna=False)
     t = g.agg(mean_seconds=(time, "mean"), std_seconds=(time, "std"), repeats=(time, "size"),
               mean_rmse=("final_test_rmse", "mean")).reset_index()
@@ -348,7 +393,10 @@ def relative_time_table(runs, baseline: str = "fp32", by: Sequence[str] = ("data
 
 
 def rmse_curves(epochs, by: Sequence[str] = ("dataset", "k", "method")):
-    """Mean test RMSE per epoch over repeats (Fig. 8): columns by..., epoch, test_rmse."""
+    """Mean test RMSE per epoch over repeats (Fig. 8): columns by..., epoch, test_rmse.  Like
+    :func:`relative_time_table`, refuses (``ValueError``) to average runs of different
+    configurations."""
+    _check_one_config(epochs, list(by) + ["epoch"], "rmse_curves")
     t = epochs.groupby(list(by) + ["epoch"], dropna=False)["test_rmse"].mean().reset_index()
     if "method" in by:  # methods in run order, not A-Z (the plot's legend follows it)
         order = {m: i for i, m in enumerate(dict.fromkeys(epochs["method"]))}
@@ -358,7 +406,10 @@ def rmse_curves(epochs, by: Sequence[str] = ("dataset", "k", "method")):
 
 
 def sweep_table(runs, x: str, by: Sequence[str] = ("dataset", "method")):
-    """Mean time and RMSE against one swept parameter ``x`` (Fig. 10/11; Table II rows)."""
+    """Mean time and RMSE against one swept parameter ``x`` (Fig. 10/11; Table II rows).  Like
+    :func:`relative_time_table`, refuses (``ValueError``) to average runs of different
+    configurations."""
+    _check_one_config(runs, list(by) + [x], "sweep_table")
     return (runs.groupby(list(by) + [x], dropna=False)
             .agg(mean_seconds=("train_seconds", "mean"), std_seconds=("train_seconds", "std"),
                  mean_rmse=("final_test_rmse", "mean"), repeats=("train_seconds", "size"))
@@ -378,7 +429,7 @@ def sensitivity_table(runs):
             row[f"rmse@{gp}%"] = r["mean_rmse"]
             row[f"time@{gp}%"] = r["mean_seconds"]
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["dataset", "pi"])
 
 
 def sensitivity_ttest(runs, chosen: tuple[int, float] = (2, 5), reference: tuple[int, float] = (1, 100)):
@@ -386,6 +437,7 @@ def sensitivity_ttest(runs, chosen: tuple[int, float] = (2, 5), reference: tuple
     training time and on final RMSE: columns dataset, metric, mean_chosen, mean_reference, t, df,
     p, significant, n.  Rows with fewer than 2 repeats on either side get NaN statistics."""
     import pandas as pd
+    _check_one_config(runs, ["dataset", "period", "gamma_percent"], "sensitivity_ttest")
     rows = []
     for ds, part in runs.groupby("dataset"):
         sel = lambda pi, gp: part[(part["period"] == pi) & ((part["gamma_percent"] - gp).abs() < 1e-9)]  # noqa: E731
@@ -401,7 +453,8 @@ def sensitivity_ttest(runs, chosen: tuple[int, float] = (2, 5), reference: tuple
                          "mean_reference": r["mean_b"], "t": r["t"], "df": r["df"], "p": r["p"],
                          "significant": bool(r["p"] < 0.05) if not math.isnan(r["p"]) else False,
                          "n": f"{len(xa)}/{len(xb)}"})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["dataset", "metric", "mean_chosen", "mean_reference", "t", "df",
+                                       "p", "significant", "n"])
 
 
 def _mean(x: list) -> float:
@@ -426,8 +479,11 @@ def paper_comparison(runs, experiment: str):
     """This project's figures next to the paper's for the same settings: columns quantity,
     setting, dataset, paper_dataset, ours, paper, paper_source, device (ours; the paper's device
     is ``PAPER["device"]``).  Rows only for numbers the paper prints (Table II, and the relative
-    times stated in §IV's text)."""
+    times stated in §IV's text).  Runs of one setting must share their configuration (else
+    ``ValueError``, as in :func:`relative_time_table`)."""
     import pandas as pd
+    _check_one_config(runs, ["dataset", "k", "method", "groups", "period", "gamma_percent", "random_fp16"],
+                      "paper_comparison", by_hint=False)
     rows: list[dict] = []
     device = ", ".join(sorted({str(d) for d in runs["device"].dropna()})) if "device" in runs else ""
     if experiment == "sensitivity":
@@ -443,7 +499,8 @@ def paper_comparison(runs, experiment: str):
                              "paper": paper, "paper_source": PAPER["table2_source"] if ref else "",
                              "device": device})
     else:
-        rel = relative_time_table(runs, by=("dataset", "k")) if "fp32" in set(runs["method"]) else None
+        wanted = any(r["experiment"] == experiment and "/" not in r["method"] for r in PAPER["relative_time"])
+        rel = relative_time_table(runs, by=("dataset", "k")) if wanted and "fp32" in set(runs["method"]) else None
         for ref in PAPER["relative_time"]:
             if ref["experiment"] != experiment:
                 continue
@@ -507,15 +564,35 @@ def markdown_table(df, floatfmt: str = ".4g") -> str:
     return "\n".join(lines)
 
 
+def _temp_file(path: Path) -> tuple[int, str]:
+    """A new temp file next to ``path``: ``.NAME.XXXXXXXX.tmp`` with NAME cut to 64 characters,
+    so the temp name stays far below the file system's name limit whatever ``path`` is."""
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".tmp")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: str, path: Path) -> None:
+    """Gives the temp file the mode a plain ``open()`` would (0666 & ~umask; mkstemp makes 0600)
+    and renames it over ``path``."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temp file in the same directory and a rename."""
+    """Writes ``text`` to ``path`` via a temp file in the same directory and a rename (the file
+    gets the umask's mode, like one written by ``open()``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_file(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -536,12 +613,14 @@ def _figure(figsize=(6.4, 4.0)):
 def _save(plt, fig, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    fd, tmp = _temp_file(path)
     try:
-        fig.tight_layout()
+        os.close(fd)
+        with warnings.catch_warnings():  # labels too long for the margins: saved as they are
+            warnings.simplefilter("ignore", UserWarning)
+            fig.tight_layout()
         fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -252,3 +252,59 @@ def test_paper_comparison_relative_times():
     assert cmp.loc["relative time mascot / fp32", "paper"] == 0.55
     assert cmp.loc["relative time mascot-n2 / mascot-n1", "ours"] == pytest.approx(1.5)
     assert cmp.loc["relative time mascot-n2 / mascot-n1", "paper"] == 1.34
+
+
+# ----------------------------------------------------------------------------- audit regressions
+def test_tables_refuse_to_mix_configurations():
+    rows = [{"dataset": "a", "k": 32, "method": m, "epochs": e, "train_seconds": t, "period": 2,
+             "gamma_percent": 5.0, "epoch": 0, "test_rmse": 1.0}
+            for e, t in ((1, 1.0), (3, 3.0)) for m in ("fp32", "mascot")]
+    runs = _frame(rows)
+    for f in (lambda: an.relative_time_table(runs), lambda: an.sweep_table(runs, "groups"),
+              lambda: an.rmse_curves(runs), lambda: an.sensitivity_table(runs),
+              lambda: an.sensitivity_ttest(runs), lambda: an.paper_comparison(runs, "compare")):
+        with pytest.raises(ValueError, match=r"differ in epochs \(epochs = 1, 3\)"):
+            f()
+    t = an.relative_time_table(runs, by=("dataset", "k", "epochs"))
+    assert list(t["repeats"]) == [1, 1, 1, 1] and list(t["relative_time"]) == [1.0, 1.0, 1.0, 1.0]
+    one = an.relative_time_table(runs[runs["epochs"] == 3])
+    assert list(one["mean_seconds"]) == [3.0, 3.0]
+    cuda = _frame([{**rows[0], "device": "cuda"}, {**rows[0], "device": "cpu (2 threads, avx2)"}])
+    with pytest.raises(ValueError, match="differ in device"):
+        an.relative_time_table(cuda)
+    threads = _frame([{**rows[0], "device": f"cpu ({n} threads, avx2)"} for n in (1, 2)])
+    assert an.relative_time_table(threads)["repeats"].tolist() == [2]  # same device kind
+
+
+def test_empty_results_give_empty_tables(tmp_path):
+    runs = an.runs_frame(tmp_path)
+    assert runs.empty and {"dataset", "method", "k", "epochs", "train_seconds", "source"} <= set(runs.columns)
+    epochs = an.epochs_frame(tmp_path)
+    assert epochs.empty and {"dataset", "method", "epoch", "test_rmse"} <= set(epochs.columns)
+    assert list(an.runs_frame([]).columns) == list(runs.columns)
+    for t in (an.relative_time_table(runs), an.sweep_table(runs, "groups"), an.sensitivity_table(runs),
+              an.sensitivity_ttest(runs), an.rmse_curves(epochs), an.paper_comparison(runs, "compare"),
+              an.paper_comparison(runs, "sensitivity")):
+        assert t.empty and "dataset" in t.columns
+    assert "relative_time" in an.relative_time_table(runs).columns
+
+
+def test_atomic_write_long_names_and_mode(tmp_path):
+    import os
+    import stat
+    name = "d" * 250 + ".json"  # 255 bytes: the longest name a file may have
+    an.atomic_write_text(tmp_path / name, "{}")
+    assert (tmp_path / name).read_text() == "{}" and len(list(tmp_path.iterdir())) == 1
+    old = os.umask(0o027)
+    try:
+        an.atomic_write_text(tmp_path / "a.csv", "x")
+        assert stat.S_IMODE((tmp_path / "a.csv").stat().st_mode) == 0o640
+        os.umask(0o022)
+        an.atomic_write_text(tmp_path / "a.csv", "y")
+        assert stat.S_IMODE((tmp_path / "a.csv").stat().st_mode) == 0o644
+        import matplotlib.pyplot as plt
+        an._save(plt, plt.figure(), tmp_path / ("p" * 251 + ".png"))
+        assert stat.S_IMODE((tmp_path / ("p" * 251 + ".png")).stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -168,11 +168,11 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
     assert "--repeats must be >= 1" in capsys.readouterr().err
     assert ex.main(["nope"]) == 2
     assert "invalid choice" in capsys.readouterr().err
-    if mascot.cuda_device_count() == 0:  # the core's own error: one line, exit 1, no outputs
-        assert ex.main(_argv("groups", tmp_path, "--device", "cuda")) == 1
+    if mascot.cuda_device_count() == 0:  # checked up front: one line, exit 2, no outputs
+        assert ex.main(_argv("groups", tmp_path, "--device", "cuda")) == 2
         err = capsys.readouterr().err.strip()
-        assert err.startswith("mascot experiment groups: error: cell ") and "\n" not in err
-        assert not (tmp_path / "groups" / "runs.csv").exists()
+        assert err.startswith("mascot experiment: error: device 'cuda' requested") and "\n" not in err
+        assert not (tmp_path / "groups").exists()
 
 
 def test_cli_experiment_subcommand(tmp_path):
@@ -191,3 +191,198 @@ def test_cell_ids_are_stable_and_distinct():
             assert len(ids) == len(set(ids)), name
     full = definitions.EXPERIMENTS["sensitivity"].grid(ex.Options(name="sensitivity"))
     assert len(full) == 2 * 4 * 6 * 5  # datasets x pi x gamma x repeats
+
+
+# ----------------------------------------------------------------------------- audit regressions
+def _no_training(monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("a cell was trained")
+    monkeypatch.setattr(ex, "fit_cell", boom)
+    monkeypatch.setattr(ex, "warm_up", boom)
+
+
+def _one_line(capsys, start):
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(start) and "\n" not in err, err
+    return err
+
+
+def test_finished_grid_of_every_experiment_is_not_rerun(quick_all, monkeypatch):
+    # the stricter check of stored reports accepts every report the harness itself wrote
+    _no_training(monkeypatch)
+    assert ex.main(_argv("all", quick_all)) == 0
+
+
+def test_runs_of_another_configuration_stay_out_of_the_report(tmp_path):
+    from mascot import analysis as an
+    assert ex.main(_argv("ablation", tmp_path, "--epochs", "1")) == 0
+    assert ex.main(_argv("ablation", tmp_path, "--epochs", "2")) == 0
+    root = tmp_path / "ablation"
+    assert len(list((root / "runs").glob("*.json"))) == 8  # both configurations are kept
+    runs = pd.read_csv(root / "runs.csv")
+    assert len(runs) == 4 and set(runs["epochs"]) == {2}  # the report: this configuration only
+    assert set(pd.read_csv(root / "relative_time.csv")["repeats"]) == {1}
+    everything = an.runs_frame(root / "runs")
+    with pytest.raises(ValueError, match="differ in epochs"):
+        an.relative_time_table(everything)
+    with pytest.raises(ValueError, match="differ in epochs"):
+        an.rmse_curves(an.epochs_frame(root / "runs"))
+    t = an.relative_time_table(everything, by=("dataset", "k", "epochs"))
+    assert len(t) == 8 and set(t["repeats"]) == {1}
+
+
+def test_device_auto_names_the_device_that_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(mascot, "HAS_CUDA", True)
+    monkeypatch.setattr(mascot, "cuda_device_count", lambda: 1)
+    assert ex._resolve_device("auto") == "cuda" and ex._resolve_device("cpu") == "cpu"
+    monkeypatch.setattr(mascot, "cuda_device_count", lambda: 0)
+    assert ex._resolve_device("auto") == "cpu"
+    assert ex.main(_argv("groups", tmp_path, "--device", "auto")) == 0
+    names = [p.stem for p in (tmp_path / "groups" / "runs").glob("*.json")]
+    assert len(names) == 2 and all(n.endswith("__cpu__r0") for n in names)
+    _no_training(monkeypatch)  # the same cells as --device cpu
+    assert ex.main(_argv("groups", tmp_path, "--device", "cpu")) == 0
+
+
+def test_cuda_without_a_device_fails_before_any_output(tmp_path, monkeypatch, capsys):
+    _no_training(monkeypatch)
+    monkeypatch.setattr(mascot, "HAS_CUDA", True)
+    monkeypatch.setattr(mascot, "cuda_device_count", lambda: 0)
+    assert ex.main(["groups", "--quick", "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    _one_line(capsys, "mascot experiment: error: device 'cuda' requested, but no CUDA device is visible")
+    monkeypatch.setattr(mascot, "HAS_CUDA", False)
+    assert ex.main(["groups", "--quick", "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    _one_line(capsys, "mascot experiment: error: device 'cuda' requested, but this build")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("damage", ["empty", "totals_list", "no_epochs", "short", "bad_time", "dataset_null"])
+def test_damaged_report_fields_are_rerun_with_a_note(tmp_path, monkeypatch, capsys, damage):
+    assert ex.main(_argv("groups", tmp_path)) == 0
+    f = sorted((tmp_path / "groups" / "runs").glob("*.json"))[0]
+    rep = json.loads(f.read_text())
+    if damage == "empty":
+        rep["totals"], rep["epochs"] = {}, []
+    elif damage == "totals_list":
+        rep["totals"] = [1]
+    elif damage == "no_epochs":
+        del rep["epochs"]
+    elif damage == "short":
+        rep["epochs"] = rep["epochs"][:2]
+    elif damage == "bad_time":
+        rep["totals"]["train_seconds"] = "fast"
+    else:
+        rep["dataset"] = None
+    f.write_text(json.dumps(rep))
+    capsys.readouterr()
+    real, calls = ex.fit_cell, []
+    monkeypatch.setattr(ex, "fit_cell", lambda c, d, t: calls.append(c.cell_id) or real(c, d, t))
+    assert ex.main(_argv("groups", tmp_path)) == 0
+    assert calls == [f.stem]
+    _one_line(capsys, f"mascot experiment groups: note: runs/{f.stem}.json: ")
+    assert len(pd.read_csv(tmp_path / "groups" / "runs.csv")["train_seconds"].dropna()) == 2
+    assert json.loads(f.read_text())["totals"]["epochs_run"] == 3
+
+
+def test_bad_output_paths_fail_before_training(tmp_path, monkeypatch, capsys):
+    _no_training(monkeypatch)
+    (tmp_path / "afile").write_text("x")
+    for out in ("afile", "afile/sub"):
+        assert ex.main(_argv("groups", tmp_path / out)) == 2
+        _one_line(capsys, "mascot experiment groups: error: cannot write outputs under")
+    (tmp_path / "r" / "groups").mkdir(parents=True)
+    (tmp_path / "r" / "groups" / "runs").write_text("x")
+    assert ex.main(_argv("groups", tmp_path / "r")) == 2
+    _one_line(capsys, "mascot experiment groups: error: cannot write outputs under")
+    cells = definitions.EXPERIMENTS["groups"].grid(ex.Options(name="groups", quick=True))
+    for i, name in enumerate(("report.md", "groups.png", f"runs/{cells[0].cell_id}.json")):
+        (tmp_path / f"d{i}" / "groups" / name).mkdir(parents=True)
+        assert ex.main(_argv("groups", tmp_path / f"d{i}")) == 2
+        _one_line(capsys, "mascot experiment groups: error: cannot write ")
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["afile", "runs"]  # nothing written
+
+
+def test_declared_output_files_match_what_is_written(quick_all):
+    for name, e in definitions.EXPERIMENTS.items():
+        written = {p.name for p in (quick_all / name).iterdir() if p.is_file()}
+        assert written - {"runs.csv", "epochs.csv", "report.md"} == set(e.files), name
+
+
+def test_repeated_dataset_runs_once(tmp_path, monkeypatch, capsys):
+    assert ex.main(_argv("groups", tmp_path, "--datasets", ex.QUICK_DATASET, ex.QUICK_DATASET)) == 0
+    assert len(pd.read_csv(tmp_path / "groups" / "runs.csv")) == 2
+    _no_training(monkeypatch)
+    assert ex.main(_argv("groups", tmp_path, "--datasets", ex.QUICK_DATASET,
+                         ex.QUICK_DATASET.replace(":", "_"))) == 2
+    _one_line(capsys, "mascot experiment groups: error: datasets 'synthetic-ml10m:0.002' and 'synthetic-ml10m_0.002'")
+
+
+def test_repeats_has_an_upper_bound(tmp_path, capsys):
+    assert ex.MAX_REPEATS == 1000
+    assert ex.main(_argv("compare", tmp_path, "--repeats", "100000000")) == 2
+    _one_line(capsys, "mascot experiment: error: --repeats must be <= 1000 (got 100000000)")
+    assert not tmp_path.joinpath("compare").exists()
+
+
+def _main_catching_ctrl_c(argv):
+    try:
+        return ex.main(argv)
+    except KeyboardInterrupt:  # would end the whole pytest session
+        pytest.fail("KeyboardInterrupt escaped mascot.experiments.main")
+
+
+def test_interrupt_outside_training_is_one_line(tmp_path, monkeypatch, capsys):
+    import matplotlib.figure
+    from mascot import data
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as m:  # while the dataset is generated
+        m.setattr(data, "load", ctrl_c)
+        assert _main_catching_ctrl_c(_argv("groups", tmp_path)) == 130
+        _one_line(capsys, "mascot experiment groups: interrupted")
+        assert not (tmp_path / "groups").exists()
+
+    def half_png(self, fname, *a, **k):
+        with open(fname, "wb") as f:
+            f.write(PNG)
+        raise KeyboardInterrupt
+    with monkeypatch.context() as m:  # while a plot is saved
+        m.setattr(matplotlib.figure.Figure, "savefig", half_png)
+        assert _main_catching_ctrl_c(_argv("groups", tmp_path)) == 130
+        _one_line(capsys, "mascot experiment groups: interrupted")
+    root = tmp_path / "groups"
+    assert not (root / "groups.png").exists() and not (root / "report.md").exists()
+    assert not list(root.rglob(".*.tmp"))
+    _no_training(monkeypatch)  # the runs are kept: the next run only writes the outputs
+    assert ex.main(_argv("groups", tmp_path)) == 0
+    assert (root / "groups.png").read_bytes()[:8] == PNG
+
+
+def test_cell_file_names_within_the_name_limit(tmp_path, monkeypatch, capsys):
+    _no_training(monkeypatch)
+    long = "synthetic-ml10m:0.002" + "0" * 240  # a valid name, too long for a cell's file name
+    assert ex.main(_argv("groups", tmp_path, "--datasets", long)) == 2
+    _one_line(capsys, "mascot experiment groups: error: cell synthetic-ml10m_0.002")
+    assert not (tmp_path / "groups").exists()
+
+
+def test_outputs_have_the_umask_mode(quick_all):
+    import os
+    import stat
+    mask = os.umask(0o022)
+    os.umask(mask)
+    files = [p for p in (quick_all / "compare").rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} == {".json", ".csv", ".png", ".md"}
+    for p in files:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask, p
+
+
+def test_progress_eta_counts_only_cells_run():
+    import io
+    p = ex.Progress(10, stream=io.StringIO())
+    p.done = 8  # found finished: they took no time in this process
+    p.t0 -= 10.0
+    p.step()  # one cell run in 10 s, one left
+    p.show("x")
+    assert "9/10" in p.stream.getvalue() and "eta 0m10s" in p.stream.getvalue()

@@ -1,20 +1,25 @@
 """The experiment harness: declared grids of training runs that reproduce the paper's evaluation.
 
 Data flow: ``main(argv)`` parses the options -> the experiment's grid (``definitions.py``) lists
-its :class:`Cell` s (dataset x method x k x hyper-parameters x repeat) -> for every cell whose raw
-report ``<out>/<experiment>/runs/<cell-id>.json`` is missing (or was written for a different
-cell), the dataset is loaded (once per process) and the cell is trained in-process through
-``mascot.MF`` -> the report, tagged with the cell under ``"cell"``, is written atomically ->
+its :class:`Cell` s (dataset x method x k x hyper-parameters x repeat) -> the options, the grid and
+the output paths are checked before anything is written (:func:`_prepare`) -> for every cell whose
+raw report ``<out>/<experiment>/runs/<cell-id>.json`` is missing (or damaged, or was written for a
+different cell), the dataset is loaded (once per process) and the cell is trained in-process
+through ``mascot.MF`` -> the report, tagged with the cell under ``"cell"``, is written atomically ->
 when every cell is done, the experiment's outputs (``runs.csv``, ``epochs.csv``, its tables, PNG
 plots and ``report.md``) are rebuilt from the reports of the grid's cells only (``mascot.analysis``).
 
-An interruption (Ctrl-C) keeps every finished cell; the cell in flight leaves nothing behind
-and the next run resumes with it.  Outputs are written only after the whole grid is done.
+An interruption (Ctrl-C, at any point) keeps every finished cell; the cell in flight leaves
+nothing behind and the next run resumes with it.  Outputs are written only after the whole grid
+is done.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
+import os
 import re
 import sys
 import time
@@ -25,6 +30,7 @@ from typing import Any, Callable
 from .. import analysis
 
 QUICK_DATASET = "synthetic-ml10m:0.002"
+MAX_REPEATS = 1000  # --repeats bound: a larger grid is a typo, not an experiment
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,7 @@ class Experiment:
     outputs: Callable[["Context"], list[str]]  # writes CSV/PNG files, returns Markdown sections
     default_datasets: list[str]
     full_time: str  # estimated time of the full grid on the 2-core development machine
+    files: tuple[str, ...] = ()  # the files ``outputs`` may write into OUT/NAME (checked up front)
 
 
 @dataclass
@@ -136,6 +143,7 @@ class Progress:
 
     def __init__(self, total: int, quiet: bool = False, stream=None):
         self.total, self.done, self.quiet = total, 0, quiet
+        self.ran = 0  # cells run by this process (``done`` also counts the ones found finished)
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.t0 = time.monotonic()
@@ -147,7 +155,7 @@ class Progress:
         frac = self.done / self.total
         bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
         el = time.monotonic() - self.t0
-        eta = "?" if self.done == 0 else _dur(el / self.done * (self.total - self.done))
+        eta = "?" if self.ran == 0 else _dur(el / self.ran * (self.total - self.done))
         line = f"[{bar}] {self.done}/{self.total} {100 * frac:3.0f}%  eta {eta}  {label}"
         if self.tty:
             self.stream.write("\r" + line.ljust(self.width))
@@ -158,6 +166,7 @@ class Progress:
 
     def step(self) -> None:
         self.done += 1
+        self.ran += 1
 
     def finish(self) -> None:
         if not self.quiet and self.tty and self.total:
@@ -190,19 +199,58 @@ def warm_up(cell: Cell, dataset: Any, threads: int) -> None:
         pass  # the timed cell reports the error itself
 
 
+def _stored_report(path: Path, cell: Cell) -> tuple[dict | None, str | None]:
+    """(the stored report of ``cell``, None) if it is complete and was written for this very cell,
+    else (None, why not) -- why is None when there is no report at all."""
+    if not os.path.lexists(path):
+        return None, None
+    if not path.is_file():  # a FIFO would block the read; the rename replaces it
+        return None, "not a regular file"
+    try:
+        rep = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return None, f"unreadable ({e.__class__.__name__})"
+    why = _report_problem(rep, cell)
+    return (None, why) if why else (rep, None)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _report_problem(rep: Any, cell: Cell) -> str | None:
+    """Why ``rep`` cannot stand for ``cell`` (None: it can): the checks cover every field the
+    analysis reads, so a report that passes never breaks or blanks the outputs."""
+    if not isinstance(rep, dict) or rep.get("format") != "mascot-run-report":
+        return "not a run report"
+    if rep.get("cell") != json.loads(json.dumps(cell.as_dict())):
+        return "written for another cell"
+    for key in ("config", "dataset", "totals"):
+        if not isinstance(rep.get(key), dict):
+            return f"{key!r} is not an object"
+    cfg, tot, eps = rep["config"], rep["totals"], rep.get("epochs")
+    if (cfg.get("method"), cfg.get("k"), cfg.get("epochs")) != (cell.method, cell.k, cell.epochs):
+        return "its config is not the cell's"
+    if tot.get("interrupted") is not False:
+        return "interrupted" if tot.get("interrupted") else "totals.interrupted is missing"
+    if not isinstance(eps, list) or not all(isinstance(e, dict) for e in eps):
+        return "'epochs' is not a list of objects"
+    if len(eps) != cell.epochs or tot.get("epochs_run") != cell.epochs:
+        return f"{len(eps)} of {cell.epochs} epochs"
+    if not _is_number(tot.get("train_seconds")):
+        return "totals.train_seconds is not a number"
+    for key in ("eval_seconds", "setup_seconds", "updates_per_second", "final_test_rmse"):
+        if tot.get(key) is not None and not _is_number(tot[key]):  # null: not measured / non-finite
+            return f"totals.{key} is not a number"
+    for e in eps:
+        if not _is_number(e.get("train_seconds")) or not (e.get("test_rmse") is None or _is_number(e["test_rmse"])):
+            return "an epoch's train_seconds or test_rmse is not a number"
+    return None
+
+
 def _done_report(path: Path, cell: Cell) -> dict | None:
     """The stored report of ``cell`` if it is complete and was written for this very cell."""
-    try:
-        rep = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(rep, dict) or rep.get("format") != "mascot-run-report":
-        return None
-    if rep.get("cell") != json.loads(json.dumps(cell.as_dict())):
-        return None
-    if (rep.get("totals") or {}).get("interrupted"):
-        return None
-    return rep
+    return _stored_report(path, cell)[0]
 
 
 class UsageError(Exception):
@@ -227,17 +275,83 @@ def _validate(cells: list[Cell], threads: int) -> None:
             raise UsageError(f"cell {c.cell_id}: {e}") from None
 
 
-def run_experiment(opts: Options) -> int:
-    """Runs (or resumes) one experiment and writes its outputs; returns the exit status."""
+def _resolve_device(device: str) -> str:
+    """The device cells run on: ``auto`` becomes ``cuda`` or ``cpu`` as the core would choose
+    (so cell ids name the device that ran); ``cuda`` without a usable GPU is a usage error."""
+    from .. import HAS_CUDA, cuda_device_count
+    if device == "cpu":
+        return device
+    if device not in ("auto", "cuda"):
+        raise UsageError(f"unknown device {device!r} (valid: auto, cpu, cuda)")
+    usable = bool(HAS_CUDA) and cuda_device_count() > 0
+    if device == "auto":
+        return "cuda" if usable else "cpu"
+    if not HAS_CUDA:
+        raise UsageError("device 'cuda' requested, but this build of MASCOT has no CUDA backend "
+                         "(use --device cpu or auto)")
+    if not usable:
+        raise UsageError("device 'cuda' requested, but no CUDA device is visible (no GPU or no "
+                         "driver); use --device cpu or auto")
+    return device
+
+
+def _name_max(directory: Path) -> int:
+    try:
+        return int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def _check_paths(exp: Experiment, cells: list[Cell], root: Path) -> None:
+    """Fails (:class:`UsageError`) before anything is trained or written when an output could not
+    be written: a component of OUT/NAME/runs that is not a directory, an output file or a cell's
+    report that is a directory, a cell file name longer than the file system allows."""
+    rundir = root / "runs"
+    q = rundir
+    while not os.path.lexists(q) and q.parent != q:
+        q = q.parent
+    if not q.is_dir():
+        raise UsageError(f"cannot write outputs under {rundir}: {q} is not a directory")
+    if not os.access(q, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write outputs under {rundir}: {q} is not writable")
+    limit = _name_max(q)
+    for c in cells:
+        name = f"{c.cell_id}.json"
+        if len(os.fsencode(name)) > limit:
+            raise UsageError(f"cell {c.cell_id[:60]}...: its report's file name is {len(os.fsencode(name))} "
+                             f"bytes, more than this file system allows ({limit}); use a shorter dataset name")
+    names = [f"runs/{c.cell_id}.json" for c in cells] + ["runs.csv", "epochs.csv", "report.md", *exp.files]
+    for n in names:
+        if (root / n).is_dir():
+            raise UsageError(f"cannot write {root / n}: it is a directory")
+
+
+def _prepare(opts: Options) -> tuple[Experiment, Options, list[Cell], Path]:
+    """Everything that can fail on bad input, before anything is trained or written: the device,
+    the grid (distinct cell ids), every configuration (:func:`_validate`) and the output paths."""
     from . import definitions
     exp = definitions.EXPERIMENTS[opts.name]
+    opts = dataclasses.replace(opts, device=_resolve_device(opts.device))
     cells = exp.grid(opts)
-    ids = [c.cell_id for c in cells]
-    if len(set(ids)) != len(ids):  # a definitions bug, not user input
-        raise RuntimeError(f"experiment {exp.name}: duplicate cell ids in its grid")
+    seen: dict[str, Cell] = {}
+    for c in cells:
+        if c.cell_id in seen:
+            other = seen[c.cell_id]
+            if other.dataset != c.dataset:
+                raise UsageError(f"datasets {other.dataset!r} and {c.dataset!r} give the same cell ids "
+                                 f"({c.cell_id}); name each dataset once, in one spelling")
+            raise UsageError(f"the grid has the cell {c.cell_id} twice")
+        seen[c.cell_id] = c
     root = opts.out / exp.name
-    rundir = root / "runs"
     _validate(cells, opts.threads)
+    _check_paths(exp, cells, root)
+    return exp, opts, cells, root
+
+
+def run_experiment(opts: Options) -> int:
+    """Runs (or resumes) one experiment and writes its outputs; returns the exit status."""
+    exp, opts, cells, root = _prepare(opts)
+    rundir = root / "runs"
 
     cache: dict[str, Any] = {}
 
@@ -252,10 +366,14 @@ def run_experiment(opts: Options) -> int:
 
     reports: dict[str, dict] = {}
     todo = []
+    notes = []
     for c in cells:
-        rep = _done_report(rundir / f"{c.cell_id}.json", c)
+        rep, why = _stored_report(rundir / f"{c.cell_id}.json", c)
         if rep is None:
             todo.append(c)
+            if why:
+                notes.append(f"mascot experiment {exp.name}: note: runs/{c.cell_id}.json: {why}; "
+                             f"running the cell again")
         else:
             reports[c.cell_id] = rep
     for ds in dict.fromkeys(c.dataset for c in todo):  # fail on a missing dataset before training
@@ -263,10 +381,12 @@ def run_experiment(opts: Options) -> int:
 
     prog = Progress(len(cells), opts.quiet)
     prog.done = len(cells) - len(todo)
+    rundir.mkdir(parents=True, exist_ok=True)
+    for note in notes:
+        print(note, file=sys.stderr)
     if not opts.quiet:
         print(f"mascot experiment {exp.name}: {len(cells)} runs, {len(cells) - len(todo)} already done "
               f"({rundir})", file=sys.stderr)
-    rundir.mkdir(parents=True, exist_ok=True)
     # Repeat-major order within a dataset (all settings of repeat 0, then of repeat 1, ...), so
     # a slow phase of a shared host hits every setting alike rather than one setting's repeats.
     dsi = {d: i for i, d in enumerate(dict.fromkeys(c.dataset for c in cells))}
@@ -302,10 +422,15 @@ def run_experiment(opts: Options) -> int:
     runs = analysis.runs_frame(ordered)
     epochs = analysis.epochs_frame(ordered)
     ctx = Context(exp, opts, cells, root, runs, epochs, ordered, load_dataset)
-    analysis.write_csv(runs, root / "runs.csv")
-    analysis.write_csv(epochs, root / "epochs.csv")
-    sections = exp.outputs(ctx)
-    analysis.atomic_write_text(root / "report.md", _report(ctx, sections))
+    try:  # every file is written whole (temp file + rename) or not at all
+        analysis.write_csv(runs, root / "runs.csv")
+        analysis.write_csv(epochs, root / "epochs.csv")
+        sections = exp.outputs(ctx)
+        analysis.atomic_write_text(root / "report.md", _report(ctx, sections))
+    except KeyboardInterrupt:
+        print(f"mascot experiment {exp.name}: interrupted while writing the outputs (all {len(cells)} "
+              f"runs are kept); run the same command again to rebuild them", file=sys.stderr)
+        return 130
     if not opts.quiet:
         print(f"mascot experiment {exp.name}: wrote {root / 'report.md'}, runs.csv, epochs.csv and plots",
               file=sys.stderr)
@@ -365,7 +490,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", nargs="+", metavar="NAME",
                    help="datasets (synthetic names or prepared ones); default depends on the experiment")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
-    p.add_argument("--repeats", type=int, metavar="N", help="repeats per setting (default 5; quick 1-2)")
+    p.add_argument("--repeats", type=int, metavar="N",
+                   help=f"repeats per setting, 1..{MAX_REPEATS} (default 5; quick 1-2)")
     p.add_argument("--epochs", type=int, metavar="N", help="epochs per run (default 50; quick 3)")
     p.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="default: results/")
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads (0 = all cores)")
@@ -374,7 +500,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mascot.experiments NAME [options]``; returns the exit status."""
+    """``python -m mascot.experiments NAME [options]``; returns the exit status (0, 1 for a
+    failed run or an I/O error, 2 for bad input, 130 when interrupted)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # outside an experiment (imports, argument checks)
+        print("mascot experiment: interrupted", file=sys.stderr)
+        return 130
+
+
+def _io_error(e: OSError) -> str:
+    return f"{e.strerror or e}: {e.filename}" if e.filename else str(e)
+
+
+def _main(argv: list[str] | None) -> int:
     from . import definitions
     argv = list(sys.argv[1:] if argv is None else argv)
     p = _parser()
@@ -382,9 +521,13 @@ def main(argv: list[str] | None = None) -> int:
         a = p.parse_args(argv)
     except SystemExit as e:  # argparse printed its one-line error or the help
         return int(e.code or 0)
-    for what, v, lo in (("--repeats", a.repeats, 1), ("--epochs", a.epochs, 1), ("--threads", a.threads, 0)):
+    for what, v, lo, hi in (("--repeats", a.repeats, 1, MAX_REPEATS), ("--epochs", a.epochs, 1, None),
+                            ("--threads", a.threads, 0, None)):
         if v is not None and v < lo:
             print(f"mascot experiment: error: {what} must be >= {lo} (got {v})", file=sys.stderr)
+            return 2
+        if v is not None and hi is not None and v > hi:
+            print(f"mascot experiment: error: {what} must be <= {hi} (got {v})", file=sys.stderr)
             return 2
     for mod in ("pandas", "matplotlib"):
         try:
@@ -392,20 +535,39 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print(f"mascot experiment: error: needs {mod} (pip install 'mascot[experiments]')", file=sys.stderr)
             return 2
+    try:
+        device = _resolve_device(a.device)
+    except UsageError as e:
+        print(f"mascot experiment: error: {e}", file=sys.stderr)
+        return 2
+    datasets = list(dict.fromkeys(a.datasets)) if a.datasets else None  # a repeated name runs once
     names = list(definitions.EXPERIMENTS) if a.name == "all" else [a.name]
-    for name in names:
-        opts = Options(name=name, quick=a.quick, datasets=a.datasets, device=a.device, repeats=a.repeats,
-                       epochs=a.epochs, out=a.out, threads=a.threads, quiet=a.quiet,
-                       argv=[name, *argv[1:]])
+    todo = [Options(name=name, quick=a.quick, datasets=datasets, device=device, repeats=a.repeats,
+                    epochs=a.epochs, out=a.out, threads=a.threads, quiet=a.quiet, argv=[name, *argv[1:]])
+            for name in names]
+    for opts in todo:  # every experiment's grid and paths before the first one trains
+        try:
+            _prepare(opts)
+        except UsageError as e:
+            print(f"mascot experiment {opts.name}: error: {e}", file=sys.stderr)
+            return 2
+    for opts in todo:
         try:
             rc = run_experiment(opts)
         except UsageError as e:
-            print(f"mascot experiment {name}: error: {e}", file=sys.stderr)
+            print(f"mascot experiment {opts.name}: error: {e}", file=sys.stderr)
             return 2
+        except OSError as e:
+            print(f"mascot experiment {opts.name}: error: {_io_error(e)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:  # loading data, writing the outputs: nothing half-written is kept
+            print(f"mascot experiment {opts.name}: interrupted; run the same command again to resume",
+                  file=sys.stderr)
+            return 130
         if rc:
             return rc
     return 0
 
 
 __all__ = ["Cell", "Experiment", "Options", "Progress", "fit_cell", "main", "make_cells",
-           "run_experiment", "QUICK_DATASET"]
+           "run_experiment", "MAX_REPEATS", "QUICK_DATASET"]

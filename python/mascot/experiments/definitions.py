@@ -271,21 +271,29 @@ def _out_observations(ctx: Context) -> list[str]:
     return out
 
 
+# The files each experiment's outputs write besides runs.csv, epochs.csv and report.md (checked
+# before training: none of them may be a directory).
+_TIME_RMSE_FILES = ("relative_time.csv", "relative_time.png", "rmse_per_epoch.csv", "rmse_per_epoch.png",
+                    "paper_comparison.csv")
+
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("compare", "paper Fig. 1, 7 and 8 (RQ1/RQ2)", _grid_compare, _out_compare,
-               ["ml100k", "synthetic-ml10m"], "~50 min"),
+               ["ml100k", "synthetic-ml10m"], "~50 min", _TIME_RMSE_FILES),
     Experiment("ablation", "paper Fig. 9 (RQ3, strategies)", _grid_ablation, _out_ablation,
-               ["ml100k", "synthetic-ml10m"], "~6 min"),
+               ["ml100k", "synthetic-ml10m"], "~6 min", _TIME_RMSE_FILES),
     Experiment("lookup", "paper Fig. 10 (RQ3, group lookup)", _grid_lookup, _out_lookup,
-               ["ml100k", "synthetic-ml10m"], "~30 min"),
+               ["ml100k", "synthetic-ml10m"], "~30 min", ("lookup.csv", "lookup.png", "paper_comparison.csv")),
     Experiment("sensitivity", "paper Table II (RQ4, pi and gamma)", _grid_sensitivity, _out_sensitivity,
-               ["ml100k", "synthetic-ml10m"], "~45 min"),
+               ["ml100k", "synthetic-ml10m"], "~45 min",
+               ("table2.csv", "sensitivity.png", "ttest.csv", "paper_comparison.csv")),
     Experiment("groups", "paper Fig. 11 (RQ4, number of groups)", _grid_groups, _out_groups,
-               ["ml100k", "synthetic-ml10m"], "~15 min"),
+               ["ml100k", "synthetic-ml10m"], "~15 min", ("groups.csv", "groups.png", "paper_comparison.csv")),
     Experiment("potential", "paper Fig. 4 (potential of m-quantization)", _grid_potential, _out_potential,
-               ["ml100k", "synthetic-ml10m"], "~6 min"),
+               ["ml100k", "synthetic-ml10m"], "~6 min", ("potential.csv", "potential.png", "paper_comparison.csv")),
     Experiment("observations", "paper Fig. 3 and 5 (observations 1 and 2)", _grid_observations,
-               _out_observations, ["ml100k", "synthetic-ml10m"], "~1 min"),
+               _out_observations, ["ml100k", "synthetic-ml10m"], "~1 min",
+               ("rating_counts.csv", "rating_counts.png", "grad_norms.csv", "grad_norms_user.png",
+                "grad_norms_item.png")),
 ]}
 
 __all__ = ["EXPERIMENTS"]
