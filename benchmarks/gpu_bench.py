@@ -68,14 +68,17 @@ def env_settings() -> dict:
     if writes not in ("add", "store"):
         raise ValueError(f"MASCOT_CUDA_WRITES must be 'add' or 'store', got '{writes}'")
     overlap = os.environ.get("MASCOT_CUDA_OVERLAP", "") or "default"
-    if overlap != "default":
-        try:
-            ok = float(overlap) > 0
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(f"MASCOT_CUDA_OVERLAP must be a number > 0 (or inf), got '{overlap}'")
+    if overlap != "default" and not overlap_valid(overlap):
+        raise ValueError(f"MASCOT_CUDA_OVERLAP must be a number > 0 (or inf), got '{overlap}'")
     return {"writes": writes, "overlap": overlap}
+
+
+def overlap_valid(text: str) -> bool:
+    """A MASCOT_CUDA_OVERLAP value other than the default: a number > 0, or inf."""
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
 
 
 def run_key(dataset, k, method, groups, settings=None):

@@ -25,7 +25,7 @@ import mascot
 from mascot import _core
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpu_bench import _rmse, one_run, write_atomic  # noqa: E402  (the main table's per-run measurement)
+from gpu_bench import _rmse, one_run, overlap_valid, write_atomic  # noqa: E402  (the main table's per-run measurement)
 from benchutil import (Parser, check_dataset, check_methods, check_out_dir, check_train_params,  # noqa: E402
                        csv_items, die)
 
@@ -36,13 +36,8 @@ def parse_settings(text):
         writes, sep, overlap = s.partition(":")
         if not sep or writes not in ("add", "store") or not overlap:
             raise ValueError(f"--settings: '{s}' is not WRITES:OVERLAP (add|store : default|inf|a number > 0)")
-        if overlap not in ("default", "inf"):
-            try:
-                ok = float(overlap) > 0
-            except ValueError:
-                ok = False
-            if not ok:
-                raise ValueError(f"--settings: the overlap of '{s}' must be default, inf or a number > 0")
+        if overlap != "default" and not overlap_valid(overlap):
+            raise ValueError(f"--settings: the overlap of '{s}' must be default, inf or a number > 0")
         out.append((writes, overlap))
     return out
 
