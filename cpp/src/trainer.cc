@@ -107,7 +107,7 @@ TrainResult detail::train_run(const Context& ctx, const TrainConfig& cfg, const 
   rep.setup_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // divergence: a non-finite test RMSE stops training at that epoch (Diverged below)
   const EpochCallback watch = [&](const EpochRecord& e) {
-    if (std::isnan(e.test_rmse) || std::isinf(e.test_rmse)) {
+    if (!std::isfinite(e.test_rmse)) {  // -1 (not evaluated) is finite
       diverged = e.epoch + 1;
       return false;
     }
