@@ -862,6 +862,9 @@ def _netflix(source: Path | None, o: _Options) -> tuple[_Prepared, dict]:
         files = sorted(glob.glob(str(source / "training_set" / "mv_*.txt")))
     if not files:
         raise DatasetError(f"{source}: holds neither combined_data_*.txt nor training_set/mv_*.txt")
+    for f in files:  # a directory (or a FIFO) with a data file's name: say which
+        if not os.path.isfile(f):
+            raise DatasetError(f"{f}: not a regular file")
     probe = source / "probe.txt"
     if not probe.exists():
         raise DatasetError(f"{probe} does not exist")

@@ -814,3 +814,14 @@ def test_fast_path_and_line_checker_agree_on_mutated_lines():
                     assert line_of(e) == first_bad, (fmt.header_expected, b, str(e))
                 continue
             assert first_bad is None, (fmt.header_expected, b)
+
+
+def test_netflix_data_file_that_is_a_directory(tmp_path, root):
+    src = tmp_path / "nf"
+    (src / "training_set").mkdir(parents=True)
+    (src / "training_set" / "mv_0000001.txt").write_text("1:\n10,3,2005-01-01\n12,4,2005-01-02\n")
+    (src / "training_set" / "mv_0000002.txt").mkdir()
+    (src / "probe.txt").write_text("1:\n10\n")
+    with pytest.raises(DatasetError, match=r"mv_0000002\.txt: not a regular file"):
+        datasets.prepare("netflix", src, quiet=True)
+    assert leftovers(root) == []
