@@ -761,16 +761,15 @@ def _test_ratings(test: Any) -> Ratings | None:
 
 
 class _core_errors:
-    """Rewrites the core's command-line advice in its messages for Python: "lower --groups" or
-    "lower user_groups (--groups, --user-groups)" name groups= / user_groups= / item_groups=."""
+    """Rewrites the core's command-line advice in its messages for Python: "lower user_groups
+    (--groups, --user-groups)" names groups= / user_groups= instead (config.cc validate_for)."""
 
     def __enter__(self):
         return self
 
     def __exit__(self, typ, e, tb):
         if isinstance(e, ValueError) and "--groups" in str(e):
-            msg = re.sub(r"\(--groups, --(user|item)-groups\)", r"(groups= or \1_groups=)", str(e))
-            raise type(e)(msg.replace("lower --groups", "lower groups= (or user_groups= / item_groups=)")) from None
+            raise type(e)(re.sub(r"\(--groups, --(user|item)-groups\)", r"(groups= or \1_groups=)", str(e))) from None
         return False
 
 
