@@ -310,5 +310,9 @@ int main(int argc, char** argv) {
   const std::string rm = "rm -rf '" + g_tmp + "'";
   if (std::system(rm.c_str()) != 0) {}
   std::printf("%d tests passed%s\n", run, rc ? ", one FAILED" : "");
+  if (run == 0 && rc == 0) {  // a filter that names no test (a renamed one) must not pass
+    std::printf("FAIL  no test matches '%s'\n", argc > 1 ? argv[1] : "");
+    return 1;
+  }
   return rc;
 }

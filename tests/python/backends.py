@@ -8,3 +8,16 @@ CUDA_METHODS = ("fp32", "fp16", "mascot-n1", "mascot-n2", "mascot", "mascot-naiv
 def backend_k(backend, k):
     """k on the CPU; the nearest supported k (a multiple of 32, >= 32) on the cuda device."""
     return k if backend == "cpu" else max(32, (k + 31) // 32 * 32)
+
+
+def host_has_avx2():
+    """Whether this x86 host can run the AVX2 kernels (avx2, f16c and fma in /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return {"avx2", "f16c", "fma"} <= flags
+    except OSError:
+        pass
+    return False

@@ -10,7 +10,8 @@ from backends import backend_k
 
 def test_module_surface():
     assert isinstance(mascot.HAS_CUDA, bool)
-    assert mascot.cuda_device_count() >= 0
+    if not mascot.HAS_CUDA:  # a CPU-only build sees no device, whatever the machine has
+        assert mascot.cuda_device_count() == 0
     assert mascot.__version__
     assert "mascot-n1" in mascot._core.method_names()
 

@@ -12,6 +12,8 @@ import pytest
 import mascot
 from mascot import _core
 
+from backends import host_has_avx2
+
 WORD_LENGTHS = (8, 12, 14, 16)
 
 
@@ -468,17 +470,27 @@ def test_single_thread_runs_are_reproducible_and_isa_independent(synth, tmp_path
         "    for r in ('nearest', 'stochastic'):\n"
         "        f = mascot.MF(method=m, k=24, epochs=4, groups=2, threads=1, rounding=r).fit(d.train)\n"
         "        out[m + r] = f.P\n"
-        "np.savez(sys.argv[1], **out)\n")
-    outs = []
+        "np.savez(sys.argv[1], **out)\n"
+        "print(mascot._core.kernel_isa())\n")
+    outs, isas = [], []
     for isa in ("generic", None, None):
         env = dict(os.environ)
         env.pop("MASCOT_ISA", None)
         if isa:
             env["MASCOT_ISA"] = isa
         path = tmp_path / f"{isa}{len(outs)}.npz"
-        subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env)
+        res = subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env, capture_output=True,
+                             text=True)
         outs.append(np.load(path))
+        isas.append(res.stdout.strip())
+    # the first child ran the generic kernels, the others this host's default (the competing
+    # methods' AVX2 path wherever the default is avx2 or avx512)
+    assert isas[0] == "generic" and isas[2] == isas[1]
     for key in outs[0].files:
         assert np.isfinite(outs[0][key]).all()
         assert np.array_equal(outs[1][key], outs[2][key]), key
+    if not host_has_avx2():
+        pytest.skip("this host has no AVX2: only the generic kernels exist here (reproducibility checked)")
+    assert isas[1] in ("avx2", "avx512")
+    for key in outs[0].files:
         assert np.array_equal(outs[0][key], outs[1][key]), key

@@ -35,7 +35,9 @@ def test_text_round_trip(tiny, tmp_path):
     p = tmp_path / "a.txt"
     data.write_text(p, rs)
     back = data.read(p)
-    assert np.array_equal(back.users, rs.users) and np.array_equal(back.ratings, rs.ratings)
+    assert np.array_equal(back.users, rs.users) and np.array_equal(back.items, rs.items)
+    assert np.array_equal(back.ratings, rs.ratings)
+    assert (back.n_users, back.n_items) == (rs.n_users, rs.n_items)
 
 
 def test_text_tolerates_comments_blank_lines_tabs_crlf(tmp_path):

@@ -9,7 +9,8 @@ import pytest
 import mascot
 from mascot import _core
 
-from reference import dot_lanes, half, train_reference
+from backends import host_has_avx2
+from reference import dot_lanes, half, sgd_update, train_reference
 
 
 def _fit(data, method, k, epochs, **kw):
@@ -55,11 +56,38 @@ def test_rounding_modes_differ(tiny):
 
 
 def test_dot_lane_order_matters_and_is_followed():
+    """The reference's 16-lane dot order gives other float32 bits than a sequential sum on
+    some inputs, and the core's kernel (one rating through the per-group pass, FP32 rows,
+    k = 64) follows the lane order bit for bit."""
+    def sequential(p, q):
+        s = np.float32(0)
+        for x in p * q:
+            s = np.float32(s + x)
+        return s
+
+    k, lr, lp, lq = 64, 0.05, 0.01, 0.015
     rng = np.random.default_rng(0)
-    p = rng.normal(size=64).astype(np.float32)
-    q = rng.normal(size=64).astype(np.float32)
-    ref = dot_lanes(p, q)
-    assert abs(float(ref) - float(np.dot(p.astype(np.float64), q))) < 1e-4
+    for _ in range(100):  # a pair whose two sums differ (most do)
+        p = rng.normal(size=k).astype(np.float32)
+        q = rng.normal(size=k).astype(np.float32)
+        if dot_lanes(p, q) != sequential(p, q):
+            break
+    else:
+        raise AssertionError("no input where the summation order matters")
+    assert abs(float(dot_lanes(p, q)) - float(np.dot(p.astype(np.float64), q))) < 1e-4
+    r = np.float32(3.5)
+    want_p, want_q = sgd_update(p, q, r, lr, lp, lq)
+    # the same update with a sequential dot product
+    e = np.float32(r - sequential(p, q))
+    cp, cq, ce = np.float32(1) - np.float32(lr) * np.float32(lp), np.float32(1) - np.float32(lr) * np.float32(lq), \
+        np.float32(lr) * e
+    seq_p = cp * p + ce * q
+    assert not np.array_equal(want_p, seq_p)
+    one = np.array([0], np.int32)
+    start, fp32 = np.array([0, 1], np.int32), np.array([1], np.uint8)
+    gotP, gotQ = _core.mixed_sgd_pass(one, one, np.array([r], np.float32), p[None, :].copy(), q[None, :].copy(),
+                                      start, fp32, start, fp32, lr, lp, lq, False, 1, 0)
+    assert np.array_equal(gotP[0], want_p) and np.array_equal(gotQ[0], want_q)
 
 
 @pytest.mark.parametrize("isa", ["generic", "avx2"])
@@ -88,7 +116,13 @@ def test_every_kernel_variant_gives_identical_bits(tiny, isa, tmp_path):
         res = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
         outs[name] = (np.load(path), res.stdout.strip())
-    assert outs[isa][1] in (isa, outs["default"][1])  # falls back when the host lacks the ISA
+    # the child really ran the variant asked for (MASCOT_ISA=avx2 falls back on a host without
+    # AVX2), and a different one from the default: else the comparison would be of one variant
+    if isa == "avx2" and not host_has_avx2():
+        pytest.skip("this host cannot run the AVX2 kernels")
+    assert outs[isa][1] == isa
+    if outs["default"][1] == isa:
+        pytest.skip(f"{isa} is this host's default variant: nothing to compare it with")
     assert np.array_equal(outs["default"][0], outs[isa][0])
 
 
