@@ -759,7 +759,7 @@ void check_checkpoint_target(const std::string& dir) {
   }
   const std::string parent = detail::parent_dir(dir);
   if (!detail::is_directory(parent))
-    throw IoError("checkpoint directory " + dir + ": directory " + parent + " does not exist");
+    throw IoError("checkpoint directory " + dir + ": " + detail::not_a_directory(parent));
   if (::access(parent.c_str(), W_OK) != 0)
     throw IoError("checkpoint directory " + dir + ": directory " + parent + " is not writable");
 }

@@ -95,6 +95,10 @@ bool is_directory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+std::string not_a_directory(const std::string& dir) {
+  return path_exists(dir) ? dir + " is not a directory" : "directory " + dir + " does not exist";
+}
+
 bool is_empty_dir(const std::string& path) {
   DIR* d = ::opendir(path.c_str());
   if (!d) return false;

@@ -235,7 +235,7 @@ void check_model_target(const std::string& dir) {
     return;
   }
   const std::string parent = detail::parent_dir(dir);
-  if (!detail::is_directory(parent)) throw_io(dir + ": directory " + parent + " does not exist");
+  if (!detail::is_directory(parent)) throw_io(dir + ": " + detail::not_a_directory(parent));
 }
 
 void save_model(const std::string& dir, const Model& m, const std::string& model_json) {

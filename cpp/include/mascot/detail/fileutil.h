@@ -30,6 +30,9 @@ class AtomicFile {
 std::string read_file(const std::string& path);
 bool path_exists(const std::string& path);
 bool is_directory(const std::string& path);
+/// Why `dir` (not a directory) cannot hold a new file: "directory D does not exist" or
+/// "D is not a directory" (a file, say, in a path's directory part).
+std::string not_a_directory(const std::string& dir);
 /// True for an existing directory with no entries besides . and ..
 bool is_empty_dir(const std::string& path);
 /// Directory part of `path`: "." when it has none, "/" for "/x".
