@@ -281,8 +281,8 @@ def _migrate(runs, failed):
 def main(argv=None) -> int:
     a = parse_args(argv)
     start = time.perf_counter()
-    if mascot.cuda_device_count() == 0:
-        print(f"{PROG}: error: no CUDA device is visible", file=sys.stderr)
+    if mascot.cuda_unavailable_reason():
+        print(f"{PROG}: error: {mascot.cuda_unavailable_reason()}", file=sys.stderr)
         return 1
     try:
         os.makedirs(a.out, exist_ok=True)

@@ -78,8 +78,8 @@ def main() -> int:
         check_out_dir(a.out)
     except ValueError as exc:
         ap.error(str(exc))
-    if mascot.cuda_device_count() == 0:
-        print("gpu_hogwild_sweep: error: no CUDA device is visible", file=sys.stderr)
+    if mascot.cuda_unavailable_reason():
+        print(f"gpu_hogwild_sweep: error: {mascot.cuda_unavailable_reason()}", file=sys.stderr)
         return 1
     try:
         os.makedirs(a.out, exist_ok=True)

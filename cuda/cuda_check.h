@@ -3,9 +3,14 @@
 // MASCOT_CUDA_CHECK_LAUNCH(); both throw mascot::CudaError carrying the failing expression,
 // file and line, so the CLI prints one line and Python raises RuntimeError.  DeviceBuffer
 // owns one cudaMalloc allocation and frees it on every path (exceptions included).
+// A device fault in a kernel (an illegal address, ...) leaves the process's CUDA context
+// unusable: every later call fails with the same error.  throw_cuda records the first such
+// error (lost_context()), so that later requests say so (cuda_unavailable_reason, context.h)
+// and `auto` trains on the CPU, instead of each failing later at some unrelated call.
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -15,14 +20,47 @@
 
 namespace mascot::cuda {
 
+/// Whether `e` is a device fault after which the CUDA context stays unusable (CUDA runtime
+/// API: "the process must be terminated and relaunched").
+inline bool sticky_error(cudaError_t e) {
+  switch (e) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorAssert:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorLaunchFailure:
+    case cudaErrorECCUncorrectable:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/// The first sticky error seen by this process (cudaSuccess while the context is usable).
+inline std::atomic<int>& lost_context_slot() {
+  static std::atomic<int> e{cudaSuccess};
+  return e;
+}
+inline cudaError_t lost_context() { return static_cast<cudaError_t>(lost_context_slot().load()); }
+
 /// Throws CudaError "<what> failed at file:line: <cuda error string>"; out of memory gets a
-/// message saying so (the usual user-caused failure: too large a model for the device).
+/// message saying so (the usual user-caused failure: too large a model for the device), a
+/// device fault one saying that the process must restart to use the GPU again.
 /// (file nullptr: no location.)
 [[noreturn]] inline void throw_cuda(cudaError_t err, const char* what, const char* file, int line) {
   std::string msg = std::string("CUDA error: ") + what + " failed" +
                     (file ? std::string(" at ") + file + ":" + std::to_string(line) : std::string()) + ": " +
                     cudaGetErrorString(err);
   if (err == cudaErrorMemoryAllocation) msg += " (out of device memory: use a smaller k or dataset, or --device cpu)";
+  if (sticky_error(err)) {
+    int none = cudaSuccess;
+    lost_context_slot().compare_exchange_strong(none, static_cast<int>(err));
+    msg += " (a device fault: the GPU is unusable in this process until it restarts; --device cpu still works)";
+  }
   throw CudaError(msg);
 }
 

@@ -22,6 +22,7 @@
 #include "cuda_check.h"
 #include "kernels.h"
 #include "mascot/detail/afp_report.h"
+#include "mascot/context.h"
 #include "mascot/detail/backend.h"
 #include "mascot/detail/competing_params.h"
 #include "mascot/detail/fixed_point.h"
@@ -76,6 +77,18 @@ __global__ void reduce_slots_kernel(const T* in, T* out, int64_t per, int slots)
   }
 }
 
+/// Loads the kernels that first run inside a timed pass (q-error reduction, switching, the
+/// competing methods' max scan) before the first epoch: CUDA loads kernels lazily
+/// (CUDA_MODULE_LOADING=LAZY, the default since 12.2), and a load inside a timed epoch would
+/// count as training time.  (The SGD kernels are loaded by the occupancy query.)
+void preload_kernels() {
+  cudaFuncAttributes attr{};
+  MASCOT_CUDA_CHECK(cudaFuncGetAttributes(&attr, widen_kernel));
+  MASCOT_CUDA_CHECK(cudaFuncGetAttributes(&attr, reduce_slots_kernel<double>));
+  MASCOT_CUDA_CHECK(cudaFuncGetAttributes(&attr, reduce_slots_kernel<unsigned long long>));
+  preload_helper_kernels();
+}
+
 int grid_for(int64_t n, int threads = 256, int cap = 65535) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(cap, (n + threads - 1) / threads)));
 }
@@ -92,11 +105,7 @@ struct DeviceInfo {
 /// and sm_90; older GPUs would fail at the first launch with a less clear message).
 DeviceInfo check_device() {
   DeviceInfo d;
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
-    cudaGetLastError();
-    throw CudaError("no CUDA device is visible (no GPU or no driver); use --device cpu");
-  }
+  if (const std::string why = cuda_unavailable_reason(); !why.empty()) throw CudaError(why + "; use --device cpu");
   MASCOT_CUDA_CHECK(cudaGetDevice(&d.id));
   cudaDeviceProp prop{};
   MASCOT_CUDA_CHECK(cudaGetDeviceProperties(&prop, d.id));
@@ -176,9 +185,10 @@ struct Side {
   }
 };
 
-/// Max |x| over a side's FP32 rows, on the device (the competing methods' per-epoch tensor scan).
-float side_max_abs(const Side& s, int k) {
-  DeviceBuffer<unsigned int> m(1);
+/// Max |x| over a side's FP32 rows, on the device (the competing methods' per-epoch tensor
+/// scan), through `m` (one device word, allocated once per fit: no allocation, and so no
+/// cudaFree synchronisation, inside a timed pass).
+float side_max_abs(const Side& s, int k, DeviceBuffer<unsigned int>& m) {
   m.zero();
   launch_max_abs(s.f32.get(), s.rows * k, m.get());
   unsigned int bits = 0;
@@ -205,13 +215,14 @@ class MuppetHost {
     batch_.reset(static_cast<size_t>(batch_warps_) * 2 * k_);
     batch_n_.reset(static_cast<size_t>(batch_warps_));
     rescales_.reset(1);
+    max_.reset(1);
     win_.reset(k_);
   }
   void begin_epoch(const Side& U, const Side& I, int k, SgdArgs* a) {
     wl_ = policy_.fp32() ? 0 : c_.muppet_word_lengths[static_cast<size_t>(policy_.level)];
     if (wl_ > 0) {
-      max_p_ = side_max_abs(U, k);
-      max_q_ = side_max_abs(I, k);
+      max_p_ = side_max_abs(U, k, max_);
+      max_q_ = side_max_abs(I, k, max_);
       fp_ = detail::make_fixed_format(detail::fixed_frac_bits(max_p_, wl_), wl_);
       fq_ = detail::make_fixed_format(detail::fixed_frac_bits(max_q_, wl_), wl_);
       std::vector<int> f(static_cast<size_t>(2 * warps_));
@@ -281,6 +292,7 @@ class MuppetHost {
   DeviceBuffer<float> batch_;
   DeviceBuffer<int> batch_n_;
   DeviceBuffer<unsigned long long> rescales_;
+  DeviceBuffer<unsigned int> max_;
 };
 
 // ------------------------------------------------------------------ AFP, host side
@@ -306,10 +318,11 @@ class AfpHost {
     host_.assign(static_cast<size_t>(warps), w);
     dev_.reset(host_.size());
     dev_.upload(host_.data(), host_.size());
+    max_.reset(1);
   }
   void begin_epoch(const Side& U, const Side& I, int k, SgdArgs* a) {
-    max_p_ = side_max_abs(U, k);
-    max_q_ = side_max_abs(I, k);
+    max_p_ = side_max_abs(U, k, max_);
+    max_q_ = side_max_abs(I, k, max_);
     for (auto& w : host_) {  // host_ mirrors the device after the last end_epoch()
       w.run_max[0] = w.run_max[1] = 0.f;
       for (auto& s : w.stats) s = AfpStats{};
@@ -334,6 +347,7 @@ class AfpHost {
   CompetingParams c_;
   std::vector<AfpWarp> host_;
   DeviceBuffer<AfpWarp> dev_;
+  DeviceBuffer<unsigned int> max_;
   float max_p_ = 0, max_q_ = 0;
 };
 
@@ -380,6 +394,7 @@ class CudaBackend final : public detail::Backend {
     const bool merge = detail::hogwild_merge(bad);
     const double overlap = detail::hogwild_overlap(merge, bad);
     const DeviceInfo dev = check_device();
+    preload_kernels();
     const int64_t nnz = in.train->nnz();
     MASCOT_CHECK_ARG(nnz < (int64_t(1) << 32), "the cuda device handles fewer than 2^32 training ratings");
 
@@ -692,6 +707,7 @@ namespace mascot::detail {
 // auto picks the GPU only when the kernels can run on it: a visible device of compute
 // capability 8.0 or newer (older GPUs train on the CPU under auto; --device cuda names the reason)
 bool cuda_training_available() noexcept {
+  if (cuda::lost_context() != cudaSuccess) return false;  // an earlier device fault: the CPU trains
   int n = 0, id = 0;
   cudaDeviceProp prop{};
   if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0 || cudaGetDevice(&id) != cudaSuccess ||

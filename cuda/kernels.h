@@ -125,6 +125,10 @@ void launch_muppet(const SgdArgs& a, int blocks);
 void launch_afp(const SgdArgs& a, int blocks);
 /// *out = max(*out, max |x| over x[0..n)) as float bits (out: one device uint32, >= 0 floats).
 void launch_max_abs(const float* x, int64_t n, unsigned int* out);
+/// Loads the helper kernels of sgd_kernels.cu that first run inside a timed pass (max_abs):
+/// CUDA loads kernels lazily (CUDA_MODULE_LOADING=LAZY, the default since 12.2), and a load
+/// inside a timed epoch would be counted as training time.
+void preload_helper_kernels();
 /// Sum of squared errors of the test ratings, one double per block in partial[0..blocks).
 void launch_sse(const DRec* recs, int64_t n, const DSide& U, const DSide& I, Store store, bool naive, int k,
                 double* partial, int blocks);

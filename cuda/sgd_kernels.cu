@@ -251,6 +251,11 @@ int blocks_per_sm(int k, bool mpt, bool flag) {
 
 void launch_sgd(const SgdArgs& a, bool half_math, int blocks) { dispatch_e<SgdLaunch>(a.k, a, half_math, blocks); }
 
+void preload_helper_kernels() {
+  cudaFuncAttributes attr{};
+  MASCOT_CUDA_CHECK(cudaFuncGetAttributes(&attr, max_abs_kernel));
+}
+
 void launch_max_abs(const float* x, int64_t n, unsigned int* out) {
   if (n <= 0) return;
   int sms = 1, dev = 0;

@@ -9,8 +9,9 @@
 #
 #   scripts/cuda_emu_check.sh [quick|full|rest] [extra pytest args...]
 #
-# Before the tests: the GPU benchmark scripts end to end on tiny data, and out-of-device-memory
-# at each of the backend's allocations in turn (scripts/cuda_emu_faults.sh).
+# Before the tests: the GPU benchmark scripts end to end on tiny data, out-of-device-memory
+# at each of the backend's allocations in turn (scripts/cuda_emu_faults.sh), no visible device,
+# and a missing or old driver and a device fault (tests/python/test_cuda_faults.py).
 # quick (what .ci/run runs): the self-test and a subset of the GPU tests covering every
 # kernel; full: every gpu-marked test (~25 minutes: an emulated rating costs ~7 us of CPU time
 # at k = 32); rest: every test that is NOT gpu-marked, on a build where "auto" means the
@@ -99,6 +100,12 @@ nodev=("$t/test_api.py::test_cuda_device_without_gpu_is_a_clear_error"
        "$t/test_gpu.py::test_cuda_tools_fail_clearly_without_a_device" "$t/test_cli.py::test_bad_arguments")
 if ! out="$(CUDA_VISIBLE_DEVICES='' "${emu_env[@]}" "$py" -m pytest -q -rs -p no:cacheprovider "${nodev[@]}" 2>&1)" || grep -q SKIPPED <<<"$out"; then
   echo "$out" | tail -n 20; echo "cuda_emu_check: the no-device tests failed or were skipped"; exit 1
+fi
+echo "   $(tail -n 1 <<<"$out")"
+
+echo "== no driver, an old driver, a device fault (tests/python/test_cuda_faults.py: injected by the emulator)"
+if ! out="$("${emu_env[@]}" "$py" -m pytest -q -rs -p no:cacheprovider "$t/test_cuda_faults.py" 2>&1)" || grep -q SKIPPED <<<"$out"; then
+  echo "$out" | tail -n 20; echo "cuda_emu_check: the driver and fault tests failed or were skipped"; exit 1
 fi
 echo "   $(tail -n 1 <<<"$out")"
 

@@ -36,9 +36,9 @@ build() {
   local t0=$SECONDS
   "$py" -m pip install --no-build-isolation -q . >"$out/build.log" 2>&1 || { tail -n 40 "$out/build.log"; return 1; }
   echo "built in $((SECONDS - t0)) s"
-  "$py" -c "import mascot, sys; print('HAS_CUDA', mascot.HAS_CUDA, 'devices', mascot.cuda_device_count()); \
-sys.exit(0 if mascot.HAS_CUDA and mascot.cuda_device_count() > 0 else 1)" ||
-    { echo "gpu_check: the build has no CUDA backend or sees no device"; return 1; }
+  "$py" -c "import mascot, sys; why = mascot.cuda_unavailable_reason(); \
+print('HAS_CUDA', mascot.HAS_CUDA, 'devices', mascot.cuda_device_count(), why); sys.exit(1 if why else 0)" ||
+    { echo "gpu_check: this build cannot use the GPU (the reason is on the line above)"; return 1; }
 }
 tests_gpu() {
   echo "== GPU tests (pytest -m gpu)"

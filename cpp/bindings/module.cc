@@ -176,6 +176,9 @@ NB_MODULE(_core, m) {
   bind_competing(m);
   m.attr("HAS_CUDA") = built_with_cuda();
   m.def("cuda_device_count", &cuda_device_count, "Visible CUDA devices (0 without CUDA, a driver or a GPU).");
+  m.def("cuda_unavailable_reason", &cuda_unavailable_reason,
+        "Why the GPU cannot be used (no CUDA backend, no device or driver, an old driver, an earlier device "
+        "fault in this process), or '' when it can.");
   m.def("cuda_device_name", &detail::cuda_device_name,
         "Name, compute capability, SMs and memory of the current CUDA device (RuntimeError without one).");
   m.def("cuda_copy_bandwidth", &detail::cuda_copy_bandwidth, "bytes"_a = int64_t(1) << 30, "reps"_a = 20,

@@ -62,9 +62,8 @@ Device Context::resolved_device() const {
       if (!built_with_cuda())
         throw CudaError("device 'cuda' requested, but this build of MASCOT has no CUDA backend "
                         "(rebuild with nvcc available, or use --device cpu)");
-      if (cuda_device_count() == 0)
-        throw CudaError("device 'cuda' requested, but no CUDA device is visible "
-                        "(no GPU or no driver); use --device cpu or auto");
+      if (const std::string why = cuda_unavailable_reason(); !why.empty())
+        throw CudaError("device 'cuda' requested, but " + why + "; use --device cpu or auto");
       return Device::kCuda;
     case Device::kAuto:
     default:

@@ -6,6 +6,7 @@
 
 namespace mascot {
 int cuda_device_count() noexcept { return 0; }
+std::string cuda_unavailable_reason() { return "this build of MASCOT has no CUDA backend"; }
 bool built_with_cuda() noexcept { return false; }
 namespace detail {
 bool cuda_training_available() noexcept { return false; }

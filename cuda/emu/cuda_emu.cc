@@ -17,6 +17,13 @@
 // injection: scripts/cuda_emu_faults.sh); MASCOT_CUDA_EMU_LEAK_CHECK=1 makes device memory left
 // allocated at exit a report and exit status 99.  Built with -fsanitize=address (scripts/
 // sanitize.sh cuda-emu), the stack switches are announced to ASan.
+// Driver and fault injection (scripts/cuda_emu_check.sh): MASCOT_CUDA_EMU_DRIVER=V is the
+// driver's CUDA version (cudaDriverGetVersion; default: the runtime's own, CUDART_VERSION);
+// below the runtime's, every call fails with cudaErrorInsufficientDriver as CUDA's does (0: no
+// driver installed).  MASCOT_CUDA_EMU_FAULT_LAUNCH=N makes the process's N-th kernel launch a
+// device fault: the kernel does not run, and from then on every call but the device queries
+// fails with cudaErrorIllegalAddress, which cudaGetLastError does not clear (a sticky error:
+// on a GPU the context is unusable until the process ends).
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -407,10 +414,7 @@ void sync_block() {
 
 void run_grid(dim3 grid, dim3 block, void (*body)(void*), void* ctx) {
   if (t_in_kernel) die("a kernel launched from inside a kernel (dynamic parallelism is not emulated)");
-  if (!device_visible()) {  // CUDA_VISIBLE_DEVICES hides the device: the launch fails, nothing runs
-    launch_failed(cudaErrorNoDevice);
-    return;
-  }
+  if (launch_refused() != cudaSuccess) return;  // no device or driver, or a fault: nothing runs
   std::lock_guard<std::mutex> lock(g_device);
   if (grid.y != 1 || grid.z != 1 || block.y != 1 || block.z != 1)
     die("only one-dimensional grids and blocks are emulated");
@@ -470,7 +474,9 @@ struct Device {
   std::map<void*, size_t> allocs;
   size_t used = 0;
   long mallocs = 0;  // cudaMalloc calls so far (MASCOT_CUDA_EMU_FAIL_ALLOC)
+  long launches = 0;  // kernel launches so far (MASCOT_CUDA_EMU_FAULT_LAUNCH)
   cudaError_t last = cudaSuccess;
+  cudaError_t sticky = cudaSuccess;  // a device fault: every later call fails with it
   // MASCOT_CUDA_EMU_LEAK_CHECK=1 (scripts/sanitize.sh cuda-emu): device memory still allocated
   // when the process exits is reported and the exit status becomes 99, as compute-sanitizer
   // --leak-check full --error-exitcode 99 does on a GPU
@@ -500,6 +506,10 @@ cudaError_t fail(cudaError_t e) {
   dev().last = e;
   return e;
 }
+int driver_version() {
+  static const int v = static_cast<int>(mascot_emu::env_long("MASCOT_CUDA_EMU_DRIVER", CUDART_VERSION, 0, 99999));
+  return v;
+}
 /// Whether the one emulated device is visible: CUDA_VISIBLE_DEVICES as the CUDA runtime reads
 /// it (unset: every device; otherwise the listed ordinals up to the first invalid one, so the
 /// device is visible only when the list starts with 0; "" or "-1" hides it).  Hidden, every
@@ -517,8 +527,31 @@ bool visible() {
 
 }  // namespace
 
-bool mascot_emu::device_visible() { return visible(); }
-void mascot_emu::launch_failed(cudaError_t e) { fail(e); }
+/// The error of a device query (count, properties): no driver, an old one, or no device.
+cudaError_t query_error() {
+  if (driver_version() < CUDART_VERSION) return fail(cudaErrorInsufficientDriver);
+  return visible() ? cudaSuccess : fail(cudaErrorNoDevice);
+}
+/// The error of any other call: the query's, or a sticky fault.
+cudaError_t call_error() {
+  if (const cudaError_t e = query_error(); e != cudaSuccess) return e;
+  return dev().sticky != cudaSuccess ? fail(dev().sticky) : cudaSuccess;
+}
+
+cudaError_t mascot_emu::launch_refused() {
+  if (const cudaError_t e = call_error(); e != cudaSuccess) return e;
+  static const long fault_at = mascot_emu::env_long("MASCOT_CUDA_EMU_FAULT_LAUNCH", 0, 0, 1L << 40);
+  if (++dev().launches == fault_at) {
+    dev().sticky = cudaErrorIllegalAddress;
+    return fail(cudaErrorIllegalAddress);
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaDriverGetVersion(int* v) {
+  *v = driver_version();
+  return cudaSuccess;
+}
 
 struct CUevent_st {
   std::chrono::steady_clock::time_point t;
@@ -526,16 +559,17 @@ struct CUevent_st {
 };
 
 cudaError_t cudaGetDeviceCount(int* n) {
-  *n = visible() ? 1 : 0;
-  return visible() ? cudaSuccess : fail(cudaErrorNoDevice);
+  const cudaError_t e = query_error();
+  *n = e == cudaSuccess ? 1 : 0;
+  return e;
 }
 cudaError_t cudaGetDevice(int* id) {
-  if (!visible()) return fail(cudaErrorNoDevice);
+  if (const cudaError_t e = query_error(); e != cudaSuccess) return e;
   *id = 0;
   return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int id) {
-  if (!visible()) return fail(cudaErrorNoDevice);
+  if (const cudaError_t e = query_error(); e != cudaSuccess) return e;
   if (id != 0) return fail(cudaErrorInvalidDevice);
   std::memset(p, 0, sizeof *p);
   std::snprintf(p->name, sizeof p->name, "MASCOT CUDA emulator (CPU, not a GPU)");
@@ -550,13 +584,20 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int id) {
   return cudaSuccess;
 }
 cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr attr, int id) {
-  if (!visible()) return fail(cudaErrorNoDevice);
+  if (const cudaError_t e = query_error(); e != cudaSuccess) return e;
   if (id != 0) return fail(cudaErrorInvalidDevice);
   if (attr == cudaDevAttrMultiProcessorCount) {
     *v = sms();
     return cudaSuccess;
   }
   return fail(cudaErrorInvalidValue);
+}
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void* func) {
+  if (const cudaError_t e = call_error(); e != cudaSuccess) return e;
+  if (!func) return fail(cudaErrorInvalidDeviceFunction);
+  std::memset(attr, 0, sizeof *attr);
+  attr->maxThreadsPerBlock = 1024;  // nothing else is modelled (no registers, no module loading)
+  return cudaSuccess;
 }
 cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* n, const void*, int block, size_t) {
   if (block < 1 || block > 1024) return fail(cudaErrorInvalidValue);
@@ -568,7 +609,7 @@ cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int* n, const
   return cudaOccupancyMaxActiveBlocksPerMultiprocessor(n, f, block, smem);
 }
 cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total) {
-  if (!visible()) return fail(cudaErrorNoDevice);
+  if (const cudaError_t e = call_error(); e != cudaSuccess) return e;
   std::lock_guard<std::mutex> l(dev().mu);
   *total = memory_bytes();
   *free_b = memory_bytes() - dev().used;
@@ -584,7 +625,7 @@ static long fail_alloc_at() {
 
 cudaError_t cudaMalloc(void** p, size_t n) {
   *p = nullptr;
-  if (!visible()) return fail(cudaErrorNoDevice);
+  if (const cudaError_t e = call_error(); e != cudaSuccess) return e;
   std::lock_guard<std::mutex> l(dev().mu);
   if (++dev().mallocs == fail_alloc_at()) return fail(cudaErrorMemoryAllocation);
   if (n == 0) return cudaSuccess;
@@ -605,20 +646,22 @@ cudaError_t cudaFree(void* p) {
   dev().used -= it->second;
   dev().allocs.erase(it);
   std::free(p);
-  return cudaSuccess;
+  return dev().sticky;  // freed, but the fault is still reported
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind) {
+  if (const cudaError_t e = call_error(); e != cudaSuccess) return e;
   if (n) std::memmove(dst, src, n);
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* p, int v, size_t n) {
+  if (const cudaError_t e = call_error(); e != cudaSuccess) return e;
   if (n) std::memset(p, v, n);
   return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { return call_error(); }
 cudaError_t cudaGetLastError() {
   const cudaError_t e = dev().last;
-  dev().last = cudaSuccess;
+  dev().last = dev().sticky;  // a sticky fault is never cleared
   return e;
 }
 cudaError_t cudaPeekAtLastError() { return dev().last; }
@@ -629,6 +672,8 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     default: return "unknown error (emulator)";
   }
 }
@@ -641,6 +686,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
   return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+  if (const cudaError_t err = call_error(); err != cudaSuccess) return err;
   e->t = std::chrono::steady_clock::now();
   e->recorded = true;
   return cudaSuccess;

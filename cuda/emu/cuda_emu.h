@@ -53,9 +53,9 @@ const uint64_t* warp_exchange(unsigned mask, uint64_t v, const char* what);
 void sync_block();
 /// Runs grid x block threads of `body` (a copy per thread) to completion.
 void run_grid(dim3 grid, dim3 block, void (*body)(void*), void* ctx);
-/// Whether the emulated device is visible (CUDA_VISIBLE_DEVICES); a launch's error.
-bool device_visible();
-void launch_failed(cudaError_t e);
+/// Why a launch cannot run (no device or driver, a sticky fault; cudaSuccess: it runs), and
+/// records that error for cudaGetLastError.  Counts launches for MASCOT_CUDA_EMU_FAULT_LAUNCH.
+cudaError_t launch_refused();
 
 template <class T>
 inline uint64_t to_bits(T v) {

@@ -20,5 +20,12 @@ def cuda_device_count() -> int:
     return int(_core.cuda_device_count())
 
 
-__all__ = ["MF", "data", "HAS_CUDA", "cuda_device_count", "__version__"]
+def cuda_unavailable_reason() -> str:
+    """Why the GPU cannot be used, in one line ("" when it can): no CUDA backend in this build,
+    no device or driver, a driver older than the build's CUDA runtime, or a device fault earlier
+    in this process (after which CUDA stays unusable until the process restarts)."""
+    return str(_core.cuda_unavailable_reason())
+
+
+__all__ = ["MF", "data", "HAS_CUDA", "cuda_device_count", "cuda_unavailable_reason", "__version__"]
 __all__ += ["metrics", "dataset_id_maps", "UnknownIdWarning"]

@@ -168,6 +168,11 @@ HAS_CUDA: bool
 def cuda_device_count() -> int:
     """Visible CUDA devices (0 without CUDA, a driver or a GPU)."""
 
+def cuda_unavailable_reason() -> str:
+    """
+    Why the GPU cannot be used (no CUDA backend, no device or driver, an old driver, an earlier device fault in this process), or '' when it can.
+    """
+
 def cuda_device_name() -> str:
     """
     Name, compute capability, SMs and memory of the current CUDA device (RuntimeError without one).

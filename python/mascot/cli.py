@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "info":
         print(f"mascot {_core.__version__}")
         print(f"cpu kernels: {_core.kernel_isa()}")
-        print(f"cuda backend compiled: {bool(_core.HAS_CUDA)}; visible devices: {_core.cuda_device_count()}")
+        why = _core.cuda_unavailable_reason()
+        print(f"cuda backend compiled: {bool(_core.HAS_CUDA)}; visible devices: {_core.cuda_device_count()}"
+              + (f" ({why})" if why and _core.HAS_CUDA else ""))
         print(f"methods: {', '.join(_core.method_names())}")
         return 0
     if cmd == "train":

@@ -233,9 +233,9 @@ def test_runs_of_another_configuration_stay_out_of_the_report(tmp_path):
 
 def test_device_auto_names_the_device_that_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(mascot, "HAS_CUDA", True)
-    monkeypatch.setattr(mascot, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(mascot, "cuda_unavailable_reason", lambda: "")
     assert ex._resolve_device("auto") == "cuda" and ex._resolve_device("cpu") == "cpu"
-    monkeypatch.setattr(mascot, "cuda_device_count", lambda: 0)
+    monkeypatch.setattr(mascot, "cuda_unavailable_reason", lambda: "no CUDA device is visible")
     assert ex._resolve_device("auto") == "cpu"
     assert ex.main(_argv("groups", tmp_path, "--device", "auto")) == 0
     names = [p.stem for p in (tmp_path / "groups" / "runs").glob("*.json")]
@@ -247,9 +247,10 @@ def test_device_auto_names_the_device_that_runs(tmp_path, monkeypatch):
 def test_cuda_without_a_device_fails_before_any_output(tmp_path, monkeypatch, capsys):
     _no_training(monkeypatch)
     monkeypatch.setattr(mascot, "HAS_CUDA", True)
-    monkeypatch.setattr(mascot, "cuda_device_count", lambda: 0)
+    monkeypatch.setattr(mascot, "cuda_unavailable_reason", lambda: "no CUDA device is visible (no GPU)")
     assert ex.main(["groups", "--quick", "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
-    _one_line(capsys, "mascot experiment: error: device 'cuda' requested, but no CUDA device is visible")
+    _one_line(capsys, "mascot experiment: error: device 'cuda' requested, but no CUDA device is visible (no GPU); "
+              "use --device cpu or auto")
     monkeypatch.setattr(mascot, "HAS_CUDA", False)
     assert ex.main(["groups", "--quick", "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
     _one_line(capsys, "mascot experiment: error: device 'cuda' requested, but this build")

@@ -101,7 +101,7 @@ TINY = "synthetic-ml10m:0.002"
 
 
 def _fake_device(monkeypatch):
-    monkeypatch.setattr(mascot, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(mascot, "cuda_unavailable_reason", lambda: "")
     monkeypatch.setattr(_core, "cuda_copy_bandwidth", lambda *a: 1000.0)
     monkeypatch.setattr(_core, "cuda_device_name", lambda: "FakeGPU (sm_90)")
 

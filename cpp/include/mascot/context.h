@@ -27,6 +27,10 @@ struct Context {
 
 /// Number of visible CUDA devices; 0 in CPU-only builds or when the driver call fails. Never throws.
 int cuda_device_count() noexcept;
+/// Why the GPU cannot be used ("" when it can): no CUDA backend in this build, no device, no
+/// driver, a driver older than the build's CUDA runtime, or a device fault earlier in this
+/// process (after which the CUDA context stays unusable).  One line, for error messages.
+std::string cuda_unavailable_reason();
 /// True when the CUDA backend was compiled in.
 bool built_with_cuda() noexcept;
 /// Human-readable name of the device a resolved context trains on ("cpu (2 threads, avx512)").

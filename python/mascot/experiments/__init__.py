@@ -278,20 +278,19 @@ def _validate(cells: list[Cell], threads: int) -> None:
 def _resolve_device(device: str) -> str:
     """The device cells run on: ``auto`` becomes ``cuda`` or ``cpu`` as the core would choose
     (so cell ids name the device that ran); ``cuda`` without a usable GPU is a usage error."""
-    from .. import HAS_CUDA, cuda_device_count
+    from .. import HAS_CUDA, cuda_unavailable_reason
     if device == "cpu":
         return device
     if device not in ("auto", "cuda"):
         raise UsageError(f"unknown device {device!r} (valid: auto, cpu, cuda)")
-    usable = bool(HAS_CUDA) and cuda_device_count() > 0
+    why = cuda_unavailable_reason()
     if device == "auto":
-        return "cuda" if usable else "cpu"
+        return "cpu" if why else "cuda"
     if not HAS_CUDA:
         raise UsageError("device 'cuda' requested, but this build of MASCOT has no CUDA backend "
                          "(use --device cpu or auto)")
-    if not usable:
-        raise UsageError("device 'cuda' requested, but no CUDA device is visible (no GPU or no "
-                         "driver); use --device cpu or auto")
+    if why:
+        raise UsageError(f"device 'cuda' requested, but {why}; use --device cpu or auto")
     return device
 
 
