@@ -192,9 +192,45 @@ def _evaluate(args: list[str]) -> int:
     return 0
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM / SIGHUP during ``mascot data``: unwinds like Ctrl-C (the same cleanup runs)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    import signal
+
+    for s in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the cleanup short
+        signal.signal(s, signal.SIG_IGN)
+    raise _Terminated(signum)
+
+
+def _catch_termination():
+    """Installs SIGTERM / SIGHUP handlers that raise _Terminated; returns the old handlers (None
+    off the main thread or where there are no such signals)."""
+    import signal
+    import threading
+
+    sigs = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    if threading.current_thread() is not threading.main_thread() or not sigs:
+        return None
+    return {s: signal.signal(s, _raise_terminated) for s in sigs}
+
+
+def _restore_handlers(old) -> None:
+    import signal
+
+    for s, h in (old or {}).items():
+        signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
 def data_main(argv: list[str]) -> int:
     """``mascot data prepare|list|info``: exit 0 on success, 2 on usage or bad input, 1 when a
-    download fails."""
+    download fails or memory runs out, 130 on Ctrl-C and 128 + the signal number on SIGTERM (143)
+    or SIGHUP (129); an interrupted prepare leaves nothing half-written behind."""
     import argparse
     import json
 
@@ -202,24 +238,31 @@ def data_main(argv: list[str]) -> int:
     from . import datasets
 
     ap = argparse.ArgumentParser(prog="mascot data", description="Prepare and inspect real datasets "
-                                 "in $MASCOT_DATA (default ~/.cache/mascot).")
+                                 "in $MASCOT_DATA (default ~/.cache/mascot).",
+                                 epilog="Exit status: 0 ok, 2 bad input or usage, 1 download failure or out of "
+                                 "memory, 130 interrupted (Ctrl-C), 128+N killed by signal N (SIGTERM 143, "
+                                 "SIGHUP 129); an interrupted prepare leaves nothing half-written behind.")
     sub = ap.add_subparsers(dest="action", required=True)
-    p = sub.add_parser("prepare", help="download / read and prepare a dataset")
+    p = sub.add_parser("prepare", help="download / read and prepare a dataset",
+                       epilog="Exit status: 0 ok, 2 bad input, 1 download failure or out of memory, 130 on Ctrl-C, "
+                       "128+N on signal N (SIGTERM 143, SIGHUP 129); nothing half-written is left behind.")
     p.add_argument("name", choices=datasets.DATASETS)
     p.add_argument("--source", metavar="PATH", help="local upstream files (required for netflix and yahoo; "
                    "for MovieLens a directory holding the GroupLens zip, or the zip)")
     p.add_argument("--fold", type=int, default=1, help="MovieLens test fold 1..5 (default 1); fold f > 1 is "
                    "prepared as NAME-foldF")
-    p.add_argument("--seed", type=int, default=datasets.DEFAULT_SEED, help="seed of the MovieLens folds")
+    p.add_argument("--seed", type=int, default=None, help="seed of the MovieLens folds, an integer >= 0 "
+                   f"(default {datasets.DEFAULT_SEED})")
     p.add_argument("--raw-scale", action="store_true", help="yahoo: keep scores 0..100 (default r/25 + 1)")
     p.add_argument("--out", metavar="NAME", help="directory name under $MASCOT_DATA (default NAME or NAME-foldF)")
-    p.add_argument("--index-url", metavar="URL", help="PyPI index for the ml100k fallback")
+    p.add_argument("--index-url", metavar="URL", help="ml100k: PyPI index for the fallback")
     p.add_argument("--force", action="store_true", help="replace an already prepared dataset")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     sub.add_parser("list", help="prepared datasets with their counts")
     p = sub.add_parser("info", help="meta.json of a prepared dataset (without the id maps)")
     p.add_argument("name")
     a = ap.parse_args(argv)  # exits 2 on usage errors
+    old_handlers = _catch_termination()
     try:
         if a.action == "prepare":
             path = datasets.prepare(a.name, a.source, fold=a.fold, seed=a.seed, force=a.force,
@@ -237,6 +280,9 @@ def data_main(argv: list[str]) -> int:
                 print(f"{m['name']:<16} {m.get('dataset', '?'):<8} users {c.get('users', 0):>10,}  items "
                       f"{c.get('items', 0):>8,}  train {c.get('train', 0):>12,}  test {c.get('test', 0):>10,}")
         else:
+            if not datasets.valid_name(a.name):  # a name, not a path: nothing outside $MASCOT_DATA
+                raise datasets.DatasetError(f"invalid dataset name {a.name!r} (a directory name under "
+                                            f"{_data.data_root()}, as listed by `mascot data list`)")
             path = _data.data_root() / a.name / "meta.json"
             try:
                 m = _data.meta(a.name)  # a missing one: FileNotFoundError naming `mascot data prepare`
@@ -251,9 +297,20 @@ def data_main(argv: list[str]) -> int:
     except (ValueError, OSError) as e:  # DatasetError, FileNotFoundError, unreadable files
         print(f"mascot data: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except MemoryError:
+        print("mascot data: error: out of memory (nothing was left half-prepared)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:
+        if isinstance(e, _Terminated):
+            import signal
+
+            print(f"mascot data: terminated by {signal.Signals(e.signum).name} (nothing was left half-prepared)",
+                  file=sys.stderr)
+            return 128 + e.signum
         print("mascot data: interrupted (nothing was left half-prepared)", file=sys.stderr)
         return 130
+    finally:
+        _restore_handlers(old_handlers)
     return 0
 
 

@@ -15,10 +15,11 @@ ml100k     GroupLens ``ml-100k.zip`` -> ``ml-100k/u.data`` (``user<TAB>item<TAB>
            ratings.
 ml10m      GroupLens ``ml-10m.zip`` -> ``ml-10M100K/ratings.dat`` (``UserID::MovieID::Rating::Timestamp``).
 ml25m      GroupLens ``ml-25m.zip`` -> ``ml-25m/ratings.csv`` (header ``userId,movieId,rating,timestamp``).
-netflix    ``--source DIR``: ``training_set/mv_*.txt`` or ``combined_data_{1..4}.txt`` (blocks of
-           ``MovieID:`` then ``CustomerID,Rating,Date``) and ``probe.txt`` (blocks of ``MovieID:``
-           then ``CustomerID``).  Test = the probe ratings (looked up in the training files),
-           train = the rest.
+netflix    ``--source DIR``: ``training_set/mv_NNNNNNN.txt`` (7 digits; the file's one header
+           must be ``N:``) or ``combined_data_[1-4].txt`` (blocks of ``MovieID:`` then
+           ``CustomerID,Rating,Date``; other names are not read) and ``probe.txt`` (blocks of
+           ``MovieID:`` then ``CustomerID``).  Test = the probe ratings (looked up in the
+           training files), train = the rest.
 yahoo      ``--source DIR``: KDD Cup 2011 Track 1 ``trainIdx1.txt`` / ``validationIdx1.txt`` (blocks
            of ``UserId|NumRatings`` then ``ItemId<TAB>Score<TAB>Date<TAB>Time``).  Scores 0..100 are
            mapped to ``r/25 + 1`` (1..5) unless ``raw_scale`` (``--raw-scale``) keeps them.
@@ -30,6 +31,10 @@ fold f > 1 as ``<name>-fold<f>`` (``ml10m``, ``ml10m-fold2``, ...), unless ``out
 Netflix and Yahoo use the provided split.  Test ratings whose user or item never occurs in
 train are dropped and counted (``meta.json`` ``counts.test_dropped``).
 
+Every (user, item) pair must be rated once: a repeated pair (a file read twice, a corrupt file;
+in Yahoo's train and validation files together; in probe.txt) is an error naming its line.  The
+upstream files hold no repeats.
+
 Ids: dense 0-based, assigned in increasing raw-id order over the *training* ratings;
 ``meta.json`` keeps ``user_ids[d]`` / ``item_ids[d]`` = the raw upstream id of dense id ``d``.
 Raw ids are plain digits in 0..2^63-1 (int64, parsed exactly); a larger one is an error.  A set
@@ -40,13 +45,19 @@ whole lines; each block is parsed by pandas' C parser (after numpy passes that c
 header lines of the block formats and check the grammar on the bytes: digits only where upstream
 has digits, no empty field), so memory is the output arrays plus one block.  On any
 anomaly the block is re-scanned line by line to name the first bad line as ``path:line: what``
-(``archive.zip!member:line: what`` inside archives).  Everything is written into a temporary
-directory beside the target that is renamed into place at the end; on any error (checksum
-mismatch, malformed line, interruption) it is removed.  Verified downloads are cached in
-``$MASCOT_DATA/.downloads``.
+(``archive.zip!member:line: what`` inside archives); a line longer than ``MAX_LINE`` (1 MiB) is an
+error.  Input files must be regular files (a FIFO or device is refused).  Everything is written
+into a temporary directory beside the target that is renamed into place at the end; on any error
+(checksum mismatch, malformed line, interruption) it is removed.  One prepare of an output
+directory runs at a time (an ``flock`` on ``$MASCOT_DATA/.<out>.lock``; a second one fails at
+once) and it removes what a killed earlier one left behind.  Verified downloads are cached in
+``$MASCOT_DATA/.downloads``; a download that stalls (less than ``DOWNLOAD_MIN_BYTES`` in
+``DOWNLOAD_WINDOW`` seconds) or gets a broken HTTP response fails (ml100k then falls back to pip,
+which gets ``PIP_TIMEOUT`` seconds and never prompts).
 
 Network endpoints are overridable (for tests and mirrors): ``MASCOT_GROUPLENS_URL`` (base URL of
-the MovieLens zips) and ``MASCOT_PYPI_INDEX_URL`` (a PEP 503 "simple" index for the fallback).
+the MovieLens zips) and ``MASCOT_PYPI_INDEX_URL`` (a PEP 503 "simple" index for the fallback);
+they are checked to be URLs before anything is fetched.
 """
 from __future__ import annotations
 
@@ -54,6 +65,7 @@ import csv
 import datetime as _dt
 import glob
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -64,6 +76,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
@@ -71,6 +84,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+
+try:  # POSIX: one `prepare` per output directory at a time (an advisory lock)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock
+    fcntl = None
 
 from . import data as _data
 from ._arrays import sorted_unique
@@ -100,6 +118,15 @@ PINS: dict[str, tuple[str, str]] = {
 ML100K_COUNTS = (943, 1682, 100_000)
 
 _BLOCK = 64 << 20  # bytes per parse block
+MAX_LINE = 1 << 20  # longest accepted input line in bytes (upstream lines are < 100 bytes)
+
+# Downloads: the socket timeout bounds each read; a transfer slower than DOWNLOAD_MIN_BYTES per
+# DOWNLOAD_WINDOW seconds (a server dripping bytes) is aborted.  pip (the ml100k fallback) gets
+# PIP_TIMEOUT seconds in all.  Module constants, so tests can shrink them.
+DOWNLOAD_TIMEOUT = 30.0
+DOWNLOAD_WINDOW = 60.0
+DOWNLOAD_MIN_BYTES = 16 << 10
+PIP_TIMEOUT = 600.0
 
 
 class DatasetError(ValueError):
@@ -201,8 +228,8 @@ class _ZipStream:
     def read(self, n: int = -1) -> bytes:
         return self._f.read(n)
 
-    def readline(self) -> bytes:
-        return self._f.readline()
+    def readline(self, limit: int = -1) -> bytes:
+        return self._f.readline(limit)
 
     def __enter__(self) -> "_ZipStream":
         return self
@@ -223,15 +250,41 @@ def _zip_source(zpath: Path, member: str) -> _Source:
     return _Source(f"{zpath.name}!{member}", lambda: _ZipStream(zpath, member), size, origin=str(zpath))
 
 
+def _too_long(label: str, line: int) -> DatasetError:
+    return DatasetError(f"{label}:{line}: line longer than {MAX_LINE:,} bytes (not a ratings file?)")
+
+
+def _check_line_lengths(label: str, blk: bytes, line: int) -> None:
+    """Raises naming the first line of ``blk`` longer than MAX_LINE bytes (its LF not counted).
+
+    A line that long covers a whole aligned window of MAX_LINE // 2 bytes: only windows without
+    a LF are looked at, so this costs a few ``find`` calls per block."""
+    half = max(MAX_LINE // 2, 1)
+    pos = 0
+    while pos < len(blk):
+        if blk.find(b"\n", pos, pos + half) >= 0:
+            pos += half
+            continue
+        start = blk.rfind(b"\n", 0, pos) + 1
+        end = blk.find(b"\n", pos)
+        end = len(blk) if end < 0 else end
+        if end - start > MAX_LINE:
+            raise _too_long(label, line + blk.count(b"\n", 0, start))
+        pos = end + 1
+
+
 def _blocks(src: _Source, quiet: bool, skip_lines: int = 0) -> Iterator[tuple[bytes, int]]:
-    """Yields ``(block, first_line_number)``; blocks end at a line end (the last may not)."""
+    """Yields ``(block, first_line_number)``; blocks end at a line end (the last may not).
+    A line longer than MAX_LINE bytes is an error (memory stays bounded without any LF)."""
     prog = _Progress(f"parsing {src.label}", src.size, quiet)
     line = 1
     rest = b""
     try:
         with src.open() as f:
             for _ in range(skip_lines):
-                first = f.readline()
+                first = f.readline(MAX_LINE + 2)
+                if len(first) > MAX_LINE and not first.endswith(b"\n"):
+                    raise _too_long(src.label, line)
                 prog.add(len(first))
                 line += 1
             while True:
@@ -242,16 +295,20 @@ def _blocks(src: _Source, quiet: bool, skip_lines: int = 0) -> Iterator[tuple[by
                 prog.add(len(buf))
                 if not buf:
                     if rest:
+                        _check_line_lengths(src.label, rest, line)
                         yield rest, line
                     break
                 buf = rest + buf
                 cut = buf.rfind(b"\n") + 1
-                if cut == 0:
+                if cut:
+                    blk, rest = buf[:cut], buf[cut:]
+                    _check_line_lengths(src.label, blk, line)
+                    yield blk, line
+                    line += blk.count(b"\n")
+                else:
                     rest = buf
-                    continue
-                blk, rest = buf[:cut], buf[cut:]
-                yield blk, line
-                line += blk.count(b"\n")
+                if len(rest) > MAX_LINE:  # an unfinished line, already too long: stop buffering
+                    raise _too_long(src.label, line)
     finally:
         prog.close()
 
@@ -435,7 +492,7 @@ def _parse_flat(src: _Source, fmt: _Flat, cols: _Cols, quiet: bool, first_line: 
     skip = 0
     if fmt.header is not None:
         with src.open() as f:
-            head = f.readline().rstrip(b"\r\n")
+            head = f.readline(MAX_LINE + 2).rstrip(b"\r\n")
         if head != fmt.header:
             raise DatasetError(f"{src.label}:{first_line}: expected the header "
                                f"{fmt.header.decode()!r}, got {head[:60].decode('utf-8', 'replace')!r}")
@@ -539,8 +596,10 @@ def _close_block(label: str, fmt: _Blocked, st: _BlockState) -> None:
 
 
 def _parse_blocked(src: _Source, fmt: _Blocked, quiet: bool,
-                   out: Callable[[np.ndarray, np.ndarray, np.ndarray | None], None]) -> None:
-    """Calls ``out(header_ids, data_ids, ratings)`` per block (one entry per data line)."""
+                   out: Callable[[np.ndarray, np.ndarray, np.ndarray | None], None],
+                   expect_header: int | None = None) -> None:
+    """Calls ``out(header_ids, data_ids, ratings)`` per block (one entry per data line).
+    ``expect_header``: every header must carry this id (Netflix's mv_NNNNNNN.txt: N)."""
     st = _BlockState()
     hre = re.compile(fmt.header_re)
     marker, sep = ord(fmt.marker), ord(fmt.sep)
@@ -586,6 +645,10 @@ def _parse_blocked(src: _Source, fmt: _Blocked, quiet: bool,
             _scan(src.label, blk, line, _blocked_checker(fmt, st2))
             raise DatasetError(f"{src.label}:{line}: malformed data in this block "
                                "(the C parser rejected it but no single line could be blamed)")
+        if expect_header is not None and np.any(hdr_ids != expect_header):
+            j = int(np.argmax(hdr_ids != expect_header))
+            raise DatasetError(f"{src.label}:{line + int(hdr_idx[j])}: {fmt.header_id} {int(hdr_ids[j])} does not "
+                               f"match the file name (expected {expect_header})")
         # which header each data line belongs to: index 0 = the one carried from the previous block
         carried = st.cur if st.cur is not None else -1
         if fmt.counted:
@@ -603,6 +666,71 @@ def _parse_blocked(src: _Source, fmt: _Blocked, quiet: bool,
             out(ids[owner], vals[0], vals[1] if fmt.rating else None)
     if fmt.counted:
         _close_block(src.label, fmt, st)
+
+
+def _data_line(src: _Source, fmt: _Blocked, k: int) -> int:
+    """Line number of the ``k``-th (0-based) data line of a parsed block-format file (error
+    messages only: one more pass over the file)."""
+    for blk, line in _blocks(src, True):
+        a = np.frombuffer(blk, np.uint8)
+        ends = np.flatnonzero(a == 10)
+        if len(ends) == 0 or ends[-1] != len(a) - 1:
+            ends = np.append(ends, len(a))
+        is_hdr = np.bincount(np.searchsorted(ends, np.flatnonzero(a == ord(fmt.marker))),
+                             minlength=len(ends))[:len(ends)] > 0
+        data = np.flatnonzero(~is_hdr)
+        if k < len(data):
+            return line + int(data[k])
+        k -= len(data)
+    raise AssertionError("data line beyond the end of the file")  # pragma: no cover
+
+
+def _pair_keys(parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """One int64 key per (user, item) pair of all ``parts``, equal exactly for equal pairs."""
+    umax = max((int(u.max(initial=0)) for u, _ in parts), default=0)
+    imax = max((int(i.max(initial=0)) for _, i in parts), default=0)
+    if (umax + 1) * (imax + 1) > _ID_MAX:  # huge raw ids: dense ones (not the real data sets)
+        cut = np.cumsum([len(u) for u, _ in parts])[:-1]
+        _, du = _dense(np.concatenate([u for u, _ in parts]).astype(np.int64))
+        _, di = _dense(np.concatenate([i for _, i in parts]).astype(np.int64))
+        parts = list(zip(np.split(du, cut), np.split(di, cut)))
+        umax = int(du.max(initial=0))
+    span = umax + 1
+    key = np.empty(sum(len(u) for u, _ in parts), np.int64)
+    off = 0
+    for u, i in parts:
+        seg = key[off:off + len(u)]
+        seg[:] = i
+        seg *= span
+        seg += u
+        off += len(u)
+    return key
+
+
+def _check_unique_pairs(parts: list[tuple[np.ndarray, np.ndarray]], where: Callable[[int], tuple[str, int]],
+                        names: tuple[str, str], what: str) -> None:
+    """DatasetError when a (user, item) pair occurs twice among ``parts`` (concatenated): names
+    the first repeated rating by ``where(k) = (file, line)`` (k: its index in the concatenation),
+    where the pair occurred first, and the number of repeats.  Upstream files rate each pair
+    once; a repeat means a file read twice or a corrupt file.  Costs one sort of int64 keys."""
+    key = _pair_keys(parts)
+    key.sort()
+    n = int(np.count_nonzero(key[1:] == key[:-1]))
+    if n == 0:
+        return
+    key = _pair_keys(parts)  # the error path: which rating repeats which
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    rep = np.flatnonzero(sk[1:] == sk[:-1]) + 1
+    k = int(order[rep].min())  # the first rating that repeats an earlier one
+    first = int(np.argmax(key == key[k]))
+    off = np.cumsum([0] + [len(u) for u, _ in parts])
+    p = int(np.searchsorted(off, k, side="right")) - 1
+    u, i = int(parts[p][0][k - off[p]]), int(parts[p][1][k - off[p]])
+    (lab, line), (lab0, line0) = where(k), where(first)
+    at = f"line {line0}" if lab0 == lab else f"{lab0}:{line0}"
+    raise DatasetError(f"{lab}:{line}: duplicate rating of {names[0]} {u}, {names[1]} {i} (first rated at {at}); "
+                       f"{n:,} repeated (user, item) pair(s) in {what} (every pair must be rated once)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -689,27 +817,70 @@ def grouplens_url() -> str:
     return os.environ.get("MASCOT_GROUPLENS_URL") or GROUPLENS_URL
 
 
-def _download(url: str, dest: Path, quiet: bool, timeout: float = 30.0) -> None:
-    """Fetches ``url`` into ``dest`` (written as ``dest.part`` then renamed)."""
+def check_url(url: str, what: str) -> str:
+    """``url`` when it is a usable http(s), ftp or file URL, else a DatasetError naming ``what``
+    (a mirror URL is checked once, up front, not deep inside a download)."""
+    why = None
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as e:
+        parts, why = None, str(e)
+    if why is None:
+        if not url:
+            why = "empty"
+        elif any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+            why = "contains whitespace or control characters"
+        elif parts.scheme not in ("http", "https", "ftp", "file"):
+            why = "expected an http://, https://, ftp:// or file:// URL"
+        elif parts.scheme != "file" and not parts.hostname:
+            why = "no host name"
+        else:
+            try:
+                parts.port  # a port that is no number: ValueError
+            except ValueError as e:
+                why = str(e)
+    if why:
+        raise DatasetError(f"{what}: invalid URL {url!r} ({why})")
+    return url
+
+
+def _download(url: str, dest: Path, quiet: bool, timeout: float | None = None) -> None:
+    """Fetches ``url`` into ``dest`` (written as ``dest.part`` then renamed).  Each read waits at
+    most ``timeout`` (DOWNLOAD_TIMEOUT) seconds; fewer than DOWNLOAD_MIN_BYTES bytes in
+    DOWNLOAD_WINDOW seconds abort the transfer."""
     part = dest.with_name(dest.name + ".part")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT if timeout is None else timeout) as resp:
             total = resp.headers.get("Content-Length")
             prog = _Progress(f"downloading {url}", int(total) if total else None, quiet)
+            read = getattr(resp, "read1", resp.read)  # read1: returns what has arrived (progress checks)
+            window, t_win = 0, time.monotonic()
             try:
                 with open(part, "wb") as f:
-                    for blk in iter(lambda: resp.read(1 << 20), b""):
+                    for blk in iter(lambda: read(1 << 16), b""):
                         f.write(blk)
                         prog.add(len(blk))
+                        window += len(blk)
+                        now = time.monotonic()
+                        if now - t_win >= DOWNLOAD_WINDOW:
+                            if window < DOWNLOAD_MIN_BYTES:
+                                raise DownloadError(f"cannot download {url}: too slow (less than "
+                                                    f"{DOWNLOAD_MIN_BYTES:,} bytes in {DOWNLOAD_WINDOW:g} s)")
+                            window, t_win = 0, now
             finally:
                 prog.close()
             if total and part.stat().st_size != int(total):
                 raise DownloadError(f"{url}: download truncated ({part.stat().st_size} of {total} bytes)")
-    except (urllib.error.URLError, OSError, ValueError) as e:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
         part.unlink(missing_ok=True)
         if isinstance(e, DownloadError):
             raise
-        raise DownloadError(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
+        why = getattr(e, "reason", None) or str(e) or type(e).__name__
+        if isinstance(e, http.client.HTTPException):
+            name, text = type(e).__name__, str(e)
+            why = f"bad HTTP response ({text if text.startswith(name) else name + (': ' + text if text else '')})"
+        why = " ".join(str(why).split())  # one line, whatever the server sent
+        raise DownloadError(f"cannot download {url}: {why[:300]}") from None
     os.replace(part, dest)
 
 
@@ -740,8 +911,10 @@ def _fetch_verified(name: str, url: str, root: Path, pins: dict, quiet: bool) ->
 
 def _pip_download_recbole(dest: Path, index_url: str | None, quiet: bool) -> Path:
     """``pip download recbole==1.2.1`` alone (no dependencies, wheel only) into ``dest``."""
+    # --no-input and no stdin: pip never waits at a (hidden) credentials prompt; bounded retries
     cmd = [sys.executable, "-m", "pip", "download", f"recbole=={RECBOLE_VERSION}", "--no-deps",
-           "--only-binary=:all:", "--no-cache-dir", "-d", str(dest)]
+           "--only-binary=:all:", "--no-cache-dir", "--no-input", "--timeout", "30", "--retries", "2",
+           "-d", str(dest)]
     env = dict(os.environ)
     index_url = index_url or os.environ.get("MASCOT_PYPI_INDEX_URL")
     if index_url:
@@ -751,7 +924,14 @@ def _pip_download_recbole(dest: Path, index_url: str | None, quiet: bool) -> Pat
         cmd += ["--index-url", index_url, "--disable-pip-version-check"]
     if not quiet:
         print(f"fetching {RECBOLE_WHEEL} from {index_url or 'PyPI'} with pip", file=sys.stderr)
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    try:
+        res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
+                             env=env, timeout=PIP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise DownloadError(f"pip download recbole=={RECBOLE_VERSION} did not finish in {PIP_TIMEOUT:g} s "
+                            f"(index {index_url or 'PyPI'} unreachable or too slow)") from None
+    except OSError as e:
+        raise DownloadError(f"pip download recbole=={RECBOLE_VERSION} could not run: {e}") from None
     whl = dest / RECBOLE_WHEEL
     if res.returncode != 0 or not whl.exists():
         last = (res.stderr.strip().splitlines() or res.stdout.strip().splitlines() or ["no output"])[-1]
@@ -790,10 +970,13 @@ def _movielens(name: str, source: Path | None, o: _Options) -> tuple[_Prepared, 
     zname, member = ML_ARCHIVES[name]
     sources: list[dict] = []
     cols = _Cols()
+    first_data = 2 if fmt.header is not None else 1  # line number of the first rating
     if source is not None:
         zpath = source / zname if source.is_dir() else source
         if not zpath.exists():
             raise DatasetError(f"{zpath} does not exist (expected GroupLens' {zname})")
+        if not zpath.is_file():  # a FIFO or device would block or never end
+            raise DatasetError(f"{zpath}: not a regular file")
         sha = _verify(zpath, zname, o.pins)
         src = _zip_source(zpath, member)
         sources.append({"file": zname, "sha256": sha, "origin": str(zpath), "member": member})
@@ -812,18 +995,19 @@ def _movielens(name: str, source: Path | None, o: _Options) -> tuple[_Prepared, 
             sources.append({"file": RECBOLE_WHEEL, "sha256": sha, "origin": "pypi", "member": RECBOLE_MEMBER})
             src = _zip_source(whl, RECBOLE_MEMBER)
             with src.open() as f:
-                head = f.readline().rstrip(b"\r\n")
+                head = f.readline(MAX_LINE + 2).rstrip(b"\r\n")
             if head != RECBOLE_HEADER:
                 raise DatasetError(f"{src.label}:1: expected the header {RECBOLE_HEADER.decode()!r}")
             udata = o.work / "u.data"
             with src.open() as f, open(udata, "wb") as g:
-                f.readline()
+                f.readline(MAX_LINE + 2)  # the header checked above
                 shutil.copyfileobj(f, g)
             sources[-1]["ratings_sha256"] = _verify(udata, "u.data", o.pins)
             if o.index_url or os.environ.get("MASCOT_PYPI_INDEX_URL"):
                 sources[-1]["origin"] = o.index_url or os.environ["MASCOT_PYPI_INDEX_URL"]
             body = _Source(src.label, lambda: open(udata, "rb"), udata.stat().st_size)
             _parse_flat(body, fmt, cols, o.quiet, first_line=2)
+            first_data = 2
         else:
             sources.append({"file": zname, "sha256": sha, "origin": url, "member": member})
             src = _zip_source(zpath, member)
@@ -837,6 +1021,7 @@ def _movielens(name: str, source: Path | None, o: _Options) -> tuple[_Prepared, 
     u, i, r = cols.arrays()
     if len(r) == 0:
         raise DatasetError(f"{src.label}: holds no ratings")
+    _check_unique_pairs([(u, i)], lambda k: (src.label, k + first_data), ("user", "item"), name)
     if name == "ml100k" and o.pins.get("u.data") == PINS["u.data"]:  # real data: known counts
         counts = (len(sorted_unique(u)), len(sorted_unique(i)), len(r))
         if counts != ML100K_COUNTS:
@@ -857,25 +1042,31 @@ def _netflix(source: Path | None, o: _Options) -> tuple[_Prepared, dict]:
                            "(holding training_set/mv_*.txt or combined_data_*.txt, and probe.txt)")
     if not source.is_dir():
         raise DatasetError(f"{source}: not a directory")
-    files = sorted(glob.glob(str(source / "combined_data_*.txt")))
+    # exactly the upstream names: a stray copy ("combined_data_1 - Copy.txt") is not read
+    files = sorted(glob.glob(os.path.join(glob.escape(str(source)), "combined_data_[1-4].txt")))
+    mv_ids: list[int | None] = [None] * len(files)
     if not files:
-        files = sorted(glob.glob(str(source / "training_set" / "mv_*.txt")))
+        files = sorted(glob.glob(os.path.join(glob.escape(str(source / "training_set")), f"mv_{'[0-9]' * 7}.txt")))
+        mv_ids = [int(Path(f).name[3:10]) for f in files]  # mv_0000042.txt holds movie 42 only
     if not files:
-        raise DatasetError(f"{source}: holds neither combined_data_*.txt nor training_set/mv_*.txt")
-    for f in files:  # a directory (or a FIFO) with a data file's name: say which
-        if not os.path.isfile(f):
-            raise DatasetError(f"{f}: not a regular file")
+        raise DatasetError(f"{source}: holds neither combined_data_[1-4].txt nor training_set/mv_NNNNNNN.txt")
     probe = source / "probe.txt"
     if not probe.exists():
         raise DatasetError(f"{probe} does not exist")
+    for f in [*files, probe]:  # a directory (or a FIFO, a device) with a data file's name: say which
+        if not os.path.isfile(f):
+            raise DatasetError(f"{f}: not a regular file")
     cols = _Cols()
     sources = []
+    counts = []  # ratings per training file (to name the line of a duplicate)
     prog_quiet = o.quiet or len(files) > 8  # one line per mv_ file would flood the terminal
     total = _Progress("parsing training_set", sum(os.path.getsize(f) for f in files), o.quiet or not prog_quiet)
-    for fp in files:
+    for fp, mv in zip(files, mv_ids):
         p = Path(fp)
         src = _file_source(p)
-        _parse_blocked(src, NETFLIX_RATINGS, prog_quiet, lambda m, c, r: cols.add(c, m, r))
+        n0 = sum(len(x) for x in cols.ratings)
+        _parse_blocked(src, NETFLIX_RATINGS, prog_quiet, lambda m, c, r: cols.add(c, m, r), expect_header=mv)
+        counts.append(sum(len(x) for x in cols.ratings) - n0)
         total.add(p.stat().st_size)
         if len(files) <= 8:
             sources.append({"file": p.name, "sha256": _file_digest(p, "sha256"), "origin": str(p)})
@@ -891,11 +1082,22 @@ def _netflix(source: Path | None, o: _Options) -> tuple[_Prepared, dict]:
     u, i, r = cols.arrays()
     if len(r) == 0:
         raise DatasetError(f"{source}: the training files hold no ratings")
+    offsets = np.cumsum([0] + counts)
+
+    def where(k: int) -> tuple[str, int]:
+        f = int(np.searchsorted(offsets, k, side="right")) - 1
+        src = _file_source(Path(files[f]))
+        return src.label, _data_line(src, NETFLIX_RATINGS, k - int(offsets[f]))
+
+    _check_unique_pairs([(u, i)], where, ("CustomerID", "MovieID"), "the training files")
     pcols: list[tuple[np.ndarray, np.ndarray]] = []
-    _parse_blocked(_file_source(probe), NETFLIX_PROBE, o.quiet, lambda m, c, _r: pcols.append((c, m)))
+    psrc = _file_source(probe)
+    _parse_blocked(psrc, NETFLIX_PROBE, o.quiet, lambda m, c, _r: pcols.append((c, m)))
     sources.append({"file": "probe.txt", "sha256": _file_digest(probe, "sha256"), "origin": str(probe)})
     pu = np.concatenate([c for c, _ in pcols]) if pcols else np.zeros(0, np.int64)
     pi = np.concatenate([m for _, m in pcols]) if pcols else np.zeros(0, np.int64)
+    _check_unique_pairs([(pu, pi)], lambda k: (psrc.label, _data_line(psrc, NETFLIX_PROBE, k)),
+                        ("CustomerID", "MovieID"), "probe.txt")
     # pair key = item * (max user + 1) + user: probe pairs are looked up among the training ratings
     ku, ki, kpu, kpi = u, i, pu, pi
     span = int(max(u.max(initial=0), pu.max(initial=0))) + 1
@@ -937,6 +1139,10 @@ def _yahoo(source: Path | None, o: _Options) -> tuple[_Prepared, dict]:
         p = source / fname
         if not p.exists():
             raise DatasetError(f"{p} does not exist")
+        if not p.is_file():  # a FIFO or device would block or never end
+            raise DatasetError(f"{p}: not a regular file")
+    for fname in ("trainIdx1.txt", "validationIdx1.txt"):
+        p = source / fname
         cols = _Cols()
         _parse_blocked(_file_source(p), YAHOO, o.quiet, lambda uu, ii, rr: cols.add(uu, ii, rr))
         u, i, r = cols.arrays()
@@ -948,6 +1154,12 @@ def _yahoo(source: Path | None, o: _Options) -> tuple[_Prepared, dict]:
         sources.append({"file": fname, "sha256": _file_digest(p, "sha256"), "origin": str(p)})
     (u, i, r), (tu, ti, tr) = parts
     del parts
+
+    def where(k: int) -> tuple[str, int]:  # a pair rated twice in a file, or in both (a leak)
+        src = _file_source(source / ("trainIdx1.txt" if k < len(u) else "validationIdx1.txt"))
+        return src.label, _data_line(src, YAHOO, k if k < len(u) else k - len(u))
+
+    _check_unique_pairs([(u, i), (tu, ti)], where, ("UserId", "ItemId"), "trainIdx1.txt and validationIdx1.txt")
     prep = _finish(u, i, r, tu, ti, tr)
     scale = [0, 100] if o.raw_scale else [1, 5]
     meta = {"sources": sources, "rating_scale": scale,
@@ -966,41 +1178,135 @@ def default_out_name(name: str, fold: int = 1) -> str:
     return name if fold == 1 or name not in ML_ARCHIVES else f"{name}-fold{fold}"
 
 
-def prepare(name: str, source: str | os.PathLike | None = None, *, fold: int = 1, seed: int = DEFAULT_SEED,
+def valid_name(name: str) -> bool:
+    """Whether ``name`` can name a prepared dataset: one directory directly under $MASCOT_DATA
+    (not empty, no path separator, not hidden)."""
+    return bool(name) and "/" not in name and os.sep not in name and not name.startswith(".") and "\0" not in name
+
+
+def _exists_error(target: Path) -> DatasetError:
+    what = "is already prepared" if (target / "meta.json").exists() else "exists"
+    return DatasetError(f"{target} {what} (use --force to replace it)")
+
+
+class _PrepareLock:
+    """An exclusive ``flock`` on ``root/.<out>.lock`` for the whole of one ``prepare``: a second
+    prepare of the same output directory fails at once instead of racing for it.  The file is
+    removed on release (a holder re-checks, after locking, that the path is still its file)."""
+
+    def __init__(self, root: Path, out: str) -> None:
+        self.path, self.out, self.fd = root / f".{out}.lock", out, -1
+
+    def __enter__(self) -> "_PrepareLock":
+        if fcntl is None:  # pragma: no cover - no advisory locks (Windows)
+            return self
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise DatasetError(f"another `mascot data prepare` of {self.out} is running "
+                                   f"(it holds {self.path})") from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self.fd = fd
+                return self
+            os.close(fd)  # its holder removed it as we opened it: take the new one
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _remove_stale(root: Path, out: str) -> None:
+    """Removes the temporary directories of earlier prepares of ``out`` that were killed (SIGKILL,
+    power loss) before they could clean up; called under the lock, so none of them still runs.
+    One killed between moving the old dataset aside and moving the new one in gets the old one
+    back."""
+    pat = re.compile(rf"\.{re.escape(out)}\.(tmp|old)-[A-Za-z0-9_]{{8}}")
+    target = root / out
+    for d in sorted(root.iterdir()):
+        m = pat.fullmatch(d.name)
+        if not m or d.is_symlink() or not d.is_dir():
+            continue
+        if m.group(1) == "old" and not os.path.lexists(target) and (d / "d" / "meta.json").is_file():
+            os.replace(d / "d", target)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def prepare(name: str, source: str | os.PathLike | None = None, *, fold: int = 1, seed: int | None = None,
             force: bool = False, raw_scale: bool = False, out: str | None = None,
             root: str | os.PathLike | None = None, quiet: bool = False, index_url: str | None = None,
             _pins: dict[str, tuple[str, str]] | None = None) -> Path:
     """Prepares dataset ``name`` into ``root/out`` (default ``$MASCOT_DATA/<default_out_name>``).
 
     ``source``: a local directory (netflix, yahoo; for MovieLens a directory holding the zip or
-    the zip itself, skipping the download).  ``fold`` (1..5) and ``seed`` choose the MovieLens
-    split; ``raw_scale`` keeps Yahoo's 0..100 scores.  ``index_url`` overrides the PyPI index of
-    the ml100k fallback.  Raises DatasetError (bad input) or DownloadError (network).
+    the zip itself, skipping the download).  ``fold`` (1..5) and ``seed`` (an integer >= 0,
+    default DEFAULT_SEED) choose the MovieLens split; ``raw_scale`` keeps Yahoo's 0..100 scores.
+    ``index_url`` overrides the PyPI index of the ml100k fallback.  Raises DatasetError (bad
+    input, or another prepare of the same output running) or DownloadError (network).
     ``_pins`` replaces the pinned checksums: for tests with fixture archives only.
     Returns the prepared directory.
     """
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
-    if not 1 <= fold <= N_FOLDS:
-        raise DatasetError(f"--fold must be in 1..{N_FOLDS} (got {fold})")
+    if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 1 <= fold <= N_FOLDS:
+        raise DatasetError(f"--fold must be in 1..{N_FOLDS} (got {fold!r})")
+    fold = int(fold)
     if fold != 1 and name not in ML_ARCHIVES:
         raise DatasetError(f"{name} has a provided split; --fold applies to the MovieLens sets only")
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise DatasetError(f"--seed must be an integer >= 0 (got {seed!r})")
+        if name not in ML_ARCHIVES:
+            raise DatasetError(f"{name} has a provided split; --seed applies to the MovieLens sets only")
+    seed = DEFAULT_SEED if seed is None else int(seed)
     if raw_scale and name != "yahoo":
         raise DatasetError("--raw-scale applies to yahoo only")
+    if index_url is not None:
+        if name != "ml100k":
+            raise DatasetError("--index-url applies to ml100k only (the index of its PyPI fallback)")
+        check_url(index_url, "--index-url")
+    if source is not None and os.fspath(source) == "":
+        raise DatasetError("--source is empty (give a directory or file)")
+    if source is None and name in ML_ARCHIVES:  # mirrors: checked once, before anything is fetched
+        if os.environ.get("MASCOT_GROUPLENS_URL"):
+            check_url(os.environ["MASCOT_GROUPLENS_URL"], "MASCOT_GROUPLENS_URL")
+        if name == "ml100k" and index_url is None and os.environ.get("MASCOT_PYPI_INDEX_URL"):
+            check_url(os.environ["MASCOT_PYPI_INDEX_URL"], "MASCOT_PYPI_INDEX_URL")
     rootp = Path(root) if root is not None else _data.data_root()
     out = out or default_out_name(name, fold)
-    if not out or "/" in out or out.startswith(".") or _data._core.parse_synthetic_spec(out) is not None:
+    if not valid_name(out) or _data._core.parse_synthetic_spec(out) is not None:
         raise DatasetError(f"invalid output name {out!r}")
     target = rootp / out
     if target.exists() and not force:
-        what = "is already prepared" if (target / "meta.json").exists() else "exists"
-        raise DatasetError(f"{target} {what} (use --force to replace it)")
-    rootp.mkdir(parents=True, exist_ok=True)
+        raise _exists_error(target)
     src = Path(source).expanduser() if source is not None else None
     if src is not None and not src.exists():
         raise DatasetError(f"--source {src} does not exist")
+    rootp.mkdir(parents=True, exist_ok=True)
+    with _PrepareLock(rootp, out):
+        _remove_stale(rootp, out)
+        if target.exists() and not force:  # prepared meanwhile, or restored by _remove_stale
+            raise _exists_error(target)
+        return _prepare_locked(name, src, rootp, out, target, fold, seed, force, raw_scale, quiet, index_url, _pins)
+
+
+def _prepare_locked(name: str, src: Path | None, rootp: Path, out: str, target: Path, fold: int, seed: int,
+                    force: bool, raw_scale: bool, quiet: bool, index_url: str | None,
+                    _pins: dict[str, tuple[str, str]] | None) -> Path:
     t0 = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix=f".{out}.tmp-", dir=rootp))
+    old = None
     try:
         o = _Options(rootp, fold, seed, raw_scale, quiet, dict(PINS if _pins is None else _pins), index_url, work)
         if name in ML_ARCHIVES:
@@ -1035,8 +1341,9 @@ def prepare(name: str, source: str | os.PathLike | None = None, *, fold: int = 1
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(work, 0o777 & ~umask)  # mkdtemp made it private; a dataset is an ordinary directory
-        old = None
         if target.exists():
+            if not force:  # appeared meanwhile (made by hand, or by a prepare that took no lock)
+                raise _exists_error(target)
             old = Path(tempfile.mkdtemp(prefix=f".{out}.old-", dir=rootp))
             os.replace(target, old / "d")
         os.replace(work, target)
@@ -1044,6 +1351,14 @@ def prepare(name: str, source: str | os.PathLike | None = None, *, fold: int = 1
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        if old is not None:  # interrupted between the two renames: the old dataset goes back
+            try:
+                if not os.path.lexists(target) and (old / "d").is_dir():
+                    os.replace(old / "d", target)
+            except OSError:
+                pass  # left in .<out>.old-*: the next prepare of <out> restores it
+            else:
+                shutil.rmtree(old, ignore_errors=True)
         raise
     if not quiet:
         c = full["counts"]

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 import zipfile
 
 import numpy as np
@@ -632,6 +633,8 @@ def test_netflix_huge_ids_split_exactly(tmp_path, root):
     a, b, mv = 2**62, 2**63 - 1, 2**40
     src = netflix_src(tmp_path, f"5:\n{a},3,x\n{b},4,x\n7,1,x\n{mv}:\n{a},5,x\n{b},2,x\n7,2,x\n",
                       f"5:\n{b}\n{mv}:\n{a}\n7\n")
+    # two movies in one file: the combined_data layout (an mv_ file holds its own movie only)
+    (src / "training_set" / "mv_0000001.txt").rename(src / "combined_data_1.txt")
     datasets.prepare("netflix", src, quiet=True)
     (tr, te), m = triples("netflix")
     assert tr == collections.Counter([(a, 5, 3.0), (7, 5, 1.0), (b, mv, 2.0)])
@@ -825,3 +828,425 @@ def test_netflix_data_file_that_is_a_directory(tmp_path, root):
     with pytest.raises(DatasetError, match=r"mv_0000002\.txt: not a regular file"):
         datasets.prepare("netflix", src, quiet=True)
     assert leftovers(root) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# audit regressions (2): broken servers, endless lines, FIFOs, signals, concurrent prepares,
+# pip, slow downloads, repeated pairs, argument checks
+
+
+@pytest.fixture
+def bad_server():
+    """A local HTTP server whose endpoints misbehave: /chunkcut (a chunked body cut short),
+    /badstatus (no HTTP status line), /manyhdr (200 headers), /drip (1 byte every 20 ms),
+    /stall (a few bytes, then nothing until the test ends); yields the base URL."""
+    done = threading.Event()
+
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            mode = self.path.split("/")[1]
+            try:
+                if mode == "chunkcut":
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(b"186a0\r\n" + b"x" * 1000)
+                elif mode == "badstatus":
+                    self.wfile.write(b"garbage\r\n\r\n")
+                elif mode == "manyhdr":
+                    self.send_response(200)
+                    for k in range(200):
+                        self.send_header(f"X-{k}", "a")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif mode in ("drip", "stall"):
+                    self.send_response(200)
+                    self.send_header("Content-Length", "200")
+                    self.end_headers()
+                    for _ in range(200 if mode == "drip" else 10):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        if done.wait(0.02):
+                            break
+                    if mode == "stall":
+                        done.wait(30)
+                else:
+                    self.send_error(404)
+                self.wfile.flush()
+            except OSError:
+                pass
+            self.close_connection = True
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        done.set()
+        srv.shutdown()
+        srv.server_close()
+        th.join()
+
+
+@pytest.mark.parametrize("mode", ["chunkcut", "badstatus", "manyhdr"])
+def test_broken_http_responses_are_download_errors(mode, bad_server, root, monkeypatch, capsys):
+    monkeypatch.setenv("MASCOT_GROUPLENS_URL", f"{bad_server}/{mode}")
+    with pytest.raises(DownloadError, match=f"cannot download {bad_server}/{mode}/ml-10m.zip: bad HTTP response"):
+        datasets.prepare("ml10m", quiet=True)
+    assert leftovers(root) == [] and list((root / ".downloads").iterdir()) == []
+    # ml100k still falls back to PyPI
+    called = []
+
+    def no_pip(dest, index_url, quiet):
+        called.append(dest)
+        raise DownloadError("pip download recbole==1.2.1 failed: fixture")
+
+    monkeypatch.setattr(datasets, "_pip_download_recbole", no_pip)
+    with pytest.raises(DownloadError, match="fixture"):
+        datasets.prepare("ml100k", quiet=True)
+    assert called and leftovers(root) == []
+    capsys.readouterr()
+    assert cli.main(["data", "prepare", "ml10m", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mascot data: error: cannot download") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("env,value,what", [
+    ("MASCOT_GROUPLENS_URL", "http://127.0.0.1:1/a b", "whitespace"),
+    ("MASCOT_GROUPLENS_URL", "files.grouplens.org/datasets", "expected an http"),
+    ("MASCOT_GROUPLENS_URL", "http:///x", "no host name"),
+    ("MASCOT_GROUPLENS_URL", "http://127.0.0.1:port/x", "Port"),
+    ("MASCOT_PYPI_INDEX_URL", "http://127.0.0.1:1/si mple", "whitespace"),
+    ("--index-url", "", "empty"),
+])
+def test_mirror_urls_are_checked_up_front(env, value, what, root, monkeypatch, capsys):
+    def no_fetch(*a, **k):
+        raise AssertionError("nothing may be fetched from an invalid URL")
+
+    monkeypatch.setattr(datasets, "_fetch_verified", no_fetch)
+    monkeypatch.setattr(datasets, "_pip_download_recbole", no_fetch)
+    kw = {}
+    if env == "--index-url":
+        kw["index_url"] = value
+    else:
+        monkeypatch.setenv(env, value)
+    with pytest.raises(DatasetError, match=f"{env}: invalid URL {value!r} .*{what}"):
+        datasets.prepare("ml100k", quiet=True, **kw)
+    assert not root.exists() or leftovers(root) == []
+    args = ["--index-url", value] if env == "--index-url" else []
+    assert cli.main(["data", "prepare", "ml100k", "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mascot data: error: {env}: invalid URL") and err.count("\n") == 1
+
+
+def test_stalled_download_is_aborted(bad_server, root, monkeypatch):
+    monkeypatch.setattr(datasets, "DOWNLOAD_WINDOW", 0.3)
+    monkeypatch.setattr(datasets, "DOWNLOAD_MIN_BYTES", 100)
+    monkeypatch.setenv("MASCOT_GROUPLENS_URL", f"{bad_server}/drip")
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError, match=r"ml-10m.zip: too slow \(less than 100 bytes in 0.3 s\)"):
+        datasets.prepare("ml10m", quiet=True)
+    assert time.monotonic() - t0 < 3  # the drip would last 4 s
+    assert leftovers(root) == [] and list((root / ".downloads").iterdir()) == []
+
+
+def test_overlong_lines_are_rejected(tmp_path, root, monkeypatch, capsys):
+    monkeypatch.setattr(datasets, "MAX_LINE", 1000)
+    monkeypatch.setattr(datasets, "_BLOCK", 300)  # lines longer than a block, and longer than the cap
+    good = "1::2::3::5\n2::3::4::5\n"
+    for text, line in ((good + "9" * 5000, 3),                    # no LF at the end
+                       (good + "1::2::3::" + "5" * 3000 + "\n" + good, 3),  # a whole line
+                       (good * 40 + "x" * 1001, 81)):            # just over the cap
+        src, label = ml_src(tmp_path, "ml10m", text)
+        with pytest.raises(DatasetError) as e:
+            datasets.prepare("ml10m", src, quiet=True, _pins={})
+        assert str(e.value) == f"{label}:{line}: line longer than 1,000 bytes (not a ratings file?)"
+        assert leftovers(root) == []
+    # exactly at the cap: an ordinary malformed line
+    src, label = ml_src(tmp_path, "ml10m", good + "x" * 1000)
+    with pytest.raises(DatasetError, match=f"{label}:3: expected"):
+        datasets.prepare("ml10m", src, quiet=True, _pins={})
+    # a block format and a header line
+    monkeypatch.setattr(datasets, "_BLOCK", 64 << 20)
+    src = netflix_src(tmp_path, "1:\n10,3,2005-01-01\n" + "1" * 3000)
+    with pytest.raises(DatasetError, match=r"mv_0000001.txt:3: line longer than 1,000 bytes"):
+        datasets.prepare("netflix", src, quiet=True)
+    src, label = ml_src(tmp_path, "ml25m", "u" * 5000)
+    with pytest.raises(DatasetError, match=f"{label}:1: expected the header"):
+        datasets.prepare("ml25m", src, quiet=True, _pins={})
+    assert leftovers(root) == []
+
+
+def test_overlong_line_default_cap_and_out_of_memory(tmp_path, root, monkeypatch, capsys):
+    src = netflix_src(tmp_path, "1:\n10,3,2005-01-01\n")
+    (src / "probe.txt").write_bytes(b"1:\n" + b"\0" * (3 << 20))  # 3 MiB without a LF
+    with pytest.raises(DatasetError, match=r"probe.txt:2: line longer than 1,048,576 bytes"):
+        datasets.prepare("netflix", src, quiet=True)
+
+    def oom(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr(datasets, "prepare", oom)
+    assert cli.main(["data", "prepare", "netflix", "--source", str(src), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err == "mascot data: error: out of memory (nothing was left half-prepared)\n"
+
+
+@pytest.mark.parametrize("name,fname", [("netflix", "probe.txt"), ("yahoo", "trainIdx1.txt"),
+                                        ("yahoo", "validationIdx1.txt"), ("ml10m", "ml-10m.zip")])
+def test_fifo_inputs_are_refused(name, fname, tmp_path, root):
+    if name == "netflix":
+        src = netflix_src(tmp_path, "1:\n10,3,2005-01-01\n12,4,2005-01-02\n")
+    elif name == "yahoo":
+        src = yahoo_src(tmp_path, "5|1\n1\t50\t3000\t10:00:00\n")
+    else:
+        src = tmp_path
+    fifo = src / fname
+    fifo.unlink(missing_ok=True)
+    os.mkfifo(fifo)
+    stop = threading.Event()
+
+    def unblock():  # a reader that opened the FIFO (the old behaviour) gets EOF instead of hanging
+        while not stop.wait(0.05):
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                continue
+
+    th = threading.Thread(target=unblock, daemon=True)
+    th.start()
+    try:
+        with pytest.raises(DatasetError, match=f"{fifo}: not a regular file"):
+            datasets.prepare(name, src, quiet=True, _pins={})
+    finally:
+        stop.set()
+        th.join()
+    assert leftovers(root) == []
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_clean_up(sig, bad_server, root, tmp_path):
+    import signal
+    import sys
+
+    signum = getattr(signal, sig)
+    env = dict(os.environ, MASCOT_DATA=str(root), MASCOT_GROUPLENS_URL=f"{bad_server}/stall")
+    p = subprocess.Popen([sys.executable, "-m", "mascot.cli", "data", "prepare", "ml10m", "--quiet"],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not list(root.glob(".downloads/.dl-*/*.part")):  # downloading: temporaries exist
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            time.sleep(0.02)
+        assert [x for x in leftovers(root) if x.startswith(".ml10m.tmp-")]
+        p.send_signal(signum)
+        out, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 128 + signum, err
+    assert err == f"mascot data: terminated by {sig} (nothing was left half-prepared)\n" and out == ""
+    assert leftovers(root) == [] and list((root / ".downloads").iterdir()) == []
+
+
+def test_data_main_restores_signal_handlers(root):
+    import signal
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    assert cli.main(["data", "list"]) == 0
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_concurrent_prepare_of_the_same_output_is_refused(tmp_path, root, capsys):
+    import fcntl
+
+    u, i, r, t = ml_ratings()
+    src, _ = ml_src(tmp_path, "ml10m", ml_text("ml10m", u, i, r, t))
+    root.mkdir()
+    with open(root / ".ml10m.lock", "w") as f:  # another prepare of ml10m holds the lock
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(DatasetError, match="another `mascot data prepare` of ml10m is running"):
+            datasets.prepare("ml10m", src, quiet=True, _pins={})
+        assert not (root / "ml10m").exists()
+        datasets.prepare("ml10m", src, quiet=True, out="other", _pins={})  # another output: fine
+        assert cli.main(["data", "prepare", "ml10m", "--source", str(src), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "another `mascot data prepare` of ml10m is running" in err and err.count("\n") == 1
+    datasets.prepare("ml10m", src, quiet=True, _pins={})
+    assert leftovers(root) == []  # the lock file is gone with its holder
+
+
+def test_target_appearing_during_prepare_is_not_overwritten(tmp_path, root, monkeypatch):
+    u, i, r, t = ml_ratings()
+    src, _ = ml_src(tmp_path, "ml10m", ml_text("ml10m", u, i, r, t))
+    write = data.write_mrat
+
+    def racing(path, rs):  # a run that took no lock finishes first
+        if not (root / "ml10m").exists():
+            (root / "ml10m").mkdir()
+            (root / "ml10m" / "meta.json").write_text('{"theirs": 1}')
+        write(path, rs)
+
+    monkeypatch.setattr(data, "write_mrat", racing)
+    with pytest.raises(DatasetError, match="ml10m is already prepared .use --force"):
+        datasets.prepare("ml10m", src, quiet=True, _pins={})
+    assert (root / "ml10m" / "meta.json").read_text() == '{"theirs": 1}' and leftovers(root) == []
+    datasets.prepare("ml10m", src, quiet=True, force=True, _pins={})
+    assert "user_ids" in data.meta("ml10m")
+
+
+def test_stale_temporaries_of_killed_prepares_are_removed(tmp_path, root):
+    u, i, r, t = ml_ratings()
+    src, _ = ml_src(tmp_path, "ml10m", ml_text("ml10m", u, i, r, t))
+    datasets.prepare("ml10m", src, quiet=True, _pins={})
+    good = data.meta("ml10m")
+    (root / ".ml10m.tmp-abcd_123" / "x").mkdir(parents=True)  # SIGKILLed while preparing
+    (root / ".ml10m-fold2.tmp-abcd_123").mkdir()               # another output's: kept
+    # SIGKILLed between moving the old set aside and moving the new one in
+    (root / ".ml10m.old-zz99_abc").mkdir()
+    os.replace(root / "ml10m", root / ".ml10m.old-zz99_abc" / "d")
+    with pytest.raises(DatasetError, match="already prepared"):
+        datasets.prepare("ml10m", src, quiet=True, _pins={})
+    assert data.meta("ml10m") == good  # restored
+    assert leftovers(root) == [".ml10m-fold2.tmp-abcd_123"]
+
+
+def test_pip_fallback_never_prompts_and_times_out(server, root, monkeypatch, capsys):
+    url, _, _ = server
+    monkeypatch.setenv("MASCOT_GROUPLENS_URL", f"{url}/nowhere")
+    seen = {}
+
+    def run(cmd, **kw):
+        seen.update(kw, cmd=cmd)
+        raise subprocess.TimeoutExpired(cmd, kw.get("timeout"))
+
+    monkeypatch.setattr(datasets.subprocess, "run", run)
+    with pytest.raises(DownloadError, match=r"pip download recbole==1.2.1 did not finish in \d+ s"):
+        datasets.prepare("ml100k", quiet=True)
+    assert seen["stdin"] is subprocess.DEVNULL and "--no-input" in seen["cmd"]
+    assert seen["cmd"][seen["cmd"].index("--timeout") + 1] == "30" and "--retries" in seen["cmd"]
+    assert seen["timeout"] == datasets.PIP_TIMEOUT and leftovers(root) == []
+    assert cli.main(["data", "prepare", "ml100k", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mascot data: error: pip download") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["ml10m", "ml25m"])
+def test_repeated_pairs_movielens(name, tmp_path, root, monkeypatch):
+    monkeypatch.setattr(datasets, "_BLOCK", 29)
+    sep = {"ml10m": "::", "ml25m": ","}[name]
+    head = "userId,movieId,rating,timestamp\n" if name == "ml25m" else ""
+    rows = ["1{0}2{0}3.0{0}5", "1{0}3{0}3.0{0}5", "2{0}2{0}4.0{0}5", "7{0}9{0}1.0{0}5", "2{0}2{0}5.0{0}6",
+            "1{0}3{0}2.0{0}7"]
+    src, label = ml_src(tmp_path, name, head + "".join(x.format(sep) + "\n" for x in rows))
+    off = 1 if head else 0
+    with pytest.raises(DatasetError) as e:
+        datasets.prepare(name, src, quiet=True, _pins={})
+    assert str(e.value) == (f"{label}:{5 + off}: duplicate rating of user 2, item 2 (first rated at line {3 + off}); "
+                            f"2 repeated (user, item) pair(s) in {name} (every pair must be rated once)")
+    assert leftovers(root) == []
+
+
+def test_repeated_pairs_netflix(tmp_path, root, monkeypatch):
+    monkeypatch.setattr(datasets, "_BLOCK", 23)
+    src = tmp_path / "nf"
+    src.mkdir()
+    (src / "combined_data_1.txt").write_text("1:\n10,3,x\n12,4,x\n2:\n10,5,x\n")
+    (src / "combined_data_2.txt").write_text("3:\n10,1,x\n2:\n11,2,x\n10,5,x\n")
+    (src / "probe.txt").write_text("1:\n10\n")
+    with pytest.raises(DatasetError) as e:
+        datasets.prepare("netflix", src, quiet=True)
+    assert str(e.value).startswith(f"{src / 'combined_data_2.txt'}:5: duplicate rating of CustomerID 10, MovieID 2 "
+                                   f"(first rated at {src / 'combined_data_1.txt'}:5); 1 repeated")
+    # a stray copy is not read: the exact upstream names only
+    (src / "combined_data_2.txt").write_text("3:\n10,1,x\n")
+    (src / "combined_data_1 - Copy.txt").write_text("1:\n10,3,x\n12,4,x\n2:\n10,5,x\n")
+    (src / "combined_data_5.txt").write_text("1:\n10,3,x\n")
+    datasets.prepare("netflix", src, quiet=True)
+    assert data.meta("netflix")["total_ratings"] == 4
+    # repeated probe pairs
+    (src / "probe.txt").write_text("1:\n10\n2:\n10\n1:\n12\n10\n")
+    with pytest.raises(DatasetError, match=rf"probe.txt:7: duplicate rating of CustomerID 10, MovieID 1 "
+                                           rf"\(first rated at line 2\); 1 repeated .* in probe.txt"):
+        datasets.prepare("netflix", src, quiet=True, force=True)
+    assert leftovers(root) == []
+
+
+def test_netflix_mv_files_must_match_their_names(tmp_path, root):
+    src = netflix_src(tmp_path, "1:\n10,3,2005-01-01\n12,4,2005-01-02\n")
+    ts = src / "training_set"
+    (ts / "mv_0000002.txt").write_text("2:\n10,3,x\n1:\n11,4,x\n")
+    with pytest.raises(DatasetError, match=r"mv_0000002.txt:3: MovieID 1 does not match the file name \(expected 2\)"):
+        datasets.prepare("netflix", src, quiet=True)
+    (ts / "mv_0000002.txt").write_text("2:\n10,3,x\n")
+    (ts / "mv_0000001 - Copy.txt").write_text("1:\n10,3,2005-01-01\n")
+    (ts / "mv_1.txt").write_text("1:\n10,3,2005-01-01\n")
+    datasets.prepare("netflix", src, quiet=True)
+    assert data.meta("netflix")["total_ratings"] == 3
+    # every rating of movie 1, again, under movie 2's name (and header): a repeat of nothing, but
+    # the header must match the name
+    (ts / "mv_0000002.txt").write_text("1:\n10,3,2005-01-01\n12,4,2005-01-02\n")
+    with pytest.raises(DatasetError, match=r"mv_0000002.txt:1: MovieID 1 does not match"):
+        datasets.prepare("netflix", src, quiet=True, force=True)
+    assert leftovers(root) == []
+
+
+def test_repeated_pairs_yahoo(tmp_path, root, monkeypatch):
+    monkeypatch.setattr(datasets, "_BLOCK", 31)
+    train = "5|2\n1\t50\t3000\t10:00:00\n2\t60\t3000\t10:00:00\n6|1\n1\t70\t3000\t10:00:00\n"
+    src = yahoo_src(tmp_path, train, "6|1\n2\t50\t3000\t10:00:00\n5|1\n2\t10\t3001\t10:00:00\n")
+    with pytest.raises(DatasetError) as e:
+        datasets.prepare("yahoo", src, quiet=True)
+    assert str(e.value) == (f"{src / 'validationIdx1.txt'}:4: duplicate rating of UserId 5, ItemId 2 (first rated at "
+                            f"{src / 'trainIdx1.txt'}:3); 1 repeated (user, item) pair(s) in trainIdx1.txt and "
+                            "validationIdx1.txt (every pair must be rated once)")
+    (src / "trainIdx1.txt").write_text(train + "5|1\n1\t40\t3000\t10:00:00\n")
+    (src / "validationIdx1.txt").write_text("6|1\n2\t50\t3000\t10:00:00\n")
+    with pytest.raises(DatasetError, match=r"trainIdx1.txt:7: duplicate rating of UserId 5, ItemId 1 \(first rated "
+                                           r"at line 2\)"):
+        datasets.prepare("yahoo", src, quiet=True)
+    assert leftovers(root) == []
+
+
+def test_seed_and_dataset_specific_options_are_checked_up_front(tmp_path, root, capsys):
+    for seed in (-1, True, 1.5, "3"):
+        with pytest.raises(DatasetError, match=r"--seed must be an integer >= 0 \(got "):
+            datasets.prepare("ml10m", "/nonexistent", seed=seed, quiet=True)
+    with pytest.raises(DatasetError, match="--seed applies to the MovieLens sets only"):
+        datasets.prepare("netflix", "/nonexistent", seed=7, quiet=True)
+    with pytest.raises(DatasetError, match="--index-url applies to ml100k only"):
+        datasets.prepare("ml10m", "/nonexistent", index_url="http://127.0.0.1:1/simple", quiet=True)
+    for args, what in ((["ml10m", "--seed", "-5"], "--seed must be an integer >= 0 (got -5)"),
+                       (["yahoo", "--seed", "1"], "--seed applies to the MovieLens sets only"),
+                       (["netflix", "--index-url", "http://x/simple"], "--index-url applies to ml100k only")):
+        assert cli.main(["data", "prepare", *args, "--source", "/nonexistent", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("mascot data: error: ") and what in err and err.count("\n") == 1
+    assert not root.exists()
+    # a big seed is fine (numpy takes any integer >= 0) and recorded
+    u, i, r, t = ml_ratings()
+    src, _ = ml_src(tmp_path, "ml10m", ml_text("ml10m", u, i, r, t))
+    datasets.prepare("ml10m", src, seed=2**70, quiet=True, _pins={})
+    assert data.meta("ml10m")["split"]["seed"] == 2**70
+
+
+def test_info_names_and_empty_source_are_checked(tmp_path, root, capsys):
+    (tmp_path / "x" / "yahoo").mkdir(parents=True)
+    (tmp_path / "x" / "yahoo" / "meta.json").write_text('{"secret": 1}')
+    root.mkdir()
+    for name in ("../x/yahoo", "..", ".", "", ".downloads"):
+        assert cli.main(["data", "info", name]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1
+        assert err.startswith(f"mascot data: error: invalid dataset name {name!r}")
+    with pytest.raises(DatasetError, match="--source is empty"):
+        datasets.prepare("ml10m", "", quiet=True)
+    assert cli.main(["data", "prepare", "yahoo", "--source", "", "--quiet"]) == 2
+    assert capsys.readouterr().err == "mascot data: error: --source is empty (give a directory or file)\n"
