@@ -82,10 +82,12 @@ __global__ void reduce_slots_kernel(const T* in, T* out, int64_t per, int slots)
 /// (CUDA_MODULE_LOADING=LAZY, the default since 12.2), and a load inside a timed epoch would
 /// count as training time.  (The SGD kernels are loaded by the occupancy query.)
 void preload_kernels() {
+  // the C API, as the C++ template does ((const void*)func; the template is nvcc-only)
   cudaFuncAttributes attr{};
-  MASCOT_CUDA_CHECK(cudaFuncGetAttributes(&attr, widen_kernel));
-  MASCOT_CUDA_CHECK(cudaFuncGetAttributes(&attr, reduce_slots_kernel<double>));
-  MASCOT_CUDA_CHECK(cudaFuncGetAttributes(&attr, reduce_slots_kernel<unsigned long long>));
+  MASCOT_CUDA_CHECK(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&widen_kernel)));
+  MASCOT_CUDA_CHECK(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&reduce_slots_kernel<double>)));
+  MASCOT_CUDA_CHECK(
+      cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&reduce_slots_kernel<unsigned long long>)));
   preload_helper_kernels();
 }
 

@@ -253,7 +253,7 @@ void launch_sgd(const SgdArgs& a, bool half_math, int blocks) { dispatch_e<SgdLa
 
 void preload_helper_kernels() {
   cudaFuncAttributes attr{};
-  MASCOT_CUDA_CHECK(cudaFuncGetAttributes(&attr, max_abs_kernel));
+  MASCOT_CUDA_CHECK(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&max_abs_kernel)));
 }
 
 void launch_max_abs(const float* x, int64_t n, unsigned int* out) {
