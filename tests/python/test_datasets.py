@@ -6,6 +6,7 @@ is checked against a slow reference: the raw (user, item, rating) triples recove
 id maps in meta.json must equal the input split exactly.
 """
 import collections
+import contextlib
 import hashlib
 import http.server
 import io
@@ -78,6 +79,20 @@ def md5(b):
     return hashlib.md5(b).hexdigest()
 
 
+@contextlib.contextmanager
+def serving(handler):
+    """Serves ``handler`` (a BaseHTTPRequestHandler class) on 127.0.0.1; yields the base URL."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        th.join()
+
+
 def sha(b):
     return hashlib.sha256(b).hexdigest()
 
@@ -103,15 +118,8 @@ def server():
         def log_message(self, *a):
             pass
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
-    th.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}", files, hits
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        th.join()
+    with serving(H) as url:
+        yield url, files, hits
 
 
 @pytest.fixture
@@ -882,16 +890,11 @@ def bad_server():
         def log_message(self, *a):
             pass
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
-    th.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        done.set()
-        srv.shutdown()
-        srv.server_close()
-        th.join()
+    with serving(H) as url:
+        try:
+            yield url
+        finally:
+            done.set()  # release stalled handlers before the server shuts down
 
 
 @pytest.mark.parametrize("mode", ["chunkcut", "badstatus", "manyhdr"])
