@@ -118,6 +118,7 @@ def test_similar_items_matches_brute_force(int_model, metric):
     m = hand_model(P, Q)
     items = np.arange(len(Q))
     ids, sc = m.similar_items(items, n=9, metric=metric, block_items=17)
+    ties = 0
     if metric == "cosine":
         norm = np.linalg.norm(Q, axis=1)
         Qn = Q / np.where(norm > 0, norm, 1)[:, None]
@@ -128,11 +129,15 @@ def test_similar_items_matches_brute_force(int_model, metric):
         s[x] = -np.inf  # itself excluded
         assert x not in ids[x]
         np.testing.assert_allclose(sc[x], np.sort(s)[::-1][:9], rtol=1e-6, atol=1e-6)
-        # ids: best first; ties (up to float rounding) by smaller id
+        # ids: best first; equal scores by smaller id
         assert np.all(np.diff(sc[x]) <= 1e-6)
         np.testing.assert_allclose(s[ids[x]], sc[x], rtol=1e-6, atol=1e-6)
+        tie = sc[x][1:] == sc[x][:-1]
+        assert np.all(ids[x][1:][tie] > ids[x][:-1][tie])
+        ties += int(tie.sum())
     assert np.all(sc[4] == 0)  # the zero vector: cosine 0 with every item
     assert ids[4].tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    assert ties >= 8  # the tie rule was exercised (the zero vector's row alone has 8)
 
 
 # ---------------------------------------------------------------- id maps
