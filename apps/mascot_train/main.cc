@@ -176,9 +176,7 @@ std::string data_root() {
 
 // Fails now (not after training) when the file `path` cannot be created or replaced.
 void check_writable_target(const std::string& what, const std::string& path) {
-  const std::string parent = detail::parent_dir(path);
-  if (!detail::is_directory(parent)) throw IoError(what + " " + path + ": " + detail::not_a_directory(parent));
-  if (::access(parent.c_str(), W_OK) != 0) throw IoError(what + " " + path + ": directory " + parent + " is not writable");
+  if (const std::string why = detail::cannot_create(path); !why.empty()) throw IoError(what + " " + path + ": " + why);
   if (detail::is_directory(path)) throw IoError(what + " " + path + ": is a directory");
 }
 

@@ -757,11 +757,8 @@ void check_checkpoint_target(const std::string& dir) {
     if (::access(dir.c_str(), W_OK) != 0) throw IoError("checkpoint directory " + dir + " is not writable");
     return;
   }
-  const std::string parent = detail::parent_dir(dir);
-  if (!detail::is_directory(parent))
-    throw IoError("checkpoint directory " + dir + ": " + detail::not_a_directory(parent));
-  if (::access(parent.c_str(), W_OK) != 0)
-    throw IoError("checkpoint directory " + dir + ": directory " + parent + " is not writable");
+  if (const std::string why = detail::cannot_create(dir); !why.empty())
+    throw IoError("checkpoint directory " + dir + ": " + why);
 }
 
 TrainResult resume_training(const std::string& dir, const RatingSet& train, const RatingSet* test,

@@ -95,8 +95,12 @@ bool is_directory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-std::string not_a_directory(const std::string& dir) {
-  return path_exists(dir) ? dir + " is not a directory" : "directory " + dir + " does not exist";
+std::string cannot_create(const std::string& path) {
+  const std::string parent = parent_dir(path);
+  if (!is_directory(parent))
+    return path_exists(parent) ? parent + " is not a directory" : "directory " + parent + " does not exist";
+  if (::access(parent.c_str(), W_OK) != 0) return "directory " + parent + " is not writable";
+  return "";
 }
 
 bool is_empty_dir(const std::string& path) {

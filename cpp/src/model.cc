@@ -234,8 +234,7 @@ void check_model_target(const std::string& dir) {
       throw_io(dir + ": exists, is not empty and holds no model.json; refusing to replace it");
     return;
   }
-  const std::string parent = detail::parent_dir(dir);
-  if (!detail::is_directory(parent)) throw_io(dir + ": " + detail::not_a_directory(parent));
+  if (const std::string why = detail::cannot_create(dir); !why.empty()) throw_io(dir + ": " + why);
 }
 
 void save_model(const std::string& dir, const Model& m, const std::string& model_json) {

@@ -63,7 +63,7 @@ struct CheckpointOptions {
 };
 
 /// Throws when `dir` cannot take a new checkpoint: it holds one already, exists and is not an
-/// empty directory (its files are never ours to delete), or its parent does not exist.
+/// empty directory (its files are never ours to delete), or its parent is missing or not writable.
 /// train_checkpointed checks this itself; the CLI also checks it before loading data.
 void check_checkpoint_target(const std::string& dir);
 

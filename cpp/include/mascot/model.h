@@ -28,7 +28,7 @@ struct Model {
 /// never half.  An existing `dir` is replaced only if it is empty or holds a model.json.
 void save_model(const std::string& dir, const Model& m, const std::string& model_json);
 /// Throws (IoError) when save_model could not write `dir`: it exists and is a file or a
-/// non-empty directory without model.json, or its parent directory does not exist.  Callers
+/// non-empty directory without model.json, or its parent directory is missing or not writable.  Callers
 /// check this before a long run, so a bad target fails before training, not after.
 void check_model_target(const std::string& dir);
 /// A file written next to P.npy/Q.npy/model.json by save_model: a plain file name (no '/')

@@ -30,9 +30,10 @@ class AtomicFile {
 std::string read_file(const std::string& path);
 bool path_exists(const std::string& path);
 bool is_directory(const std::string& path);
-/// Why `dir` (not a directory) cannot hold a new file: "directory D does not exist" or
-/// "D is not a directory" (a file, say, in a path's directory part).
-std::string not_a_directory(const std::string& dir);
+/// Why nothing can be created at `path` in its parent directory P, or "" when it can: "directory
+/// P does not exist", "P is not a directory" (a file in the path's directory part) or "directory
+/// P is not writable".  Output targets are checked with it before a long run.
+std::string cannot_create(const std::string& path);
 /// True for an existing directory with no entries besides . and ..
 bool is_empty_dir(const std::string& path);
 /// Directory part of `path`: "." when it has none, "/" for "/x".
