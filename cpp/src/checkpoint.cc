@@ -44,20 +44,11 @@ uint64_t checksum(const void* data, size_t n) {
   return detail::mix64(h ^ w ^ (static_cast<uint64_t>(n - i) << 56));
 }
 
-/// Strict UTF-8 without NUL (text fields of a checkpoint).  Other control characters are
+/// Strict UTF-8 without NUL (text fields of a checkpoint): what detail::utf8_valid leaves
+/// unchanged, the same rule the writer applies (JSON strings).  Other control characters are
 /// allowed: a dataset name is a file name, and a tab is a valid byte of one.
 bool clean_text(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    int extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
-    if (extra < 0 || c == 0) return false;
-    if (c == 0xc0 || c == 0xc1 || c > 0xf4) return false;
-    for (int x = 1; x <= extra; ++x)
-      if (i + x >= s.size() || (static_cast<unsigned char>(s[i + x]) >> 6) != 2) return false;
-    i += static_cast<size_t>(extra) + 1;
-  }
-  return true;
+  return s.find('\0') == std::string::npos && detail::utf8_valid(s) == s;
 }
 
 /// Syntax check of one JSON value (the per-epoch method states of a report are stored as JSON
