@@ -9,7 +9,8 @@ running as ``python benchmarks/NAME.py`` from any directory.
   exit status 2, and :func:`die` for the checks made after parsing.
 - checks of the arguments every script takes (comma lists, dataset names, output folders,
   training parameters through the library's own rules), made before any work;
-- :func:`write_atomic`: temporary file in the target's folder, fsync, rename.
+- :func:`write_atomic`: temporary file in the target's folder, fsync, rename (the package's
+  ``mascot._files.atomic_write``).
 """
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 
 import mascot
 from mascot import _core
+from mascot._files import atomic_write
 
 from mascot.perf import FP32_STORAGE, bytes_per_element  # noqa: F401  (the scripts import them from here)
 
@@ -129,17 +130,4 @@ def check_positive_finite(v: float, opt: str, allow_zero: bool = False) -> None:
 def write_atomic(path: str, text: str) -> None:
     """Writes `text` to `path` through a temporary file in the same folder, fsync and a rename:
     a reader (or a resumed run) sees the old file or the new one, never a part."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, text)

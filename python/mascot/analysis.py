@@ -20,10 +20,11 @@ import importlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
+
+from . import _files
 
 # --------------------------------------------------------------------------- paper values
 # Every number the ICDM 2021 paper states that the experiments can be compared with.  Datasets
@@ -564,38 +565,12 @@ def markdown_table(df, floatfmt: str = ".4g") -> str:
     return "\n".join(lines)
 
 
-def _temp_file(path: Path) -> tuple[int, str]:
-    """A new temp file next to ``path``: ``.NAME.XXXXXXXX.tmp`` with NAME cut to 64 characters,
-    so the temp name stays far below the file system's name limit whatever ``path`` is."""
-    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".tmp")
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _publish(tmp: str, path: Path) -> None:
-    """Gives the temp file the mode a plain ``open()`` would (0666 & ~umask; mkstemp makes 0600)
-    and renames it over ``path``."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-
-
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Writes ``text`` to ``path`` via a temp file in the same directory and a rename (the file
-    gets the umask's mode, like one written by ``open()``)."""
+    gets the umask's mode, like one written by ``open()``); makes the missing directories."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_file(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        _publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _files.atomic_write(path, text)
 
 
 def write_csv(df, path: str | os.PathLike) -> None:
@@ -613,14 +588,14 @@ def _figure(figsize=(6.4, 4.0)):
 def _save(plt, fig, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_file(path)
+    fd, tmp = _files.temp_file(path)
     try:
         os.close(fd)
         with warnings.catch_warnings():  # labels too long for the margins: saved as they are
             warnings.simplefilter("ignore", UserWarning)
             fig.tight_layout()
         fig.savefig(tmp, format="png", dpi=110)
-        _publish(tmp, path)
+        _files.publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, _use
+from . import _core, _files, _use
 from .data import Ratings, as_ratings, _ids
 
 _PARAMS = ("k", "method", "epochs", "lr", "decay", "lambda_p", "lambda_q", "init_std",
@@ -786,18 +786,9 @@ def _write_ids_file(ckpt: str, tr: Ratings, umap: Any, imap: Any) -> None:
         arrays["user_ids"] = umap.raw
     if imap.raw is not None:
         arrays["item_ids"] = imap.raw
-    f = os.path.join(ckpt, _IDS_FILE)
-    tmp = f"{f}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, f)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    _files.atomic_write(os.path.join(ckpt, _IDS_FILE), buf.getvalue())
 
 
 def _remove_ids_file(ckpt: str, rmdir: bool) -> None:
