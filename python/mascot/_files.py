@@ -15,7 +15,8 @@ def temp_file(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".tmp")
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -23,7 +24,7 @@ def _umask() -> int:
 
 def publish(tmp: str, path: Path) -> None:
     """Gives the temp file the umask's mode and renames it over ``path``."""
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~umask())
     os.replace(tmp, path)
 
 

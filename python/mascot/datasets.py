@@ -90,6 +90,7 @@ try:  # POSIX: one `prepare` per output directory at a time (an advisory lock)
 except ImportError:  # pragma: no cover - Windows: no lock
     fcntl = None
 
+from . import _files
 from . import data as _data
 from ._arrays import sorted_unique
 
@@ -1338,9 +1339,7 @@ def _prepare_locked(name: str, src: Path | None, rootp: Path, out: str, target: 
         with open(work / "meta.json", "w") as f:
             json.dump(full, f, separators=(",", ":"))
             f.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(work, 0o777 & ~umask)  # mkdtemp made it private; a dataset is an ordinary directory
+        os.chmod(work, 0o777 & ~_files.umask())  # mkdtemp made it private; a dataset is an ordinary directory
         if target.exists():
             if not force:  # appeared meanwhile (made by hand, or by a prepare that took no lock)
                 raise _exists_error(target)
