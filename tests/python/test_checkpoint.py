@@ -87,6 +87,9 @@ def test_resume_is_bit_exact(ds, tmp_path, case):
         assert all(e["fp32_user_groups"] == 1 for e in ep) and full.report_["dataset"]["user_groups"] == 2
     if case == "muppet":
         assert ep[J - 1]["method"]["word_length"] == 8 and ep[-1]["method"]["word_length"] == 12
+    if case.startswith("afp"):  # point positions move before J and again right after it
+        pos = [tuple(e["method"]["tensors"][t]["point_position_min"] for t in "PQG") for e in ep]
+        assert len(set(pos[:J])) > 1 and pos[J] != pos[J - 1], pos
     if case.startswith("mpt"):
         scales = [e["method"]["loss_scales"][0] for e in ep]
         assert scales[J - 1] != 1000 and len(set(scales[J - 1:])) > 1  # moved from S0 before J, and after
