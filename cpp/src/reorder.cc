@@ -15,6 +15,18 @@ int GroupTable::count_fp32() const {
   return static_cast<int>(std::count(precision.begin(), precision.end(), Precision::kFp32));
 }
 
+void shuffle_for_chunk_order(RatingSet* rs, uint64_t seed) {
+  // key 2^33: apart from the per-epoch keys (2^32 + epoch) and the blocked grid's (2 id + side)
+  detail::FastRng rng(detail::hash3(seed, detail::kStreamOrder, uint64_t{1} << 33));
+  for (int64_t x = rs->nnz(); x > 1; --x) {
+    const auto j = static_cast<size_t>(rng.next() % static_cast<uint64_t>(x));  // bias < x / 2^64
+    const auto t = static_cast<size_t>(x - 1);
+    std::swap(rs->users[t], rs->users[j]);
+    std::swap(rs->items[t], rs->items[j]);
+    std::swap(rs->ratings[t], rs->ratings[j]);
+  }
+}
+
 std::vector<int32_t> split_groups(const std::vector<int64_t>& counts, int g) {
   const int64_t n = static_cast<int64_t>(counts.size());
   std::vector<int32_t> start{0};

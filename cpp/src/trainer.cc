@@ -60,7 +60,8 @@ TrainResult detail::train_run(const Context& ctx, const TrainConfig& cfg, const 
                          ? Reorder::build_random_precision(train, cfg.random_fp16, ctx.seed)
                          : Reorder::build(train, layout_groups(cfg.user_groups, train.n_users),
                                           layout_groups(cfg.item_groups, train.n_items));
-  const RatingSet tr = ro.apply(train, nullptr);
+  RatingSet tr = ro.apply(train, nullptr);
+  if (cfg.order == Order::kChunk) shuffle_for_chunk_order(&tr, ctx.seed);  // as the reference code does
   int64_t dropped = 0;
   RatingSet te;
   if (test) te = ro.apply(*test, &dropped);

@@ -148,7 +148,24 @@ def test_visit_order_is_a_fresh_permutation_every_epoch(tiny):
     v = _core.visit_order(u, i, nu, ni, "chunk", 1, 1)
     assert len(v) == (n // 128) * 128
     runs = v.reshape(-1, 128)
-    assert np.all(np.diff(runs, axis=1) == 1)
+    # 128 consecutive ratings of the once-shuffled set (as the reference code's random_shuffle)
+    assert not np.all(np.diff(runs, axis=1) == 1)
+
+
+def test_chunk_order_runs_are_not_runs_of_the_input_file():
+    """The reference code shuffles the ratings once before drawing its 128-rating runs, so a run
+    of a user-sorted input (MovieLens files) is not one user's ratings."""
+    rng = np.random.default_rng(5)
+    nu, ni, n = 300, 200, 30000
+    u = np.sort(rng.integers(0, nu, n)).astype(np.int32)  # ~100 ratings per user, sorted by user
+    i = rng.integers(0, ni, n).astype(np.int32)
+    v = _core.visit_order(u, i, nu, ni, "chunk", 2, 1)
+    runs = v.reshape(-1, 128)
+    assert len(runs) == 2 * (n // 128)
+    assert min(len(np.unique(u[r])) for r in runs) > 60  # ~105 distinct users in 128 random ratings
+    assert np.bincount(v, minlength=n).max() > 1  # drawn with replacement
+    # the arrangement depends on the seed
+    assert not np.array_equal(v, _core.visit_order(u, i, nu, ni, "chunk", 2, 1, seed=7))
 
 
 def test_blocked_order_groups_rows_into_blocks():

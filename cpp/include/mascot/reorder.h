@@ -35,6 +35,14 @@ struct Reorder {
   RatingSet apply(const RatingSet& rs, int64_t* dropped) const;
 };
 
+/// `chunk` order (DESIGN.md §3, the reference code's sampling): the reference code shuffles the
+/// whole rating array once (`random_shuffle`) before it draws its runs of 128 consecutive
+/// ratings; without that, a run would be one user's or one item's ratings whenever the input
+/// is sorted (MovieLens files by user, Netflix by movie).  This is that one seeded shuffle
+/// (Fisher-Yates, stream kStreamOrder), applied by the trainer to the relabelled training set
+/// before either backend draws from it, and by the visit-order test hook.
+void shuffle_for_chunk_order(RatingSet* rs, uint64_t seed);
+
 /// Splits entities with the given counts (sorted descending) into about `g` groups of
 /// about-equal entity count without splitting runs of equal counts.  Returns start offsets
 /// (size realised_g + 1).  Exposed for tests.

@@ -21,7 +21,10 @@
 // order is a pure function of (seed, epoch).  Threads pull chunks from one shared counter, so
 // they work on the same block together (sharing its cache footprint) and balance perfectly.
 // `chunk` order reproduces the paper's reference code: nnz/128 random starts, 128 consecutive
-// ratings each, with replacement.
+// ratings each, with replacement, from the training set as the trainer hands it over: shuffled
+// once, as the reference code does (shuffle_for_chunk_order, reorder.h).  Unlike the reference
+// code's `(start + i) % nnz`, a run never wraps around the end (starts are uniform over
+// [0, nnz - 128]).
 #pragma once
 #include <cstdint>
 #include <functional>
