@@ -179,6 +179,9 @@ NB_MODULE(_core, m) {
   m.def("cuda_unavailable_reason", &cuda_unavailable_reason,
         "Why the GPU cannot be used (no CUDA backend, no device or driver, an old driver, an earlier device "
         "fault in this process), or '' when it can.");
+  m.def("cuda_unsupported_reason", &detail::cuda_unsupported_reason, "config"_a,
+        "Why the CUDA kernels do not take this configuration (k, order, a study option), '' when they do: "
+        "--device cuda refuses such a job, auto trains it on the CPU.");
   m.def("cuda_device_name", &detail::cuda_device_name,
         "Name, compute capability, SMs and memory of the current CUDA device (RuntimeError without one).");
   m.def("cuda_copy_bandwidth", &detail::cuda_copy_bandwidth, "bytes"_a = int64_t(1) << 30, "reps"_a = 20,

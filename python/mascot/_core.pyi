@@ -173,6 +173,11 @@ def cuda_unavailable_reason() -> str:
     Why the GPU cannot be used (no CUDA backend, no device or driver, an old driver, an earlier device fault in this process), or '' when it can.
     """
 
+def cuda_unsupported_reason(config: TrainConfig) -> str:
+    """
+    Why the CUDA kernels do not take this configuration (k, order, a study option), '' when they do: --device cuda refuses such a job, auto trains it on the CPU.
+    """
+
 def cuda_device_name() -> str:
     """
     Name, compute capability, SMs and memory of the current CUDA device (RuntimeError without one).

@@ -11,11 +11,12 @@
 
 namespace mascot::detail {
 
-/// Whether the CUDA kernels handle this configuration (k a multiple of 32 in [32, 512], an
-/// order other than the CPU's cache blocking, no study option: random_fp16, grad_stats).  `--device auto` trains on the CPU otherwise
-/// (trainer.cc); `--device cuda` then fails with a message naming the field.
 /// Why the CUDA kernels do not take `cfg` (a one-line message naming the field), "" when they
-/// do.  Checked as soon as --device cuda is known, before any data is loaded or regrouped.
+/// do: they need k a multiple of 32 in [32, 512], an order other than the CPU's cache blocking
+/// and no study option (random_fp16, grad_stats).  `--device cuda` fails with this message as
+/// soon as the device is known, before any data is loaded or regrouped; `--device auto` trains
+/// such a job on the CPU (trainer.cc).  Bound as mascot._core.cuda_unsupported_reason (the
+/// experiment harness checks its grids with it).
 inline std::string cuda_unsupported_reason(const TrainConfig& cfg) {
   if (!(cfg.k >= 32 && cfg.k <= 512 && cfg.k % 32 == 0))
     return "k must be a multiple of 32 between 32 and 512 on the cuda device (got " + std::to_string(cfg.k) +
