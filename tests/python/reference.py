@@ -51,6 +51,22 @@ def sr_half(x, words):
     return np.where(np.abs(x) >= 2.0 ** -14, normal, sub).astype(F32)
 
 
+_M64 = (1 << 64) - 1
+
+
+def mix64(x: int) -> int:
+    """SplitMix64's finaliser (detail/rng.h), the core's counter-based hash."""
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def hash3(seed: int, stream: int, counter: int) -> int:
+    """detail::hash3: a 64-bit value keyed by (seed, stream, counter), no generator state."""
+    return mix64((mix64(seed ^ mix64(stream)) + counter) & _M64)
+
+
 def _ident(x):
     return np.asarray(x, dtype=F32)
 

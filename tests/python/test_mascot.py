@@ -6,7 +6,7 @@ import mascot
 from mascot import _core
 
 from backends import backend_k
-from reference import half, sgd_update, sr_half, train_reference
+from reference import dot_lanes, half, hash3, lr_at, mix64, sgd_update, sr_half, train_reference
 
 
 def qerror_numpy(G, group, g):
@@ -31,6 +31,64 @@ def test_qerror_matches_equation_4():
     assert got[1] > 50 * got[0]
     # bounds of Eq. 4: between 0 and the number of samples
     assert np.all(got[:-1] > 0) and got[1] <= (group == 1).sum()
+
+
+def test_reported_qerrors_are_equation_4_of_the_sampled_gradients_of_training():
+    """End to end: the q-errors a training run reports are Eq. 4 of exactly the gradients the
+    serial NumPy reference samples (γ by the counter-based hash of the relabelled (u, i) pair,
+    stream 4, keyed by the epoch), ∇p = e·q − λ_P·p and ∇q = e·p − λ_Q·q from the stored
+    (pre-update, FP16) rows, summed per group; and training itself is the reference's mascot-n1
+    (θ too high to switch).  A wrong λ, side, group or sample shows here, not in the q-error
+    formula's own test."""
+    ds = mascot.data.synthetic("synthetic-ml10m:0.002")
+    tr = ds.train
+    k, seed, epochs, gamma, g, w, pi = 32, 42, 8, 0.05, 100, 5, 2
+    m = mascot.MF(k=k, method="mascot", epochs=epochs, threads=1, seed=seed, threshold=1e9,
+                  groups=g, warmup=w, period=pi, sample_ratio=gamma).fit(tr, ds.test)
+    ro = _core.reorder(tr.users, tr.items, tr.n_users, tr.n_items, g, g)
+    unew, inew, ust, ist = ro["user_new"], ro["item_new"], ro["user_group_start"], ro["item_group_start"]
+    u, i, r = tr.users, tr.items, tr.ratings
+    P = half(_core.init_factors(tr.n_users, k, 0.01, seed, "P"))
+    Q = half(_core.init_factors(tr.n_items, k, 0.01, seed, "Q"))
+    n = len(r)
+    visit = _core.visit_order(u, i, tr.n_users, tr.n_items, "shuffle", epochs, 1, k, True, seed)
+    below = int(np.ldexp(gamma, 64))
+    measured = []
+    for e in range(epochs):
+        lr = lr_at(0.01, 0.1, e)
+        meas = e >= w and (e - w) % pi == 0
+        if meas:
+            ss = hash3(seed, 4, e)
+            su, squ = np.zeros((len(ust) - 1, k)), np.zeros(len(ust) - 1)
+            si, sqi = np.zeros((len(ist) - 1, k)), np.zeros(len(ist) - 1)
+        for t in visit[e * n:(e + 1) * n]:
+            p, q = P[u[t]], Q[i[t]]
+            if meas:
+                nu, ni = int(unew[u[t]]), int(inew[i[t]])
+                if mix64(ss ^ ((nu << 32) | ni)) < below:
+                    err = np.float32(r[t]) - dot_lanes(p, q)
+                    gp = err * q.astype(np.float64) - 0.01 * p.astype(np.float64)
+                    gq = err * p.astype(np.float64) - 0.015 * q.astype(np.float64)
+                    gu = np.searchsorted(ust, nu, side="right") - 1
+                    gi = np.searchsorted(ist, ni, side="right") - 1
+                    su[gu] += gp
+                    squ[gu] += gp @ gp
+                    si[gi] += gq
+                    sqi[gi] += gq @ gq
+            p2, q2 = sgd_update(p, q, r[t], lr, 0.01, 0.015)
+            P[u[t]], Q[i[t]] = half(p2), half(q2)
+        if meas:
+            measured.append(e)
+            for side, s, sq in (("user", su, squ), ("item", si, sqi)):
+                want = np.where(sq > 0, (s ** 2).sum(1) / np.where(sq > 0, sq, 1), -1.0)
+                got = np.array(m.report_["epochs"][e][f"{side}_qerror"])
+                assert (want >= 0).sum() > 10, side  # enough sampled groups to mean something
+                np.testing.assert_array_equal(got < 0, want < 0)
+                np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=f"{side} q-error, epoch {e}")
+        else:
+            assert "user_qerror" not in m.report_["epochs"][e]
+    assert measured == [5, 7]
+    assert np.array_equal(P, m.P_) and np.array_equal(Q, m.Q_)
 
 
 def test_switching_rule_on_crafted_statistics():
