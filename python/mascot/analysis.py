@@ -20,6 +20,7 @@ import importlib
 import json
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -93,7 +94,8 @@ PAPER: dict[str, Any] = {
     "claims": {
         "compare": "Fig. 1/7: MPT gives no speed-up, MuPPET and AFP are slower than FP32; MASCOT "
                    "comes close to the FP16 ideal of 0.5 (§I, §IV-B). Fig. 8: MASCOT's RMSE per "
-                   "epoch tracks FP32's; FP16's is worse.",
+                   "epoch tracks FP32's ('comparable to that of FP32', §IV-B); the text says "
+                   "nothing about the other methods' curves.",
         "ablation": "Fig. 9: MASCOT-N1 is fastest but its RMSE is worse; MASCOT-N2 keeps FP32's RMSE "
                     "at +34 % time over N1; MASCOT keeps the RMSE at ~0.55x FP32's time (§IV-C).",
         "lookup": "Fig. 10: MASCOT-opt is faster than MASCOT-naive for every g, the gap growing "
@@ -119,10 +121,40 @@ _PAPER_NAME = {"ml10m": "ML10M", "ml25m": "ML25M", "netflix": "Netflix", "yahoo"
                "synthetic-netflix": "Netflix", "synthetic-yahoo": "Yahoo!Music"}
 
 
+_FOLD = re.compile(r"^(?P<base>.+)-fold(?P<fold>[1-9][0-9]*)$")
+
+
+def fold_of(name: str) -> tuple[str, int]:
+    """(dataset, fold) of a dataset name: ``"ml10m-fold2"`` -> ``("ml10m", 2)``; a name without a
+    ``-foldN`` suffix is fold 1 of itself (``mascot data prepare`` names fold 1 ``ml10m``, fold f > 1
+    ``ml10m-fold<f>``; the sets with a provided split have only that one)."""
+    m = _FOLD.match(name)
+    return (m["base"], int(m["fold"])) if m else (name, 1)
+
+
 def paper_dataset(name: str) -> str | None:
-    """The paper's dataset matching ``name`` (``"synthetic-ml10m:0.1"`` -> ``"ML10M"``), or None."""
-    base = name.split(":")[0].split("/")[-1]
+    """The paper's dataset matching ``name`` (``"synthetic-ml10m:0.1"`` -> ``"ML10M"``, a fold
+    ``"ml10m-fold2"`` -> ``"ML10M"``), or None."""
+    base = fold_of(name.split(":")[0].split("/")[-1])[0]
     return _PAPER_NAME.get(base)
+
+
+def merge_folds(frame):
+    """``frame`` (:func:`runs_frame`, :func:`epochs_frame` or :func:`grad_norms_frame`) with the
+    folds of a dataset merged: ``dataset`` becomes the name without its ``-foldN`` suffix and a
+    ``fold`` column (1 for a name without one) is added, so the tables average the runs of every
+    fold of a setting as its repeats -- the paper's 5-fold cross-validation on ML10M / ML25M
+    (§IV-A).  Returns a copy; a frame without a ``dataset`` column is returned as it is."""
+    if "dataset" not in frame.columns:
+        return frame
+    out = frame.copy()
+    pairs = [fold_of(str(d)) if isinstance(d, str) else (d, 1) for d in out["dataset"]]
+    out["dataset"] = [p[0] for p in pairs]
+    if "fold" in out.columns:
+        out["fold"] = [p[1] for p in pairs]
+    else:
+        out.insert(list(out.columns).index("dataset") + 1, "fold", [p[1] for p in pairs])
+    return out
 
 
 def cnn_compute_memory_ratio(n: int, d: int, b: int = 1) -> float:
@@ -281,8 +313,8 @@ _EPOCH_RESULTS = ["epoch", "lr", "train_seconds", "eval_seconds", "test_rmse", "
 # Columns of runs_frame / epochs_frame that describe a run's configuration besides dataset, method
 # and k.  Rows of one table cell (one group) must agree on them: runs that differ in one are not
 # repeats of one setting, and their mean would mix configurations (e.g. 1- and 3-epoch runs).
-_CONFIG_COLUMNS = ("epochs", "device", "groups", "item_groups", "period", "sample_ratio", "warmup",
-                   "random_fp16", "grad_stats")
+_CONFIG_COLUMNS = ("epochs", "device", "threads", "groups", "item_groups", "period", "sample_ratio",
+                   "warmup", "random_fp16", "grad_stats")
 
 
 def _check_one_config(frame, keys: Sequence[str], what: str, by_hint: bool = True) -> None:
@@ -293,7 +325,7 @@ def _check_one_config(frame, keys: Sequence[str], what: str, by_hint: bool = Tru
         return
     f = frame
     if "device" in f.columns and "device" not in keys:  # "cpu (2 threads, avx2)": cpu or cuda only
-        f = f.assign(device=[str(d).split(" ")[0] for d in f["device"]])
+        f = f.assign(device=[str(d).split(" ")[0] for d in f["device"]])  # (threads: its own column)
     cols = [c for c in _CONFIG_COLUMNS if c in f.columns and c not in keys]
     if not cols:
         return
@@ -374,9 +406,9 @@ def relative_time_table(runs, baseline: str = "fp32", by: Sequence[str] = ("data
     """Mean training time per method relative to ``baseline``'s mean in the same ``by`` cell
     (Fig. 1/7/9): columns by..., method, mean_seconds, std_seconds, repeats, relative_time,
     mean_rmse.  Methods in a cell without a baseline run get a NaN relative time.  Runs of one
-    (by..., method) cell must share their configuration (epochs, device kind, groups, period,
-    sample_ratio, warmup, random_fp16, grad_stats): a ``ValueError`` names the fields that differ
-    otherwise (select one configuration, or add them to ``by``)."""
+    (by..., method) cell must share their configuration (epochs, device kind, threads, groups,
+    period, sample_ratio, warmup, random_fp16, grad_stats): a ``ValueError`` names the fields
+    that differ otherwise (select one configuration, or add them to ``by``)."""
     import numpy as np
     by = list(by)
     _check_one_config(runs, by + ["method"], "relative_time_table")
@@ -460,6 +492,28 @@ def sensitivity_ttest(runs, chosen: tuple[int, float] = (2, 5), reference: tuple
 
 def _mean(x: list) -> float:
     return sum(x) / len(x) if x else math.nan
+
+
+def grad_norm_summary(norms):
+    """Fig. 5b in numbers: from :func:`grad_norms_frame`, per (dataset, side, group) the mean
+    gradient norm of the first and the last epoch that has samples and their ratio (groups named
+    ``G1`` = most-rated first).  Returns (summary, empty): a group without a single sampled
+    gradient (every entity of it lacks training ratings, which the count grouping allows because
+    ties are not split) keeps its row with NaN, and ``empty`` names those groups
+    (``"DATASET: user G4"``) so a report can say so rather than drop them."""
+    import pandas as pd
+    cols = ["dataset", "side", "group", "first_epoch", "last_epoch", "last / first"]
+    if norms.empty:
+        return pd.DataFrame(columns=cols), []
+    s = (norms.groupby(["dataset", "side", "group", "epoch"], sort=False)["grad_norm"].mean()
+         .reset_index().sort_values(["dataset", "side", "group", "epoch"], kind="stable"))
+    summ = s.groupby(["dataset", "side", "group"]).agg(
+        first_epoch=("grad_norm", "first"), last_epoch=("grad_norm", "last")).reset_index()
+    summ["last / first"] = summ["last_epoch"] / summ["first_epoch"]
+    empty = [f"{r.dataset}: {r.side} G{int(r.group) + 1}" for r in summ.itertuples(index=False)
+             if math.isnan(r.first_epoch)]
+    summ["group"] = [f"G{int(g) + 1}" for g in summ["group"]]
+    return summ[cols], empty
 
 
 def rating_count_distribution(users: Any, items: Any):
@@ -649,17 +703,26 @@ def plot_rmse_curves(curves, path: str | os.PathLike, title: str = "Test RMSE pe
 
 
 def plot_sweep(table, x: str, path: str | os.PathLike, title: str, xlabel: str,
-               logx: bool = False) -> None:
+               logx: bool = False, point_labels: str | None = None, label_note: str = "") -> None:
     """Time (left) and RMSE (right) against a swept parameter, one line per (dataset, method)
-    (Fig. 10, 11; Fig. 4 with x = share of FP16 rows)."""
+    (Fig. 10, 11; Fig. 4 with x = share of FP16 rows).  ``point_labels``: a column of ``table``
+    whose value labels each point of the time plot (e.g. the realised number of groups, which
+    may be below g); ``label_note`` says what the labels are (added to the x label)."""
     plt, fig = _figure((9.0, 3.6))
     axes = [fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)]
     for (ds, m), part in table.groupby(["dataset", "method"], sort=False):
         part = part.sort_values(x)
         axes[0].plot(part[x], part["mean_seconds"], marker="o", label=f"{ds} {m}")
         axes[1].plot(part[x], part["mean_rmse"], marker="o", label=f"{ds} {m}")
+        if point_labels is not None:
+            for xv, yv, lv in zip(part[x], part["mean_seconds"], part[point_labels]):
+                if lv is None or (isinstance(lv, float) and math.isnan(lv)):
+                    continue
+                text = f"{lv:g}" if isinstance(lv, float) else str(lv)
+                axes[0].annotate(text, (xv, yv), textcoords="offset points", xytext=(0, 5),
+                                 ha="center", fontsize=6)
     for ax, yl in zip(axes, ("training time (s)", "test RMSE")):
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(xlabel + (f"\n(point labels: {label_note})" if label_note and ax is axes[0] else ""))
         ax.set_ylabel(yl)
         if logx:
             ax.set_xscale("symlog", linthresh=1)

@@ -274,7 +274,8 @@ def test_tables_refuse_to_mix_configurations():
     with pytest.raises(ValueError, match="differ in device"):
         an.relative_time_table(cuda)
     threads = _frame([{**rows[0], "device": f"cpu ({n} threads, avx2)"} for n in (1, 2)])
-    assert an.relative_time_table(threads)["repeats"].tolist() == [2]  # same device kind
+    # same device kind: the thread count is compared through the threads column (below), not the label
+    assert an.relative_time_table(threads)["repeats"].tolist() == [2]
 
 
 def test_empty_results_give_empty_tables(tmp_path):
@@ -309,3 +310,63 @@ def test_atomic_write_long_names_and_mode(tmp_path):
     finally:
         os.umask(old)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+# ----------------------------------------------------------------------------- second audit
+def test_tables_refuse_to_mix_thread_counts():
+    rows = [{"dataset": "a", "k": 32, "method": "fp32", "epochs": 3, "train_seconds": t, "threads": n}
+            for n, t in ((1, 2.0), (2, 1.0))]
+    with pytest.raises(ValueError, match=r"differ in threads \(threads = 1, 2\)"):
+        an.relative_time_table(_frame(rows))
+    assert an.relative_time_table(_frame(rows), by=("dataset", "k", "threads"))["repeats"].tolist() == [1, 1]
+    assert "threads" in an._CONFIG_COLUMNS
+
+
+def test_paper_dataset_of_folds_and_merged_folds():
+    assert an.paper_dataset("ml10m-fold2") == "ML10M" and an.paper_dataset("ml25m-fold5") == "ML25M"
+    assert an.paper_dataset("/data/ml10m-fold3") == "ML10M" and an.paper_dataset("ml100k-fold2") is None
+    assert an.fold_of("ml10m-fold4") == ("ml10m", 4) and an.fold_of("ml10m") == ("ml10m", 1)
+    assert an.fold_of("synthetic-ml10m:0.1") == ("synthetic-ml10m:0.1", 1)
+    runs = _frame([{"dataset": ds, "k": 64, "method": m, "repeat": 0, "train_seconds": t}
+                   for ds, f in (("ml10m", 1.0), ("ml10m-fold2", 2.0), ("ml100k", 1.0))
+                   for m, t in (("fp32", 2.0 * f), ("mascot", 1.0 * f))])
+    merged = an.merge_folds(runs)
+    assert list(merged["fold"]) == [1, 1, 2, 2, 1, 1] and set(merged["dataset"]) == {"ml10m", "ml100k"}
+    assert list(runs["dataset"]).count("ml10m-fold2") == 2  # the input is left alone
+    t = an.relative_time_table(merged).set_index(["dataset", "method"])
+    assert t.loc[("ml10m", "fp32"), "repeats"] == 2 and t.loc[("ml10m", "fp32"), "mean_seconds"] == 3.0
+    assert t.loc[("ml10m", "mascot"), "relative_time"] == pytest.approx(0.5)
+
+
+def test_compare_claim_is_what_the_paper_says():
+    claim = an.PAPER["claims"]["compare"]
+    assert "FP16's is worse" not in claim and "tracks FP32" in claim
+
+
+def test_plot_sweep_labels_points(tmp_path, monkeypatch):
+    import matplotlib.axes
+    texts = []
+    real = matplotlib.axes.Axes.annotate
+    monkeypatch.setattr(matplotlib.axes.Axes, "annotate",
+                        lambda self, text, *a, **k: texts.append(text) or real(self, text, *a, **k))
+    t = pd.DataFrame({"dataset": "d", "method": "mascot", "groups": [1, 10, 100],
+                      "mean_seconds": [1.0, 0.9, 0.8], "mean_rmse": [0.9, 0.9, 0.9],
+                      "realised_user_groups": [1, 9, 47]})
+    an.plot_sweep(t, "groups", tmp_path / "s.png", "t", "g", logx=True, point_labels="realised_user_groups",
+                  label_note="realised user groups")
+    assert texts == ["1", "9", "47"]
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_grad_norm_summary_names_groups_without_samples():
+    nan = float("nan")
+    norms = pd.DataFrame([{"dataset": "d", "side": s, "group": g, "epoch": e, "grad_norm": v}
+                          for s in ("user", "item") for g in range(2) for e in range(2)
+                          for v in [nan if (s, g) == ("user", 1) else 1.0 + e]])
+    summ, empty = an.grad_norm_summary(norms)
+    assert empty == ["d: user G2"]
+    assert len(summ) == 4  # the group without samples keeps its row (NaN)
+    row = summ[(summ["side"] == "user") & (summ["group"] == "G2")].iloc[0]
+    assert math.isnan(row["first_epoch"])
+    row = summ[(summ["side"] == "item") & (summ["group"] == "G1")].iloc[0]
+    assert row["first_epoch"] == 1.0 and row["last_epoch"] == 2.0 and row["last / first"] == 2.0

@@ -99,9 +99,9 @@ def test_sensitivity_ttest(quick_all):
 
 def test_potential_and_observations(quick_all):
     pot = pd.read_csv(quick_all / "potential" / "potential.csv")
-    assert sorted(pot["fp16_share"]) == [0.0, 0.2, 0.4, 0.6]
+    assert sorted(pot["fp16_share"]) == [0.0, 0.0, 0.2, 0.4, 0.6, 1.0]  # fp32 and the 0 % control
     runs = pd.read_csv(quick_all / "potential" / "runs.csv")
-    assert sorted(runs["random_fp16"]) == [-1.0, 0.2, 0.4, 0.6]
+    assert sorted(runs["random_fp16"]) == [-1.0, 0.0, 0.2, 0.4, 0.6, 1.0]
     g = pd.read_csv(quick_all / "observations" / "grad_norms.csv")
     assert set(g["side"]) == {"user", "item"} and set(g["epoch"]) == {0, 1, 2}
     assert 2 <= g["group"].nunique() <= 4 and (g["grad_norm"].dropna() > 0).all()
@@ -215,15 +215,16 @@ def test_finished_grid_of_every_experiment_is_not_rerun(quick_all, monkeypatch):
 
 def test_runs_of_another_configuration_stay_out_of_the_report(tmp_path):
     from mascot import analysis as an
-    assert ex.main(_argv("ablation", tmp_path, "--epochs", "1")) == 0
+    # (quick: warm-up 1, so g-switching needs at least 2 epochs)
     assert ex.main(_argv("ablation", tmp_path, "--epochs", "2")) == 0
+    assert ex.main(_argv("ablation", tmp_path, "--epochs", "3")) == 0
     root = tmp_path / "ablation"
     assert len(list((root / "runs").glob("*.json"))) == 8  # both configurations are kept
     runs = pd.read_csv(root / "runs.csv")
-    assert len(runs) == 4 and set(runs["epochs"]) == {2}  # the report: this configuration only
+    assert len(runs) == 4 and set(runs["epochs"]) == {3}  # the report: this configuration only
     assert set(pd.read_csv(root / "relative_time.csv")["repeats"]) == {1}
     everything = an.runs_frame(root / "runs")
-    with pytest.raises(ValueError, match="differ in epochs"):
+    with pytest.raises(ValueError, match=r"differ in epochs \(epochs = 2, 3\)"):
         an.relative_time_table(everything)
     with pytest.raises(ValueError, match="differ in epochs"):
         an.rmse_curves(an.epochs_frame(root / "runs"))
@@ -387,3 +388,164 @@ def test_progress_eta_counts_only_cells_run():
     p.step()  # one cell run in 10 s, one left
     p.show("x")
     assert "9/10" in p.stream.getvalue() and "eta 0m10s" in p.stream.getvalue()
+
+
+# ----------------------------------------------------------------------------- second audit
+def test_report_of_another_thread_count_is_rerun(tmp_path, monkeypatch, capsys):
+    import os
+    assert ex.main(_argv("groups", tmp_path)) == 0
+    files = sorted((tmp_path / "groups" / "runs").glob("*.json"))
+    assert all(json.loads(f.read_text())["threads"] == 2 for f in files)
+    rep = json.loads(files[0].read_text())
+    rep["threads"] = 1  # trained with --threads 1
+    files[0].write_text(json.dumps(rep))
+    capsys.readouterr()
+    real, calls = ex.fit_cell, []
+    monkeypatch.setattr(ex, "fit_cell", lambda c, d, t: calls.append(c.cell_id) or real(c, d, t))
+    assert ex.main(_argv("groups", tmp_path)) == 0
+    assert calls == [files[0].stem]  # ids do not change; only the other thread count is rerun
+    _one_line(capsys, f"mascot experiment groups: note: runs/{files[0].stem}.json: trained with 1 "
+              "thread(s), this run uses 2; running the cell again")
+    assert set(pd.read_csv(tmp_path / "groups" / "runs.csv")["threads"]) == {2}
+    # --threads 0 means all cores, resolved as the core does: the same cells when that is 2
+    calls.clear()
+    with monkeypatch.context() as m:
+        m.setattr(ex, "_resolved_threads", lambda t: t or 2)
+        assert ex.main([*_argv("groups", tmp_path)[:-3], "--threads", "0", "--quiet"]) == 0
+    assert calls == []
+    assert ex._resolved_threads(3) == 3
+    assert ex._resolved_threads(0) == max(1, os.cpu_count() or 1)  # as the core resolves 0
+
+
+def _fake_gpu(monkeypatch):
+    monkeypatch.setattr(mascot, "HAS_CUDA", True)
+    monkeypatch.setattr(mascot, "cuda_unavailable_reason", lambda: "")
+
+
+def test_cuda_cells_the_backend_does_not_take_fail_up_front(tmp_path, monkeypatch, capsys):
+    _fake_gpu(monkeypatch)
+    _no_training(monkeypatch)
+    for name in ("potential", "observations", "all"):
+        assert ex.main(["--quiet", name, "--quick", "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+        err = _one_line(capsys, f"mascot experiment {'potential' if name == 'all' else name}: error: cell ")
+        assert "__cuda__r0: " in err and "CPU backend only" in err, err
+    assert not (tmp_path / "o").exists()
+    # the cells CUDA takes stay on cuda
+    _, _, cells, _, _ = ex._prepare(ex.Options(name="compare", quick=True, device="cuda", out=tmp_path / "o"))
+    assert {c.device for c in cells} == {"cuda"}
+
+
+def test_device_auto_runs_what_cuda_does_not_take_on_cpu(tmp_path, monkeypatch, capsys):
+    _fake_gpu(monkeypatch)
+    assert ex.main(_argv("potential", tmp_path, "--device", "auto")) == 0  # no GPU here: it ran on cpu
+    err = capsys.readouterr().err
+    assert "mascot experiment potential: note: --device auto runs all 6 cells on cpu" in err
+    names = [p.stem for p in (tmp_path / "potential" / "runs").glob("*.json")]
+    assert len(names) == 6 and all(n.endswith("__cpu__r0") for n in names)
+    _, opts, cells, _, notes = ex._prepare(ex.Options(name="compare", quick=True, device="auto", out=tmp_path))
+    assert opts.device == "auto" and {c.device for c in cells} == {"cuda"} and notes == []
+    for name in ("potential", "observations"):
+        _, _, cells, _, notes = ex._prepare(ex.Options(name=name, quick=True, device="auto", out=tmp_path))
+        assert {c.device for c in cells} == {"cpu"}, name  # the whole experiment: like with like
+        assert len(notes) == 1 and "CPU backend only" in notes[0] and "\n" not in notes[0]
+
+
+def test_epochs_within_the_warmup_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    _no_training(monkeypatch)
+    assert ex.main(["sensitivity", "--epochs", "5", "--out", str(tmp_path), "--quiet"]) == 2
+    err = _one_line(capsys, "mascot experiment sensitivity: error: cell ")
+    assert "g-switching would never measure" in err and "--epochs >= 6" in err and "--quick" in err
+    assert ex.main(_argv("ablation", tmp_path, "--epochs", "1")) == 2  # quick: warm-up 1
+    err = _one_line(capsys, "mascot experiment ablation: error: cell ")
+    assert "__mascot-n2__" in err and "--epochs >= 2" in err
+    assert ex.main(_argv("all", tmp_path, "--epochs", "1")) == 2  # before anything trains
+    assert not list(tmp_path.iterdir())
+    for name in ("potential", "observations"):  # no g-switching: any epoch count is fine
+        ex._prepare(ex.Options(name=name, quick=True, epochs=1, out=tmp_path))
+
+
+@pytest.mark.parametrize("argv", [["nosuch"], ["groups", "--bogus"], ["groups", "--repeats", "abc"],
+                                  ["groups", "--device", "gpu"], []])
+def test_argument_errors_are_one_line(argv, capsys):
+    assert ex.main(argv) == 2
+    err = _one_line(capsys, "mascot experiment: error: ")
+    assert err.endswith("(see --help)")
+
+
+def test_sweeps_report_the_realised_groups(quick_all):
+    for name in ("groups", "lookup"):
+        t = pd.read_csv(quick_all / name / f"{name}.csv")
+        runs = pd.read_csv(quick_all / name / "runs.csv")
+        assert {"realised_user_groups", "realised_item_groups"} <= set(t.columns), name
+        for _, r in t.iterrows():
+            sel = runs[(runs["groups"] == r["groups"]) & (runs["method"] == r["method"])]
+            assert r["realised_user_groups"] == sel["realised_user_groups"].mean()
+            assert r["realised_item_groups"] == sel["realised_item_groups"].mean()
+        assert "realised_user_groups" in (quick_all / name / "report.md").read_text()
+    t = pd.read_csv(quick_all / "groups" / "groups.csv")
+    assert {"fp32_user_groups", "fp32_item_groups"} <= set(t.columns)
+    report = (quick_all / "lookup" / "report.md").read_text()
+    assert "per-row bit" in report and "binary-searches" in report and "cuda.md" in report
+
+
+def test_potential_has_the_kernel_control_cells(quick_all):
+    for quick in (True, False):
+        cells = definitions.EXPERIMENTS["potential"].grid(ex.Options(name="potential", quick=quick))
+        shares = {dict(c.params).get("random_fp16") for c in cells if c.method == "mascot-n1"}
+        assert {0.0, 1.0} <= shares, quick
+    pot = pd.read_csv(quick_all / "potential" / "potential.csv")
+    assert sorted(pot["fp16_share"]) == [0.0, 0.0, 0.2, 0.4, 0.6, 1.0]
+    runs = pd.read_csv(quick_all / "potential" / "runs.csv")
+    assert sorted(runs["random_fp16"]) == [-1.0, 0.0, 0.2, 0.4, 0.6, 1.0]
+    assert "relative_to_mixed" in pot.columns
+    zero = pot[(pot["fp16_share"] == 0.0) & (pot["method"] != "fp32")]
+    assert list(zero["relative_to_mixed"]) == [1.0]
+    report = (quick_all / "potential" / "report.md").read_text()
+    assert "kernel overhead" in report and "100 % FP16" in report
+
+
+def test_observations_name_the_groups_without_gradients(quick_all):
+    g = pd.read_csv(quick_all / "observations" / "grad_norms.csv")
+    empty = g.groupby(["side", "group"])["grad_norm"].apply(lambda s: s.isna().all())
+    assert empty.any()  # the quick data has a group of users without training ratings
+    report = (quick_all / "observations" / "report.md").read_text()
+    for (side, group), e in empty.items():
+        if e:
+            assert f"{side} G{group + 1}" in report.split("no sampled gradients")[1].split("\n")[0]
+
+
+def test_help_and_docs_state_the_defaults():
+    import io
+    from contextlib import redirect_stdout
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert ex.main(["--help"]) == 0
+    assert "observations: 1" in " ".join(buf.getvalue().split())
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "experiments.md").read_text()
+    assert "the paper's settings otherwise" not in doc
+    assert "θ = 20" in doc and "DESIGN.md" in doc
+    assert "cross-validation" in doc and "-fold2" in doc
+    assert "e^1.5" in doc and "decay factor 0.1" in doc
+    assert "1 for `observations`" in doc
+
+
+def test_folds_of_a_dataset_are_repeats_in_the_tables(tmp_path, monkeypatch):
+    from mascot import data
+    monkeypatch.setenv("MASCOT_DATA", str(tmp_path / "data"))
+    for name, seed in (("tiny", 1), ("tiny-fold2", 2)):  # two "folds" of one prepared set
+        d = data.synthetic("synthetic-ml10m:0.001", seed=seed)
+        (tmp_path / "data" / name).mkdir(parents=True)
+        data.write_mrat(tmp_path / "data" / name / "train.mrat", d.train)
+        data.write_mrat(tmp_path / "data" / name / "test.mrat", d.test)
+    assert ex.main(_argv("groups", tmp_path / "o", "--datasets", "tiny", "tiny-fold2")) == 0
+    root = tmp_path / "o" / "groups"
+    assert len(list((root / "runs").glob("tiny-fold2__*.json"))) == 2  # each fold its own cells
+    runs = pd.read_csv(root / "runs.csv")
+    assert set(runs["dataset"]) == {"tiny"} and sorted(runs["fold"]) == [1, 1, 2, 2]
+    t = pd.read_csv(root / "groups.csv")
+    assert list(t["repeats"]) == [2, 2]  # g = 1 and 10, each over both folds
+    for _, r in t.iterrows():
+        sel = runs[runs["groups"] == r["groups"]]
+        assert r["mean_seconds"] == pytest.approx(sel["train_seconds"].mean())
+        assert r["realised_user_groups"] == pytest.approx(sel["realised_user_groups"].mean())

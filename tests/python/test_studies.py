@@ -174,3 +174,14 @@ def test_cli_study_flags(tmp_path):
     bad = subprocess.run(["mascot_train", "--dataset", "synthetic-ml10m:0.0005", "--method", "fp32",
                           "--random-fp16", "0.3"], capture_output=True, text=True)
     assert bad.returncode == 2 and "random_fp16 applies" in bad.stderr
+
+
+def test_random_fp16_control_shares_run_through_the_mixed_kernel(small):
+    """The potential experiment's controls: mascot-n1 with every row FP32 (0.0) or FP16 (1.0)."""
+    for f, fp32_groups in ((0.0, 1), (1.0, 0)):
+        m = fit(small, method="mascot-n1", random_fp16=f, epochs=2)
+        rep = m.report_
+        assert rep["config"]["random_fp16"] == f and rep["switches"] == []
+        assert [e["fp32_user_groups"] for e in rep["epochs"]] == [fp32_groups] * 2
+    np.testing.assert_array_equal(fit(small, method="mascot-n1", random_fp16=1.0).P,
+                                  fit(small, method="mascot-n1").P)

@@ -4,8 +4,8 @@ Data flow: ``main(argv)`` parses the options -> the experiment's grid (``definit
 its :class:`Cell` s (dataset x method x k x hyper-parameters x repeat) -> the options, the grid and
 the output paths are checked before anything is written (:func:`_prepare`) -> for every cell whose
 raw report ``<out>/<experiment>/runs/<cell-id>.json`` is missing (or damaged, or was written for a
-different cell), the dataset is loaded (once per process) and the cell is trained in-process
-through ``mascot.MF`` -> the report, tagged with the cell under ``"cell"``, is written atomically ->
+different cell, or trained with another thread count), the dataset is loaded (once per process)
+and the cell is trained in-process through ``mascot.MF`` -> the report, tagged with the cell under ``"cell"``, is written atomically ->
 when every cell is done, the experiment's outputs (``runs.csv``, ``epochs.csv``, its tables, PNG
 plots and ``report.md``) are rebuilt from the reports of the grid's cells only (``mascot.analysis``).
 
@@ -31,6 +31,7 @@ from .. import analysis
 
 QUICK_DATASET = "synthetic-ml10m:0.002"
 MAX_REPEATS = 1000  # --repeats bound: a larger grid is a typo, not an experiment
+SWITCHING_METHODS = ("mascot", "mascot-n2", "mascot-naive")  # the methods with g-switching
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class Options:
     name: str
     quick: bool = False
     datasets: list[str] | None = None
-    device: str = "cpu"
+    device: str = "cpu"  # as asked: cpu, cuda or auto (the cells name the device they run on)
     repeats: int | None = None
     epochs: int | None = None
     out: Path = Path("results")
@@ -199,9 +200,29 @@ def warm_up(cell: Cell, dataset: Any, threads: int) -> None:
         pass  # the timed cell reports the error itself
 
 
-def _stored_report(path: Path, cell: Cell) -> tuple[dict | None, str | None]:
-    """(the stored report of ``cell``, None) if it is complete and was written for this very cell,
-    else (None, why not) -- why is None when there is no report at all."""
+def _resolved_threads(threads: int) -> int:
+    """The thread count the core runs with for ``--threads threads`` (Context::resolved_threads:
+    ``threads``, or every core the host reports when 0, at least 1) -- what a run report's
+    top-level ``"threads"`` holds.  The core is asked (its memory plan allocates nothing);
+    ``os.cpu_count()``, which is hardware_concurrency on Linux, if it cannot answer."""
+    if threads > 0:
+        return threads
+    try:
+        from .. import _core
+        from ..model import MF
+        plan, _ = _core.memory_plan(MF(k=1, method="fp32", epochs=1)._config(), "cpu", 0, 1, 1, 1, 0, False)
+        n = json.loads(plan)["threads"]
+        if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
+            return n
+    except Exception:  # noqa: BLE001 - an older core: resolve it here
+        pass
+    return max(1, os.cpu_count() or 1)
+
+
+def _stored_report(path: Path, cell: Cell, threads: int | None = None) -> tuple[dict | None, str | None]:
+    """(the stored report of ``cell``, None) if it is complete and was written for this very cell
+    (and, when ``threads`` is given, trained with that many threads), else (None, why not) -- why
+    is None when there is no report at all."""
     if not os.path.lexists(path):
         return None, None
     if not path.is_file():  # a FIFO would block the read; the rename replaces it
@@ -210,7 +231,7 @@ def _stored_report(path: Path, cell: Cell) -> tuple[dict | None, str | None]:
         rep = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         return None, f"unreadable ({e.__class__.__name__})"
-    why = _report_problem(rep, cell)
+    why = _report_problem(rep, cell, threads)
     return (None, why) if why else (rep, None)
 
 
@@ -218,9 +239,13 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _report_problem(rep: Any, cell: Cell) -> str | None:
+def _report_problem(rep: Any, cell: Cell, threads: int | None = None) -> str | None:
     """Why ``rep`` cannot stand for ``cell`` (None: it can): the checks cover every field the
-    analysis reads, so a report that passes never breaks or blanks the outputs."""
+    analysis reads, so a report that passes never breaks or blanks the outputs.  ``threads`` (the
+    resolved thread count of this run, :func:`_resolved_threads`) is checked against the report's
+    ``"threads"``: times measured with another thread count are not repeats of this run's.  The
+    thread count is not part of the cell (nor of its id), so reports written before it was checked
+    stay valid when their thread count matches."""
     if not isinstance(rep, dict) or rep.get("format") != "mascot-run-report":
         return "not a run report"
     if rep.get("cell") != json.loads(json.dumps(cell.as_dict())):
@@ -231,6 +256,8 @@ def _report_problem(rep: Any, cell: Cell) -> str | None:
     cfg, tot, eps = rep["config"], rep["totals"], rep.get("epochs")
     if (cfg.get("method"), cfg.get("k"), cfg.get("epochs")) != (cell.method, cell.k, cell.epochs):
         return "its config is not the cell's"
+    if threads is not None and rep.get("threads") != threads:
+        return f"trained with {rep.get('threads')} thread(s), this run uses {threads}"
     if tot.get("interrupted") is not False:
         return "interrupted" if tot.get("interrupted") else "totals.interrupted is missing"
     if not isinstance(eps, list) or not all(isinstance(e, dict) for e in eps):
@@ -248,9 +275,9 @@ def _report_problem(rep: Any, cell: Cell) -> str | None:
     return None
 
 
-def _done_report(path: Path, cell: Cell) -> dict | None:
+def _done_report(path: Path, cell: Cell, threads: int | None = None) -> dict | None:
     """The stored report of ``cell`` if it is complete and was written for this very cell."""
-    return _stored_report(path, cell)[0]
+    return _stored_report(path, cell, threads)[0]
 
 
 class UsageError(Exception):
@@ -273,6 +300,38 @@ def _validate(cells: list[Cell], threads: int) -> None:
             raise UsageError(f"cell {c.cell_id}: this mascot build does not support it ({e})") from None
         except ValueError as e:
             raise UsageError(f"cell {c.cell_id}: {e}") from None
+
+
+def _cuda_reason(cell: Cell, threads: int) -> str:
+    """The core's one-line reason why the CUDA backend does not take ``cell``'s configuration
+    ('' when it does)."""
+    from .. import _core
+    from ..model import MF
+    why = getattr(_core, "cuda_unsupported_reason", None)
+    return why(MF(**cell.mf_kwargs(threads))._config()) if why else ""
+
+
+def _cuda_cells(cells: list[Cell], requested: str, threads: int) -> tuple[list[Cell], list[str]]:
+    """The cells on cuda whose configuration the CUDA backend does not take (random_fp16,
+    grad_stats): with ``--device cuda`` a :class:`UsageError` naming the first such cell and the
+    core's reason; with ``auto`` the experiment runs on cpu -- every cell of it, so its tables
+    compare times of one device (a cuda fp32 baseline against cpu shares would say nothing) --
+    and the returned notes say so in one line."""
+    first: dict[str, Cell] = {}  # reason -> the first cell it stops
+    for c in cells:
+        why = _cuda_reason(c, threads) if c.device == "cuda" else ""
+        if why and requested == "cuda":
+            raise UsageError(f"cell {c.cell_id}: {why} (--device auto runs such an experiment on cpu)")
+        if why:
+            first.setdefault(why, c)
+    if not first:
+        return cells, []
+    n = sum(1 for c in cells if c.device == "cuda")
+    moved = [dataclasses.replace(c, device="cpu") if c.device == "cuda" else c for c in cells]
+    why, cell = next(iter(first.items()))
+    why = why.split("; use --device")[0]  # the core's advice is for --device cuda
+    return moved, [f"--device auto runs all {n} cells on cpu: the CUDA backend does not take some of "
+                   f"them (e.g. {cell.cell_id}: {why})"]
 
 
 def _resolve_device(device: str) -> str:
@@ -325,13 +384,37 @@ def _check_paths(exp: Experiment, cells: list[Cell], root: Path) -> None:
             raise UsageError(f"cannot write {root / n}: it is a directory")
 
 
-def _prepare(opts: Options) -> tuple[Experiment, Options, list[Cell], Path]:
+def _default_warmup() -> int:
+    from ..model import MF
+    return int(MF().warmup)
+
+
+def _check_warmup(cells: list[Cell], quick: bool) -> None:
+    """A g-switching cell whose epochs do not go past its warm-up would never measure a q-error
+    (measurements start at epoch w, 0-based): its run is mascot-n1 under another name."""
+    default = None
+    for c in cells:
+        if c.method not in SWITCHING_METHODS or dict(c.params).get("random_fp16") is not None:
+            continue
+        w = dict(c.params).get("warmup")
+        if w is None:
+            default = _default_warmup() if default is None else default
+            w = default
+        if c.epochs <= w:
+            raise UsageError(f"cell {c.cell_id}: {c.epochs} epoch(s) do not go past the g-switching warm-up "
+                             f"(w = {w}), so g-switching would never measure; use --epochs >= {w + 1}"
+                             + ("" if quick else " or --quick"))
+
+
+def _prepare(opts: Options) -> tuple[Experiment, Options, list[Cell], Path, list[str]]:
     """Everything that can fail on bad input, before anything is trained or written: the device,
-    the grid (distinct cell ids), every configuration (:func:`_validate`) and the output paths."""
+    the grid (distinct cell ids), the epochs against the warm-up, every configuration
+    (:func:`_validate`), the configurations CUDA does not take (:func:`_cuda_cells`) and the output
+    paths.  Returns the experiment, the options (``device`` as asked), the cells (each naming the
+    device it runs on), the output directory and one-line notes for stderr."""
     from . import definitions
     exp = definitions.EXPERIMENTS[opts.name]
-    opts = dataclasses.replace(opts, device=_resolve_device(opts.device))
-    cells = exp.grid(opts)
+    cells = exp.grid(dataclasses.replace(opts, device=_resolve_device(opts.device)))
     seen: dict[str, Cell] = {}
     for c in cells:
         if c.cell_id in seen:
@@ -342,15 +425,18 @@ def _prepare(opts: Options) -> tuple[Experiment, Options, list[Cell], Path]:
             raise UsageError(f"the grid has the cell {c.cell_id} twice")
         seen[c.cell_id] = c
     root = opts.out / exp.name
+    _check_warmup(cells, opts.quick)
     _validate(cells, opts.threads)
+    cells, notes = _cuda_cells(cells, opts.device, opts.threads)
     _check_paths(exp, cells, root)
-    return exp, opts, cells, root
+    return exp, opts, cells, root, notes
 
 
 def run_experiment(opts: Options) -> int:
     """Runs (or resumes) one experiment and writes its outputs; returns the exit status."""
-    exp, opts, cells, root = _prepare(opts)
+    exp, opts, cells, root, device_notes = _prepare(opts)
     rundir = root / "runs"
+    threads = _resolved_threads(opts.threads)
 
     cache: dict[str, Any] = {}
 
@@ -365,9 +451,9 @@ def run_experiment(opts: Options) -> int:
 
     reports: dict[str, dict] = {}
     todo = []
-    notes = []
+    notes = [f"mascot experiment {exp.name}: note: {n}" for n in device_notes]
     for c in cells:
-        rep, why = _stored_report(rundir / f"{c.cell_id}.json", c)
+        rep, why = _stored_report(rundir / f"{c.cell_id}.json", c, threads)
         if rep is None:
             todo.append(c)
             if why:
@@ -418,8 +504,9 @@ def run_experiment(opts: Options) -> int:
     prog.finish()
 
     ordered = [{**reports[c.cell_id], "_source": str(rundir / f"{c.cell_id}.json")} for c in cells]
-    runs = analysis.runs_frame(ordered)
-    epochs = analysis.epochs_frame(ordered)
+    # NAME-foldN datasets are folds of NAME: the tables average them with NAME's runs as repeats
+    runs = analysis.merge_folds(analysis.runs_frame(ordered))
+    epochs = analysis.merge_folds(analysis.epochs_frame(ordered))
     ctx = Context(exp, opts, cells, root, runs, epochs, ordered, load_dataset)
     try:  # every file is written whole (temp file + rename) or not at all
         analysis.write_csv(runs, root / "runs.csv")
@@ -456,7 +543,8 @@ def _report(ctx: Context, sections: list[str]) -> str:
         f"`python -m mascot.experiments {' '.join(o.argv)}` (mascot {__version__}"
         f"{', quick mode: tiny data, few epochs — not comparable with the paper' if o.quick else ''}).",
         "",
-        f"Device (this project): {devices}. Paper's device: {analysis.PAPER['device']}.",
+        f"Device (this project): {devices}{'' if o.device == 'cpu' else f' (asked: --device {o.device})'}. "
+        f"Paper's device: {analysis.PAPER['device']}.",
         "",
         f"Grid ({len(ctx.cells)} runs, raw reports in `runs/`, one row each in `runs.csv`, per epoch "
         "in `epochs.csv`):",
@@ -473,9 +561,16 @@ def _report(ctx: Context, sections: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------- command line
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (argparse's own print the whole usage first)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"mascot experiment: error: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import definitions
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="mascot experiment",
         description="Run (or resume) an experiment that reproduces part of the paper's evaluation; "
                     "outputs go to OUT/NAME/ (runs/*.json, runs.csv, epochs.csv, *.png, report.md).",
@@ -488,12 +583,18 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"tiny variant ({QUICK_DATASET}, k=32, 3 epochs, 1-2 repeats)")
     p.add_argument("--datasets", nargs="+", metavar="NAME",
                    help="datasets (synthetic names or prepared ones); default depends on the experiment")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
+                   help="cuda: every cell on the GPU (an error up front for a cell the CUDA backend "
+                        "does not take); auto: cuda when usable, an experiment with such cells on cpu")
     p.add_argument("--repeats", type=int, metavar="N",
-                   help=f"repeats per setting, 1..{MAX_REPEATS} (default 5; quick 1-2)")
-    p.add_argument("--epochs", type=int, metavar="N", help="epochs per run (default 50; quick 3)")
+                   help=f"repeats per setting, 1..{MAX_REPEATS} (default 5, observations: 1; "
+                        "quick 1, sensitivity: 2)")
+    p.add_argument("--epochs", type=int, metavar="N",
+                   help="epochs per run (default 50; quick 3); runs with g-switching need more "
+                        "than the warm-up (5; quick 1)")
     p.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="default: results/")
-    p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads (0 = all cores)")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="CPU threads (0 = all cores); a stored run of another thread count is run again")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
@@ -535,13 +636,13 @@ def _main(argv: list[str] | None) -> int:
             print(f"mascot experiment: error: needs {mod} (pip install 'mascot[experiments]')", file=sys.stderr)
             return 2
     try:
-        device = _resolve_device(a.device)
+        _resolve_device(a.device)
     except UsageError as e:
         print(f"mascot experiment: error: {e}", file=sys.stderr)
         return 2
     datasets = list(dict.fromkeys(a.datasets)) if a.datasets else None  # a repeated name runs once
     names = list(definitions.EXPERIMENTS) if a.name == "all" else [a.name]
-    todo = [Options(name=name, quick=a.quick, datasets=datasets, device=device, repeats=a.repeats,
+    todo = [Options(name=name, quick=a.quick, datasets=datasets, device=a.device, repeats=a.repeats,
                     epochs=a.epochs, out=a.out, threads=a.threads, quiet=a.quiet, argv=[name, *argv[1:]])
             for name in names]
     for opts in todo:  # every experiment's grid and paths before the first one trains

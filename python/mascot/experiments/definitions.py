@@ -8,12 +8,12 @@ for ``report.md``.
 from __future__ import annotations
 
 from .. import analysis as an
-from . import QUICK_DATASET, Cell, Context, Experiment, Options, make_cells
+from . import QUICK_DATASET, SWITCHING_METHODS, Cell, Context, Experiment, Options, make_cells
 
 FULL_EPOCHS, QUICK_EPOCHS = 50, 3
 FULL_REPEATS = 5
 QUICK_K = 32
-_MASCOT_LIKE = ("mascot", "mascot-n2", "mascot-naive")
+_MASCOT_LIKE = SWITCHING_METHODS
 
 
 def _common(o: Options, datasets: list[str], quick_repeats: int = 1, full_repeats: int = FULL_REPEATS):
@@ -25,7 +25,8 @@ def _common(o: Options, datasets: list[str], quick_repeats: int = 1, full_repeat
 
 def _quick_params(o: Options):
     """Quick runs are 3 epochs long: start g-switching's measurements after 1 epoch so the
-    switching code runs at all (the full runs keep the paper's warm-up)."""
+    switching code runs at all (the full runs keep the default warm-up w = 5 of DESIGN.md; the
+    paper gives no warm-up)."""
     def per_method(m: str) -> dict:
         return {"warmup": 1} if o.quick and m in _MASCOT_LIKE else {}
     return per_method
@@ -41,6 +42,40 @@ def _section(title: str, *parts: str) -> str:
 
 def _img(name: str, alt: str) -> str:
     return f"![{alt}]({name})"
+
+
+_GROUP_COUNTS = ("fp32_user_groups", "fp32_item_groups", "realised_user_groups", "realised_item_groups")
+
+
+def _integral(df, cols=_GROUP_COUNTS):
+    """The group-count columns as integers when they hold whole numbers only (means of equal
+    counts; folds of a dataset may differ, and keep their fractional mean)."""
+    for c in cols:
+        if c not in df.columns:
+            continue
+        col = df[c]
+        if col.dtype.kind == "f" and col.notna().all() and (col == col.round()).all():
+            df[c] = col.astype("int64")
+    return df
+
+
+def _with_groups(t, runs, by: list[str], fp32: bool = False):
+    """``t`` (a sweep table) with the realised user/item group counts (DESIGN §3: the grouping
+    does not split ties, so it may give fewer than g groups) and, with ``fp32``, the groups
+    switched to FP32 by the end, as means over the runs of each row (one value unless the row
+    merges folds of a dataset)."""
+    aggs = {"realised_user_groups": ("realised_user_groups", "mean"),
+            "realised_item_groups": ("realised_item_groups", "mean")}
+    if fp32:
+        aggs = {"fp32_user_groups": ("fp32_user_groups", "mean"),
+                "fp32_item_groups": ("fp32_item_groups", "mean"), **aggs}
+    r = runs.groupby(by, dropna=False).agg(**aggs).reset_index()
+    return _integral(t.merge(r, on=by, how="left"))
+
+
+_REALISED_NOTE = ("realised_*_groups: the groups the grouping produced (ties in rating count are not "
+                  "split, so fewer than g when many users or items share a count; DESIGN.md §3); "
+                  "the time plot labels each point with the realised number of user groups.")
 
 
 def _paper_section(ctx: Context) -> str:
@@ -113,16 +148,30 @@ def _grid_lookup(o: Options) -> list[Cell]:
                       variants=[{"groups": g} for g in gs], per_method=_quick_params(o))
 
 
+_LOOKUP_NOTE = (
+    "What the two lookups are here: on the CPU backend, `mascot` decides each row's precision from "
+    "a per-row bit (one bit per user and item, O(m+n) bits, rebuilt when groups switch), while "
+    "`mascot-naive` binary-searches the O(g) group table for every rating. So on the CPU this is "
+    "bit against search, not the paper's optimisation (§III-D: the most-rated groups' meta "
+    "information cached in registers and caches, groups searched most-rated first), whose "
+    "counterpart is the CUDA backend's optimised lookup (see docs/cuda.md); compare the paper's "
+    "ratios with runs on `--device cuda`.")
+
+
 def _out_lookup(ctx: Context) -> list[str]:
-    t = an.sweep_table(ctx.runs, "groups")
+    t = _with_groups(an.sweep_table(ctx.runs, "groups"), ctx.runs, ["dataset", "method", "groups"])
     an.write_csv(t, ctx.out / "lookup.csv")
     an.plot_sweep(t, "groups", ctx.out / "lookup.png", "Fig. 10: group lookup, mascot vs mascot-naive",
-                  "number of groups g", logx=True)
+                  "number of groups g", logx=True, point_labels="realised_user_groups",
+                  label_note="realised number of user groups")
     piv = t.pivot_table(index=["dataset", "groups"], columns="method", values="mean_seconds").reset_index()
     if {"mascot", "mascot-naive"} <= set(piv.columns):
         piv["mascot / mascot-naive"] = piv["mascot"] / piv["mascot-naive"]
     piv.columns.name = None
-    return [_section("Training time against g", an.markdown_table(piv), _img("lookup.png", "lookup")),
+    realised = t.groupby(["dataset", "groups"], as_index=False)[["realised_user_groups", "realised_item_groups"]].first()
+    piv = _integral(piv.merge(realised, on=["dataset", "groups"], how="left"))
+    return [_section("Training time against g", an.markdown_table(piv), _img("lookup.png", "lookup"),
+                     _REALISED_NOTE, _LOOKUP_NOTE),
             _paper_section(ctx)]
 
 
@@ -177,23 +226,18 @@ def _grid_groups(o: Options) -> list[Cell]:
 
 
 def _out_groups(ctx: Context) -> list[str]:
-    t = an.sweep_table(ctx.runs, "groups")
+    t = _with_groups(an.sweep_table(ctx.runs, "groups"), ctx.runs, ["dataset", "method", "groups"], fp32=True)
     an.write_csv(t, ctx.out / "groups.csv")
     an.plot_sweep(t, "groups", ctx.out / "groups.png", "Fig. 11: number of groups", "number of groups g",
-                  logx=True)
-    r = ctx.runs.groupby(["dataset", "groups"]).agg(
-        fp32_user_groups=("fp32_user_groups", "mean"), fp32_item_groups=("fp32_item_groups", "mean"),
-        realised_user_groups=("realised_user_groups", "first"),
-        realised_item_groups=("realised_item_groups", "first")).reset_index()
-    t = t.merge(r, on=["dataset", "groups"])
+                  logx=True, point_labels="realised_user_groups", label_note="realised number of user groups")
     return [_section("Training time and RMSE against g", an.markdown_table(t), _img("groups.png", "groups"),
-                     "fp32_*_groups: groups switched to FP32 by the end (means); realised_*: groups "
-                     "the grouping produced (ties are not split, so fewer than g on small data)."),
+                     "fp32_*_groups: groups switched to FP32 by the end (means over repeats). " + _REALISED_NOTE),
             _paper_section(ctx)]
 
 
 # --------------------------------------------------------------------------- potential (Fig. 4)
-POTENTIAL_SHARES = [0.2, 0.4, 0.6]
+POTENTIAL_SHARES = [0.2, 0.4, 0.6]  # the paper's Fig. 4
+POTENTIAL_CONTROLS = [0.0, 1.0]  # every row FP32 / FP16 through the same mixed per-row kernel
 
 
 def _grid_potential(o: Options) -> list[Cell]:
@@ -201,23 +245,35 @@ def _grid_potential(o: Options) -> list[Cell]:
     ks = _ks(o, [128])
     return (make_cells("potential", ds, ["fp32"], ks, ep, rep, o.device)
             + make_cells("potential", ds, ["mascot-n1"], ks, ep, rep, o.device,
-                         variants=[{"random_fp16": s} for s in POTENTIAL_SHARES]))
+                         variants=[{"random_fp16": s} for s in sorted(POTENTIAL_SHARES + POTENTIAL_CONTROLS)]))
 
 
 def _out_potential(ctx: Context) -> list[str]:
+    import numpy as np
     runs = ctx.runs.copy()
     share = runs["random_fp16"].astype(float)
     runs["method"] = [m if s < 0 else f"{s:.0%} FP16" for m, s in zip(runs["method"], share)]
     rel = an.relative_time_table(runs)
     rel["fp16_share"] = [0.0 if m == "fp32" else float(m.split("%")[0]) / 100 for m in rel["method"]]
+    # time relative to the 0 % control: the same mixed kernel, so only the storage differs
+    ctrl = rel[rel["method"] == "0% FP16"].set_index(["dataset", "k"])["mean_seconds"]
+    rel["relative_to_mixed"] = [np.nan if m == "fp32" or (d, k) not in ctrl.index else t / ctrl[(d, k)]
+                                for d, k, m, t in zip(rel["dataset"], rel["k"], rel["method"], rel["mean_seconds"])]
     an.write_csv(rel, ctx.out / "potential.csv")
     an.plot_relative_time(rel, ctx.out / "potential.png",
                           title="Fig. 4: random share of latent vectors in FP16", ideal=None)
-    cols = ["dataset", "k", "method", "fp16_share", "mean_seconds", "relative_time", "mean_rmse", "repeats"]
+    cols = ["dataset", "k", "method", "fp16_share", "mean_seconds", "relative_time", "relative_to_mixed",
+            "mean_rmse", "repeats"]
     return [_section("Training time relative to FP32", an.markdown_table(rel[cols]),
                      _img("potential.png", "potential"),
                      "Rows are stored FP16 at random (`random_fp16`, seeded) with no switching; "
-                     "arithmetic is FP32 as in mascot-n1."),
+                     "arithmetic is FP32 as in mascot-n1. The shares run mascot-n1's mixed per-row "
+                     "kernel (a precision check per row), the fp32 baseline the plain FP32 kernel, so "
+                     "`relative_time` mixes two effects. The control rows separate them: 0 % FP16 "
+                     "(every row FP32, mixed kernel) against fp32 is the kernel overhead alone, with "
+                     "no storage saving; 100 % FP16 (every row FP16) is the whole storage saving; "
+                     "`relative_to_mixed` (time / the 0 % control's) is the storage effect of each "
+                     "share without the kernel overhead, the quantity Fig. 4 is about."),
             _paper_section(ctx)]
 
 
@@ -245,7 +301,7 @@ def _out_observations(ctx: Context) -> list[str]:
         {"model": "CNN layer, 224x224 image, 5x5 filter, b=1", "ours": an.cnn_compute_memory_ratio(224, 5), "paper": 24.10},
         {"model": "MF, any k and b", "ours": an.mf_compute_memory_ratio(128), "paper": 0.5},
     ])
-    norms = an.grad_norms_frame(ctx.reports)
+    norms = an.merge_folds(an.grad_norms_frame(ctx.reports))
     an.write_csv(norms, ctx.out / "grad_norms.csv")
     out = [_section("Fig. 3: compute-to-memory ratio (paper §III-B formulas)", an.markdown_table(ratios)),
            _section("Fig. 5a: rating-count distribution (training set)",
@@ -257,17 +313,18 @@ def _out_observations(ctx: Context) -> list[str]:
         return out
     for side in ("user", "item"):
         an.plot_grad_norms(norms, ctx.out / f"grad_norms_{side}.png", side=side)
-    s = norms.dropna(subset=["grad_norm"]).groupby(["dataset", "side", "group", "epoch"])["grad_norm"].mean().reset_index()
-    summ = s.groupby(["dataset", "side", "group"]).agg(
-        first_epoch=("grad_norm", "first"), last_epoch=("grad_norm", "last")).reset_index()
-    summ["last / first"] = summ["last_epoch"] / summ["first_epoch"]
-    summ["group"] = [f"G{g + 1}" for g in summ["group"]]
+    summ, empty = an.grad_norm_summary(norms)
     out.append(_section("Fig. 5b: mean gradient norm per quartile group and epoch",
                         _img("grad_norms_user.png", "user gradient norms"),
                         _img("grad_norms_item.png", "item gradient norms"),
                         "G1 = the quarter of users (items) with the most ratings. Norms of the "
-                        "sampled gradients e·q_i − λ_P·p_u (resp. e·p_u − λ_Q·q_i), per-group means:",
-                        an.markdown_table(summ)))
+                        "sampled gradients e·q_i − λ_P·p_u (resp. e·p_u − λ_Q·q_i), per-group means "
+                        "of the first and the last epoch with samples:",
+                        an.markdown_table(summ),
+                        (f"Groups with no sampled gradients in any epoch (no plot line, – above): "
+                         f"{', '.join(empty)}. Ties in rating count are not split, so a group can hold "
+                         "only users (items) without training ratings, e.g. those whose ratings all "
+                         "fell into the test set." if empty else "")))
     return out
 
 
@@ -289,7 +346,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("groups", "paper Fig. 11 (RQ4, number of groups)", _grid_groups, _out_groups,
                ["ml100k", "synthetic-ml10m"], "~15 min", ("groups.csv", "groups.png", "paper_comparison.csv")),
     Experiment("potential", "paper Fig. 4 (potential of m-quantization)", _grid_potential, _out_potential,
-               ["ml100k", "synthetic-ml10m"], "~6 min", ("potential.csv", "potential.png", "paper_comparison.csv")),
+               ["ml100k", "synthetic-ml10m"], "~10 min", ("potential.csv", "potential.png", "paper_comparison.csv")),
     Experiment("observations", "paper Fig. 3 and 5 (observations 1 and 2)", _grid_observations,
                _out_observations, ["ml100k", "synthetic-ml10m"], "~1 min",
                ("rating_counts.csv", "rating_counts.png", "grad_norms.csv", "grad_norms_user.png",
