@@ -1,6 +1,8 @@
 // MPT, MuPPET and AFP kernels of the CUDA backend (cpu/competing.cc's per-rating loops with a
 // warp as the Hogwild worker; the per-epoch rules run on the host in cuda_trainer.cu).  Kept
 // apart from sgd_kernels.cu so that the two compile in parallel.  Helpers: device_common.cuh.
+#include <climits>
+
 #include "device_common.cuh"
 
 namespace mascot::cuda {
@@ -184,31 +186,37 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
 
 // ------------------------------------------------------------------ AFP (cpu/competing.cc Afp)
 
-/// Afp::reevaluate for tensor t of warp state w (every lane holds an identical copy of w; the
-/// data are the lanes' E (+E) elements of the iteration).
-template <int E>
-__device__ __forceinline__ void afp_reevaluate(AfpWarp& w, int t, const float (&d0)[E], const float* d1, float range,
-                                               bool saturated, const SgdArgs& a) {
-  detail::AfpTensorState& st = w.st[t];
-  AfpStats& s = w.stats[t];
-  auto error_at = [&](const detail::FixedFormat& f) {  // nearest rounding: the format's error
-    float sa = 0.f, sq = 0.f;
-#pragma unroll
-    for (int c = 0; c < E; ++c) {
-      sa += fabsf(d0[c]);
-      sq += fabsf(detail::fixed_round_rn(d0[c], f));
-      if (d1) {
-        sa += fabsf(d1[c]);
-        sq += fabsf(detail::fixed_round_rn(d1[c], f));
-      }
-    }
-    return detail::afp_quant_error(static_cast<double>(warp_sum(sa)), static_cast<double>(warp_sum(sq)));
-  };
+/// Afp::reevaluate for tensor t of warp state w (every lane holds an identical copy of w);
+/// error_at(format) is the warp's quantization error of the tensor's data.
+template <class ErrorAt>
+__device__ __forceinline__ void afp_reevaluate(AfpWarp& w, int t, float range, bool saturated, long long due_by,
+                                               const SgdArgs& a, ErrorAt&& error_at) {
   const detail::FixedFormat f =
-      detail::afp_reevaluate_tensor(st, s, range, saturated, a.afp_error_threshold, a.afp_high_bits, a.afp_alpha,
-                                    a.afp_beta, a.afp_gamma, a.afp_delta, w.iter, error_at);
+      detail::afp_reevaluate_tensor(w.st[t], w.stats[t], range, saturated, a.afp_error_threshold, a.afp_low_bits,
+                                    a.afp_high_bits, a.afp_alpha, a.afp_beta, a.afp_gamma, a.afp_delta, w.iter,
+                                    due_by, error_at);
   w.fmt[t] = f;
   w.fmax[t] = f.hi * f.inv_scale;
+}
+
+/// AFP's error of P's (Q's) data at format f: the rows of the warp's last n iterations, whose
+/// indices the lanes hold (lane j: row of slot j), read from `base` (FP32 masters, k = 32 E).
+template <int E>
+__device__ __forceinline__ double afp_recent_error(const float* base, int lane_row, int n, const detail::FixedFormat& f) {
+  static_assert(detail::kAfpRecentRows == 32, "one recent row per lane");
+  const int lane = lane_id();
+  float sa = 0.f, sq = 0.f;
+  for (int x = 0; x < n; ++x) {
+    const int row = __shfl_sync(0xffffffffu, lane_row, x);
+    float v[E];
+    load_f32<E>(base + static_cast<size_t>(row) * (32 * E), lane, v);
+#pragma unroll
+    for (int c = 0; c < E; ++c) {
+      sa += fabsf(v[c]);
+      sq += fabsf(detail::fixed_round_rn(v[c], f));
+    }
+  }
+  return detail::afp_quant_error(static_cast<double>(warp_sum(sa)), static_cast<double>(warp_sum(sq)));
 }
 
 template <int E>
@@ -218,15 +226,21 @@ __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
   const float lr = a.lr, lp = a.lambda_p, lq = a.lambda_q;
   const bool SR = a.stochastic;
   AfpWarp w = a.afp[warp];  // this worker's state; identical copies in every lane
+  int2 recent = a.afp_recent[warp * 32 + lane];  // this lane's slot of the warp's recent (P, Q) rows
   for_each_warp_rating_f32<E>(a, [&](int32_t u, int32_t i, float r, float* prow, float* qrow, float (&p)[E], float (&q)[E]) {
     const uint64_t key = SR ? mpt_rating_key(a.mpt_epoch_key, u, i) : 0;
     w.run_max[0] = fmaxf(w.run_max[0], warp_max(lane_max_abs<E>(p)));
     w.run_max[1] = fmaxf(w.run_max[1], warp_max(lane_max_abs<E>(q)));
     const float range_p = fmaxf(a.afp_max_p, w.run_max[0]), range_q = fmaxf(a.afp_max_q, w.run_max[1]);
+    if (lane == static_cast<int>(w.epoch_iter % 32)) recent = make_int2(u, i);
+    const int nrecent = w.epoch_iter + 1 < 32 ? static_cast<int>(w.epoch_iter + 1) : 32;
+    const long long due_by = nrecent < 32 ? w.iter + (32 - nrecent) : LLONG_MAX;  // Afp::run's rule
     if (w.iter >= w.st[0].next || range_p > w.fmax[0])
-      afp_reevaluate<E>(w, 0, p, nullptr, range_p, w.iter < w.st[0].next, a);
+      afp_reevaluate(w, 0, range_p, w.iter < w.st[0].next, due_by, a,
+                     [&](const detail::FixedFormat& f) { return afp_recent_error<E>(a.U.f32, recent.x, nrecent, f); });
     if (w.iter >= w.st[1].next || range_q > w.fmax[1])
-      afp_reevaluate<E>(w, 1, q, nullptr, range_q, w.iter < w.st[1].next, a);
+      afp_reevaluate(w, 1, range_q, w.iter < w.st[1].next, due_by, a,
+                     [&](const detail::FixedFormat& f) { return afp_recent_error<E>(a.I.f32, recent.y, nrecent, f); });
     float ph[E], qh[E];
 #pragma unroll
     for (int c = 0; c < E; ++c) {
@@ -248,7 +262,15 @@ __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
     }
     const float range_g = warp_max(mg);
     if (w.iter >= w.st[2].next || range_g > w.fmax[2])
-      afp_reevaluate<E>(w, 2, gp, gq, range_g, w.iter < w.st[2].next, a);
+      afp_reevaluate(w, 2, range_g, w.iter < w.st[2].next, LLONG_MAX, a, [&](const detail::FixedFormat& f) {
+        float sa = 0.f, sq = 0.f;  // the iteration's gradient tensor (grad p_u, grad q_i)
+#pragma unroll
+        for (int c = 0; c < E; ++c) {
+          sa += fabsf(gp[c]) + fabsf(gq[c]);
+          sq += fabsf(detail::fixed_round_rn(gp[c], f)) + fabsf(detail::fixed_round_rn(gq[c], f));
+        }
+        return detail::afp_quant_error(static_cast<double>(warp_sum(sa)), static_cast<double>(warp_sum(sq)));
+      });
     const detail::FixedFormat fg = w.fmt[2];
 #pragma unroll
     for (int c = 0; c < E; ++c) {
@@ -261,8 +283,10 @@ __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
     write_f32<E>(prow, lane, p, a.merge);
     write_f32<E>(qrow, lane, q, a.merge);
     ++w.iter;
+    ++w.epoch_iter;
   });
   if (lane == 0) a.afp[warp] = w;
+  a.afp_recent[warp * 32 + lane] = recent;
 }
 
 template <int E>

@@ -317,9 +317,11 @@ class AfpHost {
     }
     w.run_max[0] = w.run_max[1] = 0.f;
     w.iter = 0;
+    w.epoch_iter = 0;
     host_.assign(static_cast<size_t>(warps), w);
     dev_.reset(host_.size());
     dev_.upload(host_.data(), host_.size());
+    recent_.reset(host_.size() * 32);  // slots are written before they are read (epoch_iter)
     max_.reset(1);
   }
   void begin_epoch(const Side& U, const Side& I, int k, SgdArgs* a) {
@@ -327,10 +329,13 @@ class AfpHost {
     max_q_ = side_max_abs(I, k, max_);
     for (auto& w : host_) {  // host_ mirrors the device after the last end_epoch()
       w.run_max[0] = w.run_max[1] = 0.f;
+      w.epoch_iter = 0;
       for (auto& s : w.stats) s = AfpStats{};
     }
     dev_.upload(host_.data(), host_.size());
     a->afp = dev_.get();
+    a->afp_recent = recent_.get();
+    a->afp_low_bits = c_.afp_low_bits;
     a->afp_max_p = max_p_;
     a->afp_max_q = max_q_;
     a->afp_error_threshold = c_.afp_error_threshold;
@@ -349,6 +354,7 @@ class AfpHost {
   CompetingParams c_;
   std::vector<AfpWarp> host_;
   DeviceBuffer<AfpWarp> dev_;
+  DeviceBuffer<int2> recent_;
   DeviceBuffer<unsigned int> max_;
   float max_p_ = 0, max_q_ = 0;
 };

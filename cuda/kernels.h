@@ -91,6 +91,9 @@ struct SgdArgs {
   int mu_batch_warps = 0;            ///< warps 0..mu_batch_warps-1 record (the epoch's last mini-batch)
   // afp only
   AfpWarp* afp = nullptr;            ///< per warp: AFP's per-worker state
+  int2* afp_recent = nullptr;        ///< per warp x 32 lanes: lane j holds the (P, Q) rows read in
+                                     ///< the warp's iterations with epoch_iter % 32 == j
+  int afp_low_bits = 8;
   float afp_max_p = 0, afp_max_q = 0;  ///< max |x| of P and Q at the epoch's start
   double afp_error_threshold = 0, afp_alpha = 0, afp_beta = 0, afp_gamma = 0, afp_delta = 0;
   int afp_high_bits = 16;
@@ -108,6 +111,7 @@ struct AfpWarp {
   AfpStats stats[3];
   float run_max[2];
   long long iter;                ///< this worker's iterations (ratings), across epochs
+  long long epoch_iter;          ///< ... in this epoch (slot of the recent rows: epoch_iter % 32)
 };
 
 /// Resident blocks per SM of the SGD kernel (mpt = false; flag: half math) or the MPT kernel

@@ -175,14 +175,12 @@ void bind_competing(nb::module_& m) {
         std::vector<double> errs;
         int64_t it = 0;
         for (size_t x = 0; x < err_low.size(); ++x) {
-          // one re-evaluation: error at the current width decides; then the interval
-          double err = st.bits == c.afp_low_bits ? err_low[x] : err_high[x];
-          if (detail::afp_needs_more_bits(err, c.afp_error_threshold, st.bits, c.afp_high_bits)) {
-            st.bits = c.afp_high_bits;
-            err = err_high[x];
-          }
+          // one re-evaluation: the error at the low width decides the width afresh; then the interval
+          st.bits = detail::afp_width(err_low[x], c.afp_error_threshold, c.afp_low_bits, c.afp_high_bits);
+          const double err = st.bits == c.afp_low_bits ? err_low[x] : err_high[x];
           st.pos = detail::afp_point_position(ranges[x], st.bits);
-          detail::afp_set_interval(st, err, c.afp_alpha, c.afp_beta, c.afp_gamma, c.afp_delta, it);
+          detail::afp_set_interval(st, detail::afp_point_position(ranges[x], c.afp_low_bits), err, c.afp_alpha,
+                                   c.afp_beta, c.afp_gamma, c.afp_delta, it);
           iters.push_back(it);
           bits.push_back(st.bits);
           pos.push_back(st.pos);
@@ -200,8 +198,8 @@ void bind_competing(nb::module_& m) {
       },
       "err_low"_a, "err_high"_a, "ranges"_a, "params"_a.none() = nb::none(),
       "AFP's bit-width and update-interval rule over successive re-evaluations of one tensor: at "
-      "re-evaluation x the error measured at the current width is err_low[x] (8 bits) or err_high[x] "
-      "(16 bits) and the tensor's max |x| is ranges[x].  Returns per re-evaluation its iteration, bits, "
+      "re-evaluation x the tensor's error at the low width is err_low[x] (8 bits; above the threshold "
+      "the width is the high one), at the high width err_high[x] (16 bits), and its max |x| is ranges[x].  Returns per re-evaluation its iteration, bits, "
       "point position, interval and the error used.");
 
   // ---------------------------------------------------------------- MuPPET

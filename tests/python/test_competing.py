@@ -13,6 +13,7 @@ import mascot
 from mascot import _core
 
 from backends import host_has_avx2
+from reference import dot_lanes, half, hash3, lr_at, sr_half
 
 WORD_LENGTHS = (8, 12, 14, 16)
 
@@ -259,15 +260,16 @@ def test_afp_quantization_error_matches_numpy():
 
 
 def _py_afp_rule(err_low, err_high, ranges, T=0.0005, a=0.04, b=0.1, g=2.0, d=100.0, low=8, high=16):
-    bits, m, it = low, None, 0
+    """AFP at each re-evaluation: the low width unless its error exceeds T (then the high one),
+    decided afresh; the moving average m follows the range's point position at the low width."""
+    m, it = None, 0
     out = []
     for e8, e16, rg in zip(err_low, err_high, ranges):
-        err = e8 if bits == low else e16
-        if bits < high and err > T:
-            bits, err = high, e16
+        bits, err = (high, e16) if e8 > T else (low, e8)
         s = _core.afp_point_position(rg, bits)
-        prev = s if m is None else m
-        m = a * s + (1 - a) * prev
+        s_low = _core.afp_point_position(rg, low)
+        prev = s_low if m is None else m
+        m = a * s_low + (1 - a) * prev
         den = max(abs(m - prev), d * err * err)
         itv = b / den - g if den > 0 else 2.0 ** 40
         itv = int(min(max(itv, 1.0), 2.0 ** 40))
@@ -281,13 +283,16 @@ def test_afp_rule_bit_width_and_interval():
     e8 = [1e-4, 2e-4, 4e-4, 6e-4, 1e-5, 1e-5]
     e16 = [1e-7, 1e-7, 1e-7, 2e-6, 2e-6, 3e-6]
     r = _core.afp_rule(e8, e16, [1.0] * 6)
-    assert r["bits"].tolist() == [8, 8, 8, 16, 16, 16]  # first error above T = 0.0005; one-way
+    # 16 bits only where the 8-bit error is above T = 0.0005, decided afresh each time
+    assert r["bits"].tolist() == [8, 8, 8, 16, 8, 8]
     itv = r["interval"].tolist()
     assert abs(itv[0] - (0.1 / (100 * 1e-4 ** 2) - 2)) < 1.5  # ~99998 (floor of a rounded quotient)
     assert abs(itv[1] - (0.1 / (100 * 2e-4 ** 2) - 2)) < 1.5
     assert r["iteration"].tolist() == [0] + list(np.cumsum(itv[:-1]))
-    # the switch moves the point position by 8 bits: |m_t - m_t-1| = 0.04 * 8 dominates -> 1 iteration
-    assert r["point_position"].tolist()[2:4] == [-6, -14] and itv[3] == 1
+    # the width change moves the point position by 8 bits, but m follows the range (the 8-bit
+    # position), so the interval comes from the 16-bit error: beta / (delta 2e-6^2) - gamma
+    assert r["point_position"].tolist()[2:5] == [-6, -14, -6]
+    assert abs(itv[3] - (0.1 / (100 * 2e-6 ** 2) - 2)) < 1e3
     ref = _py_afp_rule(e8, e16, [1.0] * 6)
     assert [tuple(x) for x in zip(r["iteration"], r["bits"], r["point_position"], r["interval"])] == \
            [x[:4] for x in ref]
@@ -306,14 +311,13 @@ def test_afp_rule_matches_reference_on_random_sequences():
         assert r["point_position"].tolist() == [x[2] for x in ref]
         assert r["interval"].tolist() == [x[3] for x in ref]
         assert r["iteration"].tolist() == [x[0] for x in ref]
-        bits = r["bits"].tolist()
-        assert all(a <= b for a, b in zip(bits, bits[1:])) and min(r["interval"]) >= 1
+        assert r["bits"].tolist() == [16 if x > 0.0005 else 8 for x in e8] and min(r["interval"]) >= 1
     # custom threshold and bit widths
     p = _core.CompetingParams()
     p.afp_error_threshold = 0.01
     p.afp_low_bits, p.afp_high_bits = 6, 12
     r = _core.afp_rule([0.005, 0.02, 0.001], [1e-4, 1e-4, 1e-4], [1.0] * 3, p)
-    assert r["bits"].tolist() == [6, 12, 12] and r["error"].tolist() == [0.005, 1e-4, 1e-4]
+    assert r["bits"].tolist() == [6, 12, 6] and r["error"].tolist() == [0.005, 1e-4, 0.001]
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -450,13 +454,20 @@ def test_afp_report(runs):
         assert t["evaluations"] >= 2 and t["bits"] in (8, 16)  # every worker evaluates at its start
         assert t["threads"] == 2 and 0 <= t["threads_high"] <= 2
         assert t["interval_max"] >= 1 and t["error_mean"] >= 0
-    prev = {n: 8 for n in ("P", "Q", "G")}
+    evals = {n: 0 for n in ("P", "Q", "G")}
+    high = dict(evals)
     for e in rep["epochs"]:
         for name, t in e["method"]["tensors"].items():
-            assert t["bits"] >= prev[name]  # one-way
-            prev[name] = t["bits"]
+            assert 0 <= t["high_evaluations"] <= t["evaluations"]
+            assert (t["bits"] == 16) == (t["threads_high"] > 0)  # the widest width in use at the end
+            evals[name] += t["evaluations"]
+            high[name] += t["high_evaluations"]
             if t["evaluations"] > 0:
                 assert t["point_position_min"] <= t["point_position_max"]
+    # the width is decided afresh at every re-evaluation from the 8-bit error: both widths are
+    # used by every tensor (before, one row's error sent each tensor to 16 bits for good)
+    for name in evals:
+        assert 0 < high[name] < evals[name], (name, high[name], evals[name])
 
 
 def test_single_thread_runs_are_reproducible_and_isa_independent(synth, tmp_path):
@@ -494,3 +505,369 @@ def test_single_thread_runs_are_reproducible_and_isa_independent(synth, tmp_path
     assert isas[1] in ("avx2", "avx512")
     for key in outs[0].files:
         assert np.array_equal(outs[0][key], outs[1][key]), key
+
+
+# ----------------------------------------------------------------------------- per-rating references
+# Serial NumPy references of one rating's update of mpt and muppet (cpu/competing.cc), in the
+# style of reference.py: the visiting order and the initial factors come from the core
+# (visit_order, init_factors), every float32 operation is done in the kernels' order (the dot
+# product over reference.py's 16 lanes; the build has -ffp-contract=off, so no fused
+# multiply-adds), and the stochastic-rounding words are derived as competing.cc does:
+#   epoch key   hash3(seed, kStreamRound = 5, (method tag << 40) + epoch)   (mpt 1, muppet 2)
+#   rating key  mix64(epoch key ^ (u << 32 | i))   on the relabelled ids (group reconstruction)
+#   words       fill_words: mix64(rating key + (tag << 24) + j) >> 32, element j of operand `tag`
+#   one word    one_word:   mix64(rating key + (tag << 24) + 0xFFFFFF) >> 32
+# With one thread (deterministic=True) the trainer must agree with them bit for bit: a method
+# that stopped rounding a single operand (the FP16 copies of MPT, MuPPET's fixed-point weights)
+# gives other bits within a few ratings.  The end-to-end RMSE tests above cannot see that.
+
+_U64 = np.uint64
+_F32 = np.float32
+
+
+def _mix64_np(x):
+    """reference.mix64 (SplitMix64's finaliser) on a uint64 array (wrapping arithmetic)."""
+    x = np.asarray(x, _U64)
+    with np.errstate(over="ignore"):
+        x = x + _U64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> _U64(27))) * _U64(0x94D049BB133111EB)
+    return x ^ (x >> _U64(31))
+
+
+def _rating_keys(seed, method_tag, epoch, u_new, i_new):
+    """rating_round_key of every rating of an epoch (relabelled ids u_new, i_new)."""
+    epoch_key = hash3(seed, 5, (method_tag << 40) + epoch)
+    ui = (u_new.astype(_U64) << _U64(32)) | i_new.astype(np.uint32).astype(_U64)
+    return _mix64_np(_U64(epoch_key) ^ ui)
+
+
+def _fill_words(keys, tag, k):
+    """fill_words(w, k, key, tag) for every rating key: shape (ratings, k), uint32."""
+    with np.errstate(over="ignore"):
+        base = keys + _U64(tag << 24)
+        return (_mix64_np(base[:, None] + np.arange(k, dtype=_U64)[None, :]) >> _U64(32)).astype(np.uint32)
+
+
+def _one_word(keys, tag):
+    with np.errstate(over="ignore"):
+        return (_mix64_np(keys + _U64((tag << 24) + 0xFFFFFF)) >> _U64(32)).astype(np.uint32)
+
+
+def _py_frac_bits(max_abs, wl):
+    """MuPPET's scale: the largest f with max_abs * 2^f <= 2^(wl-1) - 0.5, clamped to [-100, 100]
+    (0 for a zero or non-finite max); exact, from frexp."""
+    m = float(_F32(max_abs))
+    if not (m > 0) or not math.isfinite(m):
+        return 0
+    mm, e = math.frexp(m)
+    b, f = math.frexp(2.0 ** (wl - 1) - 0.5)
+    return min(max(f - e - (0 if b >= mm else 1), -100), 100)
+
+
+_FIXED_CACHE = {}  # (frac bits, word length) -> _Fixed
+
+
+class _Fixed:
+    """A dynamic fixed-point format: word length wl, f fractional bits (fixed_point.h)."""
+
+    def __init__(self, f, wl):
+        self.f, self.wl = f, wl
+        self.scale, self.inv = _F32(2.0 ** f), _F32(2.0 ** -f)
+        self.lo, self.hi = _F32(-(2 ** (wl - 1))), _F32(2 ** (wl - 1) - 1)
+        self.range = (self.hi + _F32(0.5)) * self.inv  # muppet_range: what the scale accepts
+
+    @classmethod
+    def for_max(cls, max_abs, wl):
+        f = _py_frac_bits(max_abs, wl)
+        if (f, wl) not in _FIXED_CACHE:
+            _FIXED_CACHE[f, wl] = cls(f, wl)
+        return _FIXED_CACHE[f, wl]
+
+    def rn(self, x):
+        """Nearest (ties to even) on the 2^-f grid, saturating."""
+        y = np.clip(np.asarray(x, _F32) * self.scale, self.lo, self.hi)
+        return (np.rint(y) * self.inv).astype(_F32)
+
+    def sr(self, x, words):
+        """floor(y) + [u < y - floor(y)], u the word's top 24 bits / 2^24."""
+        y = np.clip(np.asarray(x, _F32) * self.scale, self.lo, self.hi)
+        fl = np.floor(y)
+        u = (np.asarray(words, np.uint32) >> np.uint32(8)).astype(_F32) * _F32(2.0 ** -24)
+        return ((fl + (u < y - fl).astype(_F32)) * self.inv).astype(_F32)
+
+
+def _max_abs(a):
+    return _F32(np.abs(a).max())
+
+
+def _serial_setup(data, k, epochs, seed, init_std, order, groups):
+    u = np.ascontiguousarray(data.users, np.int32)
+    i = np.ascontiguousarray(data.items, np.int32)
+    r = np.ascontiguousarray(data.ratings, _F32)
+    P = _core.init_factors(data.n_users, k, init_std, seed, "P").astype(_F32)
+    Q = _core.init_factors(data.n_items, k, init_std, seed, "Q").astype(_F32)
+    visit = _core.visit_order(u, i, data.n_users, data.n_items, order, epochs, 1, k, False, seed)
+    ro = _core.reorder(u, i, data.n_users, data.n_items, groups, groups)
+    u_new, i_new = np.asarray(ro["user_new"])[u], np.asarray(ro["item_new"])[i]
+    return u, i, r, P, Q, np.asarray(visit).reshape(epochs, len(r)), u_new, i_new
+
+
+def mpt_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lambda_q=0.015, init_std=0.01,
+                  seed=42, order="shuffle", rounding="nearest", groups=4, loss_scale=1000.0, dynamic=False,
+                  window=2000):
+    """Serial MPT (competing.cc class Mpt).  Per rating: FP16 copies of p, q; FP16 products
+    accumulated in FP32 (16 lanes), the prediction stored as FP16; e = r - r_hat in FP32; the
+    FP16 scaled loss gradient se = fp16(S e); FP16 gradients fp16(se q16), fp16(se p16); an
+    overflow skips the update (dynamic S: S halves; after `window` clean updates S doubles);
+    else p += lr (g_p / S - lambda_P p) on the FP32 master, with the S the gradient was scaled
+    with.  Returns (P, Q, per epoch (skipped updates, S at the epoch's end, doublings of S))."""
+    u, i, r, P, Q, visit, u_new, i_new = _serial_setup(data, k, epochs, seed, init_std, order, groups)
+    sr = rounding == "stochastic"
+    lp, lq = _F32(lambda_p), _F32(lambda_q)
+    S, clean = _F32(loss_scale), 0
+    top = _F32(65504.0)
+    stats = []
+    for e in range(epochs):
+        lr_e = lr_at(lr, decay, e)
+        if sr:
+            keys = _rating_keys(seed, 1, e, u_new[visit[e]], i_new[visit[e]])
+            w_pq = np.concatenate([_fill_words(keys, 1, k), _fill_words(keys, 2, k)], axis=1)
+            w_g = np.concatenate([_fill_words(keys, 5, k), _fill_words(keys, 6, k)], axis=1)
+            w_rhat, w_se = _one_word(keys, 3), _one_word(keys, 4)
+        skipped = doubled = 0
+        for x, t in enumerate(visit[e]):
+            p, q = P[u[t]], Q[i[t]]
+            pq = np.concatenate([p, q])
+            pq16 = sr_half(pq, w_pq[x]) if sr else half(pq)  # the FP16 copies
+            p16, q16 = pq16[:k], pq16[k:]
+            dot = dot_lanes(p16, q16)
+            rhat = sr_half(dot, w_rhat[x]) if sr else half(dot)
+            err = _F32(r[t] - rhat)
+            with np.errstate(over="ignore", invalid="ignore"):
+                se = sr_half(S * err, w_se[x]) if sr else half(S * err)
+                prod = se * np.concatenate([q16, p16])
+                g = sr_half(prod, w_g[x]) if sr else half(prod)
+            overflow = not (abs(se) <= top) or not np.all(np.abs(g) <= top)
+            if sr:  # SR saturates at 65504: an overflow is what nearest rounding would send to inf
+                overflow = overflow or not (abs(S * err) < _F32(65520)) or \
+                    not (abs(se) * _max_abs(q16) < _F32(65520)) or not (abs(se) * _max_abs(p16) < _F32(65520))
+            if overflow:
+                skipped += 1
+                if dynamic:
+                    S, clean = max(S * _F32(0.5), _F32(2.0 ** -24)), 0
+                continue
+            inv = _F32(1) / S
+            if dynamic:
+                clean += 1
+                if clean >= window:
+                    S, clean = min(S * _F32(2), _F32(2.0 ** 40)), 0
+                    doubled += 1
+            P[u[t]] = p + lr_e * (g[:k] * inv - lp * p)
+            Q[i[t]] = q + lr_e * (g[k:] * inv - lq * q)
+        stats.append((skipped, float(S), doubled))
+    return P, Q, stats
+
+
+def muppet_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lambda_q=0.015, init_std=0.01,
+                     seed=42, order="shuffle", rounding="nearest", groups=4, method_params=None):
+    """Serial MuPPET (competing.cc class Muppet); method_params as mascot.MF takes them.
+    Fixed-point epoch at word length wl: the scales of P and Q from their max |x| at the epoch's
+    start, lowered when a row read has outgrown them (max |row| > (2^(wl-1) - 0.5) 2^-f); per
+    rating p_hat, q_hat quantized; e = r - p_hat . q_hat (FP32, 16 lanes); e_hat quantized with
+    the scale of |e|; the weight gradients Q(e_hat q_hat) - lambda_P p_hat, Q with the scale of
+    max_j |e_hat q_hat_j| (likewise for q); p += lr g_p on the FP32 master.  The epoch's last
+    mini-batch gradient is the float32 sum (not the mean) of the last muppet_batch ratings' g_p
+    (g_q): with one thread the worker records the tail of its last call, and every call (chunk)
+    holds >= 4096 ratings here.  End of epoch: MuPPET's window (policy.py, in double, in the
+    core's order) and on evaluation epochs the mean diversity, which the policy (the
+    _core.muppet_policy hook of MuppetPolicy, checked on its own above) turns into the next
+    epoch's word length.  FP32 level: p += lr (e q - lambda_P p) literally.
+    Returns (P, Q, per-epoch facts named as the report names them)."""
+    params = _core.CompetingParams()
+    for name, value in (method_params or {}).items():
+        setattr(params, name, value)
+    levels, batch = list(params.muppet_word_lengths), params.muppet_batch
+    u, i, r, P, Q, visit, u_new, i_new = _serial_setup(data, k, epochs, seed, init_std, order, groups)
+    sr = rounding == "stochastic"
+    lp, lq = _F32(lambda_p), _F32(lambda_q)
+    nnz = len(r)
+    facts, diversity = [], []
+    win_p, win_q, norm_p, norm_q = [0.0] * k, [0.0] * k, 0.0, 0.0
+    wl = levels[0]
+    for e in range(epochs):
+        lr_e = lr_at(lr, decay, e)
+        if wl == 32:
+            for t in visit[e]:
+                p, q = P[u[t]], Q[i[t]]
+                err = _F32(r[t] - dot_lanes(p, q))
+                P[u[t]], Q[i[t]] = p + lr_e * (err * q - lp * p), q + lr_e * (err * p - lq * q)
+            facts.append({"word_length": 32, "evaluated": False})
+            diversity.append(math.nan)
+        else:
+            if sr:
+                keys = _rating_keys(seed, 2, e, u_new[visit[e]], i_new[visit[e]])
+                w_p, w_q, w_gp, w_gq = (_fill_words(keys, tag, k) for tag in (1, 2, 4, 5))
+                w_e = _one_word(keys, 3)
+            max_p, max_q = _max_abs(P), _max_abs(Q)
+            fp, fq = _Fixed.for_max(max_p, wl), _Fixed.for_max(max_q, wl)
+            f = {"word_length": wl, "frac_bits_p": fp.f, "frac_bits_q": fq.f, "max_abs_p": float(max_p),
+                 "max_abs_q": float(max_q), "rescales": 0, "batch_ratings": min(batch, nnz)}
+            bp, bq = np.zeros(k, _F32), np.zeros(k, _F32)
+            for x, t in enumerate(visit[e]):
+                p, q = P[u[t]], Q[i[t]]
+                if _max_abs(p) > fp.range:
+                    fp = _Fixed.for_max(_max_abs(p), wl)
+                    f["rescales"] += 1
+                if _max_abs(q) > fq.range:
+                    fq = _Fixed.for_max(_max_abs(q), wl)
+                    f["rescales"] += 1
+                ph = fp.sr(p, w_p[x]) if sr else fp.rn(p)
+                qh = fq.sr(q, w_q[x]) if sr else fq.rn(q)
+                err = _F32(r[t] - dot_lanes(ph, qh))
+                fe = _Fixed.for_max(abs(err), wl)
+                eh = (fe.sr(err, w_e[x]) if sr else fe.rn(err))[()]
+                fgp, fgq = _Fixed.for_max(abs(eh) * _max_abs(qh), wl), _Fixed.for_max(abs(eh) * _max_abs(ph), wl)
+                gp = (fgp.sr(eh * qh, w_gp[x]) if sr else fgp.rn(eh * qh)) - lp * ph
+                gq = (fgq.sr(eh * ph, w_gq[x]) if sr else fgq.rn(eh * ph)) - lq * qh
+                P[u[t]], Q[i[t]] = p + lr_e * gp, q + lr_e * gq
+                if x >= nnz - batch:
+                    bp += gp
+                    bq += gq
+            f.update(frac_bits_p_end=fp.f, frac_bits_q_end=fq.f)
+            # MuppetWindow::add: squared norms and sums in double, in element order
+            f["batch_grad_norm2_p"] = sum(float(v) * float(v) for v in bp)
+            f["batch_grad_norm2_q"] = sum(float(v) * float(v) for v in bq)
+            win_p = [a + float(b) for a, b in zip(win_p, bp)]
+            win_q = [a + float(b) for a, b in zip(win_q, bq)]
+            norm_p += f["batch_grad_norm2_p"]
+            norm_q += f["batch_grad_norm2_q"]
+            f["evaluated"] = (e + 1) % params.muppet_resolution == 0
+            if f["evaluated"]:  # MuppetWindow::mean_diversity, then the window starts afresh
+                f["diversity_p"] = norm_p / sum(a * a for a in win_p)
+                f["diversity_q"] = norm_q / sum(a * a for a in win_q)
+                f["diversity"] = (f["diversity_p"] + f["diversity_q"]) / 2
+                win_p, win_q, norm_p, norm_q = [0.0] * k, [0.0] * k, 0.0, 0.0
+            diversity.append(f["diversity"] if f["evaluated"] else math.nan)
+            facts.append(f)
+        policy = _core.muppet_policy(diversity + [math.nan], params)  # word length of the next epoch
+        wl = int(policy["word_length"][-1])
+        facts[-1]["switch_epochs"] = list(policy["switch_epochs"])
+    return P, Q, facts
+
+
+@pytest.fixture(scope="module")
+def tiny_synth():
+    return mascot.data.synthetic("synthetic-ml10m:0.002").train  # 15,903 ratings, 3 chunks
+
+
+def _serial_fit(data, method, k, epochs, rounding, params, lr=0.01):
+    return mascot.MF(method=method, k=k, epochs=epochs, lr=lr, groups=4, threads=1, deterministic=True,
+                     rounding=rounding, method_params=params).fit(data)
+
+
+def _assert_same_bits(got, want, what):
+    assert got.shape == want.shape
+    bad = np.flatnonzero(_bits(got).ravel() != _bits(want).ravel())
+    assert bad.size == 0, f"{what}: {bad.size} of {want.size} values differ, e.g. index {bad[:5]}: " \
+                          f"{got.ravel()[bad[:3]]} vs reference {want.ravel()[bad[:3]]}"
+
+
+MPT_CASES = [
+    # rounding, k, epochs, method_params: static S = 1000 (the default, never overflows here);
+    # a static S that overflows (|e| > 3.3) and skips; dynamic S from 2^16 with a short window
+    # (halvings and doublings both happen in the first epoch)
+    ("nearest", 16, 2, {}),
+    ("nearest", 20, 2, {"loss_scale": 20000.0}),
+    ("nearest", 32, 2, {"loss_scale": 65536.0, "dynamic_loss_scale": True, "loss_scale_window": 50}),
+    ("stochastic", 16, 2, {}),
+    ("stochastic", 16, 1, {"loss_scale": 65536.0, "dynamic_loss_scale": True, "loss_scale_window": 50}),
+]
+
+
+@pytest.mark.parametrize("rounding,k,epochs,params", MPT_CASES,
+                         ids=["rn-static", "rn-static-skips", "rn-dynamic", "sr-static", "sr-dynamic"])
+def test_mpt_matches_serial_reference_bitwise(tiny_synth, rounding, k, epochs, params):
+    m = _serial_fit(tiny_synth, "mpt", k, epochs, rounding, params)
+    P, Q, stats = mpt_reference(tiny_synth, k=k, epochs=epochs, rounding=rounding,
+                                loss_scale=params.get("loss_scale", 1000.0),
+                                dynamic=params.get("dynamic_loss_scale", False),
+                                window=params.get("loss_scale_window", 2000))
+    _assert_same_bits(m.P, P, "P")
+    _assert_same_bits(m.Q, Q, "Q")
+    for rec, (skipped, scale, _) in zip(m.report_["epochs"], stats):
+        meth = rec["method"]
+        assert meth["updates"] == len(tiny_synth.ratings)
+        assert meth["skipped_updates"] == skipped
+        assert meth["loss_scales"] == [scale]
+    # the case exercises what it says: training moved the factors; skips where S overflows
+    assert np.abs(m.P - _core.init_factors(tiny_synth.n_users, k, 0.01, 42, "P")).max() > 0.005
+    assert (sum(s[0] for s in stats) > 0) == (params.get("loss_scale", 1000.0) > 1000.0)
+    if params.get("dynamic_loss_scale"):  # S halved on overflows and doubled after clean windows
+        assert sum(s[2] for s in stats) > 0
+
+
+MUPPET_CASES = [
+    # rounding, k, epochs, word length of the first level (MuPPET's 8 bits; 12 and 16 as the first
+    # level of a shortened schedule), lr (0.05 makes the rows outgrow the epoch's scales)
+    ("nearest", 16, 2, 8, 0.05),
+    ("stochastic", 16, 2, 8, 0.05),
+    ("nearest", 20, 1, 12, 0.01),
+    ("stochastic", 32, 1, 16, 0.05),
+]
+
+
+@pytest.mark.parametrize("rounding,k,epochs,wl,lr", MUPPET_CASES, ids=["rn-8", "sr-8", "rn-12", "sr-16"])
+def test_muppet_matches_serial_reference_bitwise(tiny_synth, rounding, k, epochs, wl, lr):
+    params = {} if wl == 8 else {"muppet_word_lengths": [wl]}
+    m = _serial_fit(tiny_synth, "muppet", k, epochs, rounding, params, lr=lr)
+    P, Q, facts = muppet_reference(tiny_synth, k=k, epochs=epochs, rounding=rounding, lr=lr, method_params=params)
+    _assert_same_bits(m.P, P, "P")
+    _assert_same_bits(m.Q, Q, "Q")
+    for rec, f in zip(m.report_["epochs"], facts):
+        meth = rec["method"]
+        assert not meth["switched"]
+        for key in ("word_length", "frac_bits_p", "frac_bits_q", "frac_bits_p_end", "frac_bits_q_end", "rescales",
+                    "max_abs_p", "max_abs_q", "batch_ratings", "batch_grad_norm2_p", "batch_grad_norm2_q"):
+            assert meth[key] == f[key], key  # exact: the report's doubles round-trip
+    assert np.abs(m.P - _core.init_factors(tiny_synth.n_users, k, 0.01, 42, "P")).max() > 0.005
+    if lr == 0.05:
+        assert sum(f["rescales"] for f in facts) > 0  # the row-driven rescaling was exercised
+
+
+def test_muppet_switch_and_fp32_level_match_serial_reference_bitwise():
+    """A run through a precision switch: the epochs' last mini-batch gradients (128 ratings,
+    summed) feed the diversity window, the policy switches 8 bits -> FP32 after the evaluation of
+    epoch 3 (resolution 2, patience 1, threshold ~0), and epoch 4 trains at the FP32 level."""
+    data = mascot.data.synthetic("synthetic-ml10m:0.001").train  # 7,980 ratings: one chunk
+    params = {"muppet_word_lengths": [8], "muppet_resolution": 2, "muppet_patience": 1,
+              "muppet_threshold_alpha": 1e-9, "muppet_threshold_beta": 0.0}
+    m = _serial_fit(data, "muppet", 16, 5, "nearest", params, lr=0.02)
+    P, Q, facts = muppet_reference(data, k=16, epochs=5, lr=0.02, method_params=params)
+    _assert_same_bits(m.P, P, "P")
+    _assert_same_bits(m.Q, Q, "Q")
+    keys = ("word_length", "frac_bits_p", "frac_bits_q", "frac_bits_p_end", "frac_bits_q_end", "rescales",
+            "max_abs_p", "max_abs_q", "batch_ratings", "batch_grad_norm2_p", "batch_grad_norm2_q", "evaluated",
+            "diversity_p", "diversity_q", "diversity", "switch_epochs")
+    for rec, f in zip(m.report_["epochs"], facts):
+        meth = rec["method"]
+        for key in keys:
+            if key in f:
+                assert meth[key] == f[key], (rec["epoch"], key)
+    assert [f["word_length"] for f in facts] == [8, 8, 8, 8, 32]  # the case switches where it says
+
+
+def test_muppet_report_of_a_switching_epoch_shows_what_the_evaluation_saw():
+    """The epoch that switches reports the max diversity it compared with and the violations that
+    triggered the switch (the policy resets both when it switches; the report used to show 0, 0)."""
+    ds = mascot.data.synthetic("synthetic-ml10m:0.002")
+    params = {"muppet_resolution": 2, "muppet_patience": 2, "muppet_threshold_alpha": 0.01,
+              "muppet_threshold_beta": 0.0}
+    rep = mascot.MF(k=16, epochs=10, method="muppet", deterministic=True, method_params=params).fit(
+        ds.train, ds.test).report_
+    switched = [e["method"] for e in rep["epochs"] if e["method"]["switched"]]
+    assert switched, "the crafted threshold makes the policy switch"
+    for m in switched:
+        assert m["evaluated"] and m["violations"] == 2 and m["max_diversity"] > 0
+        assert m["ratio"] > m["threshold"]
+        assert m["max_diversity"] == pytest.approx(m["ratio"] * m["diversity"], rel=1e-9)

@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -567,7 +568,8 @@ class Muppet final : public CompetingMethod {
     if (r.pod<uint64_t>() != workers_.size()) r.fail("saved with a different number of threads");
     policy_ = r.pod<detail::MuppetPolicy>();
     if (!bool_byte_ok(policy_.evaluated) || !std::isfinite(policy_.max_gd) || !std::isfinite(policy_.ratio) ||
-        !std::isfinite(policy_.threshold) || policy_.violations < 0)
+        !std::isfinite(policy_.threshold) || policy_.violations < 0 || !std::isfinite(policy_.compared_max) ||
+        policy_.violations_seen < 0)
       r.fail("policy state out of range");
     win_.p = r.vec<double>();
     win_.q = r.vec<double>();
@@ -739,10 +741,10 @@ class Muppet final : public CompetingMethod {
 //    gradients of the iteration (grad p_u = e q_hat - lambda_P p_hat and grad q_i, the data
 //    the weight update is computed from); the updates go to the FP32 masters.  The loss
 //    gradient e itself is FP32 (the loss layer), computed from the fixed-point dot product.
-//  * Bit width (AFP's layer-wise precision rule): every tensor starts at 8 bits; at a
-//    re-evaluation the quantization error diff = log2(|sum|x| - sum|x_q|| / sum|x| + 1) is
-//    measured at the current width, and above the threshold the tensor moves to 16 bits
-//    (AFP's "+8 bits", within the 8/16 bits the MASCOT paper uses for AFP); one-way.
+//  * Bit width (AFP's layer-wise precision rule): at every re-evaluation the quantization
+//    error diff = log2(|sum|x| - sum|x_q|| / sum|x| + 1) is measured at 8 bits, and above the
+//    threshold the tensor uses 16 bits until its next re-evaluation (AFP's "+8 bits", within
+//    the 8/16 bits the MASCOT paper uses for AFP), else 8 bits.
 //  * Update interval (AFP's rule): the quantization parameters (s, n) of a tensor are only
 //    re-evaluated every I iterations, I = beta / max(delta diff^2, |m_t - m_(t-1)|) - gamma,
 //    m the moving average of s (m starts at the first s); in between the stale parameters
@@ -757,13 +759,17 @@ class Muppet final : public CompetingMethod {
 //    saturate at 2^15 2^s ~ 0.06, the error never shrinks and training diverges (measured:
 //    test RMSE 32 after 20 epochs on synthetic-ml10m:0.01).  The report counts the guard's
 //    re-evaluations ("saturation_evaluations").
-//  * What is measured at a re-evaluation: AFP measures a layer's data at the iteration of the
-//    re-evaluation.  For P and Q that iteration's data are the rows p_u, q_i it reads; the
-//    range (max |x|) of the tensor is P's (Q's) own: its max |x| at the start of the epoch
-//    (a scan of the whole tensor, as AFP takes the whole layer's max) raised by every row
-//    the worker has read since (a running max: the tensor's max is at least that, so the
-//    shared scale follows the tensor without rescanning it).  For G the data of the
-//    iteration is the whole gradient tensor.
+//  * What is measured at a re-evaluation: AFP measures a layer's data (the whole tensor) at
+//    the iteration of the re-evaluation.  For P and Q the range (max |x|) is the tensor's
+//    own: its max |x| at the start of the epoch (a scan of the whole tensor, as AFP takes the
+//    whole layer's max) raised by every row the worker has read since (a running max: the
+//    tensor's max is at least that, so the shared scale follows the tensor without
+//    rescanning it).  The quantization error, which decides the width, is measured on the
+//    rows the worker read in its last kAfpRecentRows (32) iterations of the epoch, the
+//    current one included (competing_params.h: one row's k values scatter too much, every
+//    tensor went to 16 bits at its first re-evaluation; the whole tensor per re-evaluation
+//    would cost O(rows x k)).  For G the data of the iteration is its whole gradient tensor
+//    (grad p_u, grad q_i: batch size 1).
 //  * One state (s, n, m, next iteration) per tensor per worker thread: AFP's state is a
 //    per-layer sequence of decisions along the iterations; Hogwild workers run their own
 //    iteration streams, so each worker applies the rule to its stream (as the MASCOT
@@ -791,6 +797,7 @@ class Afp final : public CompetingMethod {
     max_q_ = tensor_max_abs(Q, n * k_);
     for (auto& w : workers_) {
       w.run_max[kP] = w.run_max[kQ] = 0.f;
+      w.epoch_iter = 0;
       for (auto& s : w.stats) s = Stats{};
     }
   }
@@ -856,6 +863,8 @@ class Afp final : public CompetingMethod {
     Stats stats[kTensors];
     float run_max[2] = {0.f, 0.f};
     int64_t iter = 0;  // this worker's iterations (ratings), across epochs
+    int64_t epoch_iter = 0;  // ... in this epoch
+    int32_t recent[2][detail::kAfpRecentRows];  // P, Q rows of the last iterations (slot = epoch_iter % 32)
     Scratch s;
     std::vector<float> g2;  // gradient of the iteration (p part, q part) for measuring G
   };
@@ -867,25 +876,28 @@ class Afp final : public CompetingMethod {
     return m;
   }
 
-  /// A re-evaluation of tensor t at this iteration (AFP's rule, competing_params.h): the
-  /// iteration's values of the tensor are data[0..n0) and data1[0..n1), its max |x| is range.
-  void reevaluate(Worker& w, int t, const float* d0, int n0, const float* d1, int n1, float range, bool saturated) {
+  /// A re-evaluation of tensor t at this iteration (AFP's rule, competing_params.h): its data
+  /// are `rows` rows of k values (P, Q: the recent rows; G: the iteration's two gradient rows),
+  /// row(x) the x-th; its max |x| is range.
+  template <class Row>
+  void reevaluate(Worker& w, int t, int rows, Row&& row, float range, bool saturated, int64_t due_by) {
     detail::AfpTensorState& st = w.st[t];
     Stats& s = w.stats[t];
     float* tmp = w.s.c.data();
+    const int k = k_;
     auto error_at = [&](const FixedFormat& f) {  // nearest rounding: the format's error, not one draw's
-      fixed_row_rn(tmp, d0, n0, f);
-      double sa = sum_abs16(d0, n0), sq = sum_abs16(tmp, n0);
-      if (n1 > 0) {
-        fixed_row_rn(tmp, d1, n1, f);
-        sa += sum_abs16(d1, n1);
-        sq += sum_abs16(tmp, n1);
+      double sa = 0, sq = 0;
+      for (int x = 0; x < rows; ++x) {
+        const float* d = row(x);
+        fixed_row_rn(tmp, d, k, f);
+        sa += sum_abs16(d, k);
+        sq += sum_abs16(tmp, k);
       }
       return detail::afp_quant_error(sa, sq);
     };
     const FixedFormat f = detail::afp_reevaluate_tensor(st, s, range, saturated, c_.afp_error_threshold,
-                                                        c_.afp_high_bits, c_.afp_alpha, c_.afp_beta, c_.afp_gamma,
-                                                        c_.afp_delta, w.iter, error_at);
+                                                        c_.afp_low_bits, c_.afp_high_bits, c_.afp_alpha, c_.afp_beta,
+                                                        c_.afp_gamma, c_.afp_delta, w.iter, due_by, error_at);
     w.fmt[t] = f;
     w.fmax[t] = f.hi * f.inv_scale;
   }
@@ -914,10 +926,17 @@ class Afp final : public CompetingMethod {
       w.run_max[kP] = std::max(w.run_max[kP], max_abs16(p, k));
       w.run_max[kQ] = std::max(w.run_max[kQ], max_abs16(q, k));
       const float range_p = std::max(max_p_, w.run_max[kP]), range_q = std::max(max_q_, w.run_max[kQ]);
+      const int slot = static_cast<int>(w.epoch_iter % detail::kAfpRecentRows);
+      w.recent[kP][slot] = rec.u;
+      w.recent[kQ][slot] = rec.i;
+      const int nrecent = static_cast<int>(std::min<int64_t>(w.epoch_iter + 1, detail::kAfpRecentRows));
+      const int64_t due_by = w.iter + (detail::kAfpRecentRows - nrecent);  // == w.iter: no limit
       if (w.iter >= w.st[kP].next || range_p > w.fmax[kP])
-        reevaluate(w, kP, p, k, nullptr, 0, range_p, w.iter < w.st[kP].next);
+        reevaluate(w, kP, nrecent, [&](int x) { return P + static_cast<size_t>(w.recent[kP][x]) * k; }, range_p,
+                   w.iter < w.st[kP].next, nrecent < detail::kAfpRecentRows ? due_by : INT64_MAX);
       if (w.iter >= w.st[kQ].next || range_q > w.fmax[kQ])
-        reevaluate(w, kQ, q, k, nullptr, 0, range_q, w.iter < w.st[kQ].next);
+        reevaluate(w, kQ, nrecent, [&](int x) { return Q + static_cast<size_t>(w.recent[kQ][x]) * k; }, range_q,
+                   w.iter < w.st[kQ].next, nrecent < detail::kAfpRecentRows ? due_by : INT64_MAX);
       if (SR) {
         fill_words(rw, k, key, 1);
         fixed_row_sr(ph, p, k, w.fmt[kP], rw);
@@ -935,7 +954,7 @@ class Afp final : public CompetingMethod {
       // G: the iteration's data is its whole gradient tensor (grad p_u, grad q_i)
       const float range_g = std::max(max_abs16(g, k), max_abs16(g + k, k));
       if (w.iter >= w.st[kG].next || range_g > w.fmax[kG])
-        reevaluate(w, kG, g, k, g + k, k, range_g, w.iter < w.st[kG].next);
+        reevaluate(w, kG, 2, [&](int x) { return g + x * k; }, range_g, w.iter < w.st[kG].next, INT64_MAX);
       const FixedFormat fg = w.fmt[kG];
       if (SR) {
         fill_words(rw, k, key, 3);
@@ -950,6 +969,7 @@ class Afp final : public CompetingMethod {
         q[j] += lr * g[k + j];
       }
       ++w.iter;
+      ++w.epoch_iter;
         });
   }
 

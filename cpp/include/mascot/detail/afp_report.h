@@ -2,6 +2,7 @@
 // backend (cpu/competing.cc: one worker per thread) and the CUDA backend (cuda/cuda_trainer.cu:
 // one worker per warp).  A worker is anything with st[t] (AfpTensorState), stats[t] (evals,
 // saturated, to_high, err_sum, err_max, itv_sum, itv_max) and iter, for the tensors P, Q, G.
+// "bits" is the widest width in use at the epoch's end, "threads_high" the workers using it.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -47,7 +48,8 @@ std::string afp_epoch_json(const Workers& workers, const CompetingParams& c, flo
     // "threads": the workers (CPU threads, or the warps of the CUDA grid)
     j.kv("bits", bits).kv("threads_high", high).kv("threads", static_cast<int>(workers.size()));
     j.kv("point_position_min", pmin).kv("point_position_max", pmax);
-    j.kv("evaluations", evals).kv("saturation_evaluations", saturated).kv("switched_to_high", to_high);
+    // high_evaluations: re-evaluations that chose the high width (the others chose the low one)
+    j.kv("evaluations", evals).kv("saturation_evaluations", saturated).kv("high_evaluations", to_high);
     j.kv("error_mean", evals > 0 ? esum / static_cast<double>(evals) : NAN).kv("error_max", evals > 0 ? emax : NAN);
     j.kv("interval_mean", evals > 0 ? isum / static_cast<double>(evals) : NAN).kv("interval_max", imax);
     j.end_object();

@@ -12,14 +12,18 @@
 //          policy.py, configs/*muppet*.ini): word lengths 8,12,14,16 then FP32, resolution
 //          r = 3, patience 2, threshold T(e) = 1 + 1.5 exp(-0.1 e), mini-batch 128.
 //   AFP    Zhang et al., "Fixed-Point Back-Propagation Training", CVPR 2020 (arXiv 1911.00361):
-//          8-bit start, +8 bits when the quantization error exceeds T, update interval
-//          I = beta / max(delta * diff^2, |m_t - m_{t-1}|) - gamma with m the moving average
-//          (alpha) of the point position.  The numbers (T = 0.0005, alpha = 0.04, beta = 0.1,
-//          gamma = 2, delta = 100) are those of the MASCOT authors' AFP implementation
-//          (github.com/Yujaeseo/ICDM-2021_MASCOT, afp/afp_sgd_kernel.h), i.e. the settings
-//          behind the MASCOT paper's AFP results; the formulas match that code and the
-//          AFP authors' description, but the numbers were not re-checked against the CVPR
-//          text itself (not retrievable here).
+//          at every re-evaluation 8 bits, or +8 bits when the 8-bit quantization error exceeds
+//          T; update interval I = beta / max(delta * diff^2, |m_t - m_{t-1}|) - gamma with m
+//          the moving average (alpha) of the point position.  The numbers (T = 0.0005,
+//          alpha = 0.04, beta = 0.1, gamma = 2, delta = 100) are those of the MASCOT authors'
+//          AFP implementation (github.com/Yujaeseo/ICDM-2021_MASCOT, afp/afp_sgd_kernel.h),
+//          i.e. the settings behind the MASCOT paper's AFP results; they were not re-checked
+//          against the CVPR text itself (not retrievable here).  Where we differ from that
+//          code: its moving average is of the range (max |x|), ours of the point position (as
+//          AFP defines m); it forces the interval to 1 for the first 10 % of epoch 0, where we
+//          re-evaluate whenever the range outgrows the format in use (the saturation guard,
+//          cpu/competing.cc); it measures the error on the iteration's own values, we on the
+//          rows of the last kAfpRecentRows iterations (see there).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -226,10 +230,13 @@ struct MuppetPolicy {
   double max_gd = 0.0;    ///< max diversity at this level (0: none yet)
   int violations = 0;
 
-  // results of the last evaluate()
+  // results of the last end_epoch(), for the report (a switch has reset max_gd and violations
+  // by the time it is written)
   bool evaluated = false;
   double ratio = 0.0;
   double threshold = 0.0;
+  double compared_max = 0.0;  ///< max diversity at the level when the epoch was evaluated
+  int violations_seen = 0;    ///< violations counted at the level by then (this epoch's included)
 
   bool fp32() const { return level >= levels; }
   static double threshold_at(const CompetingParams& c, int epoch) {
@@ -245,6 +252,8 @@ struct MuppetPolicy {
     evaluated = false;
     ratio = 0.0;
     threshold = threshold_at(c, epoch);
+    compared_max = max_gd;
+    violations_seen = violations;
     if (fp32() || !is_evaluation_epoch(c, epoch)) return false;
     if (!(std::isfinite(mean_gd) && mean_gd > 0)) return false;
     evaluated = true;
@@ -255,6 +264,8 @@ struct MuppetPolicy {
       ratio = max_gd / mean_gd;
       if (ratio > threshold) ++violations;
     }
+    compared_max = max_gd;
+    violations_seen = violations;
     if (violations >= c.muppet_patience) {
       ++level;
       violations = 0;
@@ -294,21 +305,35 @@ MASCOT_HD int afp_point_position(float range, int bits) {
   return s < -kFixedMaxFracBits ? -kFixedMaxFracBits : s > -kFixedMinFracBits ? -kFixedMinFracBits : s;
 }
 
-/// AFP bit-width rule at a re-evaluation: start at low bits; when the error measured at the
-/// current width exceeds the threshold the tensor moves to the high width (one-way, the
-/// method's "+8 bits" step, capped at afp_high_bits).
-MASCOT_HD bool afp_needs_more_bits(double error_at_current, double threshold, int bits, int high_bits) {
-  return bits < high_bits && error_at_current > threshold;
+/// AFP's P (Q) data at a re-evaluation: the rows the worker read in its last min(n, 32)
+/// iterations of the epoch (n counts the current one).  A whole-tensor measurement per
+/// re-evaluation would cost O(rows x k); one row's k values are too few: the error of 16 or
+/// 128 values scatters around the tensor's (at initialisation the 8-bit error of 85-94 % of
+/// single rows is above T while the whole tensor's is below), so every tensor went to 16 bits
+/// at its first re-evaluation.  32 recent rows (4,096 values at k = 128) estimate the error of
+/// the data the tensor is being used on.
+constexpr int kAfpRecentRows = 32;
+
+/// AFP bit-width rule at a re-evaluation (AFP's layer-wise precision adaptation, as the MASCOT
+/// authors' QPA() applies it): decided afresh every time, from the low width: the high width
+/// when the error measured at the low width exceeds the threshold (AFP's "+8 bits" step, capped
+/// at afp_high_bits), else the low width.  So a tensor goes back to 8 bits when its data allow.
+MASCOT_HD int afp_width(double error_at_low, double threshold, int low_bits, int high_bits) {
+  return error_at_low > threshold ? high_bits : low_bits;
 }
 
 /// AFP update-interval rule, after the bit width and point position of this re-evaluation
 /// are set: m_t = alpha s_t + (1 - alpha) m_(t-1) (m_0 = s_0), diff1 = |m_t - m_(t-1)|,
 /// diff2 = delta * diff_bit^2, I = beta / max(diff1, diff2) - gamma, at least 1 iteration.
-/// `error` is the quantization error at the final width.  Sets st.interval and st.next.
-MASCOT_HD void afp_set_interval(AfpTensorState& st, double error, double alpha, double beta, double gamma,
-                                double delta, int64_t iteration) {
-  const double prev = st.has_avg ? st.mov_avg : static_cast<double>(st.pos);
-  st.mov_avg = alpha * st.pos + (1.0 - alpha) * prev;
+/// s_t is the point position of the data's range at the low width (`pos_low`): the drift of
+/// the data, not of the width; with the width decided afresh at every re-evaluation, a change
+/// of width alone would move s by 8 and force I = 1 (the MASCOT authors' code averages the
+/// range itself, which is the same measure in log2 units).  `error` is the quantization error
+/// at the chosen width.  Sets st.interval and st.next.
+MASCOT_HD void afp_set_interval(AfpTensorState& st, int pos_low, double error, double alpha, double beta,
+                                double gamma, double delta, int64_t iteration) {
+  const double prev = st.has_avg ? st.mov_avg : static_cast<double>(pos_low);
+  st.mov_avg = alpha * pos_low + (1.0 - alpha) * prev;
   st.has_avg = true;
   const double d1 = fabs(st.mov_avg - prev);
   const double d2 = delta * error * error;
@@ -321,25 +346,35 @@ MASCOT_HD void afp_set_interval(AfpTensorState& st, double error, double alpha, 
 }
 
 /// One AFP re-evaluation of a tensor, for both backends: the point position for `range` at the
-/// current width and its error, one step to the high width when that error exceeds the
-/// threshold, then the next update interval; and the tensor's statistics (evals, saturated,
-/// to_high, err_sum/max, itv_sum/max).  error_at(format) is the backend's quantization error of
-/// the iteration's values (a CPU loop, or a warp reduction on the GPU).  Returns the format.
+/// low width and its error, the high width instead when that error exceeds the threshold
+/// (afp_width), then the next update interval, due no later than iteration `due_by` (P, Q: an
+/// error measured on fewer than kAfpRecentRows rows is provisional, the next re-evaluation comes
+/// when that many have been read); and the tensor's statistics (evals, saturated, to_high =
+/// re-evaluations that chose the high width, err_sum/max, itv_sum/max).  error_at(format) is
+/// the backend's quantization error of the tensor's data (a CPU loop, or a warp reduction on
+/// the GPU).  Returns the format.
 template <class Stats, class ErrorAt>
 MASCOT_HD FixedFormat afp_reevaluate_tensor(AfpTensorState& st, Stats& s, float range, bool saturated,
-                                            double threshold, int high_bits, double alpha, double beta,
-                                            double gamma, double delta, int64_t iteration, ErrorAt&& error_at) {
+                                            double threshold, int low_bits, int high_bits, double alpha, double beta,
+                                            double gamma, double delta, int64_t iteration, int64_t due_by,
+                                            ErrorAt&& error_at) {
+  st.bits = low_bits;
   st.pos = afp_point_position(range, st.bits);
+  const int pos_low = st.pos;
   FixedFormat f = make_fixed_format(-st.pos, st.bits);
   double err = error_at(f);
-  if (afp_needs_more_bits(err, threshold, st.bits, high_bits)) {
+  if (afp_width(err, threshold, low_bits, high_bits) != low_bits) {
     st.bits = high_bits;
     ++s.to_high;
     st.pos = afp_point_position(range, st.bits);
     f = make_fixed_format(-st.pos, st.bits);
     err = error_at(f);
   }
-  afp_set_interval(st, err, alpha, beta, gamma, delta, iteration);
+  afp_set_interval(st, pos_low, err, alpha, beta, gamma, delta, iteration);
+  if (st.next > due_by) {
+    st.next = due_by > iteration ? due_by : iteration + 1;
+    st.interval = st.next - iteration;
+  }
   ++s.evals;
   s.saturated += saturated ? 1 : 0;
   s.err_sum += err;

@@ -49,8 +49,9 @@ inline std::string muppet_end_epoch(const CompetingParams& c, int epoch, const M
   }
   j.kv("evaluated", policy->evaluated);
   j.kv("diversity_p", gd_p).kv("diversity_q", gd_q).kv("diversity", mean_gd);
-  j.kv("max_diversity", policy->max_gd).kv("ratio", policy->evaluated ? policy->ratio : NAN);
-  j.kv("threshold", policy->threshold).kv("violations", policy->violations);
+  // max_diversity / violations: as the evaluation saw them (a switch resets them afterwards)
+  j.kv("max_diversity", policy->compared_max).kv("ratio", policy->evaluated ? policy->ratio : NAN);
+  j.kv("threshold", policy->threshold).kv("violations", policy->violations_seen);
   j.kv("switched", switched);
   j.kv("next_word_length", policy->fp32() ? 32 : c.muppet_word_lengths[static_cast<size_t>(policy->level)]);
   j.key("switch_epochs").array(*switches);
