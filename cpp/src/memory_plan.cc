@@ -81,7 +81,12 @@ MemoryPlan build(Device dev, int threads, const TrainConfig& cfg, int64_t m, int
     add("P, Q float16", 2 * k * rows, cuda, kTrain | kFinish, true);
     if (st == Store::kMixed) add("P, Q float32 (switched groups; worst case all)", 4 * k * rows, cuda, kTrain | kFinish, true);
   }
-  const uint64_t groups = cfg.method == Method::kMascotN2 ? 2 : static_cast<uint64_t>(cfg.user_groups + cfg.item_groups);
+  // groups realised: at most one per row (widened: two int counts may sum past INT_MAX, a
+  // fuzzed checkpoint's config found it)
+  const auto side_groups = [](int g, int64_t rows_of_side) {
+    return std::min<uint64_t>(static_cast<uint64_t>(std::max(g, 1)), static_cast<uint64_t>(std::max<int64_t>(rows_of_side, 1)));
+  };
+  const uint64_t groups = cfg.method == Method::kMascotN2 ? 2 : side_groups(cfg.user_groups, m) + side_groups(cfg.item_groups, n);
   if (st == Store::kMixed) {
     if (!cuda) add("q-error accumulators (per thread)", static_cast<uint64_t>(threads) * groups * (8 * k + 16), false, kTrain, true, true);
     else add("q-error accumulators (per block partials)", 64 * groups * (8 * k + 16), true, kTrain, true);

@@ -1,5 +1,6 @@
 """Memory planning (docs/checkpoint.md#memory-planning): --dry-run, up-front refusal of jobs that
 cannot fit (nothing allocated), MF.memory_plan, and the plan checked against a real run's peak RSS."""
+import json
 import subprocess
 import sys
 
@@ -95,3 +96,21 @@ def test_plan_matches_real_peak(trainer_exe, method):
     assert rc == 0, err
     assert 0.75 * peak <= rss <= 1.05 * peak, (rss, peak)
     print(f"{method}: measured peak RSS {rss / 2**20:.1f} MiB, plan {peak / 2**20:.1f} MiB, ratio {rss / peak:.3f}")
+
+
+def test_plan_counts_at_most_one_group_per_row():
+    """Group counts beyond the rows (a checkpoint's config may say anything) are planned as the
+    groups that can exist, and two int counts near INT_MAX no longer overflow (a fuzz finding,
+    UBSan: signed integer overflow in memory_plan.cc)."""
+    from mascot import MF, _core
+
+    def items(ug, ig):
+        c = MF(k=8, method="mascot")._config()
+        c.user_groups, c.item_groups = ug, ig
+        plan = json.loads(_core.memory_plan(c, "cpu", 1, 10, 12, 50, 5, False)[0])
+        return {it["name"]: it["bytes"] for it in plan["items"]}
+
+    huge = items(2_000_000_000, 2_000_000_000)
+    assert huge == items(10, 12)
+    assert huge["group tables"] == (10 + 12) * 32
+    assert items(3, 4)["group tables"] == 7 * 32
