@@ -1,8 +1,6 @@
 // MPT, MuPPET and AFP kernels of the CUDA backend (cpu/competing.cc's per-rating loops with a
 // warp as the Hogwild worker; the per-epoch rules run on the host in cuda_trainer.cu).  Kept
 // apart from sgd_kernels.cu so that the two compile in parallel.  Helpers: device_common.cuh.
-#include <climits>
-
 #include "device_common.cuh"
 
 namespace mascot::cuda {
@@ -233,8 +231,8 @@ __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
     w.run_max[1] = fmaxf(w.run_max[1], warp_max(lane_max_abs<E>(q)));
     const float range_p = fmaxf(a.afp_max_p, w.run_max[0]), range_q = fmaxf(a.afp_max_q, w.run_max[1]);
     if (lane == static_cast<int>(w.epoch_iter % 32)) recent = make_int2(u, i);
-    const int nrecent = w.epoch_iter + 1 < 32 ? static_cast<int>(w.epoch_iter + 1) : 32;
-    const long long due_by = nrecent < 32 ? w.iter + (32 - nrecent) : LLONG_MAX;  // Afp::run's rule
+    const int nrecent = detail::afp_recent_count(w.epoch_iter);
+    const long long due_by = detail::afp_due_by(w.epoch_iter, w.iter);
     if (w.iter >= w.st[0].next || range_p > w.fmax[0])
       afp_reevaluate(w, 0, range_p, w.iter < w.st[0].next, due_by, a,
                      [&](const detail::FixedFormat& f) { return afp_recent_error<E>(a.U.f32, recent.x, nrecent, f); });
@@ -262,7 +260,7 @@ __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
     }
     const float range_g = warp_max(mg);
     if (w.iter >= w.st[2].next || range_g > w.fmax[2])
-      afp_reevaluate(w, 2, range_g, w.iter < w.st[2].next, LLONG_MAX, a, [&](const detail::FixedFormat& f) {
+      afp_reevaluate(w, 2, range_g, w.iter < w.st[2].next, INT64_MAX, a, [&](const detail::FixedFormat& f) {
         float sa = 0.f, sq = 0.f;  // the iteration's gradient tensor (grad p_u, grad q_i)
 #pragma unroll
         for (int c = 0; c < E; ++c) {

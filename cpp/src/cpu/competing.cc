@@ -929,14 +929,14 @@ class Afp final : public CompetingMethod {
       const int slot = static_cast<int>(w.epoch_iter % detail::kAfpRecentRows);
       w.recent[kP][slot] = rec.u;
       w.recent[kQ][slot] = rec.i;
-      const int nrecent = static_cast<int>(std::min<int64_t>(w.epoch_iter + 1, detail::kAfpRecentRows));
-      const int64_t due_by = w.iter + (detail::kAfpRecentRows - nrecent);  // == w.iter: no limit
+      const int nrecent = detail::afp_recent_count(w.epoch_iter);
+      const int64_t due_by = detail::afp_due_by(w.epoch_iter, w.iter);
       if (w.iter >= w.st[kP].next || range_p > w.fmax[kP])
         reevaluate(w, kP, nrecent, [&](int x) { return P + static_cast<size_t>(w.recent[kP][x]) * k; }, range_p,
-                   w.iter < w.st[kP].next, nrecent < detail::kAfpRecentRows ? due_by : INT64_MAX);
+                   w.iter < w.st[kP].next, due_by);
       if (w.iter >= w.st[kQ].next || range_q > w.fmax[kQ])
         reevaluate(w, kQ, nrecent, [&](int x) { return Q + static_cast<size_t>(w.recent[kQ][x]) * k; }, range_q,
-                   w.iter < w.st[kQ].next, nrecent < detail::kAfpRecentRows ? due_by : INT64_MAX);
+                   w.iter < w.st[kQ].next, due_by);
       if (SR) {
         fill_words(rw, k, key, 1);
         fixed_row_sr(ph, p, k, w.fmt[kP], rw);

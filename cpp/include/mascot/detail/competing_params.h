@@ -314,6 +314,18 @@ MASCOT_HD int afp_point_position(float range, int bits) {
 /// the data the tensor is being used on.
 constexpr int kAfpRecentRows = 32;
 
+/// The recent rows a re-evaluation at the worker's iteration `epoch_iter` of the epoch measures
+/// (the current one included), and the iteration by which the next re-evaluation is due: a
+/// decision on fewer than kAfpRecentRows rows is provisional, the next comes when that many have
+/// been read (INT64_MAX: no limit).  Both backends use these two.
+MASCOT_HD int afp_recent_count(int64_t epoch_iter) {
+  return epoch_iter + 1 < kAfpRecentRows ? static_cast<int>(epoch_iter + 1) : kAfpRecentRows;
+}
+MASCOT_HD int64_t afp_due_by(int64_t epoch_iter, int64_t iter) {
+  const int n = afp_recent_count(epoch_iter);
+  return n < kAfpRecentRows ? iter + (kAfpRecentRows - n) : INT64_MAX;
+}
+
 /// AFP bit-width rule at a re-evaluation (AFP's layer-wise precision adaptation, as the MASCOT
 /// authors' QPA() applies it): decided afresh every time, from the low width: the high width
 /// when the error measured at the low width exceeds the threshold (AFP's "+8 bits" step, capped
