@@ -756,6 +756,197 @@ def muppet_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lamb
     return P, Q, facts
 
 
+def _afp_point_position(range_, bits):
+    """afp_point_position: the smallest s with range <= (2^(bits-1) - 1) 2^s, exactly (frexp),
+    clamped to [-100, 100]; 0 for a zero or non-finite range (or one >= 3e38)."""
+    r = float(range_)
+    if not (r > 0) or not (r < float(_F32(3.0e38))):
+        return 0
+    m, e = math.frexp(r)
+    t, f = math.frexp(2.0 ** (bits - 1) - 1)
+    return min(max(e - f + (1 if m > t else 0), -100), 100)
+
+
+def _afp_format(pos, bits):
+    """make_fixed_format(-pos, bits) (AFP's step 2^pos) and the largest value it holds, hi 2^-f."""
+    if (-pos, bits) not in _FIXED_CACHE:
+        _FIXED_CACHE[-pos, bits] = _Fixed(-pos, bits)
+    fmt = _FIXED_CACHE[-pos, bits]
+    return fmt, fmt.hi * fmt.inv
+
+
+def _sum_abs_lanes(rows):
+    """sum_abs16 of every row of `rows` (n, k): |x_j| summed into lane j % 16 in float32, element
+    order, then the lanes' tree (8, 4, 2, 1), as dot_lanes does for the dot product."""
+    rows = np.abs(np.asarray(rows, _F32))
+    n, k = rows.shape
+    s = np.zeros((n, 16), _F32)
+    for c in range(0, k, 16):
+        w = min(16, k - c)
+        s[:, :w] = s[:, :w] + rows[:, c:c + w]
+    w = 8
+    while w >= 1:
+        s[:, :w] = s[:, :w] + s[:, w:2 * w]
+        w //= 2
+    return s[:, 0]
+
+
+def _afp_error(rows, fmt):
+    """Afp::reevaluate's error_at(f): every row rounded to nearest at the format (the format's
+    error, not one stochastic draw's); the rows' float32 sum_abs16 of x and of x_q added in
+    double in row order (slot order for P and Q; at most 32 float32 values of similar size,
+    so in practice exact in any order, unlike the float32 lanes within a row), then
+    afp_quant_error: log2(|sum|x| - sum|x_q|| / sum|x| + 1), 0 when sum|x| is 0."""
+    n = len(rows)
+    sums = _sum_abs_lanes(np.concatenate([rows, fmt.rn(rows)]))  # rows' sums, then their x_q's
+    sa = sq = 0.0
+    for a, b in zip(sums[:n], sums[n:]):
+        sa += float(a)
+        sq += float(b)
+    return math.log2(abs(sa - sq) / sa + 1.0) if sa > 0 else 0.0
+
+
+class _AfpTensor:
+    """One tensor's AFP state of the (single) worker, AfpTensorState plus its format in use and
+    that epoch's statistics, with afp_reevaluate_tensor as reevaluate()."""
+
+    def __init__(self, params):
+        self.c = params
+        self.bits, self.pos, self.mov_avg, self.has_avg = params.afp_low_bits, 0, 0.0, False
+        self.next, self.interval = 0, 1
+        self.fmt, self.fmax = None, _F32(0)  # FixedFormat{} holds nothing: the first iteration re-evaluates
+        self.last_bits = None  # width chosen by the previous re-evaluation (for the switch counts)
+        self.up = self.down = 0
+        self.new_epoch()
+
+    def new_epoch(self):
+        self.evals = self.saturated = self.to_high = self.itv_max = 0
+        self.err_sum = self.err_max = self.itv_sum = 0.0
+
+    def due(self, iteration, range_):
+        return iteration >= self.next or range_ > self.fmax
+
+    def reevaluate(self, rows, range_, iteration, due_by):
+        c = self.c
+        saturated = iteration < self.next  # due only because the range outgrew the format
+        self.bits = c.afp_low_bits
+        self.pos = pos_low = _afp_point_position(range_, self.bits)
+        fmt, fmax = _afp_format(self.pos, self.bits)
+        err = _afp_error(rows, fmt)
+        if err > c.afp_error_threshold:  # afp_width: the high width, measured again
+            self.bits = c.afp_high_bits
+            self.to_high += 1
+            self.pos = _afp_point_position(range_, self.bits)
+            fmt, fmax = _afp_format(self.pos, self.bits)
+            err = _afp_error(rows, fmt)
+        # afp_set_interval, in double: m follows the point position at the low width
+        prev = self.mov_avg if self.has_avg else float(pos_low)
+        self.mov_avg = c.afp_alpha * pos_low + (1.0 - c.afp_alpha) * prev
+        self.has_avg = True
+        d1 = abs(self.mov_avg - prev)
+        d2 = c.afp_delta * err * err
+        den = d1 if d1 > d2 else d2
+        itv = c.afp_beta / den - c.afp_gamma if den > 0 else float(2 ** 40)
+        if not (itv >= 1.0):
+            itv = 1.0
+        itv = min(itv, float(2 ** 40))
+        self.interval = int(itv)
+        self.next = iteration + self.interval
+        if self.next > due_by:  # a provisional decision (fewer than 32 recent rows)
+            self.next = due_by if due_by > iteration else iteration + 1
+            self.interval = self.next - iteration
+        self.evals += 1
+        self.saturated += saturated
+        self.err_sum += err
+        self.err_max = max(self.err_max, err)
+        self.itv_sum += float(self.interval)
+        self.itv_max = max(self.itv_max, self.interval)
+        if self.last_bits is not None and self.bits != self.last_bits:
+            self.up += self.bits > self.last_bits
+            self.down += self.bits < self.last_bits
+        self.last_bits = self.bits
+        self.fmt, self.fmax = fmt, fmax
+
+    def report(self):
+        """What afp_epoch_json reports for this tensor with one worker."""
+        n = self.evals
+        return {"bits": self.bits, "threads_high": int(self.bits >= self.c.afp_high_bits), "threads": 1,
+                "point_position_min": self.pos, "point_position_max": self.pos, "evaluations": n,
+                "saturation_evaluations": self.saturated, "high_evaluations": self.to_high,
+                "error_mean": self.err_sum / n if n else None, "error_max": self.err_max if n else None,
+                "interval_mean": self.itv_sum / n if n else None, "interval_max": self.itv_max}
+
+
+_AFP_RECENT = 32  # kAfpRecentRows
+_INT64_MAX = 2 ** 63 - 1
+
+
+def afp_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lambda_q=0.015, init_std=0.01,
+                  seed=42, order="shuffle", rounding="nearest", groups=4, method_params=None):
+    """Serial AFP (competing.cc class Afp, one worker); method_params as mascot.MF takes them.
+    Three tensors P, Q, G, each with its own AFP state (bits, point position s, moving average m
+    of s, next re-evaluation), carried across epochs; the iteration counts ratings of the run.
+    Epoch start: max |P|, max |Q| over the whole tensors; the running maxima of the rows read
+    start at 0.  Per rating (iteration `it`, `x`-th of the epoch):
+      * the running max of P (Q) takes max |p_u| (|q_i|); range_P = max(epoch max, running max);
+        u (i) goes to the ring of recent rows, slot x % 32;
+      * P (then Q) is re-evaluated when it >= next or range > hi 2^-f of its format (the
+        saturation guard): on the first min(x + 1, 32) ring slots' rows as they are now, in slot
+        order; s for the range at the low width and the low width's error, above the threshold
+        the high width and its error; the interval rule; a decision on fewer than 32 rows is due
+        again by the iteration the 32nd row is read (afp_due_by);
+      * p_hat, q_hat: p, q at their formats (SR words: tags 1, 2); e = r - p_hat . q_hat (FP32,
+        16 lanes); g_p = e q_hat - lambda_P p_hat, g_q = e p_hat - lambda_Q q_hat;
+      * G re-evaluated (rows g_p, g_q, range max |g|, no deadline) when due or saturated;
+        g_p, g_q at G's format (SR words: tags 3, 4); p += lr g_p, q += lr g_q on the masters.
+    Returns (P, Q, per epoch {"max_abs_p", "max_abs_q", "tensors": {name: the report's fields}},
+    per tensor [width switches up, down] over the run)."""
+    params = _core.CompetingParams()
+    for name, value in (method_params or {}).items():
+        setattr(params, name, value)
+    u, i, r, P, Q, visit, u_new, i_new = _serial_setup(data, k, epochs, seed, init_std, order, groups)
+    sr = rounding == "stochastic"
+    lp, lq = _F32(lambda_p), _F32(lambda_q)
+    tp, tq, tg = (_AfpTensor(params) for _ in range(3))
+    recent_u, recent_i = np.zeros(_AFP_RECENT, np.int64), np.zeros(_AFP_RECENT, np.int64)
+    it = 0
+    facts = []
+    for e in range(epochs):
+        lr_e = lr_at(lr, decay, e)
+        if sr:
+            keys = _rating_keys(seed, 3, e, u_new[visit[e]], i_new[visit[e]])  # epoch_round_key(seed, 3, e)
+            w_p, w_q = _fill_words(keys, 1, k), _fill_words(keys, 2, k)
+            w_g = np.stack([_fill_words(keys, 3, k), _fill_words(keys, 4, k)], axis=1)  # (ratings, 2, k)
+        max_p, max_q = _max_abs(P), _max_abs(Q)
+        run_p = run_q = _F32(0)
+        for t in (tp, tq, tg):
+            t.new_epoch()
+        for x, rt in enumerate(visit[e]):
+            p, q = P[u[rt]], Q[i[rt]]
+            run_p, run_q = max(run_p, _max_abs(p)), max(run_q, _max_abs(q))
+            range_p, range_q = max(max_p, run_p), max(max_q, run_q)
+            recent_u[x % _AFP_RECENT], recent_i[x % _AFP_RECENT] = u[rt], i[rt]
+            n = min(x + 1, _AFP_RECENT)  # afp_recent_count
+            due_by = it + (_AFP_RECENT - n) if n < _AFP_RECENT else _INT64_MAX  # afp_due_by
+            if tp.due(it, range_p):
+                tp.reevaluate(P[recent_u[:n]], range_p, it, due_by)
+            if tq.due(it, range_q):
+                tq.reevaluate(Q[recent_i[:n]], range_q, it, due_by)
+            ph = tp.fmt.sr(p, w_p[x]) if sr else tp.fmt.rn(p)
+            qh = tq.fmt.sr(q, w_q[x]) if sr else tq.fmt.rn(q)
+            err = _F32(r[rt] - dot_lanes(ph, qh))
+            g = np.stack([err * qh - lp * ph, err * ph - lq * qh])  # rows: grad p_u, grad q_i
+            range_g = _max_abs(g)
+            if tg.due(it, range_g):
+                tg.reevaluate(g, range_g, it, _INT64_MAX)
+            gp, gq = tg.fmt.sr(g, w_g[x]) if sr else tg.fmt.rn(g)
+            P[u[rt]], Q[i[rt]] = p + lr_e * gp, q + lr_e * gq
+            it += 1
+        facts.append({"max_abs_p": float(max_p), "max_abs_q": float(max_q),
+                      "tensors": {"P": tp.report(), "Q": tq.report(), "G": tg.report()}})
+    return P, Q, facts, {"P": (tp.up, tp.down), "Q": (tq.up, tq.down), "G": (tg.up, tg.down)}
+
+
 @pytest.fixture(scope="module")
 def tiny_synth():
     return mascot.data.synthetic("synthetic-ml10m:0.002").train  # 15,903 ratings, 3 chunks
@@ -871,3 +1062,53 @@ def test_muppet_report_of_a_switching_epoch_shows_what_the_evaluation_saw():
         assert m["evaluated"] and m["violations"] == 2 and m["max_diversity"] > 0
         assert m["ratio"] > m["threshold"]
         assert m["max_diversity"] == pytest.approx(m["ratio"] * m["diversity"], rel=1e-9)
+
+
+AFP_CASES = [
+    # rounding, k, epochs, lr, method_params: the papers' defaults (every tensor starts at 8 bits;
+    # G is re-evaluated thousands of times per epoch, over a quarter of them forced by saturation); at
+    # lr 0.07 the tensors' maxima fall between epochs 1 and 2 (a running max carried over from
+    # the last epoch would keep the point positions up); a threshold of 0.001 with a shorter
+    # interval (beta 0.01): P and Q re-evaluated every few dozen iterations in the second epoch,
+    # switching 8 <-> 16 bits both ways; 6/12 bits with a fast moving average, no gamma and a
+    # smaller delta (k = 20: the lanes' tail)
+    ("nearest", 16, 2, 0.01, {}),
+    ("stochastic", 16, 2, 0.01, {}),
+    ("nearest", 32, 3, 0.07, {}),
+    ("nearest", 16, 2, 0.01, {"afp_error_threshold": 0.001, "afp_beta": 0.01}),
+    ("stochastic", 32, 2, 0.01, {"afp_error_threshold": 0.001, "afp_beta": 0.01}),
+    ("nearest", 20, 1, 0.01, {"afp_low_bits": 6, "afp_high_bits": 12, "afp_alpha": 0.3, "afp_gamma": 0.0,
+                              "afp_delta": 10.0}),
+]
+
+
+@pytest.mark.parametrize("rounding,k,epochs,lr,params", AFP_CASES,
+                         ids=["rn-default", "sr-default", "rn-k32-falling", "rn-frequent", "sr-frequent-k32",
+                              "rn-6-12"])
+def test_afp_matches_serial_reference_bitwise(tiny_synth, rounding, k, epochs, lr, params):
+    m = _serial_fit(tiny_synth, "afp", k, epochs, rounding, params, lr=lr)
+    P, Q, facts, switches = afp_reference(tiny_synth, k=k, epochs=epochs, lr=lr, rounding=rounding,
+                                          method_params=params)
+    _assert_same_bits(m.P, P, "P")
+    _assert_same_bits(m.Q, Q, "Q")
+    for rec, f in zip(m.report_["epochs"], facts):
+        meth = rec["method"]
+        assert (meth["max_abs_p"], meth["max_abs_q"]) == (f["max_abs_p"], f["max_abs_q"])
+        for name, want in f["tensors"].items():
+            got = meth["tensors"][name]
+            for key, value in want.items():
+                # exact: one worker's sums are the same doubles, and the report's doubles round-trip
+                assert got[key] == value, (rec["epoch"], name, key, got[key], value)
+    # the case exercises what it says: training moved the factors; both widths chosen, and the
+    # saturation guard fired
+    assert np.abs(m.P - _core.init_factors(tiny_synth.n_users, k, 0.01, 42, "P")).max() > 0.005
+    tensors = [t for f in facts for t in f["tensors"].values()]
+    assert any(0 < t["high_evaluations"] < t["evaluations"] for t in tensors)
+    assert sum(t["saturation_evaluations"] for t in tensors) > 0
+    assert any(up > 0 and down > 0 for up, down in switches.values())
+    if lr == 0.07:
+        assert facts[2]["max_abs_p"] < facts[1]["max_abs_p"]
+    if "afp_error_threshold" in params:  # P and Q re-evaluated often, switching widths both ways
+        for name in ("P", "Q"):
+            assert facts[-1]["tensors"][name]["evaluations"] > 100, name
+            assert min(switches[name]) > 0, (name, switches[name])
