@@ -202,6 +202,29 @@ MASCOT_FORCE_INLINE void fixed_inplace_sr(float* __restrict a, int k, const Fixe
   for (int j = 0; j < k; ++j) a[j] = detail::fixed_round_sr(a[j], g, w[j]);
 }
 
+/// fixed_row_rn and sum_abs16 of its output in one pass: out = the row quantized to nearest,
+/// returns sum |out| (sum_abs16's lanes and tree, so the same float).
+MASCOT_FORCE_INLINE float fixed_row_rn_sum_abs(float* __restrict out, const float* __restrict in, int k,
+                                               const FixedFormat& f) {
+  const FixedFormat g = f;
+  float s[kL] = {};
+  int j = 0;
+  for (; j + kL <= k; j += kL)
+    for (int l = 0; l < kL; ++l) {
+      const float v = detail::fixed_round_rn(in[j + l], g);
+      out[j + l] = v;
+      s[l] += std::fabs(v);
+    }
+  for (int l = 0; j + l < k; ++l) {
+    const float v = detail::fixed_round_rn(in[j + l], g);
+    out[j + l] = v;
+    s[l] += std::fabs(v);
+  }
+  for (int w = kL / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) s[l] += s[l + w];
+  return s[0];
+}
+
 // FP16 rows with round-to-nearest: F16C on the AVX2 path (kernel_isa avx2 implies F16C), the
 // branchless software rounding elsewhere; both give half.h's float_to_half_rn bits.
 template <bool F16C>
@@ -784,6 +807,7 @@ class Afp final : public CompetingMethod {
     for (auto& w : workers_) {
       w.s.init(k_);
       w.g2.assign(static_cast<size_t>(2 * k_), 0.f);
+      w.gq2.assign(static_cast<size_t>(2 * k_), 0.f);
       for (auto& st : w.st) {
         st.bits = c_.afp_low_bits;
         st.next = 0;
@@ -867,6 +891,7 @@ class Afp final : public CompetingMethod {
     int32_t recent[2][detail::kAfpRecentRows];  // P, Q rows of the last iterations (slot = epoch_iter % 32)
     Scratch s;
     std::vector<float> g2;  // gradient of the iteration (p part, q part) for measuring G
+    std::vector<float> gq2;  // ... quantized by this iteration's re-evaluation of G
   };
 
   static float tensor_max_abs(const float* a, int64_t n) {
@@ -878,22 +903,29 @@ class Afp final : public CompetingMethod {
 
   /// A re-evaluation of tensor t at this iteration (AFP's rule, competing_params.h): its data
   /// are `rows` rows of k values (P, Q: the recent rows; G: the iteration's two gradient rows),
-  /// row(x) the x-th; its max |x| is range.
+  /// row(x) the x-th; its max |x| is range.  out: where the rows quantized to the format
+  /// chosen go (rows x k), or null.
   template <class Row>
-  void reevaluate(Worker& w, int t, int rows, Row&& row, float range, bool saturated, int64_t due_by) {
+  void reevaluate(Worker& w, int t, int rows, Row&& row, float range, bool saturated, int64_t due_by,
+                  float* out = nullptr) {
     detail::AfpTensorState& st = w.st[t];
     Stats& s = w.stats[t];
     float* tmp = w.s.c.data();
     const int k = k_;
-    auto error_at = [&](const FixedFormat& f) {  // nearest rounding: the format's error, not one draw's
-      double sa = 0, sq = 0;
-      for (int x = 0; x < rows; ++x) {
-        const float* d = row(x);
-        fixed_row_rn(tmp, d, k, f);
-        sa += sum_abs16(d, k);
-        sq += sum_abs16(tmp, k);
+    // Nearest rounding: the format's error, not one draw's.  sum |x| (each row's float sum,
+    // added in double) does not depend on the format, so it is taken once; sum |x_q| is one
+    // fused pass per row and format.  The last call is at the format chosen, so `out` ends up
+    // holding the data in that format.
+    double sum_abs = -1;
+    auto error_at = [&](const FixedFormat& f) {
+      if (sum_abs < 0) {
+        sum_abs = 0;
+        for (int x = 0; x < rows; ++x) sum_abs += sum_abs16(row(x), k);
       }
-      return detail::afp_quant_error(sa, sq);
+      double sq = 0;
+      for (int x = 0; x < rows; ++x)
+        sq += fixed_row_rn_sum_abs(out ? out + static_cast<size_t>(x) * k : tmp, row(x), k, f);
+      return detail::afp_quant_error(sum_abs, sq);
     };
     const FixedFormat f = detail::afp_reevaluate_tensor(st, s, range, saturated, c_.afp_error_threshold,
                                                         c_.afp_low_bits, c_.afp_high_bits, c_.afp_alpha, c_.afp_beta,
@@ -917,6 +949,7 @@ class Afp final : public CompetingMethod {
     float* __restrict ph = w.s.a.data();
     float* __restrict qh = w.s.b.data();
     float* __restrict g = w.g2.data();  // g[0..k): grad p, g[k..2k): grad q
+    float* __restrict gq = w.gq2.data();  // G quantized by a re-evaluation (nearest rounding)
     uint32_t* __restrict rw = w.s.w.data();
     const float lr = prm.lr, lp = prm.lambda_p, lq = prm.lambda_q;
     for_each_rating<SR>(recs, count, P, Q, k, epoch_key_,
@@ -951,22 +984,28 @@ class Afp final : public CompetingMethod {
         g[j] = e * qh[j] - lp * ph[j];
         g[k + j] = e * ph[j] - lq * qh[j];
       }
-      // G: the iteration's data is its whole gradient tensor (grad p_u, grad q_i)
+      // G: the iteration's data is its whole gradient tensor (grad p_u, grad q_i).  With
+      // nearest rounding a re-evaluation leaves G quantized to its new format in gq.
       const float range_g = std::max(max_abs16(g, k), max_abs16(g + k, k));
-      if (w.iter >= w.st[kG].next || range_g > w.fmax[kG])
-        reevaluate(w, kG, 2, [&](int x) { return g + x * k; }, range_g, w.iter < w.st[kG].next, INT64_MAX);
+      bool have_gq = false;
+      if (w.iter >= w.st[kG].next || range_g > w.fmax[kG]) {
+        reevaluate(w, kG, 2, [&](int x) { return g + x * k; }, range_g, w.iter < w.st[kG].next, INT64_MAX,
+                   SR ? nullptr : gq);
+        have_gq = !SR;
+      }
       const FixedFormat fg = w.fmt[kG];
       if (SR) {
         fill_words(rw, k, key, 3);
         fixed_inplace_sr(g, k, fg, rw);
         fill_words(rw, k, key, 4);
         fixed_inplace_sr(g + k, k, fg, rw);
-      } else {
+      } else if (!have_gq) {
         fixed_inplace_rn(g, 2 * k, fg);
       }
+      const float* gu = have_gq ? gq : g;
       for (int j = 0; j < k; ++j) {
-        p[j] += lr * g[j];
-        q[j] += lr * g[k + j];
+        p[j] += lr * gu[j];
+        q[j] += lr * gu[k + j];
       }
       ++w.iter;
       ++w.epoch_iter;
