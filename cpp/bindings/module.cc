@@ -182,6 +182,17 @@ NB_MODULE(_core, m) {
   m.def("cuda_unsupported_reason", &detail::cuda_unsupported_reason, "config"_a,
         "Why the CUDA kernels do not take this configuration (k, order, a study option), '' when they do: "
         "--device cuda refuses such a job, auto trains it on the CPU.");
+  m.def(
+      "resolved_threads",
+      [](int threads) {
+        Context ctx;
+        ctx.threads = threads;
+        ctx.validate();
+        return ctx.resolved_threads();
+      },
+      "threads"_a,
+      "The CPU thread count a run with this `threads` setting uses (0: every core the host reports, at least "
+      "1): what a run report's top-level \"threads\" holds.");
   m.def("cuda_device_name", &detail::cuda_device_name,
         "Name, compute capability, SMs and memory of the current CUDA device (RuntimeError without one).");
   m.def("cuda_copy_bandwidth", &detail::cuda_copy_bandwidth, "bytes"_a = int64_t(1) << 30, "reps"_a = 20,

@@ -178,6 +178,11 @@ def cuda_unsupported_reason(config: TrainConfig) -> str:
     Why the CUDA kernels do not take this configuration (k, order, a study option), '' when they do: --device cuda refuses such a job, auto trains it on the CPU.
     """
 
+def resolved_threads(threads: int) -> int:
+    """
+    The CPU thread count a run with this `threads` setting uses (0: every core the host reports, at least 1): what a run report's top-level "threads" holds.
+    """
+
 def cuda_device_name() -> str:
     """
     Name, compute capability, SMs and memory of the current CUDA device (RuntimeError without one).

@@ -415,6 +415,8 @@ def test_report_of_another_thread_count_is_rerun(tmp_path, monkeypatch, capsys):
     assert calls == []
     assert ex._resolved_threads(3) == 3
     assert ex._resolved_threads(0) == max(1, os.cpu_count() or 1)  # as the core resolves 0
+    with pytest.raises(ValueError, match="threads must be between 0"):
+        ex._resolved_threads(-1)
 
 
 def _fake_gpu(monkeypatch):

@@ -203,20 +203,9 @@ def warm_up(cell: Cell, dataset: Any, threads: int) -> None:
 def _resolved_threads(threads: int) -> int:
     """The thread count the core runs with for ``--threads threads`` (Context::resolved_threads:
     ``threads``, or every core the host reports when 0, at least 1) -- what a run report's
-    top-level ``"threads"`` holds.  The core is asked (its memory plan allocates nothing);
-    ``os.cpu_count()``, which is hardware_concurrency on Linux, if it cannot answer."""
-    if threads > 0:
-        return threads
-    try:
-        from .. import _core
-        from ..model import MF
-        plan, _ = _core.memory_plan(MF(k=1, method="fp32", epochs=1)._config(), "cpu", 0, 1, 1, 1, 0, False)
-        n = json.loads(plan)["threads"]
-        if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
-            return n
-    except Exception:  # noqa: BLE001 - an older core: resolve it here
-        pass
-    return max(1, os.cpu_count() or 1)
+    top-level ``"threads"`` holds."""
+    from .. import _core
+    return int(_core.resolved_threads(threads))
 
 
 def _stored_report(path: Path, cell: Cell, threads: int | None = None) -> tuple[dict | None, str | None]:
