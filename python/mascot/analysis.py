@@ -7,12 +7,9 @@ or ``MF.report_`` dicts) -> :func:`load_reports` (list of dicts, each tagged wit
 matplotlib's Agg backend, written atomically) -> :func:`paper_comparison`, which puts this
 project's figures next to the numbers the paper publishes (``PAPER``, each with its source).
 
-Nothing here trains; the only state is the module-level ``PAPER`` constant.  pandas and
-matplotlib are imported lazily so that ``import mascot`` never needs them.
-
-The Welch two-sample t-test is implemented here (Student's t distribution through the
-regularized incomplete beta function, Numerical Recipes' continued fraction) so the package does
-not depend on SciPy.
+Nothing here trains; the only state is the module-level ``PAPER`` constant.  pandas,
+matplotlib and SciPy (Welch's t-test, :func:`welch_ttest`) come with the ``experiments`` extra
+and are imported lazily, so that ``import mascot`` never needs them.
 """
 from __future__ import annotations
 
@@ -22,8 +19,9 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import _files
 
@@ -168,59 +166,9 @@ def mf_compute_memory_ratio(k: int, b: int = 1) -> float:
 
 
 # --------------------------------------------------------------------------- statistics
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta function I_x(a, b) (continued fraction, |rel. err| < 1e-14)."""
-    if a <= 0 or b <= 0:
-        raise ValueError(f"betainc needs a, b > 0 (got {a}, {b})")
-    if not 0.0 <= x <= 1.0:
-        raise ValueError(f"betainc needs 0 <= x <= 1 (got {x})")
-    if x == 0.0 or x == 1.0:
-        return x
-    ln_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                + a * math.log(x) + b * math.log1p(-x))
-    # The continued fraction converges fast for x < (a+1)/(a+b+2); use symmetry otherwise.
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(ln_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(ln_front) * _betacf(b, a, 1.0 - x) / b
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    tiny, eps = 1e-300, 1e-15
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 10000):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < eps:
-            return h
-    raise ArithmeticError(f"betainc did not converge for a={a}, b={b}, x={x}")
-
-
-def t_two_sided_p(t: float, df: float) -> float:
-    """Two-sided p-value of Student's t with ``df`` degrees of freedom: I_{df/(df+t^2)}(df/2, 1/2)."""
-    if not df > 0:
-        raise ValueError(f"degrees of freedom must be > 0 (got {df})")
-    if math.isinf(t):
-        return 0.0
-    return betainc(df / 2.0, 0.5, df / (df + t * t))
-
-
 def welch_ttest(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
-    """Welch's two-sample t-test (unequal variances), two-sided.
+    """Welch's two-sample t-test (unequal variances), two-sided: SciPy's
+    ``ttest_ind(a, b, equal_var=False)``.
 
     Returns ``{"t", "df", "p", "mean_a", "mean_b", "n_a", "n_b"}``; t > 0 when mean(a) > mean(b).
     Needs at least 2 values per sample; ``t``, ``df`` and ``p`` are NaN when both samples have
@@ -228,16 +176,17 @@ def welch_ttest(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
     a, b = [float(v) for v in a], [float(v) for v in b]
     if len(a) < 2 or len(b) < 2:
         raise ValueError(f"the t-test needs at least 2 values per sample (got {len(a)} and {len(b)})")
-    ma, mb = sum(a) / len(a), sum(b) / len(b)
-    va = sum((v - ma) ** 2 for v in a) / (len(a) - 1)
-    vb = sum((v - mb) ** 2 for v in b) / (len(b) - 1)
-    sa, sb = va / len(a), vb / len(b)
-    out = {"mean_a": ma, "mean_b": mb, "n_a": len(a), "n_b": len(b)}
-    if sa + sb == 0.0:
+    out = {"mean_a": sum(a) / len(a), "mean_b": sum(b) / len(b), "n_a": len(a), "n_b": len(b)}
+    if len(set(a)) == 1 and len(set(b)) == 1:  # SciPy warns and returns NaN; say it without the warning
         return {**out, "t": math.nan, "df": math.nan, "p": math.nan}
-    t = (ma - mb) / math.sqrt(sa + sb)
-    df = (sa + sb) ** 2 / (sa * sa / (len(a) - 1) + sb * sb / (len(b) - 1))
-    return {**out, "t": t, "df": df, "p": t_two_sided_p(t, df)}
+    try:
+        from scipy import stats
+    except ImportError:
+        raise ImportError("the t-test needs SciPy (pip install 'mascot[experiments]')") from None
+    with warnings.catch_warnings():  # one constant sample is fine (its variance is 0), though SciPy warns
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        r = stats.ttest_ind(a, b, equal_var=False)
+    return {**out, "t": float(r.statistic), "df": float(r.df), "p": float(r.pvalue)}
 
 
 # --------------------------------------------------------------------------- loading
@@ -289,14 +238,15 @@ def _run_keys(rep: dict) -> dict[str, Any]:
         "item_groups": cfg.get("item_groups"), "period": cfg.get("period"),
         "sample_ratio": cfg.get("sample_ratio"), "warmup": cfg.get("warmup"),
         # null in the report (and -1 in the config) when off
-        "random_fp16": _or(cfg.get("random_fp16"), params.get("random_fp16"), -1.0),
+        "random_fp16": _first_given(cfg.get("random_fp16"), params.get("random_fp16"), -1.0),
         "grad_stats": bool(cfg.get("grad_stats", params.get("grad_stats", False))),
     }
     row["gamma_percent"] = None if row["sample_ratio"] is None else round(100 * row["sample_ratio"], 6)
     return row
 
 
-def _or(*values: Any) -> Any:
+def _first_given(*values: Any) -> Any:
+    """The first of ``values`` that is not None (None if all are)."""
     return next((v for v in values if v is not None), None)
 
 
@@ -473,8 +423,7 @@ def sensitivity_ttest(runs, chosen: tuple[int, float] = (2, 5), reference: tuple
     _check_one_config(runs, ["dataset", "period", "gamma_percent"], "sensitivity_ttest")
     rows = []
     for ds, part in runs.groupby("dataset"):
-        sel = lambda pi, gp: part[(part["period"] == pi) & ((part["gamma_percent"] - gp).abs() < 1e-9)]  # noqa: E731
-        a, b = sel(*chosen), sel(*reference)
+        a, b = _setting(part, *chosen), _setting(part, *reference)
         for metric, col in (("time", "train_seconds"), ("rmse", "final_test_rmse")):
             xa, xb = list(a[col].dropna()), list(b[col].dropna())
             if len(xa) >= 2 and len(xb) >= 2:
@@ -488,6 +437,11 @@ def sensitivity_ttest(runs, chosen: tuple[int, float] = (2, 5), reference: tuple
                          "n": f"{len(xa)}/{len(xb)}"})
     return pd.DataFrame(rows, columns=["dataset", "metric", "mean_chosen", "mean_reference", "t", "df",
                                        "p", "significant", "n"])
+
+
+def _setting(part, pi: int, gamma_percent: float):
+    """The rows of ``part`` with period ``pi`` and sample ratio ``gamma_percent`` %."""
+    return part[(part["period"] == pi) & ((part["gamma_percent"] - gamma_percent).abs() < 1e-9)]
 
 
 def _mean(x: list) -> float:
@@ -582,7 +536,7 @@ def _our_relative(runs, rel, method: str, dataset: str, k: int | None):
         return None
     kk = k if k in ks else max(ks)  # quick runs use a smaller k: compare with the largest one
     part = runs[(runs["dataset"] == dataset) & (runs["k"] == kk)]
-    mean = lambda meth, **f: part[(part["method"] == meth) & _eq(part, f)]["train_seconds"].mean()  # noqa: E731
+    mean = lambda meth, **f: part[(part["method"] == meth) & _matches(part, f)]["train_seconds"].mean()  # noqa: E731
     if "/" in method:
         a, b = [s.strip() for s in method.split("/")]
         if 100 not in set(part["groups"]):  # the paper's ratios are at g = 100
@@ -595,7 +549,8 @@ def _our_relative(runs, rel, method: str, dataset: str, k: int | None):
     return None if r.empty or math.isnan(r["relative_time"].iloc[0]) else (float(r["relative_time"].iloc[0]), kk)
 
 
-def _eq(df, f: dict):
+def _matches(df, f: dict):
+    """The rows of ``df`` whose columns equal ``f``'s values (all rows for an empty ``f``)."""
     m = df["method"] == df["method"]
     for c, v in f.items():
         m &= df[c] == v

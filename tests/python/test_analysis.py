@@ -1,4 +1,5 @@
 """mascot.analysis: the t-test against reference values, loaders on real run reports, tables."""
+import importlib.util
 import json
 import math
 from collections import Counter
@@ -8,14 +9,15 @@ import pytest
 
 # the analysis extras (pandas) may be absent, e.g. on an offline GPU machine: skip, not error
 pd = pytest.importorskip("pandas")
+# Welch's t-test needs SciPy (the experiments and test extras install it)
+needs_scipy = pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="SciPy is not installed")
 
 import mascot
 from mascot import analysis as an
 
-# Reference values computed with SciPy 1.17 (scipy.special.betainc, scipy.stats.ttest_ind with
-# equal_var=False, 2 * scipy.stats.t.sf); SciPy is not a dependency of the package.
-BETAINC = [((2.5, 0.5, 0.3), 0.018927124071945658), ((10, 3, 0.9), 0.889130022255),
-           ((0.5, 0.5, 0.5), 0.5), ((50, 0.5, 0.99), 0.3173043978741973)]
+# Welch's t-test is SciPy's (scipy.stats.ttest_ind with equal_var=False); these reference values
+# (computed with SciPy 1.17, and equal to the hand-written test this package had before) pin what
+# welch_ttest returns: the sign convention, the degrees of freedom and the two-sided p.
 WELCH = [
     ([0.69, 0.70, 0.68, 0.71, 0.69], [0.93, 0.95, 0.92, 0.94, 0.96],
      -28.218135266079145, 7.27455919395466, 1.0617378243973906e-08),
@@ -23,34 +25,12 @@ WELCH = [
      0.03714965699125097),
     ([10.2, 9.8, 10.1], [10.0, 10.3, 9.9, 10.4], -0.6897304947150091, 4.780982424515555,
      0.5224008058403382),
+    # one sample without variance (SciPy warns about precision here; welch_ttest silences that)
+    ([1.0, 1.1, 0.9], [2.0, 2.0, 2.0], -17.320508075688767, 2.0, 0.003316758722356864),
 ]
 
 
-@pytest.mark.parametrize("args,expected", BETAINC)
-def test_betainc_matches_reference(args, expected):
-    assert an.betainc(*args) == pytest.approx(expected, rel=1e-12, abs=1e-15)
-
-
-def test_betainc_edges_and_errors():
-    assert an.betainc(2.0, 3.0, 0.0) == 0.0 and an.betainc(2.0, 3.0, 1.0) == 1.0
-    # I_x(1, 1) = x and I_x(a, 1) = x^a (closed forms)
-    for x in (0.1, 0.5, 0.93):
-        assert an.betainc(1.0, 1.0, x) == pytest.approx(x, rel=1e-13)
-        assert an.betainc(3.5, 1.0, x) == pytest.approx(x ** 3.5, rel=1e-12)
-    # the argument checks, not a math domain error further in
-    with pytest.raises(ValueError, match=r"a, b > 0"):
-        an.betainc(0.0, 1.0, 0.5)
-    with pytest.raises(ValueError, match=r"0 <= x <= 1"):
-        an.betainc(1.0, 1.0, 1.5)
-
-
-@pytest.mark.parametrize("t,df,p", [(2.228, 10, 0.05001177181711132), (1.5, 3.7, 0.2135981692020135),
-                                    (12.0, 200, 2.422136005246625e-25), (0.0, 5, 1.0)])
-def test_t_p_value(t, df, p):
-    assert an.t_two_sided_p(t, df) == pytest.approx(p, rel=1e-9)
-    assert an.t_two_sided_p(-t, df) == pytest.approx(p, rel=1e-9)
-
-
+@needs_scipy
 @pytest.mark.parametrize("a,b,t,df,p", WELCH)
 def test_welch_ttest_matches_reference(a, b, t, df, p):
     r = an.welch_ttest(a, b)
@@ -152,6 +132,7 @@ def test_relative_time_table():
     assert math.isnan(t.loc[("b", "mascot"), "relative_time"])
 
 
+@needs_scipy
 def test_sensitivity_table_and_ttest():
     rows = []
     for pi, g, times in ((2, 0.05, [1.0, 1.1, 0.9]), (1, 1.0, [2.0, 2.2, 1.8]), (2, 1.0, [1.5, 1.5, 1.6])):
