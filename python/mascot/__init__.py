@@ -6,10 +6,10 @@ report (``MF.report_``).  The extension ``mascot._core`` only converts and forwa
 """
 from __future__ import annotations
 
-from . import _core, data
-from . import metrics
-from ._use import UnknownIdWarning
-from .model import MF, dataset_id_maps
+from . import _core, data, metrics
+from ._inference import UnknownIdWarning
+from .data import dataset_id_maps
+from .model import MF
 
 __version__: str = _core.__version__
 HAS_CUDA: bool = bool(_core.HAS_CUDA)

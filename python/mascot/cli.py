@@ -141,7 +141,7 @@ def _recommend(args: list[str]) -> int:
     tokens = _split_ids(a.users)
     m = MF.load(a.model_dir)
     if a.dataset:
-        from .model import dataset_id_maps
+        from .data import dataset_id_maps
 
         if m.user_ids_ is not None or m.item_ids_ is not None:
             raise ValueError(f"{a.model_dir} already carries id maps; --dataset is for models without them")
@@ -234,8 +234,7 @@ def data_main(argv: list[str]) -> int:
     import argparse
     import json
 
-    from . import data as _data
-    from . import datasets
+    from . import _store, datasets
 
     ap = argparse.ArgumentParser(prog="mascot data", description="Prepare and inspect real datasets "
                                  "in $MASCOT_DATA (default ~/.cache/mascot).",
@@ -271,7 +270,7 @@ def data_main(argv: list[str]) -> int:
         elif a.action == "list":
             rows = datasets.prepared()
             if not rows:
-                print(f"no prepared datasets in {_data.data_root()} (run `mascot data prepare NAME`)")
+                print(f"no prepared datasets in {_store.data_root()} (run `mascot data prepare NAME`)")
             for m in rows:  # prepared() checked the fields shown; a broken meta.json is one line
                 if "error" in m:
                     print(f"{m['name']:<16} unreadable meta.json: {m['error']}")
@@ -282,14 +281,11 @@ def data_main(argv: list[str]) -> int:
         else:
             if not datasets.valid_name(a.name):  # a name, not a path: nothing outside $MASCOT_DATA
                 raise datasets.DatasetError(f"invalid dataset name {a.name!r} (a directory name under "
-                                            f"{_data.data_root()}, as listed by `mascot data list`)")
-            path = _data.data_root() / a.name / "meta.json"
+                                            f"{_store.data_root()}, as listed by `mascot data list`)")
             try:
-                m = _data.meta(a.name)  # a missing one: FileNotFoundError naming `mascot data prepare`
-                if not isinstance(m, dict):
-                    raise ValueError("not a JSON object")
-            except ValueError as e:  # not JSON, not UTF-8
-                raise datasets.DatasetError(f"{path}: unreadable meta.json ({e})") from None
+                m = _store.meta(a.name)  # a missing one: FileNotFoundError naming `mascot data prepare`
+            except _store.MetaError as e:  # not JSON, not UTF-8, not an object
+                raise datasets.DatasetError(f"{e.path}: unreadable meta.json ({e.why})") from None
             print(json.dumps(datasets.summary(m), indent=2))
     except datasets.DownloadError as e:
         print(f"mascot data: error: {e}", file=sys.stderr)

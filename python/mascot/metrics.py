@@ -15,12 +15,14 @@ once (at its first rank), so recall and NDCG stay <= 1.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from . import _inference
 from ._arrays import sorted_unique
-from .data import Ratings, as_ratings
+from ._ratings import Ratings, as_ratings
 
 __all__ = ["precision_at_n", "recall_at_n", "ndcg_at_n", "ranking_metrics", "relevant_items", "evaluate"]
 
@@ -150,13 +152,11 @@ def evaluate(model: Any, test: Any, n: int = 10, threshold: float | None = None,
 
 def _recommend_dense(model: Any, users: np.ndarray, n: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
     """model.recommend on dense user ids, returning dense item ids (id maps bypassed)."""
-    from . import _use
-
-    n = _use.check_n(n, model.Q_.shape[0], "items")
+    n = _inference.check_n(n, model.Q_.shape[0], "items")
     exclude = model.seen_.rows(users) if exclude_seen and model.seen_ is not None else None
     if exclude_seen and model.seen_ is None:
         model._seen_pairs(None)  # raises the clear "needs the training pairs" error
-    return _use.top_n(model.P_[users], model.Q_, n, exclude)
+    return _inference.top_n(model.P_[users], model.Q_, n, exclude)
 
 
 def _mean(x: np.ndarray) -> float:

@@ -5,16 +5,16 @@
 Q in original id order plus the JSON run report, parsed into ``report_``.  ``fit`` also keeps
 the training pairs (``seen_``, CSR per user) and optional raw-id maps (``user_ids_``,
 ``item_ids_``); ``predict`` / ``recommend`` / ``similar_items`` translate ids through those maps
-and score with NumPy in bounded blocks (``mascot._use``); ``save`` / ``load`` carry all of it.
+and score with NumPy in bounded blocks (``mascot._inference``); ``save`` / ``load`` carry all of
+it in a model directory (the formats: ``mascot._persist``, which also keeps a checkpointed fit's
+id maps next to the core's checkpoint).  ``verbose=True`` logs every epoch (``mascot._progress``).
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import signal
-import sys
 import threading
 import warnings
 from collections.abc import Mapping
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, _files, _use
-from .data import Ratings, as_ratings, _ids
+from . import _core, _inference, _persist, _progress
+from ._ratings import Ratings, as_ratings, check_ids
 
 _PARAMS = ("k", "method", "epochs", "lr", "decay", "lambda_p", "lambda_q", "init_std",
            "user_groups", "item_groups", "period", "sample_ratio", "threshold", "warmup",
@@ -94,7 +94,7 @@ class MF:
         self.report_: dict | None = None
         self.user_ids_: np.ndarray | None = None   # raw id of each dense user (None: ids are dense)
         self.item_ids_: np.ndarray | None = None
-        self.seen_: _use.SeenPairs | None = None   # training pairs, for recommend(exclude_seen=True)
+        self.seen_: _inference.SeenPairs | None = None   # training pairs, for recommend(exclude_seen=True)
         self.train_mean_: float | None = None      # mean training rating (LIBMF's b)
 
     def get_params(self) -> dict[str, Any]:
@@ -149,7 +149,7 @@ class MF:
     # ------------------------------------------------------------------ training
     def fit(self, train: Any, test: Any = None, name: str = "", user_ids: Any = None,
             item_ids: Any = None, checkpoint: str | os.PathLike | None = None,
-            checkpoint_every: int = 1) -> "MF":
+            checkpoint_every: int = 1) -> MF:
         """Trains on ``train`` ((users, items, ratings) arrays, a DataFrame, a Ratings or a
         path), evaluating test RMSE after every epoch when ``test`` is given.  Test ratings
         whose user or item never occurs in training are dropped and counted in the report.
@@ -171,49 +171,48 @@ class MF:
         cfg = self._config()
         if not isinstance(name, str):
             raise ValueError(f"name must be a string (got {_short_repr(name)})")
-        tr, umap, imap = self._with_id_maps(tr, user_ids, item_ids)
+        tr, user_map, item_map = self._with_id_maps(tr, user_ids, item_ids)
         if checkpoint is not None:
-            self._fit_checkpointed(tr, te, name, _path(checkpoint, "checkpoint"), checkpoint_every, umap, imap)
+            self._fit_checkpointed(tr, te, name, _path(checkpoint, "checkpoint"), checkpoint_every, user_map,
+                                   item_map)
             return self
 
-        def on_epoch(rec: dict) -> bool:
-            if self.verbose:
-                rmse = "-" if rec["test_rmse"] is None else f"{rec['test_rmse']:.6f}"
-                print(f"epoch {rec['epoch'] + 1:4d}  lr {rec['lr']:.6f}  train {rec['train_seconds']:.3f}s  "
-                      f"eval {rec['eval_seconds']:.3f}s  test_rmse {rmse}", file=sys.stderr, flush=True)
-            return True  # a pending Ctrl-C raises KeyboardInterrupt inside this callback
-
         threads, device = self._threads_device()
-        with _core_errors():
-            P, Q, report = _core.train(
-                cfg, device, threads, self.seed, tr.users, tr.items, tr.ratings,
-                tr.n_users, tr.n_items,
-                None if te is None else te.users, None if te is None else te.items,
-                None if te is None else te.ratings, name, on_epoch)
+        with _progress.EpochProgress(self.verbose, self.epochs) as log:
+            def on_epoch(rec: dict) -> bool:
+                log.epoch(rec)
+                return True  # a pending Ctrl-C raises KeyboardInterrupt inside this callback
+
+            with _core_errors():
+                P, Q, report = _core.train(
+                    cfg, device, threads, self.seed, tr.users, tr.items, tr.ratings,
+                    tr.n_users, tr.n_items,
+                    None if te is None else te.users, None if te is None else te.items,
+                    None if te is None else te.ratings, name, on_epoch)
         self.P_, self.Q_, self.report_ = P, Q, json.loads(report)
-        self._keep_training_data(tr, umap, imap)
+        self._keep_training_data(tr, user_map, item_map)
         return self
 
-    def _keep_training_data(self, tr: Ratings, umap: Any, imap: Any) -> None:
+    def _keep_training_data(self, tr: Ratings, user_map: _inference.IdMap, item_map: _inference.IdMap) -> None:
         """After a fit: the id maps, the training pairs (exclude_seen) and the mean rating."""
-        self.user_ids_, self.item_ids_ = umap.raw, imap.raw
-        self.seen_ = _use.SeenPairs.from_pairs(tr.users, tr.items, tr.n_users, tr.n_items)
+        self.user_ids_, self.item_ids_ = user_map.raw, item_map.raw
+        self.seen_ = _inference.SeenPairs.from_pairs(tr.users, tr.items, tr.n_users, tr.n_items)
         self.train_mean_ = float(np.mean(tr.ratings, dtype=np.float64)) if len(tr) else 0.0
 
     def _threads_device(self) -> tuple[int, str]:
         return (1, "cpu") if self.deterministic else (int(self.threads), self.device)
 
     def _fit_checkpointed(self, tr: Ratings, te: Ratings | None, name: str, ckpt: str, every: Any,
-                          umap: Any, imap: Any) -> "MF":
+                          user_map: _inference.IdMap, item_map: _inference.IdMap) -> MF:
         every = _as_int(every, "checkpoint_every", 1, _INT32_MAX)
         cfg = self._config()
         threads, device = self._threads_device()
         existed, written = os.path.exists(ckpt), [False]
 
-        with _interruptible(self.verbose) as intr:
+        with _progress.EpochProgress(self.verbose, self.epochs) as log, _interruptible(log) as intr:
             def on_epoch(rec: dict) -> bool:  # the core made DIR; its first checkpoint comes after this
                 if not written[0]:
-                    _write_ids_file(ckpt, tr, umap, imap)
+                    _persist.write_ids_file(ckpt, tr.n_users, tr.n_items, len(tr), user_map.raw, item_map.raw)
                     written[0] = True
                 return intr.on_epoch(rec)
 
@@ -225,17 +224,17 @@ class MF:
                         None if te is None else te.ratings, name, on_epoch, ckpt, every, self.deterministic)
             except BaseException:
                 if written[0] and not os.path.exists(os.path.join(ckpt, "checkpoint.json")):
-                    _remove_ids_file(ckpt, not existed)  # no checkpoint was written: leave nothing behind
+                    _persist.remove_ids_file(ckpt, not existed)  # no checkpoint was written: leave nothing behind
                 raise
         # interrupted or not, the model is the run's (P, Q, report, id maps, pairs all consistent)
         self.P_, self.Q_, self.report_ = P, Q, json.loads(report)
-        self._keep_training_data(tr, umap, imap)
+        self._keep_training_data(tr, user_map, item_map)
         _raise_if_stopped(self.report_, ckpt)
         return self
 
     @classmethod
     def resume(cls, checkpoint: str | os.PathLike, train: Any, test: Any = None, checkpoint_every: int | None = None,
-               verbose: bool = False) -> "MF":
+               verbose: bool = False) -> MF:
         """Continues the run saved in ``checkpoint`` (by ``fit(..., checkpoint=DIR)`` or
         ``mascot_train --checkpoint DIR``) on the same ``train`` / ``test`` data (checked against
         the checkpoint's fingerprint) and returns the fitted model.  The parameters come from the
@@ -248,10 +247,11 @@ class MF:
         every = 0 if checkpoint_every is None else _as_int(checkpoint_every, "checkpoint_every", 1, _INT32_MAX)
         tr = as_ratings(train)
         te = _test_ratings(test)
-        ids = _read_ids_file(ckpt, info)
+        ids = _persist.read_ids_file(ckpt, info)
         if ids and (tr.n_users <= ids["n_users"] and tr.n_items <= ids["n_items"]):
             tr = Ratings(tr.users, tr.items, tr.ratings, ids["n_users"], ids["n_items"])  # fit's padding
-        with _interruptible(verbose) as intr:
+        with _progress.EpochProgress(verbose, _planned_epochs(info), info["epochs_done"]) as log, \
+                _interruptible(log) as intr:
             P, Q, report = _core.resume(
                 ckpt, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
                 None if te is None else te.users, None if te is None else te.items,
@@ -259,8 +259,8 @@ class MF:
         rep = json.loads(report)
         m = cls(**_params_from_report(rep, info), verbose=verbose)
         m.P_, m.Q_, m.report_ = P, Q, rep
-        tr, umap, imap = m._with_id_maps(tr, ids.get("user_ids"), ids.get("item_ids"))
-        m._keep_training_data(tr, umap, imap)
+        tr, user_map, item_map = m._with_id_maps(tr, ids.get("user_ids"), ids.get("item_ids"))
+        m._keep_training_data(tr, user_map, item_map)
         _raise_if_stopped(rep, ckpt)
         return m
 
@@ -324,8 +324,8 @@ class MF:
         return out
 
     def _predict_dense(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        u = _ids(np.atleast_1d(users), "users")
-        i = _ids(np.atleast_1d(items), "items")
+        u = check_ids(np.atleast_1d(users), "users")
+        i = check_ids(np.atleast_1d(items), "items")
         if u.shape != i.shape:
             raise ValueError(f"users and items must have the same length (got {len(u)} and {len(i)})")
         if len(u) and u.max() >= self.P_.shape[0]:
@@ -357,9 +357,9 @@ class MF:
         so memory stays bounded for millions of items.  Unknown users: ValueError, or with
         ``unknown="skip"`` a row of -1 / -inf and an ``UnknownIdWarning``."""
         self._check_fitted()
-        n = _use.check_n(n, self.Q_.shape[0], "items")
-        bu = _use.check_block(block_users, "block_users")
-        bi = _use.check_block(block_items, "block_items")
+        n = _inference.check_n(n, self.Q_.shape[0], "items")
+        bu = _inference.check_block(block_users, "block_users")
+        bi = _inference.check_block(block_items, "block_items")
         u, known = self._map("user").to_dense(users, "users", unknown)
         exclude = None
         if exclude_seen:
@@ -369,7 +369,7 @@ class MF:
             exclude = (rr[keep], cc[keep])
         elif seen is not None:
             raise ValueError("seen= is only used with exclude_seen=True")
-        ids, scores = _use.top_n(self.P_[u], self.Q_, n, exclude, bu, bi)
+        ids, scores = _inference.top_n(self.P_[u], self.Q_, n, exclude, bu, bi)
         ids[~known] = -1
         scores[~known] = -np.inf
         return self._map("item").to_public(ids), scores
@@ -383,25 +383,25 @@ class MF:
         self._check_fitted()
         if metric not in ("cosine", "dot"):
             raise ValueError(f"metric must be 'cosine' or 'dot' (got {metric!r})")
-        n = _use.check_n(n, self.Q_.shape[0] - 1, "other items")
-        bi = _use.check_block(block_items, "block_items")
+        n = _inference.check_n(n, self.Q_.shape[0] - 1, "other items")
+        bi = _inference.check_block(block_items, "block_items")
         i, known = self._map("item").to_dense(items, "items", unknown)
         Q, scale = self.Q_, None
         if metric == "cosine":  # 1/|q| per item, applied block by block: no normalised copy of Q
             norm = np.sqrt(np.einsum("ij,ij->i", Q, Q, dtype=np.float64))
             scale = np.where(norm > 0, 1.0 / np.where(norm > 0, norm, 1), 0.0).astype(np.float32)
         A = Q[i] if scale is None else Q[i] * scale[i][:, None]
-        ids, scores = _use.top_n(A, Q, n, (np.arange(len(i)), i), 512, bi, col_scale=scale)
+        ids, scores = _inference.top_n(A, Q, n, (np.arange(len(i)), i), 512, bi, col_scale=scale)
         ids[~known] = -1
         scores[~known] = -np.inf
         return self._map("item").to_public(ids), scores
 
-    def set_id_maps(self, user_ids: Any = None, item_ids: Any = None) -> "MF":
+    def set_id_maps(self, user_ids: Any = None, item_ids: Any = None) -> MF:
         """Attaches raw ids (one per dense user / item; None leaves that side dense), e.g. to a
         model trained by ``mascot_train`` on a prepared dataset: see :func:`dataset_id_maps`."""
         self._check_fitted()
-        um = _use.IdMap(user_ids, self.P_.shape[0], "user")
-        im = _use.IdMap(item_ids, self.Q_.shape[0], "item")
+        um = _inference.IdMap(user_ids, self.P_.shape[0], "user")
+        im = _inference.IdMap(item_ids, self.Q_.shape[0], "item")
         self.user_ids_, self.item_ids_ = um.raw, im.raw
         return self
 
@@ -420,13 +420,13 @@ class MF:
                            float(self.train_mean_ or 0.0), ur, ir)
 
     # ------------------------------------------------------------------ id maps, seen pairs
-    def _map(self, which: str) -> "_use.IdMap":
+    def _map(self, which: str) -> _inference.IdMap:
         raw = self.user_ids_ if which == "user" else self.item_ids_
         n = (self.P_ if which == "user" else self.Q_).shape[0]
         cache = self.__dict__.setdefault("_maps", {})
         hit = cache.get(which)
         if hit is None or hit[0] is not raw or hit[1].n != n:
-            hit = (raw, _use.IdMap(raw, n, which))
+            hit = (raw, _inference.IdMap(raw, n, which))
             cache[which] = hit
         return hit[1]
 
@@ -443,9 +443,9 @@ class MF:
             n[what] = shape[0]
         if (n["user"], n["item"]) != (tr.n_users, tr.n_items):
             tr = Ratings(tr.users, tr.items, tr.ratings, n["user"], n["item"])
-        return tr, _use.IdMap(user_ids, n["user"], "user"), _use.IdMap(item_ids, n["item"], "item")
+        return tr, _inference.IdMap(user_ids, n["user"], "user"), _inference.IdMap(item_ids, n["item"], "item")
 
-    def _seen_pairs(self, seen: Any) -> "_use.SeenPairs":
+    def _seen_pairs(self, seen: Any) -> _inference.SeenPairs:
         if seen is None:
             if self.seen_ is None:
                 raise ValueError("exclude_seen=True needs the training pairs, which this model does not "
@@ -458,34 +458,30 @@ class MF:
             r = as_ratings(seen)
             su, si = r.users, r.items
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", _use.UnknownIdWarning)
+            warnings.simplefilter("ignore", _inference.UnknownIdWarning)
             du, uk = self._map("user").to_dense(su, "seen users", "skip")
             di, ik = self._map("item").to_dense(si, "seen items", "skip")
         if du.shape != di.shape:
             raise ValueError(f"seen users and items must have the same length (got {len(du)} and {len(di)})")
         k = uk & ik
-        return _use.SeenPairs.from_pairs(du[k], di[k], self.P_.shape[0], self.Q_.shape[0])
+        return _inference.SeenPairs.from_pairs(du[k], di[k], self.P_.shape[0], self.Q_.shape[0])
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
-        """Writes ``path/{P.npy,Q.npy,model.json}`` atomically (whole directory renamed in)."""
+        """Writes ``path/{P.npy,Q.npy,model.json}`` and the id maps and training pairs it has
+        (``mascot._persist``) atomically (whole directory renamed in)."""
         self._check_fitted()
-        path = _path(path, "path")
-        meta = {"format": "mascot-model", "version": 1, "mascot_version": _core.__version__,
-                "n_users": int(self.P_.shape[0]), "n_items": int(self.Q_.shape[0]),
-                "k": int(self.P_.shape[1]), "method": self.method, "id_order": "original",
-                "params": self.get_params(), "report": self.report_}
-        meta.update(self._use_meta())
-        _core.save_model(path, np.ascontiguousarray(self.P_), np.ascontiguousarray(self.Q_),
-                         json.dumps(meta, default=_json_default), self._use_files())
+        seen = None if self.seen_ is None else (self.seen_.indptr, self.seen_.indices)
+        _persist.write_model(_path(path, "path"), self.P_, self.Q_, method=self.method, params=self.get_params(),
+                             report=self.report_, user_ids=self.user_ids_, item_ids=self.item_ids_, seen=seen,
+                             train_mean=self.train_mean_)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "MF":
+    def load(cls, path: str | os.PathLike) -> MF:
         """Loads a model saved by ``MF.save`` or ``mascot_train --save`` (whose model.json has
         no "params": the parameters then come from its run report's config, threads and seed)."""
         path = Path(_path(path, "path"))
-        P, Q = _core.load_model(os.fspath(path))
-        meta = _read_model_json(path, P, Q)
+        P, Q, meta = _persist.read_model(path)
         if "params" in meta:
             what, params = "params", {p: v for p, v in meta["params"].items() if p in _PARAMS}
         else:
@@ -495,66 +491,21 @@ class MF:
         try:
             m = cls(**params)
         except (TypeError, ValueError) as e:  # a hand-edited or foreign model.json
-            raise ValueError(f"{path / 'model.json'}: invalid '{what}' ({_first_line(e)})") from None
+            raise ValueError(f"{path / 'model.json'}: invalid '{what}' ({_persist.first_line(e)})") from None
         if m.k != P.shape[1]:
             raise ValueError(f"{path / 'model.json'}: {what}.k = {m.k} but P.npy has k={P.shape[1]}")
         m.P_, m.Q_, m.report_ = P, Q, meta.get("report")
-        m._load_use_files(path, meta)
-        return m
-
-    # Extra files of a model directory (all optional, each readable by numpy.load):
-    # user_ids.npy / item_ids.npy (raw id of each dense id), seen_indptr.npy + seen_indices.npy
-    # (training pairs, CSR per user); model.json's "train_mean" is LIBMF's b.
-    _USE_FILES = ("user_ids.npy", "item_ids.npy", "seen_indptr.npy", "seen_indices.npy")
-
-    def _use_meta(self) -> dict:
-        return {"train_mean": self.train_mean_, "has_user_ids": self.user_ids_ is not None,
-                "has_item_ids": self.item_ids_ is not None, "has_seen": self.seen_ is not None}
-
-    def _use_files(self) -> list:
-        arrays = {"user_ids.npy": self.user_ids_, "item_ids.npy": self.item_ids_}
-        if self.seen_ is not None:
-            arrays["seen_indptr.npy"] = self.seen_.indptr
-            arrays["seen_indices.npy"] = self.seen_.indices
-        out = []
-        for name, a in arrays.items():
-            if a is not None:
-                buf = io.BytesIO()
-                np.save(buf, np.asarray(a), allow_pickle=False)
-                out.append((name, buf.getvalue()))
-        return out
-
-    def _load_use_files(self, path: Path, meta: dict) -> None:
-        def arr(name: str) -> np.ndarray | None:
-            f = path / name
-            if not f.exists():
-                return None
-            try:
-                return np.load(f, allow_pickle=False)
-            except (ValueError, OSError, EOFError) as e:
-                raise ValueError(f"{f}: not a readable .npy file ({e})") from None
-
-        def check(flag: str, present: bool, name: str) -> None:
-            if meta.get(flag) and not present:
-                raise ValueError(f"{path}: model.json says {name} is saved but it is missing")
-
         try:
-            a_u, a_i = arr("user_ids.npy"), arr("item_ids.npy")
-            check("has_user_ids", a_u is not None, "user_ids.npy")
-            check("has_item_ids", a_i is not None, "item_ids.npy")
-            self.set_id_maps(a_u, a_i)
-            ip, ix = arr("seen_indptr.npy"), arr("seen_indices.npy")
-            check("has_seen", ip is not None and ix is not None, "the training pairs (seen_indptr.npy, seen_indices.npy)")
-            if (ip is None) != (ix is None):
-                raise ValueError(f"{path}: seen_indptr.npy and seen_indices.npy must be saved together")
-            if ip is not None:
-                self.seen_ = _use.SeenPairs(ip, ix, self.P_.shape[0], self.Q_.shape[0], str(path),
-                                            ("seen_indptr.npy", "seen_indices.npy"))
+            extras = _persist.read_extras(path, meta)
+            m.set_id_maps(extras.user_ids, extras.item_ids)
+            if extras.seen is not None:
+                m.seen_ = _inference.SeenPairs(*extras.seen, P.shape[0], Q.shape[0], str(path),
+                                               ("seen_indptr.npy", "seen_indices.npy"))
         except ValueError as e:
             msg = str(e)
             raise ValueError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
-        tm = meta.get("train_mean")
-        self.train_mean_ = float(tm) if isinstance(tm, (int, float)) and not isinstance(tm, bool) else None
+        m.train_mean_ = extras.train_mean
+        return m
 
     def _check_fitted(self) -> None:
         if self.P_ is None:
@@ -632,39 +583,14 @@ def _competing_params(method: str, params: dict) -> "_core.CompetingParams":
     return p
 
 
-def dataset_id_maps(name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The raw ids of a prepared dataset: ``user_ids`` / ``item_ids`` of
-    ``$MASCOT_DATA/<name>/meta.json`` (the raw id of each dense id), each None when absent."""
-    from .data import data_root
-
-    f = data_root() / name / "meta.json"
-    try:
-        meta = json.loads(f.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{f} does not exist (dataset {name!r} is not prepared)") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{f}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{f}: expected a JSON object")
-
-    def get(key: str) -> np.ndarray | None:
-        v = meta.get(key)
-        if v is None:
-            return None
-        if not isinstance(v, list):
-            raise ValueError(f"{f}: {key} must be a list")
-        return np.asarray(v) if v else np.zeros(0, np.int64)
-
-    return get("user_ids"), get("item_ids")
-
-
 class _interruptible:
     """Context manager giving the on_epoch callback of a checkpointed run.  While it is active,
     the first Ctrl-C (SIGINT, main thread only) just asks the core to stop after the current
-    epoch, so the final checkpoint gets written; the previous handler is back for a second one."""
+    epoch, so the final checkpoint gets written; the previous handler is back for a second one.
+    ``log`` (an ``EpochProgress``) shows each epoch."""
 
-    def __init__(self, verbose: bool):
-        self.verbose = verbose
+    def __init__(self, log: _progress.EpochProgress):
+        self.log = log
         self.stopped = [False]
         self._old = None
 
@@ -682,11 +608,16 @@ class _interruptible:
         return False
 
     def on_epoch(self, rec: dict) -> bool:
-        if self.verbose:
-            rmse = "-" if rec["test_rmse"] is None else f"{rec['test_rmse']:.6f}"
-            print(f"epoch {rec['epoch'] + 1:4d}  lr {rec['lr']:.6f}  train {rec['train_seconds']:.3f}s  "
-                  f"eval {rec['eval_seconds']:.3f}s  test_rmse {rmse}", file=sys.stderr, flush=True)
+        self.log.epoch(rec)
         return not self.stopped[0]
+
+
+def _planned_epochs(info: dict) -> int | None:
+    """The epochs a checkpointed run was started for (its report's config), for the progress bar."""
+    try:
+        return int(json.loads(info["report"])["config"]["epochs"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _raise_if_stopped(report: dict, ckpt: str) -> None:
@@ -733,15 +664,6 @@ def _config_params(c: dict) -> dict:
     return params
 
 
-def _json_default(v: Any) -> Any:
-    """json.dumps for NumPy scalars and arrays in parameters (method_params values)."""
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    raise TypeError(f"{type(v).__name__} is not JSON serializable")
-
-
 def _path(p: Any, name: str) -> str:
     """A path parameter (str, bytes or os.PathLike) as str; anything else is a one-line error."""
     if not isinstance(p, (str, bytes, os.PathLike)):
@@ -771,102 +693,3 @@ class _core_errors:
         if isinstance(e, ValueError) and "--groups" in str(e):
             raise type(e)(re.sub(r"\(--groups, --(user|item)-groups\)", r"(groups= or \1_groups=)", str(e))) from None
         return False
-
-
-_IDS_FILE = "python_ids.npz"  # not a name the core's checkpoint writer ever removes
-
-
-def _write_ids_file(ckpt: str, tr: Ratings, umap: Any, imap: Any) -> None:
-    """Writes ckpt/python_ids.npz (atomically: temp file, fsync, rename): the id maps of a
-    checkpointed fit and the user / item / rating counts it trained with, which MF.resume needs
-    and the core's checkpoint does not keep.  Called at the end of the first epoch, before the
-    core writes its first checkpoint, so every checkpoint of a fit has it."""
-    arrays = {"n_users": np.int64(tr.n_users), "n_items": np.int64(tr.n_items), "n_train": np.int64(len(tr))}
-    if umap.raw is not None:
-        arrays["user_ids"] = umap.raw
-    if imap.raw is not None:
-        arrays["item_ids"] = imap.raw
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    _files.atomic_write(os.path.join(ckpt, _IDS_FILE), buf.getvalue())
-
-
-def _remove_ids_file(ckpt: str, rmdir: bool) -> None:
-    try:
-        os.remove(os.path.join(ckpt, _IDS_FILE))
-        if rmdir:
-            os.rmdir(ckpt)
-    except OSError:
-        pass
-
-
-def _read_ids_file(ckpt: str, info: dict) -> dict:
-    """ckpt/python_ids.npz checked against the checkpoint: {} when absent (a checkpoint of
-    mascot_train), else n_users, n_items and the id maps present (user_ids / item_ids)."""
-    f = os.path.join(ckpt, _IDS_FILE)
-    if not os.path.exists(f):
-        return {}
-    try:
-        with np.load(f, allow_pickle=False) as z:
-            ids = {k: z[k] for k in z.files}
-    except Exception as e:  # noqa: BLE001 (a damaged zip raises zipfile / zlib errors too)
-        raise ValueError(f"checkpoint {f}: not a readable .npz file ({_first_line(e)})") from None
-    shape = []
-    for key in ("n_users", "n_items", "n_train"):
-        v = ids.get(key)
-        if v is None or v.shape != () or v.dtype.kind not in "iu":
-            raise ValueError(f"checkpoint {f}: {key} is missing or not an integer")
-        shape.append(int(v))
-    if shape != [info["n_users"], info["n_items"], info["n_train"]]:
-        raise ValueError(f"checkpoint {f} does not belong to this checkpoint (it describes {shape[0]} users, "
-                         f"{shape[1]} items, {shape[2]} ratings; the checkpoint {info['n_users']}, "
-                         f"{info['n_items']}, {info['n_train']}): remove it or resume another directory")
-    out = {"n_users": shape[0], "n_items": shape[1]}
-    for key, n in (("user_ids", shape[0]), ("item_ids", shape[1])):
-        if key in ids:
-            if ids[key].shape != (n,):
-                raise ValueError(f"checkpoint {f}: {key} has shape {ids[key].shape}, expected ({n},)")
-            out[key] = ids[key]
-    return out
-
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
-
-
-def _short_json(v: Any) -> str:
-    try:
-        s = json.dumps(v)
-    except (ValueError, RecursionError):
-        s = type(v).__name__
-    return s if len(s) <= 40 else s[:40] + "..."
-
-
-def _read_model_json(path: Path, P: np.ndarray, Q: np.ndarray) -> dict:
-    """Reads and checks path/model.json against the loaded P and Q; every problem is one
-    ValueError (or OSError for I/O) naming the file.  The bytes may be anything: the model
-    directory is user input (fuzzed by fuzz/python/model_json.py)."""
-    f = path / "model.json"
-    try:
-        raw = f.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: model.json is missing") from None
-    try:
-        meta = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{f}: not valid JSON (not UTF-8 at byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{f}: not valid JSON ({e})") from None
-    except RecursionError:
-        raise ValueError(f"{f}: not valid JSON (nested too deeply)") from None
-    if not isinstance(meta, dict) or meta.get("format") != "mascot-model":
-        raise ValueError(f"{f}: not a MASCOT model (format tag missing)")
-    for key, n in (("n_users", P.shape[0]), ("n_items", Q.shape[0]), ("k", P.shape[1])):
-        v = meta.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v != n:
-            raise ValueError(f"{path}: model.json shapes do not match P.npy/Q.npy "
-                             f"({key} is {_short_json(v)} in model.json, {n} in the .npy files)")
-    if not isinstance(meta.get("params", {}), dict) or not isinstance(meta.get("method", "fp32"), str):
-        raise ValueError(f"{f}: invalid 'params' or 'method' (expected an object and a string)")
-    return meta

@@ -23,9 +23,8 @@ import pytest
 # preparing datasets needs the data extra (pandas); absent e.g. on an offline GPU machine
 pytest.importorskip("pandas")
 
-from mascot import cli, data, datasets
-from mascot.datasets import DatasetError, DownloadError
-
+from mascot import _store, cli, data, datasets
+from mascot.datasets import DatasetError, DownloadError, _download, _parse, movielens
 
 # ---------------------------------------------------------------------------------------------
 # fixtures: upstream-format files
@@ -316,7 +315,7 @@ def test_block_boundaries_do_not_change_the_result(tmp_path, root, monkeypatch):
     (tmp_path / zname).write_bytes(blob)
     datasets.prepare("ml10m", tmp_path, quiet=True, _pins={})
     ref = triples("ml10m")[0]
-    monkeypatch.setattr(datasets, "_BLOCK", 37)
+    monkeypatch.setattr(_parse, "BLOCK_BYTES", 37)
     datasets.prepare("ml10m", tmp_path, quiet=True, out="small-blocks", _pins={})
     assert triples("small-blocks")[0] == ref
 
@@ -367,7 +366,7 @@ def test_netflix(layout, tmp_path, root, monkeypatch):
             cut += 1
         (src / "combined_data_1.txt").write_text("".join(lines[:cut]))
         (src / "combined_data_2.txt").write_text("".join(lines[cut:]))
-        monkeypatch.setattr(datasets, "_BLOCK", 53)  # many block boundaries inside a movie's block
+        monkeypatch.setattr(_parse, "BLOCK_BYTES", 53)  # many block boundaries inside a movie's block
     (src / "probe.txt").write_text("".join(netflix_blocks(m[probe], c[probe], r[probe], with_rating=False)))
     datasets.prepare("netflix", src, quiet=True)
     (tr, te), meta = triples("netflix")
@@ -443,7 +442,7 @@ def yahoo_fixture(tmp_path, seed=9):
 @pytest.mark.parametrize("raw", [False, True])
 def test_yahoo(raw, tmp_path, root, monkeypatch):
     src, u, i, s, te = yahoo_fixture(tmp_path)
-    monkeypatch.setattr(datasets, "_BLOCK", 61)
+    monkeypatch.setattr(_parse, "BLOCK_BYTES", 61)
     datasets.prepare("yahoo", src, quiet=True, raw_scale=raw)
     (tr, tst), meta = triples("yahoo")
     val = s.astype(float) if raw else (s / 25 + 1).astype(np.float32).astype(float)
@@ -508,8 +507,8 @@ def test_mascot_train_on_prepared_dataset(trainer_exe, tmp_path, root):
     datasets.prepare("ml100k", tmp_path, quiet=True, _pins={})
     rep = tmp_path / "rep.json"
     env = dict(os.environ, MASCOT_DATA=str(root))
-    res = subprocess.run([trainer_exe, "--dataset", "ml100k", "--k", "8", "--epochs", "2", "--threads", "1", "--groups", "4",
-                          "--report", str(rep)], capture_output=True, text=True, env=env, timeout=120)
+    res = subprocess.run([trainer_exe, "--dataset", "ml100k", "--k", "8", "--epochs", "2", "--threads", "1",
+                          "--groups", "4", "--report", str(rep)], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stderr
     c = data.meta("ml100k")["counts"]
     st = json.loads(rep.read_text())["dataset"]
@@ -541,7 +540,7 @@ def test_interrupted_or_occupied_target_leaves_data_intact(tmp_path, root, monke
         raise KeyboardInterrupt
 
     with monkeypatch.context() as mp:
-        mp.setattr(data, "write_mrat", interrupted)
+        mp.setattr(_store, "write_mrat", interrupted)
         with pytest.raises(KeyboardInterrupt):
             datasets.prepare("ml10m", tmp_path, quiet=True, force=True, _pins={})
     assert calls and leftovers(root) == []
@@ -560,7 +559,9 @@ def test_progress_on_stderr(server, root, monkeypatch, capsys):
     lines = err.splitlines()
     assert any(ln.startswith(f"downloading {url}/{zname}: ") and "(100.0%)" in ln for ln in lines)
     assert any(ln.startswith(f"parsing {zname}!ml-10M100K/ratings.dat: ") and "(100.0%)" in ln for ln in lines)
-    assert lines[-1].startswith(f"prepared {root / 'ml10m'}: ") and f"{len(r) - data.meta('ml10m')['counts']['test_dropped'] - data.meta('ml10m')['counts']['test']:,} train" in lines[-1]
+    counts = data.meta("ml10m")["counts"]
+    assert lines[-1].startswith(f"prepared {root / 'ml10m'}: ")
+    assert f"{len(r) - counts['test_dropped'] - counts['test']:,} train" in lines[-1]
 
 
 def test_ml100k_known_counts_are_enforced_for_the_real_data(tmp_path, root):
@@ -610,11 +611,11 @@ BIG = "99999999999999999999"
     ("yahoo", {"train": f"5|1\n{BIG}\t50\t3000\t10:00:00\n"}, "train:2", f"ItemId {BIG} out of range"),
     ("yahoo", {"train": f"5|{BIG}\n1\t50\t3000\t10:00:00\n"}, "train:1", "rating count 9999"),
     ("ml10m", {"ml": f"1::2::3::5\n{BIG}::1::3::5\n"}, "ml:2", f"user id {BIG} out of range"),
-    ("ml25m", {"ml": f"userId,movieId,rating,timestamp\n1,2,3.0,5\n1,9223372036854775808,3.0,5\n"}, "ml:3",
+    ("ml25m", {"ml": "userId,movieId,rating,timestamp\n1,2,3.0,5\n1,9223372036854775808,3.0,5\n"}, "ml:3",
      "item id 9223372036854775808 out of range"),
 ])
 def test_oversized_ids_are_rejected_with_file_line(name, files, where, what, tmp_path, root, capsys, monkeypatch):
-    monkeypatch.setattr(datasets, "PINS", {})  # the command verifies no fixture zip
+    monkeypatch.setattr(movielens, "PINS", {})  # the command verifies no fixture zip
     if name == "netflix":
         src = netflix_src(tmp_path, files["mv"], files.get("probe", "1:\n10\n"))
         label = {"mv": src / "training_set" / "mv_0000001.txt", "probe": src / "probe.txt"}
@@ -669,7 +670,7 @@ def test_ids_are_parsed_exactly(tmp_path, root):
     ("netflix", "", "the training files hold no ratings"),
 ])
 def test_no_training_ratings_is_an_error(name, content, what, tmp_path, root, capsys, monkeypatch):
-    monkeypatch.setattr(datasets, "PINS", {})  # the command verifies no fixture zip
+    monkeypatch.setattr(movielens, "PINS", {})  # the command verifies no fixture zip
     if name == "netflix":
         src = netflix_src(tmp_path, content)
     elif name == "yahoo":
@@ -770,7 +771,7 @@ def test_fast_path_and_line_checker_agree_on_mutated_lines():
     import re
 
     def source(b):
-        return datasets._Source("f", lambda: io.BytesIO(b), len(b))
+        return _parse.Source("f", lambda: io.BytesIO(b), len(b))
 
     def mutate(b, rng):
         b = bytearray(b)
@@ -792,18 +793,18 @@ def test_fast_path_and_line_checker_agree_on_mutated_lines():
     rng = random.Random(11)
     for name in ("ml100k", "ml10m", "ml25m"):
         f = datasets.ML_FORMATS[name]
-        fmt = datasets._Flat(f.sep, f.expected, f.lo, f.hi)  # without the ml25m header line
+        fmt = _parse.FlatFormat(f.sep, f.expected, f.lo, f.hi)  # without the ml25m header line
         s = f.sep.decode()
         base = f"1{s}2{s}3.5{s}88\n10{s}20{s}4{s}99\n3{s}7{s}5{s}1\n".encode()
-        check = datasets._line_checker(fmt.regex(), fmt.expected, fmt.lo, fmt.hi, 3, ((1, "u"), (2, "i")))
+        check = _parse.line_checker(fmt.regex(), fmt.expected, fmt.lo, fmt.hi, 3, ((1, "u"), (2, "i")))
         pat = re.compile(fmt.regex())
         for _ in range(150):
             b = mutate(base, rng)
-            lines = datasets._lines(b)
+            lines = _parse.split_lines(b)
             first_bad = next((n + 1 for n, ln in enumerate(lines) if check(ln)), None)
-            cols = datasets._Cols()
+            cols = _parse.RatingColumns()
             try:
-                datasets._parse_flat(source(b), fmt, cols, True)
+                _parse.parse_flat(source(b), fmt, cols, True)
             except DatasetError as e:
                 assert line_of(e) == first_bad, (name, b, str(e))
                 continue
@@ -816,10 +817,10 @@ def test_fast_path_and_line_checker_agree_on_mutated_lines():
                       (datasets.YAHOO, b"5|2\n1\t50\t3000\t10:00:00\n2\t0\t3000\t10:00:00\n6|1\n7\t100\t1\t2\n")):
         for _ in range(150):
             b = mutate(base, rng)
-            check = datasets._blocked_checker(fmt, datasets._BlockState())
-            first_bad = next((n + 1 for n, ln in enumerate(datasets._lines(b)) if check(ln)), None)
+            check = _parse.blocked_checker(fmt, _parse.BlockState())
+            first_bad = next((n + 1 for n, ln in enumerate(_parse.split_lines(b)) if check(ln)), None)
             try:
-                datasets._parse_blocked(source(b), fmt, True, lambda *a: None)
+                _parse.parse_blocked(source(b), fmt, True, lambda *a: None)
             except DatasetError as e:
                 if "announces" not in str(e):  # Yahoo's counts: checked per block, not per line
                     assert line_of(e) == first_bad, (fmt.header_expected, b, str(e))
@@ -910,7 +911,7 @@ def test_broken_http_responses_are_download_errors(mode, bad_server, root, monke
         called.append(dest)
         raise DownloadError("pip download recbole==1.2.1 failed: fixture")
 
-    monkeypatch.setattr(datasets, "_pip_download_recbole", no_pip)
+    monkeypatch.setattr(movielens, "pip_download_recbole", no_pip)
     with pytest.raises(DownloadError, match="fixture"):
         datasets.prepare("ml100k", quiet=True)
     assert called and leftovers(root) == []
@@ -932,8 +933,8 @@ def test_mirror_urls_are_checked_up_front(env, value, what, root, monkeypatch, c
     def no_fetch(*a, **k):
         raise AssertionError("nothing may be fetched from an invalid URL")
 
-    monkeypatch.setattr(datasets, "_fetch_verified", no_fetch)
-    monkeypatch.setattr(datasets, "_pip_download_recbole", no_fetch)
+    monkeypatch.setattr(_download, "fetch_verified", no_fetch)
+    monkeypatch.setattr(movielens, "pip_download_recbole", no_fetch)
     kw = {}
     if env == "--index-url":
         kw["index_url"] = value
@@ -949,8 +950,8 @@ def test_mirror_urls_are_checked_up_front(env, value, what, root, monkeypatch, c
 
 
 def test_stalled_download_is_aborted(bad_server, root, monkeypatch):
-    monkeypatch.setattr(datasets, "DOWNLOAD_WINDOW", 0.3)
-    monkeypatch.setattr(datasets, "DOWNLOAD_MIN_BYTES", 100)
+    monkeypatch.setattr(_download, "DOWNLOAD_WINDOW", 0.3)
+    monkeypatch.setattr(_download, "DOWNLOAD_MIN_BYTES", 100)
     monkeypatch.setenv("MASCOT_GROUPLENS_URL", f"{bad_server}/drip")
     t0 = time.monotonic()
     with pytest.raises(DownloadError, match=r"ml-10m.zip: too slow \(less than 100 bytes in 0.3 s\)"):
@@ -960,8 +961,8 @@ def test_stalled_download_is_aborted(bad_server, root, monkeypatch):
 
 
 def test_overlong_lines_are_rejected(tmp_path, root, monkeypatch, capsys):
-    monkeypatch.setattr(datasets, "MAX_LINE", 1000)
-    monkeypatch.setattr(datasets, "_BLOCK", 300)  # lines longer than a block, and longer than the cap
+    monkeypatch.setattr(_parse, "MAX_LINE", 1000)
+    monkeypatch.setattr(_parse, "BLOCK_BYTES", 300)  # lines longer than a block, and longer than the cap
     good = "1::2::3::5\n2::3::4::5\n"
     for text, line in ((good + "9" * 5000, 3),                    # no LF at the end
                        (good + "1::2::3::" + "5" * 3000 + "\n" + good, 3),  # a whole line
@@ -976,7 +977,7 @@ def test_overlong_lines_are_rejected(tmp_path, root, monkeypatch, capsys):
     with pytest.raises(DatasetError, match=f"{label}:3: expected"):
         datasets.prepare("ml10m", src, quiet=True, _pins={})
     # a block format and a header line
-    monkeypatch.setattr(datasets, "_BLOCK", 64 << 20)
+    monkeypatch.setattr(_parse, "BLOCK_BYTES", 64 << 20)
     src = netflix_src(tmp_path, "1:\n10,3,2005-01-01\n" + "1" * 3000)
     with pytest.raises(DatasetError, match=r"mv_0000001.txt:3: line longer than 1,000 bytes"):
         datasets.prepare("netflix", src, quiet=True)
@@ -1097,7 +1098,7 @@ def test_target_appearing_during_prepare_is_not_overwritten(tmp_path, root, monk
             (root / "ml10m" / "meta.json").write_text('{"theirs": 1}')
         write(path, rs)
 
-    monkeypatch.setattr(data, "write_mrat", racing)
+    monkeypatch.setattr(_store, "write_mrat", racing)
     with pytest.raises(DatasetError, match="ml10m is already prepared .use --force"):
         datasets.prepare("ml10m", src, quiet=True, _pins={})
     assert (root / "ml10m" / "meta.json").read_text() == '{"theirs": 1}' and leftovers(root) == []
@@ -1130,7 +1131,7 @@ def test_pip_fallback_never_prompts_and_times_out(server, root, monkeypatch, cap
         seen.update(kw, cmd=cmd)
         raise subprocess.TimeoutExpired(cmd, kw.get("timeout"))
 
-    monkeypatch.setattr(datasets.subprocess, "run", run)
+    monkeypatch.setattr(_download.subprocess, "run", run)
     with pytest.raises(DownloadError, match=r"pip download recbole==1.2.1 did not finish in \d+ s"):
         datasets.prepare("ml100k", quiet=True)
     assert seen["stdin"] is subprocess.DEVNULL and "--no-input" in seen["cmd"]
@@ -1143,7 +1144,7 @@ def test_pip_fallback_never_prompts_and_times_out(server, root, monkeypatch, cap
 
 @pytest.mark.parametrize("name", ["ml10m", "ml25m"])
 def test_repeated_pairs_movielens(name, tmp_path, root, monkeypatch):
-    monkeypatch.setattr(datasets, "_BLOCK", 29)
+    monkeypatch.setattr(_parse, "BLOCK_BYTES", 29)
     sep = {"ml10m": "::", "ml25m": ","}[name]
     head = "userId,movieId,rating,timestamp\n" if name == "ml25m" else ""
     rows = ["1{0}2{0}3.0{0}5", "1{0}3{0}3.0{0}5", "2{0}2{0}4.0{0}5", "7{0}9{0}1.0{0}5", "2{0}2{0}5.0{0}6",
@@ -1158,7 +1159,7 @@ def test_repeated_pairs_movielens(name, tmp_path, root, monkeypatch):
 
 
 def test_repeated_pairs_netflix(tmp_path, root, monkeypatch):
-    monkeypatch.setattr(datasets, "_BLOCK", 23)
+    monkeypatch.setattr(_parse, "BLOCK_BYTES", 23)
     src = tmp_path / "nf"
     src.mkdir()
     (src / "combined_data_1.txt").write_text("1:\n10,3,x\n12,4,x\n2:\n10,5,x\n")
@@ -1176,8 +1177,8 @@ def test_repeated_pairs_netflix(tmp_path, root, monkeypatch):
     assert data.meta("netflix")["total_ratings"] == 4
     # repeated probe pairs
     (src / "probe.txt").write_text("1:\n10\n2:\n10\n1:\n12\n10\n")
-    with pytest.raises(DatasetError, match=rf"probe.txt:7: duplicate rating of CustomerID 10, MovieID 1 "
-                                           rf"\(first rated at line 2\); 1 repeated .* in probe.txt"):
+    with pytest.raises(DatasetError, match=r"probe.txt:7: duplicate rating of CustomerID 10, MovieID 1 "
+                                           r"\(first rated at line 2\); 1 repeated .* in probe.txt"):
         datasets.prepare("netflix", src, quiet=True, force=True)
     assert leftovers(root) == []
 
@@ -1202,7 +1203,7 @@ def test_netflix_mv_files_must_match_their_names(tmp_path, root):
 
 
 def test_repeated_pairs_yahoo(tmp_path, root, monkeypatch):
-    monkeypatch.setattr(datasets, "_BLOCK", 31)
+    monkeypatch.setattr(_parse, "BLOCK_BYTES", 31)
     train = "5|2\n1\t50\t3000\t10:00:00\n2\t60\t3000\t10:00:00\n6|1\n1\t70\t3000\t10:00:00\n"
     src = yahoo_src(tmp_path, train, "6|1\n2\t50\t3000\t10:00:00\n5|1\n2\t10\t3001\t10:00:00\n")
     with pytest.raises(DatasetError) as e:

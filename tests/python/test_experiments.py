@@ -7,11 +7,13 @@ import pytest
 
 # the experiments extras (pandas) may be absent, e.g. on an offline GPU machine: skip, not error
 pd = pytest.importorskip("pandas")
+pytest.importorskip("scipy")  # the experiments extra: mascot experiment checks for it up front
 
 import mascot
-import mascot.experiments as ex
+import mascot.experiments
 from mascot import cli
 from mascot.experiments import definitions
+from mascot.experiments import harness as ex  # the runner: what the tests call and patch
 
 NAMES = list(definitions.EXPERIMENTS)
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -31,6 +33,9 @@ def quick_all(tmp_path_factory):
 
 def test_every_experiment_is_declared():
     assert NAMES == ["compare", "ablation", "lookup", "sensitivity", "groups", "potential", "observations"]
+    # the package re-exports the harness's public names
+    for name in ("main", "run_experiment", "fit_cell", "Options", "Cell", "Progress", "MAX_REPEATS", "QUICK_DATASET"):
+        assert getattr(mascot.experiments, name) is getattr(ex, name), name
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -335,6 +340,7 @@ def _main_catching_ctrl_c(argv):
 
 def test_interrupt_outside_training_is_one_line(tmp_path, monkeypatch, capsys):
     import matplotlib.figure
+
     from mascot import data
 
     def ctrl_c(*a, **k):

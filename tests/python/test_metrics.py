@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mascot import MF, metrics
-from mascot._use import SeenPairs
+from mascot._inference import SeenPairs
 from mascot.data import Ratings
 
 L3 = 1 / math.log2(3)  # discount of rank 2

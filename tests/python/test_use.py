@@ -10,7 +10,7 @@ import pytest
 
 import mascot
 from mascot import MF
-from mascot._use import SeenPairs, top_n
+from mascot._inference import SeenPairs, top_n
 
 
 def hand_model(P, Q, seen=None):
@@ -224,8 +224,8 @@ def test_load_rejects_inconsistent_extra_files(tiny, tmp_path):
 def test_model_from_mascot_train_has_no_pairs(trainer_exe, tiny, tmp_path):
     u, i, r, nu, ni = tiny
     mascot.data.write_text(tmp_path / "tr.txt", mascot.data.Ratings(u, i, r, nu, ni))
-    res = subprocess.run([trainer_exe, "--train", tmp_path / "tr.txt", "--k", "4", "--epochs", "2", "--quiet", "--groups", "2",
-                          "--save", tmp_path / "m", "--export-libmf", tmp_path / "m.libmf"],
+    res = subprocess.run([trainer_exe, "--train", tmp_path / "tr.txt", "--k", "4", "--epochs", "2", "--quiet",
+                          "--groups", "2", "--save", tmp_path / "m", "--export-libmf", tmp_path / "m.libmf"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     m = MF.load(tmp_path / "m")
@@ -286,7 +286,7 @@ p1 F 0 0
 p2 T 0.100000001 1.00000001e-10 
 q0 T 2 0.333333343 
 q1 T -1.25 16777216 
-"""
+"""  # noqa: W291 (LIBMF writes a space after the last value of each row)
 
 
 def parse_libmf(path):
@@ -382,8 +382,8 @@ def test_cli_recommend_and_evaluate(tiny, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "user\trank\titem\tscore" and len(lines) == 9
     ids, sc = m.recommend([3, 1], n=4)
-    assert [l.split("\t")[2] for l in lines[1:5]] == [str(x) for x in ids[0]]
-    assert [float(l.split("\t")[3]) for l in lines[5:]] == pytest.approx(sc[1].tolist(), rel=1e-5)
+    assert [ln.split("\t")[2] for ln in lines[1:5]] == [str(x) for x in ids[0]]
+    assert [float(ln.split("\t")[3]) for ln in lines[5:]] == pytest.approx(sc[1].tolist(), rel=1e-5)
 
     test = mascot.data.Ratings(u[:50], i[:50], r[:50], nu, ni)
     mascot.data.write_text(tmp_path / "te.txt", test)
@@ -419,7 +419,7 @@ def test_cli_recommend_with_dataset_ids_and_text_evaluate(tmp_path, capsys, monk
     assert main(["recommend", str(tmp_path / "m"), "--users", "ann,bob", "--n", "3", "--dataset", "ds"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()[1:]
     # ann saw z: y, x, then an empty slot (not printed); bob: x, y, z
-    assert [l.split("\t")[:3] for l in lines] == [["ann", "1", "y"], ["ann", "2", "x"], ["bob", "1", "x"],
+    assert [ln.split("\t")[:3] for ln in lines] == [["ann", "1", "y"], ["ann", "2", "x"], ["bob", "1", "x"],
                                                  ["bob", "2", "y"], ["bob", "3", "z"]]
     with pytest.warns(mascot.UnknownIdWarning):
         ids, sc = MF.load(tmp_path / "m").set_id_maps(["ann", "bob"], ["x", "y", "z"]).recommend(
@@ -428,7 +428,7 @@ def test_cli_recommend_with_dataset_ids_and_text_evaluate(tmp_path, capsys, monk
     mascot.data.write_text(tmp_path / "te.txt", mascot.data.Ratings(np.array([1], np.int32), np.array([0], np.int32),
                                                                      np.array([2.0], np.float32), 2, 3))
     assert main(["evaluate", str(tmp_path / "m"), "--test", str(tmp_path / "te.txt"), "--n", "1"]) == 0
-    out = dict(l.split(None, 1) for l in capsys.readouterr().out.strip().splitlines())
+    out = dict(ln.split(None, 1) for ln in capsys.readouterr().out.strip().splitlines())
     assert float(out["rmse"]) == pytest.approx(3.0) and float(out["precision@1"]) == 1.0
     assert out["users"].strip() == "1"
 

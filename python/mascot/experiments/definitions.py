@@ -8,7 +8,7 @@ for ``report.md``.
 from __future__ import annotations
 
 from .. import analysis as an
-from . import QUICK_DATASET, SWITCHING_METHODS, Cell, Context, Experiment, Options, make_cells
+from .grid import QUICK_DATASET, SWITCHING_METHODS, Cell, Context, Experiment, Options, make_cells
 
 FULL_EPOCHS, QUICK_EPOCHS = 50, 3
 FULL_REPEATS = 5
@@ -168,7 +168,8 @@ def _out_lookup(ctx: Context) -> list[str]:
     if {"mascot", "mascot-naive"} <= set(piv.columns):
         piv["mascot / mascot-naive"] = piv["mascot"] / piv["mascot-naive"]
     piv.columns.name = None
-    realised = t.groupby(["dataset", "groups"], as_index=False)[["realised_user_groups", "realised_item_groups"]].first()
+    realised = t.groupby(["dataset", "groups"], as_index=False)[["realised_user_groups",
+                                                                 "realised_item_groups"]].first()
     piv = _integral(piv.merge(realised, on=["dataset", "groups"], how="left"))
     return [_section("Training time against g", an.markdown_table(piv), _img("lookup.png", "lookup"),
                      _REALISED_NOTE, _LOOKUP_NOTE),
@@ -298,7 +299,8 @@ def _out_observations(ctx: Context) -> list[str]:
     an.plot_rating_counts(dist, ctx.out / "rating_counts.png")
     ratios = pd.DataFrame([
         {"model": "CNN layer, 32x32 image, 3x3 filter, b=1", "ours": an.cnn_compute_memory_ratio(32, 3), "paper": 7.84},
-        {"model": "CNN layer, 224x224 image, 5x5 filter, b=1", "ours": an.cnn_compute_memory_ratio(224, 5), "paper": 24.10},
+        {"model": "CNN layer, 224x224 image, 5x5 filter, b=1", "ours": an.cnn_compute_memory_ratio(224, 5),
+         "paper": 24.10},
         {"model": "MF, any k and b", "ours": an.mf_compute_memory_ratio(128), "paper": 0.5},
     ])
     norms = an.merge_folds(an.grad_norms_frame(ctx.reports))

@@ -1,5 +1,5 @@
-"""Helpers behind ``MF.predict`` / ``recommend`` / ``similar_items``: id maps, the training
-pairs of a model, and a blocked top-N search.
+"""Inference on a trained model, behind ``MF.predict`` / ``recommend`` / ``similar_items`` and
+``mascot.metrics``: id maps, the training pairs of a model, and a blocked top-N search.
 
 Data flow: public ids (raw ids when the model carries id maps, else dense 0-based ids) ->
 :class:`IdMap` -> dense row indices of P / Q -> :func:`top_n` (scores of one block of queries
@@ -159,7 +159,7 @@ class SeenPairs:
         self.indices = indices.astype(np.int32)
 
     @classmethod
-    def from_pairs(cls, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> "SeenPairs":
+    def from_pairs(cls, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> SeenPairs:
         u = np.asarray(users, np.int64)
         i = np.asarray(items, np.int64)
         if len(u):
