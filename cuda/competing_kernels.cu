@@ -1,12 +1,13 @@
-// MPT, MuPPET and AFP kernels of the CUDA backend (cpu/competing.cc's per-rating loops with a
-// warp as the Hogwild worker; the per-epoch rules run on the host in cuda_trainer.cu).  Kept
+// MPT, MuPPET and AFP kernels of the CUDA backend (the per-rating loops of cpu/mpt.cc,
+// muppet.cc and afp.cc with a warp as the Hogwild worker; the per-epoch rules run on the host in
+// cuda_trainer.cu; the per-element arithmetic is detail/sgd.h's, the random words rng.h's).  Kept
 // apart from sgd_kernels.cu so that the two compile in parallel.  Helpers: device_common.cuh.
 #include "device_common.cuh"
 
 namespace mascot::cuda {
 namespace {
 
-// ------------------------------------------------------------------ MPT (cpu/competing.cc Mpt::run)
+// ------------------------------------------------------------------ MPT (cpu/mpt.cc Mpt::run)
 
 template <int E, bool SR>
 __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
@@ -20,29 +21,29 @@ __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
   const float lr = a.lr, lpr = a.lambda_p, lqr = a.lambda_q;
   for_each_warp_rating_f32<E>(a, [&](int32_t u, int32_t i, float r, float* prow, float* qrow, float (&p)[E], float (&q)[E]) {
     float ph[E], qh[E];
-    const uint64_t key = SR ? mpt_rating_key(a.mpt_epoch_key, u, i) : 0;
+    const uint64_t key = SR ? detail::rating_round_key(a.mpt_epoch_key, u, i) : 0;
     // FP16 copies of the FP32 masters
 #pragma unroll
     for (int c = 0; c < E; ++c) {
       const uint32_t jj = static_cast<uint32_t>(lane * E + c);
-      ph[c] = SR ? detail::half_sr_value(p[c], mpt_word(key, 1, jj)) : detail::half_rn_value(p[c]);
-      qh[c] = SR ? detail::half_sr_value(q[c], mpt_word(key, 2, jj)) : detail::half_rn_value(q[c]);
+      ph[c] = SR ? detail::half_sr_value(p[c], detail::round_word(key, 1, jj)) : detail::half_rn_value(p[c]);
+      qh[c] = SR ? detail::half_sr_value(q[c], detail::round_word(key, 2, jj)) : detail::half_rn_value(q[c]);
     }
     float part = 0.f;
 #pragma unroll
-    for (int c = 0; c < E; ++c) part += ph[c] * qh[c];
+    for (int c = 0; c < E; ++c) part = detail::dot_step(part, ph[c], qh[c]);
     const float dot = warp_sum(part);
-    const float rhat = SR ? detail::half_sr_value(dot, mpt_one_word(key, 3)) : detail::half_rn_value(dot);
+    const float rhat = SR ? detail::half_sr_value(dot, detail::round_one_word(key, 3)) : detail::half_rn_value(dot);
     const float e = r - rhat;
     const float S = ls.scale;
-    const float se = SR ? detail::half_sr_value(S * e, mpt_one_word(key, 4)) : detail::half_rn_value(S * e);
+    const float se = SR ? detail::half_sr_value(S * e, detail::round_one_word(key, 4)) : detail::half_rn_value(S * e);
     float gp[E], gq[E];
     bool bad = false;
 #pragma unroll
     for (int c = 0; c < E; ++c) {
       const uint32_t jj = static_cast<uint32_t>(lane * E + c);
-      gp[c] = SR ? detail::half_sr_value(se * qh[c], mpt_word(key, 5, jj)) : detail::half_rn_value(se * qh[c]);
-      gq[c] = SR ? detail::half_sr_value(se * ph[c], mpt_word(key, 6, jj)) : detail::half_rn_value(se * ph[c]);
+      gp[c] = SR ? detail::half_sr_value(se * qh[c], detail::round_word(key, 5, jj)) : detail::half_rn_value(se * qh[c]);
+      gq[c] = SR ? detail::half_sr_value(se * ph[c], detail::round_word(key, 6, jj)) : detail::half_rn_value(se * ph[c]);
       bad = bad || !(fabsf(gp[c]) <= kHalfMax) || !(fabsf(gq[c]) <= kHalfMax);
     }
     bool overflow = !(fabsf(se) <= kHalfMax) || __any_sync(kFull, bad);
@@ -67,7 +68,8 @@ __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
 #pragma unroll
     for (int c = 0; c < E; ++c) {
       const float pj = p[c], qj = q[c];
-      const float dp = lr * (gp[c] * inv - lpr * pj), dq = lr * (gq[c] * inv - lqr * qj);
+      const float dp = detail::descent_change(lr, detail::decay_grad(gp[c] * inv, lpr, pj));
+      const float dq = detail::descent_change(lr, detail::decay_grad(gq[c] * inv, lqr, qj));
       p[c] = a.merge ? dp : pj + dp;  // merge mode: the change (write_f32 adds it)
       q[c] = a.merge ? dq : qj + dq;
     }
@@ -82,7 +84,7 @@ __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
   }
 }
 
-// ------------------------------------------------------------------ MuPPET (cpu/competing.cc Muppet)
+// ------------------------------------------------------------------ MuPPET (cpu/muppet.cc Muppet)
 
 
 /// Muppet::run_fixed (word length a.mu_word_length > 0) or run_fp32 (== 0) per warp: a warp is
@@ -112,17 +114,18 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
     if (wl == 0) {  // FP32 level: Eq. 2-3
       float part = 0.f;
 #pragma unroll
-      for (int c = 0; c < E; ++c) part += p[c] * q[c];
+      for (int c = 0; c < E; ++c) part = detail::dot_step(part, p[c], q[c]);
       const float e = r - warp_sum(part);
 #pragma unroll
       for (int c = 0; c < E; ++c) {
         const float pj = p[c], qj = q[c];
-        const float dp = lr * (e * qj - lp * pj), dq = lr * (e * pj - lq * qj);
+        const float dp = detail::descent_change(lr, detail::sgd_grad(e, qj, lp, pj));
+        const float dq = detail::descent_change(lr, detail::sgd_grad(e, pj, lq, qj));
         p[c] = a.merge ? dp : pj + dp;  // merge mode: the change (write_f32 adds it)
         q[c] = a.merge ? dq : qj + dq;
       }
     } else {
-      const uint64_t key = SR ? mpt_rating_key(a.mpt_epoch_key, u, i) : 0;
+      const uint64_t key = SR ? detail::rating_round_key(a.mpt_epoch_key, u, i) : 0;
       const float mp = warp_max(lane_max_abs<E>(p)), mq = warp_max(lane_max_abs<E>(q));
       if (mp > fmax_p) {
         fp = detail::make_fixed_format(detail::fixed_frac_bits(mp, wl), wl);
@@ -138,15 +141,15 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
 #pragma unroll
       for (int c = 0; c < E; ++c) {
         const uint32_t jj = static_cast<uint32_t>(lane * E + c);
-        ph[c] = SR ? detail::fixed_round_sr(p[c], fp, mpt_word(key, 1, jj)) : detail::fixed_round_rn(p[c], fp);
-        qh[c] = SR ? detail::fixed_round_sr(q[c], fq, mpt_word(key, 2, jj)) : detail::fixed_round_rn(q[c], fq);
+        ph[c] = SR ? detail::fixed_round_sr(p[c], fp, detail::round_word(key, 1, jj)) : detail::fixed_round_rn(p[c], fp);
+        qh[c] = SR ? detail::fixed_round_sr(q[c], fq, detail::round_word(key, 2, jj)) : detail::fixed_round_rn(q[c], fq);
       }
       float part = 0.f;
 #pragma unroll
-      for (int c = 0; c < E; ++c) part += ph[c] * qh[c];
+      for (int c = 0; c < E; ++c) part = detail::dot_step(part, ph[c], qh[c]);
       const float e = r - warp_sum(part);
       const detail::FixedFormat fe = detail::make_fixed_format(detail::fixed_frac_bits(fabsf(e), wl), wl);
-      const float eh = SR ? detail::fixed_round_sr(e, fe, mpt_one_word(key, 3)) : detail::fixed_round_rn(e, fe);
+      const float eh = SR ? detail::fixed_round_sr(e, fe, detail::round_one_word(key, 3)) : detail::fixed_round_rn(e, fe);
       const float ae = fabsf(eh);
       const float mqh = warp_max(lane_max_abs<E>(qh)), mph = warp_max(lane_max_abs<E>(ph));
       const detail::FixedFormat fgp = detail::make_fixed_format(detail::fixed_frac_bits(ae * mqh, wl), wl);
@@ -154,12 +157,12 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
 #pragma unroll
       for (int c = 0; c < E; ++c) {
         const uint32_t jj = static_cast<uint32_t>(lane * E + c);
-        const float gp = (SR ? detail::fixed_round_sr(eh * qh[c], fgp, mpt_word(key, 4, jj))
-                             : detail::fixed_round_rn(eh * qh[c], fgp)) - lp * ph[c];
-        const float gq = (SR ? detail::fixed_round_sr(eh * ph[c], fgq, mpt_word(key, 5, jj))
-                             : detail::fixed_round_rn(eh * ph[c], fgq)) - lq * qh[c];
-        p[c] = a.merge ? lr * gp : p[c] + lr * gp;
-        q[c] = a.merge ? lr * gq : q[c] + lr * gq;
+        const float gp = detail::decay_grad(SR ? detail::fixed_round_sr(eh * qh[c], fgp, detail::round_word(key, 4, jj))
+                                               : detail::fixed_round_rn(eh * qh[c], fgp), lp, ph[c]);
+        const float gq = detail::decay_grad(SR ? detail::fixed_round_sr(eh * ph[c], fgq, detail::round_word(key, 5, jj))
+                                               : detail::fixed_round_rn(eh * ph[c], fgq), lq, qh[c]);
+        p[c] = a.merge ? detail::descent_change(lr, gp) : detail::descend(p[c], lr, gp);
+        q[c] = a.merge ? detail::descent_change(lr, gq) : detail::descend(q[c], lr, gq);
         lgp[c] = gp;
         lgq[c] = gq;
       }
@@ -182,7 +185,7 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
   }
 }
 
-// ------------------------------------------------------------------ AFP (cpu/competing.cc Afp)
+// ------------------------------------------------------------------ AFP (cpu/afp.cc Afp)
 
 /// Afp::reevaluate for tensor t of warp state w (every lane holds an identical copy of w);
 /// error_at(format) is the warp's quantization error of the tensor's data.
@@ -226,7 +229,7 @@ __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
   AfpWarp w = a.afp[warp];  // this worker's state; identical copies in every lane
   int2 recent = a.afp_recent[warp * 32 + lane];  // this lane's slot of the warp's recent (P, Q) rows
   for_each_warp_rating_f32<E>(a, [&](int32_t u, int32_t i, float r, float* prow, float* qrow, float (&p)[E], float (&q)[E]) {
-    const uint64_t key = SR ? mpt_rating_key(a.mpt_epoch_key, u, i) : 0;
+    const uint64_t key = SR ? detail::rating_round_key(a.mpt_epoch_key, u, i) : 0;
     w.run_max[0] = fmaxf(w.run_max[0], warp_max(lane_max_abs<E>(p)));
     w.run_max[1] = fmaxf(w.run_max[1], warp_max(lane_max_abs<E>(q)));
     const float range_p = fmaxf(a.afp_max_p, w.run_max[0]), range_q = fmaxf(a.afp_max_q, w.run_max[1]);
@@ -243,19 +246,19 @@ __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
 #pragma unroll
     for (int c = 0; c < E; ++c) {
       const uint32_t jj = static_cast<uint32_t>(lane * E + c);
-      ph[c] = SR ? detail::fixed_round_sr(p[c], w.fmt[0], mpt_word(key, 1, jj)) : detail::fixed_round_rn(p[c], w.fmt[0]);
-      qh[c] = SR ? detail::fixed_round_sr(q[c], w.fmt[1], mpt_word(key, 2, jj)) : detail::fixed_round_rn(q[c], w.fmt[1]);
+      ph[c] = SR ? detail::fixed_round_sr(p[c], w.fmt[0], detail::round_word(key, 1, jj)) : detail::fixed_round_rn(p[c], w.fmt[0]);
+      qh[c] = SR ? detail::fixed_round_sr(q[c], w.fmt[1], detail::round_word(key, 2, jj)) : detail::fixed_round_rn(q[c], w.fmt[1]);
     }
     float part = 0.f;
 #pragma unroll
-    for (int c = 0; c < E; ++c) part += ph[c] * qh[c];
+    for (int c = 0; c < E; ++c) part = detail::dot_step(part, ph[c], qh[c]);
     const float e = r - warp_sum(part);
     float gp[E], gq[E];
     float mg = 0.f;
 #pragma unroll
     for (int c = 0; c < E; ++c) {
-      gp[c] = e * qh[c] - lp * ph[c];
-      gq[c] = e * ph[c] - lq * qh[c];
+      gp[c] = detail::sgd_grad(e, qh[c], lp, ph[c]);
+      gq[c] = detail::sgd_grad(e, ph[c], lq, qh[c]);
       mg = fmaxf(mg, fmaxf(fabsf(gp[c]), fabsf(gq[c])));
     }
     const float range_g = warp_max(mg);
@@ -273,10 +276,11 @@ __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
 #pragma unroll
     for (int c = 0; c < E; ++c) {
       const uint32_t jj = static_cast<uint32_t>(lane * E + c);
-      const float g0 = SR ? detail::fixed_round_sr(gp[c], fg, mpt_word(key, 3, jj)) : detail::fixed_round_rn(gp[c], fg);
-      const float g1 = SR ? detail::fixed_round_sr(gq[c], fg, mpt_word(key, 4, jj)) : detail::fixed_round_rn(gq[c], fg);
-      p[c] = a.merge ? lr * g0 : p[c] + lr * g0;  // merge mode: the change (write_f32 adds it)
-      q[c] = a.merge ? lr * g1 : q[c] + lr * g1;
+      const float g0 = SR ? detail::fixed_round_sr(gp[c], fg, detail::round_word(key, 3, jj)) : detail::fixed_round_rn(gp[c], fg);
+      const float g1 = SR ? detail::fixed_round_sr(gq[c], fg, detail::round_word(key, 4, jj)) : detail::fixed_round_rn(gq[c], fg);
+      // merge mode: the change (write_f32 adds it)
+      p[c] = a.merge ? detail::descent_change(lr, g0) : detail::descend(p[c], lr, g0);
+      q[c] = a.merge ? detail::descent_change(lr, g1) : detail::descend(q[c], lr, g1);
     }
     write_f32<E>(prow, lane, p, a.merge);
     write_f32<E>(qrow, lane, q, a.merge);

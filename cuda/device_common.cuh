@@ -14,6 +14,7 @@
 #include "mascot/detail/fixed_point.h"
 #include "mascot/detail/half.h"
 #include "mascot/detail/rng.h"
+#include "mascot/detail/sgd.h"
 #include "mascot/groups.h"
 
 namespace mascot::cuda {
@@ -25,9 +26,7 @@ constexpr unsigned kFull = 0xFFFFFFFFu;
 // ------------------------------------------------------------------ visiting order
 
 __device__ __forceinline__ uint32_t round_fn(uint32_t x, uint32_t key) {
-  x = x * 0x9E3779B1u ^ key;  // lowbias32 of the keyed half
-  x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
-  return x;
+  return detail::lowbias32(x * 0x9E3779B1u ^ key);  // lowbias32 of the keyed half
 }
 
 /// A seeded bijection of [0, 2^(2h)): a 4-round balanced Feistel network (h <= 16).
@@ -89,36 +88,8 @@ __device__ __forceinline__ void for_each_warp_rating(const SgdArgs& a, Body&& bo
   }
 }
 
-// ------------------------------------------------------------------ CPU-identical hashes
-
-__device__ __forceinline__ uint64_t rating_key(int32_t u, int32_t i) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(u)) << 32) | static_cast<uint32_t>(i);
-}
-// cpu/kernels.h sr_keys / sr_word
-__device__ __forceinline__ void sr_keys(uint64_t round_seed, int32_t u, int32_t i, uint32_t* hp, uint32_t* hq) {
-  const uint64_t h = detail::mix64(round_seed ^ rating_key(u, i));
-  *hp = static_cast<uint32_t>(h);
-  *hq = static_cast<uint32_t>(h >> 32);
-}
-__device__ __forceinline__ uint32_t sr_word(uint32_t h, uint32_t j) {
-  uint32_t x = h + j * 0x9E3779B9u;
-  x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
-  return x;
-}
-// cpu/kernels.h sampled
-__device__ __forceinline__ bool sampled(uint64_t seed, uint64_t below, int32_t u, int32_t i) {
-  return detail::mix64(seed ^ rating_key(u, i)) < below;
-}
-// cpu/competing.cc rating_round_key / fill_words / one_word (MPT's stochastic rounding)
-__device__ __forceinline__ uint64_t mpt_rating_key(uint64_t epoch_key, int32_t u, int32_t i) {
-  return detail::mix64(epoch_key ^ rating_key(u, i));
-}
-__device__ __forceinline__ uint32_t mpt_word(uint64_t key, uint32_t tag, uint32_t j) {
-  return static_cast<uint32_t>(detail::mix64(key + (static_cast<uint64_t>(tag) << 24) + j) >> 32);
-}
-__device__ __forceinline__ uint32_t mpt_one_word(uint64_t key, uint32_t tag) {
-  return static_cast<uint32_t>(detail::mix64(key + (static_cast<uint64_t>(tag) << 24) + 0xFFFFFFull) >> 32);
-}
+// The per-rating random words (stochastic rounding, q-error sampling) are detail/rng.h's, the
+// CPU backend's own: detail::sr_keys / sr_word / sampled / rating_round_key / round_word.
 
 // ------------------------------------------------------------------ warp reductions
 
@@ -255,6 +226,12 @@ __device__ __forceinline__ void store_bits(uint16_t* __restrict__ row, int lane,
   }
 }
 
+/// The `rnd` policy of detail/sgd.h's FP16-arithmetic steps on __half: none, every __half
+/// operation already rounds to nearest half (as round_half() of the FP32 operation).
+struct NativeHalf {
+  __device__ __forceinline__ __half operator()(__half x) const { return x; }
+};
+
 __device__ __forceinline__ float h2f(uint16_t b) { return __half2float(__ushort_as_half(b)); }
 __device__ __forceinline__ uint16_t f2h_rn(float x) { return __half_as_ushort(__float2half_rn(x)); }
 
@@ -282,7 +259,8 @@ __device__ __forceinline__ void store_row(const DSide& s, int32_t id, bool f32, 
   uint16_t h[E];
   if (stochastic) {
 #pragma unroll
-    for (int c = 0; c < E; ++c) h[c] = detail::float_to_half_sr(x[c], sr_word(hkey, static_cast<uint32_t>(lane * E + c)));
+    for (int c = 0; c < E; ++c)
+      h[c] = detail::float_to_half_sr(x[c], detail::sr_word(hkey, static_cast<uint32_t>(lane * E + c)));
   } else {
 #pragma unroll
     for (int c = 0; c < E; ++c) h[c] = f2h_rn(x[c]);
@@ -440,7 +418,7 @@ __device__ __forceinline__ float row_change(float nv, float old, bool f32, bool 
                                             uint32_t j) {
   if (!merge) return nv;
   if (f32) return nv - old;
-  const uint16_t h = stochastic ? detail::float_to_half_sr(nv, sr_word(hkey, j)) : f2h_rn(nv);
+  const uint16_t h = stochastic ? detail::float_to_half_sr(nv, detail::sr_word(hkey, j)) : f2h_rn(nv);
   return h2f(f2h_rn(h2f(h) - old));
 }
 

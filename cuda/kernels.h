@@ -80,7 +80,7 @@ struct SgdArgs {
   unsigned long long* mpt_counts = nullptr;  ///< [0] updates, [1] skipped (this epoch)
   bool mpt_dynamic = false;
   int mpt_window = 2000;
-  uint64_t mpt_epoch_key = 0;        ///< as epoch_round_key(seed, 1, epoch) of cpu/competing.cc
+  uint64_t mpt_epoch_key = 0;        ///< as detail::epoch_round_key(seed, 1, epoch)
                                      ///< (muppet: method tag 2, afp: 3; the same field)
   // muppet only (fixed-point levels; word_length 0 = the FP32 level)
   int mu_word_length = 0;
@@ -99,7 +99,7 @@ struct SgdArgs {
   int afp_high_bits = 16;
 };
 
-/// AFP's state of one worker (a warp), cpu/competing.cc Afp::Worker without the scratch rows.
+/// AFP's state of one worker (a warp), cpu/afp.cc Afp::Worker without the scratch rows.
 struct AfpStats {
   long long evals = 0, saturated = 0, to_high = 0, itv_max = 0;
   double err_sum = 0, err_max = 0, itv_sum = 0;

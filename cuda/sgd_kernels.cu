@@ -5,8 +5,8 @@
 //     literally with every operation rounded to half (here: native half instructions, which
 //     round exactly like round_half() of each FP32 operation);
 //   stochastic FP16 stores: detail::float_to_half_sr with the CPU's random words
-//     (sr_keys/sr_word of cpu/kernels.h, repeated in device_common.cuh), so the same rating draws the same bits;
-//   q-error sampling: the CPU's hash (cpu::sampled), gradients from the old values
+//     (detail::sr_keys / sr_word), so the same rating draws the same bits;
+//   q-error sampling: the CPU's hash (detail::sampled), gradients from the old values
 //     (grad p = e q - lambda_p p, no learning rate), group lookup with mascot::lookup_group;
 // The dot product is reduced in a different order than on the CPU (lanes of a warp instead
 // of 16 vector lanes), so results agree to rounding, not bit for bit.
@@ -31,7 +31,7 @@ __global__ void __launch_bounds__(kThreads) sgd_kernel(const SgdArgs a) {
   const int64_t warp = warp_id(), nwarps = warp_count();
   const int slot = static_cast<int>(blockIdx.x % static_cast<unsigned>(a.slots));
   const bool all32 = a.store == Store::kF32;
-  const float cp = 1.0f - a.lr * a.lambda_p, cq = 1.0f - a.lr * a.lambda_q;
+  const float cp = detail::keep_factor(a.lr, a.lambda_p), cq = detail::keep_factor(a.lr, a.lambda_q);
 
   for (int64_t base = warp * 32; base < a.tasks; base += nwarps * 32) {
     // phase 1: lane l fetches rating base + l (record, groups, precision, sampling)
@@ -45,7 +45,7 @@ __global__ void __launch_bounds__(kThreads) sgd_kernel(const SgdArgs a) {
         gu = find_group(a.U, hu, rc.u, a.naive, &fu);
         gi = find_group(a.I, hi, rc.i, a.naive, &fi);
         flags = (fu ? 1 : 0) | (fi ? 2 : 0);
-        if (a.measure && sampled(a.sample_seed, a.sample_below, rc.u, rc.i)) flags |= 4;
+        if (a.measure && detail::sampled(a.sample_seed, a.sample_below, rc.u, rc.i)) flags |= 4;
       } else if (all32) {
         flags = 3;
       }
@@ -62,27 +62,27 @@ __global__ void __launch_bounds__(kThreads) sgd_kernel(const SgdArgs a) {
       load_row<E>(a.I, i, fi, k, lane, q);
       float part = 0.f;
 #pragma unroll
-      for (int c = 0; c < E; ++c) part += p[c] * q[c];
+      for (int c = 0; c < E; ++c) part = detail::dot_step(part, p[c], q[c]);
       const float e = r - warp_sum(part);
       if (f & 4) {  // q-error sample: gradients from the old values (Eq. 4, no learning rate)
         const int gu_j = __shfl_sync(kFull, gu, j), gi_j = __shfl_sync(kFull, gi, j);
         float g[E];
 #pragma unroll
-        for (int c = 0; c < E; ++c) g[c] = e * q[c] - a.lambda_p * p[c];
+        for (int c = 0; c < E; ++c) g[c] = detail::sgd_grad(e, q[c], a.lambda_p, p[c]);
         add_sample<E>(a.U, slot, gu_j, k, lane, g);
 #pragma unroll
-        for (int c = 0; c < E; ++c) g[c] = e * p[c] - a.lambda_q * q[c];
+        for (int c = 0; c < E; ++c) g[c] = detail::sgd_grad(e, p[c], a.lambda_q, q[c]);
         add_sample<E>(a.I, slot, gi_j, k, lane, g);
       }
-      const float ce = a.lr * e;
+      const float ce = detail::error_factor(a.lr, e);
       uint32_t hp = 0, hq = 0;
-      if (a.stochastic) sr_keys(a.round_seed, u, i, &hp, &hq);
+      if (a.stochastic) detail::sr_keys(a.round_seed, u, i, &hp, &hq);
 #pragma unroll
       for (int c = 0; c < E; ++c) {
         const float pc = p[c], qc = q[c];
         const uint32_t jj = static_cast<uint32_t>(lane * E + c);
-        p[c] = row_change(cp * pc + ce * qc, pc, fu, a.merge, a.stochastic, hp, jj);
-        q[c] = row_change(cq * qc + ce * pc, qc, fi, a.merge, a.stochastic, hq, jj);
+        p[c] = row_change(detail::sgd_step(pc, qc, cp, ce), pc, fu, a.merge, a.stochastic, hp, jj);
+        q[c] = row_change(detail::sgd_step(qc, pc, cq, ce), qc, fi, a.merge, a.stochastic, hq, jj);
       }
       write_row<E>(a.U, u, fu, k, lane, p, a.stochastic, hp, a.merge);
       write_row<E>(a.I, i, fi, k, lane, q, a.stochastic, hq, a.merge);
@@ -105,16 +105,16 @@ __global__ void __launch_bounds__(kThreads) sgd_half_kernel(const SgdArgs a) {
     load_bits<E>(qrow, lane, qb);
     __half acc = __ushort_as_half(0);
 #pragma unroll
-    for (int c = 0; c < E; ++c) acc = __hadd(acc, __hmul(__ushort_as_half(pb[c]), __ushort_as_half(qb[c])));
+    for (int c = 0; c < E; ++c) acc = detail::half_dot_step(acc, __ushort_as_half(pb[c]), __ushort_as_half(qb[c]), NativeHalf{});
     const __half e = __hsub(__float2half_rn(r), warp_sum_half(acc));
 #pragma unroll
     for (int c = 0; c < E; ++c) {
       const __half pj = __ushort_as_half(pb[c]), qj = __ushort_as_half(qb[c]);
-      const __half gp = __hsub(__hmul(e, qj), __hmul(lp, pj));
-      const __half gq = __hsub(__hmul(e, pj), __hmul(lq, qj));
+      const __half gp = detail::half_grad(e, qj, lp, pj, NativeHalf{});
+      const __half gq = detail::half_grad(e, pj, lq, qj, NativeHalf{});
       // merge mode adds the step itself: the hardware's round-to-nearest half add of it is
-      // __hadd(pj, step) exactly when no other warp changed the row meanwhile
-      const __half sp = __hmul(lr, gp), sq = __hmul(lr, gq);
+      // pj + step exactly when no other warp changed the row meanwhile
+      const __half sp = detail::half_change(lr, gp, NativeHalf{}), sq = detail::half_change(lr, gq, NativeHalf{});
       pb[c] = __half_as_ushort(a.merge ? sp : __hadd(pj, sp));
       qb[c] = __half_as_ushort(a.merge ? sq : __hadd(qj, sq));
     }
@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(kThreads) sse_kernel(const DRec* __restrict__ 
       load_row<E>(I, i, f & 2, k, lane, q);
       float part = 0.f;
 #pragma unroll
-      for (int c = 0; c < E; ++c) part += p[c] * q[c];
+      for (int c = 0; c < E; ++c) part = detail::dot_step(part, p[c], q[c]);
       const double e = static_cast<double>(r) - static_cast<double>(warp_sum(part));
       se += e * e;
     }

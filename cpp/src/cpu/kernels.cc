@@ -52,17 +52,16 @@ inline void vspill(float* a, V x) { _mm512_storeu_ps(a, x.v); }
 struct VI {
   __m512i v;
 };
-// sr_word of lanes j0 .. j0+15 (kernels.h)
+// the integer operations detail::lowbias32 needs
+inline VI operator^(VI a, VI b) { return {_mm512_xor_si512(a.v, b.v)}; }
+inline VI operator>>(VI a, int n) { return {_mm512_srli_epi32(a.v, static_cast<unsigned>(n))}; }
+inline VI operator*(VI a, uint32_t c) { return {_mm512_mullo_epi32(a.v, _mm512_set1_epi32(static_cast<int>(c)))}; }
+// detail::sr_word of lanes j0 .. j0+15: the counters h + (j0 + l) kSrStep, mixed
 inline VI vwords(uint32_t h, uint32_t j0) {
   const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  __m512i x = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(h + j0 * 0x9E3779B9u)),
-                               _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(0x9E3779B9u))));
-  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
-  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x7feb352d));
-  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
-  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(static_cast<int>(0x846ca68bu)));
-  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
-  return {x};
+  const VI x = {_mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(h + j0 * detail::kSrStep)),
+                                 _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(detail::kSrStep))))};
+  return detail::lowbias32(x);
 }
 // Stochastic FP16 store (detail::float_to_half_sr lane by lane).
 inline void vstore_sr(uint16_t* p, V x, VI r) {
@@ -128,16 +127,19 @@ inline void vspill(float* a, V x) { _mm256_storeu_ps(a, x.lo); _mm256_storeu_ps(
 struct VI {
   __m256i lo, hi;
 };
+// the integer operations detail::lowbias32 needs, on 8 lanes
+struct VI8 {
+  __m256i v;
+};
+inline VI8 operator^(VI8 a, VI8 b) { return {_mm256_xor_si256(a.v, b.v)}; }
+inline VI8 operator>>(VI8 a, int n) { return {_mm256_srli_epi32(a.v, n)}; }
+inline VI8 operator*(VI8 a, uint32_t c) { return {_mm256_mullo_epi32(a.v, _mm256_set1_epi32(static_cast<int>(c)))}; }
+// detail::sr_word of lanes j0 .. j0+7
 inline __m256i words8(uint32_t h, uint32_t j0) {
   const __m256i lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
-  __m256i x = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(h + j0 * 0x9E3779B9u)),
-                               _mm256_mullo_epi32(lane, _mm256_set1_epi32(static_cast<int>(0x9E3779B9u))));
-  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
-  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7feb352d));
-  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
-  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(0x846ca68bu)));
-  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
-  return x;
+  const VI8 x = {_mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(h + j0 * detail::kSrStep)),
+                                  _mm256_mullo_epi32(lane, _mm256_set1_epi32(static_cast<int>(detail::kSrStep))))};
+  return detail::lowbias32(x).v;
 }
 inline VI vwords(uint32_t h, uint32_t j0) { return {words8(h, j0), words8(h, j0 + 8)}; }
 inline __m128i sr8(__m256 x, __m256i r) {
@@ -192,7 +194,11 @@ inline float vreduce(V x) { return detail::reduce_lanes(x.a, detail::NoRound{});
 struct VI {
   uint32_t a[kLanes];
 };
-inline VI vwords(uint32_t h, uint32_t j0) { VI r; for (int l = 0; l < kLanes; ++l) r.a[l] = sr_word(h, j0 + l); return r; }
+inline VI vwords(uint32_t h, uint32_t j0) {
+  VI r;
+  for (int l = 0; l < kLanes; ++l) r.a[l] = detail::sr_word(h, j0 + l);
+  return r;
+}
 inline void vstore_sr(uint16_t* p, V x, VI r) {
   for (int l = 0; l < kLanes; ++l) p[l] = detail::float_to_half_sr(x.a[l], r.a[l]);
 }
@@ -214,7 +220,7 @@ MASCOT_INLINE void store_chunk(uint16_t* p, V x, bool sr, uint32_t h, int j) {
 }
 inline void store_elem(float* p, float x, bool, uint32_t, int) { *p = x; }
 inline void store_elem(uint16_t* p, float x, bool sr, uint32_t h, int j) {
-  *p = sr ? detail::float_to_half_sr(x, sr_word(h, static_cast<uint32_t>(j))) : detail::float_to_half_rn(x);
+  *p = sr ? detail::float_to_half_sr(x, detail::sr_word(h, static_cast<uint32_t>(j))) : detail::float_to_half_rn(x);
 }
 
 // Any k: element-wise through the scalar formulas of detail/sgd.h.
@@ -251,6 +257,15 @@ MASCOT_INLINE V add2(V a, V b) {
   if constexpr (kFma) return add_on_fma(a, b);
   else return a + b;
 }
+// add2 as the `add` policy of detail/sgd.h's steps
+template <bool kFma>
+struct Add2 {
+  MASCOT_INLINE V operator()(V a, V b) const { return add2<kFma>(a, b); }
+};
+// hround as the `rnd` policy of detail/sgd.h's FP16-arithmetic steps
+struct HRound {
+  MASCOT_INLINE V operator()(V x) const { return hround(x); }
+};
 
 // k % 16 == 0, FP32 arithmetic.  NC > 0: k == 16 * NC and both rows stay in registers between
 // the dot product and the update; NC == 0: rows are re-read in the update pass (L1 hits).
@@ -271,23 +286,23 @@ MASCOT_INLINE float update_vec(SP* p, SQ* q, int k_runtime, float r, const SgdPa
       pr[c] = vload(p + c * kLanes);
       qr[c] = vload(q + c * kLanes);
     }
-    for (int c = 0; c < kRegs; ++c) acc = add2<kBal>(acc, pr[c] * qr[c]);
+    for (int c = 0; c < kRegs; ++c) acc = detail::dot_step(acc, pr[c], qr[c], Add2<kBal>{});
   } else {
-    for (int j = 0; j < k; j += kLanes) acc = add2<kBal>(acc, vload(p + j) * vload(q + j));
+    for (int j = 0; j < k; j += kLanes) acc = detail::dot_step(acc, vload(p + j), vload(q + j), Add2<kBal>{});
   }
   const float e = r - vreduce(acc);
-  const V cp = vset(1.0f - prm.lr * prm.lambda_p), cq = vset(1.0f - prm.lr * prm.lambda_q);
-  const V ce = vset(prm.lr * e);
+  const V cp = vset(detail::keep_factor(prm.lr, prm.lambda_p)), cq = vset(detail::keep_factor(prm.lr, prm.lambda_q));
+  const V ce = vset(detail::error_factor(prm.lr, e));
   for (int c = 0; c < k / kLanes; ++c) {
     const V pv = NC > 0 ? pr[c] : vload(p + c * kLanes);
     const V qv = NC > 0 ? qr[c] : vload(q + c * kLanes);
     if constexpr (kGrad) {
       const V ev = vset(e);
-      vspill(g + c * kLanes, ev * qv - vset(prm.lambda_p) * pv);
-      vspill(g + k + c * kLanes, ev * pv - vset(prm.lambda_q) * qv);
+      vspill(g + c * kLanes, detail::sgd_grad(ev, qv, vset(prm.lambda_p), pv));
+      vspill(g + k + c * kLanes, detail::sgd_grad(ev, pv, vset(prm.lambda_q), qv));
     }
-    store_chunk(p + c * kLanes, add2<kBal>(cp * pv, ce * qv), kSR, hp, c * kLanes);
-    store_chunk(q + c * kLanes, cq * qv + ce * pv, kSR, hq, c * kLanes);
+    store_chunk(p + c * kLanes, detail::sgd_step(pv, qv, cp, ce, Add2<kBal>{}), kSR, hp, c * kLanes);
+    store_chunk(q + c * kLanes, detail::sgd_step(qv, pv, cq, ce), kSR, hq, c * kLanes);
   }
   return e;
 }
@@ -302,7 +317,7 @@ MASCOT_INLINE void update_half_math(uint16_t* p, uint16_t* q, int k_runtime, flo
   for (int c = 0; c < k / kLanes; ++c) {
     const V pv = vload(p + c * kLanes), qv = vload(q + c * kLanes);
     if (NC > 0) { pr[c] = pv; qr[c] = qv; }
-    acc = hround(acc + hround(pv * qv));
+    acc = detail::half_dot_step(acc, pv, qv, HRound{});
   }
   float a[kLanes];
   vspill(a, acc);
@@ -313,10 +328,10 @@ MASCOT_INLINE void update_half_math(uint16_t* p, uint16_t* q, int k_runtime, flo
   for (int c = 0; c < k / kLanes; ++c) {
     const V pv = NC > 0 ? pr[c] : vload(p + c * kLanes);
     const V qv = NC > 0 ? qr[c] : vload(q + c * kLanes);
-    const V gp = hround(hround(e * qv) - hround(lp * pv));
-    const V gq = hround(hround(e * pv) - hround(lq * qv));
-    vstore(p + c * kLanes, pv + hround(lr * gp));  // the store rounds to nearest half
-    vstore(q + c * kLanes, qv + hround(lr * gq));
+    const V gp = detail::half_grad(e, qv, lp, pv, HRound{});
+    const V gq = detail::half_grad(e, pv, lq, qv, HRound{});
+    vstore(p + c * kLanes, detail::half_descend(pv, lr, gp, HRound{}));  // the store rounds to nearest half
+    vstore(q + c * kLanes, detail::half_descend(qv, lr, gq, HRound{}));
   }
 }
 
@@ -330,7 +345,7 @@ void sgd_loop(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
     S* p = P + static_cast<size_t>(rc.u) * k;
     S* q = Q + static_cast<size_t>(rc.i) * k;
     uint32_t hp = 0, hq = 0;
-    if constexpr (kSR) sr_keys(prm.round_seed, rc.u, rc.i, &hp, &hq);
+    if constexpr (kSR) detail::sr_keys(prm.round_seed, rc.u, rc.i, &hp, &hq);
     if constexpr (kHalf) {
       if (k % kLanes == 0) update_half_math<NC>(p, q, k, rc.r, prm);
       else update_scalar<S, S, detail::HalfRound>(p, q, k, rc.r, prm, hp, hq);
@@ -364,7 +379,7 @@ template <class SP, class SQ>
 inline float dot_rows(const SP* p, const SQ* q, int k) {
   if (k % kLanes == 0) {
     V acc = vzero();
-    for (int j = 0; j < k; j += kLanes) acc = acc + vload(p + j) * vload(q + j);
+    for (int j = 0; j < k; j += kLanes) acc = detail::dot_step(acc, vload(p + j), vload(q + j));
     return vreduce(acc);
   }
   float pbuf[4096], qbuf[4096];
@@ -427,8 +442,8 @@ MASCOT_INLINE float mixed_update(SP* p, SQ* q, int k, float r, const SgdParams& 
     for (int j = 0; j < k; ++j) { pbuf[j] = to_f(p[j]); qbuf[j] = to_f(q[j]); }
     e = r - detail::dot_lanes(pbuf, qbuf, k, detail::NoRound{});
     for (int j = 0; j < k; ++j) {
-      g[j] = e * qbuf[j] - prm.lambda_p * pbuf[j];
-      g[k + j] = e * pbuf[j] - prm.lambda_q * qbuf[j];
+      g[j] = detail::sgd_grad(e, qbuf[j], prm.lambda_p, pbuf[j]);
+      g[k + j] = detail::sgd_grad(e, pbuf[j], prm.lambda_q, qbuf[j]);
     }
   }
   update_scalar<SP, SQ, detail::NoRound>(p, q, k, r, prm, hp, hq, &e);
@@ -451,8 +466,8 @@ void mixed_run(const RecAt& rec, size_t m, SP* P, SQ* Q, const MixedSide& U,
     prefetch_ahead(t, m, rec, P, Q, k);
     const Rec& rc = rec(t);
     uint32_t hp = 0, hq = 0;
-    if constexpr (kSR) sr_keys(prm.round_seed, rc.u, rc.i, &hp, &hq);
-    float* g = (measure && sampled(mp.sample_seed, mp.sample_below, rc.u, rc.i)) ? grad : nullptr;
+    if constexpr (kSR) detail::sr_keys(prm.round_seed, rc.u, rc.i, &hp, &hq);
+    float* g = (measure && detail::sampled(mp.sample_seed, mp.sample_below, rc.u, rc.i)) ? grad : nullptr;
     mixed_update<NC, kSR>(P + static_cast<size_t>(rc.u) * k, Q + static_cast<size_t>(rc.i) * k, k, rc.r, prm, hp,
                           hq, g);
     if (g) {  // the group is needed only for the sampled ratings

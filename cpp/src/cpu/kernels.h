@@ -104,22 +104,10 @@ inline void encode_fp32_bits(const int32_t* start, const uint8_t* fp32, int grou
       for (int64_t id = start[g]; id < start[g + 1]; ++id) (*bits)[id >> 6] |= uint64_t{1} << (id & 63);
 }
 
-inline uint64_t rating_key(int32_t u, int32_t i) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(u)) << 32) | static_cast<uint32_t>(i);
-}
-
-/// The 32-bit random words used for the stochastic FP16 stores of rating (u, i): element j of
-/// p_u uses sr_word(hp, j), of q_i sr_word(hq, j), with (hp, hq) = sr_keys(round_seed, u, i).
-inline void sr_keys(uint64_t round_seed, int32_t u, int32_t i, uint32_t* hp, uint32_t* hq) {
-  const uint64_t h = detail::mix64(round_seed ^ rating_key(u, i));  // round_seed is already a hash
-  *hp = static_cast<uint32_t>(h);
-  *hq = static_cast<uint32_t>(h >> 32);
-}
-inline uint32_t sr_word(uint32_t h, uint32_t j) {
-  uint32_t x = h + j * 0x9E3779B9u;  // lowbias32 (Wellons) of a per-element counter
-  x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
-  return x;
-}
+// The per-rating random words (stochastic FP16 stores, q-error sampling) are detail/rng.h's,
+// shared with the CUDA kernels; these names stay for the bindings' test hooks.
+using detail::sr_keys;
+using detail::sr_word;
 // The prefetch helpers are always_inline: GCC 12 treats a function whose only effect is
 // __builtin_prefetch as pure and deletes calls to it that it did not inline first (seen:
 // prefetch_ahead compiled to nothing, epochs 2x slower).
@@ -171,11 +159,6 @@ MASCOT_PREFETCH_FN void prefetch_ahead(size_t t, size_t n, const RecAt& rec, con
 template <class SP, class SQ>
 MASCOT_PREFETCH_FN void prefetch_ahead(size_t t, size_t n, const Rec* recs, const SP* P, const SQ* Q, int k) {
   prefetch_ahead(t, n, [recs](size_t x) -> const Rec& { return recs[x]; }, P, Q, k);
-}
-
-/// Whether rating (u, i) is sampled for the q-error this epoch (probability below / 2^64).
-inline bool sampled(uint64_t sample_seed, uint64_t below, int32_t u, int32_t i) {
-  return detail::mix64(sample_seed ^ rating_key(u, i)) < below;  // sample_seed is already a hash
 }
 
 }  // namespace mascot::cpu

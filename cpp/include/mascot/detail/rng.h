@@ -44,6 +44,68 @@ enum Stream : uint64_t {
   kStreamRandomPrecisionQ = 17,  ///< ... per item
 };
 
+// ------------------------------------------------------------------ per-rating random words
+// Written once for the CPU kernels (scalar and 16-lane vector), the competing methods and the
+// CUDA kernels, so that the same rating draws the same bits on every backend.  Pure functions
+// of (seed, epoch, u, i, operand, element): no RNG state, independent of thread scheduling
+// and of the visiting order.  Relabelled ids (u, i) as the backends see them.
+
+/// A rating's 64-bit identity: (u, i) of relabelled ids.
+MASCOT_HD uint64_t rating_key(int32_t u, int32_t i) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(u)) << 32) | static_cast<uint32_t>(i);
+}
+
+/// lowbias32 (Wellons): a 32-bit mixer, templated so that the CPU kernels apply it to 16 lanes
+/// at once (U: uint32_t or a vector of them with ^, >> and * by a uint32_t constant).
+template <class U>
+MASCOT_HD U lowbias32(U x) {
+  x = x ^ (x >> 16);
+  x = x * 0x7feb352du;
+  x = x ^ (x >> 15);
+  x = x * 0x846ca68bu;
+  x = x ^ (x >> 16);
+  return x;
+}
+
+/// Stochastic FP16 stores of the SGD update with FP32 arithmetic (mascot-n1, the mascot
+/// family): element j of p_u uses sr_word(hp, j), of q_i sr_word(hq, j), with
+/// (hp, hq) = sr_keys(round_seed, u, i); round_seed is the epoch's hash3(seed, kStreamRound, epoch).
+MASCOT_HD void sr_keys(uint64_t round_seed, int32_t u, int32_t i, uint32_t* hp, uint32_t* hq) {
+  const uint64_t h = mix64(round_seed ^ rating_key(u, i));  // round_seed is already a hash
+  *hp = static_cast<uint32_t>(h);
+  *hq = static_cast<uint32_t>(h >> 32);
+}
+/// Step of sr_word's per-element counter: element j counts from h in steps of kSrStep.
+constexpr uint32_t kSrStep = 0x9E3779B9u;
+MASCOT_HD uint32_t sr_word(uint32_t h, uint32_t j) { return lowbias32(h + j * kSrStep); }
+
+/// Whether rating (u, i) is in this epoch's q-error sample (probability below / 2^64);
+/// sample_seed is the epoch's hash.
+MASCOT_HD bool sampled(uint64_t sample_seed, uint64_t below, int32_t u, int32_t i) {
+  return mix64(sample_seed ^ rating_key(u, i)) < below;  // sample_seed is already a hash
+}
+
+// The competing methods' stochastic rounding (mpt, muppet, afp): per epoch a key, per rating a
+// key from it, per operand `tag` and element j a word.  (The `chunk` order, which samples with
+// replacement, can visit a rating twice in an epoch; both visits then draw the same words.)
+
+/// Key of an epoch's rounding draws of method `method_tag` (mpt 1, muppet 2, afp 3).
+MASCOT_HD uint64_t epoch_round_key(uint64_t seed, uint64_t method_tag, int epoch) {
+  return hash3(seed, kStreamRound, (method_tag << 40) + static_cast<uint64_t>(epoch));
+}
+/// Key of one rating's draws in the epoch of epoch_key.
+MASCOT_HD uint64_t rating_round_key(uint64_t epoch_key, int32_t u, int32_t i) {
+  return mix64(epoch_key ^ rating_key(u, i));
+}
+/// Base of the words of operand `tag` of the rating of key `key` (round_word).
+MASCOT_HD uint64_t round_word_base(uint64_t key, uint32_t tag) { return key + (static_cast<uint64_t>(tag) << 24); }
+/// Word of element j from its operand's base.
+MASCOT_HD uint32_t round_word_at(uint64_t base, uint32_t j) { return static_cast<uint32_t>(mix64(base + j) >> 32); }
+/// Word of element j of operand `tag`.
+MASCOT_HD uint32_t round_word(uint64_t key, uint32_t tag, uint32_t j) { return round_word_at(round_word_base(key, tag), j); }
+/// The one word of a one-element operand `tag` (element 0xFFFFFF: never an element index, k <= 4096).
+MASCOT_HD uint32_t round_one_word(uint64_t key, uint32_t tag) { return round_word(key, tag, 0xFFFFFFu); }
+
 /// Small fast generator for hot loops (in-block shuffles): xorshift64*, seeded by a hash.
 struct FastRng {
   uint64_t s;

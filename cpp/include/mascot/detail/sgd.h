@@ -13,6 +13,12 @@
 // FP16 arithmetic (method fp16): Eq. 2-3 literally, every operation rounded to half,
 //   p'_j = p_j + lr * (e * q_j - lambda_p * p_j),  q'_j = q_j + lr * (e * p_j - lambda_q * q_j)
 // (regrouping would be wrong there: 1 - lr * lambda rounds to 1 in half precision).
+//
+// The per-element steps below are templates over the value type T, instantiated for float
+// (the scalar path, the competing methods, the CUDA kernels' lane registers), for the CPU
+// kernels' 16-lane vector V (cpu/kernels.cc) and for CUDA's __half (method fp16).  T needs
+// +, - and *; scalars are passed as T (the vector code broadcasts them once per rating).
+// Every backend calls these, so the operation order is written in one place.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -23,6 +29,57 @@
 namespace mascot::detail {
 
 constexpr int kLanes = 16;
+
+/// a + b.  The default `add` policy of the steps; the CPU vector kernels pass one that issues
+/// the same rounded add on the multiply-add pipes (cpu/kernels.cc, add2).
+struct Plus {
+  template <class T>
+  MASCOT_HD T operator()(T a, T b) const { return a + b; }
+};
+
+// ---- FP32 arithmetic (fp32, mascot-n1, the mascot family)
+
+/// One element of the dot product: acc + p q (separate multiply and add).
+template <class T, class Add = Plus>
+MASCOT_HD T dot_step(T acc, T p, T q, Add add = {}) { return add(acc, p * q); }
+/// The regrouped update of one element: x' = cx x + ce y (x = p_j, y = q_j, cx = cp, or the
+/// other way round with cq), from the old values.
+template <class T, class Add = Plus>
+MASCOT_HD T sgd_step(T x, T y, T cx, T ce, Add add = {}) { return add(cx * x, ce * y); }
+/// Factor of the old value in sgd_step: 1 - lr lambda.
+MASCOT_HD float keep_factor(float lr, float lambda) { return 1.0f - lr * lambda; }
+/// Factor of the other row in sgd_step: lr e.
+MASCOT_HD float error_factor(float lr, float e) { return lr * e; }
+
+/// Gradient of Eq. 2-3 with its data term d given: d - lambda x (d = e y, or a quantized e y).
+template <class T>
+MASCOT_HD T decay_grad(T d, T lambda, T x) { return d - lambda * x; }
+/// Gradient of Eq. 2-3 without the learning rate: e y - lambda x (x = p_j, y = q_j, or the
+/// other way round), the q-error samples' and the competing methods' gradient.
+template <class T>
+MASCOT_HD T sgd_grad(T e, T y, T lambda, T x) { return decay_grad(e * y, lambda, x); }
+/// The change of a descent step: lr g (what a merging write adds to the row).
+template <class T>
+MASCOT_HD T descent_change(T lr, T g) { return lr * g; }
+/// Eq. 2-3 as written: x + lr g (the competing methods' update of their FP32 masters).
+template <class T>
+MASCOT_HD T descend(T x, T lr, T g) { return x + descent_change(lr, g); }
+
+// ---- FP16 arithmetic (method fp16): every operation rounded to half by rnd (HalfRound on
+// float, hround on the CPU vector, the identity on __half, whose operations round natively)
+
+/// One element of the dot product: rnd(acc + rnd(p q)).
+template <class T, class Rnd>
+MASCOT_HD T half_dot_step(T acc, T p, T q, Rnd rnd) { return rnd(acc + rnd(p * q)); }
+/// Gradient: rnd(rnd(e y) - rnd(lambda x)).
+template <class T, class Rnd>
+MASCOT_HD T half_grad(T e, T y, T lambda, T x, Rnd rnd) { return rnd(rnd(e * y) - rnd(lambda * x)); }
+/// The change: rnd(lr g).
+template <class T, class Rnd>
+MASCOT_HD T half_change(T lr, T g, Rnd rnd) { return rnd(lr * g); }
+/// x + rnd(lr g), not rounded: the last rounding is the FP16 store's (or __half's own).
+template <class T, class Rnd>
+MASCOT_HD T half_descend(T x, T lr, T g, Rnd rnd) { return x + half_change(lr, g, rnd); }
 
 /// Tree reduction of 16 lane partial sums, in the documented order.
 template <class Round>
@@ -44,7 +101,7 @@ template <class Rnd>
 MASCOT_HD float dot_lanes(const float* p, const float* q, int k, Rnd rnd) {
   float a[kLanes];
   for (int l = 0; l < kLanes; ++l) a[l] = 0.0f;
-  for (int j = 0; j < k; ++j) a[j % kLanes] = rnd(a[j % kLanes] + rnd(p[j] * q[j]));
+  for (int j = 0; j < k; ++j) a[j % kLanes] = half_dot_step(a[j % kLanes], p[j], q[j], rnd);
   return reduce_lanes(a, rnd);
 }
 
@@ -53,11 +110,11 @@ MASCOT_HD float dot_lanes(const float* p, const float* q, int k, Rnd rnd) {
 MASCOT_HD float sgd_update(float* p, float* q, int k, float r, float lr, float lp, float lq, NoRound) {
   const float dot = dot_lanes(p, q, k, NoRound{});
   const float e = r - dot;
-  const float cp = 1.0f - lr * lp, cq = 1.0f - lr * lq, ce = lr * e;
+  const float cp = keep_factor(lr, lp), cq = keep_factor(lr, lq), ce = error_factor(lr, e);
   for (int j = 0; j < k; ++j) {
     const float pj = p[j], qj = q[j];
-    p[j] = cp * pj + ce * qj;
-    q[j] = cq * qj + ce * pj;
+    p[j] = sgd_step(pj, qj, cp, ce);
+    q[j] = sgd_step(qj, pj, cq, ce);
   }
   return e;
 }
@@ -69,10 +126,8 @@ MASCOT_HD float sgd_update(float* p, float* q, int k, float r, float lr, float l
   const float lr_ = rnd(lr), lp_ = rnd(lp), lq_ = rnd(lq);
   for (int j = 0; j < k; ++j) {
     const float pj = p[j], qj = q[j];
-    const float gp = rnd(rnd(e * qj) - rnd(lp_ * pj));
-    const float gq = rnd(rnd(e * pj) - rnd(lq_ * qj));
-    p[j] = rnd(pj + rnd(lr_ * gp));
-    q[j] = rnd(qj + rnd(lr_ * gq));
+    p[j] = rnd(half_descend(pj, lr_, half_grad(e, qj, lp_, pj, rnd), rnd));
+    q[j] = rnd(half_descend(qj, lr_, half_grad(e, pj, lq_, qj, rnd), rnd));
   }
   return e;
 }
