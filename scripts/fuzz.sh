@@ -32,7 +32,8 @@ CORE_SOURCES=(cpp/src/error.cc cpp/src/fileutil.cc cpp/src/ratings.cc cpp/src/mo
               cpp/src/config.cc cpp/src/context.cc cpp/src/json.cc cpp/src/synthetic.cc cpp/src/reorder.cc
               cpp/src/report.cc cpp/src/trainer.cc cpp/src/checkpoint.cc cpp/src/memory_plan.cc
               cpp/src/switching.cc cpp/src/cuda_stubs.cc cpp/src/cpu/cpu_trainer.cc cpp/src/cpu/schedule.cc
-              cpp/src/cpu/kernels_dispatch.cc cpp/src/cpu/competing.cc cpp/src/cpu/kernels.cc)
+              cpp/src/cpu/kernels_dispatch.cc cpp/src/cpu/competing.cc cpp/src/cpu/mpt.cc
+              cpp/src/cpu/muppet.cc cpp/src/cpu/afp.cc cpp/src/cpu/kernels.cc)
 BUILD=${FUZZ_BUILD:-build-fuzz}
 SEED=${FUZZ_SEED:-1}
 
