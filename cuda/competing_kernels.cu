@@ -9,7 +9,7 @@ namespace {
 
 // ------------------------------------------------------------------ MPT (cpu/mpt.cc Mpt::run)
 
-template <int E, bool SR>
+template <class L, bool SR>
 __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
   constexpr float kHalfMax = 65504.0f;
   const int lane = lane_id();
@@ -19,13 +19,16 @@ __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
   ls.clean = a.mpt_clean[warp];
   unsigned long long updates = 0, skipped = 0;
   const float lr = a.lr, lpr = a.lambda_p, lqr = a.lambda_q;
-  for_each_warp_rating_f32<E>(a, [&](int32_t u, int32_t i, float r, float* prow, float* qrow, float (&p)[E], float (&q)[E]) {
+  constexpr int E = L::kE;
+  const int k = a.k;
+  for_each_warp_rating_f32<L>(a, [&](int32_t u, int32_t i, float r, float* prow, float* qrow, float (&p)[E],
+                                     float (&q)[E]) {
     float ph[E], qh[E];
     const uint64_t key = SR ? detail::rating_round_key(a.mpt_epoch_key, u, i) : 0;
     // FP16 copies of the FP32 masters
 #pragma unroll
     for (int c = 0; c < E; ++c) {
-      const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+      const uint32_t jj = static_cast<uint32_t>(L::elem(lane, c));
       ph[c] = SR ? detail::half_sr_value(p[c], detail::round_word(key, 1, jj)) : detail::half_rn_value(p[c]);
       qh[c] = SR ? detail::half_sr_value(q[c], detail::round_word(key, 2, jj)) : detail::half_rn_value(q[c]);
     }
@@ -41,7 +44,7 @@ __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
     bool bad = false;
 #pragma unroll
     for (int c = 0; c < E; ++c) {
-      const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+      const uint32_t jj = static_cast<uint32_t>(L::elem(lane, c));
       gp[c] = SR ? detail::half_sr_value(se * qh[c], detail::round_word(key, 5, jj)) : detail::half_rn_value(se * qh[c]);
       gq[c] = SR ? detail::half_sr_value(se * ph[c], detail::round_word(key, 6, jj)) : detail::half_rn_value(se * ph[c]);
       bad = bad || !(fabsf(gp[c]) <= kHalfMax) || !(fabsf(gq[c]) <= kHalfMax);
@@ -73,8 +76,8 @@ __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
       p[c] = a.merge ? dp : pj + dp;  // merge mode: the change (write_f32 adds it)
       q[c] = a.merge ? dq : qj + dq;
     }
-    write_f32<E>(prow, lane, p, a.merge);
-    write_f32<E>(qrow, lane, q, a.merge);
+    write_f32<L>(prow, lane, k, p, a.merge);
+    write_f32<L>(qrow, lane, k, q, a.merge);
   });
   if (lane == 0) {
     a.mpt_scale[warp] = ls.scale;
@@ -91,9 +94,10 @@ __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
 /// a worker with its own P and Q scales, lowered as soon as a row outgrows them.  Warps
 /// 0..mu_batch_warps-1 record the gradient of their last rating: together the epoch's last
 /// mini-batch (the CPU records each thread's last ceil(batch / threads) ratings).
-template <int E>
+template <class L>
 __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
-  constexpr int k = 32 * E;
+  constexpr int E = L::kE;
+  const int k = a.k;
   const int lane = lane_id();
   const int64_t warp = warp_id();
   const int wl = a.mu_word_length;
@@ -110,7 +114,8 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
   unsigned long long rescales = 0;
   float lgp[E], lgq[E];
   bool have = false;
-  for_each_warp_rating_f32<E>(a, [&](int32_t u, int32_t i, float r, float* prow, float* qrow, float (&p)[E], float (&q)[E]) {
+  for_each_warp_rating_f32<L>(a, [&](int32_t u, int32_t i, float r, float* prow, float* qrow, float (&p)[E],
+                                     float (&q)[E]) {
     if (wl == 0) {  // FP32 level: Eq. 2-3
       float part = 0.f;
 #pragma unroll
@@ -126,7 +131,7 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
       }
     } else {
       const uint64_t key = SR ? detail::rating_round_key(a.mpt_epoch_key, u, i) : 0;
-      const float mp = warp_max(lane_max_abs<E>(p)), mq = warp_max(lane_max_abs<E>(q));
+      const float mp = warp_max(lane_max_abs<L>(p)), mq = warp_max(lane_max_abs<L>(q));
       if (mp > fmax_p) {
         fp = detail::make_fixed_format(detail::fixed_frac_bits(mp, wl), wl);
         fmax_p = detail::muppet_range(fp);
@@ -140,7 +145,7 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
       float ph[E], qh[E];
 #pragma unroll
       for (int c = 0; c < E; ++c) {
-        const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+        const uint32_t jj = static_cast<uint32_t>(L::elem(lane, c));
         ph[c] = SR ? detail::fixed_round_sr(p[c], fp, detail::round_word(key, 1, jj)) : detail::fixed_round_rn(p[c], fp);
         qh[c] = SR ? detail::fixed_round_sr(q[c], fq, detail::round_word(key, 2, jj)) : detail::fixed_round_rn(q[c], fq);
       }
@@ -151,12 +156,12 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
       const detail::FixedFormat fe = detail::make_fixed_format(detail::fixed_frac_bits(fabsf(e), wl), wl);
       const float eh = SR ? detail::fixed_round_sr(e, fe, detail::round_one_word(key, 3)) : detail::fixed_round_rn(e, fe);
       const float ae = fabsf(eh);
-      const float mqh = warp_max(lane_max_abs<E>(qh)), mph = warp_max(lane_max_abs<E>(ph));
+      const float mqh = warp_max(lane_max_abs<L>(qh)), mph = warp_max(lane_max_abs<L>(ph));
       const detail::FixedFormat fgp = detail::make_fixed_format(detail::fixed_frac_bits(ae * mqh, wl), wl);
       const detail::FixedFormat fgq = detail::make_fixed_format(detail::fixed_frac_bits(ae * mph, wl), wl);
 #pragma unroll
       for (int c = 0; c < E; ++c) {
-        const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+        const uint32_t jj = static_cast<uint32_t>(L::elem(lane, c));
         const float gp = detail::decay_grad(SR ? detail::fixed_round_sr(eh * qh[c], fgp, detail::round_word(key, 4, jj))
                                                : detail::fixed_round_rn(eh * qh[c], fgp), lp, ph[c]);
         const float gq = detail::decay_grad(SR ? detail::fixed_round_sr(eh * ph[c], fgq, detail::round_word(key, 5, jj))
@@ -168,13 +173,13 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
       }
       have = true;
     }
-    write_f32<E>(prow, lane, p, a.merge);
-    write_f32<E>(qrow, lane, q, a.merge);
+    write_f32<L>(prow, lane, k, p, a.merge);
+    write_f32<L>(qrow, lane, k, q, a.merge);
   });
   if (wl > 0) {
     if (have && warp < a.mu_batch_warps) {
-      store_f32<E>(a.mu_batch + static_cast<size_t>(warp) * 2 * k, lane, lgp);
-      store_f32<E>(a.mu_batch + static_cast<size_t>(warp) * 2 * k + k, lane, lgq);
+      store_f32<L>(a.mu_batch + static_cast<size_t>(warp) * 2 * k, lane, k, lgp);
+      store_f32<L>(a.mu_batch + static_cast<size_t>(warp) * 2 * k + k, lane, k, lgq);
       if (lane == 0) a.mu_batch_n[warp] = 1;
     }
     if (lane == 0) {
@@ -201,16 +206,18 @@ __device__ __forceinline__ void afp_reevaluate(AfpWarp& w, int t, float range, b
 }
 
 /// AFP's error of P's (Q's) data at format f: the rows of the warp's last n iterations, whose
-/// indices the lanes hold (lane j: row of slot j), read from `base` (FP32 masters, k = 32 E).
-template <int E>
-__device__ __forceinline__ double afp_recent_error(const float* base, int lane_row, int n, const detail::FixedFormat& f) {
+/// indices the lanes hold (lane j: row of slot j), read from `base` (FP32 masters, k-rows).
+template <class L>
+__device__ __forceinline__ double afp_recent_error(const float* base, int k, int lane_row, int n,
+                                                   const detail::FixedFormat& f) {
+  constexpr int E = L::kE;
   static_assert(detail::kAfpRecentRows == 32, "one recent row per lane");
   const int lane = lane_id();
   float sa = 0.f, sq = 0.f;
   for (int x = 0; x < n; ++x) {
     const int row = __shfl_sync(0xffffffffu, lane_row, x);
     float v[E];
-    load_f32<E>(base + static_cast<size_t>(row) * (32 * E), lane, v);
+    load_f32<L>(base + static_cast<size_t>(row) * k, lane, k, v);
 #pragma unroll
     for (int c = 0; c < E; ++c) {
       sa += fabsf(v[c]);
@@ -220,32 +227,37 @@ __device__ __forceinline__ double afp_recent_error(const float* base, int lane_r
   return detail::afp_quant_error(static_cast<double>(warp_sum(sa)), static_cast<double>(warp_sum(sq)));
 }
 
-template <int E>
+template <class L>
 __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
+  constexpr int E = L::kE;
+  const int k = a.k;
   const int lane = lane_id();
   const int64_t warp = warp_id();
   const float lr = a.lr, lp = a.lambda_p, lq = a.lambda_q;
   const bool SR = a.stochastic;
   AfpWarp w = a.afp[warp];  // this worker's state; identical copies in every lane
   int2 recent = a.afp_recent[warp * 32 + lane];  // this lane's slot of the warp's recent (P, Q) rows
-  for_each_warp_rating_f32<E>(a, [&](int32_t u, int32_t i, float r, float* prow, float* qrow, float (&p)[E], float (&q)[E]) {
+  for_each_warp_rating_f32<L>(a, [&](int32_t u, int32_t i, float r, float* prow, float* qrow, float (&p)[E],
+                                     float (&q)[E]) {
     const uint64_t key = SR ? detail::rating_round_key(a.mpt_epoch_key, u, i) : 0;
-    w.run_max[0] = fmaxf(w.run_max[0], warp_max(lane_max_abs<E>(p)));
-    w.run_max[1] = fmaxf(w.run_max[1], warp_max(lane_max_abs<E>(q)));
+    w.run_max[0] = fmaxf(w.run_max[0], warp_max(lane_max_abs<L>(p)));
+    w.run_max[1] = fmaxf(w.run_max[1], warp_max(lane_max_abs<L>(q)));
     const float range_p = fmaxf(a.afp_max_p, w.run_max[0]), range_q = fmaxf(a.afp_max_q, w.run_max[1]);
     if (lane == static_cast<int>(w.epoch_iter % 32)) recent = make_int2(u, i);
     const int nrecent = detail::afp_recent_count(w.epoch_iter);
     const long long due_by = detail::afp_due_by(w.epoch_iter, w.iter);
     if (w.iter >= w.st[0].next || range_p > w.fmax[0])
-      afp_reevaluate(w, 0, range_p, w.iter < w.st[0].next, due_by, a,
-                     [&](const detail::FixedFormat& f) { return afp_recent_error<E>(a.U.f32, recent.x, nrecent, f); });
+      afp_reevaluate(w, 0, range_p, w.iter < w.st[0].next, due_by, a, [&](const detail::FixedFormat& f) {
+        return afp_recent_error<L>(a.U.f32, k, recent.x, nrecent, f);
+      });
     if (w.iter >= w.st[1].next || range_q > w.fmax[1])
-      afp_reevaluate(w, 1, range_q, w.iter < w.st[1].next, due_by, a,
-                     [&](const detail::FixedFormat& f) { return afp_recent_error<E>(a.I.f32, recent.y, nrecent, f); });
+      afp_reevaluate(w, 1, range_q, w.iter < w.st[1].next, due_by, a, [&](const detail::FixedFormat& f) {
+        return afp_recent_error<L>(a.I.f32, k, recent.y, nrecent, f);
+      });
     float ph[E], qh[E];
 #pragma unroll
     for (int c = 0; c < E; ++c) {
-      const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+      const uint32_t jj = static_cast<uint32_t>(L::elem(lane, c));
       ph[c] = SR ? detail::fixed_round_sr(p[c], w.fmt[0], detail::round_word(key, 1, jj)) : detail::fixed_round_rn(p[c], w.fmt[0]);
       qh[c] = SR ? detail::fixed_round_sr(q[c], w.fmt[1], detail::round_word(key, 2, jj)) : detail::fixed_round_rn(q[c], w.fmt[1]);
     }
@@ -275,15 +287,15 @@ __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
     const detail::FixedFormat fg = w.fmt[2];
 #pragma unroll
     for (int c = 0; c < E; ++c) {
-      const uint32_t jj = static_cast<uint32_t>(lane * E + c);
+      const uint32_t jj = static_cast<uint32_t>(L::elem(lane, c));
       const float g0 = SR ? detail::fixed_round_sr(gp[c], fg, detail::round_word(key, 3, jj)) : detail::fixed_round_rn(gp[c], fg);
       const float g1 = SR ? detail::fixed_round_sr(gq[c], fg, detail::round_word(key, 4, jj)) : detail::fixed_round_rn(gq[c], fg);
       // merge mode: the change (write_f32 adds it)
       p[c] = a.merge ? detail::descent_change(lr, g0) : detail::descend(p[c], lr, g0);
       q[c] = a.merge ? detail::descent_change(lr, g1) : detail::descend(q[c], lr, g1);
     }
-    write_f32<E>(prow, lane, p, a.merge);
-    write_f32<E>(qrow, lane, q, a.merge);
+    write_f32<L>(prow, lane, k, p, a.merge);
+    write_f32<L>(qrow, lane, k, q, a.merge);
     ++w.iter;
     ++w.epoch_iter;
   });
@@ -291,37 +303,37 @@ __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
   a.afp_recent[warp * 32 + lane] = recent;
 }
 
-template <int E>
+template <class L>
 struct MptLaunch {
   static void run(const SgdArgs& a, int blocks) {
-    if (a.stochastic) MASCOT_LAUNCH(blocks, kThreads, mpt_kernel<E, true>)(a);
-    else MASCOT_LAUNCH(blocks, kThreads, mpt_kernel<E, false>)(a);
+    if (a.stochastic) MASCOT_LAUNCH(blocks, kThreads, mpt_kernel<L, true>)(a);
+    else MASCOT_LAUNCH(blocks, kThreads, mpt_kernel<L, false>)(a);
     MASCOT_CUDA_CHECK_LAUNCH();
   }
 };
-template <int E>
+template <class L>
 struct MuppetLaunch {
   static void run(const SgdArgs& a, int blocks) {
-    MASCOT_LAUNCH(blocks, kThreads, muppet_kernel<E>)(a);
+    MASCOT_LAUNCH(blocks, kThreads, muppet_kernel<L>)(a);
     MASCOT_CUDA_CHECK_LAUNCH();
   }
 };
-template <int E>
+template <class L>
 struct AfpLaunch {
   static void run(const SgdArgs& a, int blocks) {
-    MASCOT_LAUNCH(blocks, kThreads, afp_kernel<E>)(a);
+    MASCOT_LAUNCH(blocks, kThreads, afp_kernel<L>)(a);
     MASCOT_CUDA_CHECK_LAUNCH();
   }
 };
-template <int E>
+template <class L>
 struct CompetingOccupancy {
   static void run(int* out, int which) {
     cudaError_t err;
     switch (which) {
-      case 0: err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, muppet_kernel<E>, kThreads, 0); break;
-      case 1: err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, afp_kernel<E>, kThreads, 0); break;
-      case 2: err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, mpt_kernel<E, false>, kThreads, 0); break;
-      default: err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, mpt_kernel<E, true>, kThreads, 0); break;
+      case 0: err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, muppet_kernel<L>, kThreads, 0); break;
+      case 1: err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, afp_kernel<L>, kThreads, 0); break;
+      case 2: err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, mpt_kernel<L, false>, kThreads, 0); break;
+      default: err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, mpt_kernel<L, true>, kThreads, 0); break;
     }
     MASCOT_CUDA_CHECK(err);
   }
@@ -329,12 +341,12 @@ struct CompetingOccupancy {
 
 }  // namespace
 
-void launch_mpt(const SgdArgs& a, int blocks) { dispatch_e<MptLaunch>(a.k, a, blocks); }
-void launch_muppet(const SgdArgs& a, int blocks) { dispatch_e<MuppetLaunch>(a.k, a, blocks); }
-void launch_afp(const SgdArgs& a, int blocks) { dispatch_e<AfpLaunch>(a.k, a, blocks); }
+void launch_mpt(const SgdArgs& a, int blocks) { dispatch_layout<MptLaunch>(a.k, a, blocks); }
+void launch_muppet(const SgdArgs& a, int blocks) { dispatch_layout<MuppetLaunch>(a.k, a, blocks); }
+void launch_afp(const SgdArgs& a, int blocks) { dispatch_layout<AfpLaunch>(a.k, a, blocks); }
 int competing_blocks_per_sm(int k, int which) {
   int n = 1;
-  dispatch_e<CompetingOccupancy>(k, &n, which);
+  dispatch_layout<CompetingOccupancy>(k, &n, which);
   return n < 1 ? 1 : n;
 }
 

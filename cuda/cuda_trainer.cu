@@ -364,8 +364,7 @@ class AfpHost {
 std::vector<double> qerror_of(Side* s, int slots, int k) {
   const int g = s->table ? s->table->size() : static_cast<int>(s->tsq.size());
   const int64_t gk = static_cast<int64_t>(g) * k;
-  MASCOT_LAUNCH(grid_for(gk), 256, reduce_slots_kernel<double>)(s->sum.get(), s->tsum.get(), gk, slots);
-  MASCOT_CUDA_CHECK_LAUNCH();
+  launch_reduce_grad_sums(s->sum.get(), s->tsum.get(), g, k, slots);  // lane-contiguous -> element order
   MASCOT_LAUNCH(grid_for(g), 256, reduce_slots_kernel<double>)(s->sq.get(), s->tsq.get(), g, slots);
   MASCOT_CUDA_CHECK_LAUNCH();
   MASCOT_LAUNCH(grid_for(g), 256, reduce_slots_kernel<unsigned long long>)(s->n.get(), s->tn.get(), g, slots);

@@ -80,6 +80,9 @@ __device__ __forceinline__ void for_each_warp_rating(const SgdArgs& a, Body&& bo
     DRec rc{0, 0, 0.f};
     if (t < a.tasks) rc = a.recs[task_rating(a, t)];
     const int nv = a.tasks - base < 32 ? static_cast<int>(a.tasks - base) : 32;
+    // one rating per pass: nothing to gain from unrolling (each rating's loads wait on the
+    // previous one's writes, asm volatile with a memory clobber), and the body is long
+#pragma unroll 1
     for (int j = 0; j < nv; ++j) {
       const int32_t u = __shfl_sync(kFull, rc.u, j), i = __shfl_sync(kFull, rc.i, j);
       const float r = __shfl_sync(kFull, rc.r, j);
@@ -109,122 +112,40 @@ __device__ __forceinline__ __half warp_sum_half(__half x) {
   return x;
 }
 
-// ------------------------------------------------------------------ row loads and stores
-// Lane `lane` owns elements [lane*E, lane*E + E) of a k = 32E row: contiguous across the warp
-// (coalesced), each lane with the widest aligned vector E allows (rows start at multiples of
-// 64 bytes because k is a multiple of 32).
-// Rows that a kernel updates are loaded with __ldcg (cached in L2 only): an SM's L1 is not
-// coherent with other SMs' stores during a kernel (PTX ISA memory consistency), so a plain,
-// L1-cached load of a hot row could keep returning that SM's stale copy for the whole epoch
-// while other SMs update it.  Hogwild tolerates a race, not a private copy per SM.  Random
-// rows gain nothing from L1 anyway; hot rows still hit in L2.
+// ------------------------------------------------------------------ row layout
+// A k-row is spread over the warp's 32 lanes in chunks of W consecutive elements: lane l holds,
+// for chunk c < E / W, the elements (c * 32 + l) * W .. + W - 1, E values in all
+// (kernels.h, row_layout).  W = 4 for k = 128, 256, 512, 2 for k = 64 (FP32 rows: 16- and 8-byte
+// vectors, FP16 rows 8 and 4 bytes), else 1: k = 32, or any other k, where the lanes past the
+// row's end (kMask: c * 32 + l >= k) hold zeros and neither load nor write.
+// Every load or write instruction of the warp covers 32 W consecutive elements (coalesced for
+// every k), and a row needs no alignment beyond W elements (k = 20: rows start anywhere).
+// A lane's x-th value (x = c W + w) is element elem(lane, x): the stochastic-rounding words
+// and the competing methods' words are drawn by element index, as on the CPU.
 
-template <int E>
-__device__ __forceinline__ void load_f32(const float* __restrict__ row, int lane, float (&x)[E]) {
-  const float* p = row + lane * E;
-  if constexpr (E % 4 == 0) {
-#pragma unroll
-    for (int c = 0; c < E / 4; ++c) {
-      const float4 v = __ldcg(reinterpret_cast<const float4*>(p) + c);
-      x[4 * c] = v.x; x[4 * c + 1] = v.y; x[4 * c + 2] = v.z; x[4 * c + 3] = v.w;
-    }
-  } else if constexpr (E % 2 == 0) {
-#pragma unroll
-    for (int c = 0; c < E / 2; ++c) {
-      const float2 v = __ldcg(reinterpret_cast<const float2*>(p) + c);
-      x[2 * c] = v.x; x[2 * c + 1] = v.y;
-    }
-  } else {
-#pragma unroll
-    for (int c = 0; c < E; ++c) x[c] = __ldcg(p + c);
-  }
-}
+template <int E_, int W_, bool kMask_>
+struct RowLayout {
+  static constexpr int kE = E_;  ///< values per lane
+  static constexpr int kW = W_;  ///< consecutive elements per chunk
+  static constexpr int kChunks = E_ / W_;
+  static constexpr bool kMask = kMask_;
+  static_assert(E_ % W_ == 0 && (W_ == 1 || !kMask_), "vector chunks only for whole rows");
+  __device__ __forceinline__ static int elem(int lane, int x) { return ((x / kW) * 32 + lane) * kW + x % kW; }
+  /// Whether chunk c of this lane lies inside a k-row.
+  __device__ __forceinline__ static bool in_row(int lane, int c, int k) { return !kMask || c * 32 + lane < k; }
+  /// Position of the lane's x-th value in a lane-contiguous accumulator of k values (q-error
+  /// sums): one warp instruction covers 32 consecutive positions.  acc_element (kernels.h) maps back.
+  __device__ __forceinline__ static int acc_pos(int lane, int x) { return x * 32 + lane; }
+};
 
-/// for_each_warp_rating over FP32 rows (the competing methods' FP32 masters):
-/// body(u, i, r, prow, qrow, p, q) with each lane's E elements of both rows loaded into p and q.
-template <int E, class Body>
-__device__ __forceinline__ void for_each_warp_rating_f32(const SgdArgs& a, Body&& body) {
-  constexpr int k = 32 * E;
-  const int lane = lane_id();
-  for_each_warp_rating(a, [&](int32_t u, int32_t i, float r) {
-    float* prow = a.U.f32 + static_cast<size_t>(u) * k;
-    float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
-    float p[E], q[E];
-    load_f32<E>(prow, lane, p);
-    load_f32<E>(qrow, lane, q);
-    body(u, i, r, prow, qrow, p, q);
-  });
-}
-
-template <int E>
-__device__ __forceinline__ void store_f32(float* __restrict__ row, int lane, const float (&x)[E]) {
-  float* p = row + lane * E;
-  if constexpr (E % 4 == 0) {
-#pragma unroll
-    for (int c = 0; c < E / 4; ++c)
-      reinterpret_cast<float4*>(p)[c] = make_float4(x[4 * c], x[4 * c + 1], x[4 * c + 2], x[4 * c + 3]);
-  } else if constexpr (E % 2 == 0) {
-#pragma unroll
-    for (int c = 0; c < E / 2; ++c) reinterpret_cast<float2*>(p)[c] = make_float2(x[2 * c], x[2 * c + 1]);
-  } else {
-#pragma unroll
-    for (int c = 0; c < E; ++c) p[c] = x[c];
-  }
-}
-
-/// Raw FP16 bits of a lane's elements.
-template <int E>
-__device__ __forceinline__ void load_bits(const uint16_t* __restrict__ row, int lane, uint16_t (&h)[E]) {
-  const uint16_t* p = row + lane * E;
-  if constexpr (E % 8 == 0) {
-#pragma unroll
-    for (int c = 0; c < E / 8; ++c) {
-      const uint4 v = __ldcg(reinterpret_cast<const uint4*>(p) + c);
-      const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-      for (int t = 0; t < 4; ++t) {
-        h[8 * c + 2 * t] = static_cast<uint16_t>(w[t] & 0xFFFFu);
-        h[8 * c + 2 * t + 1] = static_cast<uint16_t>(w[t] >> 16);
-      }
-    }
-  } else if constexpr (E % 4 == 0) {
-#pragma unroll
-    for (int c = 0; c < E / 4; ++c) {
-      const uint2 v = __ldcg(reinterpret_cast<const uint2*>(p) + c);
-      h[4 * c] = static_cast<uint16_t>(v.x & 0xFFFFu); h[4 * c + 1] = static_cast<uint16_t>(v.x >> 16);
-      h[4 * c + 2] = static_cast<uint16_t>(v.y & 0xFFFFu); h[4 * c + 3] = static_cast<uint16_t>(v.y >> 16);
-    }
-  } else if constexpr (E % 2 == 0) {
-#pragma unroll
-    for (int c = 0; c < E / 2; ++c) {
-      const uint32_t v = __ldcg(reinterpret_cast<const unsigned int*>(p) + c);
-      h[2 * c] = static_cast<uint16_t>(v & 0xFFFFu); h[2 * c + 1] = static_cast<uint16_t>(v >> 16);
-    }
-  } else {
-#pragma unroll
-    for (int c = 0; c < E; ++c) h[c] = __ldcg(reinterpret_cast<const unsigned short*>(p) + c);
-  }
-}
-
-template <int E>
-__device__ __forceinline__ void store_bits(uint16_t* __restrict__ row, int lane, const uint16_t (&h)[E]) {
-  uint16_t* p = row + lane * E;
-  auto pack = [&](int a) { return static_cast<uint32_t>(h[a]) | (static_cast<uint32_t>(h[a + 1]) << 16); };
-  if constexpr (E % 8 == 0) {
-#pragma unroll
-    for (int c = 0; c < E / 8; ++c)
-      reinterpret_cast<uint4*>(p)[c] = make_uint4(pack(8 * c), pack(8 * c + 2), pack(8 * c + 4), pack(8 * c + 6));
-  } else if constexpr (E % 4 == 0) {
-#pragma unroll
-    for (int c = 0; c < E / 4; ++c) reinterpret_cast<uint2*>(p)[c] = make_uint2(pack(4 * c), pack(4 * c + 2));
-  } else if constexpr (E % 2 == 0) {
-#pragma unroll
-    for (int c = 0; c < E / 2; ++c) reinterpret_cast<uint32_t*>(p)[c] = pack(2 * c);
-  } else {
-#pragma unroll
-    for (int c = 0; c < E; ++c) p[c] = h[c];
-  }
-}
+/// A lane's share of one row: its E values as floats and, for an FP16 row, the stored bits
+/// (one 32-bit word per pair of halves when W >= 2, one half per word when W == 1).
+template <class L>
+struct LaneRow {
+  static constexpr int kWords = L::kW >= 2 ? L::kE / 2 : L::kE;
+  float x[L::kE];
+  uint32_t h[kWords];
+};
 
 /// The `rnd` policy of detail/sgd.h's FP16-arithmetic steps on __half: none, every __half
 /// operation already rounds to nearest half (as round_half() of the FP32 operation).
@@ -234,38 +155,106 @@ struct NativeHalf {
 
 __device__ __forceinline__ float h2f(uint16_t b) { return __half2float(__ushort_as_half(b)); }
 __device__ __forceinline__ uint16_t f2h_rn(float x) { return __half_as_ushort(__float2half_rn(x)); }
+__device__ __forceinline__ __half2 u32_h2(uint32_t w) {
+  __half2 h;
+  memcpy(&h, &w, 4);
+  return h;
+}
+__device__ __forceinline__ uint32_t h2_u32(__half2 h) {
+  uint32_t w;
+  memcpy(&w, &h, 4);
+  return w;
+}
 
-template <int E>
-__device__ __forceinline__ void load_row(const DSide& s, int32_t id, bool f32, int k, int lane, float (&x)[E]) {
-  if (f32) {
-    load_f32<E>(s.f32 + static_cast<size_t>(id) * k, lane, x);
-  } else {
-    uint16_t h[E];
-    load_bits<E>(s.f16 + static_cast<size_t>(id) * k, lane, h);
+// Rows that a kernel updates are loaded with __ldcg (cached in L2 only): an SM's L1 is not
+// coherent with other SMs' stores during a kernel (PTX ISA memory consistency), so a plain,
+// L1-cached load of a hot row could keep returning that SM's stale copy for the whole epoch
+// while other SMs update it.  Hogwild tolerates a race, not a private copy per SM.  Random
+// rows gain nothing from L1 anyway; hot rows still hit in L2.
+
+template <class L>
+__device__ __forceinline__ void load_f32(const float* __restrict__ row, int lane, int k, float (&x)[L::kE]) {
 #pragma unroll
-    for (int c = 0; c < E; ++c) x[c] = h2f(h[c]);
+  for (int c = 0; c < L::kChunks; ++c) {
+    const float* p = row + (c * 32 + lane) * L::kW;
+    if constexpr (L::kW == 4) {
+      const float4 v = __ldcg(reinterpret_cast<const float4*>(p));
+      x[4 * c] = v.x; x[4 * c + 1] = v.y; x[4 * c + 2] = v.z; x[4 * c + 3] = v.w;
+    } else if constexpr (L::kW == 2) {
+      const float2 v = __ldcg(reinterpret_cast<const float2*>(p));
+      x[2 * c] = v.x; x[2 * c + 1] = v.y;
+    } else {
+      x[c] = L::in_row(lane, c, k) ? __ldcg(p) : 0.f;
+    }
   }
 }
 
-/// Stores a row: FP32 as is, FP16 rounded to nearest or stochastically with sr_word(hkey, j)
-/// for global element j (the CPU's words).
-template <int E>
-__device__ __forceinline__ void store_row(const DSide& s, int32_t id, bool f32, int k, int lane, const float (&x)[E],
-                                          bool stochastic, uint32_t hkey) {
-  if (f32) {
-    store_f32<E>(s.f32 + static_cast<size_t>(id) * k, lane, x);
-    return;
-  }
-  uint16_t h[E];
-  if (stochastic) {
+template <class L>
+__device__ __forceinline__ void store_f32(float* __restrict__ row, int lane, int k, const float (&x)[L::kE]) {
 #pragma unroll
-    for (int c = 0; c < E; ++c)
-      h[c] = detail::float_to_half_sr(x[c], detail::sr_word(hkey, static_cast<uint32_t>(lane * E + c)));
+  for (int c = 0; c < L::kChunks; ++c) {
+    float* p = row + (c * 32 + lane) * L::kW;
+    if constexpr (L::kW == 4) {
+      *reinterpret_cast<float4*>(p) = make_float4(x[4 * c], x[4 * c + 1], x[4 * c + 2], x[4 * c + 3]);
+    } else if constexpr (L::kW == 2) {
+      *reinterpret_cast<float2*>(p) = make_float2(x[2 * c], x[2 * c + 1]);
+    } else if (L::in_row(lane, c, k)) {
+      *p = x[c];
+    }
+  }
+}
+
+/// An FP16 row: the bits into r.h, their values into r.x.
+template <class L>
+__device__ __forceinline__ void load_f16(const uint16_t* __restrict__ row, int lane, int k, LaneRow<L>& r) {
+#pragma unroll
+  for (int c = 0; c < L::kChunks; ++c) {
+    const uint16_t* p = row + (c * 32 + lane) * L::kW;
+    if constexpr (L::kW == 4) {
+      const uint2 v = __ldcg(reinterpret_cast<const uint2*>(p));
+      r.h[2 * c] = v.x;
+      r.h[2 * c + 1] = v.y;
+    } else if constexpr (L::kW == 2) {
+      r.h[c] = __ldcg(reinterpret_cast<const unsigned int*>(p));
+    } else {
+      r.h[c] = L::in_row(lane, c, k) ? __ldcg(reinterpret_cast<const unsigned short*>(p)) : 0u;
+    }
+  }
+  if constexpr (L::kW >= 2) {
+#pragma unroll
+    for (int w = 0; w < LaneRow<L>::kWords; ++w) {
+      const float2 f = __half22float2(u32_h2(r.h[w]));
+      r.x[2 * w] = f.x;
+      r.x[2 * w + 1] = f.y;
+    }
   } else {
 #pragma unroll
-    for (int c = 0; c < E; ++c) h[c] = f2h_rn(x[c]);
+    for (int c = 0; c < L::kE; ++c) r.x[c] = h2f(static_cast<uint16_t>(r.h[c]));
   }
-  store_bits<E>(s.f16 + static_cast<size_t>(id) * k, lane, h);
+}
+
+/// Stores FP16 bits (LaneRow::h's layout) into a row.
+template <class L>
+__device__ __forceinline__ void store_f16(uint16_t* __restrict__ row, int lane, int k,
+                                          const uint32_t (&h)[LaneRow<L>::kWords]) {
+#pragma unroll
+  for (int c = 0; c < L::kChunks; ++c) {
+    uint16_t* p = row + (c * 32 + lane) * L::kW;
+    if constexpr (L::kW == 4) {
+      *reinterpret_cast<uint2*>(p) = make_uint2(h[2 * c], h[2 * c + 1]);
+    } else if constexpr (L::kW == 2) {
+      *reinterpret_cast<unsigned int*>(p) = h[c];
+    } else if (L::in_row(lane, c, k)) {
+      *reinterpret_cast<unsigned short*>(p) = static_cast<unsigned short>(h[c]);
+    }
+  }
+}
+
+/// A row of either storage into r (f32: the row is FP32; r.h is then unused).
+template <class L>
+__device__ __forceinline__ void load_row(const DSide& s, int32_t id, bool f32, int k, int lane, LaneRow<L>& r) {
+  if (f32) load_f32<L>(s.f32 + static_cast<size_t>(id) * k, lane, k, r.x);
+  else load_f16<L>(s.f16 + static_cast<size_t>(id) * k, lane, k, r);
 }
 
 // ------------------------------------------------------------------ merging writes (Hogwild "add")
@@ -325,21 +314,6 @@ __device__ __forceinline__ void red_f32x4(float* p, float a, float b, float c, f
   red_f32x2(p + 2, c, d);
 #endif
 }
-/// Adds lane's E floats x to row[lane*E ..] (merge mode of store_f32).
-template <int E>
-__device__ __forceinline__ void red_add_f32(float* __restrict__ row, int lane, const float (&x)[E]) {
-  float* p = row + lane * E;
-  if constexpr (E % 4 == 0) {
-#pragma unroll
-    for (int c = 0; c < E / 4; ++c) red_f32x4(p + 4 * c, x[4 * c], x[4 * c + 1], x[4 * c + 2], x[4 * c + 3]);
-  } else if constexpr (E % 2 == 0) {
-#pragma unroll
-    for (int c = 0; c < E / 2; ++c) red_f32x2(p + 2 * c, x[2 * c], x[2 * c + 1]);
-  } else {
-#pragma unroll
-    for (int c = 0; c < E; ++c) red_f32(p + c, x[c]);
-  }
-}
 __device__ __forceinline__ void red_h2(uint16_t* p, uint32_t a) {  // two halves, 4-byte aligned
 #ifdef MASCOT_CUDA_EMU
   ::mascot_emu::red_add_f16x2(p, a);
@@ -371,71 +345,94 @@ __device__ __forceinline__ void red_h2x4(uint16_t* p, uint32_t a, uint32_t b, ui
   red_h2x2(p + 4, c, d);
 #endif
 }
-/// Adds lane's E halves (bits h) to row[lane*E ..] (merge mode of store_bits).
-template <int E>
-__device__ __forceinline__ void red_add_bits(uint16_t* __restrict__ row, int lane, const uint16_t (&h)[E]) {
-  uint16_t* p = row + lane * E;
-  auto pack = [&](int a) { return static_cast<uint32_t>(h[a]) | (static_cast<uint32_t>(h[a + 1]) << 16); };
-  if constexpr (E % 8 == 0) {
+/// Adds lane's values x to an FP32 row (merge mode of store_f32).
+template <class L>
+__device__ __forceinline__ void red_add_f32(float* __restrict__ row, int lane, int k, const float (&x)[L::kE]) {
 #pragma unroll
-    for (int c = 0; c < E / 8; ++c) red_h2x4(p + 8 * c, pack(8 * c), pack(8 * c + 2), pack(8 * c + 4), pack(8 * c + 6));
-  } else if constexpr (E % 4 == 0) {
+  for (int c = 0; c < L::kChunks; ++c) {
+    float* p = row + (c * 32 + lane) * L::kW;
+    if constexpr (L::kW == 4) red_f32x4(p, x[4 * c], x[4 * c + 1], x[4 * c + 2], x[4 * c + 3]);
+    else if constexpr (L::kW == 2) red_f32x2(p, x[2 * c], x[2 * c + 1]);
+    else if (L::in_row(lane, c, k)) red_f32(p, x[c]);
+  }
+}
+
+/// Adds halves (LaneRow::h's layout) to an FP16 row (merge mode of store_f16).  W == 1: a
+/// scalar f16 reduction compiles to a CAS loop per element (ATOMG.E.CAS), so every half goes out
+/// in an f16x2 reduction of the aligned 32-bit word that holds it, paired with -0 (0x8000) for
+/// the other half, which another lane or row owns: x + (-0) == x for every x, +0 included.
+template <class L>
+__device__ __forceinline__ void red_add_f16(uint16_t* __restrict__ row, int lane, int k,
+                                            const uint32_t (&h)[LaneRow<L>::kWords]) {
+  constexpr uint32_t kNegZero = 0x8000u;
 #pragma unroll
-    for (int c = 0; c < E / 4; ++c) red_h2x2(p + 4 * c, pack(4 * c), pack(4 * c + 2));
-  } else if constexpr (E % 2 == 0) {
-#pragma unroll
-    for (int c = 0; c < E / 2; ++c) red_h2(p + 2 * c, pack(2 * c));
-  } else {
-    // odd E: odd lanes start at the high half of a 32-bit word.  Scalar f16 reductions compile
-    // to a CAS loop per element (ATOMG.E.CAS, and the two lanes sharing a word collide), so
-    // every half goes out in an f16x2 reduction, paired with its neighbour of the same lane or
-    // with -0 (0x8000) for the half another lane owns: x + (-0) == x for every x, +0 included.
-    constexpr uint32_t kNegZero = 0x8000u;
-    if (((lane * E) & 1) == 0) {
-#pragma unroll
-      for (int c = 0; c + 1 < E; c += 2) red_h2(p + c, pack(c));
-      red_h2(p + E - 1, (kNegZero << 16) | h[E - 1]);
-    } else {
-      red_h2(p - 1, (static_cast<uint32_t>(h[0]) << 16) | kNegZero);
-#pragma unroll
-      for (int c = 1; c + 1 < E; c += 2) red_h2(p + c, pack(c));
+  for (int c = 0; c < L::kChunks; ++c) {
+    uint16_t* p = row + (c * 32 + lane) * L::kW;
+    if constexpr (L::kW == 4) {
+      red_h2x2(p, h[2 * c], h[2 * c + 1]);
+    } else if constexpr (L::kW == 2) {
+      red_h2(p, h[c]);
+    } else if (L::in_row(lane, c, k)) {
+      if ((reinterpret_cast<uintptr_t>(p) & 2) == 0) red_h2(p, (kNegZero << 16) | h[c]);
+      else red_h2(p - 1, (h[c] << 16) | kNegZero);
     }
   }
 }
 
-/// Stores (merge == false) or adds (merge == true) lane's E floats of an FP32 row.
-template <int E>
-__device__ __forceinline__ void write_f32(float* __restrict__ row, int lane, const float (&x)[E], bool merge) {
-  if (merge) red_add_f32<E>(row, lane, x);
-  else store_f32<E>(row, lane, x);
-}
-
-/// An updated element, ready for write_row: in store mode the new value `nv` (write_row rounds
-/// it for an FP16 row); in merge mode the change to add to the row, new - old, where for an
-/// FP16 row "new" is nv already rounded to half (to nearest, or stochastically with the word of
-/// element j) and the change is a half (exact when Sterbenz applies, see above).
-__device__ __forceinline__ float row_change(float nv, float old, bool f32, bool merge, bool stochastic, uint32_t hkey,
-                                            uint32_t j) {
-  if (!merge) return nv;
-  if (f32) return nv - old;
-  const uint16_t h = stochastic ? detail::float_to_half_sr(nv, detail::sr_word(hkey, j)) : f2h_rn(nv);
-  return h2f(f2h_rn(h2f(h) - old));
-}
-
-/// write_row: store_row in store mode; in merge mode adds the changes x (row_change) to the row.
-template <int E>
-__device__ __forceinline__ void write_row(const DSide& s, int32_t id, bool f32, int k, int lane, const float (&x)[E],
-                                          bool stochastic, uint32_t hkey, bool merge) {
-  if (!merge) {
-    store_row<E>(s, id, f32, k, lane, x, stochastic, hkey);
-  } else if (f32) {
-    red_add_f32<E>(s.f32 + static_cast<size_t>(id) * k, lane, x);
-  } else {
-    uint16_t h[E];
+/// Writes a lane's updated values nv of a row whose old values (and, FP16, bits) are `old`:
+/// stores (kMerge false) or adds the change in L2 (kMerge true; FP32: nv - old; FP16: the
+/// half-precision difference of the rounded new value and the stored one, exact where Sterbenz
+/// applies, so the row ends where a store would have left it).  FP16 rows round nv to nearest,
+/// or stochastically (kSR) with detail::sr_word(hkey, element index), the CPU's words.
+template <class L, bool kMerge, bool kSR>
+__device__ __forceinline__ void write_row(const DSide& s, int32_t id, bool f32, int k, int lane, const LaneRow<L>& old,
+                                          const float (&nv)[L::kE], uint32_t hkey) {
+  if (f32) {
+    float* row = s.f32 + static_cast<size_t>(id) * k;
+    if constexpr (kMerge) {
+      float d[L::kE];
 #pragma unroll
-    for (int c = 0; c < E; ++c) h[c] = f2h_rn(x[c]);  // exact: x[c] is a half (row_change)
-    red_add_bits<E>(s.f16 + static_cast<size_t>(id) * k, lane, h);
+      for (int x = 0; x < L::kE; ++x) d[x] = nv[x] - old.x[x];
+      red_add_f32<L>(row, lane, k, d);
+    } else {
+      store_f32<L>(row, lane, k, nv);
+    }
+    return;
   }
+  uint32_t h[LaneRow<L>::kWords];
+  if constexpr (L::kW >= 2) {
+#pragma unroll
+    for (int w = 0; w < LaneRow<L>::kWords; ++w) {
+      __half2 n2;
+      if constexpr (kSR) {
+        const uint16_t lo = detail::float_to_half_sr(nv[2 * w], detail::sr_word(hkey, L::elem(lane, 2 * w)));
+        const uint16_t hi = detail::float_to_half_sr(nv[2 * w + 1], detail::sr_word(hkey, L::elem(lane, 2 * w + 1)));
+        n2 = u32_h2(static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16));
+      } else {
+        n2 = __floats2half2_rn(nv[2 * w], nv[2 * w + 1]);
+      }
+      h[w] = h2_u32(kMerge ? __hsub2(n2, u32_h2(old.h[w])) : n2);
+    }
+  } else {
+#pragma unroll
+    for (int c = 0; c < L::kE; ++c) {
+      const __half n = kSR ? __ushort_as_half(detail::float_to_half_sr(nv[c], detail::sr_word(hkey, L::elem(lane, c))))
+                           : __float2half_rn(nv[c]);
+      h[c] = __half_as_ushort(kMerge ? __hsub(n, __ushort_as_half(static_cast<uint16_t>(old.h[c]))) : n);
+    }
+  }
+  uint16_t* row = s.f16 + static_cast<size_t>(id) * k;
+  if constexpr (kMerge) red_add_f16<L>(row, lane, k, h);
+  else store_f16<L>(row, lane, k, h);
+}
+
+/// Stores (merge == false) or adds (merge == true) lane's values of an FP32 row (the competing
+/// methods' masters: with merge the values are the changes).
+template <class L>
+__device__ __forceinline__ void write_f32(float* __restrict__ row, int lane, int k, const float (&x)[L::kE],
+                                          bool merge) {
+  if (merge) red_add_f32<L>(row, lane, k, x);
+  else store_f32<L>(row, lane, k, x);
 }
 
 // ------------------------------------------------------------------ group lookup
@@ -481,15 +478,18 @@ __device__ __forceinline__ int find_group(const DSide& s, const HotGroups& h, in
   return g;
 }
 
-/// Adds one sampled gradient (lane's E elements) to group g's accumulators of `slot`.
-template <int E>
-__device__ __forceinline__ void add_sample(const DSide& s, int slot, int g, int k, int lane, const float (&grad)[E]) {
-  double* sum = s.grad_sum + (static_cast<size_t>(slot) * s.groups + g) * k + lane * E;
+/// Adds one sampled gradient (the lane's values) to group g's accumulators of `slot`, laid
+/// out lane-contiguous (RowLayout::acc_pos): each double reduction of the warp covers 32
+/// consecutive doubles (8 sectors) instead of lanes 8 W bytes apart; launch_reduce_grad_sums undoes it.
+template <class L>
+__device__ __forceinline__ void add_sample(const DSide& s, int slot, int g, int k, int lane,
+                                           const float (&grad)[L::kE]) {
+  double* sum = s.grad_sum + (static_cast<size_t>(slot) * s.groups + g) * k;
   float sq = 0.f;
 #pragma unroll
-  for (int c = 0; c < E; ++c) {
-    atomicAdd(sum + c, static_cast<double>(grad[c]));
-    sq += grad[c] * grad[c];
+  for (int x = 0; x < L::kE; ++x) {
+    if (L::in_row(lane, x, k)) atomicAdd(sum + L::acc_pos(lane, x), static_cast<double>(grad[x]));
+    sq += grad[x] * grad[x];
   }
   sq = warp_sum(sq);
   if (lane == 0) {
@@ -498,38 +498,56 @@ __device__ __forceinline__ void add_sample(const DSide& s, int slot, int g, int 
   }
 }
 
-template <int E>
-__device__ __forceinline__ float lane_max_abs(const float (&x)[E]) {
+template <class L>
+__device__ __forceinline__ float lane_max_abs(const float (&x)[L::kE]) {
   float m = 0.f;
 #pragma unroll
-  for (int c = 0; c < E; ++c) m = fmaxf(m, fabsf(x[c]));
+  for (int c = 0; c < L::kE; ++c) m = fmaxf(m, fabsf(x[c]));
   return m;
 }
 
-// ------------------------------------------------------------------ dispatch on k / 32
+/// for_each_warp_rating over FP32 rows (the competing methods' FP32 masters):
+/// body(u, i, r, prow, qrow, p, q) with the lane's values of both rows loaded into p and q.
+template <class L, class Body>
+__device__ __forceinline__ void for_each_warp_rating_f32(const SgdArgs& a, Body&& body) {
+  const int k = a.k;
+  const int lane = lane_id();
+  for_each_warp_rating(a, [&](int32_t u, int32_t i, float r) {
+    float* prow = a.U.f32 + static_cast<size_t>(u) * k;
+    float* qrow = a.I.f32 + static_cast<size_t>(i) * k;
+    float p[L::kE], q[L::kE];
+    load_f32<L>(prow, lane, k, p);
+    load_f32<L>(qrow, lane, k, q);
+    body(u, i, r, prow, qrow, p, q);
+  });
+}
 
-template <template <int> class F, class... Args>
-void dispatch_e(int k, Args&&... args) {
-  if (!supported_k(k))
-    throw_invalid("k must be a multiple of 32 between 32 and 512 on the cuda device (got " + std::to_string(k) +
-                  "); use --device cpu for other k");
-  switch (k / 32) {
-    case 1: F<1>::run(args...); break;
-    case 2: F<2>::run(args...); break;
-    case 3: F<3>::run(args...); break;
-    case 4: F<4>::run(args...); break;
-    case 5: F<5>::run(args...); break;
-    case 6: F<6>::run(args...); break;
-    case 7: F<7>::run(args...); break;
-    case 8: F<8>::run(args...); break;
-    case 9: F<9>::run(args...); break;
-    case 10: F<10>::run(args...); break;
-    case 11: F<11>::run(args...); break;
-    case 12: F<12>::run(args...); break;
-    case 13: F<13>::run(args...); break;
-    case 14: F<14>::run(args...); break;
-    case 15: F<15>::run(args...); break;
-    default: F<16>::run(args...); break;
+// ------------------------------------------------------------------ dispatch on the row layout
+
+/// F<RowLayout<E, W, mask>>::run(args...) for k (row_layout(k), kernels.h): E = k / 32 with
+/// vector chunks for k = 32, 64, 128, 256, 512; else E the power of two >= ceil(k / 32) with
+/// masked lanes (k = 96 runs as 128 with a quarter of the lanes idle).  Ten layouts in all: the
+/// kernels are instantiated per layout and launch shape, and more layouts would multiply the
+/// build time (nvcc and the emulator) for k that are rarely used.
+template <template <class> class F, class... Args>
+void dispatch_layout(int k, Args&&... args) {
+  if (!supported_k(k)) throw_invalid(unsupported_k_message(k));
+  const RowShape r = row_layout(k);
+  if (!r.mask) {
+    switch (r.e) {
+      case 1: F<RowLayout<1, 1, false>>::run(args...); return;
+      case 2: F<RowLayout<2, 2, false>>::run(args...); return;
+      case 4: F<RowLayout<4, 4, false>>::run(args...); return;
+      case 8: F<RowLayout<8, 4, false>>::run(args...); return;
+      default: F<RowLayout<16, 4, false>>::run(args...); return;
+    }
+  }
+  switch (r.e) {
+    case 1: F<RowLayout<1, 1, true>>::run(args...); return;
+    case 2: F<RowLayout<2, 1, true>>::run(args...); return;
+    case 4: F<RowLayout<4, 1, true>>::run(args...); return;
+    case 8: F<RowLayout<8, 1, true>>::run(args...); return;
+    default: F<RowLayout<16, 1, true>>::run(args...); return;
   }
 }
 

@@ -1,15 +1,18 @@
 // Kernel-side data structures of the CUDA backend and the host functions that launch the
 // kernels (internal to cuda/; included only by .cu files).  Every pointer in these structs is
 // DEVICE memory owned by the trainer (cuda_trainer.cu, DeviceBuffer); the kernels never
-// allocate.  Work mapping (DESIGN.md §6, issue 4): one warp per rating; lane l owns the
-// elements [l*E, (l+1)*E) of both rows with E = k/32, loaded with the widest aligned vector
-// (float4 / 16-byte half8 where E allows), FP32 arithmetic in registers, shuffle reductions.
+// allocate.  Work mapping: one warp per rating; lane l holds E = ceil(k / 32) elements of both
+// rows in chunks of 4, 2 or 1 consecutive elements interleaved across the lanes (RowLayout,
+// device_common.cuh: every warp instruction covers 32 consecutive chunks), FP32 arithmetic in
+// registers, shuffle reductions.  The SGD kernels are specialised per launch on the storage,
+// the write mode, the rounding and whether gradients are sampled (sgd_kernels.cu).
 // A warp first fetches the records (and, for MASCOT, the groups and precisions) of 32
 // ratings at once, one per lane, then updates them one after another: the index arithmetic
 // of the visiting order and the group lookup are spread over the lanes instead of being
 // repeated by all 32.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "mascot/detail/competing_params.h"
 #include "mascot/detail/fixed_point.h"
@@ -137,6 +140,11 @@ void preload_helper_kernels();
 void launch_sse(const DRec* recs, int64_t n, const DSide& U, const DSide& I, Store store, bool naive, int k,
                 double* partial, int blocks);
 
+/// out[g * k + j] = sum over the slots s (in slot order) of the q-error gradient sums in[s][g],
+/// element j (the accumulators are lane-contiguous, acc_element; out is in element order):
+/// groups x k doubles, deterministic.
+void launch_reduce_grad_sums(const double* in, double* out, int groups, int k, int slots);
+
 /// Test hook: adds gradients grads (n x k) of groups group[0..n) into s's accumulators with
 /// the SGD kernel's sampling code (slot b % slots for block b).
 void launch_accumulate(const float* grads, const int32_t* group, int64_t n, const DSide& s, int k, int slots,
@@ -144,5 +152,28 @@ void launch_accumulate(const float* grads, const int32_t* group, int64_t n, cons
 
 /// Whether k is supported by the kernels (a multiple of 32 in [32, 512]).
 inline bool supported_k(int k) { return k >= 32 && k <= 512 && k % 32 == 0; }
+inline std::string unsupported_k_message(int k) {
+  return "k must be a multiple of 32 between 32 and 512 on the cuda device (got " + std::to_string(k) +
+         "); use --device cpu for other k";
+}
+/// The row layout of the kernels for k (device_common.cuh, RowLayout): e values per lane in
+/// chunks of w consecutive elements; mask: lanes past the row's end stay idle.
+struct RowShape {
+  int e, w;
+  bool mask;
+};
+MASCOT_HD RowShape row_layout(int k) {
+  if (k == 32 || k == 64 || k == 128 || k == 256 || k == 512) return {k / 32, k == 32 ? 1 : k == 64 ? 2 : 4, false};
+  int e = 1;
+  while (32 * e < k) e *= 2;
+  return {e, 1, true};
+}
+MASCOT_HD int row_chunk(int k) { return row_layout(k).w; }
+/// Element index of position `pos` of a lane-contiguous q-error accumulator of a k-vector
+/// (device_common.cuh, RowLayout::acc_pos: position x * 32 + lane holds the lane's x-th value).
+MASCOT_HD int acc_element(int pos, int k) {
+  const int w = row_chunk(k), lane = pos % 32, x = pos / 32;
+  return ((x / w) * 32 + lane) * w + x % w;
+}
 
 }  // namespace mascot::cuda
