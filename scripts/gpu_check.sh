@@ -16,8 +16,12 @@
 # dataset, optimised vs naive lookup), then k = 64, then the other methods.
 # `hogwild` builds if needed, then runs benchmarks/gpu_hogwild_sweep.py (add vs store writes,
 # default vs device-filling warps, on synthetic-ml10m: a few minutes) into $OUT/hogwild.
-# Device budget (30 minutes a session): `all` once, then `bench` parts; a failing kernel is
-# easiest to locate with CUDA_LAUNCH_BLOCKING=1 on that one test.
+# Device budget: 15 minutes for a whole task, machine starts included, and at most 10 minutes
+# a command.  That holds scripts/gpu_first_light.sh (one command, ~9 minutes: build for sm_90,
+# memcheck, GPU tests, ncu, add vs store, measured epochs, a speed table), not `all` (two
+# architectures, 18 sanitizer runs and the whole suite) nor the ~76-run `bench`: use this
+# script's stages one at a time on a later device lease.  A failing kernel is easiest to
+# locate with CUDA_LAUNCH_BLOCKING=1 on that one test.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage="${1:-all}"
