@@ -27,6 +27,9 @@ namespace {
 
 using detail::kLanes;
 
+inline float to_f(float x) { return x; }
+inline float to_f(uint16_t h) { return detail::half_to_float(h); }
+
 #if defined(__AVX512F__)
 constexpr int kRN = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
 struct V {
@@ -93,6 +96,21 @@ inline float vreduce(V x) {
   const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
   const __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
   return _mm_cvtss_f32(s1);
+}
+// the last n < 16 elements of a row (tails, below): masked, the other lanes read as zero
+inline __mmask16 tail_mask(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+inline V vload_tail(const float* p, int n) { return {_mm512_maskz_loadu_ps(tail_mask(n), p)}; }
+inline V vload_tail(const uint16_t* p, int n) { return {_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail_mask(n), p))}; }
+inline void vstore_tail(float* p, V x, int n) { _mm512_mask_storeu_ps(p, tail_mask(n), x.v); }
+inline void vstore_tail(uint16_t* p, V x, int n) {
+  __m256i h = _mm512_cvtps_ph(x.v, kRN);
+  asm("" : "+x"(h));
+  _mm256_mask_storeu_epi16(p, tail_mask(n), h);
+}
+inline void vstore_sr_tail(uint16_t* p, V x, VI r, int n) {
+  alignas(32) uint16_t b[kLanes];
+  vstore_sr(b, x, r);
+  _mm256_mask_storeu_epi16(p, tail_mask(n), _mm256_load_si256(reinterpret_cast<const __m256i*>(b)));
 }
 #elif defined(__AVX2__)
 constexpr int kRN = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
@@ -174,6 +192,33 @@ inline float vreduce(V x) {
   const __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
   return _mm_cvtss_f32(s1);
 }
+// the last n < 16 elements of a row (tails, below): FP32 masked, FP16 through a zeroed buffer
+// (AVX2 has no 16-bit masked loads)
+inline __m256i tail_mask8(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0));
+}
+inline V vload_tail(const float* p, int n) {
+  return {_mm256_maskload_ps(p, tail_mask8(n)), _mm256_maskload_ps(p + 8, tail_mask8(n - 8))};
+}
+inline void vstore_tail(float* p, V x, int n) {
+  _mm256_maskstore_ps(p, tail_mask8(n), x.lo);
+  _mm256_maskstore_ps(p + 8, tail_mask8(n - 8), x.hi);
+}
+inline V vload_tail(const uint16_t* p, int n) {
+  alignas(32) uint16_t b[kLanes] = {};
+  std::memcpy(b, p, static_cast<size_t>(n) * 2);
+  return vload(b);
+}
+inline void vstore_tail(uint16_t* p, V x, int n) {
+  alignas(32) uint16_t b[kLanes];
+  vstore(b, x);
+  std::memcpy(p, b, static_cast<size_t>(n) * 2);
+}
+inline void vstore_sr_tail(uint16_t* p, V x, VI r, int n) {
+  alignas(32) uint16_t b[kLanes];
+  vstore_sr(b, x, r);
+  std::memcpy(p, b, static_cast<size_t>(n) * 2);
+}
 #else
 struct V {
   float a[kLanes];
@@ -202,14 +247,27 @@ inline VI vwords(uint32_t h, uint32_t j0) {
 inline void vstore_sr(uint16_t* p, V x, VI r) {
   for (int l = 0; l < kLanes; ++l) p[l] = detail::float_to_half_sr(x.a[l], r.a[l]);
 }
+template <class S>
+inline V vload_tail(const S* p, int n) {
+  V r = vzero();
+  for (int l = 0; l < n; ++l) r.a[l] = to_f(p[l]);
+  return r;
+}
+inline void vstore_tail(float* p, V x, int n) {
+  for (int l = 0; l < n; ++l) p[l] = x.a[l];
+}
+inline void vstore_tail(uint16_t* p, V x, int n) {
+  for (int l = 0; l < n; ++l) p[l] = detail::float_to_half_rn(x.a[l]);
+}
+inline void vstore_sr_tail(uint16_t* p, V x, VI r, int n) {
+  for (int l = 0; l < n; ++l) p[l] = detail::float_to_half_sr(x.a[l], r.a[l]);
+}
 #endif
 
 // The row updates must inline into their loops: the rows live in registers between the dot
 // product and the update (measured: without inlining GCC spills them, -30 % on fp32).
 #define MASCOT_INLINE inline __attribute__((always_inline))
 
-inline float to_f(float x) { return x; }
-inline float to_f(uint16_t h) { return detail::half_to_float(h); }
 
 // ---- row access: a row of either storage as 16-lane float vectors -------------------------
 // Stores round to nearest, or stochastically with the words of sr_word(h, element index).
@@ -218,24 +276,26 @@ MASCOT_INLINE void store_chunk(uint16_t* p, V x, bool sr, uint32_t h, int j) {
   if (sr) vstore_sr(p, x, vwords(h, static_cast<uint32_t>(j)));
   else vstore(p, x);
 }
-inline void store_elem(float* p, float x, bool, uint32_t, int) { *p = x; }
-inline void store_elem(uint16_t* p, float x, bool sr, uint32_t h, int j) {
-  *p = sr ? detail::float_to_half_sr(x, detail::sr_word(h, static_cast<uint32_t>(j))) : detail::float_to_half_rn(x);
+// Every k runs these vector kernels.  A row of k elements is k / 16 whole chunks and, when k
+// is not a multiple of 16, a tail of n = k % 16 elements, loaded as one more chunk whose lanes
+// n..15 read as zero and stored back only in its first n lanes (vload_tail / vstore_tail).
+// The zero lanes are padding that exists in registers only: the rows in memory, the model
+// files, the checkpoints and the q-error accumulators keep exactly k columns, and FP16 rows
+// are stored k halves long.  The zero lanes change no result: their products are +0, so each
+// lane's partial sum of the dot product is what detail/sgd.h's element-wise order gives (lane
+// j % 16 adds the products of elements j in order; a zero lane adds +0, which can only turn a
+// -0 lane sum into +0, and the error r - dot is the same for either); the update keeps them
+// 0 (cp 0 + ce 0), rounding 0 to half gives 0 (nearest and stochastic: 0 has no fraction to
+// round), and they are never written.  So results are those of the element-wise path, bit for
+// bit (scripts/bit_identity.py, k = 20), unless the model overflows to inf/nan: then 0 * inf
+// makes the zero lanes NaN, which is no different in a model that is already lost.
+MASCOT_INLINE void store_tail(float* p, V x, bool, uint32_t, int, int n) { vstore_tail(p, x, n); }
+MASCOT_INLINE void store_tail(uint16_t* p, V x, bool sr, uint32_t h, int j, int n) {
+  if (sr) vstore_sr_tail(p, x, vwords(h, static_cast<uint32_t>(j)), n);
+  else vstore_tail(p, x, n);
 }
-
-// Any k: element-wise through the scalar formulas of detail/sgd.h.
-template <class SP, class SQ, class Rnd>
-inline void update_scalar(SP* p, SQ* q, int k, float r, const SgdParams& prm, uint32_t hp, uint32_t hq,
-                          float* e_out = nullptr) {
-  float pbuf[4096], qbuf[4096];  // k <= 4096 (TrainConfig::validate)
-  for (int j = 0; j < k; ++j) { pbuf[j] = to_f(p[j]); qbuf[j] = to_f(q[j]); }
-  const float e = detail::sgd_update(pbuf, qbuf, k, r, prm.lr, prm.lambda_p, prm.lambda_q, Rnd{});
-  if (e_out) *e_out = e;
-  for (int j = 0; j < k; ++j) {
-    store_elem(&p[j], pbuf[j], prm.stochastic, hp, j);
-    store_elem(&q[j], qbuf[j], prm.stochastic, hq, j);
-  }
-}
+/// k rounded up to whole chunks: the stride of the gradient scratch rows (update_vec's g).
+inline int chunked(int k) { return (k + kLanes - 1) / kLanes * kLanes; }
 
 // a + b, on the multiply-add pipes when kFma (as fma(a, 1, b): the same bits, a * 1 is exact).
 // Why: on Zen 4 the FP16 <-> FP32 conversions share the two FP add pipes (measured with
@@ -267,57 +327,99 @@ struct HRound {
   MASCOT_INLINE V operator()(V x) const { return hround(x); }
 };
 
-// k % 16 == 0, FP32 arithmetic.  NC > 0: k == 16 * NC and both rows stay in registers between
-// the dot product and the update; NC == 0: rows are re-read in the update pass (L1 hits).
-// Returns e; when g is set, also writes the gradients (old values, no learning rate):
-// gp = e q - lp p, gq = e p - lq q, into g[0..k) and g[k..2k).
+// The row shape a kernel is compiled for, NC: > 0, k == 16 NC exactly; < 0, any k of -NC
+// chunks (ceil(k / 16) == -NC, the last chunk possibly a tail, see store_tail); 0, any k.  With
+// NC != 0 the chunk count is a compile-time constant: the loops unroll and both rows stay in
+// registers between the dot product and the update (measured: a run-time k doubles the cost
+// per update on memory-bound data); with NC == 0 the rows are re-read in the update pass (L1
+// hits).  Every k up to 128 gets a register-resident instantiation.
+constexpr int chunks_of(int NC) { return NC > 0 ? NC : -NC; }
+
+// FP32 arithmetic.  Returns e; when g is set, also writes the
+// gradients (old values, no learning rate): gp = e q - lp p, gq = e p - lq q, into g[0..k) and
+// g[kc..kc + k), kc = chunked(k) (the tail's zero lanes write zeros up to kc).
 template <int NC, bool kSR, bool kGrad, class SP, class SQ>
 MASCOT_INLINE float update_vec(SP* p, SQ* q, int k_runtime, float r, const SgdParams& prm, uint32_t hp, uint32_t hq,
                                float* g = nullptr) {
-  // compile-time k when NC > 0, so every loop over the row unrolls and the rows stay in
-  // registers (measured: a run-time k here doubles the cost per update on memory-bound data)
+  constexpr int kChunks = chunks_of(NC);
   const int k = NC > 0 ? NC * kLanes : k_runtime;
-  constexpr int kRegs = NC > 0 ? NC : 1;
+  const int whole = k / kLanes, tail = NC > 0 ? 0 : k % kLanes;
+  constexpr int kRegs = kChunks > 0 ? kChunks : 1;
   constexpr bool kBal = MASCOT_ADD_BALANCE && sizeof(SP) == 2 && sizeof(SQ) == 2;  // see add2
   V pr[kRegs], qr[kRegs];
   V acc = vzero();
-  if (NC > 0) {
+  if (kChunks > 0) {
     for (int c = 0; c < kRegs; ++c) {
-      pr[c] = vload(p + c * kLanes);
-      qr[c] = vload(q + c * kLanes);
+      if (NC < 0 && c == kRegs - 1 && tail) {
+        pr[c] = vload_tail(p + c * kLanes, tail);
+        qr[c] = vload_tail(q + c * kLanes, tail);
+      } else {
+        pr[c] = vload(p + c * kLanes);
+        qr[c] = vload(q + c * kLanes);
+      }
     }
     for (int c = 0; c < kRegs; ++c) acc = detail::dot_step(acc, pr[c], qr[c], Add2<kBal>{});
   } else {
-    for (int j = 0; j < k; j += kLanes) acc = detail::dot_step(acc, vload(p + j), vload(q + j), Add2<kBal>{});
+    for (int j = 0; j < whole * kLanes; j += kLanes)
+      acc = detail::dot_step(acc, vload(p + j), vload(q + j), Add2<kBal>{});
+    if (tail) {
+      const int j = whole * kLanes;
+      acc = detail::dot_step(acc, vload_tail(p + j, tail), vload_tail(q + j, tail), Add2<kBal>{});
+    }
   }
   const float e = r - vreduce(acc);
   const V cp = vset(detail::keep_factor(prm.lr, prm.lambda_p)), cq = vset(detail::keep_factor(prm.lr, prm.lambda_q));
   const V ce = vset(detail::error_factor(prm.lr, e));
-  for (int c = 0; c < k / kLanes; ++c) {
-    const V pv = NC > 0 ? pr[c] : vload(p + c * kLanes);
-    const V qv = NC > 0 ? qr[c] : vload(q + c * kLanes);
+  const int kc = chunked(k);
+  // one chunk c of both rows (n > 0: the tail's first n lanes): gradients, update, store
+  const auto chunk = [&](int c, V pv, V qv, int n) __attribute__((always_inline)) {
     if constexpr (kGrad) {
       const V ev = vset(e);
       vspill(g + c * kLanes, detail::sgd_grad(ev, qv, vset(prm.lambda_p), pv));
-      vspill(g + k + c * kLanes, detail::sgd_grad(ev, pv, vset(prm.lambda_q), qv));
+      vspill(g + kc + c * kLanes, detail::sgd_grad(ev, pv, vset(prm.lambda_q), qv));
     }
-    store_chunk(p + c * kLanes, detail::sgd_step(pv, qv, cp, ce, Add2<kBal>{}), kSR, hp, c * kLanes);
-    store_chunk(q + c * kLanes, detail::sgd_step(qv, pv, cq, ce), kSR, hq, c * kLanes);
+    const V np = detail::sgd_step(pv, qv, cp, ce, Add2<kBal>{}), nq = detail::sgd_step(qv, pv, cq, ce);
+    if (n > 0) {
+      store_tail(p + c * kLanes, np, kSR, hp, c * kLanes, n);
+      store_tail(q + c * kLanes, nq, kSR, hq, c * kLanes, n);
+    } else {
+      store_chunk(p + c * kLanes, np, kSR, hp, c * kLanes);
+      store_chunk(q + c * kLanes, nq, kSR, hq, c * kLanes);
+    }
+  };
+  if constexpr (kChunks > 0) {
+    for (int c = 0; c < (NC < 0 ? kRegs - 1 : kRegs); ++c) chunk(c, pr[c], qr[c], 0);
+    if constexpr (NC < 0) chunk(kRegs - 1, pr[kRegs - 1], qr[kRegs - 1], tail);  // tail 0: a whole chunk
+  } else {
+    for (int c = 0; c < whole; ++c) chunk(c, vload(p + c * kLanes), vload(q + c * kLanes), 0);
+    if (tail) chunk(whole, vload_tail(p + whole * kLanes, tail), vload_tail(q + whole * kLanes, tail), tail);
   }
   return e;
 }
 
-// FP16 arithmetic (method fp16): Eq. 2-3 literally, every operation rounded to nearest half.
+// FP16 arithmetic (method fp16): Eq. 2-3 literally, every operation rounded to nearest half;
+// tails as update_vec's.
 template <int NC>
 MASCOT_INLINE void update_half_math(uint16_t* p, uint16_t* q, int k_runtime, float r, const SgdParams& prm) {
+  constexpr int kChunks = chunks_of(NC);
   const int k = NC > 0 ? NC * kLanes : k_runtime;
-  constexpr int kRegs = NC > 0 ? NC : 1;
+  const int whole = k / kLanes, tail = NC > 0 ? 0 : k % kLanes;
+  constexpr int kRegs = kChunks > 0 ? kChunks : 1;
   V pr[kRegs], qr[kRegs];
   V acc = vzero();
-  for (int c = 0; c < k / kLanes; ++c) {
-    const V pv = vload(p + c * kLanes), qv = vload(q + c * kLanes);
-    if (NC > 0) { pr[c] = pv; qr[c] = qv; }
-    acc = detail::half_dot_step(acc, pv, qv, HRound{});
+  if constexpr (kChunks > 0) {
+    for (int c = 0; c < kRegs; ++c) {
+      const bool part = NC < 0 && c == kRegs - 1 && tail;
+      pr[c] = part ? vload_tail(p + c * kLanes, tail) : vload(p + c * kLanes);
+      qr[c] = part ? vload_tail(q + c * kLanes, tail) : vload(q + c * kLanes);
+      acc = detail::half_dot_step(acc, pr[c], qr[c], HRound{});
+    }
+  } else {
+    for (int c = 0; c < whole; ++c)
+      acc = detail::half_dot_step(acc, vload(p + c * kLanes), vload(q + c * kLanes), HRound{});
+    if (tail)
+      acc = detail::half_dot_step(acc, vload_tail(p + whole * kLanes, tail), vload_tail(q + whole * kLanes, tail),
+                                  HRound{});
   }
   float a[kLanes];
   vspill(a, acc);
@@ -325,13 +427,24 @@ MASCOT_INLINE void update_half_math(uint16_t* p, uint16_t* q, int k_runtime, flo
   const V e = vset(detail::round_half(detail::round_half(r) - dot));
   const V lr = vset(detail::round_half(prm.lr)), lp = vset(detail::round_half(prm.lambda_p)),
           lq = vset(detail::round_half(prm.lambda_q));
-  for (int c = 0; c < k / kLanes; ++c) {
-    const V pv = NC > 0 ? pr[c] : vload(p + c * kLanes);
-    const V qv = NC > 0 ? qr[c] : vload(q + c * kLanes);
+  const auto chunk = [&](int c, V pv, V qv, int n) __attribute__((always_inline)) {
     const V gp = detail::half_grad(e, qv, lp, pv, HRound{});
     const V gq = detail::half_grad(e, pv, lq, qv, HRound{});
-    vstore(p + c * kLanes, detail::half_descend(pv, lr, gp, HRound{}));  // the store rounds to nearest half
-    vstore(q + c * kLanes, detail::half_descend(qv, lr, gq, HRound{}));
+    const V np = detail::half_descend(pv, lr, gp, HRound{}), nq = detail::half_descend(qv, lr, gq, HRound{});
+    if (n > 0) {  // the stores round to nearest half
+      vstore_tail(p + c * kLanes, np, n);
+      vstore_tail(q + c * kLanes, nq, n);
+    } else {
+      vstore(p + c * kLanes, np);
+      vstore(q + c * kLanes, nq);
+    }
+  };
+  if constexpr (kChunks > 0) {
+    for (int c = 0; c < (NC < 0 ? kRegs - 1 : kRegs); ++c) chunk(c, pr[c], qr[c], 0);
+    if constexpr (NC < 0) chunk(kRegs - 1, pr[kRegs - 1], qr[kRegs - 1], tail);
+  } else {
+    for (int c = 0; c < whole; ++c) chunk(c, vload(p + c * kLanes), vload(q + c * kLanes), 0);
+    if (tail) chunk(whole, vload_tail(p + whole * kLanes, tail), vload_tail(q + whole * kLanes, tail), tail);
   }
 }
 
@@ -346,24 +459,37 @@ void sgd_loop(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
     S* q = Q + static_cast<size_t>(rc.i) * k;
     uint32_t hp = 0, hq = 0;
     if constexpr (kSR) detail::sr_keys(prm.round_seed, rc.u, rc.i, &hp, &hq);
-    if constexpr (kHalf) {
-      if (k % kLanes == 0) update_half_math<NC>(p, q, k, rc.r, prm);
-      else update_scalar<S, S, detail::HalfRound>(p, q, k, rc.r, prm, hp, hq);
-    } else {
-      if (k % kLanes == 0) update_vec<NC, kSR, false>(p, q, k, rc.r, prm, hp, hq);
-      else update_scalar<S, S, detail::NoRound>(p, q, k, rc.r, prm, hp, hq);
-    }
+    if constexpr (kHalf) update_half_math<NC>(p, q, k, rc.r, prm);
+    else update_vec<NC, kSR, false>(p, q, k, rc.r, prm, hp, hq);
   }
 }
 
+// The NC instantiation for k (see chunks_of): the exact shapes of the common k = 32, 64, 128,
+// then -ceil(k / 16) for every other k up to 128, 0 beyond.
+#define MASCOT_NC_DISPATCH(k, CALL)        \
+  switch (k) {                             \
+    case 32: CALL(2); break;               \
+    case 64: CALL(4); break;               \
+    case 128: CALL(8); break;              \
+    default:                               \
+      switch ((k + kLanes - 1) / kLanes) { \
+        case 1: CALL(-1); break;           \
+        case 2: CALL(-2); break;           \
+        case 3: CALL(-3); break;           \
+        case 4: CALL(-4); break;           \
+        case 5: CALL(-5); break;           \
+        case 6: CALL(-6); break;           \
+        case 7: CALL(-7); break;           \
+        case 8: CALL(-8); break;           \
+        default: CALL(0); break;           \
+      }                                    \
+  }
+
 template <class S, bool kHalf, bool kSR>
 void sgd_k(const Rec* recs, size_t n, S* Ps, S* Qs, const SgdParams& prm) {
-  switch (prm.k) {
-    case 32: sgd_loop<S, kHalf, 2, kSR>(recs, n, Ps, Qs, prm); break;
-    case 64: sgd_loop<S, kHalf, 4, kSR>(recs, n, Ps, Qs, prm); break;
-    case 128: sgd_loop<S, kHalf, 8, kSR>(recs, n, Ps, Qs, prm); break;
-    default: sgd_loop<S, kHalf, 0, kSR>(recs, n, Ps, Qs, prm); break;
-  }
+#define MASCOT_SGD_CALL(NC) sgd_loop<S, kHalf, NC, kSR>(recs, n, Ps, Qs, prm)
+  MASCOT_NC_DISPATCH(prm.k, MASCOT_SGD_CALL)
+#undef MASCOT_SGD_CALL
 }
 
 template <class S, bool kHalf>
@@ -377,14 +503,11 @@ void sgd_entry(const Rec* recs, size_t n, void* P, void* Q, const SgdParams& prm
 
 template <class SP, class SQ>
 inline float dot_rows(const SP* p, const SQ* q, int k) {
-  if (k % kLanes == 0) {
-    V acc = vzero();
-    for (int j = 0; j < k; j += kLanes) acc = detail::dot_step(acc, vload(p + j), vload(q + j));
-    return vreduce(acc);
-  }
-  float pbuf[4096], qbuf[4096];
-  for (int j = 0; j < k; ++j) { pbuf[j] = to_f(p[j]); qbuf[j] = to_f(q[j]); }
-  return detail::dot_lanes(pbuf, qbuf, k, detail::NoRound{});
+  V acc = vzero();
+  const int whole = k / kLanes * kLanes;
+  for (int j = 0; j < whole; j += kLanes) acc = detail::dot_step(acc, vload(p + j), vload(q + j));
+  if (k > whole) acc = detail::dot_step(acc, vload_tail(p + whole, k - whole), vload_tail(q + whole, k - whole));
+  return vreduce(acc);
 }
 
 template <class S>
@@ -408,23 +531,19 @@ double sse_entry(const Rec* recs, size_t n, const void* Pv, const void* Qv, int 
 // reduction, accumulated across samples in double.
 inline void add_sample(const MixedSide& s, int group, const float* g, int k) {
   float* sum = s.grad_sum + static_cast<size_t>(group) * k;
-  float sq;
-  if (k % kLanes == 0) {
-    V a = vzero();
-    for (int j = 0; j < k; j += kLanes) {
-      const V x = vload(g + j);
-      vstore(sum + j, vload(sum + j) + x);
-      a = a + x * x;
-    }
-    sq = vreduce(a);
-  } else {
-    float a[kLanes] = {};
-    for (int j = 0; j < k; ++j) {
-      sum[j] += g[j];
-      a[j % kLanes] += g[j] * g[j];
-    }
-    sq = detail::reduce_lanes(a, detail::NoRound{});
+  V a = vzero();
+  const int whole = k / kLanes * kLanes;
+  for (int j = 0; j < whole; j += kLanes) {
+    const V x = vload(g + j);
+    vstore(sum + j, vload(sum + j) + x);
+    a = a + x * x;
   }
+  if (k > whole) {  // the tail: zero lanes add +0 to a sum of squares (>= +0): no change
+    const V x = vload_tail(g + whole, k - whole);
+    vstore_tail(sum + whole, vload_tail(sum + whole, k - whole) + x, k - whole);
+    a = a + x * x;
+  }
+  const float sq = vreduce(a);
   s.grad_sq[group] += sq;
   s.grad_n[group] += 1;
   if (s.grad_nsum) s.grad_nsum[group] += std::sqrt(static_cast<double>(sq));
@@ -432,22 +551,8 @@ inline void add_sample(const MixedSide& s, int group, const float* g, int k) {
 
 template <int NC, bool kSR, class SP, class SQ>
 MASCOT_INLINE float mixed_update(SP* p, SQ* q, int k, float r, const SgdParams& prm, uint32_t hp, uint32_t hq, float* g) {
-  if (k % kLanes == 0) {
-    if (g) return update_vec<NC, kSR, true>(p, q, k, r, prm, hp, hq, g);
-    return update_vec<NC, kSR, false>(p, q, k, r, prm, hp, hq);
-  }
-  float e;
-  if (g) {  // gradients from the old values, then the update
-    float pbuf[4096], qbuf[4096];
-    for (int j = 0; j < k; ++j) { pbuf[j] = to_f(p[j]); qbuf[j] = to_f(q[j]); }
-    e = r - detail::dot_lanes(pbuf, qbuf, k, detail::NoRound{});
-    for (int j = 0; j < k; ++j) {
-      g[j] = detail::sgd_grad(e, qbuf[j], prm.lambda_p, pbuf[j]);
-      g[k + j] = detail::sgd_grad(e, pbuf[j], prm.lambda_q, qbuf[j]);
-    }
-  }
-  update_scalar<SP, SQ, detail::NoRound>(p, q, k, r, prm, hp, hq, &e);
-  return e;
+  if (g) return update_vec<NC, kSR, true>(p, q, k, r, prm, hp, hq, g);
+  return update_vec<NC, kSR, false>(p, q, k, r, prm, hp, hq);
 }
 
 // One precision combination (SP, SQ) over the records rec(0) .. rec(m-1): branch-free, with
@@ -472,7 +577,7 @@ void mixed_run(const RecAt& rec, size_t m, SP* P, SQ* Q, const MixedSide& U,
                           hq, g);
     if (g) {  // the group is needed only for the sampled ratings
       add_sample(U, lookup_group(U.start, U.groups, rc.u, naive), g, k);
-      add_sample(I, lookup_group(I.start, I.groups, rc.i, naive), g + k, k);
+      add_sample(I, lookup_group(I.start, I.groups, rc.i, naive), g + chunked(k), k);
     }
   }
 }
@@ -494,7 +599,7 @@ void mixed_loop(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& 
   const bool measure = U.grad_sum != nullptr;
   thread_local std::vector<uint32_t> idx, cls;
   thread_local std::vector<float> grad;
-  grad.resize(2 * static_cast<size_t>(mp.sgd.k));
+  grad.resize(2 * static_cast<size_t>(chunked(mp.sgd.k)));  // update_vec's gradient rows
   float* g = grad.data();
   // Every row FP16 (all epochs before the first switch): the partition would be the identity,
   // so the records run in place, in the same order.  Measured (mascot_kernel_epochs, two runs
@@ -527,12 +632,9 @@ void mixed_loop(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& 
 
 template <bool kSR>
 void mixed_k(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& I, const MixedParams& mp) {
-  switch (mp.sgd.k) {
-    case 32: mixed_loop<2, kSR>(recs, n, U, I, mp); break;
-    case 64: mixed_loop<4, kSR>(recs, n, U, I, mp); break;
-    case 128: mixed_loop<8, kSR>(recs, n, U, I, mp); break;
-    default: mixed_loop<0, kSR>(recs, n, U, I, mp); break;
-  }
+#define MASCOT_MIXED_CALL(NC) mixed_loop<NC, kSR>(recs, n, U, I, mp)
+  MASCOT_NC_DISPATCH(mp.sgd.k, MASCOT_MIXED_CALL)
+#undef MASCOT_MIXED_CALL
 }
 
 void mixed_entry(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& I, const MixedParams& mp) {
