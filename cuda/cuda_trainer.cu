@@ -733,7 +733,7 @@ namespace mascot::detail {
 
 std::vector<double> cuda_qerror(const std::vector<float>& grads, const std::vector<int32_t>& group, int groups, int k,
                                 int slots) {
-  MASCOT_CHECK_ARG(cuda::supported_k(k), "k must be a multiple of 32 between 32 and 512 (got " + std::to_string(k) + ")");
+  MASCOT_CHECK_ARG(cuda::supported_k(k), cuda::unsupported_k_message(k));
   MASCOT_CHECK_ARG(groups >= 1, "groups must be >= 1");
   MASCOT_CHECK_ARG(slots >= 1 && slots <= 1024, "slots must be in [1, 1024]");
   const size_t n = group.size();

@@ -123,7 +123,7 @@ int blocks_per_sm(int k, bool mpt, bool flag);
 /// The same for the MuPPET (which = 0) or AFP (which = 1) kernel.
 int competing_blocks_per_sm(int k, int which);
 /// SGD pass of fp32 / fp16 / mascot-n1 / mascot family (half_math: method fp16).  Throws
-/// InvalidArgument for k that is not a multiple of 32 in [32, 512].
+/// InvalidArgument for k outside [1, 512].
 void launch_sgd(const SgdArgs& a, bool half_math, int blocks);
 /// SGD pass of MPT on FP32 masters (a.store must be kF32).
 void launch_mpt(const SgdArgs& a, int blocks);
@@ -150,11 +150,11 @@ void launch_reduce_grad_sums(const double* in, double* out, int groups, int k, i
 void launch_accumulate(const float* grads, const int32_t* group, int64_t n, const DSide& s, int k, int slots,
                        int blocks);
 
-/// Whether k is supported by the kernels (a multiple of 32 in [32, 512]).
-inline bool supported_k(int k) { return k >= 32 && k <= 512 && k % 32 == 0; }
+/// Whether k is supported by the kernels: any k in [1, 512] (row_layout).
+inline bool supported_k(int k) { return k >= 1 && k <= 512; }
 inline std::string unsupported_k_message(int k) {
-  return "k must be a multiple of 32 between 32 and 512 on the cuda device (got " + std::to_string(k) +
-         "); use --device cpu for other k";
+  return "k must be between 1 and 512 on the cuda device (got " + std::to_string(k) +
+         "); use --device cpu for larger k";
 }
 /// The row layout of the kernels for k (device_common.cuh, RowLayout): e values per lane in
 /// chunks of w consecutive elements; mask: lanes past the row's end stay idle.

@@ -1,8 +1,8 @@
 """Backend parametrisation (STYLE.md habit 10): one test body runs on every backend present.
 
 `backend` is "cpu" or "cuda"; the cuda case carries the `gpu` marker and is skipped (reported
-as skipped, never as passed) when no CUDA device is visible.  The CUDA kernels need k to be a
-multiple of 32 (up to 512): tests with a smaller k on the CPU use backends.backend_k.
+as skipped, never as passed) when no CUDA device is visible.  The CUDA kernels take any k up to
+512; tests with a small k on the CPU run a multiple of 32 there (backends.backend_k).
 """
 import functools
 

@@ -191,6 +191,20 @@ def test_options_match_cpu(method, kw):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(mascot.cuda_device_count() == 0, reason=GPU_SKIP_REASON)
+@pytest.mark.parametrize("method,k", [("fp32", 20), ("fp16", 8), ("mascot-n1", 50), ("mascot", 100), ("mpt", 40),
+                                      ("muppet", 24), ("afp", 20)])
+def test_any_k_matches_cpu(method, k):
+    """k that are not a multiple of 32: the lanes past the row's end idle (cuda/device_common.cuh,
+    RowLayout), rows of k elements at any alignment, FP16 reductions of single halves."""
+    tr, te = _data()
+    kw = dict(k=k, epochs=4, **(dict(threshold=3) if method == "mascot" else {}))
+    cpu = _fit("cpu", method, tr, te, **kw).report_["totals"]["final_test_rmse"]
+    gpu = _fit("cuda", method, tr, te, **kw).report_["totals"]["final_test_rmse"]
+    assert gpu == pytest.approx(cpu, rel=5e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(mascot.cuda_device_count() == 0, reason=GPU_SKIP_REASON)
 def test_competing_method_reports_on_device():
     """The per-warp state the competing kernels keep on the device comes back to the report:
     MPT's update counters, MuPPET's scales and recorded mini-batch, AFP's evaluations."""
@@ -299,8 +313,8 @@ def test_optimised_and_naive_lookup_agree():
 
 def test_unsupported_requests_are_clear_errors(tiny):
     # refused from the configuration alone, before any device or data work: runs without a GPU too
-    with pytest.raises(ValueError, match="multiple of 32"):
-        mascot.MF(k=48, groups=4, epochs=1, device="cuda").fit(tiny[:3])
+    with pytest.raises(ValueError, match="between 1 and 512"):
+        mascot.MF(k=600, groups=4, epochs=1, device="cuda").fit(tiny[:3])
     with pytest.raises(ValueError, match="blocked"):
         mascot.MF(k=32, groups=4, epochs=1, order="blocked", device="cuda").fit(tiny[:3])
     with pytest.raises(ValueError, match="study options"):
@@ -312,8 +326,8 @@ def test_unsupported_requests_are_clear_errors(tiny):
 def test_auto_picks_cuda_and_tools_work(tiny):
     m = mascot.MF(k=32, groups=4, epochs=2, device="auto").fit(tiny[:3], tiny[:3])
     assert m.report_["device"].startswith("cuda")
-    # a job the kernels do not handle (k = 48) trains on the CPU under auto, and says so
-    m = mascot.MF(k=48, groups=4, epochs=2, device="auto").fit(tiny[:3], tiny[:3])
+    # a job the kernels do not handle (k = 600) trains on the CPU under auto, and says so
+    m = mascot.MF(k=600, groups=4, epochs=2, device="auto").fit(tiny[:3], tiny[:3])
     assert m.report_["device"].startswith("cpu") and "auto" in m.report_["device"]
     assert "sm_" in _core.cuda_device_name()
     assert _core.cuda_copy_bandwidth(1 << 26, 5) > 10.0  # GB/s: any real GPU is far above

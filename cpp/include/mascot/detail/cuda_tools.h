@@ -12,15 +12,15 @@
 namespace mascot::detail {
 
 /// Why the CUDA kernels do not take `cfg` (a one-line message naming the field), "" when they
-/// do: they need k a multiple of 32 in [32, 512], an order other than the CPU's cache blocking
+/// do: they need k in [1, 512], an order other than the CPU's cache blocking
 /// and no study option (random_fp16, grad_stats).  `--device cuda` fails with this message as
 /// soon as the device is known, before any data is loaded or regrouped; `--device auto` trains
 /// such a job on the CPU (trainer.cc).  Bound as mascot._core.cuda_unsupported_reason (the
 /// experiment harness checks its grids with it).
 inline std::string cuda_unsupported_reason(const TrainConfig& cfg) {
-  if (!(cfg.k >= 32 && cfg.k <= 512 && cfg.k % 32 == 0))
-    return "k must be a multiple of 32 between 32 and 512 on the cuda device (got " + std::to_string(cfg.k) +
-           "); use --device cpu for other k";
+  if (!(cfg.k >= 1 && cfg.k <= 512))
+    return "k must be between 1 and 512 on the cuda device (got " + std::to_string(cfg.k) +
+           "); use --device cpu for larger k";
   if (cfg.order == Order::kBlocked)
     return "order 'blocked' is the CPU's cache blocking; on the cuda device use order 'shuffle' or 'chunk'";
   if (cfg.random_fp16 >= 0 || cfg.grad_stats)
@@ -47,7 +47,7 @@ double cuda_copy_bandwidth(int64_t bytes, int reps);
 /// Test hook: the q-error (Eq. 4) of `groups` groups computed with the CUDA backend's
 /// accumulation kernel (slot copies, double atomics, slot reduction) from given gradients:
 /// grads is n x k (row-major float32), group[t] in [0, groups) the group of gradient t.
-/// -1 for a group without gradients.  k must be a multiple of 32 in [32, 512].
+/// -1 for a group without gradients.  k must be in [1, 512].
 std::vector<double> cuda_qerror(const std::vector<float>& grads, const std::vector<int32_t>& group, int groups, int k,
                                 int slots);
 
