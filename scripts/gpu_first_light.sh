@@ -64,8 +64,8 @@ note "start (dry run: $dry)"
 {
   echo "== device"
   if [ $dry = 0 ] && command -v nvidia-smi >/dev/null; then
-    nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,memory.total,memory.used,pcie.link.gen.current \
-      --format=csv || true
+    q=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,memory.total,memory.used,pcie.link.gen.current
+    nvidia-smi --format=csv --query-gpu=$q || true
     nvidia-smi | sed -n 3p || true
   else
     echo "no nvidia-smi (dry run: the CUDA emulator)"
@@ -73,7 +73,9 @@ note "start (dry run: $dry)"
   echo "== tools"
   nvcc --version 2>/dev/null | tail -n 1 || echo "no nvcc"
   "$py" --version
-  for t in compute-sanitizer ncu; do command -v $t >/dev/null && echo "$t: $(command -v $t)" || echo "$t: not found"; done
+  for t in compute-sanitizer ncu; do
+    command -v $t >/dev/null && echo "$t: $(command -v $t)" || echo "$t: not found"
+  done
 } >>"$sum" 2>&1
 
 # ------------------------------------------------------------------ build
@@ -125,9 +127,12 @@ tail -n 3 "$log" | sed 's/^/    /' | tee -a "$sum"
 # ------------------------------------------------------------------ ncu: one SGD launch each
 log="$out/ncu.txt"
 : >"$log"
-metrics=smsp__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sectors_op_red.sum,gpu__time_duration.sum
+metrics=smsp__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active
+metrics+=,sm__warps_active.avg.pct_of_peak_sustained_active,dram__bytes_read.sum,dram__bytes_write.sum
+metrics+=,lts__t_sectors_op_red.sum,gpu__time_duration.sum
 for m in fp32 mascot-n1; do
-  run=("$train" --dataset "$ncu_data" --k "$k" --method "$m" --epochs 1 --device cuda --quiet --report "$tmp/ncu-$m.json")
+  run=("$train" --dataset "$ncu_data" --k "$k" --method "$m" --epochs 1 --device cuda --quiet
+       --report "$tmp/ncu-$m.json")
   echo "== $m: ${run[*]}" >>"$log"
   if [ $dry = 0 ] && command -v ncu >/dev/null; then
     stage "ncu $m" 60 "$log" ncu --clock-control none -k regex:sgd_ -c 1 --metrics "$metrics" "${run[@]}"
@@ -156,7 +161,8 @@ log="$out/writes.md"
 : >"$log"
 stage writes 150 "$tmp/writes.log" "$py" benchmarks/gpu_hogwild_sweep.py --dataset "$big" --k "$k" --epochs "$epochs" \
   --methods fp32,mascot-n1 --settings add:inf,store:inf --out "$tmp/hw"
-if [ -f "$tmp/hw/hogwild_sweep.md" ]; then cp "$tmp/hw/hogwild_sweep.md" "$log"; else tail -n 20 "$tmp/writes.log" >"$log"; fi
+if [ -f "$tmp/hw/hogwild_sweep.md" ]; then cp "$tmp/hw/hogwild_sweep.md" "$log"
+else tail -n 20 "$tmp/writes.log" >"$log"; fi
 
 # ------------------------------------------------------------------ measured vs unmeasured epochs
 log="$out/measured.txt"
@@ -175,7 +181,8 @@ ep = [e for e in ep if e["epoch"] >= max(1, int(sys.argv[2]))]
 measured = lambda e: "user_qerror" in e  # the report holds q-errors for measured epochs only
 meas = [e["train_seconds"] for e in ep if measured(e)]
 plain = [e["train_seconds"] for e in ep if not measured(e)]
-print("epoch seconds (epoch, measured, ms):", [(e["epoch"], measured(e), round(e["train_seconds"] * 1e3, 2)) for e in ep])
+print("epoch seconds (epoch, measured, ms):",
+      [(e["epoch"], measured(e), round(e["train_seconds"] * 1e3, 2)) for e in ep])
 if meas and plain:
     a, b = statistics.median(meas), statistics.median(plain)
     print(f"median measured {a * 1e3:.2f} ms, unmeasured {b * 1e3:.2f} ms, ratio {a / b:.2f}")
@@ -192,5 +199,6 @@ left=$((540 - SECONDS))
 stage speed "$left" "$tmp/speed.log" "$py" benchmarks/gpu_bench.py --datasets "$big" --ks "$k" --epochs "$epochs" \
   --methods fp32,mascot-n1,mascot --naive-groups "$ng" --naive-dataset "$big" --budget-seconds $((left - 20)) \
   --out "$tmp/bench" --fresh
-if [ -f "$tmp/bench/gpu_bench.md" ]; then cp "$tmp/bench/gpu_bench.md" "$log"; else tail -n 20 "$tmp/speed.log" >"$log"; fi
+if [ -f "$tmp/bench/gpu_bench.md" ]; then cp "$tmp/bench/gpu_bench.md" "$log"
+else tail -n 20 "$tmp/speed.log" >"$log"; fi
 note "done"
