@@ -66,7 +66,8 @@ def tool(name: str) -> str:
 
 
 def compile_cubin(src_root: str, rel: str, arch: str, out: str, defines: list[str]) -> None:
-    cmd = [shutil.which("nvcc") or "nvcc", "-cubin", f"-arch=sm_{arch}", "-O3", "-std=c++17", "-fmad=false", "-lineinfo",
+    cmd = [shutil.which("nvcc") or "nvcc", "-cubin", f"-arch=sm_{arch}", "-O3", "-std=c++17", "-fmad=false",
+           "-lineinfo",
            "-I", os.path.join(src_root, "cpp/include"), "-I", os.path.join(src_root, "cuda"), "-o", out,
            os.path.join(src_root, rel)] + [f"-D{d}" for d in defines]
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -250,11 +251,9 @@ def analyse(items: list) -> dict | None:
     if upd is None:
         return None
     h, body = upd
-    inner = [(ih, ib) for ih, ib in loops if ib < body and ih != h]
-    w: dict[int, int] = {}
-    for ih, ib in inner:  # a loop inside the per-rating loop (AFP's recent rows, ...): one pass
-        pass
-    u_lo, u_hi = g.paths(h, body, w)
+    # a loop inside the per-rating loop (AFP's recent rows, ...) counts one pass: paths() follows
+    # forward edges only
+    u_lo, u_hi = g.paths(h, body, {})
     outer = next(((oh, ob) for oh, ob in loops if body < ob), None)
     b_lo = b_hi = 0
     if outer:
@@ -292,7 +291,7 @@ def describe(name: str):
     kern, args = m.group(1), m.group(2)
     lay = re.match(r"RowLayout<(\d+), (\d+), (true|false)>(?:, )?(.*)$", args)
     if lay:
-        e, w, mask, rest = int(lay.group(1)), int(lay.group(2)), lay.group(3) == "true", lay.group(4)
+        e, mask, rest = int(lay.group(1)), lay.group(3) == "true", lay.group(4)
         k = f"<={32 * e} (masked)" if mask else str(32 * e)
         flags = [x.strip() for x in rest.split(",")] if rest else []
     else:
@@ -322,7 +321,8 @@ def main(argv=None) -> int:
     ap.add_argument("--kernels", default="", help="regex on the demangled kernel name")
     ap.add_argument("--define", action="append", default=[], help="extra -D for nvcc (repeatable)")
     ap.add_argument("--md", default="", help="also write the table as Markdown to this file")
-    ap.add_argument("--keep", default="", help="keep the cubins in this folder (and reuse them while no source is newer)")
+    ap.add_argument("--keep", default="",
+                    help="keep the cubins in this folder (and reuse them while no source is newer)")
     a = ap.parse_args(argv)
     ks = [int(x) for x in a.k.split(",") if x]
     work = a.keep or tempfile.mkdtemp(prefix="sass-")
@@ -360,10 +360,11 @@ def main(argv=None) -> int:
     def rng(x):
         return f"{x[0]}" if x[0] == x[1] else f"{x[0]}-{x[1]}"
 
-    for k, what, dn, regs, local, bps, an in rows:
+    for k, what, _name, regs, local, bps, an in rows:
         tot = (an["update"][0] + an["batch"][0] / 32, an["update"][1] + an["batch"][1] / 32)
         tot_s = f"{tot[0]:.0f}" if round(tot[0]) == round(tot[1]) else f"{tot[0]:.0f}-{tot[1]:.0f}"
-        lines.append(f"| {k} | {what} | {regs} | {local} | {bps} | {rng(an['update'])} | {rng(an['batch'])} | {tot_s} |")
+        lines.append(f"| {k} | {what} | {regs} | {local} | {bps} | {rng(an['update'])} | {rng(an['batch'])} "
+                     f"| {tot_s} |")
     text = "\n".join(lines)
     print(text)
     if a.md:
