@@ -465,7 +465,18 @@ void sgd_loop(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
 }
 
 // The NC instantiation for k (see chunks_of): the exact shapes of the common k = 32, 64, 128,
-// then -ceil(k / 16) for every other k up to 128, 0 beyond.
+// then -ceil(k / 16) for every other k up to 128, 0 beyond.  MASCOT_KERNEL_FEW_SHAPES (the
+// sanitized fuzz build, scripts/fuzz.sh) keeps only the first three: the same results (every
+// shape computes the same bits), a fraction of the compile time.
+#if MASCOT_KERNEL_FEW_SHAPES
+#define MASCOT_NC_DISPATCH(k, CALL) \
+  switch (k) {                      \
+    case 32: CALL(2); break;        \
+    case 64: CALL(4); break;        \
+    case 128: CALL(8); break;       \
+    default: CALL(0); break;        \
+  }
+#else
 #define MASCOT_NC_DISPATCH(k, CALL)        \
   switch (k) {                             \
     case 32: CALL(2); break;               \
@@ -484,6 +495,7 @@ void sgd_loop(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
         default: CALL(0); break;           \
       }                                    \
   }
+#endif
 
 template <class S, bool kHalf, bool kSR>
 void sgd_k(const Rec* recs, size_t n, S* Ps, S* Qs, const SgdParams& prm) {
