@@ -388,10 +388,10 @@ void alloc_accumulators(Side* s, int groups, int k, int slots) {
   s->tn.reset(g);
 }
 
-class CudaBackend final : public detail::Backend {
+class CudaBackend final : public detail::LegacyBackend {
  public:
   const char* name() const override { return "cuda"; }
-  void fit(detail::FitInput& in, RunReport* report, const EpochCallback& on_epoch) override {
+  void fit(detail::LegacyFitInput& in, RunReport* report, const EpochCallback& on_epoch) override {
     const TrainConfig& cfg = *in.cfg;
     const uint64_t seed = in.ctx->seed;
     k_ = cfg.k;
@@ -725,7 +725,7 @@ bool cuda_training_available() noexcept {
   return prop.major >= 8;
 }
 
-std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<cuda::CudaBackend>(); }
+std::unique_ptr<LegacyBackend> make_cuda_backend() { return std::make_unique<cuda::CudaBackend>(); }
 
 }  // namespace mascot::detail
 

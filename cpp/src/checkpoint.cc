@@ -583,7 +583,7 @@ Loaded load_manifest(const std::string& dir) {
   return L;
 }
 
-void write_checkpoint(const std::string& dir, int epochs_done, const detail::Backend& backend, const RunReport& rep,
+void write_checkpoint(const std::string& dir, int epochs_done, const detail::LegacyBackend& backend, const RunReport& rep,
                       const CheckpointInfo& meta) {
   static uint64_t counter = 0;
   const uint64_t token = detail::hash3(static_cast<uint64_t>(::getpid()),
@@ -661,16 +661,16 @@ void check_same_data(const CheckpointInfo& I, const RatingSet& train, const Rati
 TrainResult run_with_checkpoints(const CheckpointInfo& meta, const RatingSet& train, const RatingSet* test,
                                  const EpochCallback& on_epoch, detail::StateReader* resume,
                                  const RunReport* resume_report) {
-  detail::RunHooks hooks;
+  detail::LegacyRunHooks hooks;
   hooks.resume = resume;
   hooks.resume_report = resume_report;
   int last_written = resume ? meta.epochs_done : -1;
-  hooks.epoch_done = [&](int done, bool last, const detail::Backend& backend, const RunReport& rep) {
+  hooks.epoch_done = [&](int done, bool last, const detail::LegacyBackend& backend, const RunReport& rep) {
     if (done == last_written || !(last || done % meta.every == 0)) return;
     write_checkpoint(meta.dir, done, backend, rep, meta);
     last_written = done;
   };
-  return detail::train_run(meta.context, meta.config, train, test, on_epoch, meta.dataset_name, &hooks);
+  return detail::legacy_train_run(meta.context, meta.config, train, test, on_epoch, meta.dataset_name, &hooks);
 }
 
 }  // namespace

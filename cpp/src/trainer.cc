@@ -28,12 +28,12 @@ void init_row(float* row, int k, float std, uint64_t seed, uint64_t stream, int6
 
 TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& train, const RatingSet* test,
                   const EpochCallback& on_epoch, const std::string& dataset_name) {
-  return detail::train_run(ctx, cfg, train, test, on_epoch, dataset_name, nullptr);
+  return detail::legacy_train_run(ctx, cfg, train, test, on_epoch, dataset_name, nullptr);
 }
 
-TrainResult detail::train_run(const Context& ctx, const TrainConfig& cfg, const RatingSet& train,
+TrainResult detail::legacy_train_run(const Context& ctx, const TrainConfig& cfg, const RatingSet& train,
                               const RatingSet* test, const EpochCallback& on_epoch, const std::string& dataset_name,
-                              const RunHooks* hooks) {
+                              const LegacyRunHooks* hooks) {
   const auto t0 = std::chrono::steady_clock::now();
   ctx.validate();
   train.validate("training set");
@@ -88,7 +88,7 @@ TrainResult detail::train_run(const Context& ctx, const TrainConfig& cfg, const 
   rep.data.user_groups = ro.user_groups.size();
   rep.data.item_groups = ro.item_groups.size();
 
-  detail::FitInput in{&ctx, &cfg, &tr, test ? &te : nullptr, &ro.user_old, &ro.item_old, ro.user_groups, ro.item_groups,
+  detail::LegacyFitInput in{&ctx, &cfg, &tr, test ? &te : nullptr, &ro.user_old, &ro.item_old, ro.user_groups, ro.item_groups,
                       nullptr, {}};
   auto backend = dev == Device::kCuda ? detail::make_cuda_backend() : detail::make_cpu_backend();
   if (hooks) {  // checkpoint / resume (checkpoint.cc)

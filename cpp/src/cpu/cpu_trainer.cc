@@ -91,9 +91,9 @@ struct GradTotals {
   }
 };
 
-class CpuBackend final : public detail::Backend {
+class CpuBackend final : public detail::LegacyBackend {
  public:
-  void fit(detail::FitInput& in, RunReport* report, const EpochCallback& on_epoch) override {
+  void fit(detail::LegacyFitInput& in, RunReport* report, const EpochCallback& on_epoch) override {
     const TrainConfig& cfg = *in.cfg;
     const int threads = in.ctx->resolved_threads();
     const uint64_t seed = in.ctx->seed;
@@ -457,7 +457,7 @@ class CpuBackend final : public detail::Backend {
 }  // namespace cpu
 
 namespace detail {
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<cpu::CpuBackend>(); }
+std::unique_ptr<LegacyBackend> make_cpu_backend() { return std::make_unique<cpu::CpuBackend>(); }
 
 std::vector<int64_t> cpu_visit_order(const RatingSet& train, Order order, int epochs, int threads, int k, bool half,
                                      uint64_t seed) {
