@@ -23,7 +23,7 @@ import mascot
 from mascot import _core
 from mascot._files import atomic_write
 
-from mascot.perf import FP32_STORAGE, bytes_per_element  # noqa: F401  (the scripts import them from here)
+from mascot.perf import bytes_per_element  # noqa: F401  (the scripts import it from here)
 
 
 class Parser(argparse.ArgumentParser):

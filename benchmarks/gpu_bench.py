@@ -49,7 +49,7 @@ from mascot import _core, perf
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:  # the sibling helper module, however this script is started
     sys.path.insert(0, _HERE)
-from benchutil import (FP32_STORAGE, Parser, bytes_per_element, check_dataset, check_methods,  # noqa: E402,F401
+from benchutil import (Parser, bytes_per_element, check_dataset, check_methods,  # noqa: E402,F401
                        check_out_dir, check_positive_finite, check_train_params, csv_items, csv_ints, die,
                        one_line, write_atomic)
 

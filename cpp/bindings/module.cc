@@ -24,6 +24,7 @@
 #include "mascot/detail/switching.h"
 #include "mascot/error.h"
 #include "mascot/memory_plan.h"
+#include "mascot/methods.h"
 #include "mascot/model.h"
 #include "mascot/ratings.h"
 #include "mascot/reorder.h"
@@ -208,6 +209,30 @@ NB_MODULE(_core, m) {
       "Test hook: qerror() computed by the CUDA backend's accumulation kernel (k a multiple of 32, <= 512).");
   m.def("kernel_isa", &cpu::kernel_isa, "Instruction set of the CPU kernels picked for this host.");
   m.def("method_names", &method_names);
+  m.def(
+      "method_traits",
+      [] {
+        nb::dict all;
+        for (const MethodTraits& t : all_method_traits()) {
+          nb::dict d;
+          d["storage"] = to_string(t.storage);
+          d["arithmetic"] = to_string(t.arithmetic);
+          d["switching"] = to_string(t.switching);
+          d["uses_groups"] = t.uses_groups;
+          d["stochastic_rounding"] = t.stochastic_rounding;
+          d["random_fp16"] = t.random_fp16;
+          d["grad_stats"] = t.grad_stats;
+          std::vector<std::string> backends;
+          if (t.cpu) backends.push_back("cpu");
+          if (t.cuda) backends.push_back("cuda");
+          d["backends"] = backends;
+          d["bytes_per_element"] = t.dram_bytes;
+          all[t.name] = d;
+        }
+        return all;
+      },
+      "The method-traits table (mascot/methods.h): {method: {storage, arithmetic, switching, uses_groups, "
+      "stochastic_rounding, random_fp16, grad_stats, backends, bytes_per_element}}.");
 
   nb::class_<TrainConfig>(m, "TrainConfig", "Training parameters (DESIGN.md §3); validate() names bad fields.")
       .def(nb::init<>())
@@ -613,6 +638,7 @@ NB_MODULE(_core, m) {
         d["deterministic"] = info.deterministic;
         d["threads"] = info.context.threads;
         d["seed"] = info.context.seed;
+        d["device"] = to_string(info.context.device);
         d["dataset"] = info.dataset_name;
         d["n_users"] = info.train.n_users;
         d["n_items"] = info.train.n_items;

@@ -6,21 +6,10 @@
 
 #include "mascot/detail/sgd.h"
 #include "mascot/error.h"
+#include "mascot/methods.h"
 
 namespace mascot {
 namespace {
-
-struct MethodName {
-  Method m;
-  const char* name;
-};
-constexpr MethodName kMethods[] = {
-    {Method::kFp32, "fp32"},           {Method::kFp16, "fp16"},
-    {Method::kMascotN1, "mascot-n1"},  {Method::kMascotN2, "mascot-n2"},
-    {Method::kMascot, "mascot"},       {Method::kMascotNaive, "mascot-naive"},
-    {Method::kMpt, "mpt"},             {Method::kMuppet, "muppet"},
-    {Method::kAfp, "afp"},
-};
 
 std::string join(const std::vector<std::string>& v) {
   std::string s;
@@ -37,21 +26,22 @@ std::string str(T v) {
 
 }  // namespace
 
+// method names: the method-traits table (methods.h)
 Method parse_method(const std::string& s) {
-  for (const auto& m : kMethods)
-    if (s == m.name) return m.m;
+  for (const MethodTraits& t : all_method_traits())
+    if (s == t.name) return t.method;
   throw_invalid("unknown method '" + s + "' (valid: " + join(method_names()) + ")");
 }
 
 std::string to_string(Method m) {
-  for (const auto& x : kMethods)
-    if (x.m == m) return x.name;
+  for (const MethodTraits& t : all_method_traits())
+    if (t.method == m) return t.name;
   return "?";
 }
 
 std::vector<std::string> method_names() {
   std::vector<std::string> v;
-  for (const auto& m : kMethods) v.push_back(m.name);
+  for (const MethodTraits& t : all_method_traits()) v.push_back(t.name);
   return v;
 }
 
@@ -94,15 +84,16 @@ void TrainConfig::validate() const {
   need(std::isfinite(threshold) && threshold > 0, "threshold must be a finite number > 0 (got " + str(threshold) + ")");
   need(warmup >= 0, "warmup must be >= 0 (got " + str(warmup) + ")");
   competing.validate();
-  const bool mixed_family = method == Method::kMascot || method == Method::kMascotNaive || method == Method::kMascotN1;
+  // which options a method takes: the method-traits table (methods.h)
+  const MethodTraits& t = method_traits(method);
   need(random_fp16 == -1.0 || (std::isfinite(random_fp16) && random_fp16 >= 0 && random_fp16 <= 1),
        "random_fp16 must be in [0, 1], or -1 for off (got " + str(random_fp16) + ")");
-  need(random_fp16 == -1.0 || mixed_family,
+  need(random_fp16 == -1.0 || t.random_fp16,
        "random_fp16 applies to methods mascot, mascot-naive and mascot-n1 (got " + to_string(method) + ")");
-  need(!grad_stats || mixed_family || method == Method::kFp32 || method == Method::kMascotN2,
+  need(!grad_stats || t.grad_stats,
        "grad_stats applies to methods fp32, mascot-n1, mascot, mascot-n2 and mascot-naive (got " +
            to_string(method) + ")");
-  need(!(rounding == Rounding::kStochastic && (method == Method::kFp32 || method == Method::kFp16)),
+  need(!(rounding == Rounding::kStochastic && !t.stochastic_rounding),
        "rounding=stochastic applies to FP16 stores of FP32 results (mascot-n1, mascot, mascot-n2, "
        "mascot-naive and the quantising methods); " + to_string(method) + " has none");
 }
@@ -118,8 +109,9 @@ void TrainConfig::validate_for(int64_t n_users, int64_t n_items) const {
 }
 
 bool TrainConfig::uses_groups() const {
-  if (random_fp16 >= 0 || method == Method::kMascotN2) return false;
-  return method == Method::kMascot || method == Method::kMascotNaive || grad_stats;
+  const MethodTraits& t = method_traits(method);
+  if (random_fp16 >= 0 || t.switching == Switching::kGlobal) return false;
+  return t.uses_groups || grad_stats;
 }
 
 float TrainConfig::lr_at(int epoch) const { return detail::lr_schedule(lr, decay, epoch); }

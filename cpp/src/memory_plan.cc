@@ -11,23 +11,12 @@
 #include "mascot/detail/cuda_tools.h"
 #include "mascot/detail/json.h"
 #include "mascot/error.h"
+#include "mascot/methods.h"
 
 namespace mascot {
 namespace {
 
 constexpr unsigned kSetup = 1, kTrain = 2, kFinish = 4;
-
-enum class Store { kF32, kF16, kMixed };
-Store store_of(Method m) {
-  switch (m) {
-    case Method::kFp16:
-    case Method::kMascotN1: return Store::kF16;
-    case Method::kMascot:
-    case Method::kMascotN2:
-    case Method::kMascotNaive: return Store::kMixed;
-    default: return Store::kF32;
-  }
-}
 
 void compute_peaks(MemoryPlan* p) {
   p->host_peak = p->device_peak = 0;
@@ -74,25 +63,29 @@ MemoryPlan build(Device dev, int threads, const TrainConfig& cfg, int64_t m, int
     add("training records on device", 12 * tr, true, kTrain | kFinish);
     add("test records on device", 12 * te, true, kTrain | kFinish);
   }
-  const Store st = store_of(cfg.method);
-  if (st == Store::kF32) {
+  // the method's storage (methods.h); FP32 masters are FP32 rows here
+  const MethodTraits& t = method_traits(cfg.method);
+  const Storage st = t.storage;
+  if (st == Storage::kFp32 || st == Storage::kFp32Master) {
     add("P, Q float32", 4 * k * rows, cuda, kTrain | kFinish, true);
   } else {
     add("P, Q float16", 2 * k * rows, cuda, kTrain | kFinish, true);
-    if (st == Store::kMixed) add("P, Q float32 (switched groups; worst case all)", 4 * k * rows, cuda, kTrain | kFinish, true);
+    if (st == Storage::kPerGroup)
+      add("P, Q float32 (switched groups; worst case all)", 4 * k * rows, cuda, kTrain | kFinish, true);
   }
   // groups realised: at most one per row (widened: two int counts may sum past INT_MAX, a
   // fuzzed checkpoint's config found it)
   const auto side_groups = [](int g, int64_t rows_of_side) {
     return std::min<uint64_t>(static_cast<uint64_t>(std::max(g, 1)), static_cast<uint64_t>(std::max<int64_t>(rows_of_side, 1)));
   };
-  const uint64_t groups = cfg.method == Method::kMascotN2 ? 2 : side_groups(cfg.user_groups, m) + side_groups(cfg.item_groups, n);
-  if (st == Store::kMixed) {
+  const uint64_t groups =
+      t.switching == Switching::kGlobal ? 2 : side_groups(cfg.user_groups, m) + side_groups(cfg.item_groups, n);
+  if (st == Storage::kPerGroup) {
     if (!cuda) add("q-error accumulators (per thread)", static_cast<uint64_t>(threads) * groups * (8 * k + 16), false, kTrain, true, true);
     else add("q-error accumulators (per block partials)", 64 * groups * (8 * k + 16), true, kTrain, true);
   }
   add("group tables", groups * 32, cuda, kTrain | kFinish);
-  if (!cuda && (cfg.method == Method::kMpt || cfg.method == Method::kMuppet || cfg.method == Method::kAfp))
+  if (!cuda && t.competing())
     add("competing method scratch (per thread)", static_cast<uint64_t>(threads) * (40 * k + 512), false, kTrain, true, true);
   // finishing: backend factors() as float32, then the model in original ids
   add("result: factors as float32", 4 * k * rows, false, kFinish, true);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "mascot/detail/json.h"
+#include "mascot/methods.h"
 
 namespace mascot {
 
@@ -21,7 +22,7 @@ std::string RunReport::to_json() const {
   w.key("random_fp16");
   if (c.random_fp16 >= 0) w.value(c.random_fp16); else w.null();
   w.kv("grad_stats", c.grad_stats);
-  if (c.method == Method::kMpt || c.method == Method::kMuppet || c.method == Method::kAfp) {
+  if (method_traits(c.method).competing()) {  // the method parameters of mpt, muppet, afp
     const CompetingParams& p = c.competing;
     w.key("competing").begin_object();
     w.kv("loss_scale", p.loss_scale).kv("dynamic_loss_scale", p.dynamic_loss_scale);

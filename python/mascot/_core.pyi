@@ -203,6 +203,11 @@ def kernel_isa() -> str:
 
 def method_names() -> list[str]: ...
 
+def method_traits() -> dict:
+    """
+    The method-traits table (mascot/methods.h): {method: {storage, arithmetic, switching, uses_groups, stochastic_rounding, random_fp16, grad_stats, backends, bytes_per_element}}.
+    """
+
 class TrainConfig:
     """Training parameters (DESIGN.md §3); validate() names bad fields."""
 

@@ -5,18 +5,16 @@ import time
 
 import numpy as np
 
-# methods whose rows live in FP32 (the competing methods keep FP32 masters); every other method
-# stores the rows in FP16 (mascot's switched FP32 groups are a small share of the rows)
-FP32_STORAGE = frozenset({"fp32", "mpt", "muppet", "afp"})
-
-
 def bytes_per_element(method: str) -> int:
-    """Bytes per factor element that an epoch of `method` moves (b of DESIGN.md §6)."""
+    """Bytes per factor element that an epoch of `method` moves (b of DESIGN.md §6): the core's
+    method-traits table (FP32 rows and the competing methods' FP32 masters: 4; FP16 rows: 2,
+    mascot's switched FP32 groups being a small share of the rows)."""
     from . import _core
 
-    if method not in _core.method_names():
+    traits = _core.method_traits()
+    if method not in traits:
         raise ValueError(f"unknown method {method!r}")
-    return 4 if method in FP32_STORAGE else 2
+    return traits[method]["bytes_per_element"]
 
 
 def copy_bandwidth(mib: int = 256, repeats: int = 5) -> float:

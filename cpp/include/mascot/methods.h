@@ -6,6 +6,7 @@
 // _core.method_traits()); a new method is one row of kMethodTraits (methods.cc) plus its kernels.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "mascot/config.h"

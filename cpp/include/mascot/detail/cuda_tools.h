@@ -8,16 +8,19 @@
 
 #include "mascot/config.h"
 #include "mascot/context.h"
+#include "mascot/methods.h"
 
 namespace mascot::detail {
 
 /// Why the CUDA kernels do not take `cfg` (a one-line message naming the field), "" when they
-/// do: they need k in [1, 512], an order other than the CPU's cache blocking
+/// do: they need a method the backend implements (methods.h), k in [1, 512], an order other than the CPU's cache blocking
 /// and no study option (random_fp16, grad_stats).  `--device cuda` fails with this message as
 /// soon as the device is known, before any data is loaded or regrouped; `--device auto` trains
 /// such a job on the CPU (trainer.cc).  Bound as mascot._core.cuda_unsupported_reason (the
 /// experiment harness checks its grids with it).
 inline std::string cuda_unsupported_reason(const TrainConfig& cfg) {
+  if (!method_traits(cfg.method).cuda)
+    return "method '" + to_string(cfg.method) + "' is not implemented on the cuda device; use --device cpu";
   if (!(cfg.k >= 1 && cfg.k <= 512))
     return "k must be between 1 and 512 on the cuda device (got " + std::to_string(cfg.k) +
            "); use --device cpu for larger k";
