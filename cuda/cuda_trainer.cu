@@ -1,20 +1,20 @@
-// CUDA backend: the epoch loop of cpu/cpu_trainer.cc on the device.  Owns, for one fit, the
-// device copies of the training and test ratings, the factor rows P and Q in the method's
-// storage (DeviceBuffer: freed on every path), the group tables and the q-error accumulators:
-//   fp32, mpt            -> FP32 rows
-//   fp16, mascot-n1      -> FP16 rows
-//   mascot, -n2, -naive  -> FP16 rows; when a group switches its rows are converted to the
-//                           FP32 buffer on the device (allocated at the first switch)
-// Per epoch (DESIGN.md §3): SGD pass (kernels in sgd_kernels.cu) -> on measured epochs the
-// per-group gradient sums come to the host (O(g k) doubles, never the model), q-error and
-// Switcher decide, switched groups are converted on the device -> test RMSE on the device,
-// outside the timed pass.  Only the q-error sums, g precision flags and the final factors
-// cross the bus.
+// CUDA backend (a plug-in of the driver, detail/backend.h).  Owns, for one run, the device
+// copies of the training and test ratings, the factor rows P and Q in the storage the driver
+// names (DeviceBuffer: freed on every path), its copy of the group tables, the q-error
+// accumulators and the competing methods' per-warp state:
+//   kFp32, kFp32Master   -> FP32 rows (fp32; mpt, muppet, afp)
+//   kFp16                -> FP16 rows (fp16: half arithmetic; mascot-n1)
+//   kPerGroup            -> FP16 rows; when the driver switches a group (widen_groups) its rows
+//                           are converted to the FP32 buffer on the device (allocated at the
+//                           first switch)
+// Per epoch: the SGD pass (kernels in sgd_kernels.cu, competing_kernels.cu); on a sampled epoch
+// the per-group gradient sums come to the host (O(g k) doubles, never the model) for the
+// driver's q-errors; test SSE on the device.  Only those sums, g precision flags, the final
+// factors and checkpoints cross the bus.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -31,15 +31,15 @@
 #include "mascot/detail/hogwild.h"
 #include "mascot/detail/json.h"
 #include "mascot/detail/muppet_report.h"
+#include "mascot/detail/binio.h"
 #include "mascot/detail/rng.h"
+#include "mascot/detail/state_checks.h"
 #include "mascot/detail/switching.h"
 #include "mascot/error.h"
+#include "mascot/methods.h"
 
 namespace mascot::cuda {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // ------------------------------------------------------------------ small kernels
 
@@ -119,21 +119,21 @@ DeviceInfo check_device() {
   return d;
 }
 
+/// Which kernels train a run: the storage (methods.h) and, for the FP16 rows and FP32 masters,
+/// the method's arithmetic.
 enum class Kind { kF32, kF16, kHalfMath, kMixed, kMpt, kMuppet, kAfp };
 
-Kind kind_of(Method m) {
-  switch (m) {
-    case Method::kFp32: return Kind::kF32;
-    case Method::kFp16: return Kind::kHalfMath;
-    case Method::kMascotN1: return Kind::kF16;
-    case Method::kMascot:
-    case Method::kMascotN2:
-    case Method::kMascotNaive: return Kind::kMixed;
-    case Method::kMpt: return Kind::kMpt;
-    case Method::kMuppet: return Kind::kMuppet;
-    case Method::kAfp: return Kind::kAfp;
+Kind kind_of(Method m, Storage storage) {
+  const MethodTraits& t = method_traits(m);
+  if (!t.cuda) throw CudaError("method '" + to_string(m) + "' is not implemented on the cuda device");
+  switch (storage) {
+    case Storage::kFp32: return Kind::kF32;
+    case Storage::kFp16: return t.arithmetic == Arithmetic::kFp16 ? Kind::kHalfMath : Kind::kF16;
+    case Storage::kPerGroup: return Kind::kMixed;
+    case Storage::kFp32Master: break;
   }
-  throw CudaError("method '" + to_string(m) + "' is not implemented on the cuda device");
+  if (t.arithmetic == Arithmetic::kFp16Products) return Kind::kMpt;
+  return m == Method::kMuppet ? Kind::kMuppet : Kind::kAfp;
 }
 
 std::vector<DRec> to_drecs(const RatingSet& s) {
@@ -164,7 +164,7 @@ struct Side {
   DeviceBuffer<uint8_t> fp32;
   DeviceBuffer<double> sum, sq, tsum, tsq;  // slot copies and their reduction
   DeviceBuffer<unsigned long long> n, tn;
-  GroupTable* table = nullptr;
+  GroupTable* table = nullptr;  ///< the backend's copy (precisions change in widen_groups)
 
   void upload_flags() {
     std::vector<uint8_t> f(table->precision.size());
@@ -279,6 +279,33 @@ class MuppetHost {
     return detail::muppet_end_epoch(c_, epoch, f, gp, gq, &win_, &policy_, &switches_);
   }
 
+  // checkpoint: the policy (level, max diversity, violations), the open diversity window and the
+  // switch history; the scales and the device buffers are re-derived in begin_epoch
+  void export_state(detail::BinWriter& w) const {
+    w.pod(policy_);
+    w.vec(win_.p);
+    w.vec(win_.q);
+    w.pod(win_.norm_p);
+    w.pod(win_.norm_q);
+    w.vec(switches_);
+  }
+  void import_state(detail::BinReader& r) {
+    policy_ = r.pod<detail::MuppetPolicy>();
+    if (!detail::bool_byte_ok(policy_.evaluated) || !std::isfinite(policy_.max_gd) || !std::isfinite(policy_.ratio) ||
+        !std::isfinite(policy_.threshold) || policy_.violations < 0 || !std::isfinite(policy_.compared_max) ||
+        policy_.violations_seen < 0)
+      r.fail("muppet policy state out of range");
+    if (policy_.levels != static_cast<int>(c_.muppet_word_lengths.size()) || policy_.level < 0 ||
+        policy_.level > policy_.levels)
+      r.fail("muppet policy level out of range");
+    win_.p = r.vec<double>();
+    win_.q = r.vec<double>();
+    if (win_.p.size() != static_cast<size_t>(k_) || win_.q.size() != static_cast<size_t>(k_)) r.fail("wrong k");
+    r.pod(&win_.norm_p);
+    r.pod(&win_.norm_q);
+    switches_ = r.vec<int>();
+  }
+
  private:
   CompetingParams c_;
   int k_ = 0;
@@ -350,6 +377,38 @@ class AfpHost {
     return detail::afp_epoch_json(host_, c_, max_p_, max_q_);
   }
 
+  // checkpoint: each warp's per-tensor state, formats in use and iteration count (host_ mirrors
+  // the device after end_epoch; begin_epoch resets the per-epoch parts and uploads it)
+  void export_state(detail::BinWriter& w) const {
+    w.pod(static_cast<uint64_t>(host_.size()));
+    for (const AfpWarp& x : host_) {
+      for (int t = 0; t < 3; ++t) {
+        w.pod(x.st[t]);
+        w.pod(x.fmt[t]);
+        w.pod(x.fmax[t]);
+      }
+      w.pod(static_cast<int64_t>(x.iter));
+    }
+  }
+  void import_state(detail::BinReader& r) {
+    if (r.pod<uint64_t>() != host_.size()) r.fail("afp state of another number of warps");
+    for (AfpWarp& x : host_) {
+      for (int t = 0; t < 3; ++t) {
+        r.pod(&x.st[t]);
+        r.pod(&x.fmt[t]);
+        r.pod(&x.fmax[t]);
+        const detail::AfpTensorState& st = x.st[t];
+        if ((st.bits != c_.afp_low_bits && st.bits != c_.afp_high_bits) || st.pos < -300 || st.pos > 300 ||
+            st.next < 0 || st.interval < 0 || !detail::bool_byte_ok(st.has_avg) || !(std::fabs(st.mov_avg) <= 300) ||
+            !detail::format_ok(x.fmt[t]) || !std::isfinite(x.fmax[t]))
+          r.fail("afp tensor state out of range or from other settings");
+      }
+      const int64_t iter = r.pod<int64_t>();
+      if (iter < 0) r.fail("afp: negative iteration count");
+      x.iter = static_cast<long long>(iter);
+    }
+  }
+
  private:
   CompetingParams c_;
   std::vector<AfpWarp> host_;
@@ -359,9 +418,9 @@ class AfpHost {
   float max_p_ = 0, max_q_ = 0;
 };
 
-/// Reduces the slot copies of s's accumulators on the device, brings the O(g k) sums to the
-/// host and applies Eq. 4 (detail::qerror_from_sums, the CPU's code).
-std::vector<double> qerror_of(Side* s, int slots, int k) {
+/// Reduces the slot copies of s's accumulators on the device and brings the O(g k) sums to the
+/// host (in slot order: deterministic for a deterministic pass).
+detail::GradSums sums_of(Side* s, int slots, int k) {
   const int g = s->table ? s->table->size() : static_cast<int>(s->tsq.size());
   const int64_t gk = static_cast<int64_t>(g) * k;
   launch_reduce_grad_sums(s->sum.get(), s->tsum.get(), g, k, slots);  // lane-contiguous -> element order
@@ -369,13 +428,21 @@ std::vector<double> qerror_of(Side* s, int slots, int k) {
   MASCOT_CUDA_CHECK_LAUNCH();
   MASCOT_LAUNCH(grid_for(g), 256, reduce_slots_kernel<unsigned long long>)(s->n.get(), s->tn.get(), g, slots);
   MASCOT_CUDA_CHECK_LAUNCH();
-  std::vector<double> sum(static_cast<size_t>(gk)), sq(static_cast<size_t>(g));
+  detail::GradSums r;
+  r.sum.resize(static_cast<size_t>(gk));
+  r.sq.resize(static_cast<size_t>(g));
   std::vector<unsigned long long> n(static_cast<size_t>(g));
-  s->tsum.download(sum.data(), sum.size());
-  s->tsq.download(sq.data(), sq.size());
+  s->tsum.download(r.sum.data(), r.sum.size());
+  s->tsq.download(r.sq.data(), r.sq.size());
   s->tn.download(n.data(), n.size());
-  std::vector<int64_t> n64(n.begin(), n.end());
-  return detail::qerror_from_sums(sum.data(), sq.data(), n64.data(), g, k);
+  r.n.assign(n.begin(), n.end());
+  return r;
+}
+
+/// Eq. 4 on s's accumulators (detail::qerror_from_sums, the driver's code): the test hook's path.
+std::vector<double> qerror_of(Side* s, int slots, int k) {
+  const detail::GradSums r = sums_of(s, slots, k);
+  return detail::qerror_from_sums(r.sum.data(), r.sq.data(), r.n.data(), static_cast<int>(r.sq.size()), k);
 }
 
 void alloc_accumulators(Side* s, int groups, int k, int slots) {
@@ -388,48 +455,47 @@ void alloc_accumulators(Side* s, int groups, int k, int slots) {
   s->tn.reset(g);
 }
 
-class CudaBackend final : public detail::LegacyBackend {
+class CudaBackend final : public detail::Backend {
  public:
   const char* name() const override { return "cuda"; }
-  void fit(detail::LegacyFitInput& in, RunReport* report, const EpochCallback& on_epoch) override {
-    const TrainConfig& cfg = *in.cfg;
-    const uint64_t seed = in.ctx->seed;
-    k_ = cfg.k;
-    if (const std::string why = detail::cuda_unsupported_reason(cfg); !why.empty()) throw_invalid(why);
-    kind_ = kind_of(cfg.method);
+  std::string describe() const override { return describe_; }
+
+  void prepare(const detail::FitInput& in) override {
+    cfg_ = *in.cfg;
+    seed_ = in.ctx->seed;
+    k_ = cfg_.k;
+    kind_ = kind_of(cfg_.method, in.storage);
     const auto bad = [](const std::string& m) { throw_invalid(m); };
-    const bool merge = detail::hogwild_merge(bad);
-    const double overlap = detail::hogwild_overlap(merge, bad);
+    merge_ = detail::hogwild_merge(bad);
+    const double overlap = detail::hogwild_overlap(merge_, bad);
     const DeviceInfo dev = check_device();
     preload_kernels();
-    const int64_t nnz = in.train->nnz();
-    MASCOT_CHECK_ARG(nnz < (int64_t(1) << 32), "the cuda device handles fewer than 2^32 training ratings");
+    nnz_ = in.train->nnz();
+    MASCOT_CHECK_ARG(nnz_ < (int64_t(1) << 32), "the cuda device handles fewer than 2^32 training ratings");
 
+    ut_ = *in.user_groups;
+    it_ = *in.item_groups;
     U_.rows = in.train->n_users;
     I_.rows = in.train->n_items;
-    U_.table = &in.user_groups;
-    I_.table = &in.item_groups;
+    U_.table = &ut_;
+    I_.table = &it_;
 
     // ratings
-    DeviceBuffer<DRec> train(static_cast<size_t>(nnz));
+    train_.reset(static_cast<size_t>(nnz_));
     {
       const std::vector<DRec> h = to_drecs(*in.train);
-      train.upload(h.data(), h.size());
+      train_.upload(h.data(), h.size());
     }
-    DeviceBuffer<DRec> test;
-    int64_t ntest = 0;
     if (in.test && in.test->nnz() > 0) {
-      ntest = in.test->nnz();
+      ntest_ = in.test->nnz();
       const std::vector<DRec> h = to_drecs(*in.test);
-      test.reset(h.size());
-      test.upload(h.data(), h.size());
+      test_.reset(h.size());
+      test_.upload(h.data(), h.size());
     }
 
     // factors
-    const bool competing = kind_ == Kind::kMpt || kind_ == Kind::kMuppet || kind_ == Kind::kAfp;
-    const bool f32_rows = kind_ == Kind::kF32 || competing;
-    init_side(&U_, *in.user_old, f32_rows, cfg.init_std, seed, detail::kStreamInitP);
-    init_side(&I_, *in.item_old, f32_rows, cfg.init_std, seed, detail::kStreamInitQ);
+    init_side(&U_, *in.user_old, f32_rows(), cfg_.init_std, seed_, detail::kStreamInitP);
+    init_side(&I_, *in.item_old, f32_rows(), cfg_.init_std, seed_, detail::kStreamInitQ);
 
     // group tables (the optimised and the naive lookup read them; fp32 flags change on switches)
     for (Side* s : {&U_, &I_}) {
@@ -444,181 +510,164 @@ class CudaBackend final : public detail::LegacyBackend {
         dev.sms * (kind_ == Kind::kMuppet ? competing_blocks_per_sm(k_, 0)
                    : kind_ == Kind::kAfp  ? competing_blocks_per_sm(k_, 1)
                                           : blocks_per_sm(k_, kind_ == Kind::kMpt,
-                                                          kind_ == Kind::kMpt ? cfg.rounding == Rounding::kStochastic
+                                                          kind_ == Kind::kMpt ? cfg_.rounding == Rounding::kStochastic
                                                                               : kind_ == Kind::kHalfMath));
     // ... and no more warps (Hogwild workers) than keep the most-rated row's concurrent
     // updates near the overlap bound of the write mode (detail/hogwild.h): whole blocks, at
     // least one
     constexpr int kWarpsPerBlock = kThreads / 32;
     const int64_t workers = detail::hogwild_workers(static_cast<int64_t>(fill_blocks) * kWarpsPerBlock,
-                                                    max_row_ratings(*in.train), nnz, overlap);
-    const int blocks = static_cast<int>(std::max<int64_t>(1, workers / kWarpsPerBlock));
-    const int64_t warps = static_cast<int64_t>(blocks) * kWarpsPerBlock;
-    report->device =
-        "cuda (" + dev.name + ", " + std::to_string(warps) + " warps, " + (merge ? "add" : "store") + " writes)";
-    const int eval_blocks = dev.sms * 4;
-    DeviceBuffer<double> partial(static_cast<size_t>(eval_blocks));
+                                                    max_row_ratings(*in.train), nnz_, overlap);
+    blocks_ = static_cast<int>(std::max<int64_t>(1, workers / kWarpsPerBlock));
+    warps_ = static_cast<int64_t>(blocks_) * kWarpsPerBlock;
+    describe_ = "cuda (" + dev.name + ", " + std::to_string(warps_) + " warps, " + (merge_ ? "add" : "store") + " writes)";
+    eval_blocks_ = dev.sms * 4;
+    partial_.reset(static_cast<size_t>(eval_blocks_));
 
     // q-error accumulators: `slots` copies per side, at most ~64 MiB in all
-    int slots = 1;
     if (kind_ == Kind::kMixed) {
       const size_t per = static_cast<size_t>(U_.table->size() + I_.table->size()) * (k_ + 2) * 8;
-      slots = static_cast<int>(std::max<size_t>(1, std::min<size_t>(64, (size_t(64) << 20) / per)));
-      for (Side* s : {&U_, &I_}) alloc_accumulators(s, s->table->size(), k_, slots);
+      slots_ = static_cast<int>(std::max<size_t>(1, std::min<size_t>(64, (size_t(64) << 20) / per)));
+      for (Side* s : {&U_, &I_}) alloc_accumulators(s, s->table->size(), k_, slots_);
     }
 
     // MPT: one loss scale per warp of the grid (a warp is a Hogwild worker)
-    DeviceBuffer<float> mpt_scale;
-    DeviceBuffer<int> mpt_clean;
-    DeviceBuffer<unsigned long long> mpt_counts;
-    int64_t mpt_skipped_total = 0;
     if (kind_ == Kind::kMpt) {
-      std::vector<float> s(static_cast<size_t>(warps), cfg.competing.loss_scale);
-      mpt_scale.reset(s.size());
-      mpt_scale.upload(s.data(), s.size());
-      mpt_clean.reset(s.size());
-      mpt_clean.zero();
-      mpt_counts.reset(2);
+      std::vector<float> s(static_cast<size_t>(warps_), cfg_.competing.loss_scale);
+      mpt_scale_.reset(s.size());
+      mpt_scale_.upload(s.data(), s.size());
+      mpt_clean_.reset(s.size());
+      mpt_clean_.zero();
+      mpt_counts_.reset(2);
     }
+    if (kind_ == Kind::kMuppet) muppet_.init(cfg_, warps_);
+    if (kind_ == Kind::kAfp) afp_.init(cfg_, warps_);
 
-    if (competing) cfg.competing.validate();
-    if (kind_ == Kind::kMuppet) muppet_.init(cfg, warps);
-    if (kind_ == Kind::kAfp) afp_.init(cfg, warps);
-
-    detail::Switcher usw(U_.table->size(), cfg.threshold), isw(I_.table->size(), cfg.threshold);
-    const bool naive = cfg.method == Method::kMascotNaive;
-    const uint64_t sample_below =
-        cfg.sample_ratio >= 1.0 ? ~0ull : static_cast<uint64_t>(std::ldexp(cfg.sample_ratio, 64));
-    int half_bits = 1;
-    while ((int64_t(1) << (2 * half_bits)) < nnz) ++half_bits;
-    const int64_t chunk_len = std::min<int64_t>(128, nnz);
-    const int64_t chunk_draws = std::max<int64_t>(1, nnz / 128);
+    half_bits_ = 1;
+    while ((int64_t(1) << (2 * half_bits_)) < nnz_) ++half_bits_;
     MASCOT_CUDA_CHECK(cudaDeviceSynchronize());
+  }
 
-    int64_t updates = 0;
-    for (int e = 0; e < cfg.epochs; ++e) {
-      EpochRecord rec;
-      rec.epoch = e;
-      SgdArgs a;
-      a.recs = train.get();
-      a.nnz = nnz;
-      const uint64_t eseed = detail::hash3(seed, detail::kStreamOrder, 0x100000000ull + static_cast<uint64_t>(e));
-      if (cfg.order == Order::kChunk) {
-        a.order = DOrder::kChunk;
-        a.chunk_seed = eseed;  // the CPU Schedule's draws: hash3(eseed, 1, d) % (nnz - len + 1)
-        a.chunk_len = chunk_len;
-        a.tasks = chunk_draws * chunk_len;
+  detail::EpochResult run_epoch(const detail::EpochPlan& plan) override {
+    const int e = plan.epoch;
+    SgdArgs a;
+    a.recs = train_.get();
+    a.nnz = nnz_;
+    const uint64_t eseed = detail::hash3(seed_, detail::kStreamOrder, 0x100000000ull + static_cast<uint64_t>(e));
+    if (cfg_.order == Order::kChunk) {
+      const int64_t chunk_len = std::min<int64_t>(128, nnz_);
+      a.order = DOrder::kChunk;
+      a.chunk_seed = eseed;  // the CPU Schedule's draws: hash3(eseed, 1, d) % (nnz - len + 1)
+      a.chunk_len = chunk_len;
+      a.tasks = std::max<int64_t>(1, nnz_ / 128) * chunk_len;
+    } else {
+      a.order = DOrder::kShuffle;
+      for (int r = 0; r < 4; ++r) a.perm_key[r] = static_cast<uint32_t>(detail::hash3(eseed, 7, static_cast<uint64_t>(r)));
+      a.perm_half_bits = half_bits_;
+      a.tasks = nnz_;
+    }
+    a.k = k_;
+    a.lr = plan.lr;
+    a.lambda_p = cfg_.lambda_p;
+    a.lambda_q = cfg_.lambda_q;
+    a.stochastic = cfg_.rounding == Rounding::kStochastic && kind_ != Kind::kF32 && kind_ != Kind::kHalfMath;
+    a.round_seed = plan.round_seed;
+    a.naive = cfg_.method == Method::kMascotNaive;
+    a.slots = slots_;
+    a.merge = merge_;
+
+    detail::EpochResult res;
+    if (kind_ == Kind::kMpt) {
+      a.store = Store::kF32;
+      a.U = U_.view(false);
+      a.I = I_.view(false);
+      a.mpt_scale = mpt_scale_.get();
+      a.mpt_clean = mpt_clean_.get();
+      a.mpt_counts = mpt_counts_.get();
+      a.mpt_dynamic = cfg_.competing.dynamic_loss_scale;
+      a.mpt_window = cfg_.competing.loss_scale_window;
+      a.mpt_epoch_key = detail::hash3(seed_, detail::kStreamRound, (uint64_t(1) << 40) + static_cast<uint64_t>(e));
+      mpt_counts_.zero();
+      launch_mpt(a, blocks_);
+    } else if (kind_ == Kind::kMuppet || kind_ == Kind::kAfp) {
+      a.store = Store::kF32;
+      a.U = U_.view(false);
+      a.I = I_.view(false);
+      const uint64_t tag = kind_ == Kind::kMuppet ? 2 : 3;  // epoch_round_key's method tags (cpu/competing.cc)
+      a.mpt_epoch_key = detail::hash3(seed_, detail::kStreamRound, (tag << 40) + static_cast<uint64_t>(e));
+      if (kind_ == Kind::kMuppet) {
+        muppet_.begin_epoch(U_, I_, k_, &a);
+        launch_muppet(a, blocks_);
+        res.method_json = muppet_.end_epoch(e, k_);
       } else {
-        a.order = DOrder::kShuffle;
-        for (int r = 0; r < 4; ++r) a.perm_key[r] = static_cast<uint32_t>(detail::hash3(eseed, 7, static_cast<uint64_t>(r)));
-        a.perm_half_bits = half_bits;
-        a.tasks = nnz;
+        afp_.begin_epoch(U_, I_, k_, &a);
+        launch_afp(a, blocks_);
+        res.method_json = afp_.end_epoch();
       }
-      a.k = k_;
-      a.lr = cfg.lr_at(e);
-      a.lambda_p = cfg.lambda_p;
-      a.lambda_q = cfg.lambda_q;
-      a.stochastic = cfg.rounding == Rounding::kStochastic && kind_ != Kind::kF32 && kind_ != Kind::kHalfMath;
-      a.round_seed = detail::hash3(seed, detail::kStreamRound, static_cast<uint64_t>(e));
-      a.naive = naive;
-      a.slots = slots;
-      a.merge = merge;
-      rec.lr = a.lr;
-
-      const auto t0 = Clock::now();
-      if (kind_ == Kind::kMpt) {
-        a.store = Store::kF32;
-        a.U = U_.view(false);
-        a.I = I_.view(false);
-        a.mpt_scale = mpt_scale.get();
-        a.mpt_clean = mpt_clean.get();
-        a.mpt_counts = mpt_counts.get();
-        a.mpt_dynamic = cfg.competing.dynamic_loss_scale;
-        a.mpt_window = cfg.competing.loss_scale_window;
-        a.mpt_epoch_key = detail::hash3(seed, detail::kStreamRound, (uint64_t(1) << 40) + static_cast<uint64_t>(e));
-        mpt_counts.zero();
-        launch_mpt(a, blocks);
-      } else if (kind_ == Kind::kMuppet || kind_ == Kind::kAfp) {
-        a.store = Store::kF32;
-        a.U = U_.view(false);
-        a.I = I_.view(false);
-        const uint64_t tag = kind_ == Kind::kMuppet ? 2 : 3;  // epoch_round_key's method tags (cpu/competing.cc)
-        a.mpt_epoch_key = detail::hash3(seed, detail::kStreamRound, (tag << 40) + static_cast<uint64_t>(e));
-        if (kind_ == Kind::kMuppet) {
-          muppet_.begin_epoch(U_, I_, k_, &a);
-          launch_muppet(a, blocks);
-          rec.method_json = muppet_.end_epoch(e, k_);
-        } else {
-          afp_.begin_epoch(U_, I_, k_, &a);
-          launch_afp(a, blocks);
-          rec.method_json = afp_.end_epoch();
-        }
-      } else if (kind_ != Kind::kMixed) {
-        a.store = kind_ == Kind::kF32 ? Store::kF32 : Store::kF16;
-        a.U = U_.view(false);
-        a.I = I_.view(false);
-        launch_sgd(a, kind_ == Kind::kHalfMath, blocks);
-      } else {
-        const bool measure = detail::measured_epoch(e, cfg.warmup, cfg.period);
-        const int uf = U_.table->count_fp32(), if_ = I_.table->count_fp32();
-        const bool all16 = uf == 0 && if_ == 0, all32 = uf == U_.table->size() && if_ == I_.table->size();
-        // uniform precision and nothing to sample: the plain kernels, no group lookups
-        a.store = measure ? Store::kMixed : all16 ? Store::kF16 : all32 ? Store::kF32 : Store::kMixed;
-        a.measure = measure;
-        a.sample_seed = detail::hash3(seed, detail::kStreamSample, static_cast<uint64_t>(e));
-        a.sample_below = sample_below;
-        if (measure) {
-          for (Side* s : {&U_, &I_}) {
-            s->sum.zero();
-            s->sq.zero();
-            s->n.zero();
-          }
-        }
-        a.U = U_.view(measure);
-        a.I = I_.view(measure);
-        launch_sgd(a, false, blocks);
-        if (measure) {
-          rec.measured = true;
-          rec.user_qerror = qerror(&U_, slots);
-          rec.item_qerror = qerror(&I_, slots);
-          bool changed = false;
-          for (int g : usw.update(rec.user_qerror, U_.table)) changed |= widen(&U_, 'u', g, e, report);
-          for (int g : isw.update(rec.item_qerror, I_.table)) changed |= widen(&I_, 'i', g, e, report);
-          if (changed) {
-            U_.upload_flags();
-            I_.upload_flags();
-          }
+    } else if (kind_ != Kind::kMixed) {
+      a.store = kind_ == Kind::kF32 ? Store::kF32 : Store::kF16;
+      a.U = U_.view(false);
+      a.I = I_.view(false);
+      launch_sgd(a, kind_ == Kind::kHalfMath, blocks_);
+    } else {
+      const bool measure = plan.sample;  // the cuda device takes no grad_stats: sampled = measured
+      const int user32 = ut_.count_fp32(), item32 = it_.count_fp32();
+      const bool all16 = user32 == 0 && item32 == 0, all32 = user32 == ut_.size() && item32 == it_.size();
+      // uniform precision and nothing to sample: the plain kernels, no group lookups
+      a.store = measure ? Store::kMixed : all16 ? Store::kF16 : all32 ? Store::kF32 : Store::kMixed;
+      a.measure = measure;
+      a.sample_seed = plan.sample_seed;
+      a.sample_below = plan.sample_below;
+      if (measure) {
+        for (Side* s : {&U_, &I_}) {
+          s->sum.zero();
+          s->sq.zero();
+          s->n.zero();
         }
       }
-      MASCOT_CUDA_CHECK(cudaDeviceSynchronize());  // the pass is timed to its completion
-      rec.train_seconds = seconds_since(t0);
-      report->total_train_seconds += rec.train_seconds;
-      updates += a.tasks;
-      if (kind_ == Kind::kMpt) rec.method_json = mpt_json(mpt_counts, mpt_scale, cfg, &mpt_skipped_total);
-
-      if (ntest > 0 && (cfg.eval_every_epoch || e == cfg.epochs - 1)) {
-        const auto t1 = Clock::now();
-        const Store st = kind_ == Kind::kMixed ? Store::kMixed : f32_rows ? Store::kF32 : Store::kF16;
-        launch_sse(test.get(), ntest, U_.view(false), I_.view(false), st, naive, k_, partial.get(), eval_blocks);
-        std::vector<double> h(static_cast<size_t>(eval_blocks));
-        partial.download(h.data(), h.size());
-        double s = 0;
-        for (double x : h) s += x;
-        rec.test_rmse = std::sqrt(s / static_cast<double>(ntest));
-        rec.eval_seconds = seconds_since(t1);
-        report->total_eval_seconds += rec.eval_seconds;
-        report->final_test_rmse = rec.test_rmse;
-      }
-      rec.fp32_user_groups = kind_ == Kind::kMixed ? U_.table->count_fp32() : (f32_rows ? U_.table->size() : 0);
-      rec.fp32_item_groups = kind_ == Kind::kMixed ? I_.table->count_fp32() : (f32_rows ? I_.table->size() : 0);
-      report->epochs.push_back(rec);
-      if (on_epoch && !on_epoch(report->epochs.back())) {
-        report->interrupted = true;
-        break;
+      a.U = U_.view(measure);
+      a.I = I_.view(measure);
+      launch_sgd(a, false, blocks_);
+      if (measure) {
+        res.user = sums_of(&U_, slots_, k_);
+        res.item = sums_of(&I_, slots_, k_);
       }
     }
-    report->updates_per_second =
-        report->total_train_seconds > 0 ? static_cast<double>(updates) / report->total_train_seconds : 0.0;
+    MASCOT_CUDA_CHECK(cudaDeviceSynchronize());  // the pass is timed to its completion
+    res.updates = a.tasks;
+    if (kind_ == Kind::kMpt) res.method_json = mpt_json();
+    ++epochs_run_;
+    return res;
+  }
+
+  /// The groups of one side switched to FP32 (the driver's Switcher decided): mark them in this
+  /// backend's table, convert their rows on the device (the FP32 buffer is allocated at the first
+  /// switch) and upload the side's flags; complete on return (the driver times it).
+  void widen_groups(char tag, const std::vector<int>& groups) override {
+    Side* s = tag == 'u' ? &U_ : &I_;
+    if (!s->f32 || s->f32.size() != static_cast<size_t>(s->rows) * k_) s->f32.reset(static_cast<size_t>(s->rows) * k_);
+    for (int g : groups) {
+      s->table->precision[g] = Precision::kFp32;
+      const int64_t a = static_cast<int64_t>(s->table->start[g]) * k_;
+      const int64_t b = static_cast<int64_t>(s->table->start[g + 1]) * k_;
+      if (b > a) {
+        MASCOT_LAUNCH(grid_for(b - a), 256, widen_kernel)(s->f16.get(), s->f32.get(), a, b);
+        MASCOT_CUDA_CHECK_LAUNCH();
+      }
+    }
+    s->upload_flags();
+    MASCOT_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+
+  double test_sse() override {
+    const Store st = kind_ == Kind::kMixed ? Store::kMixed : f32_rows() ? Store::kF32 : Store::kF16;
+    launch_sse(test_.get(), ntest_, U_.view(false), I_.view(false), st, cfg_.method == Method::kMascotNaive, k_,
+               partial_.get(), eval_blocks_);
+    std::vector<double> h(static_cast<size_t>(eval_blocks_));
+    partial_.download(h.data(), h.size());
+    double s = 0;
+    for (double x : h) s += x;
+    return s;
   }
 
   void factors(std::vector<float>* P, std::vector<float>* Q) const override {
@@ -626,53 +675,165 @@ class CudaBackend final : public detail::LegacyBackend {
     to_float(I_, Q);
   }
 
+  // Checkpoint state: "cuda_state" blob (kernel kind, shapes, warps of the launch, completed
+  // epochs, the method's per-warp state: MPT loss scales and clean-update counters, MuPPET's
+  // policy and window, AFP's per-warp tensor states; which factor buffers exist) + the factor
+  // buffers in their storage.  The per-warp state ties a checkpoint to the launch shape: a
+  // resume must launch as many warps (the same GPU model and MASCOT_CUDA_* settings).
+  void export_state(detail::StateWriter& out) const override {
+    detail::BinWriter w;
+    w.str("cuda");
+    w.pod(static_cast<int32_t>(kind_));
+    w.pod(static_cast<int32_t>(k_));
+    w.pod(U_.rows);
+    w.pod(I_.rows);
+    w.pod(warps_);
+    w.pod(static_cast<int32_t>(epochs_run_));
+    if (kind_ == Kind::kMpt) {
+      std::vector<float> scale(mpt_scale_.size());
+      std::vector<int> clean(mpt_clean_.size());
+      mpt_scale_.download(scale.data(), scale.size());
+      mpt_clean_.download(clean.data(), clean.size());
+      w.vec(scale);
+      w.vec(clean);
+      w.pod(mpt_skipped_total_);
+    }
+    if (kind_ == Kind::kMuppet) muppet_.export_state(w);
+    if (kind_ == Kind::kAfp) afp_.export_state(w);
+    const uint8_t have = (U_.f32 ? 1 : 0) | (I_.f32 ? 2 : 0) | (U_.f16 ? 4 : 0) | (I_.f16 ? 8 : 0);
+    w.pod(have);
+    out.blob("cuda_state", w.bytes());
+    export_side(out, U_, "P32", "P16");
+    export_side(out, I_, "Q32", "Q16");
+  }
+
+  void import_state(detail::StateReader& in, int epochs_done) override {
+    const std::string blob = in.blob("cuda_state");
+    detail::BinReader r(blob, in.where("cuda_state"));
+    if (r.str() != "cuda") r.fail("not a cuda backend state");
+    if (r.pod<int32_t>() != static_cast<int32_t>(kind_)) r.fail("saved with another method's storage");
+    const int32_t k = r.pod<int32_t>();
+    if (k != k_) r.fail("saved with k=" + std::to_string(k) + ", this run has k=" + std::to_string(k_));
+    if (r.pod<int64_t>() != U_.rows || r.pod<int64_t>() != I_.rows) r.fail("saved for other data (user/item counts differ)");
+    const int64_t warps = r.pod<int64_t>();
+    if (warps != warps_)
+      r.fail("saved with " + std::to_string(warps) + " warps, this run launches " + std::to_string(warps_) +
+             " (another GPU model, or other MASCOT_CUDA_OVERLAP / MASCOT_CUDA_WRITES settings)");
+    const int32_t done = r.pod<int32_t>();
+    std::vector<float> scale;
+    std::vector<int> clean;
+    if (kind_ == Kind::kMpt) {
+      scale = r.vec<float>();
+      clean = r.vec<int>();
+      mpt_skipped_total_ = r.pod<int64_t>();
+      if (scale.size() != static_cast<size_t>(warps_) || clean.size() != scale.size() || mpt_skipped_total_ < 0)
+        r.fail("mpt state of another number of warps");
+      for (size_t x = 0; x < scale.size(); ++x)
+        if (!(scale[x] >= detail::MptLossScale::kMin && scale[x] <= detail::MptLossScale::kMax) || clean[x] < 0)
+          r.fail("mpt loss scale state out of range");
+    }
+    if (kind_ == Kind::kMuppet) muppet_.import_state(r);
+    if (kind_ == Kind::kAfp) afp_.import_state(r);
+    const uint8_t have = r.pod<uint8_t>();
+    r.expect_done();
+    // the factor files this storage needs: FP32 rows where some group is FP32 (after the replayed
+    // switches), FP16 rows where some group is FP16
+    uint8_t need = 0;
+    if (f32_rows()) {
+      need = 3;
+    } else if (kind_ != Kind::kMixed) {
+      need = 12;
+    } else {
+      need |= ut_.count_fp32() > 0 ? 1 : 0;
+      need |= it_.count_fp32() > 0 ? 2 : 0;
+      need |= ut_.count_fp32() < ut_.size() ? 4 : 0;
+      need |= it_.count_fp32() < it_.size() ? 8 : 0;
+    }
+    if ((have & need) != need) r.fail("lacks factor matrices this storage needs");
+    if (done != epochs_done)
+      r.fail("corrupted (epoch count " + std::to_string(done) + ", the run state has " + std::to_string(epochs_done) + ")");
+    if (kind_ == Kind::kMpt) {
+      mpt_scale_.upload(scale.data(), scale.size());
+      mpt_clean_.upload(clean.data(), clean.size());
+    }
+    import_side(in, &U_, "P32", "P16", have & 1, have & 4);
+    import_side(in, &I_, "Q32", "Q16", have & 2, have & 8);
+    MASCOT_CUDA_CHECK(cudaDeviceSynchronize());
+    epochs_run_ = done;
+  }
+
  private:
-  void init_side(Side* s, const std::vector<int32_t>& old, bool f32_rows, float std, uint64_t seed, uint64_t stream) {
+  bool f32_rows() const {
+    return kind_ == Kind::kF32 || kind_ == Kind::kMpt || kind_ == Kind::kMuppet || kind_ == Kind::kAfp;
+  }
+
+  void init_side(Side* s, const std::vector<int32_t>& old, bool f32, float std, uint64_t seed, uint64_t stream) {
     const size_t n = static_cast<size_t>(s->rows) * k_;
     DeviceBuffer<int32_t> dold(old.size());
     dold.upload(old.data(), old.size());
-    // both storages are (re)set here, so a side never keeps a buffer of an earlier fit (widen
-    // allocates the FP32 rows at the first switch only when there are none)
-    s->f32.reset(f32_rows ? n : 0);
-    s->f16.reset(f32_rows ? 0 : n);
+    // widen allocates the FP32 rows of a per-group side at the first switch
+    s->f32.reset(f32 ? n : 0);
+    s->f16.reset(f32 ? 0 : n);
     MASCOT_LAUNCH(grid_for(static_cast<int64_t>(n)), 256, init_kernel)(s->f32.get(), s->f16.get(), dold.get(), s->rows, k_, std,
                                                             seed, stream);
     MASCOT_CUDA_CHECK_LAUNCH();
     MASCOT_CUDA_CHECK(cudaDeviceSynchronize());  // dold is freed at scope exit
   }
 
-  std::vector<double> qerror(Side* s, int slots) const { return qerror_of(s, slots, k_); }
-
-  /// Group g of side s switched to FP32 (the Switcher already marked the table): convert its
-  /// rows on the device; the FP32 buffer is allocated at the first switch.
-  bool widen(Side* s, char tag, int g, int epoch, RunReport* report) {
-    if (!s->f32 || s->f32.size() != static_cast<size_t>(s->rows) * k_) s->f32.reset(static_cast<size_t>(s->rows) * k_);
-    const int64_t a = static_cast<int64_t>(s->table->start[g]) * k_, b = static_cast<int64_t>(s->table->start[g + 1]) * k_;
-    if (b > a) {
-      MASCOT_LAUNCH(grid_for(b - a), 256, widen_kernel)(s->f16.get(), s->f32.get(), a, b);
-      MASCOT_CUDA_CHECK_LAUNCH();
+  /// A side's buffers as checkpoint matrices.  The FP32 rows of a per-group side's FP16 groups
+  /// were never written (the buffer is allocated at the first switch): they are saved as zeros.
+  void export_side(detail::StateWriter& out, const Side& s, const char* n32, const char* n16) const {
+    const size_t n = static_cast<size_t>(s.rows) * k_;
+    if (s.f32) {
+      std::vector<float> h(n);
+      s.f32.download(h.data(), n);
+      if (kind_ == Kind::kMixed) {
+        const GroupTable& t = *s.table;
+        for (int g = 0; g < t.size(); ++g)
+          if (t.precision[g] != Precision::kFp32)
+            std::fill(h.begin() + static_cast<int64_t>(t.start[g]) * k_, h.begin() + static_cast<int64_t>(t.start[g + 1]) * k_,
+                      0.0f);
+      }
+      out.matrix(n32, h.data(), s.rows, k_, 4);
     }
-    report->switches.push_back(SwitchEvent{tag, g, epoch});
-    return true;
+    if (s.f16) {
+      std::vector<uint16_t> h(n);
+      s.f16.download(h.data(), n);
+      out.matrix(n16, h.data(), s.rows, k_, 2);
+    }
+  }
+  void import_side(detail::StateReader& in, Side* s, const char* n32, const char* n16, bool f32, bool f16) {
+    const size_t n = static_cast<size_t>(s->rows) * k_;
+    if (f32) {
+      std::vector<float> h(n);
+      in.matrix(n32, h.data(), s->rows, k_, 4);
+      if (!s->f32) s->f32.reset(n);
+      s->f32.upload(h.data(), n);
+    }
+    if (f16) {
+      std::vector<uint16_t> h(n);
+      in.matrix(n16, h.data(), s->rows, k_, 2);
+      if (!s->f16) s->f16.reset(n);
+      s->f16.upload(h.data(), n);
+    }
   }
 
-  std::string mpt_json(const DeviceBuffer<unsigned long long>& counts, const DeviceBuffer<float>& scale,
-                       const TrainConfig& cfg, int64_t* skipped_total) const {
+  std::string mpt_json() {
     unsigned long long c[2] = {0, 0};
-    counts.download(c, 2);
-    std::vector<float> s(scale.size());
-    scale.download(s.data(), s.size());
+    mpt_counts_.download(c, 2);
+    std::vector<float> s(mpt_scale_.size());
+    mpt_scale_.download(s.data(), s.size());
     const auto mm = std::minmax_element(s.begin(), s.end());
-    *skipped_total += static_cast<int64_t>(c[1]);
+    mpt_skipped_total_ += static_cast<int64_t>(c[1]);
     detail::JsonWriter j;
     j.begin_object();
-    j.kv("name", "mpt").kv("dynamic_loss_scale", cfg.competing.dynamic_loss_scale);
+    j.kv("name", "mpt").kv("dynamic_loss_scale", cfg_.competing.dynamic_loss_scale);
     j.kv("loss_scale_min", static_cast<double>(*mm.first)).kv("loss_scale_max", static_cast<double>(*mm.second));
     // the GPU's workers are the warps of the grid (thousands): their count and the min/max above
     // instead of the CPU's per-worker "loss_scales" list, which would add ~4 MB to a 50-epoch report
     j.kv("workers", static_cast<int64_t>(s.size()));
     j.kv("updates", static_cast<int64_t>(c[0])).kv("skipped_updates", static_cast<int64_t>(c[1]));
-    j.kv("skipped_total", *skipped_total);
+    j.kv("skipped_total", mpt_skipped_total_);
     j.end_object();
     return j.str();
   }
@@ -680,7 +841,7 @@ class CudaBackend final : public detail::LegacyBackend {
   void to_float(const Side& s, std::vector<float>* out) const {
     const size_t n = static_cast<size_t>(s.rows) * k_;
     out->resize(n);
-    if (kind_ == Kind::kF32 || kind_ == Kind::kMpt || kind_ == Kind::kMuppet || kind_ == Kind::kAfp) {
+    if (f32_rows()) {
       s.f32.download(out->data(), n);
       return;
     }
@@ -699,11 +860,30 @@ class CudaBackend final : public detail::LegacyBackend {
     }
   }
 
+  TrainConfig cfg_;
+  uint64_t seed_ = 0;
   int k_ = 0;
   Kind kind_ = Kind::kF32;
+  bool merge_ = true;
+  int64_t nnz_ = 0, ntest_ = 0;
+  DeviceBuffer<DRec> train_, test_;
+  GroupTable ut_, it_;  // this backend's copies: precisions change in widen_groups
   Side U_, I_;
+  int blocks_ = 1;
+  int64_t warps_ = 0;
+  int eval_blocks_ = 1;
+  DeviceBuffer<double> partial_;
+  int slots_ = 1;
+  int half_bits_ = 1;
+  // MPT: one loss scale and clean-update counter per warp, the epoch's counts
+  DeviceBuffer<float> mpt_scale_;
+  DeviceBuffer<int> mpt_clean_;
+  DeviceBuffer<unsigned long long> mpt_counts_;
+  int64_t mpt_skipped_total_ = 0;
   MuppetHost muppet_;
   AfpHost afp_;
+  int epochs_run_ = 0;
+  std::string describe_;
 };
 
 }  // namespace
@@ -725,7 +905,7 @@ bool cuda_training_available() noexcept {
   return prop.major >= 8;
 }
 
-std::unique_ptr<LegacyBackend> make_cuda_backend() { return std::make_unique<cuda::CudaBackend>(); }
+std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<cuda::CudaBackend>(); }
 
 }  // namespace mascot::detail
 

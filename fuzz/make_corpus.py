@@ -139,4 +139,17 @@ else:
         seeds["bad_run_state_cut"] = pack.replace(parts["run_state"], parts["run_state"][:40])
         _, _, parts8, _ = tiny_checkpoint(tmp, method="fp32", k=8)
         seeds["bad_other_k_P32"] = pack.replace(parts["P32"], parts8["P32"])  # re-stamped: passes the checksum
+        # the target's findings (docs/hardening.md), re-made on this format's seeds: a manifest key
+        # with non-ASCII bytes; an AFP state whose first has_avg bool byte is 5; a backend state
+        # saying 1 epoch done under a run and driver state with 2
+        afp, afp_files, afp_parts, _ = tiny_checkpoint(tmp, method="afp")
+        seeds["bad_fuzz_non_ascii_key"] = afp.replace(b'"file.run_state"', b'"file.ru\xef\xbb\xbfn_state"')
+        cpu = afp_parts["cpu_state"]
+        # cpu_state: "cpu", storage, k, users, items, threads, epochs, then the method's blob
+        # ("afp", workers, per worker and tensor AfpTensorState {bits, pos, mov_avg, has_avg, ...})
+        has_avg = cpu.index(struct.pack("<Q", 3) + b"afp") + 11 + 8 + 16
+        seeds["bad_fuzz_afp_bool_byte"] = afp.replace(cpu, cpu[:has_avg] + b"\x05" + cpu[has_avg + 1:])
+        epochs = 11 + 4 + 4 + 8 + 8 + 4
+        assert cpu[epochs:epochs + 4] == struct.pack("<i", 2)
+        seeds["bad_fuzz_epoch_count"] = afp.replace(cpu, cpu[:epochs] + struct.pack("<i", 1) + cpu[epochs + 4:])
         write("checkpoint", seeds)

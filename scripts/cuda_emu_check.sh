@@ -123,14 +123,19 @@ sel=("$t")
 if [ "$mode" = quick ]; then
   # every kernel family end to end against the CPU (fp32/fp16/MASCOT/MPT/MuPPET/AFP, with the
   # SSE, init, widen and reduce kernels), the launch bound, q-error and switching on the
-  # device, the CLI, and the error paths: a few minutes
+  # device, checkpoint and resume on the device (bit-exact on the emulator), the CLI, and the
+  # error paths: a few minutes
   sel=("$t/test_api.py::test_training_learns_and_reports[cuda]" "$t/test_api.py::test_predict[cuda]"
        "$t/test_cli.py::test_every_method_from_the_cli[cuda-mascot]")
   for m in fp32 fp16 mascot mpt muppet afp; do sel+=("$t/test_gpu.py::test_final_rmse_matches_cpu[$m]"); done
   sel+=("$t/test_gpu.py::test_any_k_matches_cpu[mascot-100]" "$t/test_gpu.py::test_any_k_matches_cpu[fp16-8]")
+  for c in fp32 fp16 mascot-n1 mascot mpt-dynamic muppet afp; do
+    sel+=("$t/test_gpu.py::test_resume_on_device_continues_the_run[$c]")
+  done
   for f in test_launch_respects_the_hogwild_bound test_qerror_of_controlled_input_matches_cpu \
            test_switching_decisions_match_cpu_on_crafted_data test_device_switches_follow_its_own_qerrors_and_convert_rows \
-           test_unsupported_requests_are_clear_errors test_auto_picks_cuda_and_tools_work; do
+           test_unsupported_requests_are_clear_errors test_auto_picks_cuda_and_tools_work \
+           test_device_checkpoint_refusals; do
     sel+=("$t/test_gpu.py::$f")
   done
 fi

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -25,7 +26,9 @@ namespace {
 
 constexpr const char* kManifest = "checkpoint.json";
 constexpr const char* kFormat = "mascot-checkpoint";
-constexpr int kVersion = 1;
+// 2: the driver's state ("driver_state": epochs, update count, group precisions, q-error
+// baselines) apart from the backend's, and the device recorded (CUDA runs checkpoint too).
+constexpr int kVersion = 2;
 
 // ------------------------------------------------------------------ checksums
 // 64-bit checksum of a byte string: mix64 over 8-byte words (fast enough to verify every
@@ -518,8 +521,13 @@ Loaded load_manifest(const std::string& dir) {
   };
   if (m.str.count("format") == 0 || m.str.at("format") != kFormat)
     throw_invalid("checkpoint " + mpath + ": not a MASCOT checkpoint manifest (format tag missing)");
-  if (n("version") != kVersion)
-    throw_invalid("checkpoint " + mpath + ": unsupported version " + std::to_string(n("version")) + " (this build reads " +
+  const int64_t version = n("version");
+  if (version >= 1 && version < kVersion)
+    throw_invalid("checkpoint " + mpath + ": written by an older MASCOT (checkpoint format version " +
+                  std::to_string(version) + "; this build reads version " + std::to_string(kVersion) +
+                  " only): it cannot be resumed, start the run again");
+  if (version != kVersion)
+    throw_invalid("checkpoint " + mpath + ": unsupported version " + std::to_string(version) + " (this build reads " +
                   std::to_string(kVersion) + ")");
   const uint16_t probe = 1;
   const bool little = *reinterpret_cast<const uint8_t*>(&probe) == 1;
@@ -560,9 +568,12 @@ Loaded load_manifest(const std::string& dir) {
   detail::BinReader r(blob, "checkpoint " + join(dir, L.files["run_state"].file));
   if (r.str() != "run_state") r.fail("not a run state");
   I.config = get_config(r);
-  I.context.device = Device::kCpu;
   I.context.threads = r.pod<int32_t>();
   I.context.seed = r.pod<uint64_t>();
+  const int32_t device = r.pod<int32_t>();
+  if (device != static_cast<int32_t>(Device::kCpu) && device != static_cast<int32_t>(Device::kCuda))
+    r.fail("corrupted (device out of range)");
+  I.context.device = static_cast<Device>(device);
   I.dataset_name = r.str();
   get_report(r, &I.report);
   r.expect_done();
@@ -575,16 +586,16 @@ Loaded load_manifest(const std::string& dir) {
   if (I.epochs_done < 0 || I.epochs_done > I.config.epochs || static_cast<int>(I.report.epochs.size()) != I.epochs_done)
     r.fail("corrupted (its epochs do not match " + std::string(kManifest) + ")");
   if (to_string(I.config.method) != s("method") || I.config.k != n("k") || I.config.epochs != n("epochs") ||
-      I.context.threads != n("threads") || I.context.seed != nu("seed"))
-    r.fail("corrupted (method, k, epochs, threads or seed do not match " + std::string(kManifest) + ")");
+      I.context.threads != n("threads") || I.context.seed != nu("seed") || to_string(I.context.device) != s("device"))
+    r.fail("corrupted (method, k, epochs, threads, seed or device do not match " + std::string(kManifest) + ")");
   I.report.config = I.config;
   I.report.seed = I.context.seed;
   I.report.threads = I.context.threads;
   return L;
 }
 
-void write_checkpoint(const std::string& dir, int epochs_done, const detail::LegacyBackend& backend, const RunReport& rep,
-                      const CheckpointInfo& meta) {
+void write_checkpoint(const std::string& dir, int epochs_done, const std::function<void(detail::StateWriter&)>& save,
+                      const RunReport& rep, const CheckpointInfo& meta) {
   static uint64_t counter = 0;
   const uint64_t token = detail::hash3(static_cast<uint64_t>(::getpid()),
                                        static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()),
@@ -597,10 +608,11 @@ void write_checkpoint(const std::string& dir, int epochs_done, const detail::Leg
   put_config(b, meta.config);
   b.pod(static_cast<int32_t>(meta.context.threads));
   b.pod(meta.context.seed);
+  b.pod(static_cast<int32_t>(meta.context.device));
   b.str(meta.dataset_name);
   put_report(b, rep);
   w.blob("run_state", b.bytes());
-  backend.export_state(w);
+  save(w);  // the driver's state and the backend's sections
   // manifest last
   const uint16_t probe = 1;
   detail::JsonWriter j;
@@ -609,7 +621,7 @@ void write_checkpoint(const std::string& dir, int epochs_done, const detail::Leg
   j.kv("byte_order", *reinterpret_cast<const uint8_t*>(&probe) == 1 ? "little" : "big");
   j.kv("epochs_done", epochs_done).kv("epochs", meta.config.epochs);
   j.kv("method", to_string(meta.config.method)).kv("k", meta.config.k);
-  j.kv("threads", meta.context.threads).kv("seed", meta.context.seed);
+  j.kv("threads", meta.context.threads).kv("seed", meta.context.seed).kv("device", to_string(meta.context.device));
   j.kv("deterministic", meta.deterministic).kv("checkpoint_every", meta.every);
   j.kv("dataset", meta.dataset_name);
   j.kv("n_users", meta.train.n_users).kv("n_items", meta.train.n_items).kv("n_train", meta.train.nnz);
@@ -661,16 +673,19 @@ void check_same_data(const CheckpointInfo& I, const RatingSet& train, const Rati
 TrainResult run_with_checkpoints(const CheckpointInfo& meta, const RatingSet& train, const RatingSet* test,
                                  const EpochCallback& on_epoch, detail::StateReader* resume,
                                  const RunReport* resume_report) {
-  detail::LegacyRunHooks hooks;
+  detail::RunHooks hooks;
   hooks.resume = resume;
   hooks.resume_report = resume_report;
   int last_written = resume ? meta.epochs_done : -1;
-  hooks.epoch_done = [&](int done, bool last, const detail::LegacyBackend& backend, const RunReport& rep) {
-    if (done == last_written || !(last || done % meta.every == 0)) return;
-    write_checkpoint(meta.dir, done, backend, rep, meta);
+  CheckpointInfo m = meta;
+  hooks.epoch_done = [&](int done, bool last, Device device, const RunReport& rep,
+                         const std::function<void(detail::StateWriter&)>& save) {
+    if (done == last_written || !(last || done % m.every == 0)) return;
+    m.context.device = device;  // the device it trains on (auto resolved), which a resume trains on
+    write_checkpoint(m.dir, done, save, rep, m);
     last_written = done;
   };
-  return detail::legacy_train_run(meta.context, meta.config, train, test, on_epoch, meta.dataset_name, &hooks);
+  return detail::train_run(meta.context, meta.config, train, test, on_epoch, meta.dataset_name, &hooks);
 }
 
 }  // namespace
@@ -710,9 +725,6 @@ TrainResult train_checkpointed(const Context& ctx, const TrainConfig& cfg, const
                                const CheckpointOptions& opt) {
   MASCOT_CHECK_ARG(!opt.dir.empty(), "checkpoint directory must not be empty");
   MASCOT_CHECK_ARG(opt.every >= 1, "checkpoint_every must be >= 1 (got " + std::to_string(opt.every) + ")");
-  // an explicit --device cuda is refused; auto trains a checkpointed run on the CPU (below)
-  if (ctx.device == Device::kCuda)
-    throw InvalidArgument("checkpointing is not supported on the cuda backend (use --device cpu)");
   check_checkpoint_target(opt.dir);
   const bool created = !detail::is_directory(opt.dir);
   if (created && ::mkdir(opt.dir.c_str(), 0777) != 0) throw_errno(opt.dir, "cannot create the checkpoint directory");
@@ -721,8 +733,7 @@ TrainResult train_checkpointed(const Context& ctx, const TrainConfig& cfg, const
   meta.every = opt.every;
   meta.deterministic = opt.deterministic;
   meta.config = cfg;
-  meta.context = ctx;
-  meta.context.device = Device::kCpu;
+  meta.context = ctx;  // device: resolved by the driver (auto included); each checkpoint records it
   meta.context.threads = ctx.resolved_threads();
   // the name is stored as JSON text and binary state alike: the same valid UTF-8 in both
   meta.dataset_name = detail::utf8_valid(dataset_name);
@@ -768,6 +779,9 @@ TrainResult resume_training(const std::string& dir, const RatingSet& train, cons
   if (opt.every > 0) I.every = opt.every;
   if (I.every < 1) I.every = 1;
   check_same_data(I, train, test);
+  if (I.context.device == Device::kCuda)
+    if (const std::string why = cuda_unavailable_reason(); !why.empty())
+      throw CudaError("checkpoint " + dir + " was written on the cuda device and resumes there only, but " + why);
   FileStateReader reader(dir, L.files);
   return run_with_checkpoints(I, train, test, on_epoch, &reader, &I.report);
 }

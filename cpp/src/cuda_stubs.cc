@@ -11,7 +11,7 @@ bool built_with_cuda() noexcept { return false; }
 namespace detail {
 bool cuda_training_available() noexcept { return false; }
 bool cuda_memory_info(int64_t*, int64_t*) noexcept { return false; }  // memory_plan.h
-std::unique_ptr<LegacyBackend> make_cuda_backend() {
+std::unique_ptr<Backend> make_cuda_backend() {
   throw CudaError("MASCOT was built without CUDA: the cuda device is unavailable (use --device cpu)");
 }
 }  // namespace detail

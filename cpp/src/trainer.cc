@@ -1,5 +1,15 @@
-// Device-neutral orchestration of a training run (data flow in trainer.h): validate,
-// reconstruct groups, hand relabelled data to the backend, undo the relabelling.
+// The training driver: the one epoch loop of every run, on every backend (the plug-in
+// interface and its contract: detail/backend.h; data flow: trainer.h).
+//
+// A run: check (validate, device, memory plan) -> relabel (reorder.h) and set the group
+// tables' initial precisions -> report header -> backend prepare [-> resume: the driver's state,
+// the switches replayed, the backend's state] -> epochs -> factors, relabelling undone.
+// Per epoch the driver plans (learning rate, seeds, whether to sample), the backend runs the
+// pass, the driver turns the sampled sums into q-errors and switching decisions (Switcher
+// baselines and the precision tables are the driver's), has the backend widen the switched
+// groups, evaluates on its schedule, fills the EpochRecord, calls back, watches for divergence
+// and hands the checkpoint writer its state.  Timing: an epoch's train_seconds covers the
+// backend's pass and the switching work; evaluation is timed separately.
 #include "mascot/trainer.h"
 
 #include <algorithm>
@@ -8,10 +18,13 @@
 #include <cstring>
 
 #include "mascot/detail/backend.h"
+#include "mascot/detail/binio.h"
 #include "mascot/detail/cuda_tools.h"
 #include "mascot/detail/rng.h"
+#include "mascot/detail/switching.h"
 #include "mascot/error.h"
 #include "mascot/memory_plan.h"
+#include "mascot/methods.h"
 #include "mascot/reorder.h"
 
 namespace mascot {
@@ -28,123 +41,359 @@ void init_row(float* row, int k, float std, uint64_t seed, uint64_t stream, int6
 
 TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& train, const RatingSet* test,
                   const EpochCallback& on_epoch, const std::string& dataset_name) {
-  return detail::legacy_train_run(ctx, cfg, train, test, on_epoch, dataset_name, nullptr);
+  return detail::train_run(ctx, cfg, train, test, on_epoch, dataset_name, nullptr);
 }
 
-TrainResult detail::legacy_train_run(const Context& ctx, const TrainConfig& cfg, const RatingSet& train,
-                              const RatingSet* test, const EpochCallback& on_epoch, const std::string& dataset_name,
-                              const LegacyRunHooks* hooks) {
-  const auto t0 = std::chrono::steady_clock::now();
+namespace detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+/// Everything checkable before any work, in the order whose first failure is the message:
+/// context, data, configuration against the data, a CUDA request the kernels do not take
+/// (before regrouping the data), then the memory plan.  Returns the device to train on.
+Device check_run(const Context& ctx, const TrainConfig& cfg, const RatingSet& train, const RatingSet* test) {
   ctx.validate();
   train.validate("training set");
   MASCOT_CHECK_ARG(train.nnz() > 0, "training set has no ratings");
   if (test) test->validate("test set");
   cfg.validate_for(train.n_users, train.n_items);
-  // --device cuda with a job the kernels do not take: say so first, before regrouping the data
   if (ctx.device == Device::kCuda)
-    if (const std::string why = detail::cuda_unsupported_reason(cfg); !why.empty()) throw InvalidArgument(why);
-  // auto: a job the CUDA kernels do not handle (k, order, study options) trains on the CPU, and says so
-  const Device dev = detail::training_device(ctx, cfg);
-  const bool auto_cpu = dev != ctx.resolved_device();
+    if (const std::string why = cuda_unsupported_reason(cfg); !why.empty()) throw InvalidArgument(why);
+  // auto: a job the CUDA kernels do not handle (k, order, study options) trains on the CPU
+  const Device dev = training_device(ctx, cfg);
   // refuse up front a job that cannot fit (memory_plan.h; it plans for the same device choice)
   check_memory_plan(plan_memory(ctx, cfg, train.n_users, train.n_items, train.nnz(), test ? test->nnz() : 0, true));
+  return dev;
+}
 
-  // mascot-n2: the same machinery with one global user group and one global item group
-  const bool global = cfg.method == Method::kMascotN2;
-  // random_fp16 (potential study): two groups per side, FP16 rows and FP32 rows, by a seeded coin
-  // methods that never look at groups lay rows out in min(groups, rows) of them (uses_groups)
+/// The relabelling of a run: mascot-n2 has one global group per side, random_fp16 two groups
+/// per side by a seeded coin (FP16 rows and FP32 rows), and methods that never look at groups
+/// lay rows out in min(groups, rows) of them (TrainConfig::uses_groups).
+Reorder relabelling(const Context& ctx, const TrainConfig& cfg, const RatingSet& train) {
+  if (cfg.random_fp16 >= 0) return Reorder::build_random_precision(train, cfg.random_fp16, ctx.seed);
+  const bool global = method_traits(cfg.method).switching == Switching::kGlobal;
   const auto layout_groups = [&](int g, int64_t rows) {
     return global ? 1 : cfg.uses_groups() ? g : static_cast<int>(std::min<int64_t>(g, rows));
   };
-  const Reorder ro = cfg.random_fp16 >= 0
-                         ? Reorder::build_random_precision(train, cfg.random_fp16, ctx.seed)
-                         : Reorder::build(train, layout_groups(cfg.user_groups, train.n_users),
-                                          layout_groups(cfg.item_groups, train.n_items));
-  RatingSet tr = ro.apply(train, nullptr);
-  if (cfg.order == Order::kChunk) shuffle_for_chunk_order(&tr, ctx.seed);  // as the reference code does
-  int64_t dropped = 0;
-  RatingSet te;
-  if (test) te = ro.apply(*test, &dropped);
-
-  TrainResult res;
-  RunReport& rep = res.report;
-  int diverged = -1;  // the epoch (1-based) whose test RMSE was not finite
-  rep.config = cfg;
-  if (auto_cpu) {
-    Context cpu_ctx = ctx;
-    cpu_ctx.device = Device::kCpu;
-    rep.device = describe_device(cpu_ctx) + "; auto: k, order or a study option not supported on cuda";
-  } else {
-    rep.device = describe_device(ctx);
-  }
-  rep.threads = ctx.resolved_threads();
-  rep.seed = ctx.seed;
-  rep.data.name = dataset_name;
-  rep.data.n_users = train.n_users;
-  rep.data.n_items = train.n_items;
-  rep.data.n_train = train.nnz();
-  rep.data.n_test = te.nnz();
-  rep.data.test_dropped = dropped;
-  rep.data.user_groups = ro.user_groups.size();
-  rep.data.item_groups = ro.item_groups.size();
-
-  detail::LegacyFitInput in{&ctx, &cfg, &tr, test ? &te : nullptr, &ro.user_old, &ro.item_old, ro.user_groups, ro.item_groups,
-                      nullptr, {}};
-  auto backend = dev == Device::kCuda ? detail::make_cuda_backend() : detail::make_cpu_backend();
-  if (hooks) {  // checkpoint / resume (checkpoint.cc)
-    if (!backend->checkpointing())
-      throw InvalidArgument(std::string("checkpointing is not supported on the ") + backend->name() + " backend");
-    if (const RunReport* old = hooks->resume_report) {
-      rep.epochs = old->epochs;
-      rep.switches = old->switches;
-      rep.total_train_seconds = old->total_train_seconds;
-      rep.total_eval_seconds = old->total_eval_seconds;
-      rep.final_test_rmse = old->final_test_rmse;
-    }
-    in.resume = hooks->resume;
-    if (hooks->epoch_done)  // a diverged state is not worth a checkpoint
-      in.epoch_done = [&](int done, bool last) { if (diverged < 0) hooks->epoch_done(done, last, *backend, rep); };
-  }
-  rep.setup_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  // divergence: a non-finite test RMSE stops training at that epoch (Diverged below)
-  const EpochCallback watch = [&](const EpochRecord& e) {
-    if (!std::isfinite(e.test_rmse)) {  // -1 (not evaluated) is finite
-      diverged = e.epoch + 1;
-      return false;
-    }
-    return on_epoch ? on_epoch(e) : true;
-  };
-  backend->fit(in, &rep, watch);
-  const auto advice = "; lower lr or init_std (--lr, --init-std)";
-  if (diverged >= 0)
-    throw Diverged("training diverged: the test RMSE is not finite after epoch " + std::to_string(diverged) + advice);
-  // a stop asked for after the last epoch interrupted nothing
-  if (rep.interrupted && static_cast<int>(rep.epochs.size()) >= cfg.epochs) rep.interrupted = false;
-
-  // undo the relabelling
-  std::vector<float> P, Q;
-  backend->factors(&P, &Q);
-  Model& m = res.model;
-  m.n_users = train.n_users;
-  m.n_items = train.n_items;
-  m.k = cfg.k;
-  m.P.resize(P.size());
-  m.Q.resize(Q.size());
-  const size_t row = sizeof(float) * static_cast<size_t>(cfg.k);
-  for (int64_t u = 0; u < m.n_users; ++u)
-    std::memcpy(&m.P[static_cast<size_t>(ro.user_old[u]) * cfg.k], &P[static_cast<size_t>(u) * cfg.k], row);
-  for (int64_t i = 0; i < m.n_items; ++i)
-    std::memcpy(&m.Q[static_cast<size_t>(ro.item_old[i]) * cfg.k], &Q[static_cast<size_t>(i) * cfg.k], row);
-  // without a test set (or with rows the test set never touches) divergence shows in the factors
-  const auto finite = [](const std::vector<float>& v) {
-    for (float x : v)
-      if (!std::isfinite(x)) return false;
-    return true;
-  };
-  if (!finite(m.P) || !finite(m.Q))
-    throw Diverged("training diverged: the factors are not finite after epoch " + std::to_string(rep.epochs.size()) +
-                   advice);
-  return res;
+  return Reorder::build(train, layout_groups(cfg.user_groups, train.n_users), layout_groups(cfg.item_groups, train.n_items));
 }
 
+/// grad_stats: mean norm of the sampled gradients per group (-1 where nothing was sampled).
+std::vector<double> mean_norms(const GradSums& s) {
+  std::vector<double> m(s.n.size());
+  for (size_t g = 0; g < m.size(); ++g) m[g] = s.n[g] > 0 ? s.nsum[g] / static_cast<double>(s.n[g]) : -1.0;
+  return m;
+}
+
+class Driver {
+ public:
+  Driver(const Context& ctx, const TrainConfig& cfg, const EpochCallback& on_epoch, const RunHooks* hooks)
+      : ctx_(ctx), cfg_(cfg), traits_(method_traits(cfg.method)), on_epoch_(on_epoch), hooks_(hooks),
+        usw_(0, cfg.threshold), isw_(0, cfg.threshold) {}
+
+  TrainResult run(const RatingSet& train, const RatingSet* test, const std::string& dataset_name) {
+    const auto t0 = Clock::now();
+    device_ = check_run(ctx_, cfg_, train, test);
+    relabel(train, test);
+    start_report(train, dataset_name);
+    prepare(test != nullptr);
+    rep().setup_seconds = seconds_since(t0);
+    for (int e = static_cast<int>(rep().epochs.size()); e < cfg_.epochs; ++e)
+      if (!epoch(e)) break;
+    return finish(train);
+  }
+
+ private:
+  RunReport& rep() { return res_.report; }
+
+  void relabel(const RatingSet& train, const RatingSet* test) {
+    ro_ = relabelling(ctx_, cfg_, train);
+    tr_ = ro_.apply(train, nullptr);
+    if (cfg_.order == Order::kChunk) shuffle_for_chunk_order(&tr_, ctx_.seed);  // as the reference code does
+    if (test) te_ = ro_.apply(*test, &dropped_);
+    // the storage to train in, and the groups' initial precisions: the study options run the
+    // FP32 / FP16 methods on the per-group path (grad_stats samples there; fp32 then keeps
+    // every group FP32, mascot-n1 every group FP16; random_fp16 comes with its groups preset)
+    storage_ = traits_.storage;
+    if (cfg_.random_fp16 >= 0) storage_ = Storage::kPerGroup;
+    if (cfg_.grad_stats && (storage_ == Storage::kFp32 || storage_ == Storage::kFp16)) {
+      if (storage_ == Storage::kFp32)
+        for (GroupTable* t : {&ro_.user_groups, &ro_.item_groups}) std::fill(t->precision.begin(), t->precision.end(), Precision::kFp32);
+      storage_ = Storage::kPerGroup;
+    }
+    initial_user_ = ro_.user_groups.precision;
+    initial_item_ = ro_.item_groups.precision;
+    usw_ = Switcher(ro_.user_groups.size(), cfg_.threshold);
+    isw_ = Switcher(ro_.item_groups.size(), cfg_.threshold);
+  }
+
+  void start_report(const RatingSet& train, const std::string& dataset_name) {
+    RunReport& r = rep();
+    r.config = cfg_;
+    if (device_ != ctx_.resolved_device()) {  // auto sent the job to the CPU, and says why
+      Context cpu_ctx = ctx_;
+      cpu_ctx.device = Device::kCpu;
+      r.device = describe_device(cpu_ctx) + "; auto: k, order or a study option not supported on cuda";
+    } else {
+      r.device = describe_device(ctx_);
+    }
+    r.threads = ctx_.resolved_threads();
+    r.seed = ctx_.seed;
+    r.data.name = dataset_name;
+    r.data.n_users = train.n_users;
+    r.data.n_items = train.n_items;
+    r.data.n_train = train.nnz();
+    r.data.n_test = te_.nnz();
+    r.data.test_dropped = dropped_;
+    r.data.user_groups = ro_.user_groups.size();
+    r.data.item_groups = ro_.item_groups.size();
+    if (hooks_ && hooks_->resume_report) {  // the run so far
+      const RunReport& old = *hooks_->resume_report;
+      r.epochs = old.epochs;
+      r.switches = old.switches;
+      r.total_train_seconds = old.total_train_seconds;
+      r.total_eval_seconds = old.total_eval_seconds;
+      r.final_test_rmse = old.final_test_rmse;
+    }
+  }
+
+  /// The backend, prepared with the initial tables; on resume the driver's state, the run's
+  /// switches replayed through widen_groups, then the backend's state.
+  void prepare(bool has_test) {
+    backend_ = device_ == Device::kCuda ? make_cuda_backend() : make_cpu_backend();
+    FitInput in{&ctx_, &cfg_, &tr_, has_test ? &te_ : nullptr, &ro_.user_old, &ro_.item_old,
+                &ro_.user_groups, &ro_.item_groups, storage_};
+    // a resumed run's driver state is read first: a wrong checkpoint fails before the (possibly
+    // long) preparation
+    StateReader* resume = hooks_ ? hooks_->resume : nullptr;
+    DriverState saved;
+    if (resume) saved = import_state(*resume);
+    backend_->prepare(in);
+    if (const std::string d = backend_->describe(); !d.empty()) rep().device = d;
+    if (!resume) return;
+    for (char side : {'u', 'i'}) {
+      GroupTable& t = side == 'u' ? ro_.user_groups : ro_.item_groups;
+      const std::vector<Precision>& now = side == 'u' ? saved.user_precision : saved.item_precision;
+      std::vector<int> switched;
+      for (int g = 0; g < t.size(); ++g)
+        if (t.precision[g] != now[g]) switched.push_back(g);
+      t.precision = now;
+      if (!switched.empty()) backend_->widen_groups(side, switched);
+    }
+    usw_.set_baseline(saved.user_baseline);
+    isw_.set_baseline(saved.item_baseline);
+    updates_ = saved.updates;
+    backend_->import_state(*resume, saved.epochs);
+  }
+
+  EpochPlan plan(int e) const {
+    EpochPlan p;
+    p.epoch = e;
+    p.lr = cfg_.lr_at(e);
+    p.round_seed = hash3(ctx_.seed, kStreamRound, static_cast<uint64_t>(e));
+    const bool per_group = storage_ == Storage::kPerGroup;
+    p.sample = per_group && (measured(e) || cfg_.grad_stats);
+    p.grad_norms = p.sample && cfg_.grad_stats;
+    p.sample_seed = hash3(ctx_.seed, kStreamSample, static_cast<uint64_t>(e));
+    p.sample_below = cfg_.sample_ratio >= 1.0 ? ~0ull : static_cast<uint64_t>(std::ldexp(cfg_.sample_ratio, 64));
+    return p;
+  }
+  /// Whether epoch e measures the q-error for g-switching (random_fp16 never switches).
+  bool measured(int e) const { return switching() && measured_epoch(e, cfg_.warmup, cfg_.period); }
+  /// Whether this run measures at all, so that groups may switch.
+  bool switching() const {
+    return traits_.switches_groups() && cfg_.random_fp16 < 0 && storage_ == Storage::kPerGroup;
+  }
+
+  /// One epoch; false when training stops after it (a stop asked for, or divergence).
+  bool epoch(int e) {
+    EpochRecord rec;
+    rec.epoch = e;
+    const EpochPlan p = plan(e);
+    rec.lr = p.lr;
+    const auto t0 = Clock::now();
+    EpochResult r = backend_->run_epoch(p);
+    updates_ += r.updates;
+    rec.method_json = std::move(r.method_json);
+    if (p.sample) use_samples(r, p, &rec);
+    rec.train_seconds = seconds_since(t0);
+    rep().total_train_seconds += rec.train_seconds;
+    if (te_.nnz() > 0 && (cfg_.eval_every_epoch || e == cfg_.epochs - 1)) evaluate(&rec);
+    rec.fp32_user_groups = fp32_groups(ro_.user_groups);
+    rec.fp32_item_groups = fp32_groups(ro_.item_groups);
+    rep().epochs.push_back(std::move(rec));
+    const bool stop = !keep_going(rep().epochs.back());
+    if (stop) rep().interrupted = true;
+    if (hooks_ && hooks_->epoch_done && diverged_ < 0)  // a diverged state is not worth a checkpoint
+      hooks_->epoch_done(e + 1, stop || e + 1 == cfg_.epochs, device_, rep(),
+                         [this, e](StateWriter& out) { save(out, e + 1); });
+    return !stop;
+  }
+
+  /// A sampled epoch: gradient statistics, and on a measured epoch the q-errors and switching.
+  void use_samples(const EpochResult& r, const EpochPlan& p, EpochRecord* rec) {
+    if (p.grad_norms) {
+      rec->user_grad_norm = mean_norms(r.user);
+      rec->item_grad_norm = mean_norms(r.item);
+    }
+    if (!measured(p.epoch)) return;
+    rec->measured = true;
+    const int k = cfg_.k;
+    rec->user_qerror = qerror_from_sums(r.user.sum.data(), r.user.sq.data(), r.user.n.data(), ro_.user_groups.size(), k);
+    rec->item_qerror = qerror_from_sums(r.item.sum.data(), r.item.sq.data(), r.item.n.data(), ro_.item_groups.size(), k);
+    switch_groups('u', usw_.update(rec->user_qerror, &ro_.user_groups), p.epoch);
+    switch_groups('i', isw_.update(rec->item_qerror, &ro_.item_groups), p.epoch);
+  }
+  void switch_groups(char side, const std::vector<int>& groups, int epoch) {
+    if (groups.empty()) return;
+    backend_->widen_groups(side, groups);
+    for (int g : groups) rep().switches.push_back(SwitchEvent{side, g, epoch});
+  }
+
+  void evaluate(EpochRecord* rec) {
+    const auto t1 = Clock::now();
+    rec->test_rmse = std::sqrt(backend_->test_sse() / static_cast<double>(te_.nnz()));
+    rec->eval_seconds = seconds_since(t1);
+    rep().total_eval_seconds += rec->eval_seconds;
+    rep().final_test_rmse = rec->test_rmse;
+  }
+
+  int fp32_groups(const GroupTable& t) const {
+    if (storage_ == Storage::kPerGroup) return t.count_fp32();
+    return storage_ == Storage::kFp32 || storage_ == Storage::kFp32Master ? t.size() : 0;
+  }
+
+  /// The divergence watch around the caller's callback: a non-finite test RMSE stops training
+  /// at that epoch (finish() throws Diverged); -1 (not evaluated) is finite.
+  bool keep_going(const EpochRecord& e) {
+    if (!std::isfinite(e.test_rmse)) {
+      diverged_ = e.epoch + 1;
+      return false;
+    }
+    return on_epoch_ ? on_epoch_(e) : true;
+  }
+
+  TrainResult finish(const RatingSet& train) {
+    RunReport& r = rep();
+    r.updates_per_second = r.total_train_seconds > 0 ? static_cast<double>(updates_) / r.total_train_seconds : 0.0;
+    const auto advice = "; lower lr or init_std (--lr, --init-std)";
+    if (diverged_ >= 0)
+      throw Diverged("training diverged: the test RMSE is not finite after epoch " + std::to_string(diverged_) + advice);
+    // a stop asked for after the last epoch interrupted nothing
+    if (r.interrupted && static_cast<int>(r.epochs.size()) >= cfg_.epochs) r.interrupted = false;
+    std::vector<float> P, Q;
+    backend_->factors(&P, &Q);
+    Model& m = res_.model;
+    m.n_users = train.n_users;
+    m.n_items = train.n_items;
+    m.k = cfg_.k;
+    m.P.resize(P.size());
+    m.Q.resize(Q.size());
+    const size_t row = sizeof(float) * static_cast<size_t>(cfg_.k);
+    for (int64_t u = 0; u < m.n_users; ++u)
+      std::memcpy(&m.P[static_cast<size_t>(ro_.user_old[u]) * cfg_.k], &P[static_cast<size_t>(u) * cfg_.k], row);
+    for (int64_t i = 0; i < m.n_items; ++i)
+      std::memcpy(&m.Q[static_cast<size_t>(ro_.item_old[i]) * cfg_.k], &Q[static_cast<size_t>(i) * cfg_.k], row);
+    // without a test set (or with rows the test set never touches) divergence shows in the factors
+    const auto finite = [](const std::vector<float>& v) {
+      for (float x : v)
+        if (!std::isfinite(x)) return false;
+      return true;
+    };
+    if (!finite(m.P) || !finite(m.Q))
+      throw Diverged("training diverged: the factors are not finite after epoch " + std::to_string(r.epochs.size()) +
+                     advice);
+    return std::move(res_);
+  }
+
+  // ---------------------------------------------------------------- checkpoint state
+  // "driver_state": which backend, completed epochs, the update count, the groups' precisions
+  // and the Switcher baselines; then the backend's own sections.
+  struct DriverState {
+    int epochs = 0;
+    int64_t updates = 0;
+    std::vector<Precision> user_precision, item_precision;
+    std::vector<double> user_baseline, item_baseline;
+  };
+
+  void save(StateWriter& out, int epochs_done) const {
+    BinWriter w;
+    w.str("driver");
+    w.str(backend_->name());
+    w.pod(static_cast<int32_t>(epochs_done));
+    w.pod(updates_);
+    w.vec(ro_.user_groups.precision);
+    w.vec(ro_.item_groups.precision);
+    w.vec(usw_.baseline());
+    w.vec(isw_.baseline());
+    out.blob("driver_state", w.bytes());
+    backend_->export_state(out);
+  }
+
+  DriverState import_state(StateReader& in) {
+    const std::string blob = in.blob("driver_state");
+    BinReader r(blob, in.where("driver_state"));
+    if (r.str() != "driver") r.fail("not a driver state");
+    const std::string backend = r.str();
+    const char* here = device_ == Device::kCuda ? "cuda" : "cpu";
+    if (backend != here) r.fail("saved by the " + (backend == "cuda" || backend == "cpu" ? backend : "?") +
+                                " backend, this run trains on " + here);
+    DriverState s;
+    s.epochs = r.pod<int32_t>();
+    s.updates = r.pod<int64_t>();
+    s.user_precision = r.vec<Precision>();
+    s.item_precision = r.vec<Precision>();
+    s.user_baseline = r.vec<double>();
+    s.item_baseline = r.vec<double>();
+    r.expect_done();
+    // the epoch count must be the run state's, else epochs repeat
+    if (static_cast<size_t>(s.epochs) != rep().epochs.size())
+      r.fail("corrupted (epoch count " + std::to_string(s.epochs) + ", the run state has " +
+             std::to_string(rep().epochs.size()) + ")");
+    if (s.updates < 0) r.fail("corrupted (negative update count)");
+    const GroupTable& ut = ro_.user_groups;
+    const GroupTable& it = ro_.item_groups;
+    if (s.user_precision.size() != ut.precision.size() || s.item_precision.size() != it.precision.size() ||
+        s.user_baseline.size() != static_cast<size_t>(ut.size()) || s.item_baseline.size() != static_cast<size_t>(it.size()))
+      r.fail("group counts differ from this run's");
+    // precision only ever goes FP16 -> FP32, and only where the method switches
+    const auto fits = [&](const std::vector<Precision>& now, const std::vector<Precision>& initial) {
+      for (size_t g = 0; g < now.size(); ++g) {
+        if (now[g] != Precision::kFp16 && now[g] != Precision::kFp32) r.fail("bad group precision");
+        if (now[g] != initial[g] && (initial[g] == Precision::kFp32 || !switching())) return false;
+      }
+      return true;
+    };
+    if (!fits(s.user_precision, initial_user_) || !fits(s.item_precision, initial_item_))
+      r.fail("group precisions do not fit this run's method");
+    return s;
+  }
+  const Context& ctx_;
+  const TrainConfig& cfg_;
+  const MethodTraits& traits_;
+  const EpochCallback& on_epoch_;
+  const RunHooks* hooks_;
+  Device device_ = Device::kCpu;
+  Reorder ro_;
+  RatingSet tr_, te_;
+  int64_t dropped_ = 0;
+  Storage storage_ = Storage::kFp32;
+  std::vector<Precision> initial_user_, initial_item_;
+  Switcher usw_, isw_;
+  std::unique_ptr<Backend> backend_;
+  int64_t updates_ = 0;
+  int diverged_ = -1;  // the epoch (1-based) whose test RMSE was not finite
+  TrainResult res_;
+};
+
+}  // namespace
+
+TrainResult train_run(const Context& ctx, const TrainConfig& cfg, const RatingSet& train, const RatingSet* test,
+                      const EpochCallback& on_epoch, const std::string& dataset_name, const RunHooks* hooks) {
+  return Driver(ctx, cfg, on_epoch, hooks).run(train, test, dataset_name);
+}
+
+}  // namespace detail
 }  // namespace mascot

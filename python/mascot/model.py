@@ -630,7 +630,8 @@ def _raise_if_stopped(report: dict, ckpt: str) -> None:
 def _params_from_report(rep: dict, info: dict) -> dict:
     """MF constructor parameters of a checkpointed run (its report's config)."""
     params = _config_params(rep["config"])
-    params.update(threads=info["threads"], seed=info["seed"], device="cpu", deterministic=bool(info["deterministic"]))
+    params.update(threads=info["threads"], seed=info["seed"], device=info["device"],
+                  deterministic=bool(info["deterministic"]))
     if params["deterministic"]:
         params["threads"] = 1
     return params

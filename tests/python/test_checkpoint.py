@@ -155,10 +155,15 @@ def test_bad_checkpoints(ds, saved, tmp_path):
     # manifest: another version, and missing
     man = saved / "checkpoint.json"
     text = man.read_text()
-    man.write_text(text.replace('"version":1', '"version":99'))
+    assert '"version":2,' in text
+    man.write_text(text.replace('"version":2,', '"version":99,'))
     with pytest.raises(ValueError) as e:
         MF.resume(saved, tr, te)
     _one_line(e, "unsupported version 99")
+    man.write_text(text.replace('"version":2,', '"version":1,'))  # the format before the driver's own state
+    with pytest.raises(ValueError) as e:
+        MF.resume(saved, tr, te)
+    _one_line(e, "checkpoint.json: written by an older MASCOT (checkpoint format version 1", "cannot be resumed")
     man.unlink()
     with pytest.raises(OSError) as e:
         MF.resume(saved, tr, te)

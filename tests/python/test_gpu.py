@@ -5,6 +5,7 @@ scripts/gpu_check.sh runs them on a GPU machine.  The GPU's Hogwild order differ
 CPU's, so agreement is to a tolerance (issue 4: final test RMSE within 0.5 %, q-error of a
 controlled input to 1e-4 relative, switching decisions equal on crafted data).
 """
+import json
 import os
 import shutil
 
@@ -307,6 +308,113 @@ def test_optimised_and_naive_lookup_agree():
     sb = {(s["side"], s["group"]) for s in b["switches"]}
     assert sa and sb, "threshold=3 is meant to make groups switch: nothing to compare"
     assert len(sa & sb) >= 0.8 * max(len(sa), len(sb))
+
+
+# ------------------------------------------------------------------ checkpoints on the device
+
+# Each case changes training state across the interruption after J of 6 epochs (k = 32 on
+# synthetic-ml10m:0.002, checked on the emulator): mascot switches groups in epoch 2 (before)
+# and 3-5 (after); MPT's per-warp clean-update counters carry over and the scales double in
+# epoch 3; MuPPET's diversity window is open at J and its level moves 8 -> 12 bits in epoch 4;
+# AFP's per-warp point positions move before and after J.
+DEVICE_CK_CASES = {
+    "fp32": dict(method="fp32"),
+    "fp16": dict(method="fp16"),
+    "mascot-n1": dict(method="mascot-n1", rounding="stochastic"),
+    "mascot": dict(method="mascot", groups=8, warmup=1, period=1, threshold=1.5),
+    "mpt-dynamic": dict(method="mpt", method_params={"loss_scale": "dynamic", "loss_scale_window": 200}),
+    "muppet": dict(method="muppet", method_params={"muppet_resolution": 2, "muppet_patience": 1,
+                                                   "muppet_threshold_alpha": 0.01, "muppet_threshold_beta": 0.0}),
+    "afp": dict(method="afp"),
+}
+DEVICE_J = 3
+
+
+def _device_run(m, ds, ckpt=None, stop_after=None):
+    tr, te = ds.train, ds.test
+    args = (m._config(), "cuda", 1, m.seed, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+            te.users, te.items, te.ratings, "")
+    if ckpt is None:
+        P, Q, rep = _core.train(*args, None)
+    else:
+        P, Q, rep = _core.train_checkpointed(*args, lambda rec: rec["epoch"] < stop_after - 1, str(ckpt), 1, False)
+    return P, Q, json.loads(rep)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(mascot.cuda_device_count() == 0, reason=GPU_SKIP_REASON)
+@pytest.mark.parametrize("case", list(DEVICE_CK_CASES))
+def test_resume_on_device_continues_the_run(tmp_path, case):
+    """Checkpoint and resume on the cuda device (the driver's state and the backend's: factors in
+    their storage, group precisions, per-warp method state).  Where two uninterrupted runs are
+    bit-identical (the CUDA emulator, whose warps race in a fixed order), the interrupted and
+    resumed run must be bit-identical to them; on a GPU (Hogwild across warps) it must resume
+    with the saved state and end near the uninterrupted run."""
+    ds = mascot.data.synthetic("synthetic-ml10m:0.002")
+    m = mascot.MF(k=32, epochs=6, device="cuda", **DEVICE_CK_CASES[case])
+    P1, Q1, full = _device_run(m, ds)
+    P2, Q2, again = _device_run(m, ds)
+    deterministic = P1.tobytes() == P2.tobytes() and Q1.tobytes() == Q2.tobytes()
+    if "emulator" in full["device"]:
+        assert deterministic, "the CUDA emulator is meant to be deterministic"
+    ck = tmp_path / "ck"
+    _, _, part = _device_run(m, ds, ck, DEVICE_J)
+    assert part["totals"]["interrupted"] and part["totals"]["epochs_run"] == DEVICE_J
+    info = _core.read_checkpoint(str(ck))
+    assert info["epochs_done"] == DEVICE_J and info["device"] == "cuda"
+    assert json.loads((ck / "checkpoint.json").read_text())["device"] == "cuda"
+    tr, te = ds.train, ds.test
+    P3, Q3, rep = _core.resume(str(ck), tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+                               te.users, te.items, te.ratings, None, 0)
+    rep = json.loads(rep)
+    assert rep["device"].startswith("cuda") and rep["totals"]["epochs_run"] == 6
+    assert rep["epochs"][:DEVICE_J] == part["epochs"]
+    ea, eb = full["epochs"], rep["epochs"]
+    if deterministic:
+        assert P1.tobytes() == P3.tobytes() and Q1.tobytes() == Q3.tobytes()
+        assert [e["test_rmse"] for e in ea] == [e["test_rmse"] for e in eb]
+        assert [e.get("method") for e in ea] == [e.get("method") for e in eb]
+        assert [e.get("item_qerror") for e in ea] == [e.get("item_qerror") for e in eb]
+        assert full["switches"] == rep["switches"]
+    else:
+        assert rep["totals"]["final_test_rmse"] == pytest.approx(full["totals"]["final_test_rmse"], rel=5e-3)
+    # the state really changes across the interruption (otherwise the test proves little)
+    if case == "mascot":
+        sw = {s["epoch"] for s in full["switches"]}
+        assert min(sw) < DEVICE_J <= max(sw)
+    if case == "muppet":
+        assert ea[DEVICE_J - 1]["method"]["word_length"] == 8 and ea[-1]["method"]["word_length"] == 12
+    if case == "mpt-dynamic":
+        assert ea[DEVICE_J - 1]["method"]["loss_scale_max"] == 1000 and ea[-1]["method"]["loss_scale_max"] > 1000
+    if case == "afp":
+        pos = [tuple(e["method"]["tensors"][t]["point_position_min"] for t in "PQG") for e in ea]
+        assert len(set(pos[:DEVICE_J])) > 1 and pos[DEVICE_J] != pos[DEVICE_J - 1], pos
+    # the final checkpoint holds the finished run: resuming it trains nothing more
+    P4, Q4, rep4 = _core.resume(str(ck), tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+                                te.users, te.items, te.ratings, None, 0)
+    assert P4.tobytes() == P3.tobytes() and json.loads(rep4)["totals"]["epochs_run"] == 6
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(mascot.cuda_device_count() == 0, reason=GPU_SKIP_REASON)
+def test_device_checkpoint_refusals(tmp_path, monkeypatch):
+    """A cuda checkpoint holds per-warp state (here MPT's loss scales): a resume that would launch
+    another number of warps is refused in one line naming the file, and the checkpoint stays
+    resumable."""
+    ds = mascot.data.synthetic("synthetic-ml10m:0.002")
+    m = mascot.MF(k=32, epochs=4, device="cuda", method="mpt")
+    ck = tmp_path / "ck"
+    _device_run(m, ds, ck, 2)
+    tr, te = ds.train, ds.test
+
+    def resume():
+        return _core.resume(str(ck), tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+                            te.users, te.items, te.ratings, None, 0)
+    monkeypatch.setenv("MASCOT_CUDA_OVERLAP", "0.5")  # far fewer warps than the checkpoint's
+    with pytest.raises(ValueError, match=r"cuda_state\.e000002\.[0-9a-f]+\.bin: saved with \d+ warps, this run launches"):
+        resume()
+    monkeypatch.delenv("MASCOT_CUDA_OVERLAP")
+    assert json.loads(resume()[2])["totals"]["epochs_run"] == 4
 
 
 # ------------------------------------------------------------------ errors and tools on a device

@@ -1,10 +1,12 @@
 // Checkpoint / resume (docs/checkpoint.md).  A checkpoint is a directory:
 //   DIR/checkpoint.json                      manifest (flat JSON): format, version, epochs done,
-//                                            method, k, data fingerprint, and for every state
-//                                            file its name, size and checksum
-//   DIR/run_state.eNNNNNN.TOKEN.bin          config, context, run report so far (binary)
-//   DIR/cpu_state.eNNNNNN.TOKEN.bin          backend state: group precisions, q-error baselines,
-//                                            competing method state, update count
+//                                            method, k, device, data fingerprint, and for every
+//                                            state file its name, size and checksum
+//   DIR/run_state.eNNNNNN.TOKEN.bin          config, context (threads, seed, device), run report so far
+//   DIR/driver_state.eNNNNNN.TOKEN.bin       the driver's state (trainer.cc): backend, epochs,
+//                                            update count, group precisions, q-error baselines
+//   DIR/{cpu,cuda}_state.eNNNNNN.TOKEN.bin   the backend's state: shapes, threads or warps,
+//                                            epochs, the competing method's state
 //   DIR/{P32,Q32,P16,Q16}.eNNNNNN.TOKEN.npy  factors in their current storage (relabelled order;
 //                                            float16 rows stay float16)
 // Write protocol ("last complete checkpoint"): new state files (fresh names) are written with
@@ -12,8 +14,9 @@
 // then are the files of the previous checkpoint removed.  Killing the writer at any moment
 // leaves a manifest whose files are all present and intact.  A reader validates every file's
 // size and checksum before using it and fails with one line naming the file.
-// Data flow: train_checkpointed / resume_training -> detail::train_run (trainer.cc) with hooks
-// -> backend fit calls the hook after each epoch -> backend export_state -> files here.
+// Data flow: train_checkpointed / resume_training -> detail::train_run (the driver, trainer.cc)
+// with hooks -> after each epoch the hook writes run_state here and calls the driver's save,
+// which writes driver_state and has the backend export its sections (detail/backend.h).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -44,7 +47,7 @@ struct CheckpointInfo {
   int every = 1;             ///< --checkpoint-every of the run that wrote it
   bool deterministic = false;
   TrainConfig config;
-  Context context;           ///< device cpu, threads resolved, seed
+  Context context;           ///< the device it trained on (cpu or cuda), threads resolved, seed
   std::string dataset_name;
   DataFingerprint train, test;  ///< test.nnz = -1: no test set
   RunReport report;          ///< the report up to epochs_done
@@ -79,8 +82,9 @@ struct ResumeOptions {
 };
 
 /// Continues the run saved in `dir` (config, context and report come from the checkpoint) on
-/// the same data (checked against the fingerprint), writing further checkpoints into `dir`.
-/// With a deterministic checkpoint the result equals the uninterrupted run bit for bit.
+/// the same data (checked against the fingerprint) and the same device, writing further
+/// checkpoints into `dir`.  With a deterministic checkpoint the result equals the uninterrupted
+/// run bit for bit.
 TrainResult resume_training(const std::string& dir, const RatingSet& train, const RatingSet* test,
                             const EpochCallback& on_epoch, const ResumeOptions& opt = {});
 

@@ -75,7 +75,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -182,77 +181,23 @@ class Backend {
 struct RunHooks {
   StateReader* resume = nullptr;              ///< state to continue from (null: fresh run)
   const RunReport* resume_report = nullptr;   ///< the report so far (epochs, switches, totals)
-  /// After each completed epoch with the number of completed epochs and whether training stops
-  /// now (last epoch or stop requested); `save` writes the driver's and the backend's state.
-  /// Not called once the run diverged.
-  std::function<void(int epochs_done, bool last, const RunReport& report, const std::function<void(StateWriter&)>& save)>
+  /// After each completed epoch with the number of completed epochs, whether training stops
+  /// now (last epoch or stop requested) and the device it trains on; `save` writes the
+  /// driver's state ("driver_state") and the backend's sections.  Not called once the run diverged.
+  std::function<void(int epochs_done, bool last, Device device, const RunReport& report,
+                     const std::function<void(StateWriter&)>& save)>
       epoch_done;
 };
 
+/// train() with optional checkpoint hooks (hooks may be null).
+TrainResult train_run(const Context& ctx, const TrainConfig& cfg, const RatingSet& train, const RatingSet* test,
+                      const EpochCallback& on_epoch, const std::string& dataset_name, const RunHooks* hooks);
+
+std::unique_ptr<Backend> make_cpu_backend();
+std::unique_ptr<Backend> make_cuda_backend();  ///< throws CudaError in CPU-only builds
 /// True when this build can train on the current CUDA device: the backend exists and the device
 /// is visible with compute capability >= 8.0 (what `auto` requires to pick it).
 bool cuda_training_available() noexcept;
-
-// ---------------------------------------------------------------- transitional
-// The previous interface (a backend that runs the whole fit), kept only until the CPU and
-// CUDA backends implement Backend above (the next commits remove it).
-struct LegacyFitInput {
-  const Context* ctx;
-  const TrainConfig* cfg;
-  const RatingSet* train;            ///< relabelled, host memory
-  const RatingSet* test;             ///< relabelled, unknown ids dropped; may be null
-  const std::vector<int32_t>* user_old;  ///< original id of each relabelled user (seeds the init)
-  const std::vector<int32_t>* item_old;
-  GroupTable user_groups;            ///< backend updates precision as groups switch
-  GroupTable item_groups;
-  /// Resume: when set, the backend imports this state after allocating (import_state) and
-  /// continues with the epoch after the saved ones.  Null for a fresh run.
-  StateReader* resume = nullptr;
-  /// Called after every completed epoch (after on_epoch) with the number of completed epochs
-  /// and whether training stops now (last epoch or stop requested); the trainer writes
-  /// checkpoints from it by calling export_state.  Empty: no checkpoints.
-  std::function<void(int epochs_done, bool last)> epoch_done;
-};
-
-class LegacyBackend {
- public:
-  virtual ~LegacyBackend() = default;
-  /// Trains; appends one EpochRecord per epoch to report->epochs (and switch events).
-  virtual void fit(LegacyFitInput& in, RunReport* report, const EpochCallback& on_epoch) = 0;
-  /// Current factors as float32, relabelled order (n x k, row-major).
-  virtual void factors(std::vector<float>* P, std::vector<float>* Q) const = 0;
-
-  /// Backend name for messages ("cpu", "cuda").
-  virtual const char* name() const { return "this"; }
-  /// True when export_state / import_state are implemented (and fit honours FitInput::resume
-  /// and FitInput::epoch_done).
-  virtual bool checkpointing() const { return false; }
-  /// Complete training state after the last completed epoch (only valid from epoch_done).
-  virtual void export_state(StateWriter& /*out*/) const { unsupported(); }
-  /// Restores export_state's output (called by fit when FitInput::resume is set).
-  virtual void import_state(StateReader& /*in*/) { unsupported(); }
-
- protected:
-  [[noreturn]] void unsupported() const {
-    throw std::runtime_error(std::string("checkpointing is not supported on the ") + name() + " backend");
-  }
-};
-
-/// Checkpoint plumbing between checkpoint.cc and trainer.cc (train_run).
-struct LegacyRunHooks {
-  StateReader* resume = nullptr;              ///< state to continue from (null: fresh run)
-  const RunReport* resume_report = nullptr;   ///< the report so far (epochs, switches, totals)
-  /// After each completed epoch (see FitInput::epoch_done), with the backend to export from.
-  std::function<void(int epochs_done, bool last, const LegacyBackend& backend, const RunReport& report)> epoch_done;
-};
-
-/// train() with optional checkpoint hooks (hooks may be null).
-TrainResult legacy_train_run(const Context& ctx, const TrainConfig& cfg, const RatingSet& train, const RatingSet* test,
-                      const EpochCallback& on_epoch, const std::string& dataset_name, const LegacyRunHooks* hooks);
-
-std::unique_ptr<LegacyBackend> make_cpu_backend();
-std::unique_ptr<LegacyBackend> make_cuda_backend();  ///< throws CudaError in CPU-only builds
-/// True when this build can train on the current CUDA device: the backend exists and the device
 
 /// Initial factor row of entity `original_id` (N(0, std^2), counter-based: independent of
 /// relabelling, grouping and threads).  `stream` is kStreamInitP or kStreamInitQ.
