@@ -520,7 +520,8 @@ class CudaBackend final : public detail::Backend {
                                                     max_row_ratings(*in.train), nnz_, overlap);
     blocks_ = static_cast<int>(std::max<int64_t>(1, workers / kWarpsPerBlock));
     warps_ = static_cast<int64_t>(blocks_) * kWarpsPerBlock;
-    describe_ = "cuda (" + dev.name + ", " + std::to_string(warps_) + " warps, " + (merge_ ? "add" : "store") + " writes)";
+    describe_ =
+        "cuda (" + dev.name + ", " + std::to_string(warps_) + " warps, " + (merge_ ? "add" : "store") + " writes)";
     eval_blocks_ = dev.sms * 4;
     partial_.reset(static_cast<size_t>(eval_blocks_));
 
@@ -562,7 +563,8 @@ class CudaBackend final : public detail::Backend {
       a.tasks = std::max<int64_t>(1, nnz_ / 128) * chunk_len;
     } else {
       a.order = DOrder::kShuffle;
-      for (int r = 0; r < 4; ++r) a.perm_key[r] = static_cast<uint32_t>(detail::hash3(eseed, 7, static_cast<uint64_t>(r)));
+      for (int r = 0; r < 4; ++r)
+        a.perm_key[r] = static_cast<uint32_t>(detail::hash3(eseed, 7, static_cast<uint64_t>(r)));
       a.perm_half_bits = half_bits_;
       a.tasks = nnz_;
     }
@@ -714,7 +716,8 @@ class CudaBackend final : public detail::Backend {
     if (r.pod<int32_t>() != static_cast<int32_t>(kind_)) r.fail("saved with another method's storage");
     const int32_t k = r.pod<int32_t>();
     if (k != k_) r.fail("saved with k=" + std::to_string(k) + ", this run has k=" + std::to_string(k_));
-    if (r.pod<int64_t>() != U_.rows || r.pod<int64_t>() != I_.rows) r.fail("saved for other data (user/item counts differ)");
+    if (r.pod<int64_t>() != U_.rows || r.pod<int64_t>() != I_.rows)
+      r.fail("saved for other data (user/item counts differ)");
     const int64_t warps = r.pod<int64_t>();
     if (warps != warps_)
       r.fail("saved with " + std::to_string(warps) + " warps, this run launches " + std::to_string(warps_) +
@@ -751,7 +754,8 @@ class CudaBackend final : public detail::Backend {
     }
     if ((have & need) != need) r.fail("lacks factor matrices this storage needs");
     if (done != epochs_done)
-      r.fail("corrupted (epoch count " + std::to_string(done) + ", the run state has " + std::to_string(epochs_done) + ")");
+      r.fail("corrupted (epoch count " + std::to_string(done) + ", the run state has " + std::to_string(epochs_done) +
+             ")");
     if (kind_ == Kind::kMpt) {
       mpt_scale_.upload(scale.data(), scale.size());
       mpt_clean_.upload(clean.data(), clean.size());
@@ -791,8 +795,8 @@ class CudaBackend final : public detail::Backend {
         const GroupTable& t = *s.table;
         for (int g = 0; g < t.size(); ++g)
           if (t.precision[g] != Precision::kFp32)
-            std::fill(h.begin() + static_cast<int64_t>(t.start[g]) * k_, h.begin() + static_cast<int64_t>(t.start[g + 1]) * k_,
-                      0.0f);
+            std::fill(h.begin() + static_cast<int64_t>(t.start[g]) * k_,
+                      h.begin() + static_cast<int64_t>(t.start[g + 1]) * k_, 0.0f);
       }
       out.matrix(n32, h.data(), s.rows, k_, 4);
     }

@@ -11,17 +11,18 @@ using S = Storage;
 using W = Switching;
 
 // clang-format off
-//  method               name            storage         arithmetic         switching       groups stoch  rnd16  gstats cpu   cuda  bytes
+// columns: method, name, storage, arithmetic, switching; uses_groups, stochastic_rounding,
+// random_fp16, grad_stats; cpu, cuda; DRAM bytes per element
 const MethodTraits kMethodTraits[] = {
-  {Method::kFp32,        "fp32",         S::kFp32,       A::kFp32,          W::kNone,        false, false, false, true,  true, true, 4},
-  {Method::kFp16,        "fp16",         S::kFp16,       A::kFp16,          W::kNone,        false, false, false, false, true, true, 2},
-  {Method::kMascotN1,    "mascot-n1",    S::kFp16,       A::kFp32,          W::kNone,        false, true,  true,  true,  true, true, 2},
-  {Method::kMascotN2,    "mascot-n2",    S::kPerGroup,   A::kFp32,          W::kGlobal,      false, true,  false, true,  true, true, 2},
-  {Method::kMascot,      "mascot",       S::kPerGroup,   A::kFp32,          W::kPerGroup,    true,  true,  true,  true,  true, true, 2},
-  {Method::kMascotNaive, "mascot-naive", S::kPerGroup,   A::kFp32,          W::kPerGroup,    true,  true,  true,  true,  true, true, 2},
-  {Method::kMpt,         "mpt",          S::kFp32Master, A::kFp16Products,  W::kNone,        false, true,  false, false, true, true, 4},
-  {Method::kMuppet,      "muppet",       S::kFp32Master, A::kFixedPoint,    W::kMethodOwned, false, true,  false, false, true, true, 4},
-  {Method::kAfp,         "afp",          S::kFp32Master, A::kFixedPoint,    W::kMethodOwned, false, true,  false, false, true, true, 4},
+  {Method::kFp32,        "fp32",         S::kFp32,       A::kFp32,         W::kNone,        0, 0, 0, 1, 1, 1, 4},
+  {Method::kFp16,        "fp16",         S::kFp16,       A::kFp16,         W::kNone,        0, 0, 0, 0, 1, 1, 2},
+  {Method::kMascotN1,    "mascot-n1",    S::kFp16,       A::kFp32,         W::kNone,        0, 1, 1, 1, 1, 1, 2},
+  {Method::kMascotN2,    "mascot-n2",    S::kPerGroup,   A::kFp32,         W::kGlobal,      0, 1, 0, 1, 1, 1, 2},
+  {Method::kMascot,      "mascot",       S::kPerGroup,   A::kFp32,         W::kPerGroup,    1, 1, 1, 1, 1, 1, 2},
+  {Method::kMascotNaive, "mascot-naive", S::kPerGroup,   A::kFp32,         W::kPerGroup,    1, 1, 1, 1, 1, 1, 2},
+  {Method::kMpt,         "mpt",          S::kFp32Master, A::kFp16Products, W::kNone,        0, 1, 0, 0, 1, 1, 4},
+  {Method::kMuppet,      "muppet",       S::kFp32Master, A::kFixedPoint,   W::kMethodOwned, 0, 1, 0, 0, 1, 1, 4},
+  {Method::kAfp,         "afp",          S::kFp32Master, A::kFixedPoint,   W::kMethodOwned, 0, 1, 0, 0, 1, 1, 4},
 };
 // clang-format on
 

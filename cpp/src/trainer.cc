@@ -77,7 +77,8 @@ Reorder relabelling(const Context& ctx, const TrainConfig& cfg, const RatingSet&
   const auto layout_groups = [&](int g, int64_t rows) {
     return global ? 1 : cfg.uses_groups() ? g : static_cast<int>(std::min<int64_t>(g, rows));
   };
-  return Reorder::build(train, layout_groups(cfg.user_groups, train.n_users), layout_groups(cfg.item_groups, train.n_items));
+  return Reorder::build(train, layout_groups(cfg.user_groups, train.n_users),
+                        layout_groups(cfg.item_groups, train.n_items));
 }
 
 /// grad_stats: mean norm of the sampled gradients per group (-1 where nothing was sampled).
@@ -120,7 +121,8 @@ class Driver {
     if (cfg_.random_fp16 >= 0) storage_ = Storage::kPerGroup;
     if (cfg_.grad_stats && (storage_ == Storage::kFp32 || storage_ == Storage::kFp16)) {
       if (storage_ == Storage::kFp32)
-        for (GroupTable* t : {&ro_.user_groups, &ro_.item_groups}) std::fill(t->precision.begin(), t->precision.end(), Precision::kFp32);
+        for (GroupTable* t : {&ro_.user_groups, &ro_.item_groups})
+          std::fill(t->precision.begin(), t->precision.end(), Precision::kFp32);
       storage_ = Storage::kPerGroup;
     }
     initial_user_ = ro_.user_groups.precision;
@@ -241,8 +243,10 @@ class Driver {
     if (!measured(p.epoch)) return;
     rec->measured = true;
     const int k = cfg_.k;
-    rec->user_qerror = qerror_from_sums(r.user.sum.data(), r.user.sq.data(), r.user.n.data(), ro_.user_groups.size(), k);
-    rec->item_qerror = qerror_from_sums(r.item.sum.data(), r.item.sq.data(), r.item.n.data(), ro_.item_groups.size(), k);
+    const GradSums& u = r.user;
+    const GradSums& i = r.item;
+    rec->user_qerror = qerror_from_sums(u.sum.data(), u.sq.data(), u.n.data(), ro_.user_groups.size(), k);
+    rec->item_qerror = qerror_from_sums(i.sum.data(), i.sq.data(), i.n.data(), ro_.item_groups.size(), k);
     switch_groups('u', usw_.update(rec->user_qerror, &ro_.user_groups), p.epoch);
     switch_groups('i', isw_.update(rec->item_qerror, &ro_.item_groups), p.epoch);
   }
@@ -280,7 +284,8 @@ class Driver {
     r.updates_per_second = r.total_train_seconds > 0 ? static_cast<double>(updates_) / r.total_train_seconds : 0.0;
     const auto advice = "; lower lr or init_std (--lr, --init-std)";
     if (diverged_ >= 0)
-      throw Diverged("training diverged: the test RMSE is not finite after epoch " + std::to_string(diverged_) + advice);
+      throw Diverged("training diverged: the test RMSE is not finite after epoch " + std::to_string(diverged_) +
+                     advice);
     // a stop asked for after the last epoch interrupted nothing
     if (r.interrupted && static_cast<int>(r.epochs.size()) >= cfg_.epochs) r.interrupted = false;
     std::vector<float> P, Q;
@@ -356,7 +361,7 @@ class Driver {
     const GroupTable& ut = ro_.user_groups;
     const GroupTable& it = ro_.item_groups;
     if (s.user_precision.size() != ut.precision.size() || s.item_precision.size() != it.precision.size() ||
-        s.user_baseline.size() != static_cast<size_t>(ut.size()) || s.item_baseline.size() != static_cast<size_t>(it.size()))
+        s.user_baseline.size() != ut.precision.size() || s.item_baseline.size() != it.precision.size())
       r.fail("group counts differ from this run's");
     // precision only ever goes FP16 -> FP32, and only where the method switches
     const auto fits = [&](const std::vector<Precision>& now, const std::vector<Precision>& initial) {

@@ -411,7 +411,8 @@ def test_device_checkpoint_refusals(tmp_path, monkeypatch):
         return _core.resume(str(ck), tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
                             te.users, te.items, te.ratings, None, 0)
     monkeypatch.setenv("MASCOT_CUDA_OVERLAP", "0.5")  # far fewer warps than the checkpoint's
-    with pytest.raises(ValueError, match=r"cuda_state\.e000002\.[0-9a-f]+\.bin: saved with \d+ warps, this run launches"):
+    with pytest.raises(ValueError, match=r"cuda_state\.e000002\.[0-9a-f]+\.bin: saved with \d+ warps, "
+                                         r"this run launches"):
         resume()
     monkeypatch.delenv("MASCOT_CUDA_OVERLAP")
     assert json.loads(resume()[2])["totals"]["epochs_run"] == 4

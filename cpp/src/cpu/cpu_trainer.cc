@@ -139,7 +139,8 @@ class CpuBackend final : public detail::Backend {
           attach(&is[t], &iacc_[t], plan.grad_norms);
         }
       }
-      res.updates = sched_->run_epoch(e, [&](int tid, const Rec* r, size_t c) { kt.sgd_mixed(r, c, us[tid], is[tid], mp); });
+      res.updates =
+          sched_->run_epoch(e, [&](int tid, const Rec* r, size_t c) { kt.sgd_mixed(r, c, us[tid], is[tid], mp); });
       if (plan.sample) {
         res.user = reduce(uacc_, ug_.size(), k_, plan.grad_norms);
         res.item = reduce(iacc_, ig_.size(), k_, plan.grad_norms);
@@ -253,7 +254,8 @@ class CpuBackend final : public detail::Backend {
     }
     // the backend's epoch count must be the driver's, else epochs repeat (fuzz finding)
     if (done != epochs_done)
-      r.fail("corrupted (epoch count " + std::to_string(done) + ", the run state has " + std::to_string(epochs_done) + ")");
+      r.fail("corrupted (epoch count " + std::to_string(done) + ", the run state has " + std::to_string(epochs_done) +
+             ")");
     auto load = [&](Buffer* b, const char* name, int64_t rows, size_t elem, bool want) {
       if (!want) return;
       if (!b->p) *b = Buffer(static_cast<size_t>(rows) * k_ * elem);

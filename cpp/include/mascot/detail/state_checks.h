@@ -22,8 +22,8 @@ inline bool format_ok(const FixedFormat& f) {
   if (f.word_length == 0)  // never built (FP32 level): only needs to be harmless
     return std::isfinite(f.scale) && std::isfinite(f.inv_scale) && std::isfinite(f.lo) && std::isfinite(f.hi);
   const FixedFormat g = make_fixed_format(f.frac_bits, f.word_length);
-  return std::memcmp(&f.scale, &g.scale, sizeof(float)) == 0 && std::memcmp(&f.inv_scale, &g.inv_scale, sizeof(float)) == 0 &&
-         f.lo == g.lo && f.hi == g.hi;
+  return std::memcmp(&f.scale, &g.scale, sizeof(float)) == 0 &&
+         std::memcmp(&f.inv_scale, &g.inv_scale, sizeof(float)) == 0 && f.lo == g.lo && f.hi == g.hi;
 }
 
 }  // namespace mascot::detail
