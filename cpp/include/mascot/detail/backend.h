@@ -61,7 +61,9 @@
 //    every item row with P fixed (lambda_q); plan.lr is unused and plan.sample is never set (its
 //    traits say Switching::kNone, storage FP32), so the GradSums stay empty and widen_groups is
 //    never called; updates = ratings touched (2 x nnz); test_sse and factors as here;
-//    export_state writes "als_state" (epoch count) and P32 / Q32.
+//    export_state writes "als_state" (epoch count) and P32 / Q32.  It joins as a row of the
+//    method-traits table (methods.h: storage kFp32, switching kNone, its backends) and a factory
+//    (make_als_backend) that Driver::prepare picks for that method instead of make_cpu_backend.
 //  - Distributed (Dask): prepare partitions the relabelled ratings into p x p blocks and scatters
 //    them (and the initial factor rows, by init_row) to p workers; run_epoch runs the p DSGD
 //    sub-epochs (worker w updates block (w, (w + s) mod p) in sub-epoch s, all rows disjoint), with
