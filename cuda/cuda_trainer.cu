@@ -588,15 +588,14 @@ class CudaBackend final : public detail::Backend {
       a.mpt_counts = mpt_counts_.get();
       a.mpt_dynamic = cfg_.competing.dynamic_loss_scale;
       a.mpt_window = cfg_.competing.loss_scale_window;
-      a.mpt_epoch_key = detail::hash3(seed_, detail::kStreamRound, (uint64_t(1) << 40) + static_cast<uint64_t>(e));
+      a.mpt_epoch_key = detail::epoch_round_key(seed_, 1, e);
       mpt_counts_.zero();
       launch_mpt(a, blocks_);
     } else if (kind_ == Kind::kMuppet || kind_ == Kind::kAfp) {
       a.store = Store::kF32;
       a.U = U_.view(false);
       a.I = I_.view(false);
-      const uint64_t tag = kind_ == Kind::kMuppet ? 2 : 3;  // epoch_round_key's method tags (cpu/competing.cc)
-      a.mpt_epoch_key = detail::hash3(seed_, detail::kStreamRound, (tag << 40) + static_cast<uint64_t>(e));
+      a.mpt_epoch_key = detail::epoch_round_key(seed_, kind_ == Kind::kMuppet ? 2 : 3, e);
       if (kind_ == Kind::kMuppet) {
         muppet_.begin_epoch(U_, I_, k_, &a);
         launch_muppet(a, blocks_);

@@ -206,7 +206,7 @@ NB_MODULE(_core, m) {
         return to_numpy(detail::cuda_qerror(g, to_vec(group), groups, static_cast<int>(grads.shape(1)), slots));
       },
       "grads"_a, "group"_a, "groups"_a, "slots"_a = 4,
-      "Test hook: qerror() computed by the CUDA backend's accumulation kernel (k a multiple of 32, <= 512).");
+      "Test hook: qerror() computed by the CUDA backend's accumulation kernel (k in [1, 512]).");
   m.def("kernel_isa", &cpu::kernel_isa, "Instruction set of the CPU kernels picked for this host.");
   m.def("method_names", &method_names);
   m.def(

@@ -195,7 +195,7 @@ def cuda_copy_bandwidth(bytes: int = 1073741824, reps: int = 20) -> float:
 
 def cuda_qerror(grads: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], group: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], groups: int, slots: int = 4) -> object:
     """
-    Test hook: qerror() computed by the CUDA backend's accumulation kernel (k a multiple of 32, <= 512).
+    Test hook: qerror() computed by the CUDA backend's accumulation kernel (k in [1, 512]).
     """
 
 def kernel_isa() -> str:
