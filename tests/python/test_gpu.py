@@ -6,10 +6,12 @@ CPU's, so agreement is to a tolerance (issue 4: final test RMSE within 0.5 %, q-
 controlled input to 1e-4 relative, switching decisions equal on crafted data).
 """
 import json
+import math
 import os
 import shutil
 
 import numpy as np
+
 import pytest
 
 import mascot
@@ -435,8 +437,12 @@ def test_unsupported_requests_are_clear_errors(tiny):
 def test_auto_picks_cuda_and_tools_work(tiny):
     m = mascot.MF(k=32, groups=4, epochs=2, device="auto").fit(tiny[:3], tiny[:3])
     assert m.report_["device"].startswith("cuda")
+    emulated = "emulator" in m.report_["device"]
     # a job the kernels do not handle (k = 600) trains on the CPU under auto, and says so
     m = mascot.MF(k=600, groups=4, epochs=2, device="auto").fit(tiny[:3], tiny[:3])
     assert m.report_["device"].startswith("cpu") and "auto" in m.report_["device"]
     assert "sm_" in _core.cuda_device_name()
-    assert _core.cuda_copy_bandwidth(1 << 26, 5) > 10.0  # GB/s: any real GPU is far above
+    bw = _core.cuda_copy_bandwidth(1 << 26, 5)
+    assert math.isfinite(bw) and bw > 0
+    if not emulated:  # on the emulator it is the host's copy speed, load-dependent
+        assert bw > 10.0  # GB/s: any real GPU is far above
