@@ -1,0 +1,164 @@
+// Test hooks of the ALS solver (issue 21), part of mascot._core: one side's solve on the CPU
+// or the CUDA device, Y^T Y, and the CSR builder, from NumPy arrays.  The binding converts and
+// forwards; the logic is the solver's (cpp/src/als/, cuda/als_kernels.cu).  Registered from
+// module.cc by bind_als(m); when the hooks move to mascot._core._testing, this function is
+// called on that submodule instead.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+
+#include <string>
+#include <vector>
+
+#include "als/als.h"
+#include "mascot/error.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+using mascot::als::Factors;
+using mascot::als::Options;
+using mascot::als::SideCsr;
+template <class T>
+using In1 = nb::ndarray<const T, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using InF2 = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+
+template <class T>
+nb::object to_numpy(std::vector<T>&& v, std::initializer_list<size_t> shape) {
+  auto* heap = new std::vector<T>(std::move(v));
+  nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
+  return nb::cast(nb::ndarray<nb::numpy, T>(heap->data(), shape.size(), shape.begin(), owner));
+}
+
+mascot::als::Solver parse_solver(const std::string& s) {
+  if (s == "cholesky") return mascot::als::Solver::kCholesky;
+  if (s == "cg") return mascot::als::Solver::kCg;
+  throw mascot::InvalidArgument("solver must be 'cg' or 'cholesky' (got '" + s + "')");
+}
+
+SideCsr csr_from(const In1<int64_t>& indptr, const In1<int32_t>& indices, const In1<float>& values, int64_t cols) {
+  SideCsr R;
+  MASCOT_CHECK_ARG(indptr.shape(0) >= 1, "indptr must not be empty");
+  R.rows = static_cast<int64_t>(indptr.shape(0)) - 1;
+  R.cols = cols;
+  R.indptr.assign(indptr.data(), indptr.data() + indptr.shape(0));
+  R.indices.assign(indices.data(), indices.data() + indices.shape(0));
+  R.values.assign(values.data(), values.data() + values.shape(0));
+  MASCOT_CHECK_ARG(R.indptr[0] == 0 && R.indptr.back() == static_cast<int64_t>(R.indices.size()) &&
+                       R.indices.size() == R.values.size(),
+                   "indptr, indices and values do not form a CSR matrix");
+  for (int64_t r = 0; r < R.rows; ++r) {
+    MASCOT_CHECK_ARG(R.indptr[r] <= R.indptr[r + 1], "indptr must not decrease");
+    R.max_row = std::max(R.max_row, R.indptr[r + 1] - R.indptr[r]);
+  }
+  for (int32_t c : R.indices) MASCOT_CHECK_ARG(c >= 0 && c < cols, "column index out of range");
+  return R;
+}
+
+Options options(int k, float lam, bool implicit, float alpha, const std::string& solver, int cg_steps, bool weighted,
+                bool hermitian_half, bool factors_half) {
+  Options o;
+  o.k = k;
+  o.lambda = lam;
+  o.implicit = implicit;
+  o.alpha = alpha;
+  o.solver = parse_solver(solver);
+  o.cg_steps = cg_steps;
+  o.weighted = weighted;
+  o.hermitian_half = hermitian_half;
+  o.factors_half = factors_half;
+  mascot::als::validate(o);
+  return o;
+}
+
+}  // namespace
+
+void bind_als(nb::module_& m) {
+  m.def(
+      "als_solve_side",
+      [](const In1<int64_t>& indptr, const In1<int32_t>& indices, const In1<float>& values, const InF2& Y,
+         const InF2& X, float lam, bool implicit, float alpha, const std::string& solver, int cg_steps, bool weighted,
+         bool hermitian_half, bool factors_half, int threads, const std::string& device) {
+        const Options o = options(static_cast<int>(Y.shape(1)), lam, implicit, alpha, solver, cg_steps, weighted,
+                                  hermitian_half, factors_half);
+        MASCOT_CHECK_ARG(X.shape(1) == Y.shape(1), "X and Y must have the same number of columns");
+        const SideCsr R = csr_from(indptr, indices, values, static_cast<int64_t>(Y.shape(0)));
+        MASCOT_CHECK_ARG(static_cast<int64_t>(X.shape(0)) == R.rows, "X must have one row per CSR row");
+        const size_t k = Y.shape(1);
+        std::vector<float> out;
+        if (device == "cpu") {
+          Factors fy, fx;
+          fy.resize(static_cast<int64_t>(Y.shape(0)), o.k, factors_half);
+          fx.resize(R.rows, o.k, factors_half);
+          fy.assign(Y.data());
+          fx.assign(X.data());
+          {
+            nb::gil_scoped_release nogil;
+            mascot::als::solve_side(o, R, fy, &fx, threads);
+          }
+          out = fx.to_f32();
+        } else if (device == "cuda") {
+          std::vector<float> y(Y.data(), Y.data() + Y.size()), x(X.data(), X.data() + X.size());
+          nb::gil_scoped_release nogil;
+          out = mascot::als::cuda_solve_side(o, R, y, x);
+        } else {
+          throw mascot::InvalidArgument("device must be 'cpu' or 'cuda' (got '" + device + "')");
+        }
+        return to_numpy(std::move(out), {static_cast<size_t>(R.rows), k});
+      },
+      "indptr"_a, "indices"_a, "values"_a, "Y"_a, "X"_a, "lam"_a, "implicit"_a = false, "alpha"_a = 1.0f,
+      "solver"_a = "cg", "cg_steps"_a = 3, "weighted"_a = true, "hermitian_half"_a = false, "factors_half"_a = false,
+      "threads"_a = 1, "device"_a = "cpu",
+      "Test hook: one ALS side's solve (new X from Y and the CSR rows of X's side); see tests/python/reference_als.py.");
+  m.def(
+      "als_hermitian",
+      [](const In1<int64_t>& indptr, const In1<int32_t>& indices, const In1<float>& values, const InF2& Y, float lam,
+         bool implicit, float alpha, bool weighted, bool hermitian_half, bool factors_half, const std::string& device) {
+        const Options o =
+            options(static_cast<int>(Y.shape(1)), lam, implicit, alpha, "cg", 1, weighted, hermitian_half, factors_half);
+        const SideCsr R = csr_from(indptr, indices, values, static_cast<int64_t>(Y.shape(0)));
+        std::vector<float> A, b;
+        if (device == "cpu") {
+          Factors fy;
+          fy.resize(static_cast<int64_t>(Y.shape(0)), o.k, factors_half);
+          fy.assign(Y.data());
+          mascot::als::hermitian(o, R, fy, &A, &b);
+        } else if (device == "cuda") {
+          std::vector<float> y(Y.data(), Y.data() + Y.size());
+          mascot::als::cuda_hermitian(o, R, y, &A, &b);
+        } else {
+          throw mascot::InvalidArgument("device must be 'cpu' or 'cuda' (got '" + device + "')");
+        }
+        const size_t rows = static_cast<size_t>(R.rows), k = static_cast<size_t>(o.k);
+        return nb::make_tuple(to_numpy(std::move(A), {rows, k, k}), to_numpy(std::move(b), {rows, k}));
+      },
+      "indptr"_a, "indices"_a, "values"_a, "Y"_a, "lam"_a, "implicit"_a = false, "alpha"_a = 1.0f, "weighted"_a = true,
+      "hermitian_half"_a = false, "factors_half"_a = false, "device"_a = "cpu",
+      "Test hook: every row's (A_u, b_u) as the ALS solver reads them (get_hermitian and get_bias).");
+  m.def(
+      "als_gram",
+      [](const InF2& Y, bool half, int threads) {
+        Factors f;
+        f.resize(static_cast<int64_t>(Y.shape(0)), static_cast<int>(Y.shape(1)), half);
+        f.assign(Y.data());
+        std::vector<float> g = mascot::als::gram(f, threads);
+        const size_t k = Y.shape(1);
+        return to_numpy(std::move(g), {k, k});
+      },
+      "Y"_a, "half"_a = false, "threads"_a = 1, "Test hook: Y^T Y as the implicit solver computes it.");
+  m.def(
+      "als_csr",
+      [](int64_t rows, int64_t cols, const In1<int32_t>& r, const In1<int32_t>& c, const In1<float>& v, bool drop_zeros) {
+        MASCOT_CHECK_ARG(r.shape(0) == c.shape(0) && r.shape(0) == v.shape(0), "rows, cols and values differ in length");
+        SideCsr R = mascot::als::build_csr(rows, cols, r.data(), c.data(), v.data(), static_cast<int64_t>(r.shape(0)),
+                                           drop_zeros);
+        const size_t n = R.indices.size();
+        return nb::make_tuple(to_numpy(std::move(R.indptr), {static_cast<size_t>(rows) + 1}),
+                              to_numpy(std::move(R.indices), {n}), to_numpy(std::move(R.values), {n}));
+      },
+      "rows"_a, "cols"_a, "row_ids"_a, "col_ids"_a, "values"_a, "drop_zeros"_a = false,
+      "Test hook: the ALS solver's CSR of triplets.");
+  m.def("als_kernel_isa", &mascot::als::kernel_isa, "Instruction set of the ALS kernels picked for this host.");
+}
