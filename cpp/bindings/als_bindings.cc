@@ -57,9 +57,17 @@ SideCsr csr_from(const In1<int64_t>& indptr, const In1<int32_t>& indices, const 
   return R;
 }
 
+Options::CgForm parse_cg_form(const std::string& s) {
+  if (s == "auto") return Options::CgForm::kAuto;
+  if (s == "hermitian") return Options::CgForm::kHermitian;
+  if (s == "matrix_free") return Options::CgForm::kMatrixFree;
+  throw mascot::InvalidArgument("cg_form must be 'auto', 'hermitian' or 'matrix_free' (got '" + s + "')");
+}
+
 Options options(int k, float lam, bool implicit, float alpha, const std::string& solver, int cg_steps, bool weighted,
-                bool hermitian_half, bool factors_half) {
+                bool hermitian_half, bool factors_half, const std::string& cg_form = "auto") {
   Options o;
+  o.cg_form = parse_cg_form(cg_form);
   o.k = k;
   o.lambda = lam;
   o.implicit = implicit;
@@ -80,9 +88,9 @@ void bind_als(nb::module_& m) {
       "als_solve_side",
       [](const In1<int64_t>& indptr, const In1<int32_t>& indices, const In1<float>& values, const InF2& Y,
          const InF2& X, float lam, bool implicit, float alpha, const std::string& solver, int cg_steps, bool weighted,
-         bool hermitian_half, bool factors_half, int threads, const std::string& device) {
+         bool hermitian_half, bool factors_half, int threads, const std::string& device, const std::string& cg_form) {
         const Options o = options(static_cast<int>(Y.shape(1)), lam, implicit, alpha, solver, cg_steps, weighted,
-                                  hermitian_half, factors_half);
+                                  hermitian_half, factors_half, cg_form);
         MASCOT_CHECK_ARG(X.shape(1) == Y.shape(1), "X and Y must have the same number of columns");
         const SideCsr R = csr_from(indptr, indices, values, static_cast<int64_t>(Y.shape(0)));
         MASCOT_CHECK_ARG(static_cast<int64_t>(X.shape(0)) == R.rows, "X must have one row per CSR row");
@@ -110,7 +118,7 @@ void bind_als(nb::module_& m) {
       },
       "indptr"_a, "indices"_a, "values"_a, "Y"_a, "X"_a, "lam"_a, "implicit"_a = false, "alpha"_a = 1.0f,
       "solver"_a = "cg", "cg_steps"_a = 3, "weighted"_a = true, "hermitian_half"_a = false, "factors_half"_a = false,
-      "threads"_a = 1, "device"_a = "cpu",
+      "threads"_a = 1, "device"_a = "cpu", "cg_form"_a = "auto",
       "Test hook: one ALS side's solve (new X from Y and the CSR rows of X's side); see tests/python/reference_als.py.");
   m.def(
       "als_hermitian",
@@ -161,4 +169,12 @@ void bind_als(nb::module_& m) {
       "rows"_a, "cols"_a, "row_ids"_a, "col_ids"_a, "values"_a, "drop_zeros"_a = false,
       "Test hook: the ALS solver's CSR of triplets.");
   m.def("als_kernel_isa", &mascot::als::kernel_isa, "Instruction set of the ALS kernels picked for this host.");
+  m.def(
+      "als_cg_form",
+      [](int k, const std::string& solver, int cg_steps, bool hermitian_half, const std::string& cg_form) {
+        const Options o = options(k, 1.0f, false, 1.0f, solver, cg_steps, true, hermitian_half, false, cg_form);
+        return mascot::als::cg_form_of(o) == Options::CgForm::kMatrixFree ? "matrix_free" : "hermitian";
+      },
+      "k"_a, "solver"_a = "cg", "cg_steps"_a = 3, "hermitian_half"_a = false, "cg_form"_a = "auto",
+      "The form the CG solver takes under these options ('hermitian' or 'matrix_free').");
 }

@@ -23,6 +23,11 @@ from mascot import _core
 
 F32 = np.float32
 SOLVERS = [("cholesky", 3), ("cg", 1), ("cg", 3), ("cg", 6)]
+# CG forms its products from the built A_u ("hermitian", the paper) or from the rows
+# ("matrix_free", Takacs et al.): both are checked wherever CG runs
+FORMS = ["hermitian", "matrix_free"]
+CASES = [("cholesky", 3, "hermitian")] + [("cg", n, f) for n in (1, 3, 6) for f in FORMS]
+CASE_IDS = ["cholesky"] + [f"cg{n}-{f}" for n in (1, 3, 6) for f in FORMS]
 
 
 def make_data(seed=0, nu=60, ni=150, k=16, density=0.1, scale=0.3):
@@ -66,29 +71,31 @@ def hook(csr, Q, P, device="cpu", threads=1, **kw):
 # ------------------------------------------------------------------ FP32 against the reference
 
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
-@pytest.mark.parametrize("solver,steps", SOLVERS, ids=[f"{s}{n}" if s == "cg" else s for s, n in SOLVERS])
-def test_matches_reference_fp32(backend, implicit, solver, steps):
+@pytest.mark.parametrize("solver,steps,form", CASES, ids=CASE_IDS)
+def test_matches_reference_fp32(backend, implicit, solver, steps, form):
     for seed in range(3):
         u, i, r, P, Q = make_data(seed)
         csr = user_csr(u, i, r, len(P))
         kw = kw_of(implicit, solver, steps)
         want = ref.solve_side(*csr, Q, P, **kw)
-        got = hook(csr, Q, P, device=backend, **kw)
+        got = hook(csr, Q, P, device=backend, cg_form=form, **kw)
         assert got.dtype == F32 and got.shape == P.shape
         assert relerr(got, want) < 1e-5, (seed, relerr(got, want))
         assert not np.isnan(got).any()
         assert np.all(got[3] == 0)  # no interactions: zero
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
-def test_a_full_iteration_matches_reference(backend, implicit):
+def test_a_full_iteration_matches_reference(backend, implicit, form):
     """Users, then items from the new users (the item side from the kernels' own user output:
     its solve would otherwise also measure how it amplifies a 1e-7 difference of its input)."""
     u, i, r, P, Q = make_data(7, nu=300)  # ~30 ratings per item: explicit item systems of moderate condition
     nu, ni = len(P), len(Q)
-    kw = kw_of(implicit, "cg", 3)
+    kw = dict(kw_of(implicit, "cg", 3), cg_form=form)
     P1k = hook(user_csr(u, i, r, nu), Q, P, device=backend, **kw)
     Q1k = hook(user_csr(i, u, r, ni), P1k, Q, device=backend, **kw)
+    kw.pop("cg_form")
     P1, _ = ref.iteration(u, i, r, nu, ni, P, Q, **kw)
     assert relerr(P1k, P1) < 1e-5
     assert relerr(Q1k, ref.solve_side(*ref.csr(ni, i, u, r), P1k, Q, **kw)) < 1e-5
@@ -169,15 +176,19 @@ def test_hermitian_fp16_solve_matches_reference_on_the_rounded_matrix(backend, i
     assert relerr(fp32, want) > 1e-4  # the FP16 matrix changes the answer: the test can tell
 
 
-@pytest.mark.parametrize("hermitian_fp16", [False, True], ids=["A32", "A16"])
+@pytest.mark.parametrize("variant", ["A32", "A32-matrix_free", "A16"])
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
 @pytest.mark.parametrize("solver,steps", [("cholesky", 3), ("cg", 3)])
-def test_fp16_factors_match_reference_rounding(backend, implicit, solver, steps, hermitian_fp16):
+def test_fp16_factors_match_reference_rounding(backend, implicit, solver, steps, variant):
+    if solver == "cholesky" and variant == "A32-matrix_free":
+        return  # the same as A32: cholesky has one form
+    hermitian_fp16 = variant == "A16"
     u, i, r, P, Q = make_data(5)
     P, Q = (ref.half(M).astype(F32) for M in (P, Q))  # stored factors are halves
     csr = user_csr(u, i, r, len(P))
     kw = kw_of(implicit, solver, steps)
-    got = hook(csr, Q, P, device=backend, factors_fp16=True, hermitian_fp16=hermitian_fp16, **kw)
+    form = "matrix_free" if variant.endswith("matrix_free") else "hermitian"
+    got = hook(csr, Q, P, device=backend, factors_fp16=True, hermitian_fp16=hermitian_fp16, cg_form=form, **kw)
     assert np.array_equal(ref.half(got), got)  # every value is a half
     if hermitian_fp16:  # the reference solve from the kernels' rounded A, then the store's rounding
         A16, b = herm(csr, Q, backend, lam=kw["lam"], implicit=implicit, alpha=2.0, weighted=not implicit,
@@ -220,8 +231,9 @@ def test_reference_implicit_equals_the_dense_brute_force():
     np.testing.assert_allclose(got, ref.implicit_dense(R, Y, lam=0.3, alpha=1.5), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("solver,steps", [("cholesky", 3), ("cg", 20)])
-def test_implicit_equals_the_dense_brute_force(backend, solver, steps):
+@pytest.mark.parametrize("solver,steps,form", [("cholesky", 3, "hermitian"), ("cg", 20, "hermitian"),
+                                               ("cg", 20, "matrix_free")])
+def test_implicit_equals_the_dense_brute_force(backend, solver, steps, form):
     """The kernels' Y^T Y trick solves the dense problem (every unobserved pair a zero
     preference with confidence 1); CG with as many steps as it needs reaches the same x."""
     rng = np.random.default_rng(1)
@@ -232,7 +244,7 @@ def test_implicit_equals_the_dense_brute_force(backend, solver, steps):
     u, i = np.nonzero(R)
     csr = user_csr(u.astype(np.int32), i.astype(np.int32), R[u, i], nu)
     got = hook(csr, Y, np.zeros((nu, k), F32), device=backend, lam=0.3, implicit=True, alpha=1.5, solver=solver,
-               cg_steps=steps)
+               cg_steps=steps, cg_form=form)
     assert relerr(got, ref.implicit_dense(R, Y, lam=0.3, alpha=1.5)) < 2e-5
     assert np.all(got[2] == 0)
 
@@ -250,12 +262,13 @@ def test_gram_matches_numpy_and_ignores_threads():
 
 # ------------------------------------------------------------------ structure and robustness
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("fp16", [False, True])
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
-def test_threads_do_not_change_results(implicit, fp16):
+def test_threads_do_not_change_results(implicit, fp16, form):
     u, i, r, P, Q = make_data(8, nu=300, ni=200, k=20)
     csr = user_csr(u, i, r, len(P))
-    kw = kw_of(implicit, "cg", 3)
+    kw = dict(kw_of(implicit, "cg", 3), cg_form=form)
     one = hook(csr, Q, P, factors_fp16=fp16, threads=1, **kw)
     for t in (2, 5):
         assert np.array_equal(one, hook(csr, Q, P, factors_fp16=fp16, threads=t, **kw))
@@ -268,8 +281,8 @@ def test_rows_without_interactions_are_zero_in_every_variant(backend):
     for implicit in (False, True):
         for solver in ("cholesky", "cg"):
             for fp16 in (False, True):
-                for hh in (False, True):
-                    X = hook(csr, Q, P, device=backend, factors_fp16=fp16, hermitian_fp16=hh,
+                for hh, form in ((False, "hermitian"), (False, "matrix_free"), (True, "hermitian")):
+                    X = hook(csr, Q, P, device=backend, factors_fp16=fp16, hermitian_fp16=hh, cg_form=form,
                              **kw_of(implicit, solver))
                     assert np.all(np.isfinite(X)) and np.all(X[3] == 0)
 
@@ -306,13 +319,26 @@ def test_cholesky_failure_names_the_row():
         hook(csr, Q, np.zeros((1, 4), F32), lam=1e-30, solver="cholesky")
 
 
+def test_cg_form_choice():
+    """auto: matrix-free CG where it does fewer operations (k > 6 (steps + 1)), the Hermitian
+    under FP16 A (what it stores) and for Cholesky; an explicit choice is kept."""
+    assert _core.als_cg_form(64, cg_steps=3) == "matrix_free"
+    assert _core.als_cg_form(16, cg_steps=3) == "hermitian"
+    assert _core.als_cg_form(64, cg_steps=12) == "hermitian"
+    assert _core.als_cg_form(64, hermitian_half=True) == "hermitian"
+    assert _core.als_cg_form(64, solver="cholesky") == "hermitian"
+    assert _core.als_cg_form(16, cg_form="matrix_free") == "matrix_free"
+    assert _core.als_cg_form(128, cg_form="hermitian") == "hermitian"
+
+
 def test_every_kernel_variant_agrees():
     """The generic and AVX2 builds of the kernels (MASCOT_ISA, read once per process) against
     the one this host picks, to 1e-5."""
     code = ("import sys, numpy as np; sys.path.insert(0, %r); import test_als as t; from mascot import _core;"
             "u,i,r,P,Q=t.make_data(11, k=40); c=t.user_csr(u,i,r,len(P));"
             "x=t.hook(c,Q,P,**t.kw_of(True,'cg',3)); y=t.hook(c,Q,P,**t.kw_of(False,'cholesky'));"
-            "np.save(sys.argv[1], np.concatenate([x,y])); print(_core.als_kernel_isa())") % os.path.dirname(__file__)
+            "z=t.hook(c,Q,P,cg_form='hermitian',**t.kw_of(True,'cg',3));"
+            "np.save(sys.argv[1], np.concatenate([x,y,z])); print(_core.als_kernel_isa())") % os.path.dirname(__file__)
     out = {}
     for isa in ("generic", "avx2", ""):
         path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"als_isa_{os.getpid()}_{isa or 'best'}.npy")
@@ -341,8 +367,8 @@ def test_cuda_matches_cpu(backend, implicit, precision):
     if fp16:
         P, Q = (ref.half(M).astype(F32) for M in (P, Q))
     csr = user_csr(u, i, r, len(P))
-    for solver, steps in SOLVERS:
-        kw = dict(kw_of(implicit, solver, steps), factors_fp16=fp16)
+    for solver, steps, form in CASES:
+        kw = dict(kw_of(implicit, solver, steps), factors_fp16=fp16, cg_form=form)
         cpu = hook(csr, Q, P, **kw)
         gpu = hook(csr, Q, P, device="cuda", **kw)
         assert np.all(gpu[3] == 0) and np.all(np.isfinite(gpu))

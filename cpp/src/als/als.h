@@ -73,6 +73,7 @@ inline int padded_k(int k) { return (k + 31) / 32 * 32; }
 struct Workspace {
   std::vector<float> panel;     ///< kChunk x kp gathered rows y_v (zero-padded)
   std::vector<float> wpanel;    ///< kChunk x kp weighted rows w_v y_v (implicit)
+  std::vector<float> resident;  ///< the matrix-free CG's gathered rows of one row (up to 1024 x kp)
   std::vector<float> coef;      ///< kChunk: b's coefficient of each gathered row
   std::vector<float> A;         ///< kp x kp
   std::vector<uint16_t> A16;    ///< kp x kp (hermitian_half)

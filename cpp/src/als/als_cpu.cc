@@ -96,6 +96,7 @@ void Workspace::reserve(int kp) {
   const size_t p = static_cast<size_t>(kp);
   panel.assign(kChunk * p, 0.0f);
   wpanel.assign(kChunk * p, 0.0f);
+  resident.assign(1024 * p, 0.0f);
   coef.assign(kChunk, 0.0f);
   A.assign(p * p, 0.0f);
   A16.assign(p * p, 0);

@@ -24,7 +24,7 @@
 #include "als/als.h"
 #include "mascot/detail/half.h"
 
-#if defined(__AVX512F__) || defined(__AVX2__) || defined(__F16C__)
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
 
@@ -59,7 +59,17 @@ inline vf vload(const float* p) {
   return v;
 }
 inline void vstore(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
-inline vf vset(float x) { return vf{} + x; }
+inline vf vset(float x) {  // a splat: GCC builds neither `vf{} + x` nor a lane loop as one broadcast
+#if defined(__AVX512F__)
+  return (vf)_mm512_set1_ps(x);
+#elif defined(__AVX2__)
+  return (vf)_mm256_set1_ps(x);
+#elif defined(__SSE2__)
+  return (vf)_mm_set1_ps(x);
+#else
+  return vf{} + x;
+#endif
+}
 inline float hsum(vf v) {
   float s = 0.0f;
   for (int l = 0; l < W; ++l) s += v[l];
@@ -95,10 +105,14 @@ inline void floats_to_halves(const float* src, uint16_t* dst, int k) {
 
 /// Row r of a factor matrix as kp floats (zero beyond k).
 inline void load_row(const void* M, bool half, int64_t r, int k, int kp, float* out) {
-  if (half)
+  if (half) {
     halves_to_floats(static_cast<const uint16_t*>(M) + r * k, out, k);
-  else
-    std::memcpy(out, static_cast<const float*>(M) + r * k, sizeof(float) * static_cast<size_t>(k));
+  } else {  // a vector loop, not a memcpy call per row (measured: libc's call was 10 % of a side)
+    const float* src = static_cast<const float*>(M) + r * k;
+    int j = 0;
+    for (; j + W <= k; j += W) vstore(out + j, vload(src + j));
+    for (; j < k; ++j) out[j] = src[j];
+  }
   std::fill(out + k, out + kp, 0.0f);
 }
 inline void prefetch_row(const void* M, bool half, int64_t r, int k) {
@@ -134,10 +148,15 @@ void accumulate(float* A, int kp, const float* G, const float* WG, int n) {
   }
 }
 
-/// Upper triangle := lower triangle.
+/// Upper triangle := lower triangle, in 16 x 16 blocks (a column walk of the whole matrix
+/// would read one cache line per element).
 void mirror(float* A, int kp, int k) {
-  for (int i = 0; i < k; ++i)
-    for (int j = i + 1; j < k; ++j) A[static_cast<size_t>(i) * kp + j] = A[static_cast<size_t>(j) * kp + i];
+  constexpr int B = 16;
+  for (int ib = 0; ib < k; ib += B)
+    for (int jb = ib; jb < k; jb += B)  // upper block (ib, jb) from lower block (jb, ib)
+      for (int i = ib; i < std::min(ib + B, k); ++i)
+        for (int j = std::max(jb, i + 1); j < std::min(jb + B, k); ++j)
+          A[static_cast<size_t>(i) * kp + j] = A[static_cast<size_t>(j) * kp + i];
 }
 
 inline float dot(const float* a, const float* b, int kp) {
@@ -215,37 +234,196 @@ void cg(const float* A, const uint16_t* A16, float inv_scale, int kp, int k, con
   }
 }
 
-/// Cholesky A = U^T U in place (U in the upper triangle, row-major: each step's update is a
-/// contiguous axpy per row), then U^T y = b and U x = y.  False when a pivot is not positive.
+/// Cholesky A = U^T U in place (U in the upper triangle, row-major, right-looking), then
+/// U^T y = b and U x = y.  False when a pivot is not positive.  The trailing update is a rank-kCh
+/// update per row (kCh FMAs per element loaded and stored, from kCh rows of U held in L1), and
+/// every row is updated in whole vectors from the vector holding its diagonal: the entries left
+/// of the diagonal are the lower triangle, which nothing reads again, so they may change.
+constexpr int kCh = 8;
 bool cholesky_solve(float* A, int kp, int k, const float* b, float* x) {
-  for (int j = 0; j < k; ++j) {
-    float* uj = A + static_cast<size_t>(j) * kp;
-    const float d = uj[j];
-    if (!(d > 0.0f) || !std::isfinite(d)) return false;
-    const float s = std::sqrt(d);
-    const float inv = 1.0f / s;
-    uj[j] = s;
-    for (int m = j + 1; m < k; ++m) uj[m] *= inv;
-    for (int i = j + 1; i < k; ++i) {
-      const float f = uj[i];
-      float* ai = A + static_cast<size_t>(i) * kp;
-      for (int m = i; m < k; ++m) ai[m] -= f * uj[m];
+  const auto row = [&](int i) { return A + static_cast<size_t>(i) * kp; };
+  for (int j0 = 0; j0 < k; j0 += kCh) {
+    const int jb = std::min(kCh, k - j0);
+    for (int j = j0; j < j0 + jb; ++j) {  // the panel's rows, unblocked
+      float* uj = row(j);
+      const float d = uj[j];
+      if (!(d > 0.0f) || !std::isfinite(d)) return false;
+      const float s = std::sqrt(d);
+      const vf inv = vset(1.0f / s);
+      const int v0 = j / W * W;
+      for (int m = v0; m < kp; m += W) vstore(uj + m, vload(uj + m) * inv);
+      uj[j] = s;
+      for (int i = j + 1; i < j0 + jb; ++i) {
+        const vf f = vset(uj[i]);
+        float* ai = row(i);
+        for (int m = i / W * W; m < kp; m += W) vstore(ai + m, vload(ai + m) - f * vload(uj + m));
+      }
+    }
+    for (int i = j0 + jb; i < k; ++i) {  // rows below the panel: A_i -= sum_r U[j0+r][i] U[j0+r]
+      vf f[kCh];
+      const float* u[kCh];
+      for (int r = 0; r < kCh; ++r) {  // a short last panel: rows of zero weight (no NaN: finite rows)
+        u[r] = row(j0 + std::min(r, jb - 1));
+        f[r] = vset(r < jb ? u[r][i] : 0.0f);
+      }
+      float* ai = row(i);
+      for (int m = i / W * W; m < kp; m += W) {
+        vf acc = vload(ai + m);
+        for (int r = 0; r < kCh; ++r) acc -= f[r] * vload(u[r] + m);
+        vstore(ai + m, acc);
+      }
     }
   }
   for (int j = 0; j < k; ++j) x[j] = b[j];
   for (int j = 0; j < k; ++j) {  // U^T y = b, column by column
-    const float* uj = A + static_cast<size_t>(j) * kp;
+    const float* uj = row(j);
     x[j] /= uj[j];
     const float yj = x[j];
     for (int m = j + 1; m < k; ++m) x[m] -= yj * uj[m];
   }
-  for (int j = k - 1; j >= 0; --j) {  // U x = y
-    const float* uj = A + static_cast<size_t>(j) * kp;
-    float s = x[j];
-    for (int m = j + 1; m < k; ++m) s -= uj[m] * x[m];
-    x[j] = s / uj[j];
+  std::fill(x + k, x + kp, 0.0f);
+  for (int j = k - 1; j >= 0; --j) {  // U x = y: x_j = (y_j - U[j][j+1..] . x[j+1..]) / U_jj
+    const float* uj = row(j);
+    const int v1 = std::min(kp, (j + 1 + W - 1) / W * W);  // scalar up to a whole vector, then vectors
+    float s = 0.0f;
+    for (int m = j + 1; m < v1; ++m) s += uj[m] * x[m];
+    vf acc{};
+    for (int m = v1; m < kp; m += W) acc += vload(uj + m) * vload(x + m);  // x is 0 beyond k
+    x[j] = (x[j] - (s + hsum(acc))) / uj[j];
   }
   return true;
+}
+
+constexpr int kAhead = 12;
+
+/// Gathers rows [c0, c0 + m) of row u's columns into G (m x kp floats).
+inline void gather(const RowArgs& a, int64_t c0, int m, int64_t hi, float* G) {
+  const SideCsr& R = *a.R;
+  const int k = a.opt->k, kp = a.kp;
+  const bool half = a.opt->factors_half;
+  for (int t = 0; t < m; ++t) {  // the rows are scattered over Y: fetch kAhead rows ahead
+    if (c0 + t + kAhead < hi) prefetch_row(a.Y, half, R.indices[c0 + t + kAhead], k);
+    load_row(a.Y, half, R.indices[c0 + t], k, kp, G + static_cast<size_t>(t) * kp);
+  }
+}
+
+/// out += sum_t coef_t g_t over m gathered rows G (m x kp), coef_t = w_t (g_t . v), or
+/// c_t - w_t (g_t . v) when `residual` (see cg_matrix_free).  NV = kp / W vectors: v and out stay
+/// in registers when NV <= kMaxNV (k <= 128 on AVX-512, 64 on AVX2); NV = 0: any kp, in memory.
+constexpr int kMaxNV = 8;
+template <int NV>
+void pass_rows_nv(const float* G, int m, int kp, const float* v, float* out, const float* vals, const Options& o,
+                  bool residual) {
+  if constexpr (NV == 0) {
+    for (int t = 0; t < m; ++t) {
+      const float* g = G + static_cast<size_t>(t) * kp;
+      const float w = o.implicit ? o.alpha * vals[t] : 1.0f;
+      float d = w * dot(g, v, kp);
+      if (residual) d = (o.implicit ? confidence(o.alpha, vals[t]) : vals[t]) - d;
+      const vf dv = vset(d);
+      for (int j = 0; j < kp; j += W) vstore(out + j, vload(out + j) + dv * vload(g + j));
+    }
+  } else {
+    vf vv[NV], acc[NV];
+    for (int c = 0; c < NV; ++c) {
+      vv[c] = vload(v + c * W);
+      acc[c] = vload(out + c * W);
+    }
+    for (int t = 0; t < m; ++t) {
+      const float* g = G + static_cast<size_t>(t) * kp;
+      vf gv[NV];
+      vf s{};
+      for (int c = 0; c < NV; ++c) {
+        gv[c] = vload(g + c * W);
+        s += gv[c] * vv[c];
+      }
+      const float w = o.implicit ? o.alpha * vals[t] : 1.0f;
+      float d = w * hsum(s);
+      if (residual) d = (o.implicit ? confidence(o.alpha, vals[t]) : vals[t]) - d;
+      const vf dv = vset(d);
+      for (int c = 0; c < NV; ++c) acc[c] += dv * gv[c];
+    }
+    for (int c = 0; c < NV; ++c) vstore(out + c * W, acc[c]);
+  }
+}
+void pass_rows(const float* G, int m, int kp, const float* v, float* out, const float* vals, const Options& o,
+               bool residual) {
+  switch (kp / W) {
+    case 1: return pass_rows_nv<1>(G, m, kp, v, out, vals, o, residual);
+    case 2: return pass_rows_nv<2>(G, m, kp, v, out, vals, o, residual);
+    case 3: return pass_rows_nv<3>(G, m, kp, v, out, vals, o, residual);
+    case 4: return pass_rows_nv<4>(G, m, kp, v, out, vals, o, residual);
+    case 5: return pass_rows_nv<5>(G, m, kp, v, out, vals, o, residual);
+    case 6: return pass_rows_nv<6>(G, m, kp, v, out, vals, o, residual);
+    case 7: return pass_rows_nv<7>(G, m, kp, v, out, vals, o, residual);
+    case 8: return pass_rows_nv<8>(G, m, kp, v, out, vals, o, residual);
+    default: return pass_rows_nv<0>(G, m, kp, v, out, vals, o, residual);
+  }
+}
+
+/// Rows of a row's columns kept gathered across the matrix-free CG's passes; a longer row is
+/// gathered again, kChunk rows at a time, in every pass.
+constexpr int kResident = 1024;
+
+/// The paper's approximate CG (reference_als.cg) without forming A_u: every product
+/// A v = [Y^T Y v] + sum_t w_t (g_t . v) g_t + reg v is one pass over the row's gathered rows
+/// g_t (w = alpha r implicit, 1 explicit), and b enters the residual's pass as c_t g_t.
+void cg_matrix_free(const RowArgs& a, int64_t u, Workspace& ws, float* x) {
+  const Options& o = *a.opt;
+  const int kp = a.kp, k = o.k;
+  const SideCsr& R = *a.R;
+  const int64_t lo = R.indptr[u], hi = R.indptr[u + 1], n = hi - lo;
+  float* r = ws.vec.data() + 2 * static_cast<size_t>(kp);
+  float* p = r + kp;
+  float* Ap = p + kp;
+  float* tmp = Ap + kp;
+  const bool resident = n <= kResident;
+  if (resident) gather(a, lo, static_cast<int>(n), hi, ws.resident.data());
+  const float reg = row_regularisation(o, n);
+  // out = sum_t coef_t g_t, coef_t = w_t (g_t . v), or c_t - w_t (g_t . v) for the residual
+  const auto pass = [&](const float* v, float* out, bool residual) {
+    std::fill(out, out + kp, 0.0f);
+    for (int64_t c0 = lo; c0 < hi; c0 += kChunk) {
+      const int m = static_cast<int>(std::min<int64_t>(kChunk, hi - c0));
+      const float* G = ws.resident.data() + static_cast<size_t>(c0 - lo) * kp;
+      if (!resident) {
+        gather(a, c0, m, hi, ws.panel.data());
+        G = ws.panel.data();
+      }
+      pass_rows(G, m, kp, v, out, R.values.data() + c0, o, residual);
+    }
+  };
+  // A v = pass(v) + Y^T Y v + reg v
+  const auto finish = [&](const float* v, float* out, float sign) {
+    if (o.implicit) matvec(a.yty, kp, k, v, tmp);
+    const vf rv = vset(reg), sg = vset(sign);
+    for (int j = 0; j < kp; j += W) {
+      vf add = rv * vload(v + j);
+      if (o.implicit) add += vload(tmp + j);
+      vstore(out + j, vload(out + j) + sg * add);
+    }
+  };
+  pass(x, r, true);  // r = b - A x
+  finish(x, r, -1.0f);
+  std::copy(r, r + kp, p);
+  float rs = dot(r, r, kp);
+  if (rs < kCgTol) return;
+  for (int it = 0; it < o.cg_steps; ++it) {
+    pass(p, Ap, false);
+    finish(p, Ap, 1.0f);
+    const float pAp = dot(p, Ap, kp);
+    if (!(pAp > 0.0f)) break;
+    const vf av = vset(rs / pAp);
+    for (int j = 0; j < kp; j += W) {
+      vstore(x + j, vload(x + j) + av * vload(p + j));
+      vstore(r + j, vload(r + j) - av * vload(Ap + j));
+    }
+    const float rs_new = dot(r, r, kp);
+    if (rs_new < kCgTol) break;
+    const vf beta = vset(rs_new / rs);
+    for (int j = 0; j < kp; j += W) vstore(p + j, vload(r + j) + beta * vload(p + j));
+    rs = rs_new;
+  }
 }
 
 /// Builds row u's system into ws.A (kp x kp, symmetric) and b: the paper's get_hermitian
@@ -266,10 +444,7 @@ int64_t build_system(const RowArgs& a, int64_t u, Workspace& ws, float* b) {
   for (int64_t c0 = lo; c0 < hi; c0 += kChunk) {
     const int m = static_cast<int>(std::min<int64_t>(kChunk, hi - c0));
     float* G = ws.panel.data();
-    for (int t = 0; t < m; ++t) {
-      if (t + 4 < m) prefetch_row(a.Y, half, R.indices[c0 + t + 4], k);
-      load_row(a.Y, half, R.indices[c0 + t], k, kp, G + static_cast<size_t>(t) * kp);
-    }
+    gather(a, c0, m, hi, G);
     const float* WG = G;
     if (o.implicit) {  // w = c - 1 = alpha r on A, c = 1 + alpha r on b
       float* wp = ws.wpanel.data();
@@ -341,12 +516,20 @@ int64_t solve_rows(const RowArgs& a, int64_t begin, int64_t end, Workspace& ws) 
   float* p = r + kp;
   float* Ap = p + kp;
   int64_t failed = -1;
+  const bool matrix_free = cg_form_of(o) == Options::CgForm::kMatrixFree;
   for (int64_t u = begin; u < end; ++u) {
-    if (build_system(a, u, ws, b) == 0) {  // no interactions: zero, whatever the solver
+    if (a.R->indptr[u] == a.R->indptr[u + 1]) {  // no interactions: zero, whatever the solver
       std::fill(x, x + kp, 0.0f);
       store_row(a, u, x);
       continue;
     }
+    if (matrix_free) {
+      load_row(a.X, o.factors_half, u, k, kp, x);
+      cg_matrix_free(a, u, ws, x);
+      store_row(a, u, x);
+      continue;
+    }
+    build_system(a, u, ws, b);
     const uint16_t* A16 = nullptr;
     float inv_scale = 1.0f;
     if (o.hermitian_half) {

@@ -30,7 +30,24 @@ struct Options {
   int cg_steps = 3;           ///< >= 1
   bool hermitian_half = false;  ///< store A_u in FP16 (scaled, see hermitian_scale), compute in FP32
   bool factors_half = false;    ///< factors stored in FP16 (round to nearest even)
+  /// How CG forms its products A p: kHermitian builds A_u (the paper: O(n_u k^2) per row, then
+  /// O(k^2) per step; what hermitian_half stores in FP16); kMatrixFree never forms A_u and
+  /// computes A p = [Y^T Y p] + sum w (y.p) y + reg p (Takacs et al. 2011, as `implicit` does:
+  /// O(n_u k) per step).  Same mathematics, different rounding.  kAuto: matrix-free where it
+  /// does fewer operations (cg_form_of), except under hermitian_half.
+  enum class CgForm { kAuto, kHermitian, kMatrixFree } cg_form = CgForm::kAuto;
 };
+
+/// The form CG uses under `o` (never kAuto): matrix-free unless the options ask for the
+/// Hermitian (hermitian_half, kHermitian) or k is so small for the steps that building A_u
+/// (n k^2 / 2 multiply-adds) costs less than (steps + 1) products with the rows (2 n k each,
+/// and a horizontal sum per row: counted 1.5 times; measured with benchmarks/als_kernels_bench.cc).
+MASCOT_HD Options::CgForm cg_form_of(const Options& o) {
+  if (o.solver != Solver::kCg || o.hermitian_half || o.cg_form == Options::CgForm::kHermitian)
+    return Options::CgForm::kHermitian;
+  if (o.cg_form == Options::CgForm::kMatrixFree) return Options::CgForm::kMatrixFree;
+  return o.k > 6 * (o.cg_steps + 1) ? Options::CgForm::kMatrixFree : Options::CgForm::kHermitian;
+}
 
 /// One side of the ratings in compressed rows: row r interacts with columns
 /// indices[indptr[r] .. indptr[r+1]) with values values[...] (ratings, or implicit strengths).
