@@ -606,3 +606,49 @@ void cuda_hermitian(const Options& o, const SideCsr& R, const std::vector<float>
 }
 
 }  // namespace mascot::als
+
+// ------------------------------------------------------------------ the device store of a run
+
+#include "mascot/detail/als_engine.h"
+
+namespace mascot::als {
+namespace {
+
+/// P, Q and both CSR views on the device; an iteration never leaves it.
+class CudaStore final : public Store {
+ public:
+  const char* name() const override { return "cuda"; }
+  void load(const RunConfig& cfg, SideCsr users, SideCsr items, const std::vector<float>& P,
+            const std::vector<float>& Q) override {
+    cfg_ = cfg;
+    validate_options_on_device(cfg.side(true));
+    U_ = std::make_unique<DeviceCsr>(users);
+    I_ = std::make_unique<DeviceCsr>(items);
+    P_ = std::make_unique<DeviceFactors>(users.rows, cfg.k, cfg.factors_half);
+    Q_ = std::make_unique<DeviceFactors>(items.rows, cfg.k, cfg.factors_half);
+    set(P, Q);
+  }
+  void iterate() override {
+    device_solve_side(cfg_.side(true), *U_, *Q_, P_.get());
+    device_solve_side(cfg_.side(false), *I_, *P_, Q_.get());
+  }
+  void get(std::vector<float>* P, std::vector<float>* Q) const override {
+    *P = P_->download();
+    *Q = Q_->download();
+  }
+  void set(const std::vector<float>& P, const std::vector<float>& Q) override {
+    P_->upload(P);
+    Q_->upload(Q);
+  }
+
+ private:
+  RunConfig cfg_;
+  std::unique_ptr<DeviceCsr> U_, I_;
+  std::unique_ptr<DeviceFactors> P_, Q_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> make_cuda_store() { return std::make_unique<CudaStore>(); }
+
+}  // namespace mascot::als

@@ -5,12 +5,17 @@
 // called on that submodule instead.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 
+#include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "als/als.h"
+#include "als/als_run.h"
+#include "mascot/context.h"
 #include "mascot/error.h"
 
 namespace nb = nanobind;
@@ -168,6 +173,87 @@ void bind_als(nb::module_& m) {
       },
       "rows"_a, "cols"_a, "row_ids"_a, "col_ids"_a, "values"_a, "drop_zeros"_a = false,
       "Test hook: the ALS solver's CSR of triplets.");
+  // ---------------------------------------------------------------- one ALS run (mascot.ALS)
+  nb::class_<mascot::als::AlsRun>(m, "AlsRun", "One ALS run (cpp/src/als/als_run.h): prepare, run_epoch, factors.")
+      .def(nb::init<>())
+      .def(
+          "prepare",
+          [](mascot::als::AlsRun& run, const In1<int32_t>& u, const In1<int32_t>& i, const In1<float>& r,
+             int64_t n_users, int64_t n_items, std::optional<In1<int32_t>> tu, std::optional<In1<int32_t>> ti,
+             std::optional<In1<float>> tr, int k, float lambda_p, float lambda_q, bool implicit, float alpha,
+             bool weighted, const std::string& solver, int cg_steps, bool hermitian_half, bool factors_half,
+             const std::string& cg_form, float init_std, const std::string& device, int threads, uint64_t seed) {
+            mascot::als::RunConfig c;
+            c.k = k;
+            c.lambda_p = lambda_p;
+            c.lambda_q = lambda_q;
+            c.implicit = implicit;
+            c.alpha = alpha;
+            c.weighted = weighted;
+            c.solver = parse_solver(solver);
+            c.cg_steps = cg_steps;
+            c.hermitian_half = hermitian_half;
+            c.factors_half = factors_half;
+            c.cg_form = parse_cg_form(cg_form);
+            c.init_std = init_std;
+            mascot::Context ctx;
+            ctx.device = mascot::parse_device(device);
+            ctx.threads = threads;
+            ctx.seed = seed;
+            const auto set = [](const In1<int32_t>& a, const In1<int32_t>& b, const In1<float>& v, int64_t nu,
+                                int64_t ni, const char* what) {
+              MASCOT_CHECK_ARG(a.shape(0) == b.shape(0) && a.shape(0) == v.shape(0),
+                               std::string(what) + ": users, items and values must have the same length");
+              mascot::RatingSet s;
+              s.n_users = nu;
+              s.n_items = ni;
+              s.users.assign(a.data(), a.data() + a.shape(0));
+              s.items.assign(b.data(), b.data() + b.shape(0));
+              s.ratings.assign(v.data(), v.data() + v.shape(0));
+              return s;
+            };
+            const mascot::RatingSet train = set(u, i, r, n_users, n_items, "training set");
+            mascot::RatingSet test;
+            const bool has_test = tu.has_value();
+            if (has_test) {
+              MASCOT_CHECK_ARG(ti.has_value() && tr.has_value(), "test set needs users, items and values");
+              int64_t mu = 0, mi = 0;
+              for (size_t x = 0; x < tu->shape(0); ++x) mu = std::max<int64_t>(mu, int64_t((*tu)(x)) + 1);
+              for (size_t x = 0; x < ti->shape(0); ++x) mi = std::max<int64_t>(mi, int64_t((*ti)(x)) + 1);
+              test = set(*tu, *ti, *tr, mu, mi, "test set");
+            }
+            nb::gil_scoped_release nogil;
+            run.prepare(c, ctx, train, has_test ? &test : nullptr);
+          },
+          "users"_a, "items"_a, "values"_a, "n_users"_a, "n_items"_a, "test_users"_a = nb::none(),
+          "test_items"_a = nb::none(), "test_values"_a = nb::none(), "k"_a = 64, "lambda_p"_a = 0.1f,
+          "lambda_q"_a = 0.1f, "implicit"_a = false, "alpha"_a = 1.0f, "weighted"_a = true, "solver"_a = "cg",
+          "cg_steps"_a = 3, "hermitian_half"_a = false, "factors_half"_a = false, "cg_form"_a = "auto",
+          "init_std"_a = 0.01f, "device"_a = "auto", "threads"_a = 0, "seed"_a = uint64_t(42))
+      .def(
+          "run_epoch",
+          [](mascot::als::AlsRun& run) {
+            nb::gil_scoped_release nogil;
+            return run.run_epoch();
+          },
+          "One ALS iteration (users, then items); returns the ratings touched.")
+      .def("test_sse", &mascot::als::AlsRun::test_sse)
+      .def("test_size", &mascot::als::AlsRun::test_size)
+      .def("describe", &mascot::als::AlsRun::describe)
+      .def("factors",
+           [](const mascot::als::AlsRun& run) {
+             std::vector<float> P, Q;
+             run.factors(&P, &Q);
+             const size_t k = static_cast<size_t>(run.k());
+             return nb::make_tuple(to_numpy(std::move(P), {static_cast<size_t>(run.n_users()), k}),
+                                   to_numpy(std::move(Q), {static_cast<size_t>(run.n_items()), k}));
+           },
+           "(P, Q) as float32 arrays.")
+      .def("set_factors", [](mascot::als::AlsRun& run, const InF2& P, const InF2& Q) {
+        run.set_factors(std::vector<float>(P.data(), P.data() + P.size()),
+                        std::vector<float>(Q.data(), Q.data() + Q.size()));
+      });
+
   m.def("als_kernel_isa", &mascot::als::kernel_isa, "Instruction set of the ALS kernels picked for this host.");
   m.def(
       "als_cg_form",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import _core, data, metrics
 from ._inference import UnknownIdWarning
+from .als import ALS
 from .data import dataset_id_maps
 from .model import MF
 
@@ -28,4 +29,4 @@ def cuda_unavailable_reason() -> str:
 
 
 __all__ = ["MF", "data", "HAS_CUDA", "cuda_device_count", "cuda_unavailable_reason", "__version__"]
-__all__ += ["metrics", "dataset_id_maps", "UnknownIdWarning"]
+__all__ += ["metrics", "dataset_id_maps", "UnknownIdWarning", "ALS"]

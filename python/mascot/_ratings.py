@@ -118,7 +118,8 @@ class Dataset(NamedTuple):
 
 
 def as_ratings(obj: Any) -> Ratings:
-    """Accepts a Ratings, a ``(users, items, ratings)`` tuple, a pandas DataFrame or a file path.
+    """Accepts a Ratings, a ``(users, items, ratings)`` tuple, a pandas DataFrame, a scipy.sparse
+    CSR matrix (users x items; its shape gives n_users / n_items) or a file path.
 
     A DataFrame's columns are taken by name when it has columns named ``user`` and ``item``: the
     ratings are column ``rating``, or in a three-column frame the remaining column (any name,
@@ -129,12 +130,16 @@ def as_ratings(obj: Any) -> Ratings:
         return obj
     if isinstance(obj, (str, os.PathLike)):
         return read(obj)
+    if type(obj).__module__.startswith("scipy.sparse"):  # a CSR matrix users x items (issue 21)
+        from .als import sparse_to_ratings
+
+        return sparse_to_ratings(obj, "ratings")
     if hasattr(obj, "columns") and hasattr(obj, "to_numpy"):  # pandas DataFrame
         return Ratings.from_arrays(*(obj.iloc[:, j].to_numpy() for j in _frame_columns(list(obj.columns))))
     if isinstance(obj, tuple) and len(obj) == 3:
         return Ratings.from_arrays(*obj)
-    raise TypeError("ratings must be a (users, items, ratings) tuple, a pandas DataFrame, "
-                    f"a mascot.data.Ratings or a file path (got {type(obj).__name__})")
+    raise TypeError("ratings must be a (users, items, ratings) tuple, a pandas DataFrame, a scipy.sparse "
+                    f"CSR matrix, a mascot.data.Ratings or a file path (got {type(obj).__name__})")
 
 
 _COLUMNS = ("user", "item", "rating")

@@ -10,8 +10,17 @@ Definitions (binary relevance; ``rec`` = the N recommended items, ``rel`` = rele
   recall@N    = |rec ∩ rel| / |rel|
   NDCG@N      = DCG / IDCG, DCG = sum over ranks j = 1..N of [rec_j in rel] / log2(j + 1),
                 IDCG = sum over j = 1..min(|rel|, N) of 1 / log2(j + 1)
+  MAP@N       = mean over users of AP@N = sum over ranks j of [rec_j in rel] precision@j / min(|rel|, N)
+  AUC@N       = the fraction of (relevant, non-relevant) item pairs ranked in order when the N
+                recommended items come first in their order and every other item after them,
+                tied (a tie counts 1/2); the non-relevant items are the n_items - |rel| others
+                (the definitions of the `implicit` package's evaluation, for side-by-side runs)
 An empty recommendation slot (id -1) is never a hit, and an id recommended more than once counts
 once (at its first rank), so recall and NDCG stay <= 1.
+
+:func:`ranking_evaluate` scores a model with ``recommend(userid, user_items, N, ...)`` (mascot.ALS,
+or an `implicit` model) on held-out pairs, as implicit-feedback evaluations do; :func:`evaluate`
+scores an ``MF`` against rated test data.
 """
 from __future__ import annotations
 
@@ -24,7 +33,8 @@ from . import _inference
 from ._arrays import sorted_unique
 from ._ratings import Ratings, as_ratings
 
-__all__ = ["precision_at_n", "recall_at_n", "ndcg_at_n", "ranking_metrics", "relevant_items", "evaluate"]
+__all__ = ["precision_at_n", "recall_at_n", "ndcg_at_n", "map_at_n", "auc_at_n", "ranking_metrics", "relevant_items",
+           "evaluate", "ranking_evaluate"]
 
 
 def _hits(recommended: Any, relevant: Sequence[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,6 +100,42 @@ def ndcg_at_n(recommended: Any, relevant: Sequence[Any], n: int) -> float:
     return _mean(_per_user(recommended, relevant, n)["ndcg"])
 
 
+def map_at_n(recommended: Any, relevant: Sequence[Any], n: int) -> float:
+    """Mean AP@n over users with relevant items (NaN if none): sum over the hit ranks j of
+    precision@j, divided by min(|rel|, n)."""
+    hits, sizes = _hits(recommended, relevant, n)
+    ok = sizes > 0
+    h = hits[ok].astype(np.float64)
+    if not len(h):
+        return float("nan")
+    prec = np.cumsum(h, axis=1) / np.arange(1, n + 1)
+    return float(np.mean((prec * h).sum(axis=1) / np.minimum(sizes[ok], n)))
+
+
+def auc_at_n(recommended: Any, relevant: Sequence[Any], n: int, n_items: Any) -> float:
+    """Mean AUC@n over users with relevant items (see the module docstring); ``n_items`` is the
+    number of candidate items, or one number per row of ``recommended``."""
+    hits, sizes = _hits(recommended, relevant, n)
+    cand = np.broadcast_to(np.asarray(n_items), (len(sizes),))
+    if cand.dtype.kind not in "iu" or (cand < 1).any():
+        raise ValueError(f"n_items must be integers >= 1 (got {n_items!r})")
+    ok = sizes > 0
+    if not ok.any():
+        return float("nan")
+    h = hits[ok]
+    pos = sizes[ok].astype(np.float64)
+    neg = cand[ok] - pos
+    if (neg <= 0).any():
+        raise ValueError("auc_at_n: a user has every candidate item relevant (no non-relevant item)")
+    hit_before = np.cumsum(h, axis=1)
+    miss = (~h).sum(axis=1)
+    nh = h.sum(axis=1)
+    # a non-relevant item in the list is ordered after the hits above it; one after the list is
+    # after every hit of the list and tied with the relevant items outside it
+    ordered = (hit_before * ~h).sum(axis=1) + (nh + (pos - nh) / 2.0) * (neg - miss)
+    return float(np.mean(ordered / (pos * neg)))
+
+
 def ranking_metrics(recommended: Any, relevant: Sequence[Any], n: int) -> dict[str, Any]:
     """precision@n, recall@n, ndcg@n (means), ``users`` evaluated and ``users_skipped``
     (rows whose relevant set is empty).  ``recommended[u]`` are item ids best first (-1 =
@@ -148,6 +194,43 @@ def evaluate(model: Any, test: Any, n: int = 10, threshold: float | None = None,
     out["threshold"] = threshold
     out["exclude_seen"] = bool(exclude_seen)
     return out
+
+
+def ranking_evaluate(model: Any, train: Any, test: Any, n: int = 10, filter_train: bool = True,
+                     batch: int = 2048) -> dict[str, Any]:
+    """precision@n, MAP@n, NDCG@n, AUC@n and recall@n of ``model`` on held-out pairs.
+
+    ``model`` has ``recommend(userids, user_items, N=n, filter_already_liked_items=...)``
+    (mascot.ALS, or an `implicit` model); ``train`` and ``test`` are scipy.sparse CSR matrices
+    users x items (the training interactions, left out of the recommendations when
+    ``filter_train``, and the held-out ones: every stored test pair is relevant).  Users without
+    test pairs are skipped and counted.  Recommendations are made ``batch`` users at a time."""
+    from .als import _is_sparse
+
+    for what, m in (("train", train), ("test", test)):
+        if not _is_sparse(m) or m.format != "csr":
+            raise ValueError(f"ranking_evaluate: {what} must be a scipy.sparse CSR matrix (users x items)")
+    if train.shape != test.shape:
+        raise ValueError(f"ranking_evaluate: train has shape {train.shape} but test {test.shape}")
+    n_items = int(train.shape[1])
+    counts = np.diff(test.indptr)
+    users = np.nonzero(counts)[0]
+    relevant = [test.indices[test.indptr[u]:test.indptr[u + 1]] for u in users]
+    recs = []
+    for b0 in range(0, len(users), batch):
+        ub = users[b0:b0 + batch]
+        ids, _ = model.recommend(ub, train[ub], N=n, filter_already_liked_items=filter_train)
+        recs.append(np.asarray(ids).reshape(len(ub), -1))
+    rec = np.concatenate(recs) if recs else np.zeros((0, n), np.int64)
+    if not len(users):
+        nan = float("nan")
+        return {f"precision@{n}": nan, f"map@{n}": nan, f"ndcg@{n}": nan, f"auc@{n}": nan, f"recall@{n}": nan,
+                "users": 0, "users_skipped": int(train.shape[0])}
+    out = ranking_metrics(rec, relevant, n)
+    auc = auc_at_n(rec, relevant, n, n_items)  # non-relevant: every other item (as `implicit` counts)
+    return {f"precision@{n}": out[f"precision@{n}"], f"map@{n}": map_at_n(rec, relevant, n),
+            f"ndcg@{n}": out[f"ndcg@{n}"], f"auc@{n}": auc, f"recall@{n}": out[f"recall@{n}"],
+            "users": int(len(users)), "users_skipped": int(train.shape[0] - len(users))}
 
 
 def _recommend_dense(model: Any, users: np.ndarray, n: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:

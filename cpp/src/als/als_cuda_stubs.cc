@@ -13,3 +13,10 @@ void cuda_hermitian(const Options&, const SideCsr&, const std::vector<float>&, s
   throw CudaError("MASCOT was built without CUDA: the cuda device is unavailable (use --device cpu)");
 }
 }  // namespace mascot::als
+
+#include "mascot/detail/als_engine.h"
+namespace mascot::als {
+std::unique_ptr<Store> make_cuda_store() {
+  throw CudaError("MASCOT was built without CUDA: the cuda device is unavailable (use --device cpu)");
+}
+}  // namespace mascot::als

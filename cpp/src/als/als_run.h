@@ -1,0 +1,58 @@
+// The ALS solver as a per-epoch plug-in (issue 21), in the shape of the core driver's backend
+// interface (issue 26, detail/backend.h on the driver's branch: prepare, run_epoch, test_sse,
+// factors): "one epoch" is one ALS iteration, every user row solved with Q fixed (lambda_p),
+// then every item row with P fixed (lambda_q).
+//
+// Data flow: prepare() checks the ratings (implicit strengths must be >= 0; zeros are no
+// interaction), builds the two CSR views (user -> items, item -> users), initialises P and Q
+// from detail::init_row's counter-based formula (seeded by the ids, like the SGD backends)
+// and hands all of it to the device's Store (mascot/detail/als_engine.h), which owns it from
+// then on; run_epoch() is Store::iterate; test_sse() evaluates the kept test pairs on float32
+// copies of the factors.  The caller owns the RatingSets during prepare() only.
+//
+// Until the driver lands on main, mascot.ALS (python/mascot/als.py) calls these in order; then
+// an adapter makes AlsRun a detail::Backend (the driver owns the loop, the records, callbacks
+// and checkpoints) and the Python loop goes (docs/als.md, "Plug-in").
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mascot/context.h"
+#include "mascot/detail/als_engine.h"
+#include "mascot/ratings.h"
+
+namespace mascot::als {
+
+/// InvalidArgument naming the first bad field.
+void validate(const RunConfig& cfg);
+/// Checks the training data for ALS (one-line InvalidArgument naming the entry).
+void check_ratings(const RunConfig& cfg, const RatingSet& train, const std::string& what);
+
+class AlsRun {
+ public:
+  /// `ctx.device` kAuto: cuda when a usable device is visible and the kernels take k, else cpu.
+  void prepare(const RunConfig& cfg, const Context& ctx, const RatingSet& train, const RatingSet* test);
+  /// The device the run is on ("cpu (2 threads, avx512)" / "cuda").
+  const std::string& describe() const { return device_; }
+  /// One iteration; returns the ratings touched (2 nnz).
+  int64_t run_epoch();
+  /// Sum of squared errors of p_u . q_i - r over the test pairs (implicit: against 1); 0 without.
+  double test_sse() const;
+  int64_t test_size() const { return static_cast<int64_t>(test_r_.size()); }
+  int64_t n_users() const { return n_users_; }
+  int64_t n_items() const { return n_items_; }
+  int k() const { return cfg_.k; }
+  void factors(std::vector<float>* P, std::vector<float>* Q) const { store_->get(P, Q); }
+  void set_factors(const std::vector<float>& P, const std::vector<float>& Q);
+
+ private:
+  RunConfig cfg_;
+  std::unique_ptr<Store> store_;
+  std::string device_;
+  int64_t nnz_ = 0, n_users_ = 0, n_items_ = 0;
+  std::vector<int32_t> test_u_, test_i_;
+  std::vector<float> test_r_;
+};
+
+}  // namespace mascot::als
