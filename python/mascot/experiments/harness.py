@@ -501,6 +501,9 @@ def _io_error(e: OSError) -> str:
 
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["als"]:  # ALS (issue 21) trains its own runs: experiments/als.py
+        from .als import main as als_main
+        return als_main(argv[1:])
     p = _parser()
     try:
         a = p.parse_args(argv)
