@@ -117,6 +117,12 @@ def _implicit_part(a, out: str) -> str:
         return "benchmarks/implicit_compare.py is not beside this package: part 3 was not run.\n"
     import importlib.util
 
+    import mascot
+
+    try:
+        mascot.data.load("ml100k")
+    except (OSError, ValueError) as e:
+        return f"MovieLens-100K is not prepared here ({e}; `mascot data prepare ml100k`): part 3 was not run.\n"
     spec = importlib.util.spec_from_file_location("implicit_compare", bench)
     ic = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ic)
