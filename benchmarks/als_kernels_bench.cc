@@ -4,6 +4,7 @@
 //   cmake -S . -B build -DMASCOT_BUILD_BENCH=ON && cmake --build build --target mascot_als_kernels
 //   build/mascot_als_kernels [--blas PATH/libscipy_openblas64_*.so] [--k 64,128] [--n 10,30,100,300]
 //       [--rows 2000] [--rounds 5]
+//   build/mascot_als_kernels --csr PREFIX --k 64 [--threads 1] [--iterations 3] [--half 0|1]
 //
 // Both sides solve the same rows (one thread, explicit ratings, weighted lambda) from the same
 // panel of gathered factor rows; the BLAS side is the usual way to write it with one: gather
@@ -16,6 +17,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 #include <cstdio>
 #include <cstdlib>
@@ -139,8 +141,67 @@ void blas_solve(const Blas& B, const Options& o, const SideCsr& R, const std::ve
 
 }  // namespace
 
+/// --csr PREFIX: the CSR of PREFIX.users / PREFIX.items (int64 rows, cols, nnz; int64 indptr;
+/// int32 indices; values all 1), written by a script from real data: both sides of implicit ALS
+/// iterations are timed (threads, k from the flags), for profiling on real row lengths.
+SideCsr read_csr(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) {
+    std::perror(path.c_str());
+    std::exit(1);
+  }
+  int64_t h[3];
+  SideCsr R;
+  if (std::fread(h, 8, 3, f) != 3) std::exit(1);
+  R.rows = h[0];
+  R.cols = h[1];
+  R.indptr.resize(R.rows + 1);
+  R.indices.resize(h[2]);
+  if (std::fread(R.indptr.data(), 8, R.rows + 1, f) != static_cast<size_t>(R.rows + 1) ||
+      std::fread(R.indices.data(), 4, h[2], f) != static_cast<size_t>(h[2]))
+    std::exit(1);
+  std::fclose(f);
+  R.values.assign(h[2], 1.0f);
+  for (int64_t r = 0; r < R.rows; ++r) R.max_row = std::max(R.max_row, R.indptr[r + 1] - R.indptr[r]);
+  return R;
+}
+
+int run_csr(const std::string& prefix, int k, int threads, int iterations, bool half) {
+  const SideCsr U = read_csr(prefix + ".users"), I = read_csr(prefix + ".items");
+  Factors P, Q;
+  P.resize(U.rows, k, half);
+  Q.resize(I.rows, k, half);
+  std::mt19937_64 rng(1);
+  std::normal_distribution<float> nd(0.0f, 0.01f);
+  std::vector<float> v(static_cast<size_t>(std::max(U.rows, I.rows)) * k);
+  for (auto& x : v) x = nd(rng);
+  P.assign(v.data());
+  Q.assign(v.data());
+  Options o;
+  o.k = k;
+  o.lambda = 0.05f;
+  o.implicit = true;
+  o.weighted = false;
+  o.factors_half = half;
+  for (int it = 0; it < iterations; ++it) {
+    const double t0 = thread_seconds();
+    const auto w0 = std::chrono::steady_clock::now();
+    solve_side(o, U, Q, &P, threads);
+    const double t1 = thread_seconds();
+    solve_side(o, I, P, &Q, threads);
+    const double t2 = thread_seconds();
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+    std::printf("iteration %d: users %.3f s, items %.3f s (main thread CPU), wall %.3f s\n", it, t1 - t0, t2 - t1,
+                wall);
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   const char* blas_path = nullptr;
+  std::string csr;
+  int threads = 1, iterations = 3;
+  bool half = false;
   std::vector<int> ks = {64, 128}, ns = {10, 30, 100, 300};
   int64_t rows = 2000;
   int rounds = 5;
@@ -151,11 +212,16 @@ int main(int argc, char** argv) {
     else if (f == "--n") ns = parse_ints(argv[a + 1]);
     else if (f == "--rows") rows = std::atoll(argv[a + 1]);
     else if (f == "--rounds") rounds = std::atoi(argv[a + 1]);
+    else if (f == "--csr") csr = argv[a + 1];
+    else if (f == "--threads") threads = std::atoi(argv[a + 1]);
+    else if (f == "--iterations") iterations = std::atoi(argv[a + 1]);
+    else if (f == "--half") half = std::atoi(argv[a + 1]) != 0;
     else {
       std::fprintf(stderr, "unknown flag %s\n", f.c_str());
       return 2;
     }
   }
+  if (!csr.empty()) return run_csr(csr, ks.front(), threads, iterations, half);
   Blas blas;
   const bool have_blas = blas_path && blas.load(blas_path);
   std::printf("ALS kernels (%s) vs %s, one thread, ns per row (median of %d rounds)\n", kernel_isa(),

@@ -331,6 +331,23 @@ def test_cg_form_choice():
     assert _core.als_cg_form(128, cg_form="hermitian") == "hermitian"
 
 
+def test_rows_too_long_to_keep_give_the_same_bits():
+    """The matrix-free CG gathers a row too long to keep (MASCOT_ALS_RESIDENT_BYTES) again in
+    every pass: the same arithmetic in the same order as the kept panel."""
+    code = ("import sys, numpy as np; sys.path.insert(0, %r); import test_als as t;"
+            "u,i,r,P,Q=t.make_data(13, nu=40, ni=400, k=24, density=0.5); c=t.user_csr(u,i,r,len(P));"
+            "np.save(sys.argv[1], np.concatenate([t.hook(c,Q,P,cg_form='matrix_free',threads=2,**t.kw_of(imp,'cg',3))"
+            " for imp in (False, True)]))") % os.path.dirname(__file__)
+    got = []
+    for cap in ("", "4096"):  # 4 KB: rows of more than 32 entries (k = 24 -> kp = 32) are gathered again
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"als_resident_{os.getpid()}_{cap or 'default'}.npy")
+        subprocess.run([sys.executable, "-c", code, path], env=dict(os.environ, MASCOT_ALS_RESIDENT_BYTES=cap),
+                       check=True)
+        got.append(np.load(path))
+        os.remove(path)
+    assert np.array_equal(got[0], got[1])
+
+
 def test_every_kernel_variant_agrees():
     """The generic and AVX2 builds of the kernels (MASCOT_ISA, read once per process) against
     the one this host picks, to 1e-5."""

@@ -73,7 +73,7 @@ inline int padded_k(int k) { return (k + 31) / 32 * 32; }
 struct Workspace {
   std::vector<float> panel;     ///< kChunk x kp gathered rows y_v (zero-padded)
   std::vector<float> wpanel;    ///< kChunk x kp weighted rows w_v y_v (implicit)
-  std::vector<float> resident;  ///< the matrix-free CG's gathered rows of one row (up to 1024 x kp)
+  std::vector<float> resident;  ///< the matrix-free CG's gathered rows of one row (grown on demand)
   std::vector<float> coef;      ///< kChunk: b's coefficient of each gathered row
   std::vector<float> A;         ///< kp x kp
   std::vector<uint16_t> A16;    ///< kp x kp (hermitian_half)
@@ -89,7 +89,15 @@ struct RowArgs {
   const void* Y;           ///< fixed side (FP32 or FP16 by opt->factors_half)
   void* X;                 ///< solved side, read (CG warm start) and written row by row
   const float* yty;        ///< implicit: kp x kp Y^T Y, zero-padded; else null
+  /// The matrix-free CG keeps a row's gathered rows (Workspace::resident, grown to the longest
+  /// row met) across its passes up to this many bytes per thread; a longer row is gathered
+  /// again, kChunk rows at a time, in every pass (the same arithmetic in the same order).
+  /// Why so large (kResidentBytes): the long rows are the popular items, whose rows are
+  /// scattered over the whole other side, in DRAM at these sizes; streaming a kept panel
+  /// (steps + 1) times costs far less than as many random gathers of it.
+  size_t resident_bytes;
 };
+constexpr size_t kResidentBytes = size_t(64) << 20;
 
 struct KernelTable {
   const char* isa;

@@ -84,6 +84,16 @@ constexpr int64_t kGramBlock = 8192;
 /// Rows handed to a worker at a time.
 constexpr int64_t kRowBlock = 32;
 
+/// RowArgs::resident_bytes: kResidentBytes, or MASCOT_ALS_RESIDENT_BYTES (tests: the path of
+/// rows too long to keep, on small data).
+size_t resident_bytes() {
+  static const size_t v = [] {
+    const char* e = std::getenv("MASCOT_ALS_RESIDENT_BYTES");
+    return e && *e ? static_cast<size_t>(std::strtoull(e, nullptr, 10)) : kResidentBytes;
+  }();
+  return v;
+}
+
 }  // namespace
 
 const KernelTable& kernels() {
@@ -96,7 +106,7 @@ void Workspace::reserve(int kp) {
   const size_t p = static_cast<size_t>(kp);
   panel.assign(kChunk * p, 0.0f);
   wpanel.assign(kChunk * p, 0.0f);
-  resident.assign(1024 * p, 0.0f);
+  resident.assign(1024 * p, 0.0f);  // grown to the longest row met (als_kernels.cc, kResidentBytes)
   coef.assign(kChunk, 0.0f);
   A.assign(p * p, 0.0f);
   A16.assign(p * p, 0);
@@ -238,7 +248,7 @@ void hermitian(const Options& o, const SideCsr& R, const Factors& Y, std::vector
   check_shapes(o, R, Y, none);
   const int kp = padded_k(o.k);
   const std::vector<float> yty = padded_gram(o, Y, 1);
-  RowArgs a{&o, kp, &R, Y.data(), nullptr, o.implicit ? yty.data() : nullptr};
+  RowArgs a{&o, kp, &R, Y.data(), nullptr, o.implicit ? yty.data() : nullptr, resident_bytes()};
   Workspace ws;
   ws.reserve(kp);
   A->assign(static_cast<size_t>(R.rows) * o.k * o.k, 0.0f);
@@ -250,7 +260,7 @@ void solve_side(const Options& o, const SideCsr& R, const Factors& Y, Factors* X
   check_shapes(o, R, Y, *X);
   const int kp = padded_k(o.k);
   const std::vector<float> yty = padded_gram(o, Y, threads);
-  RowArgs a{&o, kp, &R, Y.data(), X->data(), o.implicit ? yty.data() : nullptr};
+  RowArgs a{&o, kp, &R, Y.data(), X->data(), o.implicit ? yty.data() : nullptr, resident_bytes()};
   const int workers = std::max(threads, 1);
   std::vector<Workspace> ws(static_cast<size_t>(workers));
   std::vector<int64_t> failed(static_cast<size_t>(workers), -1);

@@ -70,10 +70,18 @@ inline vf vset(float x) {  // a splat: GCC builds neither `vf{} + x` nor a lane 
   return vf{} + x;
 #endif
 }
-inline float hsum(vf v) {
+inline float hsum(vf v) {  // a tree of shuffles (a lane loop is W - 1 dependent adds: 34 % of a pass)
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps((__m512)v);
+#elif defined(__AVX2__)
+  const __m128 x = _mm_add_ps(_mm256_castps256_ps128((__m256)v), _mm256_extractf128_ps((__m256)v, 1));
+  const __m128 y = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_add_ss(y, _mm_shuffle_ps(y, y, 1)));
+#else
   float s = 0.0f;
   for (int l = 0; l < W; ++l) s += v[l];
   return s;
+#endif
 }
 
 /// Converts k halves to floats.
@@ -115,10 +123,11 @@ inline void load_row(const void* M, bool half, int64_t r, int k, int kp, float* 
   }
   std::fill(out + k, out + kp, 0.0f);
 }
-inline void prefetch_row(const void* M, bool half, int64_t r, int k) {
+template <int kLocality>  // 3: into L1, 2: into L2 (prefetcht1)
+inline __attribute__((always_inline)) void prefetch_row(const void* M, bool half, int64_t r, int k) {
   const size_t bytes = static_cast<size_t>(k) * (half ? 2 : 4);
   const char* p = static_cast<const char*>(M) + static_cast<size_t>(r) * bytes;
-  for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 3);
+  for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, kLocality);
 }
 
 /// A (kp x kp) += sum_{t < n} WG[t] G[t]^T on the tiles of rows [i0, i0 + kR) and columns
@@ -294,15 +303,20 @@ bool cholesky_solve(float* A, int kp, int k, const float* b, float* x) {
   return true;
 }
 
-constexpr int kAhead = 12;
+/// Gathers prefetch the rows kAhead entries ahead into L1 and kAheadL2 entries ahead into L2
+/// (two stages, as the SGD kernels measured: an L1 prefetch holds one of the few L1 miss
+/// buffers for a whole DRAM latency), across the ends of rows up to `limit`.
+constexpr int kAhead = 6;
+constexpr int kAheadL2 = 24;
 
 /// Gathers rows [c0, c0 + m) of row u's columns into G (m x kp floats).
-inline void gather(const RowArgs& a, int64_t c0, int m, int64_t hi, float* G) {
+inline void gather(const RowArgs& a, int64_t c0, int m, int64_t limit, float* G) {
   const SideCsr& R = *a.R;
   const int k = a.opt->k, kp = a.kp;
   const bool half = a.opt->factors_half;
-  for (int t = 0; t < m; ++t) {  // the rows are scattered over Y: fetch kAhead rows ahead
-    if (c0 + t + kAhead < hi) prefetch_row(a.Y, half, R.indices[c0 + t + kAhead], k);
+  for (int t = 0; t < m; ++t) {  // the rows are scattered over Y
+    if (c0 + t + kAheadL2 < limit) prefetch_row<2>(a.Y, half, R.indices[c0 + t + kAheadL2], k);
+    if (c0 + t + kAhead < limit) prefetch_row<3>(a.Y, half, R.indices[c0 + t + kAhead], k);
     load_row(a.Y, half, R.indices[c0 + t], k, kp, G + static_cast<size_t>(t) * kp);
   }
 }
@@ -361,14 +375,10 @@ void pass_rows(const float* G, int m, int kp, const float* v, float* out, const 
   }
 }
 
-/// Rows of a row's columns kept gathered across the matrix-free CG's passes; a longer row is
-/// gathered again, kChunk rows at a time, in every pass.
-constexpr int kResident = 1024;
-
 /// The paper's approximate CG (reference_als.cg) without forming A_u: every product
 /// A v = [Y^T Y v] + sum_t w_t (g_t . v) g_t + reg v is one pass over the row's gathered rows
 /// g_t (w = alpha r implicit, 1 explicit), and b enters the residual's pass as c_t g_t.
-void cg_matrix_free(const RowArgs& a, int64_t u, Workspace& ws, float* x) {
+void cg_matrix_free(const RowArgs& a, int64_t u, Workspace& ws, float* x, int64_t limit) {
   const Options& o = *a.opt;
   const int kp = a.kp, k = o.k;
   const SideCsr& R = *a.R;
@@ -377,8 +387,14 @@ void cg_matrix_free(const RowArgs& a, int64_t u, Workspace& ws, float* x) {
   float* p = r + kp;
   float* Ap = p + kp;
   float* tmp = Ap + kp;
-  const bool resident = n <= kResident;
-  if (resident) gather(a, lo, static_cast<int>(n), hi, ws.resident.data());
+  const size_t need = static_cast<size_t>(n) * kp;
+  const bool resident = need * sizeof(float) <= a.resident_bytes;
+  if (resident) {
+    if (ws.resident.size() < need) ws.resident.resize(need);
+    for (int64_t c0 = lo; c0 < hi; c0 += kChunk)
+      gather(a, c0, static_cast<int>(std::min<int64_t>(kChunk, hi - c0)), limit,
+             ws.resident.data() + static_cast<size_t>(c0 - lo) * kp);
+  }
   const float reg = row_regularisation(o, n);
   // out = sum_t coef_t g_t, coef_t = w_t (g_t . v), or c_t - w_t (g_t . v) for the residual
   const auto pass = [&](const float* v, float* out, bool residual) {
@@ -428,7 +444,7 @@ void cg_matrix_free(const RowArgs& a, int64_t u, Workspace& ws, float* x) {
 
 /// Builds row u's system into ws.A (kp x kp, symmetric) and b: the paper's get_hermitian
 /// and get_bias.  Returns n_u (0: the row has no interactions; A and b are then unset).
-int64_t build_system(const RowArgs& a, int64_t u, Workspace& ws, float* b) {
+int64_t build_system(const RowArgs& a, int64_t u, Workspace& ws, float* b, int64_t limit) {
   const Options& o = *a.opt;
   const int k = o.k, kp = a.kp;
   const SideCsr& R = *a.R;
@@ -444,7 +460,7 @@ int64_t build_system(const RowArgs& a, int64_t u, Workspace& ws, float* b) {
   for (int64_t c0 = lo; c0 < hi; c0 += kChunk) {
     const int m = static_cast<int>(std::min<int64_t>(kChunk, hi - c0));
     float* G = ws.panel.data();
-    gather(a, c0, m, hi, G);
+    gather(a, c0, m, limit, G);
     const float* WG = G;
     if (o.implicit) {  // w = c - 1 = alpha r on A, c = 1 + alpha r on b
       float* wp = ws.wpanel.data();
@@ -517,6 +533,7 @@ int64_t solve_rows(const RowArgs& a, int64_t begin, int64_t end, Workspace& ws) 
   float* Ap = p + kp;
   int64_t failed = -1;
   const bool matrix_free = cg_form_of(o) == Options::CgForm::kMatrixFree;
+  const int64_t limit = a.R->indptr[end];  // the gathers prefetch across rows, to the block's end
   for (int64_t u = begin; u < end; ++u) {
     if (a.R->indptr[u] == a.R->indptr[u + 1]) {  // no interactions: zero, whatever the solver
       std::fill(x, x + kp, 0.0f);
@@ -525,11 +542,11 @@ int64_t solve_rows(const RowArgs& a, int64_t begin, int64_t end, Workspace& ws) 
     }
     if (matrix_free) {
       load_row(a.X, o.factors_half, u, k, kp, x);
-      cg_matrix_free(a, u, ws, x);
+      cg_matrix_free(a, u, ws, x, limit);
       store_row(a, u, x);
       continue;
     }
-    build_system(a, u, ws, b);
+    build_system(a, u, ws, b, limit);
     const uint16_t* A16 = nullptr;
     float inv_scale = 1.0f;
     if (o.hermitian_half) {
@@ -559,7 +576,7 @@ void hermitian_rows(const RowArgs& a, int64_t begin, int64_t end, Workspace& ws,
   for (int64_t u = begin; u < end; ++u) {
     float* Au = A_out + static_cast<size_t>(u - begin) * k * k;
     float* bu = b_out + static_cast<size_t>(u - begin) * k;
-    if (build_system(a, u, ws, b) == 0) {
+    if (build_system(a, u, ws, b, a.R->indptr[end]) == 0) {
       std::fill(Au, Au + static_cast<size_t>(k) * k, 0.0f);
       std::fill(bu, bu + k, 0.0f);
       continue;
