@@ -1,8 +1,9 @@
-// Test hooks of the ALS solver (issue 21), part of mascot._core: one side's solve on the CPU
-// or the CUDA device, Y^T Y, and the CSR builder, from NumPy arrays.  The binding converts and
-// forwards; the logic is the solver's (cpp/src/als/, cuda/als_kernels.cu).  Registered from
-// module.cc by bind_als(m); when the hooks move to mascot._core._testing, this function is
-// called on that submodule instead.
+// The ALS solver's bindings (issue 21), part of mascot._core: bind_als, what mascot.ALS uses
+// (AlsRun: one run, cpp/src/als/als_run.h; the kernels' ISA; the CG form of given options),
+// and bind_als_testing, the test hooks (one side's solve on the CPU or the CUDA device, the
+// Hermitians, Y^T Y, the CSR builder) that move to mascot._core._testing with the others by
+// registering it on that submodule (module.cc).  The binding converts and forwards; the logic
+// is the solver's (cpp/src/als/, cuda/als_kernels.cu).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -88,7 +89,9 @@ Options options(int k, float lam, bool implicit, float alpha, const std::string&
 
 }  // namespace
 
-void bind_als(nb::module_& m) {
+// The test hooks (one side's solve, the Hermitians, Y^T Y, the CSR, the CG form): these move
+// with the others to mascot._core._testing (issue 26) by registering bind_als_testing there.
+void bind_als_testing(nb::module_& m) {
   m.def(
       "als_solve_side",
       [](const In1<int64_t>& indptr, const In1<int32_t>& indices, const In1<float>& values, const InF2& Y,
@@ -173,7 +176,10 @@ void bind_als(nb::module_& m) {
       },
       "rows"_a, "cols"_a, "row_ids"_a, "col_ids"_a, "values"_a, "drop_zeros"_a = false,
       "Test hook: the ALS solver's CSR of triplets.");
-  // ---------------------------------------------------------------- one ALS run (mascot.ALS)
+}
+
+// What mascot.ALS uses: one ALS run, and the kernels' instruction set.
+void bind_als(nb::module_& m) {
   nb::class_<mascot::als::AlsRun>(m, "AlsRun", "One ALS run (cpp/src/als/als_run.h): prepare, run_epoch, factors.")
       .def(nb::init<>())
       .def(

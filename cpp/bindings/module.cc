@@ -161,6 +161,7 @@ nb::tuple result_tuple(TrainResult&& res) {
 
 void bind_competing(nb::module_& m);  // competing_bindings.cc
 void bind_als(nb::module_& m);        // als_bindings.cc
+void bind_als_testing(nb::module_& m);  // als_bindings.cc (test hooks)
 
 NB_MODULE(_core, m) {
   m.doc() = "MASCOT core (C++): low-precision matrix-factorization training";
@@ -177,6 +178,7 @@ NB_MODULE(_core, m) {
   m.attr("__version__") = MASCOT_VERSION;
   bind_competing(m);
   bind_als(m);
+  bind_als_testing(m);
   m.attr("HAS_CUDA") = built_with_cuda();
   m.def("cuda_device_count", &cuda_device_count, "Visible CUDA devices (0 without CUDA, a driver or a GPU).");
   m.def("cuda_unavailable_reason", &cuda_unavailable_reason,
