@@ -22,8 +22,8 @@ import mascot
 
 VARIANTS = [("cholesky", dict(solver="cholesky")), ("cg 1", dict(solver="cg", cg_steps=1)),
             ("cg 3", dict(solver="cg", cg_steps=3)), ("cg 6", dict(solver="cg", cg_steps=6)),
-            ("cg 3, FP16 A", dict(solver="cg", cg_steps=3, hermitian_dtype="float16")),
-            ("cg 3, FP16 factors", dict(solver="cg", cg_steps=3, dtype="float16"))]
+            ("cg 3 FP16 A", dict(solver="cg", cg_steps=3, hermitian_dtype="float16")),
+            ("cg 3 FP16 factors", dict(solver="cg", cg_steps=3, dtype="float16"))]
 
 
 def load(name, seed):

@@ -4,16 +4,18 @@
 //
 // Per row u (als.h): gather the fixed side's rows of Omega_u into a panel of kChunk rows at a
 // time (FP16 converted here), accumulate A_u += sum_t w_t g_t g_t^T (the paper's get_hermitian)
-// and b_u += sum_t c_t g_t, then solve with Cholesky or CG.
+// and b_u += sum_t c_t g_t, then solve with Cholesky or CG; or, for CG in its matrix-free form
+// (detail/als.h CgForm), keep the gathered panel and run every product A p as passes over it.
 //
-// Why own micro-kernels and not a BLAS/LAPACK (measured with benchmarks/als_kernels_vs_blas.py
-// on this project's 2-core AVX-512 hosts against the OpenBLAS that NumPy and SciPy ship,
-// scipy-openblas; figures in docs/benchmarks.md, "ALS: own kernels vs OpenBLAS"): the problems
-// are many and small (k <= 512, n_u often below k), so a library call per row pays its
-// dispatch and threading set-up per row, and needs a float32 panel anyway (the factors may be
-// FP16, which no BLAS reads); the Hermitian build below runs register-tiled outer products of
-// the gathered panel (the CPU form of the paper's register/shared-memory tiling) and the
-// solves are O(k^3 / 6) or O(steps k^2) per row, small next to the build.
+// Why own micro-kernels and not a BLAS/LAPACK (measured with benchmarks/als_kernels_bench.cc
+// against the OpenBLAS that NumPy's wheels ship, scipy-openblas, one thread; table in
+// docs/benchmarks.md, "Own kernels against OpenBLAS"): the problems are many and small (k <= 512,
+// n_u often below k), so a library call per row pays its dispatch per row, and a BLAS needs a
+// float32 panel (the factors may be FP16, which no BLAS reads).  Per row, the own Cholesky path
+// was 1.7-2.5x faster than gather + ssyrk + spotrf/spotrs, the own Hermitian-form CG 0.96-1.96x
+// of ssymv CG, and the matrix-free CG form 3.7-8x.  The Hermitian build below runs
+// register-tiled outer products of the gathered panel (the CPU form of the paper's
+// register/shared-memory tiling).
 //
 // Floating point: -ffp-contract=fast here (FMA where the ISA has it): the ALS tests compare
 // with the float64 reference to a relative tolerance, not bit for bit.
