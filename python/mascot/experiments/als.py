@@ -112,9 +112,13 @@ def _implicit_part(a, out: str) -> str:
     except ImportError:
         return "`implicit` is not importable here (pip install implicit): part 3 was not run.\n"
     here = os.path.dirname(os.path.abspath(__file__))
-    bench = os.path.normpath(os.path.join(here, "..", "..", "..", "benchmarks", "implicit_compare.py"))
-    if not os.path.exists(bench):  # an installed package without the repository's benchmarks/
-        return "benchmarks/implicit_compare.py is not beside this package: part 3 was not run.\n"
+    # the repository's script: beside the sources, or in the working directory (an installed package)
+    found = [b for b in (os.path.join(here, "..", "..", "..", "benchmarks", "implicit_compare.py"),
+                         os.path.join(os.getcwd(), "benchmarks", "implicit_compare.py")) if os.path.exists(b)]
+    if not found:
+        return ("benchmarks/implicit_compare.py is neither beside this package nor in the working directory "
+                "(run from the repository root): part 3 was not run.\n")
+    bench = os.path.normpath(found[0])
     import importlib.util
 
     import mascot
