@@ -133,7 +133,7 @@ def summarise(rows):
         med = {v: statistics.median([statistics.median(r["seconds"]) for r in sel if r["variant"] == v])
                for v in {r["variant"] for r in sel}}
         # paired ratios: per seed (the runs alternate within a seed), then their median
-        def ratio(v, base):
+        def ratio(v, base, sel=sel):
             rs = []
             for s in {r["seed"] for r in sel}:
                 a = [r for r in sel if r["seed"] == s and r["variant"] == v]
@@ -184,12 +184,12 @@ def main(argv=None):
             print(f"{ds} seed {seed}: {train.shape[0]} users x {train.shape[1]} items, {train.nnz} train / "
                   f"{test.nnz} test positives ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
             for k in (int(x) for x in args.factors.split(",")):
-                variants = [("mascot fp32", lambda: run_mascot(train, test, k, args, seed, "float32"))]
+                variants = [("mascot fp32", run_mascot, ("float32",))]
                 if implicit is not None:
-                    variants.append(("implicit", lambda: run_implicit(train, test, k, args, seed)))
-                variants.append(("mascot fp16", lambda: run_mascot(train, test, k, args, seed, "float16")))
-                for name, fn in variants:
-                    secs, m = fn()
+                    variants.append(("implicit", run_implicit, ()))
+                variants.append(("mascot fp16", run_mascot, ("float16",)))
+                for name, fn, extra in variants:  # alternating, as the docstring says
+                    secs, m = fn(train, test, k, args, seed, *extra)
                     rows.append({"dataset": ds, "k": k, "seed": seed, "variant": name, "seconds": secs, "metrics": m})
                     print(f"  k={k} {name:12s} median {statistics.median(secs):.3f} s/it  p@10 {m['precision@10']:.4f}"
                           f"  ndcg@10 {m['ndcg@10']:.4f}", file=sys.stderr, flush=True)

@@ -169,7 +169,7 @@ class ALS:
         return self.regularization_mode == "weighted" or (self.regularization_mode == "auto" and not self.implicit)
 
     # ------------------------------------------------------------------ training
-    def fit(self, user_items: Any, test: Any = None, *, callback: Callable[[dict], Any] | None = None) -> "ALS":
+    def fit(self, user_items: Any, test: Any = None, *, callback: Callable[[dict], Any] | None = None) -> ALS:
         """Trains on ``user_items``: a scipy.sparse CSR matrix (users x items; values are the
         ratings, or the implicit strengths r of c = 1 + alpha r), or (users, items, values)
         arrays, a DataFrame, a Ratings or a path as ``MF.fit`` takes.  Users and items without
@@ -305,7 +305,7 @@ class ALS:
         _core.save_model(os.fspath(path), np.ascontiguousarray(P), np.ascontiguousarray(Q), json.dumps(meta), extra)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ALS":
+    def load(cls, path: str | os.PathLike) -> ALS:
         """Reads a directory written by :meth:`save` (or any MASCOT model directory: its P and Q
         become the user and item factors)."""
         path = Path(path)

@@ -337,7 +337,7 @@ def test_rows_too_long_to_keep_give_the_same_bits():
     code = ("import sys, numpy as np; sys.path.insert(0, %r); import test_als as t;"
             "u,i,r,P,Q=t.make_data(13, nu=40, ni=400, k=24, density=0.5); c=t.user_csr(u,i,r,len(P));"
             "np.save(sys.argv[1], np.concatenate([t.hook(c,Q,P,cg_form='matrix_free',threads=2,**t.kw_of(imp,'cg',3))"
-            " for imp in (False, True)]))") % os.path.dirname(__file__)
+            " for imp in (False, True)]))").replace("%r", repr(os.path.dirname(__file__)))
     got = []
     for cap in ("", "4096"):  # 4 KB: rows of more than 32 entries (k = 24 -> kp = 32) are gathered again
         path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"als_resident_{os.getpid()}_{cap or 'default'}.npy")
@@ -355,7 +355,8 @@ def test_every_kernel_variant_agrees():
             "u,i,r,P,Q=t.make_data(11, k=40); c=t.user_csr(u,i,r,len(P));"
             "x=t.hook(c,Q,P,**t.kw_of(True,'cg',3)); y=t.hook(c,Q,P,**t.kw_of(False,'cholesky'));"
             "z=t.hook(c,Q,P,cg_form='hermitian',**t.kw_of(True,'cg',3));"
-            "np.save(sys.argv[1], np.concatenate([x,y,z])); print(_core.als_kernel_isa())") % os.path.dirname(__file__)
+            "np.save(sys.argv[1], np.concatenate([x,y,z])); print(_core.als_kernel_isa())"
+            ).replace("%r", repr(os.path.dirname(__file__)))
     out = {}
     for isa in ("generic", "avx2", ""):
         path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"als_isa_{os.getpid()}_{isa or 'best'}.npy")

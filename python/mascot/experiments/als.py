@@ -158,10 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as e:
             print(f"mascot experiment als: error: {ds}: {e}", file=sys.stderr)
             return 2
-        runs = [(f"sgd {m}", lambda m=m: _sgd_curve(train, test, a, 3 * iters, m)) for m in ("fp32", "mascot")]
-        runs += [(v, lambda kw=kw: _als_curve(train, test, a, iters, **kw)) for v, kw in ALS_EXPLICIT]
-        for v, fn in runs:  # one after another, alternating kinds (SGD, ALS)
-            for r in fn():
+        runs = [(f"sgd {m}", _sgd_curve, (3 * iters, m), {}) for m in ("fp32", "mascot")]
+        runs += [(v, _als_curve, (iters,), kw) for v, kw in ALS_EXPLICIT]
+        for v, fn, pos, kw in runs:  # one after another, alternating kinds (SGD, ALS)
+            for r in fn(train, test, a, *pos, **kw):
                 time_rows.append({"dataset": ds, "variant": v, **r})
             print(f"als experiment: {ds} {v}: final RMSE {time_rows[-1]['test_rmse']:.4f} "
                   f"after {time_rows[-1]['seconds']:.2f} s", file=sys.stderr, flush=True)
@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
               "|---|---|" + "---|" * (len(CG_STEPS) + 1)]
     for ds in datasets:
         for e in range(1, iters + 1):
-            vals = [next(r["test_rmse"] for r in cg_rows if r["dataset"] == ds and r["variant"] == v and r["epoch"] == e)
+            vals = [next(r["test_rmse"] for r in cg_rows
+                         if r["dataset"] == ds and r["variant"] == v and r["epoch"] == e)
                     for v in [f"cg {s}" for s in CG_STEPS] + ["cholesky"]]
             lines.append(f"| {ds} | {e} | " + " | ".join(f"{x:.4f}" for x in vals) + " |")
     lines += ["", "## 3. Implicit feedback: mascot.ALS against `implicit`\n",
