@@ -103,8 +103,8 @@ def tiny_checkpoint(tmp, k=4, **params):
     (tu, ti, tr), (eu, ei, er) = tiny_data()
     m = MF(k=k, epochs=3, deterministic=True, **{"groups": 2, **params})
     d = Path(tempfile.mkdtemp(dir=tmp))
-    _core.train_checkpointed(m._config(), "cpu", 1, m.seed, tu, ti, tr, 12, 9, eu, ei, er, "tiny",
-                             lambda rec: rec["epoch"] < 1, str(d / "ck"), 1, True)
+    _core.train_checkpointed(m._config(), m._context(), tu, ti, tr, 12, 9, eu, ei, er, "tiny",
+                             lambda rec: rec["epoch"] < 1, str(d / "ck"), 1)
     man = (d / "ck" / "checkpoint.json").read_bytes()
     files = {k[5:]: v for k, v in json.loads(man).items() if k.startswith("file.")}
     parts = {name: (d / "ck" / f).read_bytes() for name, f in files.items()}

@@ -29,7 +29,8 @@ cd "$(dirname "$0")/.."
 # checkpoint needs the whole CPU trainer (it resumes a run); kernels.cc is built as the
 # portable "generic" variant only (CMakeLists.txt builds AVX2/AVX-512 ones too).
 CORE_SOURCES=(cpp/src/error.cc cpp/src/fileutil.cc cpp/src/ratings.cc cpp/src/model.cc
-              cpp/src/config.cc cpp/src/methods.cc cpp/src/context.cc cpp/src/json.cc cpp/src/synthetic.cc cpp/src/reorder.cc
+              cpp/src/config.cc cpp/src/params.cc cpp/src/methods.cc cpp/src/context.cc cpp/src/json.cc
+              cpp/src/synthetic.cc cpp/src/reorder.cc
               cpp/src/report.cc cpp/src/trainer.cc cpp/src/checkpoint.cc cpp/src/memory_plan.cc
               cpp/src/switching.cc cpp/src/cuda_stubs.cc cpp/src/cpu/cpu_trainer.cc cpp/src/cpu/schedule.cc
               cpp/src/cpu/kernels_dispatch.cc cpp/src/cpu/competing.cc cpp/src/cpu/mpt.cc

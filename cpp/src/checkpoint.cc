@@ -20,6 +20,7 @@
 #include "mascot/detail/json.h"
 #include "mascot/detail/rng.h"
 #include "mascot/error.h"
+#include "mascot/param_table.h"
 
 namespace mascot {
 namespace {
@@ -28,7 +29,8 @@ constexpr const char* kManifest = "checkpoint.json";
 constexpr const char* kFormat = "mascot-checkpoint";
 // 2: the driver's state ("driver_state": epochs, update count, group precisions, q-error
 // baselines) apart from the backend's, and the device recorded (CUDA runs checkpoint too).
-constexpr int kVersion = 2;
+// 3: the configuration tagged by name (params::write_config).
+constexpr int kVersion = 3;
 
 // ------------------------------------------------------------------ checksums
 // 64-bit checksum of a byte string: mix64 over 8-byte words (fast enough to verify every
@@ -269,51 +271,7 @@ Manifest parse_manifest(const std::string& text, const std::string& path) {
   return m;
 }
 
-// ------------------------------------------------------------------ config / report (binary)
-void put_config(detail::BinWriter& w, const TrainConfig& c) {
-  w.pod(c.k); w.pod(c.epochs); w.pod(c.lr); w.pod(c.decay); w.pod(c.lambda_p); w.pod(c.lambda_q);
-  w.pod(c.init_std); w.pod(static_cast<int32_t>(c.method)); w.pod(static_cast<int32_t>(c.rounding));
-  w.pod(static_cast<int32_t>(c.order)); w.pod(c.user_groups); w.pod(c.item_groups); w.pod(c.period);
-  w.pod(c.sample_ratio); w.pod(c.threshold); w.pod(c.warmup); w.pod(c.eval_every_epoch);
-  const CompetingParams& p = c.competing;
-  w.pod(p.loss_scale); w.pod(p.dynamic_loss_scale); w.pod(p.loss_scale_window); w.vec(p.muppet_word_lengths);
-  w.pod(p.muppet_resolution); w.pod(p.muppet_patience); w.pod(p.muppet_threshold_alpha);
-  w.pod(p.muppet_threshold_beta); w.pod(p.muppet_threshold_decay); w.pod(p.muppet_batch);
-  w.pod(p.afp_low_bits); w.pod(p.afp_high_bits); w.pod(p.afp_error_threshold); w.pod(p.afp_alpha);
-  w.pod(p.afp_beta); w.pod(p.afp_gamma); w.pod(p.afp_delta);
-  w.pod(c.random_fp16); w.pod(c.grad_stats);  // study options (config.h)
-}
-TrainConfig get_config(detail::BinReader& r) {
-  TrainConfig c;
-  r.pod(&c.k); r.pod(&c.epochs); r.pod(&c.lr); r.pod(&c.decay); r.pod(&c.lambda_p); r.pod(&c.lambda_q);
-  r.pod(&c.init_std);
-  const int32_t m = r.pod<int32_t>(), ro = r.pod<int32_t>(), o = r.pod<int32_t>();
-  if (m < 0 || m > static_cast<int32_t>(Method::kAfp) || ro < 0 || ro > 1 || o < 0 || o > 2) r.fail("bad enum value");
-  c.method = static_cast<Method>(m);
-  c.rounding = static_cast<Rounding>(ro);
-  c.order = static_cast<Order>(o);
-  r.pod(&c.user_groups); r.pod(&c.item_groups); r.pod(&c.period);
-  r.pod(&c.sample_ratio); r.pod(&c.threshold); r.pod(&c.warmup);
-  const uint8_t ev = r.pod<uint8_t>();
-  c.eval_every_epoch = ev != 0;
-  CompetingParams& p = c.competing;
-  r.pod(&p.loss_scale);
-  p.dynamic_loss_scale = r.pod<uint8_t>() != 0;
-  r.pod(&p.loss_scale_window); p.muppet_word_lengths = r.vec<int>(64);
-  r.pod(&p.muppet_resolution); r.pod(&p.muppet_patience); r.pod(&p.muppet_threshold_alpha);
-  r.pod(&p.muppet_threshold_beta); r.pod(&p.muppet_threshold_decay); r.pod(&p.muppet_batch);
-  r.pod(&p.afp_low_bits); r.pod(&p.afp_high_bits); r.pod(&p.afp_error_threshold); r.pod(&p.afp_alpha);
-  r.pod(&p.afp_beta); r.pod(&p.afp_gamma); r.pod(&p.afp_delta);
-  r.pod(&c.random_fp16);
-  c.grad_stats = r.pod<uint8_t>() != 0;
-  try {
-    c.validate();
-  } catch (const std::exception& e) {
-    r.fail(std::string("invalid configuration: ") + e.what());
-  }
-  return c;
-}
-
+// ------------------------------------------------------------------ report (binary); the config: param_table.h
 void put_report(detail::BinWriter& w, const RunReport& rep) {
   w.str(rep.device);
   w.pod(static_cast<uint64_t>(rep.epochs.size()));
@@ -528,7 +486,7 @@ Loaded load_manifest(const std::string& dir) {
                   " only): it cannot be resumed, start the run again");
   if (version != kVersion)
     throw_invalid("checkpoint " + mpath + ": unsupported version " + std::to_string(version) + " (this build reads " +
-                  std::to_string(kVersion) + ")");
+                  std::to_string(kVersion) + ")" + (version > kVersion ? ": written by a newer MASCOT" : ""));
   const uint16_t probe = 1;
   const bool little = *reinterpret_cast<const uint8_t*>(&probe) == 1;
   if (s("byte_order") != (little ? "little" : "big"))
@@ -567,7 +525,7 @@ Loaded load_manifest(const std::string& dir) {
   const std::string blob = rd.blob("run_state");
   detail::BinReader r(blob, "checkpoint " + join(dir, L.files["run_state"].file));
   if (r.str() != "run_state") r.fail("not a run state");
-  I.config = get_config(r);
+  I.config = params::read_config(r);
   I.context.threads = r.pod<int32_t>();
   I.context.seed = r.pod<uint64_t>();
   const int32_t device = r.pod<int32_t>();
@@ -605,7 +563,7 @@ void write_checkpoint(const std::string& dir, int epochs_done, const std::functi
   FileStateWriter w(dir, suffix);
   detail::BinWriter b;
   b.str("run_state");
-  put_config(b, meta.config);
+  params::write_config(b, meta.config);
   b.pod(static_cast<int32_t>(meta.context.threads));
   b.pod(meta.context.seed);
   b.pod(static_cast<int32_t>(meta.context.device));

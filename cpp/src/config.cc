@@ -1,12 +1,12 @@
-// TrainConfig parsing and validation: every message names the field and the bad value.
+// TrainConfig: the enums' names and validation (per value by the table of mascot/params.h, then
+// the rules that relate fields); every message names the field and the bad value.
 #include "mascot/config.h"
 
-#include <cmath>
-#include <sstream>
 
 #include "mascot/detail/sgd.h"
 #include "mascot/error.h"
 #include "mascot/methods.h"
+#include "mascot/param_table.h"
 
 namespace mascot {
 namespace {
@@ -17,12 +17,7 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
-template <class T>
-std::string str(T v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
-}
+std::string str(int64_t v) { return std::to_string(v); }
 
 }  // namespace
 
@@ -45,57 +40,95 @@ std::vector<std::string> method_names() {
   return v;
 }
 
-Rounding parse_rounding(const std::string& s) {
-  if (s == "nearest") return Rounding::kNearest;
-  if (s == "stochastic") return Rounding::kStochastic;
-  throw_invalid("unknown rounding '" + s + "' (valid: nearest, stochastic)");
-}
-std::string to_string(Rounding r) { return r == Rounding::kNearest ? "nearest" : "stochastic"; }
+namespace {
+template <class E>
+struct EnumName {
+  E value;
+  const char* name;
+};
+constexpr EnumName<Rounding> kRoundings[] = {{Rounding::kNearest, "nearest"}, {Rounding::kStochastic, "stochastic"}};
+constexpr EnumName<Order> kOrders[] = {
+    {Order::kShuffle, "shuffle"},
+    {Order::kBlocked, "blocked"},
+    {Order::kChunk, "chunk"},
+};
 
-Order parse_order(const std::string& s) {
-  if (s == "shuffle") return Order::kShuffle;
-  if (s == "blocked") return Order::kBlocked;
-  if (s == "chunk") return Order::kChunk;
-  throw_invalid("unknown order '" + s + "' (valid: shuffle, blocked, chunk)");
-}
-std::string to_string(Order o) {
-  switch (o) {
-    case Order::kShuffle: return "shuffle";
-    case Order::kBlocked: return "blocked";
-    case Order::kChunk: return "chunk";
+template <class E, size_t N>
+E parse_name(const char* what, const EnumName<E> (&names)[N], const std::string& s) {
+  std::vector<std::string> valid;
+  for (const auto& x : names) {
+    if (s == x.name) return x.value;
+    valid.push_back(x.name);
   }
+  throw_invalid(std::string("unknown ") + what + " '" + s + "' (valid: " + join(valid) + ")");
+}
+template <class E, size_t N>
+std::string name_of(const EnumName<E> (&names)[N], E v) {
+  for (const auto& x : names)
+    if (x.value == v) return x.name;
   return "?";
 }
+template <class E, size_t N>
+std::vector<std::string> names_of(const EnumName<E> (&names)[N]) {
+  std::vector<std::string> v;
+  for (const auto& x : names) v.push_back(x.name);
+  return v;
+}
+}  // namespace
+
+Rounding parse_rounding(const std::string& s) { return parse_name("rounding", kRoundings, s); }
+std::string to_string(Rounding r) { return name_of(kRoundings, r); }
+std::vector<std::string> rounding_names() { return names_of(kRoundings); }
+
+Order parse_order(const std::string& s) { return parse_name("order", kOrders, s); }
+std::string to_string(Order o) { return name_of(kOrders, o); }
+std::vector<std::string> order_names() { return names_of(kOrders); }
 
 void TrainConfig::validate() const {
-  auto need = [](bool ok, const std::string& msg) { MASCOT_CHECK_ARG(ok, msg); };
-  need(k >= 1 && k <= 4096, "k must be between 1 and 4096 (got " + str(k) + ")");
-  need(epochs >= 1, "epochs must be >= 1 (got " + str(epochs) + ")");
-  need(std::isfinite(lr) && lr > 0, "lr must be a finite number > 0 (got " + str(lr) + ")");
-  need(std::isfinite(decay) && decay >= 0, "decay must be a finite number >= 0 (got " + str(decay) + ")");
-  need(std::isfinite(lambda_p) && lambda_p >= 0, "lambda_p must be a finite number >= 0 (got " + str(lambda_p) + ")");
-  need(std::isfinite(lambda_q) && lambda_q >= 0, "lambda_q must be a finite number >= 0 (got " + str(lambda_q) + ")");
-  need(std::isfinite(init_std) && init_std > 0, "init_std must be a finite number > 0 (got " + str(init_std) + ")");
-  need(user_groups >= 1, "user_groups must be >= 1 (got " + str(user_groups) + ")");
-  need(item_groups >= 1, "item_groups must be >= 1 (got " + str(item_groups) + ")");
-  need(period >= 1, "period must be >= 1 (got " + str(period) + ")");
-  need(std::isfinite(sample_ratio) && sample_ratio > 0 && sample_ratio <= 1,
-       "sample_ratio must be in (0, 1] (got " + str(sample_ratio) + ")");
-  need(std::isfinite(threshold) && threshold > 0, "threshold must be a finite number > 0 (got " + str(threshold) + ")");
-  need(warmup >= 0, "warmup must be >= 0 (got " + str(warmup) + ")");
+  using namespace params;
+  // one value at a time, by the table's rules (messages name the field)
+#define MASCOT_CHECK_FIELD(type, name, def, check, ...) check_value(#name, name, check);
+  MASCOT_TRAIN_PARAMS(MASCOT_CHECK_FIELD)
+#undef MASCOT_CHECK_FIELD
   competing.validate();
-  // which options a method takes: the method-traits table (methods.h)
+  // rules that relate fields; which methods an option applies to: the method-traits table (methods.h)
+  auto need = [](bool ok, const std::string& msg) { MASCOT_CHECK_ARG(ok, msg); };
   const MethodTraits& t = method_traits(method);
-  need(random_fp16 == -1.0 || (std::isfinite(random_fp16) && random_fp16 >= 0 && random_fp16 <= 1),
-       "random_fp16 must be in [0, 1], or -1 for off (got " + str(random_fp16) + ")");
-  need(random_fp16 == -1.0 || t.random_fp16,
-       "random_fp16 applies to methods mascot, mascot-naive and mascot-n1 (got " + to_string(method) + ")");
-  need(!grad_stats || t.grad_stats,
-       "grad_stats applies to methods fp32, mascot-n1, mascot, mascot-n2 and mascot-naive (got " +
-           to_string(method) + ")");
+  auto methods_with = [](bool MethodTraits::*applies) {
+    MethodSet s = 0;
+    for (const MethodTraits& m : all_method_traits())
+      if (m.*applies) s |= only(m.method);
+    return method_list(s);
+  };
+  need(random_fp16 == -1.0 || t.random_fp16, "random_fp16 applies to methods " +
+                                                  methods_with(&MethodTraits::random_fp16) + " (got " +
+                                                  to_string(method) + ")");
+  need(!grad_stats || t.grad_stats, "grad_stats applies to methods " + methods_with(&MethodTraits::grad_stats) +
+                                        " (got " + to_string(method) + ")");
   need(!(rounding == Rounding::kStochastic && !t.stochastic_rounding),
        "rounding=stochastic applies to FP16 stores of FP32 results (mascot-n1, mascot, mascot-n2, "
        "mascot-naive and the quantising methods); " + to_string(method) + " has none");
+}
+
+void CompetingParams::validate() const {
+  using namespace params;
+#define MASCOT_CHECK_FIELD(type, name, def, check, ...) check_value(#name, name, check);
+  MASCOT_COMPETING_PARAMS(MASCOT_CHECK_FIELD)
+#undef MASCOT_CHECK_FIELD
+  // Check::custom(): the rules that relate values
+  const auto i = [](long long v) { return std::to_string(v); };
+  MASCOT_CHECK_ARG(!muppet_word_lengths.empty() && muppet_word_lengths.size() <= 8,
+                   "muppet_word_lengths must list 1 to 8 word lengths (got " +
+                       i(static_cast<long long>(muppet_word_lengths.size())) + ")");
+  for (size_t x = 0; x < muppet_word_lengths.size(); ++x) {
+    const int w = muppet_word_lengths[x];
+    MASCOT_CHECK_ARG(w >= 2 && w <= 24, "muppet_word_lengths must be between 2 and 24 bits (got " + i(w) + ")");
+    MASCOT_CHECK_ARG(x == 0 || w > muppet_word_lengths[x - 1],
+                     "muppet_word_lengths must be strictly increasing (got " + i(muppet_word_lengths[x - 1]) +
+                         " then " + i(w) + ")");
+  }
+  MASCOT_CHECK_ARG(afp_high_bits > afp_low_bits && afp_high_bits <= 24,
+                   "afp_high_bits must be > afp_low_bits and <= 24 (got " + i(afp_high_bits) + ")");
 }
 
 void TrainConfig::validate_for(int64_t n_users, int64_t n_items) const {

@@ -7,6 +7,7 @@
 
 #include "mascot/detail/backend.h"
 #include "mascot/error.h"
+#include "mascot/param_table.h"
 
 namespace mascot {
 
@@ -20,6 +21,8 @@ Device parse_device(const std::string& s) {
   if (s == "cuda") return Device::kCuda;
   throw_invalid("unknown device '" + s + "' (valid: auto, cpu, cuda)");
 }
+
+std::vector<std::string> device_names() { return {"auto", "cpu", "cuda"}; }
 
 std::string to_string(Device d) {
   switch (d) {
@@ -37,8 +40,10 @@ int Context::resolved_threads() const {
 }
 
 void Context::validate() const {
-  MASCOT_CHECK_ARG(threads >= 0 && threads <= 1024,
-                   "threads must be between 0 (all cores) and 1024 (got " + std::to_string(threads) + ")");
+  using namespace params;
+#define MASCOT_CHECK_FIELD(type, name, def, check, ...) check_value(#name, name, check);
+  MASCOT_CONTEXT_PARAMS(MASCOT_CHECK_FIELD)
+#undef MASCOT_CHECK_FIELD
   // the environment settings the core reads: a typo is an error, not a silent default
   if (const char* e = std::getenv("MASCOT_ISA"); e && *e) {
     const std::string v = e;
@@ -52,6 +57,22 @@ void Context::validate() const {
     const bool digits = v.size() <= 19 && v.find_first_not_of("0123456789") == std::string::npos;
     MASCOT_CHECK_ARG(digits, std::string(name) + "='" + v.substr(0, 40) + "' is not a byte count (a non-negative integer)");
   }
+}
+
+Context Context::for_run(Spelling how) const {
+  Context c = *this;
+  if (deterministic) {  // one CPU thread, fixed order: bit-for-bit reproducible
+    const bool cli = how == Spelling::kCli;
+    const std::string who = cli ? "--deterministic" : "deterministic=True";
+    if (threads > 1)
+      throw InvalidArgument(who + " runs one thread (got " + (cli ? "--threads " : "threads=") +
+                            std::to_string(threads) + ")");
+    if (device == Device::kCuda)
+      throw InvalidArgument(who + " runs on the CPU (got " + (cli ? "--device cuda" : "device='cuda'") + ")");
+    c.threads = 1;
+    c.device = Device::kCpu;
+  }
+  return c;
 }
 
 Device Context::resolved_device() const {

@@ -1,42 +1,20 @@
-// RunReport -> JSON (DESIGN.md §5).  Field names are the contract with mascot.analysis.
+// RunReport -> JSON.  Field names are the contract with mascot.analysis; those of "config" are
+// the parameter table's (mascot/params.h).
 #include "mascot/report.h"
 
 #include <cmath>
 
 #include "mascot/detail/json.h"
-#include "mascot/methods.h"
+#include "mascot/param_table.h"
 
 namespace mascot {
 
 std::string RunReport::to_json() const {
   detail::JsonWriter w;
-  const TrainConfig& c = config;
   w.begin_object();
   w.kv("format", "mascot-run-report").kv("version", 1).kv("mascot_version", MASCOT_VERSION);
-  w.key("config").begin_object();
-  w.kv("method", to_string(c.method)).kv("k", c.k).kv("epochs", c.epochs).kv("lr", c.lr).kv("decay", c.decay);
-  w.kv("lambda_p", c.lambda_p).kv("lambda_q", c.lambda_q).kv("init_std", c.init_std);
-  w.kv("rounding", to_string(c.rounding)).kv("order", to_string(c.order));
-  w.kv("user_groups", c.user_groups).kv("item_groups", c.item_groups).kv("period", c.period);
-  w.kv("sample_ratio", c.sample_ratio).kv("threshold", c.threshold).kv("warmup", c.warmup);
-  w.key("random_fp16");
-  if (c.random_fp16 >= 0) w.value(c.random_fp16); else w.null();
-  w.kv("grad_stats", c.grad_stats);
-  if (method_traits(c.method).competing()) {  // the method parameters of mpt, muppet, afp
-    const CompetingParams& p = c.competing;
-    w.key("competing").begin_object();
-    w.kv("loss_scale", p.loss_scale).kv("dynamic_loss_scale", p.dynamic_loss_scale);
-    w.kv("loss_scale_window", p.loss_scale_window);
-    w.key("muppet_word_lengths").array(p.muppet_word_lengths);
-    w.kv("muppet_resolution", p.muppet_resolution).kv("muppet_patience", p.muppet_patience);
-    w.kv("muppet_threshold_alpha", p.muppet_threshold_alpha).kv("muppet_threshold_beta", p.muppet_threshold_beta);
-    w.kv("muppet_threshold_decay", p.muppet_threshold_decay).kv("muppet_batch", p.muppet_batch);
-    w.kv("afp_low_bits", p.afp_low_bits).kv("afp_high_bits", p.afp_high_bits);
-    w.kv("afp_error_threshold", p.afp_error_threshold).kv("afp_alpha", p.afp_alpha);
-    w.kv("afp_beta", p.afp_beta).kv("afp_gamma", p.afp_gamma).kv("afp_delta", p.afp_delta);
-    w.end_object();
-  }
-  w.end_object();
+  w.key("config");
+  params::write_config_json(w, config);  // the table of mascot/params.h
   w.kv("device", device).kv("threads", threads).kv("seed", seed);
   w.key("dataset").begin_object();
   w.kv("name", data.name).kv("n_users", data.n_users).kv("n_items", data.n_items);

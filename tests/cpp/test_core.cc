@@ -19,8 +19,10 @@
 
 #include "mascot/config.h"
 #include "mascot/context.h"
+#include "mascot/detail/binio.h"
 #include "mascot/error.h"
 #include "mascot/model.h"
+#include "mascot/param_table.h"
 #include "mascot/ratings.h"
 #include "mascot/reorder.h"
 #include "mascot/synthetic.h"
@@ -285,6 +287,57 @@ TEST(model_save_load_round_trip) {
   const char bad_npy[] = "\x93NUMPY\x01\x00\x10\x00{'descr': '<f8'}";
   write_bytes(tmp("model/Q.npy"), std::string(bad_npy, sizeof bad_npy - 1));  // embedded NULs
   CHECK_THROWS(InvalidArgument, load_model(tmp("model")), "Q.npy: bad .npy header");
+}
+
+// ---------------------------------------------------------------- the parameter table
+TEST(param_table_parses_options_and_round_trips_configs) {
+  Settings s;
+  params::find_option("--k")->apply(&s, "64");
+  params::find_option("--groups")->apply(&s, "7");
+  params::find_option("--method")->apply(&s, "afp");
+  params::find_option("--afp-bits")->apply(&s, "6,12");
+  params::find_option("--seed")->apply(&s, "18446744073709551615");
+  params::find_option("--grad-stats")->apply(&s, "");
+  CHECK(s.config.k == 64 && s.config.user_groups == 7 && s.config.item_groups == 7 && s.config.method == Method::kAfp);
+  CHECK(s.config.competing.afp_low_bits == 6 && s.config.competing.afp_high_bits == 12 && s.config.grad_stats);
+  CHECK(s.context.seed == 18446744073709551615ull);
+  params::find_option("--loss-scale")->apply(&s, "dynamic");
+  CHECK(s.config.competing.dynamic_loss_scale && s.config.competing.loss_scale == 1000.0f);
+  params::find_option("--loss-scale")->apply(&s, "64");  // the last one wins
+  CHECK(!s.config.competing.dynamic_loss_scale && s.config.competing.loss_scale == 64.0f);
+  CHECK_THROWS(InvalidArgument, params::find_option("--seed")->apply(&s, "-1"), "--seed expects an integer");
+  CHECK_THROWS(InvalidArgument, params::find_option("--k")->apply(&s, "1e3"), "--k expects an integer (got '1e3')");
+  CHECK_THROWS(InvalidArgument, params::find_option("--lr")->apply(&s, "1e40"), "outside the float32 range");
+  CHECK_THROWS(InvalidArgument, params::find_option("--afp-bits")->apply(&s, "8"), "expects LOW,HIGH (got 1 values)");
+  CHECK_THROWS(InvalidArgument, params::find_option("--order")->apply(&s, "x"), "unknown order 'x' (valid: shuffle");
+  CHECK_THROWS(InvalidArgument, params::check_option_method(*params::find_option("--afp-bits"), Method::kMpt),
+               "--afp-bits applies to method afp, not mpt");
+  params::check_option_method(*params::find_option("--k"), Method::kMpt);  // everyone's
+  CHECK(params::find_option("--nope") == nullptr && params::find("eval_every_epoch") != nullptr);
+  // the checkpoint's record: every field back, bit for bit
+  s.config.grad_stats = false;
+  s.config.competing.muppet_word_lengths = {4, 9};
+  s.config.lr = 0.0123f;
+  detail::BinWriter w;
+  params::write_config(w, s.config);
+  detail::BinReader r(w.bytes(), "cfg");
+  const TrainConfig back = params::read_config(r);
+  r.expect_done();
+  detail::BinWriter w2;
+  params::write_config(w2, back);
+  CHECK(w2.bytes() == w.bytes() && back.competing.muppet_word_lengths == s.config.competing.muppet_word_lengths);
+  // validation names the field, with the table's range
+  TrainConfig c;
+  c.k = 0;
+  CHECK_THROWS(InvalidArgument, c.validate(), "k must be between 1 and 4096 (got 0)");
+  Context x;
+  x.threads = -1;
+  CHECK_THROWS(InvalidArgument, x.validate(), "threads must be between 0 (all cores) and 1024 (got -1)");
+  x.threads = 4;
+  x.deterministic = true;
+  CHECK_THROWS(InvalidArgument, x.for_run(Spelling::kCli), "--deterministic runs one thread (got --threads 4)");
+  x.threads = 0;
+  CHECK(x.for_run(Spelling::kPython).threads == 1 && x.for_run(Spelling::kPython).device == Device::kCpu);
 }
 
 }  // namespace

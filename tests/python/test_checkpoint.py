@@ -49,8 +49,8 @@ def _interrupted_run(m, ds, ckpt, stop_after, every=1):
     """fit(checkpoint=...) stopped by the epoch callback after `stop_after` epochs."""
     tr, te = ds.train, ds.test
     P, Q, rep = _core.train_checkpointed(
-        m._config(), "cpu", 1, m.seed, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
-        te.users, te.items, te.ratings, "", lambda rec: rec["epoch"] < stop_after - 1, str(ckpt), every, True)
+        m._config(), m._context(), tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+        te.users, te.items, te.ratings, "", lambda rec: rec["epoch"] < stop_after - 1, str(ckpt), every)
     return json.loads(rep)
 
 
@@ -155,15 +155,18 @@ def test_bad_checkpoints(ds, saved, tmp_path):
     # manifest: another version, and missing
     man = saved / "checkpoint.json"
     text = man.read_text()
-    assert '"version":2,' in text
-    man.write_text(text.replace('"version":2,', '"version":99,'))
+    assert '"version":3,' in text
+    man.write_text(text.replace('"version":3,', '"version":99,'))
     with pytest.raises(ValueError) as e:
         MF.resume(saved, tr, te)
-    _one_line(e, "unsupported version 99")
-    man.write_text(text.replace('"version":2,', '"version":1,'))  # the format before the driver's own state
-    with pytest.raises(ValueError) as e:
-        MF.resume(saved, tr, te)
-    _one_line(e, "checkpoint.json: written by an older MASCOT (checkpoint format version 1", "cannot be resumed")
+    _one_line(e, "unsupported version 99 (this build reads 3): written by a newer MASCOT")
+    # 1: before the driver's own state; 2: before the config record tagged by name
+    for version in (1, 2):
+        man.write_text(text.replace('"version":3,', f'"version":{version},'))
+        with pytest.raises(ValueError) as e:
+            MF.resume(saved, tr, te)
+        _one_line(e, f"checkpoint.json: written by an older MASCOT (checkpoint format version {version}",
+                  "cannot be resumed")
     man.unlink()
     with pytest.raises(OSError) as e:
         MF.resume(saved, tr, te)
@@ -331,9 +334,8 @@ def test_multithreaded_resume(ds, tmp_path):
                                                                           "loss_scale_window": 200})
     m = MF(**params)
     tr, te = ds.train, ds.test
-    _core.train_checkpointed(m._config(), "cpu", 2, m.seed, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
-                             te.users, te.items, te.ratings, "", lambda rec: rec["epoch"] < 2, str(tmp_path / "ck"),
-                             1, False)
+    _core.train_checkpointed(m._config(), m._context(), tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+                             te.users, te.items, te.ratings, "", lambda rec: rec["epoch"] < 2, str(tmp_path / "ck"), 1)
     info = _core.read_checkpoint(str(tmp_path / "ck"))
     assert info["threads"] == 2 and not info["deterministic"] and info["epochs_done"] == 3
     assert len(json.loads(info["report"])["epochs"][-1]["method"]["loss_scales"]) == 2
@@ -409,6 +411,70 @@ def test_crafted_state_files_give_clear_errors(ds, tmp_path, method):
             assert f"checkpoint {d}/{man['file.' + name]}" in msg, msg
             errors += 1
     assert errors >= 20
+
+
+def _config_record(run_state):
+    """The run state's configuration record (params::write_config): (header, [(name, type tag,
+    value bytes)], rest of the file)."""
+    import struct
+    p = 8 + struct.unpack_from("<Q", run_state, 0)[0]  # "run_state"
+    head, (count,), p = run_state[:p], struct.unpack_from("<I", run_state, p), p + 4
+    fields = []
+    for _ in range(count):
+        n = struct.unpack_from("<Q", run_state, p)[0]
+        name, tag, p = run_state[p + 8:p + 8 + n].decode(), run_state[p + 8 + n], p + 9 + n
+        size = {0: 4, 1: 8, 2: 4, 3: 8, 4: 1}.get(tag)
+        if size is None:  # a list (4 bytes each) or a name: a length first
+            size = 8 + struct.unpack_from("<Q", run_state, p)[0] * (4 if tag == 5 else 1)
+        fields.append((name, tag, run_state[p:p + size]))
+        p += size
+    return head, fields, run_state[p:]
+
+
+def _with_record(base, d, fields):
+    """A copy of checkpoint `base` in `d` whose configuration record holds `fields`, re-stamped."""
+    import shutil
+    import struct
+    shutil.copytree(base, d)
+    man = json.loads((d / "checkpoint.json").read_text())
+    f = d / man["file.run_state"]
+    head, _, rest = _config_record(f.read_bytes())
+    b = head + struct.pack("<I", len(fields)) + b"".join(
+        struct.pack("<Q", len(n)) + n.encode() + bytes([t]) + v for n, t, v in fields) + rest
+    f.write_bytes(b)
+    man.update({"bytes.run_state": len(b), "hash.run_state": "%016x" % _file_hash(b)})
+    (d / "checkpoint.json").write_text(json.dumps(man))
+    return d
+
+
+def test_config_record_is_tagged_by_name(ds, tmp_path):
+    """The checkpoint keeps the configuration field by field under the parameter table's names:
+    a record without a field (a checkpoint from before the parameter existed) resumes with its
+    default; an unknown, repeated or mistyped field is one line naming it."""
+    import struct
+    base = tmp_path / "base"
+    _interrupted_run(MF(k=8, epochs=3, deterministic=True, method="mascot", groups=4), ds, base, 2)
+    man = json.loads((base / "checkpoint.json").read_text())
+    _, fields, _ = _config_record((base / man["file.run_state"]).read_bytes())
+    table = [p["name"] for p in _core.param_table() if p["scope"] != "context"]
+    assert [n for n, _, _ in fields] == table
+    full = MF.resume(_with_record(base, tmp_path / "same", fields), ds.train, ds.test)
+    older = [f for f in fields if f[0] not in ("grad_stats", "random_fp16")]  # both at their defaults
+    old = MF.resume(_with_record(base, tmp_path / "older", older), ds.train, ds.test)
+    _same_run(full, old)
+    k = next(f for f in fields if f[0] == "k")
+    for name, record, words in [
+            ("unknown", fields + [("nope", 0, b"\0" * 4)], ["unknown field 'nope'"]),
+            ("twice", fields + [k], ["field 'k' appears twice"]),
+            ("mistyped", [("k", 3, b"\0" * 8) if f[0] == "k" else f for f in fields], ["field 'k' has the wrong type"]),
+            ("enum", [("order", 6, struct.pack("<Q", 4) + b"zigz") if f[0] == "order" else f for f in fields],
+             ["field 'order' holds an unknown name"]),
+            ("value", [("k", 0, struct.pack("<i", 0)) if f[0] == "k" else f for f in fields],
+             ["invalid configuration: k must be between 1 and 4096 (got 0)"])]:
+        d = _with_record(base, tmp_path / name, record)
+        with pytest.raises(ValueError) as e:
+            MF.resume(d, ds.train, ds.test)
+        _one_line(e, f"checkpoint {d}/{man['file.run_state']}", *words)
 
 
 # ------------------------------------------------------------------ audit regressions

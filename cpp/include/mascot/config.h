@@ -1,11 +1,13 @@
 // TrainConfig: the one validated set of training parameters.  The CLI, the Python API and
-// the tests all build this struct; defaults follow DESIGN.md §3 (the paper's settings).
+// the tests all build this struct; its fields are declared once in mascot/params.h (defaults:
+// the paper's settings) and the enums' names are here.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "mascot/detail/competing_params.h"
+#include "mascot/params.h"
 
 namespace mascot {
 
@@ -26,8 +28,9 @@ std::string to_string(Method m);
 std::vector<std::string> method_names();
 
 enum class Rounding { kNearest, kStochastic };
-Rounding parse_rounding(const std::string& s);
+Rounding parse_rounding(const std::string& s);  ///< throws InvalidArgument listing the valid names
 std::string to_string(Rounding r);
+std::vector<std::string> rounding_names();
 
 /// Visiting order of the training ratings within an epoch (DESIGN.md §3, §7).
 enum class Order {
@@ -35,37 +38,15 @@ enum class Order {
   kBlocked,  ///< every rating once per epoch, cache-blocked grid of user x item blocks
   kChunk,    ///< reference code: workers draw random starts, 128 consecutive ratings, with replacement
 };
-Order parse_order(const std::string& s);
+Order parse_order(const std::string& s);  ///< throws InvalidArgument listing the valid names
 std::string to_string(Order o);
+std::vector<std::string> order_names();
 
+/// The training parameters: fields, defaults and per-value rules are MASCOT_TRAIN_PARAMS
+/// (mascot/params.h); `competing` holds MASCOT_COMPETING_PARAMS.
 struct TrainConfig {
-  int k = 128;              ///< latent dimension
-  int epochs = 50;          ///< passes over the training set
-  float lr = 0.01f;         ///< eta0; eta_e = lr / (1 + decay * e^1.5), e 0-based
-  float decay = 0.1f;       ///< d in the schedule above (>= 0)
-  float lambda_p = 0.01f;   ///< L2 regularisation of user vectors
-  float lambda_q = 0.015f;  ///< L2 regularisation of item vectors
-  float init_std = 0.01f;   ///< P, Q ~ N(0, init_std^2)
-  Method method = Method::kFp32;
-  Rounding rounding = Rounding::kNearest;  ///< how FP16 stores round
-  Order order = Order::kShuffle;
-  int user_groups = 100;    ///< g for users (realised count may be smaller: ties are never split)
-  int item_groups = 100;    ///< g for items
-  int period = 2;           ///< pi: measure q-error every `period` epochs after warm-up
-  double sample_ratio = 0.05;  ///< gamma in (0, 1]
-  double threshold = 20.0;     ///< theta: switch when q-error / baseline > theta
-  int warmup = 5;              ///< w: first measured epoch (0-based)
-  bool eval_every_epoch = true;  ///< test RMSE after every epoch (outside the timed pass)
-  /// Potential study (paper Fig. 4): when in [0, 1], each user and each item row is stored
-  /// FP16 with this probability (chosen by a seeded hash of its id), FP32 otherwise, and no
-  /// group ever switches; the groups are then "FP16 rows" and "FP32 rows" of each side.
-  /// -1 (default) turns it off.  Methods mascot, mascot-naive, mascot-n1 only.
-  double random_fp16 = -1.0;
-  /// Gradient statistics (paper Fig. 5): every epoch, per group, the mean L2 norm of the
-  /// gamma-sampled gradients (no learning rate), in EpochRecord::user_grad_norm/item_grad_norm.
-  /// Methods fp32, mascot-n1, mascot, mascot-n2, mascot-naive.
-  bool grad_stats = false;
-  CompetingParams competing;     ///< mpt / muppet / afp settings
+  MASCOT_TRAIN_PARAMS(MASCOT_PARAM_FIELD)
+  CompetingParams competing;  ///< mpt / muppet / afp settings
 
   /// Throws InvalidArgument naming the first bad field ("k must be >= 1 (got 0)").
   void validate() const;

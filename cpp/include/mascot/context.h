@@ -1,8 +1,11 @@
-// Context: where and how a job runs (device, threads, seed).  Passed by const reference;
-// the trainer factory (trainer.h) resolves Device::kAuto once and says what it picked.
+// Context: where and how a job runs (device, threads, seed, deterministic).  Passed by const
+// reference; the trainer factory (trainer.h) resolves Device::kAuto once and says what it picked.
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "mascot/params.h"
 
 namespace mascot {
 
@@ -11,18 +14,27 @@ enum class Device { kAuto, kCpu, kCuda };
 /// "auto" | "cpu" | "cuda" -> Device; throws InvalidArgument naming the bad value.
 Device parse_device(const std::string& s);
 std::string to_string(Device d);
+std::vector<std::string> device_names();
 
+/// How a front end spells a setting in its messages: "--threads 4" (mascot_train) or
+/// "threads=4" (Python).
+enum class Spelling { kCli, kPython };
+
+/// Where and how a job runs; fields and defaults: MASCOT_CONTEXT_PARAMS (mascot/params.h).
 struct Context {
-  Device device = Device::kAuto;  ///< auto: CUDA when a device is visible and the CUDA backend exists
-  int threads = 0;                ///< CPU worker threads; 0 = all hardware threads
-  uint64_t seed = 42;             ///< seeds init, visiting order, sampling: a run is a function of it
+  MASCOT_CONTEXT_PARAMS(MASCOT_PARAM_FIELD)
 
   /// Threads actually used (threads, or hardware_concurrency() when 0; at least 1).
   int resolved_threads() const;
   /// kAuto -> kCuda if built with CUDA and a device is visible, else kCpu.  kCuda without a
   /// usable device throws CudaError with a clear message.
   Device resolved_device() const;
+  /// Checks the values (threads 0..1024) and the environment settings the core reads.
   void validate() const;
+  /// The context a run uses, decided here for every front end: deterministic => one CPU thread
+  /// on the CPU device (threads 0 or 1, device auto or cpu; anything else is an InvalidArgument
+  /// naming the conflict as `how` spells it).  The values are validate()'s.
+  Context for_run(Spelling how) const;
 };
 
 /// Number of visible CUDA devices; 0 in CPU-only builds or when the driver call fails. Never throws.

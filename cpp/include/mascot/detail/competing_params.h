@@ -34,99 +34,18 @@
 #include "mascot/detail/fixed_point.h"
 #include "mascot/detail/hostdev.h"
 #include "mascot/error.h"
+#include "mascot/params.h"
 
 namespace mascot {
 
+/// The settings of the competing methods: fields, defaults and per-value rules are
+/// MASCOT_COMPETING_PARAMS (mascot/params.h; what each means: its help column, and the papers
+/// above).  Embedded in TrainConfig.
 struct CompetingParams {
-  // ---------------------------------------------------------------- mpt
-  /// MPT loss scale S: the loss (here the error e) is multiplied by S before the FP16 backward
-  /// pass and the FP16 gradients are divided by S in FP32.  Static S, or the initial S when
-  /// dynamic_loss_scale is on.
-  float loss_scale = 1000.0f;
-  /// MPT dynamic loss scaling: an update whose FP16 scaled gradient overflows (inf/nan) is
-  /// skipped and S halves; after loss_scale_window clean updates in a row S doubles.
-  bool dynamic_loss_scale = false;
-  /// MPT dynamic loss scaling: clean (overflow-free) updates before S doubles.
-  int loss_scale_window = 2000;
-
-  // ---------------------------------------------------------------- muppet
-  /// MuPPET precision schedule: fixed-point word lengths in bits, strictly increasing; after
-  /// the last one training switches to FP32.
-  std::vector<int> muppet_word_lengths = {8, 12, 14, 16};
-  /// MuPPET resolution r: the gradient diversity is evaluated every r epochs over the last
-  /// r epochs' gradients.
-  int muppet_resolution = 3;
-  /// MuPPET patience: violations of the threshold (at the current word length) before
-  /// switching to the next one.
-  int muppet_patience = 2;
-  /// MuPPET threshold T(e) = alpha + beta * exp(-decay * e): the alpha.
-  double muppet_threshold_alpha = 1.0;
-  /// MuPPET threshold T(e) = alpha + beta * exp(-decay * e): the beta.
-  double muppet_threshold_beta = 1.5;
-  /// MuPPET threshold T(e) = alpha + beta * exp(-decay * e): the decay (lambda).
-  double muppet_threshold_decay = 0.1;
-  /// MuPPET: ratings in an epoch's "last mini-batch" whose gradient is recorded (MuPPET
-  /// records the last mini-batch of each epoch; its batch size is 128).
-  int muppet_batch = 128;
-
-  // ---------------------------------------------------------------- afp
-  /// AFP: bit width every tensor starts with.
-  int afp_low_bits = 8;
-  /// AFP: bit width a tensor switches to when its quantization error exceeds the threshold.
-  int afp_high_bits = 16;
-  /// AFP: threshold T on the quantization error diff = log2(|sum|x| - sum|xq|| / sum|x| + 1).
-  double afp_error_threshold = 0.0005;
-  /// AFP update interval: weight of the newest point position in its moving average m.
-  double afp_alpha = 0.04;
-  /// AFP update interval I = beta / max(delta * diff^2, |m_t - m_(t-1)|) - gamma: the beta.
-  double afp_beta = 0.1;
-  /// AFP update interval: the gamma (subtracted, in iterations).
-  double afp_gamma = 2.0;
-  /// AFP update interval: the delta (weight of the squared quantization error).
-  double afp_delta = 100.0;
+  MASCOT_COMPETING_PARAMS(MASCOT_PARAM_FIELD)
 
   /// Throws InvalidArgument naming the bad field ("loss_scale must be a finite number > 0 (got -1)").
-  void validate() const {
-    auto g = [](double v) {
-      char b[40];
-      std::snprintf(b, sizeof b, "%g", v);
-      return std::string(b);
-    };
-    auto i = [](long long v) { return std::to_string(v); };
-    MASCOT_CHECK_ARG(std::isfinite(loss_scale) && loss_scale > 0,
-                     "loss_scale must be a finite number > 0 (got " + g(loss_scale) + ")");
-    MASCOT_CHECK_ARG(loss_scale_window >= 1, "loss_scale_window must be >= 1 (got " + i(loss_scale_window) + ")");
-    MASCOT_CHECK_ARG(!muppet_word_lengths.empty() && muppet_word_lengths.size() <= 8,
-                     "muppet_word_lengths must list 1 to 8 word lengths (got " + i((long long)muppet_word_lengths.size()) +
-                         ")");
-    for (size_t x = 0; x < muppet_word_lengths.size(); ++x) {
-      const int w = muppet_word_lengths[x];
-      MASCOT_CHECK_ARG(w >= 2 && w <= 24, "muppet_word_lengths must be between 2 and 24 bits (got " + i(w) + ")");
-      MASCOT_CHECK_ARG(x == 0 || w > muppet_word_lengths[x - 1],
-                       "muppet_word_lengths must be strictly increasing (got " + i(muppet_word_lengths[x - 1]) +
-                           " then " + i(w) + ")");
-    }
-    MASCOT_CHECK_ARG(muppet_resolution >= 1, "muppet_resolution must be >= 1 (got " + i(muppet_resolution) + ")");
-    MASCOT_CHECK_ARG(muppet_patience >= 1, "muppet_patience must be >= 1 (got " + i(muppet_patience) + ")");
-    MASCOT_CHECK_ARG(std::isfinite(muppet_threshold_alpha) && muppet_threshold_alpha > 0,
-                     "muppet_threshold_alpha must be a finite number > 0 (got " + g(muppet_threshold_alpha) + ")");
-    MASCOT_CHECK_ARG(std::isfinite(muppet_threshold_beta) && muppet_threshold_beta >= 0,
-                     "muppet_threshold_beta must be a finite number >= 0 (got " + g(muppet_threshold_beta) + ")");
-    MASCOT_CHECK_ARG(std::isfinite(muppet_threshold_decay) && muppet_threshold_decay >= 0,
-                     "muppet_threshold_decay must be a finite number >= 0 (got " + g(muppet_threshold_decay) + ")");
-    MASCOT_CHECK_ARG(muppet_batch >= 1, "muppet_batch must be >= 1 (got " + i(muppet_batch) + ")");
-    MASCOT_CHECK_ARG(afp_low_bits >= 2 && afp_low_bits <= 24,
-                     "afp_low_bits must be between 2 and 24 (got " + i(afp_low_bits) + ")");
-    MASCOT_CHECK_ARG(afp_high_bits > afp_low_bits && afp_high_bits <= 24,
-                     "afp_high_bits must be > afp_low_bits and <= 24 (got " + i(afp_high_bits) + ")");
-    MASCOT_CHECK_ARG(std::isfinite(afp_error_threshold) && afp_error_threshold > 0,
-                     "afp_error_threshold must be a finite number > 0 (got " + g(afp_error_threshold) + ")");
-    MASCOT_CHECK_ARG(std::isfinite(afp_alpha) && afp_alpha > 0 && afp_alpha <= 1,
-                     "afp_alpha must be in (0, 1] (got " + g(afp_alpha) + ")");
-    MASCOT_CHECK_ARG(std::isfinite(afp_beta) && afp_beta > 0, "afp_beta must be a finite number > 0 (got " + g(afp_beta) + ")");
-    MASCOT_CHECK_ARG(std::isfinite(afp_gamma) && afp_gamma >= 0, "afp_gamma must be a finite number >= 0 (got " + g(afp_gamma) + ")");
-    MASCOT_CHECK_ARG(std::isfinite(afp_delta) && afp_delta > 0, "afp_delta must be a finite number > 0 (got " + g(afp_delta) + ")");
-  }
+  void validate() const;  // config.cc
 };
 
 namespace detail {
