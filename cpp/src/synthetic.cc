@@ -103,14 +103,12 @@ double normal(uint64_t seed, Sub sub, uint64_t index) {
   return detail::normal_from(draw(seed, sub, 2 * index), draw(seed, sub, 2 * index + 1));
 }
 
-struct Sizes {
-  int64_t users, items, ratings;
-  int64_t min_degree, max_degree;
-  double test_fraction;
-};
+using Sizes = SyntheticSizes;
 
-Sizes scaled_sizes(const SyntheticShape& shape, double scale) {
-  Sizes s;
+}  // namespace
+
+SyntheticSizes scaled_sizes(const SyntheticShape& shape, double scale) {
+  SyntheticSizes s;
   const double side = std::sqrt(scale);
   s.users = std::max<int64_t>(1, std::llround(static_cast<double>(shape.n_users) * side));
   s.items = std::max<int64_t>(1, std::llround(static_cast<double>(shape.n_items) * side));
@@ -121,6 +119,8 @@ Sizes scaled_sizes(const SyntheticShape& shape, double scale) {
   s.test_fraction = shape.test_fraction;
   return s;
 }
+
+namespace {
 
 // Runs body(worker, index) for index in [0, n) on up to `threads` threads (worker in
 // [0, threads) names the thread, for per-thread scratch), handing out indices in order (dynamic

@@ -74,9 +74,15 @@ def test_text_files_and_quiet(trainer_exe, tmp_path, tiny):
     (["--threshold", "-2"], "threshold"),
     (["--rounding", "sideways"], "rounding"),
     (["--loss-scale", "abc"], "expects a number"),
-    (["--loss-scale", "-5"], "loss_scale"),
+    (["--method", "mpt", "--loss-scale", "-5"], "loss_scale must be a finite number > 0"),
     (["--afp-bits", "8"], "LOW,HIGH"),
     (["--muppet-word-lengths", "8,x"], "expects an integer"),
+    # a method's settings with another method are refused, as Python's method_params refuses them
+    (["--loss-scale", "5"], "--loss-scale applies to method mpt, not mascot"),
+    (["--method", "fp32", "--afp-bits", "6,12"], "--afp-bits applies to method afp, not fp32"),
+    (["--muppet-patience", "3", "--method", "afp"], "--muppet-patience applies to method muppet, not afp"),
+    (["--seed", "-1"], "--seed expects an integer between 0 and 18446744073709551615 (got '-1')"),
+    (["--seed", "18446744073709551616"], "--seed expects an integer between 0 and 18446744073709551615"),
 ])
 def test_bad_arguments(trainer_exe, tmp_path, args, msg):
     env = dict(os.environ, MASCOT_DATA=str(tmp_path / "data"))

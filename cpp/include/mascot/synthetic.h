@@ -19,6 +19,15 @@ struct SyntheticShape {
   int min_user_degree;   ///< every user has at least this many ratings (before the split)
 };
 
+/// Sizes of a shape scaled by `scale`, exactly as generate_synthetic makes them (rounded and
+/// clamped), so that a memory plan made before generating equals the data.
+struct SyntheticSizes {
+  int64_t users, items, ratings;  ///< ratings = train + test
+  int64_t min_degree, max_degree;
+  double test_fraction;  ///< each rating is held out with this probability (a seeded hash)
+};
+SyntheticSizes scaled_sizes(const SyntheticShape& shape, double scale);
+
 /// The named shapes; throws InvalidArgument for an unknown name (listing the known ones).
 SyntheticShape synthetic_shape(const std::string& name);
 std::vector<std::string> synthetic_names();
