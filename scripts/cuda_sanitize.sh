@@ -46,6 +46,6 @@ done
 # the q-error hook's accumulation kernel (the SGD kernel's sampling code on given gradients)
 code='import numpy as np; from mascot import _core
 G = np.random.default_rng(0).normal(size=(2000, 64)).astype(np.float32)
-print(_core.cuda_qerror(G, (np.arange(2000) % 5).astype(np.int32), 5, 3))'
+print(_core._testing.cuda_qerror(G, (np.arange(2000) % 5).astype(np.int32), 5, 3))'
 run memcheck qerror-hook "$(command -v "$py")" -c "$code"
 exit $fail

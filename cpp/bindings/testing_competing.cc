@@ -1,4 +1,4 @@
-// Test hooks of the competing methods (quantizers, switching rules), part of mascot._core.
+// Test hooks of the competing methods (quantizers, switching rules): mascot._core._testing.
 // Pure functions over the core's headers (detail/fixed_point.h, detail/competing_params.h):
 // the binding converts and forwards, the logic is the one the CPU backend runs.
 #include <nanobind/nanobind.h>
@@ -12,6 +12,7 @@
 #include <optional>
 #include <vector>
 
+#include "convert.h"
 #include "mascot/detail/competing_params.h"
 #include "mascot/detail/fixed_point.h"
 #include "mascot/detail/rng.h"
@@ -19,20 +20,12 @@
 
 namespace nb = nanobind;
 using namespace nb::literals;
-using namespace mascot;
 
+namespace mascot::bind {
 namespace {
 
-using InF = nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-using InD3 = nb::ndarray<const double, nb::ndim<3>, nb::c_contig, nb::device::cpu>;
-
-template <class T>
-nb::object to_numpy(std::vector<T>&& v) {
-  auto* heap = new std::vector<T>(std::move(v));
-  nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
-  const size_t shape[1] = {heap->size()};
-  return nb::cast(nb::ndarray<nb::numpy, T>(heap->data(), 1, shape, owner));
-}
+using InF = In1<float>;
+using InD3 = In3<double>;
 
 /// The random word of element t, as _core.half_round draws it.
 uint32_t word_at(uint64_t seed, size_t t) {
@@ -50,30 +43,7 @@ void check_mode(const std::string& mode) {
 
 }  // namespace
 
-void bind_competing(nb::module_& m) {
-  // ---------------------------------------------------------------- parameters
-  nb::class_<CompetingParams>(m, "CompetingParams",
-                              "Parameters of the competing methods (mpt, muppet, afp); validate() names bad fields.")
-      .def(nb::init<>())
-      .def_rw("loss_scale", &CompetingParams::loss_scale)
-      .def_rw("dynamic_loss_scale", &CompetingParams::dynamic_loss_scale)
-      .def_rw("loss_scale_window", &CompetingParams::loss_scale_window)
-      .def_rw("muppet_word_lengths", &CompetingParams::muppet_word_lengths)
-      .def_rw("muppet_resolution", &CompetingParams::muppet_resolution)
-      .def_rw("muppet_patience", &CompetingParams::muppet_patience)
-      .def_rw("muppet_threshold_alpha", &CompetingParams::muppet_threshold_alpha)
-      .def_rw("muppet_threshold_beta", &CompetingParams::muppet_threshold_beta)
-      .def_rw("muppet_threshold_decay", &CompetingParams::muppet_threshold_decay)
-      .def_rw("muppet_batch", &CompetingParams::muppet_batch)
-      .def_rw("afp_low_bits", &CompetingParams::afp_low_bits)
-      .def_rw("afp_high_bits", &CompetingParams::afp_high_bits)
-      .def_rw("afp_error_threshold", &CompetingParams::afp_error_threshold)
-      .def_rw("afp_alpha", &CompetingParams::afp_alpha)
-      .def_rw("afp_beta", &CompetingParams::afp_beta)
-      .def_rw("afp_gamma", &CompetingParams::afp_gamma)
-      .def_rw("afp_delta", &CompetingParams::afp_delta)
-      .def("validate", &CompetingParams::validate);
-
+void bind_testing_competing(nb::module_& m) {
   // ---------------------------------------------------------------- fixed point
   m.def(
       "fixed_point_frac_bits",
@@ -287,3 +257,5 @@ void bind_competing(nb::module_& m) {
       "MPT's loss-scale rule on a sequence of updates (overflow[t]: the FP16 scaled gradient of update t "
       "overflowed).  Returns (the scale each update used, whether each update was applied).");
 }
+
+}  // namespace mascot::bind

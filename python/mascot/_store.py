@@ -3,7 +3,9 @@
 A prepared dataset is the directory ``data_root()/NAME`` holding ``train.mrat`` and
 ``test.mrat`` (dense 0-based ids) and ``meta.json`` (format tag and version, counts, sources
 and their SHA-256, the split, the rating scale, and the id maps ``user_ids`` / ``item_ids``: the
-raw upstream id of each dense id).  This module is the only one that knows those names, and
+raw upstream id of each dense id).  The data root and a name's train / test files are the core's
+(``_core.data_root``, ``_core.resolve_dataset``: mascot_train resolves ``--dataset`` the same way);
+this module is the only Python one that knows the file names, and
 :func:`read_meta` is the one reader of ``meta.json``: ``mascot.data.meta``,
 ``mascot.dataset_id_maps``, ``mascot data list`` / ``info`` and :func:`prepared` all go through
 it.  The one writer is ``mascot.datasets.prepare``: it fills a temporary directory with
@@ -33,9 +35,9 @@ ID_MAPS = ("user_ids", "item_ids")
 
 
 def data_root() -> Path:
-    """``$MASCOT_DATA``, default ``~/.cache/mascot``: where prepared datasets live."""
-    env = os.environ.get("MASCOT_DATA")
-    return Path(env) if env else Path.home() / ".cache" / "mascot"
+    """``$MASCOT_DATA``, default ``~/.cache/mascot``: where prepared datasets live (the core's
+    rule, which mascot_train follows too)."""
+    return Path(_core.data_root())
 
 
 def valid_name(name: str) -> bool:
@@ -98,15 +100,14 @@ def id_maps(name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
 
 
 def read_dataset(name: str) -> tuple[Ratings, Ratings]:
-    """(train, test) of prepared dataset ``name``; the test set is empty when there is none."""
-    d = data_root() / name
-    train = d / TRAIN_FILE
-    if not train.exists():
-        raise FileNotFoundError(
-            f"dataset {name!r} is not prepared: {train} does not exist (run `mascot data prepare "
-            f"{name}`, write it with mascot.data.write_mrat, or use one of {list(_core.synthetic_names())})")
-    test = d / TEST_FILE
-    return _ratings.read(train), _ratings.read(test) if test.exists() else _ratings.empty()
+    """(train, test) of prepared dataset ``name``; the test set is empty when there is none.  The
+    files are the ones mascot_train --dataset reads (the core resolves the name)."""
+    src = _core.resolve_dataset(name)
+    if src["kind"] != "prepared":
+        raise ValueError(f"{name!r} names a synthetic dataset, not a prepared one")
+    if src["unavailable"]:
+        raise FileNotFoundError(src["unavailable"])
+    return _ratings.read(src["train"]), _ratings.read(src["test"]) if src["test"] else _ratings.empty()
 
 
 def write(directory: Path, train: Ratings, test: Ratings, meta: dict[str, Any]) -> None:

@@ -28,6 +28,9 @@ from ._store import data_root
 __all__ = ["Dataset", "PathLike", "Ratings", "as_ratings", "data_root", "dataset_id_maps", "load", "meta", "prepare",
            "read", "synthetic", "synthetic_names", "write_mrat", "write_text"]
 
+# the ranges of the generator's seed and threads: the parameter table's (mascot/params.h)
+_PARAM_RANGES = {p["name"]: (p["min"], p["max"]) for p in _core.param_table() if p["name"] in ("seed", "threads")}
+
 
 def synthetic_names() -> list[str]:
     return list(_core.synthetic_names())
@@ -43,9 +46,10 @@ def synthetic(name: str = "synthetic-ml10m", scale: float = 1.0, seed: int = 42,
         raise ValueError(f"name must be a synthetic dataset name (got {name!r})")
     if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (int, float, np.integer, np.floating)):
         raise ValueError(f"scale must be a number in (0, 1] (got {scale!r})")
-    for arg, v, hi in (("seed", seed, 2**64 - 1), ("threads", threads, 1024)):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not 0 <= v <= hi:
-            raise ValueError(f"{arg} must be an integer between 0 and {hi} (got {v!r})")
+    for arg, v in (("seed", seed), ("threads", threads)):
+        lo, hi = _PARAM_RANGES[arg]
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+            raise ValueError(f"{arg} must be an integer between {lo} and {hi} (got {v!r})")
     spec = _core.parse_synthetic_spec(name)
     if spec is not None and ":" in name:
         name, scale = spec
@@ -55,8 +59,9 @@ def synthetic(name: str = "synthetic-ml10m", scale: float = 1.0, seed: int = 42,
 
 
 def load(name: str) -> Dataset:
-    """A synthetic dataset by name, or a prepared one from ``data_root()/name``."""
-    if _core.parse_synthetic_spec(name) is not None:
+    """A synthetic dataset by name (``"synthetic-netflix:0.1"``), or a prepared one from
+    ``data_root()/name``: the names ``mascot_train --dataset`` takes, resolved by the core."""
+    if _core.resolve_dataset(name)["kind"] == "synthetic":
         return synthetic(name)
     train, test = _store.read_dataset(name)
     return Dataset(train, test, name)

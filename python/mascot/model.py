@@ -11,6 +11,7 @@ id maps next to the core's checkpoint).  ``verbose=True`` logs every epoch (``ma
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -19,39 +20,57 @@ import threading
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from . import _core, _inference, _persist, _progress
 from ._ratings import Ratings, as_ratings, check_ids
 
-_PARAMS = ("k", "method", "epochs", "lr", "decay", "lambda_p", "lambda_q", "init_std",
-           "user_groups", "item_groups", "period", "sample_ratio", "threshold", "warmup",
-           "order", "rounding", "threads", "seed", "device", "method_params", "random_fp16",
-           "grad_stats", "deterministic")
-
+# The parameters, from the core's table (mascot/params.h via _core.param_table()): names, types,
+# defaults, integer ranges, enum names and the methods a setting belongs to are the core's.
+_TABLE = {p["name"]: p for p in _core.param_table()}
+# MF's keyword arguments of the table: TrainConfig's and Context's front-end parameters (the
+# competing methods' settings go in method_params)
+_ARGS = tuple(p for p in _TABLE.values() if p["scope"] != "competing" and p["section"] != "internal")
+# method_params: the settings of each method that has some (mpt, muppet, afp)
+_METHOD_PARAMS = {m: tuple(p["name"] for p in _TABLE.values() if p["scope"] == "competing" and m in p["methods"])
+                  for m in _core.method_names()}
+_METHOD_PARAMS = {m: names for m, names in _METHOD_PARAMS.items() if names}
+# what get_params() returns and MF.save keeps
+_PARAMS = tuple(p["name"] for p in _ARGS) + ("method_params",)
 _INT32_MAX = 2**31 - 1
-# integer parameters and their ranges (the core's types: int32 fields, uint64 seed; k and threads
-# are limited by TrainConfig::validate and Context::validate)
-_INT_PARAMS = {"k": (1, 4096), "epochs": (1, _INT32_MAX), "user_groups": (1, _INT32_MAX),
-               "item_groups": (1, _INT32_MAX), "period": (1, _INT32_MAX), "warmup": (0, _INT32_MAX),
-               "threads": (0, 1024), "seed": (0, 2**64 - 1)}
-_FLOAT_PARAMS = ("lr", "decay", "lambda_p", "lambda_q", "init_std", "sample_ratio", "threshold")
-# method_params: the fields of mascot._core.CompetingParams, by the method they apply to
-_METHOD_PARAMS = {
-    "mpt": ("loss_scale", "dynamic_loss_scale", "loss_scale_window"),
-    "muppet": ("muppet_word_lengths", "muppet_resolution", "muppet_patience", "muppet_threshold_alpha",
-               "muppet_threshold_beta", "muppet_threshold_decay", "muppet_batch"),
-    "afp": ("afp_low_bits", "afp_high_bits", "afp_error_threshold", "afp_alpha", "afp_beta", "afp_gamma",
-            "afp_delta"),
-}
+_INT32 = (-_INT32_MAX - 1, _INT32_MAX)  # the C++ int of a method setting (its range is the core's validate())
+_TYPES = {"int": int, "uint64": int, "float": float, "double": float, "bool": bool, "enum": str}
+
+
+def _signature() -> inspect.Signature:
+    """MF's keyword arguments: the table's, plus groups (before user_groups; sets both sides),
+    verbose and method_params.  random_fp16 None is "off" (the core's -1); user_groups /
+    item_groups None take groups."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    out = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    for p in _ARGS:
+        default, annotation = p["default"], _TYPES[p["type"]]
+        if p["name"] == "user_groups":
+            out.append(inspect.Parameter("groups", kw, default=default, annotation=int))
+        if p["name"] in ("user_groups", "item_groups") or p["check"] == "share_or_off":
+            default, annotation = None, Optional[annotation]
+        out.append(inspect.Parameter(p["name"], kw, default=default, annotation=annotation))
+    out.append(inspect.Parameter("verbose", kw, default=False, annotation=bool))
+    out.append(inspect.Parameter("method_params", kw, default=None, annotation=Optional[dict]))
+    return inspect.Signature(out)
+
+
+_SIGNATURE = _signature()
 
 
 class MF:
     """Matrix factorization trained by SGD with low-precision latent vectors.
 
-    Parameters mirror ``mascot_train`` (see ``mascot_train --help``); ``groups`` sets both
+    Parameters mirror ``mascot_train`` (see ``mascot_train --help``): they are the core's
+    parameter table (``mascot._core.param_table()``: types, defaults, ranges, help), all
+    keyword-only (``inspect.signature(MF)`` lists them); ``groups`` sets both
     ``user_groups`` and ``item_groups``; ``period``, ``sample_ratio``, ``threshold`` and
     ``warmup`` are g-switching's pi, gamma, theta and w (DESIGN.md §3); ``method_params`` sets
     the competing methods' settings by name (the fields of ``mascot._core.CompetingParams`` that
@@ -65,29 +84,22 @@ class MF:
     data is touched.
     """
 
-    def __init__(self, k: int = 128, method: str = "fp32", epochs: int = 50, lr: float = 0.01,
-                 decay: float = 0.1, lambda_p: float = 0.01, lambda_q: float = 0.015,
-                 init_std: float = 0.01, groups: int = 100, user_groups: int | None = None,
-                 item_groups: int | None = None, period: int = 2, sample_ratio: float = 0.05,
-                 threshold: float = 20.0, warmup: int = 5, order: str = "shuffle", rounding: str = "nearest",
-                 threads: int = 0, seed: int = 42, device: str = "auto", verbose: bool = False,
-                 method_params: dict | None = None, random_fp16: float | None = None,
-                 grad_stats: bool = False, deterministic: bool = False):
-        self.k, self.method, self.epochs, self.lr, self.decay = k, method, epochs, lr, decay
-        self.lambda_p, self.lambda_q, self.init_std = lambda_p, lambda_q, init_std
+    def __init__(self, **params: Any):  # the keyword arguments: _SIGNATURE (inspect.signature(MF) shows them)
+        args = _SIGNATURE.bind(self, **params)
+        args.apply_defaults()
+        args = {name: v for name, v in args.arguments.items() if name != "self"}
+        groups, method_params = args.pop("groups"), args.pop("method_params")
         if groups is not None:
             _as_int(groups, "groups")
-        self.user_groups = groups if user_groups is None else user_groups
-        self.item_groups = groups if item_groups is None else item_groups
-        self.period, self.sample_ratio, self.threshold, self.warmup = period, sample_ratio, threshold, warmup
-        self.order, self.rounding = order, rounding
-        self.threads, self.seed, self.device, self.verbose = threads, seed, device, verbose
+        for name, v in args.items():
+            setattr(self, name, v)
+        for side in ("user_groups", "item_groups"):
+            if getattr(self, side) is None:
+                setattr(self, side, groups)
         if method_params is not None and not isinstance(method_params, Mapping):
             raise ValueError(f"method_params must be a dict of parameter names and values "
                              f"(got {_short_repr(method_params)})")
         self.method_params = dict(method_params or {})
-        self.random_fp16, self.grad_stats = random_fp16, grad_stats
-        self.deterministic = deterministic
         self._config()  # validate (and normalise the attributes) now
         self.P_: np.ndarray | None = None
         self.Q_: np.ndarray | None = None
@@ -103,48 +115,53 @@ class MF:
     def _check_params(self) -> None:
         """Checks the types and ranges Python must settle before the core sees a value (one
         rule for all: integers are int or NumPy integers, numbers also float / NumPy floats,
-        flags bool / NumPy bool, never bool for a number nor str for either) and normalises the
-        attributes to plain Python values.  Semantic ranges of TrainConfig fields are the
-        core's validate()."""
-        for name, (lo, hi) in _INT_PARAMS.items():
-            setattr(self, name, _as_int(getattr(self, name), name, lo, hi))
-        for name in _FLOAT_PARAMS:
-            setattr(self, name, _as_float(getattr(self, name), name))
-        if self.random_fp16 is not None:
-            self.random_fp16 = _as_float(self.random_fp16, "random_fp16", "a number in [0, 1] or None")
-        for name in ("grad_stats", "deterministic", "verbose"):
-            setattr(self, name, _as_bool(getattr(self, name), name))
-        for name in ("method", "order", "rounding", "device"):
+        flags bool / NumPy bool, never bool for a number nor str for either; integer ranges and
+        enum names are the table's) and normalises the attributes to plain Python values.  The
+        other semantic rules are the core's validate()."""
+        for p in _ARGS:
+            name, t = p["name"], p["type"]
             v = getattr(self, name)
-            if not isinstance(v, str):
+            if t in ("int", "uint64"):
+                v = _as_int(v, name, p["min"], p["max"])
+            elif t in ("float", "double"):
+                if p["check"] != "share_or_off":
+                    v = _as_float(v, name)
+                elif v is not None:  # None: off
+                    v = _as_float(v, name, "a number in [0, 1] or None")
+            elif t == "bool":
+                v = _as_bool(v, name)
+            elif not isinstance(v, str):  # an enum, by name
                 raise ValueError(f"{name} must be a string (got {_short_repr(v)})")
+            elif v not in p["choices"]:
+                raise ValueError(f"unknown {name} {v!r} (valid: {', '.join(p['choices'])})")
+            setattr(self, name, v)
+        self.verbose = _as_bool(self.verbose, "verbose")
         if not isinstance(self.method_params, dict):
             raise ValueError(f"method_params must be a dict of parameter names and values "
                              f"(got {_short_repr(self.method_params)})")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"unknown device {self.device!r} (valid: auto, cpu, cuda)")
-        if self.deterministic:  # one CPU thread, fixed order: bit-for-bit reproducible
-            if self.threads not in (0, 1):
-                raise ValueError(f"deterministic=True runs one thread (got threads={self.threads!r})")
-            if self.device == "cuda":
-                raise ValueError("deterministic=True runs on the CPU (got device='cuda')")
+        self._context()  # deterministic=True with other threads or the cuda device: refused now
 
     def _config(self) -> "_core.TrainConfig":
         self._check_params()
         c = _core.TrainConfig()
-        for name in ("k", "epochs", "user_groups", "item_groups", "period", "warmup"):
-            setattr(c, name, getattr(self, name))
-        for name in _FLOAT_PARAMS:
-            setattr(c, name, getattr(self, name))
-        if self.random_fp16 is not None:
-            c.random_fp16 = self.random_fp16
-        c.grad_stats = self.grad_stats
-        c.method = self.method
-        c.order = self.order
-        c.rounding = self.rounding
+        for p in _ARGS:
+            v = getattr(self, p["name"])
+            if p["scope"] == "config" and v is not None:  # random_fp16=None: the core's off
+                setattr(c, p["name"], v)
         c.competing = _competing_params(self.method, self.method_params)
         c.validate()
         return c
+
+    def _context(self) -> "_core.Context":
+        """Where and how the run goes: the core decides what deterministic=True means (one CPU
+        thread on the CPU device) and refuses conflicting settings."""
+        ctx = _core.Context()
+        for p in _ARGS:
+            if p["scope"] == "context":
+                setattr(ctx, p["name"], getattr(self, p["name"]))
+        ctx = ctx.for_run()
+        ctx.validate()
+        return ctx
 
     # ------------------------------------------------------------------ training
     def fit(self, train: Any, test: Any = None, name: str = "", user_ids: Any = None,
@@ -177,7 +194,6 @@ class MF:
                                    item_map)
             return self
 
-        threads, device = self._threads_device()
         with _progress.EpochProgress(self.verbose, self.epochs) as log:
             def on_epoch(rec: dict) -> bool:
                 log.epoch(rec)
@@ -185,7 +201,7 @@ class MF:
 
             with _core_errors():
                 P, Q, report = _core.train(
-                    cfg, device, threads, self.seed, tr.users, tr.items, tr.ratings,
+                    cfg, self._context(), tr.users, tr.items, tr.ratings,
                     tr.n_users, tr.n_items,
                     None if te is None else te.users, None if te is None else te.items,
                     None if te is None else te.ratings, name, on_epoch)
@@ -199,14 +215,10 @@ class MF:
         self.seen_ = _inference.SeenPairs.from_pairs(tr.users, tr.items, tr.n_users, tr.n_items)
         self.train_mean_ = float(np.mean(tr.ratings, dtype=np.float64)) if len(tr) else 0.0
 
-    def _threads_device(self) -> tuple[int, str]:
-        return (1, "cpu") if self.deterministic else (int(self.threads), self.device)
-
     def _fit_checkpointed(self, tr: Ratings, te: Ratings | None, name: str, ckpt: str, every: Any,
                           user_map: _inference.IdMap, item_map: _inference.IdMap) -> MF:
         every = _as_int(every, "checkpoint_every", 1, _INT32_MAX)
-        cfg = self._config()
-        threads, device = self._threads_device()
+        cfg, ctx = self._config(), self._context()
         existed, written = os.path.exists(ckpt), [False]
 
         with _progress.EpochProgress(self.verbose, self.epochs) as log, _interruptible(log) as intr:
@@ -219,9 +231,9 @@ class MF:
             try:
                 with _core_errors():
                     P, Q, report = _core.train_checkpointed(
-                        cfg, device, threads, self.seed, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+                        cfg, ctx, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
                         None if te is None else te.users, None if te is None else te.items,
-                        None if te is None else te.ratings, name, on_epoch, ckpt, every, self.deterministic)
+                        None if te is None else te.ratings, name, on_epoch, ckpt, every)
             except BaseException:
                 if written[0] and not os.path.exists(os.path.join(ckpt, "checkpoint.json")):
                     _persist.remove_ids_file(ckpt, not existed)  # no checkpoint was written: leave nothing behind
@@ -276,23 +288,15 @@ class MF:
         if dataset is not None:
             if not isinstance(dataset, str):
                 raise ValueError(f"dataset must be a synthetic dataset name (got {_short_repr(dataset)})")
-            spec = _core.parse_synthetic_spec(dataset)
-            if spec is None:
+            if _core.parse_synthetic_spec(dataset) is None:
                 raise ValueError(f"unknown synthetic dataset {dataset!r} (valid: {', '.join(_core.synthetic_names())})")
-            name, scale = spec
-            sh = _core.synthetic_shape(name)
-            n_ratings = int(sh["n_ratings"] * scale)
-            n_test = int(n_ratings * sh["test_fraction"])
-            shape = (int(sh["n_users"] * scale ** 0.5), int(sh["n_items"] * scale ** 0.5), n_ratings - n_test, n_test)
-            loaded = False
+            shape, loaded = _core.planned_shape(dataset), False  # the generator's own sizes
         else:
             tr = as_ratings(train)
             te = _test_ratings(test)
             shape = (tr.n_users, tr.n_items, len(tr), 0 if te is None else len(te))
             loaded = True
-        cfg = self._config()
-        threads, device = self._threads_device()
-        js, text = _core.memory_plan(cfg, device, threads, *shape, loaded)
+        js, text = _core.memory_plan(self._config(), self._context(), *shape, loaded)
         plan = json.loads(js)
         plan["text"] = text
         return plan
@@ -515,6 +519,9 @@ class MF:
         return f"MF(k={self.k}, method={self.method!r}, epochs={self.epochs}, device={self.device!r})"
 
 
+MF.__init__.__signature__ = _SIGNATURE  # help(MF), inspect.signature(MF): the table's keyword arguments
+
+
 def _short_repr(v: Any) -> str:
     s = repr(v).replace("\n", " ")
     return s if len(s) <= 60 else s[:60] + "..."
@@ -556,29 +563,29 @@ def _competing_params(method: str, params: dict) -> "_core.CompetingParams":
     for name, value in params.items():
         if name not in valid:
             raise ValueError(f"unknown method parameter {_short_repr(name)} (valid: {', '.join(valid)})")
-        owner = next(m for m, names in _METHOD_PARAMS.items() if name in names)
-        if owner != method:
-            raise ValueError(f"method parameter {name!r} applies to method {owner}, not {method!r}")
-        key = f"method_params[{name!r}]"
-        default = getattr(p, name)
-        if name == "loss_scale" and isinstance(value, str):
+        row = _TABLE[name]
+        if method not in row["methods"]:
+            raise ValueError(f"method parameter {name!r} applies to method {', '.join(row['methods'])}, "
+                             f"not {method!r}")
+        key, t = f"method_params[{name!r}]", row["type"]
+        if name == "loss_scale" and isinstance(value, str):  # the word mascot_train's --loss-scale takes too
             if value != "dynamic":
                 raise ValueError(f"{key} must be a number or 'dynamic' (got {_short_repr(value)})")
             p.dynamic_loss_scale = True
             continue
-        if isinstance(default, bool):
+        if t == "bool":
             value = _as_bool(value, key)
-        elif isinstance(default, int):
-            value = _as_int(value, key, -_INT32_MAX - 1, _INT32_MAX)
-        elif isinstance(default, float):
+        elif t == "int":
+            value = _as_int(value, key, *_INT32)
+        elif t in ("float", "double"):
             value = _as_float(value, key, "a number" + (" or 'dynamic'" if name == "loss_scale" else ""))
-            limit = float(np.finfo(np.float32).max) if name == "loss_scale" else float("inf")  # a C++ float
+            limit = float(np.finfo(np.float32).max) if t == "float" else float("inf")  # a C++ float
             if not (np.isfinite(value) and abs(value) <= limit):
                 raise ValueError(f"{key} must be a finite number (got {value})")
-        else:  # muppet_word_lengths: a sequence of integers
+        else:  # int_list (muppet_word_lengths)
             if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__") or np.ndim(value) != 1:
                 raise ValueError(f"{key} must be a list of integers (got {_short_repr(value)})")
-            value = [_as_int(w, key, -_INT32_MAX - 1, _INT32_MAX) for w in value]
+            value = [_as_int(w, key, *_INT32) for w in value]
         setattr(p, name, value)
     return p
 
@@ -651,11 +658,8 @@ def _params_from_saved_report(rep: Any) -> dict:
 
 def _config_params(c: dict) -> dict:
     """A run report's "config" as MF parameters (the fields it has)."""
-    params = {name: c[name] for name in ("k", "method", "epochs", "lr", "decay", "lambda_p", "lambda_q",
-                                         "init_std", "user_groups", "item_groups", "period", "sample_ratio",
-                                         "threshold", "warmup", "order", "rounding", "grad_stats") if name in c}
-    if c.get("random_fp16") is not None:
-        params["random_fp16"] = c["random_fp16"]
+    params = {p["name"]: c[p["name"]] for p in _ARGS
+              if p["scope"] == "config" and c.get(p["name"]) is not None}  # random_fp16 null: off
     mp = c.get("competing")
     if isinstance(mp, dict) and isinstance(c.get("method"), str):
         mp = {k: v for k, v in mp.items() if k in _METHOD_PARAMS.get(c["method"], ())}  # the method's own

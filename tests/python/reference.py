@@ -118,20 +118,20 @@ def train_reference(users, items, ratings, n_users, n_items, *, k, epochs, metho
     is_half = method != "fp32"
     arith = half if method == "fp16" else _ident
     store = half if is_half else _ident
-    P = store(_core.init_factors(n_users, k, init_std, seed, "P"))
-    Q = store(_core.init_factors(n_items, k, init_std, seed, "Q"))
-    visit = _core.visit_order(users, items, n_users, n_items, order, epochs, 1, k, is_half, seed)
+    P = store(_core._testing.init_factors(n_users, k, init_std, seed, "P"))
+    Q = store(_core._testing.init_factors(n_items, k, init_std, seed, "Q"))
+    visit = _core._testing.visit_order(users, items, n_users, n_items, order, epochs, 1, k, is_half, seed)
     nnz = len(ratings)
     assert len(visit) == epochs * nnz
     if rounding == "stochastic":
-        ro = _core.reorder(users, items, n_users, n_items, groups, groups)
+        ro = _core._testing.reorder(users, items, n_users, n_items, groups, groups)
     for e in range(epochs):
         lr_e = lr_at(lr, decay, e)
         for t in visit[e * nnz:(e + 1) * nnz]:
             u, i = users[t], items[t]
             p, q = sgd_update(P[u], Q[i], ratings[t], lr_e, lambda_p, lambda_q, arith)
             if rounding == "stochastic":
-                wp, wq = _core.sr_words(seed, e, int(ro["user_new"][u]), int(ro["item_new"][i]), k)
+                wp, wq = _core._testing.sr_words(seed, e, int(ro["user_new"][u]), int(ro["item_new"][i]), k)
                 P[u], Q[i] = sr_half(p, wp), sr_half(q, wq)
             else:
                 P[u], Q[i] = store(p), store(q)

@@ -50,8 +50,8 @@ def afp_rule(err_low, err_high, ranges, T=0.0005, a=0.04, b=0.1, g=2.0, d=100.0,
     out = []
     for e8, e16, rg in zip(err_low, err_high, ranges):
         bits, err = (high, e16) if e8 > T else (low, e8)
-        s = _core.afp_point_position(rg, bits)
-        s_low = _core.afp_point_position(rg, low)
+        s = _core._testing.afp_point_position(rg, bits)
+        s_low = _core._testing.afp_point_position(rg, low)
         prev = s_low if m is None else m
         m = a * s_low + (1 - a) * prev
         den = max(abs(m - prev), d * err * err)
@@ -148,10 +148,10 @@ def _serial_setup(data, k, epochs, seed, init_std, order, groups):
     u = np.ascontiguousarray(data.users, np.int32)
     i = np.ascontiguousarray(data.items, np.int32)
     r = np.ascontiguousarray(data.ratings, _F32)
-    P = _core.init_factors(data.n_users, k, init_std, seed, "P").astype(_F32)
-    Q = _core.init_factors(data.n_items, k, init_std, seed, "Q").astype(_F32)
-    visit = _core.visit_order(u, i, data.n_users, data.n_items, order, epochs, 1, k, False, seed)
-    ro = _core.reorder(u, i, data.n_users, data.n_items, groups, groups)
+    P = _core._testing.init_factors(data.n_users, k, init_std, seed, "P").astype(_F32)
+    Q = _core._testing.init_factors(data.n_items, k, init_std, seed, "Q").astype(_F32)
+    visit = _core._testing.visit_order(u, i, data.n_users, data.n_items, order, epochs, 1, k, False, seed)
+    ro = _core._testing.reorder(u, i, data.n_users, data.n_items, groups, groups)
     u_new, i_new = np.asarray(ro["user_new"])[u], np.asarray(ro["item_new"])[i]
     return u, i, r, P, Q, np.asarray(visit).reshape(epochs, len(r)), u_new, i_new
 
@@ -224,7 +224,7 @@ def muppet_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lamb
     (g_q): with one thread the worker records the tail of its last call, and every call (chunk)
     holds >= 4096 ratings here.  End of epoch: MuPPET's window (policy.py, in double, in the
     core's order) and on evaluation epochs the mean diversity, which the policy (the
-    _core.muppet_policy hook of MuppetPolicy, checked on its own above) turns into the next
+    _core._testing.muppet_policy hook of MuppetPolicy, checked on its own above) turns into the next
     epoch's word length.  FP32 level: p += lr (e q - lambda_P p) literally.
     Returns (P, Q, per-epoch facts named as the report names them)."""
     params = _core.CompetingParams()
@@ -293,7 +293,7 @@ def muppet_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lamb
                 win_p, win_q, norm_p, norm_q = [0.0] * k, [0.0] * k, 0.0, 0.0
             diversity.append(f["diversity"] if f["evaluated"] else math.nan)
             facts.append(f)
-        policy = _core.muppet_policy(diversity + [math.nan], params)  # word length of the next epoch
+        policy = _core._testing.muppet_policy(diversity + [math.nan], params)  # word length of the next epoch
         wl = int(policy["word_length"][-1])
         facts[-1]["switch_epochs"] = list(policy["switch_epochs"])
     return P, Q, facts

@@ -114,12 +114,22 @@ def test_synthetic_api():
 
 
 def test_type_stub_covers_the_extension():
-    """_core.pyi (nanobind stubgen) names every public function and class of the extension."""
+    """_core.pyi (nanobind stubgen) names every public function and class of the extension, and
+    every test hook of its submodule _core._testing (in the stub's class _testing)."""
     import pathlib
     stub = (pathlib.Path(mascot.__file__).parent / "_core.pyi").read_text()
     public = [n for n in dir(mascot._core) if not n.startswith("_")]
     missing = [n for n in public if f"def {n}(" not in stub and f"class {n}" not in stub and f"{n}:" not in stub]
-    assert not missing, f"regenerate the stub (python -m nanobind.stubgen -m mascot._core): {missing}"
+    hooks = [n for n in dir(mascot._core._testing) if not n.startswith("_")]
+    testing = stub[stub.index("class _testing:"):]
+    missing += [f"_testing.{n}" for n in hooks if f"def {n}(" not in testing]
+    assert not missing, f"regenerate the stub (python scripts/make_stub.py): {missing}"
+
+
+def test_test_hooks_are_not_in_the_production_namespace():
+    hooks = {n for n in dir(mascot._core._testing) if not n.startswith("_")}
+    assert {"reorder", "init_factors", "visit_order", "mixed_sgd_pass", "afp_rule", "mpt_loss_scale"} <= hooks
+    assert not hooks & set(dir(mascot._core))
 
 
 # ---------------------------------------------------------------- audit regressions

@@ -284,8 +284,8 @@ def _stopped_run(d, tr, te, **params):
     """A deterministic 3-epoch run stopped after 2 epochs: a checkpoint with work left."""
     m = mascot.MF(epochs=3, deterministic=True, **params)
     mascot._core.train_checkpointed(
-        m._config(), "cpu", 1, m.seed, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
-        te.users, te.items, te.ratings, "", lambda rec: rec["epoch"] < 1, str(d), 1, True)
+        m._config(), m._context(), tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+        te.users, te.items, te.ratings, "", lambda rec: rec["epoch"] < 1, str(d), 1)
     return d
 
 

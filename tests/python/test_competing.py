@@ -37,7 +37,7 @@ def test_frac_bits_is_the_largest_scale_that_fits(wl):
     maxes = maxes.astype(np.float32)
     for m in maxes:
         m = float(m)
-        f = _core.fixed_point_frac_bits(m, wl)
+        f = _core._testing.fixed_point_frac_bits(m, wl)
         bound = 2.0 ** (wl - 1) - 0.5  # MuPPET: max * 2^f <= 2^(WL-1) - 0.5, f as large as possible
         if -100 < f < 100:
             assert m * 2.0 ** f <= bound < m * 2.0 ** (f + 1), (m, wl, f)
@@ -45,25 +45,25 @@ def test_frac_bits_is_the_largest_scale_that_fits(wl):
             exact = math.log2(bound / m)
             assert f == math.floor(exact) or abs(exact - round(exact)) < 1e-9
         # AFP: s = ceil(log2(max / (2^(WL-1) - 1))), frac bits = -s
-        s = -_core.fixed_point_frac_bits(m, wl, "afp")
-        assert s == _core.afp_point_position(m, wl)
+        s = -_core._testing.fixed_point_frac_bits(m, wl, "afp")
+        assert s == _core._testing.afp_point_position(m, wl)
         top = 2.0 ** (wl - 1) - 1
         if -100 < s < 100:
             assert top * 2.0 ** (s - 1) < m <= top * 2.0 ** s, (m, wl, s)
-    assert _core.fixed_point_frac_bits(0.0, wl) == 0  # all-zero tensor: MuPPET's convention
-    assert _core.afp_point_position(0.0, wl) == 0
+    assert _core._testing.fixed_point_frac_bits(0.0, wl) == 0  # all-zero tensor: MuPPET's convention
+    assert _core._testing.afp_point_position(0.0, wl) == 0
     # extreme ranges clamp to the fixed-point guards (2^-s must stay a normal float), as MuPPET's do
-    assert _core.afp_point_position(1e-38, wl) == -100 and _core.afp_point_position(3e37, wl) == 100
+    assert _core._testing.afp_point_position(1e-38, wl) == -100 and _core._testing.afp_point_position(3e37, wl) == 100
 
 
 @pytest.mark.parametrize("wl", WORD_LENGTHS)
 def test_quantize_nearest_matches_numpy(wl):
     rng = np.random.default_rng(100 + wl)
     x = (rng.standard_normal(20000) * 0.3).astype(np.float32)
-    f = _core.fixed_point_frac_bits(float(np.abs(x).max()), wl)
+    f = _core._testing.fixed_point_frac_bits(float(np.abs(x).max()), wl)
     codes_ref, vals_ref = quantize(x, wl, f)
-    vals = _core.fixed_point_quantize(x, wl)  # scale from max |x| by default
-    codes = _core.fixed_point_quantize(x, wl, codes=True)
+    vals = _core._testing.fixed_point_quantize(x, wl)  # scale from max |x| by default
+    codes = _core._testing.fixed_point_quantize(x, wl, codes=True)
     assert vals.dtype == np.float32
     assert np.array_equal(codes, codes_ref)
     assert np.array_equal(vals, vals_ref)
@@ -71,19 +71,19 @@ def test_quantize_nearest_matches_numpy(wl):
     # the scale uses the word length: at most half a step of error, the step is 2^-f
     assert np.abs(vals.astype(np.float64) - x).max() <= 0.5 * 2.0 ** -f
     # given max_abs or frac_bits explicitly
-    assert np.array_equal(_core.fixed_point_quantize(x, wl, max_abs=float(np.abs(x).max())), vals)
-    assert np.array_equal(_core.fixed_point_quantize(x, wl, frac_bits=f), vals)
+    assert np.array_equal(_core._testing.fixed_point_quantize(x, wl, max_abs=float(np.abs(x).max())), vals)
+    assert np.array_equal(_core._testing.fixed_point_quantize(x, wl, frac_bits=f), vals)
 
 
 def test_quantize_ties_go_to_even_and_values_clamp():
     wl, f = 8, 2  # step 0.25, codes in [-128, 127]
     x = np.array([0.125, 0.375, -0.125, -0.375, 0.625, 100.0, -100.0, 31.75, 31.9, -32.0, -32.2], np.float32)
-    codes = _core.fixed_point_quantize(x, wl, frac_bits=f, codes=True)
+    codes = _core._testing.fixed_point_quantize(x, wl, frac_bits=f, codes=True)
     assert codes.tolist() == [0, 2, -0, -2, 2, 127, -128, 127, 127, -128, -128]
-    vals = _core.fixed_point_quantize(x, wl, frac_bits=f)
+    vals = _core._testing.fixed_point_quantize(x, wl, frac_bits=f)
     assert vals.tolist() == [0.0, 0.5, -0.0, -0.5, 0.5, 31.75, -32.0, 31.75, 31.75, -32.0, -32.0]
     # stochastic rounding saturates the same way
-    s = _core.fixed_point_quantize(x, wl, frac_bits=f, mode="stochastic", seed=3)
+    s = _core._testing.fixed_point_quantize(x, wl, frac_bits=f, mode="stochastic", seed=3)
     assert s[5] == 31.75 and s[6] == -32.0
 
 
@@ -95,7 +95,7 @@ def test_quantize_stochastic_neighbours_and_unbiased(wl):
     for value in (0.3 * step, 5.37 * step, -2.71 * step, -0.5 * step, 7.0 * step):
         x = np.full(n, value, np.float32)
         v = float(x[0])
-        out = _core.fixed_point_quantize(x, wl, frac_bits=f, mode="stochastic", seed=11).astype(np.float64)
+        out = _core._testing.fixed_point_quantize(x, wl, frac_bits=f, mode="stochastic", seed=11).astype(np.float64)
         lo = math.floor(v / step) * step
         assert set(np.unique(out)) <= {lo, lo + step}  # one of the two neighbours
         p = (v - lo) / step
@@ -105,21 +105,21 @@ def test_quantize_stochastic_neighbours_and_unbiased(wl):
             assert np.all(out == v)  # representable values never move
     # different seeds draw differently, the same seed reproduces
     x = np.full(1000, 0.5 * step, np.float32)
-    a = _core.fixed_point_quantize(x, wl, frac_bits=f, mode="stochastic", seed=1)
-    assert np.array_equal(a, _core.fixed_point_quantize(x, wl, frac_bits=f, mode="stochastic", seed=1))
-    assert not np.array_equal(a, _core.fixed_point_quantize(x, wl, frac_bits=f, mode="stochastic", seed=2))
+    a = _core._testing.fixed_point_quantize(x, wl, frac_bits=f, mode="stochastic", seed=1)
+    assert np.array_equal(a, _core._testing.fixed_point_quantize(x, wl, frac_bits=f, mode="stochastic", seed=1))
+    assert not np.array_equal(a, _core._testing.fixed_point_quantize(x, wl, frac_bits=f, mode="stochastic", seed=2))
 
 
 def test_quantize_rejects_bad_arguments():
     x = np.zeros(3, np.float32)
     with pytest.raises(ValueError, match="word_length"):
-        _core.fixed_point_quantize(x, 1)
+        _core._testing.fixed_point_quantize(x, 1)
     with pytest.raises(ValueError, match="word_length"):
-        _core.fixed_point_quantize(x, 25)
+        _core._testing.fixed_point_quantize(x, 25)
     with pytest.raises(ValueError, match="mode"):
-        _core.fixed_point_quantize(x, 8, mode="up")
+        _core._testing.fixed_point_quantize(x, 8, mode="up")
     with pytest.raises(ValueError, match="frac_bits"):
-        _core.fixed_point_quantize(x, 8, frac_bits=1000)
+        _core._testing.fixed_point_quantize(x, 8, frac_bits=1000)
 
 
 # ----------------------------------------------------------------------------- FP16 values (MPT)
@@ -144,31 +144,31 @@ def _same_floats(a, b):
 
 def test_branchless_half_rounding_matches_half_h():
     x = _half_test_values()
-    assert _same_floats(_core.half_round_fast(x, "nearest"), _core.half_round(x, "nearest"))
+    assert _same_floats(_core._testing.half_round_fast(x, "nearest"), _core._testing.half_round(x, "nearest"))
     for seed in (0, 7):
-        assert _same_floats(_core.half_round_fast(x, "stochastic", seed), _core.half_round(x, "stochastic", seed))
+        assert _same_floats(_core._testing.half_round_fast(x, "stochastic", seed), _core._testing.half_round(x, "stochastic", seed))
 
 
 # ----------------------------------------------------------------------------- MPT loss scale
 
 def test_mpt_static_loss_scale_never_changes_and_skips_overflows():
     ovf = [False] * 5 + [True] + [False] * 3000
-    scale, applied = _core.mpt_loss_scale(ovf, loss_scale=1000.0, dynamic=False, window=2000)
+    scale, applied = _core._testing.mpt_loss_scale(ovf, loss_scale=1000.0, dynamic=False, window=2000)
     assert np.all(scale == 1000.0)
     assert applied == [not o for o in ovf]
 
 
 def test_mpt_dynamic_loss_scale_halves_on_overflow_and_doubles_after_window():
     ovf = [False, False, False, False, True, False, False, False, True, True]
-    scale, applied = _core.mpt_loss_scale(ovf, loss_scale=1000.0, dynamic=True, window=3)
+    scale, applied = _core._testing.mpt_loss_scale(ovf, loss_scale=1000.0, dynamic=True, window=3)
     assert scale.tolist() == [1000, 1000, 1000, 2000, 2000, 1000, 1000, 1000, 2000, 1000]
     assert applied == [True, True, True, True, False, True, True, True, False, False]
     # the default window: 2000 clean updates per doubling
-    scale, applied = _core.mpt_loss_scale([False] * 4001, loss_scale=1.0, dynamic=True)
+    scale, applied = _core._testing.mpt_loss_scale([False] * 4001, loss_scale=1.0, dynamic=True)
     assert scale[1999] == 1 and scale[2000] == 2 and scale[3999] == 2 and scale[4000] == 4
     assert all(applied)
     # a clean run resets after an overflow: the window restarts
-    scale, _ = _core.mpt_loss_scale([False] * 2 + [True] + [False] * 3, loss_scale=8.0, dynamic=True, window=3)
+    scale, _ = _core._testing.mpt_loss_scale([False] * 2 + [True] + [False] * 3, loss_scale=8.0, dynamic=True, window=3)
     assert scale.tolist() == [8, 8, 8, 4, 4, 4]
 
 
@@ -178,10 +178,10 @@ def test_muppet_diversity_matches_numpy():
     rng = np.random.default_rng(3)
     g = rng.standard_normal((3, 2, 16))
     ref = np.mean([(g[:, j] ** 2).sum() / (g[:, j].sum(axis=0) ** 2).sum() for j in range(2)])
-    assert _core.muppet_diversity(g) == pytest.approx(ref, rel=1e-12)
+    assert _core._testing.muppet_diversity(g) == pytest.approx(ref, rel=1e-12)
     same = np.repeat(rng.standard_normal((1, 2, 8)), 3, axis=0)  # identical gradients: 1 / r
-    assert _core.muppet_diversity(same) == pytest.approx(1 / 3)
-    assert math.isnan(_core.muppet_diversity(np.zeros((3, 2, 4))))
+    assert _core._testing.muppet_diversity(same) == pytest.approx(1 / 3)
+    assert math.isnan(_core._testing.muppet_diversity(np.zeros((3, 2, 4))))
 
 
 def test_muppet_policy_switches_after_patience_violations_at_evaluation_epochs():
@@ -190,7 +190,7 @@ def test_muppet_policy_switches_after_patience_violations_at_evaluation_epochs()
     d[2], d[5], d[8] = 1.0, 0.1, 0.1          # max 1; ratio 10 > T twice -> switch after epoch 8
     d[11], d[14], d[17], d[20] = 1.0, 0.1, 0.9, 0.1  # new level: max reset; 1.11 < T(17); switch after 20
     d[23], d[26], d[29] = 2.0, 1.9, 1.95
-    r = _core.muppet_policy(d.tolist())
+    r = _core._testing.muppet_policy(d.tolist())
     assert r["switch_epochs"] == [8, 20]
     wl = r["word_length"].tolist()
     assert wl[:9] == [8] * 9 and wl[9:21] == [12] * 12 and wl[21:] == [14] * 9
@@ -205,23 +205,23 @@ def test_muppet_policy_patience_and_parameters():
     d = [1.0 if e == 2 else 0.05 for e in range(40)]
     p = _core.CompetingParams()
     p.muppet_patience = 3
-    r3 = _core.muppet_policy(d, p)
+    r3 = _core._testing.muppet_policy(d, p)
     assert r3["switch_epochs"][0] == 11  # violations at 5, 8, 11
-    r2 = _core.muppet_policy(d)
+    r2 = _core._testing.muppet_policy(d)
     assert r2["switch_epochs"][0] == 8
     p = _core.CompetingParams()
     p.muppet_resolution = 2  # evaluations at 1, 3, 5, ...
     d = [1.0 if e == 1 else 0.05 for e in range(12)]
-    assert _core.muppet_policy(d, p)["switch_epochs"][0] == 5
+    assert _core._testing.muppet_policy(d, p)["switch_epochs"][0] == 5
     # a ratio below the decaying threshold is no violation: T(5) = 1.91
     d = [1.0 if e == 2 else 0.55 for e in range(12)]  # ratio 1.82: below T(5), T(8) = 1.67 is not
-    r = _core.muppet_policy(d)
+    r = _core._testing.muppet_policy(d)
     assert r["violations"][5] == 0 and r["violations"][8] == 1
 
 
 def test_muppet_policy_climbs_to_fp32_and_never_switches_back():
     d = [1.0 if e % 9 == 2 else 0.01 for e in range(60)]
-    r = _core.muppet_policy(d)
+    r = _core._testing.muppet_policy(d)
     wl = r["word_length"].tolist()
     assert wl[0] == 8 and wl[-1] == 32
     assert all(a <= b for a, b in zip(wl, wl[1:]))  # one-way
@@ -230,7 +230,7 @@ def test_muppet_policy_climbs_to_fp32_and_never_switches_back():
     last = r["switch_epochs"][-1]
     assert not any(r["evaluated"][last + 1:])  # FP32 makes no more decisions
     # no data (nan) makes no decision
-    r = _core.muppet_policy([math.nan] * 30)
+    r = _core._testing.muppet_policy([math.nan] * 30)
     assert r["switch_epochs"] == [] and not any(r["evaluated"])
 
 
@@ -241,19 +241,19 @@ def test_afp_quantization_error_matches_numpy():
     for bits in (8, 16):
         for scale in (1e-3, 0.7, 40.0):
             x = (rng.standard_normal(5000) * scale).astype(np.float32)
-            s = _core.afp_point_position(float(np.abs(x).max()), bits)
-            err = _core.afp_quant_error(x, bits)
+            s = _core._testing.afp_point_position(float(np.abs(x).max()), bits)
+            err = _core._testing.afp_quant_error(x, bits)
             assert err == pytest.approx(afp_quant_error(x, bits, s), rel=1e-6, abs=1e-12)
     x = (rng.standard_normal(5000)).astype(np.float32)
-    assert _core.afp_quant_error(x, 16) < _core.afp_quant_error(x, 8)
-    assert _core.afp_quant_error(np.zeros(4, np.float32), 8) == 0.0
+    assert _core._testing.afp_quant_error(x, 16) < _core._testing.afp_quant_error(x, 8)
+    assert _core._testing.afp_quant_error(np.zeros(4, np.float32), 8) == 0.0
 
 
 def test_afp_rule_bit_width_and_interval():
     # constant range: the point position is stable, the interval is beta / (delta diff^2) - gamma
     e8 = [1e-4, 2e-4, 4e-4, 6e-4, 1e-5, 1e-5]
     e16 = [1e-7, 1e-7, 1e-7, 2e-6, 2e-6, 3e-6]
-    r = _core.afp_rule(e8, e16, [1.0] * 6)
+    r = _core._testing.afp_rule(e8, e16, [1.0] * 6)
     # 16 bits only where the 8-bit error is above T = 0.0005, decided afresh each time
     assert r["bits"].tolist() == [8, 8, 8, 16, 8, 8]
     itv = r["interval"].tolist()
@@ -276,7 +276,7 @@ def test_afp_rule_matches_reference_on_random_sequences():
         e8 = (10.0 ** rng.uniform(-5, -2.5, n)).tolist()
         e16 = (10.0 ** rng.uniform(-9, -6, n)).tolist()
         ranges = np.cumprod(1 + rng.uniform(-0.05, 0.3, n)).astype(np.float32).tolist()
-        r = _core.afp_rule(e8, e16, ranges)
+        r = _core._testing.afp_rule(e8, e16, ranges)
         ref = afp_rule(e8, e16, ranges)
         assert r["bits"].tolist() == [x[1] for x in ref]
         assert r["point_position"].tolist() == [x[2] for x in ref]
@@ -287,7 +287,7 @@ def test_afp_rule_matches_reference_on_random_sequences():
     p = _core.CompetingParams()
     p.afp_error_threshold = 0.01
     p.afp_low_bits, p.afp_high_bits = 6, 12
-    r = _core.afp_rule([0.005, 0.02, 0.001], [1e-4, 1e-4, 1e-4], [1.0] * 3, p)
+    r = _core._testing.afp_rule([0.005, 0.02, 0.001], [1e-4, 1e-4, 1e-4], [1.0] * 3, p)
     assert r["bits"].tolist() == [6, 12, 6] and r["error"].tolist() == [0.005, 1e-4, 0.001]
 
 
@@ -333,7 +333,7 @@ def test_competing_params_validation_names_the_field(field, value, message):
         p.validate()
     # the rule hooks validate the parameters they are given
     with pytest.raises(ValueError, match=field):
-        _core.muppet_policy([1.0], p)
+        _core._testing.muppet_policy([1.0], p)
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -413,7 +413,7 @@ def test_muppet_report(runs):
         assert m["switch_epochs"] == switches
         prev_wl = m["word_length"]
     assert rep["epochs"][0]["method"]["word_length"] == 8
-    assert rep["epochs"][0]["method"]["frac_bits_p"] == _core.fixed_point_frac_bits(
+    assert rep["epochs"][0]["method"]["frac_bits_p"] == _core._testing.fixed_point_frac_bits(
         rep["epochs"][0]["method"]["max_abs_p"], 8)
 
 
@@ -531,7 +531,7 @@ def test_mpt_matches_serial_reference_bitwise(tiny_synth, rounding, k, epochs, p
         assert meth["skipped_updates"] == skipped
         assert meth["loss_scales"] == [scale]
     # the case exercises what it says: training moved the factors; skips where S overflows
-    assert np.abs(m.P - _core.init_factors(tiny_synth.n_users, k, 0.01, 42, "P")).max() > 0.005
+    assert np.abs(m.P - _core._testing.init_factors(tiny_synth.n_users, k, 0.01, 42, "P")).max() > 0.005
     assert (sum(s[0] for s in stats) > 0) == (params.get("loss_scale", 1000.0) > 1000.0)
     if params.get("dynamic_loss_scale"):  # S halved on overflows and doubled after clean windows
         assert sum(s[2] for s in stats) > 0
@@ -560,7 +560,7 @@ def test_muppet_matches_serial_reference_bitwise(tiny_synth, rounding, k, epochs
         for key in ("word_length", "frac_bits_p", "frac_bits_q", "frac_bits_p_end", "frac_bits_q_end", "rescales",
                     "max_abs_p", "max_abs_q", "batch_ratings", "batch_grad_norm2_p", "batch_grad_norm2_q"):
             assert meth[key] == f[key], key  # exact: the report's doubles round-trip
-    assert np.abs(m.P - _core.init_factors(tiny_synth.n_users, k, 0.01, 42, "P")).max() > 0.005
+    assert np.abs(m.P - _core._testing.init_factors(tiny_synth.n_users, k, 0.01, 42, "P")).max() > 0.005
     if lr == 0.05:
         assert sum(f["rescales"] for f in facts) > 0  # the row-driven rescaling was exercised
 
@@ -640,7 +640,7 @@ def test_afp_matches_serial_reference_bitwise(tiny_synth, rounding, k, epochs, l
                 assert got[key] == value, (rec["epoch"], name, key, got[key], value)
     # the case exercises what it says: training moved the factors; both widths chosen, and the
     # saturation guard fired
-    assert np.abs(m.P - _core.init_factors(tiny_synth.n_users, k, 0.01, 42, "P")).max() > 0.005
+    assert np.abs(m.P - _core._testing.init_factors(tiny_synth.n_users, k, 0.01, 42, "P")).max() > 0.005
     tensors = [t for f in facts for t in f["tensors"].values()]
     assert any(0 < t["high_evaluations"] < t["evaluations"] for t in tensors)
     assert sum(t["saturation_evaluations"] for t in tensors) > 0

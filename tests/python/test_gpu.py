@@ -43,7 +43,7 @@ def test_cuda_tools_fail_clearly_without_a_device():
         _core.cuda_copy_bandwidth()
     G = np.ones((4, 32), np.float32)
     with pytest.raises(RuntimeError, match="CUDA|cuda"):
-        _core.cuda_qerror(G, np.zeros(4, np.int32), 1)
+        _core._testing.cuda_qerror(G, np.zeros(4, np.int32), 1)
 
 
 def test_hogwild_worker_bound(monkeypatch):
@@ -53,31 +53,31 @@ def test_hogwild_worker_bound(monkeypatch):
     monkeypatch.delenv("MASCOT_CUDA_OVERLAP", raising=False)
     monkeypatch.delenv("MASCOT_CUDA_WRITES", raising=False)
     # the test data below: 160,328 ratings, the most-rated item has 2.9 % of them
-    assert _core.hogwild_workers(8448, 4655, 160328) == 1102  # 32 x 160328 / 4655
-    assert _core.hogwild_workers(8448, 33000, 8000000) == 7757  # synthetic-ml10m-like
+    assert _core._testing.hogwild_workers(8448, 4655, 160328) == 1102  # 32 x 160328 / 4655
+    assert _core._testing.hogwild_workers(8448, 33000, 8000000) == 7757  # synthetic-ml10m-like
     monkeypatch.setenv("MASCOT_CUDA_WRITES", "add")
-    assert _core.hogwild_workers(8448, 4655, 160328) == 1102
+    assert _core._testing.hogwild_workers(8448, 4655, 160328) == 1102
     monkeypatch.setenv("MASCOT_CUDA_WRITES", "store")
-    assert _core.hogwild_workers(8448, 4655, 160328) == 34
-    assert _core.hogwild_workers(20, 4655, 160328) == 20  # the device holds fewer
-    assert _core.hogwild_workers(8448, 160328, 160328) == 1  # one row has every rating
-    assert _core.hogwild_workers(8448, 0, 0) == 8448  # nothing to bound
-    assert _core.hogwild_workers(0, 10, 100) == 1
+    assert _core._testing.hogwild_workers(8448, 4655, 160328) == 34
+    assert _core._testing.hogwild_workers(20, 4655, 160328) == 20  # the device holds fewer
+    assert _core._testing.hogwild_workers(8448, 160328, 160328) == 1  # one row has every rating
+    assert _core._testing.hogwild_workers(8448, 0, 0) == 8448  # nothing to bound
+    assert _core._testing.hogwild_workers(0, 10, 100) == 1
     monkeypatch.setenv("MASCOT_CUDA_OVERLAP", "2.5")
-    assert _core.hogwild_workers(8448, 4655, 160328) == 86
+    assert _core._testing.hogwild_workers(8448, 4655, 160328) == 86
     monkeypatch.setenv("MASCOT_CUDA_WRITES", "add")  # an explicit bound wins in either mode
-    assert _core.hogwild_workers(8448, 4655, 160328) == 86
+    assert _core._testing.hogwild_workers(8448, 4655, 160328) == 86
     monkeypatch.setenv("MASCOT_CUDA_OVERLAP", "inf")
-    assert _core.hogwild_workers(8448, 4655, 160328) == 8448
+    assert _core._testing.hogwild_workers(8448, 4655, 160328) == 8448
     for bad in ("0", "-1", "x", "1e", "nan"):
         monkeypatch.setenv("MASCOT_CUDA_OVERLAP", bad)
         with pytest.raises(ValueError, match="MASCOT_CUDA_OVERLAP must be a number > 0"):
-            _core.hogwild_workers(8448, 4655, 160328)
+            _core._testing.hogwild_workers(8448, 4655, 160328)
     monkeypatch.delenv("MASCOT_CUDA_OVERLAP")
     for bad in ("Add", "atomic", "1"):
         monkeypatch.setenv("MASCOT_CUDA_WRITES", bad)
         with pytest.raises(ValueError, match="MASCOT_CUDA_WRITES must be 'add' or 'store', got '" + bad):
-            _core.hogwild_workers(8448, 4655, 160328)
+            _core._testing.hogwild_workers(8448, 4655, 160328)
 
 
 # ------------------------------------------------------------------ agreement with the CPU
@@ -118,7 +118,7 @@ def test_launch_respects_the_hogwild_bound(monkeypatch):
     capped = warps(_fit("cuda", "fp32", tr, te, epochs=1).report_)
     # the default bound, computed before MASCOT_CUDA_OVERLAP=inf is set (with it set, the
     # hook returns the fill it is given: found by running this test on the CUDA emulator)
-    bound = max(8, _core.hogwild_workers(10 ** 9, int(top), len(tr.ratings)) // 8 * 8)  # 1096 warps
+    bound = max(8, _core._testing.hogwild_workers(10 ** 9, int(top), len(tr.ratings)) // 8 * 8)  # 1096 warps
     monkeypatch.setenv("MASCOT_CUDA_OVERLAP", "inf")
     full = warps(_fit("cuda", "fp32", tr, te, epochs=1).report_)
     assert capped == min(full, bound)  # an H100 holds more: capped < full there
@@ -245,8 +245,8 @@ def test_qerror_of_controlled_input_matches_cpu(slots):
     G = rng.normal(size=(n, k)).astype(np.float32)
     group = rng.integers(0, g - 1, n).astype(np.int32)  # group g-1 gets no sample
     G[group == 1] += 3.0
-    want = _core.qerror(G, group, g)
-    got = _core.cuda_qerror(G, group, g, slots)
+    want = _core._testing.qerror(G, group, g)
+    got = _core._testing.cuda_qerror(G, group, g, slots)
     assert got[g - 1] == -1
     np.testing.assert_allclose(got, want, rtol=1e-4)
 
@@ -263,12 +263,12 @@ def test_switching_decisions_match_cpu_on_crafted_data():
         G = rng.normal(size=(2 * per_group, k)).astype(np.float32)
         G[:per_group] += 0.35 * m * m
         group = np.repeat(np.arange(2), per_group).astype(np.int32)
-        q_cpu[m, :2] = _core.qerror(G, group, 3)[:2]
-        q_gpu[m, :2] = _core.cuda_qerror(G, group, 3)[:2]
+        q_cpu[m, :2] = _core._testing.qerror(G, group, 3)[:2]
+        q_gpu[m, :2] = _core._testing.cuda_qerror(G, group, 3)[:2]
     np.testing.assert_allclose(q_gpu, q_cpu, rtol=1e-4)
     for theta in (2.0, 20.0, 1e9):
-        assert np.array_equal(_core.switch_epochs(q_gpu, theta), _core.switch_epochs(q_cpu, theta))
-    assert _core.switch_epochs(q_gpu, 20.0)[0] > 0
+        assert np.array_equal(_core._testing.switch_epochs(q_gpu, theta), _core._testing.switch_epochs(q_cpu, theta))
+    assert _core._testing.switch_epochs(q_gpu, 20.0)[0] > 0
 
 
 @pytest.mark.gpu
@@ -281,11 +281,11 @@ def test_device_switches_follow_its_own_qerrors_and_convert_rows():
     rep = m.report_
     meas = [e for e in rep["epochs"] if "item_qerror" in e]
     q = np.array([e["item_qerror"] for e in meas])
-    when = _core.switch_epochs(q, 3.0)
+    when = _core._testing.switch_epochs(q, 3.0)
     want = {(g, meas[w]["epoch"]) for g, w in enumerate(when) if w >= 0}
     got = {(s["group"], s["epoch"]) for s in rep["switches"] if s["side"] == "item"}
     assert got == want and got
-    ro = _core.reorder(tr.users, tr.items, tr.n_users, tr.n_items, 10, 10)
+    ro = _core._testing.reorder(tr.users, tr.items, tr.n_users, tr.n_items, 10, 10)
     start = ro["item_group_start"]
     when_switched = dict(got)
     last = rep["epochs"][-1]["epoch"]

@@ -24,7 +24,7 @@ def test_qerror_matches_equation_4():
     G = rng.normal(size=(n, k)).astype(np.float32)
     group = rng.integers(0, g - 1, n).astype(np.int32)  # group g-1 gets no sample
     G[group == 1] += 3.0  # group 1's gradients share a direction: high q-error
-    got = _core.qerror(G, group, g)
+    got = _core._testing.qerror(G, group, g)
     want = qerror_numpy(G, group, g)
     np.testing.assert_allclose(got, want, rtol=1e-9)
     assert got[g - 1] == -1  # no samples: no decision
@@ -45,13 +45,13 @@ def test_reported_qerrors_are_equation_4_of_the_sampled_gradients_of_training():
     k, seed, epochs, gamma, g, w, pi = 32, 42, 8, 0.05, 100, 5, 2
     m = mascot.MF(k=k, method="mascot", epochs=epochs, threads=1, seed=seed, threshold=1e9,
                   groups=g, warmup=w, period=pi, sample_ratio=gamma).fit(tr, ds.test)
-    ro = _core.reorder(tr.users, tr.items, tr.n_users, tr.n_items, g, g)
+    ro = _core._testing.reorder(tr.users, tr.items, tr.n_users, tr.n_items, g, g)
     unew, inew, ust, ist = ro["user_new"], ro["item_new"], ro["user_group_start"], ro["item_group_start"]
     u, i, r = tr.users, tr.items, tr.ratings
-    P = half(_core.init_factors(tr.n_users, k, 0.01, seed, "P"))
-    Q = half(_core.init_factors(tr.n_items, k, 0.01, seed, "Q"))
+    P = half(_core._testing.init_factors(tr.n_users, k, 0.01, seed, "P"))
+    Q = half(_core._testing.init_factors(tr.n_items, k, 0.01, seed, "Q"))
     n = len(r)
-    visit = _core.visit_order(u, i, tr.n_users, tr.n_items, "shuffle", epochs, 1, k, True, seed)
+    visit = _core._testing.visit_order(u, i, tr.n_users, tr.n_items, "shuffle", epochs, 1, k, True, seed)
     below = int(np.ldexp(gamma, 64))
     measured = []
     for e in range(epochs):
@@ -100,15 +100,15 @@ def test_switching_rule_on_crafted_statistics():
         G = rng.normal(size=(2 * per_group, k)).astype(np.float32)
         G[:per_group] += 0.35 * m * m  # group 0: a growing shared component
         group = np.repeat(np.arange(2), per_group).astype(np.int32)
-        q[m, :2] = _core.qerror(G, group, 3)[:2]
+        q[m, :2] = _core._testing.qerror(G, group, 3)[:2]
         q[m, 2] = -1  # group 2: never sampled
-    when = _core.switch_epochs(q, 20.0)
+    when = _core._testing.switch_epochs(q, 20.0)
     assert when[0] > 0 and when[1] == -1 and when[2] == -1
     # exactly at the first measurement whose ratio to the baseline exceeds theta
     ratio = q[:, 0] / q[0, 0]
     assert when[0] == int(np.argmax(ratio > 20.0))
     # one-way: nothing more happens after the switch, and theta matters
-    assert _core.switch_epochs(q, 1e9)[0] == -1
+    assert _core._testing.switch_epochs(q, 1e9)[0] == -1
 
 
 def _data(scale=0.02, seed=1):
@@ -141,7 +141,7 @@ def test_mascot_switches_some_groups_and_reports_them(backend):
 def test_switched_rows_train_in_fp32_and_the_rest_in_fp16():
     tr, te = _data()
     m = mascot.MF(k=32, method="mascot", epochs=12, groups=10, threads=1, threshold=3).fit(tr)
-    ro = _core.reorder(tr.users, tr.items, tr.n_users, tr.n_items, 10, 10)
+    ro = _core._testing.reorder(tr.users, tr.items, tr.n_users, tr.n_items, 10, 10)
     switched = {s["group"] for s in m.report_["switches"] if s["side"] == "item"}
     assert switched
     start = ro["item_group_start"]
@@ -183,12 +183,12 @@ def test_group_lookups_agree_with_searchsorted():
         ids = np.arange(start[-1], dtype=np.int32)
         want = np.searchsorted(start, ids, side="right") - 1  # last group with start <= id
         for naive in (False, True):
-            got = _core.lookup_groups(start, ids, naive)
+            got = _core._testing.lookup_groups(start, ids, naive)
             # an empty group never holds an id; the non-empty one found owns the id
             assert np.all(start[got] <= ids) and np.all(ids < start[got + 1])
             np.testing.assert_array_equal(got, want)
     with pytest.raises(ValueError, match="start\\[0\\]"):
-        _core.lookup_groups(np.array([1, 2], np.int32), np.array([1], np.int32), False)
+        _core._testing.lookup_groups(np.array([1, 2], np.int32), np.array([1], np.int32), False)
 
 
 @pytest.mark.parametrize("order", ["shuffle", "blocked"])
@@ -224,7 +224,7 @@ def test_vector_stochastic_rounding_matches_scalar_rule():
     rng = np.random.default_rng(5)
     x = np.concatenate([rng.normal(scale=0.01, size=4000), rng.uniform(-6e-5, 6e-5, 4000)]).astype(np.float32)
     w = rng.integers(0, 2 ** 32, size=x.size, dtype=np.uint64).astype(np.uint32)
-    assert np.array_equal(_core.half_round_words(x, w), sr_half(x, w))
+    assert np.array_equal(_core._testing.half_round_words(x, w), sr_half(x, w))
 
 
 def test_stochastic_rounding_keeps_late_small_updates():
@@ -269,7 +269,7 @@ def test_mixed_kernel_matches_reference_bitwise(k, stochastic):
     ustart, ufp32 = np.array([0, 10, 25, 60], np.int32), np.array([0, 1, 0], np.uint8)
     istart, ifp32 = np.array([0, 5, 40], np.int32), np.array([1, 0], np.uint8)
     lr, lp, lq, seed, epoch = 0.05, 0.01, 0.015, 99, 3
-    gotP, gotQ = _core.mixed_sgd_pass(users, items, ratings, P, Q, ustart, ufp32, istart, ifp32, lr, lp, lq,
+    gotP, gotQ = _core._testing.mixed_sgd_pass(users, items, ratings, P, Q, ustart, ufp32, istart, ifp32, lr, lp, lq,
                                       stochastic, seed, epoch)
     fu = np.repeat(ufp32, np.diff(ustart)).astype(bool)
     fi = np.repeat(ifp32, np.diff(istart)).astype(bool)
@@ -281,7 +281,7 @@ def test_mixed_kernel_matches_reference_bitwise(k, stochastic):
         u, i = users[t], items[t]
         p, q = sgd_update(RP[u], RQ[i], ratings[t], lr, lp, lq)
         if stochastic:
-            wp, wq = _core.sr_words(seed, epoch, int(u), int(i), k)
+            wp, wq = _core._testing.sr_words(seed, epoch, int(u), int(i), k)
             p16, q16 = sr_half(p, wp), sr_half(q, wq)
         else:
             p16, q16 = half(p), half(q)
@@ -297,11 +297,11 @@ def test_mixed_sgd_pass_refuses_bad_tables():
     P = np.zeros((2, 16), np.float32)
     st, f = np.array([0, 2], np.int32), np.array([0], np.uint8)
     with pytest.raises(ValueError, match="groups \\+ 1 entries"):
-        _core.mixed_sgd_pass(u, u, r, P, P, np.array([0, 1], np.int32), f, st, f, 0.01, 0.01, 0.01)
+        _core._testing.mixed_sgd_pass(u, u, r, P, P, np.array([0, 1], np.int32), f, st, f, 0.01, 0.01, 0.01)
     with pytest.raises(ValueError, match="non-decreasing"):
-        _core.mixed_sgd_pass(u, u, r, P, P, np.array([0, 3, 2], np.int32), np.array([0, 1], np.uint8), st, f,
+        _core._testing.mixed_sgd_pass(u, u, r, P, P, np.array([0, 3, 2], np.int32), np.array([0, 1], np.uint8), st, f,
                              0.01, 0.01, 0.01)
     with pytest.raises(ValueError, match="out of range"):
-        _core.mixed_sgd_pass(np.array([0, 2], np.int32), u, r, P, P, st, f, st, f, 0.01, 0.01, 0.01)
+        _core._testing.mixed_sgd_pass(np.array([0, 2], np.int32), u, r, P, P, st, f, st, f, 0.01, 0.01, 0.01)
     with pytest.raises(ValueError, match="one length"):
-        _core.mixed_sgd_pass(u, u, r[:1], P, P, st, f, st, f, 0.01, 0.01, 0.01)
+        _core._testing.mixed_sgd_pass(u, u, r[:1], P, P, st, f, st, f, 0.01, 0.01, 0.01)

@@ -107,7 +107,7 @@ def test_plan_counts_at_most_one_group_per_row():
     def items(ug, ig):
         c = MF(k=8, method="mascot")._config()
         c.user_groups, c.item_groups = ug, ig
-        plan = json.loads(_core.memory_plan(c, "cpu", 1, 10, 12, 50, 5, False)[0])
+        plan = json.loads(_core.memory_plan(c, MF(device="cpu", threads=1)._context(), 10, 12, 50, 5, False)[0])
         return {it["name"]: it["bytes"] for it in plan["items"]}
 
     huge = items(2_000_000_000, 2_000_000_000)

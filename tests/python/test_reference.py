@@ -30,7 +30,7 @@ def test_fp32_matches_reference(tiny, k, order):
     np.testing.assert_allclose(m.Q, Q, rtol=1e-5, atol=1e-9)
     assert np.array_equal(m.P, P) and np.array_equal(m.Q, Q)
     # and training did something: far from the init
-    assert np.abs(m.P - _core.init_factors(nu, k, 0.01, 42, "P")).max() > 1e-3
+    assert np.abs(m.P - _core._testing.init_factors(nu, k, 0.01, 42, "P")).max() > 1e-3
 
 
 @pytest.mark.parametrize("method", ["fp16", "mascot-n1"])
@@ -85,7 +85,7 @@ def test_dot_lane_order_matters_and_is_followed():
     assert not np.array_equal(want_p, seq_p)
     one = np.array([0], np.int32)
     start, fp32 = np.array([0, 1], np.int32), np.array([1], np.uint8)
-    gotP, gotQ = _core.mixed_sgd_pass(one, one, np.array([r], np.float32), p[None, :].copy(), q[None, :].copy(),
+    gotP, gotQ = _core._testing.mixed_sgd_pass(one, one, np.array([r], np.float32), p[None, :].copy(), q[None, :].copy(),
                                       start, fp32, start, fp32, lr, lp, lq, False, 1, 0)
     assert np.array_equal(gotP[0], want_p) and np.array_equal(gotQ[0], want_q)
 
@@ -136,16 +136,16 @@ def test_visit_order_is_a_fresh_permutation_every_epoch(tiny):
     u, i, r, nu, ni = tiny
     n = len(r)
     for order in ("shuffle", "blocked"):
-        v = _core.visit_order(u, i, nu, ni, order, 3, 1)
+        v = _core._testing.visit_order(u, i, nu, ni, order, 3, 1)
         epochs = v.reshape(3, n)
         for e in epochs:
             assert np.array_equal(np.sort(e), np.arange(n))  # every rating exactly once
         assert not np.array_equal(epochs[0], epochs[1])
         # deterministic for a seed, different for another
-        assert np.array_equal(v, _core.visit_order(u, i, nu, ni, order, 3, 1))
-        assert not np.array_equal(v, _core.visit_order(u, i, nu, ni, order, 3, 1, seed=7))
+        assert np.array_equal(v, _core._testing.visit_order(u, i, nu, ni, order, 3, 1))
+        assert not np.array_equal(v, _core._testing.visit_order(u, i, nu, ni, order, 3, 1, seed=7))
     # chunk order: nnz/128 draws of 128 consecutive ratings (with replacement)
-    v = _core.visit_order(u, i, nu, ni, "chunk", 1, 1)
+    v = _core._testing.visit_order(u, i, nu, ni, "chunk", 1, 1)
     assert len(v) == (n // 128) * 128
     runs = v.reshape(-1, 128)
     # 128 consecutive ratings of the once-shuffled set (as the reference code's random_shuffle)
@@ -159,13 +159,13 @@ def test_chunk_order_runs_are_not_runs_of_the_input_file():
     nu, ni, n = 300, 200, 30000
     u = np.sort(rng.integers(0, nu, n)).astype(np.int32)  # ~100 ratings per user, sorted by user
     i = rng.integers(0, ni, n).astype(np.int32)
-    v = _core.visit_order(u, i, nu, ni, "chunk", 2, 1)
+    v = _core._testing.visit_order(u, i, nu, ni, "chunk", 2, 1)
     runs = v.reshape(-1, 128)
     assert len(runs) == 2 * (n // 128)
     assert min(len(np.unique(u[r])) for r in runs) > 60  # ~105 distinct users in 128 random ratings
     assert np.bincount(v, minlength=n).max() > 1  # drawn with replacement
     # the arrangement depends on the seed
-    assert not np.array_equal(v, _core.visit_order(u, i, nu, ni, "chunk", 2, 1, seed=7))
+    assert not np.array_equal(v, _core._testing.visit_order(u, i, nu, ni, "chunk", 2, 1, seed=7))
 
 
 def test_blocked_order_groups_rows_into_blocks():
@@ -177,7 +177,7 @@ def test_blocked_order_groups_rows_into_blocks():
     # k=128 FP32 rows, 2 MiB of rows per block side: 5 user blocks x 2 item blocks, ~20K ratings each
     first = {}
     for order in ("shuffle", "blocked"):
-        v = _core.visit_order(u, i, nu, ni, order, 1, 1, k=128)
+        v = _core._testing.visit_order(u, i, nu, ni, order, 1, 1, k=128)
         w = v[:10000]  # the first 5 % of the epoch
         first[order] = (len(np.unique(u[w])), len(np.unique(i[w])))
     # random order: ~7900 users and ~5700 items; inside one block: at most its ~4000 of each

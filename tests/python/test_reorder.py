@@ -13,7 +13,7 @@ def _counts(a, n):
 @pytest.mark.parametrize("g", [1, 3, 10, 40])
 def test_groups_contiguous_ordered_ties_unsplit(tiny, g):
     u, i, r, nu, ni = tiny
-    d = _core.reorder(u, i, nu, ni, g, min(g, ni))
+    d = _core._testing.reorder(u, i, nu, ni, g, min(g, ni))
     for side, n, ids in (("user", nu, u), ("item", ni, i)):
         new, old = d[f"{side}_new"], d[f"{side}_old"]
         # inverse maps exact
@@ -33,14 +33,14 @@ def test_groups_contiguous_ordered_ties_unsplit(tiny, g):
 
 def test_split_groups_about_equal():
     counts = np.arange(1000, 0, -1).astype(np.int64)  # all distinct: exact split possible
-    start = _core.split_groups(counts, 10)
+    start = _core._testing.split_groups(counts, 10)
     assert np.array_equal(np.diff(start), np.full(10, 100))
     ties = np.array([5] * 50 + [3] * 50 + [1] * 900, dtype=np.int64)
-    start = _core.split_groups(ties, 10)
+    start = _core._testing.split_groups(ties, 10)
     # ideal boundary 100 falls between the 3s and the 1s; the next ideal (200) is inside the
     # run of 900 ones, which may not be split: two groups
     assert list(start) == [0, 100, 1000]
-    start = _core.split_groups(ties, 40)  # ideal every 25: 25 and 75 sit inside runs -> 50, 100
+    start = _core._testing.split_groups(ties, 40)  # ideal every 25: 25 and 75 sit inside runs -> 50, 100
     assert list(start) == [0, 50, 100, 1000]
 
 

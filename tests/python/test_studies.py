@@ -27,7 +27,7 @@ def fit(d, **kw):
 def test_random_split_draws_the_requested_share_and_keeps_count_order(small):
     t = small.train
     for f in (0.2, 0.6):
-        ro = _core.reorder(t.users, t.items, t.n_users, t.n_items, 1, 1, random_fp16=f, seed=7)
+        ro = _core._testing.reorder(t.users, t.items, t.n_users, t.n_items, 1, 1, random_fp16=f, seed=7)
         for side, n in (("user", t.n_users), ("item", t.n_items)):
             start = ro[f"{side}_group_start"]
             assert list(ro[f"{side}_group_fp32"]) == [0, 1]  # group 0 FP16, group 1 FP32
@@ -38,9 +38,9 @@ def test_random_split_draws_the_requested_share_and_keeps_count_order(small):
                 c = cnt[start[g]:start[g + 1]]
                 assert np.all(c[:-1] >= c[1:])
     # seeded: same seed same split, other seed another split
-    a = _core.reorder(t.users, t.items, t.n_users, t.n_items, 1, 1, random_fp16=0.5, seed=7)
-    b = _core.reorder(t.users, t.items, t.n_users, t.n_items, 1, 1, random_fp16=0.5, seed=7)
-    c = _core.reorder(t.users, t.items, t.n_users, t.n_items, 1, 1, random_fp16=0.5, seed=8)
+    a = _core._testing.reorder(t.users, t.items, t.n_users, t.n_items, 1, 1, random_fp16=0.5, seed=7)
+    b = _core._testing.reorder(t.users, t.items, t.n_users, t.n_items, 1, 1, random_fp16=0.5, seed=7)
+    c = _core._testing.reorder(t.users, t.items, t.n_users, t.n_items, 1, 1, random_fp16=0.5, seed=8)
     np.testing.assert_array_equal(a["user_new"], b["user_new"])
     assert not np.array_equal(a["user_new"], c["user_new"])
 
@@ -68,7 +68,7 @@ def test_random_fp16_half_split_stores_each_group_in_its_precision(small):
         assert "user_qerror" not in e
     # rows of the FP16 group hold half values, the FP32 group's rows (almost all) do not
     t = small.train
-    ro = _core.reorder(t.users, t.items, t.n_users, t.n_items, 1, 1, random_fp16=0.5, seed=42)
+    ro = _core._testing.reorder(t.users, t.items, t.n_users, t.n_items, 1, 1, random_fp16=0.5, seed=42)
     start = ro["user_group_start"]
     old = ro["user_old"]
     P = m.P
@@ -91,12 +91,12 @@ def grad_norm_reference(d, *, k, epochs, groups, seed=42, lambda_p=0.01, lambda_
     """Serial fp32 SGD (one thread's order) recording, per user group and epoch, the mean
     norm of grad_p = e*q - lambda_p*p from the values before each update."""
     t = d.train
-    ro = _core.reorder(t.users, t.items, t.n_users, t.n_items, groups, groups)
+    ro = _core._testing.reorder(t.users, t.items, t.n_users, t.n_items, groups, groups)
     gstart = ro["user_group_start"]
     group_of = np.searchsorted(gstart, ro["user_new"], side="right") - 1
-    P = _core.init_factors(t.n_users, k, 0.01, seed, "P")
-    Q = _core.init_factors(t.n_items, k, 0.01, seed, "Q")
-    visit = _core.visit_order(t.users, t.items, t.n_users, t.n_items, "shuffle", epochs, 1, k, False, seed)
+    P = _core._testing.init_factors(t.n_users, k, 0.01, seed, "P")
+    Q = _core._testing.init_factors(t.n_items, k, 0.01, seed, "Q")
+    visit = _core._testing.visit_order(t.users, t.items, t.n_users, t.n_items, "shuffle", epochs, 1, k, False, seed)
     nnz = len(t.ratings)
     out = []
     for e in range(epochs):
@@ -137,7 +137,7 @@ def test_grad_stats_leave_the_model_unchanged_and_report_every_epoch(small):
     np.testing.assert_array_equal(plain.P, stats.P)
     np.testing.assert_array_equal(plain.Q, stats.Q)
     t = small.train
-    ro = _core.reorder(t.users, t.items, t.n_users, t.n_items, 4, 4)
+    ro = _core._testing.reorder(t.users, t.items, t.n_users, t.n_items, 4, 4)
     for e in stats.report_["epochs"]:
         for side in ("user", "item"):
             norms = np.array(e[f"{side}_grad_norm"])
