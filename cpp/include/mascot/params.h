@@ -30,7 +30,9 @@
 // checkpoint needs no format change for it (an older checkpoint lacks the tag and gets the
 // default, which must therefore reproduce the behaviour from before the parameter existed).
 // Adding a name to an enum (an Order, a Method): one line in its name table (config.cc, or the
-// method traits).  This header is plain macros: it is included by device code (competing_params.h).
+// method traits).  Parameters of another struct (say the synthetic generator's skew exponents, if
+// they become options): a list like these for it, a member of Settings and a Scope value
+// (param_table.h, and the row macro of params.cc), once; then one line each.  This header is plain macros: it is included by device code (competing_params.h).
 #pragma once
 
 // ---------------------------------------------------------------- TrainConfig (config.h)
