@@ -141,7 +141,7 @@ class MF:
                              f"(got {_short_repr(self.method_params)})")
         self._context()  # deterministic=True with other threads or the cuda device: refused now
 
-    def _config(self) -> "_core.TrainConfig":
+    def _config(self) -> _core.TrainConfig:
         self._check_params()
         c = _core.TrainConfig()
         for p in _ARGS:
@@ -152,7 +152,7 @@ class MF:
         c.validate()
         return c
 
-    def _context(self) -> "_core.Context":
+    def _context(self) -> _core.Context:
         """Where and how the run goes: the core decides what deterministic=True means (one CPU
         thread on the CPU device) and refuses conflicting settings."""
         ctx = _core.Context()
@@ -555,7 +555,7 @@ def _as_bool(v: Any, name: str) -> bool:
     return bool(v)
 
 
-def _competing_params(method: str, params: dict) -> "_core.CompetingParams":
+def _competing_params(method: str, params: dict) -> _core.CompetingParams:
     """``method_params`` as a CompetingParams: known fields of ``method`` only, each of the
     field's type (checked here, so every error is one line naming the key)."""
     p = _core.CompetingParams()

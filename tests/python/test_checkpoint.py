@@ -442,7 +442,7 @@ def _with_record(base, d, fields):
     b = head + struct.pack("<I", len(fields)) + b"".join(
         struct.pack("<Q", len(n)) + n.encode() + bytes([t]) + v for n, t, v in fields) + rest
     f.write_bytes(b)
-    man.update({"bytes.run_state": len(b), "hash.run_state": "%016x" % _file_hash(b)})
+    man.update({"bytes.run_state": len(b), "hash.run_state": f"{_file_hash(b):016x}"})
     (d / "checkpoint.json").write_text(json.dumps(man))
     return d
 

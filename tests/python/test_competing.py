@@ -146,7 +146,8 @@ def test_branchless_half_rounding_matches_half_h():
     x = _half_test_values()
     assert _same_floats(_core._testing.half_round_fast(x, "nearest"), _core._testing.half_round(x, "nearest"))
     for seed in (0, 7):
-        assert _same_floats(_core._testing.half_round_fast(x, "stochastic", seed), _core._testing.half_round(x, "stochastic", seed))
+        assert _same_floats(_core._testing.half_round_fast(x, "stochastic", seed),
+                            _core._testing.half_round(x, "stochastic", seed))
 
 
 # ----------------------------------------------------------------------------- MPT loss scale

@@ -85,8 +85,8 @@ def test_dot_lane_order_matters_and_is_followed():
     assert not np.array_equal(want_p, seq_p)
     one = np.array([0], np.int32)
     start, fp32 = np.array([0, 1], np.int32), np.array([1], np.uint8)
-    gotP, gotQ = _core._testing.mixed_sgd_pass(one, one, np.array([r], np.float32), p[None, :].copy(), q[None, :].copy(),
-                                      start, fp32, start, fp32, lr, lp, lq, False, 1, 0)
+    gotP, gotQ = _core._testing.mixed_sgd_pass(one, one, np.array([r], np.float32), p[None, :].copy(),
+                                               q[None, :].copy(), start, fp32, start, fp32, lr, lp, lq, False, 1, 0)
     assert np.array_equal(gotP[0], want_p) and np.array_equal(gotQ[0], want_q)
 
 
