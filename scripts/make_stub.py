@@ -27,6 +27,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         core = stub("mascot._core", pathlib.Path(tmp) / "core.pyi")
         testing = stub("mascot._core._testing", pathlib.Path(tmp) / "testing.pyi")
+    # module attributes by type only (their values are the build's: HAS_CUDA), and the version
+    core = re.sub(r"^([A-Za-z_]\w*): (\w+) = .*$", r"\1: \2", core, flags=re.M)
+    if "__version__: str" not in core:
+        core = core.replace("\nHAS_CUDA: bool", "\n__version__: str\n\nHAS_CUDA: bool", 1)
     doc, body = re.match(r'\s*"""(.*?)"""\s*(.*)', testing, re.S).groups()
     body = re.sub(r"^(from |import ).*\n", "", body, flags=re.M).replace("mascot._core.", "")
     lines = ["", "", "class _testing:", f'    """{doc.strip()}"""', ""]

@@ -365,7 +365,9 @@ def resolved_threads(threads: int) -> int:
     The CPU thread count a run with this `threads` setting uses (0: every core the host reports, at least 1): what a run report's top-level "threads" holds.
     """
 
-HAS_CUDA: bool = False
+__version__: str
+
+HAS_CUDA: bool
 
 def cuda_device_count() -> int:
     """Visible CUDA devices (0 without CUDA, a driver or a GPU)."""
