@@ -334,12 +334,14 @@ DEVICE_J = 3
 
 def _device_run(m, ds, ckpt=None, stop_after=None):
     tr, te = ds.train, ds.test
-    args = (m._config(), "cuda", 1, m.seed, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+    ctx = m._context()
+    ctx.threads = 1
+    args = (m._config(), ctx, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
             te.users, te.items, te.ratings, "")
     if ckpt is None:
         P, Q, rep = _core.train(*args, None)
     else:
-        P, Q, rep = _core.train_checkpointed(*args, lambda rec: rec["epoch"] < stop_after - 1, str(ckpt), 1, False)
+        P, Q, rep = _core.train_checkpointed(*args, lambda rec: rec["epoch"] < stop_after - 1, str(ckpt), 1)
     return P, Q, json.loads(rep)
 
 

@@ -39,6 +39,20 @@ def test_table_rows_are_the_bound_fields_with_their_defaults():
     assert BY_NAME["loss_scale"]["methods"] == ["mpt"] and len(BY_NAME["k"]["methods"]) == len(_core.method_names())
 
 
+
+def test_methods_column_agrees_with_the_method_traits():
+    """The table's methods column (which --help shows and the CLI enforces) says what the
+    method-traits table (mascot/methods.h) says, which validation asks: a study option's methods,
+    the switching settings' methods, and a method's own settings exactly for the competing methods."""
+    traits = _core.method_traits()
+    for option in ("random_fp16", "grad_stats"):
+        assert set(BY_NAME[option]["methods"]) == {m for m, t in traits.items() if t[option]}, option
+    switching = {m for m, t in traits.items() if t["switching"] in ("per-group", "global")}
+    for name in ("period", "sample_ratio", "threshold", "warmup"):
+        assert set(BY_NAME[name]["methods"]) == switching, name
+    owners = {m for p in TABLE if p["scope"] == "competing" for m in p["methods"]}
+    assert owners == {m for m, t in traits.items() if t["storage"] == "fp32-master"}
+
 def test_every_option_and_enum_name_is_in_help(trainer_exe):
     r = subprocess.run([trainer_exe, "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
