@@ -1,8 +1,8 @@
 // The ALS solver's bindings (issue 21), part of mascot._core: bind_als, what mascot.ALS uses
 // (AlsRun: one run, cpp/src/als/als_run.h; the kernels' ISA; the CG form of given options),
 // and bind_als_testing, the test hooks (one side's solve on the CPU or the CUDA device, the
-// Hermitians, Y^T Y, the CSR builder) that move to mascot._core._testing with the others by
-// registering it on that submodule (module.cc).  The binding converts and forwards; the logic
+// Hermitians, Y^T Y, the CSR builder), registered on mascot._core._testing with the others
+// (module.cc).  The binding converts and forwards; the logic
 // is the solver's (cpp/src/als/, cuda/als_kernels.cu).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
@@ -89,8 +89,8 @@ Options options(int k, float lam, bool implicit, float alpha, const std::string&
 
 }  // namespace
 
-// The test hooks (one side's solve, the Hermitians, Y^T Y, the CSR, the CG form): these move
-// with the others to mascot._core._testing (issue 26) by registering bind_als_testing there.
+// The test hooks (one side's solve, the Hermitians, Y^T Y, the CSR): module.cc registers them on
+// mascot._core._testing with the others.
 void bind_als_testing(nb::module_& m) {
   m.def(
       "als_solve_side",

@@ -462,6 +462,35 @@ def export_libmf(path: str, P: Annotated[NDArray[numpy.float32], dict(shape=(Non
 
 def load_model(arg: str, /) -> tuple: ...
 
+class AlsRun:
+    """One ALS run (cpp/src/als/als_run.h): prepare, run_epoch, factors."""
+
+    def __init__(self) -> None: ...
+
+    def prepare(self, users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], values: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, test_users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_values: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, k: int = 64, lambda_p: float = 0.10000000149011612, lambda_q: float = 0.10000000149011612, implicit: bool = False, alpha: float = 1.0, weighted: bool = True, solver: str = 'cg', cg_steps: int = 3, hermitian_half: bool = False, factors_half: bool = False, cg_form: str = 'auto', init_std: float = 0.009999999776482582, device: str = 'auto', threads: int = 0, seed: int = 42) -> None: ...
+
+    def run_epoch(self) -> int:
+        """One ALS iteration (users, then items); returns the ratings touched."""
+
+    def test_sse(self) -> float: ...
+
+    def test_size(self) -> int: ...
+
+    def describe(self) -> str: ...
+
+    def factors(self) -> tuple:
+        """(P, Q) as float32 arrays."""
+
+    def set_factors(self, arg0: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], arg1: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], /) -> None: ...
+
+def als_kernel_isa() -> str:
+    """Instruction set of the ALS kernels picked for this host."""
+
+def als_cg_form(k: int, solver: str = 'cg', cg_steps: int = 3, hermitian_half: bool = False, cg_form: str = 'auto') -> str:
+    """
+    The form the CG solver takes under these options ('hermitian' or 'matrix_free').
+    """
+
 class _testing:
     """Test hooks: internals of the core for the tests and the NumPy reference (not part of the API)."""
 
@@ -581,3 +610,23 @@ class _testing:
         """
         MPT's loss-scale rule on a sequence of updates (overflow[t]: the FP16 scaled gradient of update t overflowed).  Returns (the scale each update used, whether each update was applied).
         """
+
+    @staticmethod
+    def als_solve_side(indptr: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)], indices: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], values: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], Y: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], X: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], lam: float, implicit: bool = False, alpha: float = 1.0, solver: str = 'cg', cg_steps: int = 3, weighted: bool = True, hermitian_half: bool = False, factors_half: bool = False, threads: int = 1, device: str = 'cpu', cg_form: str = 'auto') -> object:
+        """
+        Test hook: one ALS side's solve (new X from Y and the CSR rows of X's side); see tests/python/reference_als.py.
+        """
+
+    @staticmethod
+    def als_hermitian(indptr: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)], indices: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], values: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], Y: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], lam: float, implicit: bool = False, alpha: float = 1.0, weighted: bool = True, hermitian_half: bool = False, factors_half: bool = False, device: str = 'cpu') -> tuple:
+        """
+        Test hook: every row's (A_u, b_u) as the ALS solver reads them (get_hermitian and get_bias).
+        """
+
+    @staticmethod
+    def als_gram(Y: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], half: bool = False, threads: int = 1) -> object:
+        """Test hook: Y^T Y as the implicit solver computes it."""
+
+    @staticmethod
+    def als_csr(rows: int, cols: int, row_ids: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], col_ids: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], values: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], drop_zeros: bool = False) -> tuple:
+        """Test hook: the ALS solver's CSR of triplets."""

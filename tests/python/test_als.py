@@ -1,5 +1,5 @@
 """ALS numerics (issue 21): the CPU solver and the CUDA kernels against the NumPy reference
-(reference_als.py), through the _core test hooks of one side's solve.
+(reference_als.py), through the _core._testing hooks of one side's solve.
 
 Tolerances.  FP32: 1e-5 relative (max |difference| / max |reference|) to the float64
 reference with one thread.  The data have more items than k, as real data do: on a tiny
@@ -57,7 +57,7 @@ def kw_of(implicit, solver="cg", steps=3):
 
 
 def herm(csr, Q, device="cpu", **kw):
-    return _core.als_hermitian(*csr, Q, device=device, **kw)
+    return _core._testing.als_hermitian(*csr, Q, device=device, **kw)
 
 
 def hook(csr, Q, P, device="cpu", threads=1, **kw):
@@ -65,7 +65,8 @@ def hook(csr, Q, P, device="cpu", threads=1, **kw):
     kw.setdefault("weighted", not kw.get("implicit", False))
     fp16 = kw.pop("factors_fp16", False)
     hh = kw.pop("hermitian_fp16", False)
-    return _core.als_solve_side(*csr, Q, P, hermitian_half=hh, factors_half=fp16, threads=threads, device=device, **kw)
+    return _core._testing.als_solve_side(*csr, Q, P, hermitian_half=hh, factors_half=fp16, threads=threads,
+                                         device=device, **kw)
 
 
 # ------------------------------------------------------------------ FP32 against the reference
@@ -123,8 +124,8 @@ def test_regularisation_choice_is_what_it_says():
     """weighted: lambda n_u on the diagonal (explicit default); plain: lambda."""
     u, i, r, P, Q = make_data(2)
     csr = user_csr(u, i, r, len(P))
-    Aw, _ = _core.als_hermitian(*csr, Q, lam=0.5, weighted=True)
-    Ap, _ = _core.als_hermitian(*csr, Q, lam=0.5, weighted=False)
+    Aw, _ = _core._testing.als_hermitian(*csr, Q, lam=0.5, weighted=True)
+    Ap, _ = _core._testing.als_hermitian(*csr, Q, lam=0.5, weighted=False)
     n = np.diff(csr[0])
     for row in np.nonzero(n)[0][:10]:
         d = np.diag(Aw[row]) - np.diag(Ap[row])
@@ -252,11 +253,11 @@ def test_implicit_equals_the_dense_brute_force(backend, solver, steps, form):
 def test_gram_matches_numpy_and_ignores_threads():
     rng = np.random.default_rng(2)
     Y = rng.standard_normal((20000, 24)).astype(F32)
-    g1 = _core.als_gram(Y, threads=1)
+    g1 = _core._testing.als_gram(Y, threads=1)
     assert relerr(g1, Y.astype(np.float64).T @ Y) < 1e-5
-    assert np.array_equal(g1, _core.als_gram(Y, threads=3))
+    assert np.array_equal(g1, _core._testing.als_gram(Y, threads=3))
     assert np.array_equal(g1, g1.T)
-    gh = _core.als_gram(Y, half=True)
+    gh = _core._testing.als_gram(Y, half=True)
     assert relerr(gh, ref.half(Y).T @ ref.half(Y)) < 1e-5
 
 
@@ -289,14 +290,14 @@ def test_rows_without_interactions_are_zero_in_every_variant(backend):
 
 def test_implicit_zero_strengths_are_no_interaction():
     """A stored 0 in implicit data is dropped by the CSR builder: the row is empty, so zero."""
-    p, c, v = _core.als_csr(3, 4, np.array([0, 0, 1, 2], np.int32), np.array([3, 1, 2, 0], np.int32),
+    p, c, v = _core._testing.als_csr(3, 4, np.array([0, 0, 1, 2], np.int32), np.array([3, 1, 2, 0], np.int32),
                             np.array([1, 2, 0, 5], F32), drop_zeros=True)
     assert list(p) == [0, 2, 2, 3] and list(c) == [1, 3, 0] and list(v) == [2, 1, 5]
-    p, c, v = _core.als_csr(3, 4, np.array([0, 0, 1, 2], np.int32), np.array([3, 1, 2, 0], np.int32),
+    p, c, v = _core._testing.als_csr(3, 4, np.array([0, 0, 1, 2], np.int32), np.array([3, 1, 2, 0], np.int32),
                             np.array([1, 2, 0, 5], F32))
     assert list(p) == [0, 2, 3, 4] and list(c) == [1, 3, 2, 0]
     with pytest.raises(ValueError, match="out of range"):
-        _core.als_csr(3, 4, np.array([0, 3], np.int32), np.array([0, 0], np.int32), np.ones(2, F32))
+        _core._testing.als_csr(3, 4, np.array([0, 3], np.int32), np.array([0, 0], np.int32), np.ones(2, F32))
 
 
 @pytest.mark.parametrize("bad,match", [

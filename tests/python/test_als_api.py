@@ -53,8 +53,8 @@ def test_fit_matches_the_reference_iterations(backend, implicit, solver):
     m = mascot.ALS(factors=k, regularization=0.1, alpha=2.0, iterations=2, solver=solver, implicit=implicit,
                    threads=1, device=backend, init_std=0.1, random_state=7)
     m.fit(data)
-    P = _core.init_factors(nu, k, 0.1, 7, "P")
-    Q = _core.init_factors(ni, k, 0.1, 7, "Q")
+    P = _core._testing.init_factors(nu, k, 0.1, 7, "P")
+    Q = _core._testing.init_factors(ni, k, 0.1, 7, "Q")
     kw = dict(lam=0.1, implicit=implicit, alpha=2.0, solver=solver, cg_steps=3)
     for _ in range(2):
         P, Q = ref.iteration(u, i, r, nu, ni, P, Q, **kw)
