@@ -318,8 +318,9 @@ struct FileEntry {
 };
 
 /// Our state file names exactly: NAME.eNNNNNN.TOKEN.{bin,npy} (NAME [A-Za-z0-9_]+, six or more
-/// digits, TOKEN 16 hex digits), or one of their AtomicFile temps (+ .tmp.PID.N).  Only these
-/// (and the manifest's temps) are ever deleted from a checkpoint directory.
+/// digits, TOKEN 16 hex digits), or one of their AtomicFile temps (".NAME....npy.tmp.PID.N", or
+/// "NAME....npy.tmp.PID.N" of earlier versions).  Only these, the manifest's temps and
+/// python_ids.npz (MF.fit's side file) are ever deleted from a checkpoint directory.
 bool digits(const std::string& f, size_t* p, size_t min_n, bool hex) {
   size_t n = 0;
   while (*p < f.size() && (std::isdigit(static_cast<unsigned char>(f[*p])) ||
@@ -329,28 +330,36 @@ bool digits(const std::string& f, size_t* p, size_t min_n, bool hex) {
   }
   return n >= min_n && (!hex || n == min_n);
 }
-bool is_temp_tail(const std::string& f, size_t p) {  // "" or ".tmp.PID.N"
-  if (p == f.size()) return true;
+bool is_temp_tail(const std::string& f, size_t p) {  // ".tmp.PID.N"
   if (f.compare(p, 5, ".tmp.") != 0) return false;
   p += 5;
   if (!digits(f, &p, 1, false) || p >= f.size() || f[p] != '.') return false;
   ++p;
   return digits(f, &p, 1, false) && p == f.size();
 }
-bool is_state_file(const std::string& f) {
-  size_t p = 0;
+bool is_state_name(const std::string& f, size_t p, bool temp) {  // from f[p]: the name, then its temp tail
+  const size_t a = p;
   while (p < f.size() && (std::isalnum(static_cast<unsigned char>(f[p])) || f[p] == '_')) ++p;
-  if (p == 0 || f.compare(p, 2, ".e") != 0) return false;
+  if (p == a || f.compare(p, 2, ".e") != 0) return false;
   p += 2;
   if (!digits(f, &p, 6, false) || p >= f.size() || f[p] != '.') return false;
   ++p;
   if (!digits(f, &p, 16, true)) return false;
   if (f.compare(p, 4, ".npy") != 0 && f.compare(p, 4, ".bin") != 0) return false;
-  return is_temp_tail(f, p + 4);
+  return temp ? is_temp_tail(f, p + 4) : p + 4 == f.size();
+}
+bool is_state_file(const std::string& f) {
+  return is_state_name(f, 0, false) || is_state_name(f, 0, true) || (!f.empty() && f[0] == '.' && is_state_name(f, 1, true));
 }
 bool is_manifest_temp(const std::string& f) {
   const std::string m = kManifest;
-  return f.compare(0, m.size(), m) == 0 && f.size() > m.size() && is_temp_tail(f, m.size());
+  if (!f.empty() && f[0] == '.' && f.compare(1, m.size(), m) == 0) return is_temp_tail(f, m.size() + 1);
+  return f.compare(0, m.size(), m) == 0 && is_temp_tail(f, m.size());
+}
+constexpr const char* kPythonIds = "python_ids.npz";  // written by mascot/_persist.py
+bool is_ours(const std::string& f) {
+  return is_state_file(f) || is_manifest_temp(f) || f == kPythonIds ||
+         (f.compare(0, 16, ".python_ids.npz.") == 0 && is_temp_tail(f, 15));
 }
 
 /// Writes the backend's sections as files with fresh names; remembers them for the manifest.
@@ -438,8 +447,17 @@ struct Loaded {
 Loaded load_manifest(const std::string& dir) {
   if (!detail::is_directory(dir)) throw IoError("checkpoint " + dir + ": directory does not exist");
   const std::string mpath = join(dir, kManifest);
-  if (!detail::path_exists(mpath))
-    throw IoError("checkpoint " + dir + ": " + kManifest + " is missing (no complete checkpoint in this directory)");
+  if (!detail::path_exists(mpath)) {
+    if (const std::string who = detail::lock_holder(dir); !who.empty())
+      throw IoError("checkpoint directory " + dir + " is in use by " + who + " (its run has not written a complete "
+                    "checkpoint yet); wait for it to end, or choose another directory");
+    size_t leftovers = 0;
+    for (const std::string& f : detail::list_dir(dir)) leftovers += is_ours(f) ? 1 : 0;
+    throw IoError("checkpoint " + dir + ": " + kManifest + " is missing (no complete checkpoint in this directory" +
+                  (leftovers ? "; it holds " + std::to_string(leftovers) + " leftover files of an interrupted first "
+                               "checkpoint: start the run again with --checkpoint " + dir + ", which removes them)"
+                             : std::string(")")));
+  }
   const Manifest m = parse_manifest(detail::read_file(mpath), mpath);
   auto s = [&](const std::string& k) -> const std::string& {
     auto it = m.str.find(k);
@@ -561,41 +579,48 @@ void write_checkpoint(const std::string& dir, int epochs_done, const std::functi
   char suffix[64];
   std::snprintf(suffix, sizeof suffix, ".e%06d.%s", epochs_done, hex64(token).c_str());
   FileStateWriter w(dir, suffix);
-  detail::BinWriter b;
-  b.str("run_state");
-  params::write_config(b, meta.config);
-  b.pod(static_cast<int32_t>(meta.context.threads));
-  b.pod(meta.context.seed);
-  b.pod(static_cast<int32_t>(meta.context.device));
-  b.str(meta.dataset_name);
-  put_report(b, rep);
-  w.blob("run_state", b.bytes());
-  save(w);  // the driver's state and the backend's sections
-  // manifest last
-  const uint16_t probe = 1;
-  detail::JsonWriter j;
-  j.begin_object();
-  j.kv("format", kFormat).kv("version", kVersion).kv("mascot_version", MASCOT_VERSION);
-  j.kv("byte_order", *reinterpret_cast<const uint8_t*>(&probe) == 1 ? "little" : "big");
-  j.kv("epochs_done", epochs_done).kv("epochs", meta.config.epochs);
-  j.kv("method", to_string(meta.config.method)).kv("k", meta.config.k);
-  j.kv("threads", meta.context.threads).kv("seed", meta.context.seed).kv("device", to_string(meta.context.device));
-  j.kv("deterministic", meta.deterministic).kv("checkpoint_every", meta.every);
-  j.kv("dataset", meta.dataset_name);
-  j.kv("n_users", meta.train.n_users).kv("n_items", meta.train.n_items).kv("n_train", meta.train.nnz);
-  j.kv("train_hash", hex64(meta.train.hash));
-  j.kv("n_test", meta.test.nnz).kv("test_hash", hex64(meta.test.hash));
-  for (const auto& kv : w.entries) {
-    j.kv("file." + kv.first, kv.second.file);
-    j.kv("bytes." + kv.first, kv.second.bytes);
-    j.kv("hash." + kv.first, hex64(kv.second.hash));
-  }
-  j.end_object();
-  {
-    detail::AtomicFile f(join(dir, kManifest));
-    f.write(j.str());
-    f.write("\n");
-    f.commit();  // fsync + rename + fsync(dir)
+  try {
+    detail::BinWriter b;
+    b.str("run_state");
+    params::write_config(b, meta.config);
+    b.pod(static_cast<int32_t>(meta.context.threads));
+    b.pod(meta.context.seed);
+    b.pod(static_cast<int32_t>(meta.context.device));
+    b.str(meta.dataset_name);
+    put_report(b, rep);
+    w.blob("run_state", b.bytes());
+    save(w);  // the driver's state and the backend's sections
+    // manifest last
+    const uint16_t probe = 1;
+    detail::JsonWriter j;
+    j.begin_object();
+    j.kv("format", kFormat).kv("version", kVersion).kv("mascot_version", MASCOT_VERSION);
+    j.kv("byte_order", *reinterpret_cast<const uint8_t*>(&probe) == 1 ? "little" : "big");
+    j.kv("epochs_done", epochs_done).kv("epochs", meta.config.epochs);
+    j.kv("method", to_string(meta.config.method)).kv("k", meta.config.k);
+    j.kv("threads", meta.context.threads).kv("seed", meta.context.seed).kv("device", to_string(meta.context.device));
+    j.kv("deterministic", meta.deterministic).kv("checkpoint_every", meta.every);
+    j.kv("dataset", meta.dataset_name);
+    j.kv("n_users", meta.train.n_users).kv("n_items", meta.train.n_items).kv("n_train", meta.train.nnz);
+    j.kv("train_hash", hex64(meta.train.hash));
+    j.kv("n_test", meta.test.nnz).kv("test_hash", hex64(meta.test.hash));
+    for (const auto& kv : w.entries) {
+      j.kv("file." + kv.first, kv.second.file);
+      j.kv("bytes." + kv.first, kv.second.bytes);
+      j.kv("hash." + kv.first, hex64(kv.second.hash));
+    }
+    j.end_object();
+    {
+      detail::AtomicFile f(join(dir, kManifest));
+      f.write(j.str());
+      f.write("\n");
+      f.commit();  // fsync + rename + fsync(dir)
+    }
+  } catch (...) {
+    // a failed write (disk full) cleans up after itself: the previous checkpoint stays complete
+    // and the space it needs to be resumed is not held by half a new one
+    for (const auto& kv : w.entries) ::unlink(join(dir, kv.second.file).c_str());
+    throw;
   }
   // the new checkpoint is durable: remove the previous one's files and stale temps
   std::map<std::string, bool> keep;
@@ -683,9 +708,12 @@ TrainResult train_checkpointed(const Context& ctx, const TrainConfig& cfg, const
                                const CheckpointOptions& opt) {
   MASCOT_CHECK_ARG(!opt.dir.empty(), "checkpoint directory must not be empty");
   MASCOT_CHECK_ARG(opt.every >= 1, "checkpoint_every must be >= 1 (got " + std::to_string(opt.every) + ")");
-  check_checkpoint_target(opt.dir);
-  const bool created = !detail::is_directory(opt.dir);
-  if (created && ::mkdir(opt.dir.c_str(), 0777) != 0) throw_errno(opt.dir, "cannot create the checkpoint directory");
+  // the directory: created when missing, locked for the whole run (a second run on it is refused),
+  // leftovers of a dead writer removed; a run that fails before its first checkpoint removes a
+  // directory it created (detail::OutputSet::live_directory)
+  detail::OutputSet out;
+  out.live_directory("checkpoint directory", opt.dir, checkpoint_dir_spec(false));
+  out.prepare();
   CheckpointInfo meta;
   meta.dir = opt.dir;
   meta.every = opt.every;
@@ -697,32 +725,58 @@ TrainResult train_checkpointed(const Context& ctx, const TrainConfig& cfg, const
   meta.dataset_name = detail::utf8_valid(dataset_name);
   meta.train = fingerprint(train);
   meta.test = test ? fingerprint(*test) : DataFingerprint{0, 0, -1, 0};
-  try {
-    return run_with_checkpoints(meta, train, test, on_epoch, nullptr, nullptr);
-  } catch (...) {
-    if (created) ::rmdir(opt.dir.c_str());  // refused before the first checkpoint: leave nothing (fails if not empty)
-    throw;
-  }
+  TrainResult res = run_with_checkpoints(meta, train, test, on_epoch, nullptr, nullptr);
+  out.publish();  // keeps the directory, releases the lock
+  return res;
+}
+
+detail::DirSpec checkpoint_dir_spec(bool resume) {
+  detail::DirSpec spec;
+  spec.ours = is_ours;
+  spec.marker = kManifest;
+  spec.content = "a checkpoint";
+  spec.on_existing = [resume](const std::string& dir) {
+    std::vector<std::string> foreign, leftovers;
+    for (const std::string& f : detail::list_dir(dir)) {
+      if (f == detail::kLockFile || f == kManifest) continue;
+      (is_ours(f) ? leftovers : foreign).push_back(f);
+    }
+    const bool complete = detail::path_exists(join(dir, kManifest));
+    if (resume) {
+      if (!complete) {
+        for (const std::string& f : leftovers) ::unlink(join(dir, f).c_str());  // we hold the lock: nobody writes them
+        throw IoError("checkpoint " + dir + ": " + kManifest + " is missing (no complete checkpoint in this directory" +
+                      (leftovers.empty() ? std::string(")")
+                                         : "; removed " + std::to_string(leftovers.size()) +
+                                               " leftover files of an interrupted first checkpoint): start the run "
+                                               "again with --checkpoint " + dir + " (MF.fit(..., checkpoint=))"));
+      }
+      return;
+    }
+    if (complete)
+      throw_invalid("checkpoint directory " + dir + " already holds a checkpoint: resume it (--resume " + dir +
+                    ", MF.resume) or choose another directory");
+    if (!foreign.empty())
+      throw IoError("checkpoint directory " + dir + " exists and is not empty (" + foreign[0] +
+                    (foreign.size() > 1 ? ", ..." : "") + "): give a new or empty directory");
+    // only leftovers of a writer that died before its first checkpoint (the lock says none runs)
+    for (const std::string& f : leftovers) ::unlink(join(dir, f).c_str());
+  };
+  return spec;
 }
 
 void check_checkpoint_target(const std::string& dir) {
   MASCOT_CHECK_ARG(!dir.empty(), "checkpoint directory must not be empty");
-  if (detail::path_exists(join(dir, kManifest)))
-    throw_invalid("checkpoint directory " + dir + " already holds a checkpoint: resume it (--resume " + dir +
-                  ", MF.resume) or choose another directory");
-  if (detail::path_exists(dir)) {
-    if (!detail::is_directory(dir)) throw IoError("checkpoint directory " + dir + ": exists and is not a directory");
-    if (!detail::is_empty_dir(dir))
-      throw IoError("checkpoint directory " + dir + " exists and is not empty: give a new or empty directory");
-    if (::access(dir.c_str(), W_OK) != 0) throw IoError("checkpoint directory " + dir + " is not writable");
-    return;
-  }
-  if (const std::string why = detail::cannot_create(dir); !why.empty())
-    throw IoError("checkpoint directory " + dir + ": " + why);
+  detail::OutputSet out;  // prepared and discarded: a directory it made goes again
+  out.live_directory("checkpoint directory", dir, checkpoint_dir_spec(false));
+  out.prepare();
 }
 
 TrainResult resume_training(const std::string& dir, const RatingSet& train, const RatingSet* test,
                             const EpochCallback& on_epoch, const ResumeOptions& opt) {
+  detail::OutputSet out;  // the lock (a second run on the directory is refused) and a writability check
+  out.live_directory("checkpoint directory", dir, checkpoint_dir_spec(true));
+  out.prepare();
   Loaded L = load_manifest(dir);
   CheckpointInfo& I = L.info;
   if (opt.expect) {
@@ -741,7 +795,9 @@ TrainResult resume_training(const std::string& dir, const RatingSet& train, cons
     if (const std::string why = cuda_unavailable_reason(); !why.empty())
       throw CudaError("checkpoint " + dir + " was written on the cuda device and resumes there only, but " + why);
   FileStateReader reader(dir, L.files);
-  return run_with_checkpoints(I, train, test, on_epoch, &reader, &I.report);
+  TrainResult res = run_with_checkpoints(I, train, test, on_epoch, &reader, &I.report);
+  out.publish();
+  return res;
 }
 
 }  // namespace mascot

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
+#include <tuple>
 
 #include "mascot/detail/fileutil.h"
 #include "mascot/error.h"
@@ -225,63 +227,95 @@ std::vector<float> read_npy(const std::string& path, int64_t* rows, int64_t* col
   return v;
 }
 
+std::vector<std::string> model_file_names() {
+  return {"P.npy", "Q.npy", "model.json", "user_ids.npy", "item_ids.npy", "seen_indptr.npy", "seen_indices.npy"};
+}
+
+detail::DirSpec model_dir_spec() {
+  detail::DirSpec spec;
+  spec.ours = [](const std::string& name) {
+    for (const std::string& n : model_file_names())
+      if (name == n) return true;
+    return false;
+  };
+  spec.marker = "model.json";
+  spec.content = "a model";
+  return spec;
+}
+
 void check_model_target(const std::string& dir) {
-  MASCOT_CHECK_ARG(!dir.empty(), "model directory path is empty");
-  if (detail::path_exists(dir)) {
-    if (!detail::is_directory(dir)) throw_io(dir + ": exists and is not a directory");
-    // only an existing model or an empty directory may be replaced
-    if (!detail::path_exists(dir + "/model.json") && !detail::is_empty_dir(dir))
-      throw_io(dir + ": exists, is not empty and holds no model.json; refusing to replace it");
-    return;
+  detail::OutputSet out;  // prepared and discarded: the checks (and a temp made and removed)
+  out.directory("", dir, model_dir_spec());
+  out.prepare();
+}
+
+namespace {
+// "user 3" / "item 7": the first row of F holding a non-finite value, or "" when all are finite.
+std::string first_non_finite(const std::vector<float>& F, int64_t rows, int k, const char* what) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int j = 0; j < k; ++j)
+      if (!std::isfinite(F[static_cast<size_t>(r) * static_cast<size_t>(k) + static_cast<size_t>(j)]))
+        return std::string(what) + " " + std::to_string(r);
+  return "";
+}
+
+void check_model_files(const Model& m, const std::vector<ModelFile>& extra_files) {
+  MASCOT_CHECK_ARG(m.k >= 1 && m.P.size() == static_cast<size_t>(m.n_users) * static_cast<size_t>(m.k) &&
+                       m.Q.size() == static_cast<size_t>(m.n_items) * static_cast<size_t>(m.k),
+                   "model arrays do not match its shape");
+  for (const ModelFile& f : extra_files) {
+    const std::string& n = f.first;
+    const std::vector<std::string> names = model_file_names();
+    MASCOT_CHECK_ARG(std::find(names.begin() + 3, names.end(), n) != names.end(),
+                     "model file name '" + n + "' is not allowed (one of user_ids.npy, item_ids.npy, "
+                     "seen_indptr.npy, seen_indices.npy)");
   }
-  if (const std::string why = detail::cannot_create(dir); !why.empty()) throw_io(dir + ": " + why);
+  std::string bad = first_non_finite(m.P, m.n_users, m.k, "user");
+  if (bad.empty()) bad = first_non_finite(m.Q, m.n_items, m.k, "item");
+  if (!bad.empty())
+    throw_invalid("cannot save a model whose factors are not finite (" + bad +
+                  " holds NaN or inf): training diverged; nothing was written");
+}
+
+std::string npy_bytes(const float* data, int64_t rows, int64_t cols) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
+                       std::to_string(cols) + "), }";
+  // magic(6) + version(2) + len(2) + header + '\n', padded to a multiple of 64
+  const size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header += '\n';
+  std::string out("\x93NUMPY\x01\x00", 8);
+  const uint16_t hl = static_cast<uint16_t>(header.size());
+  out += static_cast<char>(hl & 0xFF);
+  out += static_cast<char>(hl >> 8);
+  out += header;
+  out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(rows) * static_cast<size_t>(cols) * sizeof(float));
+  return out;
+}
+}  // namespace
+
+void write_model_files(const std::string& dir, const Model& m, const std::string& model_json,
+                       const std::vector<ModelFile>& extra_files) {
+  check_model_files(m, extra_files);
+  detail::write_new_file(dir + "/P.npy", npy_bytes(m.P.data(), m.n_users, m.k));
+  detail::write_new_file(dir + "/Q.npy", npy_bytes(m.Q.data(), m.n_items, m.k));
+  detail::write_new_file(dir + "/model.json", model_json);
+  for (const ModelFile& f : extra_files) detail::write_new_file(dir + "/" + f.first, f.second);
 }
 
 void save_model(const std::string& dir, const Model& m, const std::string& model_json) {
   save_model(dir, m, model_json, {});
 }
 
-void save_model(const std::string& dir_arg, const Model& m, const std::string& model_json,
+void save_model(const std::string& dir, const Model& m, const std::string& model_json,
                 const std::vector<ModelFile>& extra_files) {
-  MASCOT_CHECK_ARG(!dir_arg.empty(), "model directory path is empty");
-  // "m/" names the directory m: its temporary siblings must not land inside it
-  const std::string dir = detail::strip_trailing_slashes(dir_arg);
-  for (const ModelFile& f : extra_files) {
-    const std::string& n = f.first;
-    MASCOT_CHECK_ARG(!n.empty() && n != "." && n != ".." && n.find('/') == std::string::npos &&
-                         n.find('\0') == std::string::npos && n != "P.npy" && n != "Q.npy" && n != "model.json",
-                     "model file name '" + n + "' is not allowed (a plain file name other than P.npy, Q.npy, model.json)");
-  }
-  check_model_target(dir);
-  const bool exists = detail::path_exists(dir);
-  const std::string tmp = detail::temp_sibling(dir);
-  if (::mkdir(tmp.c_str(), 0777) != 0) throw_errno(dir, "cannot create model directory");
-  try {
-    write_npy(tmp + "/P.npy", m.P.data(), m.n_users, m.k);
-    write_npy(tmp + "/Q.npy", m.Q.data(), m.n_items, m.k);
-    detail::AtomicFile j(tmp + "/model.json");
-    j.write(model_json);
-    j.commit();
-    for (const ModelFile& f : extra_files) {
-      detail::AtomicFile x(tmp + "/" + f.first);
-      x.write(f.second);
-      x.commit();
-    }
-    if (exists) {
-      const std::string old = detail::temp_sibling(dir);
-      if (std::rename(dir.c_str(), old.c_str()) != 0) throw_errno(dir, "cannot replace existing model");
-      if (std::rename(tmp.c_str(), dir.c_str()) != 0) {
-        std::rename(old.c_str(), dir.c_str());
-        throw_errno(dir, "cannot move model into place");
-      }
-      detail::remove_tree(old);
-    } else if (std::rename(tmp.c_str(), dir.c_str()) != 0) {
-      throw_errno(dir, "cannot move model into place");
-    }
-  } catch (...) {
-    detail::remove_tree(tmp);
-    throw;
-  }
+  MASCOT_CHECK_ARG(!dir.empty(), "model directory path is empty");
+  check_model_files(m, extra_files);  // before anything is created
+  detail::OutputSet out;
+  const auto h = out.directory("", dir, model_dir_spec());
+  out.prepare();
+  write_model_files(out.staging_path(h), m, model_json, extra_files);
+  out.publish();
 }
 
 namespace {
@@ -368,7 +402,10 @@ void export_libmf(const std::string& path, const Model& m, const RatingSet& trai
 }
 
 Model load_model(const std::string& dir) {
-  if (!detail::is_directory(dir)) throw_io(dir + ": not a model directory (does not exist or is not a directory)");
+  if (!detail::is_directory(dir)) {
+    const std::string note = detail::interrupted_replacement_note(dir);
+    throw_io(dir + ": not a model directory (does not exist or is not a directory)" + (note.empty() ? "" : "; " + note));
+  }
   Model m;
   int64_t pr, pc, qr, qc;
   m.P = read_npy(dir + "/P.npy", &pr, &pc);
@@ -378,6 +415,14 @@ Model load_model(const std::string& dir) {
   m.n_users = pr;
   m.n_items = qr;
   m.k = static_cast<int>(pc);
+  // a model whose factors are not finite answers nothing (recommend would return empty rows)
+  for (const auto& [F, rows, file, what] : {std::make_tuple(&m.P, pr, "P.npy", "user"),
+                                            std::make_tuple(&m.Q, qr, "Q.npy", "item")}) {
+    const std::string bad = first_non_finite(*F, rows, m.k, what);
+    if (!bad.empty())
+      throw_invalid(dir + "/" + file + ": " + bad + " holds NaN or inf (a damaged model, or one of a run that "
+                    "diverged)");
+  }
   return m;
 }
 

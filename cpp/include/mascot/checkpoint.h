@@ -11,7 +11,9 @@
 //                                            float16 rows stay float16)
 // Write protocol ("last complete checkpoint"): new state files (fresh names) are written with
 // temp + fsync + rename, then the manifest the same way (the directory is fsync'ed), and only
-// then are the files of the previous checkpoint removed.  Killing the writer at any moment
+// then are the files of the previous checkpoint removed; a write that fails (disk full) removes
+// the new files it wrote.  A run holds the directory's advisory lock (DIR/.mascot.lock) while it
+// writes there (checkpoint_dir_spec).  Killing the writer at any moment
 // leaves a manifest whose files are all present and intact.  A reader validates every file's
 // size and checksum before using it and fails with one line naming the file.
 // Data flow: train_checkpointed / resume_training -> detail::train_run (the driver, trainer.cc)
@@ -28,6 +30,9 @@
 #include "mascot/trainer.h"
 
 namespace mascot {
+namespace detail {
+struct DirSpec;
+}
 
 /// Cheap fingerprint of a rating set (shape + 64-bit hash of ids and values).
 struct DataFingerprint {
@@ -65,8 +70,17 @@ struct CheckpointOptions {
   bool deterministic = false; ///< recorded (the caller set threads = 1, device cpu)
 };
 
-/// Throws when `dir` cannot take a new checkpoint: it holds one already, exists and is not an
-/// empty directory (its files are never ours to delete), or its parent is missing or not writable.
+/// The checkpoint directory as a live output (detail::OutputSet::live_directory): prepare()
+/// creates it when missing and locks it for the run (a second run on it is refused: "in use by
+/// process N"); then, for a new run (resume = false), it must hold no checkpoint and nothing but
+/// leftovers of a writer that died before its first checkpoint (state files, temps,
+/// python_ids.npz), which are removed; anything else refuses it, never deleted.  For a resume it
+/// must hold checkpoint.json.  A run that fails before its first checkpoint removes a directory
+/// it created.
+detail::DirSpec checkpoint_dir_spec(bool resume);
+
+/// Throws when `dir` cannot take a new checkpoint (see checkpoint_dir_spec; also a missing or
+/// unwritable parent, a directory in use by another run); leaves nothing behind.
 /// train_checkpointed checks this itself; the CLI also checks it before loading data.
 void check_checkpoint_target(const std::string& dir);
 

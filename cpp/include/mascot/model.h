@@ -9,6 +9,9 @@
 namespace mascot {
 
 struct RatingSet;
+namespace detail {
+struct DirSpec;
+}
 
 struct Model {
   int64_t n_users = 0;
@@ -23,24 +26,36 @@ struct Model {
   double rmse(const int32_t* users, const int32_t* items, const float* ratings, int64_t n) const;
 };
 
-/// Writes dir/{P.npy,Q.npy,model.json} atomically: the files go into a fresh sibling temp
-/// directory which is renamed into place, so `dir` is either the old content or the new,
-/// never half.  An existing `dir` is replaced only if it is empty or holds a model.json.
-void save_model(const std::string& dir, const Model& m, const std::string& model_json);
-/// Throws (IoError) when save_model could not write `dir`: it exists and is a file or a
-/// non-empty directory without model.json, or its parent directory is missing or not writable.  Callers
-/// check this before a long run, so a bad target fails before training, not after.
-void check_model_target(const std::string& dir);
-/// A file written next to P.npy/Q.npy/model.json by save_model: a plain file name (no '/')
-/// and its complete content (e.g. the bytes of an .npy that Python produced: id maps, the
-/// training pairs).  Written inside the temp directory, so it is part of the atomic rename.
+/// A file written next to P.npy/Q.npy/model.json: one of the optional names of
+/// model_file_names() (user_ids.npy, item_ids.npy, seen_indptr.npy, seen_indices.npy; Python
+/// writes them) and its complete content.
 using ModelFile = std::pair<std::string, std::string>;
-/// save_model plus extra files; a name that is not a plain file name, or one of the three
-/// standard names, is an InvalidArgument.
+
+/// Every name a model directory may hold: P.npy, Q.npy, model.json, then the optional files.
+std::vector<std::string> model_file_names();
+/// The model directory as an output (detail::OutputSet::directory): an existing directory is
+/// replaced only when it is empty, or holds model.json and nothing but model_file_names();
+/// anything else in it is refused, never deleted.
+detail::DirSpec model_dir_spec();
+
+/// Writes dir/{P.npy,Q.npy,model.json} (+ extra files) through an OutputSet: into a staged
+/// sibling directory that is exchanged with `dir` atomically, so `dir` is the old model or the
+/// new one, never half, and a crash leaves no model-less path (detail/fileutil.h).  Factors
+/// that are not finite, or an extra file name outside model_file_names(), are an
+/// InvalidArgument; a target that cannot be replaced (see model_dir_spec) an IoError.
+void save_model(const std::string& dir, const Model& m, const std::string& model_json);
 void save_model(const std::string& dir, const Model& m, const std::string& model_json,
                 const std::vector<ModelFile>& extra_files);
+/// The files of a model written into `dir`, an empty directory nobody else sees yet (the staging
+/// directory of an OutputSet's model output: mascot_train stages the model with its other outputs).
+void write_model_files(const std::string& dir, const Model& m, const std::string& model_json,
+                       const std::vector<ModelFile>& extra_files = {});
+/// Throws (IoError) when save_model could not write `dir` (see model_dir_spec; also a missing or
+/// unwritable parent directory).  Leaves nothing behind.
+void check_model_target(const std::string& dir);
 
-/// Reads P.npy and Q.npy (shapes checked against each other); model.json is left to callers.
+/// Reads P.npy and Q.npy (shapes checked against each other; factors must be finite: NaN or inf
+/// is an InvalidArgument naming the file and row); model.json is left to callers.
 Model load_model(const std::string& dir);
 
 /// .npy helpers (float32, 2-D, C order), exposed for tests and checkpointing.
