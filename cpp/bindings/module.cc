@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "convert.h"
+#include "fspath.h"
 #include "mascot/checkpoint.h"
 #include "mascot/config.h"
 #include "mascot/context.h"
@@ -41,6 +42,9 @@ using namespace mascot::bind;
 
 namespace mascot::cpu {
 const char* kernel_isa();  // cpu/kernels_dispatch.cc
+}
+namespace mascot::bind {
+void bind_files(nb::module_& m);  // files.cc
 }
 
 namespace {
@@ -217,18 +221,18 @@ void bind_devices(nb::module_& m) {
 
 // ---------------------------------------------------------------- data
 void bind_data(nb::module_& m) {
-  m.def("read_ratings", [](const std::string& p) { return set_to_tuple(read_ratings(p)); }, "path"_a);
-  m.def("read_mrat", [](const std::string& p) { return set_to_tuple(read_mrat(p)); }, "path"_a);
-  m.def("read_text", [](const std::string& p) { return set_to_tuple(read_text(p)); }, "path"_a);
+  m.def("read_ratings", [](const FsPath& p) { return set_to_tuple(read_ratings(p)); }, "path"_a);
+  m.def("read_mrat", [](const FsPath& p) { return set_to_tuple(read_mrat(p)); }, "path"_a);
+  m.def("read_text", [](const FsPath& p) { return set_to_tuple(read_text(p)); }, "path"_a);
   m.def(
       "write_mrat",
-      [](const std::string& p, const In1<int32_t>& u, const In1<int32_t>& i, const In1<float>& r, int64_t nu,
-         int64_t ni) { write_mrat(p, make_set(u, i, r, nu, ni, p.c_str())); },
+      [](const FsPath& p, const In1<int32_t>& u, const In1<int32_t>& i, const In1<float>& r, int64_t nu,
+         int64_t ni) { write_mrat(p, make_set(u, i, r, nu, ni, p.s.c_str())); },
       "path"_a, "users"_a, "items"_a, "ratings"_a, "n_users"_a, "n_items"_a);
   m.def(
       "write_text",
-      [](const std::string& p, const In1<int32_t>& u, const In1<int32_t>& i, const In1<float>& r, int64_t nu,
-         int64_t ni) { write_text(p, make_set(u, i, r, nu, ni, p.c_str())); },
+      [](const FsPath& p, const In1<int32_t>& u, const In1<int32_t>& i, const In1<float>& r, int64_t nu,
+         int64_t ni) { write_text(p, make_set(u, i, r, nu, ni, p.s.c_str())); },
       "path"_a, "users"_a, "items"_a, "ratings"_a, "n_users"_a, "n_items"_a);
   m.def(
       "synthetic",
@@ -358,7 +362,7 @@ void bind_training(nb::module_& m) {
       "train_checkpointed",
       [](const TrainConfig& cfg, const Context& ctx, const In1<int32_t>& tu, const In1<int32_t>& ti,
          const In1<float>& tr, int64_t n_users, int64_t n_items, OptIds su, OptIds si, OptRatings sr,
-         const std::string& name, std::function<bool(nb::dict)> on_epoch, const std::string& dir, int every) {
+         const std::string& name, std::function<bool(nb::dict)> on_epoch, const FsPath& dir, int every) {
         const RatingSet train = make_set(tu, ti, tr, n_users, n_items, "training set");
         RatingSet test;
         if (su.has_value()) test = make_test(su, si, sr);
@@ -379,7 +383,7 @@ void bind_training(nb::module_& m) {
       "train() writing checkpoints into `checkpoint` (deterministic: the context's); returns (P, Q, report_json).");
   m.def(
       "resume",
-      [](const std::string& dir, const In1<int32_t>& tu, const In1<int32_t>& ti, const In1<float>& tr, int64_t n_users,
+      [](const FsPath& dir, const In1<int32_t>& tu, const In1<int32_t>& ti, const In1<float>& tr, int64_t n_users,
          int64_t n_items, OptIds su, OptIds si, OptRatings sr, std::function<bool(nb::dict)> on_epoch, int every) {
         const RatingSet train = make_set(tu, ti, tr, n_users, n_items, "training set");
         RatingSet test;
@@ -399,7 +403,7 @@ void bind_training(nb::module_& m) {
       "every"_a = 0, "Continues the run saved in `dir` on the same data; returns (P, Q, report_json).");
   m.def(
       "read_checkpoint",
-      [](const std::string& dir, bool verify) {
+      [](const FsPath& dir, bool verify) {
         const CheckpointInfo info = read_checkpoint(dir, verify);
         nb::dict d;
         d["epochs_done"] = info.epochs_done;
@@ -435,7 +439,7 @@ void bind_training(nb::module_& m) {
 void bind_models(nb::module_& m) {
   m.def(
       "save_model",
-      [](const std::string& dir, const In2<float>& P, const In2<float>& Q, const std::string& meta,
+      [](const FsPath& dir, const In2<float>& P, const In2<float>& Q, const std::string& meta,
          const std::vector<std::pair<std::string, nb::bytes>>& extra) {
         Model mdl = model_from(P, Q);
         std::vector<ModelFile> files;
@@ -447,7 +451,7 @@ void bind_models(nb::module_& m) {
       "Writes the model directory atomically; `extra` = [(file name, bytes)] written inside it too.");
   m.def(
       "export_libmf",
-      [](const std::string& path, const In2<float>& P, const In2<float>& Q, double bias,
+      [](const FsPath& path, const In2<float>& P, const In2<float>& Q, double bias,
          std::optional<In1<uint8_t>> user_rated, std::optional<In1<uint8_t>> item_rated) {
         Model mdl = model_from(P, Q);
         std::vector<uint8_t> ur, ir;
@@ -457,7 +461,7 @@ void bind_models(nb::module_& m) {
       },
       "path"_a, "P"_a, "Q"_a, "bias"_a, "user_rated"_a = nb::none(), "item_rated"_a = nb::none(),
       "Writes LIBMF's text model format atomically (rows whose rated flag is 0 are written as F).");
-  m.def("load_model", [](const std::string& dir) {
+  m.def("load_model", [](const FsPath& dir) {
     Model mdl = load_model(dir);
     const size_t k = mdl.k, nu = mdl.n_users, ni = mdl.n_items;
     return nb::make_tuple(to_numpy(std::move(mdl.P), {nu, k}), to_numpy(std::move(mdl.Q), {ni, k}));
@@ -495,4 +499,5 @@ NB_MODULE(_core, m) {
   bind_testing(testing);
   bind_testing_competing(testing);
   bind_als_testing(testing);
+  bind_files(m);  // last: its exception translator is tried first (files.cc)
 }
