@@ -2,13 +2,16 @@
 //   parse_args        argv -> CliOptions: the training parameters through the core's parameter
 //                     table (mascot/param_table.h), the data, output and checkpoint options here
 //   reconcile_resume  --resume: the checkpoint's configuration, context and dataset
-//   check_and_plan    validation, CUDA support, output targets and the memory plan, all before
-//                     the (possibly long) data load; --dry-run of synthetic data ends here
+//   check_and_plan    validation, CUDA support, every input and output declared in one
+//                     detail::OutputSet (resolved, checked, staged; a checkpoint directory locked)
+//                     and the memory plan, all before the (possibly long) data load; --dry-run of
+//                     synthetic data ends here
 //   load              the data source (mascot/datasource.h)
 //   train_run         train / train_checkpointed / resume_training with per-epoch progress
-//   write_outputs     run report, LIBMF export and model directory: all or none
+//   write_outputs     run report, LIBMF export and model directory staged, then published
+//                     together: all or none
 // Every error reaches the user as one line "mascot_train: error: ..." and a non-zero exit
-// (2: bad usage, 1: anything else, 130: interrupted).
+// (2: bad usage, 1: anything else, 130: interrupted; --dry-run: 3 for a job that does not fit).
 #include <algorithm>
 #include <atomic>
 #include <csignal>
@@ -26,11 +29,16 @@
 #include "mascot/model.h"
 #include "mascot/param_table.h"
 #include "mascot/report.h"
+#include "mascot/synthetic.h"
 #include "mascot/trainer.h"
 
 namespace {
 
 using namespace mascot;
+
+// --dry-run of a job that does not fit in memory: the plan is printed, then this status (scripts
+// tell "fits" (0) from "does not fit" (3) from errors (1, 2)).
+constexpr int kExitDoesNotFit = 3;
 
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -83,8 +91,9 @@ checkpoints (docs/checkpoint.md):
                             and threads come from the checkpoint (--method/--k may repeat them; other
                             training options are refused); the data options default to the
                             checkpoint's dataset; further checkpoints go to DIR
-  --dry-run                 print the memory plan (items, bytes, peak, available) and exit; a job
-                            that cannot fit is refused before anything large is allocated
+  --dry-run                 print the memory plan (items, bytes, peak, available) and exit: status
+                            0 when the job fits, 3 when it does not (without --dry-run such a job
+                            is refused before anything large is allocated)
   SIGINT/SIGTERM stop training at the end of the current epoch (a second signal kills at once),
   write a final checkpoint when --checkpoint/--resume is given, and exit with status 130.
   --help, --version
@@ -162,7 +171,18 @@ void check_combinations(CliOptions* o) {
   // "m/" is the directory m (a temp sibling must not land inside it); "r.json/" is not a file
   for (std::string* p : {&o->save_dir, &o->ckpt_dir, &o->resume_dir}) *p = detail::strip_trailing_slashes(*p);
   if (!o->dataset.empty() && !o->train_path.empty()) throw UsageError("give either --dataset or --train, not both");
-  if (!o->test_path.empty() && o->train_path.empty()) throw UsageError("--test needs --train");
+  if (!o->test_path.empty() && o->train_path.empty())
+    throw UsageError(o->dataset.empty() ? "--test needs --train"
+                                        : "--test goes with --train: --dataset " + o->dataset +
+                                              " brings its own test set (for other files give --train PATH --test PATH)");
+  if (!o->dataset.empty()) {  // a synthetic name, or a directory name under $MASCOT_DATA: never a path
+    std::string sn;
+    double sc = 1.0;
+    if (!parse_synthetic_spec(o->dataset, &sn, &sc) &&
+        (o->dataset.find('/') != std::string::npos || o->dataset[0] == '.'))
+      throw UsageError("invalid dataset name '" + o->dataset + "': a prepared dataset is a directory name under " +
+                       data_root() + " (as `mascot data list` shows them); for files give --train PATH [--test PATH]");
+  }
   if (o->ckpt_every > 0 && o->ckpt_dir.empty() && o->resume_dir.empty())
     throw UsageError("--checkpoint-every needs --checkpoint DIR (or --resume DIR)");
   if (o->resume_dir.empty())  // a method's settings with another method: refused, as Python refuses them
@@ -200,16 +220,19 @@ CheckpointInfo reconcile_resume(CliOptions* o) {
   return info;
 }
 
-// Fails now (not after training) when the file `path` cannot be created or replaced.
-void check_writable_target(const std::string& what, const std::string& path) {
-  if (const std::string why = detail::cannot_create(path); !why.empty()) throw IoError(what + " " + path + ": " + why);
-  if (detail::is_directory(path)) throw IoError(what + " " + path + ": is a directory");
-}
+// Every input and output of the run in one publication (detail/fileutil.h): declared and
+// prepared before the data load, written into staging while the run ends, published together.
+struct Outputs {
+  detail::OutputSet set;
+  detail::OutputSet::Handle report = 0, libmf = 0, save = 0;
+};
 
 // Everything checkable before the (possibly long) data load and training, checked now: the
-// configuration, the device, every output target, and the memory plan of data whose shape is
-// known (synthetic).  Returns true when --dry-run printed that plan (nothing more to do).
-bool check_and_plan(const CliOptions& o, const TrainConfig& cfg, DataSource* src) {
+// configuration, the device, every input and output (resolved, checked against each other,
+// staged beside their targets; a checkpoint directory created and locked), and the memory plan
+// of data whose shape is known (synthetic).  Returns the exit status when --dry-run printed that
+// plan (nothing more to do), else -1.
+int check_and_plan(const CliOptions& o, const TrainConfig& cfg, DataSource* src, Outputs* out) {
   o.settings.config.validate();
   const Context& ctx = o.settings.context;
   ctx.validate();
@@ -218,27 +241,32 @@ bool check_and_plan(const CliOptions& o, const TrainConfig& cfg, DataSource* src
   if (ctx.device == Device::kCuda)
     if (const std::string why = detail::cuda_unsupported_reason(cfg); !why.empty()) throw InvalidArgument(why);
   ctx.resolved_device();
-  if (!o.report_path.empty()) check_writable_target("--report", o.report_path);
-  if (!o.libmf_path.empty()) check_writable_target("--export-libmf", o.libmf_path);
-  if (!o.save_dir.empty()) {
-    try {
-      check_model_target(o.save_dir);
-    } catch (const IoError& e) {
-      throw IoError(std::string("--save ") + e.what());
-    }
-  }
-  if (!o.ckpt_dir.empty() && o.resume_dir.empty()) check_checkpoint_target(o.ckpt_dir);
   const std::string dataset = o.dataset.empty() && o.train_path.empty() ? "synthetic-ml10m" : o.dataset;
   *src = dataset.empty() ? file_source(o.train_path, o.test_path) : resolve_dataset(dataset);
+  detail::OutputSet& set = out->set;
+  if (src->kind != DataSource::Kind::kSynthetic) {
+    const char* what = src->kind == DataSource::Kind::kFiles ? "--train" : "--dataset";
+    if (!src->train_path.empty()) set.input(what, src->train_path);
+    if (!src->test_path.empty()) set.input(src->kind == DataSource::Kind::kFiles ? "--test" : what, src->test_path);
+  }
+  if (!o.report_path.empty()) out->report = set.file("--report", o.report_path);
+  if (!o.libmf_path.empty()) out->libmf = set.file("--export-libmf", o.libmf_path);
+  if (!o.save_dir.empty()) out->save = set.directory("--save", o.save_dir, model_dir_spec());
+  if (!o.resume_dir.empty())
+    set.live_directory("checkpoint directory", o.resume_dir, checkpoint_dir_spec(true));
+  else if (!o.ckpt_dir.empty())
+    set.live_directory("checkpoint directory", o.ckpt_dir, checkpoint_dir_spec(false));
+  set.prepare();
+  for (const std::string& n : set.notes()) std::fprintf(stderr, "mascot_train: note: %s\n", n.c_str());
   DataShape shape;
-  if (!planned_shape(*src, &shape)) return false;  // file data: planned once loaded (--dry-run) or by train()
+  if (!planned_shape(*src, &shape)) return -1;  // file data: planned once loaded (--dry-run) or by train()
   const MemoryPlan plan = plan_memory(ctx, cfg, shape.n_users, shape.n_items, shape.n_train, shape.n_test, false);
   if (o.dry_run) {
     std::fputs(plan.to_text().c_str(), stdout);
-    return true;
+    return plan.fits() ? 0 : kExitDoesNotFit;
   }
   check_memory_plan(plan);
-  return false;
+  return -1;
 }
 
 LoadedData load(const CliOptions& o, const DataSource& src) {
@@ -337,7 +365,7 @@ int report_interrupted(const CliOptions& o, const RunReport& rep) {
   return 130;
 }
 
-int write_outputs(const CliOptions& o, const TrainResult& res, const LoadedData& d) {
+int write_outputs(const CliOptions& o, const TrainResult& res, const LoadedData& d, Outputs* out) {
   const RunReport& rep = res.report;
   if (rep.interrupted) return report_interrupted(o, rep);
   char rmse[32] = "n/a";
@@ -346,23 +374,13 @@ int write_outputs(const CliOptions& o, const TrainResult& res, const LoadedData&
               rep.epochs.size(), rep.device.c_str());
   std::printf("      train %.3f s  (%.2f M updates/s)  eval %.3f s  setup %.3f s  final test RMSE %s\n",
               rep.total_train_seconds, rep.updates_per_second / 1e6, rep.total_eval_seconds, rep.setup_seconds, rmse);
-  // All outputs or none: the files are written to temporaries first, the model directory is
-  // moved into place, and only then are the files renamed over their targets.
-  std::unique_ptr<detail::AtomicFile> report_file, libmf_file;
-  if (!o.libmf_path.empty()) {
-    libmf_file = std::make_unique<detail::AtomicFile>(o.libmf_path);
-    libmf_file->write(libmf_text(o.libmf_path, res.model, d.train));
-  }
-  if (!o.report_path.empty()) {
-    report_file = std::make_unique<detail::AtomicFile>(o.report_path);
-    report_file->write(rep.to_json());
-    report_file->write("\n");
-  }
+  // All outputs or none: staged beside their targets, then published together.
+  if (!o.libmf_path.empty()) out->set.write(out->libmf, libmf_text(o.libmf_path, res.model, d.train));
+  if (!o.report_path.empty()) out->set.write(out->report, rep.to_json() + "\n");
   if (!o.save_dir.empty())
-    save_model(o.save_dir, res.model,
-               model_metadata_json(res.model.n_users, res.model.n_items, res.model.k, rep, mean_rating(d.train)));
-  if (report_file) report_file->commit();
-  if (libmf_file) libmf_file->commit();
+    write_model_files(out->set.staging_path(out->save), res.model,
+                      model_metadata_json(res.model.n_users, res.model.n_items, res.model.k, rep, mean_rating(d.train)));
+  out->set.publish();
   return 0;
 }
 
@@ -380,15 +398,16 @@ int run(const std::vector<std::string>& args) {
   const CheckpointInfo resume = o.resume_dir.empty() ? CheckpointInfo{} : reconcile_resume(&o);
   const TrainConfig& cfg = o.resume_dir.empty() ? o.settings.config : resume.config;
   DataSource src;
-  if (check_and_plan(o, cfg, &src)) return 0;  // --dry-run of synthetic data
+  Outputs out;
+  if (const int status = check_and_plan(o, cfg, &src, &out); status >= 0) return status;  // --dry-run, synthetic
   const LoadedData data = load(o, src);
   if (o.dry_run) {  // file data: the plan needs their shapes
     const MemoryPlan plan = plan_memory(o.settings.context, cfg, data.train.n_users, data.train.n_items,
                                         data.train.nnz(), data.has_test ? data.test.nnz() : 0, true);
     std::fputs(plan.to_text().c_str(), stdout);
-    return 0;
+    return plan.fits() ? 0 : kExitDoesNotFit;
   }
-  return write_outputs(o, train_run(o, resume, src, data), data);
+  return write_outputs(o, train_run(o, resume, src, data), data, &out);
 }
 
 }  // namespace
