@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, Union
 import numpy as np
 
 from . import _core
+from ._arrays import unmasked
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -42,7 +43,7 @@ class Ratings:
         """Validates and converts array-likes (ids: non-negative integers within int32)."""
         u = check_ids(users, "users")
         i = check_ids(items, "items")
-        r = np.ascontiguousarray(np.asarray(ratings, dtype=np.float64))
+        r = np.ascontiguousarray(np.asarray(unmasked(ratings, "ratings"), dtype=np.float64))
         if r.ndim != 1:
             raise ValueError(f"ratings must be one-dimensional (got shape {r.shape})")
         if not (len(u) == len(i) == len(r)):
@@ -65,8 +66,9 @@ class Ratings:
 
 
 def check_ids(a: Any, what: str) -> np.ndarray:
-    """``a`` as contiguous int32 ids: one-dimensional, integers (or integral floats), in 0..2^31-1."""
-    x = np.asarray(a)
+    """``a`` as contiguous int32 ids: one-dimensional, integers (or integral floats), in 0..2^31-1
+    (a masked array only without masked entries)."""
+    x = np.asarray(unmasked(a, what))
     if x.ndim != 1:
         raise ValueError(f"{what} must be one-dimensional (got shape {x.shape})")
     if x.size and x.dtype.kind == "f":
@@ -89,19 +91,36 @@ def from_tuple(t: tuple) -> Ratings:
     return Ratings(u, i, r, int(nu), int(ni))
 
 
+def fs_path(path: Any, name: str = "path") -> str | bytes:
+    """A path for the core (str, bytes or os.PathLike, given to it as they are: a name that is not
+    UTF-8 keeps its bytes); anything else, an empty path or a NUL byte is a one-line ValueError
+    naming ``name``.  Every path of the package goes through this (``mascot._files`` too)."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise ValueError(f"{name} must be a str, bytes or os.PathLike path (got {type(path).__name__})")
+    p = os.fspath(path)
+    if not isinstance(p, (str, bytes)):
+        raise ValueError(f"{name} must be a str, bytes or os.PathLike path (its __fspath__ gave {type(p).__name__})")
+    if (b"\0" if isinstance(p, bytes) else "\0") in p:
+        raise ValueError(f"{name} holds a NUL byte")
+    if not p:
+        raise ValueError(f"{name} is empty")
+    return p
+
+
 def read(path: PathLike) -> Ratings:
     """Reads a ``.mrat`` or text rating file (format detected from its first bytes)."""
-    return from_tuple(_core.read_ratings(os.fsdecode(os.fspath(path))))
+    return from_tuple(_core.read_ratings(fs_path(path)))
 
 
 def write_mrat(path: PathLike, r: Ratings) -> None:
-    """Writes ``r`` as ``.mrat`` atomically (temp file + rename)."""
-    _core.write_mrat(os.fsdecode(os.fspath(path)), r.users, r.items, r.ratings, r.n_users, r.n_items)
+    """Writes ``r`` as ``.mrat`` atomically (the core's publication: temp file beside it, then put
+    in place; see mascot._files)."""
+    _core.write_mrat(fs_path(path), r.users, r.items, r.ratings, r.n_users, r.n_items)
 
 
 def write_text(path: PathLike, r: Ratings) -> None:
     """Writes ``r`` as LIBMF-style text atomically."""
-    _core.write_text(os.fsdecode(os.fspath(path)), r.users, r.items, r.ratings, r.n_users, r.n_items)
+    _core.write_text(fs_path(path), r.users, r.items, r.ratings, r.n_users, r.n_items)
 
 
 def empty() -> Ratings:
@@ -128,7 +147,7 @@ def as_ratings(obj: Any) -> Ratings:
     a ValueError naming the columns expected."""
     if isinstance(obj, Ratings):
         return obj
-    if isinstance(obj, (str, os.PathLike)):
+    if isinstance(obj, (str, bytes, os.PathLike)):
         return read(obj)
     if type(obj).__module__.startswith("scipy.sparse"):  # a CSR matrix users x items (issue 21)
         from .als import sparse_to_ratings

@@ -8,8 +8,8 @@ raw upstream id of each dense id).  The data root and a name's train / test file
 this module is the only Python one that knows the file names, and
 :func:`read_meta` is the one reader of ``meta.json``: ``mascot.data.meta``,
 ``mascot.dataset_id_maps``, ``mascot data list`` / ``info`` and :func:`prepared` all go through
-it.  The one writer is ``mascot.datasets.prepare``: it fills a temporary directory with
-:func:`write` and renames it into place.
+it.  The one writer is ``mascot.datasets.prepare``: it fills the staged directory of a directory
+output (``mascot._files``) with :func:`write`, which is then put in place.
 
 Imports go one way: this module needs the core and the leaf type module ``mascot._ratings``;
 ``mascot.data`` (the users' facade) and ``mascot.datasets`` (preparation) import it.
@@ -32,6 +32,7 @@ META_FILE = "meta.json"
 TRAIN_FILE = "train.mrat"
 TEST_FILE = "test.mrat"
 ID_MAPS = ("user_ids", "item_ids")
+DATASET_FILES = (TRAIN_FILE, TEST_FILE, META_FILE)  # all a prepared dataset's directory holds
 
 
 def data_root() -> Path:
@@ -111,8 +112,8 @@ def read_dataset(name: str) -> tuple[Ratings, Ratings]:
 
 
 def write(directory: Path, train: Ratings, test: Ratings, meta: dict[str, Any]) -> None:
-    """Writes the three files of a prepared dataset into ``directory`` (a temporary directory
-    that the caller renames into place)."""
+    """Writes the three files of a prepared dataset into ``directory`` (a staged directory that
+    the caller publishes)."""
     write_mrat(directory / TRAIN_FILE, train)
     write_mrat(directory / TEST_FILE, test)
     with open(directory / META_FILE, "w") as f:

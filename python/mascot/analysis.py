@@ -575,8 +575,9 @@ def markdown_table(df, floatfmt: str = ".4g") -> str:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temp file in the same directory and a rename (the file
-    gets the umask's mode, like one written by ``open()``); makes the missing directories."""
+    """Writes ``text`` to ``path`` whole or not at all (``mascot._files``: a temp file beside it,
+    published over it; inside ``_files.all_or_none()`` together with the block's other outputs);
+    makes the missing directories."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _files.atomic_write(path, text)
@@ -597,17 +598,12 @@ def _figure(figsize=(6.4, 4.0)):
 def _save(plt, fig, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _files.temp_file(path)
     try:
-        os.close(fd)
-        with warnings.catch_warnings():  # labels too long for the margins: saved as they are
-            warnings.simplefilter("ignore", UserWarning)
-            fig.tight_layout()
-        fig.savefig(tmp, format="png", dpi=110)
-        _files.publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with _files.staged_file(path) as tmp:
+            with warnings.catch_warnings():  # labels too long for the margins: saved as they are
+                warnings.simplefilter("ignore", UserWarning)
+                fig.tight_layout()
+            fig.savefig(tmp, format="png", dpi=110)
     finally:
         plt.close(fig)
 

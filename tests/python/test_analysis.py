@@ -283,14 +283,16 @@ def test_atomic_write_long_names_and_mode(tmp_path):
         an.atomic_write_text(tmp_path / "a.csv", "x")
         assert stat.S_IMODE((tmp_path / "a.csv").stat().st_mode) == 0o640
         os.umask(0o022)
-        an.atomic_write_text(tmp_path / "a.csv", "y")
-        assert stat.S_IMODE((tmp_path / "a.csv").stat().st_mode) == 0o644
+        an.atomic_write_text(tmp_path / "b.csv", "y")
+        assert stat.S_IMODE((tmp_path / "b.csv").stat().st_mode) == 0o644
+        an.atomic_write_text(tmp_path / "a.csv", "y")  # a replaced file keeps its bits, as open() would
+        assert stat.S_IMODE((tmp_path / "a.csv").stat().st_mode) == 0o640
         import matplotlib.pyplot as plt
         an._save(plt, plt.figure(), tmp_path / ("p" * 251 + ".png"))
         assert stat.S_IMODE((tmp_path / ("p" * 251 + ".png")).stat().st_mode) == 0o644
     finally:
         os.umask(old)
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.glob(".*.tmp*"))
 
 
 # ----------------------------------------------------------------------------- second audit

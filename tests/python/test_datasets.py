@@ -524,12 +524,16 @@ def test_interrupted_or_occupied_target_leaves_data_intact(tmp_path, root, monke
     u, i, r, t = ml_ratings()
     zname, blob = ml_zip("ml10m", ml_text("ml10m", u, i, r, t))
     (tmp_path / zname).write_bytes(blob)
-    # a directory the user made by hand is never replaced without --force
+    # a directory the user made by hand is never replaced without --force, nor with it while it
+    # holds anything but a dataset's files (issue 24: never delete what the tool did not write)
     (root / "ml10m").mkdir(parents=True)
     (root / "ml10m" / "mine.txt").write_text("keep")
     with pytest.raises(DatasetError, match="exists .use --force"):
         datasets.prepare("ml10m", tmp_path, quiet=True, _pins={})
-    assert (root / "ml10m" / "mine.txt").read_text() == "keep"
+    with pytest.raises(DatasetError, match=r"ml10m: exists, is not empty and holds no meta\.json; refusing"):
+        datasets.prepare("ml10m", tmp_path, quiet=True, force=True, _pins={})
+    assert (root / "ml10m" / "mine.txt").read_text() == "keep" and leftovers(root) == ["ml10m"]
+    (root / "ml10m" / "mine.txt").unlink()
     datasets.prepare("ml10m", tmp_path, quiet=True, force=True, _pins={})
     before = triples("ml10m")
     # interrupted while writing: the prepared set stays as it was, no temporary directory remains
@@ -1045,10 +1049,10 @@ def test_sigterm_and_sighup_clean_up(sig, bad_server, root, tmp_path):
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
-        while not list(root.glob(".downloads/.dl-*/*.part")):  # downloading: temporaries exist
+        while not list(root.glob(".downloads/.ml-10m.zip.tmp.*")):  # downloading: temporaries exist
             assert p.poll() is None and time.monotonic() < deadline, p.communicate()
             time.sleep(0.02)
-        assert [x for x in leftovers(root) if x.startswith(".ml10m.tmp-")]
+        assert [x for x in leftovers(root) if x.startswith(".ml10m.tmp.")]
         p.send_signal(signum)
         out, err = p.communicate(timeout=20)
     finally:

@@ -28,8 +28,10 @@ fallback), reads them (``_parse``: blocks of whole lines, grammar checks on the 
 C parser, errors as ``path:line: what`` or ``archive.zip!member:line: what``; a line longer than
 ``MAX_LINE`` (1 MiB) is an error; input files must be regular files) and splits them
 (``_split``: dense ids, folds, the every-pair-once check).  Everything is written into a
-temporary directory beside the target (``mascot._store.write``, the store's one writer) that is
-renamed into place at the end; on any error (checksum mismatch, malformed line, interruption)
+temporary directory beside the target (``mascot._store.write``, the store's one writer): the
+staged directory of a directory output of ``mascot._files``, which puts it in place at the end
+(an existing dataset, with ``force``, is exchanged with it atomically, and only when it holds
+nothing but a dataset's files); on any error (checksum mismatch, malformed line, interruption)
 it is removed.  One prepare of an output directory runs at a time (an ``flock`` on
 ``$MASCOT_DATA/.<out>.lock``; a second one fails at once) and it removes what a killed earlier
 one left behind.  :func:`prepared` lists what is prepared (``mascot._store`` reads meta.json).
@@ -47,7 +49,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -125,14 +126,25 @@ def prepare(name: str, source: str | os.PathLike | None = None, *, fold: int = 1
         if target.exists() and not force:  # prepared meanwhile, or restored by _remove_stale
             raise _exists_error(target)
         t0 = time.monotonic()
-        work = Path(tempfile.mkdtemp(prefix=f".{out}.tmp-", dir=rootp))
+        # the dataset is a directory output (mascot._files): built in a staged directory beside
+        # the target, exchanged with an existing one atomically (--force), removed on any error
         try:
-            o = RecipeOptions(rootp, fold, seed, raw_scale, quiet, dict(movielens.PINS if _pins is None else _pins),
-                              index_url, work)
-            counts = _prepare_into(work, name, out, src, o, t0)
-            _publish(work, target, rootp, out, force)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
+            with _files.Outputs() as outputs:
+                h = outputs.directory(target, _store.DATASET_FILES, marker=_store.META_FILE, replace=force,
+                                      content="a prepared dataset", what="dataset directory")
+                try:
+                    outputs.prepare()
+                except OSError as e:  # e.g. --force over a directory holding files of the user's
+                    raise DatasetError(str(e)) from None
+                for note in outputs.notes:
+                    print(f"mascot data: note: {note}", file=sys.stderr)
+                work = outputs.staging_path(h)
+                o = RecipeOptions(rootp, fold, seed, raw_scale, quiet,
+                                  dict(movielens.PINS if _pins is None else _pins), index_url, work)
+                counts = _prepare_into(work, name, out, src, o, t0)
+        except OSError:
+            if not force and target.exists():  # made meanwhile (by hand, or by a prepare that took no lock)
+                raise _exists_error(target) from None
             raise
     if not quiet:
         c = counts
@@ -202,33 +214,7 @@ def _prepare_into(work: Path, name: str, out: str, src: Path | None, o: RecipeOp
         "user_ids": prep.user_ids.tolist(), "item_ids": prep.item_ids.tolist(),
     }
     _store.write(work, prep.train, prep.test, meta)
-    os.chmod(work, 0o777 & ~_files.umask())  # mkdtemp made it private; a dataset is an ordinary directory
     return counts
-
-
-def _publish(work: Path, target: Path, root: Path, out: str, force: bool) -> None:
-    """Renames the finished ``work`` directory to ``target``; an existing target (``force``) is
-    moved aside first and removed after, or put back when the rename is interrupted."""
-    old = None
-    try:
-        if target.exists():
-            if not force:  # appeared meanwhile (made by hand, or by a prepare that took no lock)
-                raise _exists_error(target)
-            old = Path(tempfile.mkdtemp(prefix=f".{out}.old-", dir=root))
-            os.replace(target, old / "d")
-        os.replace(work, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        if old is not None:  # interrupted between the two renames: the old dataset goes back
-            try:
-                if not os.path.lexists(target) and (old / "d").is_dir():
-                    os.replace(old / "d", target)
-            except OSError:
-                pass  # left in .<out>.old-*: the next prepare of <out> restores it
-            else:
-                shutil.rmtree(old, ignore_errors=True)
-        raise
 
 
 def _exists_error(target: Path) -> DatasetError:
@@ -275,10 +261,11 @@ class _PrepareLock:
 
 
 def _remove_stale(root: Path, out: str) -> None:
-    """Removes the temporary directories of earlier prepares of ``out`` that were killed (SIGKILL,
-    power loss) before they could clean up; called under the lock, so none of them still runs.
-    One killed between moving the old dataset aside and moving the new one in gets the old one
-    back."""
+    """Removes the temporary directories that prepares of ``out`` by earlier versions of this
+    package (``.<out>.tmp-XXXXXXXX``, ``.<out>.old-XXXXXXXX``) left when they were killed; called
+    under the lock.  One killed between moving the old dataset aside and moving the new one in
+    gets the old one back.  (The temps of this version are the output mechanism's: it removes
+    those of dead processes itself.)"""
     pat = re.compile(rf"\.{re.escape(out)}\.(tmp|old)-[A-Za-z0-9_]{{8}}")
     target = root / out
     for d in sorted(root.iterdir()):

@@ -12,16 +12,15 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from .. import _files
 from .._progress import ByteProgress
 from ._common import DatasetError, DownloadError
 
@@ -49,7 +48,7 @@ def verify(path: Path, key: str, pins: dict[str, tuple[str, str]]) -> str:
         algo, want = pins[key]
         got = sha if algo == "sha256" else file_digest(path, algo)
         if got != want:
-            raise DatasetError(f"{path.name}: checksum mismatch ({algo} {got}, expected {want}); "
+            raise DatasetError(f"{key}: checksum mismatch ({algo} {got}, expected {want}); "
                                "the file is corrupt or not the expected release")
     return sha
 
@@ -82,10 +81,10 @@ def check_url(url: str, what: str) -> str:
 
 
 def download(url: str, dest: Path, quiet: bool, timeout: float | None = None) -> None:
-    """Fetches ``url`` into ``dest`` (written as ``dest.part`` then renamed).  Each read waits at
-    most ``timeout`` (DOWNLOAD_TIMEOUT) seconds; fewer than DOWNLOAD_MIN_BYTES bytes in
-    DOWNLOAD_WINDOW seconds abort the transfer."""
-    part = dest.with_name(dest.name + ".part")
+    """Fetches ``url`` into ``dest``, a new file nobody else sees yet (the staged temp of an
+    output: the caller publishes it).  Each read waits at most ``timeout`` (DOWNLOAD_TIMEOUT)
+    seconds; fewer than DOWNLOAD_MIN_BYTES bytes in DOWNLOAD_WINDOW seconds abort the transfer."""
+    part = dest
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT if timeout is None else timeout) as resp:
             total = resp.headers.get("Content-Length")
@@ -109,7 +108,6 @@ def download(url: str, dest: Path, quiet: bool, timeout: float | None = None) ->
             if total and part.stat().st_size != int(total):
                 raise DownloadError(f"{url}: download truncated ({part.stat().st_size} of {total} bytes)")
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-        part.unlink(missing_ok=True)
         if isinstance(e, DownloadError):
             raise
         why = getattr(e, "reason", None) or str(e) or type(e).__name__
@@ -118,7 +116,6 @@ def download(url: str, dest: Path, quiet: bool, timeout: float | None = None) ->
             why = f"bad HTTP response ({text if text.startswith(name) else name + (': ' + text if text else '')})"
         why = " ".join(str(why).split())  # one line, whatever the server sent
         raise DownloadError(f"cannot download {url}: {why[:300]}") from None
-    os.replace(part, dest)
 
 
 def cache_dir(root: Path) -> Path:
@@ -136,15 +133,10 @@ def fetch_verified(name: str, url: str, root: Path, pins: dict, quiet: bool) -> 
             return cached, verify(cached, name, pins)
         except DatasetError:
             cached.unlink()  # a stale or corrupt copy: fetch again
-    tmp = Path(tempfile.mkdtemp(prefix=".dl-", dir=cached.parent))
-    try:
-        got = tmp / name
+    with _files.staged_file(cached) as got:  # published only once verified
         download(url, got, quiet)
         sha = verify(got, name, pins)
-        os.replace(got, cached)
-        return cached, sha
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return cached, sha
 
 
 def pip_download(requirement: str, wheel: str, dest: Path, index_url: str | None, quiet: bool) -> Path:

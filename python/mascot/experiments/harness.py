@@ -9,7 +9,8 @@ written for a different cell, or trained with another thread count), the dataset
 per process) and the cell is trained in-process through ``mascot.MF`` -> the report, tagged with
 the cell under ``"cell"``, is written atomically -> when every cell is done, the experiment's
 outputs (``runs.csv``, ``epochs.csv``, its tables, PNG plots and ``report.md``) are rebuilt from
-the reports of the grid's cells only (``mascot.analysis``).
+the reports of the grid's cells only (``mascot.analysis``) and published together, all or none
+(``mascot._files.all_or_none``).
 
 An interruption (Ctrl-C, at any point) keeps every finished cell; the cell in flight leaves
 nothing behind and the next run resumes with it.  Outputs are written only after the whole grid
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import _progress, analysis
+from .. import _files, _progress, analysis
 from . import definitions
 from .grid import QUICK_DATASET, SWITCHING_METHODS, Cell, Context, Experiment, Options, fmt_value
 
@@ -395,11 +396,12 @@ def run_experiment(opts: Options) -> int:
     runs = analysis.merge_folds(analysis.runs_frame(ordered))
     epochs = analysis.merge_folds(analysis.epochs_frame(ordered))
     ctx = Context(exp, opts, cells, root, runs, epochs, ordered, load_dataset)
-    try:  # every file is written whole (temp file + rename) or not at all
-        analysis.write_csv(runs, root / "runs.csv")
-        analysis.write_csv(epochs, root / "epochs.csv")
-        sections = exp.outputs(ctx)
-        analysis.atomic_write_text(root / "report.md", _report(ctx, sections))
+    try:  # the tables, plots and report are published together at the end, or none of them
+        with _files.all_or_none():
+            analysis.write_csv(runs, root / "runs.csv")
+            analysis.write_csv(epochs, root / "epochs.csv")
+            sections = exp.outputs(ctx)
+            analysis.atomic_write_text(root / "report.md", _report(ctx, sections))
     except KeyboardInterrupt:
         print(f"mascot experiment {exp.name}: interrupted while writing the outputs (all {len(cells)} "
               f"runs are kept); run the same command again to rebuild them", file=sys.stderr)
