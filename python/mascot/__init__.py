@@ -7,7 +7,7 @@ report (``MF.report_``).  The extension ``mascot._core`` only converts and forwa
 from __future__ import annotations
 
 from . import _core, data, metrics
-from ._inference import UnknownIdWarning
+from ._inference import UNKNOWN_POLICY, UnknownIdWarning
 from .als import ALS
 from .data import dataset_id_maps
 from .model import MF
@@ -29,4 +29,4 @@ def cuda_unavailable_reason() -> str:
 
 
 __all__ = ["MF", "data", "HAS_CUDA", "cuda_device_count", "cuda_unavailable_reason", "__version__"]
-__all__ += ["metrics", "dataset_id_maps", "UnknownIdWarning", "ALS"]
+__all__ += ["metrics", "dataset_id_maps", "UnknownIdWarning", "UNKNOWN_POLICY", "ALS"]

@@ -1,6 +1,8 @@
 """Array helpers shared by the Python layer."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -15,3 +17,16 @@ def sorted_unique(a: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(s[1:], s[:-1], out=keep[1:])
     return s[keep]
+
+
+def unmasked(a: Any, name: str) -> Any:
+    """``a`` itself, or for a NumPy masked array without masked entries its data.  A masked
+    array with masked entries is a ValueError: its mask would otherwise be dropped silently by
+    ``np.asarray``, turning the hidden entries into data."""
+    if isinstance(a, np.ma.MaskedArray):
+        n = int(np.ma.count_masked(a))
+        if n:
+            raise ValueError(f"{name} is a masked array with {n} masked entries: drop them (e.g. .compressed(), "
+                             f"applied alike to users, items and ratings) or fill them first")
+        return np.ma.getdata(a)
+    return a

@@ -14,9 +14,30 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import sorted_unique
+from ._arrays import sorted_unique, unmasked
 
 UNKNOWN_CHOICES = ("raise", "skip")
+UNKNOWN_POLICY = """Unknown ids: one policy for fit, rmse, metrics.evaluate, predict, recommend and similar_items.
+
+An id is unknown to a model when the model has no row for it: a dense id outside 0..n-1, or a
+raw id missing from the model's id maps.  A measure over rating data (fit's test set, rmse,
+evaluate) also leaves out the ratings of users or items that had no training rating, when the
+model carries its training pairs (a model of MF.fit, or saved by MF.save): their factors are
+the random initialisation, not something learnt, and fit's test RMSE has always left them out,
+so rmse(test) and evaluate(test) measure the same ratings as the fit did.
+
+Every one of these functions takes unknown="raise" or unknown="skip".  "raise": a ValueError
+naming the first unknown id (or rating).  "skip": they are left out and counted:
+  fit(train, test)        dropped from the test set; counted in the report's
+                          dataset.test_dropped                         (default "skip")
+  rmse(ratings)           left out; an UnknownIdWarning gives the count (default "skip")
+  metrics.evaluate(...)   left out; counted as test_ratings_unknown    (default "skip")
+  predict(users, items)   NaN for the pair, and an UnknownIdWarning    (default "raise")
+  recommend(users)        a row of id -1 ("" for string ids) and score -inf, and an
+                          UnknownIdWarning; similar_items alike         (default "raise")
+The defaults follow what is asked: a measure over a test set skips (test sets hold ratings of
+users or items the training set lacks), an answer about given ids raises.
+"""
 
 
 class UnknownIdWarning(UserWarning):
@@ -36,7 +57,7 @@ class IdMap:
         self.raw: np.ndarray | None = None
         if raw is None:
             return
-        r = np.asarray(raw)
+        r = np.asarray(unmasked(raw, f"{what}_ids"))
         if r.ndim != 1:
             raise ValueError(f"{what}_ids must be one-dimensional (got shape {r.shape})")
         if len(r) != self.n:
@@ -72,7 +93,7 @@ class IdMap:
     def _query(self, ids: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(query as given, as int64 or str, representable mask): an integer id outside the
         int64 range (a huge unsigned or float value) is in no model; it is never wrapped around."""
-        q = np.atleast_1d(np.asarray(ids))
+        q = np.atleast_1d(np.asarray(unmasked(ids, name)))
         if q.ndim != 1:
             raise ValueError(f"{name} must be one-dimensional (got shape {q.shape})")
         ok = np.ones(len(q), bool)
@@ -94,8 +115,9 @@ class IdMap:
         return q, np.where(ok, q, 0).astype(np.int64), ok
 
     def to_dense(self, ids: Any, name: str, unknown: str = "raise") -> tuple[np.ndarray, np.ndarray]:
-        """(dense ids, known mask); unknown ids get dense id 0 and known=False.  With
-        ``unknown="raise"`` the first unknown id is a ValueError naming it."""
+        """(dense ids, known mask); unknown ids (:data:`UNKNOWN_POLICY`) get dense id 0 and
+        known=False.  With ``unknown="raise"`` the first unknown id is a ValueError naming it;
+        with "skip" an UnknownIdWarning lists them."""
         if unknown not in UNKNOWN_CHOICES:
             raise ValueError(f"unknown must be one of {UNKNOWN_CHOICES} (got {unknown!r})")
         given, q, ok = self._query(ids, name)

@@ -86,6 +86,21 @@ def _use_command(fn, name: str, args: list[str]) -> int:
 
 
 _INT_ID = re.compile(r"[+-]?[0-9]+")
+_NEGATIVE = re.compile(r"-[0-9]")
+
+
+def _attach_negative_values(args: list[str], options: tuple[str, ...]) -> list[str]:
+    """``--users -5,3`` as ``--users=-5,3``: argparse takes a value that starts with "-" (and is
+    not one plain negative number) for an option of its own."""
+    out, k = [], 0
+    while k < len(args):
+        if args[k] in options and k + 1 < len(args) and _NEGATIVE.match(args[k + 1]):
+            out.append(f"{args[k]}={args[k + 1]}")
+            k += 2
+        else:
+            out.append(args[k])
+            k += 1
+    return out
 
 
 def _split_ids(text: str) -> list[str]:
@@ -137,7 +152,7 @@ def _recommend(args: list[str]) -> int:
     p.add_argument("--skip-unknown", action="store_true", help="skip (and report) users not in the model")
     p.add_argument("--dataset", help="use the raw ids of prepared dataset NAME ($MASCOT_DATA/NAME/meta.json) "
                    "for a model saved without id maps (e.g. by mascot_train --dataset NAME)")
-    a = p.parse_args(args)
+    a = p.parse_args(_attach_negative_values(args, ("--users",)))
     tokens = _split_ids(a.users)
     m = MF.load(a.model_dir)
     if a.dataset:
@@ -182,7 +197,10 @@ def _evaluate(args: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(args)
     m = MF.load(a.model_dir)
-    r = evaluate(m, a.test, n=a.n, threshold=a.threshold, exclude_seen=False if a.include_seen else None)
+    if not a.include_seen and m.seen_ is None:  # the same rule as recommend: never left in silently
+        raise ValueError(f"{a.model_dir} holds no training pairs (e.g. saved by mascot_train --save), so the "
+                         "users' training items cannot be left out of the rankings: add --include-seen")
+    r = evaluate(m, a.test, n=a.n, threshold=a.threshold, exclude_seen=not a.include_seen)
     if a.json:  # valid JSON: an undefined metric (NaN, e.g. no relevant items) is null
         print(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()},
                          allow_nan=False))
@@ -268,6 +286,10 @@ def data_main(argv: list[str]) -> int:
                                     raw_scale=a.raw_scale, out=a.out, quiet=a.quiet, index_url=a.index_url)
             print(path)
         elif a.action == "list":
+            root = _store.data_root()
+            if root.exists() and not root.is_dir():
+                raise datasets.DatasetError(f"{root} is not a directory (MASCOT_DATA must name the directory "
+                                            "that holds the prepared datasets)")
             rows = datasets.prepared()
             if not rows:
                 print(f"no prepared datasets in {_store.data_root()} (run `mascot data prepare NAME`)")

@@ -24,6 +24,7 @@ scores an ``MF`` against rated test data.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -161,24 +162,27 @@ def relevant_items(test: Any, threshold: float | None = None) -> tuple[np.ndarra
 
 
 def evaluate(model: Any, test: Any, n: int = 10, threshold: float | None = None,
-             exclude_seen: bool | None = None) -> dict[str, Any]:
+             exclude_seen: bool | None = None, unknown: str = "skip") -> dict[str, Any]:
     """RMSE and precision@n / recall@n / NDCG@n of ``model`` (an ``MF``) on ``test`` (rating
     data in dense ids, like training data).
 
     Each test user the model knows gets its top-n recommendations (``exclude_seen``: leave out
     training items; default True when the model carries its training pairs).  Users whose test
-    items are all below ``threshold``, and test users or items unknown to the model, are
-    skipped and counted; RMSE is over the test ratings whose user and item the model knows.
+    items are all below ``threshold`` are skipped and counted.  Test ratings whose user or item
+    is unknown to the model are left out and counted (``test_ratings_unknown``), as ``fit`` and
+    ``MF.rmse`` do; ``unknown="raise"`` refuses them (:data:`mascot.UNKNOWN_POLICY`).
     """
     t = as_ratings(test)
     if len(t) == 0:
         raise ValueError("evaluate needs at least one test rating")
     model._check_fitted()
     nu, ni = model.P_.shape[0], model.Q_.shape[0]
-    known = (t.users < nu) & (t.items < ni)
+    known = model._known_ratings(t, unknown, "evaluate")
     kt = Ratings(t.users[known], t.items[known], t.ratings[known], nu, ni)
-    out: dict[str, Any] = {"rmse": model.rmse(kt) if len(kt) else float("nan"),
-                           "test_ratings": len(t), "test_ratings_unknown": int((~known).sum())}
+    with warnings.catch_warnings():  # counted in the result instead
+        warnings.simplefilter("ignore", _inference.UnknownIdWarning)
+        rmse = model.rmse(kt) if len(kt) else float("nan")
+    out: dict[str, Any] = {"rmse": rmse, "test_ratings": len(t), "test_ratings_unknown": int((~known).sum())}
     users, relevant, no_relevant = relevant_items(kt, threshold)
     if exclude_seen is None:
         exclude_seen = model.seen_ is not None

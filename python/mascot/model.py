@@ -25,7 +25,8 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core, _inference, _persist, _progress
-from ._ratings import Ratings, as_ratings, check_ids
+from ._inference import UNKNOWN_CHOICES, UnknownIdWarning
+from ._ratings import Ratings, as_ratings, check_ids, fs_path
 
 # The parameters, from the core's table (mascot/params.h via _core.param_table()): names, types,
 # defaults, integer ranges, enum names and the methods a setting belongs to are the core's.
@@ -166,10 +167,12 @@ class MF:
     # ------------------------------------------------------------------ training
     def fit(self, train: Any, test: Any = None, name: str = "", user_ids: Any = None,
             item_ids: Any = None, checkpoint: str | os.PathLike | None = None,
-            checkpoint_every: int = 1) -> MF:
+            checkpoint_every: int = 1, unknown: str = "skip") -> MF:
         """Trains on ``train`` ((users, items, ratings) arrays, a DataFrame, a Ratings or a
         path), evaluating test RMSE after every epoch when ``test`` is given.  Test ratings
-        whose user or item never occurs in training are dropped and counted in the report.
+        whose user or item never occurs in training are dropped and counted in the report
+        (``unknown="raise"``: a ValueError naming the first, before training; see
+        :data:`mascot.UNKNOWN_POLICY`).
 
         Rating data is always in dense 0-based ids.  ``user_ids`` / ``item_ids`` (the raw id of
         each dense id, e.g. from :func:`dataset_id_maps`) make predict / recommend /
@@ -189,6 +192,8 @@ class MF:
         if not isinstance(name, str):
             raise ValueError(f"name must be a string (got {_short_repr(name)})")
         tr, user_map, item_map = self._with_id_maps(tr, user_ids, item_ids)
+        if te is not None:
+            _check_test_ids(tr, te, unknown)
         if checkpoint is not None:
             self._fit_checkpointed(tr, te, name, _path(checkpoint, "checkpoint"), checkpoint_every, user_map,
                                    item_map)
@@ -262,6 +267,10 @@ class MF:
         ids = _persist.read_ids_file(ckpt, info)
         if ids and (tr.n_users <= ids["n_users"] and tr.n_items <= ids["n_items"]):
             tr = Ratings(tr.users, tr.items, tr.ratings, ids["n_users"], ids["n_items"])  # fit's padding
+        try:  # the side file's id maps, checked before the remaining epochs are trained
+            tr, user_map, item_map = cls._with_id_maps(tr, ids.get("user_ids"), ids.get("item_ids"))
+        except ValueError as e:
+            raise ValueError(f"checkpoint {os.path.join(ckpt, _persist.IDS_FILE)}: {e}") from None
         with _progress.EpochProgress(verbose, _planned_epochs(info), info["epochs_done"]) as log, \
                 _interruptible(log) as intr:
             P, Q, report = _core.resume(
@@ -271,7 +280,6 @@ class MF:
         rep = json.loads(report)
         m = cls(**_params_from_report(rep, info), verbose=verbose)
         m.P_, m.Q_, m.report_ = P, Q, rep
-        tr, user_map, item_map = m._with_id_maps(tr, ids.get("user_ids"), ids.get("item_ids"))
         m._keep_training_data(tr, user_map, item_map)
         _raise_if_stopped(rep, ckpt)
         return m
@@ -338,14 +346,58 @@ class MF:
             raise ValueError(f"item id {int(i.max())} is not in the model (n_items={self.Q_.shape[0]})")
         return np.einsum("ij,ij->i", self.P_[u], self.Q_[i], dtype=np.float32)
 
-    def rmse(self, data: Any) -> float:
-        """Root-mean-square error on a rating set in dense ids (all ids must be in the model)."""
+    def rmse(self, data: Any, unknown: str = "skip") -> float:
+        """Root-mean-square error on a rating set in dense ids.  Ratings whose user or item is
+        unknown to the model are left out and counted in an ``UnknownIdWarning`` (as ``fit``
+        drops them from its test set, so ``rmse(test)`` matches the fit's test RMSE); with
+        ``unknown="raise"`` the first is a ValueError (:data:`mascot.UNKNOWN_POLICY`)."""
         self._check_fitted()
         r = as_ratings(data)
         if len(r) == 0:
             raise ValueError("rmse needs at least one rating")
-        e = self._predict_dense(r.users, r.items).astype(np.float64) - r.ratings
+        known = self._known_ratings(r, unknown, "rmse")
+        if not known.all():
+            if not known.any():
+                raise ValueError(f"rmse: none of the {len(r)} ratings has a user and an item known to the model")
+            warnings.warn(f"rmse: left out {int((~known).sum())} of {len(r)} ratings whose user or item is unknown "
+                          f"to the model (see mascot.UNKNOWN_POLICY)", UnknownIdWarning, stacklevel=2)
+        e = self._predict_dense(r.users[known], r.items[known]).astype(np.float64) - r.ratings[known]
         return float(np.sqrt(np.mean(e * e)))
+
+    def _trained(self, which: str) -> np.ndarray | None:
+        """Per dense user (item): whether it had a training rating; None when the model does not
+        carry its training pairs (then every id in range counts as trained)."""
+        if self.seen_ is None:
+            return None
+        cache = self.__dict__.setdefault("_trained_cache", {})
+        hit = cache.get(which)
+        if hit is None or hit[0] is not self.seen_:
+            if which == "user":
+                mask = np.diff(self.seen_.indptr) > 0
+            else:
+                mask = np.bincount(self.seen_.indices, minlength=self.Q_.shape[0]) > 0
+            hit = (self.seen_, mask)
+            cache[which] = hit
+        return hit[1]
+
+    def _known_ratings(self, r: Ratings, unknown: str, what: str) -> np.ndarray:
+        """Per rating of ``r`` (dense ids): whether its user and item are known to the model
+        (:data:`mascot.UNKNOWN_POLICY`); with ``unknown="raise"`` the first unknown one is a
+        ValueError."""
+        if unknown not in UNKNOWN_CHOICES:
+            raise ValueError(f"unknown must be one of {UNKNOWN_CHOICES} (got {unknown!r})")
+        known = np.ones(len(r), bool)
+        for ids, n, trained in ((r.users, self.P_.shape[0], self._trained("user")),
+                                (r.items, self.Q_.shape[0], self._trained("item"))):
+            ok = ids < n
+            if trained is not None:
+                ok[ok] = trained[ids[ok]]
+            known &= ok
+        if unknown == "raise" and not known.all():
+            j = int(np.argmin(known))
+            raise ValueError(f"{what}: rating {j} (user {int(r.users[j])}, item {int(r.items[j])}) has a user or item "
+                             f"unknown to the model ({int((~known).sum())} such ratings; see mascot.UNKNOWN_POLICY)")
+        return known
 
     def recommend(self, users: Any, n: int = 10, exclude_seen: bool = True, seen: Any = None,
                   unknown: str = "raise", block_users: int = 512, block_items: int = 16384
@@ -434,7 +486,8 @@ class MF:
             cache[which] = hit
         return hit[1]
 
-    def _with_id_maps(self, tr: Ratings, user_ids: Any, item_ids: Any):
+    @staticmethod
+    def _with_id_maps(tr: Ratings, user_ids: Any, item_ids: Any):
         n = {"user": tr.n_users, "item": tr.n_items}
         for what, ids in (("user", user_ids), ("item", item_ids)):
             if ids is None:
@@ -670,10 +723,30 @@ def _config_params(c: dict) -> dict:
 
 
 def _path(p: Any, name: str) -> str:
-    """A path parameter (str, bytes or os.PathLike) as str; anything else is a one-line error."""
-    if not isinstance(p, (str, bytes, os.PathLike)):
-        raise ValueError(f"{name} must be a str or os.PathLike path (got {_short_repr(p)})")
-    return os.fsdecode(os.fspath(p))
+    """A path parameter (str, bytes or os.PathLike) as str (a name that is not UTF-8 as surrogate
+    escapes, which the core turns back into its bytes); anything else is a one-line error."""
+    return os.fsdecode(fs_path(p, name))
+
+
+def _check_test_ids(tr: Ratings, te: Ratings, unknown: str) -> None:
+    """fit's ``unknown`` for its test set: "skip" leaves it to the core (which drops and counts the
+    ratings of users or items without training ratings); "raise" refuses such a rating now."""
+    if unknown not in UNKNOWN_CHOICES:
+        raise ValueError(f"unknown must be one of {UNKNOWN_CHOICES} (got {unknown!r})")
+    if unknown == "skip" or len(te) == 0:
+        return
+    has_u = np.bincount(tr.users, minlength=tr.n_users) > 0
+    has_i = np.bincount(tr.items, minlength=tr.n_items) > 0
+    ok_u = te.users < tr.n_users
+    ok_u[ok_u] = has_u[te.users[ok_u]]
+    ok_i = te.items < tr.n_items
+    ok_i[ok_i] = has_i[te.items[ok_i]]
+    known = ok_u & ok_i
+    if not known.all():
+        j = int(np.argmin(known))
+        raise ValueError(f"test rating {j} (user {int(te.users[j])}, item {int(te.items[j])}) has a user or item "
+                         f"without training ratings ({int((~known).sum())} such ratings; unknown='skip' drops and "
+                         f"counts them)")
 
 
 def _test_ratings(test: Any) -> Ratings | None:

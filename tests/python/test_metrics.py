@@ -45,7 +45,8 @@ def hand_model():
     m = MF(k=2)
     m.P_ = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
     m.Q_ = np.array([[3, 0], [2, 0], [0, 3], [0, 1]], np.float32)
-    m.seen_ = SeenPairs.from_pairs(np.array([0, 1]), np.array([0, 2]), 3, 4)  # user 0 saw 0, user 1 saw 2
+    # training pairs: user 0 saw 0, user 1 saw 1 and 2, user 2 saw 3 (every user and item was trained)
+    m.seen_ = SeenPairs.from_pairs(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 3]), 3, 4)
     return m
 
 

@@ -84,7 +84,7 @@ def test_recommend_float_model_matches_numpy(tiny):
 def test_recommend_fills_slots_when_few_items_remain():
     P = np.ones((2, 2), np.float32)
     Q = np.arange(10, dtype=np.float32).reshape(5, 2)
-    m = hand_model(P, Q, ([0, 0, 0], [0, 1, 4]))
+    m = hand_model(P, Q, ([0, 0, 0, 1], [0, 1, 4, 0]))
     ids, sc = m.recommend([0, 1], n=4)
     assert ids[0].tolist() == [3, 2, -1, -1] and np.isneginf(sc[0, 2:]).all()
     assert ids[1].tolist() == [4, 3, 2, 1]
@@ -414,17 +414,17 @@ def test_cli_recommend_with_dataset_ids_and_text_evaluate(tmp_path, capsys, monk
     monkeypatch.setenv("MASCOT_DATA", str(tmp_path))
     (tmp_path / "ds").mkdir()
     (tmp_path / "ds" / "meta.json").write_text(json.dumps({"user_ids": ["ann", "bob"], "item_ids": ["x", "y", "z"]}))
-    m = hand_model(np.array([[1.0], [-1.0]]), np.array([[1.0], [2.0], [3.0]]), ([0], [2]))
+    m = hand_model(np.array([[1.0], [-1.0]]), np.array([[1.0], [2.0], [3.0]]), ([0, 1], [0, 2]))
     m.save(tmp_path / "m")
     assert main(["recommend", str(tmp_path / "m"), "--users", "ann,bob", "--n", "3", "--dataset", "ds"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()[1:]
-    # ann saw z: y, x, then an empty slot (not printed); bob: x, y, z
-    assert [ln.split("\t")[:3] for ln in lines] == [["ann", "1", "y"], ["ann", "2", "x"], ["bob", "1", "x"],
-                                                 ["bob", "2", "y"], ["bob", "3", "z"]]
+    # ann saw x: z, y, then an empty slot (not printed); bob saw z: x, y
+    assert [ln.split("\t")[:3] for ln in lines] == [["ann", "1", "z"], ["ann", "2", "y"], ["bob", "1", "x"],
+                                                 ["bob", "2", "y"]]
     with pytest.warns(mascot.UnknownIdWarning):
         ids, sc = MF.load(tmp_path / "m").set_id_maps(["ann", "bob"], ["x", "y", "z"]).recommend(
             ["eve", "ann"], n=3, unknown="skip")
-    assert ids.tolist() == [["", "", ""], ["y", "x", ""]] and np.isneginf(sc[1, 2])
+    assert ids.tolist() == [["", "", ""], ["z", "y", ""]] and np.isneginf(sc[1, 2])
     mascot.data.write_text(tmp_path / "te.txt", mascot.data.Ratings(np.array([1], np.int32), np.array([0], np.int32),
                                                                      np.array([2.0], np.float32), 2, 3))
     assert main(["evaluate", str(tmp_path / "m"), "--test", str(tmp_path / "te.txt"), "--n", "1"]) == 0
