@@ -2,12 +2,15 @@
 // UndefinedBehaviorSanitizer (and ThreadSanitizer).  No test framework (no downloads): each
 // TEST is a function, CHECK throws with file:line, main() runs them all and exits non-zero on
 // the first failure.  Covers the readers and writers, bad input, reorder, synthetic data,
-// training of every method on tiny data (several threads: Hogwild), model save/load.
+// training of every method on tiny data (several threads: Hogwild), model save/load, and the
+// publication of outputs (detail::OutputSet: all or none under injected faults, with and without
+// RENAME_EXCHANGE, aliases and foreign files refused, stale temps, the live-directory lock).
 //
 //   mascot_cpp_tests [name-substring]      (runs the tests whose name contains the substring)
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +23,7 @@
 #include "mascot/config.h"
 #include "mascot/context.h"
 #include "mascot/detail/binio.h"
+#include "mascot/detail/fileutil.h"
 #include "mascot/error.h"
 #include "mascot/model.h"
 #include "mascot/param_table.h"
@@ -338,6 +342,110 @@ TEST(param_table_parses_options_and_round_trips_configs) {
   CHECK_THROWS(InvalidArgument, x.for_run(Spelling::kCli), "--deterministic runs one thread (got --threads 4)");
   x.threads = 0;
   CHECK(x.for_run(Spelling::kPython).threads == 1 && x.for_run(Spelling::kPython).device == Device::kCpu);
+}
+
+std::vector<std::string> sorted_dir(const std::string& d) {
+  std::vector<std::string> v = detail::list_dir(d);
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+TEST(outputs_are_published_all_or_none) {
+  ::mkdir(tmp("pub").c_str(), 0777);
+  write_bytes(tmp("pub/a.txt"), "old a");
+  write_bytes(tmp("pub/b.txt"), "old b");
+  Model m;
+  m.n_users = 2;
+  m.n_items = 2;
+  m.k = 1;
+  m.P = {1.0f, 2.0f};
+  m.Q = {3.0f, 4.0f};
+  save_model(tmp("pub/m"), m, "{}");
+  const std::vector<std::string> names = {"a.txt", "b.txt", "m"};
+  for (const char* fault : {"publish:before", "publish:between", "file:exchanged", "dir:exchanged",
+                            "no-exchange,publish:between", "no-exchange,dir:aside"}) {
+    detail::set_publish_fault(fault);
+    try {
+      detail::OutputSet out;
+      const auto a = out.file("a", tmp("pub/a.txt"));
+      const auto b = out.file("b", tmp("pub/b.txt"));
+      const auto d = out.directory("m", tmp("pub/m"), model_dir_spec());
+      out.prepare();
+      out.write(a, std::string("new a"));
+      out.write(b, std::string("new b"));
+      write_model_files(out.staging_path(d), m, "{\"new\": 1}");
+      out.publish();
+      CHECK(false);
+    } catch (const IoError& e) {
+      CHECK(std::string(e.what()).find("injected fault") != std::string::npos);
+    }
+    detail::set_publish_fault("");
+    CHECK(detail::read_file(tmp("pub/a.txt")) == "old a" && detail::read_file(tmp("pub/b.txt")) == "old b");
+    CHECK(detail::read_file(tmp("pub/m/model.json")) == "{}");
+    CHECK(sorted_dir(tmp("pub")) == names);  // no temp left behind
+  }
+  for (const char* mode : {"", "no-exchange"}) {
+    detail::set_publish_fault(mode);
+    detail::OutputSet out;
+    const auto a = out.file("a", tmp("pub/a.txt"));
+    const auto d = out.directory("m", tmp("pub/m"), model_dir_spec());
+    out.prepare();
+    out.write(a, std::string("new a"));
+    write_model_files(out.staging_path(d), m, "{\"new\": 1}");
+    out.publish();
+    detail::set_publish_fault("");
+    CHECK(detail::read_file(tmp("pub/a.txt")) == "new a" && detail::read_file(tmp("pub/m/model.json")) == "{\"new\": 1}");
+    CHECK(sorted_dir(tmp("pub")) == names);
+    write_bytes(tmp("pub/a.txt"), "old a");
+  }
+}
+
+TEST(outputs_refuse_aliases_foreign_files_and_block_nothing_stale) {
+  ::mkdir(tmp("al").c_str(), 0777);
+  write_bytes(tmp("al/in.txt"), "data");
+  {
+    detail::OutputSet out;
+    out.input("--train", tmp("al/in.txt"));
+    out.file("--report", tmp("al/./in.txt"));
+    CHECK_THROWS(IoError, out.prepare(), "is the --train file");
+  }
+  {
+    detail::OutputSet out;
+    out.file("--report", tmp("al/r.json"));
+    out.file("--export-libmf", tmp("al/../al/r.json"));
+    CHECK_THROWS(IoError, out.prepare(), "name the same file");
+  }
+  Model m;
+  m.n_users = m.n_items = m.k = 1;
+  m.P = {1.0f};
+  m.Q = {1.0f};
+  save_model(tmp("al/m"), m, "{}");
+  write_bytes(tmp("al/m/notes.txt"), "mine");
+  CHECK_THROWS(IoError, save_model(tmp("al/m"), m, "{}"), "not part of a model (notes.txt)");
+  CHECK(detail::read_file(tmp("al/m/notes.txt")) == "mine");
+  m.P = {std::nanf("")};
+  CHECK_THROWS(InvalidArgument, save_model(tmp("al/m2"), m, "{}"), "user 0 holds NaN or inf");
+  // a temp of a process that does not run is removed by the next writer of that target
+  const std::string dead = tmp("al/.r.json.tmp.") + std::to_string((1 << 22) + 99) + ".0";
+  write_bytes(dead, "stale");
+  detail::AtomicFile f(tmp("al/r.json"));
+  f.write(std::string("{}"));
+  f.commit();
+  CHECK(!detail::path_exists(dead) && detail::read_file(tmp("al/r.json")) == "{}");
+}
+
+TEST(live_directory_lock_is_shared_within_a_process) {
+  detail::DirSpec spec;
+  spec.marker = "done";
+  {
+    detail::OutputSet a, b;
+    a.live_directory("ck", tmp("live"), spec);
+    a.prepare();  // creates and locks it
+    b.live_directory("ck", tmp("live"), spec);
+    b.prepare();  // the same process: the lock is shared, not refused
+    CHECK(detail::path_exists(tmp("live/") + detail::kLockFile) && detail::lock_holder(tmp("live")).empty());
+  }
+  CHECK(!detail::path_exists(tmp("live")));  // made by a set that never published: removed
 }
 
 }  // namespace
