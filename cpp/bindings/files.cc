@@ -79,7 +79,9 @@ void bind_files(nb::module_& m) {
           "when not empty); replace=False refuses any existing one.")
       .def(
           "model_directory",
-          [](OutputSet& s, const std::string& what, const FsPath& p) { return s.directory(what, p.s, model_dir_spec()); },
+          [](OutputSet& s, const std::string& what, const FsPath& p) {
+            return s.directory(what, p.s, model_dir_spec());
+          },
           "what"_a, "path"_a, "A model directory output (the core's rules: model_dir_spec).")
       .def("prepare", &OutputSet::prepare, "Resolves, checks and stages the outputs declared so far.")
       .def(
@@ -96,6 +98,7 @@ void bind_files(nb::module_& m) {
            "Puts every output in place, all or none (a FIFO target waits for its reader).")
       .def("discard", &OutputSet::discard, "Removes everything staged; releases locks.")
       .def_prop_ro("published", &OutputSet::published)
+      .def_prop_ro("discarded", &OutputSet::discarded)
       .def_prop_ro("notes", [](const OutputSet& s) { return s.notes(); },
                    "What prepare() did that a user may want to know (an interrupted replacement put back).");
 

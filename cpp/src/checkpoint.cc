@@ -349,7 +349,8 @@ bool is_state_name(const std::string& f, size_t p, bool temp) {  // from f[p]: t
   return temp ? is_temp_tail(f, p + 4) : p + 4 == f.size();
 }
 bool is_state_file(const std::string& f) {
-  return is_state_name(f, 0, false) || is_state_name(f, 0, true) || (!f.empty() && f[0] == '.' && is_state_name(f, 1, true));
+  return is_state_name(f, 0, false) || is_state_name(f, 0, true) ||
+         (!f.empty() && f[0] == '.' && is_state_name(f, 1, true));
 }
 bool is_manifest_temp(const std::string& f) {
   const std::string m = kManifest;

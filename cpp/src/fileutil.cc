@@ -110,7 +110,9 @@ int rename2(const std::string& a, const std::string& b, unsigned flags) {
 // The file system (or kernel) has no such rename: use the documented fallback.
 bool unsupported(int e) { return e == EINVAL || e == ENOSYS || e == EOPNOTSUPP || e == ENOTSUP; }
 
-int rename_plain(const std::string& a, const std::string& b) { return std::rename(a.c_str(), b.c_str()) == 0 ? 0 : errno; }
+int rename_plain(const std::string& a, const std::string& b) {
+  return std::rename(a.c_str(), b.c_str()) == 0 ? 0 : errno;
+}
 
 // Renames a to b unless b exists (EEXIST then).
 int rename_noreplace(const std::string& a, const std::string& b) {
@@ -140,7 +142,9 @@ void remove_path(const std::string& p) noexcept {
 constexpr size_t kMaxTempBase = 200;
 std::atomic<unsigned long long> g_counter{0};
 
-std::string temp_base(const std::string& base) { return base.size() > kMaxTempBase ? base.substr(0, kMaxTempBase) : base; }
+std::string temp_base(const std::string& base) {
+  return base.size() > kMaxTempBase ? base.substr(0, kMaxTempBase) : base;
+}
 
 std::string temp_path(const std::string& dir, const std::string& base, const char* tag) {
   return join(dir, "." + temp_base(base) + "." + tag + "." + std::to_string(static_cast<long long>(::getpid())) + "." +
@@ -188,7 +192,8 @@ std::string real_path(const std::string& p, int* err) {
 }
 
 bool is_proc_fd_dir(const std::string& d) {
-  return d == "/proc/self/fd" || d == "/dev/fd" || d == "/proc/" + std::to_string(static_cast<long long>(::getpid())) + "/fd";
+  return d == "/proc/self/fd" || d == "/dev/fd" ||
+         d == "/proc/" + std::to_string(static_cast<long long>(::getpid())) + "/fd";
 }
 
 std::string read_link(const std::string& p) {
@@ -428,7 +433,7 @@ struct OutputSet::Input {
 
 OutputSet::OutputSet() = default;
 OutputSet::~OutputSet() {
-  if (!published_) discard();
+  if (!published_ && !discarded_) discard();
 }
 
 void OutputSet::input(const std::string& what, const std::string& path) {
@@ -684,8 +689,11 @@ void OutputSet::stage(Output& o) {
     o.lock = LockedDir::acquire(o.r.path, o.label());
     std::string probe;  // the owner will create files here: prove it can
     const int fd = create_temp_file(o.r.path, "mascot-probe", &probe);
-    if (fd < 0) o.fail(errno == EACCES || errno == EROFS || errno == EPERM ? "is not writable (" + errstr(errno) + ")"
-                                                                          : "cannot create a file in it: " + errstr(errno));
+    if (fd < 0) {
+      const int e = errno;
+      o.fail(e == EACCES || e == EROFS || e == EPERM ? "is not writable (" + errstr(e) + ")"
+                                                     : "cannot create a file in it: " + errstr(e));
+    }
     ::close(fd);
     ::unlink(probe.c_str());
     o.staged = o.r.path;
@@ -700,7 +708,8 @@ void OutputSet::stage(Output& o) {
 }
 
 void OutputSet::prepare() {
-  if (published_) throw InvalidArgument("these outputs are published already");
+  if (published_ || discarded_)
+    throw InvalidArgument(published_ ? "these outputs are published already" : "these outputs were discarded");
   size_t first_new = outputs_.size();
   for (size_t i = 0; i < outputs_.size(); ++i)
     if (!outputs_[i]->prepared) {
@@ -756,6 +765,7 @@ void OutputSet::write(Handle h, const void* data, size_t n) {
 
 void OutputSet::publish() {
   if (published_) return;
+  if (discarded_) throw InvalidArgument("these outputs were discarded (an earlier failure): nothing to publish");
   prepare();
   try {
     publish_all();
@@ -932,7 +942,7 @@ void OutputSet::drop(Output& o) noexcept {
 void OutputSet::discard() noexcept {
   for (auto& op : outputs_) drop(*op);
   outputs_.clear();
-  published_ = true;  // nothing left to publish
+  discarded_ = true;
 }
 
 std::string lock_holder(const std::string& dir) {

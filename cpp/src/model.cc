@@ -289,7 +289,8 @@ std::string npy_bytes(const float* data, int64_t rows, int64_t cols) {
   out += static_cast<char>(hl & 0xFF);
   out += static_cast<char>(hl >> 8);
   out += header;
-  out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(rows) * static_cast<size_t>(cols) * sizeof(float));
+  const size_t bytes = static_cast<size_t>(rows) * static_cast<size_t>(cols) * sizeof(float);
+  out.append(reinterpret_cast<const char*>(data), bytes);
   return out;
 }
 }  // namespace
@@ -404,7 +405,8 @@ void export_libmf(const std::string& path, const Model& m, const RatingSet& trai
 Model load_model(const std::string& dir) {
   if (!detail::is_directory(dir)) {
     const std::string note = detail::interrupted_replacement_note(dir);
-    throw_io(dir + ": not a model directory (does not exist or is not a directory)" + (note.empty() ? "" : "; " + note));
+    throw_io(dir + ": not a model directory (does not exist or is not a directory)" +
+             (note.empty() ? "" : "; " + note));
   }
   Model m;
   int64_t pr, pc, qr, qc;

@@ -726,6 +726,9 @@ class OutputSet:
     def published(self) -> bool: ...
 
     @property
+    def discarded(self) -> bool: ...
+
+    @property
     def notes(self) -> list[str]:
         """
         What prepare() did that a user may want to know (an interrupted replacement put back).

@@ -85,7 +85,7 @@ class Outputs:
         return self
 
     def __exit__(self, typ, exc, tb) -> bool:
-        if typ is None:
+        if typ is None and not self._set.discarded:
             self.publish()
         else:
             self.discard()

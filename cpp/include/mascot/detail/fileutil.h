@@ -99,11 +99,13 @@ class OutputSet {
   /// Appends to file output h's staged content.
   void write(Handle h, const void* data, size_t n);
   void write(Handle h, const std::string& s) { write(h, s.data(), s.size()); }
-  /// Puts every output in place, all or none (prepares first when needed).
+  /// Puts every output in place, all or none (prepares first when needed); a failure discards
+  /// the set (the targets are as they were, the temps gone).
   void publish();
   /// Removes everything staged and not published; releases locks (never throws).
   void discard() noexcept;
   bool published() const { return published_; }
+  bool discarded() const { return discarded_; }
   /// Things prepare() did that a user may want to know (an interrupted replacement restored).
   const std::vector<std::string>& notes() const { return notes_; }
 
@@ -119,7 +121,7 @@ class OutputSet {
   std::vector<std::unique_ptr<Output>> outputs_;
   std::vector<std::unique_ptr<Input>> inputs_;
   std::vector<std::string> notes_;
-  bool published_ = false;
+  bool published_ = false, discarded_ = false;
 };
 
 /// Writes one file through an OutputSet of its own: the content goes to a temp file beside the
