@@ -101,8 +101,10 @@ void bind_files(nb::module_& m) {
       .def_prop_ro("discarded", &OutputSet::discarded)
       .def_prop_ro("notes", [](const OutputSet& s) { return s.notes(); },
                    "What prepare() did that a user may want to know (an interrupted replacement put back).");
+}
 
-  m.def("_set_publish_fault", &detail::set_publish_fault, "spec"_a,
+void bind_files_testing(nb::module_& t) {
+  t.def("set_publish_fault", &detail::set_publish_fault, "spec"_a,
         "Test hook: fault points of the publication (mascot/detail/fileutil.h, set_publish_fault); '' clears.");
 }
 

@@ -44,7 +44,8 @@ namespace mascot::cpu {
 const char* kernel_isa();  // cpu/kernels_dispatch.cc
 }
 namespace mascot::bind {
-void bind_files(nb::module_& m);  // files.cc
+void bind_files(nb::module_& m);          // files.cc
+void bind_files_testing(nb::module_& t);  // files.cc: its fault hook
 }
 
 namespace {
@@ -499,5 +500,6 @@ NB_MODULE(_core, m) {
   bind_testing(testing);
   bind_testing_competing(testing);
   bind_als_testing(testing);
+  bind_files_testing(testing);
   bind_files(m);  // last: its exception translator is tried first (files.cc)
 }

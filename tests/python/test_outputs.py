@@ -305,8 +305,8 @@ def test_resave_replaces_exactly_the_model(trainer_exe, small, tmp_path, fitted)
 # ================================================================ 4: all or none
 @pytest.fixture
 def fault():
-    yield _core._set_publish_fault
-    _core._set_publish_fault("")
+    yield _core._testing.set_publish_fault
+    _core._testing.set_publish_fault("")
 
 
 def test_failure_between_publication_steps_restores_everything(tmp_path, fitted, fault):
@@ -403,7 +403,7 @@ KILL_SAVE = """
 import sys, numpy as np, mascot
 from mascot import _core
 m = mascot.MF(k=4, epochs=1, groups=2).fit((np.arange(20) % 5, np.arange(20) % 4, np.ones(20)))
-_core._set_publish_fault(sys.argv[2])
+_core._testing.set_publish_fault(sys.argv[2])
 m.save(sys.argv[1])
 """
 
