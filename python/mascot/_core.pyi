@@ -1,7 +1,7 @@
 """MASCOT core (C++): low-precision matrix-factorization training"""
 
-import os
 from collections.abc import Callable, Sequence
+import os
 from typing import Annotated
 
 import numpy
@@ -396,149 +396,6 @@ def cuda_copy_bandwidth(bytes: int = 1073741824, reps: int = 20) -> float:
 def kernel_isa() -> str:
     """Instruction set of the CPU kernels picked for this host."""
 
-def read_ratings(path: str) -> tuple: ...
-def method_names() -> list[str]: ...
-
-def method_traits() -> dict:
-    """
-    The method-traits table (mascot/methods.h): {method: {storage, arithmetic, switching, uses_groups, stochastic_rounding, random_fp16, grad_stats, backends, bytes_per_element}}.
-    """
-
-class TrainConfig:
-    """Training parameters (DESIGN.md §3); validate() names bad fields."""
-
-    def __init__(self) -> None: ...
-
-    @property
-    def k(self) -> int: ...
-
-    @k.setter
-    def k(self, arg: int, /) -> None: ...
-
-    @property
-    def epochs(self) -> int: ...
-
-    @epochs.setter
-    def epochs(self, arg: int, /) -> None: ...
-
-    @property
-    def lr(self) -> float: ...
-
-    @lr.setter
-    def lr(self, arg: float, /) -> None: ...
-
-    @property
-    def decay(self) -> float: ...
-
-    @decay.setter
-    def decay(self, arg: float, /) -> None: ...
-
-    @property
-    def lambda_p(self) -> float: ...
-
-    @lambda_p.setter
-    def lambda_p(self, arg: float, /) -> None: ...
-
-    @property
-    def lambda_q(self) -> float: ...
-
-    @lambda_q.setter
-    def lambda_q(self, arg: float, /) -> None: ...
-
-    @property
-    def init_std(self) -> float: ...
-
-    @init_std.setter
-    def init_std(self, arg: float, /) -> None: ...
-
-    @property
-    def user_groups(self) -> int: ...
-
-    @user_groups.setter
-    def user_groups(self, arg: int, /) -> None: ...
-
-    @property
-    def item_groups(self) -> int: ...
-
-    @item_groups.setter
-    def item_groups(self, arg: int, /) -> None: ...
-
-    @property
-    def period(self) -> int: ...
-
-    @period.setter
-    def period(self, arg: int, /) -> None: ...
-
-    @property
-    def sample_ratio(self) -> float: ...
-
-    @sample_ratio.setter
-    def sample_ratio(self, arg: float, /) -> None: ...
-
-    @property
-    def threshold(self) -> float: ...
-
-    @threshold.setter
-    def threshold(self, arg: float, /) -> None: ...
-
-    @property
-    def warmup(self) -> int: ...
-
-    @warmup.setter
-    def warmup(self, arg: int, /) -> None: ...
-
-    @property
-    def eval_every_epoch(self) -> bool: ...
-
-    @eval_every_epoch.setter
-    def eval_every_epoch(self, arg: bool, /) -> None: ...
-
-    @property
-    def random_fp16(self) -> float:
-        """potential study: FP16 share of rows chosen at random (-1: off)"""
-
-    @random_fp16.setter
-    def random_fp16(self, arg: float, /) -> None: ...
-
-    @property
-    def grad_stats(self) -> bool:
-        """report per-group mean sampled-gradient norms every epoch"""
-
-    @grad_stats.setter
-    def grad_stats(self, arg: bool, /) -> None: ...
-
-    @property
-    def competing(self) -> CompetingParams:
-        """mpt / muppet / afp settings (CompetingParams)"""
-
-    @competing.setter
-    def competing(self, arg: CompetingParams, /) -> None: ...
-
-    @property
-    def method(self) -> str: ...
-
-    @method.setter
-    def method(self, arg: str, /) -> None: ...
-
-    @property
-    def rounding(self) -> str: ...
-
-    @rounding.setter
-    def rounding(self, arg: str, /) -> None: ...
-
-    @property
-    def order(self) -> str: ...
-
-    @order.setter
-    def order(self, arg: str, /) -> None: ...
-
-    def validate(self) -> None: ...
-
-    def lr_at(self, epoch: int) -> float: ...
-
-def train(config: TrainConfig, device: str, threads: int, seed: int, users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, test_users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, name: str = '', on_epoch: Callable[[dict], bool] | None = None) -> tuple:
-    """Trains; returns (P, Q, report_json) with P, Q in original id order."""
-
 def read_ratings(path: str | bytes | os.PathLike[str]) -> tuple: ...
 
 def read_mrat(path: str | bytes | os.PathLike[str]) -> tuple: ...
@@ -562,69 +419,21 @@ def data_root() -> str:
     """$MASCOT_DATA, else ~/.cache/mascot: where prepared datasets live."""
 
 def resolve_dataset(name: str) -> dict:
-def save_model(dir: str | bytes | os.PathLike[str], P: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], Q: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], model_json: str, extra: Sequence[tuple[str, bytes]] = []) -> None:
     """
     A dataset name as mascot_train --dataset reads it: kind (synthetic, prepared), synthetic name and scale, or the prepared train / test paths, and `unavailable` (why a prepared one cannot be read, '' when it can).
     """
 
 def planned_shape(name: str) -> object:
-def export_libmf(path: str | bytes | os.PathLike[str], P: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], Q: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], bias: float, user_rated: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, item_rated: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None) -> None:
     """
     (n_users, n_items, n_train, n_test) of a synthetic dataset before it is generated (the generator's sizes; n_test the expected share of the seeded split), None for other names.
     """
 
 def train(config: TrainConfig, context: Context, users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, test_users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, name: str = '', on_epoch: Callable[[dict], bool] | None = None) -> tuple:
     """Trains; returns (P, Q, report_json) with P, Q in original id order."""
-def load_model(arg: str | bytes | os.PathLike[str], /) -> tuple: ...
 
-def train_checkpointed(config: TrainConfig, context: Context, users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, test_users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, test_items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, test_ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, name: str, on_epoch: Callable[[dict], bool] | None, checkpoint: str, every: int = 1) -> tuple:
+def train_checkpointed(config: TrainConfig, context: Context, users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, test_users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, test_items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, test_ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, name: str, on_epoch: Callable[[dict], bool] | None, checkpoint: str | bytes | os.PathLike[str], every: int = 1) -> tuple:
     """
     train() writing checkpoints into `checkpoint` (deterministic: the context's); returns (P, Q, report_json).
-    Group-based reconstruction (test hook); random_fp16 >= 0: the potential study's random split.
-    """
-
-def split_groups(arg0: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)], arg1: int, /) -> object: ...
-
-def init_factors(n: int, k: int, std: float, seed: int, side: str) -> object:
-    """Initial factors of ids 0..n-1, exactly as training starts."""
-
-def visit_order(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, order: str, epochs: int, threads: int = 1, k: int = 128, half: bool = False, seed: int = 42) -> object: ...
-
-def lookup_groups(start: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ids: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], naive: bool) -> object:
-    """
-    Test hook: mascot::lookup_group of each id (naive: the branching binary search of mascot-naive).
-    """
-
-def mixed_sgd_pass(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], P: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], Q: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], user_start: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], user_fp32: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)], item_start: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], item_fp32: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)], lr: float, lambda_p: float, lambda_q: float, stochastic: bool = False, seed: int = 0, epoch: int = 0) -> tuple:
-    """
-    Test hook: one pass of the CPU per-group (MASCOT) kernel over the ratings in this order; returns
-    (P, Q) as stored (FP32 groups' rows as floats, the others as halves).
-    """
-
-def hogwild_workers(fill: int, max_row_ratings: int, nnz: int) -> int:
-    """
-    Test hook: the CUDA backend's Hogwild worker count (detail/hogwild.h) with the overlap bound
-    of MASCOT_CUDA_OVERLAP or the default of the write mode (MASCOT_CUDA_WRITES).
-    """
-
-def qerror(grads: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], group: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], groups: int) -> object:
-    """Eq. 4 q-error per group of the given gradient samples (-1: none)."""
-
-def switch_epochs(qerror: Annotated[NDArray[numpy.float64], dict(shape=(None, None), order='C', device='cpu', writable=False)], threshold: float) -> object:
-    """Switching rule of g-switching on a sequence of q-error measurements."""
-
-def sr_words(seed: int, epoch: int, u: int, i: int, k: int) -> tuple:
-    """Random words of the stochastic FP16 stores of one update."""
-
-def half_round(x: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], mode: str = 'nearest', seed: int = 0) -> object:
-    """Software FP16 rounding of the core (for tests)."""
-
-def half_round_words(x: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], words: Annotated[NDArray[numpy.uint32], dict(shape=(None,), order='C', device='cpu', writable=False)]) -> object:
-    """Stochastic FP16 rounding with the given random words."""
-
-def train_checkpointed(config: TrainConfig, device: str, threads: int, seed: int, users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, test_users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, test_items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, test_ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, name: str, on_epoch: Callable[[dict], bool] | None, checkpoint: str | bytes | os.PathLike[str], every: int = 1, deterministic: bool = False) -> tuple:
-    """
-    train() writing checkpoints into `checkpoint`; returns (P, Q, report_json).
     """
 
 def resume(dir: str | bytes | os.PathLike[str], users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, test_users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, on_epoch: Callable[[dict], bool] | None = None, every: int = 0) -> tuple:
@@ -642,17 +451,17 @@ def memory_plan(config: TrainConfig, context: Context, n_users: int, n_items: in
     Memory plan of a job with these shapes: (json, text).  Allocates nothing.
     """
 
-def save_model(dir: str, P: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], Q: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], model_json: str, extra: Sequence[tuple[str, bytes]] = []) -> None:
+def save_model(dir: str | bytes | os.PathLike[str], P: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], Q: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], model_json: str, extra: Sequence[tuple[str, bytes]] = []) -> None:
     """
     Writes the model directory atomically; `extra` = [(file name, bytes)] written inside it too.
     """
 
-def export_libmf(path: str, P: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], Q: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], bias: float, user_rated: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, item_rated: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None) -> None:
+def export_libmf(path: str | bytes | os.PathLike[str], P: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], Q: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], bias: float, user_rated: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, item_rated: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None) -> None:
     """
     Writes LIBMF's text model format atomically (rows whose rated flag is 0 are written as F).
     """
 
-def load_model(arg: str, /) -> tuple: ...
+def load_model(arg: str | bytes | os.PathLike[str], /) -> tuple: ...
 
 class AlsRun:
     """One ALS run (cpp/src/als/als_run.h): prepare, run_epoch, factors."""
@@ -681,6 +490,8 @@ def als_kernel_isa() -> str:
 def als_cg_form(k: int, solver: str = 'cg', cg_steps: int = 3, hermitian_half: bool = False, cg_form: str = 'auto') -> str:
     """
     The form the CG solver takes under these options ('hermitian' or 'matrix_free').
+    """
+
 class OutputSet:
     """
     The publication of outputs (mascot/detail/fileutil.h): declare inputs and outputs, prepare() (resolve, check, stage beside the targets), fill the staged temps, publish() them all or none; discard() (or dropping the object) removes what is staged.  mascot._files wraps it.
@@ -705,10 +516,10 @@ class OutputSet:
     def prepare(self) -> None:
         """Resolves, checks and stages the outputs declared so far."""
 
-    def staging_path(self, handle: int) -> str:
+    def staging_path(self, handle: int) -> object:
         """The staged temp file or directory to fill."""
 
-    def target_path(self, handle: int) -> str:
+    def target_path(self, handle: int) -> object:
         """The resolved target (symlinks followed)."""
 
     def write(self, handle: int, data: bytes) -> None:
@@ -733,11 +544,6 @@ class OutputSet:
         """
         What prepare() did that a user may want to know (an interrupted replacement put back).
         """
-
-def _set_publish_fault(spec: str) -> None:
-    """
-    Test hook: fault points of the publication (mascot/detail/fileutil.h, set_publish_fault); '' clears.
-    """
 
 class _testing:
     """Test hooks: internals of the core for the tests and the NumPy reference (not part of the API)."""
@@ -878,3 +684,9 @@ class _testing:
     @staticmethod
     def als_csr(rows: int, cols: int, row_ids: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], col_ids: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], values: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], drop_zeros: bool = False) -> tuple:
         """Test hook: the ALS solver's CSR of triplets."""
+
+    @staticmethod
+    def set_publish_fault(spec: str) -> None:
+        """
+        Test hook: fault points of the publication (mascot/detail/fileutil.h, set_publish_fault); '' clears.
+        """
