@@ -91,7 +91,8 @@ nb::dict param_row(const params::Param& p, const Settings& defaults) {
   static const char* const kTypes[] = {"int", "uint64", "float", "double", "bool", "int_list", "enum"};
   static const char* const kScopes[] = {"config", "competing", "context"};
   static const char* const kChecks[] = {"none", "range", "positive", "non_negative", "unit", "share_or_off", "custom"};
-  static const char* const kSections[] = {"training", "switching", "study", "competing", "run", "internal"};
+  static const char* const kSections[] = {"training", "switching", "study", "competing", "als", "run",
+                                          "internal"};
   nb::dict d;
   d["name"] = p.name;
   d["type"] = kTypes[static_cast<int>(p.type)];

@@ -2,6 +2,8 @@
 // the rules that relate fields); every message names the field and the bad value.
 #include "mascot/config.h"
 
+#include <cstdio>
+
 
 #include "mascot/detail/sgd.h"
 #include "mascot/error.h"
@@ -52,6 +54,12 @@ constexpr EnumName<Order> kOrders[] = {
     {Order::kBlocked, "blocked"},
     {Order::kChunk, "chunk"},
 };
+constexpr EnumName<AlsSolver> kAlsSolvers[] = {{AlsSolver::kCg, "cg"}, {AlsSolver::kCholesky, "cholesky"}};
+constexpr EnumName<AlsRegularization> kAlsRegularizations[] = {
+    {AlsRegularization::kAuto, "auto"}, {AlsRegularization::kWeighted, "weighted"}, {AlsRegularization::kPlain, "plain"}};
+constexpr EnumName<AlsPrecision> kAlsPrecisions[] = {{AlsPrecision::kFp32, "fp32"}, {AlsPrecision::kFp16, "fp16"}};
+constexpr EnumName<AlsCgForm> kAlsCgForms[] = {
+    {AlsCgForm::kAuto, "auto"}, {AlsCgForm::kHermitian, "hermitian"}, {AlsCgForm::kMatrixFree, "matrix_free"}};
 
 template <class E, size_t N>
 E parse_name(const char* what, const EnumName<E> (&names)[N], const std::string& s) {
@@ -84,6 +92,21 @@ Order parse_order(const std::string& s) { return parse_name("order", kOrders, s)
 std::string to_string(Order o) { return name_of(kOrders, o); }
 std::vector<std::string> order_names() { return names_of(kOrders); }
 
+AlsSolver parse_als_solver(const std::string& s) { return parse_name("als_solver", kAlsSolvers, s); }
+std::string to_string(AlsSolver v) { return name_of(kAlsSolvers, v); }
+std::vector<std::string> als_solver_names() { return names_of(kAlsSolvers); }
+AlsRegularization parse_als_regularization(const std::string& s) {
+  return parse_name("als_regularization", kAlsRegularizations, s);
+}
+std::string to_string(AlsRegularization v) { return name_of(kAlsRegularizations, v); }
+std::vector<std::string> als_regularization_names() { return names_of(kAlsRegularizations); }
+AlsPrecision parse_als_precision(const std::string& s) { return parse_name("ALS precision", kAlsPrecisions, s); }
+std::string to_string(AlsPrecision v) { return name_of(kAlsPrecisions, v); }
+std::vector<std::string> als_precision_names() { return names_of(kAlsPrecisions); }
+AlsCgForm parse_als_cg_form(const std::string& s) { return parse_name("cg_form", kAlsCgForms, s); }
+std::string to_string(AlsCgForm v) { return name_of(kAlsCgForms, v); }
+std::vector<std::string> als_cg_form_names() { return names_of(kAlsCgForms); }
+
 void TrainConfig::validate() const {
   using namespace params;
   // one value at a time, by the table's rules (messages name the field)
@@ -108,6 +131,15 @@ void TrainConfig::validate() const {
   need(!(rounding == Rounding::kStochastic && !t.stochastic_rounding),
        "rounding=stochastic applies to FP16 stores of FP32 results (mascot-n1, mascot, mascot-n2, "
        "mascot-naive and the quantising methods); " + to_string(method) + " has none");
+  if (method == Method::kAls) {  // its normal equations need lambda > 0 (A_u must be positive definite)
+    const auto g = [](float v) {
+      char b[32];
+      std::snprintf(b, sizeof b, "%g", static_cast<double>(v));
+      return std::string(b);
+    };
+    need(lambda_p > 0, "lambda_p must be > 0 for method als (got " + g(lambda_p) + ")");
+    need(lambda_q > 0, "lambda_q must be > 0 for method als (got " + g(lambda_q) + ")");
+  }
 }
 
 void CompetingParams::validate() const {

@@ -23,6 +23,8 @@ const MethodTraits kMethodTraits[] = {
   {Method::kMpt,         "mpt",          S::kFp32Master, A::kFp16Products, W::kNone,        0, 1, 0, 0, 1, 1, 4},
   {Method::kMuppet,      "muppet",       S::kFp32Master, A::kFixedPoint,   W::kMethodOwned, 0, 1, 0, 0, 1, 1, 4},
   {Method::kAfp,         "afp",          S::kFp32Master, A::kFixedPoint,   W::kMethodOwned, 0, 1, 0, 0, 1, 1, 4},
+  // ALS: FP32 factors unless als_factors=fp16 (the driver's storage then), solved per row (cpp/src/als/)
+  {Method::kAls,         "als",          S::kFp32,       A::kFp32,         W::kNone,        0, 0, 0, 0, 1, 1, 4},
 };
 // clang-format on
 

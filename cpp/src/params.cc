@@ -47,6 +47,10 @@ MASCOT_ENUM_OPS(Method, parse_method, method_names)
 MASCOT_ENUM_OPS(Rounding, parse_rounding, rounding_names)
 MASCOT_ENUM_OPS(Order, parse_order, order_names)
 MASCOT_ENUM_OPS(Device, parse_device, device_names)
+MASCOT_ENUM_OPS(AlsSolver, parse_als_solver, als_solver_names)
+MASCOT_ENUM_OPS(AlsRegularization, parse_als_regularization, als_regularization_names)
+MASCOT_ENUM_OPS(AlsPrecision, parse_als_precision, als_precision_names)
+MASCOT_ENUM_OPS(AlsCgForm, parse_als_cg_form, als_cg_form_names)
 #undef MASCOT_ENUM_OPS
 
 template <class T>
@@ -347,7 +351,8 @@ void check_option_method(const Option& o, Method method) {
 }
 
 std::string help(const Settings& defaults) {
-  static const char* const kTitles[] = {"model and training", "g-switching", "studies", "competing methods", "run"};
+  static const char* const kTitles[] = {"model and training", "g-switching", "studies", "competing methods", "ALS",
+                                        "run"};
   constexpr size_t kColumn = 28, kWidth = 110;
   std::string out;
   for (int section = kTraining; section < kInternal; ++section) {
@@ -367,7 +372,10 @@ std::string help(const Settings& defaults) {
       std::string text = o->help;
       if (p.type == Type::kEnum && o->kind == Option::kRow) text = join(p.enum_names(), " | ", " | ") + ": " + text;
       std::vector<std::string> notes;
-      if (p.methods != common && p.methods != kAll) notes.push_back(join(methods_of(p.methods), ", ", ", "));
+      if (p.methods != common && p.methods != kAll) {  // the shorter of "a, b" and "not c"
+        const std::vector<std::string> in = methods_of(p.methods), out = methods_of(~p.methods);
+        notes.push_back(in.size() <= out.size() ? join(in, ", ", ", ") : "not " + join(out, ", ", ", "));
+      }
       if (o->takes_value()) {
         std::string d = to_text(p, defaults);
         if (o->kind == Option::kEach) d += "," + to_text(*o->second, defaults);
@@ -399,12 +407,21 @@ void write_config_json(detail::JsonWriter& w, const TrainConfig& c) {
 #define MASCOT_JSON(type, name, def, check, methods, section, ...) \
   if (section != kInternal) json_field(w, #name, c.name, check);
   MASCOT_TRAIN_PARAMS(MASCOT_JSON)
+  const CompetingParams& p = c.competing;
   if (method_traits(c.method).competing()) {  // the method-traits table: mpt, muppet, afp
-    const CompetingParams& p = c.competing;
     w.key("competing").begin_object();
-#define MASCOT_JSON_COMPETING(type, name, def, check, ...) json_field(w, #name, p.name, check);
+#define MASCOT_JSON_COMPETING(type, name, def, check, methods, ...) \
+  if ((methods) != only(Method::kAls)) json_field(w, #name, p.name, check);
     MASCOT_COMPETING_PARAMS(MASCOT_JSON_COMPETING)
 #undef MASCOT_JSON_COMPETING
+    w.end_object();
+  }
+  if (c.method == Method::kAls) {  // ALS's own settings
+    w.key("als").begin_object();
+#define MASCOT_JSON_ALS(type, name, def, check, methods, ...) \
+  if (has_method(methods, Method::kAls)) json_field(w, #name, p.name, check);
+    MASCOT_COMPETING_PARAMS(MASCOT_JSON_ALS)
+#undef MASCOT_JSON_ALS
     w.end_object();
   }
 #undef MASCOT_JSON

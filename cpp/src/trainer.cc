@@ -125,6 +125,7 @@ class Driver {
           std::fill(t->precision.begin(), t->precision.end(), Precision::kFp32);
       storage_ = Storage::kPerGroup;
     }
+    if (cfg_.method == Method::kAls && cfg_.competing.als_factors == AlsPrecision::kFp16) storage_ = Storage::kFp16;
     initial_user_ = ro_.user_groups.precision;
     initial_item_ = ro_.item_groups.precision;
     usw_ = Switcher(ro_.user_groups.size(), cfg_.threshold);
@@ -164,7 +165,9 @@ class Driver {
   /// The backend, prepared with the initial tables; on resume the driver's state, the run's
   /// switches replayed through widen_groups, then the backend's state.
   void prepare(bool has_test) {
-    backend_ = device_ == Device::kCuda ? make_cuda_backend() : make_cpu_backend();
+    backend_ = cfg_.method == Method::kAls  ? make_als_backend(device_)
+               : device_ == Device::kCuda ? make_cuda_backend()
+                                          : make_cpu_backend();
     FitInput in{&ctx_, &cfg_, &tr_, has_test ? &te_ : nullptr, &ro_.user_old, &ro_.item_old,
                 &ro_.user_groups, &ro_.item_groups, storage_};
     // a resumed run's driver state is read first: a wrong checkpoint fails before the (possibly
@@ -193,7 +196,7 @@ class Driver {
   EpochPlan plan(int e) const {
     EpochPlan p;
     p.epoch = e;
-    p.lr = cfg_.lr_at(e);
+    p.lr = cfg_.method == Method::kAls ? 0.0f : cfg_.lr_at(e);  // ALS has no learning rate
     p.round_seed = hash3(ctx_.seed, kStreamRound, static_cast<uint64_t>(e));
     const bool per_group = storage_ == Storage::kPerGroup;
     p.sample = per_group && (measured(e) || cfg_.grad_stats);
@@ -282,7 +285,8 @@ class Driver {
   TrainResult finish(const RatingSet& train) {
     RunReport& r = rep();
     r.updates_per_second = r.total_train_seconds > 0 ? static_cast<double>(updates_) / r.total_train_seconds : 0.0;
-    const auto advice = "; lower lr or init_std (--lr, --init-std)";
+    const auto advice = cfg_.method == Method::kAls ? "; raise lambda_p / lambda_q (--lambda-p, --lambda-q)"
+                                                    : "; lower lr or init_std (--lr, --init-std)";
     if (diverged_ >= 0)
       throw Diverged("training diverged: the test RMSE is not finite after epoch " + std::to_string(diverged_) +
                      advice);
@@ -342,9 +346,9 @@ class Driver {
     BinReader r(blob, in.where("driver_state"));
     if (r.str() != "driver") r.fail("not a driver state");
     const std::string backend = r.str();
-    const char* here = device_ == Device::kCuda ? "cuda" : "cpu";
-    if (backend != here) r.fail("saved by the " + (backend == "cuda" || backend == "cpu" ? backend : "?") +
-                                " backend, this run trains on " + here);
+    const std::string here = backend_->name();
+    const bool known = backend == "cuda" || backend == "cpu" || backend == "als-cuda" || backend == "als-cpu";
+    if (backend != here) r.fail("saved by the " + (known ? backend : "?") + " backend, this run trains on " + here);
     DriverState s;
     s.epochs = r.pod<int32_t>();
     s.updates = r.pod<int64_t>();

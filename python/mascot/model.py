@@ -635,6 +635,9 @@ def _competing_params(method: str, params: dict) -> _core.CompetingParams:
             limit = float(np.finfo(np.float32).max) if t == "float" else float("inf")  # a C++ float
             if not (np.isfinite(value) and abs(value) <= limit):
                 raise ValueError(f"{key} must be a finite number (got {value})")
+        elif t == "enum":  # ALS's choices (als_solver, ...), by name
+            if not isinstance(value, str) or value not in row["choices"]:
+                raise ValueError(f"{key} must be one of {', '.join(row['choices'])} (got {_short_repr(value)})")
         else:  # int_list (muppet_word_lengths)
             if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__") or np.ndim(value) != 1:
                 raise ValueError(f"{key} must be a list of integers (got {_short_repr(value)})")

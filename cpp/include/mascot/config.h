@@ -22,6 +22,7 @@ enum class Method {
   kMpt,          ///< mixed-precision training (Micikevicius et al. 2018)
   kMuppet,       ///< MuPPET (Rajagopal et al. 2020)
   kAfp,          ///< adaptive fixed point (Zhang et al. 2020)
+  kAls,          ///< alternating least squares (cuMF_ALS; its settings: the als_* rows of params.h)
 };
 Method parse_method(const std::string& s);  ///< throws InvalidArgument listing the valid names
 std::string to_string(Method m);
@@ -31,6 +32,19 @@ enum class Rounding { kNearest, kStochastic };
 Rounding parse_rounding(const std::string& s);  ///< throws InvalidArgument listing the valid names
 std::string to_string(Rounding r);
 std::vector<std::string> rounding_names();
+
+AlsSolver parse_als_solver(const std::string& s);
+std::string to_string(AlsSolver v);
+std::vector<std::string> als_solver_names();
+AlsRegularization parse_als_regularization(const std::string& s);
+std::string to_string(AlsRegularization v);
+std::vector<std::string> als_regularization_names();
+AlsPrecision parse_als_precision(const std::string& s);
+std::string to_string(AlsPrecision v);
+std::vector<std::string> als_precision_names();
+AlsCgForm parse_als_cg_form(const std::string& s);
+std::string to_string(AlsCgForm v);
+std::vector<std::string> als_cg_form_names();
 
 /// Visiting order of the training ratings within an epoch (DESIGN.md §3, §7).
 enum class Order {

@@ -68,11 +68,13 @@ constexpr MethodSet only(M... m) {
   return ((MethodSet(1) << static_cast<int>(m)) | ...);
 }
 constexpr MethodSet kSwitchingMethods = only(Method::kMascot, Method::kMascotN2, Method::kMascotNaive);
+/// The SGD methods: every method but als (the learning rate, rounding, order and groups are theirs).
+constexpr MethodSet kSgdMethods = kAll & ~only(Method::kAls);
 constexpr bool has_method(MethodSet s, Method m) { return (s >> static_cast<int>(m)) & 1u; }
 /// "mpt", "mascot, mascot-naive and mascot-n1" (the methods of `s`, in Method order).
 std::string method_list(MethodSet s);
 
-enum Section { kTraining, kSwitching, kStudy, kCompeting, kRun, kInternal };
+enum Section { kTraining, kSwitching, kStudy, kCompeting, kAls, kRun, kInternal };
 enum class Scope { kConfig, kCompeting, kContext };  ///< which struct holds the field
 enum class Type { kInt, kUint64, kFloat, kDouble, kBool, kIntList, kEnum };
 

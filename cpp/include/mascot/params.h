@@ -45,21 +45,22 @@
     "precision method (README: Methods)")                                                                              \
   X(int, k, 128, Check::range(1, 4096), kAll, kTraining, "--k", "N", "latent dimension")                               \
   X(int, epochs, 50, Check::at_least(1), kAll, kTraining, "--epochs", "N", "passes over the training set")             \
-  X(float, lr, 0.01f, Check::positive(), kAll, kTraining, "--lr", "X", "initial learning rate eta0")                   \
-  X(float, decay, 0.1f, Check::non_negative(), kAll, kTraining, "--decay", "X",                                        \
+  X(float, lr, 0.01f, Check::positive(), kSgdMethods, kTraining, "--lr", "X", "initial learning rate eta0")            \
+  X(float, decay, 0.1f, Check::non_negative(), kSgdMethods, kTraining, "--decay", "X",                                 \
     "schedule eta_e = eta0 / (1 + decay * e^1.5), e 0-based")                                                          \
   X(float, lambda_p, 0.01f, Check::non_negative(), kAll, kTraining, "--lambda-p", "X",                                 \
     "L2 regularisation of user vectors")                                                                               \
   X(float, lambda_q, 0.015f, Check::non_negative(), kAll, kTraining, "--lambda-q", "X",                                \
     "L2 regularisation of item vectors")                                                                               \
   X(float, init_std, 0.01f, Check::positive(), kAll, kTraining, "--init-std", "X", "P, Q ~ N(0, init_std^2)")          \
-  X(Rounding, rounding, Rounding::kNearest, Check::none(), kAll, kTraining, "--rounding", "NAME",                      \
+  X(Rounding, rounding, Rounding::kNearest, Check::none(), kSgdMethods, kTraining, "--rounding", "NAME",               \
     "how FP16 stores of FP32 results round")                                                                           \
-  X(Order, order, Order::kShuffle, Check::none(), kAll, kTraining, "--order", "NAME",                                  \
+  X(Order, order, Order::kShuffle, Check::none(), kSgdMethods, kTraining, "--order", "NAME",                           \
     "visiting order of the training ratings")                                                                          \
-  X(int, user_groups, 100, Check::at_least(1), kAll, kTraining, "--user-groups", "G",                                  \
+  X(int, user_groups, 100, Check::at_least(1), kSgdMethods, kTraining, "--user-groups", "G",                           \
     "user groups by rating count (ties are never split: fewer may be realised)")                                       \
-  X(int, item_groups, 100, Check::at_least(1), kAll, kTraining, "--item-groups", "G", "item groups by rating count")   \
+  X(int, item_groups, 100, Check::at_least(1), kSgdMethods, kTraining, "--item-groups", "G",                           \
+    "item groups by rating count")                                                                                     \
   X(int, period, 2, Check::at_least(1), kSwitchingMethods, kSwitching, "--period", "N",                                \
     "measure the q-error every N epochs after warm-up")                                                                \
   X(double, sample_ratio, 0.05, Check::unit(), kSwitchingMethods, kSwitching, "--sample-ratio", "X",                   \
@@ -80,7 +81,11 @@
 // ---------------------------------------------------------------- CompetingParams (competing_params.h)
 // The settings of the competing methods: MPT (loss scaling), MuPPET (fixed-point schedule and its
 // gradient-diversity rule), AFP (adaptive fixed point); the sources of the defaults are given in
-// competing_params.h.
+// competing_params.h.  Then ALS's (method als, docs/als.md; the model: mascot/detail/als.h): its
+// k, epochs (= iterations), lambda_p / lambda_q, init_std and the Context rows are the shared
+// rows; lr, decay, rounding, order and the groups do not apply to it (ignored: their methods
+// column says so; rounding=stochastic is refused by the method traits), the switching rows are
+// the switching methods' (ignored as for every method without switching).
 #define MASCOT_COMPETING_PARAMS(X)                                                                                     \
   X(float, loss_scale, 1000.0f, Check::positive(), only(Method::kMpt), kCompeting, "", "",                             \
     "loss scale S (the initial S when dynamic): e * S in the FP16 backward pass, gradients / S in FP32")               \
@@ -116,7 +121,22 @@
   X(double, afp_gamma, 2.0, Check::non_negative(), only(Method::kAfp), kCompeting, "", "",                             \
     "update interval: gamma (in iterations)")                                                                          \
   X(double, afp_delta, 100.0, Check::positive(), only(Method::kAfp), kCompeting, "", "",                               \
-    "update interval: delta (weight of the squared quantization error)")
+    "update interval: delta (weight of the squared quantization error)")                                               \
+  X(bool, implicit, false, Check::none(), only(Method::kAls), kAls, "--implicit", "",                                  \
+    "implicit feedback: a rating r is a strength >= 0, confidence c = 1 + alpha r, preference 1 (0 if unrated)")       \
+  X(float, alpha, 1.0f, Check::positive(), only(Method::kAls), kAls, "--alpha", "X",                                   \
+    "implicit confidence c = 1 + alpha r")                                                                             \
+  X(AlsSolver, als_solver, AlsSolver::kCg, Check::none(), only(Method::kAls), kAls, "--als-solver", "NAME",            \
+    "each row's normal equations: cg_steps conjugate-gradient steps from its last value, or exact")                    \
+  X(int, cg_steps, 3, Check::range(1, 1024), only(Method::kAls), kAls, "--cg-steps", "N", "CG steps per row solve")    \
+  X(AlsRegularization, als_regularization, AlsRegularization::kAuto, Check::none(), only(Method::kAls), kAls,          \
+    "--als-regularization", "NAME", "reg_u = lambda n_u (weighted) or lambda (plain); auto: weighted iff explicit")    \
+  X(AlsPrecision, als_factors, AlsPrecision::kFp32, Check::none(), only(Method::kAls), kAls, "--als-factors", "NAME",  \
+    "storage of P and Q (fp16: rounded to nearest, computed in fp32)")                                                 \
+  X(AlsPrecision, als_hermitian, AlsPrecision::kFp32, Check::none(), only(Method::kAls), kAls, "--als-hermitian",      \
+    "NAME", "storage of CG's matrices A_u (fp16: the cuMF_ALS paper's Solution 4)")                                    \
+  X(AlsCgForm, cg_form, AlsCgForm::kAuto, Check::none(), only(Method::kAls), kAls, "--cg-form", "NAME",                \
+    "CG's products A p: with A_u built, or matrix-free (CPU; auto: whichever costs less)")
 
 // ---------------------------------------------------------------- Context (context.h)
 #define MASCOT_CONTEXT_PARAMS(X)                                                                                       \

@@ -47,9 +47,13 @@ class CpuStore final : public Store {
   Factors P_, Q_;
 };
 
-std::vector<float> initial(int64_t rows, int k, float std, uint64_t seed, uint64_t stream) {
+// Row r is entity old[r] (the driver's relabelling; none: r itself), so the initial factors are
+// those of the ids the caller knows.
+std::vector<float> initial(int64_t rows, int k, float std, uint64_t seed, uint64_t stream,
+                           const std::vector<int32_t>* old) {
   std::vector<float> v(static_cast<size_t>(rows) * k);
-  for (int64_t r = 0; r < rows; ++r) detail::init_row(&v[static_cast<size_t>(r) * k], k, std, seed, stream, r);
+  for (int64_t r = 0; r < rows; ++r)
+    detail::init_row(&v[static_cast<size_t>(r) * k], k, std, seed, stream, old ? (*old)[static_cast<size_t>(r)] : r);
   return v;
 }
 
@@ -80,15 +84,42 @@ void check_ratings(const RunConfig& cfg, const RatingSet& train, const std::stri
                             std::to_string(train.users[t]) + ", item " + std::to_string(train.items[t]) + ")");
 }
 
+RunConfig run_config(const TrainConfig& c) {
+  const CompetingParams& a = c.competing;
+  RunConfig r;
+  r.k = c.k;
+  r.lambda_p = c.lambda_p;
+  r.lambda_q = c.lambda_q;
+  r.implicit = a.implicit;
+  r.alpha = a.alpha;
+  r.weighted = a.als_regularization == AlsRegularization::kWeighted ||
+               (a.als_regularization == AlsRegularization::kAuto && !a.implicit);
+  r.solver = a.als_solver == AlsSolver::kCholesky ? Solver::kCholesky : Solver::kCg;
+  r.cg_steps = a.cg_steps;
+  r.hermitian_half = a.als_hermitian == AlsPrecision::kFp16;
+  r.factors_half = a.als_factors == AlsPrecision::kFp16;
+  r.cg_form = a.cg_form == AlsCgForm::kHermitian    ? Options::CgForm::kHermitian
+              : a.cg_form == AlsCgForm::kMatrixFree ? Options::CgForm::kMatrixFree
+                                                    : Options::CgForm::kAuto;
+  r.init_std = c.init_std;
+  return r;
+}
+
 void AlsRun::prepare(const RunConfig& cfg, const Context& ctx, const RatingSet& train, const RatingSet* test) {
   ctx.validate();
+  Device dev = ctx.resolved_device();
+  if (dev == Device::kCuda && ctx.device == Device::kAuto && cfg.k > 256) dev = Device::kCpu;  // the kernels' limit
+  prepare_on(cfg, ctx, dev, train, test, nullptr, nullptr);
+}
+
+void AlsRun::prepare_on(const RunConfig& cfg, const Context& ctx, Device dev, const RatingSet& train,
+                        const RatingSet* test, const std::vector<int32_t>* user_old,
+                        const std::vector<int32_t>* item_old) {
   validate(cfg);
   check_ratings(cfg, train, "training set");
   MASCOT_CHECK_ARG(train.nnz() > 0, "training set has no ratings");
   if (test) test->validate("test set");
   cfg_ = cfg;
-  Device dev = ctx.resolved_device();
-  if (dev == Device::kCuda && ctx.device == Device::kAuto && cfg.k > 256) dev = Device::kCpu;  // the kernels' limit
   if (dev == Device::kCuda) {
     store_ = make_cuda_store();
     device_ = "cuda";
@@ -107,8 +138,9 @@ void AlsRun::prepare(const RunConfig& cfg, const Context& ctx, const RatingSet& 
   SideCsr I = build_csr(train.n_items, train.n_users, train.items.data(), train.users.data(), train.ratings.data(),
                         train.nnz(), drop);
   MASCOT_CHECK_ARG(U.indptr.back() > 0, "training set has no ratings other than zero (implicit: a zero is no interaction)");
-  store_->load(cfg, std::move(U), std::move(I), initial(n_users_, cfg.k, cfg.init_std, ctx.seed, detail::kStreamInitP),
-               initial(n_items_, cfg.k, cfg.init_std, ctx.seed, detail::kStreamInitQ));
+  store_->load(cfg, std::move(U), std::move(I),
+               initial(n_users_, cfg.k, cfg.init_std, ctx.seed, detail::kStreamInitP, user_old),
+               initial(n_items_, cfg.k, cfg.init_std, ctx.seed, detail::kStreamInitQ, item_old));
   test_u_.clear();
   test_i_.clear();
   test_r_.clear();

@@ -1,6 +1,5 @@
-// The ALS solver as a per-epoch plug-in (issue 21), in the shape of the core driver's backend
-// interface (issue 26, detail/backend.h on the driver's branch: prepare, run_epoch, test_sse,
-// factors): "one epoch" is one ALS iteration, every user row solved with Q fixed (lambda_p),
+// One ALS run (issue 21), the solver behind the driver's ALS backend (detail/backend.h: prepare,
+// run_epoch, test_sse, factors): "one epoch" is one ALS iteration, every user row solved with Q fixed (lambda_p),
 // then every item row with P fixed (lambda_q).
 //
 // Data flow: prepare() checks the ratings (implicit strengths must be >= 0; zeros are no
@@ -10,14 +9,17 @@
 // then on; run_epoch() is Store::iterate; test_sse() evaluates the kept test pairs on float32
 // copies of the factors.  The caller owns the RatingSets during prepare() only.
 //
-// Until the driver lands on main, mascot.ALS (python/mascot/als.py) calls these in order; then
-// an adapter makes AlsRun a detail::Backend (the driver owns the loop, the records, callbacks
-// and checkpoints) and the Python loop goes (docs/als.md, "Plug-in").
+// AlsBackend (als_backend.cc) makes an AlsRun a plug-in of the core's training driver
+// (detail/backend.h): the driver owns the epoch loop, the records, callbacks, evaluation
+// schedule and checkpoints, for mascot_train --method als, mascot.MF(method="als") and
+// mascot.ALS alike.  prepare() alone (iterations = 0 in mascot.ALS) and the test hooks use an
+// AlsRun directly.
 #pragma once
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "mascot/config.h"
 #include "mascot/context.h"
 #include "mascot/detail/als_engine.h"
 #include "mascot/ratings.h"
@@ -26,6 +28,8 @@ namespace mascot::als {
 
 /// InvalidArgument naming the first bad field.
 void validate(const RunConfig& cfg);
+/// The ALS settings of a training configuration (method als: the als rows of mascot/params.h).
+RunConfig run_config(const TrainConfig& cfg);
 /// Checks the training data for ALS (one-line InvalidArgument naming the entry).
 void check_ratings(const RunConfig& cfg, const RatingSet& train, const std::string& what);
 
@@ -33,6 +37,10 @@ class AlsRun {
  public:
   /// `ctx.device` kAuto: cuda when a usable device is visible and the kernels take k, else cpu.
   void prepare(const RunConfig& cfg, const Context& ctx, const RatingSet& train, const RatingSet* test);
+  /// On device `dev` (no fallback), ctx's threads and seed; row r of P (Q) is user (item)
+  /// user_old[r] (item_old[r]) for the initial factors (nullptr: r).  The driver's path.
+  void prepare_on(const RunConfig& cfg, const Context& ctx, Device dev, const RatingSet& train, const RatingSet* test,
+                  const std::vector<int32_t>* user_old, const std::vector<int32_t>* item_old);
   /// The device the run is on ("cpu (2 threads, avx512)" / "cuda").
   const std::string& describe() const { return device_; }
   /// One iteration; returns the ratings touched (2 nnz).

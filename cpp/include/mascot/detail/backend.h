@@ -3,7 +3,7 @@
 // One driver (trainer.cc, detail::train_run) owns a training run; a backend is a plug-in that
 // does, one epoch at a time, what only it can do.  The epoch loop exists once, in the driver.
 //
-//   driver (trainer.cc)                                  backend (cpu/, cuda/; later als/, dask)
+//   driver (trainer.cc)                                  backend (cpu/, cuda/, als/; later dask)
 //   ------------------------------------------------     ------------------------------------------
 //   validate; relabel (reorder.h); group tables with
 //   their initial precisions; the effective storage  ->  prepare(FitInput): copy / upload / pack the
@@ -56,14 +56,15 @@
 //    they come; a backend never prints.
 //
 // How other backends plug in:
-//  - ALS (a second solver): prepare builds the per-user and per-item rating lists (CSR, relabelled
-//    ids) and initialises P and Q; run_epoch solves every user row with Q fixed (lambda_p), then
-//    every item row with P fixed (lambda_q); plan.lr is unused and plan.sample is never set (its
-//    traits say Switching::kNone, storage FP32), so the GradSums stay empty and widen_groups is
+//  - ALS (a second solver, cpp/src/als/als_backend.cc): prepare builds the per-user and per-item
+//    rating lists (CSR, relabelled ids) and initialises P and Q by init_row of the original ids;
+//    run_epoch solves every user row with Q fixed (lambda_p), then every item row with P fixed
+//    (lambda_q); plan.lr is unused and plan.sample is never set (its traits say Switching::kNone,
+//    storage FP32, or FP16 with als_factors=fp16), so the GradSums stay empty and widen_groups is
 //    never called; updates = ratings touched (2 x nnz); test_sse and factors as here;
-//    export_state writes "als_state" (epoch count) and P32 / Q32.  It joins as a row of the
-//    method-traits table (methods.h: storage kFp32, switching kNone, its backends) and a factory
-//    (make_als_backend) that Driver::prepare picks for that method instead of make_cpu_backend.
+//    export_state writes "als_state" (epoch count, shapes) and P32 / Q32.  It is a row of the
+//    method-traits table (methods.h) and a factory (make_als_backend) that Driver::prepare picks
+//    for that method instead of make_cpu_backend / make_cuda_backend.
 //  - Distributed (Dask): prepare partitions the relabelled ratings into p x p blocks and scatters
 //    them (and the initial factor rows, by init_row) to p workers; run_epoch runs the p DSGD
 //    sub-epochs (worker w updates block (w, (w + s) mod p) in sub-epoch s, all rows disjoint), with
@@ -197,6 +198,8 @@ TrainResult train_run(const Context& ctx, const TrainConfig& cfg, const RatingSe
 
 std::unique_ptr<Backend> make_cpu_backend();
 std::unique_ptr<Backend> make_cuda_backend();  ///< throws CudaError in CPU-only builds
+/// Method als on `device` (cpp/src/als/als_backend.cc; cuda: throws CudaError in CPU-only builds at prepare).
+std::unique_ptr<Backend> make_als_backend(Device device);
 /// True when this build can train on the current CUDA device: the backend exists and the device
 /// is visible with compute capability >= 8.0 (what `auto` requires to pick it).
 bool cuda_training_available() noexcept;

@@ -1,4 +1,4 @@
-// Parameters of the competing methods (mpt, muppet, afp), embedded in TrainConfig, and the
+// Parameters of the competing methods (mpt, muppet, afp) and of ALS, embedded in TrainConfig, and the
 // three methods' decision rules as small pure state machines (host and device: the CPU
 // backend, a CUDA backend and the Python test hooks all run these same few lines).
 //
@@ -37,6 +37,12 @@
 #include "mascot/params.h"
 
 namespace mascot {
+
+// The ALS method's choices (its rows of MASCOT_COMPETING_PARAMS; names: config.h / config.cc).
+enum class AlsSolver { kCg, kCholesky };                  ///< approximate CG (cg_steps) or exact Cholesky
+enum class AlsRegularization { kAuto, kWeighted, kPlain };  ///< lambda n_u / lambda; auto: weighted iff explicit
+enum class AlsPrecision { kFp32, kFp16 };                 ///< storage of the factors, or of CG's A_u
+enum class AlsCgForm { kAuto, kHermitian, kMatrixFree };  ///< how CG forms A p (mascot/detail/als.h)
 
 /// The settings of the competing methods: fields, defaults and per-value rules are
 /// MASCOT_COMPETING_PARAMS (mascot/params.h; what each means: its help column, and the papers
