@@ -2,11 +2,11 @@
 implicit feedback, with the conventions of the `implicit` package and scikit-learn.
 
 Data flow: ``fit(user_items)`` (a scipy.sparse CSR matrix users x items, or the triplet forms
-``MF.fit`` takes) -> dense int32 / float32 triplets -> ``_core.AlsRun`` (cpp/src/als/: the CSR
-views, the initial factors and the solves, on the CPU or the CUDA device) -> one iteration per
-``run_epoch`` -> ``user_factors`` / ``item_factors`` (float32, the dense ids of the input) ->
-``recommend`` / ``similar_items`` (batched top-N, mascot._inference.top_n) and ``save`` / ``load``
-(the model directory of MF: P.npy, Q.npy, model.json).
+``MF.fit`` takes) -> dense int32 / float32 triplets -> ``_core.train`` with method "als" (the
+core's driver; its ALS backend builds the CSR views, the initial factors and runs the solves, on
+the CPU or the CUDA device) -> one iteration per epoch -> ``user_factors`` / ``item_factors``
+(float32, the dense ids of the input) -> ``recommend`` / ``similar_items`` (batched top-N,
+mascot._inference.top_n) and ``save`` / ``load`` (the model directory of MF: P.npy, Q.npy, model.json).
 
 The model (mascot/detail/als.h, tests/python/reference_als.py): explicit ratings minimise
 sum (r - p.q)^2 + lambda-terms; implicit feedback is Hu, Koren and Volinsky's: every
@@ -16,8 +16,10 @@ so for 0/1 data its alpha equals 1 + ours; benchmarks/implicit_compare.py passes
 Regularisation: "weighted" lambda n_u (Zhou et al., the paper's) or "plain" lambda; "auto" is
 weighted for explicit and plain for implicit data, as each literature does.
 
-Until the core's training driver (issue 26) takes ALS as a plug-in, ``fit`` runs the
-iterations itself from here (cpp/src/als/als_run.h says how it moves into the driver).
+Training runs in the core's epoch driver (cpp/src/trainer.cc) with the ALS backend as its plug-in
+(cpp/src/als/als_backend.cc): ``fit`` builds a TrainConfig with method "als" (its settings are
+the als rows of the core's parameter table) and calls ``_core.train``, as ``MF.fit`` does; the
+per-iteration records come from the driver's epoch callback.
 """
 from __future__ import annotations
 
@@ -26,7 +28,6 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -120,7 +121,7 @@ class ALS:
       hermitian_dtype  "float16" stores the CG solver's matrices A_u in FP16 (the paper's
                        Solution 4); "float32" (default)
       regularization_mode  "auto", "weighted" (lambda n_u) or "plain" (lambda)
-      init_std         initial factors N(0, init_std^2)
+      init_std         initial factors N(0, init_std^2) (> 0)
       random_state     seed of the initial factors
       cg_form          "auto", "hermitian" or "matrix_free" (the CPU's two forms of CG's
                        products; the CUDA device always builds A_u)
@@ -145,7 +146,7 @@ class ALS:
         self.device = _check_choice(device, "device", ("auto", "cpu", "cuda"))
         self.hermitian_dtype = _check_choice(hermitian_dtype, "hermitian_dtype", _DTYPES)
         self.regularization_mode = _check_choice(regularization_mode, "regularization_mode", _REG_MODES)
-        self.init_std = _check_float(init_std, "init_std", positive=False)
+        self.init_std = _check_float(init_std, "init_std")
         self.random_state = _check_int(random_state, "random_state", 0, 2 ** 63 - 1)
         self.cg_form = _check_choice(cg_form, "cg_form", _CG_FORMS)
         if not isinstance(verbose, (bool, np.bool_)):
@@ -169,54 +170,87 @@ class ALS:
         return self.regularization_mode == "weighted" or (self.regularization_mode == "auto" and not self.implicit)
 
     # ------------------------------------------------------------------ training
+    def _core_config(self) -> tuple[_core.TrainConfig, _core.Context]:
+        """The core's training configuration of these parameters (method als: k, epochs =
+        iterations, lambda_p = lambda_q = regularization, init_std, and the als_* settings of
+        the parameter table) and its context (device, threads, seed = random_state)."""
+        c = _core.TrainConfig()
+        c.method, c.k, c.epochs = "als", self.factors, max(self.iterations, 1)
+        c.lambda_p = c.lambda_q = self.regularization
+        c.init_std = self.init_std
+        a = _core.CompetingParams()
+        a.implicit, a.alpha, a.als_solver, a.cg_steps = self.implicit, self.alpha, self.solver, self.cg_steps
+        a.als_regularization, a.cg_form = self.regularization_mode, self.cg_form
+        a.als_factors = "fp16" if self.dtype == "float16" else "fp32"
+        a.als_hermitian = "fp16" if self.hermitian_dtype == "float16" else "fp32"
+        c.competing = a
+        c.validate()
+        ctx = _core.Context()
+        ctx.device, ctx.threads, ctx.seed = self.device, self.threads, self.random_state
+        ctx.validate()
+        return c, ctx
+
     def fit(self, user_items: Any, test: Any = None, *, callback: Callable[[dict], Any] | None = None) -> ALS:
         """Trains on ``user_items``: a scipy.sparse CSR matrix (users x items; values are the
         ratings, or the implicit strengths r of c = 1 + alpha r), or (users, items, values)
         arrays, a DataFrame, a Ratings or a path as ``MF.fit`` takes.  Users and items without
         interactions get zero factors.  ``test`` (the same forms) adds the test RMSE of every
         iteration for explicit ratings.  ``callback(record)`` is called after every iteration
-        with {"iteration", "seconds", "test_rmse"}; returning False stops training."""
+        with {"iteration", "seconds", "test_rmse"}; returning False stops training.
+
+        The iterations run in the core's training driver (method als, the same loop as
+        ``mascot_train --method als`` and ``MF(method="als")``); ``report_["run"]`` is the
+        driver's run report."""
         tr = _as_train(user_items)
-        te = None if test is None else _as_train(test)
+        te = None if test is None or self.implicit else _as_train(test)  # implicit: no test RMSE
+        cfg, ctx = self._core_config()
+        records: list[dict] = []
+
+        def on_epoch(rec: dict) -> bool:
+            r = {"iteration": rec["epoch"], "seconds": rec["train_seconds"], "test_rmse": rec["test_rmse"]}
+            records.append(r)
+            if self.verbose:
+                t = "-" if r["test_rmse"] is None else f"{r['test_rmse']:.6f}"
+                print(f"iteration {r['iteration'] + 1:4d}  {r['seconds']:.3f}s  test_rmse {t}", file=sys.stderr,
+                      flush=True)
+            return not (callback is not None and callback(dict(r)) is False)
+
+        if self.iterations == 0:  # the initial factors only: prepared, no iteration
+            P, Q, run = self._initial(tr, cfg)
+        else:
+            try:
+                P, Q, report = _core.train(cfg, ctx, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
+                                           None if te is None else te.users, None if te is None else te.items,
+                                           None if te is None else te.ratings, "", on_epoch)
+            except RuntimeError as e:  # the driver's Diverged: a non-finite test RMSE or factors
+                if "diverged" in str(e):
+                    raise RuntimeError(f"{e}; raise regularization") from None
+                raise
+            run = json.loads(report)
+        self.user_factors, self.item_factors = P, Q
+        self.seen_ = _use.SeenPairs.from_pairs(tr.users, tr.items, tr.n_users, tr.n_items)
+        data = run["dataset"] if "dataset" in run else {}
+        self.report_ = {"solver": "als", "device": run["device"], "params": self.get_params(),
+                        "data": {"n_users": tr.n_users, "n_items": tr.n_items, "n_train": len(tr),
+                                 "n_test": int(data.get("n_test", 0))},
+                        "iterations": records,
+                        "total_seconds": float(sum(r["seconds"] for r in records)),
+                        "final_test_rmse": records[-1]["test_rmse"] if records else None,
+                        "run": run}
+        return self
+
+    def _initial(self, tr: Ratings, cfg: _core.TrainConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+        """iterations = 0: the prepared initial factors (the driver runs at least one epoch)."""
         run = _core.AlsRun()
         mode = self.regularization_mode
-        run.prepare(tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
-                    None if te is None else te.users, None if te is None else te.items,
-                    None if te is None else te.ratings, k=self.factors, lambda_p=self.regularization,
-                    lambda_q=self.regularization, implicit=self.implicit, alpha=self.alpha,
-                    weighted=self.weighted if mode != "plain" else False, solver=self.solver,
+        run.prepare(tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items, None, None, None, k=self.factors,
+                    lambda_p=self.regularization, lambda_q=self.regularization, implicit=self.implicit,
+                    alpha=self.alpha, weighted=self.weighted if mode != "plain" else False, solver=self.solver,
                     cg_steps=self.cg_steps, hermitian_half=self.hermitian_dtype == "float16",
                     factors_half=self.dtype == "float16", cg_form=self.cg_form, init_std=self.init_std,
                     device=self.device, threads=self.threads, seed=self.random_state)
-        records = []
-        # the iterations, until the core's driver runs them (issue 26; cpp/src/als/als_run.h)
-        for it in range(self.iterations):
-            t0 = time.perf_counter()
-            run.run_epoch()
-            rec = {"iteration": it, "seconds": time.perf_counter() - t0, "test_rmse": None}
-            if te is not None and not self.implicit and run.test_size() > 0:
-                rec["test_rmse"] = math.sqrt(run.test_sse() / run.test_size())
-                if not math.isfinite(rec["test_rmse"]):
-                    raise RuntimeError(f"training diverged: the test RMSE is not finite after iteration {it + 1}; "
-                                       "raise regularization")
-            records.append(rec)
-            if self.verbose:
-                r = "-" if rec["test_rmse"] is None else f"{rec['test_rmse']:.6f}"
-                print(f"iteration {it + 1:4d}  {rec['seconds']:.3f}s  test_rmse {r}", file=sys.stderr, flush=True)
-            if callback is not None and callback(dict(rec)) is False:
-                break
         P, Q = run.factors()
-        if not (np.isfinite(P).all() and np.isfinite(Q).all()):
-            raise RuntimeError("training diverged: the factors are not finite; raise regularization")
-        self.user_factors, self.item_factors = P, Q
-        self.seen_ = _use.SeenPairs.from_pairs(tr.users, tr.items, tr.n_users, tr.n_items)
-        self.report_ = {"solver": "als", "device": run.describe(), "params": self.get_params(),
-                        "data": {"n_users": tr.n_users, "n_items": tr.n_items, "n_train": len(tr),
-                                 "n_test": 0 if te is None else int(run.test_size())},
-                        "iterations": records,
-                        "total_seconds": float(sum(r["seconds"] for r in records)),
-                        "final_test_rmse": records[-1]["test_rmse"] if records else None}
-        return self
+        return P, Q, {"device": run.describe(), "dataset": {"n_test": 0}}
 
     # ------------------------------------------------------------------ use
     def _check_fitted(self) -> None:
