@@ -30,7 +30,8 @@ def test_groups_more_than_users(tiny):
 
 
 # DESIGN.md §4: the methods and ablations every front end offers
-DESIGN_METHODS = ("fp32", "fp16", "mascot", "mascot-n1", "mascot-n2", "mascot-naive", "mpt", "muppet", "afp")
+DESIGN_METHODS = ("fp32", "fp16", "mascot", "mascot-n1", "mascot-n2", "mascot-naive", "mpt", "muppet", "afp",
+                  "als")  # als: issue 21's solver, a plug-in of the same driver
 
 
 def test_every_method_is_available(tiny):

@@ -51,7 +51,12 @@ def test_methods_column_agrees_with_the_method_traits():
     for name in ("period", "sample_ratio", "threshold", "warmup"):
         assert set(BY_NAME[name]["methods"]) == switching, name
     owners = {m for p in TABLE if p["scope"] == "competing" for m in p["methods"]}
-    assert owners == {m for m, t in traits.items() if t["storage"] == "fp32-master"}
+    assert owners == {m for m, t in traits.items() if t["storage"] == "fp32-master"} | {"als"}
+    # ALS's settings are its own (section als); the SGD rows say they are not als's
+    als_rows = {p["name"] for p in TABLE if p["section"] == "als"}
+    assert als_rows == {p["name"] for p in TABLE if p["methods"] == ["als"]} and "cg_steps" in als_rows
+    for name in ("lr", "decay", "rounding", "order", "user_groups", "item_groups"):
+        assert set(BY_NAME[name]["methods"]) == set(traits) - {"als"}, name
 
 def test_every_option_and_enum_name_is_in_help(trainer_exe):
     r = subprocess.run([trainer_exe, "--help"], capture_output=True, text=True, timeout=60)
@@ -96,12 +101,15 @@ def test_python_integer_ranges_are_the_tables(name):
 def test_report_config_is_the_table(tiny):
     u, i, r, nu, ni = tiny
     front = [p["name"] for p in TABLE if p["scope"] == "config" and p["section"] != "internal"]
-    settings = [p["name"] for p in TABLE if p["scope"] == "competing"]
-    for method in ("fp32", "mpt"):
+    settings = [p["name"] for p in TABLE if p["scope"] == "competing" and p["methods"] != ["als"]]
+    als = [p["name"] for p in TABLE if p["methods"] == ["als"]]
+    for method in ("fp32", "mpt", "als"):
         c = mascot.MF(k=4, epochs=1, groups=2, method=method).fit((u, i, r)).report_["config"]
-        assert list(c) == front + (["competing"] if method == "mpt" else [])
+        assert list(c) == front + ({"mpt": ["competing"], "als": ["als"]}.get(method, []))
         if method == "mpt":
             assert list(c["competing"]) == settings
+        if method == "als":
+            assert list(c["als"]) == als
 
 
 def test_cli_takes_every_64_bit_seed(trainer_exe, tmp_path, tiny):
