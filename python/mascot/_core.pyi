@@ -146,6 +146,70 @@ class CompetingParams:
     @afp_delta.setter
     def afp_delta(self, arg: float, /) -> None: ...
 
+    @property
+    def implicit(self) -> bool:
+        """
+        implicit feedback: a rating r is a strength >= 0, confidence c = 1 + alpha r, preference 1 (0 if unrated)
+        """
+
+    @implicit.setter
+    def implicit(self, arg: bool, /) -> None: ...
+
+    @property
+    def alpha(self) -> float:
+        """implicit confidence c = 1 + alpha r"""
+
+    @alpha.setter
+    def alpha(self, arg: float, /) -> None: ...
+
+    @property
+    def als_solver(self) -> str:
+        """
+        each row's normal equations: cg_steps conjugate-gradient steps from its last value, or exact
+        """
+
+    @als_solver.setter
+    def als_solver(self, arg: str, /) -> None: ...
+
+    @property
+    def cg_steps(self) -> int:
+        """CG steps per row solve"""
+
+    @cg_steps.setter
+    def cg_steps(self, arg: int, /) -> None: ...
+
+    @property
+    def als_regularization(self) -> str:
+        """
+        reg_u = lambda n_u (weighted) or lambda (plain); auto: weighted iff explicit
+        """
+
+    @als_regularization.setter
+    def als_regularization(self, arg: str, /) -> None: ...
+
+    @property
+    def als_factors(self) -> str:
+        """storage of P and Q (fp16: rounded to nearest, computed in fp32)"""
+
+    @als_factors.setter
+    def als_factors(self, arg: str, /) -> None: ...
+
+    @property
+    def als_hermitian(self) -> str:
+        """storage of CG's matrices A_u (fp16: the cuMF_ALS paper's Solution 4)"""
+
+    @als_hermitian.setter
+    def als_hermitian(self, arg: str, /) -> None: ...
+
+    @property
+    def cg_form(self) -> str:
+        """
+        CG's products A p: with A_u built, or matrix-free (CPU; auto: whichever costs less)
+        """
+
+    @cg_form.setter
+    def cg_form(self, arg: str, /) -> None: ...
+
 class TrainConfig:
     """Training parameters (mascot/params.h); validate() names bad fields."""
 
