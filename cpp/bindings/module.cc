@@ -124,7 +124,8 @@ nb::dict param_row(const params::Param& p, const Settings& defaults) {
 
 void bind_params(nb::module_& m) {
   nb::class_<CompetingParams> cp(
-      m, "CompetingParams", "Settings of the competing methods (mpt, muppet, afp) and of als; validate() names bad fields.");
+      m, "CompetingParams",
+      "Settings of the competing methods (mpt, muppet, afp) and of als; validate() names bad fields.");
   cp.def(nb::init<>()).def("validate", &CompetingParams::validate);
 #define MASCOT_BIND(type, name, def, check, methods, section, flag, metavar, help) \
   bind_field(cp, #name, &CompetingParams::name, help);
