@@ -177,3 +177,28 @@ def test_resume_of_an_sgd_checkpoint_as_als_is_refused(trainer_exe, tmp_path):
     r = subprocess.run([trainer_exe, "--resume", str(tmp_path / "ck"), "--method", "als", "--train",
                         str(tmp_path / "train.txt")], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "fp32" in r.stderr and "als" in r.stderr, r.stderr
+
+
+def test_mascot_train_resumes_an_interrupted_als_run_bit_exact(trainer_exe, tmp_path):
+    """An ALS run stopped after 2 of 5 epochs (the core's checkpointed training, as mascot_train's
+    Ctrl-C stops it) and continued by `mascot_train --resume` gives the uninterrupted run's model."""
+    data = explicit_data()
+    (tu, ti, tr), (su, si, sr) = split(data)
+    train, test = write_text(tmp_path / "train.txt", tu, ti, tr), write_text(tmp_path / "test.txt", su, si, sr)
+    args = ["--method", "als", "--k", "6", "--epochs", "5", "--lambda-p", "0.05", "--lambda-q", "0.05",
+            "--cg-steps", "2", "--deterministic", "--quiet"]
+    full = subprocess.run([trainer_exe, "--train", str(train), "--test", str(test), *args, "--save",
+                           str(tmp_path / "full")], capture_output=True, text=True, timeout=120)
+    assert full.returncode == 0, full.stderr
+    m = mascot.MF(method="als", k=6, epochs=5, lambda_p=0.05, lambda_q=0.05, deterministic=True,
+                  method_params={"cg_steps": 2})
+    a, b = mascot.data.as_ratings(str(train)), mascot.data.as_ratings(str(test))
+    P, Q, rep = _core.train_checkpointed(m._config(), m._context(), a.users, a.items, a.ratings, a.n_users,
+                                         a.n_items, b.users, b.items, b.ratings, "", lambda rec: rec["epoch"] < 1,
+                                         str(tmp_path / "ck"), 1)
+    assert json.loads(rep)["totals"]["epochs_run"] == 2
+    r = subprocess.run([trainer_exe, "--resume", str(tmp_path / "ck"), "--train", str(train), "--test", str(test),
+                        "--quiet", "--save", str(tmp_path / "res")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for f in ("P.npy", "Q.npy"):
+        assert (tmp_path / "res" / f).read_bytes() == (tmp_path / "full" / f).read_bytes()
