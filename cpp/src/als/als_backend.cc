@@ -34,8 +34,6 @@ class AlsBackend final : public Backend {
     run_.prepare_on(cfg_, *in.ctx, device_, *in.train, in.test, in.user_old, in.item_old);
   }
 
-  std::string describe() const override { return run_.describe(); }
-
   EpochResult run_epoch(const EpochPlan&) override {
     EpochResult r;
     r.updates = run_.run_epoch();  // 2 nnz: every rating once per side
