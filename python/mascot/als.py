@@ -223,8 +223,8 @@ class ALS:
                                            None if te is None else te.users, None if te is None else te.items,
                                            None if te is None else te.ratings, "", on_epoch)
             except RuntimeError as e:  # the driver's Diverged: a non-finite test RMSE or factors
-                if "diverged" in str(e):
-                    raise RuntimeError(f"{e}; raise regularization") from None
+                if "diverged" in str(e):  # in this API's words
+                    raise RuntimeError(str(e).split("; raise")[0] + "; raise regularization") from None
                 raise
             run = json.loads(report)
         self.user_factors, self.item_factors = P, Q
