@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 class CompetingParams:
     """
-    Settings of the competing methods (mpt, muppet, afp); validate() names bad fields.
+    Settings of the competing methods (mpt, muppet, afp) and of als; validate() names bad fields.
     """
 
     def __init__(self) -> None: ...
