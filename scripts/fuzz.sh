@@ -26,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# checkpoint needs the whole CPU trainer (it resumes a run); kernels.cc is built as the
+# checkpoint needs the whole CPU trainer and ALS (it resumes a run); kernels.cc is built as the
 # portable "generic" variant only (CMakeLists.txt builds AVX2/AVX-512 ones too).
 CORE_SOURCES=(cpp/src/error.cc cpp/src/fileutil.cc cpp/src/ratings.cc cpp/src/model.cc
               cpp/src/config.cc cpp/src/params.cc cpp/src/methods.cc cpp/src/context.cc cpp/src/json.cc
@@ -34,7 +34,9 @@ CORE_SOURCES=(cpp/src/error.cc cpp/src/fileutil.cc cpp/src/ratings.cc cpp/src/mo
               cpp/src/report.cc cpp/src/trainer.cc cpp/src/checkpoint.cc cpp/src/memory_plan.cc
               cpp/src/switching.cc cpp/src/cuda_stubs.cc cpp/src/cpu/cpu_trainer.cc cpp/src/cpu/schedule.cc
               cpp/src/cpu/kernels_dispatch.cc cpp/src/cpu/competing.cc cpp/src/cpu/mpt.cc
-              cpp/src/cpu/muppet.cc cpp/src/cpu/afp.cc cpp/src/cpu/kernels.cc)
+              cpp/src/cpu/muppet.cc cpp/src/cpu/afp.cc cpp/src/cpu/kernels.cc
+              cpp/src/als/als_backend.cc cpp/src/als/als_run.cc cpp/src/als/als_cpu.cc
+              cpp/src/als/als_cuda_stubs.cc cpp/src/als/als_kernels.cc)
 BUILD=${FUZZ_BUILD:-build-fuzz}
 SEED=${FUZZ_SEED:-1}
 
@@ -117,7 +119,9 @@ for src in "${CORE_SOURCES[@]}"; do
   # kernels.cc: the generic variant, and only the row shapes of k = 32, 64, 128 compiled for
   # registers (every other k the run-time loop, the same results): the sanitized compile of
   # every shape is what takes this build longest
-  extra=(); [[ $src == */kernels.cc ]] && extra=(-DMASCOT_KERNEL_NS=generic -DMASCOT_KERNEL_FEW_SHAPES=1)
+  extra=(); [[ $src == */cpu/kernels.cc ]] && extra=(-DMASCOT_KERNEL_NS=generic -DMASCOT_KERNEL_FEW_SHAPES=1)
+  # the ALS row kernels (method als resumes through the same driver): their generic variant
+  [[ $src == */als_kernels.cc ]] && extra=(-DMASCOT_ALS_NS=generic '-DMASCOT_ALS_ISA="generic"')
   if [[ -n $newest_header || ! -f $o || $src -nt $o ]]; then
     rm -f "$o"  # a failed compile leaves no object: checked after the wait below
     while [[ $(jobs -rp | wc -l) -ge $jobs_max ]]; do wait -n || true; done
