@@ -42,13 +42,14 @@ def write_text(path, u, i, r):
 
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
 @pytest.mark.parametrize("solver", ["cholesky", "cg"])
-def test_driver_matches_the_reference(implicit, solver):
-    """Three epochs of MF(method="als") (the driver, the ALS backend, relabelled ids) against
-    three reference iterations from the core's initial factors, to 1e-4 relative."""
+def test_driver_matches_the_reference(backend, implicit, solver):
+    """Three epochs of MF(method="als") (the driver, the ALS backend on the CPU or the CUDA
+    device, relabelled ids) against three reference iterations from the core's initial factors,
+    to 1e-4 relative."""
     u, i, r, nu, ni = explicit_data()
     k, lam = 8, 0.1
-    m = mascot.MF(method="als", k=k, epochs=3, lambda_p=lam, lambda_q=lam, init_std=0.1, seed=11,
-                  deterministic=True, method_params={"als_solver": solver, "implicit": implicit, "alpha": 2.0})
+    m = mascot.MF(method="als", k=k, epochs=3, lambda_p=lam, lambda_q=lam, init_std=0.1, seed=11, threads=1,
+                  device=backend, method_params={"als_solver": solver, "implicit": implicit, "alpha": 2.0})
     m.fit((u, i, r))
     P = _core._testing.init_factors(nu, k, 0.1, 11, "P")
     Q = _core._testing.init_factors(ni, k, 0.1, 11, "Q")
@@ -63,6 +64,7 @@ def test_driver_matches_the_reference(implicit, solver):
     assert rep["config"]["method"] == "als" and rep["config"]["als"]["als_solver"] == solver
     assert all(e["lr"] == 0 for e in rep["epochs"])  # no learning rate
     assert rep["totals"]["updates_per_second"] > 0
+    assert rep["device"].startswith(backend)
 
 
 def test_als_class_is_the_driver_run():
