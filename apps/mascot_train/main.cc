@@ -74,7 +74,8 @@ With no options: the built-in synthetic-ml10m data, k=128, 50 epochs, method mas
 
 data:
   --dataset NAME            synthetic-ml10m | synthetic-ml25m | synthetic-netflix | synthetic-yahoo,
-                            optionally scaled (synthetic-netflix:0.1), or a prepared dataset
+                            with -heavy for heavy popularity skew (synthetic-ml10m-heavy), optionally
+                            scaled (synthetic-netflix:0.1), or a prepared dataset
                             $MASCOT_DATA/NAME/{train,test}.mrat (MASCOT_DATA defaults to ~/.cache/mascot)
   --train PATH              training ratings (.mrat or text "user item rating" per line)
   --test PATH               test ratings (same formats); optional with --train

@@ -239,15 +239,22 @@ void bind_data(nb::module_& m) {
       "path"_a, "users"_a, "items"_a, "ratings"_a, "n_users"_a, "n_items"_a);
   m.def(
       "synthetic",
-      [](const std::string& name, double scale, uint64_t seed, int threads) {
+      [](const std::string& name, double scale, uint64_t seed, int threads, std::optional<double> user_exponent,
+         std::optional<double> item_exponent) {
+        SyntheticShape shape = synthetic_shape(name);
+        if (user_exponent || item_exponent) shape.skew.name = "custom";
+        if (user_exponent) shape.skew.user_exponent = *user_exponent;
+        if (item_exponent) shape.skew.item_exponent = *item_exponent;
         SyntheticData d;
         {
           nb::gil_scoped_release release;
-          d = generate_synthetic(name, scale, seed, threads);
+          d = generate_synthetic(shape, scale, seed, threads);
         }
         return nb::make_tuple(set_to_tuple(std::move(d.train)), set_to_tuple(std::move(d.test)));
       },
-      "name"_a, "scale"_a = 1.0, "seed"_a = 42, "threads"_a = 0);
+      "name"_a, "scale"_a = 1.0, "seed"_a = 42, "threads"_a = 0, "user_exponent"_a = nb::none(),
+      "item_exponent"_a = nb::none());
+  m.def("synthetic_skew_names", &synthetic_skew_names);
   m.def("synthetic_names", &synthetic_names);
   m.def("parse_synthetic_spec", [](const std::string& s) -> nb::object {
     std::string name;
@@ -265,6 +272,10 @@ void bind_data(nb::module_& m) {
         d["n_items"] = s.n_items;
         d["n_ratings"] = s.n_ratings;
         d["test_fraction"] = s.test_fraction;
+        d["skew"] = s.skew.name;
+        d["user_exponent"] = s.skew.user_exponent;
+        d["item_exponent"] = s.skew.item_exponent;
+        d["repeats"] = s.skew.repeats;
         return d;
       },
       "name"_a, "Table I shape of a synthetic dataset (unscaled).");

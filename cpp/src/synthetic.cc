@@ -8,21 +8,34 @@
 //   cap, stays that of the full set: scaling users and items linearly would make small scales
 //   impossibly dense (ML10M at 0.01 would ask for 100K ratings among 75K user-item pairs).  A
 //   scale so small that users x cap cannot hold the ratings gets that many instead.
+// * Popularity skew (SyntheticSkew, synthetic.h) sets the exponents of the two laws below and
+//   whether a user may draw an item twice.  Presets, realised on synthetic-ml10m at full size
+//   (scale 0.25 in parentheses; the share of the most-rated item grows as the users shrink):
+//     realistic  user exponent 0.5, item exponent 1.25, head 0.003, distinct pairs: the most-rated
+//                item holds 0.42 % (0.84 %) of the ratings, as in MovieLens-10M (~0.4 %).
+//     heavy      user exponent 0.5, item exponent 0.85, head 0, repeats: ~10 % (~11 %), as in
+//                music and implicit-feedback data.  With ~70K users, one item can only hold 10 % of
+//                10M ratings if users rate it more than once, so heavy draws items with
+//                replacement (repeated pairs are repeated observations of one planted rating
+//                plus fresh noise) and splits train / test by (user, item) pair, so that no pair
+//                lies on both sides.
 // * User degrees: a deterministic power law.  The user of degree rank j (0 = heaviest) gets
-//   d_min + lambda * w_j, w_j = q^(-1/kUserAlpha) - 1 with q = (j + 0.5) / n_users: stratified
-//   quantiles of a Lomax (shifted Pareto) law.  kUserAlpha = 2 gives median/mean ~ 0.5, as in
-//   MovieLens and Netflix.  Degrees are capped at n_items / 4 (lambda solves the capped sum
+//   d_min + lambda * w_j, w_j = q^(-user_exponent) - 1 with q = (j + 0.5) / n_users: stratified
+//   quantiles of a Lomax (shifted Pareto) law.  user_exponent = 0.5 gives median/mean ~ 0.5, as
+//   in MovieLens and Netflix.  Degrees are capped at n_items / 4 (lambda solves the capped sum
 //   exactly: water-filling) and rounded so that they sum to n_ratings exactly.  Quantiles instead
 //   of random draws keep the shape, and so the difficulty of the data, the same for every seed;
 //   the seed decides which user gets which degree.
-// * Item popularity: a power law over popularity ranks, p_r ~ (q + kItemQ0)^(-1/kItemAlpha) - floor,
-//   q = (r + 0.5) / n_items.  kItemQ0 softens the head and the floor (kItemFloor of the weight
-//   at q = 1) thins the tail without emptying it.  Tuned so the realised item degrees resemble
-//   ML10M/Netflix: the top item is rated by about half the users, median ~ 0.2 x mean, the top
-//   10 % of items hold ~70 % of the ratings, and (nearly) every item gets a few ratings.
+// * Item popularity: a power law over popularity ranks, p_r ~ (q + item_head)^(-item_exponent) - floor,
+//   q = (r + 0.5) / n_items.  item_head softens the head and the floor (kItemFloor of the weight
+//   at q = 1) thins the tail without emptying it.  The realistic preset is tuned so the realised
+//   item degrees resemble ML10M/Netflix: the top item is rated by about half the users, median
+//   ~ 0.2 x mean, the top 10 % of items hold ~70 % of the ratings, and (nearly) every item gets
+//   a few ratings.
 // * Each user draws its distinct items by popularity: inverse-CDF sampling (binary search in
 //   the cell of a guide table), rejecting repeats, in rounds of (degree - found) draws; after kMaxRounds the remainder is
-//   filled with the most popular items not yet chosen, so the count is exact.  A user's items
+//   filled with the most popular items not yet chosen, so the count is exact.  With repeats:
+//   `degree` draws, nothing rejected.  A user's items
 //   are stored in ascending id order.  User and item ids are seeded permutations of the ranks,
 //   so an id says nothing about its degree.
 // * Ratings: a planted rank-kRank model, r = kMean + b_u + b_i + p_u . q_i + noise, rounded to
@@ -30,7 +43,7 @@
 //   std of ~0.8 and the noise std is 0.6; after rounding and clipping the ratings have mean ~3.57
 //   and std ~0.94, about the spread of real 5-star data.
 // * Test split: each rating is held out with probability test_fraction, decided by a hash of its
-//   position in user-major order.
+//   position in user-major order (with repeats: of its (user, item) pair).
 // * Output order: train and test are each a uniformly random permutation.  Each rating gets a
 //   hashed bucket; a stable counting-sort scatter makes the buckets contiguous and every bucket
 //   is then Fisher-Yates shuffled with its own seeded generator.  Random buckets plus a uniform
@@ -68,9 +81,10 @@ const SyntheticShape kShapes[] = {
     {"synthetic-yahoo", 1000990, 624961, 256804235, 4003960.0 / 256804235.0, 10},
 };
 
-constexpr double kUserAlpha = 2.0;
-constexpr double kItemAlpha = 0.8;
-constexpr double kItemQ0 = 0.003;
+const SyntheticSkew kSkews[] = {
+    {"realistic", 0.5, 1.25, 0.003, false},
+    {"heavy", 0.5, 0.85, 0.0, true},
+};
 constexpr double kItemFloor = 0.95;
 constexpr int kMaxRounds = 8;
 
@@ -92,6 +106,7 @@ enum Sub : uint64_t {
   kSubNoise = 6,
   kSubSplit = 7,
   kSubShuffle = 8,
+  kSubSplitPair = 9,  // with repeats: the held-out decision of a (user, item) pair
 };
 
 uint64_t draw(uint64_t seed, Sub sub, uint64_t index) {
@@ -117,6 +132,7 @@ SyntheticSizes scaled_sizes(const SyntheticShape& shape, double scale) {
   s.ratings = std::clamp<int64_t>(std::llround(static_cast<double>(shape.n_ratings) * scale),
                                   s.users * s.min_degree, s.users * s.max_degree);
   s.test_fraction = shape.test_fraction;
+  s.skew = shape.skew;
   return s;
 }
 
@@ -173,7 +189,7 @@ std::vector<int64_t> degrees_by_rank(const Sizes& s) {
   const int64_t n = s.users, lo = s.min_degree, cap = s.max_degree;
   std::vector<double> w(static_cast<size_t>(n)), tail(static_cast<size_t>(n + 1), 0.0);  // tail[j] = sum w[j..n)
   for (int64_t j = 0; j < n; ++j) {
-    w[j] = std::pow((static_cast<double>(j) + 0.5) / static_cast<double>(n), -1.0 / kUserAlpha) - 1.0;
+    w[j] = std::pow((static_cast<double>(j) + 0.5) / static_cast<double>(n), -s.skew.user_exponent) - 1.0;
   }
   for (int64_t j = n - 1; j >= 0; --j) tail[j] = tail[j + 1] + w[j];
   // Water-filling: the top k ranks sit at the cap and the rest share the excess over `lo` in
@@ -203,13 +219,13 @@ std::vector<int64_t> degrees_by_rank(const Sizes& s) {
 }
 
 // Popularity CDF over item ranks (0 = most popular), unnormalised.
-std::vector<double> item_cdf(int64_t n) {
-  const double floor = kItemFloor * std::pow(1.0 + kItemQ0, -1.0 / kItemAlpha);
+std::vector<double> item_cdf(int64_t n, const SyntheticSkew& skew) {
+  const double floor = kItemFloor * std::pow(1.0 + skew.item_head, -skew.item_exponent);
   std::vector<double> cdf(static_cast<size_t>(n));
   double acc = 0;
   for (int64_t r = 0; r < n; ++r) {
     const double q = (static_cast<double>(r) + 0.5) / static_cast<double>(n);
-    acc += std::pow(q + kItemQ0, -1.0 / kItemAlpha) - floor;
+    acc += std::pow(q + skew.item_head, -skew.item_exponent) - floor;
     cdf[r] = acc;
   }
   return cdf;
@@ -218,8 +234,8 @@ std::vector<double> item_cdf(int64_t n) {
 // User-major (CSR) sample of each user's distinct items, ascending within a user.
 class ItemSampler {
  public:
-  ItemSampler(uint64_t seed, const std::vector<double>& cdf, const std::vector<int32_t>& item_of_rank)
-      : seed_(seed), cdf_(cdf), item_of_rank_(item_of_rank), guide_(cdf.size() + 1) {
+  ItemSampler(uint64_t seed, const std::vector<double>& cdf, const std::vector<int32_t>& item_of_rank, bool repeats)
+      : seed_(seed), repeats_(repeats), cdf_(cdf), item_of_rank_(item_of_rank), guide_(cdf.size() + 1) {
     // guide_[t] = first rank whose cdf exceeds t / n of the total, so the rank drawn for a point
     // in cell t lies in [guide_[t], guide_[t + 1]]: a few ranks to search instead of all of
     // them (the CDF of the Yahoo shape is 5 MB, and most of the generator's time is here).
@@ -238,6 +254,8 @@ class ItemSampler {
     const auto me = static_cast<uint32_t>(user + 1);
     FastRng rng(draw(seed_, kSubUserItems, static_cast<uint64_t>(user)));
     int64_t found = 0;
+    if (repeats_)
+      for (; found < degree; ++found) out[found] = static_cast<int32_t>(rank_at(detail::to_unit(rng.next())));
     for (int round = 0; round < kMaxRounds && found < degree; ++round) {
       for (int64_t t = 0, draws = degree - found; t < draws; ++t) {
         const int64_t r = rank_at(detail::to_unit(rng.next()));
@@ -272,6 +290,7 @@ class ItemSampler {
   }
 
   uint64_t seed_;
+  bool repeats_;
   const std::vector<double>& cdf_;
   const std::vector<int32_t>& item_of_rank_;
   std::vector<int64_t> guide_;
@@ -318,23 +337,66 @@ void resize_set(RatingSet* rs, int64_t n_users, int64_t n_items, int64_t nnz) {
 
 }  // namespace
 
+SyntheticSkew synthetic_skew(const std::string& preset) {
+  for (const auto& k : kSkews)
+    if (k.name == preset) return k;
+  std::string known;
+  for (const auto& k : kSkews) known += (known.empty() ? "" : ", ") + k.name;
+  throw_invalid("unknown skew preset '" + preset + "' (known: " + known + ")");
+}
+
+std::vector<std::string> synthetic_skew_names() {
+  std::vector<std::string> names;
+  for (const auto& k : kSkews) names.push_back(k.name);
+  return names;
+}
+
 SyntheticShape synthetic_shape(const std::string& name) {
+  // kShapes[].skew is default-constructed: the realistic preset, kSkews[0]
   for (const auto& s : kShapes) {
-    if (s.name == name) return s;
+    if (name == s.name) {
+      SyntheticShape out = s;
+      out.skew = kSkews[0];
+      return out;
+    }
+    for (size_t k = 1; k < std::size(kSkews); ++k) {
+      if (name == s.name + "-" + kSkews[k].name) {
+        SyntheticShape out = s;
+        out.name = name;
+        out.skew = kSkews[k];
+        return out;
+      }
+    }
   }
   std::string known;
-  for (const auto& s : kShapes) known += (known.empty() ? "" : ", ") + s.name;
+  for (const auto& n : synthetic_names()) known += (known.empty() ? "" : ", ") + n;
   throw_invalid("unknown synthetic dataset '" + name + "' (known: " + known + ")");
 }
 
 std::vector<std::string> synthetic_names() {
   std::vector<std::string> names;
-  for (const auto& s : kShapes) names.push_back(s.name);
+  for (const auto& k : kSkews)
+    for (const auto& s : kShapes) names.push_back(k.name == kSkews[0].name ? s.name : s.name + "-" + k.name);
   return names;
 }
 
 SyntheticData generate_synthetic(const std::string& name, double scale, uint64_t seed, int threads) {
-  const SyntheticShape shape = synthetic_shape(name);
+  return generate_synthetic(synthetic_shape(name), scale, seed, threads);
+}
+
+SyntheticData generate_synthetic(const SyntheticShape& shape, double scale, uint64_t seed, int threads) {
+  const SyntheticSkew& skew = shape.skew;
+  for (const double x : {skew.user_exponent, skew.item_exponent}) {
+    // 0.05..4: from nearly flat to one row holding almost everything; beyond, pow() under- or
+    // overflows at the extreme ranks
+    if (!(std::isfinite(x) && x >= 0.05 && x <= 4)) {
+      char text[32];
+      std::snprintf(text, sizeof text, "%g", x);
+      throw_invalid(std::string("synthetic skew exponents must be in [0.05, 4], got ") + text);
+    }
+  }
+  if (!(std::isfinite(skew.item_head) && skew.item_head >= 0 && skew.item_head <= 1))
+    throw_invalid("synthetic item_head must be in [0, 1]");
   if (!(std::isfinite(scale) && scale > 0 && scale <= 1)) {
     char text[32];
     std::snprintf(text, sizeof text, "%g", scale);
@@ -356,9 +418,9 @@ SyntheticData generate_synthetic(const std::string& name, double scale, uint64_t
   // Each user's items, user-major.
   std::vector<int32_t> csr_items(static_cast<size_t>(s.ratings));
   {
-    const std::vector<double> cdf = item_cdf(n_items);
+    const std::vector<double> cdf = item_cdf(n_items, skew);
     const std::vector<int32_t> item_of_rank = permutation(n_items, seed, kSubItemOrder);
-    const ItemSampler sampler(seed, cdf, item_of_rank);
+    const ItemSampler sampler(seed, cdf, item_of_rank, skew.repeats);
     std::vector<std::vector<uint32_t>> seen(static_cast<size_t>(threads));  // per worker, sized on first use
     constexpr int64_t kBlock = 256;
     parallel_for(threads, (n_users + kBlock - 1) / kBlock, [&](int worker, int64_t b) {
@@ -377,10 +439,14 @@ SyntheticData generate_synthetic(const std::string& name, double scale, uint64_t
   // first.  Chunks are contiguous user ranges of about equal rating count; counting per chunk and
   // key and scattering in position order is a stable sort, the same whatever the chunking.
   const int64_t n_buckets = shuffle_buckets(s.ratings), n_keys = 2 * n_buckets;
-  auto key_of = [&](int64_t k) {
+  auto key_of = [&](int64_t k, int64_t u) {
     const uint64_t h = draw(seed, kSubSplit, static_cast<uint64_t>(k));
     const int64_t bucket = static_cast<int64_t>(h & static_cast<uint64_t>(n_buckets - 1));
-    return (detail::to_unit(h) < s.test_fraction ? n_buckets : 0) + bucket;
+    // with repeats a pair's copies go to one side (user < 2^31, item < 2^31: the pair fits 62 bits)
+    const double coin = skew.repeats ? detail::to_unit(draw(seed, kSubSplitPair,
+                                                            static_cast<uint64_t>(u) << 31 | csr_items[k]))
+                                     : detail::to_unit(h);
+    return (coin < s.test_fraction ? n_buckets : 0) + bucket;
   };
   const int64_t n_chunks = threads;
   std::vector<int64_t> chunk_user(static_cast<size_t>(n_chunks + 1));
@@ -392,7 +458,8 @@ SyntheticData generate_synthetic(const std::string& name, double scale, uint64_t
   std::vector<int64_t> cursor(static_cast<size_t>(n_chunks * n_keys), 0);
   parallel_for(threads, n_chunks, [&](int, int64_t c) {
     int64_t* count = &cursor[c * n_keys];
-    for (int64_t k = offset[chunk_user[c]]; k < offset[chunk_user[c + 1]]; ++k) ++count[key_of(k)];
+    for (int64_t u = chunk_user[c]; u < chunk_user[c + 1]; ++u)
+      for (int64_t k = offset[u]; k < offset[u + 1]; ++k) ++count[key_of(k, u)];
   });
   // [key_begin[key], key_end[key]) is the key's bucket in its output array.
   std::vector<int64_t> key_begin(static_cast<size_t>(n_keys)), key_end(static_cast<size_t>(n_keys));
@@ -417,7 +484,7 @@ SyntheticData generate_synthetic(const std::string& name, double scale, uint64_t
       const float* p = &user_latent[u * kStride];
       for (int64_t k = offset[u]; k < offset[u + 1]; ++k) {
         const int32_t i = csr_items[k];
-        const int64_t key = key_of(k);
+        const int64_t key = key_of(k, u);
         RatingSet& dst = key < n_buckets ? out.train : out.test;
         const int64_t at = pos[key]++;
         dst.users[at] = static_cast<int32_t>(u);

@@ -26,7 +26,7 @@ from ._ratings import Dataset, PathLike, Ratings, as_ratings, from_tuple, read, 
 from ._store import data_root
 
 __all__ = ["Dataset", "PathLike", "Ratings", "as_ratings", "data_root", "dataset_id_maps", "load", "meta", "prepare",
-           "read", "synthetic", "synthetic_names", "write_mrat", "write_text"]
+           "read", "synthetic", "synthetic_names", "synthetic_skews", "write_mrat", "write_text"]
 
 # the ranges of the generator's seed and threads: the parameter table's (mascot/params.h)
 _PARAM_RANGES = {p["name"]: (p["min"], p["max"]) for p in _core.param_table() if p["name"] in ("seed", "threads")}
@@ -36,11 +36,21 @@ def synthetic_names() -> list[str]:
     return list(_core.synthetic_names())
 
 
+def synthetic_skews() -> list[str]:
+    """The popularity-skew presets: ``"realistic"`` (the plain names) and ``"heavy"`` (``-heavy``)."""
+    return list(_core.synthetic_skew_names())
+
+
 def synthetic(name: str = "synthetic-ml10m", scale: float = 1.0, seed: int = 42,
-              threads: int = 0) -> Dataset:
+              threads: int = 0, *, user_exponent: float | None = None,
+              item_exponent: float | None = None) -> Dataset:
     """Generates a synthetic dataset shaped like the paper's (Table I), deterministically.
 
-    ``name`` may carry its scale (``"synthetic-netflix:0.1"``); otherwise ``scale`` applies.
+    ``name`` may carry a popularity-skew preset and its scale (``"synthetic-netflix-heavy:0.1"``);
+    otherwise ``scale`` applies.  The plain names have realistic skew (the most-rated item holds
+    ~0.4 % of the ratings, as in MovieLens-10M), the ``-heavy`` names ~10 %.  ``user_exponent``
+    and ``item_exponent`` (in [0.05, 4]) override the preset's power laws (mascot/synthetic.h:
+    larger is more skewed; realistic 0.5 and 1.25, heavy 0.5 and 0.85).
     """
     if not isinstance(name, str):
         raise ValueError(f"name must be a synthetic dataset name (got {name!r})")
@@ -50,11 +60,19 @@ def synthetic(name: str = "synthetic-ml10m", scale: float = 1.0, seed: int = 42,
         lo, hi = _PARAM_RANGES[arg]
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
             raise ValueError(f"{arg} must be an integer between {lo} and {hi} (got {v!r})")
+    for arg, v in (("user_exponent", user_exponent), ("item_exponent", item_exponent)):
+        if v is not None and (isinstance(v, (bool, np.bool_)) or
+                              not isinstance(v, (int, float, np.integer, np.floating)) or not 0.05 <= v <= 4):
+            raise ValueError(f"{arg} must be a number in [0.05, 4] (got {v!r})")
     spec = _core.parse_synthetic_spec(name)
     if spec is not None and ":" in name:
         name, scale = spec
-    tr, te = _core.synthetic(name, float(scale), int(seed), int(threads))
+    ue = None if user_exponent is None else float(user_exponent)
+    ie = None if item_exponent is None else float(item_exponent)
+    tr, te = _core.synthetic(name, float(scale), int(seed), int(threads), ue, ie)
     label = name if scale == 1.0 else f"{name}:{scale:g}"
+    if ue is not None or ie is not None:
+        label += "".join(f" {k}={v:g}" for k, v in (("user_exponent", ue), ("item_exponent", ie)) if v is not None)
     return Dataset(from_tuple(tr), from_tuple(te), label)
 
 

@@ -166,7 +166,8 @@ def test_dataset_names_resolve_in_the_core(monkeypatch, tmp_path):
         _core.resolve_dataset("synthetic-nope")
 
 
-@pytest.mark.parametrize("spec", ["synthetic-ml10m:0.01", "synthetic-netflix:0.003", "synthetic-yahoo:0.0005"])
+@pytest.mark.parametrize("spec", ["synthetic-ml10m:0.01", "synthetic-netflix:0.003", "synthetic-yahoo:0.0005",
+                                  "synthetic-ml10m-heavy:0.01", "synthetic-netflix-heavy:0.003"])
 def test_planned_shape_is_the_generated_one(spec, trainer_exe):
     """The memory plan of a synthetic set is made before generating it, from the generator's own
     rounded and clamped sizes (both front ends used to truncate: 6987 users planned, 6988 made)."""
