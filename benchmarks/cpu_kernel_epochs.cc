@@ -7,7 +7,15 @@
 //   build/mascot_kernel_epochs [--dataset synthetic-ml10m] [--k 128] [--threads 2] [--rounds 8]
 //       [--states n1,fp32,shuffle,mixed-fp16,mixed-switched,mixed-switched-measured,mixed-fp16-measured]
 //       [--fp32-user-groups 4,19-20,26,31,39] [--fp32-item-groups 0-4,6-13,15-16,19-20,40,67,74-75,77]
-//       [--sample-ratio 0.05] [--naive]
+//       [--sample-ratio 0.05] [--naive] [--cpu-time]
+//
+// --cpu-time: each epoch's process CPU time (user + system, all threads) divided by --threads
+// instead of its wall time.  On a host shared with other jobs a thread that is descheduled
+// does not count, so kernel costs compare far more steadily; what it leaves out is the time
+// threads wait (for a block of the grid schedule, or for the CPU).
+//
+// A state NAME:grid runs on the conflict-free grid schedule (--order grid) instead of the
+// shuffle order (e.g. --states n1,fp32,n1:grid,fp32:grid), so the orders alternate too.
 //
 // A/B of a kernel change, paired within each round: configure with
 // -DMASCOT_BENCH_B_FLAGS="-D..." (CMakeLists.txt) and name states NAME@b (e.g.
@@ -15,6 +23,7 @@
 //
 // States (all on the same data, relabelled into 100 + 100 groups as MF.fit does):
 //   n1 / fp32                 the single-storage kernels (mascot-n1, fp32)
+//   n1-sr                     mascot-n1 with stochastic FP16 stores (--rounding stochastic)
 //   shuffle                   the schedule alone (chunk order, in-chunk shuffles), no kernel:
 //                             the part of every other state's epoch that is not SGD
 //   mixed-fp16                the per-group kernel with every group FP16, nothing sampled
@@ -24,6 +33,8 @@
 // synthetic-ml10m (seed 42): 6 user and 22 item groups, 8 % and 79 % of the ratings.
 // The model values are small random numbers and the learning rate small: only the speed of
 // the kernels is of interest here, not the training.
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -31,6 +42,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -54,6 +66,13 @@ static const mascot::cpu::KernelTable* const kTableB = nullptr;
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+double process_cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
 
 [[noreturn]] void usage_error(const std::string& msg) {
   std::fprintf(stderr, "mascot_kernel_epochs: %s\n", msg.c_str());
@@ -102,9 +121,13 @@ std::vector<uint64_t> row_bits(const GroupTable& t) {
 }
 
 // "NAME@b" -> ("NAME", true): the state run with the B kernels (MASCOT_BENCH_B_FLAGS).
-std::string base_state(const std::string& s, bool* b) {
+// "NAME:grid" (before any @b) -> *grid = true: the state on the grid schedule.
+std::string base_state(const std::string& s, bool* b, bool* grid = nullptr) {
   *b = s.size() > 2 && s.compare(s.size() - 2, 2, "@b") == 0;
-  return *b ? s.substr(0, s.size() - 2) : s;
+  std::string base = *b ? s.substr(0, s.size() - 2) : s;
+  const bool g = base.size() > 5 && base.compare(base.size() - 5, 5, ":grid") == 0;
+  if (grid) *grid = g;
+  return g ? base.substr(0, base.size() - 5) : base;
 }
 
 double median(std::vector<double> x) {
@@ -143,7 +166,7 @@ int main(int argc, char** argv) {
   std::string dataset = "synthetic-ml10m";
   int k = 128, threads = 2, rounds = 8;
   double gamma = 0.05;
-  bool naive = false;
+  bool naive = false, cpu_time = false;
   std::string states_arg = "n1,fp32,shuffle,mixed-fp16,mixed-switched,mixed-switched-measured,mixed-fp16-measured";
   std::string ugroups = "4,19-20,26,31,39";
   std::string igroups = "0-4,6-13,15-16,19-20,40,67,74-75,77";
@@ -152,10 +175,12 @@ int main(int argc, char** argv) {
     if (f == "--help" || f == "-h") {
       std::printf("usage: mascot_kernel_epochs [--dataset NAME] [--k N] [--threads N] [--rounds N] [--states LIST]\n"
                   "       [--fp32-user-groups LIST] [--fp32-item-groups LIST] [--sample-ratio X] [--naive]\n"
+                  "       [--cpu-time]\n"
                   "(see the comment at the top of benchmarks/cpu_kernel_epochs.cc)\n");
       return 0;
     }
     if (f == "--naive") { naive = true; continue; }
+    if (f == "--cpu-time") { cpu_time = true; continue; }
     if (a + 1 >= argc) usage_error(f + " needs a value");
     const std::string v = argv[++a];
     if (f == "--dataset") dataset = v;
@@ -173,8 +198,8 @@ int main(int argc, char** argv) {
   }
   if (k < 1 || k > 4096) usage_error("--k must be in 1..4096");
   if (threads < 1 || rounds < 1) usage_error("--threads and --rounds must be >= 1");
-  const std::vector<std::string> known = {"n1", "fp32", "shuffle", "mixed-fp16", "mixed-switched", "mixed-switched-measured",
-                                          "mixed-fp16-measured"};
+  const std::vector<std::string> known = {"n1", "n1-sr", "fp32", "shuffle", "mixed-fp16", "mixed-switched",
+                                          "mixed-switched-measured", "mixed-fp16-measured"};
   const std::vector<std::string> states = split(states_arg, ',');
   for (const auto& s : states) {
     bool b = false;
@@ -218,6 +243,14 @@ int main(int argc, char** argv) {
   for (size_t j = 0; j < Q16.size(); ++j) Q16[j] = detail::float_to_half_rn(Q32[j]);
 
   Schedule sched(tr, Order::kShuffle, threads, static_cast<size_t>(k) * 2, 42);
+  // grid schedules, sized as the trainer sizes them: FP32 rows for fp32, FP16 rows otherwise
+  std::unique_ptr<Schedule> grid16, grid32;
+  for (const auto& st : states) {
+    bool b = false, g = false;
+    const std::string base = base_state(st, &b, &g);
+    if (g && base == "fp32" && !grid32) grid32 = std::make_unique<Schedule>(tr, Order::kGrid, threads, k * 4, 42);
+    if (g && base != "fp32" && !grid16) grid16 = std::make_unique<Schedule>(tr, Order::kGrid, threads, k * 2, 42);
+  }
   const KernelTable& kt_a = kernels();
   std::vector<Acc> ua(threads), ia(threads);
   auto side = [&](float* f32, uint16_t* f16, const GroupTable& t, const std::vector<uint64_t>& bits, Acc* acc) {
@@ -245,9 +278,9 @@ int main(int argc, char** argv) {
   }
   for (int g = 0; g < igs.size(); ++g)
     if (igs.precision[g] == Precision::kFp32) fp32_i += igs.rating_count[g];
-  std::printf("%s: %lld users, %lld items, %lld ratings; k=%d, %d threads, kernels %s, %d rounds\n", dataset.c_str(),
+  std::printf("%s: %lld users, %lld items, %lld ratings; k=%d, %d threads, kernels %s, %d rounds%s\n", dataset.c_str(),
               static_cast<long long>(m), static_cast<long long>(n), static_cast<long long>(tr.nnz()), k, threads,
-              kernel_isa(), rounds);
+              kernel_isa(), rounds, cpu_time ? "; CPU time per thread" : "");
   std::printf("mixed-switched: %d user / %d item groups FP32 (%.1f %% / %.1f %% of the ratings); sample ratio %g%s\n",
               ugs.count_fp32(), igs.count_fp32(), 100.0 * fp32_u / tot, 100.0 * fp32_i / tot, gamma,
               naive ? "; naive group lookup" : "");
@@ -256,19 +289,24 @@ int main(int argc, char** argv) {
   int epoch = 0;
   for (int r = 0; r < rounds; ++r) {
     for (size_t v = 0; v < states.size(); ++v) {
-      bool use_b = false;
-      const std::string st = base_state(states[v], &use_b);
+      bool use_b = false, on_grid = false;
+      const std::string st = base_state(states[v], &use_b, &on_grid);
       const KernelTable& kt = use_b ? *kTableB : kt_a;
-      const SgdParams prm{k, 0.002f, 0.01f, 0.015f};
+      SgdParams prm{k, 0.002f, 0.01f, 0.015f};
+      Schedule& sc = !on_grid ? sched : st == "fp32" ? *grid32 : *grid16;
+      const int e = on_grid ? epoch + Schedule::kGridWarmupEpochs : epoch;  // grid epochs, past its warm-up
       const auto t0 = Clock::now();
-      if (st == "n1") {
-        sched.run_epoch(epoch, [&](int, const Rec* rc, size_t c) { kt.sgd_n1(rc, c, P16.data(), Q16.data(), prm); });
+      const double c0 = process_cpu_seconds();
+      if (st == "n1" || st == "n1-sr") {
+        prm.stochastic = st == "n1-sr";
+        prm.round_seed = 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(epoch + 7);
+        sc.run_epoch(e, [&](int, const Rec* rc, size_t c) { kt.sgd_n1(rc, c, P16.data(), Q16.data(), prm); });
       } else if (st == "shuffle") {  // the schedule alone: chunk order and in-chunk shuffles
         std::vector<int64_t> sink(threads);
-        sched.run_epoch(epoch, [&](int tid, const Rec* rc, size_t c) { sink[tid] += rc[c / 2].u; });
+        sc.run_epoch(e, [&](int tid, const Rec* rc, size_t c) { sink[tid] += rc[c / 2].u; });
         if (sink[0] == -1) std::puts("");
       } else if (st == "fp32") {
-        sched.run_epoch(epoch, [&](int, const Rec* rc, size_t c) { kt.sgd_fp32(rc, c, P32.data(), Q32.data(), prm); });
+        sc.run_epoch(e, [&](int, const Rec* rc, size_t c) { kt.sgd_fp32(rc, c, P32.data(), Q32.data(), prm); });
       } else {
         const bool sw = st.find("switched") != std::string::npos, meas = st.find("measured") != std::string::npos;
         std::vector<MixedSide> us, is;
@@ -278,9 +316,10 @@ int main(int argc, char** argv) {
         }
         const MixedParams mp{prm, naive, 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(epoch + 1),
                              gamma >= 1.0 ? ~0ull : static_cast<uint64_t>(gamma * 18446744073709551616.0)};
-        sched.run_epoch(epoch, [&](int tid, const Rec* rc, size_t c) { kt.sgd_mixed(rc, c, us[tid], is[tid], mp); });
+        sc.run_epoch(e, [&](int tid, const Rec* rc, size_t c) { kt.sgd_mixed(rc, c, us[tid], is[tid], mp); });
       }
-      secs[v].push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      secs[v].push_back(cpu_time ? (process_cpu_seconds() - c0) / threads
+                                 : std::chrono::duration<double>(Clock::now() - t0).count());
       ++epoch;
     }
   }

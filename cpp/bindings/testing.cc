@@ -25,6 +25,7 @@
 #include "mascot/reorder.h"
 
 #include "cpu/kernels.h"
+#include "cpu/schedule.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -92,6 +93,31 @@ void bind_testing(nb::module_& m) {
       },
       "users"_a, "items"_a, "n_users"_a, "n_items"_a, "order"_a, "epochs"_a, "threads"_a = 1, "k"_a = 128,
       "half"_a = false, "seed"_a = 42);
+  m.def(
+      "schedule_check",
+      [](const In1<int32_t>& u, const In1<int32_t>& i, int64_t nu, int64_t ni, const std::string& order, int threads,
+         int epochs, int k, bool half, uint64_t seed, int spin_us) {
+        const RatingSet rs = ids_only(u, i, nu, ni);
+        cpu::ScheduleCheck c;
+        {
+          nb::gil_scoped_release release;
+          c = cpu::check_schedule(rs, parse_order(order), threads, epochs,
+                                  static_cast<size_t>(k) * (half ? 2 : 4), seed, spin_us);
+        }
+        nb::dict d;
+        d["grants"] = c.grants;
+        d["strip_conflicts"] = c.strip_conflicts;
+        d["max_held"] = c.max_held;
+        d["overlaps"] = c.overlaps;
+        d["row_conflicts"] = c.row_conflicts;  // per epoch
+        d["warmup_epochs"] = c.grants > 0 ? cpu::Schedule::kGridWarmupEpochs : 0;
+        d["each_once"] = c.each_once;
+        return d;
+      },
+      "users"_a, "items"_a, "n_users"_a, "n_items"_a, "order"_a, "threads"_a, "epochs"_a = 1, "k"_a = 128,
+      "half"_a = false, "seed"_a = 42, "spin_us"_a = 20,
+      "Test hook (cpu/schedule.h check_schedule): runs the CPU schedule with instrumented callbacks and\n"
+      "returns what it saw (row and strip conflicts between threads, overlaps, each rating once).");
   m.def(
       "lookup_groups",
       [](const In1<int32_t>& start, const In1<int32_t>& ids, bool naive) {

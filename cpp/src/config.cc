@@ -50,9 +50,8 @@ struct EnumName {
 };
 constexpr EnumName<Rounding> kRoundings[] = {{Rounding::kNearest, "nearest"}, {Rounding::kStochastic, "stochastic"}};
 constexpr EnumName<Order> kOrders[] = {
-    {Order::kShuffle, "shuffle"},
-    {Order::kBlocked, "blocked"},
-    {Order::kChunk, "chunk"},
+    {Order::kAuto, "auto"},       {Order::kGrid, "grid"},   {Order::kShuffle, "shuffle"},
+    {Order::kBlocked, "blocked"}, {Order::kChunk, "chunk"},
 };
 constexpr EnumName<AlsSolver> kAlsSolvers[] = {{AlsSolver::kCg, "cg"}, {AlsSolver::kCholesky, "cholesky"}};
 constexpr EnumName<AlsRegularization> kAlsRegularizations[] = {

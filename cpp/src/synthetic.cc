@@ -75,10 +75,10 @@ namespace {
 using detail::FastRng;
 
 const SyntheticShape kShapes[] = {
-    {"synthetic-ml10m", 69878, 10677, 10000035, 0.2, 20},
-    {"synthetic-ml25m", 162541, 59047, 24997208, 0.2, 20},
-    {"synthetic-netflix", 480189, 17770, 100480507, 1408395.0 / 100480507.0, 1},
-    {"synthetic-yahoo", 1000990, 624961, 256804235, 4003960.0 / 256804235.0, 10},
+    {"synthetic-ml10m", 69878, 10677, 10000035, 0.2, 20, {}},
+    {"synthetic-ml25m", 162541, 59047, 24997208, 0.2, 20, {}},
+    {"synthetic-netflix", 480189, 17770, 100480507, 1408395.0 / 100480507.0, 1, {}},
+    {"synthetic-yahoo", 1000990, 624961, 256804235, 4003960.0 / 256804235.0, 10, {}},
 };
 
 const SyntheticSkew kSkews[] = {
@@ -352,7 +352,7 @@ std::vector<std::string> synthetic_skew_names() {
 }
 
 SyntheticShape synthetic_shape(const std::string& name) {
-  // kShapes[].skew is default-constructed: the realistic preset, kSkews[0]
+  // kShapes[].skew is left default-constructed: the plain names are the realistic preset, kSkews[0]
   for (const auto& s : kShapes) {
     if (name == s.name) {
       SyntheticShape out = s;

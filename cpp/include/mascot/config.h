@@ -46,11 +46,14 @@ AlsCgForm parse_als_cg_form(const std::string& s);
 std::string to_string(AlsCgForm v);
 std::vector<std::string> als_cg_form_names();
 
-/// Visiting order of the training ratings within an epoch (DESIGN.md §3, §7).
+/// Visiting order of the training ratings within an epoch (cpu/schedule.h).  Checkpoints store
+/// it by name (config.cc's name table).
 enum class Order {
-  kShuffle,  ///< every rating once per epoch in a fresh seeded order (default)
+  kShuffle,  ///< every rating once per epoch in a fresh seeded order
   kBlocked,  ///< every rating once per epoch, cache-blocked grid of user x item blocks
   kChunk,    ///< reference code: workers draw random starts, 128 consecutive ratings, with replacement
+  kGrid,     ///< every rating once per epoch; threads on blocks that share no user and no item row
+  kAuto,     ///< default: grid with > 1 CPU thread on >= 2^20 ratings, else shuffle (CUDA: shuffle)
 };
 Order parse_order(const std::string& s);  ///< throws InvalidArgument listing the valid names
 std::string to_string(Order o);

@@ -55,8 +55,8 @@
   X(float, init_std, 0.01f, Check::positive(), kAll, kTraining, "--init-std", "X", "P, Q ~ N(0, init_std^2)")          \
   X(Rounding, rounding, Rounding::kNearest, Check::none(), kSgdMethods, kTraining, "--rounding", "NAME",               \
     "how FP16 stores of FP32 results round")                                                                           \
-  X(Order, order, Order::kShuffle, Check::none(), kSgdMethods, kTraining, "--order", "NAME",                           \
-    "visiting order of the training ratings")                                                                          \
+  X(Order, order, Order::kAuto, Check::none(), kSgdMethods, kTraining, "--order", "NAME",                              \
+    "visiting order of the training ratings (auto: grid with > 1 thread on >= 2^20 ratings, else shuffle)")            \
   X(int, user_groups, 100, Check::at_least(1), kSgdMethods, kTraining, "--user-groups", "G",                           \
     "user groups by rating count (ties are never split: fewer may be realised)")                                       \
   X(int, item_groups, 100, Check::at_least(1), kSgdMethods, kTraining, "--item-groups", "G",                           \

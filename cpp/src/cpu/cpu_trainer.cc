@@ -365,6 +365,9 @@ std::vector<int64_t> cpu_visit_order(const RatingSet& train, Order order, int ep
   MASCOT_CHECK_ARG(train.nnz() < (1 << 24), "cpu_visit_order needs fewer than 2^24 ratings");
   RatingSet tagged = train;  // rating value = position, exact in float below 2^24
   for (int64_t t = 0; t < tagged.nnz(); ++t) tagged.ratings[t] = static_cast<float>(t);
+  // the grid cuts strips along relabelled ids, as the trainer hands them over (positions stay)
+  if (cpu::resolve_order(order, threads, train.nnz()) == Order::kGrid)
+    tagged = Reorder::build(tagged, 1, 1).apply(tagged, nullptr);
   if (order == Order::kChunk) shuffle_for_chunk_order(&tagged, seed);  // as trainer.cc does
   const size_t es = half ? sizeof(uint16_t) : sizeof(float);
   cpu::Schedule sched(tagged, order, threads, static_cast<size_t>(k) * es, seed);

@@ -20,6 +20,23 @@
 // So every rating is visited exactly once per epoch, in a fresh order; with one thread the
 // order is a pure function of (seed, epoch).  Threads pull chunks from one shared counter, so
 // they work on the same block together (sharing its cache footprint) and balance perfectly.
+//
+// `grid` order (the default with more than one thread; the idea of FPSGD / LIBMF, built here
+// without its code): the ratings are cut into a grid of user strips x item strips of about equal
+// rating counts (balanced by rating count, not id count: the strip holding a hot item has few
+// other rows, rather than being a straggler).  A thread takes a whole block at a time, and no
+// two threads ever hold blocks that share a user strip or an item strip: each row is written by
+// one core at a time.  Why: with Hogwild threads on skewed data both cores write the most-rated
+// rows all the time, so their cache lines move between the cores at every update
+// (benchmarks/hot_rows.py measures it).  Each epoch every non-empty block is done exactly once,
+// in a seeded random order constrained by the strips that are free (with one thread, a pure
+// function of (seed, epoch)); inside a block, its chunks in a fresh permutation and each chunk
+// shuffled in place, as in `shuffle` order.  Strips per side: at least 2 x threads (so that a
+// finishing thread nearly always finds a free block) and at least rows x row_bytes / 2 MiB (the
+// blocked order's cache-sized blocks).  A strip is not one id range but 16 runs of consecutive
+// ids from all over the popularity range (stratified_strips), and the first epoch runs in
+// shuffle order (kGridWarmupEpochs, run_epoch): both keep the accuracy of a fresh random order.
+//
 // `chunk` order reproduces the paper's reference code: nnz/128 random starts, 128 consecutive
 // ratings each, with replacement, from the training set as the trainer hands it over: shuffled
 // once, as the reference code does (shuffle_for_chunk_order, reorder.h).  Unlike the reference
@@ -57,15 +74,72 @@ class Schedule {
 
   int blocks() const { return static_cast<int>(block_chunk_.size()) - 1; }
   int chunks() const { return static_cast<int>(chunk_off_.size()) - 1; }
+  /// The order this schedule runs (auto resolved: grid with more than one thread, else shuffle).
+  Order order() const { return order_; }
+
+  /// Test instrumentation of the grid order: called with the scheduler's lock held at every
+  /// grant (grant = true) and release of a block to a thread, so the calls are totally ordered.
+  /// Block b covers user strip b / item_strips and item strip b % item_strips.
+  using GridTrace = std::function<void(int thread, int block, bool grant)>;
+  void set_trace(GridTrace trace) { trace_ = std::move(trace); }
+  int item_strips() const { return gi_; }
+  /// Grid order: the first epochs run in shuffle order (Hogwild), for accuracy (schedule.cc).
+  static constexpr int kGridWarmupEpochs = 1;
 
  private:
+  int64_t run_grid(uint64_t eseed, const std::function<void(int, const Rec*, size_t)>& fn);
+  void run_chunk(int tid, int c, uint64_t eseed, const std::function<void(int, const Rec*, size_t)>& fn);
+
   Order order_;
   int threads_;
   uint64_t seed_;
   std::vector<Rec> recs_;
   std::vector<int64_t> chunk_off_;    // chunk c = recs_[chunk_off_[c], chunk_off_[c+1])
   std::vector<int32_t> block_chunk_;  // block b = chunks [block_chunk_[b], block_chunk_[b+1])
+  std::vector<uint16_t> ustrip_, istrip_;  // grid: strip of every user / item
+  int gi_ = 0;                             // grid: item strips (block b = user strip b / gi_, item strip b % gi_)
+  GridTrace trace_;
 };
+
+/// Ratings from which `auto` picks the grid.  Below, a grid of at least (2 threads)^2 blocks has
+/// blocks of few ratings, and its block structure costs accuracy for no speed that matters (the
+/// epochs take milliseconds): MovieLens-100K (80 K ratings, 2 threads, 16 blocks) ended +0.2 %
+/// above shuffle order (docs/benchmarks.md).
+constexpr int64_t kGridMinRatings = int64_t{1} << 20;
+
+/// Resolves Order::kAuto: grid with more than one thread on at least kGridMinRatings ratings,
+/// else shuffle.
+Order resolve_order(Order order, int threads, int64_t nnz);
+
+/// The grid's strips of one side: `parts` strips of about equal total count, each a union of
+/// runs of consecutive ids drawn from the whole popularity range (schedule.cc says why); the
+/// strip of every id.
+std::vector<uint16_t> stratified_strips(const std::vector<int64_t>& count, int parts, uint64_t seed);
+
+/// Cuts ids [0, count.size()) into `parts` contiguous ranges of about equal total count (a range
+/// ends at the first id where the running total reaches its share).  Returns parts + 1
+/// boundaries, non-decreasing (a row holding more than a share can leave a range empty).
+std::vector<int32_t> balanced_cuts(const std::vector<int64_t>& count, int parts);
+
+/// What check_schedule observed (a test hook: the grid's promise, instrumented, not timed).
+struct ScheduleCheck {
+  int64_t grants = 0;           ///< blocks handed out (grid order; 0 for the others)
+  int64_t strip_conflicts = 0;  ///< grants of a block sharing a strip with a block another thread held
+  int max_held = 0;             ///< most blocks held at once
+  int64_t overlaps = 0;         ///< callbacks that started while another thread's callback was running
+  std::vector<int64_t> row_conflicts;  ///< per epoch: records whose row another thread's running callback had
+  bool each_once = true;        ///< every epoch visited every rating exactly once
+};
+
+/// Test hook (bound as _core.schedule_check): builds the schedule of `train` (relabelled as the
+/// trainer does) and runs `epochs` epochs on `threads` threads.  Each callback claims the rows of
+/// its records (per-row atomic owner), spins `spin_us` microseconds so that the threads' callbacks
+/// overlap, and releases them; a row another thread holds at that moment is a row conflict.  With
+/// order grid, the block grants and releases are also traced (under the scheduler's lock, in
+/// order) and checked for two held blocks that share a strip.  Shuffle order on skewed data is
+/// expected to show row conflicts: the check can fail.
+ScheduleCheck check_schedule(const RatingSet& train, Order order, int threads, int epochs, size_t row_bytes,
+                             uint64_t seed, int spin_us);
 
 /// Converts a rating set into packed records (in the set's order).
 std::vector<Rec> to_records(const RatingSet& rs);

@@ -13,8 +13,9 @@
 namespace mascot::detail {
 
 /// Why the CUDA kernels do not take `cfg` (a one-line message naming the field), "" when they
-/// do: they need a method the backend implements (methods.h), k in [1, 512], an order other than the CPU's cache blocking
-/// and no study option (random_fp16, grad_stats).  `--device cuda` fails with this message as
+/// do: they need a method the backend implements (methods.h), k in [1, 512], an order that is
+/// not a CPU thread schedule (grid; auto means shuffle there) and no study option (random_fp16,
+/// grad_stats).  `--device cuda` fails with this message as
 /// soon as the device is known, before any data is loaded or regrouped; `--device auto` trains
 /// such a job on the CPU (trainer.cc).  Bound as mascot._core.cuda_unsupported_reason (the
 /// experiment harness checks its grids with it).
@@ -27,8 +28,9 @@ inline std::string cuda_unsupported_reason(const TrainConfig& cfg) {
   if (!(cfg.k >= 1 && cfg.k <= 512))
     return "k must be between 1 and 512 on the cuda device (got " + std::to_string(cfg.k) +
            "); use --device cpu for larger k";
-  if (cfg.order == Order::kBlocked)
-    return "order 'blocked' is the CPU's cache blocking; on the cuda device use order 'shuffle' or 'chunk'";
+  if (cfg.order == Order::kBlocked || cfg.order == Order::kGrid)
+    return "order '" + to_string(cfg.order) +
+           "' schedules CPU threads; on the cuda device use order 'auto', 'shuffle' or 'chunk'";
   if (cfg.random_fp16 >= 0 || cfg.grad_stats)
     return "random_fp16 and grad_stats (study options) run on the CPU backend only; use --device cpu";
   return "";
