@@ -42,7 +42,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -121,13 +123,18 @@ std::vector<uint64_t> row_bits(const GroupTable& t) {
 }
 
 // "NAME@b" -> ("NAME", true): the state run with the B kernels (MASCOT_BENCH_B_FLAGS).
-// "NAME:grid" (before any @b) -> *grid = true: the state on the grid schedule.
-std::string base_state(const std::string& s, bool* b, bool* grid = nullptr) {
+// "NAME:grid" (before any @b) -> *order = kGrid: the state on the grid schedule.
+std::string base_state(const std::string& s, bool* b, Order* order = nullptr) {
   *b = s.size() > 2 && s.compare(s.size() - 2, 2, "@b") == 0;
   std::string base = *b ? s.substr(0, s.size() - 2) : s;
-  const bool g = base.size() > 5 && base.compare(base.size() - 5, 5, ":grid") == 0;
-  if (grid) *grid = g;
-  return g ? base.substr(0, base.size() - 5) : base;
+  Order o = Order::kShuffle;
+  const std::string suffix = ":grid";
+  if (base.size() > suffix.size() && base.compare(base.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    base = base.substr(0, base.size() - suffix.size());
+    o = Order::kGrid;
+  }
+  if (order) *order = o;
+  return base;
 }
 
 double median(std::vector<double> x) {
@@ -243,13 +250,14 @@ int main(int argc, char** argv) {
   for (size_t j = 0; j < Q16.size(); ++j) Q16[j] = detail::float_to_half_rn(Q32[j]);
 
   Schedule sched(tr, Order::kShuffle, threads, static_cast<size_t>(k) * 2, 42);
-  // grid schedules, sized as the trainer sizes them: FP32 rows for fp32, FP16 rows otherwise
-  std::unique_ptr<Schedule> grid16, grid32;
+  // grid schedules, sized as the trainer sizes them: FP32 rows for fp32, FP16 otherwise
+  std::map<std::pair<Order, bool>, std::unique_ptr<Schedule>> other;
   for (const auto& st : states) {
-    bool b = false, g = false;
-    const std::string base = base_state(st, &b, &g);
-    if (g && base == "fp32" && !grid32) grid32 = std::make_unique<Schedule>(tr, Order::kGrid, threads, k * 4, 42);
-    if (g && base != "fp32" && !grid16) grid16 = std::make_unique<Schedule>(tr, Order::kGrid, threads, k * 2, 42);
+    bool b = false;
+    Order o = Order::kShuffle;
+    const bool f32 = base_state(st, &b, &o) == "fp32";
+    if (o != Order::kShuffle && !other.count({o, f32}))
+      other[{o, f32}] = std::make_unique<Schedule>(tr, o, threads, static_cast<size_t>(k) * (f32 ? 4 : 2), 42);
   }
   const KernelTable& kt_a = kernels();
   std::vector<Acc> ua(threads), ia(threads);
@@ -289,12 +297,13 @@ int main(int argc, char** argv) {
   int epoch = 0;
   for (int r = 0; r < rounds; ++r) {
     for (size_t v = 0; v < states.size(); ++v) {
-      bool use_b = false, on_grid = false;
-      const std::string st = base_state(states[v], &use_b, &on_grid);
+      bool use_b = false;
+      Order ord = Order::kShuffle;
+      const std::string st = base_state(states[v], &use_b, &ord);
       const KernelTable& kt = use_b ? *kTableB : kt_a;
       SgdParams prm{k, 0.002f, 0.01f, 0.015f};
-      Schedule& sc = !on_grid ? sched : st == "fp32" ? *grid32 : *grid16;
-      const int e = on_grid ? epoch + Schedule::kGridWarmupEpochs : epoch;  // grid epochs, past its warm-up
+      Schedule& sc = ord == Order::kShuffle ? sched : *other.at({ord, st == "fp32"});
+      const int e = ord == Order::kGrid ? epoch + Schedule::kGridWarmupEpochs : epoch;  // past the grid's warm-up
       const auto t0 = Clock::now();
       const double c0 = process_cpu_seconds();
       if (st == "n1" || st == "n1-sr") {

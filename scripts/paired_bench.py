@@ -2,7 +2,7 @@
 
     python scripts/paired_bench.py [--base REF] [--new REF|worktree] [--dataset synthetic-ml10m:0.25]
                                    [--methods fp32,mascot-n1,mascot] [--k 128] [--epochs 5]
-                                   [--threads 2] [--rounds 3] [--extra "--order blocked"]
+                                   [--threads 2] [--rounds 3] [--extra "--order grid"]
 
 This host's speed drifts by +-30 % over minutes, so two builds are only compared in runs that
 alternate: for every round and method, base then new (then new then base in the next round, so

@@ -148,6 +148,10 @@ void get_field(detail::BinReader& r, uint8_t tag, const char* name, T* v) {
   if (tag != static_cast<uint8_t>(type_of<T>())) r.fail(field + " has the wrong type");
   if constexpr (std::is_enum_v<T>) {
     const std::string s = r.str();
+    if constexpr (std::is_same_v<T, Order>) {
+      const std::string refused = order_refusal(s);  // a name older MASCOTs wrote says why it is refused
+      if (!refused.empty()) r.fail(field + ": " + refused);
+    }
     try {
       *v = EnumOps<T>::parse_name(s);
     } catch (const InvalidArgument&) {

@@ -177,6 +177,7 @@ class Driver {
     if (resume) saved = import_state(*resume);
     backend_->prepare(in);
     if (const std::string d = backend_->describe(); !d.empty()) rep().device = d;
+    rep().config.order = backend_->resolved_order(cfg_.order);  // `auto` resolved: the order that ran
     if (!resume) return;
     for (char side : {'u', 'i'}) {
       GroupTable& t = side == 'u' ? ro_.user_groups : ro_.item_groups;

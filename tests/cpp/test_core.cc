@@ -314,6 +314,8 @@ TEST(param_table_parses_options_and_round_trips_configs) {
   CHECK_THROWS(InvalidArgument, params::find_option("--lr")->apply(&s, "1e40"), "outside the float32 range");
   CHECK_THROWS(InvalidArgument, params::find_option("--afp-bits")->apply(&s, "8"), "expects LOW,HIGH (got 1 values)");
   CHECK_THROWS(InvalidArgument, params::find_option("--order")->apply(&s, "x"), "unknown order 'x' (valid: auto, grid, shuffle");
+  CHECK_THROWS(InvalidArgument, params::find_option("--order")->apply(&s, "blocked"),
+               "order 'blocked' was removed: use 'grid'");
   CHECK_THROWS(InvalidArgument, params::check_option_method(*params::find_option("--afp-bits"), Method::kMpt),
                "--afp-bits applies to method afp, not mpt");
   params::check_option_method(*params::find_option("--k"), Method::kMpt);  // everyone's

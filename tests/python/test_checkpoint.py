@@ -37,7 +37,7 @@ CASES = {
                                                    "muppet_threshold_alpha": 0.01, "muppet_threshold_beta": 0.0}),
     "afp": dict(method="afp"),
     "afp-stochastic": dict(method="afp", rounding="stochastic"),
-    "fp32-blocked": dict(method="fp32", order="blocked"),  # the replayed in-place chunk shuffles
+    "fp32-grid": dict(method="fp32", order="grid"),  # the replayed in-place chunk shuffles, blocks by epoch
     "mascot-chunk": dict(method="mascot", groups=8, warmup=1, period=1, threshold=1.5, order="chunk"),
     "mascot-grad-stats": dict(method="mascot", groups=8, warmup=1, period=1, threshold=1.5, grad_stats=True),
     "random-fp16": dict(method="mascot-n1", random_fp16=0.5),  # FP16 and FP32 rows from the start
@@ -469,6 +469,8 @@ def test_config_record_is_tagged_by_name(ds, tmp_path):
             ("mistyped", [("k", 3, b"\0" * 8) if f[0] == "k" else f for f in fields], ["field 'k' has the wrong type"]),
             ("enum", [("order", 6, struct.pack("<Q", 4) + b"zigz") if f[0] == "order" else f for f in fields],
              ["field 'order' holds an unknown name"]),
+            ("removed", [("order", 6, struct.pack("<Q", 7) + b"blocked") if f[0] == "order" else f for f in fields],
+             ["field 'order': order 'blocked' was removed: use 'grid'"]),
             ("value", [("k", 0, struct.pack("<i", 0)) if f[0] == "k" else f for f in fields],
              ["invalid configuration: k must be between 1 and 4096 (got 0)"])]:
         d = _with_record(base, tmp_path / name, record)

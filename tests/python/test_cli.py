@@ -66,7 +66,8 @@ def test_text_files_and_quiet(trainer_exe, tmp_path, tiny):
     (["--device", "cuda", "--k", "32"], "cuda"),
     # a job the CUDA kernels do not take is refused first, whether or not a device is visible
     (["--device", "cuda", "--k", "600"], "k must be between 1 and 512 on the cuda device"),
-    (["--device", "cuda", "--k", "64", "--order", "blocked"], "order 'blocked' is the CPU's cache blocking"),
+    (["--device", "cuda", "--k", "64", "--order", "grid"], "order 'grid' schedules CPU threads"),
+    (["--order", "blocked"], "order 'blocked' was removed: use 'grid'"),
     (["--device", "cuda", "--k", "64", "--grad-stats"], "study options"),
     (["--test", "x.mrat"], "--test needs --train"),
     (["--sample-ratio", "0"], "sample_ratio"),

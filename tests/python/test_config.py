@@ -60,4 +60,4 @@ def test_defaults_follow_design():
     assert c.lr == pytest.approx(0.01) and c.decay == pytest.approx(0.1)
     assert c.lambda_p == pytest.approx(0.01) and c.lambda_q == pytest.approx(0.015)
     assert c.init_std == pytest.approx(0.01) and c.sample_ratio == pytest.approx(0.05)
-    assert c.threshold == pytest.approx(20.0) and c.method == "fp32" and c.order == "shuffle"
+    assert c.threshold == pytest.approx(20.0) and c.method == "fp32" and c.order == "auto"

@@ -428,8 +428,8 @@ def test_unsupported_requests_are_clear_errors(tiny):
     # refused from the configuration alone, before any device or data work: runs without a GPU too
     with pytest.raises(ValueError, match="between 1 and 512"):
         mascot.MF(k=600, groups=4, epochs=1, device="cuda").fit(tiny[:3])
-    with pytest.raises(ValueError, match="blocked"):
-        mascot.MF(k=32, groups=4, epochs=1, order="blocked", device="cuda").fit(tiny[:3])
+    with pytest.raises(ValueError, match="'grid' schedules CPU threads"):
+        mascot.MF(k=32, groups=4, epochs=1, order="grid", device="cuda").fit(tiny[:3])
     with pytest.raises(ValueError, match="study options"):
         mascot.MF(k=32, groups=4, epochs=1, grad_stats=True, device="cuda").fit(tiny[:3])
 

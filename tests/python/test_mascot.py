@@ -191,7 +191,7 @@ def test_group_lookups_agree_with_searchsorted():
         _core._testing.lookup_groups(np.array([1, 2], np.int32), np.array([1], np.int32), False)
 
 
-@pytest.mark.parametrize("order", ["shuffle", "blocked"])
+@pytest.mark.parametrize("order", ["shuffle", "grid"])
 def test_mascot_and_naive_lookup_agree_with_one_thread(order):
     tr, te = _data()
     kw = dict(k=32, epochs=15, groups=25, threads=1, threshold=3, order=order)

@@ -35,7 +35,7 @@ def test_table_rows_are_the_bound_fields_with_their_defaults():
             else:
                 assert p["default"] == v and type(p["default"]) is type(v), p
     assert BY_NAME["k"]["min"] == 1 and BY_NAME["k"]["max"] == 4096 and BY_NAME["seed"]["max"] == 2**64 - 1
-    assert BY_NAME["order"]["choices"] == ["auto", "grid", "shuffle", "blocked", "chunk"]
+    assert BY_NAME["order"]["choices"] == ["auto", "grid", "shuffle", "chunk"]
     assert BY_NAME["loss_scale"]["methods"] == ["mpt"] and len(BY_NAME["k"]["methods"]) == len(_core.method_names())
 
 

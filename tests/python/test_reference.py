@@ -20,7 +20,7 @@ def _fit(data, method, k, epochs, **kw):
 
 
 @pytest.mark.parametrize("k", [32, 20])  # vector path (k % 16 == 0) and scalar path
-@pytest.mark.parametrize("order", ["shuffle", "blocked"])
+@pytest.mark.parametrize("order", ["shuffle", "grid"])
 def test_fp32_matches_reference(tiny, k, order):
     u, i, r, nu, ni = tiny
     m = _fit(tiny, "fp32", k, 3, order=order)
@@ -135,7 +135,7 @@ def test_lr_schedule_matches_design():
 def test_visit_order_is_a_fresh_permutation_every_epoch(tiny):
     u, i, r, nu, ni = tiny
     n = len(r)
-    for order in ("shuffle", "blocked"):
+    for order in ("shuffle", "grid"):
         v = _core._testing.visit_order(u, i, nu, ni, order, 3, 1)
         epochs = v.reshape(3, n)
         for e in epochs:
@@ -166,20 +166,3 @@ def test_chunk_order_runs_are_not_runs_of_the_input_file():
     assert np.bincount(v, minlength=n).max() > 1  # drawn with replacement
     # the arrangement depends on the seed
     assert not np.array_equal(v, _core._testing.visit_order(u, i, nu, ni, "chunk", 2, 1, seed=7))
-
-
-def test_blocked_order_groups_rows_into_blocks():
-    """The blocked order works through one (user block x item block) at a time."""
-    rng = np.random.default_rng(3)
-    nu, ni, n = 20000, 8000, 200000
-    u = rng.integers(0, nu, n).astype(np.int32)
-    i = rng.integers(0, ni, n).astype(np.int32)
-    # k=128 FP32 rows, 2 MiB of rows per block side: 5 user blocks x 2 item blocks, ~20K ratings each
-    first = {}
-    for order in ("shuffle", "blocked"):
-        v = _core._testing.visit_order(u, i, nu, ni, order, 1, 1, k=128)
-        w = v[:10000]  # the first 5 % of the epoch
-        first[order] = (len(np.unique(u[w])), len(np.unique(i[w])))
-    # random order: ~7900 users and ~5700 items; inside one block: at most its ~4000 of each
-    assert first["shuffle"][0] > 7000 and first["shuffle"][1] > 5000
-    assert first["blocked"][0] < 4300 and first["blocked"][1] < 4300

@@ -487,12 +487,12 @@ def test_load_of_mascot_train_model_has_its_parameters(trainer_exe, tiny, tmp_pa
     mascot.data.write_text(tmp_path / "tr.txt", mascot.data.Ratings(u, i, r, nu, ni))
     res = subprocess.run([trainer_exe, "--train", tmp_path / "tr.txt", "--k", "8", "--epochs", "3", "--quiet",
                           "--groups", "3", "--lr", "0.03", "--method", "mpt", "--threads", "2", "--seed", "7",
-                          "--order", "blocked", "--save", tmp_path / "m"], capture_output=True, text=True, timeout=120)
+                          "--order", "grid", "--save", tmp_path / "m"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "params" not in json.loads((tmp_path / "m" / "model.json").read_text())
     p = MF.load(tmp_path / "m").get_params()
     assert (p["k"], p["method"], p["epochs"], p["user_groups"], p["item_groups"]) == (8, "mpt", 3, 3, 3)
-    assert p["lr"] == pytest.approx(0.03) and p["order"] == "blocked" and p["seed"] == 7 and p["threads"] == 2
+    assert p["lr"] == pytest.approx(0.03) and p["order"] == "grid" and p["seed"] == 7 and p["threads"] == 2
     assert set(p["method_params"]) <= {"loss_scale", "dynamic_loss_scale", "loss_scale_window"}
     # a hand-written report config: checked like params, one line naming model.json
     meta = json.loads((tmp_path / "m" / "model.json").read_text())

@@ -50,12 +50,13 @@ std::vector<std::string> als_cg_form_names();
 /// it by name (config.cc's name table).
 enum class Order {
   kShuffle,  ///< every rating once per epoch in a fresh seeded order
-  kBlocked,  ///< every rating once per epoch, cache-blocked grid of user x item blocks
   kChunk,    ///< reference code: workers draw random starts, 128 consecutive ratings, with replacement
   kGrid,     ///< every rating once per epoch; threads on blocks that share no user and no item row
   kAuto,     ///< default: grid with > 1 CPU thread on >= 2^20 ratings, else shuffle (CUDA: shuffle)
 };
 Order parse_order(const std::string& s);  ///< throws InvalidArgument listing the valid names
+/// Why `s`, an order an older MASCOT took ("blocked"), is refused; "" for any other name.
+std::string order_refusal(const std::string& s);
 std::string to_string(Order o);
 std::vector<std::string> order_names();
 

@@ -79,6 +79,7 @@ detail::GradSums reduce(const std::vector<GradAcc>& acc, int groups, int k, bool
 class CpuBackend final : public detail::Backend {
  public:
   const char* name() const override { return "cpu"; }
+  Order resolved_order(Order) const override { return sched_->order(); }
 
   void prepare(const detail::FitInput& in) override {
     cfg_ = *in.cfg;

@@ -15,8 +15,7 @@ namespace mascot::cpu {
 namespace {
 
 constexpr int64_t kChunkRatings = 4096;    // ratings per chunk (48 KiB of records: L1/L2)
-constexpr int64_t kBlockBytes = 2 << 20;   // rows per block side, in bytes (last-level cache)
-constexpr int64_t kMaxBlocksPerSide = 1024;
+constexpr int64_t kBlockBytes = 2 << 20;   // grid: rows per strip at most, in bytes (last-level cache)
 constexpr int kRefChunk = 128;             // reference code's consecutive run
 constexpr int64_t kMaxStrips = 512;        // grid: strips per side (512 x 512 blocks)
 constexpr int kStripRuns = 16;             // grid: runs of consecutive ids per strip (stratified_strips)
@@ -112,19 +111,13 @@ Schedule::Schedule(const RatingSet& train, Order order, int threads, size_t row_
     block_chunk_ = {0, 1};
     return;
   }
-  // block of every rating
+  MASCOT_CHECK_ARG(order == Order::kShuffle || order == Order::kGrid, "order '" + to_string(order) +
+                                                                          "' is not a CPU schedule");
+  // block of every rating (shuffle: the one block)
   int64_t bu = 1, bi = 1;
-  if (order == Order::kBlocked) {
-    auto side = [&](int64_t rows) {
-      const int64_t bytes = rows * static_cast<int64_t>(row_bytes);
-      return std::clamp<int64_t>((bytes + kBlockBytes - 1) / kBlockBytes, 1, kMaxBlocksPerSide);
-    };
-    bu = side(train.n_users);
-    bi = side(train.n_items);
-  }
   std::vector<uint32_t> block(static_cast<size_t>(n), 0);
   if (order == Order::kGrid) {
-    // strips of about equal rating count; at least 2 per thread, and cache-sized as `blocked`
+    // strips of about equal rating count: at least 2 per thread, and at most 2 MiB of rows
     auto strips = [&](int64_t rows) {
       const int64_t bytes = rows * static_cast<int64_t>(row_bytes);
       const int64_t want = std::max<int64_t>(2 * threads_, (bytes + kBlockBytes - 1) / kBlockBytes);
@@ -143,12 +136,6 @@ Schedule::Schedule(const RatingSet& train, Order order, int threads, size_t row_
     for (int64_t t = 0; t < n; ++t) block[t] = static_cast<uint32_t>(ustrip_[train.users[t]] * bi + istrip_[train.items[t]]);
   }
   const int64_t nb = bu * bi;
-  if (nb > 1 && order == Order::kBlocked)
-    for (int64_t t = 0; t < n; ++t) {
-      const uint64_t hu = detail::hash3(seed, detail::kStreamOrder, 2 * static_cast<uint64_t>(train.users[t])) % bu;
-      const uint64_t hi = detail::hash3(seed, detail::kStreamOrder, 2 * static_cast<uint64_t>(train.items[t]) + 1) % bi;
-      block[t] = static_cast<uint32_t>(hu * bi + hi);
-    }
   std::vector<int64_t> bsize(static_cast<size_t>(nb), 0);
   for (int64_t t = 0; t < n; ++t) ++bsize[block[t]];
   // chunks of each block; chunk of a rating = hash of its position
@@ -194,25 +181,11 @@ int64_t Schedule::run_epoch(int epoch, const std::function<void(int, const Rec*,
   // warm-up the first epoch ends at test RMSE 1.3-1.9 (shuffle: 1.09) and the 50th +0.3-0.7 %
   // above shuffle order; with one warm-up epoch within +-0.1 %.
   if (order_ == Order::kGrid && epoch >= kGridWarmupEpochs) return run_grid(eseed, fn);
-  // this epoch's sequence of chunks: blocks permuted, each block's chunks permuted
+  // shuffle order, and the grid's warm-up: all chunks in a fresh permutation
   detail::FastRng rng(eseed);
-  std::vector<int32_t> seq;
-  seq.reserve(static_cast<size_t>(chunks()));
-  if (order_ == Order::kGrid) {
-    for (int c = 0; c < chunks(); ++c) seq.push_back(c);
-    permute(seq, rng);
-  } else {
-    std::vector<int32_t> border(static_cast<size_t>(blocks()));
-    for (int b = 0; b < blocks(); ++b) border[b] = b;
-    permute(border, rng);
-    std::vector<int32_t> tmp;
-    for (int b : border) {
-      tmp.clear();
-      for (int c = block_chunk_[b]; c < block_chunk_[b + 1]; ++c) tmp.push_back(c);
-      permute(tmp, rng);
-      seq.insert(seq.end(), tmp.begin(), tmp.end());
-    }
-  }
+  std::vector<int32_t> seq(static_cast<size_t>(chunks()));
+  for (int c = 0; c < chunks(); ++c) seq[c] = c;
+  permute(seq, rng);
   std::atomic<size_t> next{0};
   run_threads(threads_, [&](int tid) {
     for (size_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < seq.size();) run_chunk(tid, seq[j], eseed, fn);

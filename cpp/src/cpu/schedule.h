@@ -1,25 +1,23 @@
-// Visiting order of the training ratings (DESIGN.md §3, §7), shared by all CPU methods.
+// Visiting order of the training ratings, shared by all CPU methods.
 //
 // Why: one update reads and writes two k-rows chosen by the rating.  In a random order on a
 // model larger than the caches, each row is a DRAM miss (~60 ns per 512 B row per core on the
 // development machines with a one-stage L1 prefetch; the kernels' two-stage prefetch, kernels.h,
-// hides more of it), capping FP32 at ~4-5 M updates/s per core.
-// LIBMF-style blocking into L2-sized blocks is 3x faster but costs accuracy (+0.2..0.35 %
-// test RMSE after 50 epochs): each row's uses are squeezed into a tiny time window.  Measured
-// here (docs/benchmarks.md): what matters is the width of that window.  Blocks sized for the
-// last-level cache (2 MiB of rows per side) keep each row's uses spread over ~1/(#item blocks)
-// of the epoch, converge like a fresh random order (within 0.01 % RMSE) and still run ~2.5x
-// faster than random order, because the rows of the current block stay in L3.
+// hides more of it), capping FP32 at ~4-5 M updates/s per core.  Blocking the rating matrix so
+// that the rows of a block stay in cache is faster, but squeezes each row's updates into short
+// windows; measured (docs/benchmarks.md): L2-sized blocks cost +0.2..0.35 % test RMSE after 50
+// epochs, blocks of up to 2 MiB of rows per side (last-level cache) converge like a fresh random
+// order.
 //
 // Structure: the records (12-byte u, i, r, relabelled ids) are grouped once into
-//   blocks   - a grid of user blocks x item blocks (hash of the id -> block, so blocks are
-//              balanced); `shuffle` order is the 1 x 1 grid;
+//   blocks   - `shuffle`: one; `grid`: user strips x item strips (below);
 //   chunks   - each block split into ~4K-rating chunks by a hash of the rating's position.
-// Every epoch: blocks in a fresh seeded permutation, a block's chunks in a fresh permutation,
-// and each chunk Fisher-Yates shuffled in place (it is in L1/L2) right before it is processed.
-// So every rating is visited exactly once per epoch, in a fresh order; with one thread the
-// order is a pure function of (seed, epoch).  Threads pull chunks from one shared counter, so
-// they work on the same block together (sharing its cache footprint) and balance perfectly.
+// A chunk is Fisher-Yates shuffled in place (it is in L1/L2) right before it is processed, so
+// every rating is visited exactly once per epoch, in a fresh order; with one thread the order is
+// a pure function of (seed, epoch).
+//
+// `shuffle` order: all chunks in a fresh permutation every epoch, pulled by the threads from one
+// shared counter (Hogwild: threads may update the same rows at the same time).
 //
 // `grid` order (the default with more than one thread; the idea of FPSGD / LIBMF, built here
 // without its code): the ratings are cut into a grid of user strips x item strips of about equal
@@ -33,7 +31,7 @@
 // function of (seed, epoch)); inside a block, its chunks in a fresh permutation and each chunk
 // shuffled in place, as in `shuffle` order.  Strips per side: at least 2 x threads (so that a
 // finishing thread nearly always finds a free block) and at least rows x row_bytes / 2 MiB (the
-// blocked order's cache-sized blocks).  A strip is not one id range but 16 runs of consecutive
+// cache-sized blocks above).  A strip is not one id range but 16 runs of consecutive
 // ids from all over the popularity range (stratified_strips), and the first epoch runs in
 // shuffle order (kGridWarmupEpochs, run_epoch): both keep the accuracy of a fresh random order.
 //
@@ -55,7 +53,8 @@ namespace mascot::cpu {
 
 class Schedule {
  public:
-  /// `row_bytes` (k x element size) sizes the blocked grid.
+  /// `row_bytes` (k x element size) sizes the grid's strips.  `order`: shuffle, grid, chunk, or
+  /// auto (resolve_order); blocked is refused (TrainConfig::validate says why).
   Schedule(const RatingSet& train, Order order, int threads, size_t row_bytes, uint64_t seed);
 
   /// fn(thread, recs, n) is called for consecutive runs of records in visiting order, from

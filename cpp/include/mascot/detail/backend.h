@@ -163,6 +163,11 @@ class Backend {
   virtual void prepare(const FitInput& in) = 0;
   /// The device as the report names it, once prepared ("" keeps describe_device()'s).
   virtual std::string describe() const { return ""; }
+  /// The visiting order this run uses, once prepared: `requested` with `auto` resolved (the
+  /// report names the order that ran).  Backends without a schedule of their own: shuffle.
+  virtual Order resolved_order(Order requested) const {
+    return requested == Order::kAuto ? Order::kShuffle : requested;
+  }
   /// One pass over the training ratings (ALS: solve the users, then the items).
   virtual EpochResult run_epoch(const EpochPlan& plan) = 0;
   /// Groups of side `side` ('u' or 'i') switched FP16 -> FP32: their rows move to FP32 storage

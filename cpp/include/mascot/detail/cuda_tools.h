@@ -28,7 +28,7 @@ inline std::string cuda_unsupported_reason(const TrainConfig& cfg) {
   if (!(cfg.k >= 1 && cfg.k <= 512))
     return "k must be between 1 and 512 on the cuda device (got " + std::to_string(cfg.k) +
            "); use --device cpu for larger k";
-  if (cfg.order == Order::kBlocked || cfg.order == Order::kGrid)
+  if (cfg.order == Order::kGrid)
     return "order '" + to_string(cfg.order) +
            "' schedules CPU threads; on the cuda device use order 'auto', 'shuffle' or 'chunk'";
   if (cfg.random_fp16 >= 0 || cfg.grad_stats)
