@@ -158,12 +158,15 @@ def _rmse(x):
     return f"{x:.5f}" if x is not None else "n/a"
 
 
-def table(rows, meta, name):
+def table(rows, meta, name=None):
+    """The Markdown table of one data set's rows (`name`; default meta's "dataset")."""
+    name = name or meta.get("dataset")
+    n_train, n_test = (meta[f][name] if isinstance(meta[f], dict) else meta[f] for f in ("n_train", "n_test"))
     base = next((r for r in rows if r["method"] == "fp32"), None)
     status = meta.get("status", "complete")
     note = "" if status == "complete" else \
         f"; {status.upper()}: {meta['runs_done']} of {meta['runs_planned']} planned runs finished"
-    lines = [f"{name} ({meta['n_train'][name]:,} train / {meta['n_test'][name]:,} test), k={meta['k']}, "
+    lines = [f"{name} ({n_train:,} train / {n_test:,} test), k={meta['k']}, "
              f"{meta['epochs']} epochs, {meta['threads']} threads, order {meta['order']}, kernels {meta['kernel_isa']}, "
              f"copy bandwidth {meta['copy_bandwidth_GBps']:.1f} GB/s, {meta['date']}"
              + (f"; best of {meta['rounds']} interleaved rounds" if meta["rounds"] > 1 else "") + note, "",
