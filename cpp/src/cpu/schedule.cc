@@ -113,9 +113,8 @@ Schedule::Schedule(const RatingSet& train, Order order, int threads, size_t row_
   }
   MASCOT_CHECK_ARG(order == Order::kShuffle || order == Order::kGrid, "order '" + to_string(order) +
                                                                           "' is not a CPU schedule");
-  // block of every rating (shuffle: the one block)
+  // strips (grid) or the one block (shuffle)
   int64_t bu = 1, bi = 1;
-  std::vector<uint32_t> block(static_cast<size_t>(n), 0);
   if (order == Order::kGrid) {
     // strips of about equal rating count: at least 2 per thread, and at most 2 MiB of rows
     auto strips = [&](int64_t rows) {
@@ -133,30 +132,34 @@ Schedule::Schedule(const RatingSet& train, Order order, int threads, size_t row_
     bu = ustrip_.empty() ? 1 : *std::max_element(ustrip_.begin(), ustrip_.end()) + 1;
     bi = istrip_.empty() ? 1 : *std::max_element(istrip_.begin(), istrip_.end()) + 1;
     gi_ = static_cast<int>(bi);
-    for (int64_t t = 0; t < n; ++t) block[t] = static_cast<uint32_t>(ustrip_[train.users[t]] * bi + istrip_[train.items[t]]);
   }
   const int64_t nb = bu * bi;
+  // The block and the chunk of a rating are recomputed in each pass below rather than stored:
+  // two 4-byte keys per rating were the largest construction buffers (issue 23: 8 bytes per
+  // training rating, 64 MB on synthetic-ml10m).
+  const auto block_of = [&](int64_t t) -> uint32_t {
+    return order == Order::kGrid ? static_cast<uint32_t>(ustrip_[train.users[t]] * bi + istrip_[train.items[t]]) : 0;
+  };
   std::vector<int64_t> bsize(static_cast<size_t>(nb), 0);
-  for (int64_t t = 0; t < n; ++t) ++bsize[block[t]];
+  for (int64_t t = 0; t < n; ++t) ++bsize[block_of(t)];
   // chunks of each block; chunk of a rating = hash of its position
   block_chunk_.assign(static_cast<size_t>(nb) + 1, 0);
   for (int64_t b = 0; b < nb; ++b)
     block_chunk_[b + 1] = block_chunk_[b] + static_cast<int32_t>(std::max<int64_t>(1, bsize[b] / kChunkRatings));
-  std::vector<uint32_t> key(static_cast<size_t>(n));
   const uint64_t cs = detail::hash3(seed, detail::kStreamOrder, ~0ull);
-  for (int64_t t = 0; t < n; ++t) {
-    const uint32_t b = block[t];
+  const auto chunk_of = [&](int64_t t) -> uint32_t {
+    const uint32_t b = block_of(t);
     const uint64_t nc = static_cast<uint64_t>(block_chunk_[b + 1] - block_chunk_[b]);
-    key[t] = static_cast<uint32_t>(block_chunk_[b] + (nc > 1 ? detail::mix64(cs + static_cast<uint64_t>(t)) % nc : 0));
-  }
+    return static_cast<uint32_t>(block_chunk_[b] + (nc > 1 ? detail::mix64(cs + static_cast<uint64_t>(t)) % nc : 0));
+  };
   // counting sort into chunks (stable: a chunk starts in position order)
   const int nc = block_chunk_.back();
   chunk_off_.assign(static_cast<size_t>(nc) + 1, 0);
-  for (int64_t t = 0; t < n; ++t) ++chunk_off_[key[t] + 1];
+  for (int64_t t = 0; t < n; ++t) ++chunk_off_[chunk_of(t) + 1];
   for (int c = 0; c < nc; ++c) chunk_off_[c + 1] += chunk_off_[c];
   recs_.resize(static_cast<size_t>(n));
   std::vector<int64_t> fill(chunk_off_.begin(), chunk_off_.end() - 1);
-  for (int64_t t = 0; t < n; ++t) recs_[fill[key[t]]++] = Rec{train.users[t], train.items[t], train.ratings[t]};
+  for (int64_t t = 0; t < n; ++t) recs_[fill[chunk_of(t)]++] = Rec{train.users[t], train.items[t], train.ratings[t]};
 }
 
 int64_t Schedule::run_epoch(int epoch, const std::function<void(int, const Rec*, size_t)>& fn) {
