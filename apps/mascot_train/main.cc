@@ -17,6 +17,7 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -310,10 +311,19 @@ EpochCallback progress(bool quiet) {
   };
 }
 
-TrainResult train_run(const CliOptions& o, const CheckpointInfo& resume, const DataSource& src, const LoadedData& d) {
+// What the outputs need of the training set (its mean rating; with --export-libmf, which rows
+// it rates), kept apart so that a plain run can hand the set itself to the trainer.
+struct TrainingSetSummary {
+  double mean = 0;
+  std::pair<std::vector<uint8_t>, std::vector<uint8_t>> rated;  // users, items
+};
+
+// A plain run moves d->train into the trainer (train(RatingSet&&, ...) relabels it in place), so
+// the ratings are held once (issue 23); resumed and checkpointed runs read the caller's set.
+TrainResult train_run(const CliOptions& o, const CheckpointInfo& resume, const DataSource& src, LoadedData* d) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  const RatingSet* test = d.has_test ? &d.test : nullptr;
+  RatingSet* test = d->has_test ? &d->test : nullptr;  // non-const: train(RatingSet&&, RatingSet*, ...) relabels both
   const TrainConfig& cfg = o.settings.config;
   if (!o.resume_dir.empty()) {
     if (!o.quiet)
@@ -325,16 +335,16 @@ TrainResult train_run(const CliOptions& o, const CheckpointInfo& resume, const D
     if (o.gave("--method")) want.method = cfg.method;
     if (o.gave("--k")) want.k = cfg.k;
     if (o.gave("--method") || o.gave("--k")) ro.expect = &want;
-    return resume_training(o.resume_dir, d.train, test, progress(o.quiet), ro);
+    return resume_training(o.resume_dir, d->train, test, progress(o.quiet), ro);
   }
   if (!o.ckpt_dir.empty()) {
     CheckpointOptions co;
     co.dir = o.ckpt_dir;
     co.every = o.ckpt_every > 0 ? o.ckpt_every : 1;
     co.deterministic = o.settings.context.deterministic;
-    return train_checkpointed(o.settings.context, cfg, d.train, test, progress(o.quiet), src.name, co);
+    return train_checkpointed(o.settings.context, cfg, d->train, test, progress(o.quiet), src.name, co);
   }
-  return train(o.settings.context, cfg, d.train, test, progress(o.quiet), src.name);
+  return train(o.settings.context, cfg, std::move(d->train), test, progress(o.quiet), src.name);
 }
 
 // ---------------------------------------------------------------- outputs
@@ -366,7 +376,7 @@ int report_interrupted(const CliOptions& o, const RunReport& rep) {
   return 130;
 }
 
-int write_outputs(const CliOptions& o, const TrainResult& res, const LoadedData& d, Outputs* out) {
+int write_outputs(const CliOptions& o, const TrainResult& res, const TrainingSetSummary& train, Outputs* out) {
   const RunReport& rep = res.report;
   if (rep.interrupted) return report_interrupted(o, rep);
   char rmse[32] = "n/a";
@@ -376,11 +386,12 @@ int write_outputs(const CliOptions& o, const TrainResult& res, const LoadedData&
   std::printf("      train %.3f s  (%.2f M updates/s)  eval %.3f s  setup %.3f s  final test RMSE %s\n",
               rep.total_train_seconds, rep.updates_per_second / 1e6, rep.total_eval_seconds, rep.setup_seconds, rmse);
   // All outputs or none: staged beside their targets, then published together.
-  if (!o.libmf_path.empty()) out->set.write(out->libmf, libmf_text(o.libmf_path, res.model, d.train));
+  if (!o.libmf_path.empty())
+    out->set.write(out->libmf, libmf_text(o.libmf_path, res.model, train.mean, train.rated.first, train.rated.second));
   if (!o.report_path.empty()) out->set.write(out->report, rep.to_json() + "\n");
   if (!o.save_dir.empty())
     write_model_files(out->set.staging_path(out->save), res.model,
-                      model_metadata_json(res.model.n_users, res.model.n_items, res.model.k, rep, mean_rating(d.train)));
+                      model_metadata_json(res.model.n_users, res.model.n_items, res.model.k, rep, train.mean));
   out->set.publish();
   return 0;
 }
@@ -401,14 +412,18 @@ int run(const std::vector<std::string>& args) {
   DataSource src;
   Outputs out;
   if (const int status = check_and_plan(o, cfg, &src, &out); status >= 0) return status;  // --dry-run, synthetic
-  const LoadedData data = load(o, src);
+  LoadedData data = load(o, src);
   if (o.dry_run) {  // file data: the plan needs their shapes
     const MemoryPlan plan = plan_memory(o.settings.context, cfg, data.train.n_users, data.train.n_items,
                                         data.train.nnz(), data.has_test ? data.test.nnz() : 0, true);
     std::fputs(plan.to_text().c_str(), stdout);
     return plan.fits() ? 0 : kExitDoesNotFit;
   }
-  return write_outputs(o, train_run(o, resume, src, data), data, &out);
+  TrainingSetSummary summary;
+  summary.mean = mean_rating(data.train);
+  if (!o.libmf_path.empty()) summary.rated = rated_rows(data.train);
+  const TrainResult res = train_run(o, resume, src, &data);
+  return write_outputs(o, res, summary, &out);
 }
 
 }  // namespace

@@ -357,14 +357,15 @@ void bind_training(nb::module_& m) {
       [](const TrainConfig& cfg, const Context& ctx, const In1<int32_t>& tu, const In1<int32_t>& ti,
          const In1<float>& tr, int64_t n_users, int64_t n_items, OptIds su, OptIds si, OptRatings sr,
          const std::string& name, std::function<bool(nb::dict)> on_epoch) {
-        const RatingSet train = make_set(tu, ti, tr, n_users, n_items, "training set");
+        RatingSet train = make_set(tu, ti, tr, n_users, n_items, "training set");
         RatingSet test;
         if (su.has_value()) test = make_test(su, si, sr);
         EpochCallback cb = wrap_callback(on_epoch);
         TrainResult res;
         {
           nb::gil_scoped_release release;
-          res = mascot::train(ctx, cfg, train, su.has_value() ? &test : nullptr, cb, name);
+          // these copies are the trainer's to keep: the ratings are not copied again
+          res = mascot::train(ctx, cfg, std::move(train), su.has_value() ? &test : nullptr, cb, name);
         }
         return result_tuple(std::move(res));
       },

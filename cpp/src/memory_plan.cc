@@ -47,17 +47,19 @@ MemoryPlan build(Device dev, int threads, const TrainConfig& cfg, int64_t m, int
   auto add = [&](const std::string& name, uint64_t bytes, bool device, unsigned phases, bool sk = false, bool pt = false) {
     if (bytes > 0) p.items.push_back(MemoryItem{name, bytes, device, phases, sk, pt});
   };
-  // host: the caller's rating sets and trainer.cc's relabelled copies (live for the whole run)
+  // host: the caller's rating sets and the trainer's own, relabelled in place (trainer.cc).  A
+  // caller that hands its sets over (mascot_train without checkpoints; train(RatingSet&&)) holds
+  // them once: then the first two items are the same memory as the next two, and the plan is
+  // 12 bytes per rating above the real peak.
   add(loaded ? "training ratings (input, already loaded)" : "training ratings (input)", 12 * tr, false, all);
   add(loaded ? "test ratings (input, already loaded)" : "test ratings (input)", 12 * te, false, all);
-  add("relabelled training ratings", 12 * tr, false, all);
-  add("relabelled test ratings", 12 * te, false, all);
+  add("training ratings, the trainer's (relabelled in place; the CPU schedule keeps them)", 12 * tr, false, all);
+  add("test ratings, the trainer's (relabelled in place)", 12 * te, false, cuda ? all : kSetup | kTrain);
   add("relabelling tables (reorder)", 24 * rows, false, all);
-  // the backend: packed records and factor storage
+  // the backend: the schedule's permutation buffer, evaluation records, factor storage
   if (!cuda) {
-    add("schedule: packed records", 12 * tr, false, kTrain);
-    add("schedule: construction buffers", 8 * tr, false, kTrain);
-    add("evaluation records", 12 * te, false, kTrain);
+    add("schedule construction (one 4-byte array at a time)", 4 * tr, false, kTrain);
+    add("evaluation records", 12 * te, false, kTrain | kFinish);
   } else {
     add("host staging of packed records", 12 * (tr + te), false, kTrain);
     add("training records on device", 12 * tr, true, kTrain | kFinish);

@@ -384,15 +384,31 @@ void export_libmf(const std::string& path, const Model& m, double bias, const st
   f.commit();
 }
 
-std::string libmf_text(const std::string& path, const Model& m, const RatingSet& train) {
-  MASCOT_CHECK_ARG(train.n_users <= m.n_users && train.n_items <= m.n_items,
-                   "training set has more users or items than the model");
-  std::vector<uint8_t> ur(static_cast<size_t>(m.n_users), 0), ir(static_cast<size_t>(m.n_items), 0);
+std::pair<std::vector<uint8_t>, std::vector<uint8_t>> rated_rows(const RatingSet& train) {
+  std::vector<uint8_t> ur(static_cast<size_t>(train.n_users), 0), ir(static_cast<size_t>(train.n_items), 0);
   for (int64_t t = 0; t < train.nnz(); ++t) {
     ur[static_cast<size_t>(train.users[t])] = 1;
     ir[static_cast<size_t>(train.items[t])] = 1;
   }
-  return libmf_format(path, m, mean_rating(train), ur, ir);
+  return {std::move(ur), std::move(ir)};
+}
+
+std::string libmf_text(const std::string& path, const Model& m, double mean, const std::vector<uint8_t>& user_rated,
+                       const std::vector<uint8_t>& item_rated) {
+  MASCOT_CHECK_ARG(static_cast<int64_t>(user_rated.size()) <= m.n_users &&
+                       static_cast<int64_t>(item_rated.size()) <= m.n_items,
+                   "training set has more users or items than the model");
+  std::vector<uint8_t> ur(user_rated), ir(item_rated);
+  ur.resize(static_cast<size_t>(m.n_users), 0);
+  ir.resize(static_cast<size_t>(m.n_items), 0);
+  return libmf_format(path, m, mean, ur, ir);
+}
+
+std::string libmf_text(const std::string& path, const Model& m, const RatingSet& train) {
+  MASCOT_CHECK_ARG(train.n_users <= m.n_users && train.n_items <= m.n_items,
+                   "training set has more users or items than the model");
+  const auto rated = rated_rows(train);
+  return libmf_text(path, m, mean_rating(train), rated.first, rated.second);
 }
 
 void export_libmf(const std::string& path, const Model& m, const RatingSet& train) {

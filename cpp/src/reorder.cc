@@ -152,4 +152,30 @@ RatingSet Reorder::apply(const RatingSet& rs, int64_t* dropped) const {
   return out;
 }
 
+void Reorder::apply_in_place(RatingSet* rs, int64_t* dropped) const {
+  const int64_t n = rs->nnz(), nu = static_cast<int64_t>(user_new.size()), ni = static_cast<int64_t>(item_new.size());
+  int64_t kept = 0;
+  for (int64_t t = 0; t < n; ++t) {  // kept <= t: every write lands on a position already read
+    const int64_t u = rs->users[t], i = rs->items[t];
+    if (u < 0 || u >= nu || i < 0 || i >= ni) continue;
+    const int32_t nu_id = user_new[u], ni_id = item_new[i];
+    if (user_count[nu_id] == 0 || item_count[ni_id] == 0) continue;
+    rs->users[kept] = nu_id;
+    rs->items[kept] = ni_id;
+    rs->ratings[kept] = rs->ratings[t];
+    ++kept;
+  }
+  if (dropped) *dropped = n - kept;
+  rs->users.resize(static_cast<size_t>(kept));
+  rs->items.resize(static_cast<size_t>(kept));
+  rs->ratings.resize(static_cast<size_t>(kept));
+  if (kept < n / 2) {  // give the memory of many dropped ratings back
+    rs->users.shrink_to_fit();
+    rs->items.shrink_to_fit();
+    rs->ratings.shrink_to_fit();
+  }
+  rs->n_users = nu;
+  rs->n_items = ni;
+}
+
 }  // namespace mascot

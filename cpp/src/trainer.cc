@@ -43,6 +43,15 @@ TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& t
                   const EpochCallback& on_epoch, const std::string& dataset_name) {
   return detail::train_run(ctx, cfg, train, test, on_epoch, dataset_name, nullptr);
 }
+// declared after the driver (below)
+namespace detail {
+TrainResult train_owned(const Context& ctx, const TrainConfig& cfg, RatingSet&& train, RatingSet* test,
+                        const EpochCallback& on_epoch, const std::string& dataset_name);
+}
+TrainResult train(const Context& ctx, const TrainConfig& cfg, RatingSet&& train, RatingSet* test,
+                  const EpochCallback& on_epoch, const std::string& dataset_name) {
+  return detail::train_owned(ctx, cfg, std::move(train), test, on_epoch, dataset_name);
+}
 
 namespace detail {
 namespace {
@@ -94,26 +103,51 @@ class Driver {
       : ctx_(ctx), cfg_(cfg), traits_(method_traits(cfg.method)), on_epoch_(on_epoch), hooks_(hooks),
         usw_(0, cfg.threshold), isw_(0, cfg.threshold) {}
 
+  /// A run on the caller's sets, which it keeps: the driver trains on its own copies.
   TrainResult run(const RatingSet& train, const RatingSet* test, const std::string& dataset_name) {
     const auto t0 = Clock::now();
+    device_ = check_run(ctx_, cfg_, train, test);  // before any copy
+    RatingSet te = test ? *test : RatingSet();
+    return run_owned(RatingSet(train), test ? &te : nullptr, dataset_name, t0);
+  }
+  /// A run on sets handed over (train(RatingSet&&, ...)): relabelled in place, then the backend
+  /// may keep them (the CPU schedule takes the training set's arrays), so the ratings are held
+  /// once, not twice; both are left empty.
+  TrainResult run(RatingSet&& train, RatingSet* test, const std::string& dataset_name) {
+    const auto t0 = Clock::now();
     device_ = check_run(ctx_, cfg_, train, test);
-    relabel(train, test);
-    start_report(train, dataset_name);
+    return run_owned(std::move(train), test, dataset_name, t0);
+  }
+
+ private:
+  TrainResult run_owned(RatingSet&& train, RatingSet* test, const std::string& dataset_name, Clock::time_point t0) {
+    relabel(std::move(train), test);
+    start_report(dataset_name);
     prepare(test != nullptr);
     rep().setup_seconds = seconds_since(t0);
     for (int e = static_cast<int>(rep().epochs.size()); e < cfg_.epochs; ++e)
       if (!epoch(e)) break;
-    return finish(train);
+    return finish();
   }
 
- private:
   RunReport& rep() { return res_.report; }
 
-  void relabel(const RatingSet& train, const RatingSet* test) {
+  // The sets relabelled in place and moved into tr_ / te_, which prepare() hands to the backend
+  // (it may move from them: only the counts below are used afterwards).
+  void relabel(RatingSet&& train, RatingSet* test) {
     ro_ = relabelling(ctx_, cfg_, train);
-    tr_ = ro_.apply(train, nullptr);
+    ro_.apply_in_place(&train, nullptr);
+    tr_ = std::move(train);
     if (cfg_.order == Order::kChunk) shuffle_for_chunk_order(&tr_, ctx_.seed);  // as the reference code does
-    if (test) te_ = ro_.apply(*test, &dropped_);
+    if (test) {
+      ro_.apply_in_place(test, &dropped_);
+      te_ = std::move(*test);
+      *test = RatingSet();
+    }
+    n_users_ = tr_.n_users;
+    n_items_ = tr_.n_items;
+    n_train_ = tr_.nnz();
+    n_test_ = te_.nnz();
     // the storage to train in, and the groups' initial precisions: the study options run the
     // FP32 / FP16 methods on the per-group path (grad_stats samples there; fp32 then keeps
     // every group FP32, mascot-n1 every group FP16; random_fp16 comes with its groups preset)
@@ -132,7 +166,7 @@ class Driver {
     isw_ = Switcher(ro_.item_groups.size(), cfg_.threshold);
   }
 
-  void start_report(const RatingSet& train, const std::string& dataset_name) {
+  void start_report(const std::string& dataset_name) {
     RunReport& r = rep();
     r.config = cfg_;
     if (device_ != ctx_.resolved_device()) {  // auto sent the job to the CPU, and says why
@@ -145,10 +179,10 @@ class Driver {
     r.threads = ctx_.resolved_threads();
     r.seed = ctx_.seed;
     r.data.name = dataset_name;
-    r.data.n_users = train.n_users;
-    r.data.n_items = train.n_items;
-    r.data.n_train = train.nnz();
-    r.data.n_test = te_.nnz();
+    r.data.n_users = n_users_;
+    r.data.n_items = n_items_;
+    r.data.n_train = n_train_;
+    r.data.n_test = n_test_;
     r.data.test_dropped = dropped_;
     r.data.user_groups = ro_.user_groups.size();
     r.data.item_groups = ro_.item_groups.size();
@@ -226,7 +260,7 @@ class Driver {
     if (p.sample) use_samples(r, p, &rec);
     rec.train_seconds = seconds_since(t0);
     rep().total_train_seconds += rec.train_seconds;
-    if (te_.nnz() > 0 && (cfg_.eval_every_epoch || e == cfg_.epochs - 1)) evaluate(&rec);
+    if (n_test_ > 0 && (cfg_.eval_every_epoch || e == cfg_.epochs - 1)) evaluate(&rec);
     rec.fp32_user_groups = fp32_groups(ro_.user_groups);
     rec.fp32_item_groups = fp32_groups(ro_.item_groups);
     rep().epochs.push_back(std::move(rec));
@@ -262,7 +296,7 @@ class Driver {
 
   void evaluate(EpochRecord* rec) {
     const auto t1 = Clock::now();
-    rec->test_rmse = std::sqrt(backend_->test_sse() / static_cast<double>(te_.nnz()));
+    rec->test_rmse = std::sqrt(backend_->test_sse() / static_cast<double>(n_test_));
     rec->eval_seconds = seconds_since(t1);
     rep().total_eval_seconds += rec->eval_seconds;
     rep().final_test_rmse = rec->test_rmse;
@@ -283,7 +317,7 @@ class Driver {
     return on_epoch_ ? on_epoch_(e) : true;
   }
 
-  TrainResult finish(const RatingSet& train) {
+  TrainResult finish() {
     RunReport& r = rep();
     r.updates_per_second = r.total_train_seconds > 0 ? static_cast<double>(updates_) / r.total_train_seconds : 0.0;
     const auto advice = cfg_.method == Method::kAls ? "; raise lambda_p / lambda_q (--lambda-p, --lambda-q)"
@@ -296,8 +330,8 @@ class Driver {
     std::vector<float> P, Q;
     backend_->factors(&P, &Q);
     Model& m = res_.model;
-    m.n_users = train.n_users;
-    m.n_items = train.n_items;
+    m.n_users = n_users_;
+    m.n_items = n_items_;
     m.k = cfg_.k;
     m.P.resize(P.size());
     m.Q.resize(Q.size());
@@ -387,7 +421,8 @@ class Driver {
   const RunHooks* hooks_;
   Device device_ = Device::kCpu;
   Reorder ro_;
-  RatingSet tr_, te_;
+  RatingSet tr_, te_;  // relabelled; handed to the backend in prepare(), which may move from them
+  int64_t n_users_ = 0, n_items_ = 0, n_train_ = 0, n_test_ = 0;
   int64_t dropped_ = 0;
   Storage storage_ = Storage::kFp32;
   std::vector<Precision> initial_user_, initial_item_;
@@ -403,6 +438,11 @@ class Driver {
 TrainResult train_run(const Context& ctx, const TrainConfig& cfg, const RatingSet& train, const RatingSet* test,
                       const EpochCallback& on_epoch, const std::string& dataset_name, const RunHooks* hooks) {
   return Driver(ctx, cfg, on_epoch, hooks).run(train, test, dataset_name);
+}
+
+TrainResult train_owned(const Context& ctx, const TrainConfig& cfg, RatingSet&& train, RatingSet* test,
+                        const EpochCallback& on_epoch, const std::string& dataset_name) {
+  return Driver(ctx, cfg, on_epoch, nullptr).run(std::move(train), test, dataset_name);
 }
 
 }  // namespace detail

@@ -83,5 +83,11 @@ void export_libmf(const std::string& path, const Model& m, const RatingSet& trai
 /// The text export_libmf(path, m, train) writes, for callers that commit several outputs
 /// together (mascot_train); `path` only names the target in error messages.
 std::string libmf_text(const std::string& path, const Model& m, const RatingSet& train);
+/// The same from what it needs of the training set: its mean rating and which users / items it
+/// rates (rated_rows), for a caller that handed the set over to the trainer.
+std::string libmf_text(const std::string& path, const Model& m, double mean, const std::vector<uint8_t>& user_rated,
+                       const std::vector<uint8_t>& item_rated);
+/// Per user and per item (ids of the set): 1 where the set has a rating.
+std::pair<std::vector<uint8_t>, std::vector<uint8_t>> rated_rows(const RatingSet& train);
 
 }  // namespace mascot

@@ -33,6 +33,9 @@ struct Reorder {
   /// Maps a rating set into relabelled ids.  Ratings whose user or item has no training
   /// rating (or lies outside the training id range) are dropped and counted in *dropped.
   RatingSet apply(const RatingSet& rs, int64_t* dropped) const;
+  /// The same in place: relabels *rs and drops those ratings without a copy of the set (the
+  /// trainer's path when it owns the sets; issue 23, one copy of the ratings).
+  void apply_in_place(RatingSet* rs, int64_t* dropped) const;
 };
 
 /// `chunk` order (DESIGN.md §3, the reference code's sampling): the reference code shuffles the

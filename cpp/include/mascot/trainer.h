@@ -30,4 +30,11 @@ TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& t
                   const RatingSet* test, const EpochCallback& on_epoch = {},
                   const std::string& dataset_name = "");
 
+/// The same, taking the sets over: `train` (and `*test`, when given) are relabelled in place and
+/// handed to the backend, which may keep them (the CPU backend's schedule takes the training
+/// set's arrays), so the ratings are held once instead of twice; both are left empty.  For
+/// callers that need the sets no more (mascot_train, the Python binding's own copies).
+TrainResult train(const Context& ctx, const TrainConfig& cfg, RatingSet&& train, RatingSet* test,
+                  const EpochCallback& on_epoch = {}, const std::string& dataset_name = "");
+
 }  // namespace mascot

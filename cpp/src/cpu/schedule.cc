@@ -29,15 +29,23 @@ void run_threads(int threads, const std::function<void(int)>& body) {
   for (auto& th : pool) th.join();
 }
 
-// Reads one byte of every cache line of records r[0..m), in order.  A chunk (48 KiB) comes
-// from DRAM at the start of its turn; the shuffle's random swaps would each wait for a line,
+// Reads one byte of every cache line of p[0..bytes), in order.  A chunk (48 KiB) comes from
+// DRAM at the start of its turn; the shuffle's random accesses would each wait for a line,
 // while this sequential pass runs at stream-prefetch speed and leaves the chunk in L2 for the
 // shuffle and the kernel.  Measured (EPYC, 4096-rating chunks): shuffle 7.7 -> 3.4 ns per
 // rating, the same permutation.
-void touch(const Rec* r, uint32_t m) {
-  const volatile unsigned char* p = reinterpret_cast<const volatile unsigned char*>(r);  // char: may alias a Rec
-  const size_t bytes = static_cast<size_t>(m) * sizeof(Rec);
+void touch(const void* ptr, size_t bytes) {
+  const volatile unsigned char* p = static_cast<const volatile unsigned char*>(ptr);  // char: may alias anything
   for (size_t o = 0; o < bytes; o += 64) (void)p[o];
+}
+
+// a[dest(t)] = a[t] for every t, through one temporary array (the caller's `dest` is a pure
+// function of t, called once per element here).
+template <class T, class Dest>
+void scatter(std::vector<T>* a, const Dest& dest) {
+  std::vector<T> out(a->size());
+  for (size_t t = 0; t < a->size(); ++t) out[dest(static_cast<int64_t>(t))] = (*a)[t];
+  a->swap(out);
 }
 
 void permute(std::vector<int32_t>& v, detail::FastRng& rng) {
@@ -102,20 +110,57 @@ std::vector<Rec> to_records(const RatingSet& rs) {
 }
 
 Schedule::Schedule(const RatingSet& train, Order order, int threads, size_t row_bytes, uint64_t seed)
+    : Schedule(RatingSet(train), order, threads, row_bytes, seed) {}
+
+Schedule::Schedule(RatingSet&& train, Order order, int threads, size_t row_bytes, uint64_t seed)
     : order_(resolve_order(order, std::max(1, threads), train.nnz())), threads_(std::max(1, threads)), seed_(seed) {
   order = order_;
   const int64_t n = train.nnz();
   if (order == Order::kChunk) {
-    recs_ = to_records(train);
+    u_ = std::move(train.users);
+    i_ = std::move(train.items);
+    r_ = std::move(train.ratings);
     chunk_off_ = {0, n};
     block_chunk_ = {0, 1};
+    max_chunk_ = static_cast<size_t>(std::min<int64_t>(kRefChunk, n));
     return;
   }
   MASCOT_CHECK_ARG(order == Order::kShuffle || order == Order::kGrid, "order '" + to_string(order) +
                                                                           "' is not a CPU schedule");
-  // strips (grid) or the one block (shuffle)
-  int64_t bu = 1, bi = 1;
-  if (order == Order::kGrid) {
+  // Layout: the ratings stay three arrays (the set's own, moved in), permuted into chunk order
+  // by scatters through one 4-byte temporary at a time, so the peak is the set plus 4 bytes per
+  // rating.  (Packed 12-byte records built beside the set, with two 4-byte keys per rating,
+  // made the ratings live twice plus 8 bytes during construction, and three times with the
+  // caller's copy: issue 23, 447 MB against LIBMF's 161 MB on 9.8 M ratings.)  A chunk is
+  // gathered into a per-thread record buffer when it runs (run_chunk).
+  const uint64_t cs = detail::hash3(seed, detail::kStreamOrder, ~0ull);
+  // chunk of the rating at position t of block b, among the block's chunks
+  const auto chunk_in = [&](int64_t b, int64_t t) -> int64_t {
+    const uint64_t nc = static_cast<uint64_t>(block_chunk_[b + 1] - block_chunk_[b]);
+    return block_chunk_[b] + (nc > 1 ? static_cast<int64_t>(detail::mix64(cs + static_cast<uint64_t>(t)) % nc) : 0);
+  };
+  // scatter of all three arrays by key(t) in [0, keys), stable; key may read the arrays named in
+  // `last` only through its argument's position, which stays valid because that array moves last
+  const auto sort_by = [&](int64_t keys, const std::function<int64_t(int64_t)>& key, int last) {
+    std::vector<int64_t> start(static_cast<size_t>(keys) + 1, 0);
+    for (int64_t t = 0; t < n; ++t) ++start[key(t) + 1];
+    for (int64_t k = 0; k < keys; ++k) start[k + 1] += start[k];
+    std::vector<int64_t> fill;
+    const auto dest = [&](int64_t t) { return fill[key(t)]++; };
+    fill.assign(start.begin(), start.end() - 1);
+    scatter(&train.ratings, dest);
+    for (int side : {last == 0 ? 1 : 0, last}) {
+      fill.assign(start.begin(), start.end() - 1);
+      if (side == 0) scatter(&train.users, dest);
+      else scatter(&train.items, dest);
+    }
+    return start;
+  };
+  if (order == Order::kShuffle) {
+    // one block of max(1, n / 4096) chunks; chunk of a rating = hash of its position
+    block_chunk_ = {0, static_cast<int32_t>(std::max<int64_t>(1, n / kChunkRatings))};
+    chunk_off_ = sort_by(block_chunk_[1], [&](int64_t t) { return chunk_in(0, t); }, 0);
+  } else {
     // strips of about equal rating count: at least 2 per thread, and at most 2 MiB of rows
     auto strips = [&](int64_t rows) {
       const int64_t bytes = rows * static_cast<int64_t>(row_bytes);
@@ -129,50 +174,45 @@ Schedule::Schedule(const RatingSet& train, Order order, int threads, size_t row_
     }
     ustrip_ = stratified_strips(uc, strips(train.n_users), detail::hash3(seed, detail::kStreamOrder, 3ull << 32));
     istrip_ = stratified_strips(ic, strips(train.n_items), detail::hash3(seed, detail::kStreamOrder, (3ull << 32) + 1));
-    bu = ustrip_.empty() ? 1 : *std::max_element(ustrip_.begin(), ustrip_.end()) + 1;
-    bi = istrip_.empty() ? 1 : *std::max_element(istrip_.begin(), istrip_.end()) + 1;
+    const int64_t bu = ustrip_.empty() ? 1 : *std::max_element(ustrip_.begin(), ustrip_.end()) + 1;
+    const int64_t bi = istrip_.empty() ? 1 : *std::max_element(istrip_.begin(), istrip_.end()) + 1;
     gi_ = static_cast<int>(bi);
+    const int64_t nb = bu * bi;
+    std::vector<int64_t> bsize(static_cast<size_t>(nb), 0);
+    for (int64_t t = 0; t < n; ++t) ++bsize[ustrip_[train.users[t]] * bi + istrip_[train.items[t]]];
+    block_chunk_.assign(static_cast<size_t>(nb) + 1, 0);
+    for (int64_t b = 0; b < nb; ++b)
+      block_chunk_[b + 1] = block_chunk_[b] + static_cast<int32_t>(std::max<int64_t>(1, bsize[b] / kChunkRatings));
+    // two stable sorts: by user strip (the users move last), then by block and chunk, where a
+    // position's user strip is its segment of the first sort and the items move last
+    const std::vector<int64_t> seg = sort_by(bu, [&](int64_t t) { return ustrip_[train.users[t]]; }, 0);
+    const auto ustrip_at = [&](int64_t t) {
+      return static_cast<int64_t>(std::upper_bound(seg.begin(), seg.end(), t) - seg.begin()) - 1;
+    };
+    chunk_off_ = sort_by(block_chunk_.back(), [&](int64_t t) {
+      return chunk_in(ustrip_at(t) * bi + istrip_[train.items[t]], t);
+    }, 1);
   }
-  const int64_t nb = bu * bi;
-  // The block and the chunk of a rating are recomputed in each pass below rather than stored:
-  // two 4-byte keys per rating were the largest construction buffers (issue 23: 8 bytes per
-  // training rating, 64 MB on synthetic-ml10m).
-  const auto block_of = [&](int64_t t) -> uint32_t {
-    return order == Order::kGrid ? static_cast<uint32_t>(ustrip_[train.users[t]] * bi + istrip_[train.items[t]]) : 0;
-  };
-  std::vector<int64_t> bsize(static_cast<size_t>(nb), 0);
-  for (int64_t t = 0; t < n; ++t) ++bsize[block_of(t)];
-  // chunks of each block; chunk of a rating = hash of its position
-  block_chunk_.assign(static_cast<size_t>(nb) + 1, 0);
-  for (int64_t b = 0; b < nb; ++b)
-    block_chunk_[b + 1] = block_chunk_[b] + static_cast<int32_t>(std::max<int64_t>(1, bsize[b] / kChunkRatings));
-  const uint64_t cs = detail::hash3(seed, detail::kStreamOrder, ~0ull);
-  const auto chunk_of = [&](int64_t t) -> uint32_t {
-    const uint32_t b = block_of(t);
-    const uint64_t nc = static_cast<uint64_t>(block_chunk_[b + 1] - block_chunk_[b]);
-    return static_cast<uint32_t>(block_chunk_[b] + (nc > 1 ? detail::mix64(cs + static_cast<uint64_t>(t)) % nc : 0));
-  };
-  // counting sort into chunks (stable: a chunk starts in position order)
-  const int nc = block_chunk_.back();
-  chunk_off_.assign(static_cast<size_t>(nc) + 1, 0);
-  for (int64_t t = 0; t < n; ++t) ++chunk_off_[chunk_of(t) + 1];
-  for (int c = 0; c < nc; ++c) chunk_off_[c + 1] += chunk_off_[c];
-  recs_.resize(static_cast<size_t>(n));
-  std::vector<int64_t> fill(chunk_off_.begin(), chunk_off_.end() - 1);
-  for (int64_t t = 0; t < n; ++t) recs_[fill[chunk_of(t)]++] = Rec{train.users[t], train.items[t], train.ratings[t]};
+  for (size_t c = 0; c + 1 < chunk_off_.size(); ++c)
+    max_chunk_ = std::max<size_t>(max_chunk_, static_cast<size_t>(chunk_off_[c + 1] - chunk_off_[c]));
+  u_ = std::move(train.users);
+  i_ = std::move(train.items);
+  r_ = std::move(train.ratings);
 }
 
 int64_t Schedule::run_epoch(int epoch, const std::function<void(int, const Rec*, size_t)>& fn) {
   const uint64_t eseed = detail::hash3(seed_, detail::kStreamOrder, 0x100000000ull + static_cast<uint64_t>(epoch));
-  const int64_t n = static_cast<int64_t>(recs_.size());
+  const int64_t n = static_cast<int64_t>(r_.size());
   if (order_ == Order::kChunk) {
     const int64_t len = std::min<int64_t>(kRefChunk, n);
     const int64_t draws = std::max<int64_t>(1, n / kRefChunk);
     std::atomic<int64_t> next{0};
     run_threads(threads_, [&](int tid) {
+      std::vector<Rec> buf(static_cast<size_t>(len));
       for (int64_t d; (d = next.fetch_add(1, std::memory_order_relaxed)) < draws;) {
         const int64_t start = static_cast<int64_t>(detail::hash3(eseed, 1, d) % static_cast<uint64_t>(n - len + 1));
-        fn(tid, recs_.data() + start, static_cast<size_t>(len));
+        for (int64_t x = 0; x < len; ++x) buf[x] = Rec{u_[start + x], i_[start + x], r_[start + x]};
+        fn(tid, buf.data(), static_cast<size_t>(len));
       }
     });
     return draws * len;
@@ -191,20 +231,48 @@ int64_t Schedule::run_epoch(int epoch, const std::function<void(int, const Rec*,
   permute(seq, rng);
   std::atomic<size_t> next{0};
   run_threads(threads_, [&](int tid) {
-    for (size_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < seq.size();) run_chunk(tid, seq[j], eseed, fn);
+    ChunkBuffers cb(max_chunk_);
+    for (size_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < seq.size();)
+      run_chunk(tid, seq[j], eseed, fn, &cb);
   });
   return n;
 }
 
-// Chunk c in this epoch: read into cache, shuffled in place (composing with its earlier
-// epochs' shuffles; replay() repeats them), handed to fn.
-void Schedule::run_chunk(int tid, int c, uint64_t eseed, const std::function<void(int, const Rec*, size_t)>& fn) {
-  Rec* r = recs_.data() + chunk_off_[c];
+// The permutation of chunk c's positions in epoch e (Fisher-Yates of the identity with the
+// chunk's generator): its records are visited in this order and left in it (replay()).
+void Schedule::chunk_permutation(int c, uint64_t eseed, std::vector<uint32_t>* perm) const {
   const uint32_t m = static_cast<uint32_t>(chunk_off_[c + 1] - chunk_off_[c]);
-  touch(r, m);
+  perm->resize(m);
+  for (uint32_t x = 0; x < m; ++x) (*perm)[x] = x;
   detail::FastRng cr(detail::hash3(eseed, 2, static_cast<uint64_t>(c)));
-  for (uint32_t x = m; x > 1; --x) std::swap(r[x - 1], r[cr.below(x)]);
-  fn(tid, r, m);
+  for (uint32_t x = m; x > 1; --x) std::swap((*perm)[x - 1], (*perm)[cr.below(x)]);
+}
+
+// Chunk c in this epoch: read into cache, gathered into the thread's record buffer in a fresh
+// permutation (the same one an in-place Fisher-Yates of the records would give), handed to fn,
+// and written back in that order, so the permutations compose from epoch to epoch.
+void Schedule::run_chunk(int tid, int c, uint64_t eseed, const std::function<void(int, const Rec*, size_t)>& fn,
+                         ChunkBuffers* cb) {
+  const int64_t a = chunk_off_[c];
+  const uint32_t m = static_cast<uint32_t>(chunk_off_[c + 1] - a);
+  int32_t* u = u_.data() + a;
+  int32_t* i = i_.data() + a;
+  float* r = r_.data() + a;
+  touch(u, m * sizeof(int32_t));
+  touch(i, m * sizeof(int32_t));
+  touch(r, m * sizeof(float));
+  chunk_permutation(c, eseed, &cb->perm);
+  Rec* buf = cb->recs.data();
+  for (uint32_t x = 0; x < m; ++x) {
+    const uint32_t y = cb->perm[x];
+    buf[x] = Rec{u[y], i[y], r[y]};
+  }
+  fn(tid, buf, m);
+  for (uint32_t x = 0; x < m; ++x) {
+    u[x] = buf[x].u;
+    i[x] = buf[x].i;
+    r[x] = buf[x].r;
+  }
 }
 
 // Grid order: one scheduler state under a mutex.  A thread that finishes a block releases its
@@ -239,6 +307,7 @@ int64_t Schedule::run_grid(uint64_t eseed, const std::function<void(int, const R
   };
   run_threads(threads_, [&](int tid) {
     std::vector<int32_t> order;
+    ChunkBuffers cb(max_chunk_);
     int held = -1;
     for (;;) {
       int b = -1;
@@ -261,24 +330,33 @@ int64_t Schedule::run_grid(uint64_t eseed, const std::function<void(int, const R
       for (int c = block_chunk_[b]; c < block_chunk_[b + 1]; ++c) order.push_back(c);
       detail::FastRng br(detail::hash3(eseed, 4, static_cast<uint64_t>(b)));
       permute(order, br);
-      for (int c : order) run_chunk(tid, c, eseed, fn);
+      for (int c : order) run_chunk(tid, c, eseed, fn, &cb);
       held = b;
     }
   });
-  return static_cast<int64_t>(recs_.size());
+  return static_cast<int64_t>(r_.size());
 }
 
 void Schedule::replay(int epochs) {
   if (order_ == Order::kChunk || epochs <= 0) return;  // chunk order keeps no arrangement
   std::atomic<int> next{0};
   run_threads(threads_, [&](int) {
+    ChunkBuffers cb(max_chunk_);
     for (int c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks();) {
-      Rec* r = recs_.data() + chunk_off_[c];
-      const uint32_t m = static_cast<uint32_t>(chunk_off_[c + 1] - chunk_off_[c]);
-      for (int e = 0; e < epochs; ++e) {  // exactly run_epoch's shuffle of chunk c in epoch e
+      const int64_t a = chunk_off_[c];
+      const uint32_t m = static_cast<uint32_t>(chunk_off_[c + 1] - a);
+      for (int e = 0; e < epochs; ++e) {  // exactly run_epoch's permutation of chunk c in epoch e
         const uint64_t eseed = detail::hash3(seed_, detail::kStreamOrder, 0x100000000ull + static_cast<uint64_t>(e));
-        detail::FastRng cr(detail::hash3(eseed, 2, static_cast<uint64_t>(c)));
-        for (uint32_t x = m; x > 1; --x) std::swap(r[x - 1], r[cr.below(x)]);
+        chunk_permutation(c, eseed, &cb.perm);
+        for (uint32_t x = 0; x < m; ++x) {
+          const uint32_t y = cb.perm[x];
+          cb.recs[x] = Rec{u_[a + y], i_[a + y], r_[a + y]};
+        }
+        for (uint32_t x = 0; x < m; ++x) {
+          u_[a + x] = cb.recs[x].u;
+          i_[a + x] = cb.recs[x].i;
+          r_[a + x] = cb.recs[x].r;
+        }
       }
     }
   });

@@ -9,12 +9,16 @@
 // epochs, blocks of up to 2 MiB of rows per side (last-level cache) converge like a fresh random
 // order.
 //
-// Structure: the records (12-byte u, i, r, relabelled ids) are grouped once into
+// Structure: the ratings (three arrays: relabelled user and item ids, values; the trainer's
+// relabelled set, moved in) are permuted once into
 //   blocks   - `shuffle`: one; `grid`: user strips x item strips (below);
 //   chunks   - each block split into ~4K-rating chunks by a hash of the rating's position.
-// A chunk is Fisher-Yates shuffled in place (it is in L1/L2) right before it is processed, so
-// every rating is visited exactly once per epoch, in a fresh order; with one thread the order is
-// a pure function of (seed, epoch).
+// Right before a chunk is processed it is gathered, in a fresh Fisher-Yates permutation, into
+// the thread's buffer of 12-byte records (the kernels' Rec; it is in L1/L2), and written back
+// in that order after the kernel, so every rating is visited exactly once per epoch in a fresh
+// order, the permutations compose from epoch to epoch, and with one thread the order is a pure
+// function of (seed, epoch).  Only 4 bytes per rating more than the set live at once, while
+// it is permuted.
 //
 // `shuffle` order: all chunks in a fresh permutation every epoch, pulled by the threads from one
 // shared counter (Hogwild: threads may update the same rows at the same time).
@@ -54,11 +58,15 @@ namespace mascot::cpu {
 class Schedule {
  public:
   /// `row_bytes` (k x element size) sizes the grid's strips.  `order`: shuffle, grid, chunk, or
-  /// auto (resolve_order); blocked is refused (TrainConfig::validate says why).
+  /// auto (resolve_order); blocked is refused (TrainConfig::validate says why).  The schedule
+  /// keeps the ratings: the rvalue form takes the set's arrays (no copy; the trainer's relabelled
+  /// set), the other copies them.
+  Schedule(RatingSet&& train, Order order, int threads, size_t row_bytes, uint64_t seed);
   Schedule(const RatingSet& train, Order order, int threads, size_t row_bytes, uint64_t seed);
 
   /// fn(thread, recs, n) is called for consecutive runs of records in visiting order, from
-  /// `threads` threads.  Returns the number of updates made (nnz, or chunk draws x 128).
+  /// `threads` threads; recs points into a per-thread buffer valid during the call.  Returns the
+  /// number of updates made (nnz, or chunk draws x 128).
   int64_t run_epoch(int epoch, const std::function<void(int, const Rec*, size_t)>& fn);
 
   /// Applies fn to every record of `recs` once, from all threads (evaluation).  No order implied.
@@ -66,9 +74,9 @@ class Schedule {
                            const std::function<void(int, const Rec*, size_t)>& fn);
 
   /// Resume: brings the records into the arrangement they have after `epochs` epochs.  The
-  /// in-place chunk shuffles compose from epoch to epoch (a chunk's order in epoch e is its
-  /// order of epoch e-1 permuted by (seed, e, chunk)); this replays them without training, so
-  /// a resumed run visits the ratings exactly as the uninterrupted one.
+  /// chunk permutations compose from epoch to epoch (a chunk's order in epoch e is its order of
+  /// epoch e-1 permuted by (seed, e, chunk)); this replays them without training, so a resumed
+  /// run visits the ratings exactly as the uninterrupted one.
   void replay(int epochs);
 
   int blocks() const { return static_cast<int>(block_chunk_.size()) - 1; }
@@ -86,14 +94,23 @@ class Schedule {
   static constexpr int kGridWarmupEpochs = 1;
 
  private:
+  struct ChunkBuffers {  // one thread's: the records of the chunk it runs, and their permutation
+    explicit ChunkBuffers(size_t n) : recs(n), perm(n) {}
+    std::vector<Rec> recs;
+    std::vector<uint32_t> perm;
+  };
   int64_t run_grid(uint64_t eseed, const std::function<void(int, const Rec*, size_t)>& fn);
-  void run_chunk(int tid, int c, uint64_t eseed, const std::function<void(int, const Rec*, size_t)>& fn);
+  void run_chunk(int tid, int c, uint64_t eseed, const std::function<void(int, const Rec*, size_t)>& fn,
+                 ChunkBuffers* cb);
+  void chunk_permutation(int c, uint64_t eseed, std::vector<uint32_t>* perm) const;
 
   Order order_;
   int threads_;
   uint64_t seed_;
-  std::vector<Rec> recs_;
-  std::vector<int64_t> chunk_off_;    // chunk c = recs_[chunk_off_[c], chunk_off_[c+1])
+  std::vector<int32_t> u_, i_;        // the ratings in chunk order (relabelled ids), one array each
+  std::vector<float> r_;
+  size_t max_chunk_ = 0;
+  std::vector<int64_t> chunk_off_;    // chunk c = positions [chunk_off_[c], chunk_off_[c+1])
   std::vector<int32_t> block_chunk_;  // block b = chunks [block_chunk_[b], block_chunk_[b+1])
   std::vector<uint16_t> ustrip_, istrip_;  // grid: strip of every user / item
   int gi_ = 0;                             // grid: item strips (block b = user strip b / gi_, item strip b % gi_)

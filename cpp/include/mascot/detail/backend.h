@@ -25,7 +25,9 @@
 //    (resume replay), import_state], then per epoch run_epoch, [widen_groups('u'),
 //    widen_groups('i')], [test_sse], [export_state]; factors() at the end.  A backend object
 //    serves one run (prepare is called once).
-//  - FitInput's pointers are valid during prepare() only: the backend copies what it keeps.
+//  - FitInput's pointers are valid during prepare() only: the backend copies what it keeps, or
+//    moves it out of the driver's relabelled rating sets (train, test), which the driver no
+//    longer reads (one copy of the ratings: the CPU schedule keeps the training set's arrays).
 //    Everything else crossing the interface is plain data (PODs, vectors, strings), so a
 //    backend can live in another process or in Python.  StateWriter/StateReader take a
 //    pointer to the caller's buffer, read or filled during the call only.
@@ -117,8 +119,11 @@ class StateReader {
 struct FitInput {
   const Context* ctx;
   const TrainConfig* cfg;
-  const RatingSet* train;                ///< relabelled, host memory
-  const RatingSet* test;                 ///< relabelled, unknown ids dropped; may be null
+  /// The trainer's own relabelled sets (host memory; test: unknown ids dropped, may be null).
+  /// The backend may move from them: the CPU backend's schedule keeps the training set's arrays
+  /// and frees the test set once it holds its evaluation records (one copy of the ratings).
+  RatingSet* train;
+  RatingSet* test;
   const std::vector<int32_t>* user_old;  ///< original id of each relabelled user (seeds the init)
   const std::vector<int32_t>* item_old;
   const GroupTable* user_groups;         ///< boundaries and initial precisions (FP32 rows start FP32)
