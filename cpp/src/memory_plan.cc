@@ -53,13 +53,16 @@ MemoryPlan build(Device dev, int threads, const TrainConfig& cfg, int64_t m, int
   // 12 bytes per rating above the real peak.
   add(loaded ? "training ratings (input, already loaded)" : "training ratings (input)", 12 * tr, false, all);
   add(loaded ? "test ratings (input, already loaded)" : "test ratings (input)", 12 * te, false, all);
-  add("training ratings, the trainer's (relabelled in place; the CPU schedule keeps them)", 12 * tr, false, all);
+  // the CPU backend frees its schedule (the ratings) and evaluation records before the factors'
+  // float32 copies are made (Backend::end_training)
+  add("training ratings, the trainer's (relabelled in place; the CPU schedule keeps them)", 12 * tr, false,
+      cuda ? all : kSetup | kTrain);
   add("test ratings, the trainer's (relabelled in place)", 12 * te, false, cuda ? all : kSetup | kTrain);
   add("relabelling tables (reorder)", 24 * rows, false, all);
   // the backend: the schedule's permutation buffer, evaluation records, factor storage
   if (!cuda) {
     add("schedule construction (one 4-byte array at a time)", 4 * tr, false, kTrain);
-    add("evaluation records", 12 * te, false, kTrain | kFinish);
+    add("evaluation records", 12 * te, false, kTrain);
   } else {
     add("host staging of packed records", 12 * (tr + te), false, kTrain);
     add("training records on device", 12 * tr, true, kTrain | kFinish);

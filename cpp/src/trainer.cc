@@ -327,6 +327,7 @@ class Driver {
                      advice);
     // a stop asked for after the last epoch interrupted nothing
     if (r.interrupted && static_cast<int>(r.epochs.size()) >= cfg_.epochs) r.interrupted = false;
+    backend_->end_training();
     std::vector<float> P, Q;
     backend_->factors(&P, &Q);
     Model& m = res_.model;

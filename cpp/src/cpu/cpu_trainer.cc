@@ -79,7 +79,7 @@ detail::GradSums reduce(const std::vector<GradAcc>& acc, int groups, int k, bool
 class CpuBackend final : public detail::Backend {
  public:
   const char* name() const override { return "cpu"; }
-  Order resolved_order(Order) const override { return sched_->order(); }
+  Order resolved_order(Order requested) const override { return sched_ ? sched_->order() : requested; }
 
   void prepare(const detail::FitInput& in) override {
     cfg_ = *in.cfg;
@@ -188,6 +188,12 @@ class CpuBackend final : public detail::Backend {
     double s = 0;
     for (double x : part) s += x;
     return s;
+  }
+
+  // the ratings are held once, here: freed before the driver's float32 copies of the factors
+  void end_training() override {
+    sched_.reset();
+    std::vector<Rec>().swap(test_recs_);
   }
 
   void factors(std::vector<float>* P, std::vector<float>* Q) const override {

@@ -23,7 +23,7 @@
 //    and undoes it after factors().
 //  - Calls come from the driver's thread, one at a time, in the order prepare, [widen_groups
 //    (resume replay), import_state], then per epoch run_epoch, [widen_groups('u'),
-//    widen_groups('i')], [test_sse], [export_state]; factors() at the end.  A backend object
+//    widen_groups('i')], [test_sse], [export_state]; end_training() and factors() at the end.  A backend object
 //    serves one run (prepare is called once).
 //  - FitInput's pointers are valid during prepare() only: the backend copies what it keeps, or
 //    moves it out of the driver's relabelled rating sets (train, test), which the driver no
@@ -186,6 +186,10 @@ class Backend {
   /// Restores export_state's output; `epochs_done` is the driver's count, which the saved one
   /// must equal.
   virtual void import_state(StateReader& in, int epochs_done) = 0;
+  /// The epochs are over (called once, before factors(); no run_epoch or test_sse follows): frees
+  /// what only the epochs need, so that the finishing phase does not hold the ratings beside the
+  /// factors' float32 copies (the CPU backend: its schedule with the ratings, the evaluation records).
+  virtual void end_training() {}
   /// Current factors as float32, relabelled order (n x k, row-major).
   virtual void factors(std::vector<float>* P, std::vector<float>* Q) const = 0;
 };
