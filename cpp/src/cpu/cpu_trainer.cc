@@ -100,7 +100,8 @@ class CpuBackend final : public detail::Backend {
     // the blocked grid is sized for the rows as they start (FP32 rows, or every group FP32)
     const bool all_f32 = f32_rows() || (ug_.count_fp32() == ug_.size() && ig_.count_fp32() == ig_.size());
     const size_t row_bytes = static_cast<size_t>(k_) * (all_f32 ? sizeof(float) : sizeof(uint16_t));
-    sched_ = std::make_unique<Schedule>(std::move(*in.train), cfg_.order, threads_, row_bytes, seed_);  // takes them over
+    // the schedule takes the ratings over (one copy of them)
+    sched_ = std::make_unique<Schedule>(std::move(*in.train), cfg_.order, threads_, row_bytes, seed_);
     if (in.test && in.test->nnz() > 0) test_recs_ = to_records(*in.test);
     if (in.test) *in.test = RatingSet();  // the records are the copy kept
     uacc_.resize(static_cast<size_t>(threads_));

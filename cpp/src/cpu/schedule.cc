@@ -394,7 +394,8 @@ ScheduleCheck check_schedule(const RatingSet& train, Order order, int threads, i
     for (int h : held) n += h >= 0;
     out.max_held = std::max(out.max_held, n);
   });
-  std::vector<std::atomic<int32_t>> uown(static_cast<size_t>(tagged.n_users)), iown(static_cast<size_t>(tagged.n_items));
+  std::vector<std::atomic<int32_t>> uown(static_cast<size_t>(tagged.n_users));
+  std::vector<std::atomic<int32_t>> iown(static_cast<size_t>(tagged.n_items));
   for (auto& x : uown) x.store(-1);
   for (auto& x : iown) x.store(-1);
   std::atomic<int> running{0};
