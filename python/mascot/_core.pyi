@@ -291,7 +291,9 @@ class TrainConfig:
 
     @property
     def order(self) -> str:
-        """visiting order of the training ratings"""
+        """
+        visiting order of the training ratings (auto: grid with > 1 thread on >= 2^20 ratings, else shuffle)
+        """
 
     @order.setter
     def order(self, arg: str, /) -> None: ...
@@ -638,6 +640,13 @@ class _testing:
 
     @staticmethod
     def visit_order(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, order: str, epochs: int, threads: int = 1, k: int = 128, half: bool = False, seed: int = 42) -> object: ...
+
+    @staticmethod
+    def schedule_check(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, order: str, threads: int, epochs: int = 1, k: int = 128, half: bool = False, seed: int = 42, spin_us: int = 20) -> dict:
+        """
+        Test hook (cpu/schedule.h check_schedule): runs the CPU schedule with instrumented callbacks and
+        returns what it saw (row and strip conflicts between threads, overlaps, each rating once).
+        """
 
     @staticmethod
     def lookup_groups(start: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ids: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], naive: bool) -> object:
