@@ -98,7 +98,8 @@ def main(argv=None) -> int:
                 "kernel_isa": mascot._core.kernel_isa(), "cpu": platform.processor() or platform.machine(),
                 "copy_bandwidth_GBps": bw / 1e9, "date": time.strftime("%Y-%m-%d"),
                 "status": status, "runs_done": len(runs), "runs_planned": planned}
-        rows = [r for name in a.dataset_list for r in summary_rows(methods, [x for x in runs if x[1]["dataset"] == name])]
+        rows = [r for name in a.dataset_list
+                for r in summary_rows(methods, [x for x in runs if x[1]["dataset"] == name])]
         md = "\n".join(table([r for r in rows if r["dataset"] == name], meta, name) for name in a.dataset_list
                        if any(r["dataset"] == name for r in rows))
         write_atomic(os.path.join(a.out, "cpu_methods.json"), json.dumps({"meta": meta, "rows": rows}, indent=1))
@@ -167,7 +168,8 @@ def table(rows, meta, name=None):
     note = "" if status == "complete" else \
         f"; {status.upper()}: {meta['runs_done']} of {meta['runs_planned']} planned runs finished"
     lines = [f"{name} ({n_train:,} train / {n_test:,} test), k={meta['k']}, "
-             f"{meta['epochs']} epochs, {meta['threads']} threads, order {meta['order']}, kernels {meta['kernel_isa']}, "
+             f"{meta['epochs']} epochs, {meta['threads']} threads, order {meta['order']}, "
+             f"kernels {meta['kernel_isa']}, "
              f"copy bandwidth {meta['copy_bandwidth_GBps']:.1f} GB/s, {meta['date']}"
              + (f"; best of {meta['rounds']} interleaved rounds" if meta["rounds"] > 1 else "") + note, "",
              "| method | train s | M updates/s | time vs fp32 | paired time vs fp32 (each round) | "
@@ -197,7 +199,8 @@ def _row(m: str, rep: dict, d, a, bw: float, name: str) -> dict:
     floor = perf.epoch_floor_seconds(len(d.train), a.k, bytes_per_element(m), bw) * len(rep["epochs"])
     ep = sorted(e["train_seconds"] for e in rep["epochs"])
     median_epoch = ep[len(ep) // 2]
-    return {"dataset": name, "method": m, "train_seconds": t["train_seconds"], "updates_per_second": t["updates_per_second"],
+    return {"dataset": name, "method": m, "train_seconds": t["train_seconds"],
+            "updates_per_second": t["updates_per_second"],
             "median_epoch_seconds": median_epoch, "median_epoch_ups": len(d.train) / median_epoch,
             "final_test_rmse": t["final_test_rmse"],
             "fp32_user_groups": last["fp32_user_groups"], "fp32_item_groups": last["fp32_item_groups"],

@@ -133,8 +133,8 @@ def main(argv=None) -> int:
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         sp = f"{r['speedup_vs_1_thread']:.2f}x" if "speedup_vs_1_thread" in r else ""
-        lines.append(f"| {r['data']} | {100 * r['top_item_share']:.2f} % | {r['method']} | {r['order']} | {r['threads']} "
-                     f"| {r['best_s']:.3f} | {r['median_s']:.3f} | {sp} |")
+        lines.append(f"| {r['data']} | {100 * r['top_item_share']:.2f} % | {r['method']} | {r['order']} "
+                     f"| {r['threads']} | {r['best_s']:.3f} | {r['median_s']:.3f} | {sp} |")
     md = "\n".join(lines) + "\n"
     write_atomic(os.path.join(a.out, "hot_rows.json"), json.dumps({"meta": meta, "rows": rows}, indent=1))
     write_atomic(os.path.join(a.out, "hot_rows.md"), md)

@@ -366,8 +366,9 @@ def table(doc):
     for r in doc["rows"]:
         ttt = f"{r['time_to_target_s']:.2f}" if r.get("time_to_target_s") is not None else \
             f"not reached ({r.get('reached_in', '')})"
-        lines.append(f"| {r['tool']} | `{r['config']}` | {r['epoch_s']:.3f} | {r.get('epoch_ratio', float('nan')):.2f}x "
-                     f"| {r['final_rmse']:.5f} | {r['best_rmse']:.5f} | {ttt} | "
+        lines.append(f"| {r['tool']} | `{r['config']}` | {r['epoch_s']:.3f} "
+                     f"| {r.get('epoch_ratio', float('nan')):.2f}x | {r['final_rmse']:.5f} "
+                     f"| {r['best_rmse']:.5f} | {ttt} | "
                      f"{(str(round(r['target_ratio'], 2)) + 'x') if 'target_ratio' in r else ''} | "
                      f"{r['peak_mib']:.0f} | {r.get('peak_ratio', float('nan')):.2f}x |")
     return "\n".join(lines) + "\n"

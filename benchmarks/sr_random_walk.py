@@ -104,7 +104,8 @@ def main(argv=None) -> int:
     lines = [f"sr_random_walk: k = {a.k}, {a.rows} rows, updates ~ N(0, ({a.fraction} ULP)^2), "
              f"{time.strftime('%Y-%m-%d %H:%M')}", "",
              "Distance from the exactly accumulated row (RMS, in ULPs of each value):", "",
-             "| stores N | RN | SR | SR predicted sqrt(N E|d|/ULP) | exact row's own movement |", "|---|---|---|---|---|"]
+             "| stores N | RN | SR | SR predicted sqrt(N E|d|/ULP) | exact row's own movement |",
+             "|---|---|---|---|---|"]
     for n, v in sorted(res["walk"].items()):
         lines.append(f"| {n:,} | {v['rn_ulps']:.2f} | {v['sr_ulps']:.2f} | {v['sr_predicted_ulps']:.2f} "
                      f"| {v['signal_ulps']:.2f} |")
@@ -117,8 +118,8 @@ def main(argv=None) -> int:
                      f"{res['repeat4'][n]['sr_ulps']:.2f} | {res['repeat16'][n]['sr_ulps']:.2f} |")
     md = "\n".join(lines) + "\n"
     write_atomic(os.path.join(a.out, "sr_random_walk.json"),
-                 json.dumps({"args": vars(a), "results": {k: {str(n): v for n, v in r.items()} for k, r in res.items()}},
-                            indent=1))
+                 json.dumps({"args": vars(a),
+                             "results": {k: {str(n): v for n, v in r.items()} for k, r in res.items()}}, indent=1))
     write_atomic(os.path.join(a.out, "sr_random_walk.md"), md)
     print(md)
     return 0
