@@ -154,7 +154,7 @@ def test_als_options_are_refused_with_another_method(trainer_exe, tmp_path):
         mascot.MF(method="mpt", method_params={"implicit": True})
 
 
-@pytest.mark.parametrize("extra", [["--lr", "0.5", "--decay", "2"], ["--order", "blocked"], ["--order", "chunk"],
+@pytest.mark.parametrize("extra", [["--lr", "0.5", "--decay", "2"], ["--order", "grid"], ["--order", "chunk"],
                                    ["--groups", "3"], ["--user-groups", "1", "--item-groups", "7"]])
 def test_sgd_only_options_are_ignored_by_als(trainer_exe, tmp_path, extra):
     """lr, decay, order and the groups are the SGD methods' (their methods column): als trains the
