@@ -3,7 +3,7 @@
 The scripts import it as a sibling module (``sys.path`` gets this folder), so that they keep
 running as ``python benchmarks/NAME.py`` from any directory.
 
-- :func:`bytes_per_element`: the element size b of the DRAM floor (DESIGN.md §6) by method,
+- :func:`bytes_per_element`: the element size b of the DRAM floor (docs/design.md §6) by method,
   re-exported from ``mascot.perf`` (next to ``epoch_floor_seconds``).
 - :class:`Parser`: an ``argparse`` parser whose errors are one line (``PROG: error: ...``) with
   exit status 2, and :func:`die` for the checks made after parsing.
@@ -22,7 +22,6 @@ import sys
 import mascot
 from mascot import _core
 from mascot._files import atomic_write
-
 from mascot.perf import bytes_per_element  # noqa: F401  (the scripts import it from here)
 
 

@@ -1,16 +1,13 @@
 """Every method on the CPU backend: the table of docs/benchmarks.md.
 
-    python benchmarks/cpu_methods.py [--dataset synthetic-ml10m,synthetic-ml10m-heavy] [--k 128]
-                                     [--epochs 50] [--threads 2] [--order auto]
-                                     [--methods fp32,mascot,...] [--rounds 1] [--out DIR]
+    python benchmarks/cpu_methods.py [--dataset synthetic-ml10m] [--k 128] [--epochs 50]
+                                     [--threads 2] [--methods fp32,mascot,...] [--rounds 1] [--out DIR]
 
---dataset is a comma list; the default covers both popularity skews of the synthetic sets
-(realistic: the most-rated item holds ~0.4 % of the ratings; heavy: ~10 %), one table each.
 Trains each method on the same data (same seed) and writes DIR/cpu_methods.json and
 DIR/cpu_methods.md: train seconds (SGD passes + switching, no evaluation), updates/s, time
 relative to fp32 in the same run, final test RMSE and its change against fp32 (n/a when the
 dataset has no test set), FP32 groups at the end, and the fraction of the memory-bandwidth
-floor (DESIGN.md §6: nnz x (4 k b + 12) bytes / copy bandwidth measured in this run, b = 4 or
+floor (docs/design.md §6: nnz x (4 k b + 12) bytes / copy bandwidth measured in this run, b = 4 or
 2 bytes per element).
 With --rounds N the whole method list runs N times, interleaved, and the table keeps each
 method's fastest round (best-of-N) and lists every round's time relative to the fp32 run of the
@@ -35,8 +32,18 @@ from mascot import perf
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:  # the sibling helper module, however this script is started
     sys.path.insert(0, _HERE)
-from benchutil import (Parser, bytes_per_element, check_dataset, check_methods, check_out_dir,  # noqa: E402
-                       check_train_params, csv_items, die, one_line, write_atomic)
+from benchutil import (  # noqa: E402
+    Parser,
+    bytes_per_element,
+    check_dataset,
+    check_methods,
+    check_out_dir,
+    check_train_params,
+    csv_items,
+    die,
+    one_line,
+    write_atomic,
+)
 
 PROG = "cpu_methods"
 ALL = ["fp32", "fp16", "mascot-n1", "mascot-n2", "mascot", "mascot-naive", "mpt", "muppet", "afp"]
@@ -45,11 +52,11 @@ ALL = ["fp32", "fp16", "mascot-n1", "mascot-n2", "mascot", "mascot-naive", "mpt"
 def parse_args(argv=None):
     """The arguments, every one checked before any work (one-line error, exit status 2)."""
     ap = Parser(prog=PROG, description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="synthetic-ml10m,synthetic-ml10m-heavy", help="a comma list")
+    ap.add_argument("--dataset", default="synthetic-ml10m")
     ap.add_argument("--k", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--order", default="auto")
+    ap.add_argument("--order", default="shuffle")
     ap.add_argument("--methods", default=",".join(ALL))
     ap.add_argument("--rounds", type=int, default=1, help="interleaved repetitions of the method list")
     ap.add_argument("--out", default="results/bench")
@@ -59,9 +66,7 @@ def parse_args(argv=None):
         check_methods(a.method_list)
         if a.rounds < 1:
             raise ValueError(f"--rounds must be >= 1 (got {a.rounds})")
-        a.dataset_list = csv_items(a.dataset, "--dataset")
-        for name in a.dataset_list:
-            check_dataset(name)
+        check_dataset(a.dataset)
         for m in a.method_list:  # the library's own rules for k, epochs, threads, order
             check_train_params(k=a.k, method=m, epochs=a.epochs, threads=a.threads, order=a.order)
         check_out_dir(a.out)
@@ -78,30 +83,25 @@ def main(argv=None) -> int:
     except OSError as exc:
         die(PROG, f"--out: cannot create '{a.out}': {exc.strerror or exc}")
     try:
-        data = {}
-        for name in a.dataset_list:
-            try:
-                data[name] = mascot.data.load(name)
-            except Exception as exc:  # noqa: BLE001 - a broken prepared dataset: one line
-                die(PROG, f"cannot load dataset '{name}': {one_line(exc)}", 1)
+        try:
+            d = mascot.data.load(a.dataset)
+        except Exception as exc:  # noqa: BLE001 - a broken prepared dataset: one line
+            die(PROG, f"cannot load dataset '{a.dataset}': {one_line(exc)}", 1)
         bw = perf.copy_bandwidth()
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted before any run; nothing written", file=sys.stderr)
         return 130
-    planned = a.rounds * len(methods) * len(a.dataset_list)
-    runs = []  # (round, row); a row names its dataset
+    planned = a.rounds * len(methods)
+    runs = []  # (round, row)
 
     def write(status: str) -> str:
-        meta = {"datasets": a.dataset_list, "n_train": {n: len(d.train) for n, d in data.items()},
-                "n_test": {n: len(d.test) for n, d in data.items()}, "k": a.k, "epochs": a.epochs,
+        meta = {"dataset": a.dataset, "n_train": len(d.train), "n_test": len(d.test), "k": a.k, "epochs": a.epochs,
                 "rounds": a.rounds, "threads": a.threads, "order": a.order, "methods": methods,
                 "kernel_isa": mascot._core.kernel_isa(), "cpu": platform.processor() or platform.machine(),
                 "copy_bandwidth_GBps": bw / 1e9, "date": time.strftime("%Y-%m-%d"),
                 "status": status, "runs_done": len(runs), "runs_planned": planned}
-        rows = [r for name in a.dataset_list
-                for r in summary_rows(methods, [x for x in runs if x[1]["dataset"] == name])]
-        md = "\n".join(table([r for r in rows if r["dataset"] == name], meta, name) for name in a.dataset_list
-                       if any(r["dataset"] == name for r in rows))
+        rows = summary_rows(methods, runs)
+        md = table(rows, meta)
         write_atomic(os.path.join(a.out, "cpu_methods.json"), json.dumps({"meta": meta, "rows": rows}, indent=1))
         write_atomic(os.path.join(a.out, "cpu_methods.md"), md)
         return md
@@ -109,18 +109,16 @@ def main(argv=None) -> int:
     rnd, m = 0, methods[0]
     try:
         for rnd in range(a.rounds):
-            for name in a.dataset_list:
-                d = data[name]
-                for m in methods:
-                    print(f"[{name} {m}] round {rnd + 1}/{a.rounds} training ...", file=sys.stderr, flush=True)
-                    model = mascot.MF(k=a.k, method=m, epochs=a.epochs, threads=a.threads, device="cpu", order=a.order)
-                    rep = model.fit(d.train, d.test, name=name).report_
-                    runs.append((rnd, _row(m, rep, d, a, bw, name)))
-                    t = rep["totals"]
-                    print(f"[{name} {m}] {t['train_seconds']:.1f} s, {t['updates_per_second'] / 1e6:.1f} M/s, "
-                          f"RMSE {_rmse(t['final_test_rmse'])}", file=sys.stderr, flush=True)
-                    if len(runs) < planned:
-                        write("partial")
+            for m in methods:
+                print(f"[{m}] round {rnd + 1}/{a.rounds} training ...", file=sys.stderr, flush=True)
+                model = mascot.MF(k=a.k, method=m, epochs=a.epochs, threads=a.threads, device="cpu", order=a.order)
+                rep = model.fit(d.train, d.test, name=a.dataset).report_
+                runs.append((rnd, _row(m, rep, d, a, bw)))
+                t = rep["totals"]
+                print(f"[{m}] {t['train_seconds']:.1f} s, {t['updates_per_second'] / 1e6:.1f} M/s, "
+                      f"RMSE {_rmse(t['final_test_rmse'])}", file=sys.stderr, flush=True)
+                if len(runs) < planned:
+                    write("partial")
     except KeyboardInterrupt:
         if runs:
             write("interrupted")
@@ -159,15 +157,12 @@ def _rmse(x):
     return f"{x:.5f}" if x is not None else "n/a"
 
 
-def table(rows, meta, name=None):
-    """The Markdown table of one data set's rows (`name`; default meta's "dataset")."""
-    name = name or meta.get("dataset")
-    n_train, n_test = (meta[f][name] if isinstance(meta[f], dict) else meta[f] for f in ("n_train", "n_test"))
+def table(rows, meta):
     base = next((r for r in rows if r["method"] == "fp32"), None)
     status = meta.get("status", "complete")
     note = "" if status == "complete" else \
         f"; {status.upper()}: {meta['runs_done']} of {meta['runs_planned']} planned runs finished"
-    lines = [f"{name} ({n_train:,} train / {n_test:,} test), k={meta['k']}, "
+    lines = [f"{meta['dataset']} ({meta['n_train']:,} train / {meta['n_test']:,} test), k={meta['k']}, "
              f"{meta['epochs']} epochs, {meta['threads']} threads, order {meta['order']}, "
              f"kernels {meta['kernel_isa']}, "
              f"copy bandwidth {meta['copy_bandwidth_GBps']:.1f} GB/s, {meta['date']}"
@@ -193,14 +188,13 @@ def table(rows, meta, name=None):
     return "\n".join(lines) + "\n"
 
 
-def _row(m: str, rep: dict, d, a, bw: float, name: str) -> dict:
+def _row(m: str, rep: dict, d, a, bw: float) -> dict:
     t = rep["totals"]
     last = rep["epochs"][-1]
     floor = perf.epoch_floor_seconds(len(d.train), a.k, bytes_per_element(m), bw) * len(rep["epochs"])
     ep = sorted(e["train_seconds"] for e in rep["epochs"])
     median_epoch = ep[len(ep) // 2]
-    return {"dataset": name, "method": m, "train_seconds": t["train_seconds"],
-            "updates_per_second": t["updates_per_second"],
+    return {"method": m, "train_seconds": t["train_seconds"], "updates_per_second": t["updates_per_second"],
             "median_epoch_seconds": median_epoch, "median_epoch_ups": len(d.train) / median_epoch,
             "final_test_rmse": t["final_test_rmse"],
             "fp32_user_groups": last["fp32_user_groups"], "fp32_item_groups": last["fp32_item_groups"],

@@ -8,7 +8,7 @@
 One run per (dataset, k, method), same data and seed, on the cuda device.  Per run: seconds
 per epoch (median of the SGD passes; evaluation excluded), total train seconds, updates/s,
 final test RMSE, time relative to fp32 in the same invocation's results, and the fraction of
-the DRAM floor (DESIGN.md §6: nnz x (4 k b + 12) bytes per epoch over the device-to-device copy
+the DRAM floor (docs/design.md §6: nnz x (4 k b + 12) bytes per epoch over the device-to-device copy
 bandwidth measured in this run, b = 4 or 2 bytes per element).  Plus `mascot` against
 `mascot-naive` at g = 100 and 500 (--naive-groups) on --naive-dataset, k = 128.
 
@@ -49,9 +49,20 @@ from mascot import _core, perf
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:  # the sibling helper module, however this script is started
     sys.path.insert(0, _HERE)
-from benchutil import (Parser, bytes_per_element, check_dataset, check_methods,  # noqa: E402,F401
-                       check_out_dir, check_positive_finite, check_train_params, csv_items, csv_ints, die,
-                       one_line, write_atomic)
+from benchutil import (  # noqa: E402,F401
+    Parser,
+    bytes_per_element,
+    check_dataset,
+    check_methods,
+    check_out_dir,
+    check_positive_finite,
+    check_train_params,
+    csv_ints,
+    csv_items,
+    die,
+    one_line,
+    write_atomic,
+)
 
 PROG = "gpu_bench"
 DATASETS = ["synthetic-ml10m", "synthetic-ml25m", "synthetic-netflix", "synthetic-yahoo"]
@@ -184,7 +195,8 @@ def table(runs, meta, failed=None):
                       and o["dataset"] == r["dataset"] and o["groups"] == r["groups"] and _same_device(r, o)), None)
             if o is not None:
                 lines.append(f"| {r['dataset']} | {r['groups']} | {r['median_epoch_seconds']:.4f} | "
-                             f"{o['median_epoch_seconds']:.4f} | {o['median_epoch_seconds'] / r['median_epoch_seconds']:.2f} |")
+                             f"{o['median_epoch_seconds']:.4f} | "
+                             f"{o['median_epoch_seconds'] / r['median_epoch_seconds']:.2f} |")
     devices = sorted({r["device"] for r in shown.values()})
     if len(devices) > 1:
         lines += ["", f"Runs from several devices: {'; '.join(devices)} (\"time vs fp32\" compares runs of one "

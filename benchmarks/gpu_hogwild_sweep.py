@@ -25,9 +25,8 @@ import mascot
 from mascot import _core
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchutil import Parser, check_dataset, check_methods, check_out_dir, check_train_params, csv_items, die  # noqa: E402
 from gpu_bench import _rmse, one_run, overlap_valid, write_atomic  # noqa: E402  (the main table's per-run measurement)
-from benchutil import (Parser, check_dataset, check_methods, check_out_dir, check_train_params,  # noqa: E402
-                       csv_items, die)
 
 
 def parse_settings(text):
@@ -107,7 +106,8 @@ def main() -> int:
                 write_atomic(os.path.join(a.out, "hogwild_sweep.json"),
                              json.dumps({"meta": meta, "runs": rows}, indent=1))
                 write_atomic(os.path.join(a.out, "hogwild_sweep.md"), table(rows, meta))
-                print(f"[{m} {writes}:{overlap}] {r.get('warps')} warps, {r['median_epoch_seconds'] * 1e3:.1f} ms/epoch, "
+                print(f"[{m} {writes}:{overlap}] {r.get('warps')} warps, "
+                      f"{r['median_epoch_seconds'] * 1e3:.1f} ms/epoch, "
                       f"RMSE {_rmse(r['final_test_rmse'])}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print(f"gpu_hogwild_sweep: interrupted; the {len(rows)} finished runs are in {a.out}", file=sys.stderr)

@@ -37,8 +37,7 @@ import mascot
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
-from benchutil import (Parser, check_methods, check_out_dir, check_train_params, csv_ints, csv_items,  # noqa: E402
-                       write_atomic)
+from benchutil import Parser, check_methods, check_out_dir, check_train_params, csv_ints, csv_items, write_atomic  # noqa: E402
 
 PROG = "hot_rows"
 SPLIT_SHARE = 0.0042  # the realistic set's most-rated item at full size

@@ -47,8 +47,7 @@ import mascot
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
-from benchutil import (Parser, check_dataset, check_out_dir, csv_items, die, one_line,  # noqa: E402
-                       write_atomic)
+from benchutil import Parser, check_dataset, check_out_dir, csv_items, die, one_line, write_atomic  # noqa: E402
 
 PROG = "libmf_compare"
 TIME = "/usr/bin/time"  # GNU time: -f %M, the peak resident set of the command in KiB

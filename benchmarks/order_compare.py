@@ -28,8 +28,18 @@ import mascot
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
-from benchutil import (Parser, check_dataset, check_methods, check_out_dir, check_train_params,  # noqa: E402
-                       csv_ints, csv_items, die, one_line, write_atomic)
+from benchutil import (  # noqa: E402
+    Parser,
+    check_dataset,
+    check_methods,
+    check_out_dir,
+    check_train_params,
+    csv_ints,
+    csv_items,
+    die,
+    one_line,
+    write_atomic,
+)
 
 PROG = "order_compare"
 

@@ -26,8 +26,7 @@ import mascot
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
-from benchutil import (Parser, check_methods, check_out_dir, check_train_params, csv_items, one_line,  # noqa: E402
-                       write_atomic)
+from benchutil import Parser, check_methods, check_out_dir, check_train_params, csv_items, one_line, write_atomic  # noqa: E402
 from order_compare import worst_rise  # noqa: E402
 
 PROG = "sr_compare"

@@ -99,6 +99,7 @@ def tiny_data():
 def tiny_checkpoint(tmp, k=4, **params):
     import json
     import tempfile
+
     from mascot import MF, _core
     (tu, ti, tr), (eu, ei, er) = tiny_data()
     m = MF(k=k, epochs=3, deterministic=True, **{"groups": 2, **params})

@@ -25,7 +25,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _builds import ROOT, build, run  # noqa: E402
+from _builds import build, run  # noqa: E402
 
 DATA = "synthetic-ml10m:0.003"  # ~30 K ratings: every case runs in well under a second
 EPOCHS = 10
@@ -82,7 +82,7 @@ def train(exe: str, args: list[str], out: str):
            "--save", model, "--report", report] + args  # a later --k wins over the default 32
     r = run(cmd)
     if r.returncode != 0:
-        return None, (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]
+        return None, (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
     digest = {}
     for f in ("P.npy", "Q.npy"):
         with open(os.path.join(model, f), "rb") as fh:

@@ -10,7 +10,7 @@
 #       end to end: every method on small synthetic data, text/.mrat input, --save/--report,
 #       and bad inputs (which must fail with one clear line, not a sanitizer report).
 # tsan: ThreadSanitizer, build dir build-tsan/, the training tests and mascot_train with 4
-#       threads.  The SGD kernels are Hogwild (paper §II, DESIGN.md): threads read and write
+#       threads.  The SGD kernels are Hogwild (paper §II, docs/design.md): threads read and write
 #       factor rows without locks on purpose, so those races -- and only those -- are
 #       suppressed by scripts/tsan.supp, which names the kernel functions.  Any other race
 #       (schedule, switching, reductions, report) fails the run.

@@ -1,4 +1,4 @@
-// Rating files: the binary `.mrat` format (DESIGN.md §5) and LIBMF-style text.
+// Rating files: the binary `.mrat` format (docs/design.md §5) and LIBMF-style text.
 //
 // Both readers are built for multi-GB inputs: `.mrat` arrays are fread straight into the
 // result vectors, and text is parsed from large buffers with hand-written integer parsing and

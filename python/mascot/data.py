@@ -1,7 +1,7 @@
 """Rating data for MASCOT: reading, writing and generating rating sets (the users' facade).
 
 A rating set is a :class:`Ratings` (structure of arrays: int32 users, int32 items, float32
-ratings, plus the id ranges).  Files are ``.mrat`` (binary, DESIGN.md §5) or LIBMF-style
+ratings, plus the id ranges).  Files are ``.mrat`` (binary, docs/design.md §5) or LIBMF-style
 text (``user item rating`` per line, 0-based ids); readers live in the C++ core and report
 malformed input as ``ValueError("path:line: what")``.
 

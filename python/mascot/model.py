@@ -73,7 +73,7 @@ class MF:
     parameter table (``mascot._core.param_table()``: types, defaults, ranges, help), all
     keyword-only (``inspect.signature(MF)`` lists them); ``groups`` sets both
     ``user_groups`` and ``item_groups``; ``period``, ``sample_ratio``, ``threshold`` and
-    ``warmup`` are g-switching's pi, gamma, theta and w (DESIGN.md §3); ``method_params`` sets
+    ``warmup`` are g-switching's pi, gamma, theta and w (docs/design.md §3); ``method_params`` sets
     the competing methods' settings by name (the fields of ``mascot._core.CompetingParams`` that
     belong to ``method``), e.g. ``{"loss_scale": "dynamic"}`` for mpt or
     ``{"muppet_resolution": 3}``.  Integers take int or NumPy integers, numbers also floats,

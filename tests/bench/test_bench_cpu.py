@@ -3,16 +3,16 @@
 Each round trains EPOCHS epochs without evaluation.  The timed quantity is the whole fit; the
 extra_info carries what the issue asks for: seconds per epoch and updates/s from the run
 report (SGD passes only, no setup), and the fraction of the memory-bandwidth floor
-(DESIGN.md §6: nnz x (4 k bytes-per-element + 12) / copy bandwidth measured in this run), with
+(docs/design.md §6: nnz x (4 k bytes-per-element + 12) / copy bandwidth measured in this run), with
 the bytes per element of benchmarks/benchutil.py (the one definition the benchmark scripts use:
 4 for fp32 and the FP32-master methods mpt, muppet and afp, 2 for the FP16-storage methods).
 """
 import os
 
 import pytest
+from benchutil import bytes_per_element  # benchmarks/, on sys.path through conftest.py
 
 import mascot
-from benchutil import bytes_per_element  # benchmarks/, on sys.path through conftest.py
 from mascot import perf
 
 EPOCHS = int(os.environ.get("MASCOT_BENCH_EPOCHS", "5"))

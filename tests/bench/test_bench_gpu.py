@@ -1,6 +1,6 @@
 """GPU epoch throughput of the storage methods (pytest-benchmark; marked gpu, skipped without
 a device): fp32, fp16, mascot-n1 and mascot, the regression-tracking subset.  Every method of
-DESIGN.md §4, on every benchmark dataset with the DRAM-floor fractions, is
+docs/design.md §4, on every benchmark dataset with the DRAM-floor fractions, is
 benchmarks/gpu_bench.py's job (scripts/gpu_check.sh bench).
 
 Same measurement as test_bench_cpu.py on ``device="cuda"``: the timed quantity is the whole

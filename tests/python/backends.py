@@ -1,7 +1,7 @@
 """Helpers for backend-parametrised tests (the `backend` fixture lives in conftest.py)."""
 
 GPU_SKIP_REASON = "no CUDA device visible"
-# Methods the cuda device implements (all of DESIGN.md §4).
+# Methods the cuda device implements (all of docs/design.md §4).
 CUDA_METHODS = ("fp32", "fp16", "mascot-n1", "mascot-n2", "mascot", "mascot-naive", "mpt", "muppet", "afp")
 
 

@@ -1,4 +1,4 @@
-"""Slow, obviously-correct NumPy reference of serial SGD (DESIGN.md §3, detail/sgd.h).
+"""Slow, obviously-correct NumPy reference of serial SGD (docs/design.md §3, detail/sgd.h).
 
 It performs the same float32 operations in the same order as the C++ kernels:
 dot product over 16 lanes (element j -> lane j % 16, accumulated in j order, then a tree

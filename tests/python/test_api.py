@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 
 import mascot
-from mascot import data
-
 from backends import backend_k
+from mascot import data
 
 
 def test_module_surface():
@@ -197,7 +196,7 @@ def test_parameter_types_follow_one_rule(tmp_path):
                       ({"method": "mpt", "method_params": {"loss_scale_window": 2**40}}, ["loss_scale_window"]),
                       ({"method": "muppet", "method_params": {"muppet_word_lengths": "abc"}}, ["muppet_word_lengths"]),
                       ({"method_params": [("a", 1)]}, ["method_params"])]:
-        _one_line_error(lambda: mascot.MF(**kw), *words)
+        _one_line_error(lambda kw=kw: mascot.MF(**kw), *words)
     m = _tiny_mf().fit((U3, I3, R3))
     m.threads = 2.0  # changed after construction: checked again by fit
     _one_line_error(lambda: m.fit((U3, I3, R3)), "threads")

@@ -8,7 +8,6 @@ through ``MF.load`` (mascot_train has no model-loading option yet).  The regress
 the fuzzing findings (fuzz/) are here too, marked "fuzz:".
 """
 import json
-import os
 import struct
 import subprocess
 
@@ -31,7 +30,8 @@ def _mrat(nu=3, ni=2, users=(0, 2), items=(1, 0), ratings=(4.0, 3.0), magic=b"MA
 RATING_FILES = [
     ("text-empty", "bad.txt", b"", ValueError, "bad.txt: no ratings found"),
     ("text-only-comments", "bad.txt", b"# nothing\n\n  \n", ValueError, "bad.txt: no ratings found"),
-    ("text-missing-field", "bad.txt", b"0 1 3\n1 2\n", ValueError, "bad.txt:2: expected 3 fields (user item rating), got 2"),
+    ("text-missing-field", "bad.txt", b"0 1 3\n1 2\n", ValueError,
+     "bad.txt:2: expected 3 fields (user item rating), got 2"),
     ("text-extra-field", "bad.txt", b"0 1 3 7\n", ValueError, "bad.txt:1: expected 3 fields (user item rating), got 4"),
     ("text-rating-word", "bad.txt", b"0 1 abc\n", ValueError, "bad.txt:1: rating 'abc' is not a number"),
     ("text-rating-nan", "bad.txt", b"0 1 nan\n", ValueError, "bad.txt:1: rating 'nan' is not a finite number"),
@@ -41,7 +41,8 @@ RATING_FILES = [
     ("text-negative-item", "bad.txt", b"0 -4 3\n", ValueError, "bad.txt:1: item id '-4' is not a non-negative integer"),
     ("text-fractional-id", "bad.txt", b"1.5 1 3\n", ValueError, "bad.txt:1: user id '1.5'"),
     ("text-word-id", "bad.txt", b"x 1 3\n", ValueError, "bad.txt:1: user id 'x'"),
-    ("text-id-range", "bad.txt", b"3000000000 1 3\n", ValueError, "bad.txt:1: user id '3000000000' exceeds the int32 range"),
+    ("text-id-range", "bad.txt", b"3000000000 1 3\n", ValueError,
+     "bad.txt:1: user id '3000000000' exceeds the int32 range"),
     ("text-comma-separated", "bad.txt", b"0,1,3\n", ValueError, "bad.txt:1: expected 3 fields"),
     ("text-bom-then-bad", "bad.txt", b"\xef\xbb\xbf0 1 3\n0 1\n", ValueError, "bad.txt:2: expected 3 fields"),
     # fuzz: raw bytes used to reach the message (Python raised UnicodeDecodeError)
@@ -54,12 +55,14 @@ RATING_FILES = [
     ("mrat-nnz-overflow", "bad.mrat", _mrat(nnz=2 ** 62), ValueError, "header says nnz = 4611686018427387904"),
     ("mrat-version", "bad.mrat", _mrat(version=2), ValueError, "bad.mrat: unsupported .mrat version 2"),
     ("mrat-flags", "bad.mrat", _mrat(flags=4), ValueError, "bad.mrat: unsupported .mrat flags 4"),
-    ("mrat-n-users-range", "bad.mrat", _mrat(nu=2 ** 33), ValueError, "n_users = 8589934592 exceeds the int32 id range"),
+    ("mrat-n-users-range", "bad.mrat", _mrat(nu=2 ** 33), ValueError,
+     "n_users = 8589934592 exceeds the int32 id range"),
     ("mrat-user-out-of-range", "bad.mrat", _mrat(users=(0, 5)), ValueError, "bad.mrat: user id 5 at index 1"),
     ("mrat-negative-item", "bad.mrat", _mrat(items=(1, -1)), ValueError, "bad.mrat: item id -1 at index 1"),
     ("mrat-nan-rating", "bad.mrat", _mrat(ratings=(float("nan"), 1.0)), ValueError, "rating at index 0 is not finite"),
     # a .mrat name is always read as .mrat: a damaged magic is named, not parsed as text
-    ("mrat-wrong-magic", "bad.mrat", _mrat(magic=b"MASCOTX\0"), ValueError, "bad.mrat: not a .mrat file (wrong magic bytes)"),
+    ("mrat-wrong-magic", "bad.mrat", _mrat(magic=b"MASCOTX\0"), ValueError,
+     "bad.mrat: not a .mrat file (wrong magic bytes)"),
 ]
 
 
@@ -150,7 +153,7 @@ def test_bad_line_after_a_million_good_ones(trainer_exe, tmp_path, million_good_
 
 # ----------------------------------------------------------------------------- model directories
 def _npy_header(shape, descr="<f4", fortran=False, version=1):
-    h = "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (descr, fortran, shape)
+    h = f"{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {shape}, }}"
     h += " " * ((64 - (10 + len(h) + 1) % 64) % 64) + "\n"
     if version == 1:
         return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h.encode()
@@ -381,7 +384,8 @@ CHECKPOINTS = [
     ("ck-binary-manifest", _manifest_bytes(lambda b: b"\x00\xff" * 50), ValueError,
      ["checkpoint.json", "corrupted manifest"]),
     # fuzz: a manifest key with non-ASCII bytes was echoed into the "field missing" message
-    ("fuzz:ck-non-ascii-key", _manifest_bytes(lambda b: b.replace(b'"file.run_state"', b'"file.ru\xef\xbb\xbfn_state"')),
+    ("fuzz:ck-non-ascii-key", _manifest_bytes(lambda b: b.replace(b'"file.run_state"',
+                                                                  b'"file.ru\xef\xbb\xbfn_state"')),
      ValueError, ["checkpoint.json", "corrupted manifest (invalid character in a key"]),
     ("ck-missing-state-file", _unlink("Q16"), OSError, ["Q16.e000002", "missing"]),
     ("ck-flipped-byte", _flip_last_byte, ValueError, ["Q16.e000002", "checksum mismatch"]),
@@ -452,7 +456,8 @@ def _tiny_fuzz_data():
     i, j = np.arange(60), np.arange(15)
     train = ((i % 12).astype(np.int32), ((i * 7 + i // 12) % 9).astype(np.int32),
              (1.0 + 0.5 * ((i * 37) % 9)).astype(np.float32))
-    test = (((j * 5) % 12).astype(np.int32), ((j * 4 + 1) % 9).astype(np.int32), (3.0 + 0.5 * (j % 3)).astype(np.float32))
+    test = (((j * 5) % 12).astype(np.int32), ((j * 4 + 1) % 9).astype(np.int32),
+            (3.0 + 0.5 * (j % 3)).astype(np.float32))
     return train, test
 
 
@@ -468,7 +473,7 @@ def _unpack_fuzz_checkpoint(blob, d):
         name = name.decode()
         (d / name).write_bytes(body)
         key = name.split(".e")[0]
-        man["bytes." + key], man["hash." + key] = len(body), "%016x" % _file_hash(body)
+        man["bytes." + key], man["hash." + key] = len(body), f"{_file_hash(body):016x}"
     (d / "checkpoint.json").write_text(json.dumps(man))
 
 

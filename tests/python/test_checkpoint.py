@@ -401,7 +401,7 @@ def test_crafted_state_files_give_clear_errors(ds, tmp_path, method):
             pos = rng.randrange(len(b) - 8)
             b[pos:pos + 8] = struct.pack("<q", rng.choice([-1, 2**31, 2**62, -2**62, 0, 7]))
         (d / man["file." + name]).write_bytes(bytes(b))
-        m = dict(man, **{"bytes." + name: len(b), "hash." + name: "%016x" % _file_hash(bytes(b))})
+        m = dict(man, **{"bytes." + name: len(b), "hash." + name: f"{_file_hash(bytes(b)):016x}"})
         (d / "checkpoint.json").write_text(json.dumps(m))
         try:
             MF.resume(d, ds.train, ds.test)  # some mutations are harmless (a q-error value, a timing)

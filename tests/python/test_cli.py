@@ -6,9 +6,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from mascot import data
-
 from backends import backend_k
+from mascot import data
 
 
 def run(exe, *args, cwd=None, env=None):
@@ -28,7 +27,7 @@ def test_synthetic_end_to_end(trainer_exe, tmp_path):
     r = run(trainer_exe, "--dataset", "synthetic-ml10m:0.01", "--k", 16, "--epochs", 3, "--threads", 2,
             "--report", rep, "--save", save)
     assert r.returncode == 0, r.stderr
-    lines = [l for l in r.stdout.splitlines() if l.strip() and l.split()[0].isdigit()]
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip() and ln.split()[0].isdigit()]
     assert len(lines) == 3  # one progress line per epoch
     assert "final test RMSE" in r.stdout and "M updates/s" in r.stdout
     report = json.loads(rep.read_text())
@@ -177,12 +176,12 @@ def test_cli_recommend_parses_ids_by_the_models_id_type(tiny, tmp_path, capsys):
     assert main(["recommend", str(tmp_path / "str"), "--users", "007,010", "--n", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()[1:]
     ids, _ = m.recommend(["007", "010"], n=2)
-    assert [l.split("\t")[:3] for l in lines] == [["007", "1", str(ids[0, 0])], ["007", "2", str(ids[0, 1])],
+    assert [ln.split("\t")[:3] for ln in lines] == [["007", "1", str(ids[0, 0])], ["007", "2", str(ids[0, 1])],
                                                  ["010", "1", str(ids[1, 0])], ["010", "2", str(ids[1, 1])]]
     # integer ids: an optional sign and digits only ("1_0" is not 10, "1e1" not an id)
     _small_model(tiny, tmp_path, "int")
     assert main(["recommend", str(tmp_path / "int"), "--users", "+3, 10", "--n", "1"]) == 0
-    assert [l.split("\t")[0] for l in capsys.readouterr().out.strip().splitlines()[1:]] == ["3", "10"]
+    assert [ln.split("\t")[0] for ln in capsys.readouterr().out.strip().splitlines()[1:]] == ["3", "10"]
     for bad in ("1_0", "1e1", "٣", "0x10"):
         assert main(["recommend", str(tmp_path / "int"), "--users", f"1,{bad}"]) == 2
         err = capsys.readouterr().err

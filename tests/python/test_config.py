@@ -29,7 +29,7 @@ def test_groups_more_than_users(tiny):
     assert m.report_["dataset"]["user_groups"] <= nu
 
 
-# DESIGN.md §4: the methods and ablations every front end offers
+# docs/design.md §4: the methods and ablations every front end offers
 DESIGN_METHODS = ("fp32", "fp16", "mascot", "mascot-n1", "mascot-n2", "mascot-naive", "mpt", "muppet", "afp",
                   "als")  # als: issue 21's solver, a plug-in of the same driver
 

@@ -532,7 +532,7 @@ def test_help_and_docs_state_the_defaults():
     from pathlib import Path
     doc = (Path(__file__).resolve().parents[2] / "docs" / "experiments.md").read_text()
     assert "the paper's settings otherwise" not in doc
-    assert "θ = 20" in doc and "DESIGN.md" in doc
+    assert "θ = 20" in doc and "docs/design.md" in doc
     assert "cross-validation" in doc and "-fold2" in doc
     assert "e^1.5" in doc and "decay factor 0.1" in doc
     assert "1 for `observations`" in doc

@@ -46,14 +46,14 @@ def test_cpp_readers_short_fuzz_run(tmp_path):
     assert r.returncode == 0, out
     mode = "libfuzzer" if "mode libfuzzer" in out else "replay"
     assert f"mode {mode}" in out
-    clean = [l for l in out.splitlines() if l.strip().startswith("clean:")]
+    clean = [ln for ln in out.splitlines() if ln.strip().startswith("clean:")]
     assert len(clean) == len(CPP_TARGETS), out
     for line in clean:  # the targets really executed inputs
         n = int(line.split()[1]) if mode == "libfuzzer" else int(line.split("+")[1].split()[0])
         assert n >= (100 if mode == "libfuzzer" else 2000), line
     # the checkpoint target's own summary: inputs got past the re-stamped checksums and resumed
     # (0 would mean its checksum mirror drifted from cpp/src/checkpoint.cc)
-    summary = [l for l in out.splitlines() if "checkpoint target:" in l]
+    summary = [ln for ln in out.splitlines() if "checkpoint target:" in ln]
     assert len(summary) == 1 and int(summary[0].split(",")[2].split()[0]) > 0, out
     print(out)
 

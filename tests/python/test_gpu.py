@@ -11,13 +11,12 @@ import os
 import shutil
 
 import numpy as np
-
 import pytest
 
 import mascot
+from backends import CUDA_METHODS, GPU_SKIP_REASON
 from mascot import _core
 
-from backends import CUDA_METHODS, GPU_SKIP_REASON
 
 def _nvcc_present():
     return shutil.which("nvcc") is not None or os.path.exists("/usr/local/cuda/bin/nvcc")
@@ -114,7 +113,9 @@ def test_launch_respects_the_hogwild_bound(monkeypatch):
     tr, te = _data()
     top = max(np.bincount(tr.users).max(), np.bincount(tr.items).max())
     monkeypatch.delenv("MASCOT_CUDA_WRITES", raising=False)
-    warps = lambda rep: int(re.search(r"(\d+) warps, add writes\)$", rep["device"]).group(1))
+    def warps(rep):
+        return int(re.search(r"(\d+) warps, add writes\)$", rep["device"]).group(1))
+
     capped = warps(_fit("cuda", "fp32", tr, te, epochs=1).report_)
     # the default bound, computed before MASCOT_CUDA_OVERLAP=inf is set (with it set, the
     # hook returns the fill it is given: found by running this test on the CUDA emulator)

@@ -22,7 +22,7 @@ def test_mrat_round_trip(tiny, tmp_path):
     assert (back.n_users, back.n_items) == (rs.n_users, rs.n_items)
     assert np.array_equal(back.users, rs.users) and np.array_equal(back.items, rs.items)
     assert np.array_equal(back.ratings, rs.ratings)
-    # exact layout of DESIGN.md §5
+    # exact layout of docs/design.md §5
     raw = p.read_bytes()
     assert raw[:8] == b"MASCOTR\0"
     assert struct.unpack("<IIQQQ", raw[8:40]) == (1, 0, rs.n_users, rs.n_items, len(rs))

@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 
 import mascot
-from mascot import _core
-
 from backends import backend_k
+from mascot import _core
 from reference import dot_lanes, half, hash3, lr_at, mix64, sgd_update, sr_half, train_reference
 
 

@@ -79,7 +79,8 @@ def test_plan_refusal_and_fit_raise_memory_error(monkeypatch, tiny):
 
 
 def test_dry_run_prints_plan_without_training(trainer_exe):
-    r = subprocess.run([trainer_exe, "--dataset", "synthetic-netflix", "--k", "128", "--method", "mascot", "--device", "cpu", "--dry-run"],
+    r = subprocess.run([trainer_exe, "--dataset", "synthetic-netflix", "--k", "128", "--method", "mascot",
+                        "--device", "cpu", "--dry-run"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "memory plan: device cpu" in r.stdout and "host peak" in r.stdout and "P, Q float16" in r.stdout
@@ -90,7 +91,8 @@ def test_dry_run_prints_plan_without_training(trainer_exe):
 def test_plan_matches_real_peak(trainer_exe, method):
     """The host peak of the plan vs the measured peak RSS of the same job (k=512 so the factors
     dominate): within [0.75, 1.05] x the plan (measured ~0.96: the plan is a slight overestimate)."""
-    args = [trainer_exe, "--dataset", "synthetic-ml10m:0.05", "--k", 512, "--method", method, "--threads", 2, "--device", "cpu"]
+    args = [trainer_exe, "--dataset", "synthetic-ml10m:0.05", "--k", 512, "--method", method, "--threads", 2,
+            "--device", "cpu"]
     r = subprocess.run([*map(str, args), "--dry-run"], capture_output=True, text=True, timeout=60)
     peak = int(next(line for line in r.stdout.splitlines() if "host peak" in line).split()[2])
     rc, out, err, rss = _child_maxrss([*args, "--epochs", 1, "--quiet"])

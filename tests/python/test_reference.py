@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 import mascot
-from mascot import _core
-
 from backends import host_has_avx2
+from mascot import _core
 from reference import dot_lanes, half, sgd_update, train_reference
 
 
@@ -79,8 +78,7 @@ def test_dot_lane_order_matters_and_is_followed():
     want_p, want_q = sgd_update(p, q, r, lr, lp, lq)
     # the same update with a sequential dot product
     e = np.float32(r - sequential(p, q))
-    cp, cq, ce = np.float32(1) - np.float32(lr) * np.float32(lp), np.float32(1) - np.float32(lr) * np.float32(lq), \
-        np.float32(lr) * e
+    cp, ce = np.float32(1) - np.float32(lr) * np.float32(lp), np.float32(lr) * e
     seq_p = cp * p + ce * q
     assert not np.array_equal(want_p, seq_p)
     one = np.array([0], np.int32)

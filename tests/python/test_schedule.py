@@ -10,7 +10,6 @@ import pytest
 
 import mascot
 from mascot import _core
-
 from reference import train_reference
 
 

@@ -5,7 +5,6 @@ import pytest
 
 import mascot
 from mascot import _core
-
 from reference import dot_lanes, lr_at
 
 F32 = np.float32

@@ -20,7 +20,7 @@ def one_error(r, code, needle):
     err = r.stderr.strip().splitlines()
     assert r.returncode == code, r.stderr
     assert err and err[-1].startswith("mascot_train: error:") and needle in err[-1], r.stderr
-    assert not any(l.startswith("mascot_train: error:") for l in err[:-1]), r.stderr
+    assert not any(ln.startswith("mascot_train: error:") for ln in err[:-1]), r.stderr
 
 
 @pytest.fixture

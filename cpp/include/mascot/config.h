@@ -11,7 +11,7 @@
 
 namespace mascot {
 
-/// Precision methods (DESIGN.md §4).
+/// Precision methods (docs/design.md §4).
 enum class Method {
   kFp32,         ///< FP32 storage, FP32 arithmetic
   kFp16,         ///< FP16 storage, FP16 (half) arithmetic: every operation rounded to half

@@ -19,7 +19,7 @@ struct RatingSet {
   void validate(const std::string& what = "ratings") const;
 };
 
-/// Reads a `.mrat` file (DESIGN.md §5); validates magic, version, sizes vs file length, ids,
+/// Reads a `.mrat` file (docs/design.md §5); validates magic, version, sizes vs file length, ids,
 /// finite ratings.  Errors: IoError (cannot open/read), InvalidArgument ("<path>: ...").
 RatingSet read_mrat(const std::string& path);
 /// Writes atomically (temp file + fsync + rename): no partial file on failure.

@@ -1,4 +1,4 @@
-// Group-based matrix reconstruction (paper §III-D, DESIGN.md §3).
+// Group-based matrix reconstruction (paper §III-D, docs/design.md §3).
 // Users (items) are sorted by training-rating count, descending (ties by original id), split
 // into about-equal-size groups without splitting ties, and relabelled so each group is a
 // contiguous id range.  The training result is unaffected: only the ids change.
@@ -38,7 +38,7 @@ struct Reorder {
   void apply_in_place(RatingSet* rs, int64_t* dropped) const;
 };
 
-/// `chunk` order (DESIGN.md §3, the reference code's sampling): the reference code shuffles the
+/// `chunk` order (docs/design.md §3, the reference code's sampling): the reference code shuffles the
 /// whole rating array once (`random_shuffle`) before it draws its runs of 128 consecutive
 /// ratings; without that, a run would be one user's or one item's ratings whenever the input
 /// is sorted (MovieLens files by user, Netflix by movie).  This is that one seeded shuffle

@@ -1,4 +1,4 @@
-// RunReport: what a training run did, epoch by epoch (DESIGN.md §5).  Written by the
+// RunReport: what a training run did, epoch by epoch (docs/design.md §5).  Written by the
 // trainer, serialised to JSON for `--report`, parsed by Python (MF.report_, mascot.analysis).
 #pragma once
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Trainer: the one entry point for training.  Data flow (DESIGN.md §2):
+// Trainer: the one entry point for training.  Data flow (docs/design.md §2):
 //   train/test RatingSet --Reorder::build/apply--> relabelled sets + GroupTables
 //   --backend (cpu | cuda, picked from Context)--> P, Q in relabelled order
 //   --undo relabelling--> Model (original ids) + RunReport.

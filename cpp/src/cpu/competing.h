@@ -1,4 +1,4 @@
-// The competing methods of DESIGN.md §4 (mpt, muppet, afp) on the CPU backend.
+// The competing methods of docs/design.md §4 (mpt, muppet, afp) on the CPU backend.
 // The backend owns FP32 master P and Q (relabelled order) and the visiting order; a
 // CompetingMethod decides, epoch by epoch, how the dot product and gradients are quantised
 // and applies the SGD updates to the masters.

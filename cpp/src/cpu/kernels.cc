@@ -2,7 +2,7 @@
 // (generic | avx2 | avx512).  A 16-lane vector type V hides the ISA; the kernel bodies
 // are written once against it and follow detail/sgd.h operation for operation.
 //
-// Memory is the bottleneck (DESIGN.md §6): each rating reads and writes two k-rows at
+// Memory is the bottleneck (docs/design.md §6): each rating reads and writes two k-rows at
 // random.  So the loops prefetch the rows of the ratings ahead in two stages (prefetch_ahead,
 // kernels.h), and each row is touched in two passes (dot product, then update): the second
 // pass hits L1.

@@ -1,7 +1,7 @@
 """Real datasets: download / read upstream files and prepare them for training.
 
 ``mascot data prepare NAME`` (or :func:`prepare`) writes
-``$MASCOT_DATA/<out>/{train.mrat,test.mrat,meta.json}`` (DESIGN.md §5); ``mascot_train --dataset
+``$MASCOT_DATA/<out>/{train.mrat,test.mrat,meta.json}`` (docs/design.md §5); ``mascot_train --dataset
 <out>`` and :func:`mascot.data.load` read them.  Datasets: ml100k, ml10m, ml25m
 (:mod:`.movielens`, downloaded), netflix (:mod:`.netflix`) and yahoo (:mod:`.yahoo`), both from
 local files; each module's docstring gives the exact upstream formats.

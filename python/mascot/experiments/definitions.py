@@ -25,7 +25,7 @@ def _common(o: Options, datasets: list[str], quick_repeats: int = 1, full_repeat
 
 def _quick_params(o: Options):
     """Quick runs are 3 epochs long: start g-switching's measurements after 1 epoch so the
-    switching code runs at all (the full runs keep the default warm-up w = 5 of DESIGN.md; the
+    switching code runs at all (the full runs keep the default warm-up w = 5 of docs/design.md; the
     paper gives no warm-up)."""
     def per_method(m: str) -> dict:
         return {"warmup": 1} if o.quick and m in _MASCOT_LIKE else {}
@@ -74,7 +74,7 @@ def _with_groups(t, runs, by: list[str], fp32: bool = False):
 
 
 _REALISED_NOTE = ("realised_*_groups: the groups the grouping produced (ties in rating count are not "
-                  "split, so fewer than g when many users or items share a count; DESIGN.md §3); "
+                  "split, so fewer than g when many users or items share a count; docs/design.md §3); "
                   "the time plot labels each point with the realised number of user groups.")
 
 

@@ -86,7 +86,7 @@ MASCOT_HD float round_half(float f) { return half_to_float(float_to_half_rn(f));
 
 /// Stochastic rounding to FP16: unbiased, result is always one of the two neighbouring
 /// representable halves, P(up) = distance to lower / spacing.  `bits` is a fresh 32-bit
-/// random word.  For normal halves this is DESIGN.md §7's rule (add 13 random bits below the
+/// random word.  For normal halves this is docs/design.md §7's rule (add 13 random bits below the
 /// FP16 mantissa, truncate toward zero); in the subnormal range the spacing is the fixed
 /// 2^-24, so the random offset is scaled to it.
 MASCOT_HD uint16_t float_to_half_sr(float f, uint32_t bits) {

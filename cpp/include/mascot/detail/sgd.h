@@ -132,7 +132,7 @@ MASCOT_HD float sgd_update(float* p, float* q, int k, float r, float lr, float l
   return e;
 }
 
-/// Learning-rate schedule (DESIGN.md §3): lr / (1 + decay * e^1.5), e 0-based, evaluated in
+/// Learning-rate schedule (docs/design.md §3): lr / (1 + decay * e^1.5), e 0-based, evaluated in
 /// double and rounded once to float.
 inline float lr_schedule(float lr0, float decay, int epoch) {
   const double e = static_cast<double>(epoch);

@@ -1,4 +1,4 @@
-// g-switching decisions (paper §III-C, Eq. 4; DESIGN.md §3), device-neutral host code.
+// g-switching decisions (paper §III-C, Eq. 4; docs/design.md §3), device-neutral host code.
 // A backend accumulates, per group, the sum of the sampled gradients (k values), the sum of
 // their squared norms and their count, race-free (per-thread or per-block partials, reduced
 // in a fixed order); this code turns those O(g k) sums into q-errors and decisions.  The
