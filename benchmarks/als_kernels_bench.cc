@@ -9,8 +9,8 @@
 // Both sides solve the same rows (one thread, explicit ratings, weighted lambda) from the same
 // panel of gathered factor rows; the BLAS side is the usual way to write it with one: gather
 // the rows into a panel, ssyrk (A = G^T G, lower), add the regularisation, and either spotrf +
-// spotrs (exact) or 3 CG steps with ssymv.  Own CG runs in both forms (detail/als.h CgForm).  The BLAS is loaded with dlopen from the path given
-// (the OpenBLAS that NumPy's wheels ship: python -c "import numpy, glob, os;
+// spotrs (exact) or 3 CG steps with ssymv.  Own CG runs in both forms (detail/als.h CgForm).  The BLAS is loaded with
+// dlopen from the path given (the OpenBLAS that NumPy's wheels ship: python -c "import numpy, glob, os;
 // print(glob.glob(os.path.dirname(numpy.__file__) + '.libs/libscipy_openblas*'))"), with
 // its symbols' scipy_ prefix and 64 suffix, and held to one thread.  Rounds alternate the
 // variants; the medians of the per-row thread CPU times are printed (ns per row).
@@ -94,8 +94,7 @@ double thread_seconds() {
 }
 
 /// The BLAS way of solving every row (see the file comment); x into X.
-void blas_solve(const Blas& B, const Options& o, const SideCsr& R, const std::vector<float>& Y,
-                std::vector<float>* X) {
+void blas_solve(const Blas& B, const Options& o, const SideCsr& R, const std::vector<float>& Y, std::vector<float>* X) {
   const int k = o.k;
   std::vector<float> G(static_cast<size_t>(R.max_row) * k), A(static_cast<size_t>(k) * k), b(k), r(k), p(k), Ap(k);
   for (int64_t u = 0; u < R.rows; ++u) {
@@ -207,15 +206,24 @@ int main(int argc, char** argv) {
   int rounds = 5;
   for (int a = 1; a + 1 < argc; a += 2) {
     const std::string f = argv[a];
-    if (f == "--blas") blas_path = argv[a + 1];
-    else if (f == "--k") ks = parse_ints(argv[a + 1]);
-    else if (f == "--n") ns = parse_ints(argv[a + 1]);
-    else if (f == "--rows") rows = std::atoll(argv[a + 1]);
-    else if (f == "--rounds") rounds = std::atoi(argv[a + 1]);
-    else if (f == "--csr") csr = argv[a + 1];
-    else if (f == "--threads") threads = std::atoi(argv[a + 1]);
-    else if (f == "--iterations") iterations = std::atoi(argv[a + 1]);
-    else if (f == "--half") half = std::atoi(argv[a + 1]) != 0;
+    if (f == "--blas")
+      blas_path = argv[a + 1];
+    else if (f == "--k")
+      ks = parse_ints(argv[a + 1]);
+    else if (f == "--n")
+      ns = parse_ints(argv[a + 1]);
+    else if (f == "--rows")
+      rows = std::atoll(argv[a + 1]);
+    else if (f == "--rounds")
+      rounds = std::atoi(argv[a + 1]);
+    else if (f == "--csr")
+      csr = argv[a + 1];
+    else if (f == "--threads")
+      threads = std::atoi(argv[a + 1]);
+    else if (f == "--iterations")
+      iterations = std::atoi(argv[a + 1]);
+    else if (f == "--half")
+      half = std::atoi(argv[a + 1]) != 0;
     else {
       std::fprintf(stderr, "unknown flag %s\n", f.c_str());
       return 2;
@@ -226,8 +234,9 @@ int main(int argc, char** argv) {
   const bool have_blas = blas_path && blas.load(blas_path);
   std::printf("ALS kernels (%s) vs %s, one thread, ns per row (median of %d rounds)\n", kernel_isa(),
               have_blas ? "OpenBLAS" : "no BLAS", rounds);
-  std::printf("| k | n | own cholesky | blas cholesky | own cg3 (Hermitian) | own cg3 (matrix-free) | blas cg3 |\n"
-              "|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "| k | n | own cholesky | blas cholesky | own cg3 (Hermitian) | own cg3 (matrix-free) | blas cg3 |\n"
+      "|---|---|---|---|---|---|---|\n");
   std::mt19937_64 rng(42);
   for (int k : ks) {
     for (int n : ns) {

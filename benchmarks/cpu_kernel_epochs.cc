@@ -59,7 +59,9 @@ using namespace mascot;
 using namespace mascot::cpu;
 
 #if defined(MASCOT_BENCH_B)
-namespace mascot::cpu::bench_b { extern const KernelTable kTable; }
+namespace mascot::cpu::bench_b {
+extern const KernelTable kTable;
+}
 static const mascot::cpu::KernelTable* const kTableB = &mascot::cpu::bench_b::kTable;
 #else
 static const mascot::cpu::KernelTable* const kTableB = nullptr;
@@ -108,7 +110,8 @@ std::vector<int> parse_groups(const std::string& spec, int groups, const char* w
     const size_t dash = part.find('-');
     const int a = to_int(part.substr(0, dash), what);
     const int b = dash == std::string::npos ? a : to_int(part.substr(dash + 1), what);
-    if (a > b || b >= groups) usage_error(std::string(what) + ": '" + part + "' is not within 0-" + std::to_string(groups - 1));
+    if (a > b || b >= groups)
+      usage_error(std::string(what) + ": '" + part + "' is not within 0-" + std::to_string(groups - 1));
     for (int g = a; g <= b; ++g) out.push_back(g);
   }
   return out;
@@ -180,40 +183,60 @@ int main(int argc, char** argv) {
   for (int a = 1; a < argc; ++a) {
     const std::string f = argv[a];
     if (f == "--help" || f == "-h") {
-      std::printf("usage: mascot_kernel_epochs [--dataset NAME] [--k N] [--threads N] [--rounds N] [--states LIST]\n"
-                  "       [--fp32-user-groups LIST] [--fp32-item-groups LIST] [--sample-ratio X] [--naive]\n"
-                  "       [--cpu-time]\n"
-                  "(see the comment at the top of benchmarks/cpu_kernel_epochs.cc)\n");
+      std::printf(
+          "usage: mascot_kernel_epochs [--dataset NAME] [--k N] [--threads N] [--rounds N] [--states LIST]\n"
+          "       [--fp32-user-groups LIST] [--fp32-item-groups LIST] [--sample-ratio X] [--naive]\n"
+          "       [--cpu-time]\n"
+          "(see the comment at the top of benchmarks/cpu_kernel_epochs.cc)\n");
       return 0;
     }
-    if (f == "--naive") { naive = true; continue; }
-    if (f == "--cpu-time") { cpu_time = true; continue; }
+    if (f == "--naive") {
+      naive = true;
+      continue;
+    }
+    if (f == "--cpu-time") {
+      cpu_time = true;
+      continue;
+    }
     if (a + 1 >= argc) usage_error(f + " needs a value");
     const std::string v = argv[++a];
-    if (f == "--dataset") dataset = v;
-    else if (f == "--k") k = to_int(v, "--k");
-    else if (f == "--threads") threads = to_int(v, "--threads");
-    else if (f == "--rounds") rounds = to_int(v, "--rounds");
-    else if (f == "--states") states_arg = v;
-    else if (f == "--fp32-user-groups") ugroups = v;
-    else if (f == "--fp32-item-groups") igroups = v;
+    if (f == "--dataset")
+      dataset = v;
+    else if (f == "--k")
+      k = to_int(v, "--k");
+    else if (f == "--threads")
+      threads = to_int(v, "--threads");
+    else if (f == "--rounds")
+      rounds = to_int(v, "--rounds");
+    else if (f == "--states")
+      states_arg = v;
+    else if (f == "--fp32-user-groups")
+      ugroups = v;
+    else if (f == "--fp32-item-groups")
+      igroups = v;
     else if (f == "--sample-ratio") {
       char* end = nullptr;
       gamma = std::strtod(v.c_str(), &end);
       if (*end || !(gamma > 0 && gamma <= 1)) usage_error("--sample-ratio must be in (0, 1], got '" + v + "'");
-    } else usage_error("unknown option " + f);
+    } else
+      usage_error("unknown option " + f);
   }
   if (k < 1 || k > 4096) usage_error("--k must be in 1..4096");
   if (threads < 1 || rounds < 1) usage_error("--threads and --rounds must be >= 1");
-  const std::vector<std::string> known = {"n1", "n1-sr", "fp32", "shuffle", "mixed-fp16", "mixed-switched",
-                                          "mixed-switched-measured", "mixed-fp16-measured"};
+  const std::vector<std::string> known = {"n1",
+                                          "n1-sr",
+                                          "fp32",
+                                          "shuffle",
+                                          "mixed-fp16",
+                                          "mixed-switched",
+                                          "mixed-switched-measured",
+                                          "mixed-fp16-measured"};
   const std::vector<std::string> states = split(states_arg, ',');
   for (const auto& s : states) {
     bool b = false;
     const std::string base = base_state(s, &b);
     if (b && !kTableB) usage_error("state '" + s + "': this build has no B kernels (cmake -DMASCOT_BENCH_B_FLAGS=...)");
-    if (std::find(known.begin(), known.end(), base) == known.end())
-      usage_error("unknown state '" + s + "'");
+    if (std::find(known.begin(), known.end(), base) == known.end()) usage_error("unknown state '" + s + "'");
   }
   if (std::find(states.begin(), states.end(), "n1") == states.end() ||
       std::find(states.begin(), states.end(), "fp32") == states.end())
@@ -341,9 +364,9 @@ int main(int argc, char** argv) {
       rn.push_back(secs[v][r] / secs[in1][r]);
       rf.push_back(secs[if32][r] / secs[v][r]);
     }
-    std::printf("%-24s %10.4f %8.3f (%5.3f-%5.3f) %8.3f (%5.3f-%5.3f)\n", states[v].c_str(), median(secs[v]), median(rn),
-                *std::min_element(rn.begin(), rn.end()), *std::max_element(rn.begin(), rn.end()), median(rf),
-                *std::min_element(rf.begin(), rf.end()), *std::max_element(rf.begin(), rf.end()));
+    std::printf("%-24s %10.4f %8.3f (%5.3f-%5.3f) %8.3f (%5.3f-%5.3f)\n", states[v].c_str(), median(secs[v]),
+                median(rn), *std::min_element(rn.begin(), rn.end()), *std::max_element(rn.begin(), rn.end()),
+                median(rf), *std::min_element(rf.begin(), rf.end()), *std::max_element(rf.begin(), rf.end()));
   }
   return 0;
 }

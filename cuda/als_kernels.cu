@@ -35,10 +35,10 @@
 namespace mascot::als {
 namespace {
 
-constexpr int kTile = 8;            // A_u is built in kTile x kTile register tiles
-constexpr int kMaxK = 256;          // 528 tiles: at most 3 per thread of a 256-thread block
+constexpr int kTile = 8;    // A_u is built in kTile x kTile register tiles
+constexpr int kMaxK = 256;  // 528 tiles: at most 3 per thread of a 256-thread block
 constexpr int kMaxThreads = 256;
-constexpr int kStageFloats = 8192;  // 32 KB of staged rows per block
+constexpr int kStageFloats = 8192;   // 32 KB of staged rows per block
 constexpr int64_t kGramRows = 4096;  // rows of Y per Y^T Y partial
 
 /// Where the hermitian kernel puts A_u.
@@ -54,16 +54,16 @@ struct DevArgs {
   const int64_t* indptr = nullptr;  ///< the side's CSR (device)
   const int32_t* indices = nullptr;
   const float* values = nullptr;
-  int64_t row0 = 0;                 ///< first row of this batch
-  const void* Y = nullptr;          ///< fixed side (float or half bits by o.factors_half)
-  void* X = nullptr;                ///< solved side
-  const float* yty = nullptr;       ///< kp x kp (implicit) or null
+  int64_t row0 = 0;            ///< first row of this batch
+  const void* Y = nullptr;     ///< fixed side (float or half bits by o.factors_half)
+  void* X = nullptr;           ///< solved side
+  const float* yty = nullptr;  ///< kp x kp (implicit) or null
   AOut aout = AOut::kF32;
-  float* A = nullptr;               ///< batch x kp x kp (kF32, kF32Rounded)
-  uint16_t* A16 = nullptr;          ///< batch x kp x kp (kF16)
-  float* inv_scale = nullptr;       ///< batch (kF16)
-  float* b = nullptr;               ///< batch x kp
-  int* failed = nullptr;             ///< batch: 1 where the row's Cholesky failed
+  float* A = nullptr;          ///< batch x kp x kp (kF32, kF32Rounded)
+  uint16_t* A16 = nullptr;     ///< batch x kp x kp (kF16)
+  float* inv_scale = nullptr;  ///< batch (kF16)
+  float* b = nullptr;          ///< batch x kp
+  int* failed = nullptr;       ///< batch: 1 where the row's Cholesky failed
 };
 
 __device__ __forceinline__ int64_t imin(int64_t x, int64_t y) { return x < y ? x : y; }
@@ -91,8 +91,7 @@ __device__ __forceinline__ void tile_of(int t, int* ti, int* tj) {
 /// thread's tiles q (ti[q] < 0: none).
 template <int NT>
 __device__ __forceinline__ void accumulate_tiles(float (&acc)[NT][kTile * kTile], const int (&ti)[NT],
-                                                 const int (&tj)[NT], const float* ys, const float* ws, int m,
-                                                 int kp) {
+                                                 const int (&tj)[NT], const float* ys, const float* ws, int m, int kp) {
   for (int f = 0; f < m; ++f) {
     const float* y = ys + f * kp;
     const float w = ws[f];
@@ -125,7 +124,7 @@ __global__ void __launch_bounds__(kMaxThreads) hermitian_kernel(DevArgs a) {
   const int tid = threadIdx.x, nth = blockDim.x;
   const int64_t row = blockIdx.x, u = a.row0 + row;
   const int64_t lo = a.indptr[u], hi = a.indptr[u + 1];
-  if (hi == lo) return;  // no interactions: the solve writes zero
+  if (hi == lo) return;             // no interactions: the solve writes zero
   const int S = kStageFloats / kp;  // rows staged at a time (>= 32)
   int ti[NT], tj[NT];
   float acc[NT][kTile * kTile];
@@ -221,8 +220,8 @@ __global__ void __launch_bounds__(kMaxThreads) hermitian_kernel(DevArgs a) {
 
 /// Y^T Y of rows [blockIdx.x * kGramRows, ...) into partial[blockIdx.x] (lower tiles).
 template <int NT>
-__global__ void __launch_bounds__(kMaxThreads) gram_kernel(const void* Y, bool half, int64_t rows, int k, int kp,
-                                                           float* partial) {
+__global__ void __launch_bounds__(kMaxThreads)
+    gram_kernel(const void* Y, bool half, int64_t rows, int k, int kp, float* partial) {
   __shared__ float ys[kStageFloats];
   __shared__ float ws[kStageFloats / 32];
   const int nt = kp / kTile, tiles = nt * (nt + 1) / 2;
@@ -408,18 +407,20 @@ void tile_shape(int kp, int* threads, int* nt_per_thread) {
 template <class Launch>
 void by_nt(int nt, Launch&& launch) {
   switch (nt) {
-    case 1: return launch(std::integral_constant<int, 1>());
-    case 2: return launch(std::integral_constant<int, 2>());
-    default: return launch(std::integral_constant<int, 3>());
+    case 1:
+      return launch(std::integral_constant<int, 1>());
+    case 2:
+      return launch(std::integral_constant<int, 2>());
+    default:
+      return launch(std::integral_constant<int, 3>());
   }
 }
 
 }  // namespace
 
 void validate_options_on_device(const Options& o) {
-  MASCOT_CHECK_ARG(o.k >= 1 && o.k <= kMaxK,
-                   "k must be between 1 and 256 for ALS on the cuda device (got " + std::to_string(o.k) +
-                       "); use --device cpu for larger k");
+  MASCOT_CHECK_ARG(o.k >= 1 && o.k <= kMaxK, "k must be between 1 and 256 for ALS on the cuda device (got " +
+                                                 std::to_string(o.k) + "); use --device cpu for larger k");
   if (const std::string why = cuda_unavailable_reason(); !why.empty()) throw CudaError(why + "; use --device cpu");
 }
 
@@ -471,13 +472,13 @@ void device_gram(const DeviceFactors& Y, cuda::DeviceBuffer<float>* yty) {
   if (Y.rows() > 0)
     by_nt(nt, [&](auto c) {
       MASCOT_LAUNCH(blocks, threads, gram_kernel<decltype(c)::value>)(Y.data(), Y.half(), Y.rows(), k, kp,
-                                                                     partial.get());
+                                                                      partial.get());
       MASCOT_CUDA_CHECK_LAUNCH();
     });
   yty->reset(static_cast<size_t>(kp) * kp);
   const int64_t n = static_cast<int64_t>(kp) * kp;
   MASCOT_LAUNCH(static_cast<int>((n + 255) / 256), 256, gram_reduce_kernel)(partial.get(), Y.rows() > 0 ? blocks : 0,
-                                                                             kp, yty->get());
+                                                                            kp, yty->get());
   MASCOT_CUDA_CHECK_LAUNCH();
 }
 

@@ -45,8 +45,10 @@ __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
 #pragma unroll
     for (int c = 0; c < E; ++c) {
       const uint32_t jj = static_cast<uint32_t>(L::elem(lane, c));
-      gp[c] = SR ? detail::half_sr_value(se * qh[c], detail::round_word(key, 5, jj)) : detail::half_rn_value(se * qh[c]);
-      gq[c] = SR ? detail::half_sr_value(se * ph[c], detail::round_word(key, 6, jj)) : detail::half_rn_value(se * ph[c]);
+      gp[c] =
+          SR ? detail::half_sr_value(se * qh[c], detail::round_word(key, 5, jj)) : detail::half_rn_value(se * qh[c]);
+      gq[c] =
+          SR ? detail::half_sr_value(se * ph[c], detail::round_word(key, 6, jj)) : detail::half_rn_value(se * ph[c]);
       bad = bad || !(fabsf(gp[c]) <= kHalfMax) || !(fabsf(gq[c]) <= kHalfMax);
     }
     bool overflow = !(fabsf(se) <= kHalfMax) || __any_sync(kFull, bad);
@@ -59,8 +61,7 @@ __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
       }
       mq = warp_max(mq);
       mp = warp_max(mp);
-      overflow = overflow || !(fabsf(S * e) < 65520.0f) || !(fabsf(se) * mq < 65520.0f) ||
-                 !(fabsf(se) * mp < 65520.0f);
+      overflow = overflow || !(fabsf(S * e) < 65520.0f) || !(fabsf(se) * mq < 65520.0f) || !(fabsf(se) * mp < 65520.0f);
     }
     ++updates;
     if (!ls.step(overflow)) {  // identical inputs in every lane: identical decisions
@@ -88,7 +89,6 @@ __global__ void __launch_bounds__(kThreads) mpt_kernel(const SgdArgs a) {
 }
 
 // ------------------------------------------------------------------ MuPPET (cpu/muppet.cc Muppet)
-
 
 /// Muppet::run_fixed (word length a.mu_word_length > 0) or run_fp32 (== 0) per warp: a warp is
 /// a worker with its own P and Q scales, lowered as soon as a row outgrows them.  Warps
@@ -146,15 +146,18 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
 #pragma unroll
       for (int c = 0; c < E; ++c) {
         const uint32_t jj = static_cast<uint32_t>(L::elem(lane, c));
-        ph[c] = SR ? detail::fixed_round_sr(p[c], fp, detail::round_word(key, 1, jj)) : detail::fixed_round_rn(p[c], fp);
-        qh[c] = SR ? detail::fixed_round_sr(q[c], fq, detail::round_word(key, 2, jj)) : detail::fixed_round_rn(q[c], fq);
+        ph[c] =
+            SR ? detail::fixed_round_sr(p[c], fp, detail::round_word(key, 1, jj)) : detail::fixed_round_rn(p[c], fp);
+        qh[c] =
+            SR ? detail::fixed_round_sr(q[c], fq, detail::round_word(key, 2, jj)) : detail::fixed_round_rn(q[c], fq);
       }
       float part = 0.f;
 #pragma unroll
       for (int c = 0; c < E; ++c) part = detail::dot_step(part, ph[c], qh[c]);
       const float e = r - warp_sum(part);
       const detail::FixedFormat fe = detail::make_fixed_format(detail::fixed_frac_bits(fabsf(e), wl), wl);
-      const float eh = SR ? detail::fixed_round_sr(e, fe, detail::round_one_word(key, 3)) : detail::fixed_round_rn(e, fe);
+      const float eh =
+          SR ? detail::fixed_round_sr(e, fe, detail::round_one_word(key, 3)) : detail::fixed_round_rn(e, fe);
       const float ae = fabsf(eh);
       const float mqh = warp_max(lane_max_abs<L>(qh)), mph = warp_max(lane_max_abs<L>(ph));
       const detail::FixedFormat fgp = detail::make_fixed_format(detail::fixed_frac_bits(ae * mqh, wl), wl);
@@ -163,9 +166,11 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
       for (int c = 0; c < E; ++c) {
         const uint32_t jj = static_cast<uint32_t>(L::elem(lane, c));
         const float gp = detail::decay_grad(SR ? detail::fixed_round_sr(eh * qh[c], fgp, detail::round_word(key, 4, jj))
-                                               : detail::fixed_round_rn(eh * qh[c], fgp), lp, ph[c]);
+                                               : detail::fixed_round_rn(eh * qh[c], fgp),
+                                            lp, ph[c]);
         const float gq = detail::decay_grad(SR ? detail::fixed_round_sr(eh * ph[c], fgq, detail::round_word(key, 5, jj))
-                                               : detail::fixed_round_rn(eh * ph[c], fgq), lq, qh[c]);
+                                               : detail::fixed_round_rn(eh * ph[c], fgq),
+                                            lq, qh[c]);
         p[c] = a.merge ? detail::descent_change(lr, gp) : detail::descend(p[c], lr, gp);
         q[c] = a.merge ? detail::descent_change(lr, gq) : detail::descend(q[c], lr, gq);
         lgp[c] = gp;
@@ -197,10 +202,9 @@ __global__ void __launch_bounds__(kThreads) muppet_kernel(const SgdArgs a) {
 template <class ErrorAt>
 __device__ __forceinline__ void afp_reevaluate(AfpWarp& w, int t, float range, bool saturated, long long due_by,
                                                const SgdArgs& a, ErrorAt&& error_at) {
-  const detail::FixedFormat f =
-      detail::afp_reevaluate_tensor(w.st[t], w.stats[t], range, saturated, a.afp_error_threshold, a.afp_low_bits,
-                                    a.afp_high_bits, a.afp_alpha, a.afp_beta, a.afp_gamma, a.afp_delta, w.iter,
-                                    due_by, error_at);
+  const detail::FixedFormat f = detail::afp_reevaluate_tensor(
+      w.st[t], w.stats[t], range, saturated, a.afp_error_threshold, a.afp_low_bits, a.afp_high_bits, a.afp_alpha,
+      a.afp_beta, a.afp_gamma, a.afp_delta, w.iter, due_by, error_at);
   w.fmt[t] = f;
   w.fmax[t] = f.hi * f.inv_scale;
 }
@@ -235,70 +239,74 @@ __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
   const int64_t warp = warp_id();
   const float lr = a.lr, lp = a.lambda_p, lq = a.lambda_q;
   const bool SR = a.stochastic;
-  AfpWarp w = a.afp[warp];  // this worker's state; identical copies in every lane
+  AfpWarp w = a.afp[warp];                       // this worker's state; identical copies in every lane
   int2 recent = a.afp_recent[warp * 32 + lane];  // this lane's slot of the warp's recent (P, Q) rows
-  for_each_warp_rating_f32<L>(a, [&](int32_t u, int32_t i, float r, float* prow, float* qrow, float (&p)[E],
-                                     float (&q)[E]) {
-    const uint64_t key = SR ? detail::rating_round_key(a.mpt_epoch_key, u, i) : 0;
-    w.run_max[0] = fmaxf(w.run_max[0], warp_max(lane_max_abs<L>(p)));
-    w.run_max[1] = fmaxf(w.run_max[1], warp_max(lane_max_abs<L>(q)));
-    const float range_p = fmaxf(a.afp_max_p, w.run_max[0]), range_q = fmaxf(a.afp_max_q, w.run_max[1]);
-    if (lane == static_cast<int>(w.epoch_iter % 32)) recent = make_int2(u, i);
-    const int nrecent = detail::afp_recent_count(w.epoch_iter);
-    const long long due_by = detail::afp_due_by(w.epoch_iter, w.iter);
-    if (w.iter >= w.st[0].next || range_p > w.fmax[0])
-      afp_reevaluate(w, 0, range_p, w.iter < w.st[0].next, due_by, a, [&](const detail::FixedFormat& f) {
-        return afp_recent_error<L>(a.U.f32, k, recent.x, nrecent, f);
-      });
-    if (w.iter >= w.st[1].next || range_q > w.fmax[1])
-      afp_reevaluate(w, 1, range_q, w.iter < w.st[1].next, due_by, a, [&](const detail::FixedFormat& f) {
-        return afp_recent_error<L>(a.I.f32, k, recent.y, nrecent, f);
-      });
-    float ph[E], qh[E];
-#pragma unroll
-    for (int c = 0; c < E; ++c) {
-      const uint32_t jj = static_cast<uint32_t>(L::elem(lane, c));
-      ph[c] = SR ? detail::fixed_round_sr(p[c], w.fmt[0], detail::round_word(key, 1, jj)) : detail::fixed_round_rn(p[c], w.fmt[0]);
-      qh[c] = SR ? detail::fixed_round_sr(q[c], w.fmt[1], detail::round_word(key, 2, jj)) : detail::fixed_round_rn(q[c], w.fmt[1]);
-    }
-    float part = 0.f;
-#pragma unroll
-    for (int c = 0; c < E; ++c) part = detail::dot_step(part, ph[c], qh[c]);
-    const float e = r - warp_sum(part);
-    float gp[E], gq[E];
-    float mg = 0.f;
-#pragma unroll
-    for (int c = 0; c < E; ++c) {
-      gp[c] = detail::sgd_grad(e, qh[c], lp, ph[c]);
-      gq[c] = detail::sgd_grad(e, ph[c], lq, qh[c]);
-      mg = fmaxf(mg, fmaxf(fabsf(gp[c]), fabsf(gq[c])));
-    }
-    const float range_g = warp_max(mg);
-    if (w.iter >= w.st[2].next || range_g > w.fmax[2])
-      afp_reevaluate(w, 2, range_g, w.iter < w.st[2].next, INT64_MAX, a, [&](const detail::FixedFormat& f) {
-        float sa = 0.f, sq = 0.f;  // the iteration's gradient tensor (grad p_u, grad q_i)
+  for_each_warp_rating_f32<L>(
+      a, [&](int32_t u, int32_t i, float r, float* prow, float* qrow, float (&p)[E], float (&q)[E]) {
+        const uint64_t key = SR ? detail::rating_round_key(a.mpt_epoch_key, u, i) : 0;
+        w.run_max[0] = fmaxf(w.run_max[0], warp_max(lane_max_abs<L>(p)));
+        w.run_max[1] = fmaxf(w.run_max[1], warp_max(lane_max_abs<L>(q)));
+        const float range_p = fmaxf(a.afp_max_p, w.run_max[0]), range_q = fmaxf(a.afp_max_q, w.run_max[1]);
+        if (lane == static_cast<int>(w.epoch_iter % 32)) recent = make_int2(u, i);
+        const int nrecent = detail::afp_recent_count(w.epoch_iter);
+        const long long due_by = detail::afp_due_by(w.epoch_iter, w.iter);
+        if (w.iter >= w.st[0].next || range_p > w.fmax[0])
+          afp_reevaluate(w, 0, range_p, w.iter < w.st[0].next, due_by, a, [&](const detail::FixedFormat& f) {
+            return afp_recent_error<L>(a.U.f32, k, recent.x, nrecent, f);
+          });
+        if (w.iter >= w.st[1].next || range_q > w.fmax[1])
+          afp_reevaluate(w, 1, range_q, w.iter < w.st[1].next, due_by, a, [&](const detail::FixedFormat& f) {
+            return afp_recent_error<L>(a.I.f32, k, recent.y, nrecent, f);
+          });
+        float ph[E], qh[E];
 #pragma unroll
         for (int c = 0; c < E; ++c) {
-          sa += fabsf(gp[c]) + fabsf(gq[c]);
-          sq += fabsf(detail::fixed_round_rn(gp[c], f)) + fabsf(detail::fixed_round_rn(gq[c], f));
+          const uint32_t jj = static_cast<uint32_t>(L::elem(lane, c));
+          ph[c] = SR ? detail::fixed_round_sr(p[c], w.fmt[0], detail::round_word(key, 1, jj))
+                     : detail::fixed_round_rn(p[c], w.fmt[0]);
+          qh[c] = SR ? detail::fixed_round_sr(q[c], w.fmt[1], detail::round_word(key, 2, jj))
+                     : detail::fixed_round_rn(q[c], w.fmt[1]);
         }
-        return detail::afp_quant_error(static_cast<double>(warp_sum(sa)), static_cast<double>(warp_sum(sq)));
-      });
-    const detail::FixedFormat fg = w.fmt[2];
+        float part = 0.f;
 #pragma unroll
-    for (int c = 0; c < E; ++c) {
-      const uint32_t jj = static_cast<uint32_t>(L::elem(lane, c));
-      const float g0 = SR ? detail::fixed_round_sr(gp[c], fg, detail::round_word(key, 3, jj)) : detail::fixed_round_rn(gp[c], fg);
-      const float g1 = SR ? detail::fixed_round_sr(gq[c], fg, detail::round_word(key, 4, jj)) : detail::fixed_round_rn(gq[c], fg);
-      // merge mode: the change (write_f32 adds it)
-      p[c] = a.merge ? detail::descent_change(lr, g0) : detail::descend(p[c], lr, g0);
-      q[c] = a.merge ? detail::descent_change(lr, g1) : detail::descend(q[c], lr, g1);
-    }
-    write_f32<L>(prow, lane, k, p, a.merge);
-    write_f32<L>(qrow, lane, k, q, a.merge);
-    ++w.iter;
-    ++w.epoch_iter;
-  });
+        for (int c = 0; c < E; ++c) part = detail::dot_step(part, ph[c], qh[c]);
+        const float e = r - warp_sum(part);
+        float gp[E], gq[E];
+        float mg = 0.f;
+#pragma unroll
+        for (int c = 0; c < E; ++c) {
+          gp[c] = detail::sgd_grad(e, qh[c], lp, ph[c]);
+          gq[c] = detail::sgd_grad(e, ph[c], lq, qh[c]);
+          mg = fmaxf(mg, fmaxf(fabsf(gp[c]), fabsf(gq[c])));
+        }
+        const float range_g = warp_max(mg);
+        if (w.iter >= w.st[2].next || range_g > w.fmax[2])
+          afp_reevaluate(w, 2, range_g, w.iter < w.st[2].next, INT64_MAX, a, [&](const detail::FixedFormat& f) {
+            float sa = 0.f, sq = 0.f;  // the iteration's gradient tensor (grad p_u, grad q_i)
+#pragma unroll
+            for (int c = 0; c < E; ++c) {
+              sa += fabsf(gp[c]) + fabsf(gq[c]);
+              sq += fabsf(detail::fixed_round_rn(gp[c], f)) + fabsf(detail::fixed_round_rn(gq[c], f));
+            }
+            return detail::afp_quant_error(static_cast<double>(warp_sum(sa)), static_cast<double>(warp_sum(sq)));
+          });
+        const detail::FixedFormat fg = w.fmt[2];
+#pragma unroll
+        for (int c = 0; c < E; ++c) {
+          const uint32_t jj = static_cast<uint32_t>(L::elem(lane, c));
+          const float g0 = SR ? detail::fixed_round_sr(gp[c], fg, detail::round_word(key, 3, jj))
+                              : detail::fixed_round_rn(gp[c], fg);
+          const float g1 = SR ? detail::fixed_round_sr(gq[c], fg, detail::round_word(key, 4, jj))
+                              : detail::fixed_round_rn(gq[c], fg);
+          // merge mode: the change (write_f32 adds it)
+          p[c] = a.merge ? detail::descent_change(lr, g0) : detail::descend(p[c], lr, g0);
+          q[c] = a.merge ? detail::descent_change(lr, g1) : detail::descend(q[c], lr, g1);
+        }
+        write_f32<L>(prow, lane, k, p, a.merge);
+        write_f32<L>(qrow, lane, k, q, a.merge);
+        ++w.iter;
+        ++w.epoch_iter;
+      });
   if (lane == 0) a.afp[warp] = w;
   a.afp_recent[warp * 32 + lane] = recent;
 }
@@ -306,8 +314,10 @@ __global__ void __launch_bounds__(kThreads) afp_kernel(const SgdArgs a) {
 template <class L>
 struct MptLaunch {
   static void run(const SgdArgs& a, int blocks) {
-    if (a.stochastic) MASCOT_LAUNCH(blocks, kThreads, mpt_kernel<L, true>)(a);
-    else MASCOT_LAUNCH(blocks, kThreads, mpt_kernel<L, false>)(a);
+    if (a.stochastic)
+      MASCOT_LAUNCH(blocks, kThreads, mpt_kernel<L, true>)(a);
+    else
+      MASCOT_LAUNCH(blocks, kThreads, mpt_kernel<L, false>)(a);
     MASCOT_CUDA_CHECK_LAUNCH();
   }
 };
@@ -330,10 +340,18 @@ struct CompetingOccupancy {
   static void run(int* out, int which) {
     cudaError_t err;
     switch (which) {
-      case 0: err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, muppet_kernel<L>, kThreads, 0); break;
-      case 1: err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, afp_kernel<L>, kThreads, 0); break;
-      case 2: err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, mpt_kernel<L, false>, kThreads, 0); break;
-      default: err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, mpt_kernel<L, true>, kThreads, 0); break;
+      case 0:
+        err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, muppet_kernel<L>, kThreads, 0);
+        break;
+      case 1:
+        err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, afp_kernel<L>, kThreads, 0);
+        break;
+      case 2:
+        err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, mpt_kernel<L, false>, kThreads, 0);
+        break;
+      default:
+        err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, mpt_kernel<L, true>, kThreads, 0);
+        break;
     }
     MASCOT_CUDA_CHECK(err);
   }

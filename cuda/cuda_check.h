@@ -66,13 +66,13 @@ inline cudaError_t lost_context() { return static_cast<cudaError_t>(lost_context
 
 }  // namespace mascot::cuda
 
-#define MASCOT_CUDA_CHECK(expr)                                                            \
-  do {                                                                                     \
-    const cudaError_t mascot_cuda_err_ = (expr);                                           \
-    if (mascot_cuda_err_ != cudaSuccess) {                                                 \
-      cudaGetLastError(); /* clear a non-sticky error so later calls are not poisoned */   \
-      ::mascot::cuda::throw_cuda(mascot_cuda_err_, #expr, __FILE__, __LINE__);             \
-    }                                                                                      \
+#define MASCOT_CUDA_CHECK(expr)                                                          \
+  do {                                                                                   \
+    const cudaError_t mascot_cuda_err_ = (expr);                                         \
+    if (mascot_cuda_err_ != cudaSuccess) {                                               \
+      cudaGetLastError(); /* clear a non-sticky error so later calls are not poisoned */ \
+      ::mascot::cuda::throw_cuda(mascot_cuda_err_, #expr, __FILE__, __LINE__);           \
+    }                                                                                    \
   } while (0)
 
 /// After every launch: configuration errors show up here (execution errors at the next

@@ -52,10 +52,13 @@ __global__ void init_kernel(float* f32, uint16_t* f16, const int32_t* old, int64
        x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t r = x / k, j = x - r * k;
     const uint64_t c = 2 * (static_cast<uint64_t>(old[r]) * static_cast<uint64_t>(k) + static_cast<uint64_t>(j));
-    const float v = static_cast<float>(static_cast<double>(std) *
-                                       detail::normal_from(detail::hash3(seed, stream, c), detail::hash3(seed, stream, c + 1)));
-    if (f32) f32[x] = v;
-    else f16[x] = __half_as_ushort(__float2half_rn(v));
+    const float v =
+        static_cast<float>(static_cast<double>(std) *
+                           detail::normal_from(detail::hash3(seed, stream, c), detail::hash3(seed, stream, c + 1)));
+    if (f32)
+      f32[x] = v;
+    else
+      f16[x] = __half_as_ushort(__float2half_rn(v));
   }
 }
 
@@ -127,10 +130,14 @@ Kind kind_of(Method m, Storage storage) {
   const MethodTraits& t = method_traits(m);
   if (!t.cuda) throw CudaError("method '" + to_string(m) + "' is not implemented on the cuda device");
   switch (storage) {
-    case Storage::kFp32: return Kind::kF32;
-    case Storage::kFp16: return t.arithmetic == Arithmetic::kFp16 ? Kind::kHalfMath : Kind::kF16;
-    case Storage::kPerGroup: return Kind::kMixed;
-    case Storage::kFp32Master: break;
+    case Storage::kFp32:
+      return Kind::kF32;
+    case Storage::kFp16:
+      return t.arithmetic == Arithmetic::kFp16 ? Kind::kHalfMath : Kind::kF16;
+    case Storage::kPerGroup:
+      return Kind::kMixed;
+    case Storage::kFp32Master:
+      break;
   }
   if (t.arithmetic == Arithmetic::kFp16Products) return Kind::kMpt;
   return m == Method::kMuppet ? Kind::kMuppet : Kind::kAfp;
@@ -777,8 +784,8 @@ class CudaBackend final : public detail::Backend {
     // widen allocates the FP32 rows of a per-group side at the first switch
     s->f32.reset(f32 ? n : 0);
     s->f16.reset(f32 ? 0 : n);
-    MASCOT_LAUNCH(grid_for(static_cast<int64_t>(n)), 256, init_kernel)(s->f32.get(), s->f16.get(), dold.get(), s->rows, k_, std,
-                                                            seed, stream);
+    MASCOT_LAUNCH(grid_for(static_cast<int64_t>(n)), 256, init_kernel)(s->f32.get(), s->f16.get(), dold.get(), s->rows,
+                                                                       k_, std, seed, stream);
     MASCOT_CUDA_CHECK_LAUNCH();
     MASCOT_CUDA_CHECK(cudaDeviceSynchronize());  // dold is freed at scope exit
   }

@@ -20,7 +20,6 @@
 namespace mascot::cuda {
 namespace {
 
-
 constexpr unsigned kFull = 0xFFFFFFFFu;
 
 // ------------------------------------------------------------------ visiting order
@@ -48,8 +47,8 @@ __device__ __forceinline__ uint64_t feistel(uint64_t x, const uint32_t (&key)[4]
 __device__ __forceinline__ int64_t task_rating(const SgdArgs& a, int64_t t) {
   if (a.order == DOrder::kChunk) {
     const int64_t d = t / a.chunk_len, off = t - d * a.chunk_len;
-    const uint64_t start = detail::hash3(a.chunk_seed, 1, static_cast<uint64_t>(d)) %
-                           static_cast<uint64_t>(a.nnz - a.chunk_len + 1);
+    const uint64_t start =
+        detail::hash3(a.chunk_seed, 1, static_cast<uint64_t>(d)) % static_cast<uint64_t>(a.nnz - a.chunk_len + 1);
     return static_cast<int64_t>(start) + off;
   }
   uint64_t x = static_cast<uint64_t>(t);
@@ -179,10 +178,14 @@ __device__ __forceinline__ void load_f32(const float* __restrict__ row, int lane
     const float* p = row + (c * 32 + lane) * L::kW;
     if constexpr (L::kW == 4) {
       const float4 v = __ldcg(reinterpret_cast<const float4*>(p));
-      x[4 * c] = v.x; x[4 * c + 1] = v.y; x[4 * c + 2] = v.z; x[4 * c + 3] = v.w;
+      x[4 * c] = v.x;
+      x[4 * c + 1] = v.y;
+      x[4 * c + 2] = v.z;
+      x[4 * c + 3] = v.w;
     } else if constexpr (L::kW == 2) {
       const float2 v = __ldcg(reinterpret_cast<const float2*>(p));
-      x[2 * c] = v.x; x[2 * c + 1] = v.y;
+      x[2 * c] = v.x;
+      x[2 * c + 1] = v.y;
     } else {
       x[c] = L::in_row(lane, c, k) ? __ldcg(p) : 0.f;
     }
@@ -253,8 +256,10 @@ __device__ __forceinline__ void store_f16(uint16_t* __restrict__ row, int lane, 
 /// A row of either storage into r (f32: the row is FP32; r.h is then unused).
 template <class L>
 __device__ __forceinline__ void load_row(const DSide& s, int32_t id, bool f32, int k, int lane, LaneRow<L>& r) {
-  if (f32) load_f32<L>(s.f32 + static_cast<size_t>(id) * k, lane, k, r.x);
-  else load_f16<L>(s.f16 + static_cast<size_t>(id) * k, lane, k, r);
+  if (f32)
+    load_f32<L>(s.f32 + static_cast<size_t>(id) * k, lane, k, r.x);
+  else
+    load_f16<L>(s.f16 + static_cast<size_t>(id) * k, lane, k, r);
 }
 
 // ------------------------------------------------------------------ merging writes (Hogwild "add")
@@ -351,9 +356,12 @@ __device__ __forceinline__ void red_add_f32(float* __restrict__ row, int lane, i
 #pragma unroll
   for (int c = 0; c < L::kChunks; ++c) {
     float* p = row + (c * 32 + lane) * L::kW;
-    if constexpr (L::kW == 4) red_f32x4(p, x[4 * c], x[4 * c + 1], x[4 * c + 2], x[4 * c + 3]);
-    else if constexpr (L::kW == 2) red_f32x2(p, x[2 * c], x[2 * c + 1]);
-    else if (L::in_row(lane, c, k)) red_f32(p, x[c]);
+    if constexpr (L::kW == 4)
+      red_f32x4(p, x[4 * c], x[4 * c + 1], x[4 * c + 2], x[4 * c + 3]);
+    else if constexpr (L::kW == 2)
+      red_f32x2(p, x[2 * c], x[2 * c + 1]);
+    else if (L::in_row(lane, c, k))
+      red_f32(p, x[c]);
   }
 }
 
@@ -373,8 +381,10 @@ __device__ __forceinline__ void red_add_f16(uint16_t* __restrict__ row, int lane
     } else if constexpr (L::kW == 2) {
       red_h2(p, h[c]);
     } else if (L::in_row(lane, c, k)) {
-      if ((reinterpret_cast<uintptr_t>(p) & 2) == 0) red_h2(p, (kNegZero << 16) | h[c]);
-      else red_h2(p - 1, (h[c] << 16) | kNegZero);
+      if ((reinterpret_cast<uintptr_t>(p) & 2) == 0)
+        red_h2(p, (kNegZero << 16) | h[c]);
+      else
+        red_h2(p - 1, (h[c] << 16) | kNegZero);
     }
   }
 }
@@ -422,8 +432,10 @@ __device__ __forceinline__ void write_row(const DSide& s, int32_t id, bool f32, 
     }
   }
   uint16_t* row = s.f16 + static_cast<size_t>(id) * k;
-  if constexpr (kMerge) red_add_f16<L>(row, lane, k, h);
-  else store_f16<L>(row, lane, k, h);
+  if constexpr (kMerge)
+    red_add_f16<L>(row, lane, k, h);
+  else
+    store_f16<L>(row, lane, k, h);
 }
 
 /// Stores (merge == false) or adds (merge == true) lane's values of an FP32 row (the competing
@@ -431,8 +443,10 @@ __device__ __forceinline__ void write_row(const DSide& s, int32_t id, bool f32, 
 template <class L>
 __device__ __forceinline__ void write_f32(float* __restrict__ row, int lane, int k, const float (&x)[L::kE],
                                           bool merge) {
-  if (merge) red_add_f32<L>(row, lane, k, x);
-  else store_f32<L>(row, lane, k, x);
+  if (merge)
+    red_add_f32<L>(row, lane, k, x);
+  else
+    store_f32<L>(row, lane, k, x);
 }
 
 // ------------------------------------------------------------------ group lookup
@@ -535,19 +549,39 @@ void dispatch_layout(int k, Args&&... args) {
   const RowShape r = row_layout(k);
   if (!r.mask) {
     switch (r.e) {
-      case 1: F<RowLayout<1, 1, false>>::run(args...); return;
-      case 2: F<RowLayout<2, 2, false>>::run(args...); return;
-      case 4: F<RowLayout<4, 4, false>>::run(args...); return;
-      case 8: F<RowLayout<8, 4, false>>::run(args...); return;
-      default: F<RowLayout<16, 4, false>>::run(args...); return;
+      case 1:
+        F<RowLayout<1, 1, false>>::run(args...);
+        return;
+      case 2:
+        F<RowLayout<2, 2, false>>::run(args...);
+        return;
+      case 4:
+        F<RowLayout<4, 4, false>>::run(args...);
+        return;
+      case 8:
+        F<RowLayout<8, 4, false>>::run(args...);
+        return;
+      default:
+        F<RowLayout<16, 4, false>>::run(args...);
+        return;
     }
   }
   switch (r.e) {
-    case 1: F<RowLayout<1, 1, true>>::run(args...); return;
-    case 2: F<RowLayout<2, 1, true>>::run(args...); return;
-    case 4: F<RowLayout<4, 1, true>>::run(args...); return;
-    case 8: F<RowLayout<8, 1, true>>::run(args...); return;
-    default: F<RowLayout<16, 1, true>>::run(args...); return;
+    case 1:
+      F<RowLayout<1, 1, true>>::run(args...);
+      return;
+    case 2:
+      F<RowLayout<2, 1, true>>::run(args...);
+      return;
+    case 4:
+      F<RowLayout<4, 1, true>>::run(args...);
+      return;
+    case 8:
+      F<RowLayout<8, 1, true>>::run(args...);
+      return;
+    default:
+      F<RowLayout<16, 1, true>>::run(args...);
+      return;
   }
 }
 

@@ -37,17 +37,17 @@ enum class DOrder : int { kShuffle = 0, kChunk = 1 };
 
 /// One side (users or items) of the model on the device.
 struct DSide {
-  float* f32 = nullptr;             ///< rows x k, FP32 rows (null until a group is FP32)
-  uint16_t* f16 = nullptr;          ///< rows x k, FP16 bits
-  const int32_t* start = nullptr;   ///< groups + 1 boundaries
-  const uint8_t* fp32 = nullptr;    ///< per group: 1 = rows in f32
+  float* f32 = nullptr;            ///< rows x k, FP32 rows (null until a group is FP32)
+  uint16_t* f16 = nullptr;         ///< rows x k, FP16 bits
+  const int32_t* start = nullptr;  ///< groups + 1 boundaries
+  const uint8_t* fp32 = nullptr;   ///< per group: 1 = rows in f32
   int groups = 0;
   // q-error sampling (measured epochs, else null): `slots` copies of the accumulators, a
   // block adds into copy blockIdx.x % slots with double atomics (no lost updates; the copies
   // spread the contention on the most-rated groups), reduce_slots() sums them in slot order.
-  double* grad_sum = nullptr;             ///< slots x groups x k
-  double* grad_sq = nullptr;              ///< slots x groups
-  unsigned long long* grad_n = nullptr;   ///< slots x groups
+  double* grad_sum = nullptr;            ///< slots x groups x k
+  double* grad_sq = nullptr;             ///< slots x groups
+  unsigned long long* grad_n = nullptr;  ///< slots x groups
 };
 
 /// Number of groups whose boundaries the optimised lookup keeps in shared memory (the
@@ -61,41 +61,41 @@ struct SgdArgs {
   const DRec* recs = nullptr;
   int64_t nnz = 0;
   DOrder order = DOrder::kShuffle;
-  int64_t tasks = 0;                 ///< ratings visited this epoch
+  int64_t tasks = 0;                    ///< ratings visited this epoch
   uint32_t perm_key[4] = {0, 0, 0, 0};  ///< shuffle: Feistel round keys of this epoch
-  int perm_half_bits = 1;            ///< shuffle: permutation domain 2^(2 * half_bits) >= nnz
-  uint64_t chunk_seed = 0;           ///< chunk: draw d starts at hash3(chunk_seed, 1, d) % (nnz - len + 1)
+  int perm_half_bits = 1;               ///< shuffle: permutation domain 2^(2 * half_bits) >= nnz
+  uint64_t chunk_seed = 0;              ///< chunk: draw d starts at hash3(chunk_seed, 1, d) % (nnz - len + 1)
   int64_t chunk_len = 128;
   int k = 0;
   float lr = 0, lambda_p = 0, lambda_q = 0;
-  bool stochastic = false;           ///< FP16 stores round stochastically (FP32 arithmetic only)
-  uint64_t round_seed = 0;           ///< as cpu::SgdParams::round_seed
-  Store store = Store::kF32;         ///< applies to both sides
+  bool stochastic = false;    ///< FP16 stores round stochastically (FP32 arithmetic only)
+  uint64_t round_seed = 0;    ///< as cpu::SgdParams::round_seed
+  Store store = Store::kF32;  ///< applies to both sides
   DSide U, I;
-  bool naive = false;                ///< mascot-naive: group lookup in global memory
-  bool measure = false;              ///< sample gradients for the q-error
+  bool naive = false;                          ///< mascot-naive: group lookup in global memory
+  bool measure = false;                        ///< sample gradients for the q-error
   uint64_t sample_seed = 0, sample_below = 0;  ///< as cpu::MixedParams
   int slots = 1;
-  bool merge = true;                 ///< write updated rows as reductions of the change (device_common.cuh, detail/hogwild.h)
+  bool merge = true;  ///< write updated rows as reductions of the change (device_common.cuh, detail/hogwild.h)
   // mpt only
-  float* mpt_scale = nullptr;        ///< per warp of the grid: loss scale S
-  int* mpt_clean = nullptr;          ///< per warp: clean updates since the last change of S
+  float* mpt_scale = nullptr;                ///< per warp of the grid: loss scale S
+  int* mpt_clean = nullptr;                  ///< per warp: clean updates since the last change of S
   unsigned long long* mpt_counts = nullptr;  ///< [0] updates, [1] skipped (this epoch)
   bool mpt_dynamic = false;
   int mpt_window = 2000;
-  uint64_t mpt_epoch_key = 0;        ///< as detail::epoch_round_key(seed, 1, epoch)
-                                     ///< (muppet: method tag 2, afp: 3; the same field)
+  uint64_t mpt_epoch_key = 0;  ///< as detail::epoch_round_key(seed, 1, epoch)
+                               ///< (muppet: method tag 2, afp: 3; the same field)
   // muppet only (fixed-point levels; word_length 0 = the FP32 level)
   int mu_word_length = 0;
-  int* mu_frac = nullptr;            ///< per warp: frac bits of P, Q (2 ints), lowered on growth
+  int* mu_frac = nullptr;                     ///< per warp: frac bits of P, Q (2 ints), lowered on growth
   unsigned long long* mu_rescales = nullptr;  ///< one counter: rescales this epoch
-  float* mu_batch = nullptr;         ///< mu_batch_warps x 2k: the last gradient (p part, q part) of warp w
-  int* mu_batch_n = nullptr;         ///< per recording warp: 1 when it recorded a gradient
-  int mu_batch_warps = 0;            ///< warps 0..mu_batch_warps-1 record (the epoch's last mini-batch)
+  float* mu_batch = nullptr;                  ///< mu_batch_warps x 2k: the last gradient (p part, q part) of warp w
+  int* mu_batch_n = nullptr;                  ///< per recording warp: 1 when it recorded a gradient
+  int mu_batch_warps = 0;                     ///< warps 0..mu_batch_warps-1 record (the epoch's last mini-batch)
   // afp only
-  AfpWarp* afp = nullptr;            ///< per warp: AFP's per-worker state
-  int2* afp_recent = nullptr;        ///< per warp x 32 lanes: lane j holds the (P, Q) rows read in
-                                     ///< the warp's iterations with epoch_iter % 32 == j
+  AfpWarp* afp = nullptr;      ///< per warp: AFP's per-worker state
+  int2* afp_recent = nullptr;  ///< per warp x 32 lanes: lane j holds the (P, Q) rows read in
+                               ///< the warp's iterations with epoch_iter % 32 == j
   int afp_low_bits = 8;
   float afp_max_p = 0, afp_max_q = 0;  ///< max |x| of P and Q at the epoch's start
   double afp_error_threshold = 0, afp_alpha = 0, afp_beta = 0, afp_gamma = 0, afp_delta = 0;
@@ -110,11 +110,11 @@ struct AfpStats {
 struct AfpWarp {
   detail::AfpTensorState st[3];  ///< P, Q, G
   detail::FixedFormat fmt[3];
-  float fmax[3];                 ///< largest value fmt can hold (0: not evaluated yet)
+  float fmax[3];  ///< largest value fmt can hold (0: not evaluated yet)
   AfpStats stats[3];
   float run_max[2];
-  long long iter;                ///< this worker's iterations (ratings), across epochs
-  long long epoch_iter;          ///< ... in this epoch (slot of the recent rows: epoch_iter % 32)
+  long long iter;        ///< this worker's iterations (ratings), across epochs
+  long long epoch_iter;  ///< ... in this epoch (slot of the recent rows: epoch_iter % 32)
 };
 
 /// Resident blocks per SM of the SGD kernel (mpt = false; flag: half math) or the MPT kernel

@@ -308,7 +308,9 @@ struct SgdLaunch {
   static void by_store(const SgdArgs& a, int blocks) {
     const bool sr = a.stochastic;
     switch (a.store) {
-      case Store::kF32: go<Store::kF32, kMerge, false, false>(a, blocks); break;
+      case Store::kF32:
+        go<Store::kF32, kMerge, false, false>(a, blocks);
+        break;
       case Store::kF16:
         sr ? go<Store::kF16, kMerge, true, false>(a, blocks) : go<Store::kF16, kMerge, false, false>(a, blocks);
         break;
@@ -321,8 +323,10 @@ struct SgdLaunch {
   }
   static void run(const SgdArgs& a, bool half_math, int blocks) {
     if (half_math) {
-      if (a.merge) MASCOT_LAUNCH(blocks, kThreads, sgd_half_kernel<L, true>)(a);
-      else MASCOT_LAUNCH(blocks, kThreads, sgd_half_kernel<L, false>)(a);
+      if (a.merge)
+        MASCOT_LAUNCH(blocks, kThreads, sgd_half_kernel<L, true>)(a);
+      else
+        MASCOT_LAUNCH(blocks, kThreads, sgd_half_kernel<L, false>)(a);
     } else if (a.merge) {
       by_store<true>(a, blocks);
     } else {

@@ -29,8 +29,8 @@ namespace mascot::fuzz {
 inline const std::string& scratch_dir() {
   static const std::string dir = [] {
     const char* base = std::getenv("MASCOT_FUZZ_TMP");
-    std::string tmpl = std::string(base ? base : (::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp")) +
-                       "/mascot-fuzz-XXXXXX";
+    std::string tmpl =
+        std::string(base ? base : (::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp")) + "/mascot-fuzz-XXXXXX";
     if (!::mkdtemp(tmpl.data())) {
       std::perror("mascot fuzz: mkdtemp");
       std::abort();
@@ -38,7 +38,8 @@ inline const std::string& scratch_dir() {
     static std::string keep = tmpl;
     std::atexit([] {
       const std::string cmd = "rm -rf '" + keep + "'";
-      if (std::system(cmd.c_str()) != 0) {}
+      if (std::system(cmd.c_str()) != 0) {
+      }
     });
     return tmpl;
   }();

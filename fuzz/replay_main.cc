@@ -35,7 +35,8 @@ const char* g_current = "";
 
 void on_alarm(int) {
   const char msg[] = "replay: TIMEOUT (hang) on an input; it is saved at the artifact path\n";
-  if (::write(2, msg, sizeof msg - 1) < 0) {}
+  if (::write(2, msg, sizeof msg - 1) < 0) {
+  }
   _exit(70);
 }
 
@@ -62,9 +63,26 @@ void run_one(const Bytes& in, const char* what) {
 }
 
 uint64_t interesting(std::mt19937_64& rng) {
-  static const uint64_t v[] = {0, 1, 2, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff, 0x7fffffff, 0x80000000ull,
-                               0xffffffffull, 0x100000000ull, 0x7fffffffffffffffull, 0x8000000000000000ull,
-                               ~0ull, 40, 52, 64, 1000000};
+  static const uint64_t v[] = {0,
+                               1,
+                               2,
+                               0x7f,
+                               0x80,
+                               0xff,
+                               0x7fff,
+                               0x8000,
+                               0xffff,
+                               0x7fffffff,
+                               0x80000000ull,
+                               0xffffffffull,
+                               0x100000000ull,
+                               0x7fffffffffffffffull,
+                               0x8000000000000000ull,
+                               ~0ull,
+                               40,
+                               52,
+                               64,
+                               1000000};
   return v[rng() % (sizeof v / sizeof v[0])];
 }
 
@@ -107,9 +125,11 @@ void mutate(Bytes* b, const std::vector<Bytes>& pool, std::mt19937_64& rng) {
       case 5: {  // duplicate a range (long lines, repeated records)
         if (n) {
           const size_t at = pos(n), len = 1 + pos(std::min<size_t>(n - at, 256));
-          const Bytes dup(b->begin() + static_cast<std::ptrdiff_t>(at), b->begin() + static_cast<std::ptrdiff_t>(at + len));
+          const Bytes dup(b->begin() + static_cast<std::ptrdiff_t>(at),
+                          b->begin() + static_cast<std::ptrdiff_t>(at + len));
           const int times = 1 + static_cast<int>(rng() % 16);
-          for (int t = 0; t < times; ++t) b->insert(b->begin() + static_cast<std::ptrdiff_t>(at), dup.begin(), dup.end());
+          for (int t = 0; t < times; ++t)
+            b->insert(b->begin() + static_cast<std::ptrdiff_t>(at), dup.begin(), dup.end());
         }
         break;
       }
@@ -141,15 +161,21 @@ int main(int argc, char** argv) {
   for (int a = 1; a < argc; ++a) {
     const std::string arg = argv[a];
     const bool has_value = a + 1 < argc;
-    if (arg == "--mutations" && has_value) mutations = std::atol(argv[++a]);
-    else if (arg == "--max-time" && has_value) max_time = std::atof(argv[++a]);
-    else if (arg == "--seed" && has_value) seed = std::strtoull(argv[++a], nullptr, 10);
-    else if (arg == "--timeout" && has_value) g_timeout = static_cast<unsigned>(std::atoi(argv[++a]));
-    else if (arg == "--artifact" && has_value) g_artifact = argv[++a];
+    if (arg == "--mutations" && has_value)
+      mutations = std::atol(argv[++a]);
+    else if (arg == "--max-time" && has_value)
+      max_time = std::atof(argv[++a]);
+    else if (arg == "--seed" && has_value)
+      seed = std::strtoull(argv[++a], nullptr, 10);
+    else if (arg == "--timeout" && has_value)
+      g_timeout = static_cast<unsigned>(std::atoi(argv[++a]));
+    else if (arg == "--artifact" && has_value)
+      g_artifact = argv[++a];
     else if (!arg.empty() && arg[0] == '-') {
       std::fprintf(stderr, "replay: unknown option %s\n", arg.c_str());
       return 2;
-    } else dirs.push_back(arg);
+    } else
+      dirs.push_back(arg);
   }
   std::vector<Bytes> pool;
   for (const auto& d : dirs) {
@@ -195,6 +221,7 @@ int main(int argc, char** argv) {
   }
   const double s = elapsed();
   std::remove(g_artifact.c_str());
-  std::printf("replay: %zu corpus inputs + %ld mutations (seed %llu) in %.2f s, no findings\n", pool.size(), m, static_cast<unsigned long long>(seed), s);
+  std::printf("replay: %zu corpus inputs + %ld mutations (seed %llu) in %.2f s, no findings\n", pool.size(), m,
+              static_cast<unsigned long long>(seed), s);
   return 0;
 }

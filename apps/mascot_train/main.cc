@@ -48,8 +48,8 @@ struct UsageError : std::runtime_error {
 struct CliOptions {
   enum class Action { kRun, kHelp, kVersion };
   Action action = Action::kRun;
-  Settings settings;                          ///< the training parameters (mascot_train's defaults)
-  std::vector<const params::Option*> given;   ///< the parameter options given, in order
+  Settings settings;                         ///< the training parameters (mascot_train's defaults)
+  std::vector<const params::Option*> given;  ///< the parameter options given, in order
   std::string dataset, train_path, test_path;
   std::string report_path, save_dir, libmf_path;
   std::string ckpt_dir, resume_dir;
@@ -112,13 +112,13 @@ environment (docs/cuda.md):
 // The options that are not training parameters: a path each, or a flag.
 struct TextOption {
   const char* flag;
-  std::string CliOptions::*field;
+  std::string CliOptions::* field;
 };
 const TextOption kTextOptions[] = {
-    {"--dataset", &CliOptions::dataset},       {"--train", &CliOptions::train_path},
-    {"--test", &CliOptions::test_path},        {"--report", &CliOptions::report_path},
-    {"--save", &CliOptions::save_dir},         {"--export-libmf", &CliOptions::libmf_path},
-    {"--checkpoint", &CliOptions::ckpt_dir},   {"--resume", &CliOptions::resume_dir},
+    {"--dataset", &CliOptions::dataset},     {"--train", &CliOptions::train_path},
+    {"--test", &CliOptions::test_path},      {"--report", &CliOptions::report_path},
+    {"--save", &CliOptions::save_dir},       {"--export-libmf", &CliOptions::libmf_path},
+    {"--checkpoint", &CliOptions::ckpt_dir}, {"--resume", &CliOptions::resume_dir},
 };
 bool is_flag(const std::string& o) {
   for (const char* f : {"--help", "-h", "--version", "--quiet", "-q", "--dry-run"})
@@ -152,17 +152,24 @@ CliOptions parse_args(const std::vector<std::string>& args) {
     }
     const auto text = std::find_if(std::begin(kTextOptions), std::end(kTextOptions),
                                    [&](const TextOption& t) { return opt == t.flag; });
-    if (text != std::end(kTextOptions)) o.*(text->field) = value();
-    else if (opt == "--help" || opt == "-h") { o.action = CliOptions::Action::kHelp; return o; }
-    else if (opt == "--version") { o.action = CliOptions::Action::kVersion; return o; }
-    else if (opt == "--quiet" || opt == "-q") o.quiet = true;
-    else if (opt == "--dry-run") o.dry_run = true;
+    if (text != std::end(kTextOptions))
+      o.*(text->field) = value();
+    else if (opt == "--help" || opt == "-h") {
+      o.action = CliOptions::Action::kHelp;
+      return o;
+    } else if (opt == "--version") {
+      o.action = CliOptions::Action::kVersion;
+      return o;
+    } else if (opt == "--quiet" || opt == "-q")
+      o.quiet = true;
+    else if (opt == "--dry-run")
+      o.dry_run = true;
     else if (opt == "--checkpoint-every") {
       o.ckpt_every = params::parse_int(opt, value());
       if (o.ckpt_every < 1)
         throw UsageError("--checkpoint-every must be >= 1 (got " + std::to_string(o.ckpt_every) + ")");
-    }
-    else throw UsageError("unknown option '" + args[a] + "' (see --help)");
+    } else
+      throw UsageError("unknown option '" + args[a] + "' (see --help)");
   }
   return o;
 }
@@ -174,9 +181,10 @@ void check_combinations(CliOptions* o) {
   for (std::string* p : {&o->save_dir, &o->ckpt_dir, &o->resume_dir}) *p = detail::strip_trailing_slashes(*p);
   if (!o->dataset.empty() && !o->train_path.empty()) throw UsageError("give either --dataset or --train, not both");
   if (!o->test_path.empty() && o->train_path.empty())
-    throw UsageError(o->dataset.empty() ? "--test needs --train"
-                                        : "--test goes with --train: --dataset " + o->dataset +
-                                              " brings its own test set (for other files give --train PATH --test PATH)");
+    throw UsageError(o->dataset.empty()
+                         ? "--test needs --train"
+                         : "--test goes with --train: --dataset " + o->dataset +
+                               " brings its own test set (for other files give --train PATH --test PATH)");
   if (!o->dataset.empty()) {  // a synthetic name, or a directory name under $MASCOT_DATA: never a path
     std::string sn;
     double sc = 1.0;
@@ -215,8 +223,10 @@ CheckpointInfo reconcile_resume(CliOptions* o) {
   if (o->dataset.empty() && o->train_path.empty()) {
     const DataSource src = resolve_dataset(info.dataset_name);
     if (!src.unavailable.empty())
-      throw UsageError("--resume needs the training data again: give --train PATH [--test PATH] (the checkpoint "
-                       "was trained on '" + info.dataset_name + "')");
+      throw UsageError(
+          "--resume needs the training data again: give --train PATH [--test PATH] (the checkpoint "
+          "was trained on '" +
+          info.dataset_name + "')");
     o->dataset = info.dataset_name;
   }
   return info;

@@ -127,13 +127,14 @@ void bind_als_testing(nb::module_& m) {
       "indptr"_a, "indices"_a, "values"_a, "Y"_a, "X"_a, "lam"_a, "implicit"_a = false, "alpha"_a = 1.0f,
       "solver"_a = "cg", "cg_steps"_a = 3, "weighted"_a = true, "hermitian_half"_a = false, "factors_half"_a = false,
       "threads"_a = 1, "device"_a = "cpu", "cg_form"_a = "auto",
-      "Test hook: one ALS side's solve (new X from Y and the CSR rows of X's side); see tests/python/reference_als.py.");
+      "Test hook: one ALS side's solve (new X from Y and the CSR rows of X's side); see "
+      "tests/python/reference_als.py.");
   m.def(
       "als_hermitian",
       [](const In1<int64_t>& indptr, const In1<int32_t>& indices, const In1<float>& values, const InF2& Y, float lam,
          bool implicit, float alpha, bool weighted, bool hermitian_half, bool factors_half, const std::string& device) {
-        const Options o =
-            options(static_cast<int>(Y.shape(1)), lam, implicit, alpha, "cg", 1, weighted, hermitian_half, factors_half);
+        const Options o = options(static_cast<int>(Y.shape(1)), lam, implicit, alpha, "cg", 1, weighted, hermitian_half,
+                                  factors_half);
         const SideCsr R = csr_from(indptr, indices, values, static_cast<int64_t>(Y.shape(0)));
         std::vector<float> A, b;
         if (device == "cpu") {
@@ -166,8 +167,10 @@ void bind_als_testing(nb::module_& m) {
       "Y"_a, "half"_a = false, "threads"_a = 1, "Test hook: Y^T Y as the implicit solver computes it.");
   m.def(
       "als_csr",
-      [](int64_t rows, int64_t cols, const In1<int32_t>& r, const In1<int32_t>& c, const In1<float>& v, bool drop_zeros) {
-        MASCOT_CHECK_ARG(r.shape(0) == c.shape(0) && r.shape(0) == v.shape(0), "rows, cols and values differ in length");
+      [](int64_t rows, int64_t cols, const In1<int32_t>& r, const In1<int32_t>& c, const In1<float>& v,
+         bool drop_zeros) {
+        MASCOT_CHECK_ARG(r.shape(0) == c.shape(0) && r.shape(0) == v.shape(0),
+                         "rows, cols and values differ in length");
         SideCsr R = mascot::als::build_csr(rows, cols, r.data(), c.data(), v.data(), static_cast<int64_t>(r.shape(0)),
                                            drop_zeros);
         const size_t n = R.indices.size();
@@ -246,15 +249,16 @@ void bind_als(nb::module_& m) {
       .def("test_sse", &mascot::als::AlsRun::test_sse)
       .def("test_size", &mascot::als::AlsRun::test_size)
       .def("describe", &mascot::als::AlsRun::describe)
-      .def("factors",
-           [](const mascot::als::AlsRun& run) {
-             std::vector<float> P, Q;
-             run.factors(&P, &Q);
-             const size_t k = static_cast<size_t>(run.k());
-             return nb::make_tuple(to_numpy(std::move(P), {static_cast<size_t>(run.n_users()), k}),
-                                   to_numpy(std::move(Q), {static_cast<size_t>(run.n_items()), k}));
-           },
-           "(P, Q) as float32 arrays.")
+      .def(
+          "factors",
+          [](const mascot::als::AlsRun& run) {
+            std::vector<float> P, Q;
+            run.factors(&P, &Q);
+            const size_t k = static_cast<size_t>(run.k());
+            return nb::make_tuple(to_numpy(std::move(P), {static_cast<size_t>(run.n_users()), k}),
+                                  to_numpy(std::move(Q), {static_cast<size_t>(run.n_items()), k}));
+          },
+          "(P, Q) as float32 arrays.")
       .def("set_factors", [](mascot::als::AlsRun& run, const InF2& P, const InF2& Q) {
         run.set_factors(std::vector<float>(P.data(), P.data() + P.size()),
                         std::vector<float>(Q.data(), Q.data() + Q.size()));

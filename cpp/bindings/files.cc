@@ -91,16 +91,16 @@ void bind_files(nb::module_& m) {
           "target_path", [](const OutputSet& s, Handle h) { return fs_str(s.target_path(h)); }, "handle"_a,
           "The resolved target (symlinks followed).")
       .def(
-          "write",
-          [](OutputSet& s, Handle h, nb::bytes data) { s.write(h, data.c_str(), data.size()); }, "handle"_a,
+          "write", [](OutputSet& s, Handle h, nb::bytes data) { s.write(h, data.c_str(), data.size()); }, "handle"_a,
           "data"_a, "Appends bytes to a file output's staged content.")
       .def("publish", &OutputSet::publish, nb::call_guard<nb::gil_scoped_release>(),
            "Puts every output in place, all or none (a FIFO target waits for its reader).")
       .def("discard", &OutputSet::discard, "Removes everything staged; releases locks.")
       .def_prop_ro("published", &OutputSet::published)
       .def_prop_ro("discarded", &OutputSet::discarded)
-      .def_prop_ro("notes", [](const OutputSet& s) { return s.notes(); },
-                   "What prepare() did that a user may want to know (an interrupted replacement put back).");
+      .def_prop_ro(
+          "notes", [](const OutputSet& s) { return s.notes(); },
+          "What prepare() did that a user may want to know (an interrupted replacement put back).");
 }
 
 void bind_files_testing(nb::module_& t) {

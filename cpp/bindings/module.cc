@@ -46,14 +46,14 @@ const char* kernel_isa();  // cpu/kernels_dispatch.cc
 namespace mascot::bind {
 void bind_files(nb::module_& m);          // files.cc
 void bind_files_testing(nb::module_& t);  // files.cc: its fault hook
-}
+}  // namespace mascot::bind
 
 namespace {
 
 // ---------------------------------------------------------------- parameters
 // One property per row of the parameter table (enums by name, through the table's rows).
 template <class S, class T>
-void bind_field(nb::class_<S>& cls, const char* name, T S::*field, const char* help) {
+void bind_field(nb::class_<S>& cls, const char* name, T S::* field, const char* help) {
   if constexpr (std::is_enum_v<T>) {
     const params::Param* p = params::find(name);
     cls.def_prop_rw(
@@ -68,12 +68,18 @@ void bind_field(nb::class_<S>& cls, const char* name, T S::*field, const char* h
 nb::object python_value(const params::Param& p, const Settings& s) {
   const void* f = p.at(s);
   switch (p.type) {
-    case params::Type::kInt: return nb::cast(*static_cast<const int*>(f));
-    case params::Type::kUint64: return nb::cast(*static_cast<const uint64_t*>(f));
-    case params::Type::kDouble: return nb::cast(*static_cast<const double*>(f));
-    case params::Type::kBool: return nb::cast(*static_cast<const bool*>(f));
-    case params::Type::kIntList: return nb::cast(*static_cast<const std::vector<int>*>(f));
-    case params::Type::kEnum: return nb::cast(p.enum_get(f));
+    case params::Type::kInt:
+      return nb::cast(*static_cast<const int*>(f));
+    case params::Type::kUint64:
+      return nb::cast(*static_cast<const uint64_t*>(f));
+    case params::Type::kDouble:
+      return nb::cast(*static_cast<const double*>(f));
+    case params::Type::kBool:
+      return nb::cast(*static_cast<const bool*>(f));
+    case params::Type::kIntList:
+      return nb::cast(*static_cast<const std::vector<int>*>(f));
+    case params::Type::kEnum:
+      return nb::cast(p.enum_get(f));
     case params::Type::kFloat: {
       const float v = *static_cast<const float*>(f);
       char b[32];
@@ -91,8 +97,7 @@ nb::dict param_row(const params::Param& p, const Settings& defaults) {
   static const char* const kTypes[] = {"int", "uint64", "float", "double", "bool", "int_list", "enum"};
   static const char* const kScopes[] = {"config", "competing", "context"};
   static const char* const kChecks[] = {"none", "range", "positive", "non_negative", "unit", "share_or_off", "custom"};
-  static const char* const kSections[] = {"training", "switching", "study", "competing", "als", "run",
-                                          "internal"};
+  static const char* const kSections[] = {"training", "switching", "study", "competing", "als", "run", "internal"};
   nb::dict d;
   d["name"] = p.name;
   d["type"] = kTypes[static_cast<int>(p.type)];
@@ -229,13 +234,15 @@ void bind_data(nb::module_& m) {
   m.def("read_text", [](const FsPath& p) { return set_to_tuple(read_text(p)); }, "path"_a);
   m.def(
       "write_mrat",
-      [](const FsPath& p, const In1<int32_t>& u, const In1<int32_t>& i, const In1<float>& r, int64_t nu,
-         int64_t ni) { write_mrat(p, make_set(u, i, r, nu, ni, p.s.c_str())); },
+      [](const FsPath& p, const In1<int32_t>& u, const In1<int32_t>& i, const In1<float>& r, int64_t nu, int64_t ni) {
+        write_mrat(p, make_set(u, i, r, nu, ni, p.s.c_str()));
+      },
       "path"_a, "users"_a, "items"_a, "ratings"_a, "n_users"_a, "n_items"_a);
   m.def(
       "write_text",
-      [](const FsPath& p, const In1<int32_t>& u, const In1<int32_t>& i, const In1<float>& r, int64_t nu,
-         int64_t ni) { write_text(p, make_set(u, i, r, nu, ni, p.s.c_str())); },
+      [](const FsPath& p, const In1<int32_t>& u, const In1<int32_t>& i, const In1<float>& r, int64_t nu, int64_t ni) {
+        write_text(p, make_set(u, i, r, nu, ni, p.s.c_str()));
+      },
       "path"_a, "users"_a, "items"_a, "ratings"_a, "n_users"_a, "n_items"_a);
   m.def(
       "synthetic",
@@ -509,8 +516,9 @@ NB_MODULE(_core, m) {
   bind_training(m);
   bind_models(m);
   bind_als(m);
-  nb::module_ testing = m.def_submodule("_testing", "Test hooks: internals of the core for the tests and the NumPy "
-                                                    "reference (not part of the API).");
+  nb::module_ testing = m.def_submodule("_testing",
+                                        "Test hooks: internals of the core for the tests and the NumPy "
+                                        "reference (not part of the API).");
   bind_testing(testing);
   bind_testing_competing(testing);
   bind_als_testing(testing);

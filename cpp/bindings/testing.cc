@@ -47,7 +47,8 @@ void bind_testing(nb::module_& m) {
       [](const In1<int32_t>& u, const In1<int32_t>& i, int64_t nu, int64_t ni, int ug, int ig, double random_fp16,
          uint64_t seed) {
         const RatingSet rs = ids_only(u, i, nu, ni);
-        Reorder r = random_fp16 >= 0 ? Reorder::build_random_precision(rs, random_fp16, seed) : Reorder::build(rs, ug, ig);
+        Reorder r =
+            random_fp16 >= 0 ? Reorder::build_random_precision(rs, random_fp16, seed) : Reorder::build(rs, ug, ig);
         auto fp32_flags = [](const GroupTable& t) {
           std::vector<uint8_t> f;
           for (Precision p : t.precision) f.push_back(p == Precision::kFp32);
@@ -101,8 +102,8 @@ void bind_testing(nb::module_& m) {
         cpu::ScheduleCheck c;
         {
           nb::gil_scoped_release release;
-          c = cpu::check_schedule(rs, parse_order(order), threads, epochs,
-                                  static_cast<size_t>(k) * (half ? 2 : 4), seed, spin_us);
+          c = cpu::check_schedule(rs, parse_order(order), threads, epochs, static_cast<size_t>(k) * (half ? 2 : 4),
+                                  seed, spin_us);
         }
         nb::dict d;
         d["grants"] = c.grants;
@@ -249,8 +250,8 @@ void bind_testing(nb::module_& m) {
           recs[t] = {users(t), items(t), ratings(t)};
         }
         cpu::MixedParams mp;
-        mp.sgd = {k, lr, lambda_p, lambda_q, stochastic,
-                  detail::hash3(seed, detail::kStreamRound, static_cast<uint64_t>(epoch))};
+        mp.sgd = {k,        lr,         lambda_p,
+                  lambda_q, stochastic, detail::hash3(seed, detail::kStreamRound, static_cast<uint64_t>(epoch))};
         cpu::kernels().sgd_mixed(recs.data(), n, U.side, I.side, mp);
         auto out = [k](const SideBuf& b) {
           const size_t rows = b.f32.size() / k;
@@ -277,9 +278,12 @@ void bind_testing(nb::module_& m) {
         std::vector<float> out(x.shape(0));
         for (size_t t = 0; t < out.size(); ++t) {
           uint16_t h;
-          if (mode == "nearest") h = detail::float_to_half_rn(x(t));
-          else if (mode == "zero") h = detail::float_to_half_rz(x(t));
-          else h = detail::float_to_half_sr(x(t), static_cast<uint32_t>(detail::hash3(seed, detail::kStreamRound, t)));
+          if (mode == "nearest")
+            h = detail::float_to_half_rn(x(t));
+          else if (mode == "zero")
+            h = detail::float_to_half_rz(x(t));
+          else
+            h = detail::float_to_half_sr(x(t), static_cast<uint32_t>(detail::hash3(seed, detail::kStreamRound, t)));
           out[t] = detail::half_to_float(h);
         }
         return to_numpy(std::move(out));
@@ -294,7 +298,6 @@ void bind_testing(nb::module_& m) {
         return to_numpy(std::move(out));
       },
       "x"_a, "words"_a, "Stochastic FP16 rounding with the given random words.");
-
 }
 
 }  // namespace mascot::bind

@@ -38,7 +38,8 @@ void check_word_length(int wl) {
 }
 
 void check_mode(const std::string& mode) {
-  MASCOT_CHECK_ARG(mode == "nearest" || mode == "stochastic", "mode must be nearest or stochastic (got '" + mode + "')");
+  MASCOT_CHECK_ARG(mode == "nearest" || mode == "stochastic",
+                   "mode must be nearest or stochastic (got '" + mode + "')");
 }
 
 }  // namespace
@@ -70,7 +71,8 @@ void bind_testing_competing(nb::module_& m) {
                            "frac_bits must be between -100 and 100 (got " + std::to_string(f) + ")");
         } else {
           float mx = 0;
-          if (max_abs) mx = *max_abs;
+          if (max_abs)
+            mx = *max_abs;
           else
             for (size_t t = 0; t < n; ++t) mx = std::max(mx, std::fabs(x(t)));
           f = detail::fixed_frac_bits(mx, word_length);
@@ -78,14 +80,14 @@ void bind_testing_competing(nb::module_& m) {
         const detail::FixedFormat fmt = detail::make_fixed_format(f, word_length);
         std::vector<float> out(n);
         for (size_t t = 0; t < n; ++t) {
-          const float c = mode == "nearest" ? detail::fixed_code_rn(x(t), fmt)
-                                            : detail::fixed_code_sr(x(t), fmt, word_at(seed, t));
+          const float c =
+              mode == "nearest" ? detail::fixed_code_rn(x(t), fmt) : detail::fixed_code_sr(x(t), fmt, word_at(seed, t));
           out[t] = codes ? c : c * fmt.inv_scale;
         }
         return to_numpy(std::move(out));
       },
-      "x"_a, "word_length"_a, "frac_bits"_a.none() = nb::none(), "max_abs"_a.none() = nb::none(),
-      "mode"_a = "nearest", "seed"_a = 0, "codes"_a = false,
+      "x"_a, "word_length"_a, "frac_bits"_a.none() = nb::none(), "max_abs"_a.none() = nb::none(), "mode"_a = "nearest",
+      "seed"_a = 0, "codes"_a = false,
       "Dynamic fixed point: the values (or with codes=True the integers) x quantizes to at this word "
       "length; the scale is frac_bits, or MuPPET's rule on max_abs (default: max |x|).  Stochastic "
       "rounding draws element t's word from hash3(seed, kStreamRound, t).");
@@ -103,7 +105,8 @@ void bind_testing_competing(nb::module_& m) {
 
   // ---------------------------------------------------------------- AFP
   m.def(
-      "afp_point_position", [](float range, int bits) {
+      "afp_point_position",
+      [](float range, int bits) {
         check_word_length(bits);
         return detail::afp_point_position(range, bits);
       },
@@ -114,7 +117,8 @@ void bind_testing_competing(nb::module_& m) {
         check_word_length(bits);
         const size_t n = x.shape(0);
         int s;
-        if (point_position) s = *point_position;
+        if (point_position)
+          s = *point_position;
         else {
           float mx = 0;
           for (size_t t = 0; t < n; ++t) mx = std::max(mx, std::fabs(x(t)));
@@ -169,7 +173,8 @@ void bind_testing_competing(nb::module_& m) {
       "err_low"_a, "err_high"_a, "ranges"_a, "params"_a.none() = nb::none(),
       "AFP's bit-width and update-interval rule over successive re-evaluations of one tensor: at "
       "re-evaluation x the tensor's error at the low width is err_low[x] (8 bits; above the threshold "
-      "the width is the high one), at the high width err_high[x] (16 bits), and its max |x| is ranges[x].  Returns per re-evaluation its iteration, bits, "
+      "the width is the high one), at the high width err_high[x] (16 bits), and its max |x| is ranges[x].  Returns per "
+      "re-evaluation its iteration, bits, "
       "point position, interval and the error used.");
 
   // ---------------------------------------------------------------- MuPPET

@@ -52,9 +52,7 @@ uint64_t checksum(const void* data, size_t n) {
 /// Strict UTF-8 without NUL (text fields of a checkpoint): what detail::utf8_valid leaves
 /// unchanged, the same rule the writer applies (JSON strings).  Other control characters are
 /// allowed: a dataset name is a file name, and a tab is a valid byte of one.
-bool clean_text(const std::string& s) {
-  return s.find('\0') == std::string::npos && detail::utf8_valid(s) == s;
-}
+bool clean_text(const std::string& s) { return s.find('\0') == std::string::npos && detail::utf8_valid(s) == s; }
 
 /// Syntax check of one JSON value (the per-epoch method states of a report are stored as JSON
 /// text and re-inserted verbatim into reports, so they must be valid).  Depth-limited.
@@ -69,7 +67,9 @@ class JsonCheck {
   }
 
  private:
-  void ws() { while (p_ < t_.size() && (t_[p_] == ' ' || t_[p_] == '\n' || t_[p_] == '\t' || t_[p_] == '\r')) ++p_; }
+  void ws() {
+    while (p_ < t_.size() && (t_[p_] == ' ' || t_[p_] == '\n' || t_[p_] == '\t' || t_[p_] == '\r')) ++p_;
+  }
   bool lit(const char* w) {
     const size_t n = std::strlen(w);
     if (t_.compare(p_, n, w) != 0) return false;
@@ -80,7 +80,10 @@ class JsonCheck {
     if (p_ >= t_.size() || t_[p_] != '"') return false;
     for (++p_; p_ < t_.size(); ++p_) {
       const char c = t_[p_];
-      if (c == '"') { ++p_; return true; }
+      if (c == '"') {
+        ++p_;
+        return true;
+      }
       if (static_cast<unsigned char>(c) < 0x20) return false;
       if (c == '\\') {
         if (++p_ >= t_.size()) return false;
@@ -124,7 +127,10 @@ class JsonCheck {
       const char close = c == '{' ? '}' : ']';
       ++p_;
       ws();
-      if (p_ < t_.size() && t_[p_] == close) { ++p_; return true; }
+      if (p_ < t_.size() && t_[p_] == close) {
+        ++p_;
+        return true;
+      }
       while (true) {
         ws();
         if (c == '{') {
@@ -136,8 +142,14 @@ class JsonCheck {
         }
         if (!value(depth + 1)) return false;
         ws();
-        if (p_ < t_.size() && t_[p_] == ',') { ++p_; continue; }
-        if (p_ < t_.size() && t_[p_] == close) { ++p_; return true; }
+        if (p_ < t_.size() && t_[p_] == ',') {
+          ++p_;
+          continue;
+        }
+        if (p_ < t_.size() && t_[p_] == close) {
+          ++p_;
+          return true;
+        }
         return false;
       }
     }
@@ -159,9 +171,12 @@ bool parse_hex64(const std::string& s, uint64_t* v) {
   uint64_t x = 0;
   for (char c : s) {
     int d;
-    if (c >= '0' && c <= '9') d = c - '0';
-    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-    else return false;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      d = c - 'a' + 10;
+    else
+      return false;
     x = x << 4 | static_cast<uint64_t>(d);
   }
   *v = x;
@@ -170,8 +185,9 @@ bool parse_hex64(const std::string& s, uint64_t* v) {
 
 // ------------------------------------------------------------------ .npy headers
 std::string npy_header(int elem, int64_t rows, int64_t cols) {
-  std::string dict = std::string("{'descr': '") + (elem == 4 ? "<f4" : "<f2") + "', 'fortran_order': False, 'shape': (" +
-                     std::to_string(rows) + ", " + std::to_string(cols) + "), }";
+  std::string dict = std::string("{'descr': '") + (elem == 4 ? "<f4" : "<f2") +
+                     "', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " + std::to_string(cols) +
+                     "), }";
   const size_t pre = 10;
   size_t total = pre + dict.size() + 1;
   const size_t pad = (64 - total % 64) % 64;
@@ -198,7 +214,9 @@ Manifest parse_manifest(const std::string& text, const std::string& path) {
   auto bad = [&](const std::string& why) -> void {
     throw_invalid("checkpoint " + path + ": corrupted manifest (" + why + " at byte " + std::to_string(p) + ")");
   };
-  auto ws = [&] { while (p < text.size() && (text[p] == ' ' || text[p] == '\n' || text[p] == '\t' || text[p] == '\r')) ++p; };
+  auto ws = [&] {
+    while (p < text.size() && (text[p] == ' ' || text[p] == '\n' || text[p] == '\t' || text[p] == '\r')) ++p;
+  };
   auto string = [&]() {
     if (p >= text.size() || text[p] != '"') bad("expected a string");
     ++p;
@@ -210,21 +228,27 @@ Manifest parse_manifest(const std::string& text, const std::string& path) {
       if (c == '\\') {
         if (p >= text.size()) bad("unterminated string");
         const char e = text[p++];
-        if (e == '"' || e == '\\' || e == '/') s.push_back(e);
-        else if (e == 'n') s.push_back('\n');
-        else if (e == 't') s.push_back('\t');
+        if (e == '"' || e == '\\' || e == '/')
+          s.push_back(e);
+        else if (e == 'n')
+          s.push_back('\n');
+        else if (e == 't')
+          s.push_back('\t');
         else if (e == 'u' && p + 4 <= text.size()) {
           int v = 0;
           for (int x = 0; x < 4; ++x) {
             const char h = text[p + x];
-            const int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
-                        : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+            const int d = h >= '0' && h <= '9'   ? h - '0'
+                          : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                          : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                                 : -1;
             if (d < 0) bad("bad \\u escape");
             v = v * 16 + d;
           }
           p += 4;
           s.push_back(v < 0x80 ? static_cast<char>(v) : '?');  // the manifest itself is ASCII
-        } else bad("bad escape");
+        } else
+          bad("bad escape");
       } else {
         s.push_back(c);
       }
@@ -235,8 +259,9 @@ Manifest parse_manifest(const std::string& text, const std::string& path) {
   if (p >= text.size() || text[p] != '{') bad("expected '{'");
   ++p;
   ws();
-  if (p < text.size() && text[p] == '}') { ++p; }
-  else {
+  if (p < text.size() && text[p] == '}') {
+    ++p;
+  } else {
     while (true) {
       ws();
       const std::string key = string();
@@ -250,10 +275,13 @@ Manifest parse_manifest(const std::string& text, const std::string& path) {
       if (p < text.size() && text[p] == '"') {
         m.str[key] = string();
         if (!clean_text(m.str[key])) bad("invalid text in a value");
-      }
-      else if (text.compare(p, 4, "true") == 0) { m.num[key] = "1"; p += 4; }
-      else if (text.compare(p, 5, "false") == 0) { m.num[key] = "0"; p += 5; }
-      else {
+      } else if (text.compare(p, 4, "true") == 0) {
+        m.num[key] = "1";
+        p += 4;
+      } else if (text.compare(p, 5, "false") == 0) {
+        m.num[key] = "0";
+        p += 5;
+      } else {
         const size_t a = p;
         if (p < text.size() && text[p] == '-') ++p;
         while (p < text.size() && text[p] >= '0' && text[p] <= '9') ++p;
@@ -261,8 +289,14 @@ Manifest parse_manifest(const std::string& text, const std::string& path) {
         m.num[key] = text.substr(a, p - a);
       }
       ws();
-      if (p < text.size() && text[p] == ',') { ++p; continue; }
-      if (p < text.size() && text[p] == '}') { ++p; break; }
+      if (p < text.size() && text[p] == ',') {
+        ++p;
+        continue;
+      }
+      if (p < text.size() && text[p] == '}') {
+        ++p;
+        break;
+      }
       bad("expected ',' or '}'");
     }
   }
@@ -276,14 +310,29 @@ void put_report(detail::BinWriter& w, const RunReport& rep) {
   w.str(rep.device);
   w.pod(static_cast<uint64_t>(rep.epochs.size()));
   for (const EpochRecord& e : rep.epochs) {
-    w.pod(e.epoch); w.pod(e.lr); w.pod(e.train_seconds); w.pod(e.eval_seconds); w.pod(e.test_rmse);
-    w.pod(e.fp32_user_groups); w.pod(e.fp32_item_groups); w.pod(e.measured);
-    w.vec(e.user_qerror); w.vec(e.item_qerror); w.str(e.method_json);
-    w.vec(e.user_grad_norm); w.vec(e.item_grad_norm);
+    w.pod(e.epoch);
+    w.pod(e.lr);
+    w.pod(e.train_seconds);
+    w.pod(e.eval_seconds);
+    w.pod(e.test_rmse);
+    w.pod(e.fp32_user_groups);
+    w.pod(e.fp32_item_groups);
+    w.pod(e.measured);
+    w.vec(e.user_qerror);
+    w.vec(e.item_qerror);
+    w.str(e.method_json);
+    w.vec(e.user_grad_norm);
+    w.vec(e.item_grad_norm);
   }
   w.pod(static_cast<uint64_t>(rep.switches.size()));
-  for (const SwitchEvent& s : rep.switches) { w.pod(s.side); w.pod(s.group); w.pod(s.epoch); }
-  w.pod(rep.total_train_seconds); w.pod(rep.total_eval_seconds); w.pod(rep.final_test_rmse);
+  for (const SwitchEvent& s : rep.switches) {
+    w.pod(s.side);
+    w.pod(s.group);
+    w.pod(s.epoch);
+  }
+  w.pod(rep.total_train_seconds);
+  w.pod(rep.total_eval_seconds);
+  w.pod(rep.final_test_rmse);
 }
 void get_report(detail::BinReader& r, RunReport* rep) {
   rep->device = r.str();
@@ -291,21 +340,33 @@ void get_report(detail::BinReader& r, RunReport* rep) {
   if (ne > 100000000) r.fail("epoch count out of range");
   for (uint64_t x = 0; x < ne; ++x) {
     EpochRecord e;
-    r.pod(&e.epoch); r.pod(&e.lr); r.pod(&e.train_seconds); r.pod(&e.eval_seconds); r.pod(&e.test_rmse);
-    r.pod(&e.fp32_user_groups); r.pod(&e.fp32_item_groups);
+    r.pod(&e.epoch);
+    r.pod(&e.lr);
+    r.pod(&e.train_seconds);
+    r.pod(&e.eval_seconds);
+    r.pod(&e.test_rmse);
+    r.pod(&e.fp32_user_groups);
+    r.pod(&e.fp32_item_groups);
     e.measured = r.pod<uint8_t>() != 0;
-    e.user_qerror = r.vec<double>(); e.item_qerror = r.vec<double>(); e.method_json = r.str();
-    e.user_grad_norm = r.vec<double>(); e.item_grad_norm = r.vec<double>();
+    e.user_qerror = r.vec<double>();
+    e.item_qerror = r.vec<double>();
+    e.method_json = r.str();
+    e.user_grad_norm = r.vec<double>();
+    e.item_grad_norm = r.vec<double>();
     rep->epochs.push_back(std::move(e));
   }
   const uint64_t ns = r.pod<uint64_t>();
   if (ns > 100000000) r.fail("switch count out of range");
   for (uint64_t x = 0; x < ns; ++x) {
     SwitchEvent s{};
-    r.pod(&s.side); r.pod(&s.group); r.pod(&s.epoch);
+    r.pod(&s.side);
+    r.pod(&s.group);
+    r.pod(&s.epoch);
     rep->switches.push_back(s);
   }
-  r.pod(&rep->total_train_seconds); r.pod(&rep->total_eval_seconds); r.pod(&rep->final_test_rmse);
+  r.pod(&rep->total_train_seconds);
+  r.pod(&rep->total_eval_seconds);
+  r.pod(&rep->final_test_rmse);
 }
 
 // ------------------------------------------------------------------ files
@@ -323,8 +384,7 @@ struct FileEntry {
 /// python_ids.npz (MF.fit's side file) are ever deleted from a checkpoint directory.
 bool digits(const std::string& f, size_t* p, size_t min_n, bool hex) {
   size_t n = 0;
-  while (*p < f.size() && (std::isdigit(static_cast<unsigned char>(f[*p])) ||
-                           (hex && f[*p] >= 'a' && f[*p] <= 'f'))) {
+  while (*p < f.size() && (std::isdigit(static_cast<unsigned char>(f[*p])) || (hex && f[*p] >= 'a' && f[*p] <= 'f'))) {
     ++*p;
     ++n;
   }
@@ -400,8 +460,8 @@ class FileStateReader final : public detail::StateReader {
     const std::string h = npy_header(elem, rows, cols);
     const size_t n = static_cast<size_t>(rows) * static_cast<size_t>(cols) * static_cast<size_t>(elem);
     if (static_cast<int64_t>(h.size() + n) != fe.bytes)
-      throw_invalid("checkpoint " + path + ": holds a different shape than this run needs (" +
-                    std::to_string(rows) + " x " + std::to_string(cols) + " of " + (elem == 4 ? "float32" : "float16") +
+      throw_invalid("checkpoint " + path + ": holds a different shape than this run needs (" + std::to_string(rows) +
+                    " x " + std::to_string(cols) + " of " + (elem == 4 ? "float32" : "float16") +
                     ": wrong k or other data?)");
     std::FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) throw_errno(path, "cannot open checkpoint file");
@@ -412,7 +472,8 @@ class FileStateReader final : public detail::StateReader {
     if (!ok || !eof) throw_invalid("checkpoint " + path + ": truncated or resized since the manifest was written");
     if (head != h) throw_invalid("checkpoint " + path + ": not the expected .npy header (wrong k or other data?)");
     const uint64_t hh = checksum(head.data(), head.size());
-    if (detail::mix64(hh ^ checksum(data, n)) != fe.hash) throw_invalid("checkpoint " + path + ": corrupted (checksum mismatch)");
+    if (detail::mix64(hh ^ checksum(data, n)) != fe.hash)
+      throw_invalid("checkpoint " + path + ": corrupted (checksum mismatch)");
   }
   std::string where(const std::string& name) const override {
     auto it = entries_.find(name);
@@ -450,13 +511,16 @@ Loaded load_manifest(const std::string& dir) {
   const std::string mpath = join(dir, kManifest);
   if (!detail::path_exists(mpath)) {
     if (const std::string who = detail::lock_holder(dir); !who.empty())
-      throw IoError("checkpoint directory " + dir + " is in use by " + who + " (its run has not written a complete "
+      throw IoError("checkpoint directory " + dir + " is in use by " + who +
+                    " (its run has not written a complete "
                     "checkpoint yet); wait for it to end, or choose another directory");
     size_t leftovers = 0;
     for (const std::string& f : detail::list_dir(dir)) leftovers += is_ours(f) ? 1 : 0;
     throw IoError("checkpoint " + dir + ": " + kManifest + " is missing (no complete checkpoint in this directory" +
-                  (leftovers ? "; it holds " + std::to_string(leftovers) + " leftover files of an interrupted first "
-                               "checkpoint: start the run again with --checkpoint " + dir + ", which removes them)"
+                  (leftovers ? "; it holds " + std::to_string(leftovers) +
+                                   " leftover files of an interrupted first "
+                                   "checkpoint: start the run again with --checkpoint " +
+                                   dir + ", which removes them)"
                              : std::string(")")));
   }
   const Manifest m = parse_manifest(detail::read_file(mpath), mpath);
@@ -493,7 +557,8 @@ Loaded load_manifest(const std::string& dir) {
   };
   auto h = [&](const std::string& k) {
     uint64_t v = 0;
-    if (!parse_hex64(s(k), &v)) throw_invalid("checkpoint " + mpath + ": corrupted manifest (field '" + k + "' is not a hash)");
+    if (!parse_hex64(s(k), &v))
+      throw_invalid("checkpoint " + mpath + ": corrupted manifest (field '" + k + "' is not a hash)");
     return v;
   };
   if (m.str.count("format") == 0 || m.str.at("format") != kFormat)
@@ -530,7 +595,7 @@ Loaded load_manifest(const std::string& dir) {
     if (!ok_name) throw_invalid("checkpoint " + mpath + ": corrupted manifest (bad file name for '" + name + "')");
     FileEntry fe{file, n("bytes." + name), h("hash." + name)};
     const std::string path = join(dir, file);
-    struct stat st {};
+    struct stat st{};
     if (::stat(path.c_str(), &st) != 0)
       throw IoError("checkpoint " + path + ": missing (the manifest names it; the checkpoint is incomplete)");
     if (static_cast<int64_t>(st.st_size) != fe.bytes)
@@ -538,7 +603,8 @@ Loaded load_manifest(const std::string& dir) {
                     std::to_string(fe.bytes) + " bytes)");
     L.files[name] = fe;
   }
-  if (L.files.count("run_state") == 0) throw_invalid("checkpoint " + mpath + ": corrupted manifest (no run_state file)");
+  if (L.files.count("run_state") == 0)
+    throw_invalid("checkpoint " + mpath + ": corrupted manifest (no run_state file)");
   // run state: config, context, report
   FileStateReader rd(dir, L.files);
   const std::string blob = rd.blob("run_state");
@@ -574,9 +640,9 @@ Loaded load_manifest(const std::string& dir) {
 void write_checkpoint(const std::string& dir, int epochs_done, const std::function<void(detail::StateWriter&)>& save,
                       const RunReport& rep, const CheckpointInfo& meta) {
   static uint64_t counter = 0;
-  const uint64_t token = detail::hash3(static_cast<uint64_t>(::getpid()),
-                                       static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()),
-                                       ++counter);
+  const uint64_t token =
+      detail::hash3(static_cast<uint64_t>(::getpid()),
+                    static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()), ++counter);
   char suffix[64];
   std::snprintf(suffix, sizeof suffix, ".e%06d.%s", epochs_done, hex64(token).c_str());
   FileStateWriter w(dir, suffix);
@@ -645,13 +711,15 @@ void check_same_data(const CheckpointInfo& I, const RatingSet& train, const Rati
                   std::to_string(I.train.nnz) + " ratings (this one: " + std::to_string(t.n_users) + ", " +
                   std::to_string(t.n_items) + ", " + std::to_string(t.nnz) +
                   (t.nnz == I.train.nnz && t.n_users == I.train.n_users && t.n_items == I.train.n_items
-                       ? "; same shape, different content" : "") + ")");
+                       ? "; same shape, different content"
+                       : "") +
+                  ")");
   const int64_t tn = test ? test->nnz() : -1;
   const uint64_t th = test ? fingerprint(*test).hash : 0;
   if (tn != I.test.nnz || th != I.test.hash)
     throw_invalid("checkpoint " + I.dir + " was written with another test set (" +
-                  (I.test.nnz < 0 ? std::string("none") : std::to_string(I.test.nnz) + " ratings") + ", this one: " +
-                  (tn < 0 ? std::string("none") : std::to_string(tn) + " ratings") + ")");
+                  (I.test.nnz < 0 ? std::string("none") : std::to_string(I.test.nnz) + " ratings") +
+                  ", this one: " + (tn < 0 ? std::string("none") : std::to_string(tn) + " ratings") + ")");
 }
 
 TrainResult run_with_checkpoints(const CheckpointInfo& meta, const RatingSet& train, const RatingSet* test,
@@ -695,7 +763,8 @@ CheckpointInfo read_checkpoint(const std::string& dir, bool verify_all) {
     const std::string s = detail::read_file(path);
     size_t head = 0;
     if (s.size() >= 10 && s.compare(0, 6, "\x93NUMPY") == 0)
-      head = 10 + (static_cast<size_t>(static_cast<uint8_t>(s[8])) | static_cast<size_t>(static_cast<uint8_t>(s[9])) << 8);
+      head =
+          10 + (static_cast<size_t>(static_cast<uint8_t>(s[8])) | static_cast<size_t>(static_cast<uint8_t>(s[9])) << 8);
     if (head > s.size() || static_cast<int64_t>(s.size()) != kv.second.bytes)
       throw_invalid("checkpoint " + path + ": truncated or resized since the manifest was written");
     const uint64_t h = detail::mix64(checksum(s.data(), head) ^ checksum(s.data() + head, s.size() - head));
@@ -750,7 +819,8 @@ detail::DirSpec checkpoint_dir_spec(bool resume) {
                       (leftovers.empty() ? std::string(")")
                                          : "; removed " + std::to_string(leftovers.size()) +
                                                " leftover files of an interrupted first checkpoint): start the run "
-                                               "again with --checkpoint " + dir + " (MF.fit(..., checkpoint=))"));
+                                               "again with --checkpoint " +
+                                               dir + " (MF.fit(..., checkpoint=))"));
       }
       return;
     }
@@ -785,8 +855,8 @@ TrainResult resume_training(const std::string& dir, const RatingSet& train, cons
       throw_invalid("checkpoint " + dir + " was written by method " + to_string(I.config.method) + ", not " +
                     to_string(opt.expect->method));
     if (opt.expect->k != I.config.k)
-      throw_invalid("checkpoint " + dir + " has k=" + std::to_string(I.config.k) + ", not k=" +
-                    std::to_string(opt.expect->k));
+      throw_invalid("checkpoint " + dir + " has k=" + std::to_string(I.config.k) +
+                    ", not k=" + std::to_string(opt.expect->k));
   }
   MASCOT_CHECK_ARG(opt.every >= 0, "checkpoint_every must be >= 1 (got " + std::to_string(opt.every) + ")");
   if (opt.every > 0) I.every = opt.every;

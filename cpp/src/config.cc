@@ -4,7 +4,6 @@
 
 #include <cstdio>
 
-
 #include "mascot/detail/sgd.h"
 #include "mascot/error.h"
 #include "mascot/methods.h"
@@ -65,8 +64,9 @@ constexpr RemovedName kRemovedOrders[] = {
      "order 'blocked' was removed: use 'grid' (cache-sized blocks, threads on disjoint rows; the default with "
      "threads) or 'shuffle'; a checkpoint written with order 'blocked' cannot be resumed"}};
 constexpr EnumName<AlsSolver> kAlsSolvers[] = {{AlsSolver::kCg, "cg"}, {AlsSolver::kCholesky, "cholesky"}};
-constexpr EnumName<AlsRegularization> kAlsRegularizations[] = {
-    {AlsRegularization::kAuto, "auto"}, {AlsRegularization::kWeighted, "weighted"}, {AlsRegularization::kPlain, "plain"}};
+constexpr EnumName<AlsRegularization> kAlsRegularizations[] = {{AlsRegularization::kAuto, "auto"},
+                                                               {AlsRegularization::kWeighted, "weighted"},
+                                                               {AlsRegularization::kPlain, "plain"}};
 constexpr EnumName<AlsPrecision> kAlsPrecisions[] = {{AlsPrecision::kFp32, "fp32"}, {AlsPrecision::kFp16, "fp16"}};
 constexpr EnumName<AlsCgForm> kAlsCgForms[] = {
     {AlsCgForm::kAuto, "auto"}, {AlsCgForm::kHermitian, "hermitian"}, {AlsCgForm::kMatrixFree, "matrix_free"}};
@@ -136,20 +136,21 @@ void TrainConfig::validate() const {
   // rules that relate fields; which methods an option applies to: the method-traits table (methods.h)
   auto need = [](bool ok, const std::string& msg) { MASCOT_CHECK_ARG(ok, msg); };
   const MethodTraits& t = method_traits(method);
-  auto methods_with = [](bool MethodTraits::*applies) {
+  auto methods_with = [](bool MethodTraits::* applies) {
     MethodSet s = 0;
     for (const MethodTraits& m : all_method_traits())
       if (m.*applies) s |= only(m.method);
     return method_list(s);
   };
   need(random_fp16 == -1.0 || t.random_fp16, "random_fp16 applies to methods " +
-                                                  methods_with(&MethodTraits::random_fp16) + " (got " +
-                                                  to_string(method) + ")");
-  need(!grad_stats || t.grad_stats, "grad_stats applies to methods " + methods_with(&MethodTraits::grad_stats) +
-                                        " (got " + to_string(method) + ")");
+                                                 methods_with(&MethodTraits::random_fp16) + " (got " +
+                                                 to_string(method) + ")");
+  need(!grad_stats || t.grad_stats,
+       "grad_stats applies to methods " + methods_with(&MethodTraits::grad_stats) + " (got " + to_string(method) + ")");
   need(!(rounding == Rounding::kStochastic && !t.stochastic_rounding),
        "rounding=stochastic applies to FP16 stores of FP32 results (mascot-n1, mascot, mascot-n2, "
-       "mascot-naive and the quantising methods); " + to_string(method) + " has none");
+       "mascot-naive and the quantising methods); " +
+           to_string(method) + " has none");
   if (method == Method::kAls) {  // its normal equations need lambda > 0 (A_u must be positive definite)
     const auto g = [](float v) {
       char b[32];
@@ -174,9 +175,9 @@ void CompetingParams::validate() const {
   for (size_t x = 0; x < muppet_word_lengths.size(); ++x) {
     const int w = muppet_word_lengths[x];
     MASCOT_CHECK_ARG(w >= 2 && w <= 24, "muppet_word_lengths must be between 2 and 24 bits (got " + i(w) + ")");
-    MASCOT_CHECK_ARG(x == 0 || w > muppet_word_lengths[x - 1],
-                     "muppet_word_lengths must be strictly increasing (got " + i(muppet_word_lengths[x - 1]) +
-                         " then " + i(w) + ")");
+    MASCOT_CHECK_ARG(x == 0 || w > muppet_word_lengths[x - 1], "muppet_word_lengths must be strictly increasing (got " +
+                                                                   i(muppet_word_lengths[x - 1]) + " then " + i(w) +
+                                                                   ")");
   }
   MASCOT_CHECK_ARG(afp_high_bits > afp_low_bits && afp_high_bits <= 24,
                    "afp_high_bits must be > afp_low_bits and <= 24 (got " + i(afp_high_bits) + ")");
@@ -186,10 +187,10 @@ void TrainConfig::validate_for(int64_t n_users, int64_t n_items) const {
   validate();
   MASCOT_CHECK_ARG(n_users >= 1 && n_items >= 1, "training set has no users or no items");
   if (!uses_groups()) return;  // laid out with min(groups, rows) groups (trainer.cc)
-  MASCOT_CHECK_ARG(user_groups <= n_users, "user_groups must be <= the number of users (" + str(n_users) +
-                                               ", got " + str(user_groups) + "); lower user_groups (--groups, --user-groups)");
-  MASCOT_CHECK_ARG(item_groups <= n_items, "item_groups must be <= the number of items (" + str(n_items) +
-                                               ", got " + str(item_groups) + "); lower item_groups (--groups, --item-groups)");
+  MASCOT_CHECK_ARG(user_groups <= n_users, "user_groups must be <= the number of users (" + str(n_users) + ", got " +
+                                               str(user_groups) + "); lower user_groups (--groups, --user-groups)");
+  MASCOT_CHECK_ARG(item_groups <= n_items, "item_groups must be <= the number of items (" + str(n_items) + ", got " +
+                                               str(item_groups) + "); lower item_groups (--groups, --item-groups)");
 }
 
 bool TrainConfig::uses_groups() const {

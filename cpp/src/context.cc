@@ -26,9 +26,12 @@ std::vector<std::string> device_names() { return {"auto", "cpu", "cuda"}; }
 
 std::string to_string(Device d) {
   switch (d) {
-    case Device::kAuto: return "auto";
-    case Device::kCpu: return "cpu";
-    case Device::kCuda: return "cuda";
+    case Device::kAuto:
+      return "auto";
+    case Device::kCpu:
+      return "cpu";
+    case Device::kCuda:
+      return "cuda";
   }
   return "?";
 }
@@ -55,7 +58,8 @@ void Context::validate() const {
     if (!e || !*e) continue;
     const std::string v = e;
     const bool digits = v.size() <= 19 && v.find_first_not_of("0123456789") == std::string::npos;
-    MASCOT_CHECK_ARG(digits, std::string(name) + "='" + v.substr(0, 40) + "' is not a byte count (a non-negative integer)");
+    MASCOT_CHECK_ARG(digits,
+                     std::string(name) + "='" + v.substr(0, 40) + "' is not a byte count (a non-negative integer)");
   }
 }
 
@@ -81,8 +85,9 @@ Device Context::resolved_device() const {
       return Device::kCpu;
     case Device::kCuda:
       if (!built_with_cuda())
-        throw CudaError("device 'cuda' requested, but this build of MASCOT has no CUDA backend "
-                        "(rebuild with nvcc available, or use --device cpu)");
+        throw CudaError(
+            "device 'cuda' requested, but this build of MASCOT has no CUDA backend "
+            "(rebuild with nvcc available, or use --device cpu)");
       if (const std::string why = cuda_unavailable_reason(); !why.empty())
         throw CudaError("device 'cuda' requested, but " + why + "; use --device cpu or auto");
       return Device::kCuda;

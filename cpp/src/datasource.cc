@@ -17,9 +17,12 @@ namespace mascot {
 std::string data_root() {
   if (const char* d = std::getenv("MASCOT_DATA"); d && *d) return d;
   std::string home;
-  if (const char* h = std::getenv("HOME"); h && *h) home = h;
-  else if (const passwd* pw = ::getpwuid(::getuid()); pw && pw->pw_dir && *pw->pw_dir) home = pw->pw_dir;
-  else home = ".";
+  if (const char* h = std::getenv("HOME"); h && *h)
+    home = h;
+  else if (const passwd* pw = ::getpwuid(::getuid()); pw && pw->pw_dir && *pw->pw_dir)
+    home = pw->pw_dir;
+  else
+    home = ".";
   return home + "/.cache/mascot";
 }
 
@@ -37,8 +40,10 @@ DataSource resolve_dataset(const std::string& name) {
   if (!detail::path_exists(src.train_path)) {
     std::string names;
     for (const std::string& n : synthetic_names()) names += (names.empty() ? "" : ", ") + n;
-    src.unavailable = "dataset '" + name + "' is not prepared: " + src.train_path + " does not exist (run `mascot data "
-                      "prepare " + name + "`, or use a synthetic name: " + names + ")";
+    src.unavailable = "dataset '" + name + "' is not prepared: " + src.train_path +
+                      " does not exist (run `mascot data "
+                      "prepare " +
+                      name + "`, or use a synthetic name: " + names + ")";
   }
   return src;
 }

@@ -134,8 +134,10 @@ void fsync_dir(const std::string& dir) noexcept {
 void remove_path(const std::string& p) noexcept {
   struct stat st;
   if (::lstat(p.c_str(), &st) != 0) return;
-  if (S_ISDIR(st.st_mode)) remove_tree(p);
-  else ::unlink(p.c_str());
+  if (S_ISDIR(st.st_mode))
+    remove_tree(p);
+  else
+    ::unlink(p.c_str());
 }
 
 // ---- temp names: ".NAME.TAG.PID.N" beside the target (NAME cut to 200 bytes: any name fits)
@@ -177,7 +179,7 @@ struct Resolved {
   std::string path;  // absolute, canonical (parent realpath'ed, final symlinks followed); "" for an fd
   int fd = -1;       // /dev/fd/N, /proc/self/fd/N, /dev/stdout...: the descriptor
   bool exists = false;
-  struct stat st {};
+  struct stat st{};
 };
 
 std::string real_path(const std::string& p, int* err) {
@@ -304,8 +306,8 @@ std::shared_ptr<LockedDir> LockedDir::acquire(const std::string& dir, const std:
       if (e == EWOULDBLOCK) {
         const long pid = n > 0 ? std::strtol(buf, nullptr, 10) : 0;
         throw IoError(label + " is in use by " +
-                      (pid > 0 ? "process " + std::to_string(pid) : std::string("another process")) +
-                      " (it holds " + kLockFile + "); wait for it to end, or choose another directory");
+                      (pid > 0 ? "process " + std::to_string(pid) : std::string("another process")) + " (it holds " +
+                      kLockFile + "); wait for it to end, or choose another directory");
       }
       throw IoError(label + ": cannot lock " + kLockFile + ": " + errstr(e));
     }
@@ -428,7 +430,7 @@ struct OutputSet::Output {
 struct OutputSet::Input {
   std::string what, given, path;
   bool exists = false;
-  struct stat st {};
+  struct stat st{};
 };
 
 OutputSet::OutputSet() = default;
@@ -497,11 +499,16 @@ void OutputSet::prepare_output(Output& o) {
   }
   const bool is_dir = o.r.exists && S_ISDIR(o.r.st.st_mode);
   if (o.kind == K::kFile) {
-    if (!o.r.exists || S_ISREG(o.r.st.st_mode)) o.mode = Output::Mode::kReplace;
-    else if (is_dir) o.fail("is a directory");
-    else if (S_ISCHR(o.r.st.st_mode) || S_ISFIFO(o.r.st.st_mode)) o.mode = Output::Mode::kStream;
-    else if (S_ISBLK(o.r.st.st_mode)) o.fail("is a block device: refusing to write into it");
-    else o.fail("is " + kind_of(o.r.st) + ": cannot write a file there");
+    if (!o.r.exists || S_ISREG(o.r.st.st_mode))
+      o.mode = Output::Mode::kReplace;
+    else if (is_dir)
+      o.fail("is a directory");
+    else if (S_ISCHR(o.r.st.st_mode) || S_ISFIFO(o.r.st.st_mode))
+      o.mode = Output::Mode::kStream;
+    else if (S_ISBLK(o.r.st.st_mode))
+      o.fail("is a block device: refusing to write into it");
+    else
+      o.fail("is " + kind_of(o.r.st) + ": cannot write a file there");
     return;
   }
   if (o.r.path == "/") o.fail("is the root directory");
@@ -549,8 +556,9 @@ void check_replaceable(const OutputSet::Output& o) {
   int err = 0;
   const std::string cwd = real_path(".", &err);
   if (!cwd.empty() && (cwd == o.r.path || inside(cwd, o.r.path)))
-    o.fail("is the current directory or contains it; it would be replaced as a whole: give a directory outside "
-           "the current one");
+    o.fail(
+        "is the current directory or contains it; it would be replaced as a whole: give a directory outside "
+        "the current one");
 }
 
 }  // namespace
@@ -682,8 +690,10 @@ void OutputSet::stage(Output& o) {
   }
   // live directory: created now when missing, locked, then the owner's checks
   if (!o.r.exists) {
-    if (::mkdir(o.r.path.c_str(), 0777) == 0) o.created = true;
-    else if (errno != EEXIST) o.fail(create_failure("it", o.dir(), errno));
+    if (::mkdir(o.r.path.c_str(), 0777) == 0)
+      o.created = true;
+    else if (errno != EEXIST)
+      o.fail(create_failure("it", o.dir(), errno));
   }
   try {
     o.lock = LockedDir::acquire(o.r.path, o.label());
@@ -830,9 +840,12 @@ void OutputSet::publish_all() {
         int r = 0;
         if (::lstat(o.r.path.c_str(), &st) != 0) {
           r = rename_noreplace(o.staged, o.r.path);
-          if (r == 0) o.step = S::kCreated;
-          else if (r != EEXIST) o.fail("cannot move it into place: " + errstr(r));
-          else if (dir) check_replaceable(o);  // created meanwhile: replaced below if it may be
+          if (r == 0)
+            o.step = S::kCreated;
+          else if (r != EEXIST)
+            o.fail("cannot move it into place: " + errstr(r));
+          else if (dir)
+            check_replaceable(o);  // created meanwhile: replaced below if it may be
         }
         if (o.step == S::kNone) {
           r = rename2(o.staged, o.r.path, kRenameExchange);
@@ -885,14 +898,21 @@ void OutputSet::publish_all() {
       if (k >= order.size()) continue;
       Output& o = *order[k];
       switch (o.step) {
-        case S::kExchanged: rename2(o.staged, o.r.path, kRenameExchange); break;
+        case S::kExchanged:
+          rename2(o.staged, o.r.path, kRenameExchange);
+          break;
         case S::kMovedAside:
           rename_plain(o.r.path, o.staged);
           rename_plain(o.old, o.r.path);
           break;
-        case S::kRenamedWithBackup: rename_plain(o.old, o.r.path); break;
-        case S::kCreated: rename_plain(o.r.path, o.staged); break;
-        default: break;
+        case S::kRenamedWithBackup:
+          rename_plain(o.old, o.r.path);
+          break;
+        case S::kCreated:
+          rename_plain(o.r.path, o.staged);
+          break;
+        default:
+          break;
       }
       o.step = S::kNone;
       o.old.clear();

@@ -44,7 +44,8 @@ MemoryPlan build(Device dev, int threads, const TrainConfig& cfg, int64_t m, int
   const uint64_t tr = static_cast<uint64_t>(nnz), te = static_cast<uint64_t>(nt);
   const bool cuda = dev == Device::kCuda;
   const unsigned all = kSetup | kTrain | kFinish;
-  auto add = [&](const std::string& name, uint64_t bytes, bool device, unsigned phases, bool sk = false, bool pt = false) {
+  auto add = [&](const std::string& name, uint64_t bytes, bool device, unsigned phases, bool sk = false,
+                 bool pt = false) {
     if (bytes > 0) p.items.push_back(MemoryItem{name, bytes, device, phases, sk, pt});
   };
   // host: the caller's rating sets and the trainer's own, relabelled in place (trainer.cc).  A
@@ -81,22 +82,27 @@ MemoryPlan build(Device dev, int threads, const TrainConfig& cfg, int64_t m, int
   // groups realised: at most one per row (widened: two int counts may sum past INT_MAX, a
   // fuzzed checkpoint's config found it)
   const auto side_groups = [](int g, int64_t rows_of_side) {
-    return std::min<uint64_t>(static_cast<uint64_t>(std::max(g, 1)), static_cast<uint64_t>(std::max<int64_t>(rows_of_side, 1)));
+    return std::min<uint64_t>(static_cast<uint64_t>(std::max(g, 1)),
+                              static_cast<uint64_t>(std::max<int64_t>(rows_of_side, 1)));
   };
   const uint64_t groups =
       t.switching == Switching::kGlobal ? 2 : side_groups(cfg.user_groups, m) + side_groups(cfg.item_groups, n);
   if (st == Storage::kPerGroup) {
-    if (!cuda) add("q-error accumulators (per thread)", static_cast<uint64_t>(threads) * groups * (8 * k + 16), false, kTrain, true, true);
-    else add("q-error accumulators (per block partials)", 64 * groups * (8 * k + 16), true, kTrain, true);
+    if (!cuda)
+      add("q-error accumulators (per thread)", static_cast<uint64_t>(threads) * groups * (8 * k + 16), false, kTrain,
+          true, true);
+    else
+      add("q-error accumulators (per block partials)", 64 * groups * (8 * k + 16), true, kTrain, true);
   }
   add("group tables", groups * 32, cuda, kTrain | kFinish);
   if (!cuda && t.competing())
-    add("competing method scratch (per thread)", static_cast<uint64_t>(threads) * (40 * k + 512), false, kTrain, true, true);
+    add("competing method scratch (per thread)", static_cast<uint64_t>(threads) * (40 * k + 512), false, kTrain, true,
+        true);
   // finishing: backend factors() as float32, then the model in original ids
   add("result: factors as float32", 4 * k * rows, false, kFinish, true);
   add("result: model in original ids", 4 * k * rows, false, kFinish, true);
-  add("runtime overhead (code, stacks, allocator)", (12u << 20) + static_cast<uint64_t>(threads) * (256u << 10), false, all,
-      false, true);
+  add("runtime overhead (code, stacks, allocator)", (12u << 20) + static_cast<uint64_t>(threads) * (256u << 10), false,
+      all, false, true);
   compute_peaks(&p);
   return p;
 }
@@ -123,10 +129,14 @@ int64_t host_available_bytes() noexcept {
     std::string unit;
     while (f >> key >> kb) {
       std::getline(f, unit);
-      if (key == "MemAvailable:") { avail = kb * 1024; break; }
+      if (key == "MemAvailable:") {
+        avail = kb * 1024;
+        break;
+      }
     }
     // a cgroup (v2) limit below that, as in containers: what the limit still allows
-    const int64_t lim = read_int_file("/sys/fs/cgroup/memory.max"), cur = read_int_file("/sys/fs/cgroup/memory.current");
+    const int64_t lim = read_int_file("/sys/fs/cgroup/memory.max"),
+                  cur = read_int_file("/sys/fs/cgroup/memory.current");
     if (lim >= 0 && cur >= 0) {
       const int64_t left = lim > cur ? lim - cur : 0;
       if (avail < 0 || left < avail) avail = left;
@@ -167,7 +177,8 @@ MemoryPlan plan_memory(const Context& ctx, const TrainConfig& cfg, int64_t n_use
 std::string MemoryPlan::to_text() const {
   std::ostringstream o;
   char line[256];
-  std::snprintf(line, sizeof line, "memory plan: device %s, %d threads, k %d, %lld users, %lld items, %lld train, %lld test\n",
+  std::snprintf(line, sizeof line,
+                "memory plan: device %s, %d threads, k %d, %lld users, %lld items, %lld train, %lld test\n",
                 to_string(device).c_str(), threads, k, static_cast<long long>(n_users), static_cast<long long>(n_items),
                 static_cast<long long>(n_train), static_cast<long long>(n_test));
   o << line;
@@ -182,13 +193,16 @@ std::string MemoryPlan::to_text() const {
                   ph.c_str(), static_cast<unsigned long long>(it.bytes), human_bytes(it.bytes).c_str());
     o << line;
   }
-  std::snprintf(line, sizeof line, "  host peak   %llu bytes (%s); available %s\n", static_cast<unsigned long long>(host_peak),
-                human_bytes(host_peak).c_str(),
-                host_available < 0 ? "unknown" : (human_bytes(static_cast<uint64_t>(host_available)) + " (MemAvailable, cgroup limit, MASCOT_MEMORY_LIMIT)").c_str());
+  std::snprintf(line, sizeof line, "  host peak   %llu bytes (%s); available %s\n",
+                static_cast<unsigned long long>(host_peak), human_bytes(host_peak).c_str(),
+                host_available < 0 ? "unknown"
+                                   : (human_bytes(static_cast<uint64_t>(host_available)) +
+                                      " (MemAvailable, cgroup limit, MASCOT_MEMORY_LIMIT)")
+                                         .c_str());
   o << line;
   if (device == Device::kCuda) {
-    std::snprintf(line, sizeof line, "  device peak %llu bytes (%s); free %s\n", static_cast<unsigned long long>(device_peak),
-                  human_bytes(device_peak).c_str(),
+    std::snprintf(line, sizeof line, "  device peak %llu bytes (%s); free %s\n",
+                  static_cast<unsigned long long>(device_peak), human_bytes(device_peak).c_str(),
                   device_available < 0 ? "unknown" : human_bytes(static_cast<uint64_t>(device_available)).c_str());
     o << line;
   }
@@ -232,7 +246,7 @@ std::string MemoryPlan::refusal() const {
   std::string top;
   for (size_t x = 0; x < v.size() && x < 3; ++x) top += (x ? "; " : "") + v[x]->name + " " + human_bytes(v[x]->bytes);
   // largest k that fits (plans are monotone in k)
-  int lo = 0, hi = k;  // lo fits (or 0), hi does not
+  int lo = 0, hi = k;           // lo fits (or 0), hi does not
   auto fits_at = [&](int kk) {  // k-dependent items scale linearly with k
     uint64_t peak = 0;
     for (unsigned ph : {kSetup, kTrain, kFinish}) {
@@ -247,15 +261,19 @@ std::string MemoryPlan::refusal() const {
   };
   while (hi - lo > 1) {
     const int mid = lo + (hi - lo) / 2;
-    if (fits_at(mid)) lo = mid;
-    else hi = mid;
+    if (fits_at(mid))
+      lo = mid;
+    else
+      hi = mid;
   }
   uint64_t per_thread = 0;
   for (const MemoryItem& it : items)
     if (it.device == dev_side && it.per_thread) per_thread += it.bytes;
   std::string advice;
-  if (lo >= 1) advice = "use a smaller k (at most " + std::to_string(lo) + " fits)";
-  else advice = "use a smaller dataset or a larger machine (even k=1 does not fit)";
+  if (lo >= 1)
+    advice = "use a smaller k (at most " + std::to_string(lo) + " fits)";
+  else
+    advice = "use a smaller dataset or a larger machine (even k=1 does not fit)";
   if (!dev_side && threads > 1 && per_thread * 10 > need) advice += ", fewer threads";
   if (dev_side) {
     advice += ", or train on the CPU (--device cpu)";

@@ -43,30 +43,42 @@ const MethodTraits& method_traits(Method m) {
 
 std::string to_string(Storage s) {
   switch (s) {
-    case Storage::kFp32: return "fp32";
-    case Storage::kFp16: return "fp16";
-    case Storage::kPerGroup: return "per-group";
-    case Storage::kFp32Master: return "fp32-master";
+    case Storage::kFp32:
+      return "fp32";
+    case Storage::kFp16:
+      return "fp16";
+    case Storage::kPerGroup:
+      return "per-group";
+    case Storage::kFp32Master:
+      return "fp32-master";
   }
   return "?";
 }
 
 std::string to_string(Arithmetic a) {
   switch (a) {
-    case Arithmetic::kFp32: return "fp32";
-    case Arithmetic::kFp16: return "fp16";
-    case Arithmetic::kFp16Products: return "fp16-products";
-    case Arithmetic::kFixedPoint: return "fixed-point";
+    case Arithmetic::kFp32:
+      return "fp32";
+    case Arithmetic::kFp16:
+      return "fp16";
+    case Arithmetic::kFp16Products:
+      return "fp16-products";
+    case Arithmetic::kFixedPoint:
+      return "fixed-point";
   }
   return "?";
 }
 
 std::string to_string(Switching s) {
   switch (s) {
-    case Switching::kNone: return "none";
-    case Switching::kPerGroup: return "per-group";
-    case Switching::kGlobal: return "global";
-    case Switching::kMethodOwned: return "method";
+    case Switching::kNone:
+      return "none";
+    case Switching::kPerGroup:
+      return "per-group";
+    case Switching::kGlobal:
+      return "global";
+    case Switching::kMethodOwned:
+      return "method";
   }
   return "?";
 }

@@ -19,10 +19,10 @@
 namespace mascot {
 
 float Model::predict(int64_t u, int64_t i) const {
-  MASCOT_CHECK_ARG(u >= 0 && u < n_users, "user id " + std::to_string(u) + " is outside the model (0.." +
-                                              std::to_string(n_users - 1) + ")");
-  MASCOT_CHECK_ARG(i >= 0 && i < n_items, "item id " + std::to_string(i) + " is outside the model (0.." +
-                                              std::to_string(n_items - 1) + ")");
+  MASCOT_CHECK_ARG(u >= 0 && u < n_users,
+                   "user id " + std::to_string(u) + " is outside the model (0.." + std::to_string(n_users - 1) + ")");
+  MASCOT_CHECK_ARG(i >= 0 && i < n_items,
+                   "item id " + std::to_string(i) + " is outside the model (0.." + std::to_string(n_items - 1) + ")");
   const float* p = &P[static_cast<size_t>(u) * k];
   const float* q = &Q[static_cast<size_t>(i) * k];
   double s = 0;
@@ -97,7 +97,10 @@ class NpyHeaderParser {
     expect('{');
     for (;;) {
       ws();
-      if (peek() == '}') { ++p_; break; }
+      if (peek() == '}') {
+        ++p_;
+        break;
+      }
       const std::string key = string();
       ws();
       expect(':');
@@ -118,7 +121,10 @@ class NpyHeaderParser {
         fail("unexpected key '" + printable(key) + "'");
       }
       ws();
-      if (peek() == ',') { ++p_; continue; }
+      if (peek() == ',') {
+        ++p_;
+        continue;
+      }
       ws();
       expect('}');
       break;
@@ -133,7 +139,9 @@ class NpyHeaderParser {
  private:
   [[noreturn]] void fail(const std::string& what) const { throw_invalid(path_ + ": bad .npy header: " + what); }
   char peek() const { return p_ < h_.size() ? h_[p_] : '\0'; }
-  void ws() { while (p_ < h_.size() && (h_[p_] == ' ' || h_[p_] == '\t' || h_[p_] == '\n')) ++p_; }
+  void ws() {
+    while (p_ < h_.size() && (h_[p_] == ' ' || h_[p_] == '\t' || h_[p_] == '\n')) ++p_;
+  }
   void expect(char c) {
     if (peek() != c) fail(std::string("expected '") + c + "' at byte " + std::to_string(p_));
     ++p_;
@@ -148,8 +156,14 @@ class NpyHeaderParser {
     return s;
   }
   bool boolean() {
-    if (h_.compare(p_, 4, "True") == 0) { p_ += 4; return true; }
-    if (h_.compare(p_, 5, "False") == 0) { p_ += 5; return false; }
+    if (h_.compare(p_, 4, "True") == 0) {
+      p_ += 4;
+      return true;
+    }
+    if (h_.compare(p_, 5, "False") == 0) {
+      p_ += 5;
+      return false;
+    }
     fail("'fortran_order' must be True or False");
   }
   std::vector<uint64_t> tuple() {
@@ -157,7 +171,10 @@ class NpyHeaderParser {
     std::vector<uint64_t> dims;
     for (;;) {
       ws();
-      if (peek() == ')') { ++p_; return dims; }
+      if (peek() == ')') {
+        ++p_;
+        return dims;
+      }
       if (peek() < '0' || peek() > '9') fail("'shape' must be a tuple of non-negative integers");
       uint64_t v = 0;
       while (peek() >= '0' && peek() <= '9') {
@@ -169,7 +186,10 @@ class NpyHeaderParser {
       dims.push_back(v);
       if (dims.size() > 32) fail("'shape' has too many dimensions");
       ws();
-      if (peek() == ',') { ++p_; continue; }
+      if (peek() == ',') {
+        ++p_;
+        continue;
+      }
       expect(')');
       return dims;
     }
@@ -267,8 +287,9 @@ void check_model_files(const Model& m, const std::vector<ModelFile>& extra_files
     const std::string& n = f.first;
     const std::vector<std::string> names = model_file_names();
     MASCOT_CHECK_ARG(std::find(names.begin() + 3, names.end(), n) != names.end(),
-                     "model file name '" + n + "' is not allowed (one of user_ids.npy, item_ids.npy, "
-                     "seen_indptr.npy, seen_indices.npy)");
+                     "model file name '" + n +
+                         "' is not allowed (one of user_ids.npy, item_ids.npy, "
+                         "seen_indptr.npy, seen_indices.npy)");
   }
   std::string bad = first_non_finite(m.P, m.n_users, m.k, "user");
   if (bad.empty()) bad = first_non_finite(m.Q, m.n_items, m.k, "item");
@@ -359,10 +380,12 @@ std::string libmf_format(const std::string& path, const Model& m, double bias, c
   MASCOT_CHECK_ARG(m.P.size() == static_cast<size_t>(m.n_users) * static_cast<size_t>(m.k) &&
                        m.Q.size() == static_cast<size_t>(m.n_items) * static_cast<size_t>(m.k),
                    "model arrays do not match its shape");
-  MASCOT_CHECK_ARG(user_rated.empty() || user_rated.size() == static_cast<size_t>(m.n_users),
-                   "user_rated has " + std::to_string(user_rated.size()) + " flags for " + std::to_string(m.n_users) + " users");
-  MASCOT_CHECK_ARG(item_rated.empty() || item_rated.size() == static_cast<size_t>(m.n_items),
-                   "item_rated has " + std::to_string(item_rated.size()) + " flags for " + std::to_string(m.n_items) + " items");
+  MASCOT_CHECK_ARG(
+      user_rated.empty() || user_rated.size() == static_cast<size_t>(m.n_users),
+      "user_rated has " + std::to_string(user_rated.size()) + " flags for " + std::to_string(m.n_users) + " users");
+  MASCOT_CHECK_ARG(
+      item_rated.empty() || item_rated.size() == static_cast<size_t>(m.n_items),
+      "item_rated has " + std::to_string(item_rated.size()) + " flags for " + std::to_string(m.n_items) + " items");
   MASCOT_CHECK_ARG(std::isfinite(bias), "LIBMF bias b must be finite");
   // LIBMF's mf_int is 32-bit: larger models cannot be read by mf-predict.
   MASCOT_CHECK_ARG(m.n_users <= 2147483647 && m.n_items <= 2147483647, "model too large for LIBMF's 32-bit ids");
@@ -395,9 +418,9 @@ std::pair<std::vector<uint8_t>, std::vector<uint8_t>> rated_rows(const RatingSet
 
 std::string libmf_text(const std::string& path, const Model& m, double mean, const std::vector<uint8_t>& user_rated,
                        const std::vector<uint8_t>& item_rated) {
-  MASCOT_CHECK_ARG(static_cast<int64_t>(user_rated.size()) <= m.n_users &&
-                       static_cast<int64_t>(item_rated.size()) <= m.n_items,
-                   "training set has more users or items than the model");
+  MASCOT_CHECK_ARG(
+      static_cast<int64_t>(user_rated.size()) <= m.n_users && static_cast<int64_t>(item_rated.size()) <= m.n_items,
+      "training set has more users or items than the model");
   std::vector<uint8_t> ur(user_rated), ir(item_rated);
   ur.resize(static_cast<size_t>(m.n_users), 0);
   ir.resize(static_cast<size_t>(m.n_items), 0);
@@ -434,11 +457,12 @@ Model load_model(const std::string& dir) {
   m.n_items = qr;
   m.k = static_cast<int>(pc);
   // a model whose factors are not finite answers nothing (recommend would return empty rows)
-  for (const auto& [F, rows, file, what] : {std::make_tuple(&m.P, pr, "P.npy", "user"),
-                                            std::make_tuple(&m.Q, qr, "Q.npy", "item")}) {
+  for (const auto& [F, rows, file, what] :
+       {std::make_tuple(&m.P, pr, "P.npy", "user"), std::make_tuple(&m.Q, qr, "Q.npy", "item")}) {
     const std::string bad = first_non_finite(*F, rows, m.k, what);
     if (!bad.empty())
-      throw_invalid(dir + "/" + file + ": " + bad + " holds NaN or inf (a damaged model, or one of a run that "
+      throw_invalid(dir + "/" + file + ": " + bad +
+                    " holds NaN or inf (a damaged model, or one of a run that "
                     "diverged)");
   }
   return m;

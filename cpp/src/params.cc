@@ -20,12 +20,18 @@ namespace {
 // ---------------------------------------------------------------- types
 template <class T>
 constexpr Type type_of() {
-  if constexpr (std::is_enum_v<T>) return Type::kEnum;
-  else if constexpr (std::is_same_v<T, bool>) return Type::kBool;
-  else if constexpr (std::is_same_v<T, int>) return Type::kInt;
-  else if constexpr (std::is_same_v<T, uint64_t>) return Type::kUint64;
-  else if constexpr (std::is_same_v<T, float>) return Type::kFloat;
-  else if constexpr (std::is_same_v<T, double>) return Type::kDouble;
+  if constexpr (std::is_enum_v<T>)
+    return Type::kEnum;
+  else if constexpr (std::is_same_v<T, bool>)
+    return Type::kBool;
+  else if constexpr (std::is_same_v<T, int>)
+    return Type::kInt;
+  else if constexpr (std::is_same_v<T, uint64_t>)
+    return Type::kUint64;
+  else if constexpr (std::is_same_v<T, float>)
+    return Type::kFloat;
+  else if constexpr (std::is_same_v<T, double>)
+    return Type::kDouble;
   else {
     static_assert(std::is_same_v<T, std::vector<int>>, "a parameter type params.cc does not know");
     return Type::kIntList;
@@ -35,13 +41,13 @@ constexpr Type type_of() {
 // The enums' names (config.h, context.h), for any enum-typed row.
 template <class E>
 struct EnumOps;
-#define MASCOT_ENUM_OPS(E, parse, names)                                                               \
-  template <>                                                                                         \
-  struct EnumOps<E> {                                                                                 \
-    static std::string get(const void* p) { return to_string(*static_cast<const E*>(p)); }          \
-    static void set(void* p, const std::string& s) { *static_cast<E*>(p) = parse(s); }               \
-    static E parse_name(const std::string& s) { return parse(s); }                                    \
-    static std::vector<std::string> all() { return names(); }                                         \
+#define MASCOT_ENUM_OPS(E, parse, names)                                                   \
+  template <>                                                                              \
+  struct EnumOps<E> {                                                                      \
+    static std::string get(const void* p) { return to_string(*static_cast<const E*>(p)); } \
+    static void set(void* p, const std::string& s) { *static_cast<E*>(p) = parse(s); }     \
+    static E parse_name(const std::string& s) { return parse(s); }                         \
+    static std::vector<std::string> all() { return names(); }                              \
   };
 MASCOT_ENUM_OPS(Method, parse_method, method_names)
 MASCOT_ENUM_OPS(Rounding, parse_rounding, rounding_names)
@@ -124,22 +130,31 @@ uint64_t parse_u64(const std::string& what, const std::string& v) {
 template <class T>
 void json_field(detail::JsonWriter& w, const char* name, const T& v, const Check& check) {
   w.key(name);
-  if constexpr (std::is_enum_v<T>) w.value(to_string(v));
-  else if constexpr (std::is_same_v<T, std::vector<int>>) w.array(v);
+  if constexpr (std::is_enum_v<T>)
+    w.value(to_string(v));
+  else if constexpr (std::is_same_v<T, std::vector<int>>)
+    w.array(v);
   else if constexpr (std::is_same_v<T, double>) {
-    if (check.kind == Check::kShareOrOff && v < 0) w.null();  // off
-    else w.value(v);
-  } else w.value(v);
+    if (check.kind == Check::kShareOrOff && v < 0)
+      w.null();  // off
+    else
+      w.value(v);
+  } else
+    w.value(v);
 }
 
 template <class T>
 void put_field(detail::BinWriter& w, const char* name, const T& v) {
   w.str(name);
   w.pod(static_cast<uint8_t>(type_of<T>()));
-  if constexpr (std::is_enum_v<T>) w.str(to_string(v));
-  else if constexpr (std::is_same_v<T, std::vector<int>>) w.vec(v);
-  else if constexpr (std::is_same_v<T, bool>) w.pod(static_cast<uint8_t>(v ? 1 : 0));
-  else w.pod(v);
+  if constexpr (std::is_enum_v<T>)
+    w.str(to_string(v));
+  else if constexpr (std::is_same_v<T, std::vector<int>>)
+    w.vec(v);
+  else if constexpr (std::is_same_v<T, bool>)
+    w.pod(static_cast<uint8_t>(v ? 1 : 0));
+  else
+    w.pod(v);
 }
 
 template <class T>
@@ -224,7 +239,7 @@ const std::vector<Param>& table() {
   static const std::vector<Param> rows = [] {
     std::vector<Param> v;
 #define MASCOT_ROW(scope, path, type, name, def, check, methods, section, flag, metavar, help) \
-  v.push_back(row<type>(#name, scope, check, methods, section, flag, metavar, help,             \
+  v.push_back(row<type>(#name, scope, check, methods, section, flag, metavar, help,            \
                         [](Settings& s) -> void* { return &s.path name; }));
 #define MASCOT_CONFIG_ROW(...) MASCOT_ROW(Scope::kConfig, config., __VA_ARGS__)
 #define MASCOT_COMPETING_ROW(...) MASCOT_ROW(Scope::kCompeting, config.competing., __VA_ARGS__)
@@ -250,12 +265,18 @@ const Param* find(const std::string& name) {
 std::string to_text(const Param& p, const Settings& s) {
   const void* f = p.at(s);
   switch (p.type) {
-    case Type::kInt: return std::to_string(*static_cast<const int*>(f));
-    case Type::kUint64: return std::to_string(*static_cast<const uint64_t*>(f));
-    case Type::kFloat: return num(*static_cast<const float*>(f));
-    case Type::kDouble: return num(*static_cast<const double*>(f));
-    case Type::kBool: return *static_cast<const bool*>(f) ? "true" : "false";
-    case Type::kEnum: return p.enum_get(f);
+    case Type::kInt:
+      return std::to_string(*static_cast<const int*>(f));
+    case Type::kUint64:
+      return std::to_string(*static_cast<const uint64_t*>(f));
+    case Type::kFloat:
+      return num(*static_cast<const float*>(f));
+    case Type::kDouble:
+      return num(*static_cast<const double*>(f));
+    case Type::kBool:
+      return *static_cast<const bool*>(f) ? "true" : "false";
+    case Type::kEnum:
+      return p.enum_get(f);
     case Type::kIntList: {
       std::vector<std::string> parts;
       for (int x : *static_cast<const std::vector<int>*>(f)) parts.push_back(std::to_string(x));
@@ -268,11 +289,21 @@ std::string to_text(const Param& p, const Settings& s) {
 void set_text(const Param& p, Settings* s, const std::string& text, const std::string& what) {
   void* f = p.field(*s);
   switch (p.type) {
-    case Type::kInt: *static_cast<int*>(f) = parse_i32(what, text); return;
-    case Type::kUint64: *static_cast<uint64_t*>(f) = parse_u64(what, text); return;
-    case Type::kFloat: *static_cast<float*>(f) = parse_f32(what, text); return;
-    case Type::kDouble: *static_cast<double*>(f) = parse_num(what, text); return;
-    case Type::kEnum: p.enum_set(f, text); return;
+    case Type::kInt:
+      *static_cast<int*>(f) = parse_i32(what, text);
+      return;
+    case Type::kUint64:
+      *static_cast<uint64_t*>(f) = parse_u64(what, text);
+      return;
+    case Type::kFloat:
+      *static_cast<float*>(f) = parse_f32(what, text);
+      return;
+    case Type::kDouble:
+      *static_cast<double*>(f) = parse_num(what, text);
+      return;
+    case Type::kEnum:
+      p.enum_set(f, text);
+      return;
     case Type::kBool:
       MASCOT_CHECK_ARG(text == "true" || text == "false", what + " expects true or false (got '" + text + "')");
       *static_cast<bool*>(f) = text == "true";
@@ -322,8 +353,10 @@ const Option* find_option(const std::string& flag) {
 void Option::apply(Settings* s, const std::string& value) const {
   switch (kind) {
     case kRow:
-      if (!takes_value()) *static_cast<bool*>(first->field(*s)) = true;  // a flag: --grad-stats
-      else set_text(*first, s, value, flag);
+      if (!takes_value())
+        *static_cast<bool*>(first->field(*s)) = true;  // a flag: --grad-stats
+      else
+        set_text(*first, s, value, flag);
       return;
     case kBoth:
       set_text(*first, s, value, flag);
@@ -355,8 +388,8 @@ void check_option_method(const Option& o, Method method) {
 }
 
 std::string help(const Settings& defaults) {
-  static const char* const kTitles[] = {"model and training", "g-switching", "studies", "competing methods", "ALS",
-                                        "run"};
+  static const char* const kTitles[] = {"model and training", "g-switching", "studies",
+                                        "competing methods",  "ALS",         "run"};
   constexpr size_t kColumn = 28, kWidth = 110;
   std::string out;
   for (int section = kTraining; section < kInternal; ++section) {
@@ -456,17 +489,17 @@ TrainConfig read_config(detail::BinReader& r) {
     for (const std::string& s : seen)
       if (s == key) r.fail("invalid configuration: field '" + printable(key) + "' appears twice");
     seen.push_back(key);
-#define MASCOT_GET(type, name, ...)        \
-  if (key == #name) {                      \
-    get_field(r, tag, #name, &c.name);     \
-    continue;                              \
+#define MASCOT_GET(type, name, ...)    \
+  if (key == #name) {                  \
+    get_field(r, tag, #name, &c.name); \
+    continue;                          \
   }
     MASCOT_TRAIN_PARAMS(MASCOT_GET)
 #undef MASCOT_GET
-#define MASCOT_GET(type, name, ...)                \
-  if (key == #name) {                              \
-    get_field(r, tag, #name, &c.competing.name);   \
-    continue;                                      \
+#define MASCOT_GET(type, name, ...)              \
+  if (key == #name) {                            \
+    get_field(r, tag, #name, &c.competing.name); \
+    continue;                                    \
   }
     MASCOT_COMPETING_PARAMS(MASCOT_GET)
 #undef MASCOT_GET

@@ -224,8 +224,8 @@ class TextParser {
 void RatingSet::validate(const std::string& what) const {
   const size_t n = ratings.size();
   if (users.size() != n || items.size() != n) {
-    throw_invalid(what + ": users, items and ratings have different lengths (" + std::to_string(users.size()) +
-                  ", " + std::to_string(items.size()) + ", " + std::to_string(n) + ")");
+    throw_invalid(what + ": users, items and ratings have different lengths (" + std::to_string(users.size()) + ", " +
+                  std::to_string(items.size()) + ", " + std::to_string(n) + ")");
   }
   if (n_users < 0 || n_users > kMaxEntities) {
     throw_invalid(what + ": n_users = " + std::to_string(n_users) + " is outside [0, 2^31]");
@@ -245,8 +245,8 @@ void RatingSet::validate(const std::string& what) const {
                     " is outside [0, n_items = " + std::to_string(n_items) + ")");
     }
     if (!std::isfinite(ratings[k])) {
-      throw_invalid(what + ": rating at index " + std::to_string(k) + " is not finite (" +
-                    std::to_string(ratings[k]) + ")");
+      throw_invalid(what + ": rating at index " + std::to_string(k) + " is not finite (" + std::to_string(ratings[k]) +
+                    ")");
     }
   }
 }
@@ -393,8 +393,8 @@ void write_text(const std::string& path, const RatingSet& rs) {
   char line[64];
   for (int64_t k = 0; k < rs.nnz(); ++k) {
     // %.9g: nine significant digits always round-trip a float32 exactly.
-    const int len = std::snprintf(line, sizeof line, "%d %d %.9g\n", rs.users[k], rs.items[k],
-                                  static_cast<double>(rs.ratings[k]));
+    const int len =
+        std::snprintf(line, sizeof line, "%d %d %.9g\n", rs.users[k], rs.items[k], static_cast<double>(rs.ratings[k]));
     buf.append(line, static_cast<size_t>(len));
     if (buf.size() >= (size_t{1} << 20) - sizeof line) {
       out.write(buf);

@@ -84,8 +84,7 @@ void relabel(const std::vector<int64_t>& count_old, int g, const std::vector<uin
       if (cls[(*old_of_new)[table->start[j]]] != 0) table->precision[j] = Precision::kFp32;
   table->rating_count.assign(realised, 0);
   for (int j = 0; j < realised; ++j)
-    for (int32_t id = table->start[j]; id < table->start[j + 1]; ++id)
-      table->rating_count[j] += (*count_new)[id];
+    for (int32_t id = table->start[j]; id < table->start[j + 1]; ++id) table->rating_count[j] += (*count_new)[id];
 }
 
 void count_ratings(const RatingSet& train, std::vector<int64_t>* uc, std::vector<int64_t>* ic) {
@@ -141,9 +140,15 @@ RatingSet Reorder::apply(const RatingSet& rs, int64_t* dropped) const {
   int64_t drop = 0;
   for (int64_t t = 0; t < n; ++t) {
     const int64_t u = rs.users[t], i = rs.items[t];
-    if (u < 0 || u >= out.n_users || i < 0 || i >= out.n_items) { ++drop; continue; }
+    if (u < 0 || u >= out.n_users || i < 0 || i >= out.n_items) {
+      ++drop;
+      continue;
+    }
     const int32_t nu = user_new[u], ni = item_new[i];
-    if (user_count[nu] == 0 || item_count[ni] == 0) { ++drop; continue; }
+    if (user_count[nu] == 0 || item_count[ni] == 0) {
+      ++drop;
+      continue;
+    }
     out.users.push_back(nu);
     out.items.push_back(ni);
     out.ratings.push_back(rs.ratings[t]);

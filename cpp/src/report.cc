@@ -26,7 +26,10 @@ std::string RunReport::to_json() const {
     w.begin_object();
     w.kv("epoch", e.epoch).kv("lr", e.lr).kv("train_seconds", e.train_seconds).kv("eval_seconds", e.eval_seconds);
     w.key("test_rmse");
-    if (e.test_rmse >= 0) w.value(e.test_rmse); else w.null();
+    if (e.test_rmse >= 0)
+      w.value(e.test_rmse);
+    else
+      w.null();
     w.kv("fp32_user_groups", e.fp32_user_groups).kv("fp32_item_groups", e.fp32_item_groups);
     if (!e.method_json.empty()) w.key("method").raw(e.method_json);
     if (e.measured) {
@@ -49,7 +52,10 @@ std::string RunReport::to_json() const {
   w.kv("train_seconds", total_train_seconds).kv("eval_seconds", total_eval_seconds);
   w.kv("setup_seconds", setup_seconds).kv("updates_per_second", updates_per_second);
   w.key("final_test_rmse");
-  if (final_test_rmse >= 0) w.value(final_test_rmse); else w.null();
+  if (final_test_rmse >= 0)
+    w.value(final_test_rmse);
+  else
+    w.null();
   w.kv("epochs_run", static_cast<int>(epochs.size())).kv("interrupted", interrupted);
   w.end_object();
   w.end_object();

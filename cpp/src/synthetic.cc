@@ -33,11 +33,10 @@
 //   ~ 0.2 x mean, the top 10 % of items hold ~70 % of the ratings, and (nearly) every item gets
 //   a few ratings.
 // * Each user draws its distinct items by popularity: inverse-CDF sampling (binary search in
-//   the cell of a guide table), rejecting repeats, in rounds of (degree - found) draws; after kMaxRounds the remainder is
-//   filled with the most popular items not yet chosen, so the count is exact.  With repeats:
-//   `degree` draws, nothing rejected.  A user's items
-//   are stored in ascending id order.  User and item ids are seeded permutations of the ranks,
-//   so an id says nothing about its degree.
+//   the cell of a guide table), rejecting repeats, in rounds of (degree - found) draws; after kMaxRounds the remainder
+//   is filled with the most popular items not yet chosen, so the count is exact.  With repeats: `degree` draws, nothing
+//   rejected.  A user's items are stored in ascending id order.  User and item ids are seeded permutations of the
+//   ranks, so an id says nothing about its degree.
 // * Ratings: a planted rank-kRank model, r = kMean + b_u + b_i + p_u . q_i + noise, rounded to
 //   the nearest half star and clipped to [1, 5].  The biases and the interaction give a signal
 //   std of ~0.8 and the noise std is 0.6; after rounding and clipping the ratings have mean ~3.57
@@ -129,8 +128,8 @@ SyntheticSizes scaled_sizes(const SyntheticShape& shape, double scale) {
   s.items = std::max<int64_t>(1, std::llround(static_cast<double>(shape.n_items) * side));
   s.max_degree = std::max<int64_t>(1, s.items / 4);
   s.min_degree = std::clamp<int64_t>(std::llround(shape.min_user_degree * side), 1, s.max_degree);
-  s.ratings = std::clamp<int64_t>(std::llround(static_cast<double>(shape.n_ratings) * scale),
-                                  s.users * s.min_degree, s.users * s.max_degree);
+  s.ratings = std::clamp<int64_t>(std::llround(static_cast<double>(shape.n_ratings) * scale), s.users * s.min_degree,
+                                  s.users * s.max_degree);
   s.test_fraction = shape.test_fraction;
   s.skew = shape.skew;
   return s;
@@ -306,7 +305,8 @@ std::vector<float> latent(int64_t n, double bias_std, uint64_t seed, Sub sub, in
     for (int64_t e = b * kBlock; e < std::min(n, (b + 1) * kBlock); ++e) {
       const auto base = static_cast<uint64_t>(e * kStride);
       v[e * kStride] = static_cast<float>(bias_std * normal(seed, sub, base));
-      for (int f = 1; f < kStride; ++f) v[e * kStride + f] = static_cast<float>(factor_std * normal(seed, sub, base + f));
+      for (int f = 1; f < kStride; ++f)
+        v[e * kStride + f] = static_cast<float>(factor_std * normal(seed, sub, base + f));
     }
   });
   return v;
@@ -443,9 +443,9 @@ SyntheticData generate_synthetic(const SyntheticShape& shape, double scale, uint
     const uint64_t h = draw(seed, kSubSplit, static_cast<uint64_t>(k));
     const int64_t bucket = static_cast<int64_t>(h & static_cast<uint64_t>(n_buckets - 1));
     // with repeats a pair's copies go to one side (user < 2^31, item < 2^31: the pair fits 62 bits)
-    const double coin = skew.repeats ? detail::to_unit(draw(seed, kSubSplitPair,
-                                                            static_cast<uint64_t>(u) << 31 | csr_items[k]))
-                                     : detail::to_unit(h);
+    const double coin = skew.repeats
+                            ? detail::to_unit(draw(seed, kSubSplitPair, static_cast<uint64_t>(u) << 31 | csr_items[k]))
+                            : detail::to_unit(h);
     return (coin < s.test_fraction ? n_buckets : 0) + bucket;
   };
   const int64_t n_chunks = threads;
@@ -489,7 +489,8 @@ SyntheticData generate_synthetic(const SyntheticShape& shape, double scale, uint
         const int64_t at = pos[key]++;
         dst.users[at] = static_cast<int32_t>(u);
         dst.items[at] = i;
-        dst.ratings[at] = planted_rating(p, &item_latent[i * kStride], normal(seed, kSubNoise, static_cast<uint64_t>(k)));
+        dst.ratings[at] =
+            planted_rating(p, &item_latent[i * kStride], normal(seed, kSubNoise, static_cast<uint64_t>(k)));
       }
     }
   });

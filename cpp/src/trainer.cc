@@ -34,7 +34,8 @@ void init_row(float* row, int k, float std, uint64_t seed, uint64_t stream, int6
   const uint64_t base = static_cast<uint64_t>(original_id) * static_cast<uint64_t>(k);
   for (int j = 0; j < k; ++j) {
     const uint64_t c = 2 * (base + static_cast<uint64_t>(j));
-    row[j] = static_cast<float>(static_cast<double>(std) * normal_from(hash3(seed, stream, c), hash3(seed, stream, c + 1)));
+    row[j] =
+        static_cast<float>(static_cast<double>(std) * normal_from(hash3(seed, stream, c), hash3(seed, stream, c + 1)));
   }
 }
 }  // namespace detail
@@ -199,11 +200,18 @@ class Driver {
   /// The backend, prepared with the initial tables; on resume the driver's state, the run's
   /// switches replayed through widen_groups, then the backend's state.
   void prepare(bool has_test) {
-    backend_ = cfg_.method == Method::kAls  ? make_als_backend(device_)
-               : device_ == Device::kCuda ? make_cuda_backend()
-                                          : make_cpu_backend();
-    FitInput in{&ctx_, &cfg_, &tr_, has_test ? &te_ : nullptr, &ro_.user_old, &ro_.item_old,
-                &ro_.user_groups, &ro_.item_groups, storage_};
+    backend_ = cfg_.method == Method::kAls ? make_als_backend(device_)
+               : device_ == Device::kCuda  ? make_cuda_backend()
+                                           : make_cpu_backend();
+    FitInput in{&ctx_,
+                &cfg_,
+                &tr_,
+                has_test ? &te_ : nullptr,
+                &ro_.user_old,
+                &ro_.item_old,
+                &ro_.user_groups,
+                &ro_.item_groups,
+                storage_};
     // a resumed run's driver state is read first: a wrong checkpoint fails before the (possibly
     // long) preparation
     StateReader* resume = hooks_ ? hooks_->resume : nullptr;
@@ -243,9 +251,7 @@ class Driver {
   /// Whether epoch e measures the q-error for g-switching (random_fp16 never switches).
   bool measured(int e) const { return switching() && measured_epoch(e, cfg_.warmup, cfg_.period); }
   /// Whether this run measures at all, so that groups may switch.
-  bool switching() const {
-    return traits_.switches_groups() && cfg_.random_fp16 < 0 && storage_ == Storage::kPerGroup;
-  }
+  bool switching() const { return traits_.switches_groups() && cfg_.random_fp16 < 0 && storage_ == Storage::kPerGroup; }
 
   /// One epoch; false when training stops after it (a stop asked for, or divergence).
   bool epoch(int e) {

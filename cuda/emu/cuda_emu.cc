@@ -161,7 +161,7 @@ struct Sched {
   // comes from the launching thread)
   const void* main_stack = nullptr;
   size_t main_stack_size = 0;
-  void* main_tsan = nullptr;  // the launching thread's TSan fiber
+  void* main_tsan = nullptr;           // the launching thread's TSan fiber
   char launch_sync = 0, end_sync = 0;  // TSan sync objects: launch -> threads -> after the launch
 };
 Sched g_s;
@@ -261,7 +261,7 @@ void pass(Gate& g, uint64_t seq, int needed, const char* what) {
   MASCOT_TSAN_RELEASE(&g);  // what this thread did before the gate ...
   if (++g.count >= needed) g.completed = seq;
   while (g.completed < seq) wait_turn();  // a thread that ends instead: deadlock() names it
-  MASCOT_TSAN_ACQUIRE(&g);  // ... happens before what every thread passing it does after
+  MASCOT_TSAN_ACQUIRE(&g);                // ... happens before what every thread passing it does after
   g_s.cur->waits = nullptr;
   moved();
 }
@@ -344,7 +344,10 @@ std::string where(const Fiber& f) {
 std::string lanes(uint32_t m) {
   std::string out;
   for (int l = 0; l < 32;) {
-    if (!(m >> l & 1)) { ++l; continue; }
+    if (!(m >> l & 1)) {
+      ++l;
+      continue;
+    }
     int e = l;
     while (e + 1 < 32 && (m >> (e + 1) & 1)) ++e;
     out += (out.empty() ? "" : ", ") + std::to_string(l) + (e > l ? "-" + std::to_string(e) : "");
@@ -389,7 +392,8 @@ const ThreadCoords& coords() {
 
 const uint64_t* warp_exchange(unsigned mask, uint64_t v, const char* what) {
   Fiber& f = *g_s.cur;
-  if (mask != 0xFFFFFFFFu) die(std::string(what) + " with a partial mask: the emulator models full-warp collectives only");
+  if (mask != 0xFFFFFFFFu)
+    die(std::string(what) + " with a partial mask: the emulator models full-warp collectives only");
   if ((f.warp + 1) * 32 > g_s.nthreads) die(std::string(what) + " in a partial warp (block size not a multiple of 32)");
   Warp& w = g_s.warps[f.warp];
   const uint64_t seq = ++f.wseq;  // this lane's collective number; the warp's open one is completed + 1
@@ -473,7 +477,7 @@ struct Device {
   std::mutex mu;
   std::map<void*, size_t> allocs;
   size_t used = 0;
-  long mallocs = 0;  // cudaMalloc calls so far (MASCOT_CUDA_EMU_FAIL_ALLOC)
+  long mallocs = 0;   // cudaMalloc calls so far (MASCOT_CUDA_EMU_FAIL_ALLOC)
   long launches = 0;  // kernel launches so far (MASCOT_CUDA_EMU_FAULT_LAUNCH)
   cudaError_t last = cudaSuccess;
   cudaError_t sticky = cudaSuccess;  // a device fault: every later call fails with it
@@ -601,7 +605,8 @@ cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void* func) {
 }
 cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* n, const void*, int block, size_t) {
   if (block < 1 || block > 1024) return fail(cudaErrorInvalidValue);
-  *n = 2048 / block < 32 ? 2048 / block : 32;  // thread-limited, as for kernels without a register or shared-memory limit
+  *n = 2048 / block < 32 ? 2048 / block
+                         : 32;  // thread-limited, as for kernels without a register or shared-memory limit
   return cudaSuccess;
 }
 cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int* n, const void* f, int block, size_t smem,
@@ -667,14 +672,22 @@ cudaError_t cudaGetLastError() {
 cudaError_t cudaPeekAtLastError() { return dev().last; }
 const char* cudaGetErrorString(cudaError_t e) {
   switch (e) {
-    case cudaSuccess: return "no error";
-    case cudaErrorMemoryAllocation: return "out of memory";
-    case cudaErrorInvalidValue: return "invalid argument";
-    case cudaErrorInvalidDevice: return "invalid device ordinal";
-    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
-    case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
-    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
-    default: return "unknown error (emulator)";
+    case cudaSuccess:
+      return "no error";
+    case cudaErrorMemoryAllocation:
+      return "out of memory";
+    case cudaErrorInvalidValue:
+      return "invalid argument";
+    case cudaErrorInvalidDevice:
+      return "invalid device ordinal";
+    case cudaErrorNoDevice:
+      return "no CUDA-capable device is detected";
+    case cudaErrorInsufficientDriver:
+      return "CUDA driver version is insufficient for CUDA runtime version";
+    case cudaErrorIllegalAddress:
+      return "an illegal memory access was encountered";
+    default:
+      return "unknown error (emulator)";
   }
 }
 cudaError_t cudaEventCreate(cudaEvent_t* e) {

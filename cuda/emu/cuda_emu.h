@@ -81,10 +81,13 @@ struct Launcher {
       void (*kernel)(A...);
       std::tuple<std::decay_t<A>...> args;
     } ctx{kernel, std::tuple<std::decay_t<A>...>(std::forward<Args>(args)...)};
-    run_grid(grid, block, [](void* c) {
-      auto* x = static_cast<Ctx*>(c);
-      std::apply(x->kernel, x->args);  // the kernel's by-value parameters are copied per thread
-    }, &ctx);
+    run_grid(
+        grid, block,
+        [](void* c) {
+          auto* x = static_cast<Ctx*>(c);
+          std::apply(x->kernel, x->args);  // the kernel's by-value parameters are copied per thread
+        },
+        &ctx);
   }
 };
 template <class... A>
@@ -163,7 +166,9 @@ inline T atomic_update(T* p, F f) {
 }
 }  // namespace mascot_emu
 template <class T>
-inline T __ldcg(const T* p) { return *p; }
+inline T __ldcg(const T* p) {
+  return *p;
+}
 template <class T>
 inline T atomicAdd(T* p, T v) {
   return ::mascot_emu::atomic_update(p, [v](T o) { return static_cast<T>(o + v); });

@@ -102,7 +102,8 @@ void restamp(std::string& man, const std::string& key, const std::string& value)
 bool good_name(const std::string& f) {
   if (f.empty() || f.size() > 100 || f[0] == '.') return false;
   for (char c : f)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+          c == '-'))
       return false;
   return true;
 }
@@ -167,7 +168,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::require(static_cast<int>(info.report.epochs.size()) == info.epochs_done, "one report record per epoch done");
     fuzz::require(info.every >= 1 && info.context.threads >= 1, "every and threads positive");
     ++counts.read_ok;
-    if (std::getenv("MASCOT_FUZZ_VERBOSE")) std::fprintf(stderr, "checkpoint: read ok (%d epochs done)\n", info.epochs_done);
+    if (std::getenv("MASCOT_FUZZ_VERBOSE"))
+      std::fprintf(stderr, "checkpoint: read ok (%d epochs done)\n", info.epochs_done);
     if (info.config.epochs - info.epochs_done > 3 || info.config.k > 64 || info.context.threads > 2) return;
     TrainResult r;
     try {
@@ -181,8 +183,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     const Model& m = r.model;
     fuzz::require(m.k == info.config.k && m.n_users == train.n_users && m.n_items == train.n_items, "model shape");
-    fuzz::require(m.P.size() == static_cast<size_t>(m.n_users * m.k) && m.Q.size() == static_cast<size_t>(m.n_items * m.k),
-                  "P and Q sizes");
+    fuzz::require(
+        m.P.size() == static_cast<size_t>(m.n_users * m.k) && m.Q.size() == static_cast<size_t>(m.n_items * m.k),
+        "P and Q sizes");
     fuzz::require(static_cast<int>(r.report.epochs.size()) == info.config.epochs, "report covers every epoch");
     const CheckpointInfo after = read_checkpoint(dir, true);
     fuzz::require(after.epochs_done == info.config.epochs, "the final checkpoint is complete");

@@ -13,11 +13,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string out = fuzz::scratch_dir() + "/out.mrat";
     write_mrat(out, rs);
     const RatingSet back = read_mrat(out);
-    fuzz::require(back.n_users == rs.n_users && back.n_items == rs.n_items && back.users == rs.users &&
-                      back.items == rs.items &&
-                      (rs.ratings.empty() ||
-                       std::memcmp(back.ratings.data(), rs.ratings.data(), rs.ratings.size() * 4) == 0),
-                  "write_mrat/read_mrat round trip");
+    fuzz::require(
+        back.n_users == rs.n_users && back.n_items == rs.n_items && back.users == rs.users && back.items == rs.items &&
+            (rs.ratings.empty() || std::memcmp(back.ratings.data(), rs.ratings.data(), rs.ratings.size() * 4) == 0),
+        "write_mrat/read_mrat round trip");
   });
   return 0;
 }

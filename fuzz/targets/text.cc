@@ -17,10 +17,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string out = fuzz::scratch_dir() + "/out.txt";
     write_text(out, rs);
     const RatingSet back = read_text(out);
-    fuzz::require(back.users == rs.users && back.items == rs.items &&
-                      (rs.ratings.empty() ||
-                       std::memcmp(back.ratings.data(), rs.ratings.data(), rs.ratings.size() * 4) == 0),
-                  "write_text/read_text round trip");
+    fuzz::require(
+        back.users == rs.users && back.items == rs.items &&
+            (rs.ratings.empty() || std::memcmp(back.ratings.data(), rs.ratings.data(), rs.ratings.size() * 4) == 0),
+        "write_text/read_text round trip");
   });
   return 0;
 }

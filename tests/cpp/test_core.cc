@@ -47,14 +47,14 @@ std::vector<Test>& registry() {
 struct Register {
   Register(const char* n, std::function<void()> b) { registry().push_back({n, std::move(b)}); }
 };
-#define TEST(name)                                      \
-  void test_##name();                                   \
-  const Register reg_##name(#name, test_##name);        \
+#define TEST(name)                               \
+  void test_##name();                            \
+  const Register reg_##name(#name, test_##name); \
   void test_##name()
-#define CHECK(cond)                                                                                   \
-  do {                                                                                                \
-    if (!(cond)) throw std::runtime_error(std::string(__FILE__) + ":" + std::to_string(__LINE__) +  \
-                                          ": CHECK(" #cond ") failed");                              \
+#define CHECK(cond)                                                                                                   \
+  do {                                                                                                                \
+    if (!(cond))                                                                                                      \
+      throw std::runtime_error(std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": CHECK(" #cond ") failed"); \
   } while (0)
 
 // Expects `body` to throw E with `needle` in its message.
@@ -313,7 +313,8 @@ TEST(param_table_parses_options_and_round_trips_configs) {
   CHECK_THROWS(InvalidArgument, params::find_option("--k")->apply(&s, "1e3"), "--k expects an integer (got '1e3')");
   CHECK_THROWS(InvalidArgument, params::find_option("--lr")->apply(&s, "1e40"), "outside the float32 range");
   CHECK_THROWS(InvalidArgument, params::find_option("--afp-bits")->apply(&s, "8"), "expects LOW,HIGH (got 1 values)");
-  CHECK_THROWS(InvalidArgument, params::find_option("--order")->apply(&s, "x"), "unknown order 'x' (valid: auto, grid, shuffle");
+  CHECK_THROWS(InvalidArgument, params::find_option("--order")->apply(&s, "x"),
+               "unknown order 'x' (valid: auto, grid, shuffle");
   CHECK_THROWS(InvalidArgument, params::find_option("--order")->apply(&s, "blocked"),
                "order 'blocked' was removed: use 'grid'");
   CHECK_THROWS(InvalidArgument, params::check_option_method(*params::find_option("--afp-bits"), Method::kMpt),
@@ -396,7 +397,8 @@ TEST(outputs_are_published_all_or_none) {
     write_model_files(out.staging_path(d), m, "{\"new\": 1}");
     out.publish();
     detail::set_publish_fault("");
-    CHECK(detail::read_file(tmp("pub/a.txt")) == "new a" && detail::read_file(tmp("pub/m/model.json")) == "{\"new\": 1}");
+    CHECK(detail::read_file(tmp("pub/a.txt")) == "new a" &&
+          detail::read_file(tmp("pub/m/model.json")) == "{\"new\": 1}");
     CHECK(sorted_dir(tmp("pub")) == names);
     write_bytes(tmp("pub/a.txt"), "old a");
   }
@@ -471,7 +473,8 @@ int main(int argc, char** argv) {
     }
   }
   const std::string rm = "rm -rf '" + g_tmp + "'";
-  if (std::system(rm.c_str()) != 0) {}
+  if (std::system(rm.c_str()) != 0) {
+  }
   std::printf("%d tests passed%s\n", run, rc ? ", one FAILED" : "");
   if (run == 0 && rc == 0) {  // a filter that names no test (a renamed one) must not pass
     std::printf("FAIL  no test matches '%s'\n", argc > 1 ? argv[1] : "");

@@ -71,14 +71,18 @@ __global__ void half_warp_shuffle(int* out) {
 }
 __global__ void divergent_collectives(int* out) {
   int x = static_cast<int>(threadIdx.x);
-  if ((threadIdx.x & 31) < 16) x = __shfl_sync(0xFFFFFFFFu, x, 0);
-  else x = __any_sync(0xFFFFFFFFu, x);
+  if ((threadIdx.x & 31) < 16)
+    x = __shfl_sync(0xFFFFFFFFu, x, 0);
+  else
+    x = __any_sync(0xFFFFFFFFu, x);
   out[threadIdx.x] = x;
 }
 __global__ void barrier_skipped_by_a_waiting_warp(int* out) {
   // warp 0 waits at a shuffle for lanes that wait at a block barrier: a cycle
-  if (threadIdx.x < 16) out[threadIdx.x] = __shfl_sync(0xFFFFFFFFu, 1, 0);
-  else __syncthreads();
+  if (threadIdx.x < 16)
+    out[threadIdx.x] = __shfl_sync(0xFFFFFFFFu, 1, 0);
+  else
+    __syncthreads();
 }
 
 // Cases for the memory checks (scripts/sanitize.sh cuda-emu, scripts/cuda_emu_check.sh): an
@@ -185,8 +189,8 @@ int run_checks() {
     MASCOT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, butterfly, 256, 0));
     check(sms >= 1 && per == 8, "device attributes");
     void* p = nullptr;
-    check(cudaMalloc(&p, size_t{1} << 62) == cudaErrorMemoryAllocation && cudaGetLastError() == cudaErrorMemoryAllocation &&
-              cudaGetLastError() == cudaSuccess,
+    check(cudaMalloc(&p, size_t{1} << 62) == cudaErrorMemoryAllocation &&
+              cudaGetLastError() == cudaErrorMemoryAllocation && cudaGetLastError() == cudaSuccess,
           "an allocation beyond the emulated memory fails like a GPU's (sticky until read)");
   }
   if (failures == 0) std::printf("cuda emulator self-test: all checks passed\n");
@@ -199,9 +203,12 @@ int main(int argc, char** argv) {
   if (argc < 2) return run_checks();
   Buf<int> out(256);
   const std::string c = argv[1];
-  if (c == "half-warp-shuffle") MASCOT_LAUNCH(1, 64, half_warp_shuffle)(out.get());
-  else if (c == "divergent") MASCOT_LAUNCH(1, 32, divergent_collectives)(out.get());
-  else if (c == "barrier-cycle") MASCOT_LAUNCH(1, 64, barrier_skipped_by_a_waiting_warp)(out.get());
+  if (c == "half-warp-shuffle")
+    MASCOT_LAUNCH(1, 64, half_warp_shuffle)(out.get());
+  else if (c == "divergent")
+    MASCOT_LAUNCH(1, 32, divergent_collectives)(out.get());
+  else if (c == "barrier-cycle")
+    MASCOT_LAUNCH(1, 64, barrier_skipped_by_a_waiting_warp)(out.get());
   else if (c == "shared-race") {
     Buf<int> in(256);
     in.d.zero();
@@ -209,8 +216,10 @@ int main(int argc, char** argv) {
   } else if (c == "misaligned-reduction") {
     Buf<float> f(8);
     MASCOT_LAUNCH(1, 32, misaligned_reduction)(f.get());
-  } else if (c == "device-out-of-bounds") MASCOT_LAUNCH(1, 32, device_out_of_bounds)(out.get(), 256);
-  else if (c == "shared-out-of-bounds") MASCOT_LAUNCH(1, 64, shared_out_of_bounds)(out.get());
+  } else if (c == "device-out-of-bounds")
+    MASCOT_LAUNCH(1, 32, device_out_of_bounds)(out.get(), 256);
+  else if (c == "shared-out-of-bounds")
+    MASCOT_LAUNCH(1, 64, shared_out_of_bounds)(out.get());
   else if (c == "leak") {
     void* p = nullptr;
     if (cudaMalloc(&p, 1000) != cudaSuccess) return 2;

@@ -49,13 +49,13 @@ DataFingerprint fingerprint(const RatingSet& rs);
 struct CheckpointInfo {
   std::string dir;
   int epochs_done = 0;
-  int every = 1;             ///< --checkpoint-every of the run that wrote it
+  int every = 1;  ///< --checkpoint-every of the run that wrote it
   bool deterministic = false;
   TrainConfig config;
-  Context context;           ///< the device it trained on (cpu or cuda), threads resolved, seed
+  Context context;  ///< the device it trained on (cpu or cuda), threads resolved, seed
   std::string dataset_name;
   DataFingerprint train, test;  ///< test.nnz = -1: no test set
-  RunReport report;          ///< the report up to epochs_done
+  RunReport report;             ///< the report up to epochs_done
 };
 
 /// Reads and validates DIR's last complete checkpoint: manifest, run state, presence and size
@@ -65,9 +65,9 @@ struct CheckpointInfo {
 CheckpointInfo read_checkpoint(const std::string& dir, bool verify_all = true);
 
 struct CheckpointOptions {
-  std::string dir;            ///< created if missing; must not already hold a checkpoint
-  int every = 1;              ///< write after every `every` epochs, and after the last / on stop
-  bool deterministic = false; ///< recorded (the caller set threads = 1, device cpu)
+  std::string dir;             ///< created if missing; must not already hold a checkpoint
+  int every = 1;               ///< write after every `every` epochs, and after the last / on stop
+  bool deterministic = false;  ///< recorded (the caller set threads = 1, device cpu)
 };
 
 /// The checkpoint directory as a live output (detail::OutputSet::live_directory): prepare()
@@ -91,8 +91,8 @@ TrainResult train_checkpointed(const Context& ctx, const TrainConfig& cfg, const
                                const CheckpointOptions& opt);
 
 struct ResumeOptions {
-  int every = 0;                       ///< 0: the checkpoint's own setting
-  const TrainConfig* expect = nullptr; ///< when set: method and k must match (clear error otherwise)
+  int every = 0;                        ///< 0: the checkpoint's own setting
+  const TrainConfig* expect = nullptr;  ///< when set: method and k must match (clear error otherwise)
 };
 
 /// Continues the run saved in `dir` (config, context and report come from the checkpoint) on

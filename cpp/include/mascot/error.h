@@ -46,7 +46,7 @@ class Diverged : public std::runtime_error {
 
 }  // namespace mascot
 
-#define MASCOT_CHECK_ARG(cond, msg)                \
-  do {                                             \
-    if (!(cond)) ::mascot::throw_invalid(msg);     \
+#define MASCOT_CHECK_ARG(cond, msg)            \
+  do {                                         \
+    if (!(cond)) ::mascot::throw_invalid(msg); \
   } while (0)

@@ -36,8 +36,10 @@ MASCOT_HD int lookup_group(const int32_t* start, int groups, int32_t id, bool na
     int lo = 0, hi = groups - 1;  // first g with id < start[g + 1]
     while (lo < hi) {
       const int mid = (lo + hi) / 2;
-      if (id < start[mid + 1]) hi = mid;
-      else lo = mid + 1;
+      if (id < start[mid + 1])
+        hi = mid;
+      else
+        lo = mid + 1;
     }
     return lo;
   }

@@ -36,8 +36,8 @@ inline std::string human_bytes(uint64_t b) {
 struct MemoryItem {
   std::string name;
   uint64_t bytes = 0;
-  bool device = false;   ///< on the CUDA device (else host)
-  unsigned phases = 0;   ///< bit 0 setup, bit 1 training, bit 2 finishing
+  bool device = false;  ///< on the CUDA device (else host)
+  unsigned phases = 0;  ///< bit 0 setup, bit 1 training, bit 2 finishing
   bool scales_with_k = false;
   bool per_thread = false;
 };
@@ -47,11 +47,11 @@ struct MemoryPlan {
   int threads = 1;
   int k = 0;
   int64_t n_users = 0, n_items = 0, n_train = 0, n_test = 0;
-  bool inputs_loaded = false;       ///< the rating sets already exist (counted, not allocated)
+  bool inputs_loaded = false;  ///< the rating sets already exist (counted, not allocated)
   std::vector<MemoryItem> items;
   uint64_t host_peak = 0, device_peak = 0;
-  int64_t host_available = -1;      ///< MemAvailable; -1 unknown
-  int64_t device_available = -1;    ///< free device memory; -1 unknown / not a CUDA job
+  int64_t host_available = -1;    ///< MemAvailable; -1 unknown
+  int64_t device_available = -1;  ///< free device memory; -1 unknown / not a CUDA job
   int64_t device_total = -1;
 
   bool host_fits() const { return host_available < 0 || host_peak <= static_cast<uint64_t>(host_available); }

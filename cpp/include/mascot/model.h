@@ -75,8 +75,8 @@ std::vector<float> read_npy(const std::string& path, int64_t* rows, int64_t* col
 /// writes such a row as "p<u> F 0 0 ... 0".  Empty flag vectors mean "all rated".  Values are
 /// printed with %.9g, enough to read back every float32 exactly (LIBMF itself prints 6 digits).
 /// Non-finite factors are an InvalidArgument naming the row (LIBMF would read them as F).
-void export_libmf(const std::string& path, const Model& m, double bias,
-                  const std::vector<uint8_t>& user_rated = {}, const std::vector<uint8_t>& item_rated = {});
+void export_libmf(const std::string& path, const Model& m, double bias, const std::vector<uint8_t>& user_rated = {},
+                  const std::vector<uint8_t>& item_rated = {});
 /// export_libmf with LIBMF's b and F rows taken from the training set (mean rating; entities
 /// without a training rating), as LIBMF's own trainer would have written them.
 void export_libmf(const std::string& path, const Model& m, const RatingSet& train);

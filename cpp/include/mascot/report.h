@@ -11,14 +11,14 @@
 namespace mascot {
 
 struct EpochRecord {
-  int epoch = 0;               ///< 0-based
-  double lr = 0;               ///< learning rate used in this epoch
-  double train_seconds = 0;    ///< wall time of the SGD pass (and switching), excluding evaluation
-  double eval_seconds = 0;     ///< wall time of the test RMSE
-  double test_rmse = -1;       ///< -1 when not evaluated (no test set)
-  int fp32_user_groups = 0;    ///< after this epoch's switching
+  int epoch = 0;             ///< 0-based
+  double lr = 0;             ///< learning rate used in this epoch
+  double train_seconds = 0;  ///< wall time of the SGD pass (and switching), excluding evaluation
+  double eval_seconds = 0;   ///< wall time of the test RMSE
+  double test_rmse = -1;     ///< -1 when not evaluated (no test set)
+  int fp32_user_groups = 0;  ///< after this epoch's switching
   int fp32_item_groups = 0;
-  bool measured = false;       ///< q-error measured this epoch
+  bool measured = false;            ///< q-error measured this epoch
   std::vector<double> user_qerror;  ///< per group when measured (-1: no samples)
   std::vector<double> item_qerror;
   std::vector<double> user_grad_norm;  ///< grad_stats: per group mean sampled-gradient norm (-1: no samples)
@@ -36,13 +36,13 @@ struct DatasetStats {
   std::string name;
   int64_t n_users = 0, n_items = 0;
   int64_t n_train = 0, n_test = 0;
-  int64_t test_dropped = 0;  ///< test ratings whose user or item has no training rating
+  int64_t test_dropped = 0;              ///< test ratings whose user or item has no training rating
   int user_groups = 0, item_groups = 0;  ///< realised group counts
 };
 
 struct RunReport {
   TrainConfig config;
-  std::string device;   ///< describe_device()
+  std::string device;  ///< describe_device()
   int threads = 0;
   uint64_t seed = 0;
   DatasetStats data;

@@ -22,11 +22,11 @@ namespace mascot {
 /// popularity rank r: drawn with weight (q + item_head)^-item_exponent - floor,
 /// q = (r + 0.5) / n_items (floor: 0.95 of the weight at q = 1).  Larger exponents: heavier heads.
 struct SyntheticSkew {
-  std::string name;              ///< "realistic", "heavy", or "custom" when an exponent was overridden
-  double user_exponent = 0.5;    ///< tail of the user degrees (0.5: median / mean ~ 0.5, as MovieLens)
-  double item_exponent = 1.25;   ///< head of the item popularity
-  double item_head = 0.003;      ///< softens the head (fraction of the items)
-  bool repeats = false;          ///< items drawn with replacement (needed for a hot item of ~10 %)
+  std::string name;             ///< "realistic", "heavy", or "custom" when an exponent was overridden
+  double user_exponent = 0.5;   ///< tail of the user degrees (0.5: median / mean ~ 0.5, as MovieLens)
+  double item_exponent = 1.25;  ///< head of the item popularity
+  double item_head = 0.003;     ///< softens the head (fraction of the items)
+  bool repeats = false;         ///< items drawn with replacement (needed for a hot item of ~10 %)
 };
 
 /// The named skew presets: "realistic" (the plain names), "heavy".  Throws InvalidArgument for
@@ -35,8 +35,8 @@ SyntheticSkew synthetic_skew(const std::string& preset);
 std::vector<std::string> synthetic_skew_names();
 
 struct SyntheticShape {
-  std::string name;      ///< "synthetic-ml10m", ...
-  int64_t n_users;       ///< Table I
+  std::string name;  ///< "synthetic-ml10m", ...
+  int64_t n_users;   ///< Table I
   int64_t n_items;
   int64_t n_ratings;     ///< train + test
   double test_fraction;  ///< held-out share (ML: 0.2 as one 5-fold split; Netflix/Yahoo: their split sizes)

@@ -26,9 +26,8 @@ struct TrainResult {
 
 /// Validates `cfg` against the data, resolves the device, trains, and returns the model in
 /// original ids.  `test` may be null.  `dataset_name` only labels the report.
-TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& train,
-                  const RatingSet* test, const EpochCallback& on_epoch = {},
-                  const std::string& dataset_name = "");
+TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& train, const RatingSet* test,
+                  const EpochCallback& on_epoch = {}, const std::string& dataset_name = "");
 
 /// The same, taking the sets over: `train` (and `*test`, when given) are relabelled in place and
 /// handed to the backend, which may keep them (the CPU backend's schedule takes the training

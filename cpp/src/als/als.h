@@ -36,7 +36,9 @@ struct Factors {
 
   void resize(int64_t r, int kk, bool h);
   void* data() { return half ? static_cast<void*>(f16.data()) : static_cast<void*>(f32.data()); }
-  const void* data() const { return half ? static_cast<const void*>(f16.data()) : static_cast<const void*>(f32.data()); }
+  const void* data() const {
+    return half ? static_cast<const void*>(f16.data()) : static_cast<const void*>(f32.data());
+  }
   /// Row r as float32 (k values).
   void row(int64_t r, float* out) const;
   /// The whole matrix as float32 (rows x k).
@@ -86,9 +88,9 @@ struct RowArgs {
   const Options* opt;
   int kp;
   const SideCsr* R;
-  const void* Y;           ///< fixed side (FP32 or FP16 by opt->factors_half)
-  void* X;                 ///< solved side, read (CG warm start) and written row by row
-  const float* yty;        ///< implicit: kp x kp Y^T Y, zero-padded; else null
+  const void* Y;     ///< fixed side (FP32 or FP16 by opt->factors_half)
+  void* X;           ///< solved side, read (CG warm start) and written row by row
+  const float* yty;  ///< implicit: kp x kp Y^T Y, zero-padded; else null
   /// The matrix-free CG keeps a row's gathered rows (Workspace::resident, grown to the longest
   /// row met) across its passes up to this many bytes per thread; a longer row is gathered
   /// again, kChunk rows at a time, in every pass (the same arithmetic in the same order).

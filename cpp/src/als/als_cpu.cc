@@ -17,10 +17,16 @@
 
 namespace mascot::als {
 
-namespace generic { extern const KernelTable kTable; }
+namespace generic {
+extern const KernelTable kTable;
+}
 #if defined(MASCOT_X86_DISPATCH)
-namespace avx2 { extern const KernelTable kTable; }
-namespace avx512 { extern const KernelTable kTable; }
+namespace avx2 {
+extern const KernelTable kTable;
+}
+namespace avx512 {
+extern const KernelTable kTable;
+}
 #endif
 
 namespace {

@@ -365,15 +365,24 @@ void pass_rows_nv(const float* G, int m, int kp, const float* v, float* out, con
 void pass_rows(const float* G, int m, int kp, const float* v, float* out, const float* vals, const Options& o,
                bool residual) {
   switch (kp / W) {
-    case 1: return pass_rows_nv<1>(G, m, kp, v, out, vals, o, residual);
-    case 2: return pass_rows_nv<2>(G, m, kp, v, out, vals, o, residual);
-    case 3: return pass_rows_nv<3>(G, m, kp, v, out, vals, o, residual);
-    case 4: return pass_rows_nv<4>(G, m, kp, v, out, vals, o, residual);
-    case 5: return pass_rows_nv<5>(G, m, kp, v, out, vals, o, residual);
-    case 6: return pass_rows_nv<6>(G, m, kp, v, out, vals, o, residual);
-    case 7: return pass_rows_nv<7>(G, m, kp, v, out, vals, o, residual);
-    case 8: return pass_rows_nv<8>(G, m, kp, v, out, vals, o, residual);
-    default: return pass_rows_nv<0>(G, m, kp, v, out, vals, o, residual);
+    case 1:
+      return pass_rows_nv<1>(G, m, kp, v, out, vals, o, residual);
+    case 2:
+      return pass_rows_nv<2>(G, m, kp, v, out, vals, o, residual);
+    case 3:
+      return pass_rows_nv<3>(G, m, kp, v, out, vals, o, residual);
+    case 4:
+      return pass_rows_nv<4>(G, m, kp, v, out, vals, o, residual);
+    case 5:
+      return pass_rows_nv<5>(G, m, kp, v, out, vals, o, residual);
+    case 6:
+      return pass_rows_nv<6>(G, m, kp, v, out, vals, o, residual);
+    case 7:
+      return pass_rows_nv<7>(G, m, kp, v, out, vals, o, residual);
+    case 8:
+      return pass_rows_nv<8>(G, m, kp, v, out, vals, o, residual);
+    default:
+      return pass_rows_nv<0>(G, m, kp, v, out, vals, o, residual);
   }
 }
 
@@ -584,8 +593,9 @@ void hermitian_rows(const RowArgs& a, int64_t begin, int64_t end, Workspace& ws,
       continue;
     }
     if (a.opt->hermitian_half) read_half(kp, k, store_half(kp, k, ws), ws);
-    for (int i = 0; i < k; ++i) std::memcpy(Au + static_cast<size_t>(i) * k, ws.A.data() + static_cast<size_t>(i) * kp,
-                                            sizeof(float) * static_cast<size_t>(k));
+    for (int i = 0; i < k; ++i)
+      std::memcpy(Au + static_cast<size_t>(i) * k, ws.A.data() + static_cast<size_t>(i) * kp,
+                  sizeof(float) * static_cast<size_t>(k));
     std::memcpy(bu, b, sizeof(float) * static_cast<size_t>(k));
   }
 }

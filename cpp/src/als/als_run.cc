@@ -137,7 +137,8 @@ void AlsRun::prepare_on(const RunConfig& cfg, const Context& ctx, Device dev, co
                         train.nnz(), drop);
   SideCsr I = build_csr(train.n_items, train.n_users, train.items.data(), train.users.data(), train.ratings.data(),
                         train.nnz(), drop);
-  MASCOT_CHECK_ARG(U.indptr.back() > 0, "training set has no ratings other than zero (implicit: a zero is no interaction)");
+  MASCOT_CHECK_ARG(U.indptr.back() > 0,
+                   "training set has no ratings other than zero (implicit: a zero is no interaction)");
   store_->load(cfg, std::move(U), std::move(I),
                initial(n_users_, cfg.k, cfg.init_std, ctx.seed, detail::kStreamInitP, user_old),
                initial(n_items_, cfg.k, cfg.init_std, ctx.seed, detail::kStreamInitQ, item_old));
@@ -178,8 +179,9 @@ double AlsRun::test_sse() const {
 
 void AlsRun::set_factors(const std::vector<float>& P, const std::vector<float>& Q) {
   MASCOT_CHECK_ARG(store_ != nullptr, "ALS: set_factors before prepare");
-  MASCOT_CHECK_ARG(P.size() == static_cast<size_t>(n_users_) * cfg_.k && Q.size() == static_cast<size_t>(n_items_) * cfg_.k,
-                   "ALS: the factors' shapes do not match the data");
+  MASCOT_CHECK_ARG(
+      P.size() == static_cast<size_t>(n_users_) * cfg_.k && Q.size() == static_cast<size_t>(n_items_) * cfg_.k,
+      "ALS: the factors' shapes do not match the data");
   store_->set(P, Q);
 }
 

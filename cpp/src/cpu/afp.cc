@@ -81,8 +81,10 @@ class Afp final : public CompetingMethod {
 
   void sgd(int tid, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) override {
     Worker& w = workers_[static_cast<size_t>(tid)];
-    if (use_avx2()) stochastic_ ? run_avx2<true>(w, recs, count, P, Q, prm) : run_avx2<false>(w, recs, count, P, Q, prm);
-    else stochastic_ ? run_generic<true>(w, recs, count, P, Q, prm) : run_generic<false>(w, recs, count, P, Q, prm);
+    if (use_avx2())
+      stochastic_ ? run_avx2<true>(w, recs, count, P, Q, prm) : run_avx2<false>(w, recs, count, P, Q, prm);
+    else
+      stochastic_ ? run_generic<true>(w, recs, count, P, Q, prm) : run_generic<false>(w, recs, count, P, Q, prm);
   }
 
   void end_epoch(int, const float*, int64_t, const float*, int64_t, std::string* json) override {
@@ -139,11 +141,11 @@ class Afp final : public CompetingMethod {
     float fmax[kTensors] = {0.f, 0.f, 0.f};  // largest value fmt can hold
     Stats stats[kTensors];
     float run_max[2] = {0.f, 0.f};
-    int64_t iter = 0;  // this worker's iterations (ratings), across epochs
-    int64_t epoch_iter = 0;  // ... in this epoch
+    int64_t iter = 0;                           // this worker's iterations (ratings), across epochs
+    int64_t epoch_iter = 0;                     // ... in this epoch
     int32_t recent[2][detail::kAfpRecentRows];  // P, Q rows of the last iterations (slot = epoch_iter % 32)
     Scratch s;
-    std::vector<float> g2;  // gradient of the iteration (p part, q part) for measuring G
+    std::vector<float> g2;   // gradient of the iteration (p part, q part) for measuring G
     std::vector<float> gq2;  // ... quantized by this iteration's re-evaluation of G
   };
 
@@ -194,68 +196,72 @@ class Afp final : public CompetingMethod {
     const int k = k_;
     float* __restrict ph = w.s.a.data();
     float* __restrict qh = w.s.b.data();
-    float* __restrict g = w.g2.data();  // g[0..k): grad p, g[k..2k): grad q
+    float* __restrict g = w.g2.data();    // g[0..k): grad p, g[k..2k): grad q
     float* __restrict gq = w.gq2.data();  // G quantized by a re-evaluation (nearest rounding)
     uint32_t* __restrict rw = w.s.w.data();
     const float lr = prm.lr, lp = prm.lambda_p, lq = prm.lambda_q;
-    for_each_rating<SR>(recs, count, P, Q, k, epoch_key_,
-                        [&]([[maybe_unused]] size_t x, const Rec& rec, float* __restrict p, float* __restrict q, uint64_t key)
-                            MASCOT_FORCE_INLINE_LAMBDA {
-      // P and Q: re-evaluate when the interval is over, or when the tensor outgrew its range
-      w.run_max[kP] = std::max(w.run_max[kP], max_abs16(p, k));
-      w.run_max[kQ] = std::max(w.run_max[kQ], max_abs16(q, k));
-      const float range_p = std::max(max_p_, w.run_max[kP]), range_q = std::max(max_q_, w.run_max[kQ]);
-      const int slot = static_cast<int>(w.epoch_iter % detail::kAfpRecentRows);
-      w.recent[kP][slot] = rec.u;
-      w.recent[kQ][slot] = rec.i;
-      const int nrecent = detail::afp_recent_count(w.epoch_iter);
-      const int64_t due_by = detail::afp_due_by(w.epoch_iter, w.iter);
-      if (w.iter >= w.st[kP].next || range_p > w.fmax[kP])
-        reevaluate(w, kP, nrecent, [&](int x) { return P + static_cast<size_t>(w.recent[kP][x]) * k; }, range_p,
-                   w.iter < w.st[kP].next, due_by);
-      if (w.iter >= w.st[kQ].next || range_q > w.fmax[kQ])
-        reevaluate(w, kQ, nrecent, [&](int x) { return Q + static_cast<size_t>(w.recent[kQ][x]) * k; }, range_q,
-                   w.iter < w.st[kQ].next, due_by);
-      if (SR) {
-        fill_words(rw, k, key, 1);
-        fixed_row_sr(ph, p, k, w.fmt[kP], rw);
-        fill_words(rw, k, key, 2);
-        fixed_row_sr(qh, q, k, w.fmt[kQ], rw);
-      } else {
-        fixed_row_rn(ph, p, k, w.fmt[kP]);
-        fixed_row_rn(qh, q, k, w.fmt[kQ]);
-      }
-      const float e = rec.r - dot16(ph, qh, k);
-      for (int j = 0; j < k; ++j) {
-        g[j] = detail::sgd_grad(e, qh[j], lp, ph[j]);
-        g[k + j] = detail::sgd_grad(e, ph[j], lq, qh[j]);
-      }
-      // G: the iteration's data is its whole gradient tensor (grad p_u, grad q_i).  With
-      // nearest rounding a re-evaluation leaves G quantized to its new format in gq.
-      const float range_g = std::max(max_abs16(g, k), max_abs16(g + k, k));
-      bool have_gq = false;
-      if (w.iter >= w.st[kG].next || range_g > w.fmax[kG]) {
-        reevaluate(w, kG, 2, [&](int x) { return g + x * k; }, range_g, w.iter < w.st[kG].next, INT64_MAX,
-                   SR ? nullptr : gq);
-        have_gq = !SR;
-      }
-      const FixedFormat fg = w.fmt[kG];
-      if (SR) {
-        fill_words(rw, k, key, 3);
-        fixed_inplace_sr(g, k, fg, rw);
-        fill_words(rw, k, key, 4);
-        fixed_inplace_sr(g + k, k, fg, rw);
-      } else if (!have_gq) {
-        fixed_inplace_rn(g, 2 * k, fg);
-      }
-      const float* gu = have_gq ? gq : g;
-      for (int j = 0; j < k; ++j) {
-        p[j] = detail::descend(p[j], lr, gu[j]);
-        q[j] = detail::descend(q[j], lr, gu[k + j]);
-      }
-      ++w.iter;
-      ++w.epoch_iter;
-        });
+    for_each_rating<SR>(
+        recs, count, P, Q, k, epoch_key_,
+        [&]([[maybe_unused]] size_t x, const Rec& rec, float* __restrict p, float* __restrict q, uint64_t key)
+            MASCOT_FORCE_INLINE_LAMBDA {
+              // P and Q: re-evaluate when the interval is over, or when the tensor outgrew its range
+              w.run_max[kP] = std::max(w.run_max[kP], max_abs16(p, k));
+              w.run_max[kQ] = std::max(w.run_max[kQ], max_abs16(q, k));
+              const float range_p = std::max(max_p_, w.run_max[kP]), range_q = std::max(max_q_, w.run_max[kQ]);
+              const int slot = static_cast<int>(w.epoch_iter % detail::kAfpRecentRows);
+              w.recent[kP][slot] = rec.u;
+              w.recent[kQ][slot] = rec.i;
+              const int nrecent = detail::afp_recent_count(w.epoch_iter);
+              const int64_t due_by = detail::afp_due_by(w.epoch_iter, w.iter);
+              if (w.iter >= w.st[kP].next || range_p > w.fmax[kP])
+                reevaluate(
+                    w, kP, nrecent, [&](int x) { return P + static_cast<size_t>(w.recent[kP][x]) * k; }, range_p,
+                    w.iter < w.st[kP].next, due_by);
+              if (w.iter >= w.st[kQ].next || range_q > w.fmax[kQ])
+                reevaluate(
+                    w, kQ, nrecent, [&](int x) { return Q + static_cast<size_t>(w.recent[kQ][x]) * k; }, range_q,
+                    w.iter < w.st[kQ].next, due_by);
+              if (SR) {
+                fill_words(rw, k, key, 1);
+                fixed_row_sr(ph, p, k, w.fmt[kP], rw);
+                fill_words(rw, k, key, 2);
+                fixed_row_sr(qh, q, k, w.fmt[kQ], rw);
+              } else {
+                fixed_row_rn(ph, p, k, w.fmt[kP]);
+                fixed_row_rn(qh, q, k, w.fmt[kQ]);
+              }
+              const float e = rec.r - dot16(ph, qh, k);
+              for (int j = 0; j < k; ++j) {
+                g[j] = detail::sgd_grad(e, qh[j], lp, ph[j]);
+                g[k + j] = detail::sgd_grad(e, ph[j], lq, qh[j]);
+              }
+              // G: the iteration's data is its whole gradient tensor (grad p_u, grad q_i).  With
+              // nearest rounding a re-evaluation leaves G quantized to its new format in gq.
+              const float range_g = std::max(max_abs16(g, k), max_abs16(g + k, k));
+              bool have_gq = false;
+              if (w.iter >= w.st[kG].next || range_g > w.fmax[kG]) {
+                reevaluate(
+                    w, kG, 2, [&](int x) { return g + x * k; }, range_g, w.iter < w.st[kG].next, INT64_MAX,
+                    SR ? nullptr : gq);
+                have_gq = !SR;
+              }
+              const FixedFormat fg = w.fmt[kG];
+              if (SR) {
+                fill_words(rw, k, key, 3);
+                fixed_inplace_sr(g, k, fg, rw);
+                fill_words(rw, k, key, 4);
+                fixed_inplace_sr(g + k, k, fg, rw);
+              } else if (!have_gq) {
+                fixed_inplace_rn(g, 2 * k, fg);
+              }
+              const float* gu = have_gq ? gq : g;
+              for (int j = 0; j < k; ++j) {
+                p[j] = detail::descend(p[j], lr, gu[j]);
+                q[j] = detail::descend(q[j], lr, gu[k + j]);
+              }
+              ++w.iter;
+              ++w.epoch_iter;
+            });
   }
 
   CompetingParams c_;

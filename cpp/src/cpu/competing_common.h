@@ -77,8 +77,8 @@ inline bool use_avx2() {
   return yes;
 }
 
-constexpr int kL = 16;                 // lanes of the explicit partial sums (as detail/sgd.h)
-constexpr float kHalfMax = 65504.0f;   // largest finite FP16
+constexpr int kL = 16;                // lanes of the explicit partial sums (as detail/sgd.h)
+constexpr float kHalfMax = 65504.0f;  // largest finite FP16
 
 // ------------------------------------------------------------------ vector helpers
 // Written with 16 explicit lanes so that GCC vectorises them without reassociation flags.
@@ -181,7 +181,7 @@ MASCOT_FORCE_INLINE void fixed_row_rn(float* __restrict out, const float* __rest
   for (int j = 0; j < k; ++j) out[j] = detail::fixed_round_rn(in[j], g);
 }
 MASCOT_FORCE_INLINE void fixed_row_sr(float* __restrict out, const float* __restrict in, int k, const FixedFormat& f,
-                         const uint32_t* __restrict w) {
+                                      const uint32_t* __restrict w) {
   const FixedFormat g = f;
   for (int j = 0; j < k; ++j) out[j] = detail::fixed_round_sr(in[j], g, w[j]);
 }
@@ -190,7 +190,8 @@ MASCOT_FORCE_INLINE void fixed_inplace_rn(float* __restrict a, int k, const Fixe
   const FixedFormat g = f;
   for (int j = 0; j < k; ++j) a[j] = detail::fixed_round_rn(a[j], g);
 }
-MASCOT_FORCE_INLINE void fixed_inplace_sr(float* __restrict a, int k, const FixedFormat& f, const uint32_t* __restrict w) {
+MASCOT_FORCE_INLINE void fixed_inplace_sr(float* __restrict a, int k, const FixedFormat& f,
+                                          const uint32_t* __restrict w) {
   const FixedFormat g = f;
   for (int j = 0; j < k; ++j) a[j] = detail::fixed_round_sr(a[j], g, w[j]);
 }
@@ -229,8 +230,8 @@ MASCOT_FORCE_INLINE void half_rn_row<false>(float* __restrict out, const float* 
 }
 #if MASCOT_COMPETING_AVX2
 template <>
-MASCOT_TARGET_AVX2 inline void half_rn_row<true>(float* __restrict out, const float* __restrict in,
-                                                               float scale, int k) {
+MASCOT_TARGET_AVX2 inline void half_rn_row<true>(float* __restrict out, const float* __restrict in, float scale,
+                                                 int k) {
   const __m256 s = _mm256_set1_ps(scale);
   int j = 0;
   for (; j + 8 <= k; j += 8) {

@@ -41,7 +41,11 @@ struct Buffer {
     if (!p) throw std::bad_alloc();
   }
   Buffer(Buffer&& o) noexcept : p(o.p), bytes(o.bytes) { o.p = nullptr; }
-  Buffer& operator=(Buffer&& o) noexcept { std::swap(p, o.p); std::swap(bytes, o.bytes); return *this; }
+  Buffer& operator=(Buffer&& o) noexcept {
+    std::swap(p, o.p);
+    std::swap(bytes, o.bytes);
+    return *this;
+  }
   ~Buffer() { std::free(p); }
   float* f32() const { return static_cast<float*>(p); }
   uint16_t* f16() const { return static_cast<uint16_t*>(p); }
@@ -70,7 +74,11 @@ detail::GradSums reduce(const std::vector<GradAcc>& acc, int groups, int k, bool
   std::vector<double> nsum(static_cast<size_t>(groups), 0.0);
   for (const GradAcc& a : acc) {
     for (size_t x = 0; x < s.sum.size(); ++x) s.sum[x] += a.sum[x];
-    for (size_t g = 0; g < s.sq.size(); ++g) { s.sq[g] += a.sq[g]; nsum[g] += a.nsum[g]; s.n[g] += a.n[g]; }
+    for (size_t g = 0; g < s.sq.size(); ++g) {
+      s.sq[g] += a.sq[g];
+      nsum[g] += a.nsum[g];
+      s.n[g] += a.n[g];
+    }
   }
   if (norms) s.nsum = std::move(nsum);
   return s;
@@ -95,8 +103,9 @@ class CpuBackend final : public detail::Backend {
     const KernelTable& kt = kernels();
     init(*in.user_old, *in.item_old, cfg_.init_std, seed_);
     if (storage_ == Storage::kFp32Master) competing_ = make_competing_method(cfg_, threads_, seed_);
-    sgd_ = storage_ == Storage::kFp32 ? kt.sgd_fp32
-           : method_traits(cfg_.method).arithmetic == Arithmetic::kFp16 ? kt.sgd_fp16 : kt.sgd_n1;
+    sgd_ = storage_ == Storage::kFp32                                   ? kt.sgd_fp32
+           : method_traits(cfg_.method).arithmetic == Arithmetic::kFp16 ? kt.sgd_fp16
+                                                                        : kt.sgd_n1;
     // the blocked grid is sized for the rows as they start (FP32 rows, or every group FP32)
     const bool all_f32 = f32_rows() || (ug_.count_fp32() == ug_.size() && ig_.count_fp32() == ig_.size());
     const size_t row_bytes = static_cast<size_t>(k_) * (all_f32 ? sizeof(float) : sizeof(uint16_t));
@@ -181,9 +190,12 @@ class CpuBackend final : public detail::Backend {
     }
     Schedule::parallel_for(test_recs_, threads_, [&](int tid, const Rec* r, size_t c) {
       double s;
-      if (mixed) s = kt.sse_mixed(r, c, us, is, k_, naive_);
-      else if (P32_.p) s = kt.sse_f32(r, c, P32_.p, Q32_.p, k_);
-      else s = kt.sse_f16(r, c, P16_.p, Q16_.p, k_);
+      if (mixed)
+        s = kt.sse_mixed(r, c, us, is, k_, naive_);
+      else if (P32_.p)
+        s = kt.sse_f32(r, c, P32_.p, Q32_.p, k_);
+      else
+        s = kt.sse_f16(r, c, P16_.p, Q16_.p, k_);
       part[static_cast<size_t>(tid) * 8] += s;
     });
     double s = 0;
@@ -331,7 +343,8 @@ class CpuBackend final : public detail::Backend {
     s->grad_nsum = norms ? a->nsum.data() : nullptr;
   }
 
-  void to_float(const Buffer& b32, const Buffer& b16, int64_t rows, const GroupTable& t, std::vector<float>* out) const {
+  void to_float(const Buffer& b32, const Buffer& b16, int64_t rows, const GroupTable& t,
+                std::vector<float>* out) const {
     const size_t n = static_cast<size_t>(rows) * k_;
     out->resize(n);
     if (f32_rows()) {
@@ -352,14 +365,14 @@ class CpuBackend final : public detail::Backend {
   int64_t m_ = 0, n_ = 0;
   Storage storage_ = Storage::kFp32;
   bool naive_ = false;
-  SgdFn sgd_ = nullptr;                   // the single-storage kernel
-  GroupTable ug_, ig_;                    // this backend's copy: precisions change by widen_groups
+  SgdFn sgd_ = nullptr;  // the single-storage kernel
+  GroupTable ug_, ig_;   // this backend's copy: precisions change by widen_groups
   Buffer P32_, Q32_, P16_, Q16_;
   std::unique_ptr<Schedule> sched_;
   std::vector<Rec> test_recs_;
   std::unique_ptr<CompetingMethod> competing_;
-  std::vector<GradAcc> uacc_, iacc_;      // per thread
-  std::vector<uint64_t> ubits_, ibits_;   // per-row precision bits of the current epoch (MixedSide::fp32_bits)
+  std::vector<GradAcc> uacc_, iacc_;     // per thread
+  std::vector<uint64_t> ubits_, ibits_;  // per-row precision bits of the current epoch (MixedSide::fp32_bits)
   int epochs_run_ = 0;
 };
 

@@ -124,7 +124,10 @@ inline V vload(const uint16_t* p) {
   return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
           _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)))};
 }
-inline void vstore(float* p, V x) { _mm256_storeu_ps(p, x.lo); _mm256_storeu_ps(p + 8, x.hi); }
+inline void vstore(float* p, V x) {
+  _mm256_storeu_ps(p, x.lo);
+  _mm256_storeu_ps(p + 8, x.hi);
+}
 inline void vstore(uint16_t* p, V x) {
   __m128i lo = _mm256_cvtps_ph(x.lo, kRN), hi = _mm256_cvtps_ph(x.hi, kRN);
   asm("" : "+x"(lo), "+x"(hi));  // register form, as above
@@ -141,7 +144,10 @@ inline V operator*(V a, V b) { return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(
 inline V hround(V x) {
   return {_mm256_cvtph_ps(_mm256_cvtps_ph(x.lo, kRN)), _mm256_cvtph_ps(_mm256_cvtps_ph(x.hi, kRN))};
 }
-inline void vspill(float* a, V x) { _mm256_storeu_ps(a, x.lo); _mm256_storeu_ps(a + 8, x.hi); }
+inline void vspill(float* a, V x) {
+  _mm256_storeu_ps(a, x.lo);
+  _mm256_storeu_ps(a + 8, x.hi);
+}
 struct VI {
   __m256i lo, hi;
 };
@@ -223,17 +229,47 @@ inline void vstore_sr_tail(uint16_t* p, V x, VI r, int n) {
 struct V {
   float a[kLanes];
 };
-inline V vzero() { V r; for (int l = 0; l < kLanes; ++l) r.a[l] = 0.0f; return r; }
-inline V vset(float x) { V r; for (int l = 0; l < kLanes; ++l) r.a[l] = x; return r; }
-inline V vload(const float* p) { V r; std::memcpy(r.a, p, sizeof r.a); return r; }
-inline V vload(const uint16_t* p) { V r; for (int l = 0; l < kLanes; ++l) r.a[l] = detail::half_to_float(p[l]); return r; }
+inline V vzero() {
+  V r;
+  for (int l = 0; l < kLanes; ++l) r.a[l] = 0.0f;
+  return r;
+}
+inline V vset(float x) {
+  V r;
+  for (int l = 0; l < kLanes; ++l) r.a[l] = x;
+  return r;
+}
+inline V vload(const float* p) {
+  V r;
+  std::memcpy(r.a, p, sizeof r.a);
+  return r;
+}
+inline V vload(const uint16_t* p) {
+  V r;
+  for (int l = 0; l < kLanes; ++l) r.a[l] = detail::half_to_float(p[l]);
+  return r;
+}
 inline void vstore(float* p, V x) { std::memcpy(p, x.a, sizeof x.a); }
-inline void vstore(uint16_t* p, V x) { for (int l = 0; l < kLanes; ++l) p[l] = detail::float_to_half_rn(x.a[l]); }
-inline V operator+(V a, V b) { for (int l = 0; l < kLanes; ++l) a.a[l] += b.a[l]; return a; }
+inline void vstore(uint16_t* p, V x) {
+  for (int l = 0; l < kLanes; ++l) p[l] = detail::float_to_half_rn(x.a[l]);
+}
+inline V operator+(V a, V b) {
+  for (int l = 0; l < kLanes; ++l) a.a[l] += b.a[l];
+  return a;
+}
 inline V add_on_fma(V a, V b) { return a + b; }
-inline V operator-(V a, V b) { for (int l = 0; l < kLanes; ++l) a.a[l] -= b.a[l]; return a; }
-inline V operator*(V a, V b) { for (int l = 0; l < kLanes; ++l) a.a[l] *= b.a[l]; return a; }
-inline V hround(V x) { for (int l = 0; l < kLanes; ++l) x.a[l] = detail::round_half(x.a[l]); return x; }
+inline V operator-(V a, V b) {
+  for (int l = 0; l < kLanes; ++l) a.a[l] -= b.a[l];
+  return a;
+}
+inline V operator*(V a, V b) {
+  for (int l = 0; l < kLanes; ++l) a.a[l] *= b.a[l];
+  return a;
+}
+inline V hround(V x) {
+  for (int l = 0; l < kLanes; ++l) x.a[l] = detail::round_half(x.a[l]);
+  return x;
+}
 inline void vspill(float* a, V x) { std::memcpy(a, x.a, sizeof x.a); }
 inline float vreduce(V x) { return detail::reduce_lanes(x.a, detail::NoRound{}); }
 struct VI {
@@ -268,13 +304,14 @@ inline void vstore_sr_tail(uint16_t* p, V x, VI r, int n) {
 // product and the update (measured: without inlining GCC spills them, -30 % on fp32).
 #define MASCOT_INLINE inline __attribute__((always_inline))
 
-
 // ---- row access: a row of either storage as 16-lane float vectors -------------------------
 // Stores round to nearest, or stochastically with the words of sr_word(h, element index).
 MASCOT_INLINE void store_chunk(float* p, V x, bool, uint32_t, int) { vstore(p, x); }
 MASCOT_INLINE void store_chunk(uint16_t* p, V x, bool sr, uint32_t h, int j) {
-  if (sr) vstore_sr(p, x, vwords(h, static_cast<uint32_t>(j)));
-  else vstore(p, x);
+  if (sr)
+    vstore_sr(p, x, vwords(h, static_cast<uint32_t>(j)));
+  else
+    vstore(p, x);
 }
 // Every k runs these vector kernels.  A row of k elements is k / 16 whole chunks and, when k
 // is not a multiple of 16, a tail of n = k % 16 elements, loaded as one more chunk whose lanes
@@ -291,8 +328,10 @@ MASCOT_INLINE void store_chunk(uint16_t* p, V x, bool sr, uint32_t h, int j) {
 // makes the zero lanes NaN, which is no different in a model that is already lost.
 MASCOT_INLINE void store_tail(float* p, V x, bool, uint32_t, int, int n) { vstore_tail(p, x, n); }
 MASCOT_INLINE void store_tail(uint16_t* p, V x, bool sr, uint32_t h, int j, int n) {
-  if (sr) vstore_sr_tail(p, x, vwords(h, static_cast<uint32_t>(j)), n);
-  else vstore_tail(p, x, n);
+  if (sr)
+    vstore_sr_tail(p, x, vwords(h, static_cast<uint32_t>(j)), n);
+  else
+    vstore_tail(p, x, n);
 }
 /// k rounded up to whole chunks: the stride of the gradient scratch rows (update_vec's g).
 inline int chunked(int k) { return (k + kLanes - 1) / kLanes * kLanes; }
@@ -314,8 +353,10 @@ inline int chunked(int k) { return (k + kLanes - 1) / kLanes * kLanes; }
 #endif
 template <bool kFma>
 MASCOT_INLINE V add2(V a, V b) {
-  if constexpr (kFma) return add_on_fma(a, b);
-  else return a + b;
+  if constexpr (kFma)
+    return add_on_fma(a, b);
+  else
+    return a + b;
 }
 // add2 as the `add` policy of detail/sgd.h's steps
 template <bool kFma>
@@ -459,8 +500,10 @@ void sgd_loop(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
     S* q = Q + static_cast<size_t>(rc.i) * k;
     uint32_t hp = 0, hq = 0;
     if constexpr (kSR) detail::sr_keys(prm.round_seed, rc.u, rc.i, &hp, &hq);
-    if constexpr (kHalf) update_half_math<NC>(p, q, k, rc.r, prm);
-    else update_vec<NC, kSR, false>(p, q, k, rc.r, prm, hp, hq);
+    if constexpr (kHalf)
+      update_half_math<NC>(p, q, k, rc.r, prm);
+    else
+      update_vec<NC, kSR, false>(p, q, k, rc.r, prm, hp, hq);
   }
 }
 
@@ -471,28 +514,60 @@ void sgd_loop(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
 #if MASCOT_KERNEL_FEW_SHAPES
 #define MASCOT_NC_DISPATCH(k, CALL) \
   switch (k) {                      \
-    case 32: CALL(2); break;        \
-    case 64: CALL(4); break;        \
-    case 128: CALL(8); break;       \
-    default: CALL(0); break;        \
+    case 32:                        \
+      CALL(2);                      \
+      break;                        \
+    case 64:                        \
+      CALL(4);                      \
+      break;                        \
+    case 128:                       \
+      CALL(8);                      \
+      break;                        \
+    default:                        \
+      CALL(0);                      \
+      break;                        \
   }
 #else
 #define MASCOT_NC_DISPATCH(k, CALL)        \
   switch (k) {                             \
-    case 32: CALL(2); break;               \
-    case 64: CALL(4); break;               \
-    case 128: CALL(8); break;              \
+    case 32:                               \
+      CALL(2);                             \
+      break;                               \
+    case 64:                               \
+      CALL(4);                             \
+      break;                               \
+    case 128:                              \
+      CALL(8);                             \
+      break;                               \
     default:                               \
       switch ((k + kLanes - 1) / kLanes) { \
-        case 1: CALL(-1); break;           \
-        case 2: CALL(-2); break;           \
-        case 3: CALL(-3); break;           \
-        case 4: CALL(-4); break;           \
-        case 5: CALL(-5); break;           \
-        case 6: CALL(-6); break;           \
-        case 7: CALL(-7); break;           \
-        case 8: CALL(-8); break;           \
-        default: CALL(0); break;           \
+        case 1:                            \
+          CALL(-1);                        \
+          break;                           \
+        case 2:                            \
+          CALL(-2);                        \
+          break;                           \
+        case 3:                            \
+          CALL(-3);                        \
+          break;                           \
+        case 4:                            \
+          CALL(-4);                        \
+          break;                           \
+        case 5:                            \
+          CALL(-5);                        \
+          break;                           \
+        case 6:                            \
+          CALL(-6);                        \
+          break;                           \
+        case 7:                            \
+          CALL(-7);                        \
+          break;                           \
+        case 8:                            \
+          CALL(-8);                        \
+          break;                           \
+        default:                           \
+          CALL(0);                         \
+          break;                           \
       }                                    \
   }
 #endif
@@ -509,8 +584,10 @@ void sgd_entry(const Rec* recs, size_t n, void* P, void* Q, const SgdParams& prm
   S* Ps = static_cast<S*>(P);
   S* Qs = static_cast<S*>(Q);
   // stochastic stores only where an FP32 result is stored as FP16 (TrainConfig::validate)
-  if (!kHalf && sizeof(S) == 2 && prm.stochastic) sgd_k<S, kHalf, true>(recs, n, Ps, Qs, prm);
-  else sgd_k<S, kHalf, false>(recs, n, Ps, Qs, prm);
+  if (!kHalf && sizeof(S) == 2 && prm.stochastic)
+    sgd_k<S, kHalf, true>(recs, n, Ps, Qs, prm);
+  else
+    sgd_k<S, kHalf, false>(recs, n, Ps, Qs, prm);
 }
 
 template <class SP, class SQ>
@@ -562,7 +639,8 @@ inline void add_sample(const MixedSide& s, int group, const float* g, int k) {
 }
 
 template <int NC, bool kSR, class SP, class SQ>
-MASCOT_INLINE float mixed_update(SP* p, SQ* q, int k, float r, const SgdParams& prm, uint32_t hp, uint32_t hq, float* g) {
+MASCOT_INLINE float mixed_update(SP* p, SQ* q, int k, float r, const SgdParams& prm, uint32_t hp, uint32_t hq,
+                                 float* g) {
   if (g) return update_vec<NC, kSR, true>(p, q, k, r, prm, hp, hq, g);
   return update_vec<NC, kSR, false>(p, q, k, r, prm, hp, hq);
 }
@@ -574,8 +652,8 @@ MASCOT_INLINE float mixed_update(SP* p, SQ* q, int k, float r, const SgdParams& 
 // no gain measurable above the host's noise, and it reordered the updates of a measured epoch,
 // so that grad_stats would no longer leave the model unchanged.)
 template <int NC, bool kSR, class SP, class SQ, class RecAt>
-void mixed_run(const RecAt& rec, size_t m, SP* P, SQ* Q, const MixedSide& U,
-               const MixedSide& I, const MixedParams& mp, bool measure, float* grad) {
+void mixed_run(const RecAt& rec, size_t m, SP* P, SQ* Q, const MixedSide& U, const MixedSide& I, const MixedParams& mp,
+               bool measure, float* grad) {
   const SgdParams& prm = mp.sgd;
   const int k = NC > 0 ? NC * kLanes : prm.k;
   const bool naive = mp.naive_lookup;
@@ -585,8 +663,8 @@ void mixed_run(const RecAt& rec, size_t m, SP* P, SQ* Q, const MixedSide& U,
     uint32_t hp = 0, hq = 0;
     if constexpr (kSR) detail::sr_keys(prm.round_seed, rc.u, rc.i, &hp, &hq);
     float* g = (measure && detail::sampled(mp.sample_seed, mp.sample_below, rc.u, rc.i)) ? grad : nullptr;
-    mixed_update<NC, kSR>(P + static_cast<size_t>(rc.u) * k, Q + static_cast<size_t>(rc.i) * k, k, rc.r, prm, hp,
-                          hq, g);
+    mixed_update<NC, kSR>(P + static_cast<size_t>(rc.u) * k, Q + static_cast<size_t>(rc.i) * k, k, rc.r, prm, hp, hq,
+                          g);
     if (g) {  // the group is needed only for the sampled ratings
       add_sample(U, lookup_group(U.start, U.groups, rc.u, naive), g, k);
       add_sample(I, lookup_group(I.start, I.groups, rc.i, naive), g + chunked(k), k);
@@ -650,8 +728,10 @@ void mixed_k(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& I, 
 }
 
 void mixed_entry(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& I, const MixedParams& mp) {
-  if (mp.sgd.stochastic) mixed_k<true>(recs, n, U, I, mp);
-  else mixed_k<false>(recs, n, U, I, mp);
+  if (mp.sgd.stochastic)
+    mixed_k<true>(recs, n, U, I, mp);
+  else
+    mixed_k<false>(recs, n, U, I, mp);
 }
 
 double mixed_sse_entry(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& I, int k, bool naive) {
@@ -661,8 +741,10 @@ double mixed_sse_entry(const Rec* recs, size_t n, const MixedSide& U, const Mixe
     const bool fu = row_is_fp32(U, rc.u, naive), fi = row_is_fp32(I, rc.i, naive);
     const size_t pu = static_cast<size_t>(rc.u) * k, qi = static_cast<size_t>(rc.i) * k;
     float dot;
-    if (fu) dot = fi ? dot_rows(U.f32 + pu, I.f32 + qi, k) : dot_rows(U.f32 + pu, I.f16 + qi, k);
-    else dot = fi ? dot_rows(U.f16 + pu, I.f32 + qi, k) : dot_rows(U.f16 + pu, I.f16 + qi, k);
+    if (fu)
+      dot = fi ? dot_rows(U.f32 + pu, I.f32 + qi, k) : dot_rows(U.f32 + pu, I.f16 + qi, k);
+    else
+      dot = fi ? dot_rows(U.f16 + pu, I.f32 + qi, k) : dot_rows(U.f16 + pu, I.f16 + qi, k);
     const double e = static_cast<double>(rc.r) - dot;
     se += e * e;
   }

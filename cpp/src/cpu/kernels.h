@@ -63,9 +63,9 @@ struct MixedSide {
 
 struct MixedParams {
   SgdParams sgd;
-  bool naive_lookup = false;     ///< branching binary search of the group table (mascot-naive), not the branchless one
-  uint64_t sample_seed = 0;      ///< per-epoch seed of the gamma sampling
-  uint64_t sample_below = 0;     ///< a rating is sampled when its hash < sample_below (gamma x 2^64)
+  bool naive_lookup = false;  ///< branching binary search of the group table (mascot-naive), not the branchless one
+  uint64_t sample_seed = 0;   ///< per-epoch seed of the gamma sampling
+  uint64_t sample_below = 0;  ///< a rating is sampled when its hash < sample_below (gamma x 2^64)
 };
 
 using MixedFn = void (*)(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& I, const MixedParams& prm);
@@ -73,13 +73,13 @@ using MixedSseFn = double (*)(const Rec* recs, size_t n, const MixedSide& U, con
 
 struct KernelTable {
   const char* isa;
-  SgdFn sgd_fp32;   ///< float storage, float arithmetic
-  SgdFn sgd_n1;     ///< half storage, float arithmetic, store rounded per SgdParams::stochastic
-  SgdFn sgd_fp16;   ///< half storage, half arithmetic (every operation rounded to half)
-  SseFn sse_f32;    ///< evaluation on float storage
-  SseFn sse_f16;    ///< evaluation on half storage
-  MixedFn sgd_mixed;      ///< per-group precision, optional gradient sampling (MASCOT family)
-  MixedSseFn sse_mixed;   ///< evaluation on per-group precision
+  SgdFn sgd_fp32;        ///< float storage, float arithmetic
+  SgdFn sgd_n1;          ///< half storage, float arithmetic, store rounded per SgdParams::stochastic
+  SgdFn sgd_fp16;        ///< half storage, half arithmetic (every operation rounded to half)
+  SseFn sse_f32;         ///< evaluation on float storage
+  SseFn sse_f16;         ///< evaluation on half storage
+  MixedFn sgd_mixed;     ///< per-group precision, optional gradient sampling (MASCOT family)
+  MixedSseFn sse_mixed;  ///< evaluation on per-group precision
 };
 
 /// The best table for this host (MASCOT_ISA=generic|avx2|avx512 in the environment forces one,
@@ -125,10 +125,14 @@ MASCOT_PREFETCH_FN void prefetch_lines(const S* row, int k) {
 }
 /// One k-row into L1, for writing.
 template <class S>
-MASCOT_PREFETCH_FN void prefetch_row(const S* row, int k) { prefetch_lines<1, 3>(row, k); }
+MASCOT_PREFETCH_FN void prefetch_row(const S* row, int k) {
+  prefetch_lines<1, 3>(row, k);
+}
 /// One k-row into L2 only (prefetcht1).
 template <class S>
-MASCOT_PREFETCH_FN void prefetch_row_l2(const S* row, int k) { prefetch_lines<0, 2>(row, k); }
+MASCOT_PREFETCH_FN void prefetch_row_l2(const S* row, int k) {
+  prefetch_lines<0, 2>(row, k);
+}
 
 /// Prefetch distances of the loops over ratings, in ratings ahead.  Two stages: the rows of
 /// the rating kPrefetchL2 ahead are requested into L2, those of the rating kPrefetchL1 ahead

@@ -5,10 +5,16 @@
 #include "cpu/kernels.h"
 
 namespace mascot::cpu {
-namespace generic { extern const KernelTable kTable; }
+namespace generic {
+extern const KernelTable kTable;
+}
 #if defined(MASCOT_X86_DISPATCH)
-namespace avx2 { extern const KernelTable kTable; }
-namespace avx512 { extern const KernelTable kTable; }
+namespace avx2 {
+extern const KernelTable kTable;
+}
+namespace avx512 {
+extern const KernelTable kTable;
+}
 #endif
 
 namespace {

@@ -48,8 +48,10 @@ class Mpt final : public CompetingMethod {
 
   void sgd(int tid, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) override {
     Worker& w = workers_[static_cast<size_t>(tid)];
-    if (use_avx2()) stochastic_ ? run_avx2<true>(w, recs, count, P, Q, prm) : run_avx2<false>(w, recs, count, P, Q, prm);
-    else stochastic_ ? run_generic<true>(w, recs, count, P, Q, prm) : run_generic<false>(w, recs, count, P, Q, prm);
+    if (use_avx2())
+      stochastic_ ? run_avx2<true>(w, recs, count, P, Q, prm) : run_avx2<false>(w, recs, count, P, Q, prm);
+    else
+      stochastic_ ? run_generic<true>(w, recs, count, P, Q, prm) : run_generic<false>(w, recs, count, P, Q, prm);
   }
 
   void end_epoch(int, const float*, int64_t, const float*, int64_t, std::string* json) override {
@@ -123,54 +125,55 @@ class Mpt final : public CompetingMethod {
     float* __restrict gq = w.s.d.data();
     uint32_t* __restrict rw = w.s.w.data();
     const float lr = prm.lr, lp = prm.lambda_p, lq = prm.lambda_q;
-    for_each_rating<SR>(recs, count, P, Q, k, epoch_key_,
-                        [&]([[maybe_unused]] size_t x, const Rec& rec, float* __restrict p, float* __restrict q, uint64_t key)
-                            MASCOT_FORCE_INLINE_LAMBDA {
-      // FP16 copies of the FP32 masters
-      if (SR) {
-        fill_words(rw, k, key, 1);
-        for (int j = 0; j < k; ++j) ph[j] = detail::half_sr_value(p[j], rw[j]);
-        fill_words(rw, k, key, 2);
-        for (int j = 0; j < k; ++j) qh[j] = detail::half_sr_value(q[j], rw[j]);
-      } else {
-        half_rn_row<F16C>(ph, p, 1.0f, k);
-        half_rn_row<F16C>(qh, q, 1.0f, k);
-      }
-      // forward: FP16 products, FP32 accumulation, FP16 output; FP32 loss
-      const float dot = dot16(ph, qh, k);
-      const float rhat = SR ? detail::half_sr_value(dot, one_word(key, 3)) : detail::half_rn_value(dot);
-      const float e = rec.r - rhat;
-      // backward in FP16 on the scaled loss gradient
-      const float S = w.ls.scale;
-      const float se = SR ? detail::half_sr_value(S * e, one_word(key, 4)) : detail::half_rn_value(S * e);
-      if (SR) {
-        fill_words(rw, k, key, 5);
-        for (int j = 0; j < k; ++j) gp[j] = detail::half_sr_value(se * qh[j], rw[j]);
-        fill_words(rw, k, key, 6);
-        for (int j = 0; j < k; ++j) gq[j] = detail::half_sr_value(se * ph[j], rw[j]);
-      } else {
-        half_rn_row<F16C>(gp, qh, se, k);
-        half_rn_row<F16C>(gq, ph, se, k);
-      }
-      // overflow: inf/nan in the FP16 scaled gradient.  With nearest rounding that is exactly
-      // an FP16 value that is not finite; stochastic rounding saturates at 65504 instead, so
-      // there it is a value that nearest rounding would have sent to inf (|x| >= 65520).
-      bool overflow = !(std::fabs(se) <= kHalfMax) || count_half_overflow(gp, k) + count_half_overflow(gq, k) > 0;
-      if (SR)
-        overflow = overflow || !(std::fabs(S * e) < 65520.0f) || !(std::fabs(se) * max_abs16(qh, k) < 65520.0f) ||
-                   !(std::fabs(se) * max_abs16(ph, k) < 65520.0f);
-      ++w.updates;
-      if (!w.ls.step(overflow)) {
-        ++w.skipped;
-        return;  // next rating
-      }
-      // unscale in FP32, update the FP32 masters (Eq. 2-3; L2 term on the master)
-      const float inv = 1.0f / S;
-      for (int j = 0; j < k; ++j) {
-        const float pj = p[j], qj = q[j];
-        p[j] = detail::descend(pj, lr, detail::decay_grad(gp[j] * inv, lp, pj));
-        q[j] = detail::descend(qj, lr, detail::decay_grad(gq[j] * inv, lq, qj));
-      }
+    for_each_rating<SR>(
+        recs, count, P, Q, k, epoch_key_,
+        [&]([[maybe_unused]] size_t x, const Rec& rec, float* __restrict p, float* __restrict q,
+            uint64_t key) MASCOT_FORCE_INLINE_LAMBDA {
+          // FP16 copies of the FP32 masters
+          if (SR) {
+            fill_words(rw, k, key, 1);
+            for (int j = 0; j < k; ++j) ph[j] = detail::half_sr_value(p[j], rw[j]);
+            fill_words(rw, k, key, 2);
+            for (int j = 0; j < k; ++j) qh[j] = detail::half_sr_value(q[j], rw[j]);
+          } else {
+            half_rn_row<F16C>(ph, p, 1.0f, k);
+            half_rn_row<F16C>(qh, q, 1.0f, k);
+          }
+          // forward: FP16 products, FP32 accumulation, FP16 output; FP32 loss
+          const float dot = dot16(ph, qh, k);
+          const float rhat = SR ? detail::half_sr_value(dot, one_word(key, 3)) : detail::half_rn_value(dot);
+          const float e = rec.r - rhat;
+          // backward in FP16 on the scaled loss gradient
+          const float S = w.ls.scale;
+          const float se = SR ? detail::half_sr_value(S * e, one_word(key, 4)) : detail::half_rn_value(S * e);
+          if (SR) {
+            fill_words(rw, k, key, 5);
+            for (int j = 0; j < k; ++j) gp[j] = detail::half_sr_value(se * qh[j], rw[j]);
+            fill_words(rw, k, key, 6);
+            for (int j = 0; j < k; ++j) gq[j] = detail::half_sr_value(se * ph[j], rw[j]);
+          } else {
+            half_rn_row<F16C>(gp, qh, se, k);
+            half_rn_row<F16C>(gq, ph, se, k);
+          }
+          // overflow: inf/nan in the FP16 scaled gradient.  With nearest rounding that is exactly
+          // an FP16 value that is not finite; stochastic rounding saturates at 65504 instead, so
+          // there it is a value that nearest rounding would have sent to inf (|x| >= 65520).
+          bool overflow = !(std::fabs(se) <= kHalfMax) || count_half_overflow(gp, k) + count_half_overflow(gq, k) > 0;
+          if (SR)
+            overflow = overflow || !(std::fabs(S * e) < 65520.0f) || !(std::fabs(se) * max_abs16(qh, k) < 65520.0f) ||
+                       !(std::fabs(se) * max_abs16(ph, k) < 65520.0f);
+          ++w.updates;
+          if (!w.ls.step(overflow)) {
+            ++w.skipped;
+            return;  // next rating
+          }
+          // unscale in FP32, update the FP32 masters (Eq. 2-3; L2 term on the master)
+          const float inv = 1.0f / S;
+          for (int j = 0; j < k; ++j) {
+            const float pj = p[j], qj = q[j];
+            p[j] = detail::descend(pj, lr, detail::decay_grad(gp[j] * inv, lp, pj));
+            q[j] = detail::descend(qj, lr, detail::decay_grad(gq[j] * inv, lq, qj));
+          }
         });
   }
 

@@ -95,13 +95,19 @@ class Muppet final : public CompetingMethod {
     Worker& w = workers_[static_cast<size_t>(tid)];
     const int v = wl_ == 0 ? 0 : stochastic_ ? 2 : 1;
     if (use_avx2()) {
-      if (v == 0) run_avx2<0>(w, recs, count, P, Q, prm);
-      else if (v == 1) run_avx2<1>(w, recs, count, P, Q, prm);
-      else run_avx2<2>(w, recs, count, P, Q, prm);
+      if (v == 0)
+        run_avx2<0>(w, recs, count, P, Q, prm);
+      else if (v == 1)
+        run_avx2<1>(w, recs, count, P, Q, prm);
+      else
+        run_avx2<2>(w, recs, count, P, Q, prm);
     } else {
-      if (v == 0) run_generic<0>(w, recs, count, P, Q, prm);
-      else if (v == 1) run_generic<1>(w, recs, count, P, Q, prm);
-      else run_generic<2>(w, recs, count, P, Q, prm);
+      if (v == 0)
+        run_generic<0>(w, recs, count, P, Q, prm);
+      else if (v == 1)
+        run_generic<1>(w, recs, count, P, Q, prm);
+      else
+        run_generic<2>(w, recs, count, P, Q, prm);
     }
   }
 
@@ -180,39 +186,44 @@ class Muppet final : public CompetingMethod {
     Scratch s;
     std::vector<float> bp, bq;  // gradient sums of this worker's last ratings of the epoch
     int64_t bn = 0;
-    FixedFormat fp{}, fq{};     // this worker's scales of P and Q (the epoch's, lowered on growth)
+    FixedFormat fp{}, fq{};  // this worker's scales of P and Q (the epoch's, lowered on growth)
     int64_t rescales = 0;
   };
 
   /// V: 0 FP32 level, 1 fixed point with nearest rounding, 2 fixed point with stochastic rounding.
   template <int V>
   MASCOT_TARGET_AVX2 void run_avx2(Worker& w, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) {
-    if (V == 0) run_fp32(recs, count, P, Q, prm);
-    else run_fixed<V == 2>(w, recs, count, P, Q, prm);
+    if (V == 0)
+      run_fp32(recs, count, P, Q, prm);
+    else
+      run_fixed<V == 2>(w, recs, count, P, Q, prm);
   }
   template <int V>
   void run_generic(Worker& w, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) {
-    if (V == 0) run_fp32(recs, count, P, Q, prm);
-    else run_fixed<V == 2>(w, recs, count, P, Q, prm);
+    if (V == 0)
+      run_fp32(recs, count, P, Q, prm);
+    else
+      run_fixed<V == 2>(w, recs, count, P, Q, prm);
   }
 
   MASCOT_FORCE_INLINE void run_fp32(const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) {
     const int k = k_;
     const float lr = prm.lr, lp = prm.lambda_p, lq = prm.lambda_q;
     for_each_rating<false>(recs, count, P, Q, k, 0,
-                        [&]([[maybe_unused]] size_t x, const Rec& rec, float* __restrict p, float* __restrict q, [[maybe_unused]] uint64_t key)
-                            MASCOT_FORCE_INLINE_LAMBDA {
-      const float e = rec.r - dot16(p, q, k);
-      for (int j = 0; j < k; ++j) {
-        const float pj = p[j], qj = q[j];
-        p[j] = detail::descend(pj, lr, detail::sgd_grad(e, qj, lp, pj));
-        q[j] = detail::descend(qj, lr, detail::sgd_grad(e, pj, lq, qj));
-      }
-        });
+                           [&]([[maybe_unused]] size_t x, const Rec& rec, float* __restrict p, float* __restrict q,
+                               [[maybe_unused]] uint64_t key) MASCOT_FORCE_INLINE_LAMBDA {
+                             const float e = rec.r - dot16(p, q, k);
+                             for (int j = 0; j < k; ++j) {
+                               const float pj = p[j], qj = q[j];
+                               p[j] = detail::descend(pj, lr, detail::sgd_grad(e, qj, lp, pj));
+                               q[j] = detail::descend(qj, lr, detail::sgd_grad(e, pj, lq, qj));
+                             }
+                           });
   }
 
   template <bool SR>
-  MASCOT_FORCE_INLINE void run_fixed(Worker& w, const Rec* recs, size_t count, float* P, float* Q, const SgdParams& prm) {
+  MASCOT_FORCE_INLINE void run_fixed(Worker& w, const Rec* recs, size_t count, float* P, float* Q,
+                                     const SgdParams& prm) {
     const int k = k_, wl = wl_;
     float* __restrict ph = w.s.a.data();
     float* __restrict qh = w.s.b.data();
@@ -232,65 +243,68 @@ class Muppet final : public CompetingMethod {
       w.bn = 0;
     }
     const size_t tail = count > B ? count - B : 0;
-    for_each_rating<SR>(recs, count, P, Q, k, epoch_key_,
-                        [&](size_t x, const Rec& rec, float* __restrict p, float* __restrict q, uint64_t key)
-                            MASCOT_FORCE_INLINE_LAMBDA {
-      // the layer scale follows the tensor's growth (see above)
-      const float mp = max_abs16(p, k), mq = max_abs16(q, k);
-      if (mp > fmax_p) {
-        fp = detail::make_fixed_format(detail::fixed_frac_bits(mp, wl), wl);
-        fmax_p = detail::muppet_range(fp);
-        ++w.rescales;
-      }
-      if (mq > fmax_q) {
-        fq = detail::make_fixed_format(detail::fixed_frac_bits(mq, wl), wl);
-        fmax_q = detail::muppet_range(fq);
-        ++w.rescales;
-      }
-      // forward on the per-layer quantized weights
-      if (SR) {
-        fill_words(rw, k, key, 1);
-        fixed_row_sr(ph, p, k, fp, rw);
-        fill_words(rw, k, key, 2);
-        fixed_row_sr(qh, q, k, fq, rw);
-      } else {
-        fixed_row_rn(ph, p, k, fp);
-        fixed_row_rn(qh, q, k, fq);
-      }
-      const float e = rec.r - dot16(ph, qh, k);
-      // back-propagated gradient (one element): own dynamic scale
-      const FixedFormat fe = detail::make_fixed_format(detail::fixed_frac_bits(std::fabs(e), wl), wl);
-      const float eh = SR ? detail::fixed_round_sr(e, fe, one_word(key, 3)) : detail::fixed_round_rn(e, fe);
-      // weight gradients (data term) from the quantized operands, quantized with their own scale
-      const float ae = std::fabs(eh);
-      const FixedFormat fgp = detail::make_fixed_format(detail::fixed_frac_bits(ae * max_abs16(qh, k), wl), wl);
-      const FixedFormat fgq = detail::make_fixed_format(detail::fixed_frac_bits(ae * max_abs16(ph, k), wl), wl);
-      // (quantize e_hat * q_hat, then + weight decay on the quantized weights; the same
-      // operations as separate passes, fused)
-      if (SR) {
-        fill_words(rw, k, key, 4);
-        for (int j = 0; j < k; ++j) gp[j] = detail::decay_grad(detail::fixed_round_sr(eh * qh[j], fgp, rw[j]), lp, ph[j]);
-        fill_words(rw, k, key, 5);
-        for (int j = 0; j < k; ++j) gq[j] = detail::decay_grad(detail::fixed_round_sr(eh * ph[j], fgq, rw[j]), lq, qh[j]);
-      } else {
-        for (int j = 0; j < k; ++j) {
-          gp[j] = detail::decay_grad(detail::fixed_round_rn(eh * qh[j], fgp), lp, ph[j]);
-          gq[j] = detail::decay_grad(detail::fixed_round_rn(eh * ph[j], fgq), lq, qh[j]);
-        }
-      }
-      // FP32 update of the masters
-      for (int j = 0; j < k; ++j) {
-        p[j] = detail::descend(p[j], lr, gp[j]);
-        q[j] = detail::descend(q[j], lr, gq[j]);
-      }
-      if (x >= tail) {
-        for (int j = 0; j < k; ++j) {
-          bp[j] += gp[j];
-          bq[j] += gq[j];
-        }
-        ++w.bn;
-      }
-        });
+    for_each_rating<SR>(
+        recs, count, P, Q, k, epoch_key_,
+        [&](size_t x, const Rec& rec, float* __restrict p, float* __restrict q, uint64_t key)
+            MASCOT_FORCE_INLINE_LAMBDA {
+              // the layer scale follows the tensor's growth (see above)
+              const float mp = max_abs16(p, k), mq = max_abs16(q, k);
+              if (mp > fmax_p) {
+                fp = detail::make_fixed_format(detail::fixed_frac_bits(mp, wl), wl);
+                fmax_p = detail::muppet_range(fp);
+                ++w.rescales;
+              }
+              if (mq > fmax_q) {
+                fq = detail::make_fixed_format(detail::fixed_frac_bits(mq, wl), wl);
+                fmax_q = detail::muppet_range(fq);
+                ++w.rescales;
+              }
+              // forward on the per-layer quantized weights
+              if (SR) {
+                fill_words(rw, k, key, 1);
+                fixed_row_sr(ph, p, k, fp, rw);
+                fill_words(rw, k, key, 2);
+                fixed_row_sr(qh, q, k, fq, rw);
+              } else {
+                fixed_row_rn(ph, p, k, fp);
+                fixed_row_rn(qh, q, k, fq);
+              }
+              const float e = rec.r - dot16(ph, qh, k);
+              // back-propagated gradient (one element): own dynamic scale
+              const FixedFormat fe = detail::make_fixed_format(detail::fixed_frac_bits(std::fabs(e), wl), wl);
+              const float eh = SR ? detail::fixed_round_sr(e, fe, one_word(key, 3)) : detail::fixed_round_rn(e, fe);
+              // weight gradients (data term) from the quantized operands, quantized with their own scale
+              const float ae = std::fabs(eh);
+              const FixedFormat fgp = detail::make_fixed_format(detail::fixed_frac_bits(ae * max_abs16(qh, k), wl), wl);
+              const FixedFormat fgq = detail::make_fixed_format(detail::fixed_frac_bits(ae * max_abs16(ph, k), wl), wl);
+              // (quantize e_hat * q_hat, then + weight decay on the quantized weights; the same
+              // operations as separate passes, fused)
+              if (SR) {
+                fill_words(rw, k, key, 4);
+                for (int j = 0; j < k; ++j)
+                  gp[j] = detail::decay_grad(detail::fixed_round_sr(eh * qh[j], fgp, rw[j]), lp, ph[j]);
+                fill_words(rw, k, key, 5);
+                for (int j = 0; j < k; ++j)
+                  gq[j] = detail::decay_grad(detail::fixed_round_sr(eh * ph[j], fgq, rw[j]), lq, qh[j]);
+              } else {
+                for (int j = 0; j < k; ++j) {
+                  gp[j] = detail::decay_grad(detail::fixed_round_rn(eh * qh[j], fgp), lp, ph[j]);
+                  gq[j] = detail::decay_grad(detail::fixed_round_rn(eh * ph[j], fgq), lq, qh[j]);
+                }
+              }
+              // FP32 update of the masters
+              for (int j = 0; j < k; ++j) {
+                p[j] = detail::descend(p[j], lr, gp[j]);
+                q[j] = detail::descend(q[j], lr, gq[j]);
+              }
+              if (x >= tail) {
+                for (int j = 0; j < k; ++j) {
+                  bp[j] += gp[j];
+                  bq[j] += gq[j];
+                }
+                ++w.bn;
+              }
+            });
     w.fp = fp;
     w.fq = fq;
   }

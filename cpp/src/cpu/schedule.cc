@@ -14,14 +14,17 @@
 namespace mascot::cpu {
 namespace {
 
-constexpr int64_t kChunkRatings = 4096;    // ratings per chunk (48 KiB of records: L1/L2)
-constexpr int64_t kBlockBytes = 2 << 20;   // grid: rows per strip at most, in bytes (last-level cache)
-constexpr int kRefChunk = 128;             // reference code's consecutive run
-constexpr int64_t kMaxStrips = 512;        // grid: strips per side (512 x 512 blocks)
-constexpr int kStripRuns = 16;             // grid: runs of consecutive ids per strip (stratified_strips)
+constexpr int64_t kChunkRatings = 4096;   // ratings per chunk (48 KiB of records: L1/L2)
+constexpr int64_t kBlockBytes = 2 << 20;  // grid: rows per strip at most, in bytes (last-level cache)
+constexpr int kRefChunk = 128;            // reference code's consecutive run
+constexpr int64_t kMaxStrips = 512;       // grid: strips per side (512 x 512 blocks)
+constexpr int kStripRuns = 16;            // grid: runs of consecutive ids per strip (stratified_strips)
 
 void run_threads(int threads, const std::function<void(int)>& body) {
-  if (threads <= 1) { body(0); return; }
+  if (threads <= 1) {
+    body(0);
+    return;
+  }
   std::vector<std::thread> pool;
   pool.reserve(threads - 1);
   for (int t = 1; t < threads; ++t) pool.emplace_back(body, t);
@@ -125,8 +128,8 @@ Schedule::Schedule(RatingSet&& train, Order order, int threads, size_t row_bytes
     max_chunk_ = static_cast<size_t>(std::min<int64_t>(kRefChunk, n));
     return;
   }
-  MASCOT_CHECK_ARG(order == Order::kShuffle || order == Order::kGrid, "order '" + to_string(order) +
-                                                                          "' is not a CPU schedule");
+  MASCOT_CHECK_ARG(order == Order::kShuffle || order == Order::kGrid,
+                   "order '" + to_string(order) + "' is not a CPU schedule");
   // Layout: the ratings stay three arrays (the set's own, moved in), permuted into chunk order
   // by scatters through one 4-byte temporary at a time, so the peak is the set plus 4 bytes per
   // rating.  (Packed 12-byte records built beside the set, with two 4-byte keys per rating,
@@ -151,8 +154,10 @@ Schedule::Schedule(RatingSet&& train, Order order, int threads, size_t row_bytes
     scatter(&train.ratings, dest);
     for (int side : {last == 0 ? 1 : 0, last}) {
       fill.assign(start.begin(), start.end() - 1);
-      if (side == 0) scatter(&train.users, dest);
-      else scatter(&train.items, dest);
+      if (side == 0)
+        scatter(&train.users, dest);
+      else
+        scatter(&train.items, dest);
     }
     return start;
   };
@@ -189,9 +194,8 @@ Schedule::Schedule(RatingSet&& train, Order order, int threads, size_t row_bytes
     const auto ustrip_at = [&](int64_t t) {
       return static_cast<int64_t>(std::upper_bound(seg.begin(), seg.end(), t) - seg.begin()) - 1;
     };
-    chunk_off_ = sort_by(block_chunk_.back(), [&](int64_t t) {
-      return chunk_in(ustrip_at(t) * bi + istrip_[train.items[t]], t);
-    }, 1);
+    chunk_off_ = sort_by(
+        block_chunk_.back(), [&](int64_t t) { return chunk_in(ustrip_at(t) * bi + istrip_[train.items[t]], t); }, 1);
   }
   for (size_t c = 0; c + 1 < chunk_off_.size(); ++c)
     max_chunk_ = std::max<size_t>(max_chunk_, static_cast<size_t>(chunk_off_[c + 1] - chunk_off_[c]));
@@ -377,7 +381,7 @@ ScheduleCheck check_schedule(const RatingSet& train, Order order, int threads, i
                              uint64_t seed, int spin_us) {
   MASCOT_CHECK_ARG(train.nnz() < (1 << 24), "check_schedule needs fewer than 2^24 ratings");
   MASCOT_CHECK_ARG(threads >= 1 && epochs >= 1 && spin_us >= 0, "threads and epochs >= 1, spin_us >= 0");
-  RatingSet tagged = Reorder::build(train, 1, 1).apply(train, nullptr);  // as the trainer hands it over
+  RatingSet tagged = Reorder::build(train, 1, 1).apply(train, nullptr);                  // as the trainer hands it over
   for (int64_t t = 0; t < tagged.nnz(); ++t) tagged.ratings[t] = static_cast<float>(t);  // position, exact
   Schedule sched(tagged, order, threads, row_bytes, seed);
   ScheduleCheck out;
@@ -385,7 +389,10 @@ ScheduleCheck check_schedule(const RatingSet& train, Order order, int threads, i
   const int gi = sched.item_strips();
   std::vector<int> held(static_cast<size_t>(threads), -1);
   sched.set_trace([&](int tid, int b, bool grant) {
-    if (!grant) { held[tid] = -1; return; }
+    if (!grant) {
+      held[tid] = -1;
+      return;
+    }
     ++out.grants;
     for (int t = 0; t < threads; ++t)
       if (t != tid && held[t] >= 0 && (held[t] / gi == b / gi || held[t] % gi == b % gi)) ++out.strip_conflicts;
@@ -413,8 +420,10 @@ ScheduleCheck check_schedule(const RatingSet& train, Order order, int threads, i
       for (size_t x = 0; x < m; ++x) {
         for (std::atomic<int32_t>* o : {&uown[r[x].u], &iown[r[x].i]}) {
           int32_t expect = -1;
-          if (o->compare_exchange_strong(expect, tid)) mine.push_back(o);
-          else if (expect != tid) ++bad;
+          if (o->compare_exchange_strong(expect, tid))
+            mine.push_back(o);
+          else if (expect != tid)
+            ++bad;
         }
       }
       if (spin_us > 0) {
@@ -431,7 +440,8 @@ ScheduleCheck check_schedule(const RatingSet& train, Order order, int threads, i
         seen[pos] = 1;
       }
     });
-    for (uint8_t v : seen) if (!v) out.each_once = false;
+    for (uint8_t v : seen)
+      if (!v) out.each_once = false;
     out.row_conflicts.push_back(conflicts.load());
   }
   out.overlaps = overlaps.load();

@@ -107,11 +107,11 @@ class Schedule {
   Order order_;
   int threads_;
   uint64_t seed_;
-  std::vector<int32_t> u_, i_;        // the ratings in chunk order (relabelled ids), one array each
+  std::vector<int32_t> u_, i_;  // the ratings in chunk order (relabelled ids), one array each
   std::vector<float> r_;
   size_t max_chunk_ = 0;
-  std::vector<int64_t> chunk_off_;    // chunk c = positions [chunk_off_[c], chunk_off_[c+1])
-  std::vector<int32_t> block_chunk_;  // block b = chunks [block_chunk_[b], block_chunk_[b+1])
+  std::vector<int64_t> chunk_off_;         // chunk c = positions [chunk_off_[c], chunk_off_[c+1])
+  std::vector<int32_t> block_chunk_;       // block b = chunks [block_chunk_[b], block_chunk_[b+1])
   std::vector<uint16_t> ustrip_, istrip_;  // grid: strip of every user / item
   int gi_ = 0;                             // grid: item strips (block b = user strip b / gi_, item strip b % gi_)
   GridTrace trace_;
@@ -139,12 +139,12 @@ std::vector<int32_t> balanced_cuts(const std::vector<int64_t>& count, int parts)
 
 /// What check_schedule observed (a test hook: the grid's promise, instrumented, not timed).
 struct ScheduleCheck {
-  int64_t grants = 0;           ///< blocks handed out (grid order; 0 for the others)
-  int64_t strip_conflicts = 0;  ///< grants of a block sharing a strip with a block another thread held
-  int max_held = 0;             ///< most blocks held at once
-  int64_t overlaps = 0;         ///< callbacks that started while another thread's callback was running
+  int64_t grants = 0;                  ///< blocks handed out (grid order; 0 for the others)
+  int64_t strip_conflicts = 0;         ///< grants of a block sharing a strip with a block another thread held
+  int max_held = 0;                    ///< most blocks held at once
+  int64_t overlaps = 0;                ///< callbacks that started while another thread's callback was running
   std::vector<int64_t> row_conflicts;  ///< per epoch: records whose row another thread's running callback had
-  bool each_once = true;        ///< every epoch visited every rating exactly once
+  bool each_once = true;               ///< every epoch visited every rating exactly once
 };
 
 /// Test hook (bound as _core.schedule_check): builds the schedule of `train` (relabelled as the

@@ -22,12 +22,12 @@ enum class Solver { kCholesky, kCg };
 /// One side's solve (the same for users and items).
 struct Options {
   int k = 64;
-  float lambda = 0.1f;        ///< > 0
-  bool implicit = false;      ///< Hu-Koren-Volinsky confidences instead of ratings
-  float alpha = 1.0f;         ///< c = 1 + alpha r (implicit only; > 0)
-  bool weighted = true;       ///< reg_u = lambda n_u (true) or lambda (false)
+  float lambda = 0.1f;    ///< > 0
+  bool implicit = false;  ///< Hu-Koren-Volinsky confidences instead of ratings
+  float alpha = 1.0f;     ///< c = 1 + alpha r (implicit only; > 0)
+  bool weighted = true;   ///< reg_u = lambda n_u (true) or lambda (false)
   Solver solver = Solver::kCg;
-  int cg_steps = 3;           ///< >= 1
+  int cg_steps = 3;             ///< >= 1
   bool hermitian_half = false;  ///< store A_u in FP16 (scaled, see hermitian_scale), compute in FP32
   bool factors_half = false;    ///< factors stored in FP16 (round to nearest even)
   /// How CG forms its products A p: kHermitian builds A_u (the paper: O(n_u k^2) per row, then
@@ -57,7 +57,7 @@ struct SideCsr {
   std::vector<int64_t> indptr;   ///< rows + 1
   std::vector<int32_t> indices;  ///< column ids, ascending within a row
   std::vector<float> values;
-  int64_t max_row = 0;           ///< the longest row's length
+  int64_t max_row = 0;  ///< the longest row's length
 };
 
 /// CG stops early when r.r falls below this (absolute, as the `implicit` package does).

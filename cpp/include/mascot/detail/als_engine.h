@@ -15,17 +15,17 @@ namespace mascot::als {
 /// The settings of an ALS run (the per-side Options derive from them).
 struct RunConfig {
   int k = 64;
-  float lambda_p = 0.1f;      ///< users' regularisation (> 0)
-  float lambda_q = 0.1f;      ///< items' regularisation (> 0)
-  bool implicit = false;      ///< Hu-Koren-Volinsky confidences c = 1 + alpha r
-  float alpha = 1.0f;         ///< > 0
-  bool weighted = true;       ///< reg = lambda n_u (weighted) or lambda (plain)
+  float lambda_p = 0.1f;  ///< users' regularisation (> 0)
+  float lambda_q = 0.1f;  ///< items' regularisation (> 0)
+  bool implicit = false;  ///< Hu-Koren-Volinsky confidences c = 1 + alpha r
+  float alpha = 1.0f;     ///< > 0
+  bool weighted = true;   ///< reg = lambda n_u (weighted) or lambda (plain)
   Solver solver = Solver::kCg;
   int cg_steps = 3;
   bool hermitian_half = false;  ///< the paper's FP16 A
   bool factors_half = false;    ///< FP16 storage of P and Q
   Options::CgForm cg_form = Options::CgForm::kAuto;
-  float init_std = 0.01f;     ///< P, Q ~ N(0, init_std^2) (detail::init_row)
+  float init_std = 0.01f;  ///< P, Q ~ N(0, init_std^2) (detail::init_row)
 
   Options side(bool users) const {
     Options o;

@@ -126,7 +126,7 @@ struct FitInput {
   RatingSet* test;
   const std::vector<int32_t>* user_old;  ///< original id of each relabelled user (seeds the init)
   const std::vector<int32_t>* item_old;
-  const GroupTable* user_groups;         ///< boundaries and initial precisions (FP32 rows start FP32)
+  const GroupTable* user_groups;  ///< boundaries and initial precisions (FP32 rows start FP32)
   const GroupTable* item_groups;
   /// The storage to train in: the method's (methods.h), except that the study options run the
   /// FP32 / FP16 methods on the per-group path (random_fp16, grad_stats; the driver presets the
@@ -136,13 +136,13 @@ struct FitInput {
 
 /// One epoch as the driver plans it.
 struct EpochPlan {
-  int epoch = 0;                ///< 0-based
-  float lr = 0;                 ///< TrainConfig::lr_at(epoch)
-  uint64_t round_seed = 0;      ///< stochastic-rounding words of the FP16 stores (hash3(seed, kStreamRound, epoch))
-  bool sample = false;          ///< accumulate the per-group gradient sums (a measured epoch, or grad_stats)
-  bool grad_norms = false;      ///< ... and the sums of the gradients' norms (grad_stats)
-  uint64_t sample_seed = 0;     ///< a rating is sampled when mix64(sample_seed ^ key(u, i)) < sample_below
-  uint64_t sample_below = 0;    ///< gamma x 2^64
+  int epoch = 0;              ///< 0-based
+  float lr = 0;               ///< TrainConfig::lr_at(epoch)
+  uint64_t round_seed = 0;    ///< stochastic-rounding words of the FP16 stores (hash3(seed, kStreamRound, epoch))
+  bool sample = false;        ///< accumulate the per-group gradient sums (a measured epoch, or grad_stats)
+  bool grad_norms = false;    ///< ... and the sums of the gradients' norms (grad_stats)
+  uint64_t sample_seed = 0;   ///< a rating is sampled when mix64(sample_seed ^ key(u, i)) < sample_below
+  uint64_t sample_below = 0;  ///< gamma x 2^64
 };
 
 /// Per-group sums of one side's sampled gradients (empty when the epoch did not sample).
@@ -196,8 +196,8 @@ class Backend {
 
 /// Checkpoint plumbing between checkpoint.cc and the driver (train_run).
 struct RunHooks {
-  StateReader* resume = nullptr;              ///< state to continue from (null: fresh run)
-  const RunReport* resume_report = nullptr;   ///< the report so far (epochs, switches, totals)
+  StateReader* resume = nullptr;             ///< state to continue from (null: fresh run)
+  const RunReport* resume_report = nullptr;  ///< the report so far (epochs, switches, totals)
   /// After each completed epoch with the number of completed epochs, whether training stops
   /// now (last epoch or stop requested) and the device it trains on; `save` writes the
   /// driver's state ("driver_state") and the backend's sections.  Not called once the run diverged.
@@ -225,7 +225,7 @@ void init_row(float* row, int k, float std, uint64_t seed, uint64_t stream, int6
 /// Test hook: the positions of `train`'s ratings in the order the CPU backend visits them,
 /// epoch after epoch, for `epochs` epochs (with threads = 1 the exact order).  Needs
 /// nnz < 2^24.
-std::vector<int64_t> cpu_visit_order(const RatingSet& train, Order order, int epochs, int threads, int k,
-                                     bool half, uint64_t seed);
+std::vector<int64_t> cpu_visit_order(const RatingSet& train, Order order, int epochs, int threads, int k, bool half,
+                                     uint64_t seed);
 
 }  // namespace mascot::detail

@@ -54,7 +54,9 @@ class BinReader {
     return v;
   }
   template <class T>
-  void pod(T* v) { *v = pod<T>(); }
+  void pod(T* v) {
+    *v = pod<T>();
+  }
   template <class T>
   std::vector<T> vec(uint64_t max_elems = uint64_t(1) << 40) {
     const uint64_t n = pod<uint64_t>();
@@ -79,8 +81,8 @@ class BinReader {
 
  private:
   void need(size_t n) const {
-    if (n > d_.size() - pos_) fail("truncated (needs " + std::to_string(pos_ + n) + " bytes, has " +
-                                   std::to_string(d_.size()) + ")");
+    if (n > d_.size() - pos_)
+      fail("truncated (needs " + std::to_string(pos_ + n) + " bytes, has " + std::to_string(d_.size()) + ")");
   }
   const std::string& d_;
   std::string what_;

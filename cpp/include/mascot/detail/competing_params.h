@@ -39,10 +39,10 @@
 namespace mascot {
 
 // The ALS method's choices (its rows of MASCOT_COMPETING_PARAMS; names: config.h / config.cc).
-enum class AlsSolver { kCg, kCholesky };                  ///< approximate CG (cg_steps) or exact Cholesky
+enum class AlsSolver { kCg, kCholesky };                    ///< approximate CG (cg_steps) or exact Cholesky
 enum class AlsRegularization { kAuto, kWeighted, kPlain };  ///< lambda n_u / lambda; auto: weighted iff explicit
-enum class AlsPrecision { kFp32, kFp16 };                 ///< storage of the factors, or of CG's A_u
-enum class AlsCgForm { kAuto, kHermitian, kMatrixFree };  ///< how CG forms A p (mascot/detail/als.h)
+enum class AlsPrecision { kFp32, kFp16 };                   ///< storage of the factors, or of CG's A_u
+enum class AlsCgForm { kAuto, kHermitian, kMatrixFree };    ///< how CG forms A p (mascot/detail/als.h)
 
 /// The settings of the competing methods: fields, defaults and per-value rules are
 /// MASCOT_COMPETING_PARAMS (mascot/params.h; what each means: its help column, and the papers
@@ -100,7 +100,7 @@ struct MptLossScale {
 /// layer; the layers are P and Q), host side, shared by the CPU and CUDA backends.  Each epoch
 /// adds its last mini-batch gradient (k values per layer, summed over the workers).
 struct MuppetWindow {
-  std::vector<double> p, q;  ///< sum of the added gradients
+  std::vector<double> p, q;       ///< sum of the added gradients
   double norm_p = 0, norm_q = 0;  ///< sum of their squared norms
 
   void reset(int k) {
@@ -150,9 +150,9 @@ struct MuppetWindow {
 /// `patience` violations training moves to the next word length (maximum and violation count
 /// reset).  One-way: the level only increases, and the FP32 level makes no more decisions.
 struct MuppetPolicy {
-  int level = 0;          ///< index into the word lengths; == their count: FP32
-  int levels = 4;         ///< number of fixed-point word lengths
-  double max_gd = 0.0;    ///< max diversity at this level (0: none yet)
+  int level = 0;        ///< index into the word lengths; == their count: FP32
+  int levels = 4;       ///< number of fixed-point word lengths
+  double max_gd = 0.0;  ///< max diversity at this level (0: none yet)
   int violations = 0;
 
   // results of the last end_epoch(), for the report (a switch has reset max_gd and violations
@@ -206,11 +206,11 @@ struct MuppetPolicy {
 /// for why per worker).  The point position s is the exponent of the quantization step 2^s.
 struct AfpTensorState {
   int bits = 8;
-  int pos = 0;               ///< point position s (step 2^s); frac bits = -s
-  double mov_avg = 0.0;      ///< m: moving average of s
+  int pos = 0;           ///< point position s (step 2^s); frac bits = -s
+  double mov_avg = 0.0;  ///< m: moving average of s
   bool has_avg = false;
-  int64_t next = 0;          ///< iteration of the next re-evaluation
-  int64_t interval = 1;      ///< last interval set
+  int64_t next = 0;      ///< iteration of the next re-evaluation
+  int64_t interval = 1;  ///< last interval set
 };
 
 constexpr int64_t kAfpMaxInterval = int64_t(1) << 40;  ///< guard when the formula is infinite
@@ -267,8 +267,8 @@ MASCOT_HD int afp_width(double error_at_low, double threshold, int low_bits, int
 /// of width alone would move s by 8 and force I = 1 (the MASCOT authors' code averages the
 /// range itself, which is the same measure in log2 units).  `error` is the quantization error
 /// at the chosen width.  Sets st.interval and st.next.
-MASCOT_HD void afp_set_interval(AfpTensorState& st, int pos_low, double error, double alpha, double beta,
-                                double gamma, double delta, int64_t iteration) {
+MASCOT_HD void afp_set_interval(AfpTensorState& st, int pos_low, double error, double alpha, double beta, double gamma,
+                                double delta, int64_t iteration) {
   const double prev = st.has_avg ? st.mov_avg : static_cast<double>(pos_low);
   st.mov_avg = alpha * pos_low + (1.0 - alpha) * prev;
   st.has_avg = true;
@@ -291,10 +291,9 @@ MASCOT_HD void afp_set_interval(AfpTensorState& st, int pos_low, double error, d
 /// the backend's quantization error of the tensor's data (a CPU loop, or a warp reduction on
 /// the GPU).  Returns the format.
 template <class Stats, class ErrorAt>
-MASCOT_HD FixedFormat afp_reevaluate_tensor(AfpTensorState& st, Stats& s, float range, bool saturated,
-                                            double threshold, int low_bits, int high_bits, double alpha, double beta,
-                                            double gamma, double delta, int64_t iteration, int64_t due_by,
-                                            ErrorAt&& error_at) {
+MASCOT_HD FixedFormat afp_reevaluate_tensor(AfpTensorState& st, Stats& s, float range, bool saturated, double threshold,
+                                            int low_bits, int high_bits, double alpha, double beta, double gamma,
+                                            double delta, int64_t iteration, int64_t due_by, ErrorAt&& error_at) {
   st.bits = low_bits;
   st.pos = afp_point_position(range, st.bits);
   const int pos_low = st.pos;

@@ -23,8 +23,9 @@ inline std::string cuda_unsupported_reason(const TrainConfig& cfg) {
   if (!method_traits(cfg.method).cuda)
     return "method '" + to_string(cfg.method) + "' is not implemented on the cuda device; use --device cpu";
   if (cfg.method == Method::kAls)  // the ALS kernels (cuda/als_kernels.cu); order, groups and studies do not apply
-    return cfg.k <= 256 ? "" : "k must be between 1 and 256 for als on the cuda device (got " + std::to_string(cfg.k) +
-                                   "); use --device cpu for larger k";
+    return cfg.k <= 256 ? ""
+                        : "k must be between 1 and 256 for als on the cuda device (got " + std::to_string(cfg.k) +
+                              "); use --device cpu for larger k";
   if (!(cfg.k >= 1 && cfg.k <= 512))
     return "k must be between 1 and 512 on the cuda device (got " + std::to_string(cfg.k) +
            "); use --device cpu for larger k";

@@ -61,7 +61,7 @@ struct DirSpec {
   /// A non-empty existing directory must hold this entry to be replaced (e.g. model.json);
   /// for a live directory: a directory holding it is never removed on discard.
   std::string marker;
-  bool replace = true;        ///< false: an existing directory is refused ("exists")
+  bool replace = true;              ///< false: an existing directory is refused ("exists")
   std::string content = "a model";  ///< what it holds, for messages ("not part of a model")
   /// Live directories: the owner's checks of the (locked) directory, called by prepare() after
   /// the lock is taken; it may remove leftovers of dead writers.  Throws to refuse it.

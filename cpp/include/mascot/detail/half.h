@@ -16,8 +16,16 @@ namespace mascot::detail {
 MASCOT_HD uint32_t f32_bits(float f) { return __float_as_uint(f); }
 MASCOT_HD float bits_f32(uint32_t u) { return __uint_as_float(u); }
 #else
-MASCOT_HD uint32_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
-MASCOT_HD float bits_f32(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+MASCOT_HD uint32_t f32_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+MASCOT_HD float bits_f32(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 #endif
 
 MASCOT_HD float half_to_float(uint16_t h) {
@@ -28,7 +36,10 @@ MASCOT_HD float half_to_float(uint16_t h) {
     if (man == 0) return bits_f32(sign);
     // subnormal: normalise
     int e = -1;
-    do { man <<= 1; ++e; } while ((man & 0x400u) == 0);
+    do {
+      man <<= 1;
+      ++e;
+    } while ((man & 0x400u) == 0);
     man &= 0x3FFu;
     return bits_f32(sign | (static_cast<uint32_t>(127 - 15 - e) << 23) | (man << 13));
   }
@@ -42,12 +53,12 @@ MASCOT_HD uint16_t float_to_half_rn(float f) {
   const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
   const uint32_t ax = x & 0x7FFFFFFFu;
   if (ax >= 0x7F800000u) return sign | (ax > 0x7F800000u ? 0x7E00u : 0x7C00u);  // nan / inf
-  if (ax >= 0x477FF000u) return sign | 0x7C00u;                 // rounds to >= 65520 -> inf
-  if (ax < 0x38800000u) {                                        // below 2^-14: subnormal half
-    if (ax < 0x33000000u) return sign;                            // < 2^-25: rounds to 0
+  if (ax >= 0x477FF000u) return sign | 0x7C00u;                                 // rounds to >= 65520 -> inf
+  if (ax < 0x38800000u) {                                                       // below 2^-14: subnormal half
+    if (ax < 0x33000000u) return sign;                                          // < 2^-25: rounds to 0
     const uint32_t e = ax >> 23;
     const uint32_t m = (ax & 0x7FFFFFu) | 0x800000u;
-    const uint32_t shift = 126 - e;                               // 14 + (127-15) - e + 1 ... -> bits to drop
+    const uint32_t shift = 126 - e;  // 14 + (127-15) - e + 1 ... -> bits to drop
     // value = m * 2^(e-150); half subnormal unit = 2^-24 -> q = m * 2^(e-126)
     const uint32_t q = m >> shift;
     const uint32_t rem = m & ((1u << shift) - 1);
@@ -100,7 +111,7 @@ MASCOT_HD uint16_t float_to_half_sr(float f, uint32_t bits) {
   // subnormal halves: value = n * 2^-24 + frac; round up with probability frac
   const float unit = 5.9604644775390625e-08f;  // 2^-24
   const float a = bits_f32(ax);
-  const float n = static_cast<float>(static_cast<uint32_t>(a / unit));  // exact for a < 2^-14
+  const float n = static_cast<float>(static_cast<uint32_t>(a / unit));   // exact for a < 2^-14
   const float frac = (a - n * unit) / unit;                              // exact in [0,1)
   const float u = static_cast<float>(bits >> 8) * (1.0f / 16777216.0f);  // [0,1) with 24 bits
   const uint32_t q = static_cast<uint32_t>(n) + (u < frac ? 1u : 0u);

@@ -25,7 +25,10 @@ class JsonWriter {
   /// Inserts already-serialised JSON as a value.
   JsonWriter& raw(const std::string& json);
   template <class T>
-  JsonWriter& kv(const std::string& k, const T& v) { key(k); return value(v); }
+  JsonWriter& kv(const std::string& k, const T& v) {
+    key(k);
+    return value(v);
+  }
   template <class T>
   JsonWriter& array(const std::vector<T>& v) {
     begin_array();

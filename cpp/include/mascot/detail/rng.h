@@ -102,7 +102,9 @@ MASCOT_HD uint64_t round_word_base(uint64_t key, uint32_t tag) { return key + (s
 /// Word of element j from its operand's base.
 MASCOT_HD uint32_t round_word_at(uint64_t base, uint32_t j) { return static_cast<uint32_t>(mix64(base + j) >> 32); }
 /// Word of element j of operand `tag`.
-MASCOT_HD uint32_t round_word(uint64_t key, uint32_t tag, uint32_t j) { return round_word_at(round_word_base(key, tag), j); }
+MASCOT_HD uint32_t round_word(uint64_t key, uint32_t tag, uint32_t j) {
+  return round_word_at(round_word_base(key, tag), j);
+}
 /// The one word of a one-element operand `tag` (element 0xFFFFFF: never an element index, k <= 4096).
 MASCOT_HD uint32_t round_one_word(uint64_t key, uint32_t tag) { return round_word(key, tag, 0xFFFFFFu); }
 
@@ -111,7 +113,9 @@ struct FastRng {
   uint64_t s;
   MASCOT_HD explicit FastRng(uint64_t seed) : s(mix64(seed) | 1) {}
   MASCOT_HD uint64_t next() {
-    s ^= s >> 12; s ^= s << 25; s ^= s >> 27;
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
     return s * 0x2545F4914F6CDD1Dull;
   }
   /// Uniform in [0, n) (Lemire's multiply-shift; bias < n / 2^32, irrelevant for shuffling).

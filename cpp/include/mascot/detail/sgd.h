@@ -34,18 +34,24 @@ constexpr int kLanes = 16;
 /// the same rounded add on the multiply-add pipes (cpu/kernels.cc, add2).
 struct Plus {
   template <class T>
-  MASCOT_HD T operator()(T a, T b) const { return a + b; }
+  MASCOT_HD T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 
 // ---- FP32 arithmetic (fp32, mascot-n1, the mascot family)
 
 /// One element of the dot product: acc + p q (separate multiply and add).
 template <class T, class Add = Plus>
-MASCOT_HD T dot_step(T acc, T p, T q, Add add = {}) { return add(acc, p * q); }
+MASCOT_HD T dot_step(T acc, T p, T q, Add add = {}) {
+  return add(acc, p * q);
+}
 /// The regrouped update of one element: x' = cx x + ce y (x = p_j, y = q_j, cx = cp, or the
 /// other way round with cq), from the old values.
 template <class T, class Add = Plus>
-MASCOT_HD T sgd_step(T x, T y, T cx, T ce, Add add = {}) { return add(cx * x, ce * y); }
+MASCOT_HD T sgd_step(T x, T y, T cx, T ce, Add add = {}) {
+  return add(cx * x, ce * y);
+}
 /// Factor of the old value in sgd_step: 1 - lr lambda.
 MASCOT_HD float keep_factor(float lr, float lambda) { return 1.0f - lr * lambda; }
 /// Factor of the other row in sgd_step: lr e.
@@ -53,33 +59,49 @@ MASCOT_HD float error_factor(float lr, float e) { return lr * e; }
 
 /// Gradient of Eq. 2-3 with its data term d given: d - lambda x (d = e y, or a quantized e y).
 template <class T>
-MASCOT_HD T decay_grad(T d, T lambda, T x) { return d - lambda * x; }
+MASCOT_HD T decay_grad(T d, T lambda, T x) {
+  return d - lambda * x;
+}
 /// Gradient of Eq. 2-3 without the learning rate: e y - lambda x (x = p_j, y = q_j, or the
 /// other way round), the q-error samples' and the competing methods' gradient.
 template <class T>
-MASCOT_HD T sgd_grad(T e, T y, T lambda, T x) { return decay_grad(e * y, lambda, x); }
+MASCOT_HD T sgd_grad(T e, T y, T lambda, T x) {
+  return decay_grad(e * y, lambda, x);
+}
 /// The change of a descent step: lr g (what a merging write adds to the row).
 template <class T>
-MASCOT_HD T descent_change(T lr, T g) { return lr * g; }
+MASCOT_HD T descent_change(T lr, T g) {
+  return lr * g;
+}
 /// Eq. 2-3 as written: x + lr g (the competing methods' update of their FP32 masters).
 template <class T>
-MASCOT_HD T descend(T x, T lr, T g) { return x + descent_change(lr, g); }
+MASCOT_HD T descend(T x, T lr, T g) {
+  return x + descent_change(lr, g);
+}
 
 // ---- FP16 arithmetic (method fp16): every operation rounded to half by rnd (HalfRound on
 // float, hround on the CPU vector, the identity on __half, whose operations round natively)
 
 /// One element of the dot product: rnd(acc + rnd(p q)).
 template <class T, class Rnd>
-MASCOT_HD T half_dot_step(T acc, T p, T q, Rnd rnd) { return rnd(acc + rnd(p * q)); }
+MASCOT_HD T half_dot_step(T acc, T p, T q, Rnd rnd) {
+  return rnd(acc + rnd(p * q));
+}
 /// Gradient: rnd(rnd(e y) - rnd(lambda x)).
 template <class T, class Rnd>
-MASCOT_HD T half_grad(T e, T y, T lambda, T x, Rnd rnd) { return rnd(rnd(e * y) - rnd(lambda * x)); }
+MASCOT_HD T half_grad(T e, T y, T lambda, T x, Rnd rnd) {
+  return rnd(rnd(e * y) - rnd(lambda * x));
+}
 /// The change: rnd(lr g).
 template <class T, class Rnd>
-MASCOT_HD T half_change(T lr, T g, Rnd rnd) { return rnd(lr * g); }
+MASCOT_HD T half_change(T lr, T g, Rnd rnd) {
+  return rnd(lr * g);
+}
 /// x + rnd(lr g), not rounded: the last rounding is the FP16 store's (or __half's own).
 template <class T, class Rnd>
-MASCOT_HD T half_descend(T x, T lr, T g, Rnd rnd) { return x + half_change(lr, g, rnd); }
+MASCOT_HD T half_descend(T x, T lr, T g, Rnd rnd) {
+  return x + half_change(lr, g, rnd);
+}
 
 /// Tree reduction of 16 lane partial sums, in the documented order.
 template <class Round>
@@ -136,8 +158,7 @@ MASCOT_HD float sgd_update(float* p, float* q, int k, float r, float lr, float l
 /// double and rounded once to float.
 inline float lr_schedule(float lr0, float decay, int epoch) {
   const double e = static_cast<double>(epoch);
-  return static_cast<float>(static_cast<double>(lr0) /
-                            (1.0 + static_cast<double>(decay) * e * std::sqrt(e)));
+  return static_cast<float>(static_cast<double>(lr0) / (1.0 + static_cast<double>(decay) * e * std::sqrt(e)));
 }
 
 }  // namespace mascot::detail
