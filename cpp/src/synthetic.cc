@@ -64,6 +64,7 @@
 #include <system_error>
 #include <thread>
 
+#include "mascot/detail/parallel.h"
 #include "mascot/detail/rng.h"
 #include "mascot/error.h"
 
@@ -136,43 +137,6 @@ SyntheticSizes scaled_sizes(const SyntheticShape& shape, double scale) {
 }
 
 namespace {
-
-// Runs body(worker, index) for index in [0, n) on up to `threads` threads (worker in
-// [0, threads) names the thread, for per-thread scratch), handing out indices in order (dynamic
-// scheduling).  Results must not depend on which worker ran which index.  The first exception
-// thrown by a body is rethrown here after all threads have stopped.
-template <class Body>
-void parallel_for(int threads, int64_t n, const Body& body) {
-  const int workers = static_cast<int>(std::min<int64_t>(threads, n));
-  if (workers <= 1) {
-    for (int64_t i = 0; i < n; ++i) body(0, i);
-    return;
-  }
-  std::atomic<int64_t> next{0};
-  std::exception_ptr error;
-  std::mutex error_mu;
-  auto work = [&](int worker) {
-    try {
-      for (int64_t i; (i = next.fetch_add(1)) < n;) body(worker, i);
-    } catch (...) {
-      next.store(n);  // stop handing out work
-      std::lock_guard<std::mutex> lock(error_mu);
-      if (!error) error = std::current_exception();
-    }
-  };
-  std::vector<std::thread> pool;
-  pool.reserve(static_cast<size_t>(workers - 1));
-  for (int t = 1; t < workers; ++t) {
-    try {
-      pool.emplace_back(work, t);
-    } catch (const std::system_error&) {
-      break;  // out of threads: the ones running finish the work (results do not depend on it)
-    }
-  }
-  work(0);
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
-}
 
 // A seeded uniform permutation of [0, n) (Fisher-Yates).
 std::vector<int32_t> permutation(int64_t n, uint64_t seed, Sub sub) {
@@ -301,7 +265,7 @@ std::vector<float> latent(int64_t n, double bias_std, uint64_t seed, Sub sub, in
   const double factor_std = std::sqrt(kInteractionStd / std::sqrt(static_cast<double>(kRank)));
   std::vector<float> v(static_cast<size_t>(n * kStride));
   constexpr int64_t kBlock = 4096;
-  parallel_for(threads, (n + kBlock - 1) / kBlock, [&](int, int64_t b) {
+  detail::parallel_for(threads, (n + kBlock - 1) / kBlock, [&](int, int64_t b) {
     for (int64_t e = b * kBlock; e < std::min(n, (b + 1) * kBlock); ++e) {
       const auto base = static_cast<uint64_t>(e * kStride);
       v[e * kStride] = static_cast<float>(bias_std * normal(seed, sub, base));
@@ -423,7 +387,7 @@ SyntheticData generate_synthetic(const SyntheticShape& shape, double scale, uint
     const ItemSampler sampler(seed, cdf, item_of_rank, skew.repeats);
     std::vector<std::vector<uint32_t>> seen(static_cast<size_t>(threads));  // per worker, sized on first use
     constexpr int64_t kBlock = 256;
-    parallel_for(threads, (n_users + kBlock - 1) / kBlock, [&](int worker, int64_t b) {
+    detail::parallel_for(threads, (n_users + kBlock - 1) / kBlock, [&](int worker, int64_t b) {
       std::vector<uint32_t>& mine = seen[worker];
       if (mine.empty()) mine.assign(static_cast<size_t>(n_items), 0);
       for (int64_t u = b * kBlock; u < std::min(n_users, (b + 1) * kBlock); ++u) {
@@ -456,7 +420,7 @@ SyntheticData generate_synthetic(const SyntheticShape& shape, double scale, uint
   chunk_user[n_chunks] = n_users;
   // cursor[c * n_keys + key]: first counts, then each chunk's write position for the key.
   std::vector<int64_t> cursor(static_cast<size_t>(n_chunks * n_keys), 0);
-  parallel_for(threads, n_chunks, [&](int, int64_t c) {
+  detail::parallel_for(threads, n_chunks, [&](int, int64_t c) {
     int64_t* count = &cursor[c * n_keys];
     for (int64_t u = chunk_user[c]; u < chunk_user[c + 1]; ++u)
       for (int64_t k = offset[u]; k < offset[u + 1]; ++k) ++count[key_of(k, u)];
@@ -478,7 +442,7 @@ SyntheticData generate_synthetic(const SyntheticShape& shape, double scale, uint
   SyntheticData out;
   resize_set(&out.train, n_users, n_items, n_train);
   resize_set(&out.test, n_users, n_items, n_test);
-  parallel_for(threads, n_chunks, [&](int, int64_t c) {
+  detail::parallel_for(threads, n_chunks, [&](int, int64_t c) {
     int64_t* pos = &cursor[c * n_keys];
     for (int64_t u = chunk_user[c]; u < chunk_user[c + 1]; ++u) {
       const float* p = &user_latent[u * kStride];
@@ -496,7 +460,7 @@ SyntheticData generate_synthetic(const SyntheticShape& shape, double scale, uint
   });
   csr_items = std::vector<int32_t>();  // no longer needed
 
-  parallel_for(threads, n_keys, [&](int, int64_t key) {
+  detail::parallel_for(threads, n_keys, [&](int, int64_t key) {
     RatingSet& rs = key < n_buckets ? out.train : out.test;
     const int64_t lo = key_begin[key], hi = key_end[key];
     FastRng rng(draw(seed, kSubShuffle, static_cast<uint64_t>(key)));

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "als/als.h"
+#include "mascot/detail/parallel.h"
 #include "mascot/detail/half.h"
 #include "mascot/error.h"
 
@@ -47,42 +48,6 @@ const KernelTable& pick() {
   (void)want;
 #endif
   return generic::kTable;
-}
-
-/// body(worker, item) for item in [0, n), items handed out one at a time (rows differ in cost
-/// by orders of magnitude: a dynamic hand-out balances them).  The first exception stops the
-/// hand-out and is rethrown here.
-template <class Body>
-void parallel_for(int threads, int64_t n, const Body& body) {
-  const int workers = static_cast<int>(std::min<int64_t>(std::max(threads, 1), n));
-  if (workers <= 1) {
-    for (int64_t i = 0; i < n; ++i) body(0, i);
-    return;
-  }
-  std::atomic<int64_t> next{0};
-  std::exception_ptr error;
-  std::mutex error_mu;
-  auto work = [&](int worker) {
-    try {
-      for (int64_t i; (i = next.fetch_add(1)) < n;) body(worker, i);
-    } catch (...) {
-      next.store(n);
-      std::lock_guard<std::mutex> lock(error_mu);
-      if (!error) error = std::current_exception();
-    }
-  };
-  std::vector<std::thread> pool;
-  pool.reserve(static_cast<size_t>(workers - 1));
-  for (int t = 1; t < workers; ++t) {
-    try {
-      pool.emplace_back(work, t);
-    } catch (const std::system_error&) {
-      break;  // out of threads: the ones running finish the work (results do not depend on it)
-    }
-  }
-  work(0);
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
 }
 
 /// Y^T Y summed in blocks of this many rows, the blocks reduced in double in block order.
@@ -211,7 +176,7 @@ std::vector<float> gram(const Factors& Y, int threads) {
   std::vector<float> part(static_cast<size_t>(blocks) * kk, 0.0f);
   std::vector<Workspace> ws(static_cast<size_t>(std::max(threads, 1)));
   const KernelTable& kt = kernels();
-  parallel_for(threads, blocks, [&](int w, int64_t bl) {
+  detail::parallel_for(threads, blocks, [&](int w, int64_t bl) {
     if (ws[w].panel.empty()) ws[w].reserve(kp);
     kt.gram_rows(Y.data(), Y.half, k, kp, bl * kGramBlock, std::min(Y.rows, (bl + 1) * kGramBlock),
                  part.data() + static_cast<size_t>(bl) * kk, ws[w]);
@@ -272,7 +237,7 @@ void solve_side(const Options& o, const SideCsr& R, const Factors& Y, Factors* X
   std::vector<int64_t> failed(static_cast<size_t>(workers), -1);
   const KernelTable& kt = kernels();
   const int64_t blocks = (R.rows + kRowBlock - 1) / kRowBlock;
-  parallel_for(threads, blocks, [&](int w, int64_t bl) {
+  detail::parallel_for(threads, blocks, [&](int w, int64_t bl) {
     if (ws[w].A.empty()) ws[w].reserve(kp);
     const int64_t f = kt.solve_rows(a, bl * kRowBlock, std::min(R.rows, (bl + 1) * kRowBlock), ws[w]);
     if (f >= 0 && (failed[w] < 0 || f < failed[w])) failed[w] = f;
