@@ -30,6 +30,7 @@
 #include "mascot/methods.h"
 #include "mascot/model.h"
 #include "mascot/param_table.h"
+#include "mascot/preset.h"
 #include "mascot/ratings.h"
 #include "mascot/report.h"
 #include "mascot/synthetic.h"
@@ -172,6 +173,31 @@ void bind_params(nb::module_& m) {
       "bool, int_list, enum), scope (config, competing, context: TrainConfig, its CompetingParams, Context), "
       "default, check and, for integers, min and max, choices (enums), methods, section, flag (mascot_train's "
       "option) and help.");
+  // presets (mascot/preset.h): one reader for mascot_train and mascot.presets
+  auto preset_dict = [](const params::Preset& p) {
+    Settings s;
+    params::apply_preset(p, &s);
+    nb::dict values;
+    for (const params::PresetValue& v : p.values) values[v.param->name] = python_value(*v.param, s);
+    nb::dict d;
+    d["name"] = p.name;
+    d["params"] = values;
+    d["valid_rmse"] = p.has_valid_rmse ? nb::cast(p.valid_rmse) : nb::none();
+    d["source"] = p.source;
+    return d;
+  };
+  m.def("preset_names", &params::preset_names, "The built-in presets (paper).");
+  m.def(
+      "read_preset", [preset_dict](const FsPath& p) { return preset_dict(params::load_preset(p)); }, "name_or_path"_a,
+      "A built-in preset by name, else a preset file, read and checked by the parameter table: {name, params: "
+      "{name: value}, valid_rmse (None when absent), source}.  ValueError / OSError: one line naming the file and "
+      "the field.");
+  m.def(
+      "parse_preset",
+      [preset_dict](const std::string& text, const std::string& what) {
+        return preset_dict(params::parse_preset(text, what));
+      },
+      "text"_a, "what"_a, "A preset file's text, checked as read_preset checks a file (`what` names it).");
   m.def("method_names", &method_names);
   m.def(
       "method_traits",
