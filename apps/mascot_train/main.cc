@@ -29,6 +29,7 @@
 #include "mascot/memory_plan.h"
 #include "mascot/model.h"
 #include "mascot/param_table.h"
+#include "mascot/preset.h"
 #include "mascot/report.h"
 #include "mascot/synthetic.h"
 #include "mascot/trainer.h"
@@ -53,6 +54,7 @@ struct CliOptions {
   std::string dataset, train_path, test_path;
   std::string report_path, save_dir, libmf_path;
   std::string ckpt_dir, resume_dir;
+  std::string preset;  ///< --preset NAME|FILE (mascot/preset.h): applied before the options given
   int ckpt_every = 0;
   bool quiet = false, dry_run = false;
 
@@ -80,6 +82,9 @@ data:
                             $MASCOT_DATA/NAME/{train,test}.mrat (MASCOT_DATA defaults to ~/.cache/mascot)
   --train PATH              training ratings (.mrat or text "user item rating" per line)
   --test PATH               test ratings (same formats); optional with --train
+preset:
+  --preset paper|FILE       start from a preset's values, then apply the options given: paper (the
+                            paper's settings, written out) or a preset file (`mascot tune` writes one)
 )" + params::help(cli_defaults()) +
          R"(outputs:
   --report FILE.json        write the run report (JSON)
@@ -119,6 +124,7 @@ const TextOption kTextOptions[] = {
     {"--test", &CliOptions::test_path},      {"--report", &CliOptions::report_path},
     {"--save", &CliOptions::save_dir},       {"--export-libmf", &CliOptions::libmf_path},
     {"--checkpoint", &CliOptions::ckpt_dir}, {"--resume", &CliOptions::resume_dir},
+    {"--preset", &CliOptions::preset},
 };
 bool is_flag(const std::string& o) {
   for (const char* f : {"--help", "-h", "--version", "--quiet", "-q", "--dry-run"})
@@ -130,6 +136,7 @@ bool is_flag(const std::string& o) {
 CliOptions parse_args(const std::vector<std::string>& args) {
   CliOptions o;
   o.settings = cli_defaults();
+  std::vector<std::pair<const params::Option*, std::string>> values;  // re-applied over a preset
   for (size_t a = 0; a < args.size(); ++a) {
     std::string opt = args[a], val;
     const bool has_eq = opt.rfind("--", 0) == 0 && opt.find('=') != std::string::npos;
@@ -146,7 +153,8 @@ CliOptions parse_args(const std::vector<std::string>& args) {
       return v;
     };
     if (const params::Option* p = params::find_option(opt)) {
-      p->apply(&o.settings, p->takes_value() ? value() : "");
+      values.emplace_back(p, p->takes_value() ? value() : "");
+      p->apply(&o.settings, values.back().second);
       o.given.push_back(p);
       continue;
     }
@@ -170,6 +178,11 @@ CliOptions parse_args(const std::vector<std::string>& args) {
         throw UsageError("--checkpoint-every must be >= 1 (got " + std::to_string(o.ckpt_every) + ")");
     } else
       throw UsageError("unknown option '" + args[a] + "' (see --help)");
+  }
+  if (!o.preset.empty()) {  // the preset's values, then the options given (in their order) override them
+    o.settings = cli_defaults();
+    params::apply_preset(params::load_preset(o.preset), &o.settings);
+    for (const auto& [p, v] : values) p->apply(&o.settings, v);
   }
   return o;
 }
@@ -206,6 +219,8 @@ CheckpointInfo reconcile_resume(CliOptions* o) {
   if (!o->ckpt_dir.empty() && o->ckpt_dir != dir)
     throw UsageError("--resume " + dir + " keeps writing checkpoints into " + dir + "; --checkpoint " + o->ckpt_dir +
                      " conflicts with it");
+  if (!o->preset.empty())
+    throw UsageError("--preset cannot be combined with --resume: the configuration comes from the checkpoint");
   CheckpointInfo info = read_checkpoint(dir, false);  // checksums are verified while resuming
   if (o->settings.context.deterministic && !info.deterministic)
     throw UsageError("--deterministic cannot be combined with --resume " + dir + ": its run was not deterministic (" +
