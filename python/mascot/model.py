@@ -60,6 +60,7 @@ def _signature() -> inspect.Signature:
         out.append(inspect.Parameter(p["name"], kw, default=default, annotation=annotation))
     out.append(inspect.Parameter("verbose", kw, default=False, annotation=bool))
     out.append(inspect.Parameter("method_params", kw, default=None, annotation=Optional[dict]))
+    out.append(inspect.Parameter("preset", kw, default=None, annotation=Optional[str]))
     return inspect.Signature(out)
 
 
@@ -86,10 +87,14 @@ class MF:
     """
 
     def __init__(self, **params: Any):  # the keyword arguments: _SIGNATURE (inspect.signature(MF) shows them)
+        preset = params.pop("preset", None)
+        if preset is not None:  # its values first; the keyword arguments given override them
+            params = _with_preset(preset, params)
         args = _SIGNATURE.bind(self, **params)
         args.apply_defaults()
         args = {name: v for name, v in args.arguments.items() if name != "self"}
         groups, method_params = args.pop("groups"), args.pop("method_params")
+        args.pop("preset")
         if groups is not None:
             _as_int(groups, "groups")
         for name, v in args.items():
@@ -573,6 +578,25 @@ class MF:
 
 
 MF.__init__.__signature__ = _SIGNATURE  # help(MF), inspect.signature(MF): the table's keyword arguments
+
+
+def _with_preset(preset: Any, given: dict) -> dict:
+    """MF's keyword arguments from a preset (mascot.presets) under those given: a method's
+    settings go to method_params, and an explicit ``groups`` overrides the preset's two sides."""
+    from .presets import read_preset
+    values = read_preset(preset)["params"]
+    out, settings = {}, {}
+    for name, v in values.items():
+        if _TABLE[name]["scope"] == "competing":
+            settings[name] = v
+        elif not (name in ("user_groups", "item_groups") and "groups" in given):
+            out[name] = v
+    out.update(given)
+    if settings:
+        mp = given.get("method_params")
+        out["method_params"] = {**settings, **(dict(mp) if isinstance(mp, Mapping) else {})} if mp is None or \
+            isinstance(mp, Mapping) else mp
+    return out
 
 
 def _short_repr(v: Any) -> str:

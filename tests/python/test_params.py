@@ -74,7 +74,7 @@ def test_every_option_and_enum_name_is_in_help(trainer_exe):
 def test_python_keywords_are_the_table():
     sig = inspect.signature(mascot.MF)
     names = [p["name"] for p in TABLE if p["scope"] != "competing" and p["section"] != "internal"]
-    assert sorted(sig.parameters) == sorted(names + ["groups", "verbose", "method_params"])
+    assert sorted(sig.parameters) == sorted(names + ["groups", "verbose", "method_params", "preset"])
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in sig.parameters.values())
     assert sig.parameters["k"].default == 128 and sig.parameters["lr"].default == 0.01
     assert sig.parameters["random_fp16"].default is None  # off
