@@ -41,7 +41,9 @@ class Cell:
         return re.sub(r"[^A-Za-z0-9._-]", "_", "__".join(parts))
 
     def mf_kwargs(self, threads: int) -> dict[str, Any]:
-        return {"k": self.k, "method": self.method, "epochs": self.epochs, "device": self.device,
+        # the paper's experiments run with the paper's settings (mascot.presets: "paper"), whatever
+        # MASCOT's defaults become; the cell's own values override them
+        return {"preset": "paper", "k": self.k, "method": self.method, "epochs": self.epochs, "device": self.device,
                 "threads": threads, "seed": self.seed, **dict(self.params)}
 
     def as_dict(self) -> dict[str, Any]:

@@ -275,7 +275,7 @@ def _check_paths(exp: Experiment, cells: list[Cell], root: Path) -> None:
 
 def _default_warmup() -> int:
     from ..model import MF
-    return int(MF().warmup)
+    return int(MF(preset="paper").warmup)
 
 
 def _check_warmup(cells: list[Cell], quick: bool) -> None:
