@@ -11,6 +11,7 @@ from ._inference import UNKNOWN_POLICY, UnknownIdWarning
 from .als import ALS
 from .data import dataset_id_maps
 from .model import MF
+from .tune import tune  # Optuna is imported when tune() runs (the extra mascot[tune])
 
 __version__: str = _core.__version__
 HAS_CUDA: bool = bool(_core.HAS_CUDA)
@@ -29,4 +30,4 @@ def cuda_unavailable_reason() -> str:
 
 
 __all__ = ["MF", "data", "HAS_CUDA", "cuda_device_count", "cuda_unavailable_reason", "__version__"]
-__all__ += ["metrics", "dataset_id_maps", "UnknownIdWarning", "UNKNOWN_POLICY", "ALS"]
+__all__ += ["metrics", "dataset_id_maps", "UnknownIdWarning", "UNKNOWN_POLICY", "ALS", "tune"]
