@@ -1,7 +1,8 @@
 """The ``mascot`` console command.  ``mascot info`` describes the build; ``mascot train ...``
 runs the standalone trainer ``mascot_train`` with the same arguments; ``mascot data ...``
 prepares and lists real datasets (:mod:`mascot.datasets`); ``mascot experiment NAME ...`` runs the
-experiment harness (``python -m mascot.experiments``); ``mascot recommend`` and ``mascot evaluate``
+experiment harness (``python -m mascot.experiments``); ``mascot tune`` searches hyper-parameters
+(:mod:`mascot.tune`); ``mascot recommend`` and ``mascot evaluate``
 use a saved model directory (top-N lists; RMSE and ranking metrics)."""
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print("usage: mascot {info | train [mascot_train options] | data {prepare,list,info} ..."
-              " | experiment NAME [options] | recommend MODEL_DIR --users IDS [--n N]"
+              " | experiment NAME [options] | tune --dataset NAME [options] | recommend MODEL_DIR --users IDS [--n N]"
               " | evaluate MODEL_DIR --test PATH [--n N]}  (see mascot COMMAND --help)")
         return 0 if args else 2
     cmd, rest = args[0], args[1:]
@@ -51,10 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         return _use_command(_evaluate, "evaluate", rest)
     if cmd == "data":
         return data_main(rest)
+    if cmd == "tune":  # hyper-parameter search (mascot.tune; Optuna, the extra mascot[tune])
+        from .tune import main as tune_main
+        return tune_main(rest)
     if cmd == "experiment":  # the experiment harness (mascot.experiments), in-process
         from .experiments import main as experiment_main
         return experiment_main(rest)
-    print(f"mascot: error: unknown command {cmd!r} (use info, train, data, experiment, recommend or evaluate)",
+    print(f"mascot: error: unknown command {cmd!r} (use info, train, data, experiment, tune, recommend or evaluate)",
           file=sys.stderr)
     return 2
 
