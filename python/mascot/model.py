@@ -82,8 +82,10 @@ class MF:
     ``random_fp16=f`` stores a random share f of the rows in FP16 and the rest in FP32, without
     switching (paper Fig. 4; methods mascot, mascot-naive, mascot-n1), and ``grad_stats=True``
     adds each group's mean sampled-gradient norm to every epoch record (``user_grad_norm``,
-    ``item_grad_norm``; paper Fig. 5).  Invalid values raise ``ValueError`` here, before any
-    data is touched.
+    ``item_grad_norm``; paper Fig. 5).  ``preset="paper"`` (the paper's settings) or a preset
+    file's path (``mascot tune`` writes one; :mod:`mascot.presets`) supplies values first, and
+    the keyword arguments given override them; ``get_params()`` holds the resolved values.
+    Invalid values raise ``ValueError`` here, before any data is touched.
     """
 
     def __init__(self, **params: Any):  # the keyword arguments: _SIGNATURE (inspect.signature(MF) shows them)
