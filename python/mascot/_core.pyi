@@ -420,6 +420,19 @@ def param_table() -> list:
     The parameter table (mascot/params.h): one dict per parameter with name, type (int, uint64, float, double, bool, int_list, enum), scope (config, competing, context: TrainConfig, its CompetingParams, Context), default, check and, for integers, min and max, choices (enums), methods, section, flag (mascot_train's option) and help.
     """
 
+def preset_names() -> list[str]:
+    """The built-in presets (paper)."""
+
+def read_preset(name_or_path: str | bytes | os.PathLike[str]) -> dict:
+    """
+    A built-in preset by name, else a preset file, read and checked by the parameter table: {name, params: {name: value}, valid_rmse (None when absent), source}.  ValueError / OSError: one line naming the file and the field.
+    """
+
+def parse_preset(text: str, what: str) -> dict:
+    """
+    A preset file's text, checked as read_preset checks a file (`what` names it).
+    """
+
 def method_names() -> list[str]: ...
 
 def method_traits() -> dict:
