@@ -35,7 +35,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
@@ -105,7 +105,7 @@ def _check_count(v: Any, name: str, lo: int) -> int:
     return int(v)
 
 
-def _check_timeout(v: Any) -> Optional[float]:
+def _check_timeout(v: Any) -> float | None:
     if v is None:
         return None
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) or \
