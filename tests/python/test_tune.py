@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import optuna  # noqa: F401  (the test extra installs it: without it this module fails, never skips)
 import pytest
 
 import mascot
@@ -13,8 +14,6 @@ from mascot import _core, presets
 from mascot import tune as tune_fn
 from mascot.tune import SPACE, search_names, valid_split
 from mascot.tune import main as tune_main
-
-optuna = pytest.importorskip("optuna")  # the test extra installs it; a missing Optuna is reported as a skip
 
 DATA = "synthetic-ml10m:0.002"
 FIXED = {"k": 8, "epochs": 4, "deterministic": True}
