@@ -117,6 +117,16 @@ class _Run:
         self.bytes_to_client += sum(int(sizeof(x)) for x in out)
         return out[0] if single else out
 
+    def transfer_totals(self) -> dict:
+        """Each worker's incoming-transfer totals (Dask's log); a worker that does not answer is
+        checked for being lost, else left out of the report."""
+        try:
+            out = self.client.run(W.transfer_totals, workers=self.workers, on_error="return")
+        except Exception:
+            out = {}
+        self.check_workers("the run")
+        return {a: v for a, v in out.items() if isinstance(v, dict)}
+
     def check_workers(self, what: str) -> None:
         alive = set(self.client.scheduler_info()["workers"])
         for w, addr in enumerate(self.workers):
@@ -286,7 +296,7 @@ def _fit(run: _Run, cfg: Any, ratings: Any, test: Any, n_users: Any, n_items: An
         P = [run.submit(W.init_rows, umembers[w], k, cfg.init_std, m.seed, "P", half, w=w) for w in range(p)]
         Q = [run.submit(W.init_rows, imembers[b], k, cfg.init_std, m.seed, "Q", half, w=b) for b in range(p)]
     switches = []
-    base = run.client.run(W.transfer_totals, workers=run.workers)
+    base = run.transfer_totals()
     prm = {"half": half, "lambda_p": cfg.lambda_p, "lambda_q": cfg.lambda_q,
            "stochastic": m.rounding == "stochastic", "seed": m.seed, "p": p, "sample_ratio": m.sample_ratio,
            "rounds": rounds}
@@ -355,7 +365,7 @@ def _fit(run: _Run, cfg: Any, ratings: Any, test: Any, n_users: Any, n_items: An
             epochs.append(rec)
             stats_all.extend(stats)
             log.epoch(rec)
-    after = run.client.run(W.transfer_totals, workers=run.workers)
+    after = run.transfer_totals()
     # 5. the model: factor blocks gathered as float32, relabelling undone
     if mixed:
         Pf = run.gather([run.submit(W.mixed_float32, x, ust[w], uflags, True, w=w) for w, x in enumerate(P)],
