@@ -262,6 +262,9 @@ def _fit(run: _Run, cfg: Any, ratings: Any, test: Any, n_users: Any, n_items: An
         dropped = sum(run.gather([run.submit(operator.getitem, x, 1) for x in sp], "splitting")) if is_test else 0
         return blocks, dropped
 
+    # refused before any rating moves: each worker's training ratings are exact from the counts
+    early = np.bincount(ublock, weights=ucount, minlength=p).astype(np.int64)[:, None]
+    _memory_check(run, early, np.zeros(p, np.int64), umembers, imembers, k, elem)
     blocks, _ = distribute(parts, False, "ratings")
     test_blocks, dropped = distribute(tparts, True, "test") if test is not None else (None, 0)
     sizes = run.gather([run.submit(lambda bl: [len(x[0]) for x in bl], bw, w=w) for w, bw in enumerate(blocks)],
@@ -273,7 +276,7 @@ def _fit(run: _Run, cfg: Any, ratings: Any, test: Any, n_users: Any, n_items: An
             [run.submit(lambda bl: [len(x[0]) for x in bl], bw, w=w) for w, bw in enumerate(test_blocks)], "splitting")]
     n_test = int(tsizes.sum())
     del ratings, parts, tparts, test  # the input partitions: each worker now holds its blocks
-    need = _memory_check(run, block_ratings, tsizes, umembers, imembers, k, elem)
+    need = _memory_check(run, block_ratings, tsizes, umembers, imembers, k, elem)  # again, with the test ratings
     # 4. initial factors on the workers that hold them first (item block w starts on worker w)
     if mixed:
         # groups of the global relabelling (rows sorted by count, split_groups); a block's local
