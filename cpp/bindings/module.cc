@@ -520,6 +520,7 @@ void bind_models(nb::module_& m) {
 
 // ALS (issue 21): cpp/bindings/als_bindings.cc; its test hooks join the others in _core._testing
 void bind_als(nb::module_& m);
+void bind_dask(nb::module_& m);  // dask_bindings.cc
 void bind_als_testing(nb::module_& m);
 
 NB_MODULE(_core, m) {
@@ -542,6 +543,7 @@ NB_MODULE(_core, m) {
   bind_training(m);
   bind_models(m);
   bind_als(m);
+  bind_dask(m);
   nb::module_ testing = m.def_submodule("_testing",
                                         "Test hooks: internals of the core for the tests and the NumPy "
                                         "reference (not part of the API).");

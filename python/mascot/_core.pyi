@@ -573,6 +573,53 @@ def als_cg_form(k: int, solver: str = 'cg', cg_steps: int = 3, hermitian_half: b
     The form the CG solver takes under these options ('hermitian' or 'matrix_free').
     """
 
+def dask_init_rows(original_ids: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], k: int, std: float, seed: int, side: str, half: bool) -> object:
+    """
+    Initial factor rows of the given ORIGINAL ids (detail::init_row), float32 or FP16 bits (uint16).
+    """
+
+def dask_sgd_block(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], P: Annotated[NDArray, dict(shape=(None, None), order='C', device='cpu')], Q: Annotated[NDArray, dict(shape=(None, None), order='C', device='cpu')], half: bool, lr: float, lambda_p: float, lambda_q: float, stochastic: bool, seed: int, epoch: int, block: int) -> int:
+    """
+    One DSGD block: the ratings (block-local ids) in a seeded order of (seed, epoch, block), updating the
+    P and Q blocks in place (float32, or FP16 bits for mascot-n1) with the CPU kernels; returns the updates.
+    """
+
+def dask_block_sse(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], P: Annotated[NDArray, dict(shape=(None, None), order='C', device='cpu')], Q: Annotated[NDArray, dict(shape=(None, None), order='C', device='cpu')], half: bool) -> float:
+    """
+    Sum of squared errors of the ratings (block-local ids) on the P and Q blocks (the kernels' FP32 dot).
+    """
+
+def dask_mixed_block(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], P32: Annotated[NDArray, dict(shape=(None, None), order='C', device='cpu')], P16: Annotated[NDArray, dict(shape=(None, None), order='C', device='cpu')], user_start: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], user_fp32: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)], Q32: Annotated[NDArray, dict(shape=(None, None), order='C', device='cpu')], Q16: Annotated[NDArray, dict(shape=(None, None), order='C', device='cpu')], item_start: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], item_fp32: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)], lr: float, lambda_p: float, lambda_q: float, stochastic: bool, seed: int, epoch: int, block: int, sample: bool, sample_ratio: float) -> tuple:
+    """
+    One DSGD block of the per-group kernel (method mascot): rows of FP32 groups in P32 / Q32, of FP16 groups
+    in P16 / Q16 (full-size arrays, block-local group tables).  Returns (updates, user sums, item sums), the
+    sums (per group: gradient sum groups x k, squared norms, count) when `sample`, else None.
+    """
+
+def dask_mixed_sse(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], P32: Annotated[NDArray, dict(shape=(None, None), order='C', device='cpu')], P16: Annotated[NDArray, dict(shape=(None, None), order='C', device='cpu')], user_start: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], user_fp32: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)], Q32: Annotated[NDArray, dict(shape=(None, None), order='C', device='cpu')], Q16: Annotated[NDArray, dict(shape=(None, None), order='C', device='cpu')], item_start: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], item_fp32: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)]) -> float:
+    """Test SSE on per-group blocks (dask_mixed_block's layout)."""
+
+def dask_split_groups(counts: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)], groups: int) -> object:
+    """
+    Group boundaries of rows sorted by rating count (reorder.h split_groups).
+    """
+
+def dask_measured_epoch(epoch: int, warmup: int, period: int) -> bool:
+    """Whether epoch e measures the q-error (g-switching)."""
+
+def dask_qerror(sum: Annotated[NDArray[numpy.float64], dict(shape=(None, None), order='C', device='cpu', writable=False)], sq: Annotated[NDArray[numpy.float64], dict(shape=(None,), order='C', device='cpu', writable=False)], n: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)]) -> object:
+    """Eq. 4 q-error per group from summed gradient samples (-1: none)."""
+
+class GroupSwitcher:
+    """g-switching's decision (detail::Switcher) for one side."""
+
+    def __init__(self, groups: int, threshold: float) -> None: ...
+
+    def update(self, qerror: Annotated[NDArray[numpy.float64], dict(shape=(None,), order='C', device='cpu', writable=False)], fp32: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)]) -> list[int]:
+        """
+        The groups that switch to FP32 after this measurement (baselines kept).
+        """
+
 class OutputSet:
     """
     The publication of outputs (mascot/detail/fileutil.h): declare inputs and outputs, prepare() (resolve, check, stage beside the targets), fill the staged temps, publish() them all or none; discard() (or dropping the object) removes what is staged.  mascot._files wraps it.
