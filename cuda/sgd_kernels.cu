@@ -5,8 +5,8 @@
 //     cq = 1 - lr lambda_q, ce = lr e (detail/sgd.h); FP16 arithmetic (method fp16): Eq. 2-3
 //     literally with every operation rounded to half (here: native half instructions, which
 //     round exactly like round_half() of each FP32 operation);
-//   stochastic FP16 stores: detail::float_to_half_sr with the CPU's random words
-//     (detail::sr_keys / sr_word), so the same rating draws the same bits;
+//   stochastic FP16 stores: detail::float_to_half_sr (dithered truncation) with the CPU's
+//     13-bit dithers (detail::sr_keys / sr_word), so the same rating draws the same bits;
 //   q-error sampling: the CPU's hash (detail::sampled), gradients from the old values
 //     (grad p = e q - lambda_p p, no learning rate), group lookup with mascot::lookup_group;
 // The dot product is reduced in a different order than on the CPU (lanes of a warp instead

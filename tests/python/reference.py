@@ -37,18 +37,18 @@ def trunc_half(y):
 
 
 def sr_half(x, words):
-    """Stochastic rounding to half with the given 32-bit random words (detail/half.h rule):
-    normal halves: add the word's low 13 bits below the half mantissa, truncate toward zero;
-    subnormal halves: units of 2^-24, round up when (word >> 8) < fraction * 2^24."""
+    """Stochastic rounding to half with the given random words (detail/half.h float_to_half_sr):
+    d = word & 0x1FFF is added to the float32 bits just below the half mantissa and the sum is
+    truncated toward zero; below 2^-14 the value is first lifted by copysign(2^-14, x) (a float32
+    add), rounded there the same way, and 2^-14 is taken back."""
     x = np.asarray(x, dtype=F32)
-    w = np.asarray(words, dtype=np.uint32)
-    xb = x.view(np.uint32)
-    normal = trunc_half((xb + (w & np.uint32(0x1FFF))).astype(np.uint32).view(F32))
-    a = np.abs(x).astype(np.float64) * 2.0 ** 24
-    n = np.floor(a)
-    up = (w >> np.uint32(8)).astype(np.float64) < (a - n) * 2.0 ** 24
-    sub = np.copysign((n + up) * 2.0 ** -24, x).astype(F32)
-    return np.where(np.abs(x) >= 2.0 ** -14, normal, sub).astype(F32)
+    d = np.asarray(words, dtype=np.uint32) & np.uint32(0x1FFF)
+    small = (x.view(np.uint32) & np.uint32(0x7FFFFFFF)) < np.uint32(0x38800000)
+    lift = np.where(small, np.copysign(F32(2.0 ** -14), x), F32(0)).astype(F32)
+    with np.errstate(invalid="ignore"):
+        y = np.where(small, x + lift, x).astype(F32)
+        t = trunc_half((y.view(np.uint32) + d).astype(np.uint32).view(F32))
+        return np.where(small, np.copysign(np.abs(t) - np.abs(lift), x), t).astype(F32)
 
 
 _M64 = (1 << 64) - 1

@@ -226,6 +226,36 @@ def test_vector_stochastic_rounding_matches_scalar_rule():
     assert np.array_equal(_core._testing.half_round_words(x, w), sr_half(x, w))
 
 
+@pytest.mark.parametrize("k", [128, 40])
+def test_kernel_stochastic_stores_are_unbiased(k):
+    """The kernels' stochastic FP16 stores (this host's vector path, its tail at k = 40, the
+    core's per-element dithers) keep E[stored] = value, for a normal half and a subnormal one.
+    One rating per user and item, q = 0: the stored values are exactly p' = cp v (normal) and
+    q' = ce v (subnormal, below 2^-14) in FP32, so the mean of n k stores must be within 5
+    standard errors of them.  A rounding that truncates subnormals (the earlier dithered
+    truncation) or any fixed rounding misses by hundreds of standard errors."""
+    n = 4000
+    v = np.float32(0.0999755859375)  # 819 * 2^-13, a half
+    sign = np.where(np.arange(n) % 2 == 0, 1, -1).astype(np.float32)
+    P = (sign[:, None] * np.full((n, k), v, np.float32)).astype(np.float32)
+    Q = np.zeros((n, k), np.float32)
+    ids = np.arange(n, dtype=np.int32)
+    r = np.full(n, 3 * 2.0 ** -13, np.float32)  # e = r, ce = lr r = 3 * 2^-15
+    st, f16 = np.array([0, n], np.int32), np.array([0], np.uint8)
+    lr, lp = 0.25, 0.25  # cp = 1 - 1/16: cp v and ce v are exact in FP32
+    gotP, gotQ = _core._testing.mixed_sgd_pass(ids, ids, r, P, Q, st, f16, st, f16, lr, lp, 0.0, True, 5, 2)
+    xp = np.float64(0.9375) * np.float64(v)  # 0.09373: between halves 2^-14 apart
+    xq = np.float64(2457) * 2.0 ** -28  # 153.5625 units of 2^-24
+    for got, x, spacing in [(gotP, xp, 2.0 ** -14), (gotQ, xq, 2.0 ** -24)]:
+        got = got.astype(np.float64) * sign[:, None]  # both signs, folded
+        lo = np.floor(x / spacing) * spacing
+        assert np.all((got == lo) | (got == lo + spacing))  # one of the two neighbours
+        frac = (x - lo) / spacing
+        se = spacing * np.sqrt(frac * (1 - frac) / got.size)
+        assert abs(got.mean() - x) < 5 * se, (got.mean() - x) / se
+        assert abs((got == lo + spacing).mean() - frac) < 0.01
+
+
 def test_stochastic_rounding_keeps_late_small_updates():
     """Round-to-nearest drops updates below half an FP16 ulp; stochastic rounding keeps them
     on average, so mascot-n1 with SR ends closer to fp32."""

@@ -55,37 +55,43 @@ inline void vspill(float* a, V x) { _mm512_storeu_ps(a, x.v); }
 struct VI {
   __m512i v;
 };
-// the integer operations detail::lowbias32 needs
-inline VI operator^(VI a, VI b) { return {_mm512_xor_si512(a.v, b.v)}; }
-inline VI operator>>(VI a, int n) { return {_mm512_srli_epi32(a.v, static_cast<unsigned>(n))}; }
-inline VI operator*(VI a, uint32_t c) { return {_mm512_mullo_epi32(a.v, _mm512_set1_epi32(static_cast<int>(c)))}; }
-// detail::sr_word of lanes j0 .. j0+15: the counters h + (j0 + l) kSrStep, mixed
+// detail::sr_word of lanes j0 .. j0+15: ((h ^ (j0 + l) kSrStep) kSrMul) >> 19.  With j0 known at
+// compile time (the unrolled k loops) the element constants fold: xor, multiply, shift.
 inline VI vwords(uint32_t h, uint32_t j0) {
-  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  const VI x = {_mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(h + j0 * detail::kSrStep)),
-                                 _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(detail::kSrStep))))};
-  return detail::lowbias32(x);
+  constexpr uint32_t s = detail::kSrStep;
+  const __m512i c = _mm512_add_epi32(
+      _mm512_set1_epi32(static_cast<int>(j0 * s)),
+      _mm512_set_epi32(static_cast<int>(15 * s), static_cast<int>(14 * s), static_cast<int>(13 * s),
+                       static_cast<int>(12 * s), static_cast<int>(11 * s), static_cast<int>(10 * s),
+                       static_cast<int>(9 * s), static_cast<int>(8 * s), static_cast<int>(7 * s), static_cast<int>(6 * s),
+                       static_cast<int>(5 * s), static_cast<int>(4 * s), static_cast<int>(3 * s), static_cast<int>(2 * s),
+                       static_cast<int>(s), 0));
+  const __m512i x = _mm512_mullo_epi32(_mm512_xor_si512(_mm512_set1_epi32(static_cast<int>(h)), c),
+                                       _mm512_set1_epi32(static_cast<int>(detail::kSrMul)));
+  return {_mm512_srli_epi32(x, 19)};
 }
-// Stochastic FP16 store (detail::float_to_half_sr lane by lane).
-inline void vstore_sr(uint16_t* p, V x, VI r) {
+// Stochastic FP16 store, detail::float_to_half_sr lane by lane: lanes below 2^-14 lifted by
+// copysign(2^-14, x); every lane dithered (d < 2^13, added to the bits) and truncated by the
+// hardware's RZ conversion; the lifted lanes take 2^-14 back in half bits.
+// Why the branch: model values below 2^-14 are rare (a chunk holds one in a few hundred
+// stores), and the lift costs four more operations per chunk than the dither and truncation.
+inline void vstore_sr(uint16_t* p, V x, VI d) {
   const __m512i xi = _mm512_castps_si512(x.v);
-  const __m512 ax = _mm512_abs_ps(x.v);
-  const __mmask16 sub = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(6.103515625e-05f), _CMP_LT_OQ);
-  // normal halves: add 13 random bits below the half mantissa, truncate
-  const __m512i xn = _mm512_add_epi32(xi, _mm512_and_si512(r.v, _mm512_set1_epi32(0x1FFF)));
-  __m256i hn = _mm512_cvtps_ph(_mm512_castsi512_ps(xn), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  // subnormal halves: units of 2^-24, round up with probability of the fraction
-  const __m512 a = _mm512_mul_ps(ax, _mm512_set1_ps(16777216.0f));
-  __m512 n = _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  const __m512 frac = _mm512_mul_ps(_mm512_sub_ps(a, n), _mm512_set1_ps(16777216.0f));
-  const __m512 u = _mm512_cvtepi32_ps(_mm512_srli_epi32(r.v, 8));
-  n = _mm512_mask_add_ps(n, _mm512_cmp_ps_mask(u, frac, _CMP_LT_OQ), n, _mm512_set1_ps(1.0f));
-  const __m512i sign = _mm512_and_si512(xi, _mm512_set1_epi32(static_cast<int>(0x80000000u)));
-  const __m512 vs = _mm512_castsi512_ps(
-      _mm512_or_si512(_mm512_castps_si512(_mm512_mul_ps(n, _mm512_set1_ps(5.9604644775390625e-08f))), sign));
-  __m256i hs = _mm512_cvtps_ph(vs, kRN);
-  __m256i h = _mm256_mask_blend_epi16(sub, hn, hs);
-  asm("" : "+x"(h));
+  const __m512i ax = _mm512_and_si512(xi, _mm512_set1_epi32(0x7FFFFFFF));
+  const __mmask16 sub = _mm512_cmplt_epu32_mask(ax, _mm512_set1_epi32(0x38800000));
+  __m256i h;
+  if (__builtin_expect(sub == 0, 1)) {
+    h = _mm512_cvtps_ph(_mm512_castsi512_ps(_mm512_add_epi32(xi, d.v)), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  } else {
+    // (x & sign) | 2^-14
+    const __m512i lift = _mm512_ternarylogic_epi32(xi, _mm512_set1_epi32(static_cast<int>(0x80000000u)),
+                                                   _mm512_set1_epi32(0x38800000), 0xEA);
+    const __m512 y = _mm512_mask_add_ps(x.v, sub, x.v, _mm512_castsi512_ps(lift));
+    h = _mm512_cvtps_ph(_mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(y), d.v)),
+                        _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    h = _mm256_mask_sub_epi16(h, sub, h, _mm256_set1_epi16(0x0400));
+  }
+  asm("" : "+x"(h));  // register form, as vstore
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h);
 }
 inline float vreduce(V x) {
@@ -151,39 +157,32 @@ inline void vspill(float* a, V x) {
 struct VI {
   __m256i lo, hi;
 };
-// the integer operations detail::lowbias32 needs, on 8 lanes
-struct VI8 {
-  __m256i v;
-};
-inline VI8 operator^(VI8 a, VI8 b) { return {_mm256_xor_si256(a.v, b.v)}; }
-inline VI8 operator>>(VI8 a, int n) { return {_mm256_srli_epi32(a.v, n)}; }
-inline VI8 operator*(VI8 a, uint32_t c) { return {_mm256_mullo_epi32(a.v, _mm256_set1_epi32(static_cast<int>(c)))}; }
-// detail::sr_word of lanes j0 .. j0+7
+// detail::sr_word of lanes j0 .. j0+7 (see the AVX-512 vwords)
 inline __m256i words8(uint32_t h, uint32_t j0) {
-  const __m256i lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
-  const VI8 x = {_mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(h + j0 * detail::kSrStep)),
-                                  _mm256_mullo_epi32(lane, _mm256_set1_epi32(static_cast<int>(detail::kSrStep))))};
-  return detail::lowbias32(x).v;
+  constexpr uint32_t s = detail::kSrStep;
+  const __m256i c = _mm256_add_epi32(
+      _mm256_set1_epi32(static_cast<int>(j0 * s)),
+      _mm256_set_epi32(static_cast<int>(7 * s), static_cast<int>(6 * s), static_cast<int>(5 * s), static_cast<int>(4 * s),
+                       static_cast<int>(3 * s), static_cast<int>(2 * s), static_cast<int>(s), 0));
+  const __m256i x = _mm256_mullo_epi32(_mm256_xor_si256(_mm256_set1_epi32(static_cast<int>(h)), c),
+                                       _mm256_set1_epi32(static_cast<int>(detail::kSrMul)));
+  return _mm256_srli_epi32(x, 19);
 }
 inline VI vwords(uint32_t h, uint32_t j0) { return {words8(h, j0), words8(h, j0 + 8)}; }
-inline __m128i sr8(__m256 x, __m256i r) {
+// detail::float_to_half_sr of 8 lanes (see the AVX-512 vstore_sr).  The lift is +0 in the other
+// lanes, which leaves them as they are (x + 0 = x for every x but -0, which is a lifted lane).
+inline __m128i sr8(__m256 x, __m256i d) {
   const __m256i xi = _mm256_castps_si256(x);
-  const __m256 ax = _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
-  const __m256 sub = _mm256_cmp_ps(ax, _mm256_set1_ps(6.103515625e-05f), _CMP_LT_OQ);
-  const __m256i xn = _mm256_add_epi32(xi, _mm256_and_si256(r, _mm256_set1_epi32(0x1FFF)));
-  const __m128i hn = _mm256_cvtps_ph(_mm256_castsi256_ps(xn), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  const __m256 a = _mm256_mul_ps(ax, _mm256_set1_ps(16777216.0f));
-  __m256 n = _mm256_floor_ps(a);
-  const __m256 frac = _mm256_mul_ps(_mm256_sub_ps(a, n), _mm256_set1_ps(16777216.0f));
-  const __m256 u = _mm256_cvtepi32_ps(_mm256_srli_epi32(r, 8));
-  n = _mm256_add_ps(n, _mm256_and_ps(_mm256_cmp_ps(u, frac, _CMP_LT_OQ), _mm256_set1_ps(1.0f)));
-  const __m256i sign = _mm256_and_si256(xi, _mm256_set1_epi32(static_cast<int>(0x80000000u)));
-  const __m256 vs = _mm256_castsi256_ps(
-      _mm256_or_si256(_mm256_castps_si256(_mm256_mul_ps(n, _mm256_set1_ps(5.9604644775390625e-08f))), sign));
-  const __m128i hs = _mm256_cvtps_ph(vs, kRN);
-  const __m256i m = _mm256_castps_si256(sub);
-  const __m128i m16 = _mm_packs_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
-  return _mm_blendv_epi8(hn, hs, m16);
+  const __m256i sgn = _mm256_and_si256(xi, _mm256_set1_epi32(static_cast<int>(0x80000000u)));
+  const __m256i sub = _mm256_cmpgt_epi32(_mm256_set1_epi32(0x38800000), _mm256_xor_si256(xi, sgn));
+  if (__builtin_expect(_mm256_testz_si256(sub, sub), 1))  // no lane below 2^-14 (the usual case)
+    return _mm256_cvtps_ph(_mm256_castsi256_ps(_mm256_add_epi32(xi, d)), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256i lift = _mm256_and_si256(sub, _mm256_or_si256(sgn, _mm256_set1_epi32(0x38800000)));
+  const __m256 y = _mm256_add_ps(x, _mm256_castsi256_ps(lift));
+  const __m128i h = _mm256_cvtps_ph(_mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), d)),
+                                    _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m128i m16 = _mm_packs_epi32(_mm256_castsi256_si128(sub), _mm256_extracti128_si256(sub, 1));
+  return _mm_sub_epi16(h, _mm_and_si128(m16, _mm_set1_epi16(0x0400)));
 }
 inline void vstore_sr(uint16_t* p, V x, VI r) {
   __m128i lo = sr8(x.lo, r.lo), hi = sr8(x.hi, r.hi);

@@ -23,7 +23,7 @@ struct SgdParams {
   int k;
   float lr, lambda_p, lambda_q;
   bool stochastic = false;  ///< FP16 stores round stochastically (detail/half.h float_to_half_sr)
-  uint64_t round_seed = 0;  ///< per-epoch seed of the stochastic-rounding bits (see sr_words)
+  uint64_t round_seed = 0;  ///< per-epoch seed of the stochastic-rounding dithers (detail/rng.h sr_keys, sr_word)
 };
 
 /// Processes recs[0..n) in order, updating P and Q in place (Hogwild: other threads may be

@@ -165,23 +165,22 @@ MASCOT_HD float half_rn_value(float x) {
   return bits_f32(r | sign);
 }
 
-/// half_to_float(float_to_half_sr(x, bits)): stochastic rounding to half (half.h's rule: add 13
-/// random bits below the half mantissa and truncate; in the subnormal range round up with
-/// probability frac).  Saturates at 65504 like half.h (truncation never reaches inf).
+/// half_to_float(float_to_half_sr(x, bits)): stochastic rounding to half (half.h's rule: the low
+/// 13 bits of `bits` added below the half mantissa, truncated; below 2^-14 the same in the binade
+/// above, reached by adding 2^-14 and left by subtracting it, exact by Sterbenz).  Saturates at
+/// 65504 like half.h (truncation never reaches inf); inf becomes NaN unless the dither is 0.
 MASCOT_HD float half_sr_value(float x, uint32_t bits) {
   const uint32_t b = f32_bits(x);
   const uint32_t sign = b & 0x80000000u;
   const uint32_t ax = b & 0x7FFFFFFFu;
   const int32_t sax = static_cast<int32_t>(ax);
-  uint32_t n = (ax + (bits & 0x1FFFu)) & 0xFFFFE000u;
+  const uint32_t d = bits & 0x1FFFu;
+  const bool sub = sax < 0x38800000;
+  const uint32_t a = select_u32(sub, f32_bits(bits_f32(ax) + 6.103515625e-05f), ax);
+  uint32_t n = (a + d) & 0xFFFFE000u;
   n = select_u32(static_cast<int32_t>(n) >= 0x47800000, 0x477FE000u, n);
-  // subnormal halves: floor(|x| / 2^-24) + [u < frac]; |x| / 2^-24 is exact and < 1024 there
-  const float s0 = bits_f32(ax) * 16777216.0f;
-  const float s = bits_f32(select_u32(s0 < 2048.0f, f32_bits(s0), 0u));
-  const float fl = static_cast<float>(static_cast<int32_t>(s));
-  const float q = (fl + one_if(unit_from_bits(bits) < s - fl)) * 5.9604644775390625e-08f;
-  uint32_t r = select_u32(sax < 0x38800000, f32_bits(q), n);
-  r = select_u32(sax >= 0x7F800000, ax, r);  // inf, nan as they are
+  uint32_t r = select_u32(sub, f32_bits(bits_f32(n) - 6.103515625e-05f), n);
+  r = select_u32(sax >= 0x7F800000, select_u32(ax + d > 0x7F800000u, 0x7FC00000u, 0x7F800000u), r);
   return bits_f32(r | sign);
 }
 

@@ -1,5 +1,5 @@
 // FP16 <-> FP32 conversion in software, bit-exact with the hardware (F16C, CUDA __float2half_rn)
-// for round-to-nearest-even, plus the stochastic-rounding rule.  The CPU kernels use the
+// for round-to-nearest-even, plus the stochastic-rounding rule (float_to_half_sr).  The CPU kernels use the
 // hardware instructions where present; these scalar versions serve the generic path, the
 // tails, and the tests.
 #pragma once
@@ -95,27 +95,31 @@ MASCOT_HD uint16_t float_to_half_rz(float f) {
 /// Round `f` to half precision (RN) and back: the value an FP16 store keeps.
 MASCOT_HD float round_half(float f) { return half_to_float(float_to_half_rn(f)); }
 
-/// Stochastic rounding to FP16: unbiased, result is always one of the two neighbouring
-/// representable halves, P(up) = distance to lower / spacing.  `bits` is a fresh 32-bit
-/// random word.  For normal halves this is docs/design.md §7's rule (add 13 random bits below the
-/// FP16 mantissa, truncate toward zero); in the subnormal range the spacing is the fixed
-/// 2^-24, so the random offset is scaled to it.
+/// Stochastic rounding to FP16 (dithered truncation), the one definition every backend follows:
+/// the CPU kernels (scalar, AVX2/F16C and AVX-512 paths, cpu/kernels.cc), the competing methods
+/// (fixed_point.h half_sr_value), the CUDA kernels and the NumPy reference (tests/python/reference.py
+/// sr_half).  d = bits & 0x1FFF, a 13-bit random number, is added to the float's bits just below
+/// the FP16 mantissa, and the sum is truncated toward zero (the hardware's RZ conversion on the
+/// vector paths).  For a uniform d the result is one of the two neighbouring halves and rounds
+/// up with probability (distance to the lower half) / spacing: unbiased.
+/// Below 2^-14 (FP16 subnormals, spacing 2^-24) the float's low bits are finer than the dither
+/// reaches, so x is first moved into the binade [2^-14, 2^-13), whose spacing is also 2^-24, by
+/// adding copysign(2^-14, x) (in FP32: this rounds x to a multiple of 2^-37), dithered and
+/// truncated there, and the half's exponent step is taken back (-0x0400 in half bits).  So
+/// E[stored] = x exactly for halves >= 2^-14 and within 2^-38 below (1/16384 of a spacing).
+/// Why not the earlier exact rule (a uniform [0, 1) compared with the fraction in units of
+/// 2^-24): its subnormal branch and a full 32-bit mixer per element made a stochastic epoch
+/// 3.8x a nearest one (docs/benchmarks.md); this costs a few integer operations per 16 lanes.
+/// Edge cases, the same bits on every path: |x| >= 65504 saturates at 65504 (truncation never
+/// overflows); +-inf becomes NaN unless d = 0 (a model at inf is already lost); NaN stays NaN
+/// (a NaN payload of 0x7FFFE001 or more would wrap into the sign bit; arithmetic makes the
+/// default NaN and FP16 loads leave the low 13 bits zero, so no stored NaN has one).
 MASCOT_HD uint16_t float_to_half_sr(float f, uint32_t bits) {
   const uint32_t x = f32_bits(f);
-  const uint32_t ax = x & 0x7FFFFFFFu;
-  if (ax >= 0x7F800000u) return float_to_half_rn(f);
-  if (ax >= 0x38800000u) {
-    // normal range: add random below bit 13 of the mantissa, then truncate
-    return float_to_half_rz(bits_f32(x + (bits & 0x1FFFu)));
-  }
-  // subnormal halves: value = n * 2^-24 + frac; round up with probability frac
-  const float unit = 5.9604644775390625e-08f;  // 2^-24
-  const float a = bits_f32(ax);
-  const float n = static_cast<float>(static_cast<uint32_t>(a / unit));   // exact for a < 2^-14
-  const float frac = (a - n * unit) / unit;                              // exact in [0,1)
-  const float u = static_cast<float>(bits >> 8) * (1.0f / 16777216.0f);  // [0,1) with 24 bits
-  const uint32_t q = static_cast<uint32_t>(n) + (u < frac ? 1u : 0u);
-  return static_cast<uint16_t>(((x >> 16) & 0x8000u) | q);
+  const uint32_t d = bits & 0x1FFFu;
+  if ((x & 0x7FFFFFFFu) >= 0x38800000u) return float_to_half_rz(bits_f32(x + d));
+  const float lifted = f + bits_f32((x & 0x80000000u) | 0x38800000u);  // |x| + 2^-14, sign of x
+  return static_cast<uint16_t>(float_to_half_rz(bits_f32(f32_bits(lifted) + d)) - 0x0400u);
 }
 
 }  // namespace mascot::detail
