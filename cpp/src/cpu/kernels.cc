@@ -426,7 +426,8 @@ MASCOT_INLINE float update_vec(SP* p, SQ* q, int k_runtime, float r, const SgdPa
     V np, nq;
     if constexpr (kAda) {
       const V ev = vset(e);
-      const V gp = detail::sgd_grad(ev, qv, vset(prm.lambda_p), pv), gq = detail::sgd_grad(ev, pv, vset(prm.lambda_q), qv);
+      const V gp = detail::sgd_grad(ev, qv, vset(prm.lambda_p), pv);
+      const V gq = detail::sgd_grad(ev, pv, vset(prm.lambda_q), qv);
       if constexpr (kGrad) {
         vspill(g + c * kLanes, gp);
         vspill(g + kc + c * kLanes, gq);
