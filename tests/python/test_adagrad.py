@@ -231,3 +231,19 @@ def test_cuda_refuses_adagrad_by_name_and_auto_trains_on_the_cpu(tiny):
     u, i, r, nu, ni = tiny
     m = mascot.MF(k=16, epochs=1, schedule="adagrad", device="auto").fit((u, i, r))
     assert m.report_["device"].startswith("cpu")
+
+
+def test_cli_schedule_option(trainer_exe, tmp_path):
+    import json
+    import subprocess
+    base = [trainer_exe, "--dataset", "synthetic-ml10m:0.002", "--k", "16", "--epochs", "2", "--quiet"]
+    r = subprocess.run(base + ["--schedule", "cosine"], capture_output=True, text=True)
+    assert r.returncode != 0 and "schedule" in r.stderr and "adagrad" in r.stderr  # names the valid values
+    assert len(r.stderr.strip().splitlines()) == 1
+    rep = tmp_path / "r.json"
+    r = subprocess.run(base + ["--schedule", "adagrad", "--lr", "0.05", "--report", str(rep)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(rep.read_text())["config"]["schedule"] == "adagrad"
+    r = subprocess.run([trainer_exe, "--help"], capture_output=True, text=True)
+    assert "--schedule" in r.stdout
