@@ -8,7 +8,8 @@ matrix of runs with `--deterministic` (one thread, fixed order): every method, b
 where they apply, the visiting orders, a k that is not a multiple of the vector width, the study
 options and the competing methods' variants.  For every run the saved P.npy and Q.npy must be
 equal byte for byte and the run reports equal in every field that is not a wall-clock time
-(per-epoch test RMSE, q-errors, switches, method state, totals).  Prints one line per run and
+(per-epoch test RMSE, q-errors, switches, method state, totals), except the "config" keys of
+parameters that the base does not have (listed at the end).  Prints one line per run and
 exits 1 when any differs (2 on bad usage, 1 when a build fails).
 
 Builds are cached under build-bitid/<commit> (gitignored); the working tree is built into
@@ -75,6 +76,15 @@ def strip_times(x):
     return x
 
 
+def without_new_config_keys(base: dict, new: dict) -> tuple[dict, list[str]]:
+    """`new`'s report without the "config" keys that `base`'s report lacks (a parameter added
+    since the base: its row is new, its value is what the base did), and their names."""
+    added = sorted(set(new.get("config", {})) - set(base.get("config", {})))
+    if not added:
+        return new, []
+    return dict(new, config={k: v for k, v in new["config"].items() if k not in added}), added
+
+
 def train(exe: str, args: list[str], out: str):
     os.makedirs(out, exist_ok=True)
     model, report = os.path.join(out, "model"), os.path.join(out, "report.json")
@@ -113,6 +123,7 @@ def main(argv=None) -> int:
     base, new = build(a.base), build(a.new)
     work = a.keep or tempfile.mkdtemp(prefix="bitid-")
     bad = 0
+    new_keys: set[str] = set()
     for name, args in all_cases:
         da, ea = train(base, args, os.path.join(work, "base", name))
         db, eb = train(new, args, os.path.join(work, "new", name))
@@ -120,6 +131,8 @@ def main(argv=None) -> int:
             same = da is None and db is None and ea == eb
             what = f"both refused: {ea}" if same else f"base: {ea or 'ok'} | new: {eb or 'ok'}"
         else:
+            db["report"], added = without_new_config_keys(da["report"], db["report"])
+            new_keys.update(added)
             diff = [f for f in ("P.npy", "Q.npy", "report") if da[f] != db[f]]
             same = not diff
             rmse = da["report"]["totals"]["final_test_rmse"]
@@ -128,6 +141,8 @@ def main(argv=None) -> int:
         print(f"{'ok  ' if same else 'FAIL'} {name:28s} {what}", flush=True)
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
+    if new_keys:
+        print(f"(parameters new since {a.base}, left out of the reports' config: {', '.join(sorted(new_keys))})")
     print(f"== {len(all_cases) - bad} of {len(all_cases)} runs identical ({a.base} vs {a.new})")
     return 1 if bad else 0
 

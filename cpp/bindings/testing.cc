@@ -5,10 +5,12 @@
 // They convert and forward like the production bindings; none is part of the API.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -203,7 +205,7 @@ void bind_testing(nb::module_& m) {
       [](const In1<int32_t>& users, const In1<int32_t>& items, const In1<float>& ratings, const In2<float>& P,
          const In2<float>& Q, const In1<int32_t>& ustart, const In1<uint8_t>& ufp32, const In1<int32_t>& istart,
          const In1<uint8_t>& ifp32, float lr, float lambda_p, float lambda_q, bool stochastic, uint64_t seed,
-         int epoch) {
+         int epoch, std::optional<In1<float>> gu, std::optional<In1<float>> gi) -> nb::object {
         // one call of the per-group kernel (cpu/kernels.cc mixed_loop) on the ratings in the
         // given order: a row of an FP32 group is stored as the given float, any other as its
         // nearest half; stochastic FP16 stores with the words of sr_words(seed, epoch, u, i);
@@ -252,6 +254,16 @@ void bind_testing(nb::module_& m) {
         cpu::MixedParams mp;
         mp.sgd = {k,        lr,         lambda_p,
                   lambda_q, stochastic, detail::hash3(seed, detail::kStreamRound, static_cast<uint64_t>(epoch))};
+        // schedule adagrad when the rows' states are given: lr is eta0, the states are updated copies
+        MASCOT_CHECK_ARG(gu.has_value() == gi.has_value(), "user_ada and item_ada: both or neither");
+        std::vector<float> GU, GI;
+        if (gu) {
+          MASCOT_CHECK_ARG(gu->shape(0) == P.shape(0) && gi->shape(0) == Q.shape(0), "user_ada, item_ada: one per row");
+          GU.assign(gu->data(), gu->data() + gu->shape(0));
+          GI.assign(gi->data(), gi->data() + gi->shape(0));
+          mp.sgd.ada_u = GU.data();
+          mp.sgd.ada_i = GI.data();
+        }
         cpu::kernels().sgd_mixed(recs.data(), n, U.side, I.side, mp);
         auto out = [k](const SideBuf& b) {
           const size_t rows = b.f32.size() / k;
@@ -264,12 +276,15 @@ void bind_testing(nb::module_& m) {
               }
           return to_numpy(std::move(x), {rows, static_cast<size_t>(k)});
         };
+        if (gu) return nb::make_tuple(out(U), out(I), to_numpy(std::move(GU)), to_numpy(std::move(GI)));
         return nb::make_tuple(out(U), out(I));
       },
       "users"_a, "items"_a, "ratings"_a, "P"_a, "Q"_a, "user_start"_a, "user_fp32"_a, "item_start"_a, "item_fp32"_a,
       "lr"_a, "lambda_p"_a, "lambda_q"_a, "stochastic"_a = false, "seed"_a = 0, "epoch"_a = 0,
+      "user_ada"_a = nb::none(), "item_ada"_a = nb::none(),
       "Test hook: one pass of the CPU per-group (MASCOT) kernel over the ratings in this order; returns\n"
-      "(P, Q) as stored (FP32 groups' rows as floats, the others as halves).");
+      "(P, Q) as stored (FP32 groups' rows as floats, the others as halves); with user_ada / item_ada\n"
+      "(the rows' adagrad states) schedule adagrad with eta0 = lr, and (P, Q, user_ada', item_ada').");
   m.def(
       "half_round",
       [](const In1<float>& x, const std::string& mode, uint64_t seed) {

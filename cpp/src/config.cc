@@ -48,6 +48,7 @@ struct EnumName {
   const char* name;
 };
 constexpr EnumName<Rounding> kRoundings[] = {{Rounding::kNearest, "nearest"}, {Rounding::kStochastic, "stochastic"}};
+constexpr EnumName<LrSchedule> kLrSchedules[] = {{LrSchedule::kDecay, "decay"}, {LrSchedule::kAdagrad, "adagrad"}};
 constexpr EnumName<Order> kOrders[] = {
     {Order::kAuto, "auto"}, {Order::kGrid, "grid"}, {Order::kShuffle, "shuffle"}, {Order::kChunk, "chunk"}};
 
@@ -97,6 +98,10 @@ std::vector<std::string> names_of(const EnumName<E> (&names)[N]) {
 Rounding parse_rounding(const std::string& s) { return parse_name("rounding", kRoundings, s); }
 std::string to_string(Rounding r) { return name_of(kRoundings, r); }
 std::vector<std::string> rounding_names() { return names_of(kRoundings); }
+
+LrSchedule parse_lr_schedule(const std::string& s) { return parse_name("schedule", kLrSchedules, s); }
+std::string to_string(LrSchedule s) { return name_of(kLrSchedules, s); }
+std::vector<std::string> lr_schedule_names() { return names_of(kLrSchedules); }
 
 std::string order_refusal(const std::string& s) {
   for (const RemovedName& x : kRemovedOrders)
@@ -151,6 +156,8 @@ void TrainConfig::validate() const {
        "rounding=stochastic applies to FP16 stores of FP32 results (mascot-n1, mascot, mascot-n2, "
        "mascot-naive and the quantising methods); " +
            to_string(method) + " has none");
+  need(!(schedule == LrSchedule::kAdagrad && method == Method::kAls),
+       "schedule=adagrad applies to the SGD methods (als has no learning rate)");
   if (method == Method::kAls) {  // its normal equations need lambda > 0 (A_u must be positive definite)
     const auto g = [](float v) {
       char b[32];
@@ -199,6 +206,8 @@ bool TrainConfig::uses_groups() const {
   return t.uses_groups || grad_stats;
 }
 
-float TrainConfig::lr_at(int epoch) const { return detail::lr_schedule(lr, decay, epoch); }
+float TrainConfig::lr_at(int epoch) const {
+  return schedule == LrSchedule::kAdagrad ? lr : detail::lr_schedule(lr, decay, epoch);
+}
 
 }  // namespace mascot

@@ -52,6 +52,7 @@ struct EnumOps;
 MASCOT_ENUM_OPS(Method, parse_method, method_names)
 MASCOT_ENUM_OPS(Rounding, parse_rounding, rounding_names)
 MASCOT_ENUM_OPS(Order, parse_order, order_names)
+MASCOT_ENUM_OPS(LrSchedule, parse_lr_schedule, lr_schedule_names)
 MASCOT_ENUM_OPS(Device, parse_device, device_names)
 MASCOT_ENUM_OPS(AlsSolver, parse_als_solver, als_solver_names)
 MASCOT_ENUM_OPS(AlsRegularization, parse_als_regularization, als_regularization_names)

@@ -262,6 +262,15 @@ class TrainConfig:
     def decay(self, arg: float, /) -> None: ...
 
     @property
+    def schedule(self) -> str:
+        """
+        learning rate: decay (the paper's, above) or adagrad (LIBMF's per-row eta0 / sqrt(G), G its mean squared grads)
+        """
+
+    @schedule.setter
+    def schedule(self, arg: str, /) -> None: ...
+
+    @property
     def lambda_p(self) -> float:
         """L2 regularisation of user vectors"""
 
@@ -734,10 +743,11 @@ class _testing:
         """Random words of the stochastic FP16 stores of one update."""
 
     @staticmethod
-    def mixed_sgd_pass(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], P: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], Q: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], user_start: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], user_fp32: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)], item_start: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], item_fp32: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)], lr: float, lambda_p: float, lambda_q: float, stochastic: bool = False, seed: int = 0, epoch: int = 0) -> tuple:
+    def mixed_sgd_pass(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], P: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], Q: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], user_start: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], user_fp32: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)], item_start: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], item_fp32: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)], lr: float, lambda_p: float, lambda_q: float, stochastic: bool = False, seed: int = 0, epoch: int = 0, user_ada: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, item_ada: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None) -> object:
         """
         Test hook: one pass of the CPU per-group (MASCOT) kernel over the ratings in this order; returns
-        (P, Q) as stored (FP32 groups' rows as floats, the others as halves).
+        (P, Q) as stored (FP32 groups' rows as floats, the others as halves); with user_ada / item_ada
+        (the rows' adagrad states) schedule adagrad with eta0 = lr, and (P, Q, user_ada', item_ada').
         """
 
     @staticmethod

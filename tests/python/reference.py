@@ -6,6 +6,9 @@ l + l+8, l + l+4, l + l+2, l + l+1), e = r - dot; with FP32 arithmetic (fp32, ma
 update is Eq. 2-3 regrouped, p' = (1 - lr*lp)*p + (lr*e)*q, q' = (1 - lr*lq)*q + (lr*e)*p;
 method ``fp16`` does Eq. 2-3 literally with every operation rounded to half.  ``mascot-n1``
 rounds each store to half (nearest even); ``fp32`` never rounds.
+With ``schedule="adagrad"`` (LIBMF's per-row AdaGrad, detail/sgd.h) each row has a float32
+state G = 1 at the start; a rating's rows step by eta0 / sqrt(G) along their gradients
+g = e y - lambda x (p' = p + eta_p gp), and G += (sum of g^2 in the 16-lane order) / k afterwards.
 The visiting order and the initial factors come from the core (``visit_order``,
 ``init_factors``), so with one thread the results must agree bit for bit.
 """
@@ -106,10 +109,40 @@ def sgd_update(p, q, r, lr, lp, lq, rnd=_ident):
     return rnd(p + rnd(lr_ * gp)), rnd(q + rnd(lr_ * gq))
 
 
+def sum_sq_lanes(g: np.ndarray) -> np.float32:
+    """Sum of squares of float32 g in the dot product's lane order (no rounding to half)."""
+    return dot_lanes(np.asarray(g, F32), np.asarray(g, F32))
+
+
+def adagrad_rate(eta0, g) -> np.float32:
+    return F32(eta0) / np.sqrt(F32(g))
+
+
+def adagrad_update(p, q, r, eta0, lp, lq, gp_state, gq_state, rnd=_ident):
+    """One rating's adagrad update on float32 working copies; returns (p', q', Gp', Gq')."""
+    k = p.shape[0]
+    ep, eq = adagrad_rate(eta0, gp_state), adagrad_rate(eta0, gq_state)
+    if rnd is _ident:
+        e = F32(r) - dot_lanes(p, q)
+        gp = e * q - F32(lp) * p
+        gq = e * p - F32(lq) * q
+        np_, nq_ = p + ep * gp, q + eq * gq
+    else:
+        e = rnd(rnd(F32(r)) - dot_lanes(p, q, rnd))
+        lp_, lq_, ep, eq = rnd(F32(lp)), rnd(F32(lq)), rnd(ep), rnd(eq)
+        gp = rnd(rnd(e * q) - rnd(lp_ * p))
+        gq = rnd(rnd(e * p) - rnd(lq_ * q))
+        np_, nq_ = rnd(p + rnd(ep * gp)), rnd(q + rnd(eq * gq))
+    gp_state = F32(gp_state) + sum_sq_lanes(gp) / F32(k)
+    gq_state = F32(gq_state) + sum_sq_lanes(gq) / F32(k)
+    return np_, nq_, F32(gp_state), F32(gq_state)
+
+
 def train_reference(users, items, ratings, n_users, n_items, *, k, epochs, method="fp32",
                     lr=0.01, decay=0.1, lambda_p=0.01, lambda_q=0.015, init_std=0.01, seed=42,
-                    order="shuffle", rounding="nearest", groups=1):
-    """Serial SGD in the CPU backend's single-thread visiting order.  Returns (P, Q) float32.
+                    order="shuffle", rounding="nearest", groups=1, schedule="decay", states=False):
+    """Serial SGD in the CPU backend's single-thread visiting order.  Returns (P, Q) float32,
+    and the adagrad states (GU, GI) after them when ``states``.
     With rounding="stochastic" (mascot-n1) the stores use the core's counter-based words, which
     are keyed on the relabelled ids of `groups`-group reconstruction."""
     users = np.ascontiguousarray(users, np.int32)
@@ -125,14 +158,21 @@ def train_reference(users, items, ratings, n_users, n_items, *, k, epochs, metho
     assert len(visit) == epochs * nnz
     if rounding == "stochastic":
         ro = _core._testing.reorder(users, items, n_users, n_items, groups, groups)
+    ada = schedule == "adagrad"
+    GU = np.ones(n_users, F32)
+    GI = np.ones(n_items, F32)
     for e in range(epochs):
-        lr_e = lr_at(lr, decay, e)
+        lr_e = F32(lr) if ada else lr_at(lr, decay, e)
         for t in visit[e * nnz:(e + 1) * nnz]:
             u, i = users[t], items[t]
-            p, q = sgd_update(P[u], Q[i], ratings[t], lr_e, lambda_p, lambda_q, arith)
+            if ada:
+                p, q, GU[u], GI[i] = adagrad_update(P[u], Q[i], ratings[t], lr_e, lambda_p, lambda_q, GU[u], GI[i],
+                                                    arith)
+            else:
+                p, q = sgd_update(P[u], Q[i], ratings[t], lr_e, lambda_p, lambda_q, arith)
             if rounding == "stochastic":
                 wp, wq = _core._testing.sr_words(seed, e, int(ro["user_new"][u]), int(ro["item_new"][i]), k)
                 P[u], Q[i] = sr_half(p, wp), sr_half(q, wq)
             else:
                 P[u], Q[i] = store(p), store(q)
-    return P, Q
+    return (P, Q, GU, GI) if states else (P, Q)

@@ -18,9 +18,32 @@ import math
 import numpy as np
 
 from mascot import _core
-from reference import dot_lanes, half, hash3, lr_at, sr_half
+from reference import adagrad_rate, dot_lanes, half, hash3, lr_at, sr_half, sum_sq_lanes
 
 # ----------------------------------------------------------------------------- rules
+
+class _Steps:
+    """The masters' step of the three methods: p + lr_e g_p (schedule decay), or LIBMF's per-row
+    adagrad (reference.adagrad_update's rule on the method's gradients g_p, g_q) with a float32
+    state per user and item row, starting at 1."""
+
+    def __init__(self, schedule, lr, decay, n_users, n_items):
+        self.ada = schedule == "adagrad"
+        self.lr, self.decay = lr, decay
+        self.GU, self.GI = np.ones(n_users, _F32), np.ones(n_items, _F32)
+
+    def rate(self, epoch):
+        return _F32(self.lr) if self.ada else lr_at(self.lr, self.decay, epoch)
+
+    def __call__(self, lr_e, p, q, gp, gq, uu, ii):
+        if not self.ada:
+            return p + lr_e * gp, q + lr_e * gq
+        k = len(p)
+        ep, eq = adagrad_rate(lr_e, self.GU[uu]), adagrad_rate(lr_e, self.GI[ii])
+        self.GU[uu] = _F32(self.GU[uu] + sum_sq_lanes(gp) / _F32(k))
+        self.GI[ii] = _F32(self.GI[ii] + sum_sq_lanes(gq) / _F32(k))
+        return p + ep * gp, q + eq * gq
+
 
 def quantize(x, wl, f):
     """Fixed point at word length ``wl`` with ``f`` fractional bits, nearest (ties to even) and
@@ -158,7 +181,7 @@ def _serial_setup(data, k, epochs, seed, init_std, order, groups):
 
 def mpt_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lambda_q=0.015, init_std=0.01,
                   seed=42, order="shuffle", rounding="nearest", groups=4, loss_scale=1000.0, dynamic=False,
-                  window=2000):
+                  window=2000, schedule="decay"):
     """Serial MPT (competing.cc class Mpt).  Per rating: FP16 copies of p, q; FP16 products
     accumulated in FP32 (16 lanes), the prediction stored as FP16; e = r - r_hat in FP32; the
     FP16 scaled loss gradient se = fp16(S e); FP16 gradients fp16(se q16), fp16(se p16); an
@@ -166,13 +189,14 @@ def mpt_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lambda_
     else p += lr (g_p / S - lambda_P p) on the FP32 master, with the S the gradient was scaled
     with.  Returns (P, Q, per epoch (skipped updates, S at the epoch's end, doublings of S))."""
     u, i, r, P, Q, visit, u_new, i_new = _serial_setup(data, k, epochs, seed, init_std, order, groups)
+    step = _Steps(schedule, lr, decay, len(P), len(Q))
     sr = rounding == "stochastic"
     lp, lq = _F32(lambda_p), _F32(lambda_q)
     S, clean = _F32(loss_scale), 0
     top = _F32(65504.0)
     stats = []
     for e in range(epochs):
-        lr_e = lr_at(lr, decay, e)
+        lr_e = step.rate(e)
         if sr:
             keys = _rating_keys(seed, 1, e, u_new[visit[e]], i_new[visit[e]])
             w_pq = np.concatenate([_fill_words(keys, 1, k), _fill_words(keys, 2, k)], axis=1)
@@ -206,14 +230,14 @@ def mpt_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lambda_
                 if clean >= window:
                     S, clean = min(S * _F32(2), _F32(2.0 ** 40)), 0
                     doubled += 1
-            P[u[t]] = p + lr_e * (g[:k] * inv - lp * p)
-            Q[i[t]] = q + lr_e * (g[k:] * inv - lq * q)
+            P[u[t]], Q[i[t]] = step(lr_e, p, q, g[:k] * inv - lp * p, g[k:] * inv - lq * q, u[t], i[t])
         stats.append((skipped, float(S), doubled))
     return P, Q, stats
 
 
 def muppet_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lambda_q=0.015, init_std=0.01,
-                     seed=42, order="shuffle", rounding="nearest", groups=4, method_params=None):
+                     seed=42, order="shuffle", rounding="nearest", groups=4, method_params=None,
+                     schedule="decay"):
     """Serial MuPPET (competing.cc class Muppet); method_params as mascot.MF takes them.
     Fixed-point epoch at word length wl: the scales of P and Q from their max |x| at the epoch's
     start, lowered when a row read has outgrown them (max |row| > (2^(wl-1) - 0.5) 2^-f); per
@@ -232,6 +256,7 @@ def muppet_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lamb
         setattr(params, name, value)
     levels, batch = list(params.muppet_word_lengths), params.muppet_batch
     u, i, r, P, Q, visit, u_new, i_new = _serial_setup(data, k, epochs, seed, init_std, order, groups)
+    step = _Steps(schedule, lr, decay, len(P), len(Q))
     sr = rounding == "stochastic"
     lp, lq = _F32(lambda_p), _F32(lambda_q)
     nnz = len(r)
@@ -239,12 +264,12 @@ def muppet_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lamb
     win_p, win_q, norm_p, norm_q = [0.0] * k, [0.0] * k, 0.0, 0.0
     wl = levels[0]
     for e in range(epochs):
-        lr_e = lr_at(lr, decay, e)
+        lr_e = step.rate(e)
         if wl == 32:
             for t in visit[e]:
                 p, q = P[u[t]], Q[i[t]]
                 err = _F32(r[t] - dot_lanes(p, q))
-                P[u[t]], Q[i[t]] = p + lr_e * (err * q - lp * p), q + lr_e * (err * p - lq * q)
+                P[u[t]], Q[i[t]] = step(lr_e, p, q, err * q - lp * p, err * p - lq * q, u[t], i[t])
             facts.append({"word_length": 32, "evaluated": False})
             diversity.append(math.nan)
         else:
@@ -273,7 +298,7 @@ def muppet_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lamb
                 fgp, fgq = _Fixed.for_max(abs(eh) * _max_abs(qh), wl), _Fixed.for_max(abs(eh) * _max_abs(ph), wl)
                 gp = (fgp.sr(eh * qh, w_gp[x]) if sr else fgp.rn(eh * qh)) - lp * ph
                 gq = (fgq.sr(eh * ph, w_gq[x]) if sr else fgq.rn(eh * ph)) - lq * qh
-                P[u[t]], Q[i[t]] = p + lr_e * gp, q + lr_e * gq
+                P[u[t]], Q[i[t]] = step(lr_e, p, q, gp, gq, u[t], i[t])
                 if x >= nnz - batch:
                     bp += gp
                     bq += gq
@@ -425,7 +450,7 @@ _INT64_MAX = 2 ** 63 - 1
 
 
 def afp_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lambda_q=0.015, init_std=0.01,
-                  seed=42, order="shuffle", rounding="nearest", groups=4, method_params=None):
+                  seed=42, order="shuffle", rounding="nearest", groups=4, method_params=None, schedule="decay"):
     """Serial AFP (competing.cc class Afp, one worker); method_params as mascot.MF takes them.
     Three tensors P, Q, G, each with its own AFP state (bits, point position s, moving average m
     of s, next re-evaluation), carried across epochs; the iteration counts ratings of the run.
@@ -448,6 +473,7 @@ def afp_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lambda_
     for name, value in (method_params or {}).items():
         setattr(params, name, value)
     u, i, r, P, Q, visit, u_new, i_new = _serial_setup(data, k, epochs, seed, init_std, order, groups)
+    step = _Steps(schedule, lr, decay, len(P), len(Q))
     sr = rounding == "stochastic"
     lp, lq = _F32(lambda_p), _F32(lambda_q)
     tp, tq, tg = (_AfpTensor(params) for _ in range(3))
@@ -455,7 +481,7 @@ def afp_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lambda_
     it = 0
     facts = []
     for e in range(epochs):
-        lr_e = lr_at(lr, decay, e)
+        lr_e = step.rate(e)
         if sr:
             keys = _rating_keys(seed, 3, e, u_new[visit[e]], i_new[visit[e]])  # epoch_round_key(seed, 3, e)
             w_p, w_q = _fill_words(keys, 1, k), _fill_words(keys, 2, k)
@@ -483,7 +509,7 @@ def afp_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lambda_
             if tg.due(it, range_g):
                 tg.reevaluate(g, range_g, it, _INT64_MAX)
             gp, gq = tg.fmt.sr(g, w_g[x]) if sr else tg.fmt.rn(g)
-            P[u[rt]], Q[i[rt]] = p + lr_e * gp, q + lr_e * gq
+            P[u[rt]], Q[i[rt]] = step(lr_e, p, q, gp, gq, u[rt], i[rt])
             it += 1
         facts.append({"max_abs_p": float(max_p), "max_abs_q": float(max_q),
                       "tensors": {"P": tp.report(), "Q": tq.report(), "G": tg.report()}})

@@ -33,6 +33,13 @@ Rounding parse_rounding(const std::string& s);  ///< throws InvalidArgument list
 std::string to_string(Rounding r);
 std::vector<std::string> rounding_names();
 
+/// Learning-rate schedule of the SGD methods: the paper's decayed rate (lr_at), or LIBMF's per-row
+/// AdaGrad step (detail/sgd.h, adagrad_*), whose state is one FP32 word per user and item row.
+enum class LrSchedule { kDecay, kAdagrad };
+LrSchedule parse_lr_schedule(const std::string& s);  ///< throws InvalidArgument listing the valid names
+std::string to_string(LrSchedule s);
+std::vector<std::string> lr_schedule_names();
+
 AlsSolver parse_als_solver(const std::string& s);
 std::string to_string(AlsSolver v);
 std::vector<std::string> als_solver_names();
@@ -77,7 +84,8 @@ struct TrainConfig {
   /// not refuse a small data set to a method that never looks at groups.
   bool uses_groups() const;
 
-  /// Learning rate of epoch e (0-based).
+  /// Learning rate of epoch e (0-based): the decayed rate, or eta0 with schedule adagrad (whose
+  /// per-row steps the backends derive from it).
   float lr_at(int epoch) const;
 };
 

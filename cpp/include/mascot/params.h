@@ -49,6 +49,8 @@
   X(float, lr, 0.01f, Check::positive(), kSgdMethods, kTraining, "--lr", "X", "initial learning rate eta0")           \
   X(float, decay, 0.1f, Check::non_negative(), kSgdMethods, kTraining, "--decay", "X",                                \
     "schedule eta_e = eta0 / (1 + decay * e^1.5), e 0-based")                                                         \
+  X(LrSchedule, schedule, LrSchedule::kDecay, Check::none(), kSgdMethods, kTraining, "--schedule", "NAME",            \
+    "learning rate: decay (the paper's, above) or adagrad (LIBMF's per-row eta0 / sqrt(G), G its mean squared grads)") \
   X(float, lambda_p, 0.01f, Check::non_negative(), kAll, kTraining, "--lambda-p", "X",                                \
     "L2 regularisation of user vectors")                                                                              \
   X(float, lambda_q, 0.015f, Check::non_negative(), kAll, kTraining, "--lambda-q", "X",                               \

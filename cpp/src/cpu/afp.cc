@@ -255,9 +255,15 @@ class Afp final : public CompetingMethod {
                 fixed_inplace_rn(g, 2 * k, fg);
               }
               const float* gu = have_gq ? gq : g;
-              for (int j = 0; j < k; ++j) {
-                p[j] = detail::descend(p[j], lr, gu[j]);
-                q[j] = detail::descend(q[j], lr, gu[k + j]);
+              if (prm.ada_u) {
+                adagrad_masters(
+                    p, q, k, rec, prm, [&](int j, float, float) { return gu[j]; },
+                    [&](int j, float, float) { return gu[k + j]; });
+              } else {
+                for (int j = 0; j < k; ++j) {
+                  p[j] = detail::descend(p[j], lr, gu[j]);
+                  q[j] = detail::descend(q[j], lr, gu[k + j]);
+                }
               }
               ++w.iter;
               ++w.epoch_iter;

@@ -174,6 +174,30 @@ MASCOT_FORCE_INLINE void for_each_rating(const Rec* recs, size_t count, float* P
   }
 }
 
+// ------------------------------------------------------------------ schedule adagrad
+/// The FP32 masters' update with schedule adagrad (detail/sgd.h; prm.ada_u != null): each row
+/// steps by eta0 / sqrt(G) along its gradient, gp(j, p_j, q_j) and gq(j, p_j, q_j) of the old
+/// values (what each method's decay update passes to descend), and its state G takes the mean
+/// of the squared gradient elements (the 16 lanes of dot16 and their tree).
+template <class GP, class GQ>
+MASCOT_FORCE_INLINE void adagrad_masters(float* __restrict p, float* __restrict q, int k, const Rec& rec,
+                                         const SgdParams& prm, const GP& gp, const GQ& gq) {
+  float* Gp = prm.ada_u + rec.u;
+  float* Gq = prm.ada_i + rec.i;
+  const float ep = detail::adagrad_rate(prm.lr, *Gp), eq = detail::adagrad_rate(prm.lr, *Gq);
+  float sp[kL] = {}, sq[kL] = {};
+  for (int j = 0; j < k; ++j) {
+    const float pj = p[j], qj = q[j];
+    const float a = gp(j, pj, qj), b = gq(j, pj, qj);
+    p[j] = detail::descend(pj, ep, a);
+    q[j] = detail::descend(qj, eq, b);
+    sp[j % kL] = detail::dot_step(sp[j % kL], a, a);
+    sq[j % kL] = detail::dot_step(sq[j % kL], b, b);
+  }
+  *Gp = detail::adagrad_accumulate(*Gp, detail::reduce_lanes(sp, detail::NoRound{}), k);
+  *Gq = detail::adagrad_accumulate(*Gq, detail::reduce_lanes(sq, detail::NoRound{}), k);
+}
+
 // ------------------------------------------------------------------ fixed-point rows
 
 MASCOT_FORCE_INLINE void fixed_row_rn(float* __restrict out, const float* __restrict in, int k, const FixedFormat& f) {

@@ -6,6 +6,8 @@
 //   kPerGroup            -> FP16 rows; a group's rows move to FP32 storage when the driver
 //                           switches it (widen_groups); also the study options' path
 //   kFp32Master          -> FP32 master rows, quantised by the method (cpu/competing.cc)
+// Schedule adagrad: one FP32 state G per user and item row (relabelled order, ada_u_ / ada_i_),
+// updated by the kernels with the rows (detail/sgd.h) and checkpointed beside them.
 // A sampled epoch (EpochPlan::sample) adds each thread's sampled gradients into its own
 // accumulators, reduced in thread order into the GradSums the driver turns into q-errors.
 #include <cmath>
@@ -21,6 +23,7 @@
 #include "mascot/detail/binio.h"
 #include "mascot/detail/half.h"
 #include "mascot/detail/rng.h"
+#include "mascot/detail/sgd.h"
 #include "mascot/error.h"
 #include "mascot/methods.h"
 #include "mascot/reorder.h"
@@ -102,6 +105,10 @@ class CpuBackend final : public detail::Backend {
     ig_ = *in.item_groups;
     const KernelTable& kt = kernels();
     init(*in.user_old, *in.item_old, cfg_.init_std, seed_);
+    if (cfg_.schedule == LrSchedule::kAdagrad) {
+      ada_u_.assign(static_cast<size_t>(m_), detail::kAdagradInit);
+      ada_i_.assign(static_cast<size_t>(n_), detail::kAdagradInit);
+    }
     if (storage_ == Storage::kFp32Master) competing_ = make_competing_method(cfg_, threads_, seed_);
     sgd_ = storage_ == Storage::kFp32                                   ? kt.sgd_fp32
            : method_traits(cfg_.method).arithmetic == Arithmetic::kFp16 ? kt.sgd_fp16
@@ -124,6 +131,10 @@ class CpuBackend final : public detail::Backend {
     SgdParams prm{k_, plan.lr, cfg_.lambda_p, cfg_.lambda_q};
     prm.stochastic = cfg_.rounding == Rounding::kStochastic;
     prm.round_seed = plan.round_seed;
+    if (!ada_u_.empty()) {
+      prm.ada_u = ada_u_.data();
+      prm.ada_i = ada_i_.data();
+    }
     if (storage_ == Storage::kFp32Master) {
       float* P = P32_.f32();
       float* Q = Q32_.f32();
@@ -215,7 +226,8 @@ class CpuBackend final : public detail::Backend {
   }
 
   // Checkpoint state: "cpu_state" blob (storage, shapes, threads, completed epochs, the competing
-  // method's blob, which factor buffers exist) + the factor buffers in their storage.  The group
+  // method's blob, which factor buffers exist) + the factor buffers in their storage, and with
+  // schedule adagrad the rows' states "GU", "GI" (m x 1, n x 1 float32; `have` bits 16, 32).  The group
   // precisions and q-error baselines are the driver's ("driver_state").
   void export_state(detail::StateWriter& out) const override {
     detail::BinWriter w;
@@ -227,9 +239,14 @@ class CpuBackend final : public detail::Backend {
     w.pod(static_cast<int32_t>(threads_));
     w.pod(static_cast<int32_t>(epochs_run_));
     w.str(competing_ ? competing_->export_state() : std::string());
-    const uint8_t have = (P32_.p ? 1 : 0) | (Q32_.p ? 2 : 0) | (P16_.p ? 4 : 0) | (Q16_.p ? 8 : 0);
+    const uint8_t have = (P32_.p ? 1 : 0) | (Q32_.p ? 2 : 0) | (P16_.p ? 4 : 0) | (Q16_.p ? 8 : 0) |
+                         (ada_u_.empty() ? 0 : 16 | 32);
     w.pod(have);
     out.blob("cpu_state", w.bytes());
+    if (!ada_u_.empty()) {
+      out.matrix("GU", ada_u_.data(), m_, 1, 4);
+      out.matrix("GI", ada_i_.data(), n_, 1, 4);
+    }
     if (P32_.p) out.matrix("P32", P32_.p, m_, k_, 4);
     if (Q32_.p) out.matrix("Q32", Q32_.p, n_, k_, 4);
     if (P16_.p) out.matrix("P16", P16_.p, m_, k_, 2);
@@ -264,6 +281,9 @@ class CpuBackend final : public detail::Backend {
       need |= !per_group || ig_.count_fp32() < ig_.size() ? 8 : 0;
     }
     if ((have & need) != need) r.fail("lacks factor matrices this storage needs");
+    if (((have & 48) != 0) != !ada_u_.empty())
+      r.fail(ada_u_.empty() ? "holds adagrad learning-rate states, this run has schedule decay"
+                            : "lacks the adagrad learning-rate states this run's schedule needs");
     if (competing_) {
       try {
         competing_->import_state(comp);
@@ -286,6 +306,10 @@ class CpuBackend final : public detail::Backend {
     load(&Q32_, "Q32", n_, 4, have & 2);
     load(&P16_, "P16", m_, 2, have & 4);
     load(&Q16_, "Q16", n_, 2, have & 8);
+    if (!ada_u_.empty()) {
+      in.matrix("GU", ada_u_.data(), m_, 1, 4);
+      in.matrix("GI", ada_i_.data(), n_, 1, 4);
+    }
     sched_->replay(done);  // the visiting order carries state from epoch to epoch
     epochs_run_ = done;
   }
@@ -372,6 +396,7 @@ class CpuBackend final : public detail::Backend {
   std::vector<Rec> test_recs_;
   std::unique_ptr<CompetingMethod> competing_;
   std::vector<GradAcc> uacc_, iacc_;     // per thread
+  std::vector<float> ada_u_, ada_i_;     // adagrad states per user / item row (empty: schedule decay)
   std::vector<uint64_t> ubits_, ibits_;  // per-row precision bits of the current epoch (MixedSide::fp32_bits)
   int epochs_run_ = 0;
 };

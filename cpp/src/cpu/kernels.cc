@@ -378,9 +378,12 @@ constexpr int chunks_of(int NC) { return NC > 0 ? NC : -NC; }
 // FP32 arithmetic.  Returns e; when g is set, also writes the
 // gradients (old values, no learning rate): gp = e q - lp p, gq = e p - lq q, into g[0..k) and
 // g[kc..kc + k), kc = chunked(k) (the tail's zero lanes write zeros up to kc).
-template <int NC, bool kSR, bool kGrad, class SP, class SQ>
+// kAda (schedule = adagrad): the rows' steps eta0 / sqrt(G) from their states Gp, Gq, which take
+// the mean squared gradient of this update (detail/sgd.h adagrad_update, lane for lane: the tail's
+// zero lanes have zero gradients, adding +0 to the sums of squares).
+template <int NC, bool kSR, bool kGrad, bool kAda = false, class SP, class SQ>
 MASCOT_INLINE float update_vec(SP* p, SQ* q, int k_runtime, float r, const SgdParams& prm, uint32_t hp, uint32_t hq,
-                               float* g = nullptr) {
+                               float* g = nullptr, float* Gp = nullptr, float* Gq = nullptr) {
   constexpr int kChunks = chunks_of(NC);
   const int k = NC > 0 ? NC * kLanes : k_runtime;
   const int whole = k / kLanes, tail = NC > 0 ? 0 : k % kLanes;
@@ -411,14 +414,36 @@ MASCOT_INLINE float update_vec(SP* p, SQ* q, int k_runtime, float r, const SgdPa
   const V cp = vset(detail::keep_factor(prm.lr, prm.lambda_p)), cq = vset(detail::keep_factor(prm.lr, prm.lambda_q));
   const V ce = vset(detail::error_factor(prm.lr, e));
   const int kc = chunked(k);
+  // adagrad: the rows' steps and the lanes of their sums of squared gradients
+  V eta_p = vzero(), eta_q = vzero(), sum_p = vzero(), sum_q = vzero();
+  if constexpr (kAda) {
+    eta_p = vset(detail::adagrad_rate(prm.lr, *Gp));
+    eta_q = vset(detail::adagrad_rate(prm.lr, *Gq));
+  }
   // one chunk c of both rows (n > 0: the tail's first n lanes): gradients, update, store
   const auto chunk = [&](int c, V pv, V qv, int n) __attribute__((always_inline)) {
-    if constexpr (kGrad) {
+    V np, nq;
+    if constexpr (kAda) {
       const V ev = vset(e);
-      vspill(g + c * kLanes, detail::sgd_grad(ev, qv, vset(prm.lambda_p), pv));
-      vspill(g + kc + c * kLanes, detail::sgd_grad(ev, pv, vset(prm.lambda_q), qv));
+      const V gp = detail::sgd_grad(ev, qv, vset(prm.lambda_p), pv);
+      const V gq = detail::sgd_grad(ev, pv, vset(prm.lambda_q), qv);
+      if constexpr (kGrad) {
+        vspill(g + c * kLanes, gp);
+        vspill(g + kc + c * kLanes, gq);
+      }
+      np = detail::descend(pv, eta_p, gp);
+      nq = detail::descend(qv, eta_q, gq);
+      sum_p = detail::dot_step(sum_p, gp, gp);
+      sum_q = detail::dot_step(sum_q, gq, gq);
+    } else {
+      if constexpr (kGrad) {
+        const V ev = vset(e);
+        vspill(g + c * kLanes, detail::sgd_grad(ev, qv, vset(prm.lambda_p), pv));
+        vspill(g + kc + c * kLanes, detail::sgd_grad(ev, pv, vset(prm.lambda_q), qv));
+      }
+      np = detail::sgd_step(pv, qv, cp, ce, Add2<kBal>{});
+      nq = detail::sgd_step(qv, pv, cq, ce);
     }
-    const V np = detail::sgd_step(pv, qv, cp, ce, Add2<kBal>{}), nq = detail::sgd_step(qv, pv, cq, ce);
     if (n > 0) {
       store_tail(p + c * kLanes, np, kSR, hp, c * kLanes, n);
       store_tail(q + c * kLanes, nq, kSR, hq, c * kLanes, n);
@@ -434,13 +459,19 @@ MASCOT_INLINE float update_vec(SP* p, SQ* q, int k_runtime, float r, const SgdPa
     for (int c = 0; c < whole; ++c) chunk(c, vload(p + c * kLanes), vload(q + c * kLanes), 0);
     if (tail) chunk(whole, vload_tail(p + whole * kLanes, tail), vload_tail(q + whole * kLanes, tail), tail);
   }
+  if constexpr (kAda) {
+    *Gp = detail::adagrad_accumulate(*Gp, vreduce(sum_p), k);
+    *Gq = detail::adagrad_accumulate(*Gq, vreduce(sum_q), k);
+  }
   return e;
 }
 
 // FP16 arithmetic (method fp16): Eq. 2-3 literally, every operation rounded to nearest half;
 // tails as update_vec's.
-template <int NC>
-MASCOT_INLINE void update_half_math(uint16_t* p, uint16_t* q, int k_runtime, float r, const SgdParams& prm) {
+// kAda: as update_vec's, the steps eta0 / sqrt(G) rounded to half; the state's sums stay FP32.
+template <int NC, bool kAda = false>
+MASCOT_INLINE void update_half_math(uint16_t* p, uint16_t* q, int k_runtime, float r, const SgdParams& prm,
+                                    float* Gp = nullptr, float* Gq = nullptr) {
   constexpr int kChunks = chunks_of(NC);
   const int k = NC > 0 ? NC * kLanes : k_runtime;
   const int whole = k / kLanes, tail = NC > 0 ? 0 : k % kLanes;
@@ -467,10 +498,19 @@ MASCOT_INLINE void update_half_math(uint16_t* p, uint16_t* q, int k_runtime, flo
   const V e = vset(detail::round_half(detail::round_half(r) - dot));
   const V lr = vset(detail::round_half(prm.lr)), lp = vset(detail::round_half(prm.lambda_p)),
           lq = vset(detail::round_half(prm.lambda_q));
+  V eta_p = lr, eta_q = lr, sum_p = vzero(), sum_q = vzero();
+  if constexpr (kAda) {
+    eta_p = vset(detail::round_half(detail::adagrad_rate(prm.lr, *Gp)));
+    eta_q = vset(detail::round_half(detail::adagrad_rate(prm.lr, *Gq)));
+  }
   const auto chunk = [&](int c, V pv, V qv, int n) __attribute__((always_inline)) {
     const V gp = detail::half_grad(e, qv, lp, pv, HRound{});
     const V gq = detail::half_grad(e, pv, lq, qv, HRound{});
-    const V np = detail::half_descend(pv, lr, gp, HRound{}), nq = detail::half_descend(qv, lr, gq, HRound{});
+    const V np = detail::half_descend(pv, eta_p, gp, HRound{}), nq = detail::half_descend(qv, eta_q, gq, HRound{});
+    if constexpr (kAda) {
+      sum_p = detail::dot_step(sum_p, gp, gp);
+      sum_q = detail::dot_step(sum_q, gq, gq);
+    }
     if (n > 0) {  // the stores round to nearest half
       vstore_tail(p + c * kLanes, np, n);
       vstore_tail(q + c * kLanes, nq, n);
@@ -486,10 +526,14 @@ MASCOT_INLINE void update_half_math(uint16_t* p, uint16_t* q, int k_runtime, flo
     for (int c = 0; c < whole; ++c) chunk(c, vload(p + c * kLanes), vload(q + c * kLanes), 0);
     if (tail) chunk(whole, vload_tail(p + whole * kLanes, tail), vload_tail(q + whole * kLanes, tail), tail);
   }
+  if constexpr (kAda) {
+    *Gp = detail::adagrad_accumulate(*Gp, vreduce(sum_p), k);
+    *Gq = detail::adagrad_accumulate(*Gq, vreduce(sum_q), k);
+  }
 }
 
 // ---- single-storage kernels ----------------------------------------------------------------
-template <class S, bool kHalf, int NC, bool kSR>
+template <class S, bool kHalf, int NC, bool kSR, bool kAda>
 void sgd_loop(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
   const int k = NC > 0 ? NC * kLanes : prm.k;  // compile-time when NC > 0 (see update_vec)
   for (size_t t = 0; t < n; ++t) {
@@ -499,10 +543,18 @@ void sgd_loop(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
     S* q = Q + static_cast<size_t>(rc.i) * k;
     uint32_t hp = 0, hq = 0;
     if constexpr (kSR) detail::sr_keys(prm.round_seed, rc.u, rc.i, &hp, &hq);
-    if constexpr (kHalf)
+    if constexpr (kAda) {
+      float* Gp = prm.ada_u + rc.u;
+      float* Gq = prm.ada_i + rc.i;
+      if constexpr (kHalf)
+        update_half_math<NC, true>(p, q, k, rc.r, prm, Gp, Gq);
+      else
+        update_vec<NC, kSR, false, true>(p, q, k, rc.r, prm, hp, hq, nullptr, Gp, Gq);
+    } else if constexpr (kHalf) {
       update_half_math<NC>(p, q, k, rc.r, prm);
-    else
+    } else {
       update_vec<NC, kSR, false>(p, q, k, rc.r, prm, hp, hq);
+    }
   }
 }
 
@@ -571,9 +623,33 @@ void sgd_loop(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
   }
 #endif
 
+// The shapes of the adagrad kernels: the exact k = 32, 64, 128, every other k on the run-time
+// path (the same bits in every shape; fewer instantiations of kernels that are not the paper's).
+#define MASCOT_NC_DISPATCH_ADA(k, CALL) \
+  switch (k) {                          \
+    case 32:                            \
+      CALL(2);                          \
+      break;                            \
+    case 64:                            \
+      CALL(4);                          \
+      break;                            \
+    case 128:                           \
+      CALL(8);                          \
+      break;                            \
+    default:                            \
+      CALL(0);                          \
+      break;                            \
+  }
+
 template <class S, bool kHalf, bool kSR>
 void sgd_k(const Rec* recs, size_t n, S* Ps, S* Qs, const SgdParams& prm) {
-#define MASCOT_SGD_CALL(NC) sgd_loop<S, kHalf, NC, kSR>(recs, n, Ps, Qs, prm)
+  if (prm.ada_u) {
+#define MASCOT_SGD_CALL(NC) sgd_loop<S, kHalf, NC, kSR, true>(recs, n, Ps, Qs, prm)
+    MASCOT_NC_DISPATCH_ADA(prm.k, MASCOT_SGD_CALL)
+#undef MASCOT_SGD_CALL
+    return;
+  }
+#define MASCOT_SGD_CALL(NC) sgd_loop<S, kHalf, NC, kSR, false>(recs, n, Ps, Qs, prm)
   MASCOT_NC_DISPATCH(prm.k, MASCOT_SGD_CALL)
 #undef MASCOT_SGD_CALL
 }
@@ -637,11 +713,11 @@ inline void add_sample(const MixedSide& s, int group, const float* g, int k) {
   if (s.grad_nsum) s.grad_nsum[group] += std::sqrt(static_cast<double>(sq));
 }
 
-template <int NC, bool kSR, class SP, class SQ>
+template <int NC, bool kSR, bool kAda, class SP, class SQ>
 MASCOT_INLINE float mixed_update(SP* p, SQ* q, int k, float r, const SgdParams& prm, uint32_t hp, uint32_t hq,
-                                 float* g) {
-  if (g) return update_vec<NC, kSR, true>(p, q, k, r, prm, hp, hq, g);
-  return update_vec<NC, kSR, false>(p, q, k, r, prm, hp, hq);
+                                 float* g, float* Gp, float* Gq) {
+  if (g) return update_vec<NC, kSR, true, kAda>(p, q, k, r, prm, hp, hq, g, Gp, Gq);
+  return update_vec<NC, kSR, false, kAda>(p, q, k, r, prm, hp, hq, nullptr, Gp, Gq);
 }
 
 // One precision combination (SP, SQ) over the records rec(0) .. rec(m-1): branch-free, with
@@ -650,7 +726,7 @@ MASCOT_INLINE float mixed_update(SP* p, SQ* q, int k, float r, const SgdParams& 
 // (Sampled ratings were also tried as parts of their own, like the precision combinations:
 // no gain measurable above the host's noise, and it reordered the updates of a measured epoch,
 // so that grad_stats would no longer leave the model unchanged.)
-template <int NC, bool kSR, class SP, class SQ, class RecAt>
+template <int NC, bool kSR, bool kAda, class SP, class SQ, class RecAt>
 void mixed_run(const RecAt& rec, size_t m, SP* P, SQ* Q, const MixedSide& U, const MixedSide& I, const MixedParams& mp,
                bool measure, float* grad) {
   const SgdParams& prm = mp.sgd;
@@ -662,8 +738,10 @@ void mixed_run(const RecAt& rec, size_t m, SP* P, SQ* Q, const MixedSide& U, con
     uint32_t hp = 0, hq = 0;
     if constexpr (kSR) detail::sr_keys(prm.round_seed, rc.u, rc.i, &hp, &hq);
     float* g = (measure && detail::sampled(mp.sample_seed, mp.sample_below, rc.u, rc.i)) ? grad : nullptr;
-    mixed_update<NC, kSR>(P + static_cast<size_t>(rc.u) * k, Q + static_cast<size_t>(rc.i) * k, k, rc.r, prm, hp, hq,
-                          g);
+    float* Gp = kAda ? prm.ada_u + rc.u : nullptr;
+    float* Gq = kAda ? prm.ada_i + rc.i : nullptr;
+    mixed_update<NC, kSR, kAda>(P + static_cast<size_t>(rc.u) * k, Q + static_cast<size_t>(rc.i) * k, k, rc.r, prm, hp,
+                                hq, g, Gp, Gq);
     if (g) {  // the group is needed only for the sampled ratings
       add_sample(U, lookup_group(U.start, U.groups, rc.u, naive), g, k);
       add_sample(I, lookup_group(I.start, I.groups, rc.i, naive), g + chunked(k), k);
@@ -682,7 +760,7 @@ inline bool any_fp32(const MixedSide& s) {
 // mispredicts once precisions mix and costs ~2x on memory-bound data (the flushes discard the
 // speculative loads that overlap DRAM latency).  The chunk was just shuffled, so each part is
 // still in random order; only ratings within one ~4K chunk are regrouped.
-template <int NC, bool kSR>
+template <int NC, bool kSR, bool kAda>
 void mixed_loop(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& I, const MixedParams& mp) {
   const bool naive = mp.naive_lookup;
   const bool measure = U.grad_sum != nullptr;
@@ -694,7 +772,7 @@ void mixed_loop(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& 
   // so the records run in place, in the same order.  Measured (mascot_kernel_epochs, two runs
   // of 8 rounds): mixed all-FP16 epochs 1.05-1.07 of n1 against 1.11 with the partition.
   if (!any_fp32(U) && !any_fp32(I)) {
-    mixed_run<NC, kSR>([recs](size_t x) -> const Rec& { return recs[x]; }, n, U.f16, I.f16, U, I, mp, measure, g);
+    mixed_run<NC, kSR, kAda>([recs](size_t x) -> const Rec& { return recs[x]; }, n, U.f16, I.f16, U, I, mp, measure, g);
     return;
   }
   idx.resize(n);
@@ -713,15 +791,21 @@ void mixed_loop(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& 
     const uint32_t* x = ix + begin[c];
     return [recs, x](size_t t) -> const Rec& { return recs[x[t]]; };
   };
-  mixed_run<NC, kSR>(part(0), count[0], U.f16, I.f16, U, I, mp, measure, g);
-  mixed_run<NC, kSR>(part(1), count[1], U.f16, I.f32, U, I, mp, measure, g);
-  mixed_run<NC, kSR>(part(2), count[2], U.f32, I.f16, U, I, mp, measure, g);
-  mixed_run<NC, kSR>(part(3), count[3], U.f32, I.f32, U, I, mp, measure, g);
+  mixed_run<NC, kSR, kAda>(part(0), count[0], U.f16, I.f16, U, I, mp, measure, g);
+  mixed_run<NC, kSR, kAda>(part(1), count[1], U.f16, I.f32, U, I, mp, measure, g);
+  mixed_run<NC, kSR, kAda>(part(2), count[2], U.f32, I.f16, U, I, mp, measure, g);
+  mixed_run<NC, kSR, kAda>(part(3), count[3], U.f32, I.f32, U, I, mp, measure, g);
 }
 
 template <bool kSR>
 void mixed_k(const Rec* recs, size_t n, const MixedSide& U, const MixedSide& I, const MixedParams& mp) {
-#define MASCOT_MIXED_CALL(NC) mixed_loop<NC, kSR>(recs, n, U, I, mp)
+  if (mp.sgd.ada_u) {
+#define MASCOT_MIXED_CALL(NC) mixed_loop<NC, kSR, true>(recs, n, U, I, mp)
+    MASCOT_NC_DISPATCH_ADA(mp.sgd.k, MASCOT_MIXED_CALL)
+#undef MASCOT_MIXED_CALL
+    return;
+  }
+#define MASCOT_MIXED_CALL(NC) mixed_loop<NC, kSR, false>(recs, n, U, I, mp)
   MASCOT_NC_DISPATCH(mp.sgd.k, MASCOT_MIXED_CALL)
 #undef MASCOT_MIXED_CALL
 }

@@ -24,6 +24,10 @@ struct SgdParams {
   float lr, lambda_p, lambda_q;
   bool stochastic = false;  ///< FP16 stores round stochastically (detail/half.h float_to_half_sr)
   uint64_t round_seed = 0;  ///< per-epoch seed of the stochastic-rounding dithers (detail/rng.h sr_keys, sr_word)
+  // schedule = adagrad: the rows' states G (detail/sgd.h), indexed like P's and Q's rows, and
+  // lr is eta0; null (the decay schedule): lr is the epoch's rate.
+  float* ada_u = nullptr;
+  float* ada_i = nullptr;
 };
 
 /// Processes recs[0..n) in order, updating P and Q in place (Hogwild: other threads may be

@@ -169,6 +169,12 @@ class Mpt final : public CompetingMethod {
           }
           // unscale in FP32, update the FP32 masters (Eq. 2-3; L2 term on the master)
           const float inv = 1.0f / S;
+          if (prm.ada_u) {
+            adagrad_masters(
+                p, q, k, rec, prm, [&](int j, float pj, float) { return detail::decay_grad(gp[j] * inv, lp, pj); },
+                [&](int j, float, float qj) { return detail::decay_grad(gq[j] * inv, lq, qj); });
+            return;
+          }
           for (int j = 0; j < k; ++j) {
             const float pj = p[j], qj = q[j];
             p[j] = detail::descend(pj, lr, detail::decay_grad(gp[j] * inv, lp, pj));

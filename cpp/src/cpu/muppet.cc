@@ -213,6 +213,13 @@ class Muppet final : public CompetingMethod {
                            [&]([[maybe_unused]] size_t x, const Rec& rec, float* __restrict p, float* __restrict q,
                                [[maybe_unused]] uint64_t key) MASCOT_FORCE_INLINE_LAMBDA {
                              const float e = rec.r - dot16(p, q, k);
+                             if (prm.ada_u) {
+                               adagrad_masters(
+                                   p, q, k, rec, prm,
+                                   [&](int, float pj, float qj) { return detail::sgd_grad(e, qj, lp, pj); },
+                                   [&](int, float pj, float qj) { return detail::sgd_grad(e, pj, lq, qj); });
+                               return;
+                             }
                              for (int j = 0; j < k; ++j) {
                                const float pj = p[j], qj = q[j];
                                p[j] = detail::descend(pj, lr, detail::sgd_grad(e, qj, lp, pj));
@@ -293,9 +300,15 @@ class Muppet final : public CompetingMethod {
                 }
               }
               // FP32 update of the masters
-              for (int j = 0; j < k; ++j) {
-                p[j] = detail::descend(p[j], lr, gp[j]);
-                q[j] = detail::descend(q[j], lr, gq[j]);
+              if (prm.ada_u) {
+                adagrad_masters(
+                    p, q, k, rec, prm, [&](int j, float, float) { return gp[j]; },
+                    [&](int j, float, float) { return gq[j]; });
+              } else {
+                for (int j = 0; j < k; ++j) {
+                  p[j] = detail::descend(p[j], lr, gp[j]);
+                  q[j] = detail::descend(q[j], lr, gq[j]);
+                }
               }
               if (x >= tail) {
                 for (int j = 0; j < k; ++j) {

@@ -19,6 +19,18 @@
 // kernels' 16-lane vector V (cpu/kernels.cc) and for CUDA's __half (method fp16).  T needs
 // +, - and *; scalars are passed as T (the vector code broadcasts them once per rating).
 // Every backend calls these, so the operation order is written in one place.
+//
+// Adaptive learning rate (schedule = adagrad; LIBMF's per-row AdaGrad, Chin et al., PAKDD 2015):
+// each user and item row owns one FP32 word G, the running sum of its mean squared gradients,
+// starting at 1.  One rating's update with rows p (state Gp) and q (state Gq):
+//   eta_p = eta0 / sqrt(Gp),  eta_q = eta0 / sqrt(Gq)              (float, correctly rounded)
+//   gp_j = e q_j - lambda_p p_j,  gq_j = e p_j - lambda_q q_j      (old p_j, q_j: sgd_grad)
+//   p'_j = p_j + eta_p gp_j,      q'_j = q_j + eta_q gq_j          (descend; FP16 arithmetic:
+//                                  half_grad / half_descend with eta rounded to half)
+//   Gp' = Gp + (sum_j gp_j^2) / k, Gq' likewise                    (sum: the dot product's
+//                                  16 lanes and tree, FP32 in every method; then one division)
+// The rates come from the state before this rating's update (the gradient of this update
+// enters the state afterwards, as in LIBMF).  The decay rows (keep_factor ...) are untouched.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -151,6 +163,60 @@ MASCOT_HD float sgd_update(float* p, float* q, int k, float r, float lr, float l
     p[j] = rnd(half_descend(pj, lr_, half_grad(e, qj, lp_, pj, rnd), rnd));
     q[j] = rnd(half_descend(qj, lr_, half_grad(e, pj, lq_, qj, rnd), rnd));
   }
+  return e;
+}
+
+// ---- adaptive learning rate (schedule = adagrad), see the top of this file
+
+/// Initial value of a row's state G (LIBMF's): the first step of every row is eta0.
+constexpr float kAdagradInit = 1.0f;
+/// The row's step: eta0 / sqrt(G).
+MASCOT_HD float adagrad_rate(float eta0, float g) { return eta0 / sqrtf(g); }
+/// The state after one update: G + sq / k, sq the sum of the update's squared gradient elements.
+MASCOT_HD float adagrad_accumulate(float g, float sq, int k) { return g + sq / static_cast<float>(k); }
+
+/// Scalar adagrad update of one rating on working copies p, q, FP32 arithmetic; gp, gq are the
+/// rows' states, updated.  Returns e.
+MASCOT_HD float adagrad_update(float* p, float* q, int k, float r, float eta0, float lp, float lq, float* gp_state,
+                               float* gq_state, NoRound) {
+  const float dot = dot_lanes(p, q, k, NoRound{});
+  const float e = r - dot;
+  const float ep = adagrad_rate(eta0, *gp_state), eq = adagrad_rate(eta0, *gq_state);
+  float sp[kLanes], sq[kLanes];
+  for (int l = 0; l < kLanes; ++l) sp[l] = sq[l] = 0.0f;
+  for (int j = 0; j < k; ++j) {
+    const float pj = p[j], qj = q[j];
+    const float gp = sgd_grad(e, qj, lp, pj), gq = sgd_grad(e, pj, lq, qj);
+    p[j] = descend(pj, ep, gp);
+    q[j] = descend(qj, eq, gq);
+    sp[j % kLanes] = dot_step(sp[j % kLanes], gp, gp);
+    sq[j % kLanes] = dot_step(sq[j % kLanes], gq, gq);
+  }
+  *gp_state = adagrad_accumulate(*gp_state, reduce_lanes(sp, NoRound{}), k);
+  *gq_state = adagrad_accumulate(*gq_state, reduce_lanes(sq, NoRound{}), k);
+  return e;
+}
+
+/// The same with FP16 arithmetic (method fp16): the rates rounded to half, the gradients and
+/// steps as sgd_update's half path; the state's sums stay FP32.
+MASCOT_HD float adagrad_update(float* p, float* q, int k, float r, float eta0, float lp, float lq, float* gp_state,
+                               float* gq_state, HalfRound rnd) {
+  const float dot = dot_lanes(p, q, k, rnd);
+  const float e = rnd(rnd(r) - dot);
+  const float ep = rnd(adagrad_rate(eta0, *gp_state)), eq = rnd(adagrad_rate(eta0, *gq_state));
+  const float lp_ = rnd(lp), lq_ = rnd(lq);
+  float sp[kLanes], sq[kLanes];
+  for (int l = 0; l < kLanes; ++l) sp[l] = sq[l] = 0.0f;
+  for (int j = 0; j < k; ++j) {
+    const float pj = p[j], qj = q[j];
+    const float gp = half_grad(e, qj, lp_, pj, rnd), gq = half_grad(e, pj, lq_, qj, rnd);
+    p[j] = rnd(half_descend(pj, ep, gp, rnd));
+    q[j] = rnd(half_descend(qj, eq, gq, rnd));
+    sp[j % kLanes] = dot_step(sp[j % kLanes], gp, gp);
+    sq[j % kLanes] = dot_step(sq[j % kLanes], gq, gq);
+  }
+  *gp_state = adagrad_accumulate(*gp_state, reduce_lanes(sp, NoRound{}), k);
+  *gq_state = adagrad_accumulate(*gq_state, reduce_lanes(sq, NoRound{}), k);
   return e;
 }
 
