@@ -87,6 +87,23 @@ __device__ __forceinline__ void tile_of(int t, int* ti, int* tj) {
   *tj = t - i * (i + 1) / 2;
 }
 
+/// The tiles thread threadIdx.x owns (tile threadIdx.x + q * blockDim.x; ti[q] = tj[q] = -1 past
+/// the last of `tiles`), their accumulators zeroed: the set-up of hermitian_kernel and gram_kernel.
+template <int NT>
+__device__ __forceinline__ void init_tiles(float (&acc)[NT][kTile * kTile], int (&ti)[NT], int (&tj)[NT], int tiles) {
+#pragma unroll
+  for (int q = 0; q < NT; ++q) {
+    const int t = threadIdx.x + q * blockDim.x;
+    if (t < tiles) {
+      tile_of(t, &ti[q], &tj[q]);
+    } else {
+      ti[q] = tj[q] = -1;
+    }
+#pragma unroll
+    for (int x = 0; x < kTile * kTile; ++x) acc[q][x] = 0.0f;
+  }
+}
+
 /// acc[q] += sum over the m staged rows of (w_f y_f)[tile rows] (y_f)[tile columns]^T for the
 /// thread's tiles q (ti[q] < 0: none).
 template <int NT>
@@ -128,17 +145,7 @@ __global__ void __launch_bounds__(kMaxThreads) hermitian_kernel(DevArgs a) {
   const int S = kStageFloats / kp;  // rows staged at a time (>= 32)
   int ti[NT], tj[NT];
   float acc[NT][kTile * kTile];
-#pragma unroll
-  for (int q = 0; q < NT; ++q) {
-    const int t = tid + q * nth;
-    if (t < tiles) {
-      tile_of(t, &ti[q], &tj[q]);
-    } else {
-      ti[q] = tj[q] = -1;
-    }
-#pragma unroll
-    for (int x = 0; x < kTile * kTile; ++x) acc[q][x] = 0.0f;
-  }
+  init_tiles<NT>(acc, ti, tj, tiles);
   float bacc[kMaxK / 32];  // b's columns tid, tid + nth, ... (nth >= 32)
 #pragma unroll
   for (int c = 0; c < kMaxK / 32; ++c) bacc[c] = 0.0f;
@@ -230,17 +237,7 @@ __global__ void __launch_bounds__(kMaxThreads)
   const int S = kStageFloats / kp;
   int ti[NT], tj[NT];
   float acc[NT][kTile * kTile];
-#pragma unroll
-  for (int q = 0; q < NT; ++q) {
-    const int t = tid + q * nth;
-    if (t < tiles) {
-      tile_of(t, &ti[q], &tj[q]);
-    } else {
-      ti[q] = tj[q] = -1;
-    }
-#pragma unroll
-    for (int x = 0; x < kTile * kTile; ++x) acc[q][x] = 0.0f;
-  }
+  init_tiles<NT>(acc, ti, tj, tiles);
   for (int f = tid; f < S; f += nth) ws[f] = 1.0f;
   for (int64_t c0 = lo; c0 < hi; c0 += S) {
     const int m = static_cast<int>(imin(S, hi - c0));

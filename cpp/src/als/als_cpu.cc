@@ -1,5 +1,5 @@
 // The ALS solver's CPU driver of one side (als.h): CSR building, factor storage, the thread
-// pool over rows, Y^T Y, and the pick of the kernel variant for this host.
+// pool over rows, Y^T Y, and the kernel table of this host's instruction set (cpu/host_isa.h).
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "als/als.h"
+#include "cpu/host_isa.h"
 #include "mascot/detail/parallel.h"
 #include "mascot/detail/half.h"
 #include "mascot/error.h"
@@ -32,20 +33,17 @@ extern const KernelTable kTable;
 
 namespace {
 
+/// The table of this host's instruction set, as the SGD kernels decide it (cpu/host_isa.h).
 const KernelTable& pick() {
-  const char* want = std::getenv("MASCOT_ISA");  // the SGD kernels' override, for testing
 #if defined(MASCOT_X86_DISPATCH)
-  __builtin_cpu_init();
-  const bool has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("f16c") &&
-                      __builtin_cpu_supports("fma");
-  const bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
-  if (want && std::strcmp(want, "generic") == 0) return generic::kTable;
-  if (want && std::strcmp(want, "avx2") == 0 && has2) return avx2::kTable;
-  if (has512) return avx512::kTable;
-  if (has2) return avx2::kTable;
-#else
-  (void)want;
+  switch (cpu::host_isa()) {
+    case cpu::Isa::kAvx512:
+      return avx512::kTable;
+    case cpu::Isa::kAvx2:
+      return avx2::kTable;
+    case cpu::Isa::kGeneric:
+      break;
+  }
 #endif
   return generic::kTable;
 }
