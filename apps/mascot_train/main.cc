@@ -317,19 +317,23 @@ void on_signal(int sig) {
 }
 
 // One line per epoch on stdout (unless --quiet); false (stop) once SIGINT/SIGTERM arrived.
-EpochCallback progress(bool quiet) {
+// With a validation hold-out (`valid`) a valid_rmse column follows test_rmse.
+EpochCallback progress(bool quiet, bool valid) {
   auto header = std::make_shared<bool>(false);
-  return [quiet, header](const EpochRecord& e) {
+  return [quiet, valid, header](const EpochRecord& e) {
     if (!quiet) {
       if (!*header) {
-        std::printf("%6s %10s %9s %9s %10s %8s %8s\n", "epoch", "lr", "train_s", "eval_s", "test_rmse", "fp32_ug",
-                    "fp32_ig");
+        std::printf("%6s %10s %9s %9s %10s", "epoch", "lr", "train_s", "eval_s", "test_rmse");
+        if (valid) std::printf(" %10s", "valid_rmse");
+        std::printf(" %8s %8s\n", "fp32_ug", "fp32_ig");
         *header = true;
       }
-      char rmse[32] = "-";
+      char rmse[32] = "-", vrmse[32] = "-";
       if (e.test_rmse >= 0) std::snprintf(rmse, sizeof rmse, "%.6f", e.test_rmse);
-      std::printf("%6d %10.6f %9.3f %9.3f %10s %8d %8d\n", e.epoch + 1, e.lr, e.train_seconds, e.eval_seconds, rmse,
-                  e.fp32_user_groups, e.fp32_item_groups);
+      if (e.valid_rmse >= 0) std::snprintf(vrmse, sizeof vrmse, "%.6f", e.valid_rmse);
+      std::printf("%6d %10.6f %9.3f %9.3f %10s", e.epoch + 1, e.lr, e.train_seconds, e.eval_seconds, rmse);
+      if (valid) std::printf(" %10s", vrmse);
+      std::printf(" %8d %8d\n", e.fp32_user_groups, e.fp32_item_groups);
       std::fflush(stdout);
     }
     return !g_stop.load();
@@ -360,16 +364,17 @@ TrainResult train_run(const CliOptions& o, const CheckpointInfo& resume, const D
     if (o.gave("--method")) want.method = cfg.method;
     if (o.gave("--k")) want.k = cfg.k;
     if (o.gave("--method") || o.gave("--k")) ro.expect = &want;
-    return resume_training(o.resume_dir, d->train, test, progress(o.quiet), ro);
+    return resume_training(o.resume_dir, d->train, test, progress(o.quiet, resume.config.valid_fraction > 0), ro);
   }
   if (!o.ckpt_dir.empty()) {
     CheckpointOptions co;
     co.dir = o.ckpt_dir;
     co.every = o.ckpt_every > 0 ? o.ckpt_every : 1;
     co.deterministic = o.settings.context.deterministic;
-    return train_checkpointed(o.settings.context, cfg, d->train, test, progress(o.quiet), src.name, co);
+    return train_checkpointed(o.settings.context, cfg, d->train, test, progress(o.quiet, cfg.valid_fraction > 0),
+                              src.name, co);
   }
-  return train(o.settings.context, cfg, std::move(d->train), test, progress(o.quiet), src.name);
+  return train(o.settings.context, cfg, std::move(d->train), test, progress(o.quiet, cfg.valid_fraction > 0), src.name);
 }
 
 // ---------------------------------------------------------------- outputs
@@ -410,6 +415,12 @@ int write_outputs(const CliOptions& o, const TrainResult& res, const TrainingSet
               rep.epochs.size(), rep.device.c_str());
   std::printf("      train %.3f s  (%.2f M updates/s)  eval %.3f s  setup %.3f s  final test RMSE %s\n",
               rep.total_train_seconds, rep.updates_per_second / 1e6, rep.total_eval_seconds, rep.setup_seconds, rmse);
+  if (rep.config.valid_fraction > 0) {
+    char v[32] = "n/a";
+    if (rep.final_valid_rmse >= 0) std::snprintf(v, sizeof v, "%.6f", rep.final_valid_rmse);
+    std::printf("      validation: %lld ratings held out  final validation RMSE %s\n",
+                static_cast<long long>(rep.data.n_valid), v);
+  }
   // All outputs or none: staged beside their targets, then published together.
   if (!o.libmf_path.empty())
     out->set.write(out->libmf, libmf_text(o.libmf_path, res.model, train.mean, train.rated.first, train.rated.second));

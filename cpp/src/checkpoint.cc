@@ -30,7 +30,10 @@ constexpr const char* kFormat = "mascot-checkpoint";
 // 2: the driver's state ("driver_state": epochs, update count, group precisions, q-error
 // baselines) apart from the backend's, and the device recorded (CUDA runs checkpoint too).
 // 3: the configuration tagged by name (params::write_config).
-constexpr int kVersion = 3;
+// 4: the report's validation RMSE (valid_rmse per epoch, final_valid_rmse) and the early-stopping
+// state (best epoch, the guard's warnings); version 3 is still read (those fields empty).
+constexpr int kVersion = 4;
+constexpr int kOldestReadable = 3;
 
 // ------------------------------------------------------------------ checksums
 // 64-bit checksum of a byte string: mix64 over 8-byte words (fast enough to verify every
@@ -315,6 +318,7 @@ void put_report(detail::BinWriter& w, const RunReport& rep) {
     w.pod(e.train_seconds);
     w.pod(e.eval_seconds);
     w.pod(e.test_rmse);
+    w.pod(e.valid_rmse);
     w.pod(e.fp32_user_groups);
     w.pod(e.fp32_item_groups);
     w.pod(e.measured);
@@ -333,8 +337,9 @@ void put_report(detail::BinWriter& w, const RunReport& rep) {
   w.pod(rep.total_train_seconds);
   w.pod(rep.total_eval_seconds);
   w.pod(rep.final_test_rmse);
+  w.pod(rep.final_valid_rmse);
 }
-void get_report(detail::BinReader& r, RunReport* rep) {
+void get_report(detail::BinReader& r, RunReport* rep, int64_t version) {
   rep->device = r.str();
   const uint64_t ne = r.pod<uint64_t>();
   if (ne > 100000000) r.fail("epoch count out of range");
@@ -345,6 +350,7 @@ void get_report(detail::BinReader& r, RunReport* rep) {
     r.pod(&e.train_seconds);
     r.pod(&e.eval_seconds);
     r.pod(&e.test_rmse);
+    if (version >= 4) r.pod(&e.valid_rmse);
     r.pod(&e.fp32_user_groups);
     r.pod(&e.fp32_item_groups);
     e.measured = r.pod<uint8_t>() != 0;
@@ -367,6 +373,7 @@ void get_report(detail::BinReader& r, RunReport* rep) {
   r.pod(&rep->total_train_seconds);
   r.pod(&rep->total_eval_seconds);
   r.pod(&rep->final_test_rmse);
+  if (version >= 4) r.pod(&rep->final_valid_rmse);
 }
 
 // ------------------------------------------------------------------ files
@@ -564,13 +571,14 @@ Loaded load_manifest(const std::string& dir) {
   if (m.str.count("format") == 0 || m.str.at("format") != kFormat)
     throw_invalid("checkpoint " + mpath + ": not a MASCOT checkpoint manifest (format tag missing)");
   const int64_t version = n("version");
-  if (version >= 1 && version < kVersion)
+  if (version >= 1 && version < kOldestReadable)
     throw_invalid("checkpoint " + mpath + ": written by an older MASCOT (checkpoint format version " +
-                  std::to_string(version) + "; this build reads version " + std::to_string(kVersion) +
-                  " only): it cannot be resumed, start the run again");
-  if (version != kVersion)
-    throw_invalid("checkpoint " + mpath + ": unsupported version " + std::to_string(version) + " (this build reads " +
-                  std::to_string(kVersion) + ")" + (version > kVersion ? ": written by a newer MASCOT" : ""));
+                  std::to_string(version) + "; this build reads versions " + std::to_string(kOldestReadable) +
+                  " to " + std::to_string(kVersion) + "): it cannot be resumed, start the run again");
+  if (version < kOldestReadable || version > kVersion)
+    throw_invalid("checkpoint " + mpath + ": unsupported version " + std::to_string(version) +
+                  " (this build reads versions " + std::to_string(kOldestReadable) + " to " + std::to_string(kVersion) +
+                  ")" + (version > kVersion ? ": written by a newer MASCOT" : ""));
   const uint16_t probe = 1;
   const bool little = *reinterpret_cast<const uint8_t*>(&probe) == 1;
   if (s("byte_order") != (little ? "little" : "big"))
@@ -618,7 +626,7 @@ Loaded load_manifest(const std::string& dir) {
     r.fail("corrupted (device out of range)");
   I.context.device = static_cast<Device>(device);
   I.dataset_name = r.str();
-  get_report(r, &I.report);
+  get_report(r, &I.report, version);
   r.expect_done();
   bool text_ok = clean_text(I.dataset_name) && clean_text(I.report.device);
   for (const EpochRecord& e : I.report.epochs)

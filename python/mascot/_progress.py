@@ -76,8 +76,11 @@ class ByteProgress:
 def epoch_line(rec: dict) -> str:
     """One epoch of a training run as the verbose log shows it."""
     rmse = "-" if rec["test_rmse"] is None else f"{rec['test_rmse']:.6f}"
-    return (f"epoch {rec['epoch'] + 1:4d}  lr {rec['lr']:.6f}  train {rec['train_seconds']:.3f}s  "
+    line = (f"epoch {rec['epoch'] + 1:4d}  lr {rec['lr']:.6f}  train {rec['train_seconds']:.3f}s  "
             f"eval {rec['eval_seconds']:.3f}s  test_rmse {rmse}")
+    if rec.get("valid_rmse") is not None:  # a run with a validation hold-out (valid_fraction)
+        line += f"  valid_rmse {rec['valid_rmse']:.6f}"
+    return line
 
 
 class EpochProgress:

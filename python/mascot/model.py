@@ -318,6 +318,15 @@ class MF:
 
     # ------------------------------------------------------------------ use
     @property
+    def history_(self) -> list[dict]:
+        """The fit's epochs, one dict each: ``epoch`` (0-based), ``lr``, ``train_seconds``,
+        ``eval_seconds``, ``test_rmse`` and ``valid_rmse`` (None where the run had no test set or
+        no validation hold-out, ``valid_fraction``); the full records are ``report_["epochs"]``."""
+        self._check_fitted()
+        keys = ("epoch", "lr", "train_seconds", "eval_seconds", "test_rmse", "valid_rmse")
+        return [{k: e.get(k) for k in keys} for e in self.report_["epochs"]]
+
+    @property
     def P(self) -> np.ndarray:
         """User factors (n_users x k, float32, original ids)."""
         self._check_fitted()

@@ -16,6 +16,7 @@ struct EpochRecord {
   double train_seconds = 0;  ///< wall time of the SGD pass (and switching), excluding evaluation
   double eval_seconds = 0;   ///< wall time of the test RMSE
   double test_rmse = -1;     ///< -1 when not evaluated (no test set)
+  double valid_rmse = -1;    ///< RMSE on the validation hold-out (valid_fraction); -1 when none
   int fp32_user_groups = 0;  ///< after this epoch's switching
   int fp32_item_groups = 0;
   bool measured = false;            ///< q-error measured this epoch
@@ -37,6 +38,8 @@ struct DatasetStats {
   int64_t n_users = 0, n_items = 0;
   int64_t n_train = 0, n_test = 0;
   int64_t test_dropped = 0;              ///< test ratings whose user or item has no training rating
+  int64_t n_valid = 0;                   ///< validation ratings held out of the training set (valid_fraction)
+  int64_t valid_dropped = 0;             ///< ... whose item kept no training rating (not evaluated)
   int user_groups = 0, item_groups = 0;  ///< realised group counts
 };
 
@@ -53,6 +56,7 @@ struct RunReport {
   double setup_seconds = 0;  ///< reconstruction, allocation, init
   double updates_per_second = 0;
   double final_test_rmse = -1;
+  double final_valid_rmse = -1;
   bool interrupted = false;
 
   std::string to_json() const;
