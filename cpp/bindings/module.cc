@@ -353,6 +353,17 @@ nb::dict epoch_dict(const EpochRecord& e) {
   d["valid_rmse"] = e.valid_rmse >= 0 ? nb::cast(e.valid_rmse) : nb::none();
   d["fp32_user_groups"] = e.fp32_user_groups;
   d["fp32_item_groups"] = e.fp32_item_groups;
+  nb::list rises;  // the guard's warnings of this epoch (RunReport "warnings")
+  for (const RmseRise& x : e.rises) {
+    nb::dict r;
+    r["set"] = x.set;
+    r["epoch"] = x.epoch;
+    r["best_epoch"] = x.best_epoch;
+    r["best"] = x.best;
+    r["now"] = x.now;
+    rises.append(r);
+  }
+  d["rises"] = rises;
   return d;
 }
 
@@ -449,13 +460,15 @@ void bind_training(nb::module_& m) {
   m.def(
       "resume",
       [](const FsPath& dir, const In1<int32_t>& tu, const In1<int32_t>& ti, const In1<float>& tr, int64_t n_users,
-         int64_t n_items, OptIds su, OptIds si, OptRatings sr, std::function<bool(nb::dict)> on_epoch, int every) {
+         int64_t n_items, OptIds su, OptIds si, OptRatings sr, std::function<bool(nb::dict)> on_epoch, int every,
+         int epochs) {
         const RatingSet train = make_set(tu, ti, tr, n_users, n_items, "training set");
         RatingSet test;
         if (su.has_value()) test = make_test(su, si, sr);
         EpochCallback cb = wrap_callback(on_epoch);
         ResumeOptions opt;
         opt.every = every;
+        opt.epochs = epochs;
         TrainResult res;
         {
           nb::gil_scoped_release release;
@@ -465,7 +478,9 @@ void bind_training(nb::module_& m) {
       },
       "dir"_a, "users"_a, "items"_a, "ratings"_a, "n_users"_a, "n_items"_a, "test_users"_a.none() = nb::none(),
       "test_items"_a.none() = nb::none(), "test_ratings"_a.none() = nb::none(), "on_epoch"_a.none() = nb::none(),
-      "every"_a = 0, "Continues the run saved in `dir` on the same data; returns (P, Q, report_json).");
+      "every"_a = 0, "epochs"_a = 0,
+      "Continues the run saved in `dir` on the same data (epochs > 0: to that many epochs in total); returns "
+      "(P, Q, report_json).");
   m.def(
       "read_checkpoint",
       [](const FsPath& dir, bool verify) {

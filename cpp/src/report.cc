@@ -75,7 +75,27 @@ std::string RunReport::to_json() const {
       w.null();
   }
   w.kv("epochs_run", static_cast<int>(epochs.size())).kv("interrupted", interrupted);
+  if (config.early_stop > 0 || valid) {
+    w.kv("monitor", monitor).kv("best_epoch", best_epoch);
+    w.key("best_rmse");
+    if (best_rmse >= 0)
+      w.value(best_rmse);
+    else
+      w.null();
+    w.kv("stopped_early", stopped_early);
+  }
   w.end_object();
+  // the guard's warnings, in epoch order (only when there were any)
+  bool any = false;
+  for (const auto& e : epochs) any = any || !e.rises.empty();
+  if (any) {
+    w.key("warnings").begin_array();
+    for (const auto& e : epochs)
+      for (const RmseRise& x : e.rises)
+        w.begin_object().kv("set", x.set).kv("epoch", x.epoch).kv("best_epoch", x.best_epoch).kv("best", x.best)
+            .kv("now", x.now).end_object();
+    w.end_array();
+  }
   w.end_object();
   return w.str();
 }

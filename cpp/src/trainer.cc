@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include "mascot/detail/backend.h"
 #include "mascot/detail/binio.h"
@@ -112,6 +113,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+constexpr const char* kNoMonitor =
+    "early_stop needs an evaluated RMSE: a validation hold-out (valid_fraction > 0, --valid-fraction) or a test set";
+
 /// Everything checkable before any work, in the order whose first failure is the message:
 /// context, data, configuration against the data, a CUDA request the kernels do not take
 /// (before regrouping the data), then the memory plan.  Returns the device to train on.
@@ -125,6 +129,8 @@ Device check_run(const Context& ctx, const TrainConfig& cfg, const RatingSet& tr
     if (const std::string why = cuda_unsupported_reason(cfg); !why.empty()) throw InvalidArgument(why);
   // auto: a job the CUDA kernels do not handle (k, order, study options) trains on the CPU
   const Device dev = training_device(ctx, cfg);
+  // early stopping follows the validation hold-out, else the test set: one of them must exist
+  if (cfg.early_stop > 0 && cfg.valid_fraction == 0 && !test) throw InvalidArgument(kNoMonitor);
   // refuse up front a job that cannot fit (memory_plan.h; it plans for the same device choice)
   // (the validation hold-out is counted with the evaluation records: its share of the training set)
   const auto held = static_cast<int64_t>(cfg.valid_fraction * static_cast<double>(train.nnz()));
@@ -183,11 +189,17 @@ class Driver {
       va_ = std::move(sp.valid);
     }
     relabel(std::move(train), test);
+    if (cfg_.early_stop > 0 && n_valid_ == 0 && n_test_ == 0) throw InvalidArgument(kNoMonitor);  // all dropped
     start_report(dataset_name);
     prepare(test != nullptr);
     rep().setup_seconds = seconds_since(t0);
-    for (int e = static_cast<int>(rep().epochs.size()); e < cfg_.epochs; ++e)
-      if (!epoch(e)) break;
+    const int done = static_cast<int>(rep().epochs.size());
+    const Watch* m = monitored();
+    if (cfg_.early_stop > 0 && m && m->best_epoch >= 0 && done - 1 - m->best_epoch >= cfg_.early_stop)
+      rep().stopped_early = true;  // a resumed run that had stopped early: nothing more to train
+    else
+      for (int e = done; e < cfg_.epochs; ++e)
+        if (!epoch(e)) break;
     return finish();
   }
 
@@ -300,6 +312,25 @@ class Driver {
     isw_.set_baseline(saved.item_baseline);
     updates_ = saved.updates;
     backend_->import_state(*resume, saved.epochs);
+    // the guard's and early stopping's state: a replay of the records so far (they are the run's)
+    for (const EpochRecord& old : rep().epochs) {
+      watch("test", old.epoch, old.test_rmse, &test_watch_, nullptr);
+      watch("valid", old.epoch, old.valid_rmse, &valid_watch_, nullptr);
+    }
+    note_best();
+    const Watch* m = monitored();
+    if (cfg_.early_stop == 0 || !m || m->best_epoch < 0) return;
+    if (m->best_epoch + 1 == saved.epochs) {
+      keep_best(m->best_epoch);  // the factors just imported
+    } else {
+      if (!resume->has("best_P32") || !resume->has("best_Q32"))
+        throw InvalidArgument(resume->where("driver_state") + ": corrupted (the best epoch's factors are missing)");
+      best_P_.resize(static_cast<size_t>(n_users_) * static_cast<size_t>(cfg_.k));
+      best_Q_.resize(static_cast<size_t>(n_items_) * static_cast<size_t>(cfg_.k));
+      resume->matrix("best_P32", best_P_.data(), n_users_, cfg_.k, 4);
+      resume->matrix("best_Q32", best_Q_.data(), n_items_, cfg_.k, 4);
+      best_saved_epoch_ = m->best_epoch;
+    }
   }
 
   EpochPlan plan(int e) const {
@@ -332,16 +363,64 @@ class Driver {
     if (p.sample) use_samples(r, p, &rec);
     rec.train_seconds = seconds_since(t0);
     rep().total_train_seconds += rec.train_seconds;
-    if (cfg_.eval_every_epoch || e == cfg_.epochs - 1) evaluate(&rec);
+    if (cfg_.eval_every_epoch || cfg_.early_stop > 0 || e == cfg_.epochs - 1) evaluate(&rec);
+    watch("test", e, rec.test_rmse, &test_watch_, &rec.rises);
+    const bool valid_best = watch("valid", e, rec.valid_rmse, &valid_watch_, &rec.rises);
+    const bool best = n_valid_ > 0 ? valid_best : test_watch_.best_epoch == e;
+    if (best && cfg_.early_stop > 0) keep_best(e);
+    note_best();
     rec.fp32_user_groups = fp32_groups(ro_.user_groups);
     rec.fp32_item_groups = fp32_groups(ro_.item_groups);
     rep().epochs.push_back(std::move(rec));
     const bool stop = !keep_going(rep().epochs.back());
+    const Watch* m = monitored();
+    const bool early = !stop && cfg_.early_stop > 0 && m && m->best_epoch >= 0 && e - m->best_epoch >= cfg_.early_stop;
     if (stop) rep().interrupted = true;
+    if (early) rep().stopped_early = true;
     if (hooks_ && hooks_->epoch_done && diverged_ < 0)  // a diverged state is not worth a checkpoint
-      hooks_->epoch_done(e + 1, stop || e + 1 == cfg_.epochs, device_, rep(),
+      hooks_->epoch_done(e + 1, stop || early || e + 1 == cfg_.epochs, device_, rep(),
                          [this, e](StateWriter& out) { save(out, e + 1); });
-    return !stop;
+    return !stop && !early;
+  }
+
+  // ---------------------------------------------------------------- the guard and early stopping
+  // Each evaluated set has a Watch: its best RMSE so far and where, and whether its current rise
+  // was reported.  An RMSE more than kRmseRiseMargin (1 %) above the best is recorded once
+  // (EpochRecord::rises; front ends print it), and again only after a new best.  Early stopping
+  // follows the monitored set (the validation hold-out, else the test set) and keeps a float32
+  // copy of the factors of its best epoch, which finish() returns.
+  struct Watch {
+    double best = std::numeric_limits<double>::infinity();
+    int best_epoch = -1;
+    bool warned = false;
+  };
+  /// One evaluated RMSE (-1: not evaluated); true when it is the set's new best.
+  static bool watch(const char* set, int epoch, double rmse, Watch* w, std::vector<RmseRise>* rises) {
+    if (rmse < 0 || !std::isfinite(rmse)) return false;
+    if (rmse < w->best) {
+      w->best = rmse;
+      w->best_epoch = epoch;
+      w->warned = false;
+      return true;
+    }
+    if (!w->warned && rmse > w->best * (1.0 + kRmseRiseMargin)) {
+      w->warned = true;
+      if (rises) rises->push_back(RmseRise{set, epoch, w->best_epoch, w->best, rmse});
+    }
+    return false;
+  }
+  const Watch* monitored() const { return n_valid_ > 0 ? &valid_watch_ : n_test_ > 0 ? &test_watch_ : nullptr; }
+  void note_best() {
+    const Watch* m = monitored();
+    if (!m) return;
+    rep().monitor = n_valid_ > 0 ? "valid" : "test";
+    rep().best_epoch = m->best_epoch;
+    rep().best_rmse = m->best_epoch >= 0 ? m->best : -1.0;
+  }
+  /// The factors after epoch e, kept as the best (backend factors() after a completed epoch).
+  void keep_best(int e) {
+    backend_->factors(&best_P_, &best_Q_);
+    best_saved_epoch_ = e;
   }
 
   /// A sampled epoch: gradient statistics, and on a measured epoch the q-errors and switching.
@@ -411,7 +490,18 @@ class Driver {
     if (r.interrupted && static_cast<int>(r.epochs.size()) >= cfg_.epochs) r.interrupted = false;
     backend_->end_training();
     std::vector<float> P, Q;
-    backend_->factors(&P, &Q);
+    // early stopping: the best epoch's factors, and the totals describe that model
+    const bool best = cfg_.early_stop > 0 && best_saved_epoch_ >= 0 &&
+                      best_saved_epoch_ + 1 < static_cast<int>(r.epochs.size());
+    if (best) {
+      P = std::move(best_P_);
+      Q = std::move(best_Q_);
+      const EpochRecord& b = r.epochs[static_cast<size_t>(best_saved_epoch_)];
+      r.final_test_rmse = b.test_rmse;
+      r.final_valid_rmse = b.valid_rmse;
+    } else {
+      backend_->factors(&P, &Q);
+    }
     Model& m = res_.model;
     m.n_users = n_users_;
     m.n_items = n_items_;
@@ -456,6 +546,11 @@ class Driver {
     w.vec(usw_.baseline());
     w.vec(isw_.baseline());
     out.blob("driver_state", w.bytes());
+    // early stopping's copy, when the best epoch is not the current one (float32, relabelled)
+    if (cfg_.early_stop > 0 && best_saved_epoch_ >= 0 && best_saved_epoch_ + 1 < epochs_done) {
+      out.matrix("best_P32", best_P_.data(), n_users_, cfg_.k, 4);
+      out.matrix("best_Q32", best_Q_.data(), n_items_, cfg_.k, 4);
+    }
     backend_->export_state(out);
   }
 
@@ -514,6 +609,9 @@ class Driver {
   int64_t updates_ = 0;
   int diverged_ = -1;  // the epoch (1-based) whose test (or validation) RMSE was not finite
   std::string diverged_set_;
+  Watch test_watch_, valid_watch_;
+  std::vector<float> best_P_, best_Q_;  // early_stop: the factors after epoch best_saved_epoch_
+  int best_saved_epoch_ = -1;
   TrainResult res_;
 };
 

@@ -376,6 +376,15 @@ class TrainConfig:
     @valid_fraction.setter
     def valid_fraction(self, arg: float, /) -> None: ...
 
+    @property
+    def early_stop(self) -> int:
+        """
+        stop after N epochs without a better validation (else test) RMSE and keep the best epoch's factors (0: off)
+        """
+
+    @early_stop.setter
+    def early_stop(self, arg: int, /) -> None: ...
+
 class Context:
     """Where and how a job runs (device, threads, seed, deterministic)."""
 
@@ -531,9 +540,9 @@ def train_checkpointed(config: TrainConfig, context: Context, users: Annotated[N
     train() writing checkpoints into `checkpoint` (deterministic: the context's); returns (P, Q, report_json).
     """
 
-def resume(dir: str | bytes | os.PathLike[str], users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, test_users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, on_epoch: Callable[[dict], bool] | None = None, every: int = 0) -> tuple:
+def resume(dir: str | bytes | os.PathLike[str], users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, test_users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, on_epoch: Callable[[dict], bool] | None = None, every: int = 0, epochs: int = 0) -> tuple:
     """
-    Continues the run saved in `dir` on the same data; returns (P, Q, report_json).
+    Continues the run saved in `dir` on the same data (epochs > 0: to that many epochs in total); returns (P, Q, report_json).
     """
 
 def read_checkpoint(dir: str | bytes | os.PathLike[str], verify: bool = True) -> dict:
