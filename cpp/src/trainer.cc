@@ -7,8 +7,10 @@
 // Per epoch the driver plans (learning rate, seeds, whether to sample), the backend runs the
 // pass, the driver turns the sampled sums into q-errors and switching decisions (Switcher
 // baselines and the precision tables are the driver's), has the backend widen the switched
-// groups, evaluates on its schedule, fills the EpochRecord, calls back, watches for divergence
-// and hands the checkpoint writer its state.  Timing: an epoch's train_seconds covers the
+// groups, evaluates on its schedule (the test set and the validation hold-out of valid_split),
+// watches each evaluated RMSE (the rise guard; early stopping keeps the best epoch's factors),
+// fills the EpochRecord, calls back, watches for divergence and hands the checkpoint writer its
+// state.  Timing: an epoch's train_seconds covers the
 // backend's pass and the switching work; evaluation is timed separately.
 #include "mascot/trainer.h"
 

@@ -15,6 +15,7 @@
 //   the group precision tables                       ->  widen_groups(side, groups): FP16 -> FP32, exact
 //   evaluation schedule                              ->  eval_sse(set): on the prepared test or
 //                                                        validation set
+//   the guard, early stopping (best factors)         ->  factors(P, Q) after an improving epoch
 //   EpochRecord, callbacks, divergence watch, stop,
 //   checkpoints of its own state ("driver_state")    ->  export_state / import_state (backend sections)
 //   undo the relabelling, finiteness                 <-  factors(P, Q) as float32
@@ -198,7 +199,8 @@ class Backend {
   /// what only the epochs need, so that the finishing phase does not hold the ratings beside the
   /// factors' float32 copies (the CPU backend: its schedule with the ratings, the evaluation records).
   virtual void end_training() {}
-  /// Current factors as float32, relabelled order (n x k, row-major).
+  /// Current factors as float32, relabelled order (n x k, row-major).  Also called after a
+  /// completed epoch (before end_training): early stopping's copy of the best epoch's factors.
   virtual void factors(std::vector<float>* P, std::vector<float>* Q) const = 0;
 };
 
