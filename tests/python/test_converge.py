@@ -210,3 +210,19 @@ def test_new_options_name_themselves():
             mascot.MF(k=4, epochs=1).fit(tr, te, **kw)
     with pytest.raises(ValueError, match="epochs must be"):
         mascot.MF.resume("/nonexistent-mascot-ck", tr, te, epochs=0)
+
+
+@pytest.mark.parametrize("method", ["fp32", "mascot"])
+def test_early_stop_on_every_backend(backend, method):
+    """The best epoch's factors come from the backend mid-run (factors() after an improving
+    epoch): the early-stopped model scores that epoch's recorded RMSE (CUDA: on the emulator)."""
+    from backends import backend_k
+    tr, te = _crafted()
+    kw = dict(KW, k=backend_k(backend, 8), method=method, deterministic=backend == "cpu", device=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = mascot.MF(epochs=40, early_stop=3, **kw).fit(tr, te)
+    b = m.best_epoch_
+    assert m.report_["device"].startswith(backend) and m.report_["totals"]["stopped_early"]
+    assert len(m.history_) == b + 4 and b == int(np.argmin([e["test_rmse"] for e in m.history_]))
+    assert m.rmse(te) == pytest.approx(m.history_[b]["test_rmse"], rel=1e-4)
