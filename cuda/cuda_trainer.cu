@@ -499,6 +499,12 @@ class CudaBackend final : public detail::Backend {
       test_.reset(h.size());
       test_.upload(h.data(), h.size());
     }
+    if (in.valid && in.valid->nnz() > 0) {
+      nvalid_ = in.valid->nnz();
+      const std::vector<DRec> h = to_drecs(*in.valid);
+      valid_.reset(h.size());
+      valid_.upload(h.data(), h.size());
+    }
 
     // factors
     init_side(&U_, *in.user_old, f32_rows(), cfg_.init_std, seed_, detail::kStreamInitP);
@@ -667,10 +673,11 @@ class CudaBackend final : public detail::Backend {
     MASCOT_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
-  double test_sse() override {
+  double eval_sse(detail::EvalSet set) override {
+    const bool valid = set == detail::EvalSet::kValid;
     const Store st = kind_ == Kind::kMixed ? Store::kMixed : f32_rows() ? Store::kF32 : Store::kF16;
-    launch_sse(test_.get(), ntest_, U_.view(false), I_.view(false), st, cfg_.method == Method::kMascotNaive, k_,
-               partial_.get(), eval_blocks_);
+    launch_sse(valid ? valid_.get() : test_.get(), valid ? nvalid_ : ntest_, U_.view(false), I_.view(false), st,
+               cfg_.method == Method::kMascotNaive, k_, partial_.get(), eval_blocks_);
     std::vector<double> h(static_cast<size_t>(eval_blocks_));
     partial_.download(h.data(), h.size());
     double s = 0;
@@ -875,8 +882,8 @@ class CudaBackend final : public detail::Backend {
   int k_ = 0;
   Kind kind_ = Kind::kF32;
   bool merge_ = true;
-  int64_t nnz_ = 0, ntest_ = 0;
-  DeviceBuffer<DRec> train_, test_;
+  int64_t nnz_ = 0, ntest_ = 0, nvalid_ = 0;
+  DeviceBuffer<DRec> train_, test_, valid_;
   GroupTable ut_, it_;  // this backend's copies: precisions change in widen_groups
   Side U_, I_;
   int blocks_ = 1;

@@ -134,6 +134,8 @@ if [ "$mode" = quick ]; then
   done
   sel+=("$t/test_als.py")  # the ALS kernels (issue 21): every solver and precision against the reference (~10 s)
   sel+=("$t/test_als_driver.py" "$t/test_als_api.py")  # method als through the driver on the device (~2 s)
+  sel+=("$t/test_valid_split.py::test_valid_rmse_on_every_backend")  # the validation set on the device
+  sel+=("$t/test_converge.py::test_early_stop_on_every_backend")  # the best epoch's factors read mid-run
   for f in test_launch_respects_the_hogwild_bound test_qerror_of_controlled_input_matches_cpu \
            test_switching_decisions_match_cpu_on_crafted_data test_device_switches_follow_its_own_qerrors_and_convert_rows \
            test_unsupported_requests_are_clear_errors test_auto_picks_cuda_and_tools_work \

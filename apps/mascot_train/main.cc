@@ -12,7 +12,10 @@
 //                     together: all or none
 // Every error reaches the user as one line "mascot_train: error: ..." and a non-zero exit
 // (2: bad usage, 1: anything else, 130: interrupted; --dry-run: 3 for a job that does not fit).
+#include <unistd.h>
+
 #include <algorithm>
+#include <climits>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -95,9 +98,13 @@ checkpoints (docs/checkpoint.md):
   --checkpoint DIR          write the full training state to DIR (created, or an empty directory)
   --checkpoint-every N      ... after every N epochs (default 1), after the last, and on SIGINT/SIGTERM
   --resume DIR              continue the run saved in DIR on the same data; the configuration, seed
-                            and threads come from the checkpoint (--method/--k may repeat them; other
-                            training options are refused); the data options default to the
-                            checkpoint's dataset; further checkpoints go to DIR
+                            and threads come from the checkpoint (--method/--k may repeat them;
+                            --epochs N extends or finishes the run to N epochs in total, the
+                            schedule continuing; other training options are refused); without data
+                            options it reads the checkpoint's data again: its synthetic or prepared
+                            dataset, or the --train/--test files it read (recorded as absolute
+                            paths); data given as Python arrays must be given again (--train/--test);
+                            further checkpoints go to DIR
   --dry-run                 print the memory plan (items, bytes, peak, available) and exit: status
                             0 when the job fits, 3 when it does not (without --dry-run such a job
                             is refused before anything large is allocated)
@@ -228,6 +235,13 @@ CheckpointInfo reconcile_resume(CliOptions* o) {
   for (const params::Option* p : o->given) {
     const std::string f = p->flag;
     if (f == "--method" || f == "--k" || f == "--deterministic") continue;  // may repeat the checkpoint's
+    if (f == "--epochs") {  // extends (or finishes) the run: checked against the epochs done here, before the data
+      if (o->settings.config.epochs < info.epochs_done)
+        throw UsageError("--epochs must be >= " + std::to_string(info.epochs_done) + ", the epochs checkpoint " + dir +
+                         " has done (got " + std::to_string(o->settings.config.epochs) + ")");
+      info.config.epochs = o->settings.config.epochs;
+      continue;
+    }
     throw UsageError(f + " cannot be combined with --resume: the configuration comes from the checkpoint (" +
                      to_string(info.config.method) + ", k=" + std::to_string(info.config.k) + ", " +
                      std::to_string(info.config.epochs) + " epochs, seed " + std::to_string(info.context.seed) + ", " +
@@ -235,13 +249,18 @@ CheckpointInfo reconcile_resume(CliOptions* o) {
   }
   o->settings.context = info.context;
   o->settings.context.deterministic = info.deterministic;
-  if (o->dataset.empty() && o->train_path.empty()) {
-    const DataSource src = resolve_dataset(info.dataset_name);
-    if (!src.unavailable.empty())
+  if (o->dataset.empty() && o->train_path.empty()) {  // the checkpoint's data: the files it read, or its dataset
+    if (!info.train_path.empty()) {
+      o->train_path = info.train_path;
+      o->test_path = info.test_path;
+      return info;
+    }
+    const DataSource src = info.dataset_name.empty() ? DataSource{} : resolve_dataset(info.dataset_name);
+    if (info.dataset_name.empty() || !src.unavailable.empty() || src.kind == DataSource::Kind::kFiles)
       throw UsageError(
           "--resume needs the training data again: give --train PATH [--test PATH] (the checkpoint "
-          "was trained on '" +
-          info.dataset_name + "')");
+          "recorded no files it read and was trained on '" +
+          info.dataset_name + "', not a synthetic or prepared dataset)");
     o->dataset = info.dataset_name;
   }
   return info;
@@ -317,21 +336,30 @@ void on_signal(int sig) {
 }
 
 // One line per epoch on stdout (unless --quiet); false (stop) once SIGINT/SIGTERM arrived.
-EpochCallback progress(bool quiet) {
+// With a validation hold-out (`valid`) a valid_rmse column follows test_rmse.
+EpochCallback progress(bool quiet, bool valid) {
   auto header = std::make_shared<bool>(false);
-  return [quiet, header](const EpochRecord& e) {
+  return [quiet, valid, header](const EpochRecord& e) {
     if (!quiet) {
       if (!*header) {
-        std::printf("%6s %10s %9s %9s %10s %8s %8s\n", "epoch", "lr", "train_s", "eval_s", "test_rmse", "fp32_ug",
-                    "fp32_ig");
+        std::printf("%6s %10s %9s %9s %10s", "epoch", "lr", "train_s", "eval_s", "test_rmse");
+        if (valid) std::printf(" %10s", "valid_rmse");
+        std::printf(" %8s %8s\n", "fp32_ug", "fp32_ig");
         *header = true;
       }
-      char rmse[32] = "-";
+      char rmse[32] = "-", vrmse[32] = "-";
       if (e.test_rmse >= 0) std::snprintf(rmse, sizeof rmse, "%.6f", e.test_rmse);
-      std::printf("%6d %10.6f %9.3f %9.3f %10s %8d %8d\n", e.epoch + 1, e.lr, e.train_seconds, e.eval_seconds, rmse,
-                  e.fp32_user_groups, e.fp32_item_groups);
+      if (e.valid_rmse >= 0) std::snprintf(vrmse, sizeof vrmse, "%.6f", e.valid_rmse);
+      std::printf("%6d %10.6f %9.3f %9.3f %10s", e.epoch + 1, e.lr, e.train_seconds, e.eval_seconds, rmse);
+      if (valid) std::printf(" %10s", vrmse);
+      std::printf(" %8d %8d\n", e.fp32_user_groups, e.fp32_item_groups);
       std::fflush(stdout);
     }
+    // the guard's warnings (the core records, the front end prints), also with --quiet
+    for (const RmseRise& x : e.rises)
+      std::fprintf(stderr, "mascot_train: warning: %s RMSE %.6f after epoch %d is more than %g%% above its best %.6f "
+                   "(epoch %d)\n", x.set == "valid" ? "validation" : "test", x.now, x.epoch + 1,
+                   kRmseRiseMargin * 100, x.best, x.best_epoch + 1);
     return !g_stop.load();
   };
 }
@@ -342,6 +370,14 @@ struct TrainingSetSummary {
   double mean = 0;
   std::pair<std::vector<uint8_t>, std::vector<uint8_t>> rated;  // users, items
 };
+
+// `p` from the root (symlinks kept: the path as the user named it), for the checkpoint's record.
+std::string absolute(const std::string& p) {
+  if (p.empty() || p[0] == '/') return p;
+  std::vector<char> buf(PATH_MAX + 1);
+  if (!::getcwd(buf.data(), buf.size())) return p;
+  return std::string(buf.data()) + "/" + p;
+}
 
 // A plain run moves d->train into the trainer (train(RatingSet&&, ...) relabels it in place), so
 // the ratings are held once (issue 23); resumed and checkpointed runs read the caller's set.
@@ -356,20 +392,26 @@ TrainResult train_run(const CliOptions& o, const CheckpointInfo& resume, const D
                    resume.config.epochs);
     ResumeOptions ro;
     ro.every = o.ckpt_every;
+    ro.epochs = resume.config.epochs;  // the checkpoint's, or --epochs
     TrainConfig want = resume.config;  // --method / --k given with --resume must match the checkpoint
     if (o.gave("--method")) want.method = cfg.method;
     if (o.gave("--k")) want.k = cfg.k;
     if (o.gave("--method") || o.gave("--k")) ro.expect = &want;
-    return resume_training(o.resume_dir, d->train, test, progress(o.quiet), ro);
+    return resume_training(o.resume_dir, d->train, test, progress(o.quiet, resume.config.valid_fraction > 0), ro);
   }
   if (!o.ckpt_dir.empty()) {
     CheckpointOptions co;
     co.dir = o.ckpt_dir;
     co.every = o.ckpt_every > 0 ? o.ckpt_every : 1;
     co.deterministic = o.settings.context.deterministic;
-    return train_checkpointed(o.settings.context, cfg, d->train, test, progress(o.quiet), src.name, co);
+    if (src.kind == DataSource::Kind::kFiles) {  // recorded, so that --resume DIR alone reads them again
+      co.train_path = absolute(src.train_path);
+      co.test_path = src.test_path.empty() ? "" : absolute(src.test_path);
+    }
+    return train_checkpointed(o.settings.context, cfg, d->train, test, progress(o.quiet, cfg.valid_fraction > 0),
+                              src.name, co);
   }
-  return train(o.settings.context, cfg, std::move(d->train), test, progress(o.quiet), src.name);
+  return train(o.settings.context, cfg, std::move(d->train), test, progress(o.quiet, cfg.valid_fraction > 0), src.name);
 }
 
 // ---------------------------------------------------------------- outputs
@@ -410,6 +452,18 @@ int write_outputs(const CliOptions& o, const TrainResult& res, const TrainingSet
               rep.epochs.size(), rep.device.c_str());
   std::printf("      train %.3f s  (%.2f M updates/s)  eval %.3f s  setup %.3f s  final test RMSE %s\n",
               rep.total_train_seconds, rep.updates_per_second / 1e6, rep.total_eval_seconds, rep.setup_seconds, rmse);
+  if (!rep.monitor.empty() && rep.best_epoch >= 0 && (rep.config.early_stop > 0 || rep.config.valid_fraction > 0))
+    std::printf("      best epoch %d (%s RMSE %.6f)%s\n", rep.best_epoch + 1,
+                rep.monitor == "valid" ? "validation" : "test", rep.best_rmse,
+                rep.config.early_stop == 0 ? ""
+                : rep.stopped_early        ? "; stopped early, the model is that epoch's"
+                                           : "; the model is that epoch's");
+  if (rep.config.valid_fraction > 0) {
+    char v[32] = "n/a";
+    if (rep.final_valid_rmse >= 0) std::snprintf(v, sizeof v, "%.6f", rep.final_valid_rmse);
+    std::printf("      validation: %lld ratings held out  final validation RMSE %s\n",
+                static_cast<long long>(rep.data.n_valid), v);
+  }
   // All outputs or none: staged beside their targets, then published together.
   if (!o.libmf_path.empty())
     out->set.write(out->libmf, libmf_text(o.libmf_path, res.model, train.mean, train.rated.first, train.rated.second));

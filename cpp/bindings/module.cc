@@ -350,8 +350,20 @@ nb::dict epoch_dict(const EpochRecord& e) {
   d["train_seconds"] = e.train_seconds;
   d["eval_seconds"] = e.eval_seconds;
   d["test_rmse"] = e.test_rmse >= 0 ? nb::cast(e.test_rmse) : nb::none();
+  d["valid_rmse"] = e.valid_rmse >= 0 ? nb::cast(e.valid_rmse) : nb::none();
   d["fp32_user_groups"] = e.fp32_user_groups;
   d["fp32_item_groups"] = e.fp32_item_groups;
+  nb::list rises;  // the guard's warnings of this epoch (RunReport "warnings")
+  for (const RmseRise& x : e.rises) {
+    nb::dict r;
+    r["set"] = x.set;
+    r["epoch"] = x.epoch;
+    r["best_epoch"] = x.best_epoch;
+    r["best"] = x.best;
+    r["now"] = x.now;
+    rises.append(r);
+  }
+  d["rises"] = rises;
   return d;
 }
 
@@ -385,6 +397,22 @@ using OptIds = std::optional<In1<int32_t>>;
 using OptRatings = std::optional<In1<float>>;
 
 void bind_training(nb::module_& m) {
+  m.def(
+      "valid_split",
+      [](const In1<int32_t>& u, const In1<int32_t>& i, const In1<float>& r, int64_t n_users, int64_t n_items,
+         double fraction, uint64_t seed) {
+        const RatingSet rs = make_set(u, i, r, n_users, n_items, "ratings");
+        ValidSplit sp;
+        {
+          nb::gil_scoped_release release;
+          sp = valid_split(rs, fraction, seed);
+        }
+        return nb::make_tuple(set_to_tuple(std::move(sp.train)), set_to_tuple(std::move(sp.valid)));
+      },
+      "users"_a, "items"_a, "ratings"_a, "n_users"_a, "n_items"_a, "fraction"_a, "seed"_a,
+      "The validation hold-out of valid_fraction (the trainer's split with seed = the run's seed): of each user's "
+      "n_u ratings floor(fraction * n_u), chosen by a seeded hash of (user, item); returns (train, valid) as "
+      "(users, items, ratings, n_users, n_items) tuples in the input's order.");
   m.def(
       "train",
       [](const TrainConfig& cfg, const Context& ctx, const In1<int32_t>& tu, const In1<int32_t>& ti,
@@ -432,13 +460,15 @@ void bind_training(nb::module_& m) {
   m.def(
       "resume",
       [](const FsPath& dir, const In1<int32_t>& tu, const In1<int32_t>& ti, const In1<float>& tr, int64_t n_users,
-         int64_t n_items, OptIds su, OptIds si, OptRatings sr, std::function<bool(nb::dict)> on_epoch, int every) {
+         int64_t n_items, OptIds su, OptIds si, OptRatings sr, std::function<bool(nb::dict)> on_epoch, int every,
+         int epochs) {
         const RatingSet train = make_set(tu, ti, tr, n_users, n_items, "training set");
         RatingSet test;
         if (su.has_value()) test = make_test(su, si, sr);
         EpochCallback cb = wrap_callback(on_epoch);
         ResumeOptions opt;
         opt.every = every;
+        opt.epochs = epochs;
         TrainResult res;
         {
           nb::gil_scoped_release release;
@@ -448,7 +478,9 @@ void bind_training(nb::module_& m) {
       },
       "dir"_a, "users"_a, "items"_a, "ratings"_a, "n_users"_a, "n_items"_a, "test_users"_a.none() = nb::none(),
       "test_items"_a.none() = nb::none(), "test_ratings"_a.none() = nb::none(), "on_epoch"_a.none() = nb::none(),
-      "every"_a = 0, "Continues the run saved in `dir` on the same data; returns (P, Q, report_json).");
+      "every"_a = 0, "epochs"_a = 0,
+      "Continues the run saved in `dir` on the same data (epochs > 0: to that many epochs in total); returns "
+      "(P, Q, report_json).");
   m.def(
       "read_checkpoint",
       [](const FsPath& dir, bool verify) {

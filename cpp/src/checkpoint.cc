@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -30,7 +31,10 @@ constexpr const char* kFormat = "mascot-checkpoint";
 // 2: the driver's state ("driver_state": epochs, update count, group precisions, q-error
 // baselines) apart from the backend's, and the device recorded (CUDA runs checkpoint too).
 // 3: the configuration tagged by name (params::write_config).
-constexpr int kVersion = 3;
+// 4: the report's validation RMSE (valid_rmse per epoch, final_valid_rmse) and the early-stopping
+// state (best epoch, the guard's warnings); version 3 is still read (those fields empty).
+constexpr int kVersion = 4;
+constexpr int kOldestReadable = 3;
 
 // ------------------------------------------------------------------ checksums
 // 64-bit checksum of a byte string: mix64 over 8-byte words (fast enough to verify every
@@ -315,6 +319,7 @@ void put_report(detail::BinWriter& w, const RunReport& rep) {
     w.pod(e.train_seconds);
     w.pod(e.eval_seconds);
     w.pod(e.test_rmse);
+    w.pod(e.valid_rmse);
     w.pod(e.fp32_user_groups);
     w.pod(e.fp32_item_groups);
     w.pod(e.measured);
@@ -323,6 +328,14 @@ void put_report(detail::BinWriter& w, const RunReport& rep) {
     w.str(e.method_json);
     w.vec(e.user_grad_norm);
     w.vec(e.item_grad_norm);
+    w.pod(static_cast<uint64_t>(e.rises.size()));
+    for (const RmseRise& x : e.rises) {
+      w.str(x.set);
+      w.pod(static_cast<int32_t>(x.epoch));
+      w.pod(static_cast<int32_t>(x.best_epoch));
+      w.pod(x.best);
+      w.pod(x.now);
+    }
   }
   w.pod(static_cast<uint64_t>(rep.switches.size()));
   for (const SwitchEvent& s : rep.switches) {
@@ -333,8 +346,9 @@ void put_report(detail::BinWriter& w, const RunReport& rep) {
   w.pod(rep.total_train_seconds);
   w.pod(rep.total_eval_seconds);
   w.pod(rep.final_test_rmse);
+  w.pod(rep.final_valid_rmse);
 }
-void get_report(detail::BinReader& r, RunReport* rep) {
+void get_report(detail::BinReader& r, RunReport* rep, int64_t version) {
   rep->device = r.str();
   const uint64_t ne = r.pod<uint64_t>();
   if (ne > 100000000) r.fail("epoch count out of range");
@@ -345,6 +359,7 @@ void get_report(detail::BinReader& r, RunReport* rep) {
     r.pod(&e.train_seconds);
     r.pod(&e.eval_seconds);
     r.pod(&e.test_rmse);
+    if (version >= 4) r.pod(&e.valid_rmse);
     r.pod(&e.fp32_user_groups);
     r.pod(&e.fp32_item_groups);
     e.measured = r.pod<uint8_t>() != 0;
@@ -353,6 +368,20 @@ void get_report(detail::BinReader& r, RunReport* rep) {
     e.method_json = r.str();
     e.user_grad_norm = r.vec<double>();
     e.item_grad_norm = r.vec<double>();
+    if (version >= 4) {
+      const uint64_t nr = r.pod<uint64_t>();
+      if (nr > 2) r.fail("corrupted (rise count out of range)");
+      for (uint64_t y = 0; y < nr; ++y) {
+        RmseRise x;
+        x.set = r.str();
+        if (x.set != "test" && x.set != "valid") r.fail("corrupted (rise set)");
+        x.epoch = r.pod<int32_t>();
+        x.best_epoch = r.pod<int32_t>();
+        x.best = r.pod<double>();
+        x.now = r.pod<double>();
+        e.rises.push_back(std::move(x));
+      }
+    }
     rep->epochs.push_back(std::move(e));
   }
   const uint64_t ns = r.pod<uint64_t>();
@@ -367,6 +396,7 @@ void get_report(detail::BinReader& r, RunReport* rep) {
   r.pod(&rep->total_train_seconds);
   r.pod(&rep->total_eval_seconds);
   r.pod(&rep->final_test_rmse);
+  if (version >= 4) r.pod(&rep->final_valid_rmse);
 }
 
 // ------------------------------------------------------------------ files
@@ -564,13 +594,14 @@ Loaded load_manifest(const std::string& dir) {
   if (m.str.count("format") == 0 || m.str.at("format") != kFormat)
     throw_invalid("checkpoint " + mpath + ": not a MASCOT checkpoint manifest (format tag missing)");
   const int64_t version = n("version");
-  if (version >= 1 && version < kVersion)
+  if (version >= 1 && version < kOldestReadable)
     throw_invalid("checkpoint " + mpath + ": written by an older MASCOT (checkpoint format version " +
-                  std::to_string(version) + "; this build reads version " + std::to_string(kVersion) +
-                  " only): it cannot be resumed, start the run again");
-  if (version != kVersion)
-    throw_invalid("checkpoint " + mpath + ": unsupported version " + std::to_string(version) + " (this build reads " +
-                  std::to_string(kVersion) + ")" + (version > kVersion ? ": written by a newer MASCOT" : ""));
+                  std::to_string(version) + "; this build reads versions " + std::to_string(kOldestReadable) +
+                  " to " + std::to_string(kVersion) + "): it cannot be resumed, start the run again");
+  if (version < kOldestReadable || version > kVersion)
+    throw_invalid("checkpoint " + mpath + ": unsupported version " + std::to_string(version) +
+                  " (this build reads versions " + std::to_string(kOldestReadable) + " to " + std::to_string(kVersion) +
+                  ")" + (version > kVersion ? ": written by a newer MASCOT" : ""));
   const uint16_t probe = 1;
   const bool little = *reinterpret_cast<const uint8_t*>(&probe) == 1;
   if (s("byte_order") != (little ? "little" : "big"))
@@ -618,7 +649,9 @@ Loaded load_manifest(const std::string& dir) {
     r.fail("corrupted (device out of range)");
   I.context.device = static_cast<Device>(device);
   I.dataset_name = r.str();
-  get_report(r, &I.report);
+  if (auto it = m.str.find("train_path"); it != m.str.end()) I.train_path = it->second;
+  if (auto it = m.str.find("test_path"); it != m.str.end()) I.test_path = it->second;
+  get_report(r, &I.report, version);
   r.expect_done();
   bool text_ok = clean_text(I.dataset_name) && clean_text(I.report.device);
   for (const EpochRecord& e : I.report.epochs)
@@ -668,6 +701,8 @@ void write_checkpoint(const std::string& dir, int epochs_done, const std::functi
     j.kv("threads", meta.context.threads).kv("seed", meta.context.seed).kv("device", to_string(meta.context.device));
     j.kv("deterministic", meta.deterministic).kv("checkpoint_every", meta.every);
     j.kv("dataset", meta.dataset_name);
+    if (!meta.train_path.empty()) j.kv("train_path", meta.train_path);
+    if (!meta.test_path.empty()) j.kv("test_path", meta.test_path);
     j.kv("n_users", meta.train.n_users).kv("n_items", meta.train.n_items).kv("n_train", meta.train.nnz);
     j.kv("train_hash", hex64(meta.train.hash));
     j.kv("n_test", meta.test.nnz).kv("test_hash", hex64(meta.test.hash));
@@ -795,6 +830,11 @@ TrainResult train_checkpointed(const Context& ctx, const TrainConfig& cfg, const
   meta.dataset_name = detail::utf8_valid(dataset_name);
   meta.train = fingerprint(train);
   meta.test = test ? fingerprint(*test) : DataFingerprint{0, 0, -1, 0};
+  // recorded only when they survive the manifest's JSON unchanged (a resume reads them again)
+  if (clean_text(opt.train_path) && clean_text(opt.test_path)) {
+    meta.train_path = opt.train_path;
+    meta.test_path = opt.test_path;
+  }
   TrainResult res = run_with_checkpoints(meta, train, test, on_epoch, nullptr, nullptr);
   out.publish();  // keeps the directory, releases the lock
   return res;
@@ -859,6 +899,12 @@ TrainResult resume_training(const std::string& dir, const RatingSet& train, cons
                     ", not k=" + std::to_string(opt.expect->k));
   }
   MASCOT_CHECK_ARG(opt.every >= 0, "checkpoint_every must be >= 1 (got " + std::to_string(opt.every) + ")");
+  if (opt.epochs != 0) {  // extend (or just finish) the run: the schedule is a function of the epoch
+    MASCOT_CHECK_ARG(opt.epochs >= I.epochs_done && opt.epochs >= 1,
+                     "epochs must be >= " + std::to_string(std::max(I.epochs_done, 1)) + ", the epochs checkpoint " +
+                         dir + " has done (got " + std::to_string(opt.epochs) + ")");
+    I.config.epochs = opt.epochs;
+  }
   if (opt.every > 0) I.every = opt.every;
   if (I.every < 1) I.every = 1;
   check_same_data(I, train, test);

@@ -2,6 +2,7 @@
 // the rules that relate fields); every message names the field and the bad value.
 #include "mascot/config.h"
 
+#include <cmath>
 #include <cstdio>
 
 #include "mascot/detail/sgd.h"
@@ -19,6 +20,11 @@ std::string join(const std::vector<std::string>& v) {
 }
 
 std::string str(int64_t v) { return std::to_string(v); }
+std::string num(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", v);
+  return b;
+}
 
 }  // namespace
 
@@ -158,6 +164,9 @@ void TrainConfig::validate() const {
            to_string(method) + " has none");
   need(!(schedule == LrSchedule::kAdagrad && method == Method::kAls),
        "schedule=adagrad applies to the SGD methods (als has no learning rate)");
+  // a user's hold-out is floor(F n_u) of its n_u ratings: F < 1 keeps at least one in training
+  need(std::isfinite(valid_fraction) && valid_fraction >= 0 && valid_fraction < 1,
+       "valid_fraction must be in [0, 1) (got " + num(valid_fraction) + ")");
   if (method == Method::kAls) {  // its normal equations need lambda > 0 (A_u must be positive definite)
     const auto g = [](float v) {
       char b[32];

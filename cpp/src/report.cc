@@ -20,6 +20,10 @@ std::string RunReport::to_json() const {
   w.kv("name", data.name).kv("n_users", data.n_users).kv("n_items", data.n_items);
   w.kv("n_train", data.n_train).kv("n_test", data.n_test).kv("test_dropped", data.test_dropped);
   w.kv("user_groups", data.user_groups).kv("item_groups", data.item_groups);
+  // the validation keys only where the run had a hold-out (the reports of runs without one are
+  // unchanged)
+  const bool valid = config.valid_fraction > 0;
+  if (valid) w.kv("n_valid", data.n_valid).kv("valid_dropped", data.valid_dropped);
   w.end_object();
   w.key("epochs").begin_array();
   for (const auto& e : epochs) {
@@ -30,6 +34,13 @@ std::string RunReport::to_json() const {
       w.value(e.test_rmse);
     else
       w.null();
+    if (valid) {
+      w.key("valid_rmse");
+      if (e.valid_rmse >= 0)
+        w.value(e.valid_rmse);
+      else
+        w.null();
+    }
     w.kv("fp32_user_groups", e.fp32_user_groups).kv("fp32_item_groups", e.fp32_item_groups);
     if (!e.method_json.empty()) w.key("method").raw(e.method_json);
     if (e.measured) {
@@ -56,8 +67,35 @@ std::string RunReport::to_json() const {
     w.value(final_test_rmse);
   else
     w.null();
+  if (valid) {
+    w.key("final_valid_rmse");
+    if (final_valid_rmse >= 0)
+      w.value(final_valid_rmse);
+    else
+      w.null();
+  }
   w.kv("epochs_run", static_cast<int>(epochs.size())).kv("interrupted", interrupted);
+  if (config.early_stop > 0 || valid) {
+    w.kv("monitor", monitor).kv("best_epoch", best_epoch);
+    w.key("best_rmse");
+    if (best_rmse >= 0)
+      w.value(best_rmse);
+    else
+      w.null();
+    w.kv("stopped_early", stopped_early);
+  }
   w.end_object();
+  // the guard's warnings, in epoch order (only when there were any)
+  bool any = false;
+  for (const auto& e : epochs) any = any || !e.rises.empty();
+  if (any) {
+    w.key("warnings").begin_array();
+    for (const auto& e : epochs)
+      for (const RmseRise& x : e.rises)
+        w.begin_object().kv("set", x.set).kv("epoch", x.epoch).kv("best_epoch", x.best_epoch).kv("best", x.best)
+            .kv("now", x.now).end_object();
+    w.end_array();
+  }
   w.end_object();
   return w.str();
 }

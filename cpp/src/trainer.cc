@@ -7,15 +7,19 @@
 // Per epoch the driver plans (learning rate, seeds, whether to sample), the backend runs the
 // pass, the driver turns the sampled sums into q-errors and switching decisions (Switcher
 // baselines and the precision tables are the driver's), has the backend widen the switched
-// groups, evaluates on its schedule, fills the EpochRecord, calls back, watches for divergence
-// and hands the checkpoint writer its state.  Timing: an epoch's train_seconds covers the
+// groups, evaluates on its schedule (the test set and the validation hold-out of valid_split),
+// watches each evaluated RMSE (the rise guard; early stopping keeps the best epoch's factors),
+// fills the EpochRecord, calls back, watches for divergence and hands the checkpoint writer its
+// state.  Timing: an epoch's train_seconds covers the
 // backend's pass and the switching work; evaluation is timed separately.
 #include "mascot/trainer.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include "mascot/detail/backend.h"
 #include "mascot/detail/binio.h"
@@ -40,6 +44,57 @@ void init_row(float* row, int k, float std, uint64_t seed, uint64_t stream, int6
 }
 }  // namespace detail
 
+ValidSplit valid_split(const RatingSet& ratings, double fraction, uint64_t seed) {
+  if (!(std::isfinite(fraction) && fraction >= 0 && fraction < 1)) {
+    char b[64];
+    std::snprintf(b, sizeof b, "valid_fraction must be in [0, 1) (got %g)", fraction);
+    throw InvalidArgument(b);
+  }
+  ratings.validate("ratings");
+  const int64_t n = ratings.nnz();
+  std::vector<char> held(static_cast<size_t>(n), 0);
+  if (fraction > 0 && n > 0) {
+    // each user's ratings (CSR, positions ascending), then the floor(F n_u) smallest (key, position)
+    std::vector<int64_t> start(static_cast<size_t>(ratings.n_users) + 1, 0);
+    for (int32_t u : ratings.users) ++start[static_cast<size_t>(u) + 1];
+    for (size_t u = 0; u < static_cast<size_t>(ratings.n_users); ++u) start[u + 1] += start[u];
+    std::vector<int64_t> pos(static_cast<size_t>(n));
+    std::vector<uint64_t> key(static_cast<size_t>(n));
+    {
+      std::vector<int64_t> at(start.begin(), start.end() - 1);
+      for (int64_t t = 0; t < n; ++t) {
+        pos[static_cast<size_t>(at[static_cast<size_t>(ratings.users[t])]++)] = t;
+        const uint64_t id = detail::rating_key(ratings.users[t], ratings.items[t]);  // original ids
+        key[static_cast<size_t>(t)] = detail::hash3(seed, detail::kStreamValid, id);
+      }
+    }
+    const auto before = [&](int64_t a, int64_t b) {
+      const uint64_t ka = key[static_cast<size_t>(a)], kb = key[static_cast<size_t>(b)];
+      return ka != kb ? ka < kb : a < b;
+    };
+    for (size_t u = 0; u < static_cast<size_t>(ratings.n_users); ++u) {
+      const int64_t nu = start[u + 1] - start[u];
+      const auto m = static_cast<int64_t>(std::floor(fraction * static_cast<double>(nu)));  // < nu: F < 1
+      if (m == 0) continue;
+      const auto first = pos.begin() + start[u], last = pos.begin() + start[u + 1];
+      std::nth_element(first, first + (m - 1), last, before);
+      for (auto it = first; it != first + m; ++it) held[static_cast<size_t>(*it)] = 1;
+    }
+  }
+  ValidSplit out;
+  for (RatingSet* r : {&out.train, &out.valid}) {
+    r->n_users = ratings.n_users;
+    r->n_items = ratings.n_items;
+  }
+  for (int64_t t = 0; t < n; ++t) {
+    RatingSet& r = held[static_cast<size_t>(t)] ? out.valid : out.train;
+    r.users.push_back(ratings.users[t]);
+    r.items.push_back(ratings.items[t]);
+    r.ratings.push_back(ratings.ratings[t]);
+  }
+  return out;
+}
+
 TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& train, const RatingSet* test,
                   const EpochCallback& on_epoch, const std::string& dataset_name) {
   return detail::train_run(ctx, cfg, train, test, on_epoch, dataset_name, nullptr);
@@ -60,6 +115,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+constexpr const char* kNoMonitor =
+    "early_stop needs an evaluated RMSE: a validation hold-out (valid_fraction > 0, --valid-fraction) or a test set";
+
 /// Everything checkable before any work, in the order whose first failure is the message:
 /// context, data, configuration against the data, a CUDA request the kernels do not take
 /// (before regrouping the data), then the memory plan.  Returns the device to train on.
@@ -73,8 +131,13 @@ Device check_run(const Context& ctx, const TrainConfig& cfg, const RatingSet& tr
     if (const std::string why = cuda_unsupported_reason(cfg); !why.empty()) throw InvalidArgument(why);
   // auto: a job the CUDA kernels do not handle (k, order, study options) trains on the CPU
   const Device dev = training_device(ctx, cfg);
+  // early stopping follows the validation hold-out, else the test set: one of them must exist
+  if (cfg.early_stop > 0 && cfg.valid_fraction == 0 && !test) throw InvalidArgument(kNoMonitor);
   // refuse up front a job that cannot fit (memory_plan.h; it plans for the same device choice)
-  check_memory_plan(plan_memory(ctx, cfg, train.n_users, train.n_items, train.nnz(), test ? test->nnz() : 0, true));
+  // (the validation hold-out is counted with the evaluation records: its share of the training set)
+  const auto held = static_cast<int64_t>(cfg.valid_fraction * static_cast<double>(train.nnz()));
+  check_memory_plan(
+      plan_memory(ctx, cfg, train.n_users, train.n_items, train.nnz(), (test ? test->nnz() : 0) + held, true));
   return dev;
 }
 
@@ -122,12 +185,23 @@ class Driver {
 
  private:
   TrainResult run_owned(RatingSet&& train, RatingSet* test, const std::string& dataset_name, Clock::time_point t0) {
+    if (cfg_.valid_fraction > 0) {  // the hold-out, in original ids, before the groups are formed
+      ValidSplit sp = valid_split(train, cfg_.valid_fraction, ctx_.seed);
+      train = std::move(sp.train);
+      va_ = std::move(sp.valid);
+    }
     relabel(std::move(train), test);
+    if (cfg_.early_stop > 0 && n_valid_ == 0 && n_test_ == 0) throw InvalidArgument(kNoMonitor);  // all dropped
     start_report(dataset_name);
     prepare(test != nullptr);
     rep().setup_seconds = seconds_since(t0);
-    for (int e = static_cast<int>(rep().epochs.size()); e < cfg_.epochs; ++e)
-      if (!epoch(e)) break;
+    const int done = static_cast<int>(rep().epochs.size());
+    const Watch* m = monitored();
+    if (cfg_.early_stop > 0 && m && m->best_epoch >= 0 && done - 1 - m->best_epoch >= cfg_.early_stop)
+      rep().stopped_early = true;  // a resumed run that had stopped early: nothing more to train
+    else
+      for (int e = done; e < cfg_.epochs; ++e)
+        if (!epoch(e)) break;
     return finish();
   }
 
@@ -145,10 +219,12 @@ class Driver {
       te_ = std::move(*test);
       *test = RatingSet();
     }
+    ro_.apply_in_place(&va_, &valid_dropped_);  // an item whose ratings were all held out is unknown
     n_users_ = tr_.n_users;
     n_items_ = tr_.n_items;
     n_train_ = tr_.nnz();
     n_test_ = te_.nnz();
+    n_valid_ = va_.nnz();
     // the storage to train in, and the groups' initial precisions: the study options run the
     // FP32 / FP16 methods on the per-group path (grad_stats samples there; fp32 then keeps
     // every group FP32, mascot-n1 every group FP16; random_fp16 comes with its groups preset)
@@ -185,6 +261,8 @@ class Driver {
     r.data.n_train = n_train_;
     r.data.n_test = n_test_;
     r.data.test_dropped = dropped_;
+    r.data.n_valid = n_valid_;
+    r.data.valid_dropped = valid_dropped_;
     r.data.user_groups = ro_.user_groups.size();
     r.data.item_groups = ro_.item_groups.size();
     if (hooks_ && hooks_->resume_report) {  // the run so far
@@ -194,6 +272,7 @@ class Driver {
       r.total_train_seconds = old.total_train_seconds;
       r.total_eval_seconds = old.total_eval_seconds;
       r.final_test_rmse = old.final_test_rmse;
+      r.final_valid_rmse = old.final_valid_rmse;
     }
   }
 
@@ -207,6 +286,7 @@ class Driver {
                 &cfg_,
                 &tr_,
                 has_test ? &te_ : nullptr,
+                n_valid_ > 0 ? &va_ : nullptr,
                 &ro_.user_old,
                 &ro_.item_old,
                 &ro_.user_groups,
@@ -234,6 +314,25 @@ class Driver {
     isw_.set_baseline(saved.item_baseline);
     updates_ = saved.updates;
     backend_->import_state(*resume, saved.epochs);
+    // the guard's and early stopping's state: a replay of the records so far (they are the run's)
+    for (const EpochRecord& old : rep().epochs) {
+      watch("test", old.epoch, old.test_rmse, &test_watch_, nullptr);
+      watch("valid", old.epoch, old.valid_rmse, &valid_watch_, nullptr);
+    }
+    note_best();
+    const Watch* m = monitored();
+    if (cfg_.early_stop == 0 || !m || m->best_epoch < 0) return;
+    if (m->best_epoch + 1 == saved.epochs) {
+      keep_best(m->best_epoch);  // the factors just imported
+    } else {
+      if (!resume->has("best_P32") || !resume->has("best_Q32"))
+        throw InvalidArgument(resume->where("driver_state") + ": corrupted (the best epoch's factors are missing)");
+      best_P_.resize(static_cast<size_t>(n_users_) * static_cast<size_t>(cfg_.k));
+      best_Q_.resize(static_cast<size_t>(n_items_) * static_cast<size_t>(cfg_.k));
+      resume->matrix("best_P32", best_P_.data(), n_users_, cfg_.k, 4);
+      resume->matrix("best_Q32", best_Q_.data(), n_items_, cfg_.k, 4);
+      best_saved_epoch_ = m->best_epoch;
+    }
   }
 
   EpochPlan plan(int e) const {
@@ -266,16 +365,64 @@ class Driver {
     if (p.sample) use_samples(r, p, &rec);
     rec.train_seconds = seconds_since(t0);
     rep().total_train_seconds += rec.train_seconds;
-    if (n_test_ > 0 && (cfg_.eval_every_epoch || e == cfg_.epochs - 1)) evaluate(&rec);
+    if (cfg_.eval_every_epoch || cfg_.early_stop > 0 || e == cfg_.epochs - 1) evaluate(&rec);
+    watch("test", e, rec.test_rmse, &test_watch_, &rec.rises);
+    const bool valid_best = watch("valid", e, rec.valid_rmse, &valid_watch_, &rec.rises);
+    const bool best = n_valid_ > 0 ? valid_best : test_watch_.best_epoch == e;
+    if (best && cfg_.early_stop > 0) keep_best(e);
+    note_best();
     rec.fp32_user_groups = fp32_groups(ro_.user_groups);
     rec.fp32_item_groups = fp32_groups(ro_.item_groups);
     rep().epochs.push_back(std::move(rec));
     const bool stop = !keep_going(rep().epochs.back());
+    const Watch* m = monitored();
+    const bool early = !stop && cfg_.early_stop > 0 && m && m->best_epoch >= 0 && e - m->best_epoch >= cfg_.early_stop;
     if (stop) rep().interrupted = true;
+    if (early) rep().stopped_early = true;
     if (hooks_ && hooks_->epoch_done && diverged_ < 0)  // a diverged state is not worth a checkpoint
-      hooks_->epoch_done(e + 1, stop || e + 1 == cfg_.epochs, device_, rep(),
+      hooks_->epoch_done(e + 1, stop || early || e + 1 == cfg_.epochs, device_, rep(),
                          [this, e](StateWriter& out) { save(out, e + 1); });
-    return !stop;
+    return !stop && !early;
+  }
+
+  // ---------------------------------------------------------------- the guard and early stopping
+  // Each evaluated set has a Watch: its best RMSE so far and where, and whether its current rise
+  // was reported.  An RMSE more than kRmseRiseMargin (1 %) above the best is recorded once
+  // (EpochRecord::rises; front ends print it), and again only after a new best.  Early stopping
+  // follows the monitored set (the validation hold-out, else the test set) and keeps a float32
+  // copy of the factors of its best epoch, which finish() returns.
+  struct Watch {
+    double best = std::numeric_limits<double>::infinity();
+    int best_epoch = -1;
+    bool warned = false;
+  };
+  /// One evaluated RMSE (-1: not evaluated); true when it is the set's new best.
+  static bool watch(const char* set, int epoch, double rmse, Watch* w, std::vector<RmseRise>* rises) {
+    if (rmse < 0 || !std::isfinite(rmse)) return false;
+    if (rmse < w->best) {
+      w->best = rmse;
+      w->best_epoch = epoch;
+      w->warned = false;
+      return true;
+    }
+    if (!w->warned && rmse > w->best * (1.0 + kRmseRiseMargin)) {
+      w->warned = true;
+      if (rises) rises->push_back(RmseRise{set, epoch, w->best_epoch, w->best, rmse});
+    }
+    return false;
+  }
+  const Watch* monitored() const { return n_valid_ > 0 ? &valid_watch_ : n_test_ > 0 ? &test_watch_ : nullptr; }
+  void note_best() {
+    const Watch* m = monitored();
+    if (!m) return;
+    rep().monitor = n_valid_ > 0 ? "valid" : "test";
+    rep().best_epoch = m->best_epoch;
+    rep().best_rmse = m->best_epoch >= 0 ? m->best : -1.0;
+  }
+  /// The factors after epoch e, kept as the best (backend factors() after a completed epoch).
+  void keep_best(int e) {
+    backend_->factors(&best_P_, &best_Q_);
+    best_saved_epoch_ = e;
   }
 
   /// A sampled epoch: gradient statistics, and on a measured epoch the q-errors and switching.
@@ -300,12 +447,20 @@ class Driver {
     for (int g : groups) rep().switches.push_back(SwitchEvent{side, g, epoch});
   }
 
+  /// The test RMSE and the validation RMSE, for the sets this run has (timed together).
   void evaluate(EpochRecord* rec) {
+    if (n_test_ == 0 && n_valid_ == 0) return;
     const auto t1 = Clock::now();
-    rec->test_rmse = std::sqrt(backend_->test_sse() / static_cast<double>(n_test_));
+    if (n_test_ > 0) {
+      rec->test_rmse = std::sqrt(backend_->eval_sse(EvalSet::kTest) / static_cast<double>(n_test_));
+      rep().final_test_rmse = rec->test_rmse;
+    }
+    if (n_valid_ > 0) {
+      rec->valid_rmse = std::sqrt(backend_->eval_sse(EvalSet::kValid) / static_cast<double>(n_valid_));
+      rep().final_valid_rmse = rec->valid_rmse;
+    }
     rec->eval_seconds = seconds_since(t1);
     rep().total_eval_seconds += rec->eval_seconds;
-    rep().final_test_rmse = rec->test_rmse;
   }
 
   int fp32_groups(const GroupTable& t) const {
@@ -316,8 +471,9 @@ class Driver {
   /// The divergence watch around the caller's callback: a non-finite test RMSE stops training
   /// at that epoch (finish() throws Diverged); -1 (not evaluated) is finite.
   bool keep_going(const EpochRecord& e) {
-    if (!std::isfinite(e.test_rmse)) {
+    if (!std::isfinite(e.test_rmse) || !std::isfinite(e.valid_rmse)) {
       diverged_ = e.epoch + 1;
+      diverged_set_ = std::isfinite(e.test_rmse) ? "validation" : "test";
       return false;
     }
     return on_epoch_ ? on_epoch_(e) : true;
@@ -329,13 +485,25 @@ class Driver {
     const auto advice = cfg_.method == Method::kAls ? "; raise lambda_p / lambda_q (--lambda-p, --lambda-q)"
                                                     : "; lower lr or init_std (--lr, --init-std)";
     if (diverged_ >= 0)
-      throw Diverged("training diverged: the test RMSE is not finite after epoch " + std::to_string(diverged_) +
+      throw Diverged("training diverged: the " + diverged_set_ + " RMSE is not finite after epoch " +
+                     std::to_string(diverged_) +
                      advice);
     // a stop asked for after the last epoch interrupted nothing
     if (r.interrupted && static_cast<int>(r.epochs.size()) >= cfg_.epochs) r.interrupted = false;
     backend_->end_training();
     std::vector<float> P, Q;
-    backend_->factors(&P, &Q);
+    // early stopping: the best epoch's factors, and the totals describe that model
+    const bool best = cfg_.early_stop > 0 && best_saved_epoch_ >= 0 &&
+                      best_saved_epoch_ + 1 < static_cast<int>(r.epochs.size());
+    if (best) {
+      P = std::move(best_P_);
+      Q = std::move(best_Q_);
+      const EpochRecord& b = r.epochs[static_cast<size_t>(best_saved_epoch_)];
+      r.final_test_rmse = b.test_rmse;
+      r.final_valid_rmse = b.valid_rmse;
+    } else {
+      backend_->factors(&P, &Q);
+    }
     Model& m = res_.model;
     m.n_users = n_users_;
     m.n_items = n_items_;
@@ -380,6 +548,11 @@ class Driver {
     w.vec(usw_.baseline());
     w.vec(isw_.baseline());
     out.blob("driver_state", w.bytes());
+    // early stopping's copy, when the best epoch is not the current one (float32, relabelled)
+    if (cfg_.early_stop > 0 && best_saved_epoch_ >= 0 && best_saved_epoch_ + 1 < epochs_done) {
+      out.matrix("best_P32", best_P_.data(), n_users_, cfg_.k, 4);
+      out.matrix("best_Q32", best_Q_.data(), n_items_, cfg_.k, 4);
+    }
     backend_->export_state(out);
   }
 
@@ -428,15 +601,19 @@ class Driver {
   const RunHooks* hooks_;
   Device device_ = Device::kCpu;
   Reorder ro_;
-  RatingSet tr_, te_;  // relabelled; handed to the backend in prepare(), which may move from them
-  int64_t n_users_ = 0, n_items_ = 0, n_train_ = 0, n_test_ = 0;
-  int64_t dropped_ = 0;
+  RatingSet tr_, te_, va_;  // relabelled; handed to the backend in prepare(), which may move from them
+  int64_t n_users_ = 0, n_items_ = 0, n_train_ = 0, n_test_ = 0, n_valid_ = 0;
+  int64_t dropped_ = 0, valid_dropped_ = 0;
   Storage storage_ = Storage::kFp32;
   std::vector<Precision> initial_user_, initial_item_;
   Switcher usw_, isw_;
   std::unique_ptr<Backend> backend_;
   int64_t updates_ = 0;
-  int diverged_ = -1;  // the epoch (1-based) whose test RMSE was not finite
+  int diverged_ = -1;  // the epoch (1-based) whose test (or validation) RMSE was not finite
+  std::string diverged_set_;
+  Watch test_watch_, valid_watch_;
+  std::vector<float> best_P_, best_Q_;  // early_stop: the factors after epoch best_saved_epoch_
+  int best_saved_epoch_ = -1;
   TrainResult res_;
 };
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import _core, data, metrics
 from ._inference import UNKNOWN_POLICY, UnknownIdWarning
+from ._progress import RmseRiseWarning
 from .als import ALS
 from .data import dataset_id_maps
 from .model import MF
@@ -30,4 +31,4 @@ def cuda_unavailable_reason() -> str:
 
 
 __all__ = ["MF", "data", "HAS_CUDA", "cuda_device_count", "cuda_unavailable_reason", "__version__"]
-__all__ += ["metrics", "dataset_id_maps", "UnknownIdWarning", "UNKNOWN_POLICY", "ALS", "tune"]
+__all__ += ["metrics", "dataset_id_maps", "UnknownIdWarning", "UNKNOWN_POLICY", "ALS", "tune", "RmseRiseWarning"]

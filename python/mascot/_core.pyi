@@ -376,6 +376,24 @@ class TrainConfig:
     @eval_every_epoch.setter
     def eval_every_epoch(self, arg: bool, /) -> None: ...
 
+    @property
+    def valid_fraction(self) -> float:
+        """
+        hold out a seeded share F in [0, 1) of each user's training ratings as a validation set (0: off)
+        """
+
+    @valid_fraction.setter
+    def valid_fraction(self, arg: float, /) -> None: ...
+
+    @property
+    def early_stop(self) -> int:
+        """
+        stop after N epochs without a better validation (else test) RMSE and keep the best epoch's factors (0: off)
+        """
+
+    @early_stop.setter
+    def early_stop(self, arg: int, /) -> None: ...
+
 class Context:
     """Where and how a job runs (device, threads, seed, deterministic)."""
 
@@ -518,6 +536,11 @@ def planned_shape(name: str) -> object:
     (n_users, n_items, n_train, n_test) of a synthetic dataset before it is generated (the generator's sizes; n_test the expected share of the seeded split), None for other names.
     """
 
+def valid_split(users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, fraction: float, seed: int) -> tuple:
+    """
+    The validation hold-out of valid_fraction (the trainer's split with seed = the run's seed): of each user's n_u ratings floor(fraction * n_u), chosen by a seeded hash of (user, item); returns (train, valid) as (users, items, ratings, n_users, n_items) tuples in the input's order.
+    """
+
 def train(config: TrainConfig, context: Context, users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, test_users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, name: str = '', on_epoch: Callable[[dict], bool] | None = None) -> tuple:
     """Trains; returns (P, Q, report_json) with P, Q in original id order."""
 
@@ -526,9 +549,9 @@ def train_checkpointed(config: TrainConfig, context: Context, users: Annotated[N
     train() writing checkpoints into `checkpoint` (deterministic: the context's); returns (P, Q, report_json).
     """
 
-def resume(dir: str | bytes | os.PathLike[str], users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, test_users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, on_epoch: Callable[[dict], bool] | None = None, every: int = 0) -> tuple:
+def resume(dir: str | bytes | os.PathLike[str], users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], n_users: int, n_items: int, test_users: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_items: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, test_ratings: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None = None, on_epoch: Callable[[dict], bool] | None = None, every: int = 0, epochs: int = 0) -> tuple:
     """
-    Continues the run saved in `dir` on the same data; returns (P, Q, report_json).
+    Continues the run saved in `dir` on the same data (epochs > 0: to that many epochs in total); returns (P, Q, report_json).
     """
 
 def read_checkpoint(dir: str | bytes | os.PathLike[str], verify: bool = True) -> dict:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from typing import Any, TextIO
 
 
@@ -73,11 +74,33 @@ class ByteProgress:
         self.quiet = True  # closed: a second close prints nothing
 
 
+class RmseRiseWarning(UserWarning):
+    """An evaluated RMSE rose more than 1 % (the core's kRmseRiseMargin) above its best so far:
+    the model has begun to overfit or to diverge (lower lr, raise lambda_p / lambda_q, or use
+    early_stop).  Raised once per rise, again only after a new best."""
+
+
+RISE_MARGIN = 0.01  # mascot/report.h kRmseRiseMargin
+
+
+def rise_text(x: dict) -> str:
+    what = "validation" if x["set"] == "valid" else "test"
+    return (f"{what} RMSE {x['now']:.6f} after epoch {x['epoch'] + 1} is more than {RISE_MARGIN:.0%} above its "
+            f"best {x['best']:.6f} (epoch {x['best_epoch'] + 1})")
+
+
+def warn_rise(x: dict) -> None:
+    warnings.warn(rise_text(x), RmseRiseWarning, stacklevel=2)
+
+
 def epoch_line(rec: dict) -> str:
     """One epoch of a training run as the verbose log shows it."""
     rmse = "-" if rec["test_rmse"] is None else f"{rec['test_rmse']:.6f}"
-    return (f"epoch {rec['epoch'] + 1:4d}  lr {rec['lr']:.6f}  train {rec['train_seconds']:.3f}s  "
+    line = (f"epoch {rec['epoch'] + 1:4d}  lr {rec['lr']:.6f}  train {rec['train_seconds']:.3f}s  "
             f"eval {rec['eval_seconds']:.3f}s  test_rmse {rmse}")
+    if rec.get("valid_rmse") is not None:  # a run with a validation hold-out (valid_fraction)
+        line += f"  valid_rmse {rec['valid_rmse']:.6f}"
+    return line
 
 
 class EpochProgress:
@@ -91,6 +114,8 @@ class EpochProgress:
         self._bar = terminal_bar(self.stream, desc="fit", total=total, initial=done, unit="epoch") if verbose else None
 
     def epoch(self, rec: dict) -> None:
+        for x in rec.get("rises", ()):  # the guard: always, verbose or not
+            warn_rise(x)
         if not self.verbose:
             return
         if self._bar is None:

@@ -26,7 +26,7 @@ from ._ratings import Dataset, PathLike, Ratings, as_ratings, from_tuple, read, 
 from ._store import data_root
 
 __all__ = ["Dataset", "PathLike", "Ratings", "as_ratings", "data_root", "dataset_id_maps", "load", "meta", "prepare",
-           "read", "synthetic", "synthetic_names", "synthetic_skews", "write_mrat", "write_text"]
+           "read", "synthetic", "synthetic_names", "synthetic_skews", "valid_split", "write_mrat", "write_text"]
 
 # the ranges of the generator's seed and threads: the parameter table's (mascot/params.h)
 _PARAM_RANGES = {p["name"]: (p["min"], p["max"]) for p in _core.param_table() if p["name"] in ("seed", "threads")}
@@ -102,3 +102,22 @@ def prepare(name: str, source: PathLike | None = None, **kwargs: Any) -> Path:
     from . import datasets  # imported when used: ``import mascot`` does not load the download code
 
     return datasets.prepare(name, source, **kwargs)
+
+
+def valid_split(ratings: Any, fraction: float, seed: int = 42) -> tuple[Ratings, Ratings]:
+    """The validation hold-out that ``MF(valid_fraction=F, seed=S)`` and ``mascot_train
+    --valid-fraction F --seed S`` carve from their training set, as ``(train, valid)``.
+
+    Of each user's n_u ratings, floor(F x n_u) go to ``valid`` (so every user keeps at least
+    one training rating): those whose seeded hash of (user, item) is smallest (the core's
+    ``valid_split``; a pure function of the ratings, F and the seed, independent of threads).
+    Both parts keep the input's order and id ranges.  ``fraction`` is in [0, 1); 0 holds out
+    nothing."""
+    r = as_ratings(ratings)
+    if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, (int, float, np.integer, np.floating)):
+        raise ValueError(f"valid_fraction must be a number in [0, 1) (got {fraction!r})")
+    lo, hi = _PARAM_RANGES["seed"]
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not lo <= seed <= hi:
+        raise ValueError(f"seed must be an integer in [{lo}, {hi}] (got {seed!r})")
+    tr, va = _core.valid_split(r.users, r.items, r.ratings, r.n_users, r.n_items, float(fraction), int(seed))
+    return from_tuple(tr), from_tuple(va)

@@ -174,7 +174,7 @@ class MF:
     # ------------------------------------------------------------------ training
     def fit(self, train: Any, test: Any = None, name: str = "", user_ids: Any = None,
             item_ids: Any = None, checkpoint: str | os.PathLike | None = None,
-            checkpoint_every: int = 1, unknown: str = "skip") -> MF:
+            checkpoint_every: int = 1, unknown: str = "skip", warm_start: bool = False) -> MF:
         """Trains on ``train`` ((users, items, ratings) arrays, a DataFrame, a Ratings or a
         path), evaluating test RMSE after every epoch when ``test`` is given.  Test ratings
         whose user or item never occurs in training are dropped and counted in the report
@@ -192,7 +192,17 @@ class MF:
         stops at the end of the epoch, writes a final checkpoint and raises KeyboardInterrupt
         saying how to continue: ``MF.resume(DIR, train, test)``.  The model then holds the
         partial run (factors, report, id maps and training pairs all of this fit).  Without a
-        checkpoint an interrupted fit leaves the model as it was."""
+        checkpoint an interrupted fit leaves the model as it was.
+
+        ``warm_start=True`` continues this model's last checkpointed run (a ``fit(...,
+        checkpoint=DIR)`` or :meth:`resume`) to ``self.epochs`` epochs in total, as
+        :meth:`resume` with ``epochs=`` does (scikit-learn's sense, with ``epochs`` counted like
+        an ensemble's ``n_estimators``: the total, not the number of further epochs): the same
+        data, the run's parameters (only ``epochs`` and ``verbose`` may differ) and the schedule
+        continuing, so with ``deterministic=True`` 3 epochs then a warm start to 6 give the
+        6-epoch model bit for bit.  Its further checkpoints go to the same DIR."""
+        if _as_bool(warm_start, "warm_start"):
+            return self._warm_start(train, test, checkpoint_every if checkpoint_every != 1 else None)
         tr = as_ratings(train)
         te = _test_ratings(test)
         cfg = self._config()
@@ -204,6 +214,7 @@ class MF:
         if checkpoint is not None:
             self._fit_checkpointed(tr, te, name, _path(checkpoint, "checkpoint"), checkpoint_every, user_map,
                                    item_map)
+            self._checkpoint = _path(checkpoint, "checkpoint")
             return self
 
         with _progress.EpochProgress(self.verbose, self.epochs) as log:
@@ -256,19 +267,40 @@ class MF:
         _raise_if_stopped(self.report_, ckpt)
         return self
 
+    def _warm_start(self, train: Any, test: Any, every: int | None) -> MF:
+        ckpt = getattr(self, "_checkpoint", None)
+        if ckpt is None:
+            raise ValueError("warm_start continues a checkpointed fit: fit(..., checkpoint=DIR) (or MF.resume) first")
+        info = _core.read_checkpoint(ckpt, verify=False)
+        saved = _params_from_report(json.loads(info["report"]), info)
+        mine = self.get_params()
+        for k, v in saved.items():  # the run continues with its own parameters (device, threads: the run's)
+            if k in ("epochs", "verbose", "device", "threads") or k not in mine or _same_value(mine[k], v):
+                continue
+            if not (k == "method_params" and not v and not mine[k]):
+                raise ValueError(f"warm_start continues the run of checkpoint {ckpt} with its parameters: {k} is "
+                                 f"{v!r} there, {mine[k]!r} here (only epochs may change)")
+        m = MF.resume(ckpt, train, test, checkpoint_every=every, verbose=self.verbose, epochs=self.epochs)
+        self.P_, self.Q_, self.report_ = m.P_, m.Q_, m.report_
+        self.user_ids_, self.item_ids_, self.seen_, self.train_mean_ = m.user_ids_, m.item_ids_, m.seen_, m.train_mean_
+        return self
+
     @classmethod
     def resume(cls, checkpoint: str | os.PathLike, train: Any, test: Any = None, checkpoint_every: int | None = None,
-               verbose: bool = False) -> MF:
+               verbose: bool = False, epochs: int | None = None) -> MF:
         """Continues the run saved in ``checkpoint`` (by ``fit(..., checkpoint=DIR)`` or
         ``mascot_train --checkpoint DIR``) on the same ``train`` / ``test`` data (checked against
-        the checkpoint's fingerprint) and returns the fitted model.  The parameters come from the
+        the checkpoint's fingerprint) and returns the fitted model.  ``epochs=N`` trains to N epochs
+        in total (at least the epochs done; the learning-rate schedule continues), which extends a
+        finished run; by default the run's own count.  The parameters come from the
         checkpoint, and so do the id maps and the user / item counts of a ``fit`` (its
         ``python_ids.npz``); further checkpoints go to the same directory.  With
         ``deterministic=True`` the result equals the uninterrupted run bit for bit."""
         ckpt = _path(checkpoint, "checkpoint")
         verbose = _as_bool(verbose, "verbose")
-        info = _core.read_checkpoint(ckpt, verify=False)  # checksums are verified while loading
         every = 0 if checkpoint_every is None else _as_int(checkpoint_every, "checkpoint_every", 1, _INT32_MAX)
+        total = 0 if epochs is None else _as_int(epochs, "epochs", 1, _INT32_MAX)
+        info = _core.read_checkpoint(ckpt, verify=False)  # checksums are verified while loading
         tr = as_ratings(train)
         te = _test_ratings(test)
         ids = _persist.read_ids_file(ckpt, info)
@@ -278,16 +310,17 @@ class MF:
             tr, user_map, item_map = cls._with_id_maps(tr, ids.get("user_ids"), ids.get("item_ids"))
         except ValueError as e:
             raise ValueError(f"checkpoint {os.path.join(ckpt, _persist.IDS_FILE)}: {e}") from None
-        with _progress.EpochProgress(verbose, _planned_epochs(info), info["epochs_done"]) as log, \
+        with _progress.EpochProgress(verbose, total or _planned_epochs(info), info["epochs_done"]) as log, \
                 _interruptible(log) as intr:
             P, Q, report = _core.resume(
                 ckpt, tr.users, tr.items, tr.ratings, tr.n_users, tr.n_items,
                 None if te is None else te.users, None if te is None else te.items,
-                None if te is None else te.ratings, intr.on_epoch, every)
+                None if te is None else te.ratings, intr.on_epoch, every, total)
         rep = json.loads(report)
         m = cls(**_params_from_report(rep, info), verbose=verbose)
         m.P_, m.Q_, m.report_ = P, Q, rep
         m._keep_training_data(tr, user_map, item_map)
+        m._checkpoint = ckpt  # fit(..., warm_start=True) continues from here
         _raise_if_stopped(rep, ckpt)
         return m
 
@@ -317,6 +350,24 @@ class MF:
         return plan
 
     # ------------------------------------------------------------------ use
+    @property
+    def best_epoch_(self) -> int | None:
+        """The fit's best epoch (0-based, as ``history_``'s ``epoch``) by the monitored RMSE (the
+        validation hold-out's, else the test set's), when early_stop or valid_fraction is set;
+        with early_stop the model is that epoch's.  None otherwise."""
+        self._check_fitted()
+        b = self.report_["totals"].get("best_epoch")
+        return None if b is None or b < 0 else b
+
+    @property
+    def history_(self) -> list[dict]:
+        """The fit's epochs, one dict each: ``epoch`` (0-based), ``lr``, ``train_seconds``,
+        ``eval_seconds``, ``test_rmse`` and ``valid_rmse`` (None where the run had no test set or
+        no validation hold-out, ``valid_fraction``); the full records are ``report_["epochs"]``."""
+        self._check_fitted()
+        keys = ("epoch", "lr", "train_seconds", "eval_seconds", "test_rmse", "valid_rmse")
+        return [{k: e.get(k) for k in keys} for e in self.report_["epochs"]]
+
     @property
     def P(self) -> np.ndarray:
         """User factors (n_users x k, float32, original ids)."""
@@ -699,6 +750,14 @@ class _interruptible:
     def on_epoch(self, rec: dict) -> bool:
         self.log.epoch(rec)
         return not self.stopped[0]
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Parameter values equal, numbers as the core stores them (float32 fields read back from JSON)."""
+    num = (int, float, np.integer, np.floating)
+    if isinstance(a, num) and isinstance(b, num) and not isinstance(a, bool) and not isinstance(b, bool):
+        return bool(np.isclose(float(a), float(b), rtol=1e-6, atol=0.0))
+    return a == b
 
 
 def _planned_epochs(info: dict) -> int | None:

@@ -176,3 +176,35 @@ def train_reference(users, items, ratings, n_users, n_items, *, k, epochs, metho
             else:
                 P[u], Q[i] = store(p), store(q)
     return (P, Q, GU, GI) if states else (P, Q)
+
+
+def _mix64_np(x: np.ndarray) -> np.ndarray:
+    """mix64 over a uint64 array (wrapping arithmetic, as in C++)."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+STREAM_VALID = 7  # detail/rng.h kStreamValid
+
+
+def valid_split_mask(users, items, n_users: int, fraction: float, seed: int) -> np.ndarray:
+    """The core's valid_split (trainer.cc) as a mask of the held-out positions: of each user's
+    n_u ratings the floor(fraction * n_u) with the smallest hash3(seed, kStreamValid,
+    (u << 32) | i), ties by position."""
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    key = (users.astype(np.uint64) << np.uint64(32)) | items.astype(np.uint64)
+    base = np.uint64(mix64(seed ^ mix64(STREAM_VALID)))
+    with np.errstate(over="ignore"):
+        h = _mix64_np(base + key)
+    pos = np.arange(len(users))
+    order = np.lexsort((pos, h, users))  # by user, then hash, then position
+    n_u = np.bincount(users, minlength=n_users)
+    m = np.floor(fraction * n_u.astype(np.float64)).astype(np.int64)
+    start = np.concatenate([[0], np.cumsum(n_u)[:-1]])
+    rank = np.empty(len(users), dtype=np.int64)
+    rank[order] = pos - start[users[order]]
+    return rank < m[users]

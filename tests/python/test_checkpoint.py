@@ -155,14 +155,14 @@ def test_bad_checkpoints(ds, saved, tmp_path):
     # manifest: another version, and missing
     man = saved / "checkpoint.json"
     text = man.read_text()
-    assert '"version":3,' in text
-    man.write_text(text.replace('"version":3,', '"version":99,'))
+    assert '"version":4,' in text
+    man.write_text(text.replace('"version":4,', '"version":99,'))
     with pytest.raises(ValueError) as e:
         MF.resume(saved, tr, te)
-    _one_line(e, "unsupported version 99 (this build reads 3): written by a newer MASCOT")
+    _one_line(e, "unsupported version 99 (this build reads versions 3 to 4): written by a newer MASCOT")
     # 1: before the driver's own state; 2: before the config record tagged by name
     for version in (1, 2):
-        man.write_text(text.replace('"version":3,', f'"version":{version},'))
+        man.write_text(text.replace('"version":4,', f'"version":{version},'))
         with pytest.raises(ValueError) as e:
             MF.resume(saved, tr, te)
         _one_line(e, f"checkpoint.json: written by an older MASCOT (checkpoint format version {version}",

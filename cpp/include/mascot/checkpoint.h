@@ -54,6 +54,9 @@ struct CheckpointInfo {
   TrainConfig config;
   Context context;  ///< the device it trained on (cpu or cuda), threads resolved, seed
   std::string dataset_name;
+  /// The rating files the run read (absolute; "" when its data came otherwise: a dataset name,
+  /// arrays from Python), so that a resume given no data options reads them again.
+  std::string train_path, test_path;
   DataFingerprint train, test;  ///< test.nnz = -1: no test set
   RunReport report;             ///< the report up to epochs_done
 };
@@ -68,6 +71,7 @@ struct CheckpointOptions {
   std::string dir;             ///< created if missing; must not already hold a checkpoint
   int every = 1;               ///< write after every `every` epochs, and after the last / on stop
   bool deterministic = false;  ///< recorded (the caller set threads = 1, device cpu)
+  std::string train_path, test_path;  ///< the rating files read, recorded for a resume ("": none)
 };
 
 /// The checkpoint directory as a live output (detail::OutputSet::live_directory): prepare()
@@ -92,10 +96,15 @@ TrainResult train_checkpointed(const Context& ctx, const TrainConfig& cfg, const
 
 struct ResumeOptions {
   int every = 0;                        ///< 0: the checkpoint's own setting
+  /// > 0: train to this many epochs in total (at least the epochs done; the learning-rate
+  /// schedule continues, so a deterministic run extended from 3 to 6 epochs is the 6-epoch run).
+  /// 0: the checkpoint's own count.
+  int epochs = 0;
   const TrainConfig* expect = nullptr;  ///< when set: method and k must match (clear error otherwise)
 };
 
-/// Continues the run saved in `dir` (config, context and report come from the checkpoint) on
+/// Continues the run saved in `dir` (config, context and report come from the checkpoint; the
+/// epoch count from opt.epochs when set) on
 /// the same data (checked against the fingerprint) and the same device, writing further
 /// checkpoints into `dir`.  With a deterministic checkpoint the result equals the uninterrupted
 /// run bit for bit.

@@ -79,7 +79,11 @@
     only(Method::kFp32, Method::kMascotN1, Method::kMascot, Method::kMascotN2, Method::kMascotNaive), kStudy,         \
     "--grad-stats", "", "paper Fig. 5: report each group's mean sampled-gradient norm every epoch")                   \
   X(bool, eval_every_epoch, true, Check::none(), kAll, kInternal, "", "",                                             \
-    "test RMSE after every epoch (outside the timed pass)")
+    "test RMSE after every epoch (outside the timed pass)")                                                           \
+  X(double, valid_fraction, 0.0, Check::custom(), kAll, kTraining, "--valid-fraction", "F",                           \
+    "hold out a seeded share F in [0, 1) of each user's training ratings as a validation set (0: off)")               \
+  X(int, early_stop, 0, Check::at_least(0), kAll, kTraining, "--early-stop", "N",                                     \
+    "stop after N epochs without a better validation (else test) RMSE and keep the best epoch's factors (0: off)")
 
 // ---------------------------------------------------------------- CompetingParams (competing_params.h)
 // The settings of the competing methods: MPT (loss scaling), MuPPET (fixed-point schedule and its

@@ -10,12 +10,23 @@
 
 namespace mascot {
 
+/// The guard (trainer.cc): an evaluated RMSE more than kRmseRiseMargin above the best so far of
+/// its set, recorded once per rise (again only after a new best).
+constexpr double kRmseRiseMargin = 0.01;
+struct RmseRise {
+  std::string set;     ///< "test" or "valid"
+  int epoch = 0;       ///< 0-based, the epoch whose RMSE rose
+  int best_epoch = 0;  ///< 0-based, where the best so far was reached
+  double best = 0, now = 0;
+};
+
 struct EpochRecord {
   int epoch = 0;             ///< 0-based
   double lr = 0;             ///< learning rate used in this epoch
   double train_seconds = 0;  ///< wall time of the SGD pass (and switching), excluding evaluation
   double eval_seconds = 0;   ///< wall time of the test RMSE
   double test_rmse = -1;     ///< -1 when not evaluated (no test set)
+  double valid_rmse = -1;    ///< RMSE on the validation hold-out (valid_fraction); -1 when none
   int fp32_user_groups = 0;  ///< after this epoch's switching
   int fp32_item_groups = 0;
   bool measured = false;            ///< q-error measured this epoch
@@ -24,6 +35,7 @@ struct EpochRecord {
   std::vector<double> user_grad_norm;  ///< grad_stats: per group mean sampled-gradient norm (-1: no samples)
   std::vector<double> item_grad_norm;
   std::string method_json;  ///< method-specific state (a JSON object), empty when none
+  std::vector<RmseRise> rises;  ///< the guard's warnings of this epoch (front ends print them)
 };
 
 struct SwitchEvent {
@@ -37,6 +49,8 @@ struct DatasetStats {
   int64_t n_users = 0, n_items = 0;
   int64_t n_train = 0, n_test = 0;
   int64_t test_dropped = 0;              ///< test ratings whose user or item has no training rating
+  int64_t n_valid = 0;                   ///< validation ratings held out of the training set (valid_fraction)
+  int64_t valid_dropped = 0;             ///< ... whose item kept no training rating (not evaluated)
   int user_groups = 0, item_groups = 0;  ///< realised group counts
 };
 
@@ -53,6 +67,14 @@ struct RunReport {
   double setup_seconds = 0;  ///< reconstruction, allocation, init
   double updates_per_second = 0;
   double final_test_rmse = -1;
+  double final_valid_rmse = -1;
+  /// The monitored RMSE (validation, else test; "" when neither) and its best epoch (0-based),
+  /// reported when early_stop > 0 or valid_fraction > 0.  With early stopping the model is that
+  /// epoch's and the final_* RMSEs are its.
+  std::string monitor;
+  int best_epoch = -1;
+  double best_rmse = -1;
+  bool stopped_early = false;  ///< early_stop ended the run (not an interruption)
   bool interrupted = false;
 
   std::string to_json() const;

@@ -24,6 +24,16 @@ struct TrainResult {
   RunReport report;
 };
 
+/// The validation hold-out of TrainConfig::valid_fraction (docs/design.md §8): of each user's n_u
+/// ratings, the floor(fraction x n_u) with the smallest keys hash3(seed, kStreamValid,
+/// rating_key(u, i)) (ties: the earlier position) go to `valid`, the rest to `train`; both keep
+/// the input's order and id ranges.  fraction in [0, 1), so every user keeps a training rating.
+/// A pure function of (ratings, fraction, seed): the trainer splits with the run's seed.
+struct ValidSplit {
+  RatingSet train, valid;
+};
+ValidSplit valid_split(const RatingSet& ratings, double fraction, uint64_t seed);
+
 /// Validates `cfg` against the data, resolves the device, trains, and returns the model in
 /// original ids.  `test` may be null.  `dataset_name` only labels the report.
 TrainResult train(const Context& ctx, const TrainConfig& cfg, const RatingSet& train, const RatingSet* test,

@@ -32,6 +32,7 @@ class AlsBackend final : public Backend {
   void prepare(const FitInput& in) override {
     cfg_ = als::run_config(*in.cfg);
     run_.prepare_on(cfg_, *in.ctx, device_, *in.train, in.test, in.user_old, in.item_old);
+    run_.set_valid(in.valid);
   }
 
   EpochResult run_epoch(const EpochPlan&) override {
@@ -45,7 +46,7 @@ class AlsBackend final : public Backend {
     throw InvalidArgument("als: the ALS backend has no FP16 groups to widen");  // switching kNone: never called
   }
 
-  double test_sse() override { return run_.test_sse(); }
+  double eval_sse(EvalSet set) override { return set == EvalSet::kValid ? run_.valid_sse() : run_.test_sse(); }
 
   void export_state(StateWriter& out) const override {
     BinWriter w;

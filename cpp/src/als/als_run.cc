@@ -142,17 +142,23 @@ void AlsRun::prepare_on(const RunConfig& cfg, const Context& ctx, Device dev, co
   store_->load(cfg, std::move(U), std::move(I),
                initial(n_users_, cfg.k, cfg.init_std, ctx.seed, detail::kStreamInitP, user_old),
                initial(n_items_, cfg.k, cfg.init_std, ctx.seed, detail::kStreamInitQ, item_old));
-  test_u_.clear();
-  test_i_.clear();
-  test_r_.clear();
-  if (test)
-    for (int64_t t = 0; t < test->nnz(); ++t)
-      if (test->users[t] < n_users_ && test->items[t] < n_items_) {  // ids the model knows
-        test_u_.push_back(test->users[t]);
-        test_i_.push_back(test->items[t]);
-        test_r_.push_back(cfg.implicit ? 1.0f : test->ratings[t]);
-      }
+  test_ = keep_pairs(test);
+  valid_ = Pairs();
 }
+
+AlsRun::Pairs AlsRun::keep_pairs(const RatingSet* set) const {
+  Pairs out;
+  if (set)
+    for (int64_t t = 0; t < set->nnz(); ++t)
+      if (set->users[t] < n_users_ && set->items[t] < n_items_) {  // ids the model knows
+        out.u.push_back(set->users[t]);
+        out.i.push_back(set->items[t]);
+        out.r.push_back(cfg_.implicit ? 1.0f : set->ratings[t]);
+      }
+  return out;
+}
+
+void AlsRun::set_valid(const RatingSet* valid) { valid_ = keep_pairs(valid); }
 
 int64_t AlsRun::run_epoch() {
   MASCOT_CHECK_ARG(store_ != nullptr, "ALS: run_epoch before prepare");
@@ -160,18 +166,18 @@ int64_t AlsRun::run_epoch() {
   return 2 * nnz_;
 }
 
-double AlsRun::test_sse() const {
-  if (test_r_.empty()) return 0.0;
+double AlsRun::pairs_sse(const Pairs& pairs) const {
+  if (pairs.r.empty()) return 0.0;
   std::vector<float> P, Q;
   store_->get(&P, &Q);
   const int k = cfg_.k;
   double s = 0.0;
-  for (size_t t = 0; t < test_r_.size(); ++t) {
-    const float* p = &P[static_cast<size_t>(test_u_[t]) * k];
-    const float* q = &Q[static_cast<size_t>(test_i_[t]) * k];
+  for (size_t t = 0; t < pairs.r.size(); ++t) {
+    const float* p = &P[static_cast<size_t>(pairs.u[t]) * k];
+    const float* q = &Q[static_cast<size_t>(pairs.i[t]) * k];
     float d = 0.0f;
     for (int j = 0; j < k; ++j) d += p[j] * q[j];
-    const double e = static_cast<double>(d) - test_r_[t];
+    const double e = static_cast<double>(d) - pairs.r[t];
     s += e * e;
   }
   return s;

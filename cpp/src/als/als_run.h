@@ -46,8 +46,11 @@ class AlsRun {
   /// One iteration; returns the ratings touched (2 nnz).
   int64_t run_epoch();
   /// Sum of squared errors of p_u . q_i - r over the test pairs (implicit: against 1); 0 without.
-  double test_sse() const;
-  int64_t test_size() const { return static_cast<int64_t>(test_r_.size()); }
+  double test_sse() const { return pairs_sse(test_); }
+  int64_t test_size() const { return static_cast<int64_t>(test_.r.size()); }
+  /// The driver's validation hold-out (after prepare_on; relabelled ids), evaluated like the test set.
+  void set_valid(const RatingSet* valid);
+  double valid_sse() const { return pairs_sse(valid_); }
   int64_t n_users() const { return n_users_; }
   int64_t n_items() const { return n_items_; }
   int k() const { return cfg_.k; }
@@ -59,8 +62,13 @@ class AlsRun {
   std::unique_ptr<Store> store_;
   std::string device_;
   int64_t nnz_ = 0, n_users_ = 0, n_items_ = 0;
-  std::vector<int32_t> test_u_, test_i_;
-  std::vector<float> test_r_;
+  struct Pairs {  // evaluation pairs of ids the model knows (implicit: against 1)
+    std::vector<int32_t> u, i;
+    std::vector<float> r;
+  };
+  Pairs keep_pairs(const RatingSet* set) const;
+  double pairs_sse(const Pairs& pairs) const;
+  Pairs test_, valid_;
 };
 
 }  // namespace mascot::als

@@ -120,6 +120,8 @@ class CpuBackend final : public detail::Backend {
     sched_ = std::make_unique<Schedule>(std::move(*in.train), cfg_.order, threads_, row_bytes, seed_);
     if (in.test && in.test->nnz() > 0) test_recs_ = to_records(*in.test);
     if (in.test) *in.test = RatingSet();  // the records are the copy kept
+    if (in.valid && in.valid->nnz() > 0) valid_recs_ = to_records(*in.valid);
+    if (in.valid) *in.valid = RatingSet();
     uacc_.resize(static_cast<size_t>(threads_));
     iacc_.resize(static_cast<size_t>(threads_));
   }
@@ -190,7 +192,7 @@ class CpuBackend final : public detail::Backend {
     }
   }
 
-  double test_sse() override {
+  double eval_sse(detail::EvalSet set) override {
     const KernelTable& kt = kernels();
     std::vector<double> part(static_cast<size_t>(threads_) * 8, 0.0);  // 64 B apart
     const bool mixed = storage_ == Storage::kPerGroup;
@@ -199,7 +201,8 @@ class CpuBackend final : public detail::Backend {
       us = side(P32_, P16_, ug_, &ubits_);
       is = side(Q32_, Q16_, ig_, &ibits_);
     }
-    Schedule::parallel_for(test_recs_, threads_, [&](int tid, const Rec* r, size_t c) {
+    const std::vector<Rec>& recs = set == detail::EvalSet::kValid ? valid_recs_ : test_recs_;
+    Schedule::parallel_for(recs, threads_, [&](int tid, const Rec* r, size_t c) {
       double s;
       if (mixed)
         s = kt.sse_mixed(r, c, us, is, k_, naive_);
@@ -218,6 +221,7 @@ class CpuBackend final : public detail::Backend {
   void end_training() override {
     sched_.reset();
     std::vector<Rec>().swap(test_recs_);
+    std::vector<Rec>().swap(valid_recs_);
   }
 
   void factors(std::vector<float>* P, std::vector<float>* Q) const override {
@@ -393,7 +397,7 @@ class CpuBackend final : public detail::Backend {
   GroupTable ug_, ig_;   // this backend's copy: precisions change by widen_groups
   Buffer P32_, Q32_, P16_, Q16_;
   std::unique_ptr<Schedule> sched_;
-  std::vector<Rec> test_recs_;
+  std::vector<Rec> test_recs_, valid_recs_;
   std::unique_ptr<CompetingMethod> competing_;
   std::vector<GradAcc> uacc_, iacc_;     // per thread
   std::vector<float> ada_u_, ada_i_;     // adagrad states per user / item row (empty: schedule decay)

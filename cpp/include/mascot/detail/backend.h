@@ -13,7 +13,9 @@
 //                                                        sums (sampled epochs), method state JSON
 //   q-errors, Switcher baselines, switch decisions,
 //   the group precision tables                       ->  widen_groups(side, groups): FP16 -> FP32, exact
-//   evaluation schedule                              ->  test_sse(): on the prepared test set
+//   evaluation schedule                              ->  eval_sse(set): on the prepared test or
+//                                                        validation set
+//   the guard, early stopping (best factors)         ->  factors(P, Q) after an improving epoch
 //   EpochRecord, callbacks, divergence watch, stop,
 //   checkpoints of its own state ("driver_state")    ->  export_state / import_state (backend sections)
 //   undo the relabelling, finiteness                 <-  factors(P, Q) as float32
@@ -23,17 +25,17 @@
 //    and undoes it after factors().
 //  - Calls come from the driver's thread, one at a time, in the order prepare, [widen_groups
 //    (resume replay), import_state], then per epoch run_epoch, [widen_groups('u'),
-//    widen_groups('i')], [test_sse], [export_state]; end_training() and factors() at the end.  A backend object
+//    widen_groups('i')], [eval_sse], [export_state]; end_training() and factors() at the end.  A backend object
 //    serves one run (prepare is called once).
 //  - FitInput's pointers are valid during prepare() only: the backend copies what it keeps, or
-//    moves it out of the driver's relabelled rating sets (train, test), which the driver no
+//    moves it out of the driver's relabelled rating sets (train, test, valid), which the driver no
 //    longer reads (one copy of the ratings: the CPU schedule keeps the training set's arrays).
 //    Everything else crossing the interface is plain data (PODs, vectors, strings), so a
 //    backend can live in another process or in Python.  StateWriter/StateReader take a
 //    pointer to the caller's buffer, read or filled during the call only.
 //  - run_epoch returns when every update of the epoch is complete (a GPU synchronised): the
 //    driver times run_epoch plus the switching work (widen_groups) as the epoch's
-//    train_seconds, and test_sse as its eval_seconds.  Updates count rating visits.
+//    train_seconds, and eval_sse as its eval_seconds.  Updates count rating visits.
 //  - Randomness is counter-based: init from detail::init_row's formula (seed, stream,
 //    original id), FP16 rounding words from plan.round_seed, sampling from plan.sample_seed,
 //    the visiting order and a method's own words from (FitInput seed, epoch).  So the
@@ -63,7 +65,7 @@
 //    run_epoch solves every user row with Q fixed (lambda_p), then every item row with P fixed
 //    (lambda_q); plan.lr is unused and plan.sample is never set (its traits say Switching::kNone,
 //    storage FP32, or FP16 with als_factors=fp16), so the GradSums stay empty and widen_groups is
-//    never called; updates = ratings touched (2 x nnz); test_sse and factors as here;
+//    never called; updates = ratings touched (2 x nnz); eval_sse and factors as here;
 //    export_state writes "als_state" (epoch count, shapes) and P32 / Q32.  It is a row of the
 //    method-traits table (methods.h) and a factory (make_als_backend) that Driver::prepare picks
 //    for that method instead of make_cpu_backend / make_cuda_backend.
@@ -72,7 +74,7 @@
 //    sub-epochs (worker w updates block (w, (w + s) mod p) in sub-epoch s, all rows disjoint), with
 //    the same plan on every worker; its GradSums are the workers' sums added in worker order (a
 //    fixed reduction); widen_groups broadcasts the groups to the workers holding those rows;
-//    test_sse adds the workers' partial sums in worker order; export_state gathers the factors in
+//    eval_sse adds the workers' partial sums in worker order; export_state gathers the factors in
 //    their storage and the per-worker method state ("dask_state" with p); factors gathers.  A
 //    Python implementation binds this class as a nanobind trampoline: every argument above is a
 //    POD, a vector, a string or a StateWriter/StateReader, which take numpy buffers.
@@ -115,6 +117,10 @@ class StateReader {
   virtual std::string where(const std::string& name) const { return name; }
 };
 
+/// The evaluation sets a backend holds: the caller's test set, and the validation hold-out the
+/// driver carved from the training ratings (TrainConfig::valid_fraction, valid_split).
+enum class EvalSet { kTest, kValid };
+
 /// What prepare() gets: the relabelled data and the run's settings (valid during prepare only).
 struct FitInput {
   const Context* ctx;
@@ -124,6 +130,9 @@ struct FitInput {
   /// and frees the test set once it holds its evaluation records (one copy of the ratings).
   RatingSet* train;
   RatingSet* test;
+  /// The validation hold-out (disjoint from train; relabelled, items without a training rating
+  /// dropped; may be null): evaluated like the test set, never trained on.
+  RatingSet* valid = nullptr;
   const std::vector<int32_t>* user_old;  ///< original id of each relabelled user (seeds the init)
   const std::vector<int32_t>* item_old;
   const GroupTable* user_groups;  ///< boundaries and initial precisions (FP32 rows start FP32)
@@ -178,19 +187,20 @@ class Backend {
   /// Groups of side `side` ('u' or 'i') switched FP16 -> FP32: their rows move to FP32 storage
   /// (exact: every half is a float) and train in FP32 from the next epoch on.
   virtual void widen_groups(char side, const std::vector<int>& groups) = 0;
-  /// Sum of squared errors over the prepared test set (FP32 dot products); the driver divides
-  /// by the test set's size.  Only called when the test set is not empty.
-  virtual double test_sse() = 0;
+  /// Sum of squared errors over the prepared test or validation set (FP32 dot products); the
+  /// driver divides by the set's size.  Only called for a set that is not empty.
+  virtual double eval_sse(EvalSet set) = 0;
   /// The backend's state after a completed epoch (sections named by the backend).
   virtual void export_state(StateWriter& out) const = 0;
   /// Restores export_state's output; `epochs_done` is the driver's count, which the saved one
   /// must equal.
   virtual void import_state(StateReader& in, int epochs_done) = 0;
-  /// The epochs are over (called once, before factors(); no run_epoch or test_sse follows): frees
+  /// The epochs are over (called once, before factors(); no run_epoch or eval_sse follows): frees
   /// what only the epochs need, so that the finishing phase does not hold the ratings beside the
   /// factors' float32 copies (the CPU backend: its schedule with the ratings, the evaluation records).
   virtual void end_training() {}
-  /// Current factors as float32, relabelled order (n x k, row-major).
+  /// Current factors as float32, relabelled order (n x k, row-major).  Also called after a
+  /// completed epoch (before end_training): early stopping's copy of the best epoch's factors.
   virtual void factors(std::vector<float>* P, std::vector<float>* Q) const = 0;
 };
 
