@@ -42,8 +42,8 @@ def test_reported_qerrors_are_equation_4_of_the_sampled_gradients_of_training():
     ds = mascot.data.synthetic("synthetic-ml10m:0.002")
     tr = ds.train
     k, seed, epochs, gamma, g, w, pi = 32, 42, 8, 0.05, 100, 5, 2
-    m = mascot.MF(k=k, method="mascot", epochs=epochs, threads=1, seed=seed, threshold=1e9,
-                  groups=g, warmup=w, period=pi, sample_ratio=gamma).fit(tr, ds.test)
+    m = mascot.MF(k=k, method="mascot", epochs=epochs, threads=1, seed=seed, threshold=1e9, preset="paper",
+                  groups=g, warmup=w, period=pi, sample_ratio=gamma).fit(tr, ds.test)  # the paper's lr and lambdas
     ro = _core._testing.reorder(tr.users, tr.items, tr.n_users, tr.n_items, g, g)
     unew, inew, ust, ist = ro["user_new"], ro["item_new"], ro["user_group_start"], ro["item_group_start"]
     u, i, r = tr.users, tr.items, tr.ratings
@@ -139,7 +139,7 @@ def test_mascot_switches_some_groups_and_reports_them(backend):
 
 def test_switched_rows_train_in_fp32_and_the_rest_in_fp16():
     tr, te = _data()
-    m = mascot.MF(k=32, method="mascot", epochs=12, groups=10, threads=1, threshold=3).fit(tr)
+    m = mascot.MF(k=32, method="mascot", epochs=12, groups=10, threads=1, threshold=3, preset="paper").fit(tr)
     ro = _core._testing.reorder(tr.users, tr.items, tr.n_users, tr.n_items, 10, 10)
     switched = {s["group"] for s in m.report_["switches"] if s["side"] == "item"}
     assert switched
