@@ -322,8 +322,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-prune", action="store_true", help="run every trial to its last epoch")
     ap.add_argument("--quiet", "-q", action="store_true", help="no line per trial")
     fixed = ap.add_argument_group("fixed training parameters (mascot_train's options; see mascot_train --help)")
+    own = {a for act in ap._actions for a in act.option_strings}  # --valid-fraction is tune's split, not a row
     for p in _core.param_table():
-        if not p["flag"] or p["scope"] == "competing" or p["section"] == "internal":
+        if not p["flag"] or p["scope"] == "competing" or p["section"] == "internal" or p["flag"] in own:
             continue
         dest = "fixed_" + p["name"]
         if p["type"] == "bool":

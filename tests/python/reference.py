@@ -20,6 +20,10 @@ import numpy as np
 
 from mascot import _core
 
+# The product's defaults, from the parameter table (params.h): a test that trains with MF()'s
+# defaults compares against the reference with the same values.
+DEFAULTS = {row["name"]: row["default"] for row in _core.param_table()}
+
 F32 = np.float32
 LANES = 16
 
@@ -139,7 +143,8 @@ def adagrad_update(p, q, r, eta0, lp, lq, gp_state, gq_state, rnd=_ident):
 
 
 def train_reference(users, items, ratings, n_users, n_items, *, k, epochs, method="fp32",
-                    lr=0.01, decay=0.1, lambda_p=0.01, lambda_q=0.015, init_std=0.01, seed=42,
+                    lr=DEFAULTS["lr"], decay=DEFAULTS["decay"], lambda_p=DEFAULTS["lambda_p"],
+                    lambda_q=DEFAULTS["lambda_q"], init_std=DEFAULTS["init_std"], seed=42,
                     order="shuffle", rounding="nearest", groups=1, schedule="decay", states=False):
     """Serial SGD in the CPU backend's single-thread visiting order.  Returns (P, Q) float32,
     and the adagrad states (GU, GI) after them when ``states``.

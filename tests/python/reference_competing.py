@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from mascot import _core
-from reference import adagrad_rate, dot_lanes, half, hash3, lr_at, sr_half, sum_sq_lanes
+from reference import DEFAULTS, adagrad_rate, dot_lanes, half, hash3, lr_at, sr_half, sum_sq_lanes
 
 # ----------------------------------------------------------------------------- rules
 
@@ -179,7 +179,8 @@ def _serial_setup(data, k, epochs, seed, init_std, order, groups):
     return u, i, r, P, Q, np.asarray(visit).reshape(epochs, len(r)), u_new, i_new
 
 
-def mpt_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lambda_q=0.015, init_std=0.01,
+def mpt_reference(data, *, k, epochs, lr=DEFAULTS["lr"], decay=DEFAULTS["decay"], lambda_p=DEFAULTS["lambda_p"],
+                  lambda_q=DEFAULTS["lambda_q"], init_std=DEFAULTS["init_std"],
                   seed=42, order="shuffle", rounding="nearest", groups=4, loss_scale=1000.0, dynamic=False,
                   window=2000, schedule="decay"):
     """Serial MPT (competing.cc class Mpt).  Per rating: FP16 copies of p, q; FP16 products
@@ -235,7 +236,8 @@ def mpt_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lambda_
     return P, Q, stats
 
 
-def muppet_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lambda_q=0.015, init_std=0.01,
+def muppet_reference(data, *, k, epochs, lr=DEFAULTS["lr"], decay=DEFAULTS["decay"], lambda_p=DEFAULTS["lambda_p"],
+                     lambda_q=DEFAULTS["lambda_q"], init_std=DEFAULTS["init_std"],
                      seed=42, order="shuffle", rounding="nearest", groups=4, method_params=None,
                      schedule="decay"):
     """Serial MuPPET (competing.cc class Muppet); method_params as mascot.MF takes them.
@@ -449,7 +451,8 @@ _AFP_RECENT = 32  # kAfpRecentRows
 _INT64_MAX = 2 ** 63 - 1
 
 
-def afp_reference(data, *, k, epochs, lr=0.01, decay=0.1, lambda_p=0.01, lambda_q=0.015, init_std=0.01,
+def afp_reference(data, *, k, epochs, lr=DEFAULTS["lr"], decay=DEFAULTS["decay"], lambda_p=DEFAULTS["lambda_p"],
+                  lambda_q=DEFAULTS["lambda_q"], init_std=DEFAULTS["init_std"],
                   seed=42, order="shuffle", rounding="nearest", groups=4, method_params=None, schedule="decay"):
     """Serial AFP (competing.cc class Afp, one worker); method_params as mascot.MF takes them.
     Three tensors P, Q, G, each with its own AFP state (bits, point position s, moving average m

@@ -493,7 +493,7 @@ def tiny_synth():
 
 
 def _serial_fit(data, method, k, epochs, rounding, params, lr=0.01):
-    return mascot.MF(preset="paper", method=method, k=k, epochs=epochs, lr=lr, groups=4, threads=1, deterministic=True,
+    return mascot.MF(method=method, k=k, epochs=epochs, lr=lr, groups=4, threads=1, deterministic=True,
                      rounding=rounding, method_params=params).fit(data)
 
 
@@ -520,7 +520,7 @@ MPT_CASES = [
                          ids=["rn-static", "rn-static-skips", "rn-dynamic", "sr-static", "sr-dynamic"])
 def test_mpt_matches_serial_reference_bitwise(tiny_synth, rounding, k, epochs, params):
     m = _serial_fit(tiny_synth, "mpt", k, epochs, rounding, params)
-    P, Q, stats = mpt_reference(tiny_synth, k=k, epochs=epochs, rounding=rounding,
+    P, Q, stats = mpt_reference(tiny_synth, k=k, epochs=epochs, rounding=rounding, lr=0.01,
                                 loss_scale=params.get("loss_scale", 1000.0),
                                 dynamic=params.get("dynamic_loss_scale", False),
                                 window=params.get("loss_scale_window", 2000))

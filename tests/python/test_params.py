@@ -76,7 +76,7 @@ def test_python_keywords_are_the_table():
     names = [p["name"] for p in TABLE if p["scope"] != "competing" and p["section"] != "internal"]
     assert sorted(sig.parameters) == sorted(names + ["groups", "verbose", "method_params", "preset"])
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in sig.parameters.values())
-    assert sig.parameters["k"].default == 128 and sig.parameters["lr"].default == 0.01
+    assert sig.parameters["k"].default == 128 and sig.parameters["lr"].default == 0.03
     assert sig.parameters["random_fp16"].default is None  # off
     assert set(mascot.MF().get_params()) == set(names) | {"method_params"}
     with pytest.raises(TypeError, match="unexpected keyword argument 'nope'"):

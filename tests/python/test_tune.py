@@ -60,14 +60,15 @@ def test_first_trial_is_the_defaults(split):
 
 
 def test_pruning_stops_poor_trials_early(split):
-    """Five good trials, then three whose learning rate barely moves the model: the median rule
+    """Five good trials (above the default lr, which the first trial runs), then three whose
+    learning rate barely moves the model: the median rule
     stops each after its warm-up epoch instead of running all 10 epochs."""
     tr, va = split
     fixed = {"k": 8, "epochs": 10, "deterministic": True, "lambda_p": 0.01, "lambda_q": 0.01, "init_std": 0.01,
              "decay": 0.1}
     if "schedule" in {p["name"] for p in _core.param_table()}:
         fixed["schedule"] = "decay"
-    good, poor = [{"lr": x} for x in (0.02, 0.025, 0.03, 0.035, 0.04)], [{"lr": x} for x in (0.0011, 0.0012, 0.0013)]
+    good, poor = [{"lr": x} for x in (0.035, 0.04, 0.045, 0.05, 0.055)], [{"lr": x} for x in (0.0011, 0.0012, 0.0013)]
     res = tune_fn(tr, va, n_trials=9, start=good + poor, **fixed)  # the defaults' trial, then these
     trials = res.study.trials
     assert [t.params["lr"] for t in trials[1:9]] == [g["lr"] for g in good + poor]
