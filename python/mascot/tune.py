@@ -351,13 +351,9 @@ def _nonneg_int(t: str) -> int:
 
 
 def _finite(t: str) -> float:
-    try:
-        v = float(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects a number (got {t!r})") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expects a finite number (got {t!r})")
-    return v
+    from .cli import _finite_float  # the CLI's number rule (cli imports this module lazily)
+
+    return _finite_float(t)
 
 
 def _fraction(t: str) -> float:

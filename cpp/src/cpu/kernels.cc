@@ -59,13 +59,13 @@ struct VI {
 // compile time (the unrolled k loops) the element constants fold: xor, multiply, shift.
 inline VI vwords(uint32_t h, uint32_t j0) {
   constexpr uint32_t s = detail::kSrStep;
-  const __m512i c = _mm512_add_epi32(
-      _mm512_set1_epi32(static_cast<int>(j0 * s)),
-      _mm512_set_epi32(static_cast<int>(15 * s), static_cast<int>(14 * s), static_cast<int>(13 * s),
-                       static_cast<int>(12 * s), static_cast<int>(11 * s), static_cast<int>(10 * s),
-                       static_cast<int>(9 * s), static_cast<int>(8 * s), static_cast<int>(7 * s), static_cast<int>(6 * s),
-                       static_cast<int>(5 * s), static_cast<int>(4 * s), static_cast<int>(3 * s), static_cast<int>(2 * s),
-                       static_cast<int>(s), 0));
+  const __m512i c =
+      _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(j0 * s)),
+                       _mm512_set_epi32(static_cast<int>(15 * s), static_cast<int>(14 * s), static_cast<int>(13 * s),
+                                        static_cast<int>(12 * s), static_cast<int>(11 * s), static_cast<int>(10 * s),
+                                        static_cast<int>(9 * s), static_cast<int>(8 * s), static_cast<int>(7 * s),
+                                        static_cast<int>(6 * s), static_cast<int>(5 * s), static_cast<int>(4 * s),
+                                        static_cast<int>(3 * s), static_cast<int>(2 * s), static_cast<int>(s), 0));
   const __m512i x = _mm512_mullo_epi32(_mm512_xor_si512(_mm512_set1_epi32(static_cast<int>(h)), c),
                                        _mm512_set1_epi32(static_cast<int>(detail::kSrMul)));
   return {_mm512_srli_epi32(x, 19)};
@@ -160,10 +160,11 @@ struct VI {
 // detail::sr_word of lanes j0 .. j0+7 (see the AVX-512 vwords)
 inline __m256i words8(uint32_t h, uint32_t j0) {
   constexpr uint32_t s = detail::kSrStep;
-  const __m256i c = _mm256_add_epi32(
-      _mm256_set1_epi32(static_cast<int>(j0 * s)),
-      _mm256_set_epi32(static_cast<int>(7 * s), static_cast<int>(6 * s), static_cast<int>(5 * s), static_cast<int>(4 * s),
-                       static_cast<int>(3 * s), static_cast<int>(2 * s), static_cast<int>(s), 0));
+  const __m256i c =
+      _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(j0 * s)),
+                       _mm256_set_epi32(static_cast<int>(7 * s), static_cast<int>(6 * s), static_cast<int>(5 * s),
+                                        static_cast<int>(4 * s), static_cast<int>(3 * s), static_cast<int>(2 * s),
+                                        static_cast<int>(s), 0));
   const __m256i x = _mm256_mullo_epi32(_mm256_xor_si256(_mm256_set1_epi32(static_cast<int>(h)), c),
                                        _mm256_set1_epi32(static_cast<int>(detail::kSrMul)));
   return _mm256_srli_epi32(x, 19);
@@ -562,22 +563,25 @@ void sgd_loop(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
 // then -ceil(k / 16) for every other k up to 128, 0 beyond.  MASCOT_KERNEL_FEW_SHAPES (the
 // sanitized fuzz build, scripts/fuzz.sh) keeps only the first three: the same results (every
 // shape computes the same bits), a fraction of the compile time.
-#if MASCOT_KERNEL_FEW_SHAPES
-#define MASCOT_NC_DISPATCH(k, CALL) \
-  switch (k) {                      \
-    case 32:                        \
-      CALL(2);                      \
-      break;                        \
-    case 64:                        \
-      CALL(4);                      \
-      break;                        \
-    case 128:                       \
-      CALL(8);                      \
-      break;                        \
-    default:                        \
-      CALL(0);                      \
-      break;                        \
+// MASCOT_NC_DISPATCH_FEW: only the exact shapes of k = 32, 64, 128, every other k on the
+// run-time path (NC = 0).
+#define MASCOT_NC_DISPATCH_FEW(k, CALL) \
+  switch (k) {                          \
+    case 32:                            \
+      CALL(2);                          \
+      break;                            \
+    case 64:                            \
+      CALL(4);                          \
+      break;                            \
+    case 128:                           \
+      CALL(8);                          \
+      break;                            \
+    default:                            \
+      CALL(0);                          \
+      break;                            \
   }
+#if MASCOT_KERNEL_FEW_SHAPES
+#define MASCOT_NC_DISPATCH(k, CALL) MASCOT_NC_DISPATCH_FEW(k, CALL)
 #else
 #define MASCOT_NC_DISPATCH(k, CALL)        \
   switch (k) {                             \
@@ -625,21 +629,7 @@ void sgd_loop(const Rec* recs, size_t n, S* P, S* Q, const SgdParams& prm) {
 
 // The shapes of the adagrad kernels: the exact k = 32, 64, 128, every other k on the run-time
 // path (the same bits in every shape; fewer instantiations of kernels that are not the paper's).
-#define MASCOT_NC_DISPATCH_ADA(k, CALL) \
-  switch (k) {                          \
-    case 32:                            \
-      CALL(2);                          \
-      break;                            \
-    case 64:                            \
-      CALL(4);                          \
-      break;                            \
-    case 128:                           \
-      CALL(8);                          \
-      break;                            \
-    default:                            \
-      CALL(0);                          \
-      break;                            \
-  }
+#define MASCOT_NC_DISPATCH_ADA(k, CALL) MASCOT_NC_DISPATCH_FEW(k, CALL)
 
 template <class S, bool kHalf, bool kSR>
 void sgd_k(const Rec* recs, size_t n, S* Ps, S* Qs, const SgdParams& prm) {
@@ -714,8 +704,8 @@ inline void add_sample(const MixedSide& s, int group, const float* g, int k) {
 }
 
 template <int NC, bool kSR, bool kAda, class SP, class SQ>
-MASCOT_INLINE float mixed_update(SP* p, SQ* q, int k, float r, const SgdParams& prm, uint32_t hp, uint32_t hq,
-                                 float* g, float* Gp, float* Gq) {
+MASCOT_INLINE float mixed_update(SP* p, SQ* q, int k, float r, const SgdParams& prm, uint32_t hp, uint32_t hq, float* g,
+                                 float* Gp, float* Gq) {
   if (g) return update_vec<NC, kSR, true, kAda>(p, q, k, r, prm, hp, hq, g, Gp, Gq);
   return update_vec<NC, kSR, false, kAda>(p, q, k, r, prm, hp, hq, nullptr, Gp, Gq);
 }
