@@ -357,9 +357,11 @@ EpochCallback progress(bool quiet, bool valid) {
     }
     // the guard's warnings (the core records, the front end prints), also with --quiet
     for (const RmseRise& x : e.rises)
-      std::fprintf(stderr, "mascot_train: warning: %s RMSE %.6f after epoch %d is more than %g%% above its best %.6f "
-                   "(epoch %d)\n", x.set == "valid" ? "validation" : "test", x.now, x.epoch + 1,
-                   kRmseRiseMargin * 100, x.best, x.best_epoch + 1);
+      std::fprintf(stderr,
+                   "mascot_train: warning: %s RMSE %.6f after epoch %d is more than %g%% above its best %.6f "
+                   "(epoch %d)\n",
+                   x.set == "valid" ? "validation" : "test", x.now, x.epoch + 1, kRmseRiseMargin * 100, x.best,
+                   x.best_epoch + 1);
     return !g_stop.load();
   };
 }

@@ -60,8 +60,7 @@ std::vector<cpu::Rec> block_records(const In1<int32_t>& u, const In1<int32_t>& i
   MASCOT_CHECK_ARG(i.shape(0) == n && r.shape(0) == n, "users, items, ratings: one length");
   std::vector<cpu::Rec> recs(n);
   for (size_t t = 0; t < n; ++t) {
-    MASCOT_CHECK_ARG(u(t) >= 0 && static_cast<size_t>(u(t)) < rows_p && i(t) >= 0 &&
-                         static_cast<size_t>(i(t)) < rows_q,
+    MASCOT_CHECK_ARG(u(t) >= 0 && static_cast<size_t>(u(t)) < rows_p && i(t) >= 0 && static_cast<size_t>(i(t)) < rows_q,
                      "block rating ids out of the factor blocks' range");
     recs[t] = {u(t), i(t), r(t)};
   }
@@ -127,8 +126,7 @@ void bind_dask(nb::module_& m) {
         const size_t n = original_ids.shape(0);
         const uint64_t stream = side == "P" ? detail::kStreamInitP : detail::kStreamInitQ;
         std::vector<float> v(n * k);
-        for (size_t r = 0; r < n; ++r)
-          detail::init_row(&v[r * k], k, std, seed, stream, original_ids(r));
+        for (size_t r = 0; r < n; ++r) detail::init_row(&v[r * k], k, std, seed, stream, original_ids(r));
         if (!half) return to_numpy(std::move(v), {n, static_cast<size_t>(k)});
         // FP16 rows start as the nearest half of the float row, as the CPU backend's do
         std::vector<uint16_t> h(n * k);
@@ -159,8 +157,8 @@ void bind_dask(nb::module_& m) {
         }
         return static_cast<int64_t>(recs.size());
       },
-      "users"_a, "items"_a, "ratings"_a, "P"_a, "Q"_a, "half"_a, "lr"_a, "lambda_p"_a, "lambda_q"_a,
-      "stochastic"_a, "seed"_a, "epoch"_a, "block"_a,
+      "users"_a, "items"_a, "ratings"_a, "P"_a, "Q"_a, "half"_a, "lr"_a, "lambda_p"_a, "lambda_q"_a, "stochastic"_a,
+      "seed"_a, "epoch"_a, "block"_a,
       "One DSGD block: the ratings (block-local ids) in a seeded order of (seed, epoch, block), updating the\n"
       "P and Q blocks in place (float32, or FP16 bits for mascot-n1) with the CPU kernels; returns the updates.");
   m.def(
@@ -180,8 +178,8 @@ void bind_dask(nb::module_& m) {
       "dask_mixed_block",
       [](const In1<int32_t>& users, const In1<int32_t>& items, const In1<float>& ratings, Rows P32, Rows P16,
          const In1<int32_t>& ustart, const In1<uint8_t>& ufp32, Rows Q32, Rows Q16, const In1<int32_t>& istart,
-         const In1<uint8_t>& ifp32, float lr, float lambda_p, float lambda_q, bool stochastic, uint64_t seed,
-         int epoch, int64_t block, bool sample, double sample_ratio) {
+         const In1<uint8_t>& ifp32, float lr, float lambda_p, float lambda_q, bool stochastic, uint64_t seed, int epoch,
+         int64_t block, bool sample, double sample_ratio) {
         const int k = static_cast<int>(P32.shape(1));
         MixedBuf U, I;
         make_side(P32, P16, ustart, ufp32, k, sample, "P block", &U);
@@ -206,8 +204,8 @@ void bind_dask(nb::module_& m) {
         return nb::make_tuple(static_cast<int64_t>(recs.size()), sums_tuple(U, k), sums_tuple(I, k));
       },
       "users"_a, "items"_a, "ratings"_a, "P32"_a, "P16"_a, "user_start"_a, "user_fp32"_a, "Q32"_a, "Q16"_a,
-      "item_start"_a, "item_fp32"_a, "lr"_a, "lambda_p"_a, "lambda_q"_a, "stochastic"_a, "seed"_a, "epoch"_a,
-      "block"_a, "sample"_a, "sample_ratio"_a,
+      "item_start"_a, "item_fp32"_a, "lr"_a, "lambda_p"_a, "lambda_q"_a, "stochastic"_a, "seed"_a, "epoch"_a, "block"_a,
+      "sample"_a, "sample_ratio"_a,
       "One DSGD block of the per-group kernel (method mascot): rows of FP32 groups in P32 / Q32, of FP16 groups\n"
       "in P16 / Q16 (full-size arrays, block-local group tables).  Returns (updates, user sums, item sums), the\n"
       "sums (per group: gradient sum groups x k, squared norms, count) when `sample`, else None.");

@@ -204,8 +204,8 @@ void bind_testing(nb::module_& m) {
       "mixed_sgd_pass",
       [](const In1<int32_t>& users, const In1<int32_t>& items, const In1<float>& ratings, const In2<float>& P,
          const In2<float>& Q, const In1<int32_t>& ustart, const In1<uint8_t>& ufp32, const In1<int32_t>& istart,
-         const In1<uint8_t>& ifp32, float lr, float lambda_p, float lambda_q, bool stochastic, uint64_t seed,
-         int epoch, std::optional<In1<float>> gu, std::optional<In1<float>> gi) -> nb::object {
+         const In1<uint8_t>& ifp32, float lr, float lambda_p, float lambda_q, bool stochastic, uint64_t seed, int epoch,
+         std::optional<In1<float>> gu, std::optional<In1<float>> gi) -> nb::object {
         // one call of the per-group kernel (cpu/kernels.cc mixed_loop) on the ratings in the
         // given order: a row of an FP32 group is stored as the given float, any other as its
         // nearest half; stochastic FP16 stores with the words of sr_words(seed, epoch, u, i);

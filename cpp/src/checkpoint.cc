@@ -596,8 +596,8 @@ Loaded load_manifest(const std::string& dir) {
   const int64_t version = n("version");
   if (version >= 1 && version < kOldestReadable)
     throw_invalid("checkpoint " + mpath + ": written by an older MASCOT (checkpoint format version " +
-                  std::to_string(version) + "; this build reads versions " + std::to_string(kOldestReadable) +
-                  " to " + std::to_string(kVersion) + "): it cannot be resumed, start the run again");
+                  std::to_string(version) + "; this build reads versions " + std::to_string(kOldestReadable) + " to " +
+                  std::to_string(kVersion) + "): it cannot be resumed, start the run again");
   if (version < kOldestReadable || version > kVersion)
     throw_invalid("checkpoint " + mpath + ": unsupported version " + std::to_string(version) +
                   " (this build reads versions " + std::to_string(kOldestReadable) + " to " + std::to_string(kVersion) +

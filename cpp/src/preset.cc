@@ -18,7 +18,7 @@ struct Json {
   enum Kind { kNull, kBool, kNumber, kString, kArray, kObject };
   Kind kind = kNull;
   bool b = false;
-  std::string text;  ///< a number's literal, a string's value
+  std::string text;      ///< a number's literal, a string's value
   bool integer = false;  ///< a number without fraction or exponent
   std::vector<Json> items;
   std::vector<std::pair<std::string, Json>> members;
@@ -158,16 +158,35 @@ class Parser {
       if (i_ >= s_.size()) fail("unterminated string");
       const char e = s_[i_++];
       switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': utf8(hex4(), &out); break;
-        default: fail(std::string("bad escape '\\") + (e >= 0x20 && e < 0x7f ? std::string(1, e) : "?") + "'");
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'u':
+          utf8(hex4(), &out);
+          break;
+        default:
+          fail(std::string("bad escape '\\") + (e >= 0x20 && e < 0x7f ? std::string(1, e) : "?") + "'");
       }
     }
   }
@@ -177,10 +196,14 @@ class Parser {
     for (int k = 0; k < 4; ++k) {
       const char h = s_[i_++];
       x <<= 4;
-      if (h >= '0' && h <= '9') x |= h - '0';
-      else if (h >= 'a' && h <= 'f') x |= h - 'a' + 10;
-      else if (h >= 'A' && h <= 'F') x |= h - 'A' + 10;
-      else fail("bad \\u escape");
+      if (h >= '0' && h <= '9')
+        x |= h - '0';
+      else if (h >= 'a' && h <= 'f')
+        x |= h - 'a' + 10;
+      else if (h >= 'A' && h <= 'F')
+        x |= h - 'A' + 10;
+      else
+        fail("bad \\u escape");
     }
     return x;
   }
@@ -288,10 +311,10 @@ Preset builtin_preset(const std::string& name) {
   // theta, the warm-up and the initialisation are the values the paper's experiments were
   // reproduced with.  Not "the defaults": those may change, this may not.
   static const char* const kPaper[][2] = {
-      {"k", "128"},          {"epochs", "50"},         {"lr", "0.01"},          {"decay", "0.1"},
-      {"lambda_p", "0.01"},  {"lambda_q", "0.015"},    {"init_std", "0.01"},    {"user_groups", "100"},
-      {"item_groups", "100"}, {"period", "2"},         {"sample_ratio", "0.05"}, {"threshold", "20"},
-      {"warmup", "5"},       {"schedule", "decay"},
+      {"k", "128"},           {"epochs", "50"},      {"lr", "0.01"},           {"decay", "0.1"},
+      {"lambda_p", "0.01"},   {"lambda_q", "0.015"}, {"init_std", "0.01"},     {"user_groups", "100"},
+      {"item_groups", "100"}, {"period", "2"},       {"sample_ratio", "0.05"}, {"threshold", "20"},
+      {"warmup", "5"},        {"schedule", "decay"},
   };
   Preset p;
   p.name = name;
@@ -315,8 +338,8 @@ Preset parse_preset(const std::string& text, const std::string& what) {
   for (const auto& [key, v] : doc.members) {
     if (key == "mascot_preset") {
       if (v.kind != Json::kNumber || v.text != "1")
-        throw_invalid(at + "mascot_preset must be 1 (got " + (v.kind == Json::kNumber ? printable(v.text) :
-                                                                  std::string(kind_name(v.kind))) + ")");
+        throw_invalid(at + "mascot_preset must be 1 (got " +
+                      (v.kind == Json::kNumber ? printable(v.text) : std::string(kind_name(v.kind))) + ")");
       tagged = true;
     } else if (key == "params") {
       if (v.kind != Json::kObject) throw_invalid(at + "params must be an object (got " + kind_name(v.kind) + ")");

@@ -92,8 +92,13 @@ std::string RunReport::to_json() const {
     w.key("warnings").begin_array();
     for (const auto& e : epochs)
       for (const RmseRise& x : e.rises)
-        w.begin_object().kv("set", x.set).kv("epoch", x.epoch).kv("best_epoch", x.best_epoch).kv("best", x.best)
-            .kv("now", x.now).end_object();
+        w.begin_object()
+            .kv("set", x.set)
+            .kv("epoch", x.epoch)
+            .kv("best_epoch", x.best_epoch)
+            .kv("best", x.best)
+            .kv("now", x.now)
+            .end_object();
     w.end_array();
   }
   w.end_object();

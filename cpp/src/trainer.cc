@@ -486,15 +486,14 @@ class Driver {
                                                     : "; lower lr or init_std (--lr, --init-std)";
     if (diverged_ >= 0)
       throw Diverged("training diverged: the " + diverged_set_ + " RMSE is not finite after epoch " +
-                     std::to_string(diverged_) +
-                     advice);
+                     std::to_string(diverged_) + advice);
     // a stop asked for after the last epoch interrupted nothing
     if (r.interrupted && static_cast<int>(r.epochs.size()) >= cfg_.epochs) r.interrupted = false;
     backend_->end_training();
     std::vector<float> P, Q;
     // early stopping: the best epoch's factors, and the totals describe that model
-    const bool best = cfg_.early_stop > 0 && best_saved_epoch_ >= 0 &&
-                      best_saved_epoch_ + 1 < static_cast<int>(r.epochs.size());
+    const bool best =
+        cfg_.early_stop > 0 && best_saved_epoch_ >= 0 && best_saved_epoch_ + 1 < static_cast<int>(r.epochs.size());
     if (best) {
       P = std::move(best_P_);
       Q = std::move(best_Q_);

@@ -264,7 +264,7 @@ class TrainConfig:
     @property
     def schedule(self) -> str:
         """
-        learning rate: decay (the paper's, above) or adagrad (LIBMF's per-row eta0 / sqrt(G), G its mean squared grads)
+        learning rate: decay (the paper's, above) or adagrad (LIBMF's per-row eta0 / sqrt(G), G: mean sq. grads)
         """
 
     @schedule.setter

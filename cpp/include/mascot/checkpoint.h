@@ -68,9 +68,9 @@ struct CheckpointInfo {
 CheckpointInfo read_checkpoint(const std::string& dir, bool verify_all = true);
 
 struct CheckpointOptions {
-  std::string dir;             ///< created if missing; must not already hold a checkpoint
-  int every = 1;               ///< write after every `every` epochs, and after the last / on stop
-  bool deterministic = false;  ///< recorded (the caller set threads = 1, device cpu)
+  std::string dir;                    ///< created if missing; must not already hold a checkpoint
+  int every = 1;                      ///< write after every `every` epochs, and after the last / on stop
+  bool deterministic = false;         ///< recorded (the caller set threads = 1, device cpu)
   std::string train_path, test_path;  ///< the rating files read, recorded for a resume ("": none)
 };
 
@@ -95,7 +95,7 @@ TrainResult train_checkpointed(const Context& ctx, const TrainConfig& cfg, const
                                const CheckpointOptions& opt);
 
 struct ResumeOptions {
-  int every = 0;                        ///< 0: the checkpoint's own setting
+  int every = 0;  ///< 0: the checkpoint's own setting
   /// > 0: train to this many epochs in total (at least the epochs done; the learning-rate
   /// schedule continues, so a deterministic run extended from 3 to 6 epochs is the 6-epoch run).
   /// 0: the checkpoint's own count.

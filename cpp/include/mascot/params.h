@@ -50,10 +50,10 @@
   X(float, decay, 0.1f, Check::non_negative(), kSgdMethods, kTraining, "--decay", "X",                                \
     "schedule eta_e = eta0 / (1 + decay * e^1.5), e 0-based")                                                         \
   X(LrSchedule, schedule, LrSchedule::kDecay, Check::none(), kSgdMethods, kTraining, "--schedule", "NAME",            \
-    "learning rate: decay (the paper's, above) or adagrad (LIBMF's per-row eta0 / sqrt(G), G its mean squared grads)") \
+    "learning rate: decay (the paper's, above) or adagrad (LIBMF's per-row eta0 / sqrt(G), G: mean sq. grads)")       \
   X(float, lambda_p, 0.05f, Check::non_negative(), kAll, kTraining, "--lambda-p", "X",                                \
     "L2 regularisation of user vectors")                                                                              \
-  X(float, lambda_q, 0.03f, Check::non_negative(), kAll, kTraining, "--lambda-q", "X",                               \
+  X(float, lambda_q, 0.03f, Check::non_negative(), kAll, kTraining, "--lambda-q", "X",                                \
     "L2 regularisation of item vectors")                                                                              \
   X(float, init_std, 0.01f, Check::positive(), kAll, kTraining, "--init-std", "X", "P, Q ~ N(0, init_std^2)")         \
   X(Rounding, rounding, Rounding::kNearest, Check::none(), kSgdMethods, kTraining, "--rounding", "NAME",              \

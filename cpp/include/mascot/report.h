@@ -34,7 +34,7 @@ struct EpochRecord {
   std::vector<double> item_qerror;
   std::vector<double> user_grad_norm;  ///< grad_stats: per group mean sampled-gradient norm (-1: no samples)
   std::vector<double> item_grad_norm;
-  std::string method_json;  ///< method-specific state (a JSON object), empty when none
+  std::string method_json;      ///< method-specific state (a JSON object), empty when none
   std::vector<RmseRise> rises;  ///< the guard's warnings of this epoch (front ends print them)
 };
 

@@ -243,8 +243,8 @@ class CpuBackend final : public detail::Backend {
     w.pod(static_cast<int32_t>(threads_));
     w.pod(static_cast<int32_t>(epochs_run_));
     w.str(competing_ ? competing_->export_state() : std::string());
-    const uint8_t have = (P32_.p ? 1 : 0) | (Q32_.p ? 2 : 0) | (P16_.p ? 4 : 0) | (Q16_.p ? 8 : 0) |
-                         (ada_u_.empty() ? 0 : 16 | 32);
+    const uint8_t have =
+        (P32_.p ? 1 : 0) | (Q32_.p ? 2 : 0) | (P16_.p ? 4 : 0) | (Q16_.p ? 8 : 0) | (ada_u_.empty() ? 0 : 16 | 32);
     w.pod(have);
     out.blob("cpu_state", w.bytes());
     if (!ada_u_.empty()) {

@@ -40,7 +40,7 @@ enum Stream : uint64_t {
   kStreamSample = 4,
   kStreamRound = 5,
   kStreamSynth = 6,
-  kStreamValid = 7,  ///< TrainConfig::valid_fraction: which training ratings are held out (valid_split)
+  kStreamValid = 7,              ///< TrainConfig::valid_fraction: which training ratings are held out (valid_split)
   kStreamRandomPrecisionP = 16,  ///< TrainConfig::random_fp16 coin per user
   kStreamRandomPrecisionQ = 17,  ///< ... per item
 };
