@@ -278,7 +278,7 @@ def test_device_switches_follow_its_own_qerrors_and_convert_rows():
     """The report's switch events are the Switcher's decisions on the reported q-errors, and a
     switched group's rows hold FP32 values while the others stay FP16."""
     tr, te = _data()
-    m = _fit("cuda", "mascot", tr, te, groups=10, threshold=3, sample_ratio=0.2)
+    m = _fit("cuda", "mascot", tr, te, groups=10, threshold=3, sample_ratio=0.2, preset="paper")  # switches there
     rep = m.report_
     meas = [e for e in rep["epochs"] if "item_qerror" in e]
     q = np.array([e["item_qerror"] for e in meas])
@@ -303,8 +303,8 @@ def test_device_switches_follow_its_own_qerrors_and_convert_rows():
 @pytest.mark.skipif(mascot.cuda_device_count() == 0, reason=GPU_SKIP_REASON)
 def test_optimised_and_naive_lookup_agree():
     tr, te = _data()
-    a = _fit("cuda", "mascot", tr, te, threshold=3).report_
-    b = _fit("cuda", "mascot-naive", tr, te, threshold=3).report_
+    a = _fit("cuda", "mascot", tr, te, threshold=3, preset="paper").report_  # the paper's dynamics switch here
+    b = _fit("cuda", "mascot-naive", tr, te, threshold=3, preset="paper").report_
     # Hogwild on the GPU is not bit-reproducible, so the two runs agree to a tolerance
     assert b["totals"]["final_test_rmse"] == pytest.approx(a["totals"]["final_test_rmse"], rel=2e-3)
     sa = {(s["side"], s["group"]) for s in a["switches"]}
@@ -356,7 +356,7 @@ def test_resume_on_device_continues_the_run(tmp_path, case):
     resumed run must be bit-identical to them; on a GPU (Hogwild across warps) it must resume
     with the saved state and end near the uninterrupted run."""
     ds = mascot.data.synthetic("synthetic-ml10m:0.002")
-    m = mascot.MF(k=32, epochs=6, device="cuda", **DEVICE_CK_CASES[case])
+    m = mascot.MF(k=32, epochs=6, device="cuda", preset="paper", **DEVICE_CK_CASES[case])  # tuned on its dynamics
     P1, Q1, full = _device_run(m, ds)
     P2, Q2, again = _device_run(m, ds)
     deterministic = P1.tobytes() == P2.tobytes() and Q1.tobytes() == Q2.tobytes()
